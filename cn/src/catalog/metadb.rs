@@ -1,0 +1,239 @@
+//! The metadb (PolarDB-X's GMS): a MariaDB database `cn_meta` holding the
+//! catalog, the DN list, sequences and the catalog version.
+//!
+//! Each table's definition is one JSON document (a [`TableDef`]) in
+//! `cn_meta.tables`; every DDL bumps `cn_meta.catalog_version`, which CNs poll
+//! to reload their snapshot. Sequences hand out cached ranges of ids.
+
+use super::{CatalogSnapshot, DatabaseDef, TableDef};
+use crate::error::{CnError, Result};
+use mysql_async::prelude::*;
+use mysql_async::Pool;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+pub const META_DB: &str = "cn_meta";
+
+const SCHEMA: &[&str] = &[
+    "CREATE DATABASE IF NOT EXISTS cn_meta",
+    "CREATE TABLE IF NOT EXISTS cn_meta.dns (id INT PRIMARY KEY, host VARCHAR(255) NOT NULL, port INT NOT NULL, user VARCHAR(64) NOT NULL, password VARCHAR(255) NOT NULL DEFAULT '')",
+    "CREATE TABLE IF NOT EXISTS cn_meta.dbs (name VARCHAR(64) PRIMARY KEY, created TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP)",
+    "CREATE TABLE IF NOT EXISTS cn_meta.tables (db VARCHAR(64) NOT NULL, name VARCHAR(64) NOT NULL, version BIGINT NOT NULL, def LONGTEXT NOT NULL, PRIMARY KEY (db, name))",
+    "CREATE TABLE IF NOT EXISTS cn_meta.catalog_version (id INT PRIMARY KEY, version BIGINT NOT NULL)",
+    "INSERT IGNORE INTO cn_meta.catalog_version VALUES (1, 1)",
+    "CREATE TABLE IF NOT EXISTS cn_meta.sequences (db VARCHAR(64) NOT NULL, tbl VARCHAR(64) NOT NULL, next_value BIGINT UNSIGNED NOT NULL, PRIMARY KEY (db, tbl))",
+];
+
+/// A data node as recorded in the metadb.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnInfo {
+    pub id: u32,
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub password: String,
+}
+
+/// Access to the metadb.
+#[derive(Clone)]
+pub struct MetaDb {
+    pool: Pool,
+}
+
+impl MetaDb {
+    pub fn new(pool: Pool) -> Self {
+        MetaDb { pool }
+    }
+
+    async fn conn(&self) -> Result<mysql_async::Conn> {
+        self.pool
+            .get_conn()
+            .await
+            .map_err(|e| CnError::from_dn("metadb", e))
+    }
+
+    /// Creates the metadb schema if it is missing (idempotent).
+    pub async fn bootstrap(&self) -> Result<()> {
+        let mut c = self.conn().await?;
+        for s in SCHEMA {
+            c.query_drop(*s).await?;
+        }
+        Ok(())
+    }
+
+    pub async fn dns(&self) -> Result<Vec<DnInfo>> {
+        let mut c = self.conn().await?;
+        let rows: Vec<(u32, String, u16, String, String)> = c
+            .query("SELECT id, host, port, user, password FROM cn_meta.dns ORDER BY id")
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, host, port, user, password)| DnInfo {
+                id,
+                host,
+                port,
+                user,
+                password,
+            })
+            .collect())
+    }
+
+    /// Registers DNs (playground set-up); existing ids are updated.
+    pub async fn register_dns(&self, dns: &[DnInfo]) -> Result<()> {
+        let mut c = self.conn().await?;
+        for d in dns {
+            c.exec_drop(
+                "REPLACE INTO cn_meta.dns (id, host, port, user, password) VALUES (?, ?, ?, ?, ?)",
+                (d.id, &d.host, d.port, &d.user, &d.password),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    pub async fn version(&self) -> Result<u64> {
+        let mut c = self.conn().await?;
+        let v: Option<u64> = c
+            .query_first("SELECT version FROM cn_meta.catalog_version WHERE id = 1")
+            .await?;
+        Ok(v.unwrap_or(0))
+    }
+
+    /// Reads the whole catalog.
+    pub async fn load(&self) -> Result<CatalogSnapshot> {
+        let mut c = self.conn().await?;
+        let version: Option<u64> = c
+            .query_first("SELECT version FROM cn_meta.catalog_version WHERE id = 1")
+            .await?;
+        let dbs: Vec<String> = c.query("SELECT name FROM cn_meta.dbs").await?;
+        let mut databases: BTreeMap<String, DatabaseDef> = dbs
+            .into_iter()
+            .map(|n| {
+                (
+                    n.clone(),
+                    DatabaseDef {
+                        name: n,
+                        tables: BTreeMap::new(),
+                    },
+                )
+            })
+            .collect();
+        let tables: Vec<String> = c.query("SELECT def FROM cn_meta.tables").await?;
+        for def in tables {
+            let t: TableDef = serde_json::from_str(&def).map_err(|e| {
+                CnError::internal(format!("corrupt table definition in metadb: {e}"))
+            })?;
+            if let Some(d) = databases.get_mut(&t.db) {
+                d.tables.insert(t.name.clone(), Arc::new(t));
+            }
+        }
+        Ok(CatalogSnapshot {
+            version: version.unwrap_or(0),
+            databases,
+        })
+    }
+
+    async fn bump(c: &mut mysql_async::Conn) -> Result<()> {
+        c.query_drop("UPDATE cn_meta.catalog_version SET version = version + 1 WHERE id = 1")
+            .await?;
+        Ok(())
+    }
+
+    pub async fn create_database(&self, name: &str) -> Result<()> {
+        let mut c = self.conn().await?;
+        c.exec_drop("INSERT INTO cn_meta.dbs (name) VALUES (?)", (name,))
+            .await?;
+        Self::bump(&mut c).await
+    }
+
+    pub async fn drop_database(&self, name: &str) -> Result<()> {
+        let mut c = self.conn().await?;
+        c.exec_drop("DELETE FROM cn_meta.tables WHERE db = ?", (name,))
+            .await?;
+        c.exec_drop("DELETE FROM cn_meta.sequences WHERE db = ?", (name,))
+            .await?;
+        c.exec_drop("DELETE FROM cn_meta.dbs WHERE name = ?", (name,))
+            .await?;
+        Self::bump(&mut c).await
+    }
+
+    /// Inserts or replaces a table definition.
+    pub async fn put_table(&self, t: &TableDef) -> Result<()> {
+        let def = serde_json::to_string(t).map_err(|e| CnError::internal(e.to_string()))?;
+        let mut c = self.conn().await?;
+        c.exec_drop(
+            "REPLACE INTO cn_meta.tables (db, name, version, def) VALUES (?, ?, ?, ?)",
+            (&t.db, &t.name, t.version, def),
+        )
+        .await?;
+        Self::bump(&mut c).await
+    }
+
+    pub async fn drop_table(&self, db: &str, name: &str) -> Result<()> {
+        let mut c = self.conn().await?;
+        c.exec_drop(
+            "DELETE FROM cn_meta.tables WHERE db = ? AND name = ?",
+            (db, name),
+        )
+        .await?;
+        c.exec_drop(
+            "DELETE FROM cn_meta.sequences WHERE db = ? AND tbl = ?",
+            (db, name),
+        )
+        .await?;
+        Self::bump(&mut c).await
+    }
+
+    /// Renames a table: its definition moves to the new name.
+    pub async fn rename_table(&self, t: &TableDef, old_name: &str) -> Result<()> {
+        let def = serde_json::to_string(t).map_err(|e| CnError::internal(e.to_string()))?;
+        let mut c = self.conn().await?;
+        c.query_drop("START TRANSACTION").await?;
+        c.exec_drop(
+            "DELETE FROM cn_meta.tables WHERE db = ? AND name = ?",
+            (&t.db, old_name),
+        )
+        .await?;
+        c.exec_drop(
+            "INSERT INTO cn_meta.tables (db, name, version, def) VALUES (?, ?, ?, ?)",
+            (&t.db, &t.name, t.version, def),
+        )
+        .await?;
+        c.exec_drop(
+            "UPDATE cn_meta.sequences SET tbl = ? WHERE db = ? AND tbl = ?",
+            (&t.name, &t.db, old_name),
+        )
+        .await?;
+        c.query_drop("UPDATE cn_meta.catalog_version SET version = version + 1 WHERE id = 1")
+            .await?;
+        c.query_drop("COMMIT").await?;
+        Ok(())
+    }
+
+    /// Reserves `n` consecutive ids of table `db.tbl`'s sequence, at least
+    /// `min_next`; returns the first. One metadb transaction per range, so
+    /// CNs that cache ranges hand out globally unique ids.
+    pub async fn reserve_ids(&self, db: &str, tbl: &str, n: u64, min_next: u64) -> Result<u64> {
+        let mut c = self.conn().await?;
+        c.query_drop("START TRANSACTION").await?;
+        c.exec_drop(
+            "INSERT IGNORE INTO cn_meta.sequences (db, tbl, next_value) VALUES (?, ?, 1)",
+            (db, tbl),
+        )
+        .await?;
+        let cur: Option<u64> = c
+            .exec_first(
+                "SELECT next_value FROM cn_meta.sequences WHERE db = ? AND tbl = ? FOR UPDATE",
+                (db, tbl),
+            )
+            .await?;
+        let start = cur.unwrap_or(1).max(min_next);
+        c.exec_drop(
+            "UPDATE cn_meta.sequences SET next_value = ? WHERE db = ? AND tbl = ?",
+            (start + n, db, tbl),
+        )
+        .await?;
+        c.query_drop("COMMIT").await?;
+        Ok(start)
+    }
+}

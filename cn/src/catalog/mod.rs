@@ -1,0 +1,240 @@
+//! The logical catalog: databases, tables, columns, partitioning, placement
+//! and table groups. The source of truth is the metadb ([`metadb`]); each CN
+//! holds a versioned in-memory [`CatalogSnapshot`] and reloads it when the
+//! metadb's catalog version moves.
+
+pub mod metadb;
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+/// Name of the hidden primary-key column given to a table without one
+/// (PolarDB-X uses the same name). It is `INVISIBLE` on the DNs, so
+/// `SELECT *` does not show it.
+pub const IMPLICIT_PK: &str = "_drds_implicit_id_";
+
+/// The family of a column's type: what the CN needs to route, hash and
+/// convert values of the column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TypeKind {
+    /// TINYINT … BIGINT, BOOL, YEAR.
+    Int {
+        unsigned: bool,
+        bytes: u8,
+    },
+    /// DECIMAL(precision, scale).
+    Decimal {
+        precision: u8,
+        scale: i8,
+    },
+    Float,
+    Double,
+    /// CHAR, VARCHAR, TEXT, ENUM, SET, JSON: compared under the column's
+    /// collation (utf8mb4_general_ci by default).
+    String,
+    /// BINARY, VARBINARY, BLOB, BIT: compared bytewise.
+    Binary,
+    Date,
+    /// DATETIME(fsp) and TIMESTAMP(fsp).
+    DateTime {
+        fsp: u8,
+    },
+    Time,
+}
+
+/// A column of a logical table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ColumnMeta {
+    /// Lower-case name (MySQL column names are case-insensitive).
+    pub name: String,
+    /// The type as written in the DDL, e.g. `decimal(15,2)`.
+    pub sql_type: String,
+    pub kind: TypeKind,
+    pub nullable: bool,
+    pub auto_increment: bool,
+    /// Hidden columns (the implicit primary key) are not in `SELECT *`.
+    pub hidden: bool,
+}
+
+/// How a table's rows are spread over partitions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Partitioning {
+    /// `PARTITION BY KEY|HASH(cols) PARTITIONS n`: partition =
+    /// [`crate::sharding::hash_key`] of the key values modulo `count`.
+    Hash {
+        columns: Vec<String>,
+        count: u32,
+        function: String,
+    },
+    /// `PARTITION BY RANGE COLUMNS(col)`: partition i holds values below
+    /// `bounds[i]` (`None` = MAXVALUE) and at or above `bounds[i-1]`.
+    Range {
+        column: String,
+        bounds: Vec<Option<String>>,
+        names: Vec<String>,
+    },
+    /// `PARTITION BY LIST COLUMNS(col)`: partition i holds `values[i]`.
+    List {
+        column: String,
+        values: Vec<Vec<String>>,
+        names: Vec<String>,
+    },
+    /// A full copy on every DN; reads go to any one, writes to all.
+    Broadcast,
+    /// One physical table on one DN.
+    Single,
+}
+
+impl Partitioning {
+    /// Partition key columns (empty for broadcast and single tables).
+    pub fn key_columns(&self) -> Vec<String> {
+        match self {
+            Partitioning::Hash { columns, .. } => columns.clone(),
+            Partitioning::Range { column, .. } | Partitioning::List { column, .. } => {
+                vec![column.clone()]
+            }
+            _ => vec![],
+        }
+    }
+    /// PolarDB-X's name of the partition policy, for SHOW output.
+    pub fn policy(&self) -> &'static str {
+        match self {
+            Partitioning::Hash { function, .. } if function == "hash" => "HASH",
+            Partitioning::Hash { .. } => "KEY",
+            Partitioning::Range { .. } => "RANGE COLUMNS",
+            Partitioning::List { .. } => "LIST COLUMNS",
+            Partitioning::Broadcast => "BROADCAST",
+            Partitioning::Single => "SINGLE",
+        }
+    }
+}
+
+/// Where one partition of a table lives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionPlacement {
+    /// Partition name, `p1`, `p2`, … (or the name given in RANGE/LIST DDL).
+    pub name: String,
+    /// Physical table name on the DN (in the database of the same name as the
+    /// logical one).
+    pub phys_table: String,
+    /// DN id (index into the cluster's DN list).
+    pub dn: u32,
+}
+
+/// A logical table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableDef {
+    pub db: String,
+    pub name: String,
+    pub columns: Vec<ColumnMeta>,
+    pub primary_key: Vec<String>,
+    pub partitioning: Partitioning,
+    /// One entry per partition; for a broadcast table one per DN.
+    pub partitions: Vec<PartitionPlacement>,
+    /// Tables with the same partitioning (function, key types, count) share
+    /// a table group and the placement of partition i.
+    pub table_group: String,
+    /// The physical CREATE TABLE body: everything after the table name,
+    /// without a partition clause; used to create partitions.
+    pub physical_body: String,
+    /// Bumped by every DDL on the table.
+    pub version: u64,
+}
+
+impl TableDef {
+    pub fn column(&self, name: &str) -> Option<&ColumnMeta> {
+        let name = name.to_ascii_lowercase();
+        self.columns.iter().find(|c| c.name == name)
+    }
+    pub fn column_index(&self, name: &str) -> Option<usize> {
+        let name = name.to_ascii_lowercase();
+        self.columns.iter().position(|c| c.name == name)
+    }
+    pub fn visible_columns(&self) -> impl Iterator<Item = &ColumnMeta> {
+        self.columns.iter().filter(|c| !c.hidden)
+    }
+    pub fn is_broadcast(&self) -> bool {
+        matches!(self.partitioning, Partitioning::Broadcast)
+    }
+    /// True when rows are split over partitions (hash, range or list).
+    pub fn is_partitioned(&self) -> bool {
+        !matches!(
+            self.partitioning,
+            Partitioning::Broadcast | Partitioning::Single
+        )
+    }
+    /// The auto-increment column, if any (including the implicit key).
+    pub fn auto_increment_column(&self) -> Option<&ColumnMeta> {
+        self.columns.iter().find(|c| c.auto_increment)
+    }
+}
+
+/// A logical database.
+#[derive(Debug, Clone, Default)]
+pub struct DatabaseDef {
+    pub name: String,
+    pub tables: BTreeMap<String, Arc<TableDef>>,
+}
+
+/// An immutable view of the catalog at one version.
+#[derive(Debug, Clone, Default)]
+pub struct CatalogSnapshot {
+    pub version: u64,
+    pub databases: BTreeMap<String, DatabaseDef>,
+}
+
+impl CatalogSnapshot {
+    pub fn database(&self, db: &str) -> Option<&DatabaseDef> {
+        self.databases.get(&db.to_ascii_lowercase())
+    }
+    pub fn table(&self, db: &str, table: &str) -> Option<&Arc<TableDef>> {
+        self.database(db)?.tables.get(&table.to_ascii_lowercase())
+    }
+}
+
+/// The CN's cached catalog; readers take a cheap `Arc` snapshot.
+#[derive(Debug, Default)]
+pub struct Catalog {
+    current: RwLock<Arc<CatalogSnapshot>>,
+}
+
+impl Catalog {
+    pub fn snapshot(&self) -> Arc<CatalogSnapshot> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+    pub fn install(&self, snap: CatalogSnapshot) {
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(snap);
+    }
+}
+
+/// The table group a table with this partitioning belongs to: tables with
+/// equal names here are co-located partition by partition.
+pub fn table_group_name(p: &Partitioning, key_kinds: &[TypeKind]) -> String {
+    let kinds: Vec<String> = key_kinds
+        .iter()
+        .map(|k| match k {
+            TypeKind::Int { .. } => "int".to_string(),
+            TypeKind::Decimal { precision, scale } => format!("dec{precision}_{scale}"),
+            other => format!("{other:?}").to_ascii_lowercase(),
+        })
+        .collect();
+    match p {
+        Partitioning::Hash {
+            count, function, ..
+        } => format!("tg_{function}_{}_{count}", kinds.join("_")),
+        Partitioning::Broadcast => "broadcast_tg".into(),
+        Partitioning::Single => "single_tg".into(),
+        Partitioning::Range { bounds, .. } => {
+            format!("tg_range_{}_{}", kinds.join("_"), bounds.len())
+        }
+        Partitioning::List { values, .. } => {
+            format!("tg_list_{}_{}", kinds.join("_"), values.len())
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! State shared by every session of one CN: configuration, the metadb, the
+//! DNs, the cached catalog, sequences and the process list.
+
+use crate::catalog::metadb::MetaDb;
+use crate::catalog::Catalog;
+use crate::config::Config;
+use crate::dn::Dn;
+use crate::error::{CnError, Result};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// One row of SHOW PROCESSLIST.
+#[derive(Debug, Clone)]
+pub struct ProcessInfo {
+    pub id: u32,
+    pub user: String,
+    pub host: String,
+    pub db: Option<String>,
+    pub command: &'static str,
+    pub started: Instant,
+    pub info: Option<String>,
+    /// Set by KILL QUERY; the running statement checks it.
+    pub kill_query: Arc<std::sync::atomic::AtomicBool>,
+    /// Set by KILL; the connection closes after the statement.
+    pub kill_conn: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// Ids handed out from a cached range of a metadb sequence.
+#[derive(Debug, Default)]
+struct SeqRange {
+    next: u64,
+    end: u64,
+}
+
+/// The shared state of a CN.
+pub struct Cluster {
+    pub config: Config,
+    pub metadb: MetaDb,
+    pub dns: Vec<Arc<Dn>>,
+    pub catalog: Catalog,
+    pub processes: Mutex<BTreeMap<u32, ProcessInfo>>,
+    next_conn_id: AtomicU32,
+    sequences: tokio::sync::Mutex<HashMap<(String, String), SeqRange>>,
+    /// In-process timestamp source until the TSO service is wired in.
+    pub clock: tso::LocalClock,
+    /// Round-robin counter for reads of broadcast tables.
+    rr: AtomicU64,
+}
+
+/// Ids a CN reserves from the metadb at a time for one sequence.
+pub const SEQUENCE_CACHE: u64 = 1000;
+
+impl Cluster {
+    /// Connects to the metadb, creates its schema if needed, reads the DNs and
+    /// the catalog.
+    pub async fn connect(config: Config) -> Result<Arc<Cluster>> {
+        let opts = mysql_async::Opts::from_url(&config.metadb)
+            .map_err(|e| CnError::internal(format!("bad metadb URL {:?}: {e}", config.metadb)))?;
+        let metadb = MetaDb::new(mysql_async::Pool::new(opts));
+        metadb.bootstrap().await?;
+        let dns = metadb.dns().await?;
+        if dns.is_empty() {
+            return Err(CnError::internal(
+                "the metadb lists no data nodes (cn_meta.dns is empty)",
+            ));
+        }
+        let dns = dns
+            .into_iter()
+            .map(|d| Arc::new(Dn::new(d, config.dn_pool_size)))
+            .collect();
+        let snap = metadb.load().await?;
+        let catalog = Catalog::default();
+        catalog.install(snap);
+        Ok(Arc::new(Cluster {
+            config,
+            metadb,
+            dns,
+            catalog,
+            processes: Mutex::new(BTreeMap::new()),
+            next_conn_id: AtomicU32::new(1),
+            sequences: tokio::sync::Mutex::new(HashMap::new()),
+            clock: tso::LocalClock::default(),
+            rr: AtomicU64::new(0),
+        }))
+    }
+
+    pub fn next_conn_id(&self) -> u32 {
+        self.next_conn_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub fn dn(&self, id: u32) -> Result<&Arc<Dn>> {
+        self.dns
+            .get(id as usize)
+            .ok_or_else(|| CnError::internal(format!("no DN with id {id}")))
+    }
+
+    /// A DN for a read of a broadcast table (round robin).
+    pub fn any_dn(&self) -> u32 {
+        (self.rr.fetch_add(1, Ordering::Relaxed) % self.dns.len() as u64) as u32
+    }
+
+    /// Reloads the catalog from the metadb if its version moved.
+    pub async fn refresh_catalog(&self) -> Result<()> {
+        let v = self.metadb.version().await?;
+        if v != self.catalog.snapshot().version {
+            let snap = self.metadb.load().await?;
+            self.catalog.install(snap);
+        }
+        Ok(())
+    }
+
+    /// Polls the catalog version so DDL made on another CN becomes visible.
+    pub fn spawn_catalog_poller(self: &Arc<Self>) {
+        let me = Arc::downgrade(self);
+        let every = Duration::from_millis(self.config.catalog_poll_ms.max(50));
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(c) = me.upgrade() else { return };
+                if let Err(e) = c.refresh_catalog().await {
+                    tracing::warn!(error = %e, "catalog refresh failed");
+                }
+            }
+        });
+    }
+
+    /// `n` consecutive ids of table `db.tbl`'s sequence. Served from a cached
+    /// range of [`SEQUENCE_CACHE`] ids; ranges come from the metadb, so ids are
+    /// unique across CNs (not monotonic across CNs, as in PolarDB-X's
+    /// group sequence).
+    pub async fn next_ids(&self, db: &str, tbl: &str, n: u64) -> Result<u64> {
+        let mut seqs = self.sequences.lock().await;
+        let r = seqs.entry((db.to_string(), tbl.to_string())).or_default();
+        if r.end - r.next < n {
+            let want = n.max(SEQUENCE_CACHE);
+            let start = self.metadb.reserve_ids(db, tbl, want, 1).await?;
+            *r = SeqRange {
+                next: start,
+                end: start + want,
+            };
+        }
+        let first = r.next;
+        r.next += n;
+        Ok(first)
+    }
+
+    /// Makes the sequence hand out ids above `value` (after an explicit id
+    /// was inserted), as MySQL's AUTO_INCREMENT does.
+    pub async fn observe_id(&self, db: &str, tbl: &str, value: u64) -> Result<()> {
+        let mut seqs = self.sequences.lock().await;
+        let r = seqs.entry((db.to_string(), tbl.to_string())).or_default();
+        if value >= r.next && value < r.end {
+            r.next = value + 1;
+        } else if value >= r.end {
+            let start = self
+                .metadb
+                .reserve_ids(db, tbl, SEQUENCE_CACHE, value + 1)
+                .await?;
+            *r = SeqRange {
+                next: start,
+                end: start + SEQUENCE_CACHE,
+            };
+        }
+        Ok(())
+    }
+
+    /// Forgets the cached range of a dropped or truncated table.
+    pub async fn forget_sequence(&self, db: &str, tbl: &str) {
+        self.sequences
+            .lock()
+            .await
+            .remove(&(db.to_string(), tbl.to_string()));
+    }
+}

@@ -1,0 +1,103 @@
+//! CN configuration (`cn serve --config FILE`, TOML, kebab-case keys).
+
+use serde::{Deserialize, Serialize};
+
+/// Configuration of one CN process.
+///
+/// ```toml
+/// listen = "127.0.0.1:3307"
+/// metadb = "mysql://root@127.0.0.1:4000"
+/// max-connections = 1024
+/// [[users]]
+/// name = "root"
+/// password = ""
+/// ```
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Config {
+    /// Address the MySQL protocol listens on.
+    pub listen: String,
+    /// URL of the metadb (a MariaDB server holding `cn_meta`).
+    pub metadb: String,
+    /// Client connections accepted at once; one more gets ERR 1040.
+    pub max_connections: usize,
+    /// Pooled connections per DN.
+    pub dn_pool_size: usize,
+    /// How often the catalog version in the metadb is polled, in ms.
+    pub catalog_poll_ms: u64,
+    /// Accounts; an empty password means none.
+    pub users: Vec<User>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct User {
+    pub name: String,
+    #[serde(default)]
+    pub password: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:3307".into(),
+            metadb: "mysql://root@127.0.0.1:4000".into(),
+            max_connections: 1024,
+            dn_pool_size: 256,
+            catalog_poll_ms: 500,
+            users: vec![User {
+                name: "root".into(),
+                password: String::new(),
+            }],
+        }
+    }
+}
+
+impl Config {
+    /// Checks values a typo could make absurd.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_connections == 0 {
+            return Err("max-connections must be at least 1".into());
+        }
+        if self.dn_pool_size == 0 {
+            return Err("dn-pool-size must be at least 1".into());
+        }
+        if self.users.is_empty() {
+            return Err("at least one user is needed".into());
+        }
+        self.listen
+            .parse::<std::net::SocketAddr>()
+            .map_err(|e| format!("listen = {:?}: {e}", self.listen))?;
+        if !self.metadb.starts_with("mysql://") {
+            return Err(format!(
+                "metadb = {:?}: expected a mysql:// URL",
+                self.metadb
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_validates() {
+        let c: Config =
+            toml::from_str("listen = \"127.0.0.1:4001\"\nmax-connections = 5\n").unwrap();
+        assert_eq!(c.max_connections, 5);
+        assert!(c.validate().is_ok());
+        let bad = Config {
+            max_connections: 0,
+            ..Config::default()
+        };
+        assert!(bad.validate().is_err());
+        assert!(toml::from_str::<Config>("no-such-key = 1").is_err());
+        let bad_listen = Config {
+            listen: "nowhere".into(),
+            ..Config::default()
+        };
+        assert!(bad_listen.validate().is_err());
+    }
+}

@@ -1,0 +1,531 @@
+//! DML: INSERT (multi-row, split per shard; IGNORE, REPLACE, ON DUPLICATE
+//! KEY UPDATE, INSERT … SELECT), UPDATE and DELETE with partition pruning.
+//! A write that touches several DNs runs as one distributed transaction
+//! ([`crate::txn`]).
+
+use crate::catalog::{CatalogSnapshot, TableDef};
+use crate::error::{code, CnError, Result};
+use crate::planner::{self, resolve_name, PhysicalNames};
+use crate::session::sink::{CollectSink, ResultSink};
+use crate::session::Session;
+use crate::sharding::partition_for;
+use crate::txn::Txn;
+use datafusion::sql::sqlparser::ast::helpers::attached_token::AttachedToken;
+use datafusion::sql::sqlparser::ast::{
+    AssignmentTarget, BinaryOperator, Expr, FromTable, Ident, ObjectName, ObjectNamePart, Parens,
+    SetExpr, Statement, TableFactor, TableObject, Value, Values,
+};
+use mysql_async::prelude::*;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+/// Runs INSERT, UPDATE or DELETE.
+pub async fn execute(s: &mut Session, stmt: Statement, sink: &mut dyn ResultSink) -> Result<()> {
+    let snap = s.cluster.catalog.snapshot();
+    let (affected, last_id) = match stmt {
+        Statement::Insert(ins) => insert(s, &snap, ins).await?,
+        Statement::Update(u) => update(s, &snap, u).await?,
+        Statement::Delete(d) => delete(s, &snap, d).await?,
+        _ => return Err(CnError::internal("not DML")),
+    };
+    if last_id != 0 {
+        s.last_insert_id = last_id;
+    }
+    sink.ok(affected, last_id, "").await
+}
+
+/// Literal text of a value expression: `Some(None)` for NULL, `None` when
+/// the expression is not a literal.
+fn literal_text(e: &Expr) -> Option<Option<String>> {
+    match e {
+        Expr::Value(v) => match &v.value {
+            Value::Number(n, _) => Some(Some(n.clone())),
+            Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => Some(Some(s.clone())),
+            Value::Boolean(b) => Some(Some(if *b { "1" } else { "0" }.into())),
+            Value::Null => Some(None),
+            _ => None,
+        },
+        Expr::UnaryOp {
+            op: datafusion::sql::sqlparser::ast::UnaryOperator::Minus,
+            expr,
+        } => literal_text(expr).map(|v| v.map(|s| format!("-{s}"))),
+        Expr::Nested(e) => literal_text(e),
+        _ => None,
+    }
+}
+
+fn number(v: u64) -> Expr {
+    Expr::value(Value::Number(v.to_string(), false))
+}
+
+fn physical_name(db: &str, phys: &str) -> ObjectName {
+    ObjectName(vec![
+        ObjectNamePart::Identifier(Ident::with_quote('`', db)),
+        ObjectNamePart::Identifier(Ident::with_quote('`', phys)),
+    ])
+}
+
+fn table_of(snap: &CatalogSnapshot, s: &Session, name: &ObjectName) -> Result<Arc<TableDef>> {
+    let (db, t) = resolve_name(name, s.db.as_deref())?;
+    if snap.database(&db).is_none() {
+        return Err(CnError::bad_db(&db));
+    }
+    snap.table(&db, &t)
+        .cloned()
+        .ok_or_else(|| CnError::no_such_table(&db, &t))
+}
+
+async fn insert(
+    s: &mut Session,
+    snap: &CatalogSnapshot,
+    mut ins: datafusion::sql::sqlparser::ast::Insert,
+) -> Result<(u64, u64)> {
+    let TableObject::TableName(name) = &ins.table else {
+        return Err(CnError::unsupported("INSERT INTO TABLE FUNCTION"));
+    };
+    let def = table_of(snap, s, name)?;
+    // Target columns.
+    let mut cols: Vec<String> = if !ins.assignments.is_empty() {
+        ins.assignments
+            .iter()
+            .map(|a| match &a.target {
+                AssignmentTarget::ColumnName(n) => {
+                    Ok(n.to_string().trim_matches('`').to_ascii_lowercase())
+                }
+                AssignmentTarget::Tuple(_) => {
+                    Err(CnError::parse("tuple assignment in INSERT … SET"))
+                }
+            })
+            .collect::<Result<_>>()?
+    } else if ins.columns.is_empty() {
+        def.visible_columns().map(|c| c.name.clone()).collect()
+    } else {
+        ins.columns
+            .iter()
+            .map(|c| c.to_string().trim_matches('`').to_ascii_lowercase())
+            .collect()
+    };
+    for c in &cols {
+        if def.column(c).is_none() {
+            return Err(CnError::mysql(
+                code::ER_BAD_FIELD_ERROR,
+                format!("Unknown column '{c}' in 'field list'"),
+            ));
+        }
+    }
+    // Rows.
+    let mut rows: Vec<Vec<Expr>> = if !ins.assignments.is_empty() {
+        vec![ins.assignments.iter().map(|a| a.value.clone()).collect()]
+    } else {
+        let src = ins
+            .source
+            .take()
+            .ok_or_else(|| CnError::parse("INSERT without VALUES"))?;
+        match *src.body {
+            SetExpr::Values(v) if src.order_by.is_none() => {
+                v.rows.into_iter().map(|p| p.content).collect()
+            }
+            _ => {
+                // INSERT … SELECT: run the SELECT, then insert its rows.
+                let mut c = CollectSink::default();
+                Box::pin(s.execute(&src.to_string(), &mut c)).await?;
+                c.rows
+                    .into_iter()
+                    .map(|r| {
+                        r.into_iter()
+                            .map(|v| match v {
+                                None => Expr::value(Value::Null),
+                                Some(b) => Expr::value(Value::SingleQuotedString(
+                                    String::from_utf8_lossy(&b).into_owned(),
+                                )),
+                            })
+                            .collect()
+                    })
+                    .collect()
+            }
+        }
+    };
+    ins.assignments.clear();
+    for (i, r) in rows.iter().enumerate() {
+        if r.len() != cols.len() {
+            return Err(CnError::mysql(
+                code::ER_WRONG_VALUE_COUNT_ON_ROW,
+                format!("Column count doesn't match value count at row {}", i + 1),
+            ));
+        }
+    }
+    // AUTO_INCREMENT (and the implicit key): ids from the metadb sequence.
+    let mut first_id = 0;
+    if let Some(ai) = def.auto_increment_column() {
+        let pos = match cols.iter().position(|c| *c == ai.name) {
+            Some(p) => p,
+            None => {
+                cols.push(ai.name.clone());
+                for r in rows.iter_mut() {
+                    r.push(Expr::value(Value::Null));
+                }
+                cols.len() - 1
+            }
+        };
+        let need: Vec<usize> = rows
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| {
+                matches!(literal_text(&r[pos]), Some(None))
+                    || matches!(literal_text(&r[pos]), Some(Some(ref v)) if v == "0")
+            })
+            .map(|(i, _)| i)
+            .collect();
+        if !need.is_empty() {
+            let start = s
+                .cluster
+                .next_ids(&def.db, &def.name, need.len() as u64)
+                .await?;
+            first_id = start;
+            for (k, i) in need.into_iter().enumerate() {
+                rows[i][pos] = number(start + k as u64);
+            }
+        }
+        let max_explicit = rows
+            .iter()
+            .filter_map(|r| literal_text(&r[pos]).flatten())
+            .filter_map(|v| v.parse::<u64>().ok())
+            .max();
+        if let Some(m) = max_explicit {
+            s.cluster.observe_id(&def.db, &def.name, m).await?;
+        }
+    }
+    // Route each row.
+    let keys = def.partitioning.key_columns();
+    let key_pos: Vec<usize> = keys
+        .iter()
+        .map(|k| cols.iter().position(|c| c == k).ok_or_else(|| CnError::mysql(1364, format!("Field '{k}' doesn't have a default value; the partition key is needed to route the row"))))
+        .collect::<Result<_>>()?;
+    let mut by_part: BTreeMap<usize, Vec<Vec<Expr>>> = BTreeMap::new();
+    for r in rows {
+        let p = if def.is_partitioned() {
+            let vals: Vec<Option<String>> = key_pos
+                .iter()
+                .map(|&i| {
+                    literal_text(&r[i]).ok_or_else(|| {
+                        CnError::unsupported(format!(
+                            "a non-literal partition key value ({})",
+                            r[i]
+                        ))
+                    })
+                })
+                .collect::<Result<_>>()?;
+            let key: Vec<Option<&str>> = vals.iter().map(|v| v.as_deref()).collect();
+            partition_for(&def, &key)?
+        } else {
+            0
+        };
+        by_part.entry(p).or_default().push(r);
+    }
+    let targets: Vec<(usize, Vec<Vec<Expr>>)> = if def.is_broadcast() {
+        let all: Vec<Vec<Expr>> = by_part.into_values().flatten().collect();
+        (0..def.partitions.len())
+            .map(|p| (p, all.clone()))
+            .collect()
+    } else {
+        by_part.into_iter().collect()
+    };
+    let column_idents: Vec<ObjectName> = cols
+        .iter()
+        .map(|c| ObjectName::from(vec![Ident::with_quote('`', c)]))
+        .collect();
+    let mut work = Vec::new();
+    for (p, rows) in targets {
+        let part = &def.partitions[p];
+        let mut pi = ins.clone();
+        pi.table = TableObject::TableName(physical_name(&def.db, &part.phys_table));
+        pi.columns = column_idents.clone();
+        let mut src = datafusion::sql::sqlparser::ast::Query::clone(&empty_values_query());
+        src.body = Box::new(SetExpr::Values(Values {
+            explicit_row: false,
+            value_keyword: false,
+            rows: rows
+                .into_iter()
+                .map(|r| Parens {
+                    opening_token: AttachedToken::empty(),
+                    content: r,
+                    closing_token: AttachedToken::empty(),
+                })
+                .collect(),
+        }));
+        pi.source = Some(Box::new(src));
+        work.push((part.dn, Statement::Insert(pi).to_string()));
+    }
+    let (mut affected, _) = run_writes(s, work).await?;
+    if def.is_broadcast() {
+        affected /= def.partitions.len().max(1) as u64;
+    }
+    Ok((affected, first_id))
+}
+
+fn empty_values_query() -> datafusion::sql::sqlparser::ast::Query {
+    let mut stmts = datafusion::sql::sqlparser::parser::Parser::parse_sql(
+        &datafusion::sql::sqlparser::dialect::MySqlDialect {},
+        "VALUES (1)",
+    )
+    .expect("static SQL parses");
+    match stmts.pop() {
+        Some(Statement::Query(q)) => *q,
+        _ => unreachable!("VALUES parses as a query"),
+    }
+}
+
+/// Partitions a WHERE clause may touch: equalities and IN lists on the
+/// partition key pin them; anything else touches all.
+fn target_partitions(def: &TableDef, selection: Option<&Expr>) -> BTreeSet<usize> {
+    let all: BTreeSet<usize> = (0..def.partitions.len()).collect();
+    if !def.is_partitioned() {
+        return all;
+    }
+    let Some(sel) = selection else { return all };
+    let keys = def.partitioning.key_columns();
+    let mut vals: BTreeMap<String, Vec<Option<String>>> = BTreeMap::new();
+    let mut eqs = Vec::new();
+    planner::equalities(sel, &mut eqs);
+    for ((_, col), v) in eqs {
+        vals.insert(col, vec![v]);
+    }
+    collect_in_lists(sel, &mut vals);
+    if keys.len() == 1 {
+        if let Some(vs) = vals.get(&keys[0]) {
+            let mut set = BTreeSet::new();
+            for v in vs {
+                match partition_for(def, &[v.as_deref()]) {
+                    Ok(p) => {
+                        set.insert(p);
+                    }
+                    Err(_) => return all,
+                }
+            }
+            return set;
+        }
+        return all;
+    }
+    let key: Option<Vec<Option<&str>>> = keys
+        .iter()
+        .map(|k| {
+            vals.get(k)
+                .filter(|v| v.len() == 1)
+                .map(|v| v[0].as_deref())
+        })
+        .collect();
+    match key.map(|k| partition_for(def, &k)) {
+        Some(Ok(p)) => BTreeSet::from([p]),
+        _ => all,
+    }
+}
+
+fn collect_in_lists(e: &Expr, out: &mut BTreeMap<String, Vec<Option<String>>>) {
+    match e {
+        Expr::BinaryOp {
+            left,
+            op: BinaryOperator::And,
+            right,
+        } => {
+            collect_in_lists(left, out);
+            collect_in_lists(right, out);
+        }
+        Expr::InList {
+            expr,
+            list,
+            negated: false,
+        } => {
+            let col = match expr.as_ref() {
+                Expr::Identifier(i) => i.value.to_ascii_lowercase(),
+                Expr::CompoundIdentifier(p) => p
+                    .last()
+                    .map(|i| i.value.to_ascii_lowercase())
+                    .unwrap_or_default(),
+                _ => return,
+            };
+            let vals: Option<Vec<Option<String>>> = list.iter().map(literal_text).collect();
+            if let Some(v) = vals {
+                out.insert(col, v);
+            }
+        }
+        Expr::Nested(e) => collect_in_lists(e, out),
+        _ => {}
+    }
+}
+
+async fn update(
+    s: &mut Session,
+    snap: &CatalogSnapshot,
+    u: datafusion::sql::sqlparser::ast::Update,
+) -> Result<(u64, u64)> {
+    if !u.table.joins.is_empty() || u.from.is_some() {
+        return Err(CnError::unsupported("multi-table UPDATE"));
+    }
+    let TableFactor::Table { name, .. } = &u.table.relation else {
+        return Err(CnError::unsupported("UPDATE of a derived table"));
+    };
+    let def = table_of(snap, s, name)?;
+    let keys = def.partitioning.key_columns();
+    for a in &u.assignments {
+        if let AssignmentTarget::ColumnName(n) = &a.target {
+            let c =
+                n.0.last()
+                    .map(|p| p.to_string().trim_matches('`').to_ascii_lowercase())
+                    .unwrap_or_default();
+            if def.is_partitioned() && keys.contains(&c) {
+                return Err(CnError::unsupported("UPDATE of a partition key column"));
+            }
+        }
+    }
+    let parts = target_partitions(&def, u.selection.as_ref());
+    if parts.len() > 1 && u.limit.is_some() {
+        return Err(CnError::unsupported(
+            "UPDATE … LIMIT over several partitions",
+        ));
+    }
+    let mut work = Vec::new();
+    for p in &parts {
+        let mut pu = u.clone();
+        let mut names = PhysicalNames {
+            snap,
+            db: s.db.as_deref(),
+            dn: def.partitions[*p].dn,
+            partition: Some(*p),
+            alias: true,
+        };
+        planner::to_physical(&mut pu, &mut names);
+        work.push((def.partitions[*p].dn, Statement::Update(pu).to_string()));
+    }
+    let (mut affected, _) = run_writes(s, work).await?;
+    if def.is_broadcast() {
+        affected /= def.partitions.len().max(1) as u64;
+    }
+    Ok((affected, 0))
+}
+
+async fn delete(
+    s: &mut Session,
+    snap: &CatalogSnapshot,
+    d: datafusion::sql::sqlparser::ast::Delete,
+) -> Result<(u64, u64)> {
+    let from = match &d.from {
+        FromTable::WithFromKeyword(f) | FromTable::WithoutKeyword(f) => f,
+    };
+    if from.len() != 1 || !from[0].joins.is_empty() || d.using.is_some() || !d.tables.is_empty() {
+        return Err(CnError::unsupported("multi-table DELETE"));
+    }
+    let TableFactor::Table { name, .. } = &from[0].relation else {
+        return Err(CnError::unsupported("DELETE from a derived table"));
+    };
+    let def = table_of(snap, s, name)?;
+    let parts = target_partitions(&def, d.selection.as_ref());
+    if parts.len() > 1 && d.limit.is_some() {
+        return Err(CnError::unsupported(
+            "DELETE … LIMIT over several partitions",
+        ));
+    }
+    let mut work = Vec::new();
+    for p in &parts {
+        let mut pd = d.clone();
+        let mut names = PhysicalNames {
+            snap,
+            db: s.db.as_deref(),
+            dn: def.partitions[*p].dn,
+            partition: Some(*p),
+            alias: false,
+        };
+        planner::to_physical(&mut pd, &mut names);
+        work.push((def.partitions[*p].dn, Statement::Delete(pd).to_string()));
+    }
+    let (mut affected, _) = run_writes(s, work).await?;
+    if def.is_broadcast() {
+        affected /= def.partitions.len().max(1) as u64;
+    }
+    Ok((affected, 0))
+}
+
+/// Runs physical write statements: inside the session's transaction if one
+/// is open; as one local transaction when they all go to one DN; otherwise
+/// as an implicit distributed transaction. Returns summed affected rows.
+pub async fn run_writes(s: &mut Session, work: Vec<(u32, String)>) -> Result<(u64, u64)> {
+    let dns: BTreeSet<u32> = work.iter().map(|(d, _)| *d).collect();
+    let mut per_dn: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+    for (d, sql) in work {
+        per_dn.entry(d).or_default().push(sql);
+    }
+    if s.txn.is_none() && dns.len() == 1 {
+        let (dn, stmts) = per_dn.into_iter().next().expect("one DN");
+        let d = s.cluster.dn(dn)?.clone();
+        let mut c = d.conn().await?;
+        let multi = stmts.len() > 1;
+        if multi {
+            c.query_drop("START TRANSACTION")
+                .await
+                .map_err(|e| d.err(e))?;
+        }
+        let mut total = 0;
+        for sql in &stmts {
+            match c.query_iter(sql.as_str()).await {
+                Ok(r) => {
+                    total += r.affected_rows();
+                    r.drop_result().await.map_err(|e| d.err(e))?;
+                }
+                Err(e) => {
+                    if multi {
+                        let _ = c.query_drop("ROLLBACK").await;
+                    }
+                    return Err(d.err(e));
+                }
+            }
+        }
+        if multi {
+            c.query_drop("COMMIT").await.map_err(|e| d.err(e))?;
+        }
+        return Ok((total, 0));
+    }
+    let implicit = s.txn.is_none();
+    let txn = match &s.txn {
+        Some(t) => t.clone(),
+        None => Txn::begin(s.cluster.clone(), s.conn_id),
+    };
+    let runs = per_dn.into_iter().map(|(dn, stmts)| {
+        let txn = txn.clone();
+        let cluster = s.cluster.clone();
+        async move {
+            let d = cluster.dn(dn)?.clone();
+            let b = txn.branch(dn).await?;
+            let mut c = b.lock().await;
+            let mut total = 0;
+            for sql in &stmts {
+                let r = c.query_iter(sql.as_str()).await.map_err(|e| d.err(e))?;
+                total += r.affected_rows();
+                r.drop_result().await.map_err(|e| d.err(e))?;
+            }
+            Ok::<u64, CnError>(total)
+        }
+    });
+    let results = futures::future::join_all(runs).await;
+    let mut total = 0;
+    let mut err = None;
+    for r in results {
+        match r {
+            Ok(n) => total += n,
+            Err(e) => err = err.or(Some(e)),
+        }
+    }
+    if let Some(e) = err {
+        if implicit {
+            txn.rollback().await;
+        } else {
+            // MySQL rolls back only the statement; without savepoints per
+            // branch the CN rolls back the whole transaction and says so.
+            txn.rollback().await;
+            s.txn = None;
+        }
+        return Err(e);
+    }
+    if implicit {
+        txn.commit().await?;
+    }
+    Ok((total, 0))
+}

@@ -1,0 +1,85 @@
+//! Data-node access: one connection pool per DN, and running physical SQL
+//! on a DN with errors that name it.
+
+use crate::catalog::metadb::DnInfo;
+use crate::error::{CnError, Result};
+use mysql_async::{Conn, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts};
+use std::time::Duration;
+
+/// A data node the CN sends physical SQL to.
+pub struct Dn {
+    pub info: DnInfo,
+    /// `dn0`, `dn1`, …: the name errors and SHOW output use.
+    pub name: String,
+    pool: Pool,
+}
+
+impl Dn {
+    /// Creates the pool (connections are opened lazily, so a DN that is down
+    /// does not stop the CN from starting).
+    pub fn new(info: DnInfo, max_conns: usize) -> Self {
+        let opts = OptsBuilder::default()
+            .ip_or_hostname(info.host.clone())
+            .tcp_port(info.port)
+            .user(Some(info.user.clone()))
+            .pass(if info.password.is_empty() {
+                None
+            } else {
+                Some(info.password.clone())
+            })
+            .prefer_socket(false)
+            .tcp_nodelay(true)
+            .stmt_cache_size(0)
+            .pool_opts(
+                PoolOpts::default()
+                    .with_constraints(PoolConstraints::new(0, max_conns.max(1)).unwrap_or_default())
+                    .with_inactive_connection_ttl(Duration::from_secs(60)),
+            );
+        Dn {
+            name: format!("dn{}", info.id),
+            info,
+            pool: Pool::new(Opts::from(opts)),
+        }
+    }
+
+    /// A pooled connection, or an error that names the DN.
+    pub async fn conn(&self) -> Result<Conn> {
+        match tokio::time::timeout(Duration::from_secs(10), self.pool.get_conn()).await {
+            Ok(r) => r.map_err(|e| CnError::from_dn(&self.name, e)),
+            Err(_) => Err(CnError::DnUnavailable {
+                dn: self.name.clone(),
+                message: "timed out connecting".into(),
+            }),
+        }
+    }
+
+    pub fn err(&self, e: mysql_async::Error) -> CnError {
+        CnError::from_dn(&self.name, e)
+    }
+
+    pub async fn disconnect(&self) {
+        let _ = self.pool.clone().disconnect().await;
+    }
+}
+
+/// Quotes an identifier with backticks for MySQL.
+pub fn quote_ident(s: &str) -> String {
+    format!("`{}`", s.replace('`', "``"))
+}
+
+/// Quotes a string literal for a DN session (these run with backslash
+/// escapes on, MariaDB's default sql_mode).
+pub fn quote_str(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('\'');
+    for c in s.chars() {
+        match c {
+            '\'' => out.push_str("''"),
+            '\\' => out.push_str("\\\\"),
+            '\0' => out.push_str("\\0"),
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
+}

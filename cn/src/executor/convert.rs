@@ -1,0 +1,339 @@
+//! Conversions between MySQL values and Arrow: the text values a DN sends
+//! become Arrow arrays for DataFusion; Arrow results become MySQL text rows
+//! and column definitions.
+
+use crate::catalog::{ColumnMeta, TypeKind};
+use crate::error::{CnError, Result};
+use crate::protocol::constants::{charset, flag, ty};
+use crate::protocol::resultset::{ColumnDef, TextRow};
+use chrono::{NaiveDate, NaiveDateTime};
+use datafusion::arrow::array::*;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
+use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+use std::sync::Arc;
+
+/// Largest DECIMAL precision held in Decimal128.
+const MAX_DEC128: u8 = 38;
+
+/// The Arrow type a column of kind `k` is read as.
+pub fn arrow_type(k: TypeKind) -> DataType {
+    match k {
+        TypeKind::Int {
+            unsigned: false,
+            bytes: 1,
+        } => DataType::Int8,
+        TypeKind::Int {
+            unsigned: false,
+            bytes: 2,
+        } => DataType::Int16,
+        TypeKind::Int {
+            unsigned: false,
+            bytes: 3 | 4,
+        } => DataType::Int32,
+        TypeKind::Int {
+            unsigned: false, ..
+        } => DataType::Int64,
+        TypeKind::Int {
+            unsigned: true,
+            bytes: 1,
+        } => DataType::UInt8,
+        TypeKind::Int {
+            unsigned: true,
+            bytes: 2,
+        } => DataType::UInt16,
+        TypeKind::Int {
+            unsigned: true,
+            bytes: 3 | 4,
+        } => DataType::UInt32,
+        TypeKind::Int { unsigned: true, .. } => DataType::UInt64,
+        TypeKind::Decimal { precision, scale } => {
+            DataType::Decimal128(precision.clamp(1, MAX_DEC128), scale)
+        }
+        TypeKind::Float => DataType::Float32,
+        TypeKind::Double => DataType::Float64,
+        TypeKind::String | TypeKind::Time => DataType::Utf8,
+        TypeKind::Binary => DataType::Binary,
+        TypeKind::Date => DataType::Date32,
+        TypeKind::DateTime { .. } => DataType::Timestamp(TimeUnit::Microsecond, None),
+    }
+}
+
+/// The Arrow schema of a logical table (hidden columns included).
+pub fn table_schema(cols: &[ColumnMeta]) -> SchemaRef {
+    Arc::new(Schema::new(
+        cols.iter()
+            .map(|c| Field::new(&c.name, arrow_type(c.kind), true))
+            .collect::<Vec<_>>(),
+    ))
+}
+
+fn epoch() -> NaiveDate {
+    NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date")
+}
+
+fn parse_date(s: &str) -> Option<i32> {
+    let d = NaiveDate::parse_from_str(s.get(..10).unwrap_or(s), "%Y-%m-%d").ok()?;
+    Some((d - epoch()).num_days() as i32)
+}
+
+fn parse_datetime(s: &str) -> Option<i64> {
+    let dt = NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f")
+        .or_else(|_| {
+            NaiveDate::parse_from_str(s, "%Y-%m-%d")
+                .map(|d| d.and_hms_opt(0, 0, 0).unwrap_or_default())
+        })
+        .ok()?;
+    Some(dt.and_utc().timestamp_micros())
+}
+
+/// Parses a decimal string into an i128 scaled by 10^scale (truncating
+/// extra digits; MariaDB sends exactly `scale` digits).
+pub fn parse_decimal(s: &str, scale: i8) -> Option<i128> {
+    let s = s.trim();
+    let (neg, body) = match s.strip_prefix('-') {
+        Some(b) => (true, b),
+        None => (false, s),
+    };
+    let (int, frac) = body.split_once('.').unwrap_or((body, ""));
+    let mut v: i128 = 0;
+    for b in int.bytes() {
+        v = v
+            .checked_mul(10)?
+            .checked_add((b.checked_sub(b'0').filter(|d| *d < 10)?) as i128)?;
+    }
+    let mut fb = frac.bytes();
+    for _ in 0..scale.max(0) {
+        let d = match fb.next() {
+            Some(b) => b.checked_sub(b'0').filter(|d| *d < 10)? as i128,
+            None => 0,
+        };
+        v = v.checked_mul(10)?.checked_add(d)?;
+    }
+    Some(if neg { -v } else { v })
+}
+
+/// Builds a RecordBatch of `schema` from text rows (as a DN sends them).
+pub fn rows_to_batch(schema: &SchemaRef, rows: &[TextRow]) -> Result<RecordBatch> {
+    if schema.fields().is_empty() {
+        return RecordBatch::try_new_with_options(
+            schema.clone(),
+            vec![],
+            &RecordBatchOptions::new().with_row_count(Some(rows.len())),
+        )
+        .map_err(|e| CnError::internal(e.to_string()));
+    }
+    let mut arrays: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
+    for (i, f) in schema.fields().iter().enumerate() {
+        let vals = rows.iter().map(|r| {
+            r.get(i)
+                .and_then(|v| v.as_deref())
+                .map(|b| std::str::from_utf8(b).unwrap_or(""))
+        });
+        macro_rules! prim {
+            ($arr:ty, $t:ty) => {
+                Arc::new(
+                    vals.map(|v| v.and_then(|s| s.trim().parse::<$t>().ok()))
+                        .collect::<$arr>(),
+                ) as ArrayRef
+            };
+        }
+        let a: ArrayRef = match f.data_type() {
+            DataType::Int8 => prim!(Int8Array, i8),
+            DataType::Int16 => prim!(Int16Array, i16),
+            DataType::Int32 => prim!(Int32Array, i32),
+            DataType::Int64 => prim!(Int64Array, i64),
+            DataType::UInt8 => prim!(UInt8Array, u8),
+            DataType::UInt16 => prim!(UInt16Array, u16),
+            DataType::UInt32 => prim!(UInt32Array, u32),
+            DataType::UInt64 => prim!(UInt64Array, u64),
+            DataType::Float32 => prim!(Float32Array, f32),
+            DataType::Float64 => prim!(Float64Array, f64),
+            DataType::Decimal128(p, s) => {
+                let arr: Decimal128Array =
+                    vals.map(|v| v.and_then(|t| parse_decimal(t, *s))).collect();
+                Arc::new(
+                    arr.with_precision_and_scale(*p, *s)
+                        .map_err(|e| CnError::internal(e.to_string()))?,
+                )
+            }
+            DataType::Date32 => Arc::new(
+                vals.map(|v| v.and_then(parse_date))
+                    .collect::<Date32Array>(),
+            ),
+            DataType::Timestamp(TimeUnit::Microsecond, None) => Arc::new(
+                vals.map(|v| v.and_then(parse_datetime))
+                    .collect::<TimestampMicrosecondArray>(),
+            ),
+            DataType::Binary => Arc::new(
+                rows.iter()
+                    .map(|r| r.get(i).and_then(|v| v.as_deref()))
+                    .collect::<BinaryArray>(),
+            ),
+            _ => Arc::new(vals.collect::<StringArray>()),
+        };
+        arrays.push(a);
+    }
+    RecordBatch::try_new(schema.clone(), arrays).map_err(|e| CnError::internal(e.to_string()))
+}
+
+/// The MySQL column definition for an Arrow field of a result.
+pub fn column_def(f: &Field) -> ColumnDef {
+    let mut c = match f.data_type() {
+        DataType::Int8 => ColumnDef::new(f.name(), ty::TINY),
+        DataType::Int16 => ColumnDef::new(f.name(), ty::SHORT),
+        DataType::Int32 => ColumnDef::new(f.name(), ty::LONG),
+        DataType::Int64 | DataType::Boolean => ColumnDef::new(f.name(), ty::LONGLONG),
+        DataType::UInt8 | DataType::UInt16 | DataType::UInt32 | DataType::UInt64 => {
+            let t = match f.data_type() {
+                DataType::UInt8 => ty::TINY,
+                DataType::UInt16 => ty::SHORT,
+                DataType::UInt32 => ty::LONG,
+                _ => ty::LONGLONG,
+            };
+            let mut c = ColumnDef::new(f.name(), t);
+            c.flags |= flag::UNSIGNED;
+            c
+        }
+        DataType::Float32 => ColumnDef::new(f.name(), ty::FLOAT),
+        DataType::Float64 => ColumnDef::new(f.name(), ty::DOUBLE),
+        DataType::Decimal128(p, s) | DataType::Decimal256(p, s) => {
+            let mut c = ColumnDef::new(f.name(), ty::NEWDECIMAL);
+            c.decimals = (*s).max(0) as u8;
+            c.length = *p as u32 + 2;
+            c
+        }
+        DataType::Date32 | DataType::Date64 => ColumnDef::new(f.name(), ty::DATE),
+        DataType::Timestamp(_, _) => ColumnDef::new(f.name(), ty::DATETIME),
+        DataType::Binary | DataType::LargeBinary | DataType::BinaryView => {
+            let mut c = ColumnDef::new(f.name(), ty::BLOB);
+            c.charset = charset::BINARY;
+            c.flags |= flag::BLOB | flag::BINARY;
+            c
+        }
+        DataType::Null => ColumnDef::new(f.name(), ty::NULL),
+        _ => ColumnDef::text(f.name()),
+    };
+    if !f.is_nullable() {
+        c.flags |= flag::NOT_NULL;
+    }
+    c
+}
+
+/// Formats the rows of a batch as MySQL text values: booleans as 1/0,
+/// datetimes as `YYYY-MM-DD HH:MM:SS[.ffffff]`.
+pub fn batch_to_rows(batch: &RecordBatch) -> Result<Vec<TextRow>> {
+    let opts = FormatOptions::default()
+        .with_null("")
+        .with_datetime_format(Some("%Y-%m-%d %H:%M:%S%.f"))
+        .with_timestamp_format(Some("%Y-%m-%d %H:%M:%S%.f"))
+        .with_date_format(Some("%Y-%m-%d"));
+    let n = batch.num_rows();
+    let mut rows: Vec<TextRow> = (0..n)
+        .map(|_| Vec::with_capacity(batch.num_columns()))
+        .collect();
+    for col in batch.columns() {
+        if let Some(b) = col.as_any().downcast_ref::<BooleanArray>() {
+            for (i, r) in rows.iter_mut().enumerate() {
+                r.push(if b.is_null(i) {
+                    None
+                } else {
+                    Some(if b.value(i) {
+                        b"1".to_vec()
+                    } else {
+                        b"0".to_vec()
+                    })
+                });
+            }
+            continue;
+        }
+        if let Some(b) = col.as_any().downcast_ref::<BinaryArray>() {
+            for (i, r) in rows.iter_mut().enumerate() {
+                r.push(if b.is_null(i) {
+                    None
+                } else {
+                    Some(b.value(i).to_vec())
+                });
+            }
+            continue;
+        }
+        let fmt = ArrayFormatter::try_new(col.as_ref(), &opts)
+            .map_err(|e| CnError::internal(e.to_string()))?;
+        for (i, r) in rows.iter_mut().enumerate() {
+            r.push(if col.is_null(i) {
+                None
+            } else {
+                Some(fmt.value(i).to_string().into_bytes())
+            });
+        }
+    }
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_rows_roundtrip_through_arrow() {
+        let cols = vec![
+            ColumnMeta {
+                name: "a".into(),
+                sql_type: "int".into(),
+                kind: TypeKind::Int {
+                    unsigned: false,
+                    bytes: 4,
+                },
+                nullable: true,
+                auto_increment: false,
+                hidden: false,
+            },
+            ColumnMeta {
+                name: "d".into(),
+                sql_type: "decimal(15,2)".into(),
+                kind: TypeKind::Decimal {
+                    precision: 15,
+                    scale: 2,
+                },
+                nullable: true,
+                auto_increment: false,
+                hidden: false,
+            },
+            ColumnMeta {
+                name: "t".into(),
+                sql_type: "datetime".into(),
+                kind: TypeKind::DateTime { fsp: 0 },
+                nullable: true,
+                auto_increment: false,
+                hidden: false,
+            },
+            ColumnMeta {
+                name: "day".into(),
+                sql_type: "date".into(),
+                kind: TypeKind::Date,
+                nullable: true,
+                auto_increment: false,
+                hidden: false,
+            },
+        ];
+        let schema = table_schema(&cols);
+        let rows: Vec<TextRow> = vec![
+            vec![
+                Some(b"-3".to_vec()),
+                Some(b"-12.05".to_vec()),
+                Some(b"2024-02-29 23:59:58".to_vec()),
+                Some(b"1995-03-15".to_vec()),
+            ],
+            vec![None, None, None, None],
+        ];
+        let b = rows_to_batch(&schema, &rows).unwrap();
+        assert_eq!(batch_to_rows(&b).unwrap(), rows);
+    }
+
+    #[test]
+    fn decimal_parsing() {
+        assert_eq!(parse_decimal("12.3", 2), Some(1230));
+        assert_eq!(parse_decimal("-0.05", 2), Some(-5));
+        assert_eq!(parse_decimal("x", 2), None);
+    }
+}

@@ -1,0 +1,257 @@
+//! `information_schema` over the logical catalog: SCHEMATA, TABLES, COLUMNS,
+//! STATISTICS (the views MySQL tools read), built from the CN's catalog
+//! snapshot, never from the physical tables.
+
+use crate::catalog::{CatalogSnapshot, Partitioning, TableDef};
+use async_trait::async_trait;
+use datafusion::arrow::array::{ArrayRef, StringArray, UInt64Array};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::catalog::{MemTable, SchemaProvider, TableProvider};
+use std::sync::Arc;
+
+const TABLES: &[&str] = &["schemata", "tables", "columns", "statistics"];
+
+/// The `information_schema` schema.
+#[derive(Debug)]
+pub struct InfoSchema {
+    snapshot: Arc<CatalogSnapshot>,
+}
+
+impl InfoSchema {
+    pub fn new(snapshot: Arc<CatalogSnapshot>) -> Self {
+        InfoSchema { snapshot }
+    }
+}
+
+/// A column of text or (when `num`) unsigned integers, named in upper case
+/// as MySQL names them.
+enum Col {
+    Text(Vec<Option<String>>),
+    Num(Vec<Option<u64>>),
+}
+
+fn mem_table(names: &[&str], cols: Vec<Col>) -> Arc<dyn TableProvider> {
+    let fields: Vec<Field> = names
+        .iter()
+        .zip(&cols)
+        .map(|(n, c)| {
+            Field::new(
+                n.to_ascii_lowercase(),
+                if matches!(c, Col::Num(_)) {
+                    DataType::UInt64
+                } else {
+                    DataType::Utf8
+                },
+                true,
+            )
+        })
+        .collect();
+    let schema = Arc::new(Schema::new(fields));
+    let arrays: Vec<ArrayRef> = cols
+        .into_iter()
+        .map(|c| match c {
+            Col::Text(v) => Arc::new(StringArray::from(v)) as ArrayRef,
+            Col::Num(v) => Arc::new(UInt64Array::from(v)) as ArrayRef,
+        })
+        .collect();
+    let batch =
+        RecordBatch::try_new(schema.clone(), arrays).expect("information_schema columns agree");
+    Arc::new(MemTable::try_new(schema, vec![vec![batch]]).expect("schema matches batch"))
+}
+
+fn s(v: &str) -> Option<String> {
+    Some(v.to_string())
+}
+
+fn tables(snap: &CatalogSnapshot) -> impl Iterator<Item = &Arc<TableDef>> {
+    snap.databases.values().flat_map(|d| d.tables.values())
+}
+
+impl InfoSchema {
+    fn build(&self, name: &str) -> Option<Arc<dyn TableProvider>> {
+        let snap = &self.snapshot;
+        Some(match name {
+            "schemata" => {
+                let mut names: Vec<String> = snap.databases.keys().cloned().collect();
+                names.insert(0, "information_schema".into());
+                let n = names.len();
+                mem_table(
+                    &[
+                        "CATALOG_NAME",
+                        "SCHEMA_NAME",
+                        "DEFAULT_CHARACTER_SET_NAME",
+                        "DEFAULT_COLLATION_NAME",
+                        "SQL_PATH",
+                    ],
+                    vec![
+                        Col::Text(vec![s("def"); n]),
+                        Col::Text(names.into_iter().map(Some).collect()),
+                        Col::Text(vec![s("utf8mb4"); n]),
+                        Col::Text(vec![s("utf8mb4_general_ci"); n]),
+                        Col::Text(vec![None; n]),
+                    ],
+                )
+            }
+            "tables" => {
+                let t: Vec<_> = tables(snap).collect();
+                let n = t.len();
+                mem_table(
+                    &[
+                        "TABLE_CATALOG",
+                        "TABLE_SCHEMA",
+                        "TABLE_NAME",
+                        "TABLE_TYPE",
+                        "ENGINE",
+                        "VERSION",
+                        "TABLE_COLLATION",
+                        "CREATE_OPTIONS",
+                        "TABLE_COMMENT",
+                    ],
+                    vec![
+                        Col::Text(vec![s("def"); n]),
+                        Col::Text(t.iter().map(|t| s(&t.db)).collect()),
+                        Col::Text(t.iter().map(|t| s(&t.name)).collect()),
+                        Col::Text(vec![s("BASE TABLE"); n]),
+                        Col::Text(vec![s("InnoDB"); n]),
+                        Col::Num(t.iter().map(|t| Some(t.version)).collect()),
+                        Col::Text(vec![s("utf8mb4_general_ci"); n]),
+                        Col::Text(t.iter().map(|t| s(&partition_summary(t))).collect()),
+                        Col::Text(vec![s(""); n]),
+                    ],
+                )
+            }
+            "columns" => {
+                let c: Vec<_> = tables(snap)
+                    .flat_map(|t| t.visible_columns().enumerate().map(move |(i, c)| (t, i, c)))
+                    .collect();
+                let n = c.len();
+                mem_table(
+                    &[
+                        "TABLE_CATALOG",
+                        "TABLE_SCHEMA",
+                        "TABLE_NAME",
+                        "COLUMN_NAME",
+                        "ORDINAL_POSITION",
+                        "IS_NULLABLE",
+                        "DATA_TYPE",
+                        "COLUMN_TYPE",
+                        "COLUMN_KEY",
+                        "EXTRA",
+                    ],
+                    vec![
+                        Col::Text(vec![s("def"); n]),
+                        Col::Text(c.iter().map(|(t, _, _)| s(&t.db)).collect()),
+                        Col::Text(c.iter().map(|(t, _, _)| s(&t.name)).collect()),
+                        Col::Text(c.iter().map(|(_, _, c)| s(&c.name)).collect()),
+                        Col::Num(c.iter().map(|(_, i, _)| Some(*i as u64 + 1)).collect()),
+                        Col::Text(
+                            c.iter()
+                                .map(|(_, _, c)| s(if c.nullable { "YES" } else { "NO" }))
+                                .collect(),
+                        ),
+                        Col::Text(
+                            c.iter()
+                                .map(|(_, _, c)| {
+                                    s(c.sql_type.split('(').next().unwrap_or("").trim())
+                                })
+                                .collect(),
+                        ),
+                        Col::Text(c.iter().map(|(_, _, c)| s(&c.sql_type)).collect()),
+                        Col::Text(
+                            c.iter()
+                                .map(|(t, _, c)| {
+                                    s(if t.primary_key.contains(&c.name) {
+                                        "PRI"
+                                    } else {
+                                        ""
+                                    })
+                                })
+                                .collect(),
+                        ),
+                        Col::Text(
+                            c.iter()
+                                .map(|(_, _, c)| {
+                                    s(if c.auto_increment {
+                                        "auto_increment"
+                                    } else {
+                                        ""
+                                    })
+                                })
+                                .collect(),
+                        ),
+                    ],
+                )
+            }
+            "statistics" => {
+                let k: Vec<_> = tables(snap)
+                    .filter(|t| {
+                        !t.primary_key
+                            .iter()
+                            .any(|c| c == crate::catalog::IMPLICIT_PK)
+                    })
+                    .flat_map(|t| {
+                        t.primary_key
+                            .iter()
+                            .enumerate()
+                            .map(move |(i, c)| (t, i, c))
+                    })
+                    .collect();
+                let n = k.len();
+                mem_table(
+                    &[
+                        "TABLE_CATALOG",
+                        "TABLE_SCHEMA",
+                        "TABLE_NAME",
+                        "NON_UNIQUE",
+                        "INDEX_SCHEMA",
+                        "INDEX_NAME",
+                        "SEQ_IN_INDEX",
+                        "COLUMN_NAME",
+                        "INDEX_TYPE",
+                    ],
+                    vec![
+                        Col::Text(vec![s("def"); n]),
+                        Col::Text(k.iter().map(|(t, _, _)| s(&t.db)).collect()),
+                        Col::Text(k.iter().map(|(t, _, _)| s(&t.name)).collect()),
+                        Col::Num(vec![Some(0); n]),
+                        Col::Text(k.iter().map(|(t, _, _)| s(&t.db)).collect()),
+                        Col::Text(vec![s("PRIMARY"); n]),
+                        Col::Num(k.iter().map(|(_, i, _)| Some(*i as u64 + 1)).collect()),
+                        Col::Text(k.iter().map(|(_, _, c)| s(c)).collect()),
+                        Col::Text(vec![s("BTREE"); n]),
+                    ],
+                )
+            }
+            _ => return None,
+        })
+    }
+}
+
+/// `partitioned by KEY(a) x16` style summary for CREATE_OPTIONS.
+fn partition_summary(t: &TableDef) -> String {
+    match &t.partitioning {
+        Partitioning::Broadcast | Partitioning::Single => {
+            t.partitioning.policy().to_ascii_lowercase()
+        }
+        p => format!(
+            "partitioned {}({}) x{}",
+            p.policy(),
+            p.key_columns().join(","),
+            t.partitions.len()
+        ),
+    }
+}
+
+#[async_trait]
+impl SchemaProvider for InfoSchema {
+    fn table_names(&self) -> Vec<String> {
+        TABLES.iter().map(|s| s.to_string()).collect()
+    }
+    async fn table(&self, name: &str) -> datafusion::error::Result<Option<Arc<dyn TableProvider>>> {
+        Ok(self.build(&name.to_ascii_lowercase()))
+    }
+    fn table_exist(&self, name: &str) -> bool {
+        TABLES.contains(&name.to_ascii_lowercase().as_str())
+    }
+}

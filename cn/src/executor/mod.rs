@@ -1,0 +1,128 @@
+//! CN-side execution in DataFusion: logical databases as schemas, logical
+//! tables as [`table::ShardedTable`]s whose scans become per-shard physical
+//! SQL ([`shard_scan::ShardScanExec`]), and the MySQL-facing
+//! `information_schema`.
+
+pub mod convert;
+pub mod info_schema;
+pub mod shard_scan;
+pub mod table;
+
+use crate::catalog::CatalogSnapshot;
+use crate::error::Result;
+use crate::session::sink::ResultSink;
+use crate::txn::ConnSource;
+use async_trait::async_trait;
+use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
+use datafusion::execution::context::{SessionConfig, SessionContext};
+use datafusion::sql::sqlparser::ast::Statement;
+use futures::StreamExt;
+use std::sync::Arc;
+
+/// The catalog DataFusion sees: one schema per logical database plus
+/// `information_schema`.
+#[derive(Debug)]
+pub struct CnCatalog {
+    snapshot: Arc<CatalogSnapshot>,
+    source: ConnSource,
+}
+
+impl CatalogProvider for CnCatalog {
+    fn schema_names(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.snapshot.databases.keys().cloned().collect();
+        v.push("information_schema".into());
+        v
+    }
+    fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+        let name = name.to_ascii_lowercase();
+        if name == "information_schema" {
+            return Some(Arc::new(info_schema::InfoSchema::new(
+                self.snapshot.clone(),
+            )));
+        }
+        self.snapshot.database(&name)?;
+        Some(Arc::new(CnSchema {
+            db: name,
+            snapshot: self.snapshot.clone(),
+            source: self.source.clone(),
+        }))
+    }
+}
+
+/// A logical database.
+#[derive(Debug)]
+pub struct CnSchema {
+    db: String,
+    snapshot: Arc<CatalogSnapshot>,
+    source: ConnSource,
+}
+
+#[async_trait]
+impl SchemaProvider for CnSchema {
+    fn table_names(&self) -> Vec<String> {
+        self.snapshot
+            .database(&self.db)
+            .map(|d| d.tables.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+    async fn table(&self, name: &str) -> datafusion::error::Result<Option<Arc<dyn TableProvider>>> {
+        Ok(self.snapshot.table(&self.db, name).map(|t| {
+            Arc::new(table::ShardedTable::new(t.clone(), self.source.clone()))
+                as Arc<dyn TableProvider>
+        }))
+    }
+    fn table_exist(&self, name: &str) -> bool {
+        self.snapshot.table(&self.db, name).is_some()
+    }
+}
+
+/// A DataFusion context over the catalog, with `db` as the default schema.
+pub fn context(
+    snapshot: Arc<CatalogSnapshot>,
+    source: ConnSource,
+    db: Option<&str>,
+) -> SessionContext {
+    let mut config = SessionConfig::new()
+        .with_default_catalog_and_schema("def", db.unwrap_or("information_schema"))
+        .with_create_default_catalog_and_schema(false)
+        .with_information_schema(false)
+        .with_target_partitions(2)
+        .with_batch_size(8192);
+    config.options_mut().sql_parser.dialect = datafusion::config::Dialect::MySQL;
+    let ctx = SessionContext::new_with_config(config);
+    ctx.register_catalog("def", Arc::new(CnCatalog { snapshot, source }));
+    ctx
+}
+
+/// Plans and runs a statement in DataFusion, streaming the result to `sink`.
+pub async fn run(
+    snapshot: Arc<CatalogSnapshot>,
+    source: ConnSource,
+    db: Option<&str>,
+    stmt: Statement,
+    sink: &mut dyn ResultSink,
+) -> Result<()> {
+    let ctx = context(snapshot, source, db);
+    let state = ctx.state();
+    let plan = state
+        .statement_to_plan(datafusion::sql::parser::Statement::Statement(Box::new(
+            stmt,
+        )))
+        .await?;
+    let df = ctx.execute_logical_plan(plan).await?;
+    let cols: Vec<_> = df
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| convert::column_def(f))
+        .collect();
+    let mut stream = df.execute_stream().await?;
+    sink.columns(&cols).await?;
+    while let Some(batch) = stream.next().await {
+        let batch = batch?;
+        for row in convert::batch_to_rows(&batch)? {
+            sink.row(&row).await?;
+        }
+    }
+    sink.end_rows().await
+}

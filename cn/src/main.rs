@@ -1,0 +1,137 @@
+//! `cn`: run a CN against an existing cluster, or a whole playground.
+
+use clap::{Parser, Subcommand};
+use cn::cluster::Cluster;
+use cn::config::Config;
+use cn::playground::Topology;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "cn",
+    version,
+    about = "Distributed SQL compute node over MariaDB data nodes"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Start N MariaDB data nodes, a metadb and a CN, load TPC-H, serve until Ctrl-C.
+    Playground {
+        /// Number of data nodes.
+        #[arg(long, default_value_t = 4)]
+        dns: usize,
+        /// MySQL port of the CN.
+        #[arg(long, default_value_t = 3307)]
+        port: u16,
+        /// Where the MariaDB data directories live (reused on the next start).
+        #[arg(long, default_value = "playground-data")]
+        data_dir: PathBuf,
+        /// TPC-H scale factor loaded into database `tpch` (0: none).
+        #[arg(long, default_value_t = 0.1)]
+        tpch_sf: f64,
+        /// First port of the MariaDB servers (metadb; DN i gets +1+i).
+        #[arg(long, default_value_t = 4000)]
+        mariadb_port: u16,
+        /// InnoDB buffer pool per DN, in MiB.
+        #[arg(long, default_value_t = 256)]
+        buffer_pool_mb: u32,
+    },
+    /// Run one CN against an existing cluster described by a config file.
+    Serve {
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let cli = Cli::parse();
+    let r = match cli.command {
+        Cmd::Playground {
+            dns,
+            port,
+            data_dir,
+            tpch_sf,
+            mariadb_port,
+            buffer_pool_mb,
+        } => playground(dns, port, data_dir, tpch_sf, mariadb_port, buffer_pool_mb).await,
+        Cmd::Serve { config } => serve(config).await,
+    };
+    if let Err(e) = r {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+async fn serve(path: PathBuf) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+    let config: Config =
+        toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    config
+        .validate()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let listen = config.listen.clone();
+    let cluster = Cluster::connect(config).await?;
+    cluster.spawn_catalog_poller();
+    let (addr, task) = cn::server::start(cluster, &listen).await?;
+    tracing::info!(%addr, "CN listening");
+    tokio::select! {
+        r = task => { r??; }
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    Ok(())
+}
+
+async fn playground(
+    dns: usize,
+    port: u16,
+    dir: PathBuf,
+    sf: f64,
+    mariadb_port: u16,
+    buffer_pool_mb: u32,
+) -> anyhow::Result<()> {
+    if dns == 0 {
+        anyhow::bail!("--dns must be at least 1");
+    }
+    println!(
+        "starting {dns} data nodes and the metadb under {} …",
+        dir.display()
+    );
+    let mut topo = Topology::start(&dir, dns, mariadb_port, buffer_pool_mb).await?;
+    let result = async {
+        let config = Config {
+            listen: format!("127.0.0.1:{port}"),
+            metadb: topo.metadb.url(),
+            ..Config::default()
+        };
+        let cluster = Cluster::connect(config).await?;
+        cluster.spawn_catalog_poller();
+        if cluster.catalog.snapshot().database("tpch").is_none() {
+            let t = std::time::Instant::now();
+            println!("loading TPC-H at scale factor {sf} into database `tpch` …");
+            let mut s = cn::session::Session::new(cluster.clone(), 0, "root".into(), "localhost".into());
+            let rows = cn::tpch::load(&mut s, "tpch", sf).await?;
+            println!("loaded {rows} rows in {:.1} s", t.elapsed().as_secs_f64());
+        }
+        let (addr, task) = cn::server::start(cluster, &format!("127.0.0.1:{port}")).await?;
+        println!("CN ready. Connect with:\n  mariadb -h127.0.0.1 -P{} -uroot tpch\nCtrl-C stops everything.", addr.port());
+        tokio::select! {
+            r = task => { r??; }
+            _ = tokio::signal::ctrl_c() => { println!("stopping …"); }
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    topo.stop().await;
+    result
+}

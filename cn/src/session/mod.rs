@@ -1,0 +1,733 @@
+//! A client session: its state (current database, variables, transaction)
+//! and the dispatch of each statement to the module that runs it.
+
+pub mod show;
+pub mod sink;
+pub mod vars;
+
+use crate::cluster::{Cluster, ProcessInfo};
+use crate::error::{code, CnError, Result};
+use crate::planner::{self, PhysicalNames, Route};
+use crate::protocol::constants::status;
+use crate::protocol::resultset::ColumnDef;
+use crate::txn::{ConnSource, DnConn, Txn};
+use datafusion::sql::sqlparser::ast::{
+    Expr, Ident, Query, SelectItem, SetExpr, Statement, Value, VisitMut, VisitorMut,
+};
+use datafusion::sql::sqlparser::dialect::MySqlDialect;
+use datafusion::sql::sqlparser::parser::Parser;
+use mysql_async::prelude::*;
+use sink::ResultSink;
+use std::collections::BTreeMap;
+use std::ops::ControlFlow;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// One client connection's state.
+pub struct Session {
+    pub cluster: Arc<Cluster>,
+    pub conn_id: u32,
+    pub user: String,
+    pub host: String,
+    /// Current database (`USE`), lower-case.
+    pub db: Option<String>,
+    pub vars: BTreeMap<String, String>,
+    /// User variables (`SET @x = …`), as SQL literals.
+    pub user_vars: BTreeMap<String, String>,
+    /// The open transaction, if any.
+    pub txn: Option<Arc<Txn>>,
+    pub last_insert_id: u64,
+    pub warnings: Vec<(String, u16, String)>,
+    pub kill_query: Arc<AtomicBool>,
+    pub kill_conn: Arc<AtomicBool>,
+}
+
+impl Session {
+    pub fn new(cluster: Arc<Cluster>, conn_id: u32, user: String, host: String) -> Self {
+        let kill_query = Arc::new(AtomicBool::new(false));
+        let kill_conn = Arc::new(AtomicBool::new(false));
+        cluster
+            .processes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(
+                conn_id,
+                ProcessInfo {
+                    id: conn_id,
+                    user: user.clone(),
+                    host: host.clone(),
+                    db: None,
+                    command: "Sleep",
+                    started: std::time::Instant::now(),
+                    info: None,
+                    kill_query: kill_query.clone(),
+                    kill_conn: kill_conn.clone(),
+                },
+            );
+        Session {
+            cluster,
+            conn_id,
+            user,
+            host,
+            db: None,
+            vars: vars::defaults(),
+            user_vars: BTreeMap::new(),
+            txn: None,
+            last_insert_id: 0,
+            warnings: Vec::new(),
+            kill_query,
+            kill_conn,
+        }
+    }
+
+    pub fn autocommit(&self) -> bool {
+        self.vars
+            .get("autocommit")
+            .map(|v| v == "1")
+            .unwrap_or(true)
+    }
+
+    /// SERVER_STATUS flags for OK/EOF packets.
+    pub fn status_flags(&self) -> u16 {
+        let mut s = 0;
+        if self.autocommit() {
+            s |= status::AUTOCOMMIT;
+        }
+        if self.txn.is_some() {
+            s |= status::IN_TRANS;
+        }
+        s
+    }
+
+    fn set_process(&self, command: &'static str, info: Option<&str>) {
+        if let Some(p) = self
+            .cluster
+            .processes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(&self.conn_id)
+        {
+            p.command = command;
+            p.info = info.map(|s| s.chars().take(1024).collect());
+            p.db = self.db.clone();
+            p.started = std::time::Instant::now();
+        }
+    }
+
+    /// Selects the current database (`USE db`, COM_INIT_DB).
+    pub fn use_db(&mut self, db: &str) -> Result<()> {
+        let db = db.trim().trim_matches('`').to_ascii_lowercase();
+        if db != "information_schema" && self.cluster.catalog.snapshot().database(&db).is_none() {
+            return Err(CnError::bad_db(&db));
+        }
+        self.db = Some(db);
+        Ok(())
+    }
+
+    /// Where this statement's DN connections come from.
+    pub fn source(&self) -> ConnSource {
+        match &self.txn {
+            Some(t) => ConnSource::Txn(t.clone()),
+            None => ConnSource::Pool(self.cluster.clone()),
+        }
+    }
+
+    /// Opens a transaction if autocommit is off and none is open.
+    fn implicit_begin(&mut self) {
+        if self.txn.is_none() && !self.autocommit() {
+            self.txn = Some(Txn::begin(self.cluster.clone(), self.conn_id));
+        }
+    }
+
+    pub async fn commit(&mut self) -> Result<()> {
+        if let Some(t) = self.txn.take() {
+            t.commit().await?;
+        }
+        Ok(())
+    }
+
+    pub async fn rollback(&mut self) {
+        if let Some(t) = self.txn.take() {
+            t.rollback().await;
+        }
+    }
+
+    /// Runs one statement (COM_QUERY may carry several; the protocol layer
+    /// splits them).
+    pub async fn execute(&mut self, sql: &str, sink: &mut dyn ResultSink) -> Result<()> {
+        self.kill_query.store(false, Ordering::Relaxed);
+        self.set_process("Query", Some(sql));
+        let r = self.execute_inner(sql, sink).await;
+        self.set_process("Sleep", None);
+        if r.is_ok() {
+            self.warnings.clear();
+        }
+        r
+    }
+
+    async fn execute_inner(&mut self, sql: &str, sink: &mut dyn ResultSink) -> Result<()> {
+        let words = leading_words(sql, 3);
+        let w: Vec<&str> = words.iter().map(String::as_str).collect();
+        match w.as_slice() {
+            ["SHOW", ..] => return show::show(self, sql, sink).await,
+            ["USE", ..] => {
+                let db = sql.trim().trim_end_matches(';')[3..].trim();
+                self.use_db(db)?;
+                return sink.ok(0, 0, "").await;
+            }
+            ["BEGIN", ..] | ["START", "TRANSACTION", ..] => {
+                self.commit().await?;
+                self.txn = Some(Txn::begin(self.cluster.clone(), self.conn_id));
+                return sink.ok(0, 0, "").await;
+            }
+            ["COMMIT", ..] => {
+                self.commit().await?;
+                return sink.ok(0, 0, "").await;
+            }
+            ["ROLLBACK", ..] => {
+                self.rollback().await;
+                return sink.ok(0, 0, "").await;
+            }
+            ["SET", ..] => {
+                self.set(sql).await?;
+                return sink.ok(0, 0, "").await;
+            }
+            ["KILL", ..] => return self.kill(sql, sink).await,
+            ["CREATE", "TABLE", ..] | ["CREATE", "TEMPORARY", "TABLE"] => {
+                self.commit().await?;
+                return crate::ddl::create_table(self, sql, sink).await;
+            }
+            ["DESC", ..] | ["DESCRIBE", ..] => {
+                let rest = sql
+                    .trim()
+                    .splitn(2, char::is_whitespace)
+                    .nth(1)
+                    .unwrap_or("")
+                    .trim()
+                    .trim_end_matches(';');
+                let table = rest.split_whitespace().next().unwrap_or("");
+                return show::show(self, &format!("SHOW COLUMNS FROM {table}"), sink).await;
+            }
+            ["EXPLAIN", "SELECT", ..] | ["EXPLAIN", "ANALYZE", ..] | ["EXPLAIN", "WITH", ..] => {}
+            ["EXPLAIN", ..] => {}
+            ["DO", ..] => return sink.ok(0, 0, "").await,
+            _ => {}
+        }
+        let mut stmts = Parser::parse_sql(&MySqlDialect {}, sql).map_err(CnError::parse)?;
+        if stmts.len() != 1 {
+            return Err(CnError::parse("expected one statement"));
+        }
+        let stmt = stmts.pop().expect("one statement");
+        match stmt {
+            Statement::Query(q) => {
+                self.implicit_begin();
+                self.select(*q, sink).await
+            }
+            Statement::Explain {
+                statement, analyze, ..
+            } => {
+                let stmt = Statement::Explain {
+                    describe_alias: datafusion::sql::sqlparser::ast::DescribeAlias::Explain,
+                    analyze,
+                    verbose: false,
+                    query_plan: false,
+                    estimate: false,
+                    statement,
+                    format: None,
+                    options: None,
+                };
+                let snap = self.cluster.catalog.snapshot();
+                crate::executor::run(snap, self.source(), self.db.as_deref(), stmt, sink).await
+            }
+            Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) => {
+                self.implicit_begin();
+                crate::dml::execute(self, stmt, sink).await
+            }
+            Statement::CreateDatabase { .. }
+            | Statement::Drop { .. }
+            | Statement::Truncate(_)
+            | Statement::RenameTable(_)
+            | Statement::AlterTable(_)
+            | Statement::CreateSchema { .. } => {
+                self.commit().await?;
+                crate::ddl::execute(self, stmt, sink).await
+            }
+            Statement::Use(_) => unreachable_use(),
+            Statement::Analyze(_) => sink.ok(0, 0, "").await,
+            other => Err(CnError::unsupported(first_words(&other.to_string(), 3))),
+        }
+    }
+
+    /// A SELECT: pushed whole to one DN when the route allows, else run
+    /// in DataFusion.
+    async fn select(&mut self, mut q: Query, sink: &mut dyn ResultSink) -> Result<()> {
+        let snap = self.cluster.catalog.snapshot();
+        self.substitute_session_values(&mut q);
+        let route = planner::route_query(&snap, self.db.as_deref(), &q, self.cluster.any_dn())?;
+        match route {
+            Route::SingleDn { dn, partition } => {
+                let mut names = PhysicalNames {
+                    snap: &snap,
+                    db: self.db.as_deref(),
+                    dn,
+                    partition,
+                    alias: true,
+                };
+                planner::to_physical(&mut q, &mut names);
+                self.run_on_dn(dn, &q.to_string(), sink).await
+            }
+            Route::Distributed => {
+                name_select_items(&mut q);
+                crate::executor::run(
+                    snap.clone(),
+                    self.source(),
+                    self.db.as_deref(),
+                    Statement::Query(Box::new(q)),
+                    sink,
+                )
+                .await
+            }
+        }
+    }
+
+    /// Runs physical SQL on one DN and streams its result set (or OK) to the
+    /// client unchanged.
+    pub async fn run_on_dn(&mut self, dn: u32, sql: &str, sink: &mut dyn ResultSink) -> Result<()> {
+        let d = self.cluster.dn(dn)?.clone();
+        let conn = self.source().get(dn).await?;
+        let mut owned;
+        let mut guard;
+        let c: &mut mysql_async::Conn = match conn {
+            DnConn::Owned(c) => {
+                owned = c;
+                &mut owned
+            }
+            DnConn::Shared(s) => {
+                guard = s.lock_owned().await;
+                &mut guard
+            }
+        };
+        let mut r = c.query_iter(sql).await.map_err(|e| d.err(e))?;
+        let cols = r.columns();
+        match cols {
+            Some(cols) if !cols.is_empty() => {
+                let defs: Vec<ColumnDef> = cols.iter().map(column_from_dn).collect();
+                sink.columns(&defs).await?;
+                while let Some(row) = r.next().await.map_err(|e| d.err(e))? {
+                    if self.kill_query.load(Ordering::Relaxed) {
+                        return Err(CnError::mysql(
+                            code::ER_QUERY_INTERRUPTED,
+                            "Query execution was interrupted",
+                        ));
+                    }
+                    let vals: Vec<Option<Vec<u8>>> = row
+                        .unwrap()
+                        .into_iter()
+                        .map(|v| match v {
+                            mysql_async::Value::NULL => None,
+                            mysql_async::Value::Bytes(b) => Some(b),
+                            other => Some(other.as_sql(true).into_bytes()),
+                        })
+                        .collect();
+                    sink.row(&vals).await?;
+                }
+                sink.end_rows().await
+            }
+            _ => {
+                let (a, l) = (r.affected_rows(), r.last_insert_id().unwrap_or(0));
+                r.drop_result().await.map_err(|e| d.err(e))?;
+                sink.ok(a, l, "").await
+            }
+        }
+    }
+
+    /// Replaces `DATABASE()`, `VERSION()`, `CONNECTION_ID()`,
+    /// `LAST_INSERT_ID()`, `USER()` and `@@variables` with their values in
+    /// this session, keeping the column names the client wrote.
+    fn substitute_session_values(&self, q: &mut Query) {
+        name_session_items(q);
+        let mut v = SessionValues { s: self };
+        let _ = q.visit(&mut v);
+    }
+
+    async fn set(&mut self, sql: &str) -> Result<()> {
+        let body = sql.trim().trim_end_matches(';')[3..].trim();
+        let upper = body.to_ascii_uppercase();
+        if upper.starts_with("NAMES")
+            || upper.starts_with("CHARACTER SET")
+            || upper.starts_with("CHARSET")
+        {
+            let cs = body
+                .split_whitespace()
+                .nth(if upper.starts_with("CHARACTER") { 2 } else { 1 })
+                .unwrap_or("utf8mb4");
+            let cs = cs
+                .trim_matches(|c| c == '\'' || c == '"' || c == '`')
+                .to_ascii_lowercase();
+            for k in [
+                "character_set_client",
+                "character_set_connection",
+                "character_set_results",
+            ] {
+                self.vars.insert(k.into(), cs.clone());
+            }
+            return Ok(());
+        }
+        let tx = upper
+            .trim_start_matches("SESSION ")
+            .trim_start_matches("GLOBAL ");
+        if let Some(rest) = tx.strip_prefix("TRANSACTION") {
+            let rest = rest.trim();
+            if let Some(level) = rest.strip_prefix("ISOLATION LEVEL") {
+                let level = level.trim().replace(' ', "-");
+                let level = level.split(',').next().unwrap_or("").trim().to_string();
+                if ![
+                    "READ-UNCOMMITTED",
+                    "READ-COMMITTED",
+                    "REPEATABLE-READ",
+                    "SERIALIZABLE",
+                ]
+                .contains(&level.as_str())
+                {
+                    return Err(CnError::parse(format!(
+                        "unknown isolation level near '{level}'"
+                    )));
+                }
+                self.vars
+                    .insert("transaction_isolation".into(), level.clone());
+                self.vars.insert("tx_isolation".into(), level);
+            } else if rest.starts_with("READ ONLY") || rest.starts_with("READ WRITE") {
+                let ro = if rest.starts_with("READ ONLY") {
+                    "1"
+                } else {
+                    "0"
+                };
+                self.vars.insert("transaction_read_only".into(), ro.into());
+            }
+            return Ok(());
+        }
+        for assign in split_top_level_commas(body) {
+            let (name, value) = assign
+                .split_once('=')
+                .ok_or_else(|| CnError::parse(format!("near '{assign}'")))?;
+            let name = name.trim().trim_end_matches(':');
+            let value = value.trim();
+            if let Some(uv) = name.strip_prefix('@').filter(|n| !n.starts_with('@')) {
+                self.user_vars
+                    .insert(uv.trim_matches('`').to_ascii_lowercase(), value.to_string());
+                continue;
+            }
+            let lname = name.to_ascii_lowercase();
+            let lname = lname
+                .strip_prefix("session ")
+                .or_else(|| lname.strip_prefix("global "))
+                .or_else(|| lname.strip_prefix("local "))
+                .unwrap_or(&lname);
+            let key = vars::normalize_name(lname);
+            let mut val = value.trim_matches(|c| c == '\'' || c == '"').to_string();
+            if key == "autocommit" {
+                let on = matches!(val.to_ascii_uppercase().as_str(), "1" | "ON" | "TRUE");
+                let off = matches!(val.to_ascii_uppercase().as_str(), "0" | "OFF" | "FALSE");
+                if !on && !off {
+                    return Err(CnError::mysql(
+                        1231,
+                        format!("Variable 'autocommit' can't be set to the value of '{val}'"),
+                    ));
+                }
+                if on && self.txn.is_some() {
+                    self.commit().await?;
+                }
+                val = if on { "1" } else { "0" }.into();
+            }
+            if key == "transaction_isolation" || key == "tx_isolation" {
+                self.vars
+                    .insert("transaction_isolation".into(), val.to_ascii_uppercase());
+                self.vars
+                    .insert("tx_isolation".into(), val.to_ascii_uppercase());
+                continue;
+            }
+            if !self.vars.contains_key(&key) && !KNOWN_SETTABLE.contains(&key.as_str()) {
+                return Err(CnError::mysql(
+                    code::ER_UNKNOWN_SYSTEM_VARIABLE,
+                    format!("Unknown system variable '{key}'"),
+                ));
+            }
+            self.vars.insert(key, val);
+        }
+        Ok(())
+    }
+
+    async fn kill(&mut self, sql: &str, sink: &mut dyn ResultSink) -> Result<()> {
+        let words: Vec<String> = sql
+            .split_whitespace()
+            .map(|w| w.trim_end_matches(';').to_ascii_uppercase())
+            .collect();
+        let (query_only, id) = match words.as_slice() {
+            [_, q, id] if q == "QUERY" => (true, id),
+            [_, c, id] if c == "CONNECTION" => (false, id),
+            [_, id] => (false, id),
+            _ => return Err(CnError::parse("KILL [CONNECTION | QUERY] processlist_id")),
+        };
+        let id: u32 = id
+            .parse()
+            .map_err(|_| CnError::parse(format!("near '{id}'")))?;
+        {
+            let procs = self
+                .cluster
+                .processes
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            let p = procs.get(&id).ok_or_else(|| {
+                CnError::mysql(code::ER_NO_SUCH_THREAD, format!("Unknown thread id: {id}"))
+            })?;
+            p.kill_query.store(true, Ordering::Relaxed);
+            if !query_only {
+                p.kill_conn.store(true, Ordering::Relaxed);
+            }
+        }
+        sink.ok(0, 0, "").await
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.cluster
+            .processes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.conn_id);
+    }
+}
+
+/// Variables SET accepts without reporting them (drivers set these).
+const KNOWN_SETTABLE: &[&str] = &[
+    "sql_safe_updates",
+    "foreign_key_checks",
+    "unique_checks",
+    "sql_notes",
+    "names",
+    "sql_quote_show_create",
+    "session_track_schema",
+    "session_track_system_variables",
+    "session_track_state_change",
+    "profiling",
+    "query_memory_limit",
+    "optimizer_switch",
+    "group_concat_max_len",
+    "sql_big_selects",
+    "long_query_time",
+    "innodb_strict_mode",
+    "default_week_format",
+    "div_precision_increment",
+    "max_execution_time",
+    "max_statement_time",
+    "big_tables",
+    "cte_max_recursion_depth",
+    "sql_log_bin",
+    "time_zone",
+];
+
+fn unreachable_use() -> Result<()> {
+    Err(CnError::internal("USE is handled before parsing"))
+}
+
+/// Upper-cased leading keywords of a statement, skipping comments.
+pub fn leading_words(sql: &str, n: usize) -> Vec<String> {
+    let mut s = sql.trim_start();
+    loop {
+        if let Some(rest) = s.strip_prefix("/*") {
+            // MySQL executable comments /*!…*/ are left to the parser.
+            if rest.starts_with('!') {
+                break;
+            }
+            s = rest
+                .split_once("*/")
+                .map(|x| x.1)
+                .unwrap_or("")
+                .trim_start();
+        } else if s.starts_with("--") || s.starts_with('#') {
+            s = s.split_once('\n').map(|x| x.1).unwrap_or("").trim_start();
+        } else {
+            break;
+        }
+    }
+    s.split(|c: char| c.is_whitespace() || c == '(' || c == ';')
+        .filter(|w| !w.is_empty())
+        .take(n)
+        .map(|w| w.to_ascii_uppercase())
+        .collect()
+}
+
+fn first_words(s: &str, n: usize) -> String {
+    s.split_whitespace().take(n).collect::<Vec<_>>().join(" ")
+}
+
+fn split_top_level_commas(s: &str) -> Vec<&str> {
+    let (mut out, mut depth, mut start, mut quote) = (Vec::new(), 0i32, 0, None::<char>);
+    for (i, c) in s.char_indices() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '\'' | '"' | '`') => quote = Some(c),
+            (None, '(') => depth += 1,
+            (None, ')') => depth -= 1,
+            (None, ',') if depth == 0 => {
+                out.push(s[start..i].trim());
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    out.push(s[start..].trim());
+    out
+}
+
+/// Maps a DN's column definition to ours.
+pub fn column_from_dn(c: &mysql_async::Column) -> ColumnDef {
+    ColumnDef {
+        schema: c.schema_str().into_owned(),
+        table: c.table_str().into_owned(),
+        org_table: c.org_table_str().into_owned(),
+        name: c.name_str().into_owned(),
+        org_name: c.org_name_str().into_owned(),
+        charset: c.character_set(),
+        length: c.column_length(),
+        column_type: c.column_type() as u8,
+        flags: c.flags().bits(),
+        decimals: c.decimals(),
+    }
+}
+
+/// Gives every computed select item of the outer query an alias equal to
+/// its text, so result columns are named as MySQL names them.
+fn name_select_items(q: &mut Query) {
+    if let SetExpr::Select(sel) = q.body.as_mut() {
+        for item in sel.projection.iter_mut() {
+            if let SelectItem::UnnamedExpr(e) = item {
+                if !matches!(e, Expr::Identifier(_) | Expr::CompoundIdentifier(_)) {
+                    let alias = Ident::with_quote('`', e.to_string());
+                    *item = SelectItem::ExprWithAlias {
+                        expr: e.clone(),
+                        alias,
+                    };
+                }
+            }
+        }
+    }
+}
+
+/// Like [`name_select_items`], but only for items that mention a session
+/// value (they are about to be replaced by literals).
+fn name_session_items(q: &mut Query) {
+    if let SetExpr::Select(sel) = q.body.as_mut() {
+        for item in sel.projection.iter_mut() {
+            if let SelectItem::UnnamedExpr(e) = item {
+                let text = e.to_string();
+                let lower = text.to_ascii_lowercase();
+                if lower.contains("@@")
+                    || [
+                        "database()",
+                        "schema()",
+                        "version()",
+                        "connection_id()",
+                        "last_insert_id()",
+                        "user()",
+                        "current_user",
+                    ]
+                    .iter()
+                    .any(|f| lower.contains(f))
+                {
+                    *item = SelectItem::ExprWithAlias {
+                        expr: e.clone(),
+                        alias: Ident::with_quote('`', text),
+                    };
+                }
+            }
+        }
+    }
+}
+
+struct SessionValues<'a> {
+    s: &'a Session,
+}
+
+fn lit_str(v: &str) -> Expr {
+    Expr::value(Value::SingleQuotedString(v.to_string()))
+}
+
+impl VisitorMut for SessionValues<'_> {
+    type Break = ();
+    fn post_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
+        let replacement = match e {
+            Expr::Function(f) if f.name.0.len() == 1 => {
+                let name = f.name.to_string().to_ascii_lowercase();
+                match name.as_str() {
+                    "database" | "schema" => Some(match &self.s.db {
+                        Some(d) => lit_str(d),
+                        None => Expr::value(Value::Null),
+                    }),
+                    "version" => Some(lit_str(vars::SERVER_VERSION)),
+                    "connection_id" => Some(Expr::value(Value::Number(
+                        self.s.conn_id.to_string(),
+                        false,
+                    ))),
+                    "last_insert_id" if matches!(&f.args, datafusion::sql::sqlparser::ast::FunctionArguments::List(l) if l.args.is_empty()) => {
+                        Some(Expr::value(Value::Number(
+                            self.s.last_insert_id.to_string(),
+                            false,
+                        )))
+                    }
+                    "user" | "current_user" | "session_user" | "system_user" => {
+                        Some(lit_str(&format!("{}@{}", self.s.user, self.s.host)))
+                    }
+                    _ => None,
+                }
+            }
+            Expr::Identifier(i) if i.value.starts_with("@@") => self.var(&i.value),
+            Expr::CompoundIdentifier(p) if p.first().is_some_and(|i| i.value.starts_with("@@")) => {
+                let name = p
+                    .iter()
+                    .map(|i| i.value.as_str())
+                    .collect::<Vec<_>>()
+                    .join(".");
+                self.var(&name)
+            }
+            Expr::Identifier(i) if i.value.starts_with('@') => {
+                let v = self
+                    .s
+                    .user_vars
+                    .get(&i.value[1..].to_ascii_lowercase())
+                    .cloned();
+                Some(match v {
+                    Some(v) => Parser::new(&MySqlDialect {})
+                        .try_with_sql(&v)
+                        .and_then(|mut p| p.parse_expr())
+                        .unwrap_or_else(|_| lit_str(&v)),
+                    None => Expr::value(Value::Null),
+                })
+            }
+            _ => None,
+        };
+        if let Some(r) = replacement {
+            *e = r;
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+impl SessionValues<'_> {
+    fn var(&self, name: &str) -> Option<Expr> {
+        let key = vars::normalize_name(name);
+        let v = match key.as_str() {
+            "last_insert_id" | "identity" => Some(self.s.last_insert_id.to_string()),
+            "warning_count" => Some(self.s.warnings.len().to_string()),
+            _ => self.s.vars.get(&key).cloned(),
+        };
+        Some(match v {
+            Some(v) if vars::is_numeric(&v) => Expr::value(Value::Number(v, false)),
+            Some(v) => lit_str(&v),
+            // Unknown variable: leave it for the DN to report (ERR 1193).
+            None => return None,
+        })
+    }
+}

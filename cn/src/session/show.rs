@@ -1,0 +1,531 @@
+//! SHOW statements over the logical catalog, including PolarDB-X's
+//! `SHOW TOPOLOGY FROM t` and `SHOW PARTITIONS FROM t`.
+
+use super::sink::{send_rows, CollectSink, ResultSink};
+use super::Session;
+use crate::catalog::{Partitioning, TableDef, IMPLICIT_PK};
+use crate::dn::quote_ident;
+use crate::error::{CnError, Result};
+use crate::protocol::constants::ty;
+use crate::protocol::resultset::ColumnDef;
+use std::sync::Arc;
+
+/// SQL LIKE with `%` and `_`, case-insensitive (utf8mb4_general_ci).
+pub fn like(pattern: &str, s: &str) -> bool {
+    fn go(p: &[char], s: &[char]) -> bool {
+        match p.split_first() {
+            None => s.is_empty(),
+            Some(('%', rest)) => (0..=s.len()).any(|i| go(rest, &s[i..])),
+            Some(('_', rest)) => !s.is_empty() && go(rest, &s[1..]),
+            Some(('\\', rest)) if !rest.is_empty() => {
+                !s.is_empty() && s[0] == rest[0] && go(&rest[1..], &s[1..])
+            }
+            Some((c, rest)) => !s.is_empty() && s[0] == *c && go(rest, &s[1..]),
+        }
+    }
+    let p: Vec<char> = pattern.to_lowercase().chars().collect();
+    let s: Vec<char> = s.to_lowercase().chars().collect();
+    go(&p, &s)
+}
+
+fn unquote(s: &str) -> String {
+    s.trim()
+        .trim_end_matches(';')
+        .trim()
+        .trim_matches(|c| c == '`' || c == '\'' || c == '"')
+        .to_string()
+}
+
+/// Tokens of a SHOW statement (whitespace-separated, `;` dropped).
+fn tokens(sql: &str) -> Vec<String> {
+    sql.trim()
+        .trim_end_matches(';')
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Value of the `LIKE 'x'` clause, if any.
+fn like_clause(toks: &[String]) -> Option<String> {
+    toks.iter()
+        .position(|t| t.eq_ignore_ascii_case("LIKE"))
+        .and_then(|i| toks.get(i + 1))
+        .map(|p| unquote(p))
+}
+
+/// The table named after FROM/IN (and an optional second FROM db).
+fn table_arg(s: &Session, toks: &[String]) -> Result<Arc<TableDef>> {
+    let i = toks
+        .iter()
+        .position(|t| t.eq_ignore_ascii_case("FROM") || t.eq_ignore_ascii_case("IN"))
+        .ok_or_else(|| CnError::parse("expected FROM table"))?;
+    let name = toks
+        .get(i + 1)
+        .ok_or_else(|| CnError::parse("expected a table name"))?;
+    let db_override = toks
+        .get(i + 2)
+        .filter(|t| t.eq_ignore_ascii_case("FROM") || t.eq_ignore_ascii_case("IN"))
+        .and_then(|_| toks.get(i + 3))
+        .map(|d| unquote(d));
+    let (db, t) = match name.split_once('.') {
+        Some((d, t)) => (unquote(d), unquote(t)),
+        None => (
+            db_override
+                .or_else(|| s.db.clone())
+                .ok_or_else(CnError::no_db)?,
+            unquote(name),
+        ),
+    };
+    let snap = s.cluster.catalog.snapshot();
+    snap.table(&db, &t)
+        .cloned()
+        .ok_or_else(|| CnError::no_such_table(&db, &t))
+}
+
+/// Runs `sql` on the DN of partition 0 of `t` and collects the result.
+async fn on_first_partition(s: &mut Session, t: &TableDef, sql: String) -> Result<CollectSink> {
+    let mut c = CollectSink::default();
+    s.run_on_dn(t.partitions[0].dn, &sql, &mut c).await?;
+    Ok(c)
+}
+
+fn text_cols(names: &[&str]) -> Vec<ColumnDef> {
+    names.iter().map(|n| ColumnDef::text(*n)).collect()
+}
+
+/// Runs a SHOW statement.
+pub async fn show(s: &mut Session, sql: &str, sink: &mut dyn ResultSink) -> Result<()> {
+    let toks = tokens(sql);
+    let up: Vec<String> = toks.iter().map(|t| t.to_ascii_uppercase()).collect();
+    let w: Vec<&str> = up
+        .iter()
+        .skip(1)
+        .map(String::as_str)
+        .filter(|w| *w != "FULL" && *w != "SESSION" && *w != "GLOBAL")
+        .collect();
+    let full = up.get(1).is_some_and(|w| w == "FULL");
+    let snap = s.cluster.catalog.snapshot();
+    match w.as_slice() {
+        ["DATABASES", ..] | ["SCHEMAS", ..] => {
+            let pat = like_clause(&toks);
+            let mut names = vec!["information_schema".to_string()];
+            names.extend(snap.databases.keys().cloned());
+            let rows = names
+                .into_iter()
+                .filter(|n| pat.as_deref().is_none_or(|p| like(p, n)))
+                .map(|n| vec![Some(n)])
+                .collect();
+            send_rows(sink, &text_cols(&["Database"]), rows).await
+        }
+        ["TABLES", ..] => {
+            let db = match up.iter().position(|t| t == "FROM" || t == "IN") {
+                Some(i) => unquote(toks.get(i + 1).map(String::as_str).unwrap_or("")),
+                None => s.db.clone().ok_or_else(CnError::no_db)?,
+            };
+            let d = snap.database(&db).ok_or_else(|| CnError::bad_db(&db))?;
+            let pat = like_clause(&toks);
+            let col = format!("Tables_in_{db}");
+            let rows: Vec<Vec<Option<String>>> = d
+                .tables
+                .keys()
+                .filter(|n| pat.as_deref().is_none_or(|p| like(p, n)))
+                .map(|n| {
+                    if full {
+                        vec![Some(n.clone()), Some("BASE TABLE".into())]
+                    } else {
+                        vec![Some(n.clone())]
+                    }
+                })
+                .collect();
+            let cols = if full {
+                text_cols(&[&col, "Table_type"])
+            } else {
+                text_cols(&[&col])
+            };
+            send_rows(sink, &cols, rows).await
+        }
+        ["COLUMNS", ..] | ["FIELDS", ..] => {
+            let t = table_arg(s, &toks)?;
+            let phys = format!(
+                "{}.{}",
+                quote_ident(&t.db),
+                quote_ident(&t.partitions[0].phys_table)
+            );
+            let sql = format!(
+                "SHOW {}COLUMNS FROM {phys}",
+                if full { "FULL " } else { "" }
+            );
+            let mut c = on_first_partition(s, &t, sql).await?;
+            c.rows
+                .retain(|r| r.first().and_then(|v| v.as_deref()) != Some(IMPLICIT_PK.as_bytes()));
+            if let Some(p) = like_clause(&toks) {
+                c.rows.retain(|r| {
+                    r.first()
+                        .and_then(|v| v.as_deref())
+                        .is_some_and(|n| like(&p, &String::from_utf8_lossy(n)))
+                });
+            }
+            forward(sink, c).await
+        }
+        ["INDEX", ..] | ["INDEXES", ..] | ["KEYS", ..] => {
+            let t = table_arg(s, &toks)?;
+            let phys = format!(
+                "{}.{}",
+                quote_ident(&t.db),
+                quote_ident(&t.partitions[0].phys_table)
+            );
+            let mut c = on_first_partition(s, &t, format!("SHOW INDEX FROM {phys}")).await?;
+            for r in c.rows.iter_mut() {
+                if let Some(v) = r.first_mut() {
+                    *v = Some(t.name.clone().into_bytes());
+                }
+            }
+            c.rows
+                .retain(|r| r.get(4).and_then(|v| v.as_deref()) != Some(IMPLICIT_PK.as_bytes()));
+            forward(sink, c).await
+        }
+        ["CREATE", "TABLE", ..] => {
+            let mut toks2 = toks.clone();
+            toks2[2] = "FROM".into();
+            let t = table_arg(s, &toks2)?;
+            let phys = format!(
+                "{}.{}",
+                quote_ident(&t.db),
+                quote_ident(&t.partitions[0].phys_table)
+            );
+            let c = on_first_partition(s, &t, format!("SHOW CREATE TABLE {phys}")).await?;
+            let ddl = c
+                .rows
+                .first()
+                .and_then(|r| r.get(1))
+                .and_then(|v| v.clone())
+                .unwrap_or_default();
+            let ddl = logical_create_table(&t, &String::from_utf8_lossy(&ddl));
+            send_rows(
+                sink,
+                &text_cols(&["Table", "Create Table"]),
+                vec![vec![Some(t.name.clone()), Some(ddl)]],
+            )
+            .await
+        }
+        ["CREATE", "DATABASE", ..] | ["CREATE", "SCHEMA", ..] => {
+            let db = unquote(toks.last().map(String::as_str).unwrap_or(""));
+            snap.database(&db).ok_or_else(|| CnError::bad_db(&db))?;
+            let ddl = format!(
+                "CREATE DATABASE {} /*!40100 DEFAULT CHARACTER SET utf8mb4 */",
+                quote_ident(&db)
+            );
+            send_rows(
+                sink,
+                &text_cols(&["Database", "Create Database"]),
+                vec![vec![Some(db), Some(ddl)]],
+            )
+            .await
+        }
+        ["VARIABLES", ..] => {
+            let pat = like_clause(&toks);
+            let rows = s
+                .vars
+                .iter()
+                .filter(|(k, _)| pat.as_deref().is_none_or(|p| like(p, k)))
+                .map(|(k, v)| vec![Some(k.clone()), Some(v.clone())])
+                .collect();
+            send_rows(sink, &text_cols(&["Variable_name", "Value"]), rows).await
+        }
+        ["STATUS", ..] => {
+            let procs = s
+                .cluster
+                .processes
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .len();
+            let vals = [
+                ("Threads_connected", procs.to_string()),
+                ("Uptime", "0".to_string()),
+            ];
+            let pat = like_clause(&toks);
+            let rows = vals
+                .into_iter()
+                .filter(|(k, _)| pat.as_deref().is_none_or(|p| like(p, k)))
+                .map(|(k, v)| vec![Some(k.to_string()), Some(v)])
+                .collect();
+            send_rows(sink, &text_cols(&["Variable_name", "Value"]), rows).await
+        }
+        ["WARNINGS", ..] | ["ERRORS", ..] => {
+            let cols = vec![
+                ColumnDef::text("Level"),
+                ColumnDef::new("Code", ty::LONG),
+                ColumnDef::text("Message"),
+            ];
+            let rows = s
+                .warnings
+                .iter()
+                .map(|(l, c, m)| vec![Some(l.clone()), Some(c.to_string()), Some(m.clone())])
+                .collect();
+            send_rows(sink, &cols, rows).await
+        }
+        ["PROCESSLIST", ..] => {
+            let procs: Vec<_> = s
+                .cluster
+                .processes
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .values()
+                .cloned()
+                .collect();
+            let cols = vec![
+                ColumnDef::new("Id", ty::LONGLONG),
+                ColumnDef::text("User"),
+                ColumnDef::text("Host"),
+                ColumnDef::text("db"),
+                ColumnDef::text("Command"),
+                ColumnDef::new("Time", ty::LONG),
+                ColumnDef::text("State"),
+                ColumnDef::text("Info"),
+            ];
+            let rows = procs
+                .into_iter()
+                .map(|p| {
+                    let info = p.info.map(|i| {
+                        if full {
+                            i
+                        } else {
+                            i.chars().take(100).collect()
+                        }
+                    });
+                    vec![
+                        Some(p.id.to_string()),
+                        Some(p.user),
+                        Some(p.host),
+                        p.db,
+                        Some(p.command.to_string()),
+                        Some(p.started.elapsed().as_secs().to_string()),
+                        Some(String::new()),
+                        info,
+                    ]
+                })
+                .collect();
+            send_rows(sink, &cols, rows).await
+        }
+        ["TOPOLOGY", ..] => {
+            let t = table_arg(s, &toks)?;
+            let cols = vec![
+                ColumnDef::new("ID", ty::LONG),
+                ColumnDef::text("GROUP_NAME"),
+                ColumnDef::text("TABLE_NAME"),
+                ColumnDef::text("PARTITION_NAME"),
+                ColumnDef::text("DN_ID"),
+                ColumnDef::text("DN_ADDRESS"),
+            ];
+            let rows = t
+                .partitions
+                .iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    let addr = s
+                        .cluster
+                        .dns
+                        .get(p.dn as usize)
+                        .map(|d| format!("{}:{}", d.info.host, d.info.port));
+                    vec![
+                        Some(i.to_string()),
+                        Some(format!("{}_dn{}", t.db, p.dn)),
+                        Some(p.phys_table.clone()),
+                        Some(p.name.clone()),
+                        Some(format!("dn{}", p.dn)),
+                        addr,
+                    ]
+                })
+                .collect();
+            send_rows(sink, &cols, rows).await
+        }
+        ["PARTITIONS", ..] => {
+            let t = table_arg(s, &toks)?;
+            let cols = text_cols(&[
+                "TABLE_NAME",
+                "TABLE_GROUP",
+                "PARTITION_POLICY",
+                "PARTITION_KEY",
+                "PARTITION_NAME",
+                "PHYSICAL_TABLE",
+                "DN_ID",
+            ]);
+            let rows = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    vec![
+                        Some(t.name.clone()),
+                        Some(t.table_group.clone()),
+                        Some(t.partitioning.policy().to_string()),
+                        Some(t.partitioning.key_columns().join(",")),
+                        Some(p.name.clone()),
+                        Some(p.phys_table.clone()),
+                        Some(format!("dn{}", p.dn)),
+                    ]
+                })
+                .collect();
+            send_rows(sink, &cols, rows).await
+        }
+        ["TABLE", "STATUS", ..] => {
+            let db = s.db.clone().ok_or_else(CnError::no_db)?;
+            let d = snap.database(&db).ok_or_else(|| CnError::bad_db(&db))?;
+            let pat = like_clause(&toks);
+            let cols = text_cols(&[
+                "Name",
+                "Engine",
+                "Version",
+                "Row_format",
+                "Rows",
+                "Collation",
+                "Create_options",
+                "Comment",
+            ]);
+            let rows = d
+                .tables
+                .values()
+                .filter(|t| pat.as_deref().is_none_or(|p| like(p, &t.name)))
+                .map(|t| {
+                    vec![
+                        Some(t.name.clone()),
+                        Some("InnoDB".into()),
+                        Some("10".into()),
+                        Some("Dynamic".into()),
+                        None,
+                        Some("utf8mb4_general_ci".into()),
+                        Some(t.partitioning.policy().to_string()),
+                        Some(String::new()),
+                    ]
+                })
+                .collect();
+            send_rows(sink, &cols, rows).await
+        }
+        ["ENGINES", ..]
+        | ["CHARSET", ..]
+        | ["CHARACTER", "SET", ..]
+        | ["COLLATION", ..]
+        | ["PLUGINS", ..] => {
+            // Server-level facts: the DNs' answer is the CN's.
+            let dn = s.cluster.any_dn();
+            s.run_on_dn(dn, sql, sink).await
+        }
+        _ => Err(CnError::unsupported(format!(
+            "SHOW {}",
+            w.first().copied().unwrap_or("")
+        ))),
+    }
+}
+
+async fn forward(sink: &mut dyn ResultSink, c: CollectSink) -> Result<()> {
+    sink.columns(&c.columns).await?;
+    for r in &c.rows {
+        sink.row(r).await?;
+    }
+    sink.end_rows().await
+}
+
+/// The logical CREATE TABLE: a partition's DDL with the logical name, the
+/// implicit key hidden and the partition clause appended.
+pub fn logical_create_table(t: &TableDef, physical: &str) -> String {
+    let mut lines: Vec<String> = Vec::new();
+    for (i, line) in physical.lines().enumerate() {
+        if i == 0 {
+            lines.push(format!("CREATE TABLE {} (", quote_ident(&t.name)));
+            continue;
+        }
+        if line.contains(IMPLICIT_PK) {
+            continue;
+        }
+        lines.push(line.to_string());
+    }
+    // Dropping the hidden key can leave a trailing comma before ")".
+    let mut out = lines.join("\n");
+    while let Some(pos) = out.find(",\n)") {
+        out.replace_range(pos..pos + 1, "");
+    }
+    let clause = match &t.partitioning {
+        Partitioning::Hash {
+            columns,
+            count,
+            function,
+        } => {
+            let cols: Vec<String> = columns.iter().map(|c| quote_ident(c)).collect();
+            format!(
+                "\nPARTITION BY {}({}) PARTITIONS {count}",
+                function.to_ascii_uppercase(),
+                cols.join(",")
+            )
+        }
+        Partitioning::Range {
+            column,
+            bounds,
+            names,
+        } => {
+            let parts: Vec<String> = names
+                .iter()
+                .zip(bounds)
+                .map(|(n, b)| {
+                    format!(
+                        "PARTITION {n} VALUES LESS THAN ({})",
+                        b.as_deref()
+                            .map(sql_lit)
+                            .unwrap_or_else(|| "MAXVALUE".into())
+                    )
+                })
+                .collect();
+            format!(
+                "\nPARTITION BY RANGE COLUMNS({})\n({})",
+                quote_ident(column),
+                parts.join(",\n ")
+            )
+        }
+        Partitioning::List {
+            column,
+            values,
+            names,
+        } => {
+            let parts: Vec<String> = names
+                .iter()
+                .zip(values)
+                .map(|(n, v)| {
+                    format!(
+                        "PARTITION {n} VALUES IN ({})",
+                        v.iter().map(|x| sql_lit(x)).collect::<Vec<_>>().join(",")
+                    )
+                })
+                .collect();
+            format!(
+                "\nPARTITION BY LIST COLUMNS({})\n({})",
+                quote_ident(column),
+                parts.join(",\n ")
+            )
+        }
+        Partitioning::Broadcast => "\nBROADCAST".into(),
+        Partitioning::Single => "\nSINGLE".into(),
+    };
+    out.push_str(&clause);
+    out
+}
+
+fn sql_lit(v: &str) -> String {
+    if v.parse::<f64>().is_ok() || v.eq_ignore_ascii_case("null") {
+        v.to_string()
+    } else {
+        crate::dn::quote_str(v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::like;
+
+    #[test]
+    fn like_patterns() {
+        assert!(like("tpch%", "TPCH"));
+        assert!(like("a_c", "abc"));
+        assert!(!like("a_c", "abbc"));
+        assert!(like("%", ""));
+        assert!(like("a\\_b", "a_b"));
+        assert!(!like("a\\_b", "axb"));
+    }
+}

@@ -1,0 +1,60 @@
+//! Where a statement's results go: the client connection, or a buffer.
+
+use crate::error::Result;
+use crate::protocol::resultset::{ColumnDef, TextRow};
+use async_trait::async_trait;
+
+/// Receives the results of one statement. A result set is `columns`, any
+/// number of `row`s, then `end_rows`; a statement without rows calls `ok`.
+#[async_trait]
+pub trait ResultSink: Send {
+    async fn columns(&mut self, cols: &[ColumnDef]) -> Result<()>;
+    async fn row(&mut self, row: &[Option<Vec<u8>>]) -> Result<()>;
+    async fn end_rows(&mut self) -> Result<()>;
+    async fn ok(&mut self, affected: u64, last_insert_id: u64, info: &str) -> Result<()>;
+}
+
+/// A sink that keeps everything in memory (tests, internal statements).
+#[derive(Debug, Default)]
+pub struct CollectSink {
+    pub columns: Vec<ColumnDef>,
+    pub rows: Vec<TextRow>,
+    pub affected: u64,
+    pub last_insert_id: u64,
+    pub info: String,
+}
+
+#[async_trait]
+impl ResultSink for CollectSink {
+    async fn columns(&mut self, cols: &[ColumnDef]) -> Result<()> {
+        self.columns = cols.to_vec();
+        Ok(())
+    }
+    async fn row(&mut self, row: &[Option<Vec<u8>>]) -> Result<()> {
+        self.rows.push(row.to_vec());
+        Ok(())
+    }
+    async fn end_rows(&mut self) -> Result<()> {
+        Ok(())
+    }
+    async fn ok(&mut self, affected: u64, last_insert_id: u64, info: &str) -> Result<()> {
+        self.affected = affected;
+        self.last_insert_id = last_insert_id;
+        self.info = info.to_string();
+        Ok(())
+    }
+}
+
+/// Sends a whole in-memory result set to a sink.
+pub async fn send_rows(
+    sink: &mut dyn ResultSink,
+    cols: &[ColumnDef],
+    rows: Vec<Vec<Option<String>>>,
+) -> Result<()> {
+    sink.columns(cols).await?;
+    for r in rows {
+        let r: TextRow = r.into_iter().map(|v| v.map(String::into_bytes)).collect();
+        sink.row(&r).await?;
+    }
+    sink.end_rows().await
+}

@@ -1,0 +1,78 @@
+//! Session and system variables: the values `SELECT @@x` and
+//! `SHOW VARIABLES` report, and what `SET` may change.
+
+use std::collections::BTreeMap;
+
+/// The version string clients see in the handshake and `VERSION()`.
+pub const SERVER_VERSION: &str = concat!("8.0.35-cn-", env!("CARGO_PKG_VERSION"));
+
+/// Defaults of the variables a session starts with (MySQL 8.0 names and
+/// defaults, MySQL reference manual "Server System Variables").
+pub fn defaults() -> BTreeMap<String, String> {
+    [
+        ("autocommit", "1"),
+        ("auto_increment_increment", "1"),
+        ("auto_increment_offset", "1"),
+        ("character_set_client", "utf8mb4"),
+        ("character_set_connection", "utf8mb4"),
+        ("character_set_database", "utf8mb4"),
+        ("character_set_results", "utf8mb4"),
+        ("character_set_server", "utf8mb4"),
+        ("collation_connection", "utf8mb4_general_ci"),
+        ("collation_database", "utf8mb4_general_ci"),
+        ("collation_server", "utf8mb4_general_ci"),
+        ("interactive_timeout", "28800"),
+        ("license", "Apache-2.0"),
+        ("lower_case_table_names", "1"),
+        ("max_allowed_packet", "67108864"),
+        ("net_buffer_length", "16384"),
+        ("net_write_timeout", "60"),
+        ("performance_schema", "0"),
+        ("query_cache_size", "0"),
+        ("query_cache_type", "OFF"),
+        ("sql_auto_is_null", "0"),
+        ("sql_mode", "STRICT_TRANS_TABLES,ERROR_FOR_DIVISION_BY_ZERO,NO_AUTO_CREATE_USER,NO_ENGINE_SUBSTITUTION"),
+        ("sql_select_limit", "18446744073709551615"),
+        ("system_time_zone", "UTC"),
+        ("time_zone", "SYSTEM"),
+        ("transaction_isolation", "REPEATABLE-READ"),
+        ("tx_isolation", "REPEATABLE-READ"),
+        ("transaction_read_only", "0"),
+        ("tx_read_only", "0"),
+        ("version", SERVER_VERSION),
+        ("version_comment", "distributed SQL compute node (CN)"),
+        ("wait_timeout", "28800"),
+        ("max_connections", "1024"),
+        ("init_connect", ""),
+        ("have_ssl", "DISABLED"),
+        ("default_storage_engine", "InnoDB"),
+        ("innodb_lock_wait_timeout", "50"),
+        ("lock_wait_timeout", "31536000"),
+        ("warning_count", "0"),
+        ("error_count", "0"),
+        ("hostname", "localhost"),
+        ("port", "3307"),
+        ("socket", ""),
+        ("protocol_version", "10"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+/// Strips `@@`, `@@session.`, `@@global.`, `@@local.` and lower-cases.
+pub fn normalize_name(name: &str) -> String {
+    let n = name.trim().trim_start_matches("@@").to_ascii_lowercase();
+    for p in ["session.", "global.", "local."] {
+        if let Some(rest) = n.strip_prefix(p) {
+            return rest.to_string();
+        }
+    }
+    n
+}
+
+/// True when the variable's value is a number (so `SELECT @@x` types it as
+/// an integer, as MySQL does).
+pub fn is_numeric(v: &str) -> bool {
+    !v.is_empty() && v.parse::<i128>().is_ok()
+}
