@@ -62,14 +62,9 @@ impl Cluster {
         metadb.bootstrap().await?;
         let dns = metadb.dns().await?;
         if dns.is_empty() {
-            return Err(CnError::internal(
-                "the metadb lists no data nodes (cn_meta.dns is empty)",
-            ));
+            return Err(CnError::internal("the metadb lists no data nodes (cn_meta.dns is empty)"));
         }
-        let dns = dns
-            .into_iter()
-            .map(|d| Arc::new(Dn::new(d, config.dn_pool_size)))
-            .collect();
+        let dns = dns.into_iter().map(|d| Arc::new(Dn::new(d, config.dn_pool_size))).collect();
         let snap = metadb.load().await?;
         let catalog = Catalog::default();
         catalog.install(snap);
@@ -91,9 +86,7 @@ impl Cluster {
     }
 
     pub fn dn(&self, id: u32) -> Result<&Arc<Dn>> {
-        self.dns
-            .get(id as usize)
-            .ok_or_else(|| CnError::internal(format!("no DN with id {id}")))
+        self.dns.get(id as usize).ok_or_else(|| CnError::internal(format!("no DN with id {id}")))
     }
 
     /// A DN for a read of a broadcast table (round robin).
@@ -136,10 +129,7 @@ impl Cluster {
         if r.end - r.next < n {
             let want = n.max(SEQUENCE_CACHE);
             let start = self.metadb.reserve_ids(db, tbl, want, 1).await?;
-            *r = SeqRange {
-                next: start,
-                end: start + want,
-            };
+            *r = SeqRange { next: start, end: start + want };
         }
         let first = r.next;
         r.next += n;
@@ -154,23 +144,14 @@ impl Cluster {
         if value >= r.next && value < r.end {
             r.next = value + 1;
         } else if value >= r.end {
-            let start = self
-                .metadb
-                .reserve_ids(db, tbl, SEQUENCE_CACHE, value + 1)
-                .await?;
-            *r = SeqRange {
-                next: start,
-                end: start + SEQUENCE_CACHE,
-            };
+            let start = self.metadb.reserve_ids(db, tbl, SEQUENCE_CACHE, value + 1).await?;
+            *r = SeqRange { next: start, end: start + SEQUENCE_CACHE };
         }
         Ok(())
     }
 
     /// Forgets the cached range of a dropped or truncated table.
     pub async fn forget_sequence(&self, db: &str, tbl: &str) {
-        self.sequences
-            .lock()
-            .await
-            .remove(&(db.to_string(), tbl.to_string()));
+        self.sequences.lock().await.remove(&(db.to_string(), tbl.to_string()));
     }
 }

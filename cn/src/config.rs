@@ -45,10 +45,7 @@ impl Default for Config {
             max_connections: 1024,
             dn_pool_size: 256,
             catalog_poll_ms: 500,
-            users: vec![User {
-                name: "root".into(),
-                password: String::new(),
-            }],
+            users: vec![User { name: "root".into(), password: String::new() }],
         }
     }
 }
@@ -65,14 +62,9 @@ impl Config {
         if self.users.is_empty() {
             return Err("at least one user is needed".into());
         }
-        self.listen
-            .parse::<std::net::SocketAddr>()
-            .map_err(|e| format!("listen = {:?}: {e}", self.listen))?;
+        self.listen.parse::<std::net::SocketAddr>().map_err(|e| format!("listen = {:?}: {e}", self.listen))?;
         if !self.metadb.starts_with("mysql://") {
-            return Err(format!(
-                "metadb = {:?}: expected a mysql:// URL",
-                self.metadb
-            ));
+            return Err(format!("metadb = {:?}: expected a mysql:// URL", self.metadb));
         }
         Ok(())
     }
@@ -84,20 +76,13 @@ mod tests {
 
     #[test]
     fn parses_and_validates() {
-        let c: Config =
-            toml::from_str("listen = \"127.0.0.1:4001\"\nmax-connections = 5\n").unwrap();
+        let c: Config = toml::from_str("listen = \"127.0.0.1:4001\"\nmax-connections = 5\n").unwrap();
         assert_eq!(c.max_connections, 5);
         assert!(c.validate().is_ok());
-        let bad = Config {
-            max_connections: 0,
-            ..Config::default()
-        };
+        let bad = Config { max_connections: 0, ..Config::default() };
         assert!(bad.validate().is_err());
         assert!(toml::from_str::<Config>("no-such-key = 1").is_err());
-        let bad_listen = Config {
-            listen: "nowhere".into(),
-            ..Config::default()
-        };
+        let bad_listen = Config { listen: "nowhere".into(), ..Config::default() };
         assert!(bad_listen.validate().is_err());
     }
 }

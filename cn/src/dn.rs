@@ -22,11 +22,7 @@ impl Dn {
             .ip_or_hostname(info.host.clone())
             .tcp_port(info.port)
             .user(Some(info.user.clone()))
-            .pass(if info.password.is_empty() {
-                None
-            } else {
-                Some(info.password.clone())
-            })
+            .pass(if info.password.is_empty() { None } else { Some(info.password.clone()) })
             .prefer_socket(false)
             .tcp_nodelay(true)
             .stmt_cache_size(0)
@@ -35,21 +31,14 @@ impl Dn {
                     .with_constraints(PoolConstraints::new(0, max_conns.max(1)).unwrap_or_default())
                     .with_inactive_connection_ttl(Duration::from_secs(60)),
             );
-        Dn {
-            name: format!("dn{}", info.id),
-            info,
-            pool: Pool::new(Opts::from(opts)),
-        }
+        Dn { name: format!("dn{}", info.id), info, pool: Pool::new(Opts::from(opts)) }
     }
 
     /// A pooled connection, or an error that names the DN.
     pub async fn conn(&self) -> Result<Conn> {
         match tokio::time::timeout(Duration::from_secs(10), self.pool.get_conn()).await {
             Ok(r) => r.map_err(|e| CnError::from_dn(&self.name, e)),
-            Err(_) => Err(CnError::DnUnavailable {
-                dn: self.name.clone(),
-                message: "timed out connecting".into(),
-            }),
+            Err(_) => Err(CnError::DnUnavailable { dn: self.name.clone(), message: "timed out connecting".into() }),
         }
     }
 

@@ -75,20 +75,11 @@ pub struct MysqlError {
 pub enum CnError {
     /// An error with an explicit MySQL error number.
     #[error("{message}")]
-    Mysql {
-        code: u16,
-        sqlstate: String,
-        message: String,
-    },
+    Mysql { code: u16, sqlstate: String, message: String },
     /// An error a data node returned; its code and SQLSTATE are passed through,
     /// the message names the DN.
     #[error("DN {dn}: {message}")]
-    Dn {
-        dn: String,
-        code: u16,
-        sqlstate: String,
-        message: String,
-    },
+    Dn { dn: String, code: u16, sqlstate: String, message: String },
     /// A data node could not be reached or the connection broke.
     #[error("DN {dn} is unavailable: {message}")]
     DnUnavailable { dn: String, message: String },
@@ -103,34 +94,21 @@ pub type Result<T, E = CnError> = std::result::Result<T, E>;
 impl CnError {
     /// An error with the given MySQL number; SQLSTATE from [`sqlstate_for`].
     pub fn mysql(code: u16, message: impl Into<String>) -> Self {
-        CnError::Mysql {
-            code,
-            sqlstate: sqlstate_for(code).to_string(),
-            message: message.into(),
-        }
+        CnError::Mysql { code, sqlstate: sqlstate_for(code).to_string(), message: message.into() }
     }
     /// ERR 1064, the MySQL syntax error.
     pub fn parse(message: impl fmt::Display) -> Self {
-        Self::mysql(
-            code::ER_PARSE_ERROR,
-            format!("You have an error in your SQL syntax: {message}"),
-        )
+        Self::mysql(code::ER_PARSE_ERROR, format!("You have an error in your SQL syntax: {message}"))
     }
     /// ERR 1235: valid SQL that this CN does not support (yet).
     pub fn unsupported(what: impl fmt::Display) -> Self {
-        Self::mysql(
-            code::ER_NOT_SUPPORTED_YET,
-            format!("This version of the CN doesn't yet support '{what}'"),
-        )
+        Self::mysql(code::ER_NOT_SUPPORTED_YET, format!("This version of the CN doesn't yet support '{what}'"))
     }
     pub fn internal(message: impl Into<String>) -> Self {
         CnError::Internal(message.into())
     }
     pub fn no_such_table(db: &str, table: &str) -> Self {
-        Self::mysql(
-            code::ER_NO_SUCH_TABLE,
-            format!("Table '{db}.{table}' doesn't exist"),
-        )
+        Self::mysql(code::ER_NO_SUCH_TABLE, format!("Table '{db}.{table}' doesn't exist"))
     }
     pub fn bad_db(db: &str) -> Self {
         Self::mysql(code::ER_BAD_DB_ERROR, format!("Unknown database '{db}'"))
@@ -142,57 +120,33 @@ impl CnError {
     /// Wraps a mysql_async error from DN `dn`, keeping the server's code.
     pub fn from_dn(dn: &str, e: mysql_async::Error) -> Self {
         match e {
-            mysql_async::Error::Server(s) => CnError::Dn {
-                dn: dn.to_string(),
-                code: s.code,
-                sqlstate: s.state,
-                message: s.message,
-            },
-            mysql_async::Error::Io(_) | mysql_async::Error::Driver(_) => CnError::DnUnavailable {
-                dn: dn.to_string(),
-                message: e.to_string(),
-            },
-            other => CnError::DnUnavailable {
-                dn: dn.to_string(),
-                message: other.to_string(),
-            },
+            mysql_async::Error::Server(s) => {
+                CnError::Dn { dn: dn.to_string(), code: s.code, sqlstate: s.state, message: s.message }
+            }
+            mysql_async::Error::Io(_) | mysql_async::Error::Driver(_) => {
+                CnError::DnUnavailable { dn: dn.to_string(), message: e.to_string() }
+            }
+            other => CnError::DnUnavailable { dn: dn.to_string(), message: other.to_string() },
         }
     }
 
     /// The error as sent to the client.
     pub fn to_mysql(&self) -> MysqlError {
         match self {
-            CnError::Mysql {
-                code,
-                sqlstate,
-                message,
-            } => MysqlError {
-                code: *code,
-                sqlstate: sqlstate.clone(),
-                message: message.clone(),
-            },
+            CnError::Mysql { code, sqlstate, message } => {
+                MysqlError { code: *code, sqlstate: sqlstate.clone(), message: message.clone() }
+            }
             // Server errors from a DN keep their number: a duplicate key is 1062
             // whichever shard reports it.
-            CnError::Dn {
-                code,
-                sqlstate,
-                message,
-                ..
-            } => MysqlError {
-                code: *code,
-                sqlstate: sqlstate.clone(),
-                message: message.clone(),
-            },
-            CnError::DnUnavailable { .. } => MysqlError {
-                code: code::ER_UNKNOWN_ERROR,
-                sqlstate: "HY000".into(),
-                message: self.to_string(),
-            },
-            CnError::Internal(_) | CnError::Io(_) => MysqlError {
-                code: code::ER_UNKNOWN_ERROR,
-                sqlstate: "HY000".into(),
-                message: self.to_string(),
-            },
+            CnError::Dn { code, sqlstate, message, .. } => {
+                MysqlError { code: *code, sqlstate: sqlstate.clone(), message: message.clone() }
+            }
+            CnError::DnUnavailable { .. } => {
+                MysqlError { code: code::ER_UNKNOWN_ERROR, sqlstate: "HY000".into(), message: self.to_string() }
+            }
+            CnError::Internal(_) | CnError::Io(_) => {
+                MysqlError { code: code::ER_UNKNOWN_ERROR, sqlstate: "HY000".into(), message: self.to_string() }
+            }
         }
     }
 }

@@ -7,11 +7,7 @@ use cn::playground::Topology;
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(
-    name = "cn",
-    version,
-    about = "Distributed SQL compute node over MariaDB data nodes"
-)]
+#[command(name = "cn", version, about = "Distributed SQL compute node over MariaDB data nodes")]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -50,20 +46,13 @@ enum Cmd {
 #[tokio::main]
 async fn main() {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();
     let cli = Cli::parse();
     let r = match cli.command {
-        Cmd::Playground {
-            dns,
-            port,
-            data_dir,
-            tpch_sf,
-            mariadb_port,
-            buffer_pool_mb,
-        } => playground(dns, port, data_dir, tpch_sf, mariadb_port, buffer_pool_mb).await,
+        Cmd::Playground { dns, port, data_dir, tpch_sf, mariadb_port, buffer_pool_mb } => {
+            playground(dns, port, data_dir, tpch_sf, mariadb_port, buffer_pool_mb).await
+        }
         Cmd::Serve { config } => serve(config).await,
     };
     if let Err(e) = r {
@@ -73,13 +62,9 @@ async fn main() {
 }
 
 async fn serve(path: PathBuf) -> anyhow::Result<()> {
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
-    let config: Config =
-        toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    config
-        .validate()
-        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+    let config: Config = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    config.validate().map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let listen = config.listen.clone();
     let cluster = Cluster::connect(config).await?;
     cluster.spawn_catalog_poller();
@@ -103,17 +88,10 @@ async fn playground(
     if dns == 0 {
         anyhow::bail!("--dns must be at least 1");
     }
-    println!(
-        "starting {dns} data nodes and the metadb under {} …",
-        dir.display()
-    );
+    println!("starting {dns} data nodes and the metadb under {} …", dir.display());
     let mut topo = Topology::start(&dir, dns, mariadb_port, buffer_pool_mb).await?;
     let result = async {
-        let config = Config {
-            listen: format!("127.0.0.1:{port}"),
-            metadb: topo.metadb.url(),
-            ..Config::default()
-        };
+        let config = Config { listen: format!("127.0.0.1:{port}"), metadb: topo.metadb.url(), ..Config::default() };
         let cluster = Cluster::connect(config).await?;
         cluster.spawn_catalog_poller();
         if cluster.catalog.snapshot().database("tpch").is_none() {
@@ -124,7 +102,10 @@ async fn playground(
             println!("loaded {rows} rows in {:.1} s", t.elapsed().as_secs_f64());
         }
         let (addr, task) = cn::server::start(cluster, &format!("127.0.0.1:{port}")).await?;
-        println!("CN ready. Connect with:\n  mariadb -h127.0.0.1 -P{} -uroot tpch\nCtrl-C stops everything.", addr.port());
+        println!(
+            "CN ready. Connect with:\n  mariadb -h127.0.0.1 -P{} -uroot tpch\nCtrl-C stops everything.",
+            addr.port()
+        );
         tokio::select! {
             r = task => { r??; }
             _ = tokio::signal::ctrl_c() => { println!("stopping …"); }

@@ -31,16 +31,9 @@ impl MariaDb {
     pub async fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             if let Some(pid) = c.id() {
-                let _ = Command::new("kill")
-                    .arg("-TERM")
-                    .arg(pid.to_string())
-                    .status()
-                    .await;
+                let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status().await;
             }
-            if tokio::time::timeout(Duration::from_secs(30), c.wait())
-                .await
-                .is_err()
-            {
+            if tokio::time::timeout(Duration::from_secs(30), c.wait()).await.is_err() {
                 let _ = c.kill().await;
             }
         }
@@ -62,10 +55,7 @@ impl Drop for MariaDb {
     fn drop(&mut self) {
         if let Some(c) = &self.child {
             if let Some(pid) = c.id() {
-                let _ = std::process::Command::new("kill")
-                    .arg("-TERM")
-                    .arg(pid.to_string())
-                    .status();
+                let _ = std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
             }
         }
     }
@@ -81,18 +71,12 @@ fn is_root() -> bool {
 
 /// Finds `mariadbd` (PATH, then /usr/sbin).
 pub fn mariadbd_binary() -> Result<PathBuf> {
-    for p in [
-        "/usr/sbin/mariadbd",
-        "/usr/bin/mariadbd",
-        "/usr/sbin/mysqld",
-    ] {
+    for p in ["/usr/sbin/mariadbd", "/usr/bin/mariadbd", "/usr/sbin/mysqld"] {
         if Path::new(p).exists() {
             return Ok(PathBuf::from(p));
         }
     }
-    Err(CnError::internal(
-        "mariadbd not found: install MariaDB (apt-get install -y mariadb-server)",
-    ))
+    Err(CnError::internal("mariadbd not found: install MariaDB (apt-get install -y mariadb-server)"))
 }
 
 /// Creates the template data directory once (`mariadb-install-db`).
@@ -115,16 +99,12 @@ pub async fn ensure_template(base: &Path) -> Result<PathBuf> {
     if is_root() {
         cmd.arg("--user=root");
     }
-    let out = cmd.output().await.map_err(|e| {
-        CnError::internal(format!(
-            "mariadb-install-db: {e} (is mariadb-server installed?)"
-        ))
-    })?;
+    let out = cmd
+        .output()
+        .await
+        .map_err(|e| CnError::internal(format!("mariadb-install-db: {e} (is mariadb-server installed?)")))?;
     if !out.status.success() {
-        return Err(CnError::internal(format!(
-            "mariadb-install-db failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        )));
+        return Err(CnError::internal(format!("mariadb-install-db failed: {}", String::from_utf8_lossy(&out.stderr))));
     }
     std::fs::rename(&tmp, &t)?;
     Ok(t)
@@ -146,12 +126,7 @@ fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
 
 /// Starts a `mariadbd` on `port` with data in `base/name` (copied from the
 /// template on first use) and waits until it accepts connections.
-pub async fn start_mariadb(
-    base: PathBuf,
-    name: String,
-    port: u16,
-    buffer_pool_mb: u32,
-) -> Result<MariaDb> {
+pub async fn start_mariadb(base: PathBuf, name: String, port: u16, buffer_pool_mb: u32) -> Result<MariaDb> {
     let name = name.as_str();
     let template = ensure_template(&base).await?;
     let dir = base.join(name);
@@ -166,10 +141,7 @@ pub async fn start_mariadb(
         .arg(format!("--port={port}"))
         .arg(format!("--socket={}", dir.join("mysqld.sock").display()))
         .arg(format!("--pid-file={}", dir.join("mysqld.pid").display()))
-        .arg(format!(
-            "--log-error={}",
-            dir.join("mariadbd.log").display()
-        ))
+        .arg(format!("--log-error={}", dir.join("mariadbd.log").display()))
         .arg("--bind-address=127.0.0.1")
         .arg("--skip-name-resolve")
         .arg("--innodb-log-file-size=16M")
@@ -184,25 +156,16 @@ pub async fn start_mariadb(
     if is_root() {
         cmd.arg("--user=root");
     }
-    let child = cmd
-        .spawn()
-        .map_err(|e| CnError::internal(format!("starting mariadbd: {e}")))?;
-    let db = MariaDb {
-        name: name.to_string(),
-        port,
-        dir: dir.clone(),
-        child: Some(child),
-    };
-    wait_ready(&db.url(), Duration::from_secs(60))
-        .await
-        .map_err(|e| {
-            let log = std::fs::read_to_string(dir.join("mariadbd.log")).unwrap_or_default();
-            let tail: Vec<&str> = log.lines().rev().take(8).collect();
-            CnError::internal(format!(
-                "{name} (port {port}) did not start: {e}\n{}",
-                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-            ))
-        })?;
+    let child = cmd.spawn().map_err(|e| CnError::internal(format!("starting mariadbd: {e}")))?;
+    let db = MariaDb { name: name.to_string(), port, dir: dir.clone(), child: Some(child) };
+    wait_ready(&db.url(), Duration::from_secs(60)).await.map_err(|e| {
+        let log = std::fs::read_to_string(dir.join("mariadbd.log")).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(8).collect();
+        CnError::internal(format!(
+            "{name} (port {port}) did not start: {e}\n{}",
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        ))
+    })?;
     Ok(db)
 }
 
@@ -210,8 +173,7 @@ pub async fn start_mariadb(
 pub async fn wait_ready(url: &str, limit: Duration) -> Result<()> {
     let start = Instant::now();
     loop {
-        let opts =
-            mysql_async::Opts::from_url(url).map_err(|e| CnError::internal(e.to_string()))?;
+        let opts = mysql_async::Opts::from_url(url).map_err(|e| CnError::internal(e.to_string()))?;
         match mysql_async::Conn::new(opts).await {
             Ok(c) => {
                 let _ = c.disconnect().await;
@@ -232,33 +194,26 @@ pub struct Topology {
 impl Topology {
     /// Starts the metadb on `base_port` and DN i on `base_port + 1 + i`,
     /// and records the DNs in the metadb.
-    pub async fn start(
-        base: &Path,
-        dns: usize,
-        base_port: u16,
-        buffer_pool_mb: u32,
-    ) -> Result<Topology> {
+    pub async fn start(base: &Path, dns: usize, base_port: u16, buffer_pool_mb: u32) -> Result<Topology> {
+        let ports: Vec<u16> = (0..=dns as u16).map(|i| base_port + i).collect();
+        Self::start_on(base, &ports, buffer_pool_mb).await
+    }
+
+    /// Like [`Topology::start`] with explicit ports: `ports[0]` for the
+    /// metadb, `ports[1 + i]` for DN i.
+    pub async fn start_on(base: &Path, ports: &[u16], buffer_pool_mb: u32) -> Result<Topology> {
         std::fs::create_dir_all(base)?;
         let base = base.canonicalize()?;
         ensure_template(&base).await?;
-        let mut starts = vec![start_mariadb(base.clone(), "metadb".into(), base_port, 64)];
-        for i in 0..dns {
-            starts.push(start_mariadb(
-                base.clone(),
-                format!("dn{i}"),
-                base_port + 1 + i as u16,
-                buffer_pool_mb,
-            ));
+        let mut starts = vec![start_mariadb(base.clone(), "metadb".into(), ports[0], 64)];
+        for (i, port) in ports[1..].iter().enumerate() {
+            starts.push(start_mariadb(base.clone(), format!("dn{i}"), *port, buffer_pool_mb));
         }
         let mut started = futures::future::try_join_all(starts).await?;
         let metadb = started.remove(0);
-        let topo = Topology {
-            metadb,
-            dns: started,
-        };
+        let topo = Topology { metadb, dns: started };
         let pool = mysql_async::Pool::new(
-            mysql_async::Opts::from_url(&topo.metadb.url())
-                .map_err(|e| CnError::internal(e.to_string()))?,
+            mysql_async::Opts::from_url(&topo.metadb.url()).map_err(|e| CnError::internal(e.to_string()))?,
         );
         let meta = MetaDb::new(pool.clone());
         meta.bootstrap().await?;
@@ -277,6 +232,15 @@ impl Topology {
         meta.register_dns(&infos).await?;
         let _ = pool.disconnect().await;
         Ok(topo)
+    }
+
+    /// Restarts a stopped or killed DN on its port and data directory.
+    pub async fn restart_dn(&mut self, i: usize, buffer_pool_mb: u32) -> Result<()> {
+        let d = &self.dns[i];
+        let base = d.dir.parent().map(Path::to_path_buf).unwrap_or_default();
+        let port = d.port;
+        self.dns[i] = start_mariadb(base, format!("dn{i}"), port, buffer_pool_mb).await?;
+        Ok(())
     }
 
     pub async fn stop(&mut self) {

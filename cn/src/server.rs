@@ -9,9 +9,7 @@ use crate::protocol::codec::Reader;
 use crate::protocol::constants::{cap, com, status, ty};
 use crate::protocol::handshake::{self, native_password_hash, verify_native_password};
 use crate::protocol::packet::PacketIo;
-use crate::protocol::resultset::{
-    binary_row, eof_packet, err_packet, ok_packet, text_row, ColumnDef,
-};
+use crate::protocol::resultset::{binary_row, eof_packet, err_packet, ok_packet, text_row, ColumnDef};
 use crate::session::sink::ResultSink;
 use crate::session::{vars, Session};
 use async_trait::async_trait;
@@ -46,8 +44,7 @@ pub async fn serve(cluster: Arc<Cluster>, listener: TcpListener) -> Result<()> {
                     }
                 }
                 Err(_) => {
-                    let e =
-                        CnError::mysql(code::ER_CON_COUNT_ERROR, "Too many connections").to_mysql();
+                    let e = CnError::mysql(code::ER_CON_COUNT_ERROR, "Too many connections").to_mysql();
                     let _ = io.write_packet(&err_packet(&e)).await;
                     let _ = io.flush().await;
                 }
@@ -119,18 +116,14 @@ impl ResultSink for ConnSink<'_> {
     async fn end_rows(&mut self) -> Result<()> {
         let st = self.status();
         if self.deprecate_eof() {
-            self.io
-                .write_packet(&ok_packet(0, 0, st, 0, "", true))
-                .await
+            self.io.write_packet(&ok_packet(0, 0, st, 0, "", true)).await
         } else {
             self.io.write_packet(&eof_packet(st, 0)).await
         }
     }
     async fn ok(&mut self, affected: u64, last_insert_id: u64, info: &str) -> Result<()> {
         let st = self.status();
-        self.io
-            .write_packet(&ok_packet(affected, last_insert_id, st, 0, info, false))
-            .await
+        self.io.write_packet(&ok_packet(affected, last_insert_id, st, 0, info, false)).await
     }
 }
 
@@ -225,36 +218,15 @@ fn param_literal(r: &mut Reader<'_>, t: u8, unsigned: bool) -> Result<String> {
                 (r.u64()? as i64).to_string()
             }
         }
-        ty::FLOAT => format!(
-            "{:?}",
-            f32::from_le_bytes(r.take(4)?.try_into().unwrap_or_default())
-        ),
-        ty::DOUBLE => format!(
-            "{:?}",
-            f64::from_le_bytes(r.take(8)?.try_into().unwrap_or_default())
-        ),
+        ty::FLOAT => format!("{:?}", f32::from_le_bytes(r.take(4)?.try_into().unwrap_or_default())),
+        ty::DOUBLE => format!("{:?}", f64::from_le_bytes(r.take(8)?.try_into().unwrap_or_default())),
         ty::DATE | ty::DATETIME | ty::TIMESTAMP => {
             let n = r.u8()? as usize;
             let d = r.take(n)?;
             let g = |i: usize| d.get(i).copied().unwrap_or(0) as u32;
-            let year = if n >= 2 {
-                u16::from_le_bytes([d[0], d[1]])
-            } else {
-                0
-            };
-            let micro = if n >= 11 {
-                u32::from_le_bytes([d[7], d[8], d[9], d[10]])
-            } else {
-                0
-            };
-            let mut s = format!(
-                "'{year:04}-{:02}-{:02} {:02}:{:02}:{:02}",
-                g(2),
-                g(3),
-                g(4),
-                g(5),
-                g(6)
-            );
+            let year = if n >= 2 { u16::from_le_bytes([d[0], d[1]]) } else { 0 };
+            let micro = if n >= 11 { u32::from_le_bytes([d[7], d[8], d[9], d[10]]) } else { 0 };
+            let mut s = format!("'{year:04}-{:02}-{:02} {:02}:{:02}:{:02}", g(2), g(3), g(4), g(5), g(6));
             if micro != 0 {
                 s.push_str(&format!(".{micro:06}"));
             }
@@ -270,12 +242,7 @@ fn param_literal(r: &mut Reader<'_>, t: u8, unsigned: bool) -> Result<String> {
                 let neg = d[0] == 1;
                 let days = u32::from_le_bytes([d[1], d[2], d[3], d[4]]);
                 let h = days * 24 + d[5] as u32;
-                format!(
-                    "'{}{h:02}:{:02}:{:02}'",
-                    if neg { "-" } else { "" },
-                    d[6],
-                    d[7]
-                )
+                format!("'{}{h:02}:{:02}:{:02}'", if neg { "-" } else { "" }, d[6], d[7])
             }
         }
         ty::NULL => "NULL".into(),
@@ -286,12 +253,7 @@ fn param_literal(r: &mut Reader<'_>, t: u8, unsigned: bool) -> Result<String> {
 async fn handle(cluster: Arc<Cluster>, io: &mut Io, conn_id: u32, host: String) -> Result<()> {
     let salt = scramble();
     io.seq = 0;
-    io.write_packet(&handshake::initial_handshake(
-        vars::SERVER_VERSION,
-        conn_id,
-        &salt,
-    ))
-    .await?;
+    io.write_packet(&handshake::initial_handshake(vars::SERVER_VERSION, conn_id, &salt)).await?;
     io.flush().await?;
     let Some(p) = io.read_packet().await? else {
         return Ok(());
@@ -301,13 +263,8 @@ async fn handle(cluster: Arc<Cluster>, io: &mut Io, conn_id: u32, host: String) 
         Err(e) => return send_err(io, &e.to_mysql()).await,
     };
     let mut auth = resp.auth_response.clone();
-    if resp
-        .auth_plugin
-        .as_deref()
-        .is_some_and(|p| p != handshake::NATIVE_PASSWORD)
-    {
-        io.write_packet(&handshake::auth_switch_request(&salt))
-            .await?;
+    if resp.auth_plugin.as_deref().is_some_and(|p| p != handshake::NATIVE_PASSWORD) {
+        io.write_packet(&handshake::auth_switch_request(&salt)).await?;
         io.flush().await?;
         let Some(a) = io.read_packet().await? else {
             return Ok(());
@@ -338,8 +295,7 @@ async fn handle(cluster: Arc<Cluster>, io: &mut Io, conn_id: u32, host: String) 
             return send_err(io, &e.to_mysql()).await;
         }
     }
-    io.write_packet(&ok_packet(0, 0, session.status_flags(), 0, "", false))
-        .await?;
+    io.write_packet(&ok_packet(0, 0, session.status_flags(), 0, "", false)).await?;
     io.flush().await?;
     let mut prepared: HashMap<u32, Prepared> = HashMap::new();
     let mut next_stmt = 1u32;
@@ -351,25 +307,13 @@ async fn handle(cluster: Arc<Cluster>, io: &mut Io, conn_id: u32, host: String) 
             break;
         }
         let Some((&cmd, body)) = pkt.split_first() else {
-            send_err(
-                io,
-                &CnError::mysql(code::ER_MALFORMED_PACKET, "Malformed communication packet.")
-                    .to_mysql(),
-            )
-            .await?;
+            send_err(io, &CnError::mysql(code::ER_MALFORMED_PACKET, "Malformed communication packet.").to_mysql())
+                .await?;
             continue;
         };
-        let r = AssertUnwindSafe(command(
-            &mut session,
-            io,
-            caps,
-            cmd,
-            body,
-            &mut prepared,
-            &mut next_stmt,
-        ))
-        .catch_unwind()
-        .await;
+        let r = AssertUnwindSafe(command(&mut session, io, caps, cmd, body, &mut prepared, &mut next_stmt))
+            .catch_unwind()
+            .await;
         match r {
             Ok(Ok(Flow::Continue)) => {}
             Ok(Ok(Flow::Quit)) => break,
@@ -387,9 +331,7 @@ async fn handle(cluster: Arc<Cluster>, io: &mut Io, conn_id: u32, host: String) 
                     .or_else(|| panic.downcast_ref::<String>().cloned())
                     .unwrap_or_default();
                 tracing::error!(conn_id, panic = %what, "panic in a connection; closing it");
-                let e = CnError::internal(format!(
-                    "the CN hit an internal error and closed this connection: {what}"
-                ));
+                let e = CnError::internal(format!("the CN hit an internal error and closed this connection: {what}"));
                 let _ = send_err(io, &e.to_mysql()).await;
                 break;
             }
@@ -420,21 +362,17 @@ async fn command(
     match cmd {
         com::QUIT => return Ok(Flow::Quit),
         com::PING => {
-            io.write_packet(&ok_packet(0, 0, session.status_flags(), 0, "", false))
-                .await?;
+            io.write_packet(&ok_packet(0, 0, session.status_flags(), 0, "", false)).await?;
         }
         com::INIT_DB => {
             session.use_db(&String::from_utf8_lossy(body))?;
-            io.write_packet(&ok_packet(0, 0, session.status_flags(), 0, "", false))
-                .await?;
+            io.write_packet(&ok_packet(0, 0, session.status_flags(), 0, "", false)).await?;
         }
         com::QUERY => {
             let sql = String::from_utf8_lossy(body).into_owned();
             let stmts = crate::planner::split::split_statements(&sql);
             if stmts.len() > 1 && caps & cap::MULTI_STATEMENTS == 0 {
-                return Err(CnError::parse(
-                    "multi-statements are not enabled for this connection",
-                ));
+                return Err(CnError::parse("multi-statements are not enabled for this connection"));
             }
             if stmts.is_empty() {
                 return Err(CnError::mysql(1065, "Query was empty"));
@@ -442,15 +380,8 @@ async fn command(
             let n = stmts.len();
             for (i, st) in stmts.into_iter().enumerate() {
                 let status = session.status_flags();
-                let mut sink = ConnSink {
-                    io,
-                    caps,
-                    status,
-                    more: i + 1 < n,
-                    binary: false,
-                    cols: vec![],
-                    buf: Vec::new(),
-                };
+                let mut sink =
+                    ConnSink { io, caps, status, more: i + 1 < n, binary: false, cols: vec![], buf: Vec::new() };
                 session.execute(st, &mut sink).await?;
             }
         }
@@ -459,9 +390,7 @@ async fn command(
             let table = String::from_utf8_lossy(r.null_str().unwrap_or(body)).into_owned();
             let db = session.db.clone().ok_or_else(CnError::no_db)?;
             let snap = session.cluster.catalog.snapshot();
-            let t = snap
-                .table(&db, &table)
-                .ok_or_else(|| CnError::no_such_table(&db, &table))?;
+            let t = snap.table(&db, &table).ok_or_else(|| CnError::no_such_table(&db, &table))?;
             for c in t.visible_columns() {
                 let mut d = ColumnDef::text(&c.name);
                 d.schema = db.clone();
@@ -469,30 +398,21 @@ async fn command(
                 d.org_table = t.name.clone();
                 io.write_packet(&d.encode(true)).await?;
             }
-            io.write_packet(&eof_packet(session.status_flags(), 0))
-                .await?;
+            io.write_packet(&eof_packet(session.status_flags(), 0)).await?;
         }
         com::SET_OPTION => {
-            io.write_packet(&eof_packet(session.status_flags(), 0))
-                .await?;
+            io.write_packet(&eof_packet(session.status_flags(), 0)).await?;
         }
         com::STATISTICS => {
-            let n = session
-                .cluster
-                .processes
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .len();
-            io.write_packet(format!("Threads: {n}  Questions: 0  Uptime: 0").as_bytes())
-                .await?;
+            let n = session.cluster.processes.lock().unwrap_or_else(|e| e.into_inner()).len();
+            io.write_packet(format!("Threads: {n}  Questions: 0  Uptime: 0").as_bytes()).await?;
         }
         com::RESET_CONNECTION => {
             session.rollback().await;
             session.vars = vars::defaults();
             session.user_vars.clear();
             prepared.clear();
-            io.write_packet(&ok_packet(0, 0, session.status_flags(), 0, "", false))
-                .await?;
+            io.write_packet(&ok_packet(0, 0, session.status_flags(), 0, "", false)).await?;
         }
         com::STMT_PREPARE => {
             let sql = String::from_utf8_lossy(body).into_owned();
@@ -508,23 +428,16 @@ async fn command(
             io.write_packet(&p).await?;
             if !params.is_empty() {
                 for _ in &params {
-                    io.write_packet(&ColumnDef::new("?", ty::VAR_STRING).encode(false))
-                        .await?;
+                    io.write_packet(&ColumnDef::new("?", ty::VAR_STRING).encode(false)).await?;
                 }
                 if caps & cap::DEPRECATE_EOF == 0 {
-                    io.write_packet(&eof_packet(session.status_flags(), 0))
-                        .await?;
+                    io.write_packet(&eof_packet(session.status_flags(), 0)).await?;
                 }
             }
             let n = params.len();
             prepared.insert(
                 id,
-                Prepared {
-                    sql,
-                    params,
-                    types: vec![(ty::VAR_STRING, false); n],
-                    long_data: HashMap::new(),
-                },
+                Prepared { sql, params, types: vec![(ty::VAR_STRING, false); n], long_data: HashMap::new() },
             );
         }
         com::STMT_SEND_LONG_DATA => {
@@ -532,10 +445,7 @@ async fn command(
             let id = r.u32()?;
             let param = r.u16()?;
             if let Some(p) = prepared.get_mut(&id) {
-                p.long_data
-                    .entry(param)
-                    .or_default()
-                    .extend_from_slice(r.rest());
+                p.long_data.entry(param).or_default().extend_from_slice(r.rest());
             }
             return Ok(Flow::Continue); // no response
         }
@@ -550,8 +460,7 @@ async fn command(
             let id = r.u32()?;
             let p = prepared.get_mut(&id).ok_or_else(|| unknown_stmt(id))?;
             p.long_data.clear();
-            io.write_packet(&ok_packet(0, 0, session.status_flags(), 0, "", false))
-                .await?;
+            io.write_packet(&ok_packet(0, 0, session.status_flags(), 0, "", false)).await?;
         }
         com::STMT_EXECUTE => {
             let mut r = Reader::new(body);
@@ -590,23 +499,12 @@ async fn command(
             }
             sql.push_str(&p.sql[last..]);
             let status = session.status_flags();
-            let mut sink = ConnSink {
-                io,
-                caps,
-                status,
-                more: false,
-                binary: true,
-                cols: vec![],
-                buf: Vec::new(),
-            };
+            let mut sink = ConnSink { io, caps, status, more: false, binary: true, cols: vec![], buf: Vec::new() };
             session.execute(&sql, &mut sink).await?;
         }
         com::CHANGE_USER => return Err(CnError::unsupported("COM_CHANGE_USER")),
         other => {
-            return Err(CnError::mysql(
-                code::ER_UNKNOWN_COM_ERROR,
-                format!("Unknown command {other:#04x}"),
-            ));
+            return Err(CnError::mysql(code::ER_UNKNOWN_COM_ERROR, format!("Unknown command {other:#04x}")));
         }
     }
     Ok(Flow::Continue)
@@ -630,9 +528,6 @@ mod tests {
 
     #[test]
     fn placeholders_skip_quotes() {
-        assert_eq!(
-            placeholders("select ? , '?' , `?`, \"?\" -- ?\n , ?"),
-            vec![7, 38]
-        );
+        assert_eq!(placeholders("select ? , '?' , `?`, \"?\" -- ?\n , ?"), vec![7, 34]);
     }
 }

@@ -42,26 +42,17 @@ pub fn canonical(kind: TypeKind, text: Option<&str>) -> Result<KeyValue> {
         TypeKind::Decimal { scale, .. } => {
             KeyValue::Text(normalize_decimal(t, scale.max(0) as usize).ok_or_else(|| bad_value(s))?)
         }
-        TypeKind::Float | TypeKind::Double => {
-            KeyValue::Text(t.parse::<f64>().map_err(|_| bad_value(s))?.to_string())
-        }
+        TypeKind::Float | TypeKind::Double => KeyValue::Text(t.parse::<f64>().map_err(|_| bad_value(s))?.to_string()),
         TypeKind::String => KeyValue::Text(fold_general_ci(s)),
         TypeKind::Binary => KeyValue::Bytes(s.as_bytes().to_vec()),
-        TypeKind::Date => {
-            KeyValue::Text(normalize_temporal(t, false, 0).ok_or_else(|| bad_value(s))?)
-        }
-        TypeKind::DateTime { fsp } => {
-            KeyValue::Text(normalize_temporal(t, true, fsp).ok_or_else(|| bad_value(s))?)
-        }
+        TypeKind::Date => KeyValue::Text(normalize_temporal(t, false, 0).ok_or_else(|| bad_value(s))?),
+        TypeKind::DateTime { fsp } => KeyValue::Text(normalize_temporal(t, true, fsp).ok_or_else(|| bad_value(s))?),
         TypeKind::Time => KeyValue::Text(t.to_string()),
     })
 }
 
 fn bad_value(s: &str) -> CnError {
-    CnError::mysql(
-        1366,
-        format!("Incorrect value '{s}' for a partition key column"),
-    )
+    CnError::mysql(1366, format!("Incorrect value '{s}' for a partition key column"))
 }
 
 /// Folds a string the way `utf8mb4_general_ci` compares: case-insensitive,
@@ -79,16 +70,11 @@ fn normalize_decimal(t: &str, scale: usize) -> Option<String> {
         None => (false, t.strip_prefix('+').unwrap_or(t)),
     };
     let (int, frac) = body.split_once('.').unwrap_or((body, ""));
-    if int.is_empty() && frac.is_empty()
-        || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit())
-    {
+    if int.is_empty() && frac.is_empty() || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit()) {
         return None;
     }
-    let mut digits: Vec<u8> = int
-        .bytes()
-        .chain(frac.bytes().chain(std::iter::repeat(b'0')).take(scale))
-        .map(|b| b - b'0')
-        .collect();
+    let mut digits: Vec<u8> =
+        int.bytes().chain(frac.bytes().chain(std::iter::repeat(b'0')).take(scale)).map(|b| b - b'0').collect();
     if frac.len() > scale && frac.as_bytes()[scale] >= b'5' {
         let mut i = digits.len();
         loop {
@@ -112,11 +98,7 @@ fn normalize_decimal(t: &str, scale: usize) -> Option<String> {
     let frac_part: String = digits[split..].iter().map(|d| (d + b'0') as char).collect();
     let zero = int_part == "0" && frac_part.bytes().all(|b| b == b'0');
     let sign = if neg && !zero { "-" } else { "" };
-    Some(if scale > 0 {
-        format!("{sign}{int_part}.{frac_part}")
-    } else {
-        format!("{sign}{int_part}")
-    })
+    Some(if scale > 0 { format!("{sign}{int_part}.{frac_part}") } else { format!("{sign}{int_part}") })
 }
 
 /// `YYYY-MM-DD[ HH:MM:SS[.f]]` in MySQL's canonical spelling.
@@ -137,11 +119,7 @@ fn normalize_temporal(t: &str, with_time: bool, fsp: u8) -> Option<String> {
     }
     let mut s = format!("{date} {:02}:{:02}:{:02}", g(3), g(4), g(5));
     if fsp > 0 {
-        let f: String = frac
-            .chars()
-            .chain(std::iter::repeat('0'))
-            .take(fsp as usize)
-            .collect();
+        let f: String = frac.chars().chain(std::iter::repeat('0')).take(fsp as usize).collect();
         s.push('.');
         s.push_str(&f);
     }
@@ -185,15 +163,8 @@ pub fn hash_key(values: &[KeyValue]) -> u64 {
 /// Orders two canonical values of the same column for RANGE partitioning.
 fn cmp_range(kind: TypeKind, a: &KeyValue, b: &KeyValue) -> std::cmp::Ordering {
     match (kind, a, b) {
-        (
-            TypeKind::Decimal { .. } | TypeKind::Float | TypeKind::Double,
-            KeyValue::Text(x),
-            KeyValue::Text(y),
-        ) => {
-            let (x, y) = (
-                x.parse::<f64>().unwrap_or(0.0),
-                y.parse::<f64>().unwrap_or(0.0),
-            );
+        (TypeKind::Decimal { .. } | TypeKind::Float | TypeKind::Double, KeyValue::Text(x), KeyValue::Text(y)) => {
+            let (x, y) = (x.parse::<f64>().unwrap_or(0.0), y.parse::<f64>().unwrap_or(0.0));
             x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal)
         }
         _ => a.cmp(b),
@@ -205,19 +176,10 @@ fn cmp_range(kind: TypeKind, a: &KeyValue, b: &KeyValue) -> std::cmp::Ordering {
 /// [`Partitioning::key_columns`] order. Broadcast and single tables have
 /// partition 0.
 pub fn partition_for(table: &TableDef, key: &[Option<&str>]) -> Result<usize> {
-    let kind_of = |col: &str| {
-        table
-            .column(col)
-            .map(|c| c.kind)
-            .unwrap_or(TypeKind::String)
-    };
+    let kind_of = |col: &str| table.column(col).map(|c| c.kind).unwrap_or(TypeKind::String);
     match &table.partitioning {
         Partitioning::Hash { columns, count, .. } => {
-            let vals = columns
-                .iter()
-                .zip(key)
-                .map(|(c, v)| canonical(kind_of(c), *v))
-                .collect::<Result<Vec<_>>>()?;
+            let vals = columns.iter().zip(key).map(|(c, v)| canonical(kind_of(c), *v)).collect::<Result<Vec<_>>>()?;
             Ok((hash_key(&vals) % *count as u64) as usize)
         }
         Partitioning::Range { column, bounds, .. } => {
@@ -228,9 +190,7 @@ pub fn partition_for(table: &TableDef, key: &[Option<&str>]) -> Result<usize> {
                     None => return Ok(i),
                     Some(b) => {
                         // NULL sorts below every value, as in MySQL RANGE partitioning.
-                        if v == KeyValue::Null
-                            || cmp_range(kind, &v, &canonical(kind, Some(b))?).is_lt()
-                        {
+                        if v == KeyValue::Null || cmp_range(kind, &v, &canonical(kind, Some(b))?).is_lt() {
                             return Ok(i);
                         }
                     }
@@ -243,11 +203,8 @@ pub fn partition_for(table: &TableDef, key: &[Option<&str>]) -> Result<usize> {
             let v = canonical(kind, key.first().copied().flatten())?;
             for (i, vals) in values.iter().enumerate() {
                 for lit in vals {
-                    let lv = if lit.eq_ignore_ascii_case("null") {
-                        KeyValue::Null
-                    } else {
-                        canonical(kind, Some(lit))?
-                    };
+                    let lv =
+                        if lit.eq_ignore_ascii_case("null") { KeyValue::Null } else { canonical(kind, Some(lit))? };
                     if lv == v {
                         return Ok(i);
                     }
@@ -268,19 +225,12 @@ fn no_partition(v: Option<&str>) -> CnError {
 
 /// The partitions a range predicate `lo <op> col <op> hi` may touch on a
 /// RANGE table; every partition for other partitionings.
-pub fn partitions_for_range(
-    table: &TableDef,
-    lo: Option<&str>,
-    hi: Option<&str>,
-) -> Result<Vec<usize>> {
+pub fn partitions_for_range(table: &TableDef, lo: Option<&str>, hi: Option<&str>) -> Result<Vec<usize>> {
     let all: Vec<usize> = (0..table.partitions.len()).collect();
     let Partitioning::Range { column, bounds, .. } = &table.partitioning else {
         return Ok(all);
     };
-    let kind = table
-        .column(column)
-        .map(|c| c.kind)
-        .unwrap_or(TypeKind::String);
+    let kind = table.column(column).map(|c| c.kind).unwrap_or(TypeKind::String);
     let first = match lo {
         Some(l) => partition_for(table, &[Some(l)]).unwrap_or(bounds.len()),
         None => 0,
@@ -299,58 +249,25 @@ mod tests {
 
     #[test]
     fn canonical_forms_agree() {
-        let int = TypeKind::Int {
-            unsigned: false,
-            bytes: 4,
-        };
-        assert_eq!(
-            canonical(int, Some("5")).unwrap(),
-            canonical(int, Some(" 5.0")).unwrap()
-        );
+        let int = TypeKind::Int { unsigned: false, bytes: 4 };
+        assert_eq!(canonical(int, Some("5")).unwrap(), canonical(int, Some(" 5.0")).unwrap());
         let s = TypeKind::String;
-        assert_eq!(
-            canonical(s, Some("Abc")).unwrap(),
-            canonical(s, Some("aBC  ")).unwrap()
-        );
-        assert_ne!(
-            canonical(s, Some("abc")).unwrap(),
-            canonical(s, Some(" abc")).unwrap()
-        );
-        let d = TypeKind::Decimal {
-            precision: 10,
-            scale: 2,
-        };
-        assert_eq!(
-            canonical(d, Some("1.5")).unwrap(),
-            KeyValue::Text("1.50".into())
-        );
-        assert_eq!(
-            canonical(d, Some("0001.005")).unwrap(),
-            KeyValue::Text("1.01".into())
-        );
-        assert_eq!(
-            canonical(d, Some("-9.999")).unwrap(),
-            KeyValue::Text("-10.00".into())
-        );
-        assert_eq!(
-            canonical(d, Some("-0.001")).unwrap(),
-            KeyValue::Text("0.00".into())
-        );
+        assert_eq!(canonical(s, Some("Abc")).unwrap(), canonical(s, Some("aBC  ")).unwrap());
+        assert_ne!(canonical(s, Some("abc")).unwrap(), canonical(s, Some(" abc")).unwrap());
+        let d = TypeKind::Decimal { precision: 10, scale: 2 };
+        assert_eq!(canonical(d, Some("1.5")).unwrap(), KeyValue::Text("1.50".into()));
+        assert_eq!(canonical(d, Some("0001.005")).unwrap(), KeyValue::Text("1.01".into()));
+        assert_eq!(canonical(d, Some("-9.999")).unwrap(), KeyValue::Text("-10.00".into()));
+        assert_eq!(canonical(d, Some("-0.001")).unwrap(), KeyValue::Text("0.00".into()));
         let dt = TypeKind::DateTime { fsp: 0 };
-        assert_eq!(
-            canonical(dt, Some("2024-1-2 3:4:5")).unwrap(),
-            KeyValue::Text("2024-01-02 03:04:05".into())
-        );
+        assert_eq!(canonical(dt, Some("2024-1-2 3:4:5")).unwrap(), KeyValue::Text("2024-01-02 03:04:05".into()));
         assert!(canonical(int, Some("abc")).is_err());
     }
 
     #[test]
     fn hash_is_stable_and_spreads() {
         // Fixed values: a change of the partition function would strand rows.
-        assert_eq!(
-            hash_key(&[KeyValue::Int(1)]) % 4,
-            hash_key(&[KeyValue::Int(1)]) % 4
-        );
+        assert_eq!(hash_key(&[KeyValue::Int(1)]) % 4, hash_key(&[KeyValue::Int(1)]) % 4);
         let golden = hash_key(&[KeyValue::Int(42)]);
         assert_eq!(golden, hash_key(&[KeyValue::Int(42)]));
         let mut counts = [0usize; 8];

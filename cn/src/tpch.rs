@@ -32,9 +32,7 @@ const ROWS_PER_INSERT: usize = 2000;
 /// Returns the number of rows loaded.
 pub async fn load(session: &mut Session, db: &str, sf: f64) -> Result<u64> {
     let mut sink = CollectSink::default();
-    session
-        .execute(&format!("CREATE DATABASE IF NOT EXISTS {db}"), &mut sink)
-        .await?;
+    session.execute(&format!("CREATE DATABASE IF NOT EXISTS {db}"), &mut sink).await?;
     session.use_db(db)?;
     for ddl in SCHEMA {
         session.execute(ddl, &mut sink).await?;
@@ -43,63 +41,21 @@ pub async fn load(session: &mut Session, db: &str, sf: f64) -> Result<u64> {
         return Ok(0);
     }
     let mut total = 0;
-    total += insert_batches(
-        session,
-        "region",
-        RegionArrow::new(RegionGenerator::new(sf, 1, 1)),
-    )
-    .await?;
-    total += insert_batches(
-        session,
-        "nation",
-        NationArrow::new(NationGenerator::new(sf, 1, 1)),
-    )
-    .await?;
-    total += insert_batches(
-        session,
-        "part",
-        PartArrow::new(PartGenerator::new(sf, 1, 1)),
-    )
-    .await?;
-    total += insert_batches(
-        session,
-        "supplier",
-        SupplierArrow::new(SupplierGenerator::new(sf, 1, 1)),
-    )
-    .await?;
-    total += insert_batches(
-        session,
-        "partsupp",
-        PartSuppArrow::new(PartSuppGenerator::new(sf, 1, 1)),
-    )
-    .await?;
-    total += insert_batches(
-        session,
-        "customer",
-        CustomerArrow::new(CustomerGenerator::new(sf, 1, 1)),
-    )
-    .await?;
-    total += insert_batches(
-        session,
-        "orders",
-        OrderArrow::new(OrderGenerator::new(sf, 1, 1)),
-    )
-    .await?;
-    total += insert_batches(
-        session,
-        "lineitem",
-        LineItemArrow::new(LineItemGenerator::new(sf, 1, 1)),
-    )
-    .await?;
+    total += insert_batches(session, "region", RegionArrow::new(RegionGenerator::new(sf, 1, 1))).await?;
+    total += insert_batches(session, "nation", NationArrow::new(NationGenerator::new(sf, 1, 1))).await?;
+    total += insert_batches(session, "part", PartArrow::new(PartGenerator::new(sf, 1, 1))).await?;
+    total += insert_batches(session, "supplier", SupplierArrow::new(SupplierGenerator::new(sf, 1, 1))).await?;
+    total += insert_batches(session, "partsupp", PartSuppArrow::new(PartSuppGenerator::new(sf, 1, 1))).await?;
+    total += insert_batches(session, "customer", CustomerArrow::new(CustomerGenerator::new(sf, 1, 1))).await?;
+    total += insert_batches(session, "orders", OrderArrow::new(OrderGenerator::new(sf, 1, 1))).await?;
+    total += insert_batches(session, "lineitem", LineItemArrow::new(LineItemGenerator::new(sf, 1, 1))).await?;
     Ok(total)
 }
 
 async fn insert_batches(
     session: &mut Session,
     table: &str,
-    batches: impl Iterator<
-        Item = std::result::Result<RecordBatch, datafusion::arrow::error::ArrowError>,
-    >,
+    batches: impl Iterator<Item = std::result::Result<RecordBatch, datafusion::arrow::error::ArrowError>>,
 ) -> Result<u64> {
     let mut n = 0u64;
     let mut pending: Vec<String> = Vec::with_capacity(ROWS_PER_INSERT);
@@ -107,12 +63,7 @@ async fn insert_batches(
     for batch in batches {
         let batch = batch.map_err(|e| crate::error::CnError::internal(e.to_string()))?;
         if header.is_empty() {
-            let cols: Vec<&str> = batch
-                .schema_ref()
-                .fields()
-                .iter()
-                .map(|f| f.name().as_str())
-                .collect();
+            let cols: Vec<&str> = batch.schema_ref().fields().iter().map(|f| f.name().as_str()).collect();
             header = format!("INSERT INTO {table} ({}) VALUES ", cols.join(", "));
         }
         let quoted: Vec<bool> = batch
@@ -120,10 +71,7 @@ async fn insert_batches(
             .fields()
             .iter()
             .map(|f| {
-                matches!(
-                    f.data_type(),
-                    DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8 | DataType::Date32
-                )
+                matches!(f.data_type(), DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8 | DataType::Date32)
             })
             .collect();
         for row in batch_to_rows(&batch)? {

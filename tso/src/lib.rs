@@ -31,22 +31,11 @@ impl LocalClock {
     /// A timestamp greater than every one returned before, and at least the
     /// wall clock's milliseconds.
     pub fn next(&self) -> u64 {
-        let now = compose(
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_millis() as u64)
-                .unwrap_or(0),
-            0,
-        );
+        let now = compose(SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0), 0);
         let mut cur = self.last.load(Ordering::Relaxed);
         loop {
             let candidate = now.max(cur + 1);
-            match self.last.compare_exchange_weak(
-                cur,
-                candidate,
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            ) {
+            match self.last.compare_exchange_weak(cur, candidate, Ordering::AcqRel, Ordering::Relaxed) {
                 Ok(_) => return candidate,
                 Err(actual) => cur = actual,
             }
@@ -73,10 +62,7 @@ mod tests {
                 })
             })
             .collect();
-        let mut all: Vec<u64> = handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap())
-            .collect();
+        let mut all: Vec<u64> = handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
         let n = all.len();
         all.sort_unstable();
         all.dedup();

@@ -46,10 +46,7 @@ impl MetaDb {
     }
 
     async fn conn(&self) -> Result<mysql_async::Conn> {
-        self.pool
-            .get_conn()
-            .await
-            .map_err(|e| CnError::from_dn("metadb", e))
+        self.pool.get_conn().await.map_err(|e| CnError::from_dn("metadb", e))
     }
 
     /// Creates the metadb schema if it is missing (idempotent).
@@ -63,19 +60,9 @@ impl MetaDb {
 
     pub async fn dns(&self) -> Result<Vec<DnInfo>> {
         let mut c = self.conn().await?;
-        let rows: Vec<(u32, String, u16, String, String)> = c
-            .query("SELECT id, host, port, user, password FROM cn_meta.dns ORDER BY id")
-            .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(id, host, port, user, password)| DnInfo {
-                id,
-                host,
-                port,
-                user,
-                password,
-            })
-            .collect())
+        let rows: Vec<(u32, String, u16, String, String)> =
+            c.query("SELECT id, host, port, user, password FROM cn_meta.dns ORDER BY id").await?;
+        Ok(rows.into_iter().map(|(id, host, port, user, password)| DnInfo { id, host, port, user, password }).collect())
     }
 
     /// Registers DNs (playground set-up); existing ids are updated.
@@ -93,67 +80,44 @@ impl MetaDb {
 
     pub async fn version(&self) -> Result<u64> {
         let mut c = self.conn().await?;
-        let v: Option<u64> = c
-            .query_first("SELECT version FROM cn_meta.catalog_version WHERE id = 1")
-            .await?;
+        let v: Option<u64> = c.query_first("SELECT version FROM cn_meta.catalog_version WHERE id = 1").await?;
         Ok(v.unwrap_or(0))
     }
 
     /// Reads the whole catalog.
     pub async fn load(&self) -> Result<CatalogSnapshot> {
         let mut c = self.conn().await?;
-        let version: Option<u64> = c
-            .query_first("SELECT version FROM cn_meta.catalog_version WHERE id = 1")
-            .await?;
+        let version: Option<u64> = c.query_first("SELECT version FROM cn_meta.catalog_version WHERE id = 1").await?;
         let dbs: Vec<String> = c.query("SELECT name FROM cn_meta.dbs").await?;
-        let mut databases: BTreeMap<String, DatabaseDef> = dbs
-            .into_iter()
-            .map(|n| {
-                (
-                    n.clone(),
-                    DatabaseDef {
-                        name: n,
-                        tables: BTreeMap::new(),
-                    },
-                )
-            })
-            .collect();
+        let mut databases: BTreeMap<String, DatabaseDef> =
+            dbs.into_iter().map(|n| (n.clone(), DatabaseDef { name: n, tables: BTreeMap::new() })).collect();
         let tables: Vec<String> = c.query("SELECT def FROM cn_meta.tables").await?;
         for def in tables {
-            let t: TableDef = serde_json::from_str(&def).map_err(|e| {
-                CnError::internal(format!("corrupt table definition in metadb: {e}"))
-            })?;
+            let t: TableDef = serde_json::from_str(&def)
+                .map_err(|e| CnError::internal(format!("corrupt table definition in metadb: {e}")))?;
             if let Some(d) = databases.get_mut(&t.db) {
                 d.tables.insert(t.name.clone(), Arc::new(t));
             }
         }
-        Ok(CatalogSnapshot {
-            version: version.unwrap_or(0),
-            databases,
-        })
+        Ok(CatalogSnapshot { version: version.unwrap_or(0), databases })
     }
 
     async fn bump(c: &mut mysql_async::Conn) -> Result<()> {
-        c.query_drop("UPDATE cn_meta.catalog_version SET version = version + 1 WHERE id = 1")
-            .await?;
+        c.query_drop("UPDATE cn_meta.catalog_version SET version = version + 1 WHERE id = 1").await?;
         Ok(())
     }
 
     pub async fn create_database(&self, name: &str) -> Result<()> {
         let mut c = self.conn().await?;
-        c.exec_drop("INSERT INTO cn_meta.dbs (name) VALUES (?)", (name,))
-            .await?;
+        c.exec_drop("INSERT INTO cn_meta.dbs (name) VALUES (?)", (name,)).await?;
         Self::bump(&mut c).await
     }
 
     pub async fn drop_database(&self, name: &str) -> Result<()> {
         let mut c = self.conn().await?;
-        c.exec_drop("DELETE FROM cn_meta.tables WHERE db = ?", (name,))
-            .await?;
-        c.exec_drop("DELETE FROM cn_meta.sequences WHERE db = ?", (name,))
-            .await?;
-        c.exec_drop("DELETE FROM cn_meta.dbs WHERE name = ?", (name,))
-            .await?;
+        c.exec_drop("DELETE FROM cn_meta.tables WHERE db = ?", (name,)).await?;
+        c.exec_drop("DELETE FROM cn_meta.sequences WHERE db = ?", (name,)).await?;
+        c.exec_drop("DELETE FROM cn_meta.dbs WHERE name = ?", (name,)).await?;
         Self::bump(&mut c).await
     }
 
@@ -171,16 +135,8 @@ impl MetaDb {
 
     pub async fn drop_table(&self, db: &str, name: &str) -> Result<()> {
         let mut c = self.conn().await?;
-        c.exec_drop(
-            "DELETE FROM cn_meta.tables WHERE db = ? AND name = ?",
-            (db, name),
-        )
-        .await?;
-        c.exec_drop(
-            "DELETE FROM cn_meta.sequences WHERE db = ? AND tbl = ?",
-            (db, name),
-        )
-        .await?;
+        c.exec_drop("DELETE FROM cn_meta.tables WHERE db = ? AND name = ?", (db, name)).await?;
+        c.exec_drop("DELETE FROM cn_meta.sequences WHERE db = ? AND tbl = ?", (db, name)).await?;
         Self::bump(&mut c).await
     }
 
@@ -189,23 +145,15 @@ impl MetaDb {
         let def = serde_json::to_string(t).map_err(|e| CnError::internal(e.to_string()))?;
         let mut c = self.conn().await?;
         c.query_drop("START TRANSACTION").await?;
-        c.exec_drop(
-            "DELETE FROM cn_meta.tables WHERE db = ? AND name = ?",
-            (&t.db, old_name),
-        )
-        .await?;
+        c.exec_drop("DELETE FROM cn_meta.tables WHERE db = ? AND name = ?", (&t.db, old_name)).await?;
         c.exec_drop(
             "INSERT INTO cn_meta.tables (db, name, version, def) VALUES (?, ?, ?, ?)",
             (&t.db, &t.name, t.version, def),
         )
         .await?;
-        c.exec_drop(
-            "UPDATE cn_meta.sequences SET tbl = ? WHERE db = ? AND tbl = ?",
-            (&t.name, &t.db, old_name),
-        )
-        .await?;
-        c.query_drop("UPDATE cn_meta.catalog_version SET version = version + 1 WHERE id = 1")
+        c.exec_drop("UPDATE cn_meta.sequences SET tbl = ? WHERE db = ? AND tbl = ?", (&t.name, &t.db, old_name))
             .await?;
+        c.query_drop("UPDATE cn_meta.catalog_version SET version = version + 1 WHERE id = 1").await?;
         c.query_drop("COMMIT").await?;
         Ok(())
     }
@@ -216,23 +164,13 @@ impl MetaDb {
     pub async fn reserve_ids(&self, db: &str, tbl: &str, n: u64, min_next: u64) -> Result<u64> {
         let mut c = self.conn().await?;
         c.query_drop("START TRANSACTION").await?;
-        c.exec_drop(
-            "INSERT IGNORE INTO cn_meta.sequences (db, tbl, next_value) VALUES (?, ?, 1)",
-            (db, tbl),
-        )
-        .await?;
+        c.exec_drop("INSERT IGNORE INTO cn_meta.sequences (db, tbl, next_value) VALUES (?, ?, 1)", (db, tbl)).await?;
         let cur: Option<u64> = c
-            .exec_first(
-                "SELECT next_value FROM cn_meta.sequences WHERE db = ? AND tbl = ? FOR UPDATE",
-                (db, tbl),
-            )
+            .exec_first("SELECT next_value FROM cn_meta.sequences WHERE db = ? AND tbl = ? FOR UPDATE", (db, tbl))
             .await?;
         let start = cur.unwrap_or(1).max(min_next);
-        c.exec_drop(
-            "UPDATE cn_meta.sequences SET next_value = ? WHERE db = ? AND tbl = ?",
-            (start + n, db, tbl),
-        )
-        .await?;
+        c.exec_drop("UPDATE cn_meta.sequences SET next_value = ? WHERE db = ? AND tbl = ?", (start + n, db, tbl))
+            .await?;
         c.query_drop("COMMIT").await?;
         Ok(start)
     }

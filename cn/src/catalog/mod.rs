@@ -64,24 +64,12 @@ pub struct ColumnMeta {
 pub enum Partitioning {
     /// `PARTITION BY KEY|HASH(cols) PARTITIONS n`: partition =
     /// [`crate::sharding::hash_key`] of the key values modulo `count`.
-    Hash {
-        columns: Vec<String>,
-        count: u32,
-        function: String,
-    },
+    Hash { columns: Vec<String>, count: u32, function: String },
     /// `PARTITION BY RANGE COLUMNS(col)`: partition i holds values below
     /// `bounds[i]` (`None` = MAXVALUE) and at or above `bounds[i-1]`.
-    Range {
-        column: String,
-        bounds: Vec<Option<String>>,
-        names: Vec<String>,
-    },
+    Range { column: String, bounds: Vec<Option<String>>, names: Vec<String> },
     /// `PARTITION BY LIST COLUMNS(col)`: partition i holds `values[i]`.
-    List {
-        column: String,
-        values: Vec<Vec<String>>,
-        names: Vec<String>,
-    },
+    List { column: String, values: Vec<Vec<String>>, names: Vec<String> },
     /// A full copy on every DN; reads go to any one, writes to all.
     Broadcast,
     /// One physical table on one DN.
@@ -161,10 +149,7 @@ impl TableDef {
     }
     /// True when rows are split over partitions (hash, range or list).
     pub fn is_partitioned(&self) -> bool {
-        !matches!(
-            self.partitioning,
-            Partitioning::Broadcast | Partitioning::Single
-        )
+        !matches!(self.partitioning, Partitioning::Broadcast | Partitioning::Single)
     }
     /// The auto-increment column, if any (including the implicit key).
     pub fn auto_increment_column(&self) -> Option<&ColumnMeta> {
@@ -203,10 +188,7 @@ pub struct Catalog {
 
 impl Catalog {
     pub fn snapshot(&self) -> Arc<CatalogSnapshot> {
-        self.current
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.current.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
     pub fn install(&self, snap: CatalogSnapshot) {
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(snap);
@@ -225,9 +207,7 @@ pub fn table_group_name(p: &Partitioning, key_kinds: &[TypeKind]) -> String {
         })
         .collect();
     match p {
-        Partitioning::Hash {
-            count, function, ..
-        } => format!("tg_{function}_{}_{count}", kinds.join("_")),
+        Partitioning::Hash { count, function, .. } => format!("tg_{function}_{}_{count}", kinds.join("_")),
         Partitioning::Broadcast => "broadcast_tg".into(),
         Partitioning::Single => "single_tg".into(),
         Partitioning::Range { bounds, .. } => {

@@ -7,9 +7,7 @@
 
 pub mod partition_clause;
 
-use crate::catalog::{
-    table_group_name, ColumnMeta, PartitionPlacement, Partitioning, TableDef, TypeKind, IMPLICIT_PK,
-};
+use crate::catalog::{table_group_name, ColumnMeta, PartitionPlacement, Partitioning, TableDef, TypeKind, IMPLICIT_PK};
 use crate::cluster::Cluster;
 use crate::dn::{quote_ident, quote_str};
 use crate::error::{code, CnError, Result};
@@ -41,9 +39,7 @@ async fn exec_all(cluster: &Cluster, work: Vec<(u32, String)>) -> Vec<Result<()>
 
 fn random_suffix() -> String {
     let mut r = rand::rng();
-    (0..4)
-        .map(|_| (b'a' + r.random_range(0..26u8)) as char)
-        .collect()
+    (0..4).map(|_| (b'a' + r.random_range(0..26u8)) as char).collect()
 }
 
 /// The type family of a column from its information_schema description.
@@ -68,26 +64,16 @@ pub fn type_kind(
         "float" => TypeKind::Float,
         "double" | "real" => TypeKind::Double,
         "date" => TypeKind::Date,
-        "datetime" | "timestamp" => TypeKind::DateTime {
-            fsp: fsp.unwrap_or(0) as u8,
-        },
+        "datetime" | "timestamp" => TypeKind::DateTime { fsp: fsp.unwrap_or(0) as u8 },
         "time" => TypeKind::Time,
-        "binary" | "varbinary" | "blob" | "tinyblob" | "mediumblob" | "longblob" | "bit"
-        | "geometry" => TypeKind::Binary,
+        "binary" | "varbinary" | "blob" | "tinyblob" | "mediumblob" | "longblob" | "bit" | "geometry" => {
+            TypeKind::Binary
+        }
         _ => TypeKind::String,
     }
 }
 
-type ColumnRow = (
-    String,
-    String,
-    String,
-    String,
-    String,
-    Option<u64>,
-    Option<u64>,
-    Option<u64>,
-);
+type ColumnRow = (String, String, String, String, String, Option<u64>, Option<u64>, Option<u64>);
 
 /// Reads the columns of a physical table from its DN.
 async fn read_columns(cluster: &Cluster, dn: u32, db: &str, phys: &str) -> Result<Vec<ColumnMeta>> {
@@ -106,13 +92,7 @@ async fn read_columns(cluster: &Cluster, dn: u32, db: &str, phys: &str) -> Resul
         .map(|(name, dt, ct, nullable, extra, p, s, fsp)| {
             let name = name.to_ascii_lowercase();
             ColumnMeta {
-                kind: type_kind(
-                    &dt.to_ascii_lowercase(),
-                    &ct.to_ascii_lowercase(),
-                    p,
-                    s,
-                    fsp,
-                ),
+                kind: type_kind(&dt.to_ascii_lowercase(), &ct.to_ascii_lowercase(), p, s, fsp),
                 sql_type: ct,
                 nullable: nullable == "YES",
                 auto_increment: extra.contains("auto_increment") || name == IMPLICIT_PK,
@@ -153,61 +133,31 @@ pub async fn create_table(s: &mut Session, sql: &str, sink: &mut dyn ResultSink)
     }
     if snap.table(&db, &name).is_some() {
         if ct.if_not_exists {
-            s.warnings.push((
-                "Note".into(),
-                1050,
-                format!("Table '{name}' already exists"),
-            ));
+            s.warnings.push(("Note".into(), 1050, format!("Table '{name}' already exists")));
             return sink.ok(0, 0, "").await;
         }
-        return Err(CnError::mysql(
-            code::ER_TABLE_EXISTS_ERROR,
-            format!("Table '{name}' already exists"),
-        ));
+        return Err(CnError::mysql(code::ER_TABLE_EXISTS_ERROR, format!("Table '{name}' already exists")));
     }
     // Primary key from column options or a table constraint.
     let mut pk: Vec<String> = Vec::new();
     for c in &ct.columns {
-        if c.options
-            .iter()
-            .any(|o| matches!(o.option, ColumnOption::PrimaryKey(_)))
-        {
+        if c.options.iter().any(|o| matches!(o.option, ColumnOption::PrimaryKey(_))) {
             pk = vec![c.name.value.to_ascii_lowercase()];
         }
     }
     for con in &ct.constraints {
         if let TableConstraint::PrimaryKey(p) = con {
-            pk = p
-                .columns
-                .iter()
-                .map(|c| {
-                    c.column
-                        .expr
-                        .to_string()
-                        .trim_matches('`')
-                        .to_ascii_lowercase()
-                })
-                .collect();
+            pk = p.columns.iter().map(|c| c.column.expr.to_string().trim_matches('`').to_ascii_lowercase()).collect();
         }
     }
-    let col_names: Vec<String> = ct
-        .columns
-        .iter()
-        .map(|c| c.name.value.to_ascii_lowercase())
-        .collect();
+    let col_names: Vec<String> = ct.columns.iter().map(|c| c.name.value.to_ascii_lowercase()).collect();
     let hidden_pk = pk.is_empty();
     let partitioning = match clause_at {
         Some(at) => partition_clause::parse(&sql[at..], DEFAULT_PARTITIONS)?,
-        None if hidden_pk => Partitioning::Hash {
-            columns: vec![IMPLICIT_PK.into()],
-            count: DEFAULT_PARTITIONS,
-            function: "key".into(),
-        },
-        None => Partitioning::Hash {
-            columns: pk.clone(),
-            count: DEFAULT_PARTITIONS,
-            function: "key".into(),
-        },
+        None if hidden_pk => {
+            Partitioning::Hash { columns: vec![IMPLICIT_PK.into()], count: DEFAULT_PARTITIONS, function: "key".into() }
+        }
+        None => Partitioning::Hash { columns: pk.clone(), count: DEFAULT_PARTITIONS, function: "key".into() },
     };
     for k in partitioning.key_columns() {
         if k != IMPLICIT_PK && !col_names.contains(&k) {
@@ -220,9 +170,7 @@ pub async fn create_table(s: &mut Session, sql: &str, sink: &mut dyn ResultSink)
     // Physical body: the column list and table options as written.
     let mut body = main[open..].trim().to_string();
     if hidden_pk {
-        let close = body
-            .rfind(')')
-            .ok_or_else(|| CnError::parse("unbalanced parentheses"))?;
+        let close = body.rfind(')').ok_or_else(|| CnError::parse("unbalanced parentheses"))?;
         body.insert_str(
             close,
             &format!(
@@ -236,17 +184,11 @@ pub async fn create_table(s: &mut Session, sql: &str, sink: &mut dyn ResultSink)
     let suffix = random_suffix();
     let partitions: Vec<PartitionPlacement> = match &partitioning {
         Partitioning::Broadcast => (0..ndn)
-            .map(|dn| PartitionPlacement {
-                name: format!("dn{dn}"),
-                phys_table: format!("{name}_{suffix}"),
-                dn,
-            })
+            .map(|dn| PartitionPlacement { name: format!("dn{dn}"), phys_table: format!("{name}_{suffix}"), dn })
             .collect(),
-        Partitioning::Single => vec![PartitionPlacement {
-            name: "p1".into(),
-            phys_table: format!("{name}_{suffix}"),
-            dn: 0,
-        }],
+        Partitioning::Single => {
+            vec![PartitionPlacement { name: "p1".into(), phys_table: format!("{name}_{suffix}"), dn: 0 }]
+        }
         Partitioning::Hash { count, .. } => (0..*count)
             .map(|i| PartitionPlacement {
                 name: format!("p{}", i + 1),
@@ -266,16 +208,7 @@ pub async fn create_table(s: &mut Session, sql: &str, sink: &mut dyn ResultSink)
     };
     let work: Vec<(u32, String)> = partitions
         .iter()
-        .map(|p| {
-            (
-                p.dn,
-                format!(
-                    "CREATE TABLE {}.{} {body}",
-                    quote_ident(&db),
-                    quote_ident(&p.phys_table)
-                ),
-            )
-        })
+        .map(|p| (p.dn, format!("CREATE TABLE {}.{} {body}", quote_ident(&db), quote_ident(&p.phys_table))))
         .collect();
     let results = exec_all(&cluster, work).await;
     if let Some(e) = results.iter().position(|r| r.is_err()) {
@@ -283,16 +216,7 @@ pub async fn create_table(s: &mut Session, sql: &str, sink: &mut dyn ResultSink)
             .iter()
             .zip(&results)
             .filter(|(_, r)| r.is_ok())
-            .map(|(p, _)| {
-                (
-                    p.dn,
-                    format!(
-                        "DROP TABLE IF EXISTS {}.{}",
-                        quote_ident(&db),
-                        quote_ident(&p.phys_table)
-                    ),
-                )
-            })
+            .map(|(p, _)| (p.dn, format!("DROP TABLE IF EXISTS {}.{}", quote_ident(&db), quote_ident(&p.phys_table))))
             .collect();
         exec_all(&cluster, undo).await;
         let mut results = results;
@@ -302,22 +226,12 @@ pub async fn create_table(s: &mut Session, sql: &str, sink: &mut dyn ResultSink)
     let key_kinds: Vec<TypeKind> = partitioning
         .key_columns()
         .iter()
-        .map(|k| {
-            columns
-                .iter()
-                .find(|c| &c.name == k)
-                .map(|c| c.kind)
-                .unwrap_or(TypeKind::String)
-        })
+        .map(|k| columns.iter().find(|c| &c.name == k).map(|c| c.kind).unwrap_or(TypeKind::String))
         .collect();
     let def = TableDef {
         db: db.clone(),
         name: name.clone(),
-        primary_key: if hidden_pk {
-            vec![IMPLICIT_PK.into()]
-        } else {
-            pk
-        },
+        primary_key: if hidden_pk { vec![IMPLICIT_PK.into()] } else { pk },
         table_group: table_group_name(&partitioning, &key_kinds),
         partitioning,
         partitions,
@@ -336,18 +250,10 @@ pub async fn execute(s: &mut Session, stmt: Statement, sink: &mut dyn ResultSink
     cluster.refresh_catalog().await?;
     let snap = cluster.catalog.snapshot();
     match stmt {
-        Statement::CreateDatabase {
-            db_name,
-            if_not_exists,
-            ..
-        } => {
+        Statement::CreateDatabase { db_name, if_not_exists, .. } => {
             let db = db_name.to_string().trim_matches('`').to_ascii_lowercase();
-            if db == "information_schema" || db == crate::catalog::metadb::META_DB || db == "mysql"
-            {
-                return Err(CnError::mysql(
-                    1044,
-                    format!("Access denied to database '{db}'"),
-                ));
+            if db == "information_schema" || db == crate::catalog::metadb::META_DB || db == "mysql" {
+                return Err(CnError::mysql(1044, format!("Access denied to database '{db}'")));
             }
             if snap.database(&db).is_some() {
                 if if_not_exists {
@@ -360,13 +266,7 @@ pub async fn execute(s: &mut Session, stmt: Statement, sink: &mut dyn ResultSink
             }
             let work = (0..cluster.dns.len() as u32)
                 .map(|dn| {
-                    (
-                        dn,
-                        format!(
-                            "CREATE DATABASE IF NOT EXISTS {} DEFAULT CHARACTER SET utf8mb4",
-                            quote_ident(&db)
-                        ),
-                    )
+                    (dn, format!("CREATE DATABASE IF NOT EXISTS {} DEFAULT CHARACTER SET utf8mb4", quote_ident(&db)))
                 })
                 .collect();
             for r in exec_all(&cluster, work).await {
@@ -376,16 +276,8 @@ pub async fn execute(s: &mut Session, stmt: Statement, sink: &mut dyn ResultSink
             cluster.refresh_catalog().await?;
             sink.ok(1, 0, "").await
         }
-        Statement::Drop {
-            object_type: ObjectType::Database | ObjectType::Schema,
-            if_exists,
-            names,
-            ..
-        } => {
-            let db = names
-                .first()
-                .map(|n| n.to_string().trim_matches('`').to_ascii_lowercase())
-                .unwrap_or_default();
+        Statement::Drop { object_type: ObjectType::Database | ObjectType::Schema, if_exists, names, .. } => {
+            let db = names.first().map(|n| n.to_string().trim_matches('`').to_ascii_lowercase()).unwrap_or_default();
             let Some(d) = snap.database(&db) else {
                 if if_exists {
                     return sink.ok(0, 0, "").await;
@@ -409,18 +301,12 @@ pub async fn execute(s: &mut Session, stmt: Statement, sink: &mut dyn ResultSink
             }
             sink.ok(ntables, 0, "").await
         }
-        Statement::Drop {
-            object_type: ObjectType::Table,
-            if_exists,
-            names,
-            ..
-        } => {
+        Statement::Drop { object_type: ObjectType::Table, if_exists, names, .. } => {
             for n in names {
                 let (db, t) = resolve_name(&n, s.db.as_deref())?;
                 let Some(def) = snap.table(&db, &t) else {
                     if if_exists {
-                        s.warnings
-                            .push(("Note".into(), 1051, format!("Unknown table '{db}.{t}'")));
+                        s.warnings.push(("Note".into(), 1051, format!("Unknown table '{db}.{t}'")));
                         continue;
                     }
                     return Err(CnError::mysql(1051, format!("Unknown table '{db}.{t}'")));
@@ -429,14 +315,7 @@ pub async fn execute(s: &mut Session, stmt: Statement, sink: &mut dyn ResultSink
                     .partitions
                     .iter()
                     .map(|p| {
-                        (
-                            p.dn,
-                            format!(
-                                "DROP TABLE IF EXISTS {}.{}",
-                                quote_ident(&db),
-                                quote_ident(&p.phys_table)
-                            ),
-                        )
+                        (p.dn, format!("DROP TABLE IF EXISTS {}.{}", quote_ident(&db), quote_ident(&p.phys_table)))
                     })
                     .collect();
                 for r in exec_all(&cluster, work).await {
@@ -451,22 +330,11 @@ pub async fn execute(s: &mut Session, stmt: Statement, sink: &mut dyn ResultSink
         Statement::Truncate(tr) => {
             for target in tr.table_names {
                 let (db, t) = resolve_name(&target.name, s.db.as_deref())?;
-                let def = snap
-                    .table(&db, &t)
-                    .ok_or_else(|| CnError::no_such_table(&db, &t))?;
+                let def = snap.table(&db, &t).ok_or_else(|| CnError::no_such_table(&db, &t))?;
                 let work = def
                     .partitions
                     .iter()
-                    .map(|p| {
-                        (
-                            p.dn,
-                            format!(
-                                "TRUNCATE TABLE {}.{}",
-                                quote_ident(&db),
-                                quote_ident(&p.phys_table)
-                            ),
-                        )
-                    })
+                    .map(|p| (p.dn, format!("TRUNCATE TABLE {}.{}", quote_ident(&db), quote_ident(&p.phys_table))))
                     .collect();
                 for r in exec_all(&cluster, work).await {
                     r?;
@@ -482,14 +350,9 @@ pub async fn execute(s: &mut Session, stmt: Statement, sink: &mut dyn ResultSink
                     return Err(CnError::unsupported("RENAME TABLE across databases"));
                 }
                 let snap = cluster.catalog.snapshot();
-                let def = snap
-                    .table(&db, &old)
-                    .ok_or_else(|| CnError::no_such_table(&db, &old))?;
+                let def = snap.table(&db, &old).ok_or_else(|| CnError::no_such_table(&db, &old))?;
                 if snap.table(&db, &new).is_some() {
-                    return Err(CnError::mysql(
-                        code::ER_TABLE_EXISTS_ERROR,
-                        format!("Table '{new}' already exists"),
-                    ));
+                    return Err(CnError::mysql(code::ER_TABLE_EXISTS_ERROR, format!("Table '{new}' already exists")));
                 }
                 // Placement is recorded per partition, so a rename only
                 // changes the logical name.
@@ -503,14 +366,7 @@ pub async fn execute(s: &mut Session, stmt: Statement, sink: &mut dyn ResultSink
             sink.ok(0, 0, "").await
         }
         Statement::AlterTable(at) => alter_table(s, at, sink).await,
-        other => Err(CnError::unsupported(
-            other
-                .to_string()
-                .split_whitespace()
-                .take(3)
-                .collect::<Vec<_>>()
-                .join(" "),
-        )),
+        other => Err(CnError::unsupported(other.to_string().split_whitespace().take(3).collect::<Vec<_>>().join(" "))),
     }
 }
 
@@ -528,39 +384,23 @@ async fn alter_table(
     let cluster = s.cluster.clone();
     let (db, t) = resolve_name(&at.name, s.db.as_deref())?;
     let snap = cluster.catalog.snapshot();
-    let def = snap
-        .table(&db, &t)
-        .ok_or_else(|| CnError::no_such_table(&db, &t))?
-        .clone();
+    let def = snap.table(&db, &t).ok_or_else(|| CnError::no_such_table(&db, &t))?.clone();
     let keys = def.partitioning.key_columns();
     let mut ops = Vec::new();
     for op in &at.operations {
         match op {
             Op::DropColumn { column_names, .. } => {
-                if column_names
-                    .iter()
-                    .any(|c| keys.contains(&c.value.to_ascii_lowercase()))
-                {
+                if column_names.iter().any(|c| keys.contains(&c.value.to_ascii_lowercase())) {
                     return Err(CnError::unsupported("dropping a partition key column"));
                 }
             }
-            Op::ModifyColumn { col_name, .. }
-            | Op::ChangeColumn {
-                old_name: col_name, ..
-            } => {
+            Op::ModifyColumn { col_name, .. } | Op::ChangeColumn { old_name: col_name, .. } => {
                 if keys.contains(&col_name.value.to_ascii_lowercase()) {
                     return Err(CnError::unsupported("changing a partition key column"));
                 }
             }
-            Op::AddColumn { .. }
-            | Op::AddConstraint { .. }
-            | Op::DropIndex { .. }
-            | Op::AlterColumn { .. } => {}
-            Op::RenameTable { .. } => {
-                return Err(CnError::unsupported(
-                    "ALTER TABLE … RENAME (use RENAME TABLE)",
-                ))
-            }
+            Op::AddColumn { .. } | Op::AddConstraint { .. } | Op::DropIndex { .. } | Op::AlterColumn { .. } => {}
+            Op::RenameTable { .. } => return Err(CnError::unsupported("ALTER TABLE … RENAME (use RENAME TABLE)")),
             other => return Err(CnError::unsupported(format!("ALTER TABLE {other}"))),
         }
         ops.push(op.to_string());
@@ -570,9 +410,7 @@ async fn alter_table(
     // failure) are recognised by their column list differing from the
     // catalog's.
     let signature = |cols: &[ColumnMeta]| {
-        cols.iter()
-            .map(|c| format!("{} {} {}", c.name, c.sql_type, c.nullable))
-            .collect::<Vec<_>>()
+        cols.iter().map(|c| format!("{} {} {}", c.name, c.sql_type, c.nullable)).collect::<Vec<_>>()
     };
     let before = signature(&def.columns);
     let mut work = Vec::new();
@@ -581,28 +419,17 @@ async fn alter_table(
         if signature(&cols) == before {
             work.push((
                 p.dn,
-                format!(
-                    "ALTER TABLE {}.{} {ops}",
-                    quote_ident(&db),
-                    quote_ident(&p.phys_table)
-                ),
+                format!("ALTER TABLE {}.{} {ops}", quote_ident(&db), quote_ident(&p.phys_table)),
                 p.name.clone(),
             ));
         }
     }
-    let results =
-        futures::future::join_all(work.iter().map(|(dn, sql, _)| exec_dn(&cluster, *dn, sql)))
-            .await;
+    let results = futures::future::join_all(work.iter().map(|(dn, sql, _)| exec_dn(&cluster, *dn, sql))).await;
     let failed: Vec<String> = work
         .iter()
         .zip(&results)
         .filter(|(_, r)| r.is_err())
-        .map(|((_, _, n), r)| {
-            format!(
-                "{n}: {}",
-                r.as_ref().err().map(|e| e.to_string()).unwrap_or_default()
-            )
-        })
+        .map(|((_, _, n), r)| format!("{n}: {}", r.as_ref().err().map(|e| e.to_string()).unwrap_or_default()))
         .collect();
     if !failed.is_empty() {
         return Err(CnError::mysql(
@@ -615,13 +442,7 @@ async fn alter_table(
             ),
         ));
     }
-    let columns = read_columns(
-        &cluster,
-        def.partitions[0].dn,
-        &db,
-        &def.partitions[0].phys_table,
-    )
-    .await?;
+    let columns = read_columns(&cluster, def.partitions[0].dn, &db, &def.partitions[0].phys_table).await?;
     let mut nd = TableDef::clone(&def);
     nd.columns = columns;
     nd.version += 1;

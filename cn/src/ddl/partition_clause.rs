@@ -46,21 +46,12 @@ pub fn locate(sql: &str) -> Result<(usize, Option<usize>)> {
                 let rest = &sql[i..];
                 let at_word = i == 0 || !(b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_');
                 if at_word {
-                    let up = rest
-                        .get(..rest.len().min(16))
-                        .unwrap_or("")
-                        .to_ascii_uppercase();
-                    let word_end = |n: usize| {
-                        rest.as_bytes()
-                            .get(n)
-                            .is_none_or(|c| !(c.is_ascii_alphanumeric() || *c == b'_'))
-                    };
+                    let up = rest.get(..rest.len().min(16)).unwrap_or("").to_ascii_uppercase();
+                    let word_end =
+                        |n: usize| rest.as_bytes().get(n).is_none_or(|c| !(c.is_ascii_alphanumeric() || *c == b'_'));
                     if (up.starts_with("PARTITION")
                         && word_end(9)
-                        && rest[9..]
-                            .trim_start()
-                            .to_ascii_uppercase()
-                            .starts_with("BY"))
+                        && rest[9..].trim_start().to_ascii_uppercase().starts_with("BY"))
                         || (up.starts_with("BROADCAST") && word_end(9))
                         || (up.starts_with("SINGLE") && word_end(6))
                     {
@@ -77,13 +68,8 @@ pub fn locate(sql: &str) -> Result<(usize, Option<usize>)> {
 }
 
 fn tokens(s: &str) -> Result<Vec<Token>> {
-    let toks = Tokenizer::new(&MySqlDialect {}, s)
-        .tokenize()
-        .map_err(CnError::parse)?;
-    Ok(toks
-        .into_iter()
-        .filter(|t| !matches!(t, Token::Whitespace(_)))
-        .collect())
+    let toks = Tokenizer::new(&MySqlDialect {}, s).tokenize().map_err(CnError::parse)?;
+    Ok(toks.into_iter().filter(|t| !matches!(t, Token::Whitespace(_))).collect())
 }
 
 struct P {
@@ -104,14 +90,8 @@ impl P {
         }
     }
     fn err(&self, want: &str) -> CnError {
-        let near = self
-            .t
-            .get(self.i)
-            .map(|t| t.to_string())
-            .unwrap_or_else(|| "end of statement".into());
-        CnError::parse(format!(
-            "expected {want} in the partition clause near '{near}'"
-        ))
+        let near = self.t.get(self.i).map(|t| t.to_string()).unwrap_or_else(|| "end of statement".into());
+        CnError::parse(format!("expected {want} in the partition clause near '{near}'"))
     }
     fn tok(&mut self, t: Token) -> Result<()> {
         if self.t.get(self.i) == Some(&t) {
@@ -171,10 +151,7 @@ impl P {
 /// Parses a partition clause; `default_count` applies to KEY/HASH without
 /// PARTITIONS.
 pub fn parse(clause: &str, default_count: u32) -> Result<Partitioning> {
-    let mut p = P {
-        t: tokens(clause)?,
-        i: 0,
-    };
+    let mut p = P { t: tokens(clause)?, i: 0 };
     if p.peek_kw("BROADCAST") {
         p.i += 1;
         p.end()?;
@@ -194,25 +171,16 @@ pub fn parse(clause: &str, default_count: u32) -> Result<Partitioning> {
         let count = if p.peek_kw("PARTITIONS") {
             p.i += 1;
             match p.value()? {
-                Some(n) => n
-                    .parse::<u32>()
-                    .map_err(|_| CnError::parse(format!("bad partition count {n}")))?,
+                Some(n) => n.parse::<u32>().map_err(|_| CnError::parse(format!("bad partition count {n}")))?,
                 None => return Err(p.err("a partition count")),
             }
         } else {
             default_count
         };
         if count == 0 || count > 8192 {
-            return Err(CnError::mysql(
-                1499,
-                "Too many partitions (including subpartitions) were defined",
-            ));
+            return Err(CnError::mysql(1499, "Too many partitions (including subpartitions) were defined"));
         }
-        Partitioning::Hash {
-            columns,
-            count,
-            function,
-        }
+        Partitioning::Hash { columns, count, function }
     } else if p.peek_kw("RANGE") || p.peek_kw("LIST") {
         let range = p.peek_kw("RANGE");
         p.i += 1;
@@ -221,9 +189,7 @@ pub fn parse(clause: &str, default_count: u32) -> Result<Partitioning> {
         }
         let cols = p.ident_list()?;
         if cols.len() != 1 {
-            return Err(CnError::unsupported(
-                "RANGE/LIST COLUMNS over more than one column",
-            ));
+            return Err(CnError::unsupported("RANGE/LIST COLUMNS over more than one column"));
         }
         p.tok(Token::LParen)?;
         let (mut names, mut bounds, mut values) = (vec![], vec![], vec![]);
@@ -257,22 +223,11 @@ pub fn parse(clause: &str, default_count: u32) -> Result<Partitioning> {
         let column = cols.into_iter().next().expect("one column");
         if range {
             if bounds.iter().rev().skip(1).any(|b| b.is_none()) {
-                return Err(CnError::mysql(
-                    1481,
-                    "MAXVALUE can only be used in last partition definition",
-                ));
+                return Err(CnError::mysql(1481, "MAXVALUE can only be used in last partition definition"));
             }
-            Partitioning::Range {
-                column,
-                bounds,
-                names,
-            }
+            Partitioning::Range { column, bounds, names }
         } else {
-            Partitioning::List {
-                column,
-                values,
-                names,
-            }
+            Partitioning::List { column, values, names }
         }
     } else {
         return Err(p.err("KEY, HASH, RANGE or LIST"));
@@ -287,37 +242,24 @@ mod tests {
 
     #[test]
     fn locates_clause_outside_quotes() {
-        let sql = "CREATE TABLE t (a int comment 'partition by x', b int) ENGINE=InnoDB PARTITION BY KEY(a) PARTITIONS 4";
+        let sql =
+            "CREATE TABLE t (a int comment 'partition by x', b int) ENGINE=InnoDB PARTITION BY KEY(a) PARTITIONS 4";
         let (open, at) = locate(sql).unwrap();
         assert_eq!(&sql[open..open + 2], "(a");
         assert_eq!(&sql[at.unwrap()..], "PARTITION BY KEY(a) PARTITIONS 4");
-        assert_eq!(
-            locate("create table t (a int) broadcast").unwrap().1,
-            Some(23)
-        );
-        assert_eq!(
-            locate("create table single_t (single int)").unwrap().1,
-            None
-        );
+        assert_eq!(locate("create table t (a int) broadcast").unwrap().1, Some(23));
+        assert_eq!(locate("create table single_t (single int)").unwrap().1, None);
     }
 
     #[test]
     fn parses_clauses() {
         assert_eq!(
             parse("PARTITION BY KEY(a, B) PARTITIONS 8", 16).unwrap(),
-            Partitioning::Hash {
-                columns: vec!["a".into(), "b".into()],
-                count: 8,
-                function: "key".into()
-            }
+            Partitioning::Hash { columns: vec!["a".into(), "b".into()], count: 8, function: "key".into() }
         );
         assert_eq!(
             parse("partition by hash(a)", 16).unwrap(),
-            Partitioning::Hash {
-                columns: vec!["a".into()],
-                count: 16,
-                function: "hash".into()
-            }
+            Partitioning::Hash { columns: vec!["a".into()], count: 16, function: "hash".into() }
         );
         let r = parse("PARTITION BY RANGE COLUMNS(d) (PARTITION p0 VALUES LESS THAN ('2020-01-01'), PARTITION p1 VALUES LESS THAN (MAXVALUE))", 16).unwrap();
         assert_eq!(
@@ -328,11 +270,8 @@ mod tests {
                 names: vec!["p0".into(), "p1".into()]
             }
         );
-        let l = parse(
-            "PARTITION BY LIST COLUMNS(c) (PARTITION a VALUES IN (1,2), PARTITION b VALUES IN (3))",
-            16,
-        )
-        .unwrap();
+        let l =
+            parse("PARTITION BY LIST COLUMNS(c) (PARTITION a VALUES IN (1,2), PARTITION b VALUES IN (3))", 16).unwrap();
         assert!(matches!(l, Partitioning::List { .. }));
         assert_eq!(parse("BROADCAST", 16).unwrap(), Partitioning::Broadcast);
         assert!(parse("PARTITION BY KEY(a) PARTITIONS 0", 16).is_err());

@@ -12,8 +12,8 @@ use crate::sharding::partition_for;
 use crate::txn::Txn;
 use datafusion::sql::sqlparser::ast::helpers::attached_token::AttachedToken;
 use datafusion::sql::sqlparser::ast::{
-    AssignmentTarget, BinaryOperator, Expr, FromTable, Ident, ObjectName, ObjectNamePart, Parens,
-    SetExpr, Statement, TableFactor, TableObject, Value, Values,
+    AssignmentTarget, BinaryOperator, Expr, FromTable, Ident, ObjectName, ObjectNamePart, Parens, SetExpr, Statement,
+    TableFactor, TableObject, Value, Values,
 };
 use mysql_async::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
@@ -45,10 +45,9 @@ fn literal_text(e: &Expr) -> Option<Option<String>> {
             Value::Null => Some(None),
             _ => None,
         },
-        Expr::UnaryOp {
-            op: datafusion::sql::sqlparser::ast::UnaryOperator::Minus,
-            expr,
-        } => literal_text(expr).map(|v| v.map(|s| format!("-{s}"))),
+        Expr::UnaryOp { op: datafusion::sql::sqlparser::ast::UnaryOperator::Minus, expr } => {
+            literal_text(expr).map(|v| v.map(|s| format!("-{s}")))
+        }
         Expr::Nested(e) => literal_text(e),
         _ => None,
     }
@@ -70,9 +69,7 @@ fn table_of(snap: &CatalogSnapshot, s: &Session, name: &ObjectName) -> Result<Ar
     if snap.database(&db).is_none() {
         return Err(CnError::bad_db(&db));
     }
-    snap.table(&db, &t)
-        .cloned()
-        .ok_or_else(|| CnError::no_such_table(&db, &t))
+    snap.table(&db, &t).cloned().ok_or_else(|| CnError::no_such_table(&db, &t))
 }
 
 async fn insert(
@@ -89,42 +86,27 @@ async fn insert(
         ins.assignments
             .iter()
             .map(|a| match &a.target {
-                AssignmentTarget::ColumnName(n) => {
-                    Ok(n.to_string().trim_matches('`').to_ascii_lowercase())
-                }
-                AssignmentTarget::Tuple(_) => {
-                    Err(CnError::parse("tuple assignment in INSERT … SET"))
-                }
+                AssignmentTarget::ColumnName(n) => Ok(n.to_string().trim_matches('`').to_ascii_lowercase()),
+                AssignmentTarget::Tuple(_) => Err(CnError::parse("tuple assignment in INSERT … SET")),
             })
             .collect::<Result<_>>()?
     } else if ins.columns.is_empty() {
         def.visible_columns().map(|c| c.name.clone()).collect()
     } else {
-        ins.columns
-            .iter()
-            .map(|c| c.to_string().trim_matches('`').to_ascii_lowercase())
-            .collect()
+        ins.columns.iter().map(|c| c.to_string().trim_matches('`').to_ascii_lowercase()).collect()
     };
     for c in &cols {
         if def.column(c).is_none() {
-            return Err(CnError::mysql(
-                code::ER_BAD_FIELD_ERROR,
-                format!("Unknown column '{c}' in 'field list'"),
-            ));
+            return Err(CnError::mysql(code::ER_BAD_FIELD_ERROR, format!("Unknown column '{c}' in 'field list'")));
         }
     }
     // Rows.
     let mut rows: Vec<Vec<Expr>> = if !ins.assignments.is_empty() {
         vec![ins.assignments.iter().map(|a| a.value.clone()).collect()]
     } else {
-        let src = ins
-            .source
-            .take()
-            .ok_or_else(|| CnError::parse("INSERT without VALUES"))?;
+        let src = ins.source.take().ok_or_else(|| CnError::parse("INSERT without VALUES"))?;
         match *src.body {
-            SetExpr::Values(v) if src.order_by.is_none() => {
-                v.rows.into_iter().map(|p| p.content).collect()
-            }
+            SetExpr::Values(v) if src.order_by.is_none() => v.rows.into_iter().map(|p| p.content).collect(),
             _ => {
                 // INSERT … SELECT: run the SELECT, then insert its rows.
                 let mut c = CollectSink::default();
@@ -135,9 +117,9 @@ async fn insert(
                         r.into_iter()
                             .map(|v| match v {
                                 None => Expr::value(Value::Null),
-                                Some(b) => Expr::value(Value::SingleQuotedString(
-                                    String::from_utf8_lossy(&b).into_owned(),
-                                )),
+                                Some(b) => {
+                                    Expr::value(Value::SingleQuotedString(String::from_utf8_lossy(&b).into_owned()))
+                                }
                             })
                             .collect()
                     })
@@ -177,20 +159,14 @@ async fn insert(
             .map(|(i, _)| i)
             .collect();
         if !need.is_empty() {
-            let start = s
-                .cluster
-                .next_ids(&def.db, &def.name, need.len() as u64)
-                .await?;
+            let start = s.cluster.next_ids(&def.db, &def.name, need.len() as u64).await?;
             first_id = start;
             for (k, i) in need.into_iter().enumerate() {
                 rows[i][pos] = number(start + k as u64);
             }
         }
-        let max_explicit = rows
-            .iter()
-            .filter_map(|r| literal_text(&r[pos]).flatten())
-            .filter_map(|v| v.parse::<u64>().ok())
-            .max();
+        let max_explicit =
+            rows.iter().filter_map(|r| literal_text(&r[pos]).flatten()).filter_map(|v| v.parse::<u64>().ok()).max();
         if let Some(m) = max_explicit {
             s.cluster.observe_id(&def.db, &def.name, m).await?;
         }
@@ -199,7 +175,14 @@ async fn insert(
     let keys = def.partitioning.key_columns();
     let key_pos: Vec<usize> = keys
         .iter()
-        .map(|k| cols.iter().position(|c| c == k).ok_or_else(|| CnError::mysql(1364, format!("Field '{k}' doesn't have a default value; the partition key is needed to route the row"))))
+        .map(|k| {
+            cols.iter().position(|c| c == k).ok_or_else(|| {
+                CnError::mysql(
+                    1364,
+                    format!("Field '{k}' doesn't have a default value; the partition key is needed to route the row"),
+                )
+            })
+        })
         .collect::<Result<_>>()?;
     let mut by_part: BTreeMap<usize, Vec<Vec<Expr>>> = BTreeMap::new();
     for r in rows {
@@ -207,12 +190,8 @@ async fn insert(
             let vals: Vec<Option<String>> = key_pos
                 .iter()
                 .map(|&i| {
-                    literal_text(&r[i]).ok_or_else(|| {
-                        CnError::unsupported(format!(
-                            "a non-literal partition key value ({})",
-                            r[i]
-                        ))
-                    })
+                    literal_text(&r[i])
+                        .ok_or_else(|| CnError::unsupported(format!("a non-literal partition key value ({})", r[i])))
                 })
                 .collect::<Result<_>>()?;
             let key: Vec<Option<&str>> = vals.iter().map(|v| v.as_deref()).collect();
@@ -224,16 +203,12 @@ async fn insert(
     }
     let targets: Vec<(usize, Vec<Vec<Expr>>)> = if def.is_broadcast() {
         let all: Vec<Vec<Expr>> = by_part.into_values().flatten().collect();
-        (0..def.partitions.len())
-            .map(|p| (p, all.clone()))
-            .collect()
+        (0..def.partitions.len()).map(|p| (p, all.clone())).collect()
     } else {
         by_part.into_iter().collect()
     };
-    let column_idents: Vec<ObjectName> = cols
-        .iter()
-        .map(|c| ObjectName::from(vec![Ident::with_quote('`', c)]))
-        .collect();
+    let column_idents: Vec<ObjectName> =
+        cols.iter().map(|c| ObjectName::from(vec![Ident::with_quote('`', c)])).collect();
     let mut work = Vec::new();
     for (p, rows) in targets {
         let part = &def.partitions[p];
@@ -306,14 +281,8 @@ fn target_partitions(def: &TableDef, selection: Option<&Expr>) -> BTreeSet<usize
         }
         return all;
     }
-    let key: Option<Vec<Option<&str>>> = keys
-        .iter()
-        .map(|k| {
-            vals.get(k)
-                .filter(|v| v.len() == 1)
-                .map(|v| v[0].as_deref())
-        })
-        .collect();
+    let key: Option<Vec<Option<&str>>> =
+        keys.iter().map(|k| vals.get(k).filter(|v| v.len() == 1).map(|v| v[0].as_deref())).collect();
     match key.map(|k| partition_for(def, &k)) {
         Some(Ok(p)) => BTreeSet::from([p]),
         _ => all,
@@ -322,25 +291,14 @@ fn target_partitions(def: &TableDef, selection: Option<&Expr>) -> BTreeSet<usize
 
 fn collect_in_lists(e: &Expr, out: &mut BTreeMap<String, Vec<Option<String>>>) {
     match e {
-        Expr::BinaryOp {
-            left,
-            op: BinaryOperator::And,
-            right,
-        } => {
+        Expr::BinaryOp { left, op: BinaryOperator::And, right } => {
             collect_in_lists(left, out);
             collect_in_lists(right, out);
         }
-        Expr::InList {
-            expr,
-            list,
-            negated: false,
-        } => {
+        Expr::InList { expr, list, negated: false } => {
             let col = match expr.as_ref() {
                 Expr::Identifier(i) => i.value.to_ascii_lowercase(),
-                Expr::CompoundIdentifier(p) => p
-                    .last()
-                    .map(|i| i.value.to_ascii_lowercase())
-                    .unwrap_or_default(),
+                Expr::CompoundIdentifier(p) => p.last().map(|i| i.value.to_ascii_lowercase()).unwrap_or_default(),
                 _ => return,
             };
             let vals: Option<Vec<Option<String>>> = list.iter().map(literal_text).collect();
@@ -368,10 +326,7 @@ async fn update(
     let keys = def.partitioning.key_columns();
     for a in &u.assignments {
         if let AssignmentTarget::ColumnName(n) = &a.target {
-            let c =
-                n.0.last()
-                    .map(|p| p.to_string().trim_matches('`').to_ascii_lowercase())
-                    .unwrap_or_default();
+            let c = n.0.last().map(|p| p.to_string().trim_matches('`').to_ascii_lowercase()).unwrap_or_default();
             if def.is_partitioned() && keys.contains(&c) {
                 return Err(CnError::unsupported("UPDATE of a partition key column"));
             }
@@ -379,20 +334,13 @@ async fn update(
     }
     let parts = target_partitions(&def, u.selection.as_ref());
     if parts.len() > 1 && u.limit.is_some() {
-        return Err(CnError::unsupported(
-            "UPDATE … LIMIT over several partitions",
-        ));
+        return Err(CnError::unsupported("UPDATE … LIMIT over several partitions"));
     }
     let mut work = Vec::new();
     for p in &parts {
         let mut pu = u.clone();
-        let mut names = PhysicalNames {
-            snap,
-            db: s.db.as_deref(),
-            dn: def.partitions[*p].dn,
-            partition: Some(*p),
-            alias: true,
-        };
+        let mut names =
+            PhysicalNames { snap, db: s.db.as_deref(), dn: def.partitions[*p].dn, partition: Some(*p), alias: true };
         planner::to_physical(&mut pu, &mut names);
         work.push((def.partitions[*p].dn, Statement::Update(pu).to_string()));
     }
@@ -420,20 +368,13 @@ async fn delete(
     let def = table_of(snap, s, name)?;
     let parts = target_partitions(&def, d.selection.as_ref());
     if parts.len() > 1 && d.limit.is_some() {
-        return Err(CnError::unsupported(
-            "DELETE … LIMIT over several partitions",
-        ));
+        return Err(CnError::unsupported("DELETE … LIMIT over several partitions"));
     }
     let mut work = Vec::new();
     for p in &parts {
         let mut pd = d.clone();
-        let mut names = PhysicalNames {
-            snap,
-            db: s.db.as_deref(),
-            dn: def.partitions[*p].dn,
-            partition: Some(*p),
-            alias: false,
-        };
+        let mut names =
+            PhysicalNames { snap, db: s.db.as_deref(), dn: def.partitions[*p].dn, partition: Some(*p), alias: false };
         planner::to_physical(&mut pd, &mut names);
         work.push((def.partitions[*p].dn, Statement::Delete(pd).to_string()));
     }
@@ -459,9 +400,7 @@ pub async fn run_writes(s: &mut Session, work: Vec<(u32, String)>) -> Result<(u6
         let mut c = d.conn().await?;
         let multi = stmts.len() > 1;
         if multi {
-            c.query_drop("START TRANSACTION")
-                .await
-                .map_err(|e| d.err(e))?;
+            c.query_drop("START TRANSACTION").await.map_err(|e| d.err(e))?;
         }
         let mut total = 0;
         for sql in &stmts {

@@ -19,37 +19,15 @@ const MAX_DEC128: u8 = 38;
 /// The Arrow type a column of kind `k` is read as.
 pub fn arrow_type(k: TypeKind) -> DataType {
     match k {
-        TypeKind::Int {
-            unsigned: false,
-            bytes: 1,
-        } => DataType::Int8,
-        TypeKind::Int {
-            unsigned: false,
-            bytes: 2,
-        } => DataType::Int16,
-        TypeKind::Int {
-            unsigned: false,
-            bytes: 3 | 4,
-        } => DataType::Int32,
-        TypeKind::Int {
-            unsigned: false, ..
-        } => DataType::Int64,
-        TypeKind::Int {
-            unsigned: true,
-            bytes: 1,
-        } => DataType::UInt8,
-        TypeKind::Int {
-            unsigned: true,
-            bytes: 2,
-        } => DataType::UInt16,
-        TypeKind::Int {
-            unsigned: true,
-            bytes: 3 | 4,
-        } => DataType::UInt32,
+        TypeKind::Int { unsigned: false, bytes: 1 } => DataType::Int8,
+        TypeKind::Int { unsigned: false, bytes: 2 } => DataType::Int16,
+        TypeKind::Int { unsigned: false, bytes: 3 | 4 } => DataType::Int32,
+        TypeKind::Int { unsigned: false, .. } => DataType::Int64,
+        TypeKind::Int { unsigned: true, bytes: 1 } => DataType::UInt8,
+        TypeKind::Int { unsigned: true, bytes: 2 } => DataType::UInt16,
+        TypeKind::Int { unsigned: true, bytes: 3 | 4 } => DataType::UInt32,
         TypeKind::Int { unsigned: true, .. } => DataType::UInt64,
-        TypeKind::Decimal { precision, scale } => {
-            DataType::Decimal128(precision.clamp(1, MAX_DEC128), scale)
-        }
+        TypeKind::Decimal { precision, scale } => DataType::Decimal128(precision.clamp(1, MAX_DEC128), scale),
         TypeKind::Float => DataType::Float32,
         TypeKind::Double => DataType::Float64,
         TypeKind::String | TypeKind::Time => DataType::Utf8,
@@ -61,11 +39,7 @@ pub fn arrow_type(k: TypeKind) -> DataType {
 
 /// The Arrow schema of a logical table (hidden columns included).
 pub fn table_schema(cols: &[ColumnMeta]) -> SchemaRef {
-    Arc::new(Schema::new(
-        cols.iter()
-            .map(|c| Field::new(&c.name, arrow_type(c.kind), true))
-            .collect::<Vec<_>>(),
-    ))
+    Arc::new(Schema::new(cols.iter().map(|c| Field::new(&c.name, arrow_type(c.kind), true)).collect::<Vec<_>>()))
 }
 
 fn epoch() -> NaiveDate {
@@ -79,10 +53,7 @@ fn parse_date(s: &str) -> Option<i32> {
 
 fn parse_datetime(s: &str) -> Option<i64> {
     let dt = NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f")
-        .or_else(|_| {
-            NaiveDate::parse_from_str(s, "%Y-%m-%d")
-                .map(|d| d.and_hms_opt(0, 0, 0).unwrap_or_default())
-        })
+        .or_else(|_| NaiveDate::parse_from_str(s, "%Y-%m-%d").map(|d| d.and_hms_opt(0, 0, 0).unwrap_or_default()))
         .ok()?;
     Some(dt.and_utc().timestamp_micros())
 }
@@ -98,9 +69,7 @@ pub fn parse_decimal(s: &str, scale: i8) -> Option<i128> {
     let (int, frac) = body.split_once('.').unwrap_or((body, ""));
     let mut v: i128 = 0;
     for b in int.bytes() {
-        v = v
-            .checked_mul(10)?
-            .checked_add((b.checked_sub(b'0').filter(|d| *d < 10)?) as i128)?;
+        v = v.checked_mul(10)?.checked_add((b.checked_sub(b'0').filter(|d| *d < 10)?) as i128)?;
     }
     let mut fb = frac.bytes();
     for _ in 0..scale.max(0) {
@@ -125,17 +94,11 @@ pub fn rows_to_batch(schema: &SchemaRef, rows: &[TextRow]) -> Result<RecordBatch
     }
     let mut arrays: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
     for (i, f) in schema.fields().iter().enumerate() {
-        let vals = rows.iter().map(|r| {
-            r.get(i)
-                .and_then(|v| v.as_deref())
-                .map(|b| std::str::from_utf8(b).unwrap_or(""))
-        });
+        let vals =
+            rows.iter().map(|r| r.get(i).and_then(|v| v.as_deref()).map(|b| std::str::from_utf8(b).unwrap_or("")));
         macro_rules! prim {
             ($arr:ty, $t:ty) => {
-                Arc::new(
-                    vals.map(|v| v.and_then(|s| s.trim().parse::<$t>().ok()))
-                        .collect::<$arr>(),
-                ) as ArrayRef
+                Arc::new(vals.map(|v| v.and_then(|s| s.trim().parse::<$t>().ok())).collect::<$arr>()) as ArrayRef
             };
         }
         let a: ArrayRef = match f.data_type() {
@@ -150,26 +113,16 @@ pub fn rows_to_batch(schema: &SchemaRef, rows: &[TextRow]) -> Result<RecordBatch
             DataType::Float32 => prim!(Float32Array, f32),
             DataType::Float64 => prim!(Float64Array, f64),
             DataType::Decimal128(p, s) => {
-                let arr: Decimal128Array =
-                    vals.map(|v| v.and_then(|t| parse_decimal(t, *s))).collect();
-                Arc::new(
-                    arr.with_precision_and_scale(*p, *s)
-                        .map_err(|e| CnError::internal(e.to_string()))?,
-                )
+                let arr: Decimal128Array = vals.map(|v| v.and_then(|t| parse_decimal(t, *s))).collect();
+                Arc::new(arr.with_precision_and_scale(*p, *s).map_err(|e| CnError::internal(e.to_string()))?)
             }
-            DataType::Date32 => Arc::new(
-                vals.map(|v| v.and_then(parse_date))
-                    .collect::<Date32Array>(),
-            ),
-            DataType::Timestamp(TimeUnit::Microsecond, None) => Arc::new(
-                vals.map(|v| v.and_then(parse_datetime))
-                    .collect::<TimestampMicrosecondArray>(),
-            ),
-            DataType::Binary => Arc::new(
-                rows.iter()
-                    .map(|r| r.get(i).and_then(|v| v.as_deref()))
-                    .collect::<BinaryArray>(),
-            ),
+            DataType::Date32 => Arc::new(vals.map(|v| v.and_then(parse_date)).collect::<Date32Array>()),
+            DataType::Timestamp(TimeUnit::Microsecond, None) => {
+                Arc::new(vals.map(|v| v.and_then(parse_datetime)).collect::<TimestampMicrosecondArray>())
+            }
+            DataType::Binary => {
+                Arc::new(rows.iter().map(|r| r.get(i).and_then(|v| v.as_deref())).collect::<BinaryArray>())
+            }
             _ => Arc::new(vals.collect::<StringArray>()),
         };
         arrays.push(a);
@@ -229,42 +182,23 @@ pub fn batch_to_rows(batch: &RecordBatch) -> Result<Vec<TextRow>> {
         .with_timestamp_format(Some("%Y-%m-%d %H:%M:%S%.f"))
         .with_date_format(Some("%Y-%m-%d"));
     let n = batch.num_rows();
-    let mut rows: Vec<TextRow> = (0..n)
-        .map(|_| Vec::with_capacity(batch.num_columns()))
-        .collect();
+    let mut rows: Vec<TextRow> = (0..n).map(|_| Vec::with_capacity(batch.num_columns())).collect();
     for col in batch.columns() {
         if let Some(b) = col.as_any().downcast_ref::<BooleanArray>() {
             for (i, r) in rows.iter_mut().enumerate() {
-                r.push(if b.is_null(i) {
-                    None
-                } else {
-                    Some(if b.value(i) {
-                        b"1".to_vec()
-                    } else {
-                        b"0".to_vec()
-                    })
-                });
+                r.push(if b.is_null(i) { None } else { Some(if b.value(i) { b"1".to_vec() } else { b"0".to_vec() }) });
             }
             continue;
         }
         if let Some(b) = col.as_any().downcast_ref::<BinaryArray>() {
             for (i, r) in rows.iter_mut().enumerate() {
-                r.push(if b.is_null(i) {
-                    None
-                } else {
-                    Some(b.value(i).to_vec())
-                });
+                r.push(if b.is_null(i) { None } else { Some(b.value(i).to_vec()) });
             }
             continue;
         }
-        let fmt = ArrayFormatter::try_new(col.as_ref(), &opts)
-            .map_err(|e| CnError::internal(e.to_string()))?;
+        let fmt = ArrayFormatter::try_new(col.as_ref(), &opts).map_err(|e| CnError::internal(e.to_string()))?;
         for (i, r) in rows.iter_mut().enumerate() {
-            r.push(if col.is_null(i) {
-                None
-            } else {
-                Some(fmt.value(i).to_string().into_bytes())
-            });
+            r.push(if col.is_null(i) { None } else { Some(fmt.value(i).to_string().into_bytes()) });
         }
     }
     Ok(rows)
@@ -280,10 +214,7 @@ mod tests {
             ColumnMeta {
                 name: "a".into(),
                 sql_type: "int".into(),
-                kind: TypeKind::Int {
-                    unsigned: false,
-                    bytes: 4,
-                },
+                kind: TypeKind::Int { unsigned: false, bytes: 4 },
                 nullable: true,
                 auto_increment: false,
                 hidden: false,
@@ -291,10 +222,7 @@ mod tests {
             ColumnMeta {
                 name: "d".into(),
                 sql_type: "decimal(15,2)".into(),
-                kind: TypeKind::Decimal {
-                    precision: 15,
-                    scale: 2,
-                },
+                kind: TypeKind::Decimal { precision: 15, scale: 2 },
                 nullable: true,
                 auto_increment: false,
                 hidden: false,

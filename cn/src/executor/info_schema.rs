@@ -38,11 +38,7 @@ fn mem_table(names: &[&str], cols: Vec<Col>) -> Arc<dyn TableProvider> {
         .map(|(n, c)| {
             Field::new(
                 n.to_ascii_lowercase(),
-                if matches!(c, Col::Num(_)) {
-                    DataType::UInt64
-                } else {
-                    DataType::Utf8
-                },
+                if matches!(c, Col::Num(_)) { DataType::UInt64 } else { DataType::Utf8 },
                 true,
             )
         })
@@ -55,8 +51,7 @@ fn mem_table(names: &[&str], cols: Vec<Col>) -> Arc<dyn TableProvider> {
             Col::Num(v) => Arc::new(UInt64Array::from(v)) as ArrayRef,
         })
         .collect();
-    let batch =
-        RecordBatch::try_new(schema.clone(), arrays).expect("information_schema columns agree");
+    let batch = RecordBatch::try_new(schema.clone(), arrays).expect("information_schema columns agree");
     Arc::new(MemTable::try_new(schema, vec![vec![batch]]).expect("schema matches batch"))
 }
 
@@ -122,9 +117,8 @@ impl InfoSchema {
                 )
             }
             "columns" => {
-                let c: Vec<_> = tables(snap)
-                    .flat_map(|t| t.visible_columns().enumerate().map(move |(i, c)| (t, i, c)))
-                    .collect();
+                let c: Vec<_> =
+                    tables(snap).flat_map(|t| t.visible_columns().enumerate().map(move |(i, c)| (t, i, c))).collect();
                 let n = c.len();
                 mem_table(
                     &[
@@ -145,57 +139,26 @@ impl InfoSchema {
                         Col::Text(c.iter().map(|(t, _, _)| s(&t.name)).collect()),
                         Col::Text(c.iter().map(|(_, _, c)| s(&c.name)).collect()),
                         Col::Num(c.iter().map(|(_, i, _)| Some(*i as u64 + 1)).collect()),
+                        Col::Text(c.iter().map(|(_, _, c)| s(if c.nullable { "YES" } else { "NO" })).collect()),
                         Col::Text(
-                            c.iter()
-                                .map(|(_, _, c)| s(if c.nullable { "YES" } else { "NO" }))
-                                .collect(),
-                        ),
-                        Col::Text(
-                            c.iter()
-                                .map(|(_, _, c)| {
-                                    s(c.sql_type.split('(').next().unwrap_or("").trim())
-                                })
-                                .collect(),
+                            c.iter().map(|(_, _, c)| s(c.sql_type.split('(').next().unwrap_or("").trim())).collect(),
                         ),
                         Col::Text(c.iter().map(|(_, _, c)| s(&c.sql_type)).collect()),
                         Col::Text(
                             c.iter()
-                                .map(|(t, _, c)| {
-                                    s(if t.primary_key.contains(&c.name) {
-                                        "PRI"
-                                    } else {
-                                        ""
-                                    })
-                                })
+                                .map(|(t, _, c)| s(if t.primary_key.contains(&c.name) { "PRI" } else { "" }))
                                 .collect(),
                         ),
                         Col::Text(
-                            c.iter()
-                                .map(|(_, _, c)| {
-                                    s(if c.auto_increment {
-                                        "auto_increment"
-                                    } else {
-                                        ""
-                                    })
-                                })
-                                .collect(),
+                            c.iter().map(|(_, _, c)| s(if c.auto_increment { "auto_increment" } else { "" })).collect(),
                         ),
                     ],
                 )
             }
             "statistics" => {
                 let k: Vec<_> = tables(snap)
-                    .filter(|t| {
-                        !t.primary_key
-                            .iter()
-                            .any(|c| c == crate::catalog::IMPLICIT_PK)
-                    })
-                    .flat_map(|t| {
-                        t.primary_key
-                            .iter()
-                            .enumerate()
-                            .map(move |(i, c)| (t, i, c))
-                    })
+                    .filter(|t| !t.primary_key.iter().any(|c| c == crate::catalog::IMPLICIT_PK))
+                    .flat_map(|t| t.primary_key.iter().enumerate().map(move |(i, c)| (t, i, c)))
                     .collect();
                 let n = k.len();
                 mem_table(
@@ -231,15 +194,8 @@ impl InfoSchema {
 /// `partitioned by KEY(a) x16` style summary for CREATE_OPTIONS.
 fn partition_summary(t: &TableDef) -> String {
     match &t.partitioning {
-        Partitioning::Broadcast | Partitioning::Single => {
-            t.partitioning.policy().to_ascii_lowercase()
-        }
-        p => format!(
-            "partitioned {}({}) x{}",
-            p.policy(),
-            p.key_columns().join(","),
-            t.partitions.len()
-        ),
+        Partitioning::Broadcast | Partitioning::Single => t.partitioning.policy().to_ascii_lowercase(),
+        p => format!("partitioned {}({}) x{}", p.policy(), p.key_columns().join(","), t.partitions.len()),
     }
 }
 

@@ -36,16 +36,10 @@ impl CatalogProvider for CnCatalog {
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
         let name = name.to_ascii_lowercase();
         if name == "information_schema" {
-            return Some(Arc::new(info_schema::InfoSchema::new(
-                self.snapshot.clone(),
-            )));
+            return Some(Arc::new(info_schema::InfoSchema::new(self.snapshot.clone())));
         }
         self.snapshot.database(&name)?;
-        Some(Arc::new(CnSchema {
-            db: name,
-            snapshot: self.snapshot.clone(),
-            source: self.source.clone(),
-        }))
+        Some(Arc::new(CnSchema { db: name, snapshot: self.snapshot.clone(), source: self.source.clone() }))
     }
 }
 
@@ -60,16 +54,13 @@ pub struct CnSchema {
 #[async_trait]
 impl SchemaProvider for CnSchema {
     fn table_names(&self) -> Vec<String> {
-        self.snapshot
-            .database(&self.db)
-            .map(|d| d.tables.keys().cloned().collect())
-            .unwrap_or_default()
+        self.snapshot.database(&self.db).map(|d| d.tables.keys().cloned().collect()).unwrap_or_default()
     }
     async fn table(&self, name: &str) -> datafusion::error::Result<Option<Arc<dyn TableProvider>>> {
-        Ok(self.snapshot.table(&self.db, name).map(|t| {
-            Arc::new(table::ShardedTable::new(t.clone(), self.source.clone()))
-                as Arc<dyn TableProvider>
-        }))
+        Ok(self
+            .snapshot
+            .table(&self.db, name)
+            .map(|t| Arc::new(table::ShardedTable::new(t.clone(), self.source.clone())) as Arc<dyn TableProvider>))
     }
     fn table_exist(&self, name: &str) -> bool {
         self.snapshot.table(&self.db, name).is_some()
@@ -77,11 +68,7 @@ impl SchemaProvider for CnSchema {
 }
 
 /// A DataFusion context over the catalog, with `db` as the default schema.
-pub fn context(
-    snapshot: Arc<CatalogSnapshot>,
-    source: ConnSource,
-    db: Option<&str>,
-) -> SessionContext {
+pub fn context(snapshot: Arc<CatalogSnapshot>, source: ConnSource, db: Option<&str>) -> SessionContext {
     let mut config = SessionConfig::new()
         .with_default_catalog_and_schema("def", db.unwrap_or("information_schema"))
         .with_create_default_catalog_and_schema(false)
@@ -104,18 +91,9 @@ pub async fn run(
 ) -> Result<()> {
     let ctx = context(snapshot, source, db);
     let state = ctx.state();
-    let plan = state
-        .statement_to_plan(datafusion::sql::parser::Statement::Statement(Box::new(
-            stmt,
-        )))
-        .await?;
+    let plan = state.statement_to_plan(datafusion::sql::parser::Statement::Statement(Box::new(stmt))).await?;
     let df = ctx.execute_logical_plan(plan).await?;
-    let cols: Vec<_> = df
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| convert::column_def(f))
-        .collect();
+    let cols: Vec<_> = df.schema().fields().iter().map(|f| convert::column_def(f)).collect();
     let mut stream = df.execute_stream().await?;
     sink.columns(&cols).await?;
     while let Some(batch) = stream.next().await {

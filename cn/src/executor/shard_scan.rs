@@ -15,9 +15,7 @@ use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::EquivalenceProperties;
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::{
-    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
-};
+use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties};
 use futures::StreamExt;
 use mysql_async::prelude::*;
 use std::fmt;
@@ -45,9 +43,7 @@ pub struct ShardScanExec {
 
 impl fmt::Debug for ShardScanExec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ShardScanExec")
-            .field("queries", &self.queries)
-            .finish()
+        f.debug_struct("ShardScanExec").field("queries", &self.queries).finish()
     }
 }
 
@@ -59,12 +55,7 @@ impl ShardScanExec {
             EmissionType::Incremental,
             Boundedness::Bounded,
         );
-        ShardScanExec {
-            queries,
-            schema,
-            source,
-            props: Arc::new(props),
-        }
+        ShardScanExec { queries, schema, source, props: Arc::new(props) }
     }
 }
 
@@ -100,10 +91,7 @@ impl ExecutionPlan for ShardScanExec {
     ) -> Result<datafusion::common::tree_node::TreeNodeRecursion> {
         Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
     }
-    fn with_new_children(
-        self: Arc<Self>,
-        _children: Vec<Arc<dyn ExecutionPlan>>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
+    fn with_new_children(self: Arc<Self>, _children: Vec<Arc<dyn ExecutionPlan>>) -> Result<Arc<dyn ExecutionPlan>> {
         Ok(self)
     }
     fn with_new_children_and_same_properties(
@@ -113,18 +101,11 @@ impl ExecutionPlan for ShardScanExec {
         Ok(self)
     }
 
-    fn execute(
-        &self,
-        partition: usize,
-        _ctx: Arc<TaskContext>,
-    ) -> Result<SendableRecordBatchStream> {
+    fn execute(&self, partition: usize, _ctx: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
         let schema = self.schema.clone();
         let Some(q) = self.queries.get(partition).cloned() else {
             // No shard survived pruning: one empty partition.
-            return Ok(Box::pin(RecordBatchStreamAdapter::new(
-                schema,
-                futures::stream::empty(),
-            )));
+            return Ok(Box::pin(RecordBatchStreamAdapter::new(schema, futures::stream::empty())));
         };
         let source = self.source.clone();
         // Inside a transaction several partitions may share one DN

@@ -4,7 +4,7 @@
 
 use super::convert::table_schema;
 use super::shard_scan::{ShardQuery, ShardScanExec};
-use crate::catalog::{Partitioning, TableDef};
+use crate::catalog::{ColumnMeta, Partitioning, TableDef};
 use crate::dn::quote_ident;
 use crate::sharding::{partition_for, partitions_for_range};
 use crate::txn::ConnSource;
@@ -26,18 +26,17 @@ use std::sync::Arc;
 #[derive(Debug)]
 pub struct ShardedTable {
     pub def: Arc<TableDef>,
+    /// The columns SQL sees: hidden ones (the implicit key) left out.
+    columns: Vec<ColumnMeta>,
     schema: SchemaRef,
     source: ConnSource,
 }
 
 impl ShardedTable {
     pub fn new(def: Arc<TableDef>, source: ConnSource) -> Self {
-        let schema = table_schema(&def.columns);
-        ShardedTable {
-            def,
-            schema,
-            source,
-        }
+        let columns: Vec<ColumnMeta> = def.visible_columns().cloned().collect();
+        let schema = table_schema(&columns);
+        ShardedTable { def, columns, schema, source }
     }
 }
 
@@ -46,38 +45,17 @@ impl ShardedTable {
 fn pushable(e: &Expr) -> bool {
     match e {
         Expr::Column(_) => true,
-        Expr::Literal(v, _) => !matches!(
-            v,
-            ScalarValue::List(_) | ScalarValue::Struct(_) | ScalarValue::Map(_)
-        ),
+        Expr::Literal(v, _) => !matches!(v, ScalarValue::List(_) | ScalarValue::Struct(_) | ScalarValue::Map(_)),
         Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
             use Operator::*;
-            matches!(
-                op,
-                Eq | NotEq
-                    | Lt
-                    | LtEq
-                    | Gt
-                    | GtEq
-                    | And
-                    | Or
-                    | Plus
-                    | Minus
-                    | Multiply
-                    | Divide
-                    | Modulo
-            ) && pushable(left)
+            matches!(op, Eq | NotEq | Lt | LtEq | Gt | GtEq | And | Or | Plus | Minus | Multiply | Divide | Modulo)
+                && pushable(left)
                 && pushable(right)
         }
         Expr::Not(x) | Expr::IsNull(x) | Expr::IsNotNull(x) | Expr::Negative(x) => pushable(x),
         Expr::Between(b) => pushable(&b.expr) && pushable(&b.low) && pushable(&b.high),
         Expr::InList(l) => pushable(&l.expr) && l.list.iter().all(pushable),
-        Expr::Like(l) => {
-            !l.case_insensitive
-                && l.escape_char.is_none()
-                && pushable(&l.expr)
-                && pushable(&l.pattern)
-        }
+        Expr::Like(l) => !l.case_insensitive && l.escape_char.is_none() && pushable(&l.expr) && pushable(&l.pattern),
         Expr::Cast(c) => matches!(c.expr.as_ref(), Expr::Literal(..)),
         _ => false,
     }
@@ -96,10 +74,7 @@ fn to_sql(e: &Expr) -> Option<String> {
         .ok()?
         .data;
     let dialect = MySqlDialect {};
-    Unparser::new(&dialect)
-        .expr_to_sql(&e)
-        .ok()
-        .map(|s| s.to_string())
+    Unparser::new(&dialect).expr_to_sql(&e).ok().map(|s| s.to_string())
 }
 
 /// A column referenced directly, through casts.
@@ -123,11 +98,7 @@ fn literal_text(e: &Expr) -> Option<Option<String>> {
 
 fn conjuncts<'a>(e: &'a Expr, out: &mut Vec<&'a Expr>) {
     match e {
-        Expr::BinaryExpr(BinaryExpr {
-            left,
-            op: Operator::And,
-            right,
-        }) => {
+        Expr::BinaryExpr(BinaryExpr { left, op: Operator::And, right }) => {
             conjuncts(left, out);
             conjuncts(right, out);
         }
@@ -152,12 +123,8 @@ pub fn prune(def: &TableDef, filters: &[Expr]) -> Option<BTreeSet<usize>> {
     for a in atoms {
         match a {
             Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
-                let (col, lit, op) = match (
-                    column_of(left),
-                    literal_text(right),
-                    column_of(right),
-                    literal_text(left),
-                ) {
+                let (col, lit, op) = match (column_of(left), literal_text(right), column_of(right), literal_text(left))
+                {
                     (Some(c), Some(l), _, _) => (c, l, *op),
                     (_, _, Some(c), Some(l)) => (c, l, op.swap().unwrap_or(*op)),
                     _ => continue,
@@ -184,11 +151,7 @@ pub fn prune(def: &TableDef, filters: &[Expr]) -> Option<BTreeSet<usize>> {
                     eq[k] = Some(v);
                 }
             }
-            Expr::Between(b)
-                if !b.negated
-                    && keys.len() == 1
-                    && column_of(&b.expr) == Some(keys[0].as_str()) =>
-            {
+            Expr::Between(b) if !b.negated && keys.len() == 1 && column_of(&b.expr) == Some(keys[0].as_str()) => {
                 if let (Some(l), Some(h)) = (literal_text(&b.low), literal_text(&b.high)) {
                     lo = l;
                     hi = h;
@@ -202,13 +165,8 @@ pub fn prune(def: &TableDef, filters: &[Expr]) -> Option<BTreeSet<usize>> {
         // single-column key).
         let mut combos: Vec<Vec<Option<String>>> = vec![vec![]];
         for vals in eq.iter().flatten() {
-            combos = combos
-                .iter()
-                .flat_map(|c| {
-                    vals.iter()
-                        .map(move |v| [c.clone(), vec![v.clone()]].concat())
-                })
-                .collect();
+            combos =
+                combos.iter().flat_map(|c| vals.iter().map(move |v| [c.clone(), vec![v.clone()]].concat())).collect();
         }
         let mut set = BTreeSet::new();
         for c in combos {
@@ -221,10 +179,7 @@ pub fn prune(def: &TableDef, filters: &[Expr]) -> Option<BTreeSet<usize>> {
                     // A value with no partition (RANGE/LIST) matches nothing;
                     // a value that is not of the key's type may still
                     // compare equal in MySQL: keep every partition.
-                    if !matches!(
-                        def.partitioning,
-                        Partitioning::Range { .. } | Partitioning::List { .. }
-                    ) {
+                    if !matches!(def.partitioning, Partitioning::Range { .. } | Partitioning::List { .. }) {
                         return None;
                     }
                 }
@@ -249,10 +204,7 @@ impl TableProvider for ShardedTable {
         TableType::Base
     }
 
-    fn supports_filters_pushdown(
-        &self,
-        filters: &[&Expr],
-    ) -> Result<Vec<TableProviderFilterPushDown>> {
+    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> Result<Vec<TableProviderFilterPushDown>> {
         Ok(filters
             .iter()
             .map(|f| {
@@ -276,26 +228,11 @@ impl TableProvider for ShardedTable {
             Some(p) => p.clone(),
             None => (0..self.schema.fields().len()).collect(),
         };
-        let schema = Arc::new(Schema::new(
-            idx.iter()
-                .map(|i| self.schema.field(*i).clone())
-                .collect::<Vec<_>>(),
-        ));
-        let cols: Vec<String> = idx
-            .iter()
-            .map(|i| quote_ident(&self.def.columns[*i].name))
-            .collect();
-        let select_list = if cols.is_empty() {
-            "1".to_string()
-        } else {
-            cols.join(", ")
-        };
+        let schema = Arc::new(Schema::new(idx.iter().map(|i| self.schema.field(*i).clone()).collect::<Vec<_>>()));
+        let cols: Vec<String> = idx.iter().map(|i| quote_ident(&self.columns[*i].name)).collect();
+        let select_list = if cols.is_empty() { "1".to_string() } else { cols.join(", ") };
         let preds: Vec<String> = filters.iter().filter_map(to_sql).collect();
-        let where_clause = if preds.is_empty() {
-            String::new()
-        } else {
-            format!(" WHERE {}", preds.join(" AND "))
-        };
+        let where_clause = if preds.is_empty() { String::new() } else { format!(" WHERE {}", preds.join(" AND ")) };
         let limit_clause = limit.map(|n| format!(" LIMIT {n}")).unwrap_or_default();
         let db = quote_ident(&self.def.db);
         let parts: Vec<usize> = if self.def.is_broadcast() {
@@ -321,10 +258,6 @@ impl TableProvider for ShardedTable {
                 }
             })
             .collect();
-        Ok(Arc::new(ShardScanExec::new(
-            queries,
-            schema,
-            self.source.clone(),
-        )))
+        Ok(Arc::new(ShardScanExec::new(queries, schema, self.source.clone())))
     }
 }

@@ -6,8 +6,8 @@ pub mod split;
 use crate::catalog::{CatalogSnapshot, TableDef};
 use crate::error::{CnError, Result};
 use datafusion::sql::sqlparser::ast::{
-    visit_relations, BinaryOperator, Expr, Ident, ObjectName, ObjectNamePart, Query, SetExpr,
-    TableAlias, TableFactor, Value, VisitMut, VisitorMut,
+    visit_relations, BinaryOperator, Expr, Ident, ObjectName, ObjectNamePart, Query, SetExpr, TableAlias, TableFactor,
+    Value, VisitMut, VisitorMut,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::ControlFlow;
@@ -25,6 +25,16 @@ pub enum Route {
     Distributed,
 }
 
+/// True when the query references no table at all (`SELECT 1`).
+pub fn reads_no_table(q: &Query) -> bool {
+    let mut any = false;
+    let _ = visit_relations(q, |_| {
+        any = true;
+        ControlFlow::<()>::Break(())
+    });
+    !any
+}
+
 /// Splits `db.table` / `table` into (db, table), lower-cased.
 pub fn resolve_name(name: &ObjectName, default_db: Option<&str>) -> Result<(String, String)> {
     let parts: Vec<String> = name
@@ -36,10 +46,7 @@ pub fn resolve_name(name: &ObjectName, default_db: Option<&str>) -> Result<(Stri
         })
         .collect::<Result<_>>()?;
     match parts.as_slice() {
-        [t] => Ok((
-            default_db.ok_or_else(CnError::no_db)?.to_ascii_lowercase(),
-            t.clone(),
-        )),
+        [t] => Ok((default_db.ok_or_else(CnError::no_db)?.to_ascii_lowercase(), t.clone())),
         [d, t] => Ok((d.clone(), t.clone())),
         _ => Err(CnError::parse(format!("bad table name {name}"))),
     }
@@ -54,22 +61,13 @@ struct TableUse {
 fn cte_names(q: &Query) -> BTreeSet<String> {
     q.with
         .as_ref()
-        .map(|w| {
-            w.cte_tables
-                .iter()
-                .map(|c| c.alias.name.value.to_ascii_lowercase())
-                .collect()
-        })
+        .map(|w| w.cte_tables.iter().map(|c| c.alias.name.value.to_ascii_lowercase()).collect())
         .unwrap_or_default()
 }
 
 /// Every logical table the query references, or `None` when it reads
 /// `information_schema` or a CTE (DataFusion handles those).
-fn referenced_tables(
-    snap: &CatalogSnapshot,
-    db: Option<&str>,
-    q: &Query,
-) -> Result<Option<Vec<(String, String)>>> {
+fn referenced_tables(snap: &CatalogSnapshot, db: Option<&str>, q: &Query) -> Result<Option<Vec<(String, String)>>> {
     let ctes = cte_names(q);
     let mut out = Vec::new();
     let mut err = None;
@@ -111,13 +109,12 @@ fn literal_text(e: &Expr) -> Option<Option<String>> {
             Value::Null => Some(None),
             _ => None,
         },
-        Expr::UnaryOp {
-            op: datafusion::sql::sqlparser::ast::UnaryOperator::Minus,
-            expr,
-        } => match literal_text(expr)? {
-            Some(s) => Some(Some(format!("-{s}"))),
-            None => None,
-        },
+        Expr::UnaryOp { op: datafusion::sql::sqlparser::ast::UnaryOperator::Minus, expr } => {
+            match literal_text(expr)? {
+                Some(s) => Some(Some(format!("-{s}"))),
+                None => None,
+            }
+        }
         Expr::Nested(e) => literal_text(e),
         _ => None,
     }
@@ -127,10 +124,9 @@ fn literal_text(e: &Expr) -> Option<Option<String>> {
 fn column_ref(e: &Expr) -> Option<(String, String)> {
     match e {
         Expr::Identifier(i) => Some((String::new(), i.value.to_ascii_lowercase())),
-        Expr::CompoundIdentifier(p) if p.len() >= 2 => Some((
-            p[p.len() - 2].value.to_ascii_lowercase(),
-            p[p.len() - 1].value.to_ascii_lowercase(),
-        )),
+        Expr::CompoundIdentifier(p) if p.len() >= 2 => {
+            Some((p[p.len() - 2].value.to_ascii_lowercase(), p[p.len() - 1].value.to_ascii_lowercase()))
+        }
         Expr::Nested(e) => column_ref(e),
         _ => None,
     }
@@ -139,30 +135,18 @@ fn column_ref(e: &Expr) -> Option<(String, String)> {
 /// `col = literal` conjuncts of a WHERE clause.
 pub fn equalities(e: &Expr, out: &mut Vec<((String, String), Option<String>)>) {
     match e {
-        Expr::BinaryOp {
-            left,
-            op: BinaryOperator::And,
-            right,
-        } => {
+        Expr::BinaryOp { left, op: BinaryOperator::And, right } => {
             equalities(left, out);
             equalities(right, out);
         }
-        Expr::BinaryOp {
-            left,
-            op: BinaryOperator::Eq,
-            right,
-        } => {
+        Expr::BinaryOp { left, op: BinaryOperator::Eq, right } => {
             if let (Some(c), Some(v)) = (column_ref(left), literal_text(right)) {
                 out.push((c, v));
             } else if let (Some(c), Some(v)) = (column_ref(right), literal_text(left)) {
                 out.push((c, v));
             }
         }
-        Expr::InList {
-            expr,
-            list,
-            negated: false,
-        } if list.len() == 1 => {
+        Expr::InList { expr, list, negated: false } if list.len() == 1 => {
             if let (Some(c), Some(v)) = (column_ref(expr), literal_text(&list[0])) {
                 out.push((c, v));
             }
@@ -186,10 +170,7 @@ fn from_uses(snap: &CatalogSnapshot, db: Option<&str>, q: &Query) -> Option<Vec<
             };
             let (d, t) = resolve_name(name, db).ok()?;
             let def = snap.table(&d, &t)?.clone();
-            let qualifier = alias
-                .as_ref()
-                .map(|a| a.name.value.to_ascii_lowercase())
-                .unwrap_or(t);
+            let qualifier = alias.as_ref().map(|a| a.name.value.to_ascii_lowercase()).unwrap_or(t);
             uses.push(TableUse { qualifier, def });
         }
     }
@@ -197,25 +178,14 @@ fn from_uses(snap: &CatalogSnapshot, db: Option<&str>, q: &Query) -> Option<Vec<
 }
 
 /// Decides where a SELECT runs.
-pub fn route_query(
-    snap: &CatalogSnapshot,
-    db: Option<&str>,
-    q: &Query,
-    any_dn: u32,
-) -> Result<Route> {
+pub fn route_query(snap: &CatalogSnapshot, db: Option<&str>, q: &Query, any_dn: u32) -> Result<Route> {
     let Some(tables) = referenced_tables(snap, db, q)? else {
         return Ok(Route::Distributed);
     };
     if tables.is_empty() {
-        return Ok(Route::SingleDn {
-            dn: any_dn,
-            partition: None,
-        });
+        return Ok(Route::SingleDn { dn: any_dn, partition: None });
     }
-    let defs: Vec<Arc<TableDef>> = tables
-        .iter()
-        .filter_map(|(d, t)| snap.table(d, t).cloned())
-        .collect();
+    let defs: Vec<Arc<TableDef>> = tables.iter().filter_map(|(d, t)| snap.table(d, t).cloned()).collect();
     let partitioned: Vec<&Arc<TableDef>> = defs.iter().filter(|t| t.is_partitioned()).collect();
     let single_dns: BTreeSet<u32> = defs
         .iter()
@@ -226,10 +196,7 @@ pub fn route_query(
         return Ok(Route::Distributed);
     }
     if partitioned.is_empty() {
-        return Ok(Route::SingleDn {
-            dn: single_dns.into_iter().next().unwrap_or(any_dn),
-            partition: None,
-        });
+        return Ok(Route::SingleDn { dn: single_dns.into_iter().next().unwrap_or(any_dn), partition: None });
     }
     // Every partitioned reference must sit in the top-level FROM clause and
     // be pinned to the same partition of one table group.
@@ -257,11 +224,7 @@ pub fn route_query(
         let keys = u.def.partitioning.key_columns();
         let mut vals: BTreeMap<&str, Option<String>> = BTreeMap::new();
         for ((qual, col), v) in &eqs {
-            let mine = if qual.is_empty() {
-                part_uses.len() == 1
-            } else {
-                *qual == u.qualifier
-            };
+            let mine = if qual.is_empty() { part_uses.len() == 1 } else { *qual == u.qualifier };
             if mine && keys.contains(col) {
                 vals.insert(col.as_str(), v.clone());
             }
@@ -283,10 +246,7 @@ pub fn route_query(
     if single_dns.iter().any(|d| *d != dn) {
         return Ok(Route::Distributed);
     }
-    Ok(Route::SingleDn {
-        dn,
-        partition: Some(p),
-    })
+    Ok(Route::SingleDn { dn, partition: Some(p) })
 }
 
 /// Rewrites logical table names to physical ones for a statement that runs
@@ -323,10 +283,7 @@ impl VisitorMut for PhysicalNames<'_> {
     fn pre_visit_table_factor(&mut self, f: &mut TableFactor) -> ControlFlow<()> {
         if let TableFactor::Table { name, alias, .. } = f {
             if let Some((d, phys, logical)) = self.physical(name) {
-                *name = ObjectName::from(vec![
-                    Ident::with_quote('`', d),
-                    Ident::with_quote('`', phys),
-                ]);
+                *name = ObjectName::from(vec![Ident::with_quote('`', d), Ident::with_quote('`', phys)]);
                 if alias.is_none() && self.alias {
                     *alias = Some(TableAlias {
                         explicit: true,

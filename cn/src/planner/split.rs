@@ -45,10 +45,7 @@ pub fn split_statements(sql: &str) -> Vec<&str> {
     if start < sql.len() {
         out.push(&sql[start..]);
     }
-    out.into_iter()
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .collect()
+    out.into_iter().map(str::trim).filter(|s| !s.is_empty()).collect()
 }
 
 #[cfg(test)]
@@ -58,13 +55,7 @@ mod tests {
     #[test]
     fn splits_outside_quotes_and_comments() {
         let v = split_statements("select 'a;b'; select `x;`; -- c;\nselect 1 /* ; */; ;");
-        assert_eq!(
-            v,
-            vec!["select 'a;b'", "select `x;`", "-- c;\nselect 1 /* ; */"]
-        );
-        assert_eq!(
-            split_statements("select \"it\\\";s\""),
-            vec!["select \"it\\\";s\""]
-        );
+        assert_eq!(v, vec!["select 'a;b'", "select `x;`", "-- c;\nselect 1 /* ; */"]);
+        assert_eq!(split_statements("select \"it\\\";s\""), vec!["select \"it\\\";s\""]);
     }
 }

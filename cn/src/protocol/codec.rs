@@ -58,19 +58,13 @@ impl<'a> Reader<'a> {
         Ok(self.take(1)?[0])
     }
     pub fn u16(&mut self) -> Result<u16> {
-        Ok(u16::from_le_bytes(
-            self.take(2)?.try_into().unwrap_or_default(),
-        ))
+        Ok(u16::from_le_bytes(self.take(2)?.try_into().unwrap_or_default()))
     }
     pub fn u32(&mut self) -> Result<u32> {
-        Ok(u32::from_le_bytes(
-            self.take(4)?.try_into().unwrap_or_default(),
-        ))
+        Ok(u32::from_le_bytes(self.take(4)?.try_into().unwrap_or_default()))
     }
     pub fn u64(&mut self) -> Result<u64> {
-        Ok(u64::from_le_bytes(
-            self.take(8)?.try_into().unwrap_or_default(),
-        ))
+        Ok(u64::from_le_bytes(self.take(8)?.try_into().unwrap_or_default()))
     }
     pub fn lenenc_int(&mut self) -> Result<u64> {
         match self.u8()? {
@@ -110,16 +104,7 @@ mod tests {
 
     #[test]
     fn lenenc_roundtrip() {
-        for v in [
-            0u64,
-            250,
-            251,
-            65535,
-            65536,
-            (1 << 24) - 1,
-            1 << 24,
-            u64::MAX,
-        ] {
+        for v in [0u64, 250, 251, 65535, 65536, (1 << 24) - 1, 1 << 24, u64::MAX] {
             let mut b = Vec::new();
             put_lenenc_int(&mut b, v);
             assert_eq!(Reader::new(&b).lenenc_int().unwrap(), v);

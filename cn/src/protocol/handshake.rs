@@ -68,19 +68,13 @@ pub fn parse_handshake_response(payload: &[u8]) -> Result<HandshakeResponse> {
     let mut r = Reader::new(payload);
     let caps = r.u32()?;
     if caps & cap::PROTOCOL_41 == 0 {
-        return Err(CnError::mysql(
-            code::ER_UNKNOWN_ERROR,
-            "clients older than MySQL 4.1 are not supported",
-        ));
+        return Err(CnError::mysql(code::ER_UNKNOWN_ERROR, "clients older than MySQL 4.1 are not supported"));
     }
     let max_packet = r.u32()?;
     let cs = r.u8()?;
     r.take(23)?;
     if r.is_empty() {
-        return Err(CnError::mysql(
-            code::ER_UNKNOWN_ERROR,
-            "TLS (SSL) connections are not supported by this CN",
-        ));
+        return Err(CnError::mysql(code::ER_UNKNOWN_ERROR, "TLS (SSL) connections are not supported by this CN"));
     }
     let user = String::from_utf8_lossy(r.null_str()?).into_owned();
     let auth_response = if caps & cap::PLUGIN_AUTH_LENENC_CLIENT_DATA != 0 {
@@ -103,15 +97,7 @@ pub fn parse_handshake_response(payload: &[u8]) -> Result<HandshakeResponse> {
         auth_plugin = Some(String::from_utf8_lossy(r.null_str()?).into_owned());
     }
     // Connection attributes (CLIENT_CONNECT_ATTRS) are accepted and ignored.
-    Ok(HandshakeResponse {
-        capabilities: caps,
-        max_packet,
-        charset: cs,
-        user,
-        auth_response,
-        database,
-        auth_plugin,
-    })
+    Ok(HandshakeResponse { capabilities: caps, max_packet, charset: cs, user, auth_response, database, auth_plugin })
 }
 
 /// AuthSwitchRequest asking the client to answer with `mysql_native_password`.
@@ -133,11 +119,7 @@ pub fn native_password_hash(password: &str) -> [u8; 20] {
 /// Checks a `mysql_native_password` response: the client sends
 /// `SHA1(pw) XOR SHA1(scramble ++ SHA1(SHA1(pw)))`; an empty password sends
 /// nothing. `stored` is `None` for an account without password.
-pub fn verify_native_password(
-    stored: Option<&[u8; 20]>,
-    scramble: &[u8; 20],
-    response: &[u8],
-) -> bool {
+pub fn verify_native_password(stored: Option<&[u8; 20]>, scramble: &[u8; 20], response: &[u8]) -> bool {
     match stored {
         None => response.is_empty(),
         Some(h2) => {
@@ -148,11 +130,7 @@ pub fn verify_native_password(
             hasher.update(scramble);
             hasher.update(h2);
             let mask = hasher.finalize();
-            let h1: Vec<u8> = response
-                .iter()
-                .zip(mask.iter())
-                .map(|(a, b)| a ^ b)
-                .collect();
+            let h1: Vec<u8> = response.iter().zip(mask.iter()).map(|(a, b)| a ^ b).collect();
             let check: [u8; 20] = Sha1::digest(&h1).into();
             &check == h2
         }
@@ -177,16 +155,8 @@ mod tests {
     fn native_password_accepts_right_and_rejects_wrong() {
         let s = [7u8; 20];
         let stored = native_password_hash("secret");
-        assert!(verify_native_password(
-            Some(&stored),
-            &s,
-            &client_scramble("secret", &s)
-        ));
-        assert!(!verify_native_password(
-            Some(&stored),
-            &s,
-            &client_scramble("Secret", &s)
-        ));
+        assert!(verify_native_password(Some(&stored), &s, &client_scramble("secret", &s)));
+        assert!(!verify_native_password(Some(&stored), &s, &client_scramble("Secret", &s)));
         assert!(!verify_native_password(Some(&stored), &s, b""));
         assert!(verify_native_password(None, &s, b""));
         assert!(!verify_native_password(None, &s, &client_scramble("x", &s)));

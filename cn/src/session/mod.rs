@@ -46,24 +46,20 @@ impl Session {
     pub fn new(cluster: Arc<Cluster>, conn_id: u32, user: String, host: String) -> Self {
         let kill_query = Arc::new(AtomicBool::new(false));
         let kill_conn = Arc::new(AtomicBool::new(false));
-        cluster
-            .processes
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(
-                conn_id,
-                ProcessInfo {
-                    id: conn_id,
-                    user: user.clone(),
-                    host: host.clone(),
-                    db: None,
-                    command: "Sleep",
-                    started: std::time::Instant::now(),
-                    info: None,
-                    kill_query: kill_query.clone(),
-                    kill_conn: kill_conn.clone(),
-                },
-            );
+        cluster.processes.lock().unwrap_or_else(|e| e.into_inner()).insert(
+            conn_id,
+            ProcessInfo {
+                id: conn_id,
+                user: user.clone(),
+                host: host.clone(),
+                db: None,
+                command: "Sleep",
+                started: std::time::Instant::now(),
+                info: None,
+                kill_query: kill_query.clone(),
+                kill_conn: kill_conn.clone(),
+            },
+        );
         Session {
             cluster,
             conn_id,
@@ -81,10 +77,7 @@ impl Session {
     }
 
     pub fn autocommit(&self) -> bool {
-        self.vars
-            .get("autocommit")
-            .map(|v| v == "1")
-            .unwrap_or(true)
+        self.vars.get("autocommit").map(|v| v == "1").unwrap_or(true)
     }
 
     /// SERVER_STATUS flags for OK/EOF packets.
@@ -100,13 +93,7 @@ impl Session {
     }
 
     fn set_process(&self, command: &'static str, info: Option<&str>) {
-        if let Some(p) = self
-            .cluster
-            .processes
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get_mut(&self.conn_id)
-        {
+        if let Some(p) = self.cluster.processes.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&self.conn_id) {
             p.command = command;
             p.info = info.map(|s| s.chars().take(1024).collect());
             p.db = self.db.clone();
@@ -198,13 +185,7 @@ impl Session {
                 return crate::ddl::create_table(self, sql, sink).await;
             }
             ["DESC", ..] | ["DESCRIBE", ..] => {
-                let rest = sql
-                    .trim()
-                    .splitn(2, char::is_whitespace)
-                    .nth(1)
-                    .unwrap_or("")
-                    .trim()
-                    .trim_end_matches(';');
+                let rest = sql.trim().splitn(2, char::is_whitespace).nth(1).unwrap_or("").trim().trim_end_matches(';');
                 let table = rest.split_whitespace().next().unwrap_or("");
                 return show::show(self, &format!("SHOW COLUMNS FROM {table}"), sink).await;
             }
@@ -223,9 +204,7 @@ impl Session {
                 self.implicit_begin();
                 self.select(*q, sink).await
             }
-            Statement::Explain {
-                statement, analyze, ..
-            } => {
+            Statement::Explain { statement, analyze, .. } => {
                 let stmt = Statement::Explain {
                     describe_alias: datafusion::sql::sqlparser::ast::DescribeAlias::Explain,
                     analyze,
@@ -265,14 +244,21 @@ impl Session {
         self.substitute_session_values(&mut q);
         let route = planner::route_query(&snap, self.db.as_deref(), &q, self.cluster.any_dn())?;
         match route {
+            Route::SingleDn { dn, partition: None } if planner::reads_no_table(&q) => {
+                // Any DN can evaluate it: move on when one is down.
+                let sql = q.to_string();
+                let n = self.cluster.dns.len() as u32;
+                let mut last = None;
+                for k in 0..n {
+                    match self.run_on_dn((dn + k) % n, &sql, sink).await {
+                        Err(e @ CnError::DnUnavailable { .. }) if self.txn.is_none() => last = Some(e),
+                        other => return other,
+                    }
+                }
+                Err(last.unwrap_or_else(|| CnError::internal("no DN")))
+            }
             Route::SingleDn { dn, partition } => {
-                let mut names = PhysicalNames {
-                    snap: &snap,
-                    db: self.db.as_deref(),
-                    dn,
-                    partition,
-                    alias: true,
-                };
+                let mut names = PhysicalNames { snap: &snap, db: self.db.as_deref(), dn, partition, alias: true };
                 planner::to_physical(&mut q, &mut names);
                 self.run_on_dn(dn, &q.to_string(), sink).await
             }
@@ -315,10 +301,7 @@ impl Session {
                 sink.columns(&defs).await?;
                 while let Some(row) = r.next().await.map_err(|e| d.err(e))? {
                     if self.kill_query.load(Ordering::Relaxed) {
-                        return Err(CnError::mysql(
-                            code::ER_QUERY_INTERRUPTED,
-                            "Query execution was interrupted",
-                        ));
+                        return Err(CnError::mysql(code::ER_QUERY_INTERRUPTED, "Query execution was interrupted"));
                     }
                     let vals: Vec<Option<Vec<u8>>> = row
                         .unwrap()
@@ -353,68 +336,39 @@ impl Session {
     async fn set(&mut self, sql: &str) -> Result<()> {
         let body = sql.trim().trim_end_matches(';')[3..].trim();
         let upper = body.to_ascii_uppercase();
-        if upper.starts_with("NAMES")
-            || upper.starts_with("CHARACTER SET")
-            || upper.starts_with("CHARSET")
-        {
-            let cs = body
-                .split_whitespace()
-                .nth(if upper.starts_with("CHARACTER") { 2 } else { 1 })
-                .unwrap_or("utf8mb4");
-            let cs = cs
-                .trim_matches(|c| c == '\'' || c == '"' || c == '`')
-                .to_ascii_lowercase();
-            for k in [
-                "character_set_client",
-                "character_set_connection",
-                "character_set_results",
-            ] {
+        if upper.starts_with("NAMES") || upper.starts_with("CHARACTER SET") || upper.starts_with("CHARSET") {
+            let cs =
+                body.split_whitespace().nth(if upper.starts_with("CHARACTER") { 2 } else { 1 }).unwrap_or("utf8mb4");
+            let cs = cs.trim_matches(|c| c == '\'' || c == '"' || c == '`').to_ascii_lowercase();
+            for k in ["character_set_client", "character_set_connection", "character_set_results"] {
                 self.vars.insert(k.into(), cs.clone());
             }
             return Ok(());
         }
-        let tx = upper
-            .trim_start_matches("SESSION ")
-            .trim_start_matches("GLOBAL ");
+        let tx = upper.trim_start_matches("SESSION ").trim_start_matches("GLOBAL ");
         if let Some(rest) = tx.strip_prefix("TRANSACTION") {
             let rest = rest.trim();
             if let Some(level) = rest.strip_prefix("ISOLATION LEVEL") {
                 let level = level.trim().replace(' ', "-");
                 let level = level.split(',').next().unwrap_or("").trim().to_string();
-                if ![
-                    "READ-UNCOMMITTED",
-                    "READ-COMMITTED",
-                    "REPEATABLE-READ",
-                    "SERIALIZABLE",
-                ]
-                .contains(&level.as_str())
+                if !["READ-UNCOMMITTED", "READ-COMMITTED", "REPEATABLE-READ", "SERIALIZABLE"].contains(&level.as_str())
                 {
-                    return Err(CnError::parse(format!(
-                        "unknown isolation level near '{level}'"
-                    )));
+                    return Err(CnError::parse(format!("unknown isolation level near '{level}'")));
                 }
-                self.vars
-                    .insert("transaction_isolation".into(), level.clone());
+                self.vars.insert("transaction_isolation".into(), level.clone());
                 self.vars.insert("tx_isolation".into(), level);
             } else if rest.starts_with("READ ONLY") || rest.starts_with("READ WRITE") {
-                let ro = if rest.starts_with("READ ONLY") {
-                    "1"
-                } else {
-                    "0"
-                };
+                let ro = if rest.starts_with("READ ONLY") { "1" } else { "0" };
                 self.vars.insert("transaction_read_only".into(), ro.into());
             }
             return Ok(());
         }
         for assign in split_top_level_commas(body) {
-            let (name, value) = assign
-                .split_once('=')
-                .ok_or_else(|| CnError::parse(format!("near '{assign}'")))?;
+            let (name, value) = assign.split_once('=').ok_or_else(|| CnError::parse(format!("near '{assign}'")))?;
             let name = name.trim().trim_end_matches(':');
             let value = value.trim();
             if let Some(uv) = name.strip_prefix('@').filter(|n| !n.starts_with('@')) {
-                self.user_vars
-                    .insert(uv.trim_matches('`').to_ascii_lowercase(), value.to_string());
+                self.user_vars.insert(uv.trim_matches('`').to_ascii_lowercase(), value.to_string());
                 continue;
             }
             let lname = name.to_ascii_lowercase();
@@ -440,10 +394,8 @@ impl Session {
                 val = if on { "1" } else { "0" }.into();
             }
             if key == "transaction_isolation" || key == "tx_isolation" {
-                self.vars
-                    .insert("transaction_isolation".into(), val.to_ascii_uppercase());
-                self.vars
-                    .insert("tx_isolation".into(), val.to_ascii_uppercase());
+                self.vars.insert("transaction_isolation".into(), val.to_ascii_uppercase());
+                self.vars.insert("tx_isolation".into(), val.to_ascii_uppercase());
                 continue;
             }
             if !self.vars.contains_key(&key) && !KNOWN_SETTABLE.contains(&key.as_str()) {
@@ -458,28 +410,19 @@ impl Session {
     }
 
     async fn kill(&mut self, sql: &str, sink: &mut dyn ResultSink) -> Result<()> {
-        let words: Vec<String> = sql
-            .split_whitespace()
-            .map(|w| w.trim_end_matches(';').to_ascii_uppercase())
-            .collect();
+        let words: Vec<String> = sql.split_whitespace().map(|w| w.trim_end_matches(';').to_ascii_uppercase()).collect();
         let (query_only, id) = match words.as_slice() {
             [_, q, id] if q == "QUERY" => (true, id),
             [_, c, id] if c == "CONNECTION" => (false, id),
             [_, id] => (false, id),
             _ => return Err(CnError::parse("KILL [CONNECTION | QUERY] processlist_id")),
         };
-        let id: u32 = id
-            .parse()
-            .map_err(|_| CnError::parse(format!("near '{id}'")))?;
+        let id: u32 = id.parse().map_err(|_| CnError::parse(format!("near '{id}'")))?;
         {
-            let procs = self
-                .cluster
-                .processes
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            let p = procs.get(&id).ok_or_else(|| {
-                CnError::mysql(code::ER_NO_SUCH_THREAD, format!("Unknown thread id: {id}"))
-            })?;
+            let procs = self.cluster.processes.lock().unwrap_or_else(|e| e.into_inner());
+            let p = procs
+                .get(&id)
+                .ok_or_else(|| CnError::mysql(code::ER_NO_SUCH_THREAD, format!("Unknown thread id: {id}")))?;
             p.kill_query.store(true, Ordering::Relaxed);
             if !query_only {
                 p.kill_conn.store(true, Ordering::Relaxed);
@@ -491,11 +434,7 @@ impl Session {
 
 impl Drop for Session {
     fn drop(&mut self) {
-        self.cluster
-            .processes
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&self.conn_id);
+        self.cluster.processes.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.conn_id);
     }
 }
 
@@ -540,11 +479,7 @@ pub fn leading_words(sql: &str, n: usize) -> Vec<String> {
             if rest.starts_with('!') {
                 break;
             }
-            s = rest
-                .split_once("*/")
-                .map(|x| x.1)
-                .unwrap_or("")
-                .trim_start();
+            s = rest.split_once("*/").map(|x| x.1).unwrap_or("").trim_start();
         } else if s.starts_with("--") || s.starts_with('#') {
             s = s.split_once('\n').map(|x| x.1).unwrap_or("").trim_start();
         } else {
@@ -606,10 +541,7 @@ fn name_select_items(q: &mut Query) {
             if let SelectItem::UnnamedExpr(e) = item {
                 if !matches!(e, Expr::Identifier(_) | Expr::CompoundIdentifier(_)) {
                     let alias = Ident::with_quote('`', e.to_string());
-                    *item = SelectItem::ExprWithAlias {
-                        expr: e.clone(),
-                        alias,
-                    };
+                    *item = SelectItem::ExprWithAlias { expr: e.clone(), alias };
                 }
             }
         }
@@ -637,10 +569,7 @@ fn name_session_items(q: &mut Query) {
                     .iter()
                     .any(|f| lower.contains(f))
                 {
-                    *item = SelectItem::ExprWithAlias {
-                        expr: e.clone(),
-                        alias: Ident::with_quote('`', text),
-                    };
+                    *item = SelectItem::ExprWithAlias { expr: e.clone(), alias: Ident::with_quote('`', text) };
                 }
             }
         }
@@ -667,15 +596,9 @@ impl VisitorMut for SessionValues<'_> {
                         None => Expr::value(Value::Null),
                     }),
                     "version" => Some(lit_str(vars::SERVER_VERSION)),
-                    "connection_id" => Some(Expr::value(Value::Number(
-                        self.s.conn_id.to_string(),
-                        false,
-                    ))),
+                    "connection_id" => Some(Expr::value(Value::Number(self.s.conn_id.to_string(), false))),
                     "last_insert_id" if matches!(&f.args, datafusion::sql::sqlparser::ast::FunctionArguments::List(l) if l.args.is_empty()) => {
-                        Some(Expr::value(Value::Number(
-                            self.s.last_insert_id.to_string(),
-                            false,
-                        )))
+                        Some(Expr::value(Value::Number(self.s.last_insert_id.to_string(), false)))
                     }
                     "user" | "current_user" | "session_user" | "system_user" => {
                         Some(lit_str(&format!("{}@{}", self.s.user, self.s.host)))
@@ -685,19 +608,11 @@ impl VisitorMut for SessionValues<'_> {
             }
             Expr::Identifier(i) if i.value.starts_with("@@") => self.var(&i.value),
             Expr::CompoundIdentifier(p) if p.first().is_some_and(|i| i.value.starts_with("@@")) => {
-                let name = p
-                    .iter()
-                    .map(|i| i.value.as_str())
-                    .collect::<Vec<_>>()
-                    .join(".");
+                let name = p.iter().map(|i| i.value.as_str()).collect::<Vec<_>>().join(".");
                 self.var(&name)
             }
             Expr::Identifier(i) if i.value.starts_with('@') => {
-                let v = self
-                    .s
-                    .user_vars
-                    .get(&i.value[1..].to_ascii_lowercase())
-                    .cloned();
+                let v = self.s.user_vars.get(&i.value[1..].to_ascii_lowercase()).cloned();
                 Some(match v {
                     Some(v) => Parser::new(&MySqlDialect {})
                         .try_with_sql(&v)

@@ -17,9 +17,7 @@ pub fn like(pattern: &str, s: &str) -> bool {
             None => s.is_empty(),
             Some(('%', rest)) => (0..=s.len()).any(|i| go(rest, &s[i..])),
             Some(('_', rest)) => !s.is_empty() && go(rest, &s[1..]),
-            Some(('\\', rest)) if !rest.is_empty() => {
-                !s.is_empty() && s[0] == rest[0] && go(&rest[1..], &s[1..])
-            }
+            Some(('\\', rest)) if !rest.is_empty() => !s.is_empty() && s[0] == rest[0] && go(&rest[1..], &s[1..]),
             Some((c, rest)) => !s.is_empty() && s[0] == *c && go(rest, &s[1..]),
         }
     }
@@ -29,28 +27,17 @@ pub fn like(pattern: &str, s: &str) -> bool {
 }
 
 fn unquote(s: &str) -> String {
-    s.trim()
-        .trim_end_matches(';')
-        .trim()
-        .trim_matches(|c| c == '`' || c == '\'' || c == '"')
-        .to_string()
+    s.trim().trim_end_matches(';').trim().trim_matches(|c| c == '`' || c == '\'' || c == '"').to_string()
 }
 
 /// Tokens of a SHOW statement (whitespace-separated, `;` dropped).
 fn tokens(sql: &str) -> Vec<String> {
-    sql.trim()
-        .trim_end_matches(';')
-        .split_whitespace()
-        .map(str::to_string)
-        .collect()
+    sql.trim().trim_end_matches(';').split_whitespace().map(str::to_string).collect()
 }
 
 /// Value of the `LIKE 'x'` clause, if any.
 fn like_clause(toks: &[String]) -> Option<String> {
-    toks.iter()
-        .position(|t| t.eq_ignore_ascii_case("LIKE"))
-        .and_then(|i| toks.get(i + 1))
-        .map(|p| unquote(p))
+    toks.iter().position(|t| t.eq_ignore_ascii_case("LIKE")).and_then(|i| toks.get(i + 1)).map(|p| unquote(p))
 }
 
 /// The table named after FROM/IN (and an optional second FROM db).
@@ -59,9 +46,7 @@ fn table_arg(s: &Session, toks: &[String]) -> Result<Arc<TableDef>> {
         .iter()
         .position(|t| t.eq_ignore_ascii_case("FROM") || t.eq_ignore_ascii_case("IN"))
         .ok_or_else(|| CnError::parse("expected FROM table"))?;
-    let name = toks
-        .get(i + 1)
-        .ok_or_else(|| CnError::parse("expected a table name"))?;
+    let name = toks.get(i + 1).ok_or_else(|| CnError::parse("expected a table name"))?;
     let db_override = toks
         .get(i + 2)
         .filter(|t| t.eq_ignore_ascii_case("FROM") || t.eq_ignore_ascii_case("IN"))
@@ -69,17 +54,10 @@ fn table_arg(s: &Session, toks: &[String]) -> Result<Arc<TableDef>> {
         .map(|d| unquote(d));
     let (db, t) = match name.split_once('.') {
         Some((d, t)) => (unquote(d), unquote(t)),
-        None => (
-            db_override
-                .or_else(|| s.db.clone())
-                .ok_or_else(CnError::no_db)?,
-            unquote(name),
-        ),
+        None => (db_override.or_else(|| s.db.clone()).ok_or_else(CnError::no_db)?, unquote(name)),
     };
     let snap = s.cluster.catalog.snapshot();
-    snap.table(&db, &t)
-        .cloned()
-        .ok_or_else(|| CnError::no_such_table(&db, &t))
+    snap.table(&db, &t).cloned().ok_or_else(|| CnError::no_such_table(&db, &t))
 }
 
 /// Runs `sql` on the DN of partition 0 of `t` and collects the result.
@@ -97,12 +75,8 @@ fn text_cols(names: &[&str]) -> Vec<ColumnDef> {
 pub async fn show(s: &mut Session, sql: &str, sink: &mut dyn ResultSink) -> Result<()> {
     let toks = tokens(sql);
     let up: Vec<String> = toks.iter().map(|t| t.to_ascii_uppercase()).collect();
-    let w: Vec<&str> = up
-        .iter()
-        .skip(1)
-        .map(String::as_str)
-        .filter(|w| *w != "FULL" && *w != "SESSION" && *w != "GLOBAL")
-        .collect();
+    let w: Vec<&str> =
+        up.iter().skip(1).map(String::as_str).filter(|w| *w != "FULL" && *w != "SESSION" && *w != "GLOBAL").collect();
     let full = up.get(1).is_some_and(|w| w == "FULL");
     let snap = s.cluster.catalog.snapshot();
     match w.as_slice() {
@@ -129,98 +103,51 @@ pub async fn show(s: &mut Session, sql: &str, sink: &mut dyn ResultSink) -> Resu
                 .tables
                 .keys()
                 .filter(|n| pat.as_deref().is_none_or(|p| like(p, n)))
-                .map(|n| {
-                    if full {
-                        vec![Some(n.clone()), Some("BASE TABLE".into())]
-                    } else {
-                        vec![Some(n.clone())]
-                    }
-                })
+                .map(|n| if full { vec![Some(n.clone()), Some("BASE TABLE".into())] } else { vec![Some(n.clone())] })
                 .collect();
-            let cols = if full {
-                text_cols(&[&col, "Table_type"])
-            } else {
-                text_cols(&[&col])
-            };
+            let cols = if full { text_cols(&[&col, "Table_type"]) } else { text_cols(&[&col]) };
             send_rows(sink, &cols, rows).await
         }
         ["COLUMNS", ..] | ["FIELDS", ..] => {
             let t = table_arg(s, &toks)?;
-            let phys = format!(
-                "{}.{}",
-                quote_ident(&t.db),
-                quote_ident(&t.partitions[0].phys_table)
-            );
-            let sql = format!(
-                "SHOW {}COLUMNS FROM {phys}",
-                if full { "FULL " } else { "" }
-            );
+            let phys = format!("{}.{}", quote_ident(&t.db), quote_ident(&t.partitions[0].phys_table));
+            let sql = format!("SHOW {}COLUMNS FROM {phys}", if full { "FULL " } else { "" });
             let mut c = on_first_partition(s, &t, sql).await?;
-            c.rows
-                .retain(|r| r.first().and_then(|v| v.as_deref()) != Some(IMPLICIT_PK.as_bytes()));
+            c.rows.retain(|r| r.first().and_then(|v| v.as_deref()) != Some(IMPLICIT_PK.as_bytes()));
             if let Some(p) = like_clause(&toks) {
                 c.rows.retain(|r| {
-                    r.first()
-                        .and_then(|v| v.as_deref())
-                        .is_some_and(|n| like(&p, &String::from_utf8_lossy(n)))
+                    r.first().and_then(|v| v.as_deref()).is_some_and(|n| like(&p, &String::from_utf8_lossy(n)))
                 });
             }
             forward(sink, c).await
         }
         ["INDEX", ..] | ["INDEXES", ..] | ["KEYS", ..] => {
             let t = table_arg(s, &toks)?;
-            let phys = format!(
-                "{}.{}",
-                quote_ident(&t.db),
-                quote_ident(&t.partitions[0].phys_table)
-            );
+            let phys = format!("{}.{}", quote_ident(&t.db), quote_ident(&t.partitions[0].phys_table));
             let mut c = on_first_partition(s, &t, format!("SHOW INDEX FROM {phys}")).await?;
             for r in c.rows.iter_mut() {
                 if let Some(v) = r.first_mut() {
                     *v = Some(t.name.clone().into_bytes());
                 }
             }
-            c.rows
-                .retain(|r| r.get(4).and_then(|v| v.as_deref()) != Some(IMPLICIT_PK.as_bytes()));
+            c.rows.retain(|r| r.get(4).and_then(|v| v.as_deref()) != Some(IMPLICIT_PK.as_bytes()));
             forward(sink, c).await
         }
         ["CREATE", "TABLE", ..] => {
             let mut toks2 = toks.clone();
             toks2[2] = "FROM".into();
             let t = table_arg(s, &toks2)?;
-            let phys = format!(
-                "{}.{}",
-                quote_ident(&t.db),
-                quote_ident(&t.partitions[0].phys_table)
-            );
+            let phys = format!("{}.{}", quote_ident(&t.db), quote_ident(&t.partitions[0].phys_table));
             let c = on_first_partition(s, &t, format!("SHOW CREATE TABLE {phys}")).await?;
-            let ddl = c
-                .rows
-                .first()
-                .and_then(|r| r.get(1))
-                .and_then(|v| v.clone())
-                .unwrap_or_default();
+            let ddl = c.rows.first().and_then(|r| r.get(1)).and_then(|v| v.clone()).unwrap_or_default();
             let ddl = logical_create_table(&t, &String::from_utf8_lossy(&ddl));
-            send_rows(
-                sink,
-                &text_cols(&["Table", "Create Table"]),
-                vec![vec![Some(t.name.clone()), Some(ddl)]],
-            )
-            .await
+            send_rows(sink, &text_cols(&["Table", "Create Table"]), vec![vec![Some(t.name.clone()), Some(ddl)]]).await
         }
         ["CREATE", "DATABASE", ..] | ["CREATE", "SCHEMA", ..] => {
             let db = unquote(toks.last().map(String::as_str).unwrap_or(""));
             snap.database(&db).ok_or_else(|| CnError::bad_db(&db))?;
-            let ddl = format!(
-                "CREATE DATABASE {} /*!40100 DEFAULT CHARACTER SET utf8mb4 */",
-                quote_ident(&db)
-            );
-            send_rows(
-                sink,
-                &text_cols(&["Database", "Create Database"]),
-                vec![vec![Some(db), Some(ddl)]],
-            )
-            .await
+            let ddl = format!("CREATE DATABASE {} /*!40100 DEFAULT CHARACTER SET utf8mb4 */", quote_ident(&db));
+            send_rows(sink, &text_cols(&["Database", "Create Database"]), vec![vec![Some(db), Some(ddl)]]).await
         }
         ["VARIABLES", ..] => {
             let pat = like_clause(&toks);
@@ -233,16 +160,8 @@ pub async fn show(s: &mut Session, sql: &str, sink: &mut dyn ResultSink) -> Resu
             send_rows(sink, &text_cols(&["Variable_name", "Value"]), rows).await
         }
         ["STATUS", ..] => {
-            let procs = s
-                .cluster
-                .processes
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .len();
-            let vals = [
-                ("Threads_connected", procs.to_string()),
-                ("Uptime", "0".to_string()),
-            ];
+            let procs = s.cluster.processes.lock().unwrap_or_else(|e| e.into_inner()).len();
+            let vals = [("Threads_connected", procs.to_string()), ("Uptime", "0".to_string())];
             let pat = like_clause(&toks);
             let rows = vals
                 .into_iter()
@@ -252,11 +171,7 @@ pub async fn show(s: &mut Session, sql: &str, sink: &mut dyn ResultSink) -> Resu
             send_rows(sink, &text_cols(&["Variable_name", "Value"]), rows).await
         }
         ["WARNINGS", ..] | ["ERRORS", ..] => {
-            let cols = vec![
-                ColumnDef::text("Level"),
-                ColumnDef::new("Code", ty::LONG),
-                ColumnDef::text("Message"),
-            ];
+            let cols = vec![ColumnDef::text("Level"), ColumnDef::new("Code", ty::LONG), ColumnDef::text("Message")];
             let rows = s
                 .warnings
                 .iter()
@@ -265,14 +180,8 @@ pub async fn show(s: &mut Session, sql: &str, sink: &mut dyn ResultSink) -> Resu
             send_rows(sink, &cols, rows).await
         }
         ["PROCESSLIST", ..] => {
-            let procs: Vec<_> = s
-                .cluster
-                .processes
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .values()
-                .cloned()
-                .collect();
+            let procs: Vec<_> =
+                s.cluster.processes.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
             let cols = vec![
                 ColumnDef::new("Id", ty::LONGLONG),
                 ColumnDef::text("User"),
@@ -286,13 +195,7 @@ pub async fn show(s: &mut Session, sql: &str, sink: &mut dyn ResultSink) -> Resu
             let rows = procs
                 .into_iter()
                 .map(|p| {
-                    let info = p.info.map(|i| {
-                        if full {
-                            i
-                        } else {
-                            i.chars().take(100).collect()
-                        }
-                    });
+                    let info = p.info.map(|i| if full { i } else { i.chars().take(100).collect() });
                     vec![
                         Some(p.id.to_string()),
                         Some(p.user),
@@ -322,11 +225,7 @@ pub async fn show(s: &mut Session, sql: &str, sink: &mut dyn ResultSink) -> Resu
                 .iter()
                 .enumerate()
                 .map(|(i, p)| {
-                    let addr = s
-                        .cluster
-                        .dns
-                        .get(p.dn as usize)
-                        .map(|d| format!("{}:{}", d.info.host, d.info.port));
+                    let addr = s.cluster.dns.get(p.dn as usize).map(|d| format!("{}:{}", d.info.host, d.info.port));
                     vec![
                         Some(i.to_string()),
                         Some(format!("{}_dn{}", t.db, p.dn)),
@@ -400,19 +299,12 @@ pub async fn show(s: &mut Session, sql: &str, sink: &mut dyn ResultSink) -> Resu
                 .collect();
             send_rows(sink, &cols, rows).await
         }
-        ["ENGINES", ..]
-        | ["CHARSET", ..]
-        | ["CHARACTER", "SET", ..]
-        | ["COLLATION", ..]
-        | ["PLUGINS", ..] => {
+        ["ENGINES", ..] | ["CHARSET", ..] | ["CHARACTER", "SET", ..] | ["COLLATION", ..] | ["PLUGINS", ..] => {
             // Server-level facts: the DNs' answer is the CN's.
             let dn = s.cluster.any_dn();
             s.run_on_dn(dn, sql, sink).await
         }
-        _ => Err(CnError::unsupported(format!(
-            "SHOW {}",
-            w.first().copied().unwrap_or("")
-        ))),
+        _ => Err(CnError::unsupported(format!("SHOW {}", w.first().copied().unwrap_or("")))),
     }
 }
 
@@ -444,61 +336,32 @@ pub fn logical_create_table(t: &TableDef, physical: &str) -> String {
         out.replace_range(pos..pos + 1, "");
     }
     let clause = match &t.partitioning {
-        Partitioning::Hash {
-            columns,
-            count,
-            function,
-        } => {
+        Partitioning::Hash { columns, count, function } => {
             let cols: Vec<String> = columns.iter().map(|c| quote_ident(c)).collect();
-            format!(
-                "\nPARTITION BY {}({}) PARTITIONS {count}",
-                function.to_ascii_uppercase(),
-                cols.join(",")
-            )
+            format!("\nPARTITION BY {}({}) PARTITIONS {count}", function.to_ascii_uppercase(), cols.join(","))
         }
-        Partitioning::Range {
-            column,
-            bounds,
-            names,
-        } => {
+        Partitioning::Range { column, bounds, names } => {
             let parts: Vec<String> = names
                 .iter()
                 .zip(bounds)
                 .map(|(n, b)| {
                     format!(
                         "PARTITION {n} VALUES LESS THAN ({})",
-                        b.as_deref()
-                            .map(sql_lit)
-                            .unwrap_or_else(|| "MAXVALUE".into())
+                        b.as_deref().map(sql_lit).unwrap_or_else(|| "MAXVALUE".into())
                     )
                 })
                 .collect();
-            format!(
-                "\nPARTITION BY RANGE COLUMNS({})\n({})",
-                quote_ident(column),
-                parts.join(",\n ")
-            )
+            format!("\nPARTITION BY RANGE COLUMNS({})\n({})", quote_ident(column), parts.join(",\n "))
         }
-        Partitioning::List {
-            column,
-            values,
-            names,
-        } => {
+        Partitioning::List { column, values, names } => {
             let parts: Vec<String> = names
                 .iter()
                 .zip(values)
                 .map(|(n, v)| {
-                    format!(
-                        "PARTITION {n} VALUES IN ({})",
-                        v.iter().map(|x| sql_lit(x)).collect::<Vec<_>>().join(",")
-                    )
+                    format!("PARTITION {n} VALUES IN ({})", v.iter().map(|x| sql_lit(x)).collect::<Vec<_>>().join(","))
                 })
                 .collect();
-            format!(
-                "\nPARTITION BY LIST COLUMNS({})\n({})",
-                quote_ident(column),
-                parts.join(",\n ")
-            )
+            format!("\nPARTITION BY LIST COLUMNS({})\n({})", quote_ident(column), parts.join(",\n "))
         }
         Partitioning::Broadcast => "\nBROADCAST".into(),
         Partitioning::Single => "\nSINGLE".into(),

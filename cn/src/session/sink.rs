@@ -46,11 +46,7 @@ impl ResultSink for CollectSink {
 }
 
 /// Sends a whole in-memory result set to a sink.
-pub async fn send_rows(
-    sink: &mut dyn ResultSink,
-    cols: &[ColumnDef],
-    rows: Vec<Vec<Option<String>>>,
-) -> Result<()> {
+pub async fn send_rows(sink: &mut dyn ResultSink, cols: &[ColumnDef], rows: Vec<Vec<Option<String>>>) -> Result<()> {
     sink.columns(cols).await?;
     for r in rows {
         let r: TextRow = r.into_iter().map(|v| v.map(String::into_bytes)).collect();

@@ -47,9 +47,7 @@ impl Txn {
         }
         let d = self.cluster.dn(dn)?;
         let mut conn = d.conn().await?;
-        conn.query_drop(format!("XA START {}", quote_str(&self.xid)))
-            .await
-            .map_err(|e| d.err(e))?;
+        conn.query_drop(format!("XA START {}", quote_str(&self.xid))).await.map_err(|e| d.err(e))?;
         let c = Arc::new(Mutex::new(conn));
         b.insert(dn, c.clone());
         Ok(c)
@@ -85,12 +83,8 @@ impl Txn {
             async move {
                 let d = self.cluster.dn(*dn)?;
                 let mut c = c.lock().await;
-                c.query_drop(format!("XA END {xid}"))
-                    .await
-                    .map_err(|e| d.err(e))?;
-                c.query_drop(format!("XA PREPARE {xid}"))
-                    .await
-                    .map_err(|e| d.err(e))
+                c.query_drop(format!("XA END {xid}")).await.map_err(|e| d.err(e))?;
+                c.query_drop(format!("XA PREPARE {xid}")).await.map_err(|e| d.err(e))
             }
         });
         let results = futures::future::join_all(prepares).await;
@@ -105,9 +99,7 @@ impl Txn {
             async move {
                 let d = self.cluster.dn(*dn)?;
                 let mut c = c.lock().await;
-                c.query_drop(format!("XA COMMIT {xid}"))
-                    .await
-                    .map_err(|e| d.err(e))
+                c.query_drop(format!("XA COMMIT {xid}")).await.map_err(|e| d.err(e))
             }
         });
         for r in futures::future::join_all(commits).await {

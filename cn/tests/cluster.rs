@@ -1,0 +1,328 @@
+//! End-to-end tests: a real metadb and two real MariaDB DNs, the CN
+//! in-process, driven through mysql_async and the mariadb CLI.
+
+mod common;
+
+use common::*;
+use mysql_async::prelude::*;
+use mysql_async::Row;
+
+#[test]
+fn sharded_table_insert_route_and_scatter() {
+    block_on(async {
+        let mut c = fresh_db("t_shard").await;
+        c.query_drop("CREATE TABLE t (id INT PRIMARY KEY, name VARCHAR(20), amount DECIMAL(10,2)) PARTITION BY KEY(id) PARTITIONS 4")
+            .await
+            .unwrap();
+        let values: Vec<String> = (1..=40).map(|i| format!("({i}, 'n{i}', {i}.50)")).collect();
+        c.query_drop(format!("INSERT INTO t VALUES {}", values.join(","))).await.unwrap();
+        assert_eq!(c.affected_rows(), 40);
+        // Point query on the partition key: routed to one DN.
+        let r: Option<(i32, String, String)> =
+            c.query_first("SELECT id, name, amount FROM t WHERE id = 7").await.unwrap();
+        assert_eq!(r, Some((7, "n7".into(), "7.50".into())));
+        // Scatter with aggregation in DataFusion.
+        let (n, s): (i64, String) = c.query_first("SELECT COUNT(*), SUM(amount) FROM t").await.unwrap().unwrap();
+        assert_eq!(n, 40);
+        assert_eq!(s, "840.00");
+        let ids: Vec<i32> = c.query("SELECT id FROM t WHERE id > 35 ORDER BY id DESC").await.unwrap();
+        assert_eq!(ids, vec![40, 39, 38, 37, 36]);
+        // Rows really are spread: every physical partition holds some.
+        let parts: Vec<(String, String, String, String, String, String, String)> =
+            c.query("SHOW PARTITIONS FROM t").await.unwrap();
+        assert_eq!(parts.len(), 4);
+        let mut total = 0;
+        for (_, _, _, _, _, phys, dn) in &parts {
+            let i: usize = dn.trim_start_matches("dn").parse().unwrap();
+            let mut d = dn_conn(i).await;
+            let n: i64 = d.query_first(format!("SELECT COUNT(*) FROM t_shard.`{phys}`")).await.unwrap().unwrap();
+            assert!(n > 0, "partition {phys} is empty");
+            total += n;
+        }
+        assert_eq!(total, 40);
+        // UPDATE and DELETE with pruning and across shards.
+        c.query_drop("UPDATE t SET name = 'seven' WHERE id = 7").await.unwrap();
+        assert_eq!(c.affected_rows(), 1);
+        c.query_drop("UPDATE t SET amount = amount + 1 WHERE id IN (1, 2, 3)").await.unwrap();
+        assert_eq!(c.affected_rows(), 3);
+        c.query_drop("DELETE FROM t WHERE id > 30").await.unwrap();
+        assert_eq!(c.affected_rows(), 10);
+        let (n, name): (i64, String) = c.query_first("SELECT COUNT(*), MAX(name) FROM t").await.unwrap().unwrap();
+        assert_eq!((n, name.as_str()), (30, "seven"));
+        // INSERT … ON DUPLICATE KEY UPDATE, IGNORE and REPLACE on the shards.
+        c.query_drop("INSERT INTO t VALUES (1, 'one', 0) ON DUPLICATE KEY UPDATE name = 'dup'").await.unwrap();
+        c.query_drop("INSERT IGNORE INTO t VALUES (2, 'ignored', 0)").await.unwrap();
+        c.query_drop("REPLACE INTO t VALUES (3, 'replaced', 3)").await.unwrap();
+        let names: Vec<String> = c.query("SELECT name FROM t WHERE id IN (1,2,3) ORDER BY id").await.unwrap();
+        assert_eq!(names, vec!["dup", "n2", "replaced"]);
+        // A duplicate key keeps MySQL's error code.
+        assert_eq!(code(c.query_drop("INSERT INTO t VALUES (5, 'x', 0)").await.unwrap_err()), 1062);
+    });
+}
+
+#[test]
+fn broadcast_single_range_list_and_hidden_key() {
+    block_on(async {
+        let mut c = fresh_db("t_kinds").await;
+        c.query_drop("CREATE TABLE b (k INT PRIMARY KEY, v VARCHAR(10)) BROADCAST").await.unwrap();
+        c.query_drop("INSERT INTO b VALUES (1,'a'),(2,'b'),(3,'c')").await.unwrap();
+        assert_eq!(c.affected_rows(), 3);
+        for i in 0..2 {
+            let mut d = dn_conn(i).await;
+            let phys: Vec<(String,)> = d.query("SHOW TABLES FROM t_kinds").await.unwrap();
+            let n: i64 = d.query_first(format!("SELECT COUNT(*) FROM t_kinds.`{}`", phys[0].0)).await.unwrap().unwrap();
+            assert_eq!(n, 3, "broadcast copy on dn{i}");
+        }
+        c.query_drop("CREATE TABLE s (k INT PRIMARY KEY) SINGLE").await.unwrap();
+        c.query_drop("INSERT INTO s VALUES (1),(2)").await.unwrap();
+        let n: i64 = c.query_first("SELECT COUNT(*) FROM s JOIN b ON s.k = b.k").await.unwrap().unwrap();
+        assert_eq!(n, 2);
+        c.query_drop(
+            "CREATE TABLE r (d DATE NOT NULL, x INT, PRIMARY KEY (d)) PARTITION BY RANGE COLUMNS(d) \
+             (PARTITION p2020 VALUES LESS THAN ('2021-01-01'), PARTITION pmax VALUES LESS THAN (MAXVALUE))",
+        )
+        .await
+        .unwrap();
+        c.query_drop("INSERT INTO r VALUES ('2020-05-01', 1), ('2022-01-01', 2), ('2019-01-01', 3)").await.unwrap();
+        let xs: Vec<i32> = c.query("SELECT x FROM r WHERE d < '2021-01-01' ORDER BY x").await.unwrap();
+        assert_eq!(xs, vec![1, 3]);
+        c.query_drop("CREATE TABLE l (c INT PRIMARY KEY) PARTITION BY LIST COLUMNS(c) (PARTITION a VALUES IN (1,2), PARTITION b VALUES IN (3))")
+            .await
+            .unwrap();
+        assert_eq!(code(c.query_drop("INSERT INTO l VALUES (9)").await.unwrap_err()), 1526);
+        // No primary key: a hidden one, invisible to SELECT *.
+        c.query_drop("CREATE TABLE h (a INT, b VARCHAR(5))").await.unwrap();
+        c.query_drop("INSERT INTO h VALUES (1,'x'),(1,'x'),(2,'y')").await.unwrap();
+        let rows: Vec<Row> = c.query("SELECT * FROM h ORDER BY a").await.unwrap();
+        assert_eq!(rows.len(), 3);
+        assert_eq!(rows[0].columns_ref().len(), 2);
+        let cols: Vec<Row> = c.query("SHOW COLUMNS FROM h").await.unwrap();
+        assert_eq!(cols.len(), 2);
+    });
+}
+
+#[test]
+fn auto_increment_is_globally_unique() {
+    block_on(async {
+        let mut c = fresh_db("t_ai").await;
+        c.query_drop(
+            "CREATE TABLE a (id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY, v INT) PARTITION BY KEY(id) PARTITIONS 4",
+        )
+        .await
+        .unwrap();
+        c.query_drop("INSERT INTO a (v) VALUES (1),(2),(3)").await.unwrap();
+        let first = c.last_insert_id().unwrap();
+        assert!(first > 0);
+        let lid: u64 = c.query_first("SELECT LAST_INSERT_ID()").await.unwrap().unwrap();
+        assert_eq!(lid, first);
+        c.query_drop("INSERT INTO a (id, v) VALUES (5000, 9)").await.unwrap();
+        c.query_drop("INSERT INTO a (v) VALUES (4)").await.unwrap();
+        assert!(c.last_insert_id().unwrap() > 5000, "ids continue above an explicit one");
+        let (n, d): (i64, i64) = c.query_first("SELECT COUNT(*), COUNT(DISTINCT id) FROM a").await.unwrap().unwrap();
+        assert_eq!((n, d), (5, 5));
+    });
+}
+
+#[test]
+fn errors_carry_mysql_codes() {
+    block_on(async {
+        let mut c = fresh_db("t_err").await;
+        assert_eq!(code(c.query_drop("SELECT * FROM nope").await.unwrap_err()), 1146);
+        assert_eq!(code(c.query_drop("SELEC 1").await.unwrap_err()), 1064);
+        assert_eq!(code(c.query_drop("USE no_such_db").await.unwrap_err()), 1049);
+        assert_eq!(
+            code(c.query_drop("CREATE TABLE x (a INT PRIMARY KEY) PARTITION BY KEY(zz)").await.unwrap_err()),
+            1054
+        );
+        assert_eq!(
+            code(c.query_drop("CREATE TABLE x (a INT PRIMARY KEY) PARTITION BY WHATEVER(a)").await.unwrap_err()),
+            1064
+        );
+        assert_eq!(code(c.query_drop("CREATE DATABASE t_err").await.unwrap_err()), 1007);
+        assert_eq!(code(c.query_drop("GRANT ALL ON *.* TO 'x'@'%'").await.unwrap_err()), 1235);
+        // The connection is still usable after errors.
+        let one: i64 = c.query_first("SELECT 1").await.unwrap().unwrap();
+        assert_eq!(one, 1);
+    });
+}
+
+#[test]
+fn prepared_statements_multi_statements_and_session() {
+    block_on(async {
+        let mut c = fresh_db("t_ps").await;
+        c.query_drop("CREATE TABLE p (id INT PRIMARY KEY, s VARCHAR(10), d DATETIME, f DOUBLE)").await.unwrap();
+        c.exec_drop("INSERT INTO p VALUES (?, ?, ?, ?)", (1, "it's", "2024-01-02 03:04:05", 1.5)).await.unwrap();
+        c.exec_drop("INSERT INTO p VALUES (?, ?, ?, ?)", (2, None::<String>, "2024-01-03 00:00:00", 2.25))
+            .await
+            .unwrap();
+        let r: Option<(i32, Option<String>, mysql_async::Value, f64)> =
+            c.exec_first("SELECT id, s, d, f FROM p WHERE id = ?", (1,)).await.unwrap();
+        // Binary protocol: the DATETIME arrives as a binary date value.
+        assert_eq!(r, Some((1, Some("it's".into()), mysql_async::Value::Date(2024, 1, 2, 3, 4, 5, 0), 1.5)));
+        let all: Vec<(i32, Option<String>)> = c.exec("SELECT id, s FROM p ORDER BY id", ()).await.unwrap();
+        assert_eq!(all, vec![(1, Some("it's".into())), (2, None)]);
+        // Multi-statements in one COM_QUERY.
+        let mut res = c.query_iter("SELECT 1; SELECT 2, 3").await.unwrap();
+        let a: Vec<i64> = res.collect().await.unwrap();
+        let b: Vec<(i64, i64)> = res.collect().await.unwrap();
+        assert_eq!((a, b), (vec![1], vec![(2, 3)]));
+        drop(res);
+        let (db, ac): (String, i64) = c.query_first("SELECT DATABASE(), @@autocommit").await.unwrap().unwrap();
+        assert_eq!((db.as_str(), ac), ("t_ps", 1));
+        c.query_drop("SET autocommit = 0").await.unwrap();
+        let ac: i64 = c.query_first("SELECT @@session.autocommit").await.unwrap().unwrap();
+        assert_eq!(ac, 0);
+        c.query_drop("SET autocommit = 1").await.unwrap();
+        c.query_drop("SET NAMES utf8mb4").await.unwrap();
+        let vars: Vec<(String, String)> = c.query("SHOW VARIABLES LIKE 'character_set_client'").await.unwrap();
+        assert_eq!(vars, vec![("character_set_client".into(), "utf8mb4".into())]);
+        let dbs: Vec<String> = c.query("SHOW DATABASES LIKE 't_ps'").await.unwrap();
+        assert_eq!(dbs, vec!["t_ps"]);
+        let n: i64 = c
+            .query_first("SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = 't_ps'")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(n, 1);
+        let pl: Vec<Row> = c.query("SHOW PROCESSLIST").await.unwrap();
+        assert!(!pl.is_empty());
+    });
+}
+
+#[test]
+fn explicit_transaction_commits_and_rolls_back_across_dns() {
+    block_on(async {
+        let mut c = fresh_db("t_txn").await;
+        c.query_drop("CREATE TABLE acct (id INT PRIMARY KEY, bal INT) PARTITION BY KEY(id) PARTITIONS 4")
+            .await
+            .unwrap();
+        c.query_drop("INSERT INTO acct VALUES (1,100),(2,100),(3,100),(4,100),(5,100),(6,100)").await.unwrap();
+        c.query_drop("BEGIN").await.unwrap();
+        c.query_drop("UPDATE acct SET bal = bal - 10 WHERE id = 1").await.unwrap();
+        c.query_drop("UPDATE acct SET bal = bal + 10 WHERE id = 2").await.unwrap();
+        c.query_drop("ROLLBACK").await.unwrap();
+        let s: String = c.query_first("SELECT SUM(bal) FROM acct").await.unwrap().unwrap();
+        assert_eq!(s, "600");
+        let b1: i32 = c.query_first("SELECT bal FROM acct WHERE id = 1").await.unwrap().unwrap();
+        assert_eq!(b1, 100);
+        c.query_drop("START TRANSACTION").await.unwrap();
+        for i in 1..=6 {
+            c.query_drop(format!("UPDATE acct SET bal = bal + {} WHERE id = {i}", if i % 2 == 0 { 5 } else { -5 }))
+                .await
+                .unwrap();
+        }
+        c.query_drop("COMMIT").await.unwrap();
+        let v: Vec<i32> = c.query("SELECT bal FROM acct ORDER BY id").await.unwrap();
+        assert_eq!(v, vec![95, 105, 95, 105, 95, 105]);
+        // Nothing is left prepared on any DN.
+        for i in 0..2 {
+            let mut d = dn_conn(i).await;
+            let rows: Vec<Row> = d.query("XA RECOVER").await.unwrap();
+            assert!(rows.is_empty(), "dn{i} has prepared XA branches");
+        }
+    });
+}
+
+#[test]
+fn ddl_alter_rename_truncate_and_second_cn_sees_it() {
+    block_on(async {
+        let mut c = fresh_db("t_ddl").await;
+        c.query_drop("CREATE TABLE d (id INT PRIMARY KEY, a INT)").await.unwrap();
+        c.query_drop("INSERT INTO d VALUES (1, 10), (2, 20)").await.unwrap();
+        c.query_drop("ALTER TABLE d ADD COLUMN note VARCHAR(10) DEFAULT 'x'").await.unwrap();
+        let notes: Vec<String> = c.query("SELECT note FROM d ORDER BY id").await.unwrap();
+        assert_eq!(notes, vec!["x", "x"]);
+        c.query_drop("RENAME TABLE d TO d2").await.unwrap();
+        assert_eq!(code(c.query_drop("SELECT * FROM d").await.unwrap_err()), 1146);
+        // A second CN, started now, sees the catalog from the metadb.
+        let (addr2, _cl) = start_cn(&env().metadb_url, 16).await;
+        let mut c2 =
+            mysql_async::Conn::new(mysql_async::Opts::from_url(&url(addr2, Some("t_ddl"))).unwrap()).await.unwrap();
+        let n: i64 = c2.query_first("SELECT COUNT(*) FROM d2").await.unwrap().unwrap();
+        assert_eq!(n, 2);
+        // DDL on the second CN reaches the first by catalog polling.
+        c2.query_drop("CREATE TABLE made_on_cn2 (k INT PRIMARY KEY)").await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+        c.query_drop("INSERT INTO made_on_cn2 VALUES (1)").await.unwrap();
+        c.query_drop("TRUNCATE TABLE d2").await.unwrap();
+        let n: i64 = c.query_first("SELECT COUNT(*) FROM d2").await.unwrap().unwrap();
+        assert_eq!(n, 0);
+        c.query_drop("DROP TABLE d2").await.unwrap();
+        let tables: Vec<String> = c.query("SHOW TABLES").await.unwrap();
+        assert_eq!(tables, vec!["made_on_cn2"]);
+    });
+}
+
+#[test]
+fn connection_limit_and_malformed_packets() {
+    block_on(async {
+        let (addr, _cl) = start_cn(&env().metadb_url, 2).await;
+        let o = mysql_async::Opts::from_url(&url(addr, None)).unwrap();
+        let _a = mysql_async::Conn::new(o.clone()).await.unwrap();
+        let _b = mysql_async::Conn::new(o.clone()).await.unwrap();
+        let e = mysql_async::Conn::new(o.clone()).await.unwrap_err();
+        assert_eq!(code(e), 1040);
+        // Garbage instead of a handshake response: an error, server lives.
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(env().cn_addr).await.unwrap();
+        let mut buf = vec![0u8; 512];
+        let _ = s.read(&mut buf).await.unwrap();
+        s.write_all(&[3, 0, 0, 1, 0xff, 0xff, 0xff]).await.unwrap();
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(n > 4 && buf[4] == 0xff, "expected an ERR packet");
+        let mut c = connect(None).await;
+        let one: i64 = c.query_first("SELECT 1").await.unwrap().unwrap();
+        assert_eq!(one, 1);
+    });
+}
+
+#[test]
+fn dn_down_gives_an_error_naming_it_and_recovers() {
+    block_on_exclusive(async {
+        let mut c = fresh_db("t_down").await;
+        c.query_drop("CREATE TABLE k (id INT PRIMARY KEY) PARTITION BY KEY(id) PARTITIONS 2").await.unwrap();
+        c.query_drop("INSERT INTO k VALUES (1),(2),(3),(4)").await.unwrap();
+        env().topo.lock().await.dns[1].stop().await;
+        let e = c.query_drop("SELECT COUNT(*) FROM k").await.unwrap_err();
+        assert!(e.to_string().contains("dn1"), "error names the DN: {e}");
+        let one: i64 = c.query_first("SELECT 1 + 0").await.unwrap().unwrap_or(1);
+        assert_eq!(one, 1);
+        env().topo.lock().await.restart_dn(1, 64).await.unwrap();
+        let mut ok = false;
+        for _ in 0..50 {
+            if let Ok(Some(n)) = c.query_first::<i64, _>("SELECT COUNT(*) FROM k").await {
+                assert_eq!(n, 4);
+                ok = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        assert!(ok, "the CN recovers when the DN returns");
+    });
+}
+
+#[test]
+fn mariadb_cli_works_unmodified() {
+    block_on(async {
+        let mut c = fresh_db("t_cli").await;
+        c.query_drop("CREATE TABLE c (id INT PRIMARY KEY, s VARCHAR(10))").await.unwrap();
+        c.query_drop("INSERT INTO c VALUES (1,'a'),(2,'b')").await.unwrap();
+    });
+    let port = env().cn_addr.port().to_string();
+    let out = std::process::Command::new("mariadb")
+        .args([
+            "-h127.0.0.1",
+            "-P",
+            &port,
+            "-uroot",
+            "-N",
+            "-B",
+            "t_cli",
+            "-e",
+            "SELECT id, s FROM c ORDER BY id; SELECT COUNT(*) FROM c",
+        ])
+        .output()
+        .expect("mariadb client installed");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "1\ta\n2\tb\n2\n");
+}

@@ -1,0 +1,113 @@
+//! Test harness: one playground topology (real `mariadbd` processes: a
+//! metadb and two DNs) per test binary, and CNs started in-process on free
+//! ports. Tests share the topology and each works in its own database.
+
+#![allow(dead_code)]
+
+use cn::cluster::Cluster;
+use cn::config::Config;
+use cn::playground::Topology;
+use mysql_async::prelude::*;
+use mysql_async::{Conn, Opts};
+use std::sync::{Arc, OnceLock};
+use tokio::runtime::Runtime;
+use tokio::sync::Mutex;
+
+pub struct Env {
+    pub topo: Mutex<Topology>,
+    pub cn_addr: std::net::SocketAddr,
+    pub cluster: Arc<Cluster>,
+    pub metadb_url: String,
+    _dir: tempfile::TempDir,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub fn runtime() -> &'static Runtime {
+    static RT: OnceLock<Runtime> = OnceLock::new();
+    RT.get_or_init(|| tokio::runtime::Builder::new_multi_thread().worker_threads(4).enable_all().build().unwrap())
+}
+
+/// Starts a CN on a free port against the shared metadb.
+pub async fn start_cn(metadb_url: &str, max_connections: usize) -> (std::net::SocketAddr, Arc<Cluster>) {
+    let config =
+        Config { listen: "127.0.0.1:0".into(), metadb: metadb_url.to_string(), max_connections, ..Config::default() };
+    let cluster = Cluster::connect(config).await.expect("CN connects to the metadb");
+    cluster.spawn_catalog_poller();
+    let (addr, _task) = cn::server::start(cluster.clone(), "127.0.0.1:0").await.unwrap();
+    (addr, cluster)
+}
+
+pub fn env() -> &'static Env {
+    static ENV: OnceLock<Env> = OnceLock::new();
+    ENV.get_or_init(|| {
+        runtime().block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let ports = [free_port(), free_port(), free_port()];
+            let topo = Topology::start_on(dir.path(), &ports, 64)
+                .await
+                .expect("MariaDB starts (is mariadb-server installed?)");
+            let metadb_url = topo.metadb.url();
+            let (cn_addr, cluster) = start_cn(&metadb_url, 1024).await;
+            Env { topo: Mutex::new(topo), cn_addr, cluster, metadb_url, _dir: dir }
+        })
+    })
+}
+
+/// Tests that stop a DN take this exclusively; the others share it.
+fn gate() -> &'static tokio::sync::RwLock<()> {
+    static GATE: OnceLock<tokio::sync::RwLock<()>> = OnceLock::new();
+    GATE.get_or_init(|| tokio::sync::RwLock::new(()))
+}
+
+/// Runs a test body on the shared runtime (starting the cluster first).
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    env();
+    runtime().block_on(async {
+        let _g = gate().read().await;
+        f.await
+    })
+}
+
+/// Like [`block_on`], with no other test running meanwhile.
+pub fn block_on_exclusive<F: std::future::Future>(f: F) -> F::Output {
+    env();
+    runtime().block_on(async {
+        let _g = gate().write().await;
+        f.await
+    })
+}
+
+pub fn url(addr: std::net::SocketAddr, db: Option<&str>) -> String {
+    format!("mysql://root@127.0.0.1:{}/{}", addr.port(), db.unwrap_or(""))
+}
+
+/// A client connection to the shared CN.
+pub async fn connect(db: Option<&str>) -> Conn {
+    Conn::new(Opts::from_url(&url(env().cn_addr, db)).unwrap()).await.expect("connects to the CN")
+}
+
+/// A fresh database on the CN, dropped first if it exists.
+pub async fn fresh_db(name: &str) -> Conn {
+    let mut c = connect(None).await;
+    c.query_drop(format!("DROP DATABASE IF EXISTS {name}")).await.unwrap();
+    c.query_drop(format!("CREATE DATABASE {name}")).await.unwrap();
+    c.query_drop(format!("USE {name}")).await.unwrap();
+    c
+}
+
+/// MySQL error code of a failed statement.
+pub fn code(e: mysql_async::Error) -> u16 {
+    match e {
+        mysql_async::Error::Server(s) => s.code,
+        other => panic!("expected a server error, got {other}"),
+    }
+}
+
+/// Connection to DN `i` directly.
+pub async fn dn_conn(i: usize) -> Conn {
+    let port = env().topo.lock().await.dns[i].port;
+    Conn::new(Opts::from_url(&format!("mysql://root@127.0.0.1:{port}")).unwrap()).await.unwrap()
+}
