@@ -366,6 +366,27 @@ pub async fn execute(s: &mut Session, stmt: Statement, sink: &mut dyn ResultSink
             sink.ok(0, 0, "").await
         }
         Statement::AlterTable(at) => alter_table(s, at, sink).await,
+        Statement::CreateIndex(ci) => {
+            // A local index on every partition (global indexes are a later issue).
+            let (db, t) = resolve_name(&ci.table_name, s.db.as_deref())?;
+            let def = snap.table(&db, &t).ok_or_else(|| CnError::no_such_table(&db, &t))?;
+            let work = def
+                .partitions
+                .iter()
+                .map(|p| {
+                    let mut c = ci.clone();
+                    c.table_name = datafusion::sql::sqlparser::ast::ObjectName::from(vec![
+                        datafusion::sql::sqlparser::ast::Ident::with_quote('`', db.as_str()),
+                        datafusion::sql::sqlparser::ast::Ident::with_quote('`', p.phys_table.as_str()),
+                    ]);
+                    (p.dn, Statement::CreateIndex(c).to_string())
+                })
+                .collect();
+            for r in exec_all(&cluster, work).await {
+                r?;
+            }
+            sink.ok(0, 0, "").await
+        }
         other => Err(CnError::unsupported(other.to_string().split_whitespace().take(3).collect::<Vec<_>>().join(" "))),
     }
 }

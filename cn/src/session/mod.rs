@@ -227,6 +227,7 @@ impl Session {
             | Statement::Truncate(_)
             | Statement::RenameTable(_)
             | Statement::AlterTable(_)
+            | Statement::CreateIndex(_)
             | Statement::CreateSchema { .. } => {
                 self.commit().await?;
                 crate::ddl::execute(self, stmt, sink).await
