@@ -5,7 +5,7 @@
 
 use crate::catalog::{CatalogSnapshot, TableDef};
 use crate::error::{code, CnError, Result};
-use crate::planner::{self, resolve_name, PhysicalNames};
+use crate::planner::{self, literal_text, resolve_name, PhysicalNames};
 use crate::session::sink::{CollectSink, ResultSink};
 use crate::session::Session;
 use crate::sharding::partition_for;
@@ -32,25 +32,6 @@ pub async fn execute(s: &mut Session, stmt: Statement, sink: &mut dyn ResultSink
         s.last_insert_id = last_id;
     }
     sink.ok(affected, last_id, "").await
-}
-
-/// Literal text of a value expression: `Some(None)` for NULL, `None` when
-/// the expression is not a literal.
-fn literal_text(e: &Expr) -> Option<Option<String>> {
-    match e {
-        Expr::Value(v) => match &v.value {
-            Value::Number(n, _) => Some(Some(n.clone())),
-            Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => Some(Some(s.clone())),
-            Value::Boolean(b) => Some(Some(if *b { "1" } else { "0" }.into())),
-            Value::Null => Some(None),
-            _ => None,
-        },
-        Expr::UnaryOp { op: datafusion::sql::sqlparser::ast::UnaryOperator::Minus, expr } => {
-            literal_text(expr).map(|v| v.map(|s| format!("-{s}")))
-        }
-        Expr::Nested(e) => literal_text(e),
-        _ => None,
-    }
 }
 
 fn number(v: u64) -> Expr {

@@ -101,19 +101,19 @@ fn referenced_tables(snap: &CatalogSnapshot, db: Option<&str>, q: &Query) -> Res
     Ok(if special { None } else { Some(out) })
 }
 
-fn literal_text(e: &Expr) -> Option<Option<String>> {
+/// Literal text of a value expression: `Some(None)` for NULL, `None` when
+/// the expression is not a literal.
+pub fn literal_text(e: &Expr) -> Option<Option<String>> {
     match e {
         Expr::Value(v) => match &v.value {
             Value::Number(n, _) => Some(Some(n.clone())),
             Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => Some(Some(s.clone())),
+            Value::Boolean(b) => Some(Some(if *b { "1" } else { "0" }.into())),
             Value::Null => Some(None),
             _ => None,
         },
         Expr::UnaryOp { op: datafusion::sql::sqlparser::ast::UnaryOperator::Minus, expr } => {
-            match literal_text(expr)? {
-                Some(s) => Some(Some(format!("-{s}"))),
-                None => None,
-            }
+            literal_text(expr)?.map(|s| Some(format!("-{s}")))
         }
         Expr::Nested(e) => literal_text(e),
         _ => None,

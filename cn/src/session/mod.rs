@@ -185,7 +185,8 @@ impl Session {
                 return crate::ddl::create_table(self, sql, sink).await;
             }
             ["DESC", ..] | ["DESCRIBE", ..] => {
-                let rest = sql.trim().splitn(2, char::is_whitespace).nth(1).unwrap_or("").trim().trim_end_matches(';');
+                let rest =
+                    sql.trim().split_once(char::is_whitespace).map(|x| x.1).unwrap_or("").trim().trim_end_matches(';');
                 let table = rest.split_whitespace().next().unwrap_or("");
                 return show::show(self, &format!("SHOW COLUMNS FROM {table}"), sink).await;
             }
