@@ -20,7 +20,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 type Io = PacketIo<OwnedReadHalf, OwnedWriteHalf>;
@@ -515,11 +515,6 @@ fn unknown_stmt(id: u32) -> CnError {
         code::ER_UNKNOWN_STMT_HANDLER,
         format!("Unknown prepared statement handler ({id}) given to mysqld_stmt_execute"),
     )
-}
-
-/// Connects to a server speaking MySQL (used by tests and tools).
-pub async fn tcp_ready(addr: &str) -> bool {
-    TcpStream::connect(addr).await.is_ok()
 }
 
 #[cfg(test)]

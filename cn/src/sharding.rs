@@ -227,10 +227,9 @@ fn no_partition(v: Option<&str>) -> CnError {
 /// RANGE table; every partition for other partitionings.
 pub fn partitions_for_range(table: &TableDef, lo: Option<&str>, hi: Option<&str>) -> Result<Vec<usize>> {
     let all: Vec<usize> = (0..table.partitions.len()).collect();
-    let Partitioning::Range { column, bounds, .. } = &table.partitioning else {
+    let Partitioning::Range { bounds, .. } = &table.partitioning else {
         return Ok(all);
     };
-    let kind = table.column(column).map(|c| c.kind).unwrap_or(TypeKind::String);
     let first = match lo {
         Some(l) => partition_for(table, &[Some(l)]).unwrap_or(bounds.len()),
         None => 0,
@@ -239,7 +238,6 @@ pub fn partitions_for_range(table: &TableDef, lo: Option<&str>, hi: Option<&str>
         Some(h) => partition_for(table, &[Some(h)]).unwrap_or(bounds.len().saturating_sub(1)),
         None => bounds.len().saturating_sub(1),
     };
-    let _ = kind;
     Ok((first..=last.min(bounds.len().saturating_sub(1))).collect())
 }
 

@@ -9,7 +9,7 @@ pub mod partition_clause;
 
 use crate::catalog::{table_group_name, ColumnMeta, PartitionPlacement, Partitioning, TableDef, TypeKind, IMPLICIT_PK};
 use crate::cluster::Cluster;
-use crate::dn::{quote_ident, quote_str};
+use crate::dn::quote_ident;
 use crate::error::{code, CnError, Result};
 use crate::planner::resolve_name;
 use crate::session::sink::ResultSink;
@@ -19,7 +19,6 @@ use datafusion::sql::sqlparser::dialect::MySqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 use mysql_async::prelude::*;
 use rand::Rng;
-use std::sync::Arc;
 
 /// Partitions of a table created without a partition count (PolarDB-X's
 /// AUTO-mode default is 16).
@@ -469,11 +468,5 @@ async fn alter_table(
     nd.version += 1;
     cluster.metadb.put_table(&nd).await?;
     cluster.refresh_catalog().await?;
-    let _ = Arc::strong_count(&def);
     sink.ok(0, 0, "").await
-}
-
-/// A string literal for a DN statement.
-pub fn lit(v: &str) -> String {
-    quote_str(v)
 }
