@@ -43,10 +43,18 @@ pub struct Cluster {
     pub processes: Mutex<BTreeMap<u32, ProcessInfo>>,
     next_conn_id: AtomicU32,
     sequences: tokio::sync::Mutex<HashMap<(String, String), SeqRange>>,
-    /// In-process timestamp source until the TSO service is wired in.
-    pub clock: tso::LocalClock,
+    /// Where transaction timestamps come from.
+    pub timestamps: Timestamps,
     /// Round-robin counter for reads of broadcast tables.
     rr: AtomicU64,
+}
+
+/// The source of transaction timestamps.
+pub enum Timestamps {
+    /// In-process: monotonic in this CN only (a CN started without `tso`).
+    Local(tso::LocalClock),
+    /// The TSO service, through the batching client.
+    Tso(tso::TsoClient),
 }
 
 /// Ids a CN reserves from the metadb at a time for one sequence.
@@ -69,16 +77,30 @@ impl Cluster {
         let catalog = Catalog::default();
         catalog.install(snap);
         Ok(Arc::new(Cluster {
-            config,
             metadb,
             dns,
             catalog,
             processes: Mutex::new(BTreeMap::new()),
             next_conn_id: AtomicU32::new(1),
             sequences: tokio::sync::Mutex::new(HashMap::new()),
-            clock: tso::LocalClock::default(),
+            timestamps: if config.tso.is_empty() {
+                Timestamps::Local(tso::LocalClock::default())
+            } else {
+                Timestamps::Tso(tso::TsoClient::new(config.tso.clone(), tso::ClientOptions::default()))
+            },
             rr: AtomicU64::new(0),
+            config,
         }))
+    }
+
+    /// A timestamp greater than every one handed out before (TSO layout:
+    /// physical ms << 18 | logical). Errors: the TSO is unreachable (1105
+    /// with the TSO's message).
+    pub async fn timestamp(&self) -> Result<u64> {
+        match &self.timestamps {
+            Timestamps::Local(c) => Ok(c.next()),
+            Timestamps::Tso(c) => c.get_ts().await.map_err(|e| CnError::internal(e.to_string())),
+        }
     }
 
     pub fn next_conn_id(&self) -> u32 {

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 /// ```toml
 /// listen = "127.0.0.1:3307"
 /// metadb = "mysql://root@127.0.0.1:4000"
+/// tso = ["127.0.0.1:3400", "127.0.0.1:3401"]
 /// max-connections = 1024
 /// [[users]]
 /// name = "root"
@@ -19,6 +20,9 @@ pub struct Config {
     pub listen: String,
     /// URL of the metadb (a MariaDB server holding `cn_meta`).
     pub metadb: String,
+    /// Members of the TSO group (`host:port`; the client finds the leader).
+    /// Empty: an in-process clock, correct for a single CN only.
+    pub tso: Vec<String>,
     /// Client connections accepted at once; one more gets ERR 1040.
     pub max_connections: usize,
     /// Pooled connections per DN.
@@ -42,6 +46,7 @@ impl Default for Config {
         Config {
             listen: "127.0.0.1:3307".into(),
             metadb: "mysql://root@127.0.0.1:4000".into(),
+            tso: Vec::new(),
             max_connections: 1024,
             dn_pool_size: 256,
             catalog_poll_ms: 500,

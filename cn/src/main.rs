@@ -35,6 +35,9 @@ enum Cmd {
         /// InnoDB buffer pool per DN, in MiB.
         #[arg(long, default_value_t = 256)]
         buffer_pool_mb: u32,
+        /// gRPC port of the TSO (started in this process, data in DATA_DIR/tso).
+        #[arg(long, default_value_t = 3400)]
+        tso_port: u16,
     },
     /// Run one CN against an existing cluster described by a config file.
     Serve {
@@ -50,8 +53,8 @@ async fn main() {
         .init();
     let cli = Cli::parse();
     let r = match cli.command {
-        Cmd::Playground { dns, port, data_dir, tpch_sf, mariadb_port, buffer_pool_mb } => {
-            playground(dns, port, data_dir, tpch_sf, mariadb_port, buffer_pool_mb).await
+        Cmd::Playground { dns, port, data_dir, tpch_sf, mariadb_port, buffer_pool_mb, tso_port } => {
+            playground(dns, port, data_dir, tpch_sf, mariadb_port, buffer_pool_mb, tso_port).await
         }
         Cmd::Serve { config } => serve(config).await,
     };
@@ -84,14 +87,30 @@ async fn playground(
     sf: f64,
     mariadb_port: u16,
     buffer_pool_mb: u32,
+    tso_port: u16,
 ) -> anyhow::Result<()> {
     if dns == 0 {
         anyhow::bail!("--dns must be at least 1");
     }
     println!("starting {dns} data nodes and the metadb under {} …", dir.display());
     let mut topo = Topology::start(&dir, dns, mariadb_port, buffer_pool_mb).await?;
+    let tso_opts = tso::server::ServeOptions::new(([127, 0, 0, 1], tso_port).into(), dir.join("tso"));
+    let tso = match tso::server::start(tso_opts, std::sync::Arc::new(tso::clock::SystemClock)).await {
+        Ok(t) => t,
+        Err(e) => {
+            topo.stop().await;
+            anyhow::bail!("starting the TSO: {e}");
+        }
+    };
+    println!("TSO serving on {}", tso.addr);
+    let tso_addr = tso.addr.to_string();
     let result = async {
-        let config = Config { listen: format!("127.0.0.1:{port}"), metadb: topo.metadb.url(), ..Config::default() };
+        let config = Config {
+            listen: format!("127.0.0.1:{port}"),
+            metadb: topo.metadb.url(),
+            tso: vec![tso_addr],
+            ..Config::default()
+        };
         let cluster = Cluster::connect(config).await?;
         cluster.spawn_catalog_poller();
         if cluster.catalog.snapshot().database("tpch").is_none() {
@@ -113,6 +132,7 @@ async fn playground(
         anyhow::Ok(())
     }
     .await;
+    tso.shutdown().await;
     topo.stop().await;
     result
 }

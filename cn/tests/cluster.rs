@@ -326,3 +326,20 @@ fn mariadb_cli_works_unmodified() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "1\ta\n2\tb\n2\n");
 }
+
+#[test]
+fn timestamps_come_from_the_tso_service() {
+    block_on(async {
+        let mut c = connect(None).await;
+        let a: u64 = c.query_first("SELECT TSO_TIMESTAMP()").await.unwrap().unwrap();
+        // Straight from the TSO with the project's client: above the CN's.
+        let direct = tso::TsoClient::new(vec![env().tso_addr.clone()], tso::ClientOptions::default());
+        let b = direct.get_ts().await.unwrap();
+        assert!(b > a, "{b} after {a}");
+        let row: Row = c.query_first("SELECT TSO_TIMESTAMP() AS t, TSO_TIMESTAMP() > 0").await.unwrap().unwrap();
+        let c2: u64 = row.get(0).unwrap();
+        assert!(c2 > b, "{c2} after {b}");
+        let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+        assert!(tso::physical(c2).abs_diff(now_ms) < 10_000, "physical part is wall-clock milliseconds");
+    });
+}

@@ -406,7 +406,7 @@ pub async fn run_writes(s: &mut Session, work: Vec<(u32, String)>) -> Result<(u6
     let implicit = s.txn.is_none();
     let txn = match &s.txn {
         Some(t) => t.clone(),
-        None => Txn::begin(s.cluster.clone(), s.conn_id),
+        None => Txn::begin(s.cluster.clone(), s.conn_id).await?,
     };
     let runs = per_dn.into_iter().map(|(dn, stmts)| {
         let txn = txn.clone();

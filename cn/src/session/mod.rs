@@ -120,10 +120,11 @@ impl Session {
     }
 
     /// Opens a transaction if autocommit is off and none is open.
-    fn implicit_begin(&mut self) {
+    async fn implicit_begin(&mut self) -> Result<()> {
         if self.txn.is_none() && !self.autocommit() {
-            self.txn = Some(Txn::begin(self.cluster.clone(), self.conn_id));
+            self.txn = Some(Txn::begin(self.cluster.clone(), self.conn_id).await?);
         }
+        Ok(())
     }
 
     pub async fn commit(&mut self) -> Result<()> {
@@ -164,7 +165,7 @@ impl Session {
             }
             ["BEGIN", ..] | ["START", "TRANSACTION", ..] => {
                 self.commit().await?;
-                self.txn = Some(Txn::begin(self.cluster.clone(), self.conn_id));
+                self.txn = Some(Txn::begin(self.cluster.clone(), self.conn_id).await?);
                 return sink.ok(0, 0, "").await;
             }
             ["COMMIT", ..] => {
@@ -202,7 +203,7 @@ impl Session {
         let stmt = stmts.pop().expect("one statement");
         match stmt {
             Statement::Query(q) => {
-                self.implicit_begin();
+                self.implicit_begin().await?;
                 self.select(*q, sink).await
             }
             Statement::Explain { statement, analyze, .. } => {
@@ -220,7 +221,7 @@ impl Session {
                 crate::executor::run(snap, self.source(), self.db.as_deref(), stmt, sink).await
             }
             Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) => {
-                self.implicit_begin();
+                self.implicit_begin().await?;
                 crate::dml::execute(self, stmt, sink).await
             }
             Statement::CreateDatabase { .. }
@@ -243,7 +244,13 @@ impl Session {
     /// in DataFusion.
     async fn select(&mut self, mut q: Query, sink: &mut dyn ResultSink) -> Result<()> {
         let snap = self.cluster.catalog.snapshot();
-        self.substitute_session_values(&mut q);
+        // PolarDB-X's TSO_TIMESTAMP(): a fresh timestamp from the TSO.
+        let tso = if q.to_string().to_ascii_uppercase().contains("TSO_TIMESTAMP(") {
+            Some(self.cluster.timestamp().await?)
+        } else {
+            None
+        };
+        self.substitute_session_values(&mut q, tso);
         let route = planner::route_query(&snap, self.db.as_deref(), &q, self.cluster.any_dn())?;
         match route {
             Route::SingleDn { dn, partition: None } if planner::reads_no_table(&q) => {
@@ -328,10 +335,11 @@ impl Session {
 
     /// Replaces `DATABASE()`, `VERSION()`, `CONNECTION_ID()`,
     /// `LAST_INSERT_ID()`, `USER()` and `@@variables` with their values in
-    /// this session, keeping the column names the client wrote.
-    fn substitute_session_values(&self, q: &mut Query) {
+    /// this session, and `TSO_TIMESTAMP()` with `tso`, keeping the column
+    /// names the client wrote.
+    fn substitute_session_values(&self, q: &mut Query, tso: Option<u64>) {
         name_session_items(q);
-        let mut v = SessionValues { s: self };
+        let mut v = SessionValues { s: self, tso };
         let _ = q.visit(&mut v);
     }
 
@@ -567,6 +575,7 @@ fn name_session_items(q: &mut Query) {
                         "last_insert_id()",
                         "user()",
                         "current_user",
+                        "tso_timestamp()",
                     ]
                     .iter()
                     .any(|f| lower.contains(f))
@@ -580,6 +589,7 @@ fn name_session_items(q: &mut Query) {
 
 struct SessionValues<'a> {
     s: &'a Session,
+    tso: Option<u64>,
 }
 
 fn lit_str(v: &str) -> Expr {
@@ -598,6 +608,7 @@ impl VisitorMut for SessionValues<'_> {
                         None => Expr::value(Value::Null),
                     }),
                     "version" => Some(lit_str(vars::SERVER_VERSION)),
+                    "tso_timestamp" => self.tso.map(|t| Expr::value(Value::Number(t.to_string(), false))),
                     "connection_id" => Some(Expr::value(Value::Number(self.s.conn_id.to_string(), false))),
                     "last_insert_id" if matches!(&f.args, datafusion::sql::sqlparser::ast::FunctionArguments::List(l) if l.args.is_empty()) => {
                         Some(Expr::value(Value::Number(self.s.last_insert_id.to_string(), false)))

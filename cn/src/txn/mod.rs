@@ -29,14 +29,16 @@ pub struct Txn {
 }
 
 impl Txn {
-    pub fn begin(cluster: Arc<Cluster>, conn_id: u32) -> Arc<Txn> {
-        let start_ts = cluster.clock.next();
-        Arc::new(Txn {
+    /// Starts a transaction stamped with a fresh timestamp; its XA id
+    /// (`cn-<conn>-<ts>`) is unique across CNs sharing a TSO.
+    pub async fn begin(cluster: Arc<Cluster>, conn_id: u32) -> Result<Arc<Txn>> {
+        let start_ts = cluster.timestamp().await?;
+        Ok(Arc::new(Txn {
             xid: format!("cn-{conn_id}-{start_ts}"),
             start_ts,
             branches: Mutex::new(BTreeMap::new()),
             cluster,
-        })
+        }))
     }
 
     /// The branch on DN `dn`, started (`XA START`) on first use.

@@ -15,6 +15,8 @@ use tokio::sync::Mutex;
 
 pub struct Env {
     pub topo: Mutex<Topology>,
+    /// The TSO the CNs take timestamps from (in-process gRPC server).
+    pub tso_addr: String,
     pub cn_addr: std::net::SocketAddr,
     pub cluster: Arc<Cluster>,
     pub metadb_url: String,
@@ -32,12 +34,23 @@ pub fn runtime() -> &'static Runtime {
 
 /// Starts a CN on a free port against the shared metadb.
 pub async fn start_cn(metadb_url: &str, max_connections: usize) -> (std::net::SocketAddr, Arc<Cluster>) {
-    let config =
-        Config { listen: "127.0.0.1:0".into(), metadb: metadb_url.to_string(), max_connections, ..Config::default() };
+    let config = Config {
+        listen: "127.0.0.1:0".into(),
+        metadb: metadb_url.to_string(),
+        tso: vec![env_tso_addr()],
+        max_connections,
+        ..Config::default()
+    };
     let cluster = Cluster::connect(config).await.expect("CN connects to the metadb");
     cluster.spawn_catalog_poller();
     let (addr, _task) = cn::server::start(cluster.clone(), "127.0.0.1:0").await.unwrap();
     (addr, cluster)
+}
+
+static TSO_ADDR: OnceLock<String> = OnceLock::new();
+
+fn env_tso_addr() -> String {
+    TSO_ADDR.get().cloned().expect("the TSO starts before any CN")
 }
 
 pub fn env() -> &'static Env {
@@ -50,8 +63,17 @@ pub fn env() -> &'static Env {
                 .await
                 .expect("MariaDB starts (is mariadb-server installed?)");
             let metadb_url = topo.metadb.url();
+            let tso = tso::server::start(
+                tso::server::ServeOptions::new("127.0.0.1:0".parse().unwrap(), dir.path().join("tso")),
+                Arc::new(tso::clock::SystemClock),
+            )
+            .await
+            .expect("the TSO starts");
+            let tso_addr = tso.addr.to_string();
+            TSO_ADDR.set(tso_addr.clone()).unwrap();
             let (cn_addr, cluster) = start_cn(&metadb_url, 1024).await;
-            Env { topo: Mutex::new(topo), cn_addr, cluster, metadb_url, _dir: dir }
+            std::mem::forget(tso); // serves until the test binary exits
+            Env { topo: Mutex::new(topo), tso_addr, cn_addr, cluster, metadb_url, _dir: dir }
         })
     })
 }
