@@ -165,14 +165,27 @@ impl From<datafusion::error::DataFusionError> for CnError {
             D::NotImplemented(m) => CnError::unsupported(m),
             D::Context(_, inner) => CnError::from(*inner),
             D::ArrowError(e, _) => CnError::internal(e.to_string()),
-            other => CnError::internal(other.to_string()),
+            D::Diagnostic(_, inner) => CnError::from(*inner),
+            other => {
+                let m = other.to_string();
+                if m.contains("Schema error") || m.contains("No field named") {
+                    plan_error(&m)
+                } else {
+                    CnError::internal(m)
+                }
+            }
         }
     }
 }
 
 /// Maps DataFusion planning messages to the nearest MySQL error.
 fn plan_error(m: &str) -> CnError {
-    if m.contains("No field named") || m.contains("not found") && m.contains("column") {
+    if let Some(rest) = m.split("No field named ").nth(1) {
+        // "No field named nope. Valid fields are …": MySQL names the column.
+        let name = rest.split(". Valid fields").next().unwrap_or(rest).trim_end_matches('.');
+        let name = name.rsplit('.').next().unwrap_or(name).trim_matches('"');
+        CnError::mysql(code::ER_BAD_FIELD_ERROR, format!("Unknown column '{name}' in 'field list'"))
+    } else if m.contains("not found") && m.contains("column") {
         CnError::mysql(code::ER_BAD_FIELD_ERROR, format!("Unknown column: {m}"))
     } else if m.contains("table") && m.contains("not found") {
         CnError::mysql(code::ER_NO_SUCH_TABLE, m.to_string())

@@ -3,7 +3,7 @@
 use clap::{Parser, Subcommand};
 use cn::cluster::Cluster;
 use cn::config::Config;
-use cn::playground::Topology;
+use cn::playground::Playground;
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -92,47 +92,41 @@ async fn playground(
     if dns == 0 {
         anyhow::bail!("--dns must be at least 1");
     }
-    println!("starting {dns} data nodes and the metadb under {} …", dir.display());
-    let mut topo = Topology::start(&dir, dns, mariadb_port, buffer_pool_mb).await?;
-    let tso_opts = tso::server::ServeOptions::new(([127, 0, 0, 1], tso_port).into(), dir.join("tso"));
-    let tso = match tso::server::start(tso_opts, std::sync::Arc::new(tso::clock::SystemClock)).await {
-        Ok(t) => t,
-        Err(e) => {
-            topo.stop().await;
-            anyhow::bail!("starting the TSO: {e}");
-        }
-    };
-    println!("TSO serving on {}", tso.addr);
-    let tso_addr = tso.addr.to_string();
+    println!("starting {dns} data nodes, the metadb and the TSO under {} …", dir.display());
+    let ports: Vec<u16> = (0..=dns as u16).map(|i| mariadb_port + i).collect();
+    let mut pg = Playground::start(
+        &dir,
+        &ports,
+        buffer_pool_mb,
+        ([127, 0, 0, 1], tso_port).into(),
+        &format!("127.0.0.1:{port}"),
+    )
+    .await?;
+    println!("TSO serving on {}", pg.tso.addr);
     let result = async {
-        let config = Config {
-            listen: format!("127.0.0.1:{port}"),
-            metadb: topo.metadb.url(),
-            tso: vec![tso_addr],
-            ..Config::default()
-        };
-        let cluster = Cluster::connect(config).await?;
-        cluster.spawn_catalog_poller();
-        if cluster.catalog.snapshot().database("tpch").is_none() {
+        if pg.cluster.catalog.snapshot().database("tpch").is_none() {
             let t = std::time::Instant::now();
             println!("loading TPC-H at scale factor {sf} into database `tpch` …");
-            let mut s = cn::session::Session::new(cluster.clone(), 0, "root".into(), "localhost".into());
+            let mut s = cn::session::Session::new(pg.cluster.clone(), 0, "root".into(), "localhost".into());
             let rows = cn::tpch::load(&mut s, "tpch", sf).await?;
             println!("loaded {rows} rows in {:.1} s", t.elapsed().as_secs_f64());
         }
-        let (addr, task) = cn::server::start(cluster, &format!("127.0.0.1:{port}")).await?;
         println!(
             "CN ready. Connect with:\n  mariadb -h127.0.0.1 -P{} -uroot tpch\nCtrl-C stops everything.",
-            addr.port()
+            pg.addr.port()
         );
-        tokio::select! {
-            r = task => { r??; }
-            _ = tokio::signal::ctrl_c() => { println!("stopping …"); }
-        }
         anyhow::Ok(())
     }
     .await;
-    tso.shutdown().await;
-    topo.stop().await;
+    let result = match result {
+        Ok(()) => {
+            tokio::select! {
+                r = &mut pg.server => r.map_err(anyhow::Error::from).and_then(|r| r.map_err(anyhow::Error::from)),
+                _ = tokio::signal::ctrl_c() => { println!("stopping …"); Ok(()) }
+            }
+        }
+        Err(e) => Err(e),
+    };
+    pg.stop().await;
     result
 }

@@ -82,3 +82,66 @@ impl Topology {
         self.metadb.stop().await;
     }
 }
+
+/// A whole cluster in one process: the `mariadbd` topology, a TSO and a CN
+/// serving the MySQL protocol. Used by `cn playground` and by the sqltests
+/// runner.
+pub struct Playground {
+    pub topo: Topology,
+    pub tso: tso::server::RunningTso,
+    pub cluster: std::sync::Arc<crate::cluster::Cluster>,
+    /// The CN's MySQL address.
+    pub addr: std::net::SocketAddr,
+    pub server: tokio::task::JoinHandle<Result<()>>,
+}
+
+impl Playground {
+    /// Starts the metadb on `mariadb_ports[0]` and a DN on each further port
+    /// (data under `dir`), a TSO on `tso_listen` (data in `dir/tso`) and a CN
+    /// on `cn_listen` (`127.0.0.1:0` picks free ports).
+    pub async fn start(
+        dir: &Path,
+        mariadb_ports: &[u16],
+        buffer_pool_mb: u32,
+        tso_listen: std::net::SocketAddr,
+        cn_listen: &str,
+    ) -> Result<Playground> {
+        let mut topo = Topology::start_on(dir, mariadb_ports, buffer_pool_mb).await?;
+        let opts = tso::server::ServeOptions::new(tso_listen, dir.join("tso"));
+        let tso = match tso::server::start(opts, std::sync::Arc::new(tso::clock::SystemClock)).await {
+            Ok(t) => t,
+            Err(e) => {
+                topo.stop().await;
+                return Err(CnError::internal(format!("starting the TSO: {e}")));
+            }
+        };
+        let config = crate::config::Config {
+            listen: cn_listen.to_string(),
+            metadb: topo.metadb.url(),
+            tso: vec![tso.addr.to_string()],
+            ..crate::config::Config::default()
+        };
+        let started = async {
+            let cluster = crate::cluster::Cluster::connect(config).await?;
+            cluster.spawn_catalog_poller();
+            let (addr, server) = crate::server::start(cluster.clone(), cn_listen).await?;
+            Ok::<_, CnError>((cluster, addr, server))
+        }
+        .await;
+        match started {
+            Ok((cluster, addr, server)) => Ok(Playground { topo, tso, cluster, addr, server }),
+            Err(e) => {
+                tso.shutdown().await;
+                topo.stop().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Stops the CN, the TSO and every `mariadbd`.
+    pub async fn stop(mut self) {
+        self.server.abort();
+        self.tso.shutdown().await;
+        self.topo.stop().await;
+    }
+}
