@@ -145,6 +145,17 @@ async fn kill_9_and_restart_never_goes_backwards() {
     assert!(fresh.get_ts().await.unwrap() > highest);
 }
 
+/// Runs `tso serve` on `dir`, expects it to exit with an error, returns stderr.
+fn serve_fails(dir: &std::path::Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_tso"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "tso serve started on {}", dir.display());
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refuses_a_corrupt_or_lost_data_directory() {
     let dir = tempfile::tempdir().unwrap();
@@ -153,22 +164,10 @@ async fn refuses_a_corrupt_or_lost_data_directory() {
     server.shutdown().await;
     let bound = d.join(tso::store::BOUND_FILE);
     std::fs::write(&bound, "tso-bound v1 12 00000000\n").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_tso"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(&d)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = serve_fails(&d);
     assert!(err.contains("corrupt") && err.contains("refusing to start"), "{err}");
     std::fs::remove_file(&bound).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_tso"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(&d)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("missing"));
+    assert!(serve_fails(&d).contains("missing"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
