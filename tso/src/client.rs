@@ -161,6 +161,7 @@ impl Dispatcher {
 
     async fn serve(&mut self, mut batch: Vec<Waiter>) {
         let mut backoff = self.options.min_backoff;
+        let mut followed_hint = false;
         loop {
             let now = Instant::now();
             let timeout = self.options.timeout;
@@ -202,10 +203,14 @@ impl Dispatcher {
                     let from = self.conn.take().map(|c| c.endpoint);
                     tracing::debug!(?from, "TSO request failed: {e}");
                     if let TsoError::NotLeader { leader: Some(l) } = &e {
-                        if from.as_deref() != Some(l) {
+                        // Follow a standby's hint at once, but only once per
+                        // batch: stale hints pointing at each other back off.
+                        if from.as_deref() != Some(l) && !followed_hint {
+                            followed_hint = true;
                             self.hint = Some(l.clone());
                             continue;
                         }
+                        self.hint = Some(l.clone());
                     }
                     let wake = (Instant::now() + backoff).min(batch.iter().map(|w| w.deadline).min().unwrap_or(now));
                     tokio::time::sleep_until(wake.into()).await;
