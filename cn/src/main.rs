@@ -1,7 +1,6 @@
 //! `cn`: run a CN against an existing cluster, or a whole playground.
 
 use clap::{Parser, Subcommand};
-use cn::cluster::Cluster;
 use cn::config::Config;
 use cn::playground::Playground;
 use std::path::PathBuf;
@@ -68,10 +67,7 @@ async fn serve(path: PathBuf) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
     let config: Config = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     config.validate().map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    let listen = config.listen.clone();
-    let cluster = Cluster::connect(config).await?;
-    cluster.spawn_catalog_poller();
-    let (addr, task) = cn::server::start(cluster, &listen).await?;
+    let (_cluster, addr, task) = cn::server::start_cn(config).await?;
     tracing::info!(%addr, "CN listening");
     tokio::select! {
         r = task => { r??; }

@@ -121,14 +121,7 @@ impl Playground {
             tso: vec![tso.addr.to_string()],
             ..crate::config::Config::default()
         };
-        let started = async {
-            let cluster = crate::cluster::Cluster::connect(config).await?;
-            cluster.spawn_catalog_poller();
-            let (addr, server) = crate::server::start(cluster.clone(), cn_listen).await?;
-            Ok::<_, CnError>((cluster, addr, server))
-        }
-        .await;
-        match started {
+        match crate::server::start_cn(config).await {
             Ok((cluster, addr, server)) => Ok(Playground { topo, tso, cluster, addr, server }),
             Err(e) => {
                 tso.shutdown().await;

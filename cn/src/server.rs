@@ -63,6 +63,19 @@ pub async fn start(
     Ok((local, tokio::spawn(serve(cluster, listener))))
 }
 
+/// A running CN: its cluster state, MySQL address and accept task.
+pub type RunningCn = (Arc<Cluster>, std::net::SocketAddr, tokio::task::JoinHandle<Result<()>>);
+
+/// Starts a CN from `config`: connects to the metadb (catalog, DNs),
+/// starts the catalog poller and listens on `config.listen`.
+pub async fn start_cn(config: crate::config::Config) -> Result<RunningCn> {
+    let listen = config.listen.clone();
+    let cluster = Cluster::connect(config).await?;
+    cluster.spawn_catalog_poller();
+    let (addr, task) = start(cluster.clone(), &listen).await?;
+    Ok((cluster, addr, task))
+}
+
 /// Writes results to the client.
 struct ConnSink<'a> {
     io: &'a mut Io,

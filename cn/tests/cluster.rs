@@ -282,12 +282,12 @@ fn dn_down_gives_an_error_naming_it_and_recovers() {
         let mut c = fresh_db("t_down").await;
         c.query_drop("CREATE TABLE k (id INT PRIMARY KEY) PARTITION BY KEY(id) PARTITIONS 2").await.unwrap();
         c.query_drop("INSERT INTO k VALUES (1),(2),(3),(4)").await.unwrap();
-        env().topo.lock().await.dns[1].stop().await;
+        env().pg.lock().await.topo.dns[1].stop().await;
         let e = c.query_drop("SELECT COUNT(*) FROM k").await.unwrap_err();
         assert!(e.to_string().contains("dn1"), "error names the DN: {e}");
         let one: i64 = c.query_first("SELECT 1 + 0").await.unwrap().unwrap_or(1);
         assert_eq!(one, 1);
-        env().topo.lock().await.restart_dn(1, 64).await.unwrap();
+        env().pg.lock().await.topo.restart_dn(1, 64).await.unwrap();
         let mut ok = false;
         for _ in 0..50 {
             if let Ok(Some(n)) = c.query_first::<i64, _>("SELECT COUNT(*) FROM k").await {

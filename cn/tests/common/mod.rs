@@ -1,12 +1,12 @@
-//! Test harness: one playground topology (real `mariadbd` processes: a
-//! metadb and two DNs) per test binary, and CNs started in-process on free
-//! ports. Tests share the topology and each works in its own database.
+//! Test harness: one playground (real `mariadbd` processes: a metadb and
+//! two DNs; a TSO and a CN in-process on free ports) per test binary, and
+//! more CNs on demand. Tests share it and each works in its own database.
 
 #![allow(dead_code)]
 
 use cn::cluster::Cluster;
 use cn::config::Config;
-use cn::playground::Topology;
+use cn::playground::Playground;
 use mysql_async::prelude::*;
 use mysql_async::{Conn, Opts};
 use std::sync::{Arc, OnceLock};
@@ -14,7 +14,8 @@ use tokio::runtime::Runtime;
 use tokio::sync::Mutex;
 
 pub struct Env {
-    pub topo: Mutex<Topology>,
+    /// Metadb, two DNs, the TSO and the shared CN.
+    pub pg: Mutex<Playground>,
     /// The TSO the CNs take timestamps from (in-process gRPC server).
     pub tso_addr: String,
     pub cn_addr: std::net::SocketAddr,
@@ -32,25 +33,17 @@ pub fn runtime() -> &'static Runtime {
     RT.get_or_init(|| tokio::runtime::Builder::new_multi_thread().worker_threads(4).enable_all().build().unwrap())
 }
 
-/// Starts a CN on a free port against the shared metadb.
+/// Starts one more CN on a free port against the shared metadb and TSO.
 pub async fn start_cn(metadb_url: &str, max_connections: usize) -> (std::net::SocketAddr, Arc<Cluster>) {
     let config = Config {
         listen: "127.0.0.1:0".into(),
         metadb: metadb_url.to_string(),
-        tso: vec![env_tso_addr()],
+        tso: vec![env().tso_addr.clone()],
         max_connections,
         ..Config::default()
     };
-    let cluster = Cluster::connect(config).await.expect("CN connects to the metadb");
-    cluster.spawn_catalog_poller();
-    let (addr, _task) = cn::server::start(cluster.clone(), "127.0.0.1:0").await.unwrap();
+    let (cluster, addr, _task) = cn::server::start_cn(config).await.expect("CN connects to the metadb");
     (addr, cluster)
-}
-
-static TSO_ADDR: OnceLock<String> = OnceLock::new();
-
-fn env_tso_addr() -> String {
-    TSO_ADDR.get().cloned().expect("the TSO starts before any CN")
 }
 
 pub fn env() -> &'static Env {
@@ -59,21 +52,17 @@ pub fn env() -> &'static Env {
         runtime().block_on(async {
             let dir = tempfile::tempdir().unwrap();
             let ports = [free_port(), free_port(), free_port()];
-            let topo = Topology::start_on(dir.path(), &ports, 64)
+            let pg = Playground::start(dir.path(), &ports, 64, "127.0.0.1:0".parse().unwrap(), "127.0.0.1:0")
                 .await
-                .expect("MariaDB starts (is mariadb-server installed?)");
-            let metadb_url = topo.metadb.url();
-            let tso = tso::server::start(
-                tso::server::ServeOptions::new("127.0.0.1:0".parse().unwrap(), dir.path().join("tso")),
-                Arc::new(tso::clock::SystemClock),
-            )
-            .await
-            .expect("the TSO starts");
-            let tso_addr = tso.addr.to_string();
-            TSO_ADDR.set(tso_addr.clone()).unwrap();
-            let (cn_addr, cluster) = start_cn(&metadb_url, 1024).await;
-            std::mem::forget(tso); // serves until the test binary exits
-            Env { topo: Mutex::new(topo), tso_addr, cn_addr, cluster, metadb_url, _dir: dir }
+                .expect("MariaDB, the TSO and the CN start (is mariadb-server installed?)");
+            Env {
+                tso_addr: pg.tso.addr.to_string(),
+                cn_addr: pg.addr,
+                cluster: pg.cluster.clone(),
+                metadb_url: pg.topo.metadb.url(),
+                pg: Mutex::new(pg),
+                _dir: dir,
+            }
         })
     })
 }
@@ -130,6 +119,6 @@ pub fn code(e: mysql_async::Error) -> u16 {
 
 /// Connection to DN `i` directly.
 pub async fn dn_conn(i: usize) -> Conn {
-    let port = env().topo.lock().await.dns[i].port;
+    let port = env().pg.lock().await.topo.dns[i].port;
     Conn::new(Opts::from_url(&format!("mysql://root@127.0.0.1:{port}")).unwrap()).await.unwrap()
 }
