@@ -244,13 +244,12 @@ impl Session {
     /// in DataFusion.
     async fn select(&mut self, mut q: Query, sink: &mut dyn ResultSink) -> Result<()> {
         let snap = self.cluster.catalog.snapshot();
-        // PolarDB-X's TSO_TIMESTAMP(): a fresh timestamp from the TSO.
-        let tso = if q.to_string().to_ascii_uppercase().contains("TSO_TIMESTAMP(") {
-            Some(self.cluster.timestamp().await?)
-        } else {
-            None
-        };
-        self.substitute_session_values(&mut q, tso);
+        if self.substitute_session_values(&mut q, None) {
+            // PolarDB-X's TSO_TIMESTAMP(): a fresh timestamp from the TSO,
+            // fetched only for the statements that ask for one.
+            let ts = self.cluster.timestamp().await?;
+            self.substitute_session_values(&mut q, Some(ts));
+        }
         let route = planner::route_query(&snap, self.db.as_deref(), &q, self.cluster.any_dn())?;
         match route {
             Route::SingleDn { dn, partition: None } if planner::reads_no_table(&q) => {
@@ -336,11 +335,13 @@ impl Session {
     /// Replaces `DATABASE()`, `VERSION()`, `CONNECTION_ID()`,
     /// `LAST_INSERT_ID()`, `USER()` and `@@variables` with their values in
     /// this session, and `TSO_TIMESTAMP()` with `tso`, keeping the column
-    /// names the client wrote.
-    fn substitute_session_values(&self, q: &mut Query, tso: Option<u64>) {
+    /// names the client wrote. Returns whether a `TSO_TIMESTAMP()` was left
+    /// in place for want of `tso`.
+    fn substitute_session_values(&self, q: &mut Query, tso: Option<u64>) -> bool {
         name_session_items(q);
-        let mut v = SessionValues { s: self, tso };
+        let mut v = SessionValues { s: self, tso, wants_tso: false };
         let _ = q.visit(&mut v);
+        v.wants_tso
     }
 
     async fn set(&mut self, sql: &str) -> Result<()> {
@@ -590,6 +591,8 @@ fn name_session_items(q: &mut Query) {
 struct SessionValues<'a> {
     s: &'a Session,
     tso: Option<u64>,
+    /// Set when a `TSO_TIMESTAMP()` is met and `tso` is `None`.
+    wants_tso: bool,
 }
 
 fn lit_str(v: &str) -> Expr {
@@ -600,6 +603,14 @@ impl VisitorMut for SessionValues<'_> {
     type Break = ();
     fn post_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
         let replacement = match e {
+            // The second pass (with a timestamp) only fills in TSO_TIMESTAMP():
+            // the rest was substituted by the first.
+            Expr::Function(f) if self.tso.is_some() => f
+                .name
+                .to_string()
+                .eq_ignore_ascii_case("tso_timestamp")
+                .then(|| Expr::value(Value::Number(self.tso.unwrap_or_default().to_string(), false))),
+            _ if self.tso.is_some() => None,
             Expr::Function(f) if f.name.0.len() == 1 => {
                 let name = f.name.to_string().to_ascii_lowercase();
                 match name.as_str() {
@@ -608,7 +619,10 @@ impl VisitorMut for SessionValues<'_> {
                         None => Expr::value(Value::Null),
                     }),
                     "version" => Some(lit_str(vars::SERVER_VERSION)),
-                    "tso_timestamp" => self.tso.map(|t| Expr::value(Value::Number(t.to_string(), false))),
+                    "tso_timestamp" => {
+                        self.wants_tso = true;
+                        None
+                    }
                     "connection_id" => Some(Expr::value(Value::Number(self.s.conn_id.to_string(), false))),
                     "last_insert_id" if matches!(&f.args, datafusion::sql::sqlparser::ast::FunctionArguments::List(l) if l.args.is_empty()) => {
                         Some(Expr::value(Value::Number(self.s.last_insert_id.to_string(), false)))
