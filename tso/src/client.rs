@@ -164,15 +164,11 @@ impl Dispatcher {
         let mut followed_hint = false;
         loop {
             let now = Instant::now();
-            let timeout = self.options.timeout;
-            batch.retain_mut(|w| {
-                if w.deadline <= now {
-                    let (dead, _) = oneshot::channel();
-                    let _ = std::mem::replace(&mut w.reply, dead).send(Err(TsoError::Timeout(timeout)));
-                    return false;
-                }
-                !w.reply.is_closed()
-            });
+            let (expired, live): (Vec<Waiter>, Vec<Waiter>) = batch.into_iter().partition(|w| w.deadline <= now);
+            for w in expired {
+                let _ = w.reply.send(Err(TsoError::Timeout(self.options.timeout)));
+            }
+            batch = live.into_iter().filter(|w| !w.reply.is_closed()).collect();
             let Some(earliest) = batch.iter().map(|w| w.deadline).min() else {
                 return;
             };

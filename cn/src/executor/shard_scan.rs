@@ -8,7 +8,7 @@
 use super::convert::rows_to_batch;
 use crate::error::CnError;
 use crate::protocol::resultset::TextRow;
-use crate::txn::{ConnSource, DnConn};
+use crate::txn::{value_bytes, ConnSource};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
@@ -160,31 +160,11 @@ async fn run_query(
 ) -> crate::error::Result<()> {
     let cluster = source.cluster().clone();
     let dn = cluster.dn(q.dn)?.clone();
-    let conn = source.get(q.dn).await?;
-    let mut owned;
-    let mut guard;
-    let c: &mut mysql_async::Conn = match conn {
-        DnConn::Owned(c) => {
-            owned = c;
-            &mut owned
-        }
-        DnConn::Shared(s) => {
-            guard = s.lock_owned().await;
-            &mut guard
-        }
-    };
+    let mut c = source.get(q.dn).await?;
     let mut result = c.query_iter(q.sql.as_str()).await.map_err(|e| dn.err(e))?;
     let mut rows: Vec<TextRow> = Vec::with_capacity(BATCH_ROWS);
     while let Some(row) = result.next().await.map_err(|e| dn.err(e))? {
-        let vals: TextRow = row
-            .unwrap()
-            .into_iter()
-            .map(|v| match v {
-                mysql_async::Value::NULL => None,
-                mysql_async::Value::Bytes(b) => Some(b),
-                other => Some(other.as_sql(true).into_bytes()),
-            })
-            .collect();
+        let vals: TextRow = row.unwrap().into_iter().map(value_bytes).collect();
         rows.push(vals);
         if rows.len() == BATCH_ROWS {
             let b = rows_to_batch(schema, &rows)?;

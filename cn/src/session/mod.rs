@@ -10,7 +10,7 @@ use crate::error::{code, CnError, Result};
 use crate::planner::{self, PhysicalNames, Route};
 use crate::protocol::constants::status;
 use crate::protocol::resultset::ColumnDef;
-use crate::txn::{ConnSource, DnConn, Txn};
+use crate::txn::{ConnSource, Txn};
 use datafusion::sql::sqlparser::ast::{
     Expr, Ident, Query, SelectItem, SetExpr, Statement, Value, VisitMut, VisitorMut,
 };
@@ -288,19 +288,7 @@ impl Session {
     /// client unchanged.
     pub async fn run_on_dn(&mut self, dn: u32, sql: &str, sink: &mut dyn ResultSink) -> Result<()> {
         let d = self.cluster.dn(dn)?.clone();
-        let conn = self.source().get(dn).await?;
-        let mut owned;
-        let mut guard;
-        let c: &mut mysql_async::Conn = match conn {
-            DnConn::Owned(c) => {
-                owned = c;
-                &mut owned
-            }
-            DnConn::Shared(s) => {
-                guard = s.lock_owned().await;
-                &mut guard
-            }
-        };
+        let mut c = self.source().get(dn).await?;
         let mut r = c.query_iter(sql).await.map_err(|e| d.err(e))?;
         let cols = r.columns();
         match cols {
@@ -311,15 +299,7 @@ impl Session {
                     if self.kill_query.load(Ordering::Relaxed) {
                         return Err(CnError::mysql(code::ER_QUERY_INTERRUPTED, "Query execution was interrupted"));
                     }
-                    let vals: Vec<Option<Vec<u8>>> = row
-                        .unwrap()
-                        .into_iter()
-                        .map(|v| match v {
-                            mysql_async::Value::NULL => None,
-                            mysql_async::Value::Bytes(b) => Some(b),
-                            other => Some(other.as_sql(true).into_bytes()),
-                        })
-                        .collect();
+                    let vals: Vec<Option<Vec<u8>>> = row.unwrap().into_iter().map(crate::txn::value_bytes).collect();
                     sink.row(&vals).await?;
                 }
                 sink.end_rows().await

@@ -163,16 +163,46 @@ impl ConnSource {
 }
 
 /// A connection for one access: owned from the pool, or a transaction's.
+/// A connection to one DN for one statement: a pooled one, or the
+/// transaction's branch held locked. Dereferences to the connection.
 pub enum DnConn {
     Owned(Conn),
-    Shared(SharedConn),
+    Shared(tokio::sync::OwnedMutexGuard<Conn>),
+}
+
+impl std::ops::Deref for DnConn {
+    type Target = Conn;
+    fn deref(&self) -> &Conn {
+        match self {
+            DnConn::Owned(c) => c,
+            DnConn::Shared(g) => g,
+        }
+    }
+}
+
+impl std::ops::DerefMut for DnConn {
+    fn deref_mut(&mut self) -> &mut Conn {
+        match self {
+            DnConn::Owned(c) => c,
+            DnConn::Shared(g) => g,
+        }
+    }
+}
+
+/// A DN's text-protocol value as the bytes the CN passes on (`None`: NULL).
+pub fn value_bytes(v: mysql_async::Value) -> Option<Vec<u8>> {
+    match v {
+        mysql_async::Value::NULL => None,
+        mysql_async::Value::Bytes(b) => Some(b),
+        other => Some(other.as_sql(true).into_bytes()),
+    }
 }
 
 impl ConnSource {
     pub async fn get(&self, dn: u32) -> Result<DnConn> {
         match self {
             ConnSource::Pool(c) => Ok(DnConn::Owned(c.dn(dn)?.conn().await?)),
-            ConnSource::Txn(t) => Ok(DnConn::Shared(t.branch(dn).await?)),
+            ConnSource::Txn(t) => Ok(DnConn::Shared(t.branch(dn).await?.lock_owned().await)),
         }
     }
 }
