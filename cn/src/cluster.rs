@@ -45,6 +45,14 @@ pub struct Cluster {
     sequences: tokio::sync::Mutex<HashMap<(String, String), SeqRange>>,
     /// Where transaction timestamps come from.
     pub timestamps: Timestamps,
+    /// The DN agents, one per DN (index = DN id), in this process.
+    pub agents: Vec<Arc<dn_plugin::Agent>>,
+    /// Transactions in flight on this CN, by XA id (`SHOW TRANS`; recovery
+    /// leaves their branches alone).
+    pub txns: Mutex<BTreeMap<String, crate::txn::TxnInfo>>,
+    /// DN threads (DN id, connection id on the DN) working for a
+    /// transaction: the distributed deadlock detector's map.
+    pub lock_owners: Mutex<HashMap<(u32, u32), crate::txn::deadlock::LockOwner>>,
     /// Round-robin counter for reads of broadcast tables.
     rr: AtomicU64,
 }
@@ -72,35 +80,71 @@ impl Cluster {
         if dns.is_empty() {
             return Err(CnError::internal("the metadb lists no data nodes (cn_meta.dns is empty)"));
         }
-        let dns = dns.into_iter().map(|d| Arc::new(Dn::new(d, config.dn_pool_size))).collect();
+        let dns: Vec<Arc<Dn>> = dns.into_iter().map(|d| Arc::new(Dn::new(d, config.dn_pool_size))).collect();
         let snap = metadb.load().await?;
         let catalog = Catalog::default();
         catalog.install(snap);
-        Ok(Arc::new(Cluster {
+        let timestamps = if config.tso.is_empty() {
+            Timestamps::Local(tso::LocalClock::default())
+        } else {
+            Timestamps::Tso(tso::TsoClient::new(config.tso.clone(), tso::ClientOptions::default()))
+        };
+        // An agent starts above every timestamp used before it (it knows
+        // nothing of earlier snapshots and commits).
+        let start_ts = timestamp_from(&timestamps).await?;
+        for d in &dns {
+            let r = async {
+                let mut c = d.conn().await?;
+                dn_plugin::agent::bootstrap(&mut c).await.map_err(|e| d.err(e))
+            }
+            .await;
+            if let Err(e) = r {
+                tracing::warn!(dn = %d.name, error = %e, "could not create the agent's tables");
+            }
+        }
+        let agents = dns.iter().map(|d| Arc::new(dn_plugin::Agent::new(d.name.clone(), start_ts))).collect();
+        let cluster = Arc::new(Cluster {
             metadb,
             dns,
             catalog,
             processes: Mutex::new(BTreeMap::new()),
             next_conn_id: AtomicU32::new(1),
             sequences: tokio::sync::Mutex::new(HashMap::new()),
-            timestamps: if config.tso.is_empty() {
-                Timestamps::Local(tso::LocalClock::default())
-            } else {
-                Timestamps::Tso(tso::TsoClient::new(config.tso.clone(), tso::ClientOptions::default()))
-            },
+            timestamps,
+            agents,
+            txns: Mutex::new(BTreeMap::new()),
+            lock_owners: Mutex::new(HashMap::new()),
             rr: AtomicU64::new(0),
             config,
-        }))
+        });
+        crate::txn::recovery::register_in_doubt(&cluster).await;
+        Ok(cluster)
     }
 
     /// A timestamp greater than every one handed out before (TSO layout:
     /// physical ms << 18 | logical). Errors: the TSO is unreachable (1105
     /// with the TSO's message).
     pub async fn timestamp(&self) -> Result<u64> {
-        match &self.timestamps {
-            Timestamps::Local(c) => Ok(c.next()),
-            Timestamps::Tso(c) => c.get_ts().await.map_err(|e| CnError::internal(e.to_string())),
+        timestamp_from(&self.timestamps).await
+    }
+
+    /// Pooled connections, `want[dn]` to each DN, taken DN by DN in id
+    /// order, each DN's batch under its acquisition lock: callers that need
+    /// several connections then never hold some of one DN's pool while
+    /// waiting for more of it, which could exhaust the pool with every
+    /// caller waiting.
+    pub async fn acquire(&self, want: &BTreeMap<u32, usize>) -> Result<Vec<(u32, Vec<mysql_async::Conn>)>> {
+        let mut out = Vec::with_capacity(want.len());
+        for (&dn, &n) in want {
+            let d = self.dn(dn)?;
+            let _g = d.acquire_lock.lock().await;
+            let mut conns = Vec::with_capacity(n);
+            for _ in 0..n {
+                conns.push(d.conn().await?);
+            }
+            out.push((dn, conns));
         }
+        Ok(out)
     }
 
     pub fn next_conn_id(&self) -> u32 {
@@ -175,5 +219,12 @@ impl Cluster {
     /// Forgets the cached range of a dropped or truncated table.
     pub async fn forget_sequence(&self, db: &str, tbl: &str) {
         self.sequences.lock().await.remove(&(db.to_string(), tbl.to_string()));
+    }
+}
+
+async fn timestamp_from(t: &Timestamps) -> Result<u64> {
+    match t {
+        Timestamps::Local(c) => Ok(c.next()),
+        Timestamps::Tso(c) => c.get_ts().await.map_err(|e| CnError::internal(e.to_string())),
     }
 }

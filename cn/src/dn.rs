@@ -12,6 +12,9 @@ pub struct Dn {
     /// `dn0`, `dn1`, …: the name errors and SHOW output use.
     pub name: String,
     pool: Pool,
+    /// Held while one caller takes several connections (see
+    /// `Cluster::acquire`).
+    pub acquire_lock: tokio::sync::Mutex<()>,
 }
 
 impl Dn {
@@ -26,6 +29,10 @@ impl Dn {
             .prefer_socket(false)
             .tcp_nodelay(true)
             .stmt_cache_size(0)
+            // First-committer-wins inside snapshot transactions: writing a
+            // row changed after the read view fails with 1020 instead of
+            // losing an update (MariaDB 10.6.18+/10.11.8+).
+            .init(vec!["SET SESSION innodb_snapshot_isolation = ON"])
             .pool_opts(
                 PoolOpts::default()
                     .with_constraints(PoolConstraints::new(0, max_conns.max(1)).unwrap_or_default())
@@ -34,7 +41,12 @@ impl Dn {
                     // the COM_RESET_CONNECTION round trip on every check-in.
                     .with_reset_connection(false),
             );
-        Dn { name: format!("dn{}", info.id), info, pool: Pool::new(Opts::from(opts)) }
+        Dn {
+            name: format!("dn{}", info.id),
+            info,
+            pool: Pool::new(Opts::from(opts)),
+            acquire_lock: tokio::sync::Mutex::new(()),
+        }
     }
 
     /// A pooled connection, or an error that names the DN.

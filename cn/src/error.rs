@@ -31,6 +31,9 @@ pub mod code {
     pub const ER_BAD_NULL_ERROR: u16 = 1048;
     pub const ER_NO_PARTITION_FOR_GIVEN_VALUE: u16 = 1526;
     pub const ER_XA_RBROLLBACK: u16 = 1614;
+    pub const ER_LOCK_DEADLOCK: u16 = 1213;
+    pub const ER_ERROR_DURING_COMMIT: u16 = 1180;
+    pub const ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION: u16 = 1792;
 }
 
 /// SQLSTATE for a MySQL error number; `HY000` where MySQL gives no specific one.
@@ -57,6 +60,8 @@ pub fn sqlstate_for(code: u16) -> &'static str {
         ER_BAD_NULL_ERROR => "23000",
         ER_DB_CREATE_EXISTS | ER_DB_DROP_EXISTS => "HY000",
         ER_XA_RBROLLBACK => "XA100",
+        ER_LOCK_DEADLOCK => "40001",
+        ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION => "25006",
         _ => "HY000",
     }
 }
@@ -112,6 +117,10 @@ impl CnError {
     }
     pub fn bad_db(db: &str) -> Self {
         Self::mysql(code::ER_BAD_DB_ERROR, format!("Unknown database '{db}'"))
+    }
+    /// ERR 1213: a deadlock victim, rolled back on every DN.
+    pub fn deadlock() -> Self {
+        Self::mysql(code::ER_LOCK_DEADLOCK, "Deadlock found when trying to get lock; try restarting transaction")
     }
     pub fn no_db() -> Self {
         Self::mysql(code::ER_NO_DB_ERROR, "No database selected")

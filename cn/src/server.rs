@@ -72,6 +72,8 @@ pub async fn start_cn(config: crate::config::Config) -> Result<RunningCn> {
     let listen = config.listen.clone();
     let cluster = Cluster::connect(config).await?;
     cluster.spawn_catalog_poller();
+    crate::txn::recovery::spawn_watchdog(&cluster);
+    crate::txn::deadlock::spawn_detector(&cluster);
     let (addr, task) = start(cluster.clone(), &listen).await?;
     Ok((cluster, addr, task))
 }

@@ -45,14 +45,14 @@ impl MetaDb {
         MetaDb { pool }
     }
 
-    async fn conn(&self) -> Result<mysql_async::Conn> {
+    pub async fn conn(&self) -> Result<mysql_async::Conn> {
         self.pool.get_conn().await.map_err(|e| CnError::from_dn("metadb", e))
     }
 
     /// Creates the metadb schema if it is missing (idempotent).
     pub async fn bootstrap(&self) -> Result<()> {
         let mut c = self.conn().await?;
-        for s in SCHEMA {
+        for s in SCHEMA.iter().chain([&crate::txn::log::SCHEMA]) {
             c.query_drop(*s).await?;
         }
         Ok(())

@@ -9,7 +9,8 @@ use crate::planner::{self, literal_text, resolve_name, PhysicalNames};
 use crate::session::sink::{CollectSink, ResultSink};
 use crate::session::Session;
 use crate::sharding::partition_for;
-use crate::txn::Txn;
+use crate::txn::deadlock::OwnerGuard;
+use crate::txn::{Txn, TxnOptions, ViewConn};
 use datafusion::sql::sqlparser::ast::helpers::attached_token::AttachedToken;
 use datafusion::sql::sqlparser::ast::{
     AssignmentTarget, BinaryOperator, Expr, FromTable, Ident, ObjectName, ObjectNamePart, Parens, SetExpr, Statement,
@@ -367,53 +368,29 @@ async fn delete(
 }
 
 /// Runs physical write statements: inside the session's transaction if one
-/// is open; as one local transaction when they all go to one DN; otherwise
-/// as an implicit distributed transaction. Returns summed affected rows.
+/// is open; as one local transaction committed in one phase by the DN's
+/// agent when they all go to one DN; otherwise as an implicit distributed
+/// transaction. Returns summed affected rows.
 pub async fn run_writes(s: &mut Session, work: Vec<(u32, String)>) -> Result<(u64, u64)> {
-    let dns: BTreeSet<u32> = work.iter().map(|(d, _)| *d).collect();
     let mut per_dn: BTreeMap<u32, Vec<String>> = BTreeMap::new();
     for (d, sql) in work {
         per_dn.entry(d).or_default().push(sql);
     }
-    if s.txn.is_none() && dns.len() == 1 {
+    if s.txn.is_none() && per_dn.len() == 1 {
         let (dn, stmts) = per_dn.into_iter().next().expect("one DN");
-        let d = s.cluster.dn(dn)?.clone();
-        let mut c = d.conn().await?;
-        let multi = stmts.len() > 1;
-        if multi {
-            c.query_drop("START TRANSACTION").await.map_err(|e| d.err(e))?;
-        }
-        let mut total = 0;
-        for sql in &stmts {
-            match c.query_iter(sql.as_str()).await {
-                Ok(r) => {
-                    total += r.affected_rows();
-                    r.drop_result().await.map_err(|e| d.err(e))?;
-                }
-                Err(e) => {
-                    if multi {
-                        let _ = c.query_drop("ROLLBACK").await;
-                    }
-                    return Err(d.err(e));
-                }
-            }
-        }
-        if multi {
-            c.query_drop("COMMIT").await.map_err(|e| d.err(e))?;
-        }
-        return Ok((total, 0));
+        return write_one_dn(s, dn, &stmts).await.map(|n| (n, 0));
     }
     let implicit = s.txn.is_none();
     let txn = match &s.txn {
         Some(t) => t.clone(),
-        None => Txn::begin(s.cluster.clone(), s.conn_id).await?,
+        None => Txn::begin(s.cluster.clone(), s.conn_id, TxnOptions::implicit()).await?,
     };
     let runs = per_dn.into_iter().map(|(dn, stmts)| {
         let txn = txn.clone();
         let cluster = s.cluster.clone();
         async move {
             let d = cluster.dn(dn)?.clone();
-            let b = txn.branch(dn).await?;
+            let b = txn.branch_for_write(dn).await?;
             let mut c = b.lock().await;
             let mut total = 0;
             for sql in &stmts {
@@ -433,13 +410,15 @@ pub async fn run_writes(s: &mut Session, work: Vec<(u32, String)>) -> Result<(u6
             Err(e) => err = err.or(Some(e)),
         }
     }
-    if let Some(e) = err {
-        if implicit {
-            txn.rollback().await;
-        } else {
-            // MySQL rolls back only the statement; without savepoints per
-            // branch the CN rolls back the whole transaction and says so.
-            txn.rollback().await;
+    if let Some(mut e) = err {
+        if txn.take_victim() {
+            e = CnError::deadlock();
+        }
+        // MySQL rolls back only the statement; without savepoints per
+        // branch the CN rolls back the whole transaction (as it does for
+        // a deadlock), and says so in the docs.
+        txn.rollback().await;
+        if !implicit {
             s.txn = None;
         }
         return Err(e);
@@ -448,4 +427,47 @@ pub async fn run_writes(s: &mut Session, work: Vec<(u32, String)>) -> Result<(u6
         txn.commit().await?;
     }
     Ok((total, 0))
+}
+
+/// An autocommit write whose statements all go to one DN: a local
+/// transaction, committed in one phase by the DN's agent (stamped at least
+/// at a TSO timestamp fetched while the statements run, so it never
+/// commits below a transaction acknowledged before it began).
+async fn write_one_dn(s: &Session, dn: u32, stmts: &[String]) -> Result<u64> {
+    let d = s.cluster.dn(dn)?.clone();
+    let linearizable = s.vars.get("cn_linearizable_commit").map(String::as_str) != Some("0");
+    let mut c = ViewConn::new(d.conn().await?, vec!["ROLLBACK".to_string()]);
+    // A one-statement write is the cheapest deadlock victim: youngest.
+    let owner = OwnerGuard::new(&s.cluster, format!("w-{dn}-{}", c.id()), u64::MAX);
+    owner.add(dn, c.id());
+    let run = async {
+        c.query_drop("START TRANSACTION").await.map_err(|e| d.err(e))?;
+        let mut total = 0;
+        for sql in stmts {
+            let r = c.query_iter(sql.as_str()).await.map_err(|e| d.err(e))?;
+            total += r.affected_rows();
+            r.drop_result().await.map_err(|e| d.err(e))?;
+        }
+        Ok::<u64, CnError>(total)
+    };
+    let bound = async {
+        match linearizable {
+            true => s.cluster.timestamp().await,
+            false => Ok(0),
+        }
+    };
+    let (total, l) = tokio::join!(run, bound);
+    let total = match total {
+        Err(_) if owner.take_victim() => return Err(CnError::deadlock()),
+        other => other?,
+    };
+    let l = l?;
+    match s.cluster.agents[dn as usize].commit_one_phase(&mut c, None, l).await {
+        Ok(_) => {
+            c.finished();
+            Ok(total)
+        }
+        Err(dn_plugin::AgentError::Db(e)) => Err(d.err(e)),
+        Err(e) => Err(CnError::internal(e.to_string())),
+    }
 }

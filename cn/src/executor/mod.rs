@@ -15,8 +15,10 @@ use crate::txn::ConnSource;
 use async_trait::async_trait;
 use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
 use datafusion::execution::context::{SessionConfig, SessionContext};
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion::sql::sqlparser::ast::Statement;
 use futures::StreamExt;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// The catalog DataFusion sees: one schema per logical database plus
@@ -81,6 +83,18 @@ pub fn context(snapshot: Arc<CatalogSnapshot>, source: ConnSource, db: Option<&s
     ctx
 }
 
+/// Counts the shard accesses per DN of a physical plan.
+fn shard_accesses(plan: &Arc<dyn ExecutionPlan>, out: &mut BTreeMap<u32, usize>) {
+    if let Some(scan) = plan.downcast_ref::<shard_scan::ShardScanExec>() {
+        for q in &scan.queries {
+            *out.entry(q.dn).or_default() += 1;
+        }
+    }
+    for c in plan.children() {
+        shard_accesses(c, out);
+    }
+}
+
 /// Plans and runs a statement in DataFusion, streaming the result to `sink`.
 pub async fn run(
     snapshot: Arc<CatalogSnapshot>,
@@ -89,12 +103,19 @@ pub async fn run(
     stmt: Statement,
     sink: &mut dyn ResultSink,
 ) -> Result<()> {
-    let ctx = context(snapshot, source, db);
+    let ctx = context(snapshot, source.clone(), db);
     let state = ctx.state();
     let plan = state.statement_to_plan(datafusion::sql::parser::Statement::Statement(Box::new(stmt))).await?;
     let df = ctx.execute_logical_plan(plan).await?;
     let cols: Vec<_> = df.schema().fields().iter().map(|f| convert::column_def(f)).collect();
-    let mut stream = df.execute_stream().await?;
+    let task = Arc::new(df.task_ctx());
+    let physical = df.create_physical_plan().await?;
+    // Every read view the plan needs is made before the first row is read,
+    // so a late OPEN can still be retried at a higher snapshot.
+    let mut shards = BTreeMap::new();
+    shard_accesses(&physical, &mut shards);
+    source.open(&shards).await?;
+    let mut stream = datafusion::physical_plan::execute_stream(physical, task)?;
     sink.columns(&cols).await?;
     while let Some(batch) = stream.next().await {
         let batch = batch?;

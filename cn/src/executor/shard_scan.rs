@@ -111,12 +111,12 @@ impl ExecutionPlan for ShardScanExec {
         // Inside a transaction several partitions may share one DN
         // connection, so a partition must not stall holding it: buffer
         // without bound there; a pooled scan streams with backpressure.
-        let (tx, rx) = match source {
-            ConnSource::Txn(_) => {
+        let (tx, rx) = match source.shared() {
+            true => {
                 let (tx, rx) = futures::channel::mpsc::unbounded::<Result<_>>();
                 (Sender::Unbounded(tx), futures::future::Either::Left(rx))
             }
-            ConnSource::Pool(_) => {
+            false => {
                 let (tx, rx) = futures::channel::mpsc::channel::<Result<_>>(2);
                 (Sender::Bounded(tx), futures::future::Either::Right(rx))
             }

@@ -10,7 +10,8 @@ use crate::error::{code, CnError, Result};
 use crate::planner::{self, PhysicalNames, Route};
 use crate::protocol::constants::status;
 use crate::protocol::resultset::ColumnDef;
-use crate::txn::{ConnSource, Txn};
+use crate::txn::snapshot::StmtSnapshot;
+use crate::txn::{ConnSource, Isolation, Txn, TxnOptions};
 use datafusion::sql::sqlparser::ast::{
     Expr, Ident, Query, SelectItem, SetExpr, Statement, Value, VisitMut, VisitorMut,
 };
@@ -119,11 +120,52 @@ impl Session {
         }
     }
 
+    /// Where a statement run in DataFusion reads: the transaction, or a
+    /// fresh statement snapshot.
+    pub fn read_source(&self) -> ConnSource {
+        match &self.txn {
+            Some(t) => ConnSource::Txn(t.clone()),
+            None => ConnSource::Snapshot(StmtSnapshot::new(self.cluster.clone())),
+        }
+    }
+
+    /// The options of a transaction begun now: the session's isolation level
+    /// and access mode, overridden by `read_only` from START TRANSACTION.
+    fn txn_options(&self, read_only: Option<bool>) -> TxnOptions {
+        let var = |k: &str| self.vars.get(k).map(String::as_str).unwrap_or("");
+        TxnOptions {
+            isolation: Isolation::from_var(var("transaction_isolation")),
+            read_only: read_only.unwrap_or(var("transaction_read_only") == "1"),
+            linearizable: var("cn_linearizable_commit") != "0",
+        }
+    }
+
     /// Opens a transaction if autocommit is off and none is open.
     async fn implicit_begin(&mut self) -> Result<()> {
         if self.txn.is_none() && !self.autocommit() {
-            self.txn = Some(Txn::begin(self.cluster.clone(), self.conn_id).await?);
+            let opts = self.txn_options(None);
+            self.txn = Some(Txn::begin(self.cluster.clone(), self.conn_id, opts).await?);
         }
+        Ok(())
+    }
+
+    /// BEGIN / START TRANSACTION [READ ONLY | READ WRITE | WITH CONSISTENT
+    /// SNAPSHOT], after committing any open transaction (as MySQL does).
+    async fn begin(&mut self, sql: &str) -> Result<()> {
+        self.commit().await?;
+        let upper = sql.to_ascii_uppercase();
+        let read_only = if upper.contains("READ ONLY") {
+            Some(true)
+        } else if upper.contains("READ WRITE") {
+            Some(false)
+        } else {
+            None
+        };
+        let t = Txn::begin(self.cluster.clone(), self.conn_id, self.txn_options(read_only)).await?;
+        if upper.contains("WITH CONSISTENT SNAPSHOT") {
+            t.open().await?;
+        }
+        self.txn = Some(t);
         Ok(())
     }
 
@@ -145,7 +187,12 @@ impl Session {
     pub async fn execute(&mut self, sql: &str, sink: &mut dyn ResultSink) -> Result<()> {
         self.kill_query.store(false, Ordering::Relaxed);
         self.set_process("Query", Some(sql));
-        let r = self.execute_inner(sql, sink).await;
+        let mut r = self.execute_inner(sql, sink).await;
+        if r.is_err() && self.txn.as_ref().is_some_and(|t| t.take_victim()) {
+            // A distributed deadlock victim: the whole transaction goes.
+            self.rollback().await;
+            r = Err(CnError::deadlock());
+        }
         self.set_process("Sleep", None);
         if r.is_ok() {
             self.warnings.clear();
@@ -164,8 +211,7 @@ impl Session {
                 return sink.ok(0, 0, "").await;
             }
             ["BEGIN", ..] | ["START", "TRANSACTION", ..] => {
-                self.commit().await?;
-                self.txn = Some(Txn::begin(self.cluster.clone(), self.conn_id).await?);
+                self.begin(sql).await?;
                 return sink.ok(0, 0, "").await;
             }
             ["COMMIT", ..] => {
@@ -218,7 +264,7 @@ impl Session {
                     options: None,
                 };
                 let snap = self.cluster.catalog.snapshot();
-                crate::executor::run(snap, self.source(), self.db.as_deref(), stmt, sink).await
+                crate::executor::run(snap, self.read_source(), self.db.as_deref(), stmt, sink).await
             }
             Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) => {
                 self.implicit_begin().await?;
@@ -274,7 +320,7 @@ impl Session {
                 name_select_items(&mut q);
                 crate::executor::run(
                     snap.clone(),
-                    self.source(),
+                    self.read_source(),
                     self.db.as_deref(),
                     Statement::Query(Box::new(q)),
                     sink,

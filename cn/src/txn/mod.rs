@@ -1,58 +1,324 @@
-//! Distributed transactions, first cut: one XA branch per DN touched,
-//! committed with `XA COMMIT … ONE PHASE` when a single DN was touched and
-//! with XA two-phase commit otherwise.
+//! Distributed transactions: TSO-stamped snapshot isolation across DNs
+//! through the DN agents (ARCHITECTURE.md, "Transactions";
+//! [`dn_plugin::agent`] has the rules).
 //!
-//! WARNING: this is the interim protocol of the foundation issue. It has no
-//! durable decision log and no TSO-stamped snapshots yet; a CN crash between
-//! prepare and commit leaves branches in `XA RECOVER` until the transaction
-//! issue's recovery watchdog lands.
+//! - A transaction ([`Txn`]) has one XA branch per DN it touches, all with
+//!   its XA id `cn-<conn>-<start_ts>`. Under REPEATABLE READ the first
+//!   statement that needs a DN opens a read view on every DN at the
+//!   transaction's snapshot timestamp (one OPEN per DN, in parallel), so
+//!   later statements never open late; under READ COMMITTED branches start
+//!   lazily and InnoDB makes a view per statement (not consistent across
+//!   DNs within one statement: a documented departure).
+//! - An autocommit statement that reads several shards runs in a statement
+//!   snapshot ([`snapshot::StmtSnapshot`]) at a fresh TSO timestamp; a
+//!   statement that reads one DN reads it directly (a consistent cut of one
+//!   DN needs no timestamp).
+//! - Commit: branches that only read are rolled back; one written branch
+//!   commits in one phase stamped by its agent; several prepare, the CN
+//!   takes `c = max(TSO, max min_commit_ts)`, records the decision in the
+//!   transaction log ([`log`]) and commits every branch through its agent.
+//! - A late OPEN (the agent answers RAISE) is retried transparently at a
+//!   higher snapshot while nothing has been read.
+//! - [`recovery`] resolves branches left prepared by a crash.
+
+pub mod deadlock;
+pub mod log;
+pub mod recovery;
+pub mod snapshot;
+pub mod view;
 
 use crate::cluster::Cluster;
 use crate::dn::quote_str;
-use crate::error::Result;
-use mysql_async::prelude::*;
-use mysql_async::Conn;
+use crate::error::{code, CnError, Result};
+use dn_plugin::{AgentError, View};
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::Mutex;
+pub use view::ViewConn;
 
 /// A connection shared by the statements of one transaction on one DN.
-pub type SharedConn = Arc<Mutex<Conn>>;
+pub type SharedConn = Arc<Mutex<ViewConn>>;
 
-/// The branches of one distributed transaction.
-pub struct Txn {
+/// How many times an OPEN that came late is retried at a higher snapshot.
+pub const OPEN_RETRIES: usize = 8;
+
+/// Transaction isolation levels the CN offers (MySQL names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isolation {
+    /// A snapshot per statement (InnoDB's own per-statement views).
+    ReadCommitted,
+    /// One snapshot for the whole transaction, across DNs.
+    RepeatableRead,
+}
+
+impl Isolation {
+    /// From `transaction_isolation` (`READ-COMMITTED`, …). READ UNCOMMITTED
+    /// runs as READ COMMITTED and SERIALIZABLE as REPEATABLE READ (snapshot
+    /// isolation), as PolarDB-X does.
+    pub fn from_var(v: &str) -> Self {
+        match v.to_ascii_uppercase().replace(' ', "-").as_str() {
+            "READ-COMMITTED" | "READ-UNCOMMITTED" => Isolation::ReadCommitted,
+            _ => Isolation::RepeatableRead,
+        }
+    }
+}
+
+/// How a transaction runs.
+#[derive(Debug, Clone, Copy)]
+pub struct TxnOptions {
+    pub isolation: Isolation,
+    /// START TRANSACTION READ ONLY: snapshot reads, writes refused (1792).
+    pub read_only: bool,
+    /// Stamp one-phase commits at least at the transaction's start
+    /// timestamp, so a transaction never commits below one that finished
+    /// before it began (TiDB's `tidb_guarantee_linearizability`).
+    pub linearizable: bool,
+}
+
+impl TxnOptions {
+    /// The implicit transaction of one autocommit write statement on
+    /// several DNs: branches start on the DNs written, no read view.
+    pub fn implicit() -> Self {
+        TxnOptions { isolation: Isolation::ReadCommitted, read_only: false, linearizable: true }
+    }
+}
+
+/// The phases `SHOW TRANS` reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Active,
+    Preparing,
+    Committing,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Active => "ACTIVE",
+            Phase::Preparing => "PREPARING",
+            Phase::Committing => "COMMITTING",
+        }
+    }
+}
+
+/// A transaction in flight, as `SHOW TRANS` lists it.
+#[derive(Debug, Clone)]
+pub struct TxnInfo {
     pub xid: String,
-    /// Timestamp the transaction started at (from the cluster's clock).
+    pub conn_id: u32,
     pub start_ts: u64,
-    branches: Mutex<BTreeMap<u32, SharedConn>>,
+    pub snapshot_ts: u64,
+    pub commit_ts: u64,
+    pub phase: Phase,
+    pub participants: Vec<u32>,
+    pub started: std::time::Instant,
+}
+
+struct Branch {
+    conn: SharedConn,
+    wrote: bool,
+}
+
+/// One distributed transaction.
+pub struct Txn {
+    /// The XA id of every branch: `cn-<conn>-<start_ts>`, unique across CNs
+    /// sharing a TSO.
+    pub xid: String,
+    /// TSO timestamp taken at BEGIN.
+    pub start_ts: u64,
+    pub opts: TxnOptions,
+    /// The snapshot the branches' read views were opened at (REPEATABLE
+    /// READ; 0 until opened).
+    snapshot_ts: AtomicU64,
+    branches: Mutex<BTreeMap<u32, Branch>>,
+    /// The DN threads of the branches, for deadlock detection.
+    owner: deadlock::OwnerGuard,
     cluster: Arc<Cluster>,
 }
 
 impl Txn {
-    /// Starts a transaction stamped with a fresh timestamp; its XA id
-    /// (`cn-<conn>-<ts>`) is unique across CNs sharing a TSO.
-    pub async fn begin(cluster: Arc<Cluster>, conn_id: u32) -> Result<Arc<Txn>> {
+    /// Starts a transaction stamped with a fresh timestamp. Errors: the TSO
+    /// is unreachable.
+    pub async fn begin(cluster: Arc<Cluster>, conn_id: u32, opts: TxnOptions) -> Result<Arc<Txn>> {
         let start_ts = cluster.timestamp().await?;
+        let xid = format!("cn-{conn_id}-{start_ts}");
+        cluster.txns.lock().unwrap_or_else(|e| e.into_inner()).insert(
+            xid.clone(),
+            TxnInfo {
+                xid: xid.clone(),
+                conn_id,
+                start_ts,
+                snapshot_ts: 0,
+                commit_ts: 0,
+                phase: Phase::Active,
+                participants: Vec::new(),
+                started: std::time::Instant::now(),
+            },
+        );
         Ok(Arc::new(Txn {
-            xid: format!("cn-{conn_id}-{start_ts}"),
+            xid: xid.clone(),
             start_ts,
+            opts,
+            snapshot_ts: AtomicU64::new(0),
             branches: Mutex::new(BTreeMap::new()),
+            owner: deadlock::OwnerGuard::new(&cluster, xid, start_ts),
             cluster,
         }))
     }
 
-    /// The branch on DN `dn`, started (`XA START`) on first use.
-    pub async fn branch(&self, dn: u32) -> Result<SharedConn> {
+    pub fn cluster(&self) -> &Arc<Cluster> {
+        &self.cluster
+    }
+
+    /// The snapshot timestamp (0 before the first read view is made).
+    pub fn snapshot_ts(&self) -> u64 {
+        self.snapshot_ts.load(Ordering::Relaxed)
+    }
+
+    fn set_info(&self, f: impl FnOnce(&mut TxnInfo)) {
+        if let Some(i) = self.cluster.txns.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&self.xid) {
+            f(i);
+        }
+    }
+
+    fn uses_views(&self) -> bool {
+        self.opts.read_only || self.opts.isolation == Isolation::RepeatableRead
+    }
+
+    /// Opens the transaction's snapshot on every DN now (START TRANSACTION
+    /// WITH CONSISTENT SNAPSHOT, and the first statement of a REPEATABLE
+    /// READ transaction).
+    pub async fn open(&self) -> Result<()> {
         let mut b = self.branches.lock().await;
-        if let Some(c) = b.get(&dn) {
-            return Ok(c.clone());
+        if self.uses_views() && b.is_empty() {
+            self.open_all(&mut b).await?;
+        }
+        Ok(())
+    }
+
+    /// Makes a read view on every DN at one snapshot: the start timestamp
+    /// first, then, after a RAISE, at `max(TSO, amx)`.
+    async fn open_all(&self, out: &mut BTreeMap<u32, Branch>) -> Result<()> {
+        let dns: Vec<u32> = (0..self.cluster.dns.len() as u32).collect();
+        let want = dns.iter().map(|d| (*d, 1)).collect();
+        let mut s = self.start_ts;
+        for _ in 0..OPEN_RETRIES {
+            let conns = self.cluster.acquire(&want).await?;
+            let conns = conns.into_iter().filter_map(|(dn, mut v)| v.pop().map(|c| (dn, c)));
+            let xid = self.xid.clone();
+            let read_only = self.opts.read_only;
+            let opens = conns.into_iter().map(|(dn, conn)| {
+                let cluster = self.cluster.clone();
+                let xid = xid.clone();
+                async move {
+                    let mut conn = conn;
+                    let agent = &cluster.agents[dn as usize];
+                    let view =
+                        if read_only { View::ReadOnly(&mut conn) } else { View::Xa { conn: &mut conn, xid: &xid } };
+                    let r = agent.open(s, vec![view]).await;
+                    let on_drop = if read_only { vec!["ROLLBACK".to_string()] } else { xa_rollback_sql(&xid) };
+                    (dn, ViewConn::new(conn, on_drop), r)
+                }
+            });
+            let results = futures::future::join_all(opens).await;
+            let mut raised = None;
+            let mut failed = None;
+            let mut views = Vec::new();
+            for (dn, mut v, r) in results {
+                match r {
+                    Ok(()) => views.push((dn, v)),
+                    Err(AgentError::Raise { amx, .. }) => {
+                        raised = Some(raised.unwrap_or(0).max(amx));
+                        v.finished();
+                    }
+                    Err(AgentError::Db(e)) => {
+                        failed = Some(self.cluster.dn(dn)?.err(e));
+                        views.push((dn, v));
+                    }
+                }
+            }
+            if let Some(e) = failed {
+                for (_, mut v) in views {
+                    v.end().await;
+                }
+                return Err(e);
+            }
+            match raised {
+                None => {
+                    self.snapshot_ts.store(s, Ordering::Relaxed);
+                    self.set_info(|i| {
+                        i.snapshot_ts = s;
+                        i.participants = dns.clone();
+                    });
+                    for (dn, v) in views {
+                        self.owner.add(dn, v.id());
+                        out.insert(dn, Branch { conn: Arc::new(Mutex::new(v)), wrote: false });
+                    }
+                    return Ok(());
+                }
+                Some(amx) => {
+                    // End the views made at the old snapshot before the same
+                    // XA id starts again.
+                    for (_, mut v) in views {
+                        v.end().await;
+                    }
+                    s = self.cluster.timestamp().await?.max(amx);
+                }
+            }
+        }
+        Err(too_late(&self.xid))
+    }
+
+    /// The branch on DN `dn`; opens the snapshot first (REPEATABLE READ), or
+    /// starts the branch on first use (READ COMMITTED).
+    pub async fn branch(&self, dn: u32) -> Result<SharedConn> {
+        self.branch_inner(dn, false).await
+    }
+
+    /// The branch on DN `dn` for a write: like [`Txn::branch`], and marks
+    /// it written so commit prepares it. Errors: 1792 in a READ ONLY
+    /// transaction.
+    pub async fn branch_for_write(&self, dn: u32) -> Result<SharedConn> {
+        if self.opts.read_only {
+            return Err(CnError::mysql(
+                code::ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION,
+                "Cannot execute statement in a READ ONLY transaction.",
+            ));
+        }
+        self.branch_inner(dn, true).await
+    }
+
+    async fn branch_inner(&self, dn: u32, write: bool) -> Result<SharedConn> {
+        let mut b = self.branches.lock().await;
+        if self.uses_views() && b.is_empty() {
+            self.open_all(&mut b).await?;
+        }
+        if let Some(br) = b.get_mut(&dn) {
+            br.wrote |= write;
+            return Ok(br.conn.clone());
         }
         let d = self.cluster.dn(dn)?;
-        let mut conn = d.conn().await?;
-        conn.query_drop(format!("XA START {}", quote_str(&self.xid))).await.map_err(|e| d.err(e))?;
-        let c = Arc::new(Mutex::new(conn));
-        b.insert(dn, c.clone());
+        let conn = d.conn().await?;
+        let mut v = ViewConn::new(conn, xa_rollback_sql(&self.xid));
+        let start = format!("XA START {}", quote_str(&self.xid));
+        if let Err(e) = mysql_async::prelude::Queryable::query_drop(&mut *v, start).await {
+            v.finished();
+            return Err(d.err(e));
+        }
+        self.owner.add(dn, v.id());
+        let c = Arc::new(Mutex::new(v));
+        b.insert(dn, Branch { conn: c.clone(), wrote: write });
+        let participants: Vec<u32> = b.keys().copied().collect();
+        self.set_info(|i| i.participants = participants);
         Ok(c)
+    }
+
+    /// Whether the deadlock detector chose this transaction as a victim
+    /// (clears the mark): its failed statement is reported as 1213 and the
+    /// whole transaction rolls back.
+    pub fn take_victim(&self) -> bool {
+        self.owner.take_victim()
     }
 
     /// DNs with a branch.
@@ -60,54 +326,168 @@ impl Txn {
         self.branches.lock().await.keys().copied().collect()
     }
 
-    /// Commits: one phase for a single branch, XA 2PC otherwise. On a prepare
-    /// failure every branch is rolled back and the error returned.
+    /// Commits. Branches that only read end with a rollback; one written
+    /// branch commits in one phase; several commit in two phases with the
+    /// decision in the transaction log. Errors: a failed prepare (every
+    /// branch rolled back, the DN's error returned), a decision taken by
+    /// recovery first (1213), a decision whose recording is unknown (1180;
+    /// recovery settles it from the log).
     pub async fn commit(&self) -> Result<()> {
         let branches = std::mem::take(&mut *self.branches.lock().await);
-        let xid = quote_str(&self.xid);
-        if branches.len() == 1 {
-            let (dn, c) = branches.into_iter().next().expect("one branch");
-            let d = self.cluster.dn(dn)?;
-            let mut c = c.lock().await;
-            let r = async {
-                c.query_drop(format!("XA END {xid}")).await?;
-                c.query_drop(format!("XA COMMIT {xid} ONE PHASE")).await
+        let mut written = Vec::new();
+        for (dn, b) in branches {
+            if b.wrote {
+                written.push((dn, b.conn));
+            } else {
+                // Read-only branch: its rollback runs in the background.
+                drop(b);
             }
-            .await;
-            if let Err(e) = r {
-                let _ = c.query_drop(format!("XA ROLLBACK {xid}")).await;
-                return Err(d.err(e));
-            }
-            return Ok(());
         }
-        let prepares = branches.iter().map(|(dn, c)| {
-            let xid = xid.clone();
-            async move {
-                let d = self.cluster.dn(*dn)?;
-                let mut c = c.lock().await;
-                c.query_drop(format!("XA END {xid}")).await.map_err(|e| d.err(e))?;
-                c.query_drop(format!("XA PREPARE {xid}")).await.map_err(|e| d.err(e))
+        match written.len() {
+            0 => Ok(()),
+            1 => {
+                let (dn, conn) = written.pop().expect("one branch");
+                let mut c = conn.lock().await;
+                let l = if self.opts.linearizable { self.start_ts } else { 0 };
+                match self.cluster.agents[dn as usize].commit_one_phase(&mut c, Some(&self.xid), l).await {
+                    Ok(t) => {
+                        c.finished();
+                        self.set_info(|i| i.commit_ts = t);
+                        Ok(())
+                    }
+                    Err(e) => Err(self.agent_err(dn, e)),
+                }
             }
+            _ => self.commit_two_phase(written).await,
+        }
+    }
+
+    fn agent_err(&self, dn: u32, e: AgentError) -> CnError {
+        match e {
+            AgentError::Db(e) => match self.cluster.dn(dn) {
+                Ok(d) => d.err(e),
+                Err(other) => other,
+            },
+            AgentError::Raise { .. } => too_late(&self.xid),
+        }
+    }
+
+    async fn commit_two_phase(&self, written: Vec<(u32, SharedConn)>) -> Result<()> {
+        self.set_info(|i| i.phase = Phase::Preparing);
+        let mut guards = Vec::with_capacity(written.len());
+        for (dn, c) in &written {
+            guards.push((*dn, c.clone().lock_owned().await));
+        }
+        let prepares = guards.iter_mut().map(|(dn, c)| {
+            let agent = self.cluster.agents[*dn as usize].clone();
+            let xid = &self.xid;
+            async move { agent.prepare(c, xid).await }
         });
         let results = futures::future::join_all(prepares).await;
-        if let Some(e) = results.into_iter().find_map(|r| r.err()) {
-            rollback_all(&branches, &xid).await;
-            return Err(e);
+        let mut max_m = 0;
+        let mut failure = None;
+        for ((dn, _), r) in guards.iter().zip(results) {
+            match r {
+                Ok(m) => max_m = max_m.max(m),
+                Err(e) => failure = failure.or(Some(self.agent_err(*dn, e))),
+            }
         }
-        // Decision: commit. Every branch is prepared, so a commit failure
-        // here leaves the branch in XA RECOVER for recovery to finish.
-        let commits = branches.iter().map(|(dn, c)| {
-            let xid = xid.clone();
+        if failure.is_none() {
+            match self.cluster.timestamp().await {
+                Ok(ts) => {
+                    let c = ts.max(max_m);
+                    return self.decide_and_commit(guards, c).await;
+                }
+                Err(e) => failure = Some(e),
+            }
+        }
+        self.rollback_prepared(&mut guards).await;
+        Err(failure.expect("a failure"))
+    }
+
+    async fn rollback_prepared(&self, guards: &mut [(u32, tokio::sync::OwnedMutexGuard<ViewConn>)]) {
+        let rbs = guards.iter_mut().map(|(dn, c)| {
+            let agent = self.cluster.agents[*dn as usize].clone();
+            let xid = &self.xid;
             async move {
-                let d = self.cluster.dn(*dn)?;
-                let mut c = c.lock().await;
-                c.query_drop(format!("XA COMMIT {xid}")).await.map_err(|e| d.err(e))
+                if agent.is_prepared(xid) {
+                    match agent.rollback_prepared(c, xid).await {
+                        Ok(()) => c.finished(),
+                        Err(e) => tracing::warn!(xid, error = %e, "XA ROLLBACK of a prepared branch failed"),
+                    }
+                } else {
+                    c.end().await;
+                }
             }
         });
-        for r in futures::future::join_all(commits).await {
-            if let Err(e) = r {
-                tracing::error!(xid = %self.xid, error = %e, "XA COMMIT failed after a commit decision");
+        futures::future::join_all(rbs).await;
+    }
+
+    async fn decide_and_commit(
+        &self,
+        mut guards: Vec<(u32, tokio::sync::OwnedMutexGuard<ViewConn>)>,
+        c: u64,
+    ) -> Result<()> {
+        match log::record(&self.cluster.metadb, &self.xid, log::Decision::Commit(c)).await {
+            Ok(()) => {}
+            Err(log::RecordError::Decided(_)) => {
+                self.rollback_prepared(&mut guards).await;
+                return Err(CnError::mysql(
+                    code::ER_LOCK_DEADLOCK,
+                    format!(
+                        "Transaction {} was rolled back by recovery before it committed; try restarting transaction",
+                        self.xid
+                    ),
+                ));
             }
+            Err(log::RecordError::Unknown(e)) => {
+                // The decision may or may not be recorded: leave the
+                // branches prepared for recovery, which commits them if the
+                // row is there and aborts them otherwise.
+                for (_, g) in guards.iter_mut() {
+                    g.abandon();
+                }
+                return Err(CnError::mysql(
+                    code::ER_ERROR_DURING_COMMIT,
+                    format!(
+                        "Outcome of transaction {} unknown (transaction log unreachable: {e}); recovery will settle it",
+                        self.xid
+                    ),
+                ));
+            }
+        }
+        self.set_info(|i| {
+            i.phase = Phase::Committing;
+            i.commit_ts = c;
+        });
+        let commits = guards.iter_mut().map(|(dn, g)| {
+            let agent = self.cluster.agents[*dn as usize].clone();
+            let xid = &self.xid;
+            async move {
+                match agent.commit_prepared(g, xid, c).await {
+                    Ok(()) => {
+                        g.finished();
+                        true
+                    }
+                    Err(e) => {
+                        // Committed by decision; recovery finishes the
+                        // branch from another connection.
+                        tracing::error!(xid, dn, error = %e, "XA COMMIT failed after the commit decision");
+                        g.abandon();
+                        false
+                    }
+                }
+            }
+        });
+        let all = futures::future::join_all(commits).await.into_iter().all(|ok| ok);
+        if all {
+            let metadb = self.cluster.metadb.clone();
+            let xid = self.xid.clone();
+            tokio::spawn(async move {
+                if let Err(e) = log::forget(&metadb, &xid).await {
+                    tracing::warn!(xid, error = %e, "could not delete a transaction log row");
+                }
+            });
         }
         Ok(())
     }
@@ -115,42 +495,41 @@ impl Txn {
     /// Rolls back every branch.
     pub async fn rollback(&self) {
         let branches = std::mem::take(&mut *self.branches.lock().await);
-        rollback_all(&branches, &quote_str(&self.xid)).await;
+        let ends = branches.into_values().map(|b| async move { b.conn.lock().await.end().await });
+        futures::future::join_all(ends).await;
     }
 }
 
-async fn rollback_all(branches: &BTreeMap<u32, SharedConn>, xid: &str) {
-    let rbs = branches.values().map(|c| async move {
-        let mut c = c.lock().await;
-        let _ = c.query_drop(format!("XA END {xid}")).await;
-        if let Err(e) = c.query_drop(format!("XA ROLLBACK {xid}")).await {
-            tracing::warn!(error = %e, "XA ROLLBACK failed");
-        }
-    });
-    futures::future::join_all(rbs).await;
+/// `XA END`, `XA ROLLBACK` of a branch (the END fails harmlessly on a
+/// branch already ended or marked rollback-only; the ROLLBACK still runs).
+fn xa_rollback_sql(xid: &str) -> Vec<String> {
+    let x = quote_str(xid);
+    vec![format!("XA END {x}"), format!("XA ROLLBACK {x}")]
+}
+
+fn too_late(xid: &str) -> CnError {
+    CnError::mysql(
+        code::ER_LOCK_DEADLOCK,
+        format!("Transaction {xid}: commits kept landing above its snapshot; try restarting transaction"),
+    )
 }
 
 impl Drop for Txn {
     fn drop(&mut self) {
-        // A transaction dropped without COMMIT/ROLLBACK (client gone): roll
-        // its branches back in the background.
-        let branches = std::mem::take(self.branches.get_mut());
-        if !branches.is_empty() {
-            let xid = quote_str(&self.xid);
-            if let Ok(h) = tokio::runtime::Handle::try_current() {
-                h.spawn(async move { rollback_all(&branches, &xid).await });
-            }
-        }
+        // Branches still held roll back in the background (ViewConn).
+        self.cluster.txns.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.xid);
     }
 }
 
 /// Where a statement gets its DN connections.
 #[derive(Clone)]
 pub enum ConnSource {
-    /// A pooled connection per shard access (autocommit reads).
+    /// A pooled connection per shard access (reads of one DN, DDL).
     Pool(Arc<Cluster>),
     /// The branches of a transaction.
     Txn(Arc<Txn>),
+    /// The read views of an autocommit statement's snapshot.
+    Snapshot(Arc<snapshot::StmtSnapshot>),
 }
 
 impl ConnSource {
@@ -158,21 +537,51 @@ impl ConnSource {
         match self {
             ConnSource::Pool(c) => c,
             ConnSource::Txn(t) => &t.cluster,
+            ConnSource::Snapshot(s) => s.cluster(),
+        }
+    }
+
+    /// Makes the read views a statement needs before it reads: `shards`
+    /// counts the shard accesses per DN. A snapshot opens that many views
+    /// per DN; a REPEATABLE READ transaction opens its snapshot.
+    pub async fn open(&self, shards: &BTreeMap<u32, usize>) -> Result<()> {
+        match self {
+            ConnSource::Pool(_) => Ok(()),
+            ConnSource::Txn(t) => t.open().await,
+            ConnSource::Snapshot(s) => s.open(shards).await,
+        }
+    }
+
+    /// Whether several shard accesses may share one connection (so a scan
+    /// must not stall while holding it).
+    pub fn shared(&self) -> bool {
+        match self {
+            ConnSource::Pool(_) => false,
+            ConnSource::Txn(_) => true,
+            ConnSource::Snapshot(s) => s.shared(),
+        }
+    }
+
+    pub async fn get(&self, dn: u32) -> Result<DnConn> {
+        match self {
+            ConnSource::Pool(c) => Ok(DnConn::Owned(c.dn(dn)?.conn().await?)),
+            ConnSource::Txn(t) => Ok(DnConn::Shared(t.branch(dn).await?.lock_owned().await)),
+            ConnSource::Snapshot(s) => s.get(dn).await,
         }
     }
 }
 
-/// A connection for one access: owned from the pool, or a transaction's.
-/// A connection to one DN for one statement: a pooled one, or the
-/// transaction's branch held locked. Dereferences to the connection.
+/// A connection to one DN for one statement: a pooled one, or a
+/// transaction's branch (or snapshot view) held locked. Dereferences to the
+/// connection.
 pub enum DnConn {
-    Owned(Conn),
-    Shared(tokio::sync::OwnedMutexGuard<Conn>),
+    Owned(mysql_async::Conn),
+    Shared(tokio::sync::OwnedMutexGuard<ViewConn>),
 }
 
 impl std::ops::Deref for DnConn {
-    type Target = Conn;
-    fn deref(&self) -> &Conn {
+    type Target = mysql_async::Conn;
+    fn deref(&self) -> &mysql_async::Conn {
         match self {
             DnConn::Owned(c) => c,
             DnConn::Shared(g) => g,
@@ -181,7 +590,7 @@ impl std::ops::Deref for DnConn {
 }
 
 impl std::ops::DerefMut for DnConn {
-    fn deref_mut(&mut self) -> &mut Conn {
+    fn deref_mut(&mut self) -> &mut mysql_async::Conn {
         match self {
             DnConn::Owned(c) => c,
             DnConn::Shared(g) => g,
@@ -198,20 +607,12 @@ pub fn value_bytes(v: mysql_async::Value) -> Option<Vec<u8>> {
     }
 }
 
-impl ConnSource {
-    pub async fn get(&self, dn: u32) -> Result<DnConn> {
-        match self {
-            ConnSource::Pool(c) => Ok(DnConn::Owned(c.dn(dn)?.conn().await?)),
-            ConnSource::Txn(t) => Ok(DnConn::Shared(t.branch(dn).await?.lock_owned().await)),
-        }
-    }
-}
-
 impl std::fmt::Debug for ConnSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ConnSource::Pool(_) => f.write_str("Pool"),
             ConnSource::Txn(t) => write!(f, "Txn({})", t.xid),
+            ConnSource::Snapshot(_) => f.write_str("Snapshot"),
         }
     }
 }

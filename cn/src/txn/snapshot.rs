@@ -1,0 +1,161 @@
+//! Statement snapshots: the read views of one autocommit statement that
+//! reads several shards, all at one snapshot timestamp.
+
+use super::{DnConn, SharedConn, ViewConn, OPEN_RETRIES};
+use crate::cluster::Cluster;
+use crate::error::{code, CnError, Result};
+use dn_plugin::{AgentError, View};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// The read views of one statement: per DN, one view per shard access, so
+/// shard scans stream in parallel as they do outside a snapshot. The views
+/// are made by [`StmtSnapshot::open`] before anything is read; when the
+/// snapshot is dropped they are rolled back in the background.
+pub struct StmtSnapshot {
+    cluster: Arc<Cluster>,
+    ts: AtomicU64,
+    /// `None` until opened; an empty map when the statement reads one shard
+    /// (a single consistent read needs no view).
+    views: Mutex<Option<BTreeMap<u32, Vec<SharedConn>>>>,
+    /// Some DN has fewer views than shard accesses.
+    shared: std::sync::atomic::AtomicBool,
+}
+
+/// At most this many read views per DN for one statement: shard accesses
+/// beyond it share views (one at a time), so a statement over many
+/// partitions does not drain the DN's connection pool.
+pub const MAX_VIEWS_PER_DN: usize = 4;
+
+impl StmtSnapshot {
+    pub fn new(cluster: Arc<Cluster>) -> Arc<Self> {
+        Arc::new(StmtSnapshot {
+            cluster,
+            ts: AtomicU64::new(0),
+            views: Mutex::new(None),
+            shared: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    pub fn cluster(&self) -> &Arc<Cluster> {
+        &self.cluster
+    }
+
+    /// The snapshot timestamp (0 before [`StmtSnapshot::open`], and when no
+    /// view was needed).
+    pub fn ts(&self) -> u64 {
+        self.ts.load(Ordering::Relaxed)
+    }
+
+    /// Whether shard accesses share views (see [`MAX_VIEWS_PER_DN`]).
+    pub fn shared(&self) -> bool {
+        self.shared.load(Ordering::Relaxed)
+    }
+
+    fn views(&self) -> std::sync::MutexGuard<'_, Option<BTreeMap<u32, Vec<SharedConn>>>> {
+        self.views.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Opens `shards[dn]` views on each DN at one snapshot: a fresh TSO
+    /// timestamp, or the DN's `amx` when all views are on one DN (no TSO
+    /// call). A late OPEN is retried at `max(TSO, amx)`. Errors: a DN error,
+    /// the TSO unreachable, or 1213 after [`OPEN_RETRIES`] late opens.
+    pub async fn open(&self, shards: &BTreeMap<u32, usize>) -> Result<()> {
+        if self.views().is_some() {
+            return Ok(());
+        }
+        let total: usize = shards.values().sum();
+        if total <= 1 {
+            *self.views() = Some(BTreeMap::new());
+            return Ok(());
+        }
+        let shards: BTreeMap<u32, usize> = shards.iter().map(|(d, n)| (*d, (*n).clamp(1, MAX_VIEWS_PER_DN))).collect();
+        let shared = shards.values().sum::<usize>() < total;
+        self.shared.store(shared, Ordering::Relaxed);
+        let shards = &shards;
+        let mut s = match shards.keys().collect::<Vec<_>>().as_slice() {
+            [only] => self.cluster.agents[**only as usize].amx(),
+            _ => self.cluster.timestamp().await?,
+        };
+        for _ in 0..OPEN_RETRIES {
+            match self.try_open(shards, s).await? {
+                Ok(views) => {
+                    self.ts.store(s, Ordering::Relaxed);
+                    *self.views() = Some(views);
+                    return Ok(());
+                }
+                Err(amx) => s = self.cluster.timestamp().await?.max(amx),
+            }
+        }
+        Err(CnError::mysql(
+            code::ER_LOCK_DEADLOCK,
+            "Statement snapshot: commits kept landing above the snapshot; try restarting transaction",
+        ))
+    }
+
+    /// One attempt: `Ok(Err(amx))` when a DN raised.
+    async fn try_open(
+        &self,
+        shards: &BTreeMap<u32, usize>,
+        s: u64,
+    ) -> Result<Result<BTreeMap<u32, Vec<SharedConn>>, u64>> {
+        let acquired = self.cluster.acquire(shards).await?;
+        let opens = acquired.into_iter().map(|(dn, mut conns)| {
+            let cluster = self.cluster.clone();
+            async move {
+                let r = cluster.agents[dn as usize].open(s, conns.iter_mut().map(View::ReadOnly).collect()).await;
+                let views: Vec<ViewConn> =
+                    conns.into_iter().map(|c| ViewConn::new(c, vec!["ROLLBACK".to_string()])).collect();
+                Ok::<_, CnError>((dn, views, r))
+            }
+        });
+        let mut out = BTreeMap::new();
+        let mut raised = None;
+        let mut failed = None;
+        for r in futures::future::join_all(opens).await {
+            match r {
+                Ok((dn, views, Ok(()))) => {
+                    out.insert(dn, views.into_iter().map(|v| Arc::new(tokio::sync::Mutex::new(v))).collect());
+                }
+                Ok((_, mut views, Err(AgentError::Raise { amx, .. }))) => {
+                    views.iter_mut().for_each(ViewConn::finished);
+                    raised = Some(raised.unwrap_or(0).max(amx));
+                }
+                Ok((dn, _views, Err(AgentError::Db(e)))) => failed = Some(self.cluster.dn(dn)?.err(e)),
+                Err(e) => failed = Some(e),
+            }
+        }
+        // Views in `out` of a failed attempt roll back when dropped.
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        Ok(match raised {
+            Some(amx) => Err(amx),
+            None => Ok(out),
+        })
+    }
+
+    /// A connection reading DN `dn` in this snapshot: a free view (or the
+    /// first, once it is free); a pooled connection when the statement
+    /// reads one shard. Errors: the DN was not opened (a planning bug).
+    pub async fn get(&self, dn: u32) -> Result<DnConn> {
+        let list = match self.views().as_ref() {
+            Some(m) if m.is_empty() => None,
+            Some(m) => Some(m.get(&dn).cloned().unwrap_or_default()),
+            None => return Err(CnError::internal("statement snapshot used before it was opened")),
+        };
+        let Some(list) = list else {
+            return Ok(DnConn::Owned(self.cluster.dn(dn)?.conn().await?));
+        };
+        for c in &list {
+            if let Ok(g) = c.clone().try_lock_owned() {
+                return Ok(DnConn::Shared(g));
+            }
+        }
+        match list.first() {
+            Some(c) => Ok(DnConn::Shared(c.clone().lock_owned().await)),
+            None => Err(CnError::internal(format!("statement snapshot has no view on dn{dn}"))),
+        }
+    }
+}

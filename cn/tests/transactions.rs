@@ -1,0 +1,464 @@
+//! Distributed transactions end to end: a bank workload through the CN over
+//! three real MariaDB DNs (snapshot isolation holds; with the agents'
+//! gating switched off the same workload must see a wrong total: the
+//! negative control), recovery of branches left prepared by a crash, and
+//! transaction statements.
+
+mod common;
+
+use cn::playground::Playground;
+use common::{code, runtime, url};
+use mysql_async::prelude::*;
+use mysql_async::{Conn, Opts};
+use rand::Rng;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+const ACCOUNTS: i64 = 24;
+const INITIAL: i64 = 100;
+
+struct Env {
+    pg: Playground,
+    _dir: tempfile::TempDir,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// One playground with three DNs for this test binary.
+fn env() -> &'static Env {
+    static ENV: OnceLock<Env> = OnceLock::new();
+    ENV.get_or_init(|| {
+        runtime().block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let ports = [free_port(), free_port(), free_port(), free_port()];
+            let pg = Playground::start(dir.path(), &ports, 64, "127.0.0.1:0".parse().unwrap(), "127.0.0.1:0")
+                .await
+                .expect("MariaDB, the TSO and the CN start");
+            Env { pg, _dir: dir }
+        })
+    })
+}
+
+/// Tests in this binary run one at a time: the negative control switches
+/// the agents' gating off for the whole cluster.
+fn serial() -> &'static tokio::sync::Mutex<()> {
+    static M: OnceLock<tokio::sync::Mutex<()>> = OnceLock::new();
+    M.get_or_init(|| tokio::sync::Mutex::new(()))
+}
+
+fn run<F: std::future::Future>(f: F) -> F::Output {
+    env();
+    runtime().block_on(async {
+        let _g = serial().lock().await;
+        f.await
+    })
+}
+
+async fn connect(db: Option<&str>) -> Conn {
+    Conn::new(Opts::from_url(&url(env().pg.addr, db)).unwrap()).await.expect("connects to the CN")
+}
+
+async fn dn_conn(i: usize) -> Conn {
+    let port = env().pg.topo.dns[i].port;
+    Conn::new(Opts::from_url(&format!("mysql://root@127.0.0.1:{port}")).unwrap()).await.unwrap()
+}
+
+fn set_gating(on: bool) {
+    for a in &env().pg.cluster.agents {
+        a.set_gating(on);
+    }
+}
+
+#[derive(Default, Debug)]
+struct Stats {
+    transfers: AtomicU64,
+    same_dn_transfers: AtomicU64,
+    aborts: AtomicU64,
+    statement_reads: AtomicU64,
+    rr_reads: AtomicU64,
+    bad_reads: AtomicU64,
+    negative: AtomicU64,
+}
+
+impl Stats {
+    fn get(&self, f: impl Fn(&Stats) -> &AtomicU64) -> u64 {
+        f(self).load(Ordering::Relaxed)
+    }
+}
+
+/// Errors a transfer may meet under contention: write conflict (1020, first
+/// committer wins), lock wait timeout (1205), deadlock or late snapshot
+/// (1213).
+fn retryable(e: &mysql_async::Error) -> bool {
+    matches!(e, mysql_async::Error::Server(s) if [1020, 1205, 1213].contains(&s.code))
+}
+
+async fn setup_bank(db: &str) {
+    let mut c = connect(None).await;
+    c.query_drop(format!("DROP DATABASE IF EXISTS {db}")).await.unwrap();
+    c.query_drop(format!("CREATE DATABASE {db}")).await.unwrap();
+    c.query_drop(format!("USE {db}")).await.unwrap();
+    c.query_drop("CREATE TABLE acct (id BIGINT PRIMARY KEY, bal BIGINT NOT NULL) PARTITION BY KEY(id) PARTITIONS 6")
+        .await
+        .unwrap();
+    let rows: Vec<String> = (0..ACCOUNTS).map(|i| format!("({i}, {INITIAL})")).collect();
+    c.query_drop(format!("INSERT INTO acct VALUES {}", rows.join(","))).await.unwrap();
+}
+
+/// The DN of each row `id` in `0..ACCOUNTS` of every table of `db`, found by
+/// asking each DN which ids it holds.
+async fn account_dns(db: &str) -> Vec<usize> {
+    let mut out = vec![usize::MAX; ACCOUNTS as usize];
+    for i in 0..env().pg.topo.dns.len() {
+        let mut d = dn_conn(i).await;
+        let tables: Vec<String> = d
+            .query(format!("SELECT table_name FROM information_schema.tables WHERE table_schema = '{db}'"))
+            .await
+            .unwrap();
+        for t in tables {
+            let ids: Vec<i64> = d.query(format!("SELECT id FROM {db}.`{t}`")).await.unwrap();
+            for id in ids.into_iter().filter(|id| *id < ACCOUNTS) {
+                out[id as usize] = i;
+            }
+        }
+    }
+    out
+}
+
+/// One transfer of a random amount from `a` to `b`, reading both balances
+/// first (read-then-write, so a lost update would change the total).
+async fn transfer(c: &mut Conn, a: i64, b: i64, x: i64) -> Result<bool, mysql_async::Error> {
+    c.query_drop("BEGIN").await?;
+    let r = async {
+        let ba: i64 = c.exec_first("SELECT bal FROM acct WHERE id = ?", (a,)).await?.unwrap();
+        let bb: i64 = c.exec_first("SELECT bal FROM acct WHERE id = ?", (b,)).await?.unwrap();
+        if ba < x {
+            return Ok(false);
+        }
+        // In id order: two transfers locking the same pair in opposite
+        // orders on two DNs would wait for each other until the lock wait
+        // timeout (no distributed deadlock detection yet).
+        let mut writes = [(a, ba - x), (b, bb + x)];
+        writes.sort();
+        for (id, bal) in writes {
+            c.exec_drop("UPDATE acct SET bal = ? WHERE id = ?", (bal, id)).await?;
+        }
+        Ok(true)
+    }
+    .await;
+    match r {
+        Ok(true) => c.query_drop("COMMIT").await.map(|_| true),
+        Ok(false) => c.query_drop("ROLLBACK").await.map(|_| false),
+        Err(e) => {
+            let _ = c.query_drop("ROLLBACK").await;
+            Err(e)
+        }
+    }
+}
+
+async fn transfers(db: String, stats: Arc<Stats>, stop: Arc<AtomicBool>, dns: Arc<Vec<usize>>) {
+    let mut c = connect(Some(&db)).await;
+    while !stop.load(Ordering::Relaxed) {
+        let (a, b, x) = {
+            let mut rng = rand::rng();
+            let a = rng.random_range(0..ACCOUNTS);
+            let mut b = rng.random_range(0..ACCOUNTS - 1);
+            if b >= a {
+                b += 1;
+            }
+            (a, b, rng.random_range(1..=30))
+        };
+        match transfer(&mut c, a, b, x).await {
+            Ok(true) => {
+                stats.transfers.fetch_add(1, Ordering::Relaxed);
+                if dns[a as usize] == dns[b as usize] {
+                    stats.same_dn_transfers.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Ok(false) => {}
+            Err(e) if retryable(&e) => {
+                stats.aborts.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => panic!("transfer {a} -> {b}: unexpected error {e}"),
+        }
+    }
+}
+
+/// Sums all balances in one autocommit statement (a statement snapshot).
+async fn statement_reader(db: String, stats: Arc<Stats>, stop: Arc<AtomicBool>) {
+    let mut c = connect(Some(&db)).await;
+    while !stop.load(Ordering::Relaxed) {
+        let (sum, min, n): (String, i64, i64) =
+            c.query_first("SELECT SUM(bal), MIN(bal), COUNT(*) FROM acct").await.unwrap().unwrap();
+        stats.statement_reads.fetch_add(1, Ordering::Relaxed);
+        assert_eq!(n, ACCOUNTS);
+        if sum.parse::<i64>().unwrap() != ACCOUNTS * INITIAL {
+            stats.bad_reads.fetch_add(1, Ordering::Relaxed);
+        }
+        if min < 0 {
+            stats.negative.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Reads every balance one statement at a time, with pauses, inside one
+/// REPEATABLE READ transaction.
+async fn rr_reader(db: String, stats: Arc<Stats>, stop: Arc<AtomicBool>) {
+    let mut c = connect(Some(&db)).await;
+    while !stop.load(Ordering::Relaxed) {
+        c.query_drop("BEGIN").await.unwrap();
+        let mut sum = 0;
+        let mut failed = false;
+        for id in 0..ACCOUNTS {
+            match c.exec_first::<i64, _, _>("SELECT bal FROM acct WHERE id = ?", (id,)).await {
+                Ok(b) => {
+                    let b = b.unwrap();
+                    sum += b;
+                    if b < 0 {
+                        stats.negative.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Err(e) if retryable(&e) => {
+                    failed = true;
+                    break;
+                }
+                Err(e) => panic!("RR read: unexpected error {e}"),
+            }
+            if id % 6 == 5 {
+                let pause = rand::rng().random_range(0..2000);
+                tokio::time::sleep(Duration::from_micros(pause)).await;
+            }
+        }
+        let _ = c.query_drop("COMMIT").await;
+        if failed {
+            continue;
+        }
+        stats.rr_reads.fetch_add(1, Ordering::Relaxed);
+        if sum != ACCOUNTS * INITIAL {
+            stats.bad_reads.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Runs 6 transfer clients, 2 statement readers and 2 RR readers for at
+/// most `secs`, stopping early once `stop_when` holds.
+async fn bank(db: &str, secs: u64, stop_when: impl Fn(&Stats) -> bool) -> Arc<Stats> {
+    let stats = Arc::new(Stats::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let dns = Arc::new(account_dns(db).await);
+    assert!(dns.iter().all(|d| *d != usize::MAX));
+    let mut tasks = Vec::new();
+    for _ in 0..6 {
+        tasks.push(tokio::spawn(transfers(db.into(), stats.clone(), stop.clone(), dns.clone())));
+    }
+    for _ in 0..2 {
+        tasks.push(tokio::spawn(statement_reader(db.into(), stats.clone(), stop.clone())));
+        tasks.push(tokio::spawn(rr_reader(db.into(), stats.clone(), stop.clone())));
+    }
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(secs) && !stop_when(&stats) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await.expect("a bank client panicked");
+    }
+    stats
+}
+
+async fn final_total(db: &str) -> i64 {
+    let mut total = 0;
+    for i in 0..env().pg.topo.dns.len() {
+        let mut d = dn_conn(i).await;
+        let tables: Vec<String> = d
+            .query(format!("SELECT table_name FROM information_schema.tables WHERE table_schema = '{db}'"))
+            .await
+            .unwrap();
+        for t in tables {
+            let s: Option<i64> =
+                d.query_first(format!("SELECT CAST(SUM(bal) AS SIGNED) FROM {db}.`{t}`")).await.unwrap().unwrap();
+            total += s.unwrap_or(0);
+        }
+    }
+    total
+}
+
+async fn prepared_branches() -> usize {
+    let mut n = 0;
+    for i in 0..env().pg.topo.dns.len() {
+        let rows: Vec<mysql_async::Row> = dn_conn(i).await.query("XA RECOVER").await.unwrap();
+        n += rows.len();
+    }
+    n
+}
+
+#[test]
+fn bank_keeps_its_total_and_the_negative_control_sees_the_anomaly() {
+    run(async {
+        setup_bank("bank").await;
+        set_gating(true);
+        let s = bank("bank", 8, |_| false).await;
+        eprintln!("gating on: {s:?}");
+        assert_eq!(s.get(|s| &s.bad_reads), 0, "a reader saw a wrong total with gating on");
+        assert_eq!(s.get(|s| &s.negative), 0, "a negative balance was seen");
+        assert!(s.get(|s| &s.transfers) > 100, "too few transfers to mean anything");
+        assert!(s.get(|s| &s.same_dn_transfers) > 0, "no single-DN (1PC) transfer ran");
+        assert!(s.get(|s| &s.statement_reads) > 50 && s.get(|s| &s.rr_reads) > 5);
+        assert_eq!(final_total("bank").await, ACCOUNTS * INITIAL);
+        assert_eq!(prepared_branches().await, 0, "prepared branches left behind");
+
+        // Negative control: the same workload without the agents' gating
+        // must show a wrong total within seconds.
+        set_gating(false);
+        let s = bank("bank", 30, |s| s.bad_reads.load(Ordering::Relaxed) > 0).await;
+        set_gating(true);
+        eprintln!("gating off: {s:?}");
+        assert!(s.get(|s| &s.bad_reads) > 0, "the bank test cannot see the anomaly it guards against");
+        // Writes themselves stay atomic either way.
+        assert_eq!(final_total("bank").await, ACCOUNTS * INITIAL);
+    });
+}
+
+#[test]
+fn recovery_settles_branches_left_prepared() {
+    run(async {
+        let mut c = connect(None).await;
+        c.query_drop("DROP DATABASE IF EXISTS rec").await.unwrap();
+        c.query_drop("CREATE DATABASE rec").await.unwrap();
+        c.query_drop("CREATE TABLE rec.t (id INT PRIMARY KEY, v INT) PARTITION BY KEY(id) PARTITIONS 3").await.unwrap();
+        let topo: Vec<mysql_async::Row> = c.query("SHOW TOPOLOGY FROM rec.t").await.unwrap();
+        assert_eq!(topo.len(), 3);
+        // A crashed coordinator: branches prepared on DN 0 by connections
+        // that then close. One transaction's commit decision is in the log,
+        // the other's is not.
+        let cluster = &env().pg.cluster;
+        let old = tso::compose(tso::physical(cluster.timestamp().await.unwrap()) - 60_000, 0);
+        let (committed, aborted) = (format!("cn-990-{old}"), format!("cn-991-{}", old + 1));
+        let mut d = dn_conn(0).await;
+        let phys: String = d
+            .query_first("SELECT table_name FROM information_schema.tables WHERE table_schema = 'rec' LIMIT 1")
+            .await
+            .unwrap()
+            .unwrap();
+        for (xid, id) in [(&committed, 1000), (&aborted, 1001)] {
+            let mut b = dn_conn(0).await;
+            b.query_drop(format!("XA START '{xid}'")).await.unwrap();
+            b.query_drop(format!("INSERT INTO rec.`{phys}` VALUES ({id}, 1)")).await.unwrap();
+            b.query_drop(format!("XA END '{xid}'")).await.unwrap();
+            b.query_drop(format!("XA PREPARE '{xid}'")).await.unwrap();
+            b.disconnect().await.unwrap();
+        }
+        let commit_ts = cluster.timestamp().await.unwrap();
+        cn::txn::log::record(&cluster.metadb, &committed, cn::txn::log::Decision::Commit(commit_ts)).await.unwrap();
+        // The watchdog settles both within 10 s.
+        let started = Instant::now();
+        while prepared_branches().await > 0 {
+            assert!(started.elapsed() < Duration::from_secs(10), "XA RECOVER not empty after 10 s");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let ids: Vec<i32> = d.query(format!("SELECT id FROM rec.`{phys}` ORDER BY id")).await.unwrap();
+        assert_eq!(ids, vec![1000], "the logged commit is applied and the unlogged one rolled back");
+        assert_eq!(
+            cn::txn::log::lookup(&cluster.metadb, &aborted).await.unwrap(),
+            Some(cn::txn::log::Decision::Abort),
+            "recovery records the abort so a late commit cannot win"
+        );
+        assert!(cluster.agents[0].amx() >= commit_ts, "the recovered commit raised amx");
+    });
+}
+
+#[test]
+fn transaction_statements() {
+    run(async {
+        let mut c = connect(None).await;
+        c.query_drop("DROP DATABASE IF EXISTS tx").await.unwrap();
+        c.query_drop("CREATE DATABASE tx").await.unwrap();
+        c.query_drop("USE tx").await.unwrap();
+        c.query_drop("CREATE TABLE t (id INT PRIMARY KEY, v INT) PARTITION BY KEY(id) PARTITIONS 6").await.unwrap();
+        c.query_drop("INSERT INTO t VALUES (1, 1), (2, 2), (3, 3), (4, 4), (5, 5), (6, 6)").await.unwrap();
+        // READ ONLY refuses writes with MySQL's error.
+        c.query_drop("START TRANSACTION READ ONLY").await.unwrap();
+        let n: i64 = c.query_first("SELECT COUNT(*) FROM t").await.unwrap().unwrap();
+        assert_eq!(n, 6);
+        assert_eq!(code(c.query_drop("UPDATE t SET v = 0 WHERE id = 1").await.unwrap_err()), 1792);
+        c.query_drop("COMMIT").await.unwrap();
+        // REPEATABLE READ: a transaction keeps its snapshot across DNs while
+        // another session commits a change on several of them.
+        c.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT").await.unwrap();
+        let mut other = connect(Some("tx")).await;
+        other.query_drop("UPDATE t SET v = v + 10").await.unwrap();
+        assert_eq!(other.affected_rows(), 6);
+        let s: String = c.query_first("SELECT SUM(v) FROM t").await.unwrap().unwrap();
+        assert_eq!(s, "21", "the snapshot taken at START TRANSACTION does not see the later commit");
+        let v: i32 = c.query_first("SELECT v FROM t WHERE id = 3").await.unwrap().unwrap();
+        assert_eq!(v, 3);
+        c.query_drop("COMMIT").await.unwrap();
+        let s: String = c.query_first("SELECT SUM(v) FROM t").await.unwrap().unwrap();
+        assert_eq!(s, "81");
+        // First committer wins: a write to a row changed after the
+        // snapshot fails with 1020 and the whole transaction rolls back.
+        c.query_drop("BEGIN").await.unwrap();
+        let _: Option<i32> = c.query_first("SELECT v FROM t WHERE id = 1").await.unwrap();
+        other.query_drop("UPDATE t SET v = 100 WHERE id = 1").await.unwrap();
+        c.query_drop("UPDATE t SET v = 7 WHERE id = 2").await.unwrap();
+        assert_eq!(code(c.query_drop("UPDATE t SET v = v + 1 WHERE id = 1").await.unwrap_err()), 1020);
+        c.query_drop("COMMIT").await.unwrap();
+        let vs: Vec<i32> = c.query("SELECT v FROM t WHERE id IN (1, 2) ORDER BY id").await.unwrap();
+        assert_eq!(vs, vec![100, 12], "the conflicting transaction left nothing behind");
+        // SHOW TRANS lists an open distributed transaction.
+        c.query_drop("BEGIN").await.unwrap();
+        c.query_drop("UPDATE t SET v = v + 1").await.unwrap();
+        let rows: Vec<mysql_async::Row> = other.query("SHOW TRANS").await.unwrap();
+        assert!(!rows.is_empty(), "SHOW TRANS lists the open transaction");
+        c.query_drop("COMMIT").await.unwrap();
+        assert_eq!(prepared_branches().await, 0);
+    });
+}
+
+#[test]
+fn distributed_deadlock_is_broken_with_1213() {
+    run(async {
+        let mut c1 = connect(None).await;
+        c1.query_drop("DROP DATABASE IF EXISTS dl").await.unwrap();
+        c1.query_drop("CREATE DATABASE dl").await.unwrap();
+        c1.query_drop("USE dl").await.unwrap();
+        c1.query_drop("CREATE TABLE t (id BIGINT PRIMARY KEY, v INT) PARTITION BY KEY(id) PARTITIONS 6").await.unwrap();
+        let rows: Vec<String> = (0..ACCOUNTS).map(|i| format!("({i}, 0)")).collect();
+        c1.query_drop(format!("INSERT INTO t VALUES {}", rows.join(","))).await.unwrap();
+        let dns = account_dns("dl").await;
+        let a = 0i64;
+        let b = (1..ACCOUNTS).find(|i| dns[*i as usize] != dns[0]).expect("rows on two DNs");
+        let mut c2 = connect(Some("dl")).await;
+        // T1 locks a then wants b; T2 locks b then wants a, on two DNs: no
+        // single InnoDB sees the cycle.
+        c1.query_drop("BEGIN").await.unwrap();
+        c1.exec_drop("UPDATE t SET v = 1 WHERE id = ?", (a,)).await.unwrap();
+        c2.query_drop("BEGIN").await.unwrap();
+        c2.exec_drop("UPDATE t SET v = 2 WHERE id = ?", (b,)).await.unwrap();
+        let started = Instant::now();
+        let t1 = tokio::spawn(async move {
+            let r = c1.exec_drop("UPDATE t SET v = 1 WHERE id = ?", (b,)).await;
+            (c1, r)
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let t2 = tokio::spawn(async move {
+            let r = c2.exec_drop("UPDATE t SET v = 2 WHERE id = ?", (a,)).await;
+            (c2, r)
+        });
+        let ((mut c1, r1), (mut c2, r2)) = (t1.await.unwrap(), t2.await.unwrap());
+        let elapsed = started.elapsed();
+        assert!(elapsed < Duration::from_secs(10), "deadlock broken after {elapsed:?}, not by the detector");
+        // Exactly one victim, the younger T2, with MySQL's deadlock error;
+        // the survivor commits.
+        assert!(r1.is_ok(), "the older transaction survives: {r1:?}");
+        assert_eq!(code(r2.unwrap_err()), 1213);
+        c1.query_drop("COMMIT").await.unwrap();
+        c2.query_drop("COMMIT").await.unwrap();
+        let vs: Vec<(i64, i32)> = c2.exec("SELECT id, v FROM t WHERE id IN (?, ?) ORDER BY id", (a, b)).await.unwrap();
+        assert_eq!(vs, vec![(a, 1), (b, 1)], "the victim's writes are rolled back on every DN");
+        assert_eq!(prepared_branches().await, 0);
+    });
+}
