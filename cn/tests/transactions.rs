@@ -96,16 +96,22 @@ fn retryable(e: &mysql_async::Error) -> bool {
     matches!(e, mysql_async::Error::Server(s) if [1020, 1205, 1213].contains(&s.code))
 }
 
-async fn setup_bank(db: &str) {
+/// A fresh database `db` holding table `table (id BIGINT PRIMARY KEY, <col>
+/// BIGINT)` in 6 partitions, with rows `(i, value)` for `i` in
+/// `0..ACCOUNTS`; returns a connection using `db`.
+async fn fresh_table(db: &str, table: &str, col: &str, value: i64) -> Conn {
     let mut c = connect(None).await;
     c.query_drop(format!("DROP DATABASE IF EXISTS {db}")).await.unwrap();
     c.query_drop(format!("CREATE DATABASE {db}")).await.unwrap();
     c.query_drop(format!("USE {db}")).await.unwrap();
-    c.query_drop("CREATE TABLE acct (id BIGINT PRIMARY KEY, bal BIGINT NOT NULL) PARTITION BY KEY(id) PARTITIONS 6")
-        .await
-        .unwrap();
-    let rows: Vec<String> = (0..ACCOUNTS).map(|i| format!("({i}, {INITIAL})")).collect();
-    c.query_drop(format!("INSERT INTO acct VALUES {}", rows.join(","))).await.unwrap();
+    c.query_drop(format!(
+        "CREATE TABLE {table} (id BIGINT PRIMARY KEY, {col} BIGINT NOT NULL) PARTITION BY KEY(id) PARTITIONS 6"
+    ))
+    .await
+    .unwrap();
+    let rows: Vec<String> = (0..ACCOUNTS).map(|i| format!("({i}, {value})")).collect();
+    c.query_drop(format!("INSERT INTO {table} VALUES {}", rows.join(","))).await.unwrap();
+    c
 }
 
 /// The DN of each row `id` in `0..ACCOUNTS` of every table of `db`, found by
@@ -298,7 +304,7 @@ async fn prepared_branches() -> usize {
 #[test]
 fn bank_keeps_its_total_and_the_negative_control_sees_the_anomaly() {
     run(async {
-        setup_bank("bank").await;
+        fresh_table("bank", "acct", "bal", INITIAL).await;
         set_gating(true);
         let s = bank("bank", 8, |_| false).await;
         eprintln!("gating on: {s:?}");
@@ -373,12 +379,9 @@ fn recovery_settles_branches_left_prepared() {
 #[test]
 fn transaction_statements() {
     run(async {
-        let mut c = connect(None).await;
-        c.query_drop("DROP DATABASE IF EXISTS tx").await.unwrap();
-        c.query_drop("CREATE DATABASE tx").await.unwrap();
-        c.query_drop("USE tx").await.unwrap();
-        c.query_drop("CREATE TABLE t (id INT PRIMARY KEY, v INT) PARTITION BY KEY(id) PARTITIONS 6").await.unwrap();
-        c.query_drop("INSERT INTO t VALUES (1, 1), (2, 2), (3, 3), (4, 4), (5, 5), (6, 6)").await.unwrap();
+        let mut c = fresh_table("tx", "t", "v", 0).await;
+        c.query_drop("DELETE FROM t WHERE id = 0 OR id > 6").await.unwrap();
+        c.query_drop("UPDATE t SET v = id").await.unwrap();
         // READ ONLY refuses writes with MySQL's error.
         c.query_drop("START TRANSACTION READ ONLY").await.unwrap();
         let n: i64 = c.query_first("SELECT COUNT(*) FROM t").await.unwrap().unwrap();
@@ -421,13 +424,7 @@ fn transaction_statements() {
 #[test]
 fn distributed_deadlock_is_broken_with_1213() {
     run(async {
-        let mut c1 = connect(None).await;
-        c1.query_drop("DROP DATABASE IF EXISTS dl").await.unwrap();
-        c1.query_drop("CREATE DATABASE dl").await.unwrap();
-        c1.query_drop("USE dl").await.unwrap();
-        c1.query_drop("CREATE TABLE t (id BIGINT PRIMARY KEY, v INT) PARTITION BY KEY(id) PARTITIONS 6").await.unwrap();
-        let rows: Vec<String> = (0..ACCOUNTS).map(|i| format!("({i}, 0)")).collect();
-        c1.query_drop(format!("INSERT INTO t VALUES {}", rows.join(","))).await.unwrap();
+        let mut c1 = fresh_table("dl", "t", "v", 0).await;
         let dns = account_dns("dl").await;
         let a = 0i64;
         let b = (1..ACCOUNTS).find(|i| dns[*i as usize] != dns[0]).expect("rows on two DNs");
@@ -533,14 +530,7 @@ async fn causal(db: &str, secs: u64, policy: &'static str, stop_on_anomaly: bool
 #[test]
 fn causal_order_holds_for_one_and_two_phase_commits() {
     run(async {
-        let mut c = connect(None).await;
-        c.query_drop("DROP DATABASE IF EXISTS causal").await.unwrap();
-        c.query_drop("CREATE DATABASE causal").await.unwrap();
-        c.query_drop("CREATE TABLE causal.t (id BIGINT PRIMARY KEY, v BIGINT) PARTITION BY KEY(id) PARTITIONS 6")
-            .await
-            .unwrap();
-        let rows: Vec<String> = (0..ACCOUNTS).map(|i| format!("({i}, 0)")).collect();
-        c.query_drop(format!("INSERT INTO causal.t VALUES {}", rows.join(","))).await.unwrap();
+        fresh_table("causal", "t", "v", 0).await;
         set_gating(true);
         for policy in ["1pc", "2pc"] {
             let (reads, bad) = causal("causal", 4, policy, false).await;
