@@ -7,6 +7,7 @@
 //! shared client for `--secs` seconds. Prints timestamps per second and
 //! p50/p99 latency per call, then a final JSON line.
 
+use benches::percentile;
 use clap::Parser;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -35,13 +36,6 @@ struct Figures {
     per_sec: f64,
     p50_us: f64,
     p99_us: f64,
-}
-
-fn percentile(sorted: &[u32], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize] as f64 / 1000.0
 }
 
 async fn run(client: &TsoClient, callers: usize, secs: u64) -> Figures {

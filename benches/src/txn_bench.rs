@@ -8,6 +8,7 @@
 //!
 //! Async commit is not built yet, so it has no row.
 
+use benches::percentile;
 use clap::Parser;
 use mysql_async::prelude::*;
 use mysql_async::{Conn, Opts};
@@ -34,13 +35,6 @@ struct Figures {
     tps: f64,
     p50_ms: f64,
     p99_ms: f64,
-}
-
-fn percentile(sorted: &[u64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize] as f64 / 1000.0
 }
 
 fn free_port() -> u16 {

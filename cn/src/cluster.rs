@@ -172,15 +172,27 @@ impl Cluster {
 
     /// Polls the catalog version so DDL made on another CN becomes visible.
     pub fn spawn_catalog_poller(self: &Arc<Self>) {
-        let me = Arc::downgrade(self);
         let every = Duration::from_millis(self.config.catalog_poll_ms.max(50));
+        self.spawn_every(every, |c| async move {
+            if let Err(e) = c.refresh_catalog().await {
+                tracing::warn!(error = %e, "catalog refresh failed");
+            }
+        });
+    }
+
+    /// Runs `task` every `every` (after a first sleep) for as long as the
+    /// cluster lives; the task holds it only while it runs.
+    pub fn spawn_every<F, Fut>(self: &Arc<Self>, every: Duration, task: F)
+    where
+        F: Fn(Arc<Cluster>) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send,
+    {
+        let me = Arc::downgrade(self);
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(every).await;
                 let Some(c) = me.upgrade() else { return };
-                if let Err(e) = c.refresh_catalog().await {
-                    tracing::warn!(error = %e, "catalog refresh failed");
-                }
+                task(c).await;
             }
         });
     }

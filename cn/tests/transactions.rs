@@ -114,17 +114,18 @@ async fn fresh_table(db: &str, table: &str, col: &str, value: i64) -> Conn {
     c
 }
 
+/// The physical tables of database `db` on the DN behind `d`.
+async fn physical_tables(d: &mut Conn, db: &str) -> Vec<String> {
+    d.query(format!("SELECT table_name FROM information_schema.tables WHERE table_schema = '{db}'")).await.unwrap()
+}
+
 /// The DN of each row `id` in `0..ACCOUNTS` of every table of `db`, found by
 /// asking each DN which ids it holds.
 async fn account_dns(db: &str) -> Vec<usize> {
     let mut out = vec![usize::MAX; ACCOUNTS as usize];
     for i in 0..env().pg.topo.dns.len() {
         let mut d = dn_conn(i).await;
-        let tables: Vec<String> = d
-            .query(format!("SELECT table_name FROM information_schema.tables WHERE table_schema = '{db}'"))
-            .await
-            .unwrap();
-        for t in tables {
+        for t in physical_tables(&mut d, db).await {
             let ids: Vec<i64> = d.query(format!("SELECT id FROM {db}.`{t}`")).await.unwrap();
             for id in ids.into_iter().filter(|id| *id < ACCOUNTS) {
                 out[id as usize] = i;
@@ -279,11 +280,7 @@ async fn final_total(db: &str) -> i64 {
     let mut total = 0;
     for i in 0..env().pg.topo.dns.len() {
         let mut d = dn_conn(i).await;
-        let tables: Vec<String> = d
-            .query(format!("SELECT table_name FROM information_schema.tables WHERE table_schema = '{db}'"))
-            .await
-            .unwrap();
-        for t in tables {
+        for t in physical_tables(&mut d, db).await {
             let s: Option<i64> =
                 d.query_first(format!("SELECT CAST(SUM(bal) AS SIGNED) FROM {db}.`{t}`")).await.unwrap().unwrap();
             total += s.unwrap_or(0);
@@ -344,11 +341,7 @@ fn recovery_settles_branches_left_prepared() {
         let old = tso::compose(tso::physical(cluster.timestamp().await.unwrap()) - 60_000, 0);
         let (committed, aborted) = (format!("cn-990-{old}"), format!("cn-991-{}", old + 1));
         let mut d = dn_conn(0).await;
-        let phys: String = d
-            .query_first("SELECT table_name FROM information_schema.tables WHERE table_schema = 'rec' LIMIT 1")
-            .await
-            .unwrap()
-            .unwrap();
+        let phys = physical_tables(&mut d, "rec").await.remove(0);
         for (xid, id) in [(&committed, 1000), (&aborted, 1001)] {
             let mut b = dn_conn(0).await;
             b.query_drop(format!("XA START '{xid}'")).await.unwrap();

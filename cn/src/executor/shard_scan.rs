@@ -108,18 +108,16 @@ impl ExecutionPlan for ShardScanExec {
             return Ok(Box::pin(RecordBatchStreamAdapter::new(schema, futures::stream::empty())));
         };
         let source = self.source.clone();
-        // Inside a transaction several partitions may share one DN
-        // connection, so a partition must not stall holding it: buffer
-        // without bound there; a pooled scan streams with backpressure.
-        let (tx, rx) = match source.shared() {
-            true => {
-                let (tx, rx) = futures::channel::mpsc::unbounded::<Result<_>>();
-                (Sender::Unbounded(tx), futures::future::Either::Left(rx))
-            }
-            false => {
-                let (tx, rx) = futures::channel::mpsc::channel::<Result<_>>(2);
-                (Sender::Bounded(tx), futures::future::Either::Right(rx))
-            }
+        // When several partitions may share one DN connection (a
+        // transaction's branch, a snapshot's view), a partition must not
+        // stall holding it: buffer without bound there; a scan with its own
+        // connection streams with backpressure.
+        let (tx, rx) = if source.shared() {
+            let (tx, rx) = futures::channel::mpsc::unbounded::<Result<_>>();
+            (Sender::Unbounded(tx), futures::future::Either::Left(rx))
+        } else {
+            let (tx, rx) = futures::channel::mpsc::channel::<Result<_>>(2);
+            (Sender::Bounded(tx), futures::future::Either::Right(rx))
         };
         let s2 = schema.clone();
         tokio::spawn(async move {

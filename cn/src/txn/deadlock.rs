@@ -179,14 +179,9 @@ pub async fn detect_once(cluster: &Cluster) -> Result<Vec<String>> {
 
 /// Runs [`detect_once`] every [`INTERVAL`] while the cluster lives.
 pub fn spawn_detector(cluster: &Arc<Cluster>) {
-    let me = Arc::downgrade(cluster);
-    tokio::spawn(async move {
-        loop {
-            tokio::time::sleep(INTERVAL).await;
-            let Some(c) = me.upgrade() else { return };
-            if let Err(e) = detect_once(&c).await {
-                tracing::debug!(error = %e, "deadlock detection pass failed");
-            }
+    cluster.spawn_every(INTERVAL, |c| async move {
+        if let Err(e) = detect_once(&c).await {
+            tracing::debug!(error = %e, "deadlock detection pass failed");
         }
     });
 }

@@ -32,7 +32,6 @@ use crate::dn::quote_str;
 use crate::error::{code, CnError, Result};
 use dn_plugin::{AgentError, View};
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::Mutex;
 pub use view::ViewConn;
@@ -128,9 +127,6 @@ pub struct Txn {
     /// TSO timestamp taken at BEGIN.
     pub start_ts: u64,
     pub opts: TxnOptions,
-    /// The snapshot the branches' read views were opened at (REPEATABLE
-    /// READ; 0 until opened).
-    snapshot_ts: AtomicU64,
     branches: Mutex<BTreeMap<u32, Branch>>,
     /// The DN threads of the branches, for deadlock detection.
     owner: deadlock::OwnerGuard,
@@ -160,20 +156,10 @@ impl Txn {
             xid: xid.clone(),
             start_ts,
             opts,
-            snapshot_ts: AtomicU64::new(0),
             branches: Mutex::new(BTreeMap::new()),
             owner: deadlock::OwnerGuard::new(&cluster, xid, start_ts),
             cluster,
         }))
-    }
-
-    pub fn cluster(&self) -> &Arc<Cluster> {
-        &self.cluster
-    }
-
-    /// The snapshot timestamp (0 before the first read view is made).
-    pub fn snapshot_ts(&self) -> u64 {
-        self.snapshot_ts.load(Ordering::Relaxed)
     }
 
     fn set_info(&self, f: impl FnOnce(&mut TxnInfo)) {
@@ -246,7 +232,6 @@ impl Txn {
             }
             match raised {
                 None => {
-                    self.snapshot_ts.store(s, Ordering::Relaxed);
                     self.set_info(|i| {
                         i.snapshot_ts = s;
                         i.participants = dns.clone();
@@ -319,11 +304,6 @@ impl Txn {
     /// whole transaction rolls back.
     pub fn take_victim(&self) -> bool {
         self.owner.take_victim()
-    }
-
-    /// DNs with a branch.
-    pub async fn participants(&self) -> Vec<u32> {
-        self.branches.lock().await.keys().copied().collect()
     }
 
     /// Commits. Branches that only read end with a rollback; one written

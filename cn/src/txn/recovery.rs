@@ -113,14 +113,9 @@ pub async fn resolve_once(cluster: &Cluster) -> Result<usize> {
 
 /// Runs [`resolve_once`] every [`INTERVAL`] while the cluster lives.
 pub fn spawn_watchdog(cluster: &Arc<Cluster>) {
-    let me = Arc::downgrade(cluster);
-    tokio::spawn(async move {
-        loop {
-            tokio::time::sleep(INTERVAL).await;
-            let Some(c) = me.upgrade() else { return };
-            if let Err(e) = resolve_once(&c).await {
-                tracing::debug!(error = %e, "in-doubt branch resolution pass failed");
-            }
+    cluster.spawn_every(INTERVAL, |c| async move {
+        if let Err(e) = resolve_once(&c).await {
+            tracing::debug!(error = %e, "in-doubt branch resolution pass failed");
         }
     });
 }

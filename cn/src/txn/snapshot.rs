@@ -6,7 +6,7 @@ use crate::cluster::Cluster;
 use crate::error::{code, CnError, Result};
 use dn_plugin::{AgentError, View};
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 /// The read views of one statement: per DN, one view per shard access, so
@@ -15,7 +15,6 @@ use std::sync::{Arc, Mutex};
 /// snapshot is dropped they are rolled back in the background.
 pub struct StmtSnapshot {
     cluster: Arc<Cluster>,
-    ts: AtomicU64,
     /// `None` until opened; an empty map when the statement reads one shard
     /// (a single consistent read needs no view).
     views: Mutex<Option<BTreeMap<u32, Vec<SharedConn>>>>,
@@ -30,22 +29,11 @@ pub const MAX_VIEWS_PER_DN: usize = 4;
 
 impl StmtSnapshot {
     pub fn new(cluster: Arc<Cluster>) -> Arc<Self> {
-        Arc::new(StmtSnapshot {
-            cluster,
-            ts: AtomicU64::new(0),
-            views: Mutex::new(None),
-            shared: std::sync::atomic::AtomicBool::new(false),
-        })
+        Arc::new(StmtSnapshot { cluster, views: Mutex::new(None), shared: std::sync::atomic::AtomicBool::new(false) })
     }
 
     pub fn cluster(&self) -> &Arc<Cluster> {
         &self.cluster
-    }
-
-    /// The snapshot timestamp (0 before [`StmtSnapshot::open`], and when no
-    /// view was needed).
-    pub fn ts(&self) -> u64 {
-        self.ts.load(Ordering::Relaxed)
     }
 
     /// Whether shard accesses share views (see [`MAX_VIEWS_PER_DN`]).
@@ -81,7 +69,6 @@ impl StmtSnapshot {
         for _ in 0..OPEN_RETRIES {
             match self.try_open(shards, s).await? {
                 Ok(views) => {
-                    self.ts.store(s, Ordering::Relaxed);
                     *self.views() = Some(views);
                     return Ok(());
                 }
