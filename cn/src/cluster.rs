@@ -151,6 +151,17 @@ impl Cluster {
         self.next_conn_id.fetch_add(1, Ordering::Relaxed)
     }
 
+    /// A pooled connection to DN `id` for a statement that reads or writes
+    /// it outside any read view: first waits for the branches there that
+    /// are decided but not yet committed (async commit answers before its
+    /// second phase), so the statement sees every commit acknowledged
+    /// before it began.
+    pub async fn fresh_conn(&self, id: u32) -> Result<mysql_async::Conn> {
+        let d = self.dn(id)?;
+        self.agents[id as usize].wait_decided().await;
+        d.conn().await
+    }
+
     pub fn dn(&self, id: u32) -> Result<&Arc<Dn>> {
         self.dns.get(id as usize).ok_or_else(|| CnError::internal(format!("no DN with id {id}")))
     }

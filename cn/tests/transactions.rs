@@ -166,8 +166,9 @@ async fn transfer(c: &mut Conn, a: i64, b: i64, x: i64) -> Result<bool, mysql_as
     }
 }
 
-async fn transfers(db: String, stats: Arc<Stats>, stop: Arc<AtomicBool>, dns: Arc<Vec<usize>>) {
+async fn transfers(db: String, stats: Arc<Stats>, stop: Arc<AtomicBool>, dns: Arc<Vec<usize>>, async_commit: bool) {
     let mut c = connect(Some(&db)).await;
+    c.query_drop(format!("SET cn_async_commit = {}", if async_commit { "ON" } else { "OFF" })).await.unwrap();
     while !stop.load(Ordering::Relaxed) {
         let (a, b, x) = {
             let mut rng = rand::rng();
@@ -250,16 +251,17 @@ async fn rr_reader(db: String, stats: Arc<Stats>, stop: Arc<AtomicBool>) {
     }
 }
 
-/// Runs 6 transfer clients, 2 statement readers and 2 RR readers for at
-/// most `secs`, stopping early once `stop_when` holds.
+/// Runs 6 transfer clients (half committing across DNs with async commit,
+/// half with 2PC), 2 statement readers and 2 RR readers for at most
+/// `secs`, stopping early once `stop_when` holds.
 async fn bank(db: &str, secs: u64, stop_when: impl Fn(&Stats) -> bool) -> Arc<Stats> {
     let stats = Arc::new(Stats::default());
     let stop = Arc::new(AtomicBool::new(false));
     let dns = Arc::new(account_dns(db).await);
     assert!(dns.iter().all(|d| *d != usize::MAX));
     let mut tasks = Vec::new();
-    for _ in 0..6 {
-        tasks.push(tokio::spawn(transfers(db.into(), stats.clone(), stop.clone(), dns.clone())));
+    for i in 0..6 {
+        tasks.push(tokio::spawn(transfers(db.into(), stats.clone(), stop.clone(), dns.clone(), i % 2 == 0)));
     }
     for _ in 0..2 {
         tasks.push(tokio::spawn(statement_reader(db.into(), stats.clone(), stop.clone())));
@@ -369,6 +371,80 @@ fn recovery_settles_branches_left_prepared() {
     });
 }
 
+/// Prepares, on DN `dn`, an XA branch `xid` inserting `(id, 1)` into the
+/// physical table `phys` of database `db`, through `agent` (so its log row
+/// is written as a CN would), then disconnects as a crashed CN would.
+/// Returns the branch's min_commit_ts.
+async fn prepare_branch(
+    agent: &dn_plugin::Agent,
+    dn: usize,
+    db: &str,
+    phys: &str,
+    xid: &str,
+    id: i64,
+    record: &dn_plugin::PrepareRecord,
+) -> u64 {
+    let mut b = dn_conn(dn).await;
+    b.query_drop(format!("XA START '{xid}'")).await.unwrap();
+    b.query_drop(format!("INSERT INTO {db}.`{phys}` VALUES ({id}, 1)")).await.unwrap();
+    let m = agent.prepare(&mut b, xid, record).await.unwrap();
+    b.disconnect().await.unwrap();
+    m
+}
+
+#[test]
+fn async_commit_recovery_decides_from_the_agents_logs() {
+    run(async {
+        fresh_table("arec", "t", "v", 0).await;
+        let cluster = &env().pg.cluster;
+        let now = cluster.timestamp().await.unwrap();
+        let old = tso::compose(tso::physical(now) - 60_000, 0);
+        let mut phys = Vec::new();
+        for dn in 0..2 {
+            phys.push(physical_tables(&mut dn_conn(dn).await, "arec").await.remove(0));
+        }
+        // A CN that crashed in async commit: its agents (not the cluster's)
+        // prepared T1 on both participants (acknowledged: every branch is
+        // prepared) and T2 on one of its two (never decided).
+        let scratch = dn_plugin::Agent::new("scratch", now);
+        let record =
+            |participants: Vec<u32>, l| dn_plugin::PrepareRecord { participants, lower_bound: l, async_commit: true };
+        let (t1, t2) = (format!("cn-993-{old}"), format!("cn-994-{}", old + 1));
+        let m0 = prepare_branch(&scratch, 0, "arec", &phys[0], &t1, 2000, &record(vec![0, 1], old)).await;
+        let m1 = prepare_branch(&scratch, 1, "arec", &phys[1], &t1, 2001, &record(vec![0, 1], old)).await;
+        prepare_branch(&scratch, 0, "arec", &phys[0], &t2, 2002, &record(vec![0, 1], old)).await;
+        // T3 is young (the watchdog leaves it alone for a while): an agent
+        // rebuilt from the DN now knows its min_commit_ts from the log.
+        let t3 = format!("cn-995-{}", cluster.timestamp().await.unwrap());
+        let m3 = prepare_branch(&scratch, 0, "arec", &phys[0], &t3, 2003, &record(vec![0], 0)).await;
+        let rebuilt = dn_plugin::Agent::new("dn0", 0);
+        rebuilt.rebuild(&mut dn_conn(0).await, |x| x == t3).await.unwrap();
+        let st = rebuilt.status();
+        assert_eq!(st.prepared, vec![(t3.clone(), m3)], "the rebuilt agent has the branch with its min_commit_ts");
+        assert_eq!(st.decided.len(), 1, "reads without a view wait for an in-doubt branch");
+        // The watchdog settles all three within 10 s: T1 and T3 committed,
+        // T2 rolled back.
+        let started = Instant::now();
+        while prepared_branches().await > 0 {
+            assert!(started.elapsed() < Duration::from_secs(10), "XA RECOVER not empty after 10 s");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let mut ids: Vec<i64> = Vec::new();
+        for (dn, t) in phys.iter().enumerate() {
+            ids.extend(
+                dn_conn(dn).await.query::<i64, _>(format!("SELECT id FROM arec.`{t}` WHERE id >= 2000")).await.unwrap(),
+            );
+        }
+        ids.sort();
+        assert_eq!(ids, vec![2000, 2001, 2003], "every prepared transaction committed, the half-prepared one not");
+        use cn::txn::log::{lookup, Decision};
+        let c1 = old.max(m0).max(m1);
+        assert_eq!(lookup(&cluster.metadb, &t1).await.unwrap(), Some(Decision::Commit(c1)));
+        assert_eq!(lookup(&cluster.metadb, &t2).await.unwrap(), Some(Decision::Abort));
+        assert!(cluster.agents[1].amx() >= c1, "the recovered commit raised amx at its timestamp");
+    });
+}
+
 #[test]
 fn transaction_statements() {
     run(async {
@@ -455,14 +531,20 @@ fn distributed_deadlock_is_broken_with_1213() {
 
 /// One client writes a counter on DN A, then (after the acknowledgement)
 /// the same counter on DN B; snapshot readers read B's row and then A's.
-/// Seeing B's value without A's would be the "causal reverse". Returns the
-/// number of reads and of reads that saw it.
+/// Seeing B's value without A's would be the "causal reverse". `policy`:
+/// `1pc` (one row per write), `2pc` or `async` (each write also touches a
+/// third row on another DN, committed with 2PC or async commit). The writer
+/// also reads A back on its own after each write: an async commit is
+/// answered before its branches commit, yet must be visible to the next
+/// read. Returns the number of reads and of reads that saw it.
 async fn causal(db: &str, secs: u64, policy: &'static str, stop_on_anomaly: bool) -> (u64, u64) {
     let dns = account_dns(db).await;
     let a = 0i64;
     let b = (1..ACCOUNTS).find(|i| dns[*i as usize] != dns[0]).expect("rows on two DNs");
-    // 2PC writes touch a third row on another DN in the same transaction.
-    let c3 = (1..ACCOUNTS).find(|i| dns[*i as usize] != dns[0] && *i != b).expect("a third row");
+    // 2PC writes touch a third row on a third DN in the same transaction.
+    let c3 = (1..ACCOUNTS)
+        .find(|i| dns[*i as usize] != dns[0] && dns[*i as usize] != dns[b as usize])
+        .expect("a row on a third DN");
     connect(Some(db)).await.query_drop("UPDATE t SET v = 0").await.unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let (reads, bad) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
@@ -470,6 +552,8 @@ async fn causal(db: &str, secs: u64, policy: &'static str, stop_on_anomaly: bool
         let (db, stop) = (db.to_string(), stop.clone());
         tokio::spawn(async move {
             let mut w = connect(Some(&db)).await;
+            let async_commit = if policy == "async" { "ON" } else { "OFF" };
+            w.query_drop(format!("SET cn_async_commit = {async_commit}")).await.unwrap();
             let mut k = 0i64;
             while !stop.load(Ordering::Relaxed) {
                 k += 1;
@@ -477,6 +561,10 @@ async fn causal(db: &str, secs: u64, policy: &'static str, stop_on_anomaly: bool
                     match policy {
                         "1pc" => w.exec_drop("UPDATE t SET v = ? WHERE id = ?", (k, id)).await.unwrap(),
                         _ => w.exec_drop("UPDATE t SET v = ? WHERE id IN (?, ?)", (k, id, c3)).await.unwrap(),
+                    }
+                    let v: i64 = w.exec_first("SELECT v FROM t WHERE id = ?", (c3,)).await.unwrap().unwrap();
+                    if policy != "1pc" {
+                        assert_eq!(v, k, "{policy}: the writer's next read missed its acknowledged commit");
                     }
                 }
             }
@@ -521,11 +609,11 @@ async fn causal(db: &str, secs: u64, policy: &'static str, stop_on_anomaly: bool
 }
 
 #[test]
-fn causal_order_holds_for_one_and_two_phase_commits() {
+fn causal_order_holds_for_one_phase_two_phase_and_async_commits() {
     run(async {
         fresh_table("causal", "t", "v", 0).await;
         set_gating(true);
-        for policy in ["1pc", "2pc"] {
+        for policy in ["1pc", "2pc", "async"] {
             let (reads, bad) = causal("causal", 4, policy, false).await;
             eprintln!("causal {policy}: reads={reads} bad={bad}");
             assert!(reads > 50, "too few reads");

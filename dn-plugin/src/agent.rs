@@ -23,6 +23,16 @@
 //! - [`Agent::commit_one_phase`] stamps `t = max(mrt + 1, amx, L)` and
 //!   commits, both inside one admission, so no snapshot opened meanwhile can
 //!   fall between the stamp and the commit.
+//! - Async commit: each prepare writes the participants, `L` and `m` into
+//!   the agent's log (`cn_agent.prepared`, a row inside the branch, durable
+//!   with `XA PREPARE`); the transaction is decided once every branch is
+//!   prepared, at `c = max(L, max m_i)`, and answered before its branches
+//!   commit. [`Agent::decide`] marks the branches so that reads answered
+//!   after it see them: [`Agent::read_ts`] (single-DN snapshots) covers
+//!   their `c`, and [`Agent::wait_decided`] holds back reads that use no
+//!   read view until they have committed.
+//! - [`Agent::rebuild`] restores `P` after a restart from `XA RECOVER` and
+//!   the log.
 //!
 //! Why this is enough: a snapshot `s` sees exactly the commits with
 //! timestamp `<= s`. A branch prepared before the open with `m <= s` is
@@ -67,6 +77,30 @@ pub enum View<'a> {
     ReadOnly(&'a mut Conn),
 }
 
+/// What a prepare writes durably inside its branch, in `cn_agent.prepared`
+/// (the agent's log): the row becomes durable with `XA PREPARE` and
+/// committed with the branch. Recovery reads it (at READ UNCOMMITTED while
+/// the branch is prepared) to rebuild `P` with the real `min_commit_ts`
+/// and to decide an async-commit transaction without a decision row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrepareRecord {
+    /// The DN ids of every branch of the transaction.
+    pub participants: Vec<u32>,
+    /// `L`, the commit's lower bound (0 without the linearizability bound).
+    pub lower_bound: u64,
+    /// Async commit: the transaction is committed once every participant is
+    /// prepared, at `max(L, max min_commit_ts)`; no decision row is written.
+    pub async_commit: bool,
+}
+
+/// A row of `cn_agent.prepared` as read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreparedRow {
+    pub xid: String,
+    pub min_commit_ts: u64,
+    pub record: PrepareRecord,
+}
+
 /// A snapshot of the agent's state, for `SHOW TRANS` and tests.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentStatus {
@@ -74,6 +108,9 @@ pub struct AgentStatus {
     pub amx: u64,
     /// Prepared branches: (xid, min_commit_ts).
     pub prepared: Vec<(String, u64)>,
+    /// Branches decided but not yet committed here: (xid, commit_ts; 0 when
+    /// rebuilt after a restart and not yet settled).
+    pub decided: Vec<(String, u64)>,
     pub commits_in_flight: usize,
     pub opens_in_flight: usize,
 }
@@ -81,6 +118,11 @@ pub struct AgentStatus {
 #[derive(Default)]
 struct State {
     prepared: HashMap<String, u64>,
+    /// Branches acknowledged to the client (async commit) or found in doubt
+    /// after a restart, not yet committed here: xid -> (sequence number,
+    /// commit_ts or 0). Reads that bypass snapshots wait for them.
+    decided: HashMap<String, (u64, u64)>,
+    next_decided: u64,
     mrt: u64,
     amx: u64,
     commits_in_flight: usize,
@@ -169,10 +211,13 @@ impl Agent {
         let st = self.lock();
         let mut prepared: Vec<(String, u64)> = st.prepared.iter().map(|(k, v)| (k.clone(), *v)).collect();
         prepared.sort();
+        let mut decided: Vec<(String, u64)> = st.decided.iter().map(|(k, v)| (k.clone(), v.1)).collect();
+        decided.sort();
         AgentStatus {
             mrt: st.mrt,
             amx: st.amx,
             prepared,
+            decided,
             commits_in_flight: st.commits_in_flight,
             opens_in_flight: st.opens_in_flight,
         }
@@ -182,6 +227,41 @@ impl Agent {
     /// every commit this DN has acknowledged.
     pub fn amx(&self) -> u64 {
         self.lock().amx
+    }
+
+    /// The snapshot a read of this DN alone may take without a TSO call:
+    /// `max(amx, commit_ts of every decided branch)`, so it sees every
+    /// commit acknowledged to a client (an async commit is acknowledged
+    /// before its branches commit; OPEN at this timestamp waits for them).
+    pub fn read_ts(&self) -> u64 {
+        let st = self.lock();
+        st.decided.values().map(|d| d.1).fold(st.amx, u64::max)
+    }
+
+    /// Waits until every branch decided before the call has committed here
+    /// (or been settled by recovery): a read that goes to the DN without a
+    /// read view then sees every commit acknowledged before it started.
+    /// Returns at once when nothing is decided, the usual case.
+    pub async fn wait_decided(&self) {
+        let target = {
+            let st = self.lock();
+            if st.decided.is_empty() {
+                return;
+            }
+            st.next_decided
+        };
+        self.wait_for(|st| st.decided.values().all(|d| d.0 >= target).then_some(())).await;
+    }
+
+    /// Marks a prepared branch as decided at `c` (async commit, before the
+    /// client is answered): see [`Agent::read_ts`] and
+    /// [`Agent::wait_decided`].
+    pub fn decide(&self, xid: &str, c: u64) {
+        self.update(|st| {
+            let seq = st.next_decided;
+            st.next_decided += 1;
+            st.decided.insert(xid.to_string(), (seq, c));
+        });
     }
 
     /// OPEN(s): makes a read view at snapshot `s` on every connection in
@@ -229,30 +309,55 @@ impl Agent {
     }
 
     /// PREPARE: registers the branch with `min_commit_ts = max(mrt + 1,
-    /// amx)` and runs `XA END; XA PREPARE`. Returns `min_commit_ts`; the
-    /// coordinator must commit at a timestamp at least that. On error the
-    /// branch is forgotten (the caller rolls it back).
-    pub async fn prepare(&self, conn: &mut Conn, xid: &str) -> Result<u64, AgentError> {
+    /// amx)`, writes `record` with it into `cn_agent.prepared` inside the
+    /// branch and runs `XA END; XA PREPARE` (one round trip). Returns
+    /// `min_commit_ts`; the coordinator must commit at a timestamp at least
+    /// that. On error the branch is forgotten (the caller rolls it back).
+    pub async fn prepare(&self, conn: &mut Conn, xid: &str, record: &PrepareRecord) -> Result<u64, AgentError> {
         let mut m = 0;
         self.update(|st| {
             m = (st.mrt + 1).max(st.amx);
             st.prepared.insert(xid.to_string(), m);
         });
         let x = xid_lit(xid);
-        if let Err(e) = conn.query_drop(format!("XA END {x}; XA PREPARE {x}")).await {
+        let participants: Vec<String> = record.participants.iter().map(u32::to_string).collect();
+        let sql = format!(
+            "INSERT INTO {AGENT_DB}.prepared (xid, min_commit_ts, lower_bound, async_commit, participants) \
+             VALUES ({x}, {m}, {}, {}, '{}'); XA END {x}; XA PREPARE {x}",
+            record.lower_bound,
+            u8::from(record.async_commit),
+            participants.join(",")
+        );
+        if let Err(e) = conn.query_drop(sql).await {
             self.forget(xid);
             return Err(e.into());
         }
         Ok(m)
     }
 
-    /// Registers a branch found prepared in `XA RECOVER` whose
-    /// `min_commit_ts` is unknown (after a restart): every snapshot waits
-    /// for it until it is committed or rolled back.
-    pub fn register_in_doubt(&self, xid: &str) {
+    /// Registers a branch found prepared in `XA RECOVER` after a restart,
+    /// with its `min_commit_ts` from the agent's log (`None`: no log row,
+    /// every snapshot waits for it). It counts as decided (reads without a
+    /// view wait for it too) until it is committed or rolled back.
+    pub fn register_in_doubt(&self, xid: &str, min_commit_ts: Option<u64>) {
         self.update(|st| {
-            st.prepared.entry(xid.to_string()).or_insert(0);
+            st.prepared.entry(xid.to_string()).or_insert(min_commit_ts.unwrap_or(0));
+            st.decided.entry(xid.to_string()).or_insert((0, 0));
         });
+    }
+
+    /// Rebuilds `P` after a restart from the DN behind `conn`: every branch
+    /// in `XA RECOVER` whose XA id `owned` accepts is registered in doubt
+    /// with the `min_commit_ts` of its log row. Returns the XA ids
+    /// registered.
+    pub async fn rebuild(&self, conn: &mut Conn, owned: impl Fn(&str) -> bool) -> Result<Vec<String>, AgentError> {
+        let xids: Vec<String> = xa_recover(conn).await?.into_iter().filter(|x| owned(x)).collect();
+        let rows = read_log(conn, Some(&xids), true).await?;
+        for x in &xids {
+            let m = rows.iter().find(|r| &r.xid == x).map(|r| r.min_commit_ts);
+            self.register_in_doubt(x, m);
+        }
+        Ok(xids)
     }
 
     /// Whether `xid` is registered as prepared here.
@@ -288,6 +393,7 @@ impl Agent {
             }
             if let Some(x) = forget {
                 st.prepared.remove(x);
+                st.decided.remove(x);
             }
         });
     }
@@ -359,6 +465,7 @@ impl Agent {
     pub fn forget(&self, xid: &str) {
         self.update(|st| {
             st.prepared.remove(xid);
+            st.decided.remove(xid);
         });
     }
 }
@@ -381,11 +488,16 @@ async fn make_views(views: Vec<View<'_>>) -> Result<(), mysql_async::Error> {
 }
 
 /// The statements that create the agent's tables on a DN (idempotent):
-/// `anchor`, one InnoDB row a consistent read can fix a read view with.
+/// `anchor`, one InnoDB row a consistent read can fix a read view with;
+/// `prepared`, the agent's log (see [`PrepareRecord`]).
 pub const SCHEMA: &[&str] = &[
     "CREATE DATABASE IF NOT EXISTS cn_agent",
     "CREATE TABLE IF NOT EXISTS cn_agent.anchor (id INT PRIMARY KEY) ENGINE=InnoDB",
     "INSERT IGNORE INTO cn_agent.anchor VALUES (1)",
+    "CREATE TABLE IF NOT EXISTS cn_agent.prepared (xid VARCHAR(128) PRIMARY KEY, \
+     min_commit_ts BIGINT UNSIGNED NOT NULL, lower_bound BIGINT UNSIGNED NOT NULL, \
+     async_commit TINYINT NOT NULL, participants VARCHAR(1024) NOT NULL, \
+     created TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3)) ENGINE=InnoDB",
 ];
 
 /// Creates the agent's tables on the DN behind `conn`.
@@ -394,6 +506,63 @@ pub async fn bootstrap(conn: &mut Conn) -> Result<(), mysql_async::Error> {
         conn.query_drop(*s).await?;
     }
     Ok(())
+}
+
+/// The agent's log rows for `xids` (all rows when `None`). With
+/// `uncommitted` the read runs at READ UNCOMMITTED and also returns the rows
+/// of branches still prepared (or, briefly, being prepared); without it
+/// only the rows of committed branches.
+pub async fn read_log(
+    conn: &mut Conn,
+    xids: Option<&[String]>,
+    uncommitted: bool,
+) -> Result<Vec<PreparedRow>, mysql_async::Error> {
+    let filter = match xids {
+        Some([]) => return Ok(Vec::new()),
+        Some(x) => format!(" WHERE xid IN ({})", x.iter().map(|x| xid_lit(x)).collect::<Vec<_>>().join(",")),
+        None => String::new(),
+    };
+    let level = if uncommitted { "READ UNCOMMITTED" } else { "READ COMMITTED" };
+    conn.query_drop(format!("SET TRANSACTION ISOLATION LEVEL {level}; START TRANSACTION READ ONLY")).await?;
+    /// xid, min_commit_ts, lower_bound, async_commit, participants.
+    type LogRow = (String, u64, u64, u8, String);
+    let rows: Result<Vec<LogRow>, _> = conn
+        .query(format!(
+            "SELECT xid, min_commit_ts, lower_bound, async_commit, participants FROM {AGENT_DB}.prepared{filter}"
+        ))
+        .await;
+    conn.query_drop("COMMIT").await?;
+    Ok(rows?
+        .into_iter()
+        .map(|(xid, m, l, a, p)| PreparedRow {
+            xid,
+            min_commit_ts: m,
+            record: PrepareRecord {
+                participants: p.split(',').filter_map(|d| d.parse().ok()).collect(),
+                lower_bound: l,
+                async_commit: a != 0,
+            },
+        })
+        .collect())
+}
+
+/// The XA ids of committed log rows older than `secs` seconds: the
+/// candidates for [`delete_log`] once no branch of theirs is prepared on
+/// any DN.
+pub async fn old_log_rows(conn: &mut Conn, secs: u64) -> Result<Vec<String>, mysql_async::Error> {
+    conn.query(format!(
+        "SELECT xid FROM {AGENT_DB}.prepared WHERE created < NOW(3) - INTERVAL {secs} SECOND LIMIT 10000"
+    ))
+    .await
+}
+
+/// Deletes the log rows of `xids` (transactions finished on every DN).
+pub async fn delete_log(conn: &mut Conn, xids: &[String]) -> Result<(), mysql_async::Error> {
+    if xids.is_empty() {
+        return Ok(());
+    }
+    let list = xids.iter().map(|x| xid_lit(x)).collect::<Vec<_>>().join(",");
+    conn.query_drop(format!("DELETE FROM {AGENT_DB}.prepared WHERE xid IN ({list})")).await
 }
 
 /// The XA ids of the branches prepared on the DN behind `conn`
@@ -437,7 +606,7 @@ mod tests {
     #[tokio::test]
     async fn open_waits_for_a_branch_that_may_commit_below_it() {
         let a = Arc::new(Agent::new("dn0", 100));
-        a.register_in_doubt("cn-1-5");
+        a.register_in_doubt("cn-1-5", None);
         let a2 = a.clone();
         let open = tokio::spawn(async move { a2.open(200, vec![]).await });
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -445,5 +614,22 @@ mod tests {
         a.forget("cn-1-5");
         tokio::time::timeout(Duration::from_secs(5), open).await.unwrap().unwrap().unwrap();
         assert!(a.status().prepared.is_empty());
+    }
+
+    #[tokio::test]
+    async fn decided_branches_hold_back_direct_reads_and_raise_read_ts() {
+        let a = Arc::new(Agent::new("dn0", 100));
+        a.wait_decided().await; // nothing decided: returns at once
+        a.decide("cn-1-7", 150);
+        assert_eq!((a.amx(), a.read_ts()), (100, 150), "a single-DN read must see the acknowledged commit");
+        let a2 = a.clone();
+        let read = tokio::spawn(async move { a2.wait_decided().await });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!read.is_finished(), "a direct read waits for a decided branch");
+        // A branch decided after the read started does not hold it back.
+        a.decide("cn-2-9", 160);
+        a.forget("cn-1-7");
+        tokio::time::timeout(Duration::from_secs(5), read).await.unwrap().unwrap();
+        assert_eq!(a.read_ts(), 160);
     }
 }

@@ -9,4 +9,4 @@
 pub mod agent;
 pub mod mariadb;
 
-pub use agent::{Agent, AgentError, AgentStatus, View};
+pub use agent::{Agent, AgentError, AgentStatus, PrepareRecord, PreparedRow, View};

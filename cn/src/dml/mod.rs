@@ -10,7 +10,7 @@ use crate::session::sink::{CollectSink, ResultSink};
 use crate::session::Session;
 use crate::sharding::partition_for;
 use crate::txn::deadlock::OwnerGuard;
-use crate::txn::{Txn, TxnOptions, ViewConn};
+use crate::txn::{Txn, ViewConn};
 use datafusion::sql::sqlparser::ast::helpers::attached_token::AttachedToken;
 use datafusion::sql::sqlparser::ast::{
     AssignmentTarget, BinaryOperator, Expr, FromTable, Ident, ObjectName, ObjectNamePart, Parens, SetExpr, Statement,
@@ -383,7 +383,7 @@ pub async fn run_writes(s: &mut Session, work: Vec<(u32, String)>) -> Result<(u6
     let implicit = s.txn.is_none();
     let txn = match &s.txn {
         Some(t) => t.clone(),
-        None => Txn::begin(s.cluster.clone(), s.conn_id, TxnOptions::implicit()).await?,
+        None => Txn::begin(s.cluster.clone(), s.conn_id, s.txn_options(None).implicit()).await?,
     };
     let runs = per_dn.into_iter().map(|(dn, stmts)| {
         let txn = txn.clone();
@@ -435,8 +435,8 @@ pub async fn run_writes(s: &mut Session, work: Vec<(u32, String)>) -> Result<(u6
 /// commits below a transaction acknowledged before it began).
 async fn write_one_dn(s: &Session, dn: u32, stmts: &[String]) -> Result<u64> {
     let d = s.cluster.dn(dn)?.clone();
-    let linearizable = s.vars.get("cn_linearizable_commit").map(String::as_str) != Some("0");
-    let mut c = ViewConn::new(d.conn().await?, vec!["ROLLBACK".to_string()]);
+    let linearizable = s.txn_options(None).linearizable;
+    let mut c = ViewConn::new(s.cluster.fresh_conn(dn).await?, vec!["ROLLBACK".to_string()]);
     // A one-statement write is the cheapest deadlock victim: youngest.
     let owner = OwnerGuard::new(&s.cluster, format!("w-{dn}-{}", c.id()), u64::MAX);
     owner.add(dn, c.id());

@@ -131,12 +131,13 @@ impl Session {
 
     /// The options of a transaction begun now: the session's isolation level
     /// and access mode, overridden by `read_only` from START TRANSACTION.
-    fn txn_options(&self, read_only: Option<bool>) -> TxnOptions {
+    pub(crate) fn txn_options(&self, read_only: Option<bool>) -> TxnOptions {
         let var = |k: &str| self.vars.get(k).map(String::as_str).unwrap_or("");
         TxnOptions {
             isolation: Isolation::from_var(var("transaction_isolation")),
             read_only: read_only.unwrap_or(var("transaction_read_only") == "1"),
             linearizable: var("cn_linearizable_commit") != "0",
+            async_commit: var("cn_async_commit") != "0",
         }
     }
 
@@ -416,16 +417,16 @@ impl Session {
                 .unwrap_or(&lname);
             let key = vars::normalize_name(lname);
             let mut val = value.trim_matches(|c| c == '\'' || c == '"').to_string();
-            if key == "autocommit" {
+            if vars::BOOLEAN.contains(&key.as_str()) {
                 let on = matches!(val.to_ascii_uppercase().as_str(), "1" | "ON" | "TRUE");
                 let off = matches!(val.to_ascii_uppercase().as_str(), "0" | "OFF" | "FALSE");
                 if !on && !off {
                     return Err(CnError::mysql(
-                        1231,
-                        format!("Variable 'autocommit' can't be set to the value of '{val}'"),
+                        code::ER_WRONG_VALUE_FOR_VAR,
+                        format!("Variable '{key}' can't be set to the value of '{val}'"),
                     ));
                 }
-                if on && self.txn.is_some() {
+                if key == "autocommit" && on && self.txn.is_some() {
                     self.commit().await?;
                 }
                 val = if on { "1" } else { "0" }.into();

@@ -16,6 +16,12 @@ pub fn defaults() -> BTreeMap<String, String> {
         // real-time order across DNs for one TSO call less per autocommit
         // write.
         ("cn_linearizable_commit", "1"),
+        // CN: commit a transaction that wrote on several DNs with async
+        // commit (answered once every branch is prepared, committed at
+        // max(L, max min_commit_ts) with no TSO call and no decision row);
+        // 0 selects classic 2PC with a TSO commit timestamp and a decision
+        // row in the metadb.
+        ("cn_async_commit", "1"),
         ("auto_increment_increment", "1"),
         ("auto_increment_offset", "1"),
         ("character_set_client", "utf8mb4"),
@@ -64,6 +70,9 @@ pub fn defaults() -> BTreeMap<String, String> {
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect()
 }
+
+/// Variables that take ON/OFF (stored as `1`/`0`); other values get 1231.
+pub const BOOLEAN: &[&str] = &["autocommit", "cn_linearizable_commit", "cn_async_commit"];
 
 /// Strips `@@`, `@@session.`, `@@global.`, `@@local.` and lower-cases.
 pub fn normalize_name(name: &str) -> String {

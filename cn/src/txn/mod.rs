@@ -14,9 +14,13 @@
 //!   statement that reads one DN reads it directly (a consistent cut of one
 //!   DN needs no timestamp).
 //! - Commit: branches that only read are rolled back; one written branch
-//!   commits in one phase stamped by its agent; several prepare, the CN
-//!   takes `c = max(TSO, max min_commit_ts)`, records the decision in the
-//!   transaction log ([`log`]) and commits every branch through its agent.
+//!   commits in one phase stamped by its agent; several prepare (each
+//!   writing its agent's log row) and then, with async commit (the
+//!   default, `cn_async_commit`), the transaction is decided at
+//!   `c = max(L, max min_commit_ts)` and answered while its branches commit
+//!   in the background; with 2PC the CN takes `c = max(TSO, max
+//!   min_commit_ts)`, records the decision in the transaction log ([`log`])
+//!   and commits every branch through its agent before answering.
 //! - A late OPEN (the agent answers RAISE) is retried transparently at a
 //!   higher snapshot while nothing has been read.
 //! - [`recovery`] resolves branches left prepared by a crash.
@@ -30,7 +34,7 @@ pub mod view;
 use crate::cluster::Cluster;
 use crate::dn::quote_str;
 use crate::error::{code, CnError, Result};
-use dn_plugin::{AgentError, View};
+use dn_plugin::{AgentError, PrepareRecord, View};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use tokio::sync::Mutex;
@@ -73,13 +77,17 @@ pub struct TxnOptions {
     /// timestamp, so a transaction never commits below one that finished
     /// before it began (TiDB's `tidb_guarantee_linearizability`).
     pub linearizable: bool,
+    /// Commit a transaction that wrote on several DNs with async commit
+    /// (answered once every branch is prepared) instead of 2PC with a
+    /// decision row (`cn_async_commit`).
+    pub async_commit: bool,
 }
 
 impl TxnOptions {
     /// The implicit transaction of one autocommit write statement on
     /// several DNs: branches start on the DNs written, no read view.
-    pub fn implicit() -> Self {
-        TxnOptions { isolation: Isolation::ReadCommitted, read_only: false, linearizable: true }
+    pub fn implicit(self) -> Self {
+        TxnOptions { isolation: Isolation::ReadCommitted, read_only: false, ..self }
     }
 }
 
@@ -307,12 +315,14 @@ impl Txn {
     }
 
     /// Commits. Branches that only read end with a rollback; one written
-    /// branch commits in one phase; several commit in two phases with the
-    /// decision in the transaction log. Errors: a failed prepare (every
+    /// branch commits in one phase; several prepare, then either (async
+    /// commit) the transaction is decided and answered and the branches
+    /// commit in the background, or (2PC) the decision is recorded in the
+    /// transaction log before they commit. Errors: a failed prepare (every
     /// branch rolled back, the DN's error returned), a decision taken by
-    /// recovery first (1213), a decision whose recording is unknown (1180;
-    /// recovery settles it from the log).
-    pub async fn commit(&self) -> Result<()> {
+    /// recovery first (1213), an outcome unknown (1180: a prepare or the
+    /// decision's recording did not answer; recovery settles it).
+    pub async fn commit(self: &Arc<Self>) -> Result<()> {
         let branches = std::mem::take(&mut *self.branches.lock().await);
         let mut written = Vec::new();
         for (dn, b) in branches {
@@ -352,27 +362,59 @@ impl Txn {
         }
     }
 
-    async fn commit_two_phase(&self, written: Vec<(u32, SharedConn)>) -> Result<()> {
+    async fn commit_two_phase(self: &Arc<Self>, written: Vec<(u32, SharedConn)>) -> Result<()> {
         self.set_info(|i| i.phase = Phase::Preparing);
         let mut guards = Vec::with_capacity(written.len());
         for (dn, c) in &written {
             guards.push((*dn, c.clone().lock_owned().await));
         }
+        let record = PrepareRecord {
+            participants: guards.iter().map(|(dn, _)| *dn).collect(),
+            lower_bound: if self.opts.linearizable { self.start_ts } else { 0 },
+            async_commit: self.opts.async_commit,
+        };
         let prepares = guards.iter_mut().map(|(dn, c)| {
             let agent = self.cluster.agents[*dn as usize].clone();
-            let xid = &self.xid;
-            async move { agent.prepare(c, xid).await }
+            let (xid, record) = (&self.xid, &record);
+            async move { agent.prepare(c, xid, record).await }
         });
         let results = futures::future::join_all(prepares).await;
         let mut max_m = 0;
         let mut failure = None;
+        let mut unknown = false;
         for ((dn, _), r) in guards.iter().zip(results) {
             match r {
                 Ok(m) => max_m = max_m.max(m),
-                Err(e) => failure = failure.or(Some(self.agent_err(*dn, e))),
+                Err(e) => {
+                    // Only a DN's own refusal says the branch is not
+                    // prepared; a broken connection leaves it unknown.
+                    unknown |= matches!(e, AgentError::Db(ref e) if !matches!(e, mysql_async::Error::Server(_)));
+                    failure = failure.or(Some(self.agent_err(*dn, e)));
+                }
             }
         }
+        if unknown && self.opts.async_commit {
+            // The missing branch may be prepared after all, and then every
+            // branch is and the transaction committed: leave it to
+            // recovery, which decides from the agents' logs.
+            for (_, g) in guards.iter_mut() {
+                g.abandon();
+            }
+            return Err(CnError::mysql(
+                code::ER_ERROR_DURING_COMMIT,
+                format!(
+                    "Outcome of transaction {} unknown (a prepare did not answer); recovery will settle it",
+                    self.xid
+                ),
+            ));
+        }
         if failure.is_none() {
+            if self.opts.async_commit {
+                // Decided: every branch is prepared. No TSO call, no log row.
+                let c = record.lower_bound.max(max_m);
+                self.commit_async(guards, c);
+                return Ok(());
+            }
             match self.cluster.timestamp().await {
                 Ok(ts) => {
                     let c = ts.max(max_m);
@@ -383,6 +425,45 @@ impl Txn {
         }
         self.rollback_prepared(&mut guards).await;
         Err(failure.expect("a failure"))
+    }
+
+    /// Async commit's second phase: marks the branches decided at `c` in
+    /// their agents (reads that follow the answer wait for them), then
+    /// commits them in the background. The transaction stays registered
+    /// (live for recovery, listed by `SHOW TRANS`) until every branch has
+    /// committed; a branch whose `XA COMMIT` fails is left to recovery,
+    /// which reaches the same `c` from the agents' logs.
+    fn commit_async(self: &Arc<Self>, mut guards: Vec<(u32, tokio::sync::OwnedMutexGuard<ViewConn>)>, c: u64) {
+        for (dn, _) in &guards {
+            self.cluster.agents[*dn as usize].decide(&self.xid, c);
+        }
+        self.set_info(|i| {
+            i.phase = Phase::Committing;
+            i.commit_ts = c;
+        });
+        let txn = self.clone();
+        tokio::spawn(async move {
+            let commits = guards.iter_mut().map(|(dn, g)| txn.commit_branch(*dn, g, c));
+            futures::future::join_all(commits).await;
+        });
+    }
+
+    /// `XA COMMIT` of one decided branch through its agent. Returns whether
+    /// it committed; on failure the branch is abandoned to recovery.
+    async fn commit_branch(&self, dn: u32, g: &mut ViewConn, c: u64) -> bool {
+        match self.cluster.agents[dn as usize].commit_prepared(g, &self.xid, c).await {
+            Ok(()) => {
+                g.finished();
+                true
+            }
+            Err(e) => {
+                // Committed by decision; recovery finishes the branch from
+                // another connection.
+                tracing::error!(xid = self.xid, dn, error = %e, "XA COMMIT failed after the commit decision");
+                g.abandon();
+                false
+            }
+        }
     }
 
     async fn rollback_prepared(&self, guards: &mut [(u32, tokio::sync::OwnedMutexGuard<ViewConn>)]) {
@@ -440,25 +521,7 @@ impl Txn {
             i.phase = Phase::Committing;
             i.commit_ts = c;
         });
-        let commits = guards.iter_mut().map(|(dn, g)| {
-            let agent = self.cluster.agents[*dn as usize].clone();
-            let xid = &self.xid;
-            async move {
-                match agent.commit_prepared(g, xid, c).await {
-                    Ok(()) => {
-                        g.finished();
-                        true
-                    }
-                    Err(e) => {
-                        // Committed by decision; recovery finishes the
-                        // branch from another connection.
-                        tracing::error!(xid, dn, error = %e, "XA COMMIT failed after the commit decision");
-                        g.abandon();
-                        false
-                    }
-                }
-            }
-        });
+        let commits = guards.iter_mut().map(|(dn, g)| self.commit_branch(*dn, g, c));
         let all = futures::future::join_all(commits).await.into_iter().all(|ok| ok);
         if all {
             let metadb = self.cluster.metadb.clone();
@@ -544,7 +607,7 @@ impl ConnSource {
 
     pub async fn get(&self, dn: u32) -> Result<DnConn> {
         match self {
-            ConnSource::Pool(c) => Ok(DnConn::Owned(c.dn(dn)?.conn().await?)),
+            ConnSource::Pool(c) => Ok(DnConn::Owned(c.fresh_conn(dn).await?)),
             ConnSource::Txn(t) => Ok(DnConn::Shared(t.branch(dn).await?.lock_owned().await)),
             ConnSource::Snapshot(s) => s.get(dn).await,
         }

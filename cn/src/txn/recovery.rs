@@ -5,7 +5,9 @@
 
 use super::log::{self, Decision, RecordError};
 use crate::cluster::Cluster;
-use crate::error::Result;
+use crate::dn::Dn;
+use crate::error::{CnError, Result};
+use dn_plugin::{AgentError, PrepareRecord};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,59 +25,78 @@ pub fn xid_start_ts(xid: &str) -> Option<u64> {
     rest.rsplit_once('-')?.1.parse().ok()
 }
 
-/// Registers, in each DN's agent, the branches found prepared on it: after
-/// a restart their `min_commit_ts` is unknown, so snapshots wait for them
-/// until the watchdog settles them.
+/// Rebuilds each DN agent's prepared branches after a restart from
+/// `XA RECOVER` and the agent's log ([`dn_plugin::Agent::rebuild`]):
+/// snapshots wait for them, and reads without a view too, until the
+/// watchdog settles them.
 pub async fn register_in_doubt(cluster: &Cluster) {
     for (i, dn) in cluster.dns.iter().enumerate() {
+        let r = async {
+            let mut c = dn.conn().await?;
+            let owned = |x: &str| xid_start_ts(x).is_some();
+            cluster.agents[i].rebuild(&mut c, owned).await.map_err(|e| agent_err(dn, e))
+        }
+        .await;
+        if let Err(e) = r {
+            tracing::warn!(dn = %dn.name, error = %e, "rebuilding the agent's prepared branches failed at start-up");
+        }
+    }
+}
+
+fn agent_err(dn: &Dn, e: AgentError) -> CnError {
+    match e {
+        AgentError::Db(e) => dn.err(e),
+        other => CnError::internal(other.to_string()),
+    }
+}
+
+/// Committed rows of the agents' logs older than this are deleted once no
+/// branch of their transaction is prepared on any DN.
+pub const LOG_KEEP_SECS: u64 = 10;
+
+/// One pass: settles the in-doubt branches on every DN that answers, then
+/// (when every DN answered) deletes the agents' log rows no longer needed.
+/// Returns how many branches were settled.
+pub async fn resolve_once(cluster: &Cluster) -> Result<usize> {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default();
+    let mut prepared: Vec<Option<Vec<String>>> = Vec::with_capacity(cluster.dns.len());
+    for dn in &cluster.dns {
         let r = async {
             let mut c = dn.conn().await?;
             dn_plugin::agent::xa_recover(&mut c).await.map_err(|e| dn.err(e))
         }
         .await;
         match r {
-            Ok(xids) => {
-                for x in xids.iter().filter(|x| xid_start_ts(x).is_some()) {
-                    cluster.agents[i].register_in_doubt(x);
-                }
+            Ok(x) => prepared.push(Some(x)),
+            Err(e) => {
+                tracing::debug!(dn = %dn.name, error = %e, "XA RECOVER failed; the DN is skipped this pass");
+                prepared.push(None);
             }
-            Err(e) => tracing::warn!(dn = %dn.name, error = %e, "XA RECOVER failed at start-up"),
         }
     }
-}
-
-/// One pass over every DN; returns how many branches were settled.
-pub async fn resolve_once(cluster: &Cluster) -> Result<usize> {
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or_default();
     let mut settled = 0;
-    for (i, dn) in cluster.dns.iter().enumerate() {
+    for (i, xids) in prepared.iter().enumerate() {
+        let Some(xids) = xids else { continue };
+        let dn = &cluster.dns[i];
         let mut c = dn.conn().await?;
-        let xids = dn_plugin::agent::xa_recover(&mut c).await.map_err(|e| dn.err(e))?;
         let agent = &cluster.agents[i];
         for xid in xids {
-            let Some(ts) = xid_start_ts(&xid) else { continue };
-            let live = cluster.txns.lock().unwrap_or_else(|e| e.into_inner()).contains_key(&xid);
+            let Some(ts) = xid_start_ts(xid) else { continue };
+            let live = cluster.txns.lock().unwrap_or_else(|e| e.into_inner()).contains_key(xid);
             if live {
                 continue;
             }
             let young = now_ms.saturating_sub(tso::physical(ts)) < GRACE_MS;
-            if young && !agent.is_prepared(&xid) {
+            if young && !agent.is_prepared(xid) {
                 continue;
             }
-            let decision = match log::lookup(&cluster.metadb, &xid).await? {
-                Some(d) => d,
-                None => match log::record(&cluster.metadb, &xid, Decision::Abort).await {
-                    Ok(()) => Decision::Abort,
-                    Err(RecordError::Decided(d)) => d,
-                    Err(RecordError::Unknown(e)) => return Err(e),
-                },
-            };
+            let decision = decide(cluster, &mut c, xid).await?;
             let r = match decision {
-                Decision::Commit(ts) => agent.commit_prepared(&mut c, &xid, ts).await,
-                Decision::Abort => agent.rollback_prepared(&mut c, &xid).await,
+                Decision::Commit(ts) => agent.commit_prepared(&mut c, xid, ts).await,
+                Decision::Abort => agent.rollback_prepared(&mut c, xid).await,
             };
             match r {
                 Ok(()) => {
@@ -108,7 +129,82 @@ pub async fn resolve_once(cluster: &Cluster) -> Result<usize> {
             }
         }
     }
+    if prepared.iter().all(Option::is_some) {
+        sweep_logs(cluster).await?;
+    }
     Ok(settled)
+}
+
+/// The outcome of in-doubt transaction `xid` (`c` is a connection to a DN
+/// where it is prepared): the decision in the transaction log; else, for
+/// an async commit, committed at `max(L, max min_commit_ts)` when every
+/// participant is prepared or committed and aborted otherwise; else (2PC
+/// without a decision) aborted. The outcome is recorded in the
+/// transaction log first, so every resolver reaches the same one.
+async fn decide(cluster: &Cluster, c: &mut mysql_async::Conn, xid: &str) -> Result<Decision> {
+    if let Some(d) = log::lookup(&cluster.metadb, xid).await? {
+        return Ok(d);
+    }
+    let rows = dn_plugin::agent::read_log(c, Some(&[xid.to_string()]), true).await?;
+    let proposal = match rows.first() {
+        Some(r) if r.record.async_commit => async_outcome(cluster, xid, &r.record).await?,
+        _ => Decision::Abort,
+    };
+    match log::record(&cluster.metadb, xid, proposal).await {
+        Ok(()) => Ok(proposal),
+        Err(RecordError::Decided(d)) => Ok(d),
+        Err(RecordError::Unknown(e)) => Err(e),
+    }
+}
+
+/// An async-commit transaction is committed iff every participant
+/// prepared: on each, the branch is still prepared (its log row read at
+/// READ UNCOMMITTED) or already committed (its log row committed). A
+/// participant with neither never prepared, so nobody can have committed.
+async fn async_outcome(cluster: &Cluster, xid: &str, record: &PrepareRecord) -> Result<Decision> {
+    let mut c = record.lower_bound;
+    let key = [xid.to_string()];
+    for p in &record.participants {
+        let dn = cluster.dn(*p)?;
+        let mut conn = dn.conn().await?;
+        // XA RECOVER before the committed read: a branch that commits in
+        // between is found by one or the other.
+        let prepared = dn_plugin::agent::xa_recover(&mut conn).await.map_err(|e| dn.err(e))?.contains(&key[0]);
+        let rows = dn_plugin::agent::read_log(&mut conn, Some(&key), prepared).await.map_err(|e| dn.err(e))?;
+        match rows.first() {
+            Some(r) => c = c.max(r.min_commit_ts),
+            None => return Ok(Decision::Abort),
+        }
+    }
+    Ok(Decision::Commit(c))
+}
+
+/// Deletes the agents' log rows of transactions with no branch prepared on
+/// any DN (committed rows older than [`LOG_KEEP_SECS`]). The candidates
+/// are read before `XA RECOVER`, so a transaction still in doubt keeps its
+/// rows: recovery may need them to decide.
+async fn sweep_logs(cluster: &Cluster) -> Result<()> {
+    let mut candidates = Vec::with_capacity(cluster.dns.len());
+    for dn in &cluster.dns {
+        let mut c = dn.conn().await?;
+        candidates.push(dn_plugin::agent::old_log_rows(&mut c, LOG_KEEP_SECS).await.map_err(|e| dn.err(e))?);
+    }
+    if candidates.iter().all(Vec::is_empty) {
+        return Ok(());
+    }
+    let mut in_doubt = std::collections::HashSet::new();
+    for dn in &cluster.dns {
+        let mut c = dn.conn().await?;
+        in_doubt.extend(dn_plugin::agent::xa_recover(&mut c).await.map_err(|e| dn.err(e))?);
+    }
+    for (dn, rows) in cluster.dns.iter().zip(candidates) {
+        let done: Vec<String> = rows.into_iter().filter(|x| !in_doubt.contains(x)).collect();
+        if !done.is_empty() {
+            let mut c = dn.conn().await?;
+            dn_plugin::agent::delete_log(&mut c, &done).await.map_err(|e| dn.err(e))?;
+        }
+    }
+    Ok(())
 }
 
 /// Runs [`resolve_once`] every [`INTERVAL`] while the cluster lives.

@@ -46,8 +46,8 @@ impl StmtSnapshot {
     }
 
     /// Opens `shards[dn]` views on each DN at one snapshot: a fresh TSO
-    /// timestamp, or the DN's `amx` when all views are on one DN (no TSO
-    /// call). A late OPEN is retried at `max(TSO, amx)`. Errors: a DN error,
+    /// timestamp, or the DN's [`read_ts`](dn_plugin::Agent::read_ts) when
+    /// all views are on one DN (no TSO call). A late OPEN is retried at `max(TSO, amx)`. Errors: a DN error,
     /// the TSO unreachable, or 1213 after [`OPEN_RETRIES`] late opens.
     pub async fn open(&self, shards: &BTreeMap<u32, usize>) -> Result<()> {
         if self.views().is_some() {
@@ -63,7 +63,7 @@ impl StmtSnapshot {
         self.shared.store(shared, Ordering::Relaxed);
         let shards = &shards;
         let mut s = match shards.keys().collect::<Vec<_>>().as_slice() {
-            [only] => self.cluster.agents[**only as usize].amx(),
+            [only] => self.cluster.agents[**only as usize].read_ts(),
             _ => self.cluster.timestamp().await?,
         };
         for _ in 0..OPEN_RETRIES {
@@ -133,7 +133,7 @@ impl StmtSnapshot {
             None => return Err(CnError::internal("statement snapshot used before it was opened")),
         };
         let Some(list) = list else {
-            return Ok(DnConn::Owned(self.cluster.dn(dn)?.conn().await?));
+            return Ok(DnConn::Owned(self.cluster.fresh_conn(dn).await?));
         };
         for c in &list {
             if let Ok(g) = c.clone().try_lock_owned() {
