@@ -491,6 +491,63 @@ fn transaction_statements() {
 }
 
 #[test]
+fn savepoints_roll_back_every_branch() {
+    run(async {
+        let mut c = fresh_table("sp", "t", "v", 0).await;
+        let dns = account_dns("sp").await;
+        let a = 0i64;
+        let b = (1..ACCOUNTS).find(|i| dns[*i as usize] != dns[0]).expect("rows on two DNs");
+        let q = format!("SELECT v FROM t WHERE id IN ({a}, {b}) ORDER BY id = {b}");
+        assert_eq!(code(c.query_drop("ROLLBACK TO SAVEPOINT nope").await.unwrap_err()), 1305);
+        for level in ["REPEATABLE READ", "READ COMMITTED"] {
+            c.query_drop("UPDATE t SET v = 0").await.unwrap();
+            c.query_drop(format!("SET SESSION TRANSACTION ISOLATION LEVEL {level}")).await.unwrap();
+            // A savepoint before the first statement, then one after a
+            // write on a's DN; b's DN is first written after both (under
+            // READ COMMITTED its branch starts then, with both savepoints).
+            c.query_drop("BEGIN").await.unwrap();
+            c.query_drop("SAVEPOINT first").await.unwrap();
+            c.exec_drop("UPDATE t SET v = 1 WHERE id = ?", (a,)).await.unwrap();
+            c.query_drop("SAVEPOINT S1").await.unwrap();
+            c.exec_drop("UPDATE t SET v = 2 WHERE id IN (?, ?)", (a, b)).await.unwrap();
+            assert_eq!(c.query::<i64, _>(&q).await.unwrap(), vec![2, 2]);
+            c.query_drop("ROLLBACK TO SAVEPOINT s1").await.unwrap();
+            assert_eq!(c.query::<i64, _>(&q).await.unwrap(), vec![1, 0], "{level}: back to s1 on both DNs");
+            c.query_drop("SAVEPOINT s2").await.unwrap();
+            c.exec_drop("UPDATE t SET v = 3 WHERE id = ?", (b,)).await.unwrap();
+            // Releasing s1 releases s2, which came after it.
+            c.query_drop("RELEASE SAVEPOINT s1").await.unwrap();
+            assert_eq!(code(c.query_drop("ROLLBACK TO s2").await.unwrap_err()), 1305);
+            c.query_drop("COMMIT").await.unwrap();
+            assert_eq!(c.query::<i64, _>(&q).await.unwrap(), vec![1, 3], "{level}: the work kept commits on both DNs");
+            // Back to a savepoint taken before anything was read or written.
+            c.query_drop("BEGIN").await.unwrap();
+            c.query_drop("SAVEPOINT first").await.unwrap();
+            c.exec_drop("UPDATE t SET v = 9 WHERE id IN (?, ?)", (a, b)).await.unwrap();
+            c.query_drop("ROLLBACK WORK TO first").await.unwrap();
+            c.query_drop("COMMIT").await.unwrap();
+            assert_eq!(
+                c.query::<i64, _>(&q).await.unwrap(),
+                vec![1, 3],
+                "{level}: nothing after the first savepoint commits"
+            );
+        }
+        c.query_drop("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ").await.unwrap();
+        // A statement that fails on one DN after succeeding on another
+        // leaves nothing behind and the transaction alive, as in MySQL.
+        c.query_drop("BEGIN").await.unwrap();
+        c.exec_drop("UPDATE t SET v = 5 WHERE id = ?", (b,)).await.unwrap();
+        let e = c.exec_drop("UPDATE t SET v = 100 DIV (id - ?) WHERE id IN (?, ?)", (b, a, b)).await.unwrap_err();
+        assert_eq!(code(e), 1365, "division by zero on b's DN (strict mode)");
+        assert_eq!(c.query::<i64, _>(&q).await.unwrap(), vec![1, 5], "a's DN undid its part of the failed statement");
+        c.exec_drop("UPDATE t SET v = v + 1 WHERE id IN (?, ?)", (a, b)).await.unwrap();
+        c.query_drop("COMMIT").await.unwrap();
+        assert_eq!(c.query::<i64, _>(&q).await.unwrap(), vec![2, 6], "the transaction went on and committed");
+        assert_eq!(prepared_branches().await, 0);
+    });
+}
+
+#[test]
 fn distributed_deadlock_is_broken_with_1213() {
     run(async {
         let mut c1 = fresh_table("dl", "t", "v", 0).await;

@@ -385,26 +385,48 @@ pub async fn run_writes(s: &mut Session, work: Vec<(u32, String)>) -> Result<(u6
         Some(t) => t.clone(),
         None => Txn::begin(s.cluster.clone(), s.conn_id, s.txn_options(None).implicit()).await?,
     };
+    // Inside an explicit transaction a statement that fails must leave
+    // nothing behind and the transaction alive, as in MySQL. InnoDB undoes
+    // a failed physical statement itself; when the logical statement runs
+    // several physical ones, each branch first sets a statement savepoint
+    // to roll the others back to.
+    let statements: usize = per_dn.values().map(Vec::len).sum();
+    let savepoint = !implicit && statements > 1;
     let runs = per_dn.into_iter().map(|(dn, stmts)| {
         let txn = txn.clone();
         let cluster = s.cluster.clone();
         async move {
-            let d = cluster.dn(dn)?.clone();
-            let b = txn.branch_for_write(dn).await?;
-            let mut c = b.lock().await;
-            let mut total = 0;
-            for sql in &stmts {
-                let r = c.query_iter(sql.as_str()).await.map_err(|e| d.err(e))?;
-                total += r.affected_rows();
-                r.drop_result().await.map_err(|e| d.err(e))?;
+            let mut marked = false;
+            let r = async {
+                let d = cluster.dn(dn)?.clone();
+                let b = txn.branch_for_write(dn).await?;
+                let mut c = b.lock().await;
+                if savepoint {
+                    c.query_drop(format!("SAVEPOINT {STATEMENT_SAVEPOINT}")).await.map_err(|e| d.err(e))?;
+                    marked = true;
+                }
+                let mut total = 0;
+                for sql in &stmts {
+                    let r = c.query_iter(sql.as_str()).await.map_err(|e| d.err(e))?;
+                    total += r.affected_rows();
+                    r.drop_result().await.map_err(|e| d.err(e))?;
+                }
+                Ok::<u64, CnError>(total)
             }
-            Ok::<u64, CnError>(total)
+            .await;
+            (dn, marked, r)
         }
     });
     let results = futures::future::join_all(runs).await;
     let mut total = 0;
     let mut err = None;
-    for r in results {
+    // The branches that set this statement's savepoint (the others ran
+    // nothing of it).
+    let mut marked = Vec::new();
+    for (dn, m, r) in results {
+        if m {
+            marked.push(dn);
+        }
         match r {
             Ok(n) => total += n,
             Err(e) => err = err.or(Some(e)),
@@ -414,9 +436,14 @@ pub async fn run_writes(s: &mut Session, work: Vec<(u32, String)>) -> Result<(u6
         if txn.take_victim() {
             e = CnError::deadlock();
         }
-        // MySQL rolls back only the statement; without savepoints per
-        // branch the CN rolls back the whole transaction (as it does for
-        // a deadlock), and says so in the docs.
+        if !implicit && !ends_transaction(&e) {
+            let undone = !savepoint || txn.rollback_branches_to(&marked, STATEMENT_SAVEPOINT).await.is_ok();
+            if undone {
+                return Err(e);
+            }
+        }
+        // A deadlock, lock wait timeout, write conflict or lost DN ends the
+        // whole transaction on every DN (as a deadlock does in MySQL).
         txn.rollback().await;
         if !implicit {
             s.txn = None;
@@ -427,6 +454,24 @@ pub async fn run_writes(s: &mut Session, work: Vec<(u32, String)>) -> Result<(u6
         txn.commit().await?;
     }
     Ok((total, 0))
+}
+
+/// The savepoint a multi-shard statement in a transaction sets on each
+/// branch it writes, to undo itself if it fails part-way.
+const STATEMENT_SAVEPOINT: &str = "`__cn_statement`";
+
+/// Whether a failed statement ends its whole transaction: a deadlock
+/// (1213), lock wait timeout (1205; the CN rolls back the transaction,
+/// as with `innodb_rollback_on_timeout`), a write conflict under snapshot
+/// isolation (1020, which leaves the XA branch rollback-only), an XA
+/// rollback (1614) or a DN that failed; other errors undo the statement.
+fn ends_transaction(e: &CnError) -> bool {
+    match e {
+        CnError::Dn { code: c, .. } | CnError::Mysql { code: c, .. } => {
+            [code::ER_LOCK_DEADLOCK, code::ER_LOCK_WAIT_TIMEOUT, 1020, code::ER_XA_RBROLLBACK].contains(c)
+        }
+        _ => true,
+    }
 }
 
 /// An autocommit write whose statements all go to one DN: a local

@@ -183,6 +183,25 @@ impl Session {
         }
     }
 
+    /// SAVEPOINT name, ROLLBACK [WORK] TO [SAVEPOINT] name, RELEASE
+    /// SAVEPOINT name (`verb` is the first word, upper-case). Outside a
+    /// transaction SAVEPOINT does nothing (autocommit) or begins one
+    /// (autocommit off), and the other two fail with 1305, as in MySQL.
+    async fn savepoint_statement(&mut self, verb: &str, sql: &str) -> Result<()> {
+        let name = sql.trim().trim_end_matches(';').split_whitespace().last().unwrap_or("");
+        let name = crate::txn::savepoint_name(name)?;
+        if verb == "SAVEPOINT" {
+            self.implicit_begin().await?;
+        }
+        match (&self.txn, verb) {
+            (Some(t), "SAVEPOINT") => t.savepoint(&name).await,
+            (Some(t), "ROLLBACK") => t.rollback_to(&name).await,
+            (Some(t), _) => t.release_savepoint(&name).await,
+            (None, "SAVEPOINT") => Ok(()),
+            (None, _) => Err(crate::txn::no_savepoint(&name)),
+        }
+    }
+
     /// Runs one statement (COM_QUERY may carry several; the protocol layer
     /// splits them).
     pub async fn execute(&mut self, sql: &str, sink: &mut dyn ResultSink) -> Result<()> {
@@ -217,6 +236,10 @@ impl Session {
             }
             ["COMMIT", ..] => {
                 self.commit().await?;
+                return sink.ok(0, 0, "").await;
+            }
+            ["SAVEPOINT", ..] | ["ROLLBACK", "TO", ..] | ["ROLLBACK", "WORK", "TO"] | ["RELEASE", "SAVEPOINT", ..] => {
+                self.savepoint_statement(w[0], sql).await?;
                 return sink.ok(0, 0, "").await;
             }
             ["ROLLBACK", ..] => {

@@ -136,6 +136,10 @@ pub struct Txn {
     pub start_ts: u64,
     pub opts: TxnOptions,
     branches: Mutex<BTreeMap<u32, Branch>>,
+    /// The transaction's savepoints, oldest first (lower-case names). Every
+    /// branch has each of them: a branch started after a savepoint sets it
+    /// at its start, where rolling back to it undoes all its work.
+    savepoints: std::sync::Mutex<Vec<String>>,
     /// The DN threads of the branches, for deadlock detection.
     owner: deadlock::OwnerGuard,
     cluster: Arc<Cluster>,
@@ -165,6 +169,7 @@ impl Txn {
             start_ts,
             opts,
             branches: Mutex::new(BTreeMap::new()),
+            savepoints: std::sync::Mutex::new(Vec::new()),
             owner: deadlock::OwnerGuard::new(&cluster, xid, start_ts),
             cluster,
         }))
@@ -238,6 +243,24 @@ impl Txn {
                 }
                 return Err(e);
             }
+            let sps = self.savepoint_names();
+            if raised.is_none() && !sps.is_empty() {
+                let sql: Vec<String> = sps.iter().map(|sp| format!("SAVEPOINT `{sp}`")).collect();
+                let sql = sql.join("; ");
+                let sets = views.iter_mut().map(|(dn, v)| {
+                    let sql = sql.clone();
+                    async move { mysql_async::prelude::Queryable::query_drop(&mut **v, sql).await.map_err(|e| (*dn, e)) }
+                });
+                if let Some(Err((dn, e))) =
+                    futures::future::join_all(sets).await.into_iter().find(std::result::Result::is_err)
+                {
+                    let e = self.cluster.dn(dn)?.err(e);
+                    for (_, mut v) in views {
+                        v.end().await;
+                    }
+                    return Err(e);
+                }
+            }
             match raised {
                 None => {
                     self.set_info(|i| {
@@ -294,7 +317,10 @@ impl Txn {
         let d = self.cluster.dn(dn)?;
         let conn = d.conn().await?;
         let mut v = ViewConn::new(conn, xa_rollback_sql(&self.xid));
-        let start = format!("XA START {}", quote_str(&self.xid));
+        let mut start = format!("XA START {}", quote_str(&self.xid));
+        for sp in self.savepoint_names() {
+            start.push_str(&format!("; SAVEPOINT `{sp}`"));
+        }
         if let Err(e) = mysql_async::prelude::Queryable::query_drop(&mut *v, start).await {
             v.finished();
             return Err(d.err(e));
@@ -305,6 +331,74 @@ impl Txn {
         let participants: Vec<u32> = b.keys().copied().collect();
         self.set_info(|i| i.participants = participants);
         Ok(c)
+    }
+
+    fn savepoint_names(&self) -> Vec<String> {
+        self.savepoints.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Runs `sql` on every branch (or those on `only`) in parallel; the
+    /// first DN error wins.
+    async fn on_branches(&self, branches: &BTreeMap<u32, Branch>, only: Option<&[u32]>, sql: &str) -> Result<()> {
+        let chosen = branches.iter().filter(|(dn, _)| only.is_none_or(|o| o.contains(dn)));
+        let runs = chosen.map(|(dn, b)| async move {
+            let mut c = b.conn.lock().await;
+            mysql_async::prelude::Queryable::query_drop(&mut **c, sql).await.map_err(|e| (*dn, e))
+        });
+        for r in futures::future::join_all(runs).await {
+            if let Err((dn, e)) = r {
+                return Err(self.cluster.dn(dn)?.err(e));
+            }
+        }
+        Ok(())
+    }
+
+    /// SAVEPOINT `name` (case-insensitive): set on every branch; a
+    /// savepoint of the same name is replaced, as in MySQL.
+    pub async fn savepoint(&self, name: &str) -> Result<()> {
+        let name = savepoint_name(name)?;
+        let b = self.branches.lock().await;
+        self.on_branches(&b, None, &format!("SAVEPOINT `{name}`")).await?;
+        let mut sps = self.savepoints.lock().unwrap_or_else(|e| e.into_inner());
+        sps.retain(|s| *s != name);
+        sps.push(name);
+        Ok(())
+    }
+
+    /// ROLLBACK TO SAVEPOINT `name`: every branch rolls back to it (a
+    /// branch started after it loses all its work); later savepoints are
+    /// removed, `name` stays. Row locks taken since are kept, as in InnoDB.
+    /// Errors: 1305 when there is no such savepoint.
+    pub async fn rollback_to(&self, name: &str) -> Result<()> {
+        let name = savepoint_name(name)?;
+        let b = self.branches.lock().await;
+        let pos = self.savepoint_position(&name)?;
+        self.on_branches(&b, None, &format!("ROLLBACK TO SAVEPOINT `{name}`")).await?;
+        self.savepoints.lock().unwrap_or_else(|e| e.into_inner()).truncate(pos + 1);
+        Ok(())
+    }
+
+    /// RELEASE SAVEPOINT `name`: removes it and every later savepoint.
+    /// Errors: 1305 when there is no such savepoint.
+    pub async fn release_savepoint(&self, name: &str) -> Result<()> {
+        let name = savepoint_name(name)?;
+        let b = self.branches.lock().await;
+        let pos = self.savepoint_position(&name)?;
+        self.on_branches(&b, None, &format!("RELEASE SAVEPOINT `{name}`")).await?;
+        self.savepoints.lock().unwrap_or_else(|e| e.into_inner()).truncate(pos);
+        Ok(())
+    }
+
+    /// Rolls the branches on `dns` back to savepoint `name` (quoted as
+    /// given), one the CN set itself: a failed statement undoing its work.
+    pub async fn rollback_branches_to(&self, dns: &[u32], name: &str) -> Result<()> {
+        let b = self.branches.lock().await;
+        self.on_branches(&b, Some(dns), &format!("ROLLBACK TO SAVEPOINT {name}")).await
+    }
+
+    fn savepoint_position(&self, name: &str) -> Result<usize> {
+        let sps = self.savepoints.lock().unwrap_or_else(|e| e.into_inner());
+        sps.iter().position(|s| s == name).ok_or_else(|| no_savepoint(name))
     }
 
     /// Whether the deadlock detector chose this transaction as a victim
@@ -548,6 +642,22 @@ impl Txn {
 fn xa_rollback_sql(xid: &str) -> Vec<String> {
     let x = quote_str(xid);
     vec![format!("XA END {x}"), format!("XA ROLLBACK {x}")]
+}
+
+/// A savepoint name as the CN keeps it: unquoted, lower-case (MySQL
+/// compares them case-insensitively). Errors: 1064 for an empty name or one
+/// with a backtick.
+pub fn savepoint_name(name: &str) -> Result<String> {
+    let n = name.trim().trim_end_matches(';').trim().trim_matches('`');
+    if n.is_empty() || n.contains('`') {
+        return Err(CnError::parse(format!("near '{name}': expected a savepoint name")));
+    }
+    Ok(n.to_lowercase())
+}
+
+/// MySQL's error for an unknown savepoint (1305, SQLSTATE 42000).
+pub fn no_savepoint(name: &str) -> CnError {
+    CnError::mysql(code::ER_SP_DOES_NOT_EXIST, format!("SAVEPOINT {name} does not exist"))
 }
 
 fn too_late(xid: &str) -> CnError {
