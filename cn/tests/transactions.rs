@@ -485,6 +485,14 @@ fn transaction_statements() {
         c.query_drop("UPDATE t SET v = v + 1").await.unwrap();
         let rows: Vec<mysql_async::Row> = other.query("SHOW TRANS").await.unwrap();
         assert!(!rows.is_empty(), "SHOW TRANS lists the open transaction");
+        let me: u32 = c.query_first("SELECT CONNECTION_ID()").await.unwrap().unwrap();
+        let listed: Vec<(String, String, String)> = other
+            .exec("SELECT trans_id, state, participants FROM information_schema.cn_trx WHERE process_id = ?", (me,))
+            .await
+            .unwrap();
+        assert_eq!(listed.len(), 1, "information_schema.cn_trx lists the open transaction: {listed:?}");
+        assert!(listed[0].0.starts_with(&format!("cn-{me}-")) && listed[0].1 == "ACTIVE", "{listed:?}");
+        assert_eq!(listed[0].2.split(',').count(), 3, "REPEATABLE READ opened every DN: {listed:?}");
         c.query_drop("COMMIT").await.unwrap();
         assert_eq!(prepared_branches().await, 0);
     });

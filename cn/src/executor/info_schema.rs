@@ -1,8 +1,10 @@
 //! `information_schema` over the logical catalog: SCHEMATA, TABLES, COLUMNS,
 //! STATISTICS (the views MySQL tools read), built from the CN's catalog
-//! snapshot, never from the physical tables.
+//! snapshot, never from the physical tables; and CN_TRX, the distributed
+//! transactions in flight on this CN (as `SHOW TRANS`; TiDB's TIDB_TRX).
 
 use crate::catalog::{CatalogSnapshot, Partitioning, TableDef};
+use crate::txn::TxnInfo;
 use async_trait::async_trait;
 use datafusion::arrow::array::{ArrayRef, StringArray, UInt64Array};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
@@ -10,17 +12,19 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::{MemTable, SchemaProvider, TableProvider};
 use std::sync::Arc;
 
-const TABLES: &[&str] = &["schemata", "tables", "columns", "statistics"];
+const TABLES: &[&str] = &["schemata", "tables", "columns", "statistics", "cn_trx"];
 
 /// The `information_schema` schema.
 #[derive(Debug)]
 pub struct InfoSchema {
     snapshot: Arc<CatalogSnapshot>,
+    /// The transactions in flight when the statement was planned.
+    txns: Vec<TxnInfo>,
 }
 
 impl InfoSchema {
-    pub fn new(snapshot: Arc<CatalogSnapshot>) -> Self {
-        InfoSchema { snapshot }
+    pub fn new(snapshot: Arc<CatalogSnapshot>, txns: Vec<TxnInfo>) -> Self {
+        InfoSchema { snapshot, txns }
     }
 }
 
@@ -185,6 +189,23 @@ impl InfoSchema {
                         Col::Text(vec![s("BTREE"); n]),
                     ],
                 )
+            }
+            "cn_trx" => {
+                let names: Vec<&str> = TxnInfo::COLUMNS.iter().map(|c| c.0).collect();
+                let rows: Vec<Vec<String>> = self.txns.iter().map(TxnInfo::row).collect();
+                let cols = TxnInfo::COLUMNS
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (_, num))| {
+                        let vals = rows.iter().map(|r| r[i].clone());
+                        if *num {
+                            Col::Num(vals.map(|v| v.parse().ok()).collect())
+                        } else {
+                            Col::Text(vals.map(Some).collect())
+                        }
+                    })
+                    .collect();
+                mem_table(&names, cols)
             }
             _ => return None,
         })

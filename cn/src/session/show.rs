@@ -8,6 +8,7 @@ use crate::dn::quote_ident;
 use crate::error::{CnError, Result};
 use crate::protocol::constants::ty;
 use crate::protocol::resultset::ColumnDef;
+use crate::txn::TxnInfo;
 use std::sync::Arc;
 
 /// SQL LIKE with `%` and `_`, case-insensitive (utf8mb4_general_ci).
@@ -214,32 +215,11 @@ pub async fn show(s: &mut Session, sql: &str, sink: &mut dyn ResultSink) -> Resu
             // PolarDB-X's SHOW TRANS: the distributed transactions in flight
             // on this CN, with their timestamps.
             let txns: Vec<_> = s.cluster.txns.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
-            let cols = vec![
-                ColumnDef::text("TRANS_ID"),
-                ColumnDef::new("PROCESS_ID", ty::LONGLONG),
-                ColumnDef::text("STATE"),
-                ColumnDef::new("START_TS", ty::LONGLONG),
-                ColumnDef::new("SNAPSHOT_TS", ty::LONGLONG),
-                ColumnDef::new("COMMIT_TS", ty::LONGLONG),
-                ColumnDef::text("PARTICIPANTS"),
-                ColumnDef::new("DURATION_MS", ty::LONGLONG),
-            ];
-            let rows = txns
-                .into_iter()
-                .map(|t| {
-                    let dns: Vec<String> = t.participants.iter().map(|d| format!("dn{d}")).collect();
-                    vec![
-                        Some(t.xid),
-                        Some(t.conn_id.to_string()),
-                        Some(t.phase.as_str().to_string()),
-                        Some(t.start_ts.to_string()),
-                        Some(t.snapshot_ts.to_string()),
-                        Some(t.commit_ts.to_string()),
-                        Some(dns.join(",")),
-                        Some(t.started.elapsed().as_millis().to_string()),
-                    ]
-                })
+            let cols: Vec<ColumnDef> = TxnInfo::COLUMNS
+                .iter()
+                .map(|&(n, num)| if num { ColumnDef::new(n, ty::LONGLONG) } else { ColumnDef::text(n) })
                 .collect();
+            let rows = txns.iter().map(|t| t.row().into_iter().map(Some).collect()).collect();
             send_rows(sink, &cols, rows).await
         }
         ["TOPOLOGY", ..] => {

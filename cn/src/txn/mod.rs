@@ -122,6 +122,36 @@ pub struct TxnInfo {
     pub started: std::time::Instant,
 }
 
+impl TxnInfo {
+    /// The columns `SHOW TRANS` and `information_schema.cn_trx` show, and
+    /// whether each is a number.
+    pub const COLUMNS: [(&'static str, bool); 8] = [
+        ("TRANS_ID", false),
+        ("PROCESS_ID", true),
+        ("STATE", false),
+        ("START_TS", true),
+        ("SNAPSHOT_TS", true),
+        ("COMMIT_TS", true),
+        ("PARTICIPANTS", false),
+        ("DURATION_MS", true),
+    ];
+
+    /// This transaction's values for [`TxnInfo::COLUMNS`], as text.
+    pub fn row(&self) -> Vec<String> {
+        let dns: Vec<String> = self.participants.iter().map(|d| format!("dn{d}")).collect();
+        vec![
+            self.xid.clone(),
+            self.conn_id.to_string(),
+            self.phase.as_str().to_string(),
+            self.start_ts.to_string(),
+            self.snapshot_ts.to_string(),
+            self.commit_ts.to_string(),
+            dns.join(","),
+            self.started.elapsed().as_millis().to_string(),
+        ]
+    }
+}
+
 struct Branch {
     conn: SharedConn,
     wrote: bool,
