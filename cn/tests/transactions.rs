@@ -445,6 +445,61 @@ fn async_commit_recovery_decides_from_the_agents_logs() {
     });
 }
 
+/// A CN crash at every step of the commit path, under async commit and
+/// 2PC: after the "restart" (agents rebuilt from `XA RECOVER` and their
+/// logs) `XA RECOVER` is empty within 10 s, the transaction is whole or
+/// absent, whole exactly when it was decided, and present when it was
+/// acknowledged.
+#[test]
+fn crash_at_every_commit_step_leaves_transactions_whole_or_absent() {
+    use cn::txn::failpoint::{self, AFTER_DECISION, AFTER_FIRST_COMMIT, AFTER_PREPARES};
+    run(async {
+        let mut c = fresh_table("crash", "t", "v", 0).await;
+        let dns = account_dns("crash").await;
+        let ids: Vec<i64> = (0..3).map(|d| (0..ACCOUNTS).find(|i| dns[*i as usize] == d).unwrap()).collect();
+        let cluster = &env().pg.cluster;
+        let (mut k, mut last) = (0i64, 0i64);
+        for policy in ["async", "2pc"] {
+            let on = if policy == "async" { "ON" } else { "OFF" };
+            c.query_drop(format!("SET cn_async_commit = {on}")).await.unwrap();
+            for point in failpoint::ALL {
+                if policy == "async" && point == AFTER_DECISION {
+                    continue; // async commit writes no decision row
+                }
+                k += 1;
+                failpoint::arm(point);
+                c.query_drop("BEGIN").await.unwrap();
+                c.exec_drop("UPDATE t SET v = ? WHERE id IN (?, ?, ?)", (k, ids[0], ids[1], ids[2])).await.unwrap();
+                let acked = c.query_drop("COMMIT").await.is_ok();
+                let started = Instant::now();
+                while failpoint::armed() {
+                    assert!(started.elapsed() < Duration::from_secs(5), "{policy}: {point} was never reached");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                // The restarted CN's agents rebuild their prepared branches.
+                cn::txn::recovery::register_in_doubt(cluster).await;
+                while prepared_branches().await > 0 {
+                    assert!(started.elapsed() < Duration::from_secs(10), "{policy}, {point}: XA RECOVER not empty");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                let vs: Vec<i64> =
+                    c.exec("SELECT v FROM t WHERE id IN (?, ?, ?)", (ids[0], ids[1], ids[2])).await.unwrap();
+                let decided = match point {
+                    AFTER_PREPARES => policy == "async",
+                    AFTER_DECISION | AFTER_FIRST_COMMIT => true,
+                    _ => false,
+                };
+                let expect = if decided { k } else { last };
+                eprintln!("{policy}, {point}: acknowledged={acked} values={vs:?}");
+                assert_eq!(acked, policy == "async" && point == AFTER_FIRST_COMMIT, "{policy}, {point}: answer");
+                assert_eq!(vs, vec![expect; 3], "{policy}, {point}: whole exactly when decided");
+                last = expect;
+            }
+        }
+        c.query_drop("SET cn_async_commit = ON").await.unwrap();
+    });
+}
+
 #[test]
 fn transaction_statements() {
     run(async {

@@ -26,6 +26,7 @@
 //! - [`recovery`] resolves branches left prepared by a crash.
 
 pub mod deadlock;
+pub mod failpoint;
 pub mod log;
 pub mod recovery;
 pub mod snapshot;
@@ -497,6 +498,14 @@ impl Txn {
             lower_bound: if self.opts.linearizable { self.start_ts } else { 0 },
             async_commit: self.opts.async_commit,
         };
+        if failpoint::hit(failpoint::BEFORE_PREPARE) {
+            return Err(self.crash(&mut guards));
+        }
+        if failpoint::hit(failpoint::AFTER_FIRST_PREPARE) {
+            let (dn, g) = &mut guards[0];
+            let _ = self.cluster.agents[*dn as usize].prepare(g, &self.xid, &record).await;
+            return Err(self.crash(&mut guards));
+        }
         let prepares = guards.iter_mut().map(|(dn, c)| {
             let agent = self.cluster.agents[*dn as usize].clone();
             let (xid, record) = (&self.xid, &record);
@@ -533,6 +542,9 @@ impl Txn {
             ));
         }
         if failure.is_none() {
+            if failpoint::hit(failpoint::AFTER_PREPARES) {
+                return Err(self.crash(&mut guards));
+            }
             if self.opts.async_commit {
                 // Decided: every branch is prepared. No TSO call, no log row.
                 let c = record.lower_bound.max(max_m);
@@ -567,9 +579,27 @@ impl Txn {
         });
         let txn = self.clone();
         tokio::spawn(async move {
+            if failpoint::hit(failpoint::AFTER_FIRST_COMMIT) {
+                let (dn, g) = &mut guards[0];
+                txn.commit_branch(*dn, g, c).await;
+                txn.crash(&mut guards[1..]);
+                return;
+            }
             let commits = guards.iter_mut().map(|(dn, g)| txn.commit_branch(*dn, g, c));
             futures::future::join_all(commits).await;
         });
+    }
+
+    /// What a crash of the CN at a failpoint leaves: the connections close
+    /// without ending their branches (prepared ones stay prepared, the
+    /// others roll back) and the agents forget the transaction, as agents
+    /// restarted without it would. Returns the error the client gets.
+    fn crash(&self, guards: &mut [(u32, tokio::sync::OwnedMutexGuard<ViewConn>)]) -> CnError {
+        for (dn, g) in guards.iter_mut() {
+            g.abandon();
+            self.cluster.agents[*dn as usize].forget(&self.xid);
+        }
+        CnError::mysql(code::ER_ERROR_DURING_COMMIT, format!("Transaction {}: the CN crashed (failpoint)", self.xid))
     }
 
     /// `XA COMMIT` of one decided branch through its agent. Returns whether
@@ -645,6 +675,14 @@ impl Txn {
             i.phase = Phase::Committing;
             i.commit_ts = c;
         });
+        if failpoint::hit(failpoint::AFTER_DECISION) {
+            return Err(self.crash(&mut guards));
+        }
+        if failpoint::hit(failpoint::AFTER_FIRST_COMMIT) {
+            let (dn, g) = &mut guards[0];
+            self.commit_branch(*dn, g, c).await;
+            return Err(self.crash(&mut guards[1..]));
+        }
         let commits = guards.iter_mut().map(|(dn, g)| self.commit_branch(*dn, g, c));
         let all = futures::future::join_all(commits).await.into_iter().all(|ok| ok);
         if all {
