@@ -135,6 +135,12 @@ async fn account_dns(db: &str) -> Vec<usize> {
     out
 }
 
+/// Row 0 and the first row on another DN.
+async fn rows_on_two_dns(db: &str) -> (i64, i64) {
+    let dns = account_dns(db).await;
+    (0, (1..ACCOUNTS).find(|i| dns[*i as usize] != dns[0]).expect("rows on two DNs"))
+}
+
 /// One transfer of a random amount from `a` to `b`, reading both balances
 /// first (read-then-write, so a lost update would change the total).
 async fn transfer(c: &mut Conn, a: i64, b: i64, x: i64) -> Result<bool, mysql_async::Error> {
@@ -557,9 +563,7 @@ fn transaction_statements() {
 fn savepoints_roll_back_every_branch() {
     run(async {
         let mut c = fresh_table("sp", "t", "v", 0).await;
-        let dns = account_dns("sp").await;
-        let a = 0i64;
-        let b = (1..ACCOUNTS).find(|i| dns[*i as usize] != dns[0]).expect("rows on two DNs");
+        let (a, b) = rows_on_two_dns("sp").await;
         let q = format!("SELECT v FROM t WHERE id IN ({a}, {b}) ORDER BY id = {b}");
         assert_eq!(code(c.query_drop("ROLLBACK TO SAVEPOINT nope").await.unwrap_err()), 1305);
         for level in ["REPEATABLE READ", "READ COMMITTED"] {
@@ -614,9 +618,7 @@ fn savepoints_roll_back_every_branch() {
 fn distributed_deadlock_is_broken_with_1213() {
     run(async {
         let mut c1 = fresh_table("dl", "t", "v", 0).await;
-        let dns = account_dns("dl").await;
-        let a = 0i64;
-        let b = (1..ACCOUNTS).find(|i| dns[*i as usize] != dns[0]).expect("rows on two DNs");
+        let (a, b) = rows_on_two_dns("dl").await;
         let mut c2 = connect(Some("dl")).await;
         // T1 locks a then wants b; T2 locks b then wants a, on two DNs: no
         // single InnoDB sees the cycle.

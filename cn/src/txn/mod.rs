@@ -401,22 +401,23 @@ impl Txn {
     /// removed, `name` stays. Row locks taken since are kept, as in InnoDB.
     /// Errors: 1305 when there is no such savepoint.
     pub async fn rollback_to(&self, name: &str) -> Result<()> {
-        let name = savepoint_name(name)?;
-        let b = self.branches.lock().await;
-        let pos = self.savepoint_position(&name)?;
-        self.on_branches(&b, None, &format!("ROLLBACK TO SAVEPOINT `{name}`")).await?;
-        self.savepoints.lock().unwrap_or_else(|e| e.into_inner()).truncate(pos + 1);
-        Ok(())
+        self.back_to_savepoint(name, "ROLLBACK TO SAVEPOINT", 1).await
     }
 
     /// RELEASE SAVEPOINT `name`: removes it and every later savepoint.
     /// Errors: 1305 when there is no such savepoint.
     pub async fn release_savepoint(&self, name: &str) -> Result<()> {
+        self.back_to_savepoint(name, "RELEASE SAVEPOINT", 0).await
+    }
+
+    /// Runs `<verb> name` on every branch, then keeps the savepoints up to
+    /// `name` (and `keep` = 1 more: `name` itself, or 0).
+    async fn back_to_savepoint(&self, name: &str, verb: &str, keep: usize) -> Result<()> {
         let name = savepoint_name(name)?;
         let b = self.branches.lock().await;
         let pos = self.savepoint_position(&name)?;
-        self.on_branches(&b, None, &format!("RELEASE SAVEPOINT `{name}`")).await?;
-        self.savepoints.lock().unwrap_or_else(|e| e.into_inner()).truncate(pos);
+        self.on_branches(&b, None, &format!("{verb} `{name}`")).await?;
+        self.savepoints.lock().unwrap_or_else(|e| e.into_inner()).truncate(pos + keep);
         Ok(())
     }
 
