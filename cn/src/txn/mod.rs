@@ -531,16 +531,7 @@ impl Txn {
             // The missing branch may be prepared after all, and then every
             // branch is and the transaction committed: leave it to
             // recovery, which decides from the agents' logs.
-            for (_, g) in guards.iter_mut() {
-                g.abandon();
-            }
-            return Err(CnError::mysql(
-                code::ER_ERROR_DURING_COMMIT,
-                format!(
-                    "Outcome of transaction {} unknown (a prepare did not answer); recovery will settle it",
-                    self.xid
-                ),
-            ));
+            return Err(self.leave_to_recovery(&mut guards, "a prepare did not answer"));
         }
         if failure.is_none() {
             if failpoint::hit(failpoint::AFTER_PREPARES) {
@@ -589,6 +580,19 @@ impl Txn {
             let commits = guards.iter_mut().map(|(dn, g)| txn.commit_branch(*dn, g, c));
             futures::future::join_all(commits).await;
         });
+    }
+
+    /// Closes the branches' connections without ending them (prepared ones
+    /// stay prepared for recovery) and returns 1180: the outcome is
+    /// unknown because `why`.
+    fn leave_to_recovery(&self, guards: &mut [(u32, tokio::sync::OwnedMutexGuard<ViewConn>)], why: &str) -> CnError {
+        for (_, g) in guards.iter_mut() {
+            g.abandon();
+        }
+        CnError::mysql(
+            code::ER_ERROR_DURING_COMMIT,
+            format!("Outcome of transaction {} unknown ({why}); recovery will settle it", self.xid),
+        )
     }
 
     /// What a crash of the CN at a failpoint leaves: the connections close
@@ -660,16 +664,7 @@ impl Txn {
                 // The decision may or may not be recorded: leave the
                 // branches prepared for recovery, which commits them if the
                 // row is there and aborts them otherwise.
-                for (_, g) in guards.iter_mut() {
-                    g.abandon();
-                }
-                return Err(CnError::mysql(
-                    code::ER_ERROR_DURING_COMMIT,
-                    format!(
-                        "Outcome of transaction {} unknown (transaction log unreachable: {e}); recovery will settle it",
-                        self.xid
-                    ),
-                ));
+                return Err(self.leave_to_recovery(&mut guards, &format!("transaction log unreachable: {e}")));
             }
         }
         self.set_info(|i| {

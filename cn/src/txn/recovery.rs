@@ -62,6 +62,8 @@ pub async fn resolve_once(cluster: &Cluster) -> Result<usize> {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or_default();
+    // Read before XA RECOVER (see sweep_logs).
+    let candidates = log_candidates(cluster).await;
     let mut prepared: Vec<Option<Vec<String>>> = Vec::with_capacity(cluster.dns.len());
     for dn in &cluster.dns {
         let r = async {
@@ -129,8 +131,11 @@ pub async fn resolve_once(cluster: &Cluster) -> Result<usize> {
             }
         }
     }
-    if prepared.iter().all(Option::is_some) {
-        sweep_logs(cluster).await?;
+    let prepared: Option<Vec<Vec<String>>> = prepared.into_iter().collect();
+    if let (Some(candidates), Some(prepared)) = (candidates, prepared) {
+        if candidates.iter().any(|c| !c.is_empty()) {
+            sweep_logs(cluster, candidates, &prepared).await?;
+        }
     }
     Ok(settled)
 }
@@ -179,24 +184,25 @@ async fn async_outcome(cluster: &Cluster, xid: &str, record: &PrepareRecord) -> 
     Ok(Decision::Commit(c))
 }
 
-/// Deletes the agents' log rows of transactions with no branch prepared on
-/// any DN (committed rows older than [`LOG_KEEP_SECS`]). The candidates
-/// are read before `XA RECOVER`, so a transaction still in doubt keeps its
-/// rows: recovery may need them to decide.
-async fn sweep_logs(cluster: &Cluster) -> Result<()> {
+/// The XA ids of each DN's committed agent-log rows older than
+/// [`LOG_KEEP_SECS`]: the candidates of [`sweep_logs`]. `None` when a DN
+/// did not answer (no sweep this pass).
+async fn log_candidates(cluster: &Cluster) -> Option<Vec<Vec<String>>> {
     let mut candidates = Vec::with_capacity(cluster.dns.len());
     for dn in &cluster.dns {
-        let mut c = dn.conn().await?;
-        candidates.push(dn_plugin::agent::old_log_rows(&mut c, LOG_KEEP_SECS).await.map_err(|e| dn.err(e))?);
+        let mut c = dn.conn().await.ok()?;
+        candidates.push(dn_plugin::agent::old_log_rows(&mut c, LOG_KEEP_SECS).await.ok()?);
     }
-    if candidates.iter().all(Vec::is_empty) {
-        return Ok(());
-    }
-    let mut in_doubt = std::collections::HashSet::new();
-    for dn in &cluster.dns {
-        let mut c = dn.conn().await?;
-        in_doubt.extend(dn_plugin::agent::xa_recover(&mut c).await.map_err(|e| dn.err(e))?);
-    }
+    Some(candidates)
+}
+
+/// Deletes the agents' log rows in `candidates` whose transaction has no
+/// branch in any DN's `prepared` (`XA RECOVER`, taken after the candidates
+/// were read): a committed row means every branch had prepared, so none
+/// prepares later, and a transaction still in doubt keeps its rows, which
+/// recovery may need to decide.
+async fn sweep_logs(cluster: &Cluster, candidates: Vec<Vec<String>>, prepared: &[Vec<String>]) -> Result<()> {
+    let in_doubt: std::collections::HashSet<&String> = prepared.iter().flatten().collect();
     for (dn, rows) in cluster.dns.iter().zip(candidates) {
         let done: Vec<String> = rows.into_iter().filter(|x| !in_doubt.contains(x)).collect();
         if !done.is_empty() {
