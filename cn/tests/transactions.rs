@@ -448,6 +448,26 @@ fn async_commit_recovery_decides_from_the_agents_logs() {
         assert_eq!(lookup(&cluster.metadb, &t1).await.unwrap(), Some(Decision::Commit(c1)));
         assert_eq!(lookup(&cluster.metadb, &t2).await.unwrap(), Some(Decision::Abort));
         assert!(cluster.agents[1].amx() >= c1, "the recovered commit raised amx at its timestamp");
+        // T1's committed log rows stay while needed, then the watchdog
+        // deletes them (older than LOG_KEEP_SECS, nothing prepared).
+        let log_rows = |dn: usize| {
+            let t1 = t1.clone();
+            async move {
+                let n: i64 = dn_conn(dn)
+                    .await
+                    .exec_first("SELECT COUNT(*) FROM cn_agent.prepared WHERE xid = ?", (t1,))
+                    .await
+                    .unwrap()
+                    .unwrap();
+                n
+            }
+        };
+        assert_eq!((log_rows(0).await, log_rows(1).await), (1, 1), "T1's log rows committed with it");
+        let keep = Duration::from_secs(cn::txn::recovery::LOG_KEEP_SECS + 10);
+        while log_rows(0).await + log_rows(1).await > 0 {
+            assert!(started.elapsed() < keep, "the agents' log rows of a finished transaction were not deleted");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
     });
 }
 
