@@ -3,8 +3,8 @@
 //!
 //! A statement's way through the CN: [`protocol`] (MySQL wire protocol) →
 //! [`server`] (connections) → [`session`] (state and dispatch) →
-//! [`planner`] (routing: one DN or distributed) → [`executor`] (DataFusion
-//! over shard scans) or [`dml`]/[`ddl`] → [`dn`] (physical SQL on the data
+//! [`planner`] (routing: one DN or distributed) → [`optimizer`] (MySQL
+//! semantics, pushdown) → [`executor`] (DataFusion over shard scans) or [`dml`]/[`ddl`] → [`dn`] (physical SQL on the data
 //! nodes), with [`txn`] for multi-DN writes and [`catalog`] /
 //! [`sharding`] for where rows live.
 
@@ -16,6 +16,7 @@ pub mod dml;
 pub mod dn;
 pub mod error;
 pub mod executor;
+pub mod optimizer;
 pub mod planner;
 pub mod playground;
 pub mod protocol;

@@ -4,6 +4,7 @@
 //! `information_schema`.
 
 pub mod convert;
+pub mod functions;
 pub mod info_schema;
 pub mod shard_scan;
 pub mod table;
@@ -79,7 +80,13 @@ pub fn context(snapshot: Arc<CatalogSnapshot>, source: ConnSource, db: Option<&s
         .with_target_partitions(2)
         .with_batch_size(8192);
     config.options_mut().sql_parser.dialect = datafusion::config::Dialect::MySQL;
+    // `0.06` is DECIMAL in MySQL, not DOUBLE.
+    config.options_mut().sql_parser.parse_float_as_decimal = true;
     let ctx = SessionContext::new_with_config(config);
+    for f in functions::all() {
+        ctx.register_udf(f);
+    }
+    ctx.add_optimizer_rule(Arc::new(crate::optimizer::pushdown::ShardPushdown::new()));
     ctx.register_catalog("def", Arc::new(CnCatalog { snapshot, source }));
     ctx
 }
@@ -101,9 +108,11 @@ pub async fn run(
     snapshot: Arc<CatalogSnapshot>,
     source: ConnSource,
     db: Option<&str>,
-    stmt: Statement,
+    mut stmt: Statement,
     sink: &mut dyn ResultSink,
 ) -> Result<()> {
+    crate::optimizer::semantics::rewrite(&mut stmt);
+    crate::optimizer::join_order::colocate(&mut stmt, &snapshot, db);
     let ctx = context(snapshot, source.clone(), db);
     let state = ctx.state();
     let plan = state.statement_to_plan(datafusion::sql::parser::Statement::Statement(Box::new(stmt))).await?;

@@ -29,7 +29,7 @@ pub struct ShardedTable {
     /// The columns SQL sees: hidden ones (the implicit key) left out.
     columns: Vec<ColumnMeta>,
     schema: SchemaRef,
-    source: ConnSource,
+    pub(crate) source: ConnSource,
 }
 
 impl ShardedTable {

@@ -1,0 +1,799 @@
+//! Pushdown: the largest parts of a logical plan that the shards can
+//! compute become one physical SELECT per shard.
+//!
+//! A DataFusion optimizer rule, run after DataFusion's own rules. It walks
+//! the plan bottom up and describes each pushable subtree as a
+//! [`Fragment`]: the tables it reads (with aliases), its join tree, WHERE
+//! conjuncts, output expressions over the base columns, GROUP BY and HAVING,
+//! and its [`Dist`]ribution (which shards hold its rows). A node is pushable
+//! when its children are and:
+//! - scans of logical tables (sharded, broadcast, single), with the filters
+//!   DataFusion pushed into them;
+//! - filters and projections whose expressions MariaDB evaluates as MySQL
+//!   does ([`pushable`]);
+//! - inner, left, semi and anti joins of two fragments that are co-located:
+//!   both partitioned in one table group and joined on their partition keys
+//!   position by position, or one side broadcast (on the inner side of an
+//!   outer, semi or anti join), or on the same single DN;
+//! - an aggregate whose GROUP BY covers the partition key (each group lives
+//!   on one shard) or over a broadcast or single fragment: pushed whole;
+//! - any other aggregate of SUM, COUNT, MIN and MAX: split in two, the
+//!   partial aggregate per shard and the final one in the CN (SUM of sums,
+//!   SUM of counts, MIN of minima, MAX of maxima; `AVG` arrives here
+//!   already as SUM and COUNT, see [`super::semantics`]).
+//!
+//! Where a pushable subtree meets a node that is not pushable, it is
+//! replaced by a scan of a [`PushedQuery`] (one partition per shard, the
+//! SQL rendered per shard with the physical table names) under a
+//! projection that restores the subtree's column names and types, so the
+//! plan's schema is unchanged. A bare table scan is left to the table's own
+//! scan, which already pushes filters, projections and LIMIT.
+//!
+//! Nothing is pushed that would change the answer: a join whose keys are
+//! not the partition keys, an aggregate with DISTINCT over a
+//! non-co-located group, an expression not on the list, a join of an
+//! aggregated fragment — those stay in the CN.
+//!
+//! The approach follows PolarDB-X's "pushdown as much as possible" rules
+//! (LogicalView absorbing co-located joins and partial aggregates) and the
+//! partial/final aggregate split used by every MPP engine.
+
+use crate::catalog::{Partitioning, TableDef};
+use crate::dn::quote_ident;
+use crate::executor::functions::MysqlDiv;
+use crate::executor::shard_scan::{ShardQuery, ShardScanExec};
+use crate::executor::table::{prune, ShardedTable};
+use crate::txn::ConnSource;
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{Column, DFSchemaRef, Result, ScalarValue, TableReference};
+use datafusion::datasource::{provider_as_source, source_as_provider, TableType};
+use datafusion::functions_aggregate::expr_fn::{max, min, sum};
+use datafusion::logical_expr::expr::AggregateFunction;
+use datafusion::logical_expr::{
+    Aggregate, BinaryExpr, Expr, Filter, Join, JoinType, LogicalPlan, LogicalPlanBuilder, Operator, Projection,
+};
+use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::sql::unparser::dialect::MySqlDialect;
+use datafusion::sql::unparser::Unparser;
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+/// The optimizer rule; see the module documentation.
+#[derive(Debug, Default)]
+pub struct ShardPushdown {
+    aliases: AtomicUsize,
+}
+
+impl ShardPushdown {
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+/// Which shards hold a fragment's rows.
+#[derive(Debug, Clone)]
+enum Dist {
+    /// Spread over the partitions of one table group: `keys` are the
+    /// partition key columns (over base columns), `parts` the partitions
+    /// that survived pruning (`None`: all).
+    Partitioned { group: String, keys: Vec<Expr>, parts: Option<BTreeSet<usize>> },
+    /// A full copy on every DN.
+    Broadcast,
+    /// All rows on one DN.
+    Single(u32),
+}
+
+/// A table read by a fragment.
+#[derive(Debug, Clone)]
+struct FragTable {
+    alias: String,
+    def: Arc<TableDef>,
+}
+
+/// The FROM clause: a join tree over the fragment's tables.
+#[derive(Debug, Clone)]
+enum From {
+    Table(usize),
+    Join { left: Box<From>, right: Box<From>, left_outer: bool, on: Vec<Expr> },
+}
+
+/// A pushable subtree, as the parts of one SELECT.
+#[derive(Debug, Clone)]
+struct Fragment {
+    tables: Vec<FragTable>,
+    from: From,
+    /// WHERE conjuncts, over base columns.
+    filters: Vec<Expr>,
+    /// `[NOT] EXISTS (SELECT 1 FROM … WHERE …)` conjuncts of semi and anti
+    /// joins: (anti, the inner fragment, correlation conjuncts).
+    exists: Vec<(bool, Fragment, Vec<Expr>)>,
+    /// One expression per output column of the subtree, over base columns
+    /// (and aggregate functions once aggregated).
+    columns: Vec<Expr>,
+    /// `Some` once aggregated (empty: a global aggregate).
+    group_by: Option<Vec<Expr>>,
+    having: Vec<Expr>,
+    dist: Dist,
+    source: ConnSource,
+    /// Whether pushing this fragment does more than the table scan alone.
+    worth: bool,
+}
+
+/// Functions MariaDB evaluates as the user's MySQL statement means them
+/// (the statement is MySQL: the name is the user's).
+const PUSHABLE_FUNCTIONS: &[&str] =
+    &["mysql_div", "date_part", "substr", "substring", "upper", "lower", "abs", "concat", "coalesce", "ifnull"];
+
+/// Aggregates a shard can compute.
+const PUSHABLE_AGGREGATES: &[&str] = &["sum", "count", "min", "max"];
+
+/// True when MariaDB computes `e` as MySQL means it.
+fn pushable(e: &Expr) -> bool {
+    use Operator::*;
+    match e {
+        Expr::Column(_) => true,
+        Expr::Literal(v, _) => !matches!(v, ScalarValue::List(_) | ScalarValue::Struct(_) | ScalarValue::Map(_)),
+        Expr::Alias(a) => pushable(&a.expr),
+        Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
+            matches!(op, Eq | NotEq | Lt | LtEq | Gt | GtEq | And | Or | Plus | Minus | Multiply | Modulo)
+                && pushable(left)
+                && pushable(right)
+        }
+        Expr::Not(x) | Expr::IsNull(x) | Expr::IsNotNull(x) | Expr::Negative(x) => pushable(x),
+        Expr::Between(b) => pushable(&b.expr) && pushable(&b.low) && pushable(&b.high),
+        Expr::InList(l) => pushable(&l.expr) && l.list.iter().all(pushable),
+        Expr::Like(l) => !l.case_insensitive && l.escape_char.is_none() && pushable(&l.expr) && pushable(&l.pattern),
+        Expr::Case(c) => {
+            c.expr.as_deref().is_none_or(pushable)
+                && c.when_then_expr.iter().all(|(w, t)| pushable(w) && pushable(t))
+                && c.else_expr.as_deref().is_none_or(pushable)
+        }
+        Expr::Cast(c) => {
+            use datafusion::arrow::datatypes::DataType::*;
+            matches!(c.field.data_type(), Int32 | Int64 | Decimal128(..) | Float64 | Utf8 | Date32) && pushable(&c.expr)
+        }
+        Expr::ScalarFunction(f) => PUSHABLE_FUNCTIONS.contains(&f.name()) && f.args.iter().all(pushable),
+        Expr::AggregateFunction(AggregateFunction { func, params }) => {
+            PUSHABLE_AGGREGATES.contains(&func.name())
+                && params.filter.is_none()
+                && params.order_by.is_empty()
+                && params.args.iter().all(pushable)
+        }
+        _ => false,
+    }
+}
+
+/// The expression as MySQL text: `mysql_div` back to `/` (MariaDB divides
+/// as MySQL does).
+fn sql(e: &Expr) -> Result<String> {
+    let e = e
+        .clone()
+        .transform(|x| {
+            Ok(match x {
+                Expr::ScalarFunction(f) if f.name() == MysqlDiv::NAME && f.args.len() == 2 => {
+                    let mut a = f.args.into_iter();
+                    let (l, r) = (a.next().expect("two"), a.next().expect("two"));
+                    Transformed::yes(Expr::BinaryExpr(BinaryExpr::new(Box::new(l), Operator::Divide, Box::new(r))))
+                }
+                Expr::Alias(a) => Transformed::yes(*a.expr),
+                other => Transformed::no(other),
+            })
+        })?
+        .data;
+    let dialect = MySqlDialect {};
+    Ok(Unparser::new(&dialect).expr_to_sql(&e)?.to_string())
+}
+
+/// Replaces column references of `schema` by the fragment's expressions
+/// for them (`columns[i]` for field i).
+fn resolve(e: &Expr, inputs: &[(&DFSchemaRef, &[Expr])]) -> Option<Expr> {
+    let mut ok = true;
+    let out = e
+        .clone()
+        .transform(|x| {
+            if let Expr::Column(c) = &x {
+                for (schema, cols) in inputs {
+                    if let Some(i) = schema.maybe_index_of_column(c) {
+                        return Ok(Transformed::yes(cols[i].clone()));
+                    }
+                }
+                ok = false;
+            }
+            Ok(Transformed::no(x))
+        })
+        .ok()?
+        .data;
+    ok.then_some(out)
+}
+
+fn conjuncts(e: Expr, out: &mut Vec<Expr>) {
+    match e {
+        Expr::BinaryExpr(BinaryExpr { left, op: Operator::And, right }) => {
+            conjuncts(*left, out);
+            conjuncts(*right, out);
+        }
+        other => out.push(other),
+    }
+}
+
+fn and_all(v: &[Expr]) -> Result<String> {
+    Ok(v.iter().map(|e| Ok(format!("({})", sql(e)?))).collect::<Result<Vec<_>>>()?.join(" AND "))
+}
+
+impl Fragment {
+    fn aggregated(&self) -> bool {
+        self.group_by.is_some()
+    }
+
+    /// The SELECT for one shard: `names(table)` gives a table's physical
+    /// name there; the output columns are `c0`, `c1`, … for `wanted`.
+    fn render(&self, wanted: &[usize], names: &dyn Fn(&TableDef) -> Option<String>) -> Result<Option<String>> {
+        let mut select = Vec::new();
+        for i in wanted {
+            select.push(format!("{} AS `c{i}`", sql(&self.columns[*i])?));
+        }
+        if select.is_empty() {
+            select.push("1".into());
+        }
+        let Some(body) = self.render_body(names)? else {
+            return Ok(None);
+        };
+        Ok(Some(format!("SELECT {}{body}", select.join(", "))))
+    }
+
+    /// ` FROM … WHERE … GROUP BY … HAVING …`.
+    fn render_body(&self, names: &dyn Fn(&TableDef) -> Option<String>) -> Result<Option<String>> {
+        let Some(from) = self.render_from(&self.from, names)? else {
+            return Ok(None);
+        };
+        let mut s = format!(" FROM {from}");
+        let mut wheres: Vec<String> = Vec::new();
+        if !self.filters.is_empty() {
+            wheres.push(and_all(&self.filters)?);
+        }
+        for (anti, inner, on) in &self.exists {
+            let Some(inner_body) = inner.render_body(names)? else {
+                return Ok(None);
+            };
+            let corr = if on.is_empty() {
+                String::new()
+            } else {
+                let joiner = if inner.filters.is_empty() { " WHERE " } else { " AND " };
+                format!("{joiner}{}", and_all(on)?)
+            };
+            wheres.push(format!("{}EXISTS (SELECT 1{inner_body}{corr})", if *anti { "NOT " } else { "" }));
+        }
+        if !wheres.is_empty() {
+            s.push_str(&format!(" WHERE {}", wheres.join(" AND ")));
+        }
+        if let Some(g) = &self.group_by {
+            if !g.is_empty() {
+                let g: Vec<String> = g.iter().map(sql).collect::<Result<_>>()?;
+                s.push_str(&format!(" GROUP BY {}", g.join(", ")));
+            }
+            if !self.having.is_empty() {
+                s.push_str(&format!(" HAVING {}", and_all(&self.having)?));
+            }
+        }
+        Ok(Some(s))
+    }
+
+    fn render_from(&self, f: &From, names: &dyn Fn(&TableDef) -> Option<String>) -> Result<Option<String>> {
+        Ok(match f {
+            From::Table(i) => {
+                let t = &self.tables[*i];
+                let Some(phys) = names(&t.def) else {
+                    return Ok(None);
+                };
+                Some(format!("{}.{} AS {}", quote_ident(&t.def.db), quote_ident(&phys), quote_ident(&t.alias)))
+            }
+            From::Join { left, right, left_outer, on } => {
+                let (Some(l), Some(r)) = (self.render_from(left, names)?, self.render_from(right, names)?) else {
+                    return Ok(None);
+                };
+                let kind = if *left_outer { "LEFT JOIN" } else { "JOIN" };
+                let cond = if on.is_empty() { "1".to_string() } else { and_all(on)? };
+                Some(format!("{l} {kind} ({r}) ON {cond}"))
+            }
+        })
+    }
+}
+
+/// Merges two distributions of joined fragments, or `None` when the rows
+/// that join may sit on different shards. `pairs` are the equi-join pairs
+/// (left expr, right expr) over base columns; `outer_left` forbids a
+/// broadcast left side (its rows would be repeated per shard).
+fn join_dist(l: &Dist, r: &Dist, pairs: &[(Expr, Expr)], preserve_left_only: bool) -> Option<Dist> {
+    match (l, r) {
+        (
+            Dist::Partitioned { group: g1, keys: k1, parts: p1 },
+            Dist::Partitioned { group: g2, keys: k2, parts: p2 },
+        ) if g1 == g2 && k1.len() == k2.len() => {
+            let colocated = k1.iter().zip(k2).all(|(a, b)| pairs.iter().any(|(x, y)| x == a && y == b));
+            colocated.then(|| Dist::Partitioned {
+                group: g1.clone(),
+                keys: k1.clone(),
+                parts: match (p1, p2) {
+                    (Some(a), Some(b)) => Some(a.intersection(b).copied().collect()),
+                    (Some(a), None) | (None, Some(a)) => Some(a.clone()),
+                    (None, None) => None,
+                },
+            })
+        }
+        (Dist::Partitioned { .. }, Dist::Broadcast) => Some(l.clone()),
+        (Dist::Broadcast, Dist::Partitioned { .. }) if !preserve_left_only => Some(r.clone()),
+        (Dist::Broadcast, Dist::Broadcast) => Some(Dist::Broadcast),
+        (Dist::Single(a), Dist::Single(b)) if a == b => Some(l.clone()),
+        (Dist::Single(_), Dist::Broadcast) => Some(l.clone()),
+        (Dist::Broadcast, Dist::Single(_)) if !preserve_left_only => Some(r.clone()),
+        _ => None,
+    }
+}
+
+impl ShardPushdown {
+    fn alias(&self) -> String {
+        format!("t{}", self.aliases.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// The fragment of a table scan of a logical table.
+    fn scan(&self, plan: &LogicalPlan) -> Option<Fragment> {
+        let LogicalPlan::TableScan(scan) = plan else {
+            return None;
+        };
+        if scan.fetch.is_some() {
+            return None;
+        }
+        let provider = source_as_provider(&scan.source).ok()?;
+        let table = provider.downcast_ref::<ShardedTable>()?;
+        let def = table.def.clone();
+        let alias = self.alias();
+        let base = |name: &str| Expr::Column(Column::new(Some(TableReference::bare(alias.clone())), name));
+        let columns = scan.projected_schema.fields().iter().map(|f| base(f.name())).collect();
+        let mut filters = Vec::new();
+        for f in &scan.filters {
+            let e = f
+                .clone()
+                .transform(|x| {
+                    Ok(match x {
+                        Expr::Column(c) => Transformed::yes(base(&c.name)),
+                        other => Transformed::no(other),
+                    })
+                })
+                .ok()?
+                .data;
+            if !pushable(&e) {
+                return None;
+            }
+            conjuncts(e, &mut filters);
+        }
+        let dist = match &def.partitioning {
+            Partitioning::Broadcast => Dist::Broadcast,
+            Partitioning::Single => Dist::Single(def.partitions.first()?.dn),
+            p => Dist::Partitioned {
+                group: def.table_group.clone(),
+                keys: p.key_columns().iter().map(|k| base(k)).collect(),
+                parts: prune(&def, &scan.filters),
+            },
+        };
+        Some(Fragment {
+            tables: vec![FragTable { alias, def }],
+            from: From::Table(0),
+            filters,
+            exists: vec![],
+            columns,
+            group_by: None,
+            having: vec![],
+            dist,
+            source: table.source.clone(),
+            worth: false,
+        })
+    }
+
+    /// The fragment of `plan` given its children's fragments, or `None`
+    /// when `plan` cannot run on the shards as a whole.
+    fn combine(&self, plan: &LogicalPlan, kids: &[Fragment]) -> Option<Fragment> {
+        match plan {
+            LogicalPlan::TableScan(_) => self.scan(plan),
+            LogicalPlan::SubqueryAlias(_) => kids.first().cloned(),
+            LogicalPlan::Projection(Projection { expr, input, .. }) => {
+                let f = kids.first()?;
+                let cols: Option<Vec<Expr>> =
+                    expr.iter().map(|e| resolve(e, &[(input.schema(), &f.columns)])).collect();
+                let cols = cols?;
+                if !cols.iter().all(pushable) {
+                    return None;
+                }
+                let worth = f.worth || cols.iter().any(|c| !matches!(c, Expr::Column(_)));
+                Some(Fragment { columns: cols, worth, ..f.clone() })
+            }
+            LogicalPlan::Filter(Filter { predicate, input, .. }) => {
+                let f = kids.first()?;
+                let p = resolve(predicate, &[(input.schema(), &f.columns)])?;
+                if !pushable(&p) {
+                    return None;
+                }
+                let mut out = f.clone();
+                if out.aggregated() {
+                    conjuncts(p, &mut out.having);
+                } else {
+                    conjuncts(p, &mut out.filters);
+                }
+                out.worth = true;
+                Some(out)
+            }
+            LogicalPlan::Join(j) => self.join(j, kids),
+            LogicalPlan::Aggregate(a) => {
+                let f = kids.first()?;
+                let (groups, aggs) = self.aggregate_parts(a, f)?;
+                let whole = match &f.dist {
+                    Dist::Broadcast | Dist::Single(_) => true,
+                    Dist::Partitioned { keys, .. } => keys.iter().all(|k| groups.contains(k)),
+                };
+                if !whole {
+                    return None;
+                }
+                Some(Fragment {
+                    columns: groups.iter().chain(&aggs).cloned().collect(),
+                    group_by: Some(groups),
+                    worth: true,
+                    ..f.clone()
+                })
+            }
+            _ => None,
+        }
+    }
+
+    /// GROUP BY and aggregate expressions of `a` over the fragment's base
+    /// columns, when all are pushable.
+    fn aggregate_parts(&self, a: &Aggregate, f: &Fragment) -> Option<(Vec<Expr>, Vec<Expr>)> {
+        if f.aggregated() {
+            return None;
+        }
+        let input = [(a.input.schema(), f.columns.as_slice())];
+        let groups: Option<Vec<Expr>> = a.group_expr.iter().map(|e| resolve(e, &input)).collect();
+        let aggs: Option<Vec<Expr>> = a.aggr_expr.iter().map(|e| resolve(e, &input)).collect();
+        let (groups, aggs) = (groups?, aggs?);
+        if !groups.iter().all(|g| pushable(g) && !matches!(g, Expr::AggregateFunction(_)))
+            || !aggs.iter().all(|x| matches!(strip_alias(x), Expr::AggregateFunction(_)) && pushable(x))
+        {
+            return None;
+        }
+        Some((groups, aggs))
+    }
+
+    fn join(&self, j: &Join, kids: &[Fragment]) -> Option<Fragment> {
+        let [l, r] = kids else {
+            return None;
+        };
+        if l.aggregated() || r.aggregated() || j.null_aware {
+            return None;
+        }
+        let inputs = [(j.left.schema(), l.columns.as_slice()), (j.right.schema(), r.columns.as_slice())];
+        let mut pairs = Vec::new();
+        for (a, b) in &j.on {
+            pairs.push((resolve(a, &inputs[..1])?, resolve(b, &inputs[1..])?));
+        }
+        let mut on: Vec<Expr> = pairs.iter().map(|(a, b)| a.clone().eq(b.clone())).collect();
+        if let Some(f) = &j.filter {
+            conjuncts(resolve(f, &inputs)?, &mut on);
+        }
+        if !on.iter().all(pushable) {
+            return None;
+        }
+        let (preserve_left_only, kind) = match j.join_type {
+            JoinType::Inner => (false, 0),
+            JoinType::Left => (true, 1),
+            JoinType::LeftSemi => (true, 2),
+            JoinType::LeftAnti => (true, 3),
+            _ => return None,
+        };
+        let dist = join_dist(&l.dist, &r.dist, &pairs, preserve_left_only)?;
+        let mut out = l.clone();
+        out.dist = dist;
+        out.worth = true;
+        match kind {
+            0 | 1 => {
+                let offset = out.tables.len();
+                out.tables.extend(r.tables.iter().cloned());
+                let right = shift(&r.from, offset);
+                let mut cond = on;
+                if kind == 1 {
+                    // A left join's right-side filters restrict the right
+                    // side before the join: they go into ON.
+                    cond.extend(r.filters.iter().cloned());
+                } else {
+                    out.filters.extend(r.filters.iter().cloned());
+                }
+                if !r.exists.is_empty() {
+                    if kind == 1 {
+                        return None;
+                    }
+                    out.exists.extend(r.exists.iter().cloned());
+                }
+                out.from =
+                    From::Join { left: Box::new(out.from), right: Box::new(right), left_outer: kind == 1, on: cond };
+                out.columns.extend(r.columns.iter().cloned());
+            }
+            _ => {
+                out.exists.push((kind == 3, r.clone(), on));
+            }
+        }
+        Some(out)
+    }
+
+    /// Replaces a pushable subtree by a scan of its pushed query, under a
+    /// projection that restores the subtree's schema.
+    fn materialize(&self, f: Fragment, schema: &DFSchemaRef) -> Result<LogicalPlan> {
+        let fields: Vec<Field> = schema
+            .fields()
+            .iter()
+            .enumerate()
+            .map(|(i, fl)| Field::new(format!("c{i}"), fl.data_type().clone(), true))
+            .collect();
+        let name = format!("__pushed_{}", self.aliases.fetch_add(1, Ordering::Relaxed));
+        let provider = Arc::new(PushedQuery { fragment: f, schema: Arc::new(Schema::new(fields)) });
+        let scan = LogicalPlanBuilder::scan(name.clone(), provider_as_source(provider), None)?;
+        let exprs: Vec<Expr> = schema
+            .iter()
+            .enumerate()
+            .map(|(i, (q, fl))| {
+                Expr::Column(Column::new(Some(TableReference::bare(name.clone())), format!("c{i}")))
+                    .alias_qualified(q.cloned(), fl.name())
+            })
+            .collect();
+        scan.project(exprs)?.build()
+    }
+
+    /// The split aggregate: the partial aggregate pushed, the final one in
+    /// the CN, a projection restoring the aggregate's schema.
+    fn split_aggregate(&self, a: &Aggregate, f: &Fragment) -> Result<Option<LogicalPlan>> {
+        let Some((groups, aggs)) = self.aggregate_parts(a, f) else {
+            return Ok(None);
+        };
+        let mut partial = Vec::new();
+        for x in &aggs {
+            let Expr::AggregateFunction(af) = strip_alias(x) else {
+                return Ok(None);
+            };
+            if af.params.distinct {
+                return Ok(None);
+            }
+            partial.push(Expr::AggregateFunction(af.clone()));
+        }
+        let n_groups = groups.len();
+        let pushed_cols: Vec<Expr> = groups.iter().chain(&partial).cloned().collect();
+        // The partial query's column types: the aggregate's own output
+        // types (count: Int64; sum: sum's type; min/max: the argument's).
+        let out_schema = a.schema.clone();
+        let pushed_fields: Vec<Field> = out_schema
+            .fields()
+            .iter()
+            .enumerate()
+            .map(|(i, fl)| Field::new(format!("c{i}"), fl.data_type().clone(), true))
+            .collect();
+        let frag =
+            Fragment { columns: pushed_cols, group_by: Some(groups), worth: true, dist: f.dist.clone(), ..f.clone() };
+        let name = format!("__pushed_{}", self.aliases.fetch_add(1, Ordering::Relaxed));
+        let provider = Arc::new(PushedQuery { fragment: frag, schema: Arc::new(Schema::new(pushed_fields.clone())) });
+        let scan = LogicalPlanBuilder::scan(name.clone(), provider_as_source(provider), None)?;
+        let c = |i: usize| Expr::Column(Column::new(Some(TableReference::bare(name.clone())), format!("c{i}")));
+        let final_groups: Vec<Expr> = (0..n_groups).map(c).collect();
+        let mut finals = Vec::new();
+        for (k, x) in partial.iter().enumerate() {
+            let Expr::AggregateFunction(af) = x else { unreachable!("checked above") };
+            let col = c(n_groups + k);
+            finals.push(match af.func.name() {
+                "sum" | "count" => sum(col),
+                "min" => min(col),
+                "max" => max(col),
+                _ => return Ok(None),
+            });
+        }
+        let finals: Vec<Expr> = finals.into_iter().enumerate().map(|(k, e)| e.alias(format!("f{k}"))).collect();
+        let agg = scan.aggregate(final_groups, finals)?;
+        let restore: Vec<Expr> = out_schema
+            .iter()
+            .enumerate()
+            .map(|(i, (q, fl))| {
+                let src = if i < n_groups {
+                    c(i)
+                } else {
+                    Expr::Column(Column::new_unqualified(format!("f{}", i - n_groups)))
+                };
+                Expr::Cast(datafusion::logical_expr::Cast::new(Box::new(src), fl.data_type().clone()))
+                    .alias_qualified(q.cloned(), fl.name())
+            })
+            .collect();
+        Ok(Some(agg.project(restore)?.build()?))
+    }
+
+    /// Rewrites `plan` bottom up; returns the new plan and, when the whole
+    /// of it is pushable, its fragment.
+    fn visit(&self, plan: LogicalPlan) -> Result<(LogicalPlan, Option<Fragment>)> {
+        let inputs: Vec<LogicalPlan> = plan.inputs().into_iter().cloned().collect();
+        let mut new_inputs = Vec::with_capacity(inputs.len());
+        let mut frags = Vec::with_capacity(inputs.len());
+        for i in inputs {
+            let (p, f) = self.visit(i)?;
+            new_inputs.push(p);
+            frags.push(f);
+        }
+        if frags.iter().all(Option::is_some) {
+            let kids: Vec<Fragment> = frags.iter().flatten().cloned().collect();
+            if let Some(f) = self.combine(&plan, &kids) {
+                return Ok((plan, Some(f)));
+            }
+            if let (LogicalPlan::Aggregate(a), [f]) = (&plan, kids.as_slice()) {
+                if let Some(p) = self.split_aggregate(a, f)? {
+                    return Ok((p, None));
+                }
+            }
+        }
+        // `plan` stays in the CN: its pushable children that do more than a
+        // table scan become pushed queries.
+        let mut changed = false;
+        let mut children = Vec::with_capacity(new_inputs.len());
+        for (p, f) in new_inputs.into_iter().zip(frags) {
+            match f {
+                Some(f) if f.worth => {
+                    let schema = p.schema().clone();
+                    children.push(self.materialize(f, &schema)?);
+                    changed = true;
+                }
+                _ => children.push(p),
+            }
+        }
+        if !changed && children.iter().zip(plan.inputs()).all(|(a, b)| a == b) {
+            return Ok((plan, None));
+        }
+        let exprs = plan.expressions();
+        Ok((plan.with_new_exprs(exprs, children)?, None))
+    }
+}
+
+fn strip_alias(e: &Expr) -> &Expr {
+    match e {
+        Expr::Alias(a) => strip_alias(&a.expr),
+        other => other,
+    }
+}
+
+/// A join tree with table indexes moved by `offset`.
+fn shift(f: &From, offset: usize) -> From {
+    match f {
+        From::Table(i) => From::Table(i + offset),
+        From::Join { left, right, left_outer, on } => From::Join {
+            left: Box::new(shift(left, offset)),
+            right: Box::new(shift(right, offset)),
+            left_outer: *left_outer,
+            on: on.clone(),
+        },
+    }
+}
+
+impl OptimizerRule for ShardPushdown {
+    fn name(&self) -> &str {
+        "cn_shard_pushdown"
+    }
+
+    fn rewrite(&self, plan: LogicalPlan, _config: &dyn OptimizerConfig) -> Result<Transformed<LogicalPlan>> {
+        // Once per statement: a plan that already reads pushed queries has
+        // been through this rule.
+        let mut done = false;
+        plan.apply(|p| {
+            if let LogicalPlan::TableScan(s) = p {
+                if source_as_provider(&s.source).is_ok_and(|t| t.is::<PushedQuery>()) {
+                    done = true;
+                }
+            }
+            Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+        })?;
+        if done {
+            return Ok(Transformed::no(plan));
+        }
+        let original = plan.clone();
+        let (new, frag) = self.visit(plan)?;
+        let new = match frag {
+            Some(f) if f.worth => {
+                let schema = new.schema().clone();
+                self.materialize(f, &schema)?
+            }
+            _ => new,
+        };
+        if new == original {
+            Ok(Transformed::no(new))
+        } else {
+            Ok(Transformed::yes(new))
+        }
+    }
+}
+
+/// A pushed query as a table: its scan is one [`ShardScanExec`] partition
+/// per shard holding rows of the fragment.
+#[derive(Debug)]
+pub struct PushedQuery {
+    fragment: Fragment,
+    schema: SchemaRef,
+}
+
+impl PushedQuery {
+    /// (DN, partition label, SQL) per shard, for the output columns `wanted`.
+    fn queries(&self, wanted: &[usize]) -> Result<Vec<ShardQuery>> {
+        let f = &self.fragment;
+        let cluster = f.source.cluster();
+        let mut out = Vec::new();
+        match &f.dist {
+            Dist::Partitioned { parts, .. } => {
+                let first = f
+                    .tables
+                    .iter()
+                    .find(|t| t.def.is_partitioned())
+                    .ok_or_else(|| datafusion::error::DataFusionError::Internal("no partitioned table".into()))?;
+                let all: Vec<usize> = match parts {
+                    Some(p) => p.iter().copied().collect(),
+                    None => (0..first.def.partitions.len()).collect(),
+                };
+                for p in all {
+                    let place = &first.def.partitions[p];
+                    let dn = place.dn;
+                    let names = |t: &TableDef| phys_name(t, p, dn);
+                    if let Some(sql) = f.render(wanted, &names)? {
+                        out.push(ShardQuery { dn, partition: place.name.clone(), sql });
+                    }
+                }
+            }
+            Dist::Broadcast | Dist::Single(_) => {
+                let dn = match f.dist {
+                    Dist::Single(d) => d,
+                    _ => cluster.any_dn(),
+                };
+                let names = |t: &TableDef| phys_name(t, 0, dn);
+                if let Some(sql) = f.render(wanted, &names)? {
+                    out.push(ShardQuery { dn, partition: format!("dn{dn}"), sql });
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A table's physical name on DN `dn` for partition `p` of its group.
+fn phys_name(t: &TableDef, p: usize, dn: u32) -> Option<String> {
+    if t.is_partitioned() {
+        t.partitions.get(p).map(|x| x.phys_table.clone())
+    } else if t.is_broadcast() {
+        t.partitions.iter().find(|x| x.dn == dn).map(|x| x.phys_table.clone())
+    } else {
+        t.partitions.first().filter(|x| x.dn == dn).map(|x| x.phys_table.clone())
+    }
+}
+
+#[async_trait]
+impl TableProvider for PushedQuery {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+    fn table_type(&self) -> TableType {
+        TableType::Temporary
+    }
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let wanted: Vec<usize> = match projection {
+            Some(p) => p.clone(),
+            None => (0..self.schema.fields().len()).collect(),
+        };
+        let schema = Arc::new(Schema::new(wanted.iter().map(|i| self.schema.field(*i).clone()).collect::<Vec<_>>()));
+        let queries = self.queries(&wanted)?;
+        Ok(Arc::new(ShardScanExec::new(queries, schema, self.fragment.source.clone())))
+    }
+}
