@@ -45,8 +45,9 @@ pub struct Cluster {
     sequences: tokio::sync::Mutex<HashMap<(String, String), SeqRange>>,
     /// Where transaction timestamps come from.
     pub timestamps: Timestamps,
-    /// The DN agents, one per DN (index = DN id), in this process.
-    pub agents: Vec<Arc<dn_plugin::Agent>>,
+    /// The DN agents, one per DN (index = DN id): in this process, or
+    /// shared sidecars reached over gRPC.
+    pub agents: Vec<Arc<dyn dn_plugin::AgentApi>>,
     /// Transactions in flight on this CN, by XA id (`SHOW TRANS`; recovery
     /// leaves their branches alone).
     pub txns: Mutex<BTreeMap<String, crate::txn::TxnInfo>>,
@@ -102,7 +103,10 @@ impl Cluster {
                 tracing::warn!(dn = %d.name, error = %e, "could not create the agent's tables");
             }
         }
-        let agents = dns.iter().map(|d| Arc::new(dn_plugin::Agent::new(d.name.clone(), start_ts))).collect();
+        let agents = dns
+            .iter()
+            .map(|d| Arc::new(dn_plugin::Agent::new(d.name.clone(), start_ts)) as Arc<dyn dn_plugin::AgentApi>)
+            .collect();
         let cluster = Arc::new(Cluster {
             metadb,
             dns,
@@ -158,7 +162,7 @@ impl Cluster {
     /// before it began.
     pub async fn fresh_conn(&self, id: u32) -> Result<mysql_async::Conn> {
         let d = self.dn(id)?;
-        self.agents[id as usize].wait_decided().await;
+        self.agents[id as usize].wait_decided().await.map_err(|e| d.agent_err(e))?;
         d.conn().await
     }
 

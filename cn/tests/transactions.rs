@@ -8,6 +8,7 @@ mod common;
 
 use cn::playground::Playground;
 use common::{code, runtime, url};
+use dn_plugin::AgentApi;
 use mysql_async::prelude::*;
 use mysql_async::{Conn, Opts};
 use rand::Rng;
@@ -66,10 +67,15 @@ async fn dn_conn(i: usize) -> Conn {
     Conn::new(Opts::from_url(&format!("mysql://root@127.0.0.1:{port}")).unwrap()).await.unwrap()
 }
 
-fn set_gating(on: bool) {
+async fn set_gating(on: bool) {
     for a in &env().pg.cluster.agents {
-        a.set_gating(on);
+        a.set_gating(on).await.unwrap();
     }
+}
+
+/// The highest commit timestamp applied on DN `dn`.
+async fn amx(cluster: &cn::cluster::Cluster, dn: usize) -> u64 {
+    cluster.agents[dn].status().await.unwrap().amx
 }
 
 #[derive(Default, Debug)]
@@ -310,7 +316,7 @@ async fn prepared_branches() -> usize {
 fn bank_keeps_its_total_and_the_negative_control_sees_the_anomaly() {
     run(async {
         fresh_table("bank", "acct", "bal", INITIAL).await;
-        set_gating(true);
+        set_gating(true).await;
         let s = bank("bank", 8, |_| false).await;
         eprintln!("gating on: {s:?}");
         assert_eq!(s.get(|s| &s.bad_reads), 0, "a reader saw a wrong total with gating on");
@@ -323,9 +329,9 @@ fn bank_keeps_its_total_and_the_negative_control_sees_the_anomaly() {
 
         // Negative control: the same workload without the agents' gating
         // must show a wrong total within seconds.
-        set_gating(false);
+        set_gating(false).await;
         let s = bank("bank", 30, |s| s.bad_reads.load(Ordering::Relaxed) > 0).await;
-        set_gating(true);
+        set_gating(true).await;
         eprintln!("gating off: {s:?}");
         assert!(s.get(|s| &s.bad_reads) > 0, "the bank test cannot see the anomaly it guards against");
         // Writes themselves stay atomic either way.
@@ -373,7 +379,7 @@ fn recovery_settles_branches_left_prepared() {
             Some(cn::txn::log::Decision::Abort),
             "recovery records the abort so a late commit cannot win"
         );
-        assert!(cluster.agents[0].amx() >= commit_ts, "the recovered commit raised amx");
+        assert!(amx(cluster, 0).await >= commit_ts, "the recovered commit raised amx");
     });
 }
 
@@ -393,7 +399,7 @@ async fn prepare_branch(
     let mut b = dn_conn(dn).await;
     b.query_drop(format!("XA START '{xid}'")).await.unwrap();
     b.query_drop(format!("INSERT INTO {db}.`{phys}` VALUES ({id}, 1)")).await.unwrap();
-    let m = agent.prepare(&mut b, xid, record).await.unwrap();
+    let m = dn_plugin::agent::prepare(agent, &mut b, xid, record).await.unwrap();
     b.disconnect().await.unwrap();
     m
 }
@@ -424,8 +430,8 @@ fn async_commit_recovery_decides_from_the_agents_logs() {
         let t3 = format!("cn-995-{}", cluster.timestamp().await.unwrap());
         let m3 = prepare_branch(&scratch, 0, "arec", &phys[0], &t3, 2003, &record(vec![0], 0)).await;
         let rebuilt = dn_plugin::Agent::new("dn0", 0);
-        rebuilt.rebuild(&mut dn_conn(0).await, |x| x == t3).await.unwrap();
-        let st = rebuilt.status();
+        dn_plugin::agent::rebuild(&rebuilt, &mut dn_conn(0).await, |x| x == t3).await.unwrap();
+        let st = rebuilt.status().await.unwrap();
         assert_eq!(st.prepared, vec![(t3.clone(), m3)], "the rebuilt agent has the branch with its min_commit_ts");
         assert_eq!(st.decided.len(), 1, "reads without a view wait for an in-doubt branch");
         // The watchdog settles all three within 10 s: T1 and T3 committed,
@@ -447,7 +453,7 @@ fn async_commit_recovery_decides_from_the_agents_logs() {
         let c1 = old.max(m0).max(m1);
         assert_eq!(lookup(&cluster.metadb, &t1).await.unwrap(), Some(Decision::Commit(c1)));
         assert_eq!(lookup(&cluster.metadb, &t2).await.unwrap(), Some(Decision::Abort));
-        assert!(cluster.agents[1].amx() >= c1, "the recovered commit raised amx at its timestamp");
+        assert!(amx(cluster, 1).await >= c1, "the recovered commit raised amx at its timestamp");
         // T1's committed log rows stay while needed, then the watchdog
         // deletes them (older than LOG_KEEP_SECS, nothing prepared).
         let log_rows = |dn: usize| {
@@ -754,7 +760,7 @@ async fn causal(db: &str, secs: u64, policy: &'static str, stop_on_anomaly: bool
 fn causal_order_holds_for_one_phase_two_phase_and_async_commits() {
     run(async {
         fresh_table("causal", "t", "v", 0).await;
-        set_gating(true);
+        set_gating(true).await;
         for policy in ["1pc", "2pc", "async"] {
             let (reads, bad) = causal("causal", 4, policy, false).await;
             eprintln!("causal {policy}: reads={reads} bad={bad}");
@@ -762,9 +768,9 @@ fn causal_order_holds_for_one_phase_two_phase_and_async_commits() {
             assert_eq!(bad, 0, "{policy}: a reader saw B's write without A's earlier one");
         }
         // Negative control: without the gating the reverse order shows.
-        set_gating(false);
+        set_gating(false).await;
         let (reads, bad) = causal("causal", 30, "1pc", true).await;
-        set_gating(true);
+        set_gating(true).await;
         eprintln!("causal, gating off: reads={reads} bad={bad}");
         assert!(bad > 0, "the causal test cannot see the anomaly it guards against");
     });

@@ -9,4 +9,6 @@
 pub mod agent;
 pub mod mariadb;
 
-pub use agent::{Agent, AgentError, AgentStatus, PrepareRecord, PreparedRow, View};
+pub use agent::{
+    Admission, Agent, AgentApi, AgentError, AgentStatus, CommitKind, Outcome, PrepareRecord, PreparedRow, View,
+};
