@@ -374,6 +374,9 @@ impl Agent {
             st.prepared.insert(xid.to_string(), m);
             if let Some(o) = owner {
                 st.owners.insert(xid.to_string(), o);
+                // A CN whose session has not reached the agent yet owns
+                // its branches for the grace period all the same.
+                st.sessions.entry(o).or_insert((0, Instant::now()));
             }
             m
         })
