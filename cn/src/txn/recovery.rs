@@ -27,9 +27,13 @@ pub fn xid_start_ts(xid: &str) -> Option<u64> {
 /// Rebuilds each DN agent's prepared branches after a restart from
 /// `XA RECOVER` and the agent's log ([`dn_plugin::agent::rebuild`]):
 /// snapshots wait for them, and reads without a view too, until the
-/// watchdog settles them.
+/// watchdog settles them. Shared agents are skipped: each rebuilt itself
+/// when it started, and outlives the CNs.
 pub async fn register_in_doubt(cluster: &Cluster) {
     for (i, dn) in cluster.dns.iter().enumerate() {
+        if cluster.shared_agent(i as u32) {
+            continue;
+        }
         let r = async {
             let mut c = dn.conn().await?;
             dn_plugin::agent::rebuild(&*cluster.agents[i], &mut c, dn_plugin::agent::is_cn_xid)
