@@ -1,8 +1,9 @@
 //! Distributed transactions end to end: a bank workload through the CN over
 //! three real MariaDB DNs (snapshot isolation holds; with the agents'
 //! gating switched off the same workload must see a wrong total: the
-//! negative control), recovery of branches left prepared by a crash, and
-//! transaction statements.
+//! negative control), the same through two CNs sharing sidecar agents,
+//! recovery of branches left prepared by a crash, and transaction
+//! statements.
 
 mod common;
 
@@ -28,19 +29,32 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// One playground with three DNs for this test binary.
+/// A playground with three DNs and `cns` CNs (shared agents when more
+/// than one).
+fn start_env(cns: usize) -> Env {
+    runtime().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let ports = [free_port(), free_port(), free_port(), free_port()];
+        let listens = vec!["127.0.0.1:0"; cns];
+        let pg = Playground::start_cns(dir.path(), &ports, 64, "127.0.0.1:0".parse().unwrap(), &listens)
+            .await
+            .expect("MariaDB, the TSO, the agents and the CNs start");
+        Env { pg, _dir: dir }
+    })
+}
+
+/// One playground with three DNs and one CN (agents in the CN) for this
+/// test binary.
 fn env() -> &'static Env {
     static ENV: OnceLock<Env> = OnceLock::new();
-    ENV.get_or_init(|| {
-        runtime().block_on(async {
-            let dir = tempfile::tempdir().unwrap();
-            let ports = [free_port(), free_port(), free_port(), free_port()];
-            let pg = Playground::start(dir.path(), &ports, 64, "127.0.0.1:0".parse().unwrap(), "127.0.0.1:0")
-                .await
-                .expect("MariaDB, the TSO and the CN start");
-            Env { pg, _dir: dir }
-        })
-    })
+    ENV.get_or_init(|| start_env(1))
+}
+
+/// Another playground with three DNs, each with a sidecar agent served over
+/// gRPC, and two CNs using them.
+fn env2() -> &'static Env {
+    static ENV: OnceLock<Env> = OnceLock::new();
+    ENV.get_or_init(|| start_env(2))
 }
 
 /// Tests in this binary run one at a time: the negative control switches
@@ -51,7 +65,12 @@ fn serial() -> &'static tokio::sync::Mutex<()> {
 }
 
 fn run<F: std::future::Future>(f: F) -> F::Output {
-    env();
+    run_on(env, f)
+}
+
+/// Runs `f` after starting the playground `e` returns, one test at a time.
+fn run_on<F: std::future::Future>(e: fn() -> &'static Env, f: F) -> F::Output {
+    e();
     runtime().block_on(async {
         let _g = serial().lock().await;
         f.await
@@ -59,16 +78,30 @@ fn run<F: std::future::Future>(f: F) -> F::Output {
 }
 
 async fn connect(db: Option<&str>) -> Conn {
-    Conn::new(Opts::from_url(&url(env().pg.addr, db)).unwrap()).await.expect("connects to the CN")
+    connect_to(env().pg.addr, db).await
+}
+
+async fn connect_to(addr: std::net::SocketAddr, db: Option<&str>) -> Conn {
+    Conn::new(Opts::from_url(&url(addr, db)).unwrap()).await.expect("connects to the CN")
 }
 
 async fn dn_conn(i: usize) -> Conn {
-    let port = env().pg.topo.dns[i].port;
+    dn_conn_in(env(), i).await
+}
+
+async fn dn_conn_in(e: &Env, i: usize) -> Conn {
+    let port = e.pg.topo.dns[i].port;
     Conn::new(Opts::from_url(&format!("mysql://root@127.0.0.1:{port}")).unwrap()).await.unwrap()
 }
 
 async fn set_gating(on: bool) {
-    for a in &env().pg.cluster.agents {
+    set_gating_in(env(), on).await
+}
+
+/// Switches gating on every DN's agent through CN 0's handles (with shared
+/// agents, the switch reaches the sidecars through the trait).
+async fn set_gating_in(e: &Env, on: bool) {
+    for a in &e.pg.cluster.agents {
         a.set_gating(on).await.unwrap();
     }
 }
@@ -106,7 +139,13 @@ fn retryable(e: &mysql_async::Error) -> bool {
 /// BIGINT)` in 6 partitions, with rows `(i, value)` for `i` in
 /// `0..ACCOUNTS`; returns a connection using `db`.
 async fn fresh_table(db: &str, table: &str, col: &str, value: i64) -> Conn {
-    let mut c = connect(None).await;
+    fresh_table_in(env(), db, table, col, value).await
+}
+
+/// [`fresh_table`] through CN 0 of `e`; the other CNs reload their catalog
+/// before it returns.
+async fn fresh_table_in(e: &Env, db: &str, table: &str, col: &str, value: i64) -> Conn {
+    let mut c = connect_to(e.pg.addr, None).await;
     c.query_drop(format!("DROP DATABASE IF EXISTS {db}")).await.unwrap();
     c.query_drop(format!("CREATE DATABASE {db}")).await.unwrap();
     c.query_drop(format!("USE {db}")).await.unwrap();
@@ -117,6 +156,9 @@ async fn fresh_table(db: &str, table: &str, col: &str, value: i64) -> Conn {
     .unwrap();
     let rows: Vec<String> = (0..ACCOUNTS).map(|i| format!("({i}, {value})")).collect();
     c.query_drop(format!("INSERT INTO {table} VALUES {}", rows.join(","))).await.unwrap();
+    for other in &e.pg.more_cns {
+        other.cluster.refresh_catalog().await.unwrap();
+    }
     c
 }
 
@@ -128,9 +170,13 @@ async fn physical_tables(d: &mut Conn, db: &str) -> Vec<String> {
 /// The DN of each row `id` in `0..ACCOUNTS` of every table of `db`, found by
 /// asking each DN which ids it holds.
 async fn account_dns(db: &str) -> Vec<usize> {
+    account_dns_in(env(), db).await
+}
+
+async fn account_dns_in(e: &Env, db: &str) -> Vec<usize> {
     let mut out = vec![usize::MAX; ACCOUNTS as usize];
-    for i in 0..env().pg.topo.dns.len() {
-        let mut d = dn_conn(i).await;
+    for i in 0..e.pg.topo.dns.len() {
+        let mut d = dn_conn_in(e, i).await;
         for t in physical_tables(&mut d, db).await {
             let ids: Vec<i64> = d.query(format!("SELECT id FROM {db}.`{t}`")).await.unwrap();
             for id in ids.into_iter().filter(|id| *id < ACCOUNTS) {
@@ -178,8 +224,15 @@ async fn transfer(c: &mut Conn, a: i64, b: i64, x: i64) -> Result<bool, mysql_as
     }
 }
 
-async fn transfers(db: String, stats: Arc<Stats>, stop: Arc<AtomicBool>, dns: Arc<Vec<usize>>, async_commit: bool) {
-    let mut c = connect(Some(&db)).await;
+async fn transfers(
+    cn: std::net::SocketAddr,
+    db: String,
+    stats: Arc<Stats>,
+    stop: Arc<AtomicBool>,
+    dns: Arc<Vec<usize>>,
+    async_commit: bool,
+) {
+    let mut c = connect_to(cn, Some(&db)).await;
     c.query_drop(format!("SET cn_async_commit = {}", if async_commit { "ON" } else { "OFF" })).await.unwrap();
     while !stop.load(Ordering::Relaxed) {
         let (a, b, x) = {
@@ -208,8 +261,8 @@ async fn transfers(db: String, stats: Arc<Stats>, stop: Arc<AtomicBool>, dns: Ar
 }
 
 /// Sums all balances in one autocommit statement (a statement snapshot).
-async fn statement_reader(db: String, stats: Arc<Stats>, stop: Arc<AtomicBool>) {
-    let mut c = connect(Some(&db)).await;
+async fn statement_reader(cn: std::net::SocketAddr, db: String, stats: Arc<Stats>, stop: Arc<AtomicBool>) {
+    let mut c = connect_to(cn, Some(&db)).await;
     while !stop.load(Ordering::Relaxed) {
         let (sum, min, n): (String, i64, i64) =
             c.query_first("SELECT SUM(bal), MIN(bal), COUNT(*) FROM acct").await.unwrap().unwrap();
@@ -226,8 +279,8 @@ async fn statement_reader(db: String, stats: Arc<Stats>, stop: Arc<AtomicBool>) 
 
 /// Reads every balance one statement at a time, with pauses, inside one
 /// REPEATABLE READ transaction.
-async fn rr_reader(db: String, stats: Arc<Stats>, stop: Arc<AtomicBool>) {
-    let mut c = connect(Some(&db)).await;
+async fn rr_reader(cn: std::net::SocketAddr, db: String, stats: Arc<Stats>, stop: Arc<AtomicBool>) {
+    let mut c = connect_to(cn, Some(&db)).await;
     while !stop.load(Ordering::Relaxed) {
         c.query_drop("BEGIN").await.unwrap();
         let mut sum = 0;
@@ -265,19 +318,26 @@ async fn rr_reader(db: String, stats: Arc<Stats>, stop: Arc<AtomicBool>) {
 
 /// Runs 6 transfer clients (half committing across DNs with async commit,
 /// half with 2PC), 2 statement readers and 2 RR readers for at most
-/// `secs`, stopping early once `stop_when` holds.
-async fn bank(db: &str, secs: u64, stop_when: impl Fn(&Stats) -> bool) -> Arc<Stats> {
+/// `secs`, stopping early once `stop_when` holds. The clients are spread
+/// over the CNs of `e` round robin (each CN gets transfers of both kinds
+/// and both kinds of readers when there are two).
+async fn bank(e: &Env, db: &str, secs: u64, stop_when: impl Fn(&Stats) -> bool) -> Arc<Stats> {
     let stats = Arc::new(Stats::default());
     let stop = Arc::new(AtomicBool::new(false));
-    let dns = Arc::new(account_dns(db).await);
+    let dns = Arc::new(account_dns_in(e, db).await);
     assert!(dns.iter().all(|d| *d != usize::MAX));
+    let cns = e.pg.addrs();
+    let cn = |i: usize| cns[i % cns.len()];
     let mut tasks = Vec::new();
     for i in 0..6 {
-        tasks.push(tokio::spawn(transfers(db.into(), stats.clone(), stop.clone(), dns.clone(), i % 2 == 0)));
+        // Half async commit, half 2PC; with two CNs (CN i % 2) each runs
+        // both.
+        let async_commit = i < 3;
+        tasks.push(tokio::spawn(transfers(cn(i), db.into(), stats.clone(), stop.clone(), dns.clone(), async_commit)));
     }
-    for _ in 0..2 {
-        tasks.push(tokio::spawn(statement_reader(db.into(), stats.clone(), stop.clone())));
-        tasks.push(tokio::spawn(rr_reader(db.into(), stats.clone(), stop.clone())));
+    for i in 0..2 {
+        tasks.push(tokio::spawn(statement_reader(cn(i), db.into(), stats.clone(), stop.clone())));
+        tasks.push(tokio::spawn(rr_reader(cn(i + 1), db.into(), stats.clone(), stop.clone())));
     }
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(secs) && !stop_when(&stats) {
@@ -290,10 +350,10 @@ async fn bank(db: &str, secs: u64, stop_when: impl Fn(&Stats) -> bool) -> Arc<St
     stats
 }
 
-async fn final_total(db: &str) -> i64 {
+async fn final_total(e: &Env, db: &str) -> i64 {
     let mut total = 0;
-    for i in 0..env().pg.topo.dns.len() {
-        let mut d = dn_conn(i).await;
+    for i in 0..e.pg.topo.dns.len() {
+        let mut d = dn_conn_in(e, i).await;
         for t in physical_tables(&mut d, db).await {
             let s: Option<i64> =
                 d.query_first(format!("SELECT CAST(SUM(bal) AS SIGNED) FROM {db}.`{t}`")).await.unwrap().unwrap();
@@ -304,9 +364,13 @@ async fn final_total(db: &str) -> i64 {
 }
 
 async fn prepared_branches() -> usize {
+    prepared_branches_in(env()).await
+}
+
+async fn prepared_branches_in(e: &Env) -> usize {
     let mut n = 0;
-    for i in 0..env().pg.topo.dns.len() {
-        let rows: Vec<mysql_async::Row> = dn_conn(i).await.query("XA RECOVER").await.unwrap();
+    for i in 0..e.pg.topo.dns.len() {
+        let rows: Vec<mysql_async::Row> = dn_conn_in(e, i).await.query("XA RECOVER").await.unwrap();
         n += rows.len();
     }
     n
@@ -314,29 +378,46 @@ async fn prepared_branches() -> usize {
 
 #[test]
 fn bank_keeps_its_total_and_the_negative_control_sees_the_anomaly() {
-    run(async {
-        fresh_table("bank", "acct", "bal", INITIAL).await;
-        set_gating(true).await;
-        let s = bank("bank", 8, |_| false).await;
-        eprintln!("gating on: {s:?}");
-        assert_eq!(s.get(|s| &s.bad_reads), 0, "a reader saw a wrong total with gating on");
-        assert_eq!(s.get(|s| &s.negative), 0, "a negative balance was seen");
-        assert!(s.get(|s| &s.transfers) > 100, "too few transfers to mean anything");
-        assert!(s.get(|s| &s.same_dn_transfers) > 0, "no single-DN (1PC) transfer ran");
-        assert!(s.get(|s| &s.statement_reads) > 50 && s.get(|s| &s.rr_reads) > 5);
-        assert_eq!(final_total("bank").await, ACCOUNTS * INITIAL);
-        assert_eq!(prepared_branches().await, 0, "prepared branches left behind");
+    run(bank_keeps_its_total(env()));
+}
 
-        // Negative control: the same workload without the agents' gating
-        // must show a wrong total within seconds.
-        set_gating(false).await;
-        let s = bank("bank", 30, |s| s.bad_reads.load(Ordering::Relaxed) > 0).await;
-        set_gating(true).await;
-        eprintln!("gating off: {s:?}");
-        assert!(s.get(|s| &s.bad_reads) > 0, "the bank test cannot see the anomaly it guards against");
-        // Writes themselves stay atomic either way.
-        assert_eq!(final_total("bank").await, ACCOUNTS * INITIAL);
+/// The same workload through two CNs that share the sidecar agents:
+/// transfers and readers of both kinds on both CNs, the negative control
+/// switching gating off on the shared agents.
+#[test]
+fn bank_through_two_cns_sharing_sidecar_agents() {
+    run_on(env2, async {
+        let e = env2();
+        assert_eq!(e.pg.addrs().len(), 2);
+        assert!(e.pg.cluster.shared_agent(0), "the CNs use the sidecar agents");
+        bank_keeps_its_total(e).await;
     });
+}
+
+/// The bank test's body over playground `e`: zero wrong totals with
+/// gating on, some within 30 s with gating off, every write atomic.
+async fn bank_keeps_its_total(e: &'static Env) {
+    fresh_table_in(e, "bank", "acct", "bal", INITIAL).await;
+    set_gating_in(e, true).await;
+    let s = bank(e, "bank", 8, |_| false).await;
+    eprintln!("gating on: {s:?}");
+    assert_eq!(s.get(|s| &s.bad_reads), 0, "a reader saw a wrong total with gating on");
+    assert_eq!(s.get(|s| &s.negative), 0, "a negative balance was seen");
+    assert!(s.get(|s| &s.transfers) > 100, "too few transfers to mean anything");
+    assert!(s.get(|s| &s.same_dn_transfers) > 0, "no single-DN (1PC) transfer ran");
+    assert!(s.get(|s| &s.statement_reads) > 50 && s.get(|s| &s.rr_reads) > 5);
+    assert_eq!(final_total(e, "bank").await, ACCOUNTS * INITIAL);
+    assert_eq!(prepared_branches_in(e).await, 0, "prepared branches left behind");
+
+    // Negative control: the same workload without the agents' gating
+    // must show a wrong total within seconds.
+    set_gating_in(e, false).await;
+    let s = bank(e, "bank", 30, |s| s.bad_reads.load(Ordering::Relaxed) > 0).await;
+    set_gating_in(e, true).await;
+    eprintln!("gating off: {s:?}");
+    assert!(s.get(|s| &s.bad_reads) > 0, "the bank test cannot see the anomaly it guards against");
+    // Writes themselves stay atomic either way.
+    assert_eq!(final_total(e, "bank").await, ACCOUNTS * INITIAL);
 }
 
 #[test]
