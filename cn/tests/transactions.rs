@@ -394,6 +394,84 @@ fn bank_through_two_cns_sharing_sidecar_agents() {
     });
 }
 
+/// Recovery ownership with shared agents: CN 1's watchdog leaves alone a
+/// branch prepared by a live transaction of CN 0, however old (it neither
+/// records a decision for it nor claims it, so CN 0 can still decide it);
+/// once CN 0 abandons it, CN 0's own watchdog settles it; a branch of a CN
+/// that died is settled once that CN has been gone for the grace period.
+#[test]
+fn a_cn_never_settles_another_live_cns_prepared_branch() {
+    use cn::txn::log::{lookup, Decision};
+    run_on(env2, async {
+        let e = env2();
+        fresh_table_in(e, "own", "t", "v", 0).await;
+        let cn0 = &e.pg.cluster;
+        let now = cn0.timestamp().await.unwrap();
+        let old = tso::compose(tso::physical(now) - 60_000, 0);
+        let phys = physical_tables(&mut dn_conn_in(e, 0).await, "own").await.remove(0);
+        let record = dn_plugin::PrepareRecord { participants: vec![0], lower_bound: old, async_commit: true };
+        let prepare = |agent: Arc<dyn AgentApi>, xid: String, id: i64| {
+            let (phys, record) = (phys.clone(), record.clone());
+            async move {
+                let mut b = dn_conn_in(e, 0).await;
+                b.query_drop(format!("XA START '{xid}'")).await.unwrap();
+                b.query_drop(format!("INSERT INTO own.`{phys}` VALUES ({id}, 1)")).await.unwrap();
+                let m = dn_plugin::agent::prepare(&*agent, &mut b, &xid, &record).await.unwrap();
+                (b, m)
+            }
+        };
+        // A live transaction of CN 0, prepared through CN 0's handle of the
+        // shared agent 60 s after it began; its connection stays open.
+        let live = format!("cn-996-{old}");
+        cn0.txns.lock().unwrap().insert(
+            live.clone(),
+            cn::txn::TxnInfo {
+                xid: live.clone(),
+                conn_id: 996,
+                start_ts: old,
+                snapshot_ts: 0,
+                commit_ts: 0,
+                phase: cn::txn::Phase::Preparing,
+                participants: vec![0],
+                started: Instant::now(),
+            },
+        );
+        let (b, m) = prepare(cn0.agents[0].clone(), live.clone(), 3000).await;
+        // Three passes of both watchdogs.
+        tokio::time::sleep(Duration::from_millis(3 * cn::txn::recovery::INTERVAL.as_millis() as u64 + 300)).await;
+        assert_eq!(lookup(&cn0.metadb, &live).await.unwrap(), None, "another CN decided a live transaction");
+        assert!(cn0.agents[0].is_prepared(&live).await.unwrap());
+        assert_eq!(prepared_branches_in(e).await, 1);
+        // CN 0 abandons it (as a failed commit does): CN 0 settles it.
+        cn0.txns.lock().unwrap().remove(&live);
+        b.disconnect().await.unwrap();
+        let started = Instant::now();
+        while prepared_branches_in(e).await > 0 {
+            assert!(started.elapsed() < Duration::from_secs(10), "the abandoned branch was not settled");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert_eq!(lookup(&cn0.metadb, &live).await.unwrap(), Some(Decision::Commit(old.max(m))));
+
+        // A CN that prepared a branch and died: the others settle it once
+        // its session has been gone for the grace period.
+        let url = e.pg.agents[0].url();
+        let dying: Arc<dyn AgentApi> = Arc::new(dn_plugin::remote::RemoteAgent::connect("dn0", &url, 4242).unwrap());
+        let orphan = format!("cn-997-{}", old + 1);
+        let (b, m) = prepare(dying.clone(), orphan.clone(), 3001).await;
+        b.disconnect().await.unwrap();
+        drop(dying);
+        let started = Instant::now();
+        while prepared_branches_in(e).await > 0 {
+            assert!(started.elapsed() < Duration::from_secs(15), "the dead CN's branch was not settled");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert_eq!(lookup(&cn0.metadb, &orphan).await.unwrap(), Some(Decision::Commit(old.max(m))));
+        let ids: Vec<i64> =
+            dn_conn_in(e, 0).await.query(format!("SELECT id FROM own.`{phys}` WHERE id >= 3000")).await.unwrap();
+        assert_eq!(ids, vec![3000, 3001]);
+    });
+}
+
 /// The bank test's body over playground `e`: zero wrong totals with
 /// gating on, some within 30 s with gating off, every write atomic.
 async fn bank_keeps_its_total(e: &'static Env) {
