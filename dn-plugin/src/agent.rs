@@ -699,10 +699,19 @@ pub async fn prepare(
 /// DN refuses, the branch stays registered (it is still prepared, or its
 /// fate is unknown): snapshots that might see it keep waiting until
 /// recovery settles it; when the connection broke, `amx` also rises to `c`.
+/// Once the DN committed, the call succeeds even if a remote agent does not
+/// acknowledge the end of the admission: it then counts the commit as
+/// applied at `c` anyway, and the branch it still lists is forgotten by a
+/// recovery pass (it is no longer in `XA RECOVER`).
 pub async fn commit_prepared(agent: &dyn AgentApi, conn: &mut Conn, xid: &str, c: u64) -> Result<(), AgentError> {
     let admission = agent.admit_commit(CommitKind::Prepared { commit_ts: c }).await?;
     match conn.query_drop(format!("XA COMMIT {}", xid_lit(xid))).await {
-        Ok(()) => admission.finish(Outcome::Applied { forget: Some(xid.to_string()) }).await,
+        Ok(()) => {
+            if let Err(e) = admission.finish(Outcome::Applied { forget: Some(xid.to_string()) }).await {
+                tracing::warn!(dn = agent.dn(), xid, error = %e, "the agent did not acknowledge a commit");
+            }
+            Ok(())
+        }
         Err(e) => {
             finish_failed(admission, &e).await;
             Err(e.into())
@@ -736,7 +745,9 @@ pub async fn rollback_prepared(agent: &dyn AgentApi, conn: &mut Conn, xid: &str)
 /// (`COMMIT`). `l` is a fresh TSO value taken when the commit started (0 to
 /// drop the linearizability bound). Returns `t`. When the DN refuses, the
 /// transaction is rolled back by the DN or must be by the caller and `amx`
-/// is not raised.
+/// is not raised. Once the DN committed, the call succeeds even if a remote
+/// agent does not acknowledge the end of the admission (it counts it as
+/// applied at `t` anyway).
 pub async fn commit_one_phase(
     agent: &dyn AgentApi,
     conn: &mut Conn,
@@ -754,7 +765,9 @@ pub async fn commit_one_phase(
     };
     match conn.query_drop(sql).await {
         Ok(()) => {
-            admission.finish(Outcome::Applied { forget: None }).await?;
+            if let Err(e) = admission.finish(Outcome::Applied { forget: None }).await {
+                tracing::warn!(dn = agent.dn(), error = %e, "the agent did not acknowledge a commit");
+            }
             Ok(t)
         }
         Err(e) => {
