@@ -45,8 +45,11 @@ pub struct Cluster {
     sequences: tokio::sync::Mutex<HashMap<(String, String), SeqRange>>,
     /// Where transaction timestamps come from.
     pub timestamps: Timestamps,
-    /// The DN agents, one per DN (index = DN id), in this process.
-    pub agents: Vec<Arc<dn_plugin::Agent>>,
+    /// This CN's id at the shared agents: the TSO value it started at.
+    pub cn_id: u64,
+    /// The DN agents, one per DN (index = DN id): in this process, or
+    /// shared sidecars reached over gRPC.
+    pub agents: Vec<Arc<dyn dn_plugin::AgentApi>>,
     /// Transactions in flight on this CN, by XA id (`SHOW TRANS`; recovery
     /// leaves their branches alone).
     pub txns: Mutex<BTreeMap<String, crate::txn::TxnInfo>>,
@@ -102,7 +105,19 @@ impl Cluster {
                 tracing::warn!(dn = %d.name, error = %e, "could not create the agent's tables");
             }
         }
-        let agents = dns.iter().map(|d| Arc::new(dn_plugin::Agent::new(d.name.clone(), start_ts))).collect();
+        // The CN's id at shared agents (its session, the owner of the
+        // branches it prepares): a TSO value, unique among the CNs that
+        // share the TSO.
+        let cn_id = start_ts;
+        let mut agents: Vec<Arc<dyn dn_plugin::AgentApi>> = Vec::with_capacity(dns.len());
+        for d in &dns {
+            agents.push(match config.agents.get(&d.name) {
+                Some(url) => Arc::new(
+                    dn_plugin::remote::RemoteAgent::connect(d.name.clone(), url, cn_id).map_err(|e| d.agent_err(e))?,
+                ),
+                None => Arc::new(dn_plugin::Agent::new(d.name.clone(), start_ts)),
+            });
+        }
         let cluster = Arc::new(Cluster {
             metadb,
             dns,
@@ -111,6 +126,7 @@ impl Cluster {
             next_conn_id: AtomicU32::new(1),
             sequences: tokio::sync::Mutex::new(HashMap::new()),
             timestamps,
+            cn_id,
             agents,
             txns: Mutex::new(BTreeMap::new()),
             lock_owners: Mutex::new(HashMap::new()),
@@ -158,8 +174,14 @@ impl Cluster {
     /// before it began.
     pub async fn fresh_conn(&self, id: u32) -> Result<mysql_async::Conn> {
         let d = self.dn(id)?;
-        self.agents[id as usize].wait_decided().await;
+        self.agents[id as usize].wait_decided().await.map_err(|e| d.agent_err(e))?;
         d.conn().await
+    }
+
+    /// Whether DN `id`'s agent is a shared sidecar (`agents` in the
+    /// configuration) rather than one in this process.
+    pub fn shared_agent(&self, id: u32) -> bool {
+        self.dns.get(id as usize).is_some_and(|d| self.config.agents.contains_key(&d.name))
     }
 
     pub fn dn(&self, id: u32) -> Result<&Arc<Dn>> {

@@ -9,6 +9,9 @@ use serde::{Deserialize, Serialize};
 /// metadb = "mysql://root@127.0.0.1:4000"
 /// tso = ["127.0.0.1:3400", "127.0.0.1:3401"]
 /// max-connections = 1024
+/// [agents]
+/// dn0 = "http://127.0.0.1:3500"
+/// dn1 = "http://127.0.0.1:3501"
 /// [[users]]
 /// name = "root"
 /// password = ""
@@ -31,6 +34,11 @@ pub struct Config {
     pub catalog_poll_ms: u64,
     /// Accounts; an empty password means none.
     pub users: Vec<User>,
+    /// The shared DN agents (`dn-plugin serve`), by DN name (`dn0`, …):
+    /// the gRPC URL of each. A DN without an entry gets an agent in this
+    /// process, correct only while this CN is the only one. Several CNs
+    /// over the same DNs must all name the same agent for every DN.
+    pub agents: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -51,6 +59,7 @@ impl Default for Config {
             dn_pool_size: 256,
             catalog_poll_ms: 500,
             users: vec![User { name: "root".into(), password: String::new() }],
+            agents: Default::default(),
         }
     }
 }
@@ -71,6 +80,14 @@ impl Config {
         if !self.metadb.starts_with("mysql://") {
             return Err(format!("metadb = {:?}: expected a mysql:// URL", self.metadb));
         }
+        for (dn, url) in &self.agents {
+            if !url.starts_with("http://") && !url.starts_with("https://") {
+                return Err(format!("agents.{dn} = {url:?}: expected an http:// URL"));
+            }
+        }
+        if !self.agents.is_empty() && self.tso.is_empty() {
+            return Err("shared agents need a TSO shared by the CNs (tso = [...])".into());
+        }
         Ok(())
     }
 }
@@ -89,5 +106,11 @@ mod tests {
         assert!(toml::from_str::<Config>("no-such-key = 1").is_err());
         let bad_listen = Config { listen: "nowhere".into(), ..Config::default() };
         assert!(bad_listen.validate().is_err());
+        let shared: Config =
+            toml::from_str("tso = [\"127.0.0.1:3400\"]\n[agents]\ndn0 = \"http://127.0.0.1:3500\"\n").unwrap();
+        assert_eq!(shared.agents["dn0"], "http://127.0.0.1:3500");
+        assert!(shared.validate().is_ok());
+        let no_tso = Config { tso: Vec::new(), ..shared.clone() };
+        assert!(no_tso.validate().is_err());
     }
 }

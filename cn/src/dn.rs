@@ -61,6 +61,16 @@ impl Dn {
         CnError::from_dn(&self.name, e)
     }
 
+    /// An error of this DN's agent as the client sees it: a DN error as
+    /// [`Dn::err`], anything else (a late OPEN, an agent unreachable) as
+    /// 1105 with the agent's message.
+    pub fn agent_err(&self, e: dn_plugin::AgentError) -> CnError {
+        match e {
+            dn_plugin::AgentError::Db(e) => self.err(e),
+            other => CnError::internal(format!("{}: {other}", self.name)),
+        }
+    }
+
     pub async fn disconnect(&self) {
         let _ = self.pool.clone().disconnect().await;
     }

@@ -14,14 +14,20 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Start N MariaDB data nodes, a metadb and a CN, load TPC-H, serve until Ctrl-C.
+    /// Start N MariaDB data nodes, a metadb, a TSO and one or more CNs, load TPC-H, serve until Ctrl-C.
     Playground {
         /// Number of data nodes.
         #[arg(long, default_value_t = 4)]
         dns: usize,
-        /// MySQL port of the CN.
+        /// MySQL port of the CN (CN i listens on PORT + i).
         #[arg(long, default_value_t = 3307)]
         port: u16,
+        /// Number of CNs. With more than one, every DN gets a shared agent
+        /// (the code of `dn-plugin serve`, served over gRPC from this
+        /// process on a free port) and all CNs use them; with one, the
+        /// agents live inside the CN.
+        #[arg(long, default_value_t = 1)]
+        cns: usize,
         /// Where the MariaDB data directories live (reused on the next start).
         #[arg(long, default_value = "playground-data")]
         data_dir: PathBuf,
@@ -52,8 +58,10 @@ async fn main() {
         .init();
     let cli = Cli::parse();
     let r = match cli.command {
-        Cmd::Playground { dns, port, data_dir, tpch_sf, mariadb_port, buffer_pool_mb, tso_port } => {
-            playground(dns, port, data_dir, tpch_sf, mariadb_port, buffer_pool_mb, tso_port).await
+        Cmd::Playground { dns, port, cns, data_dir, tpch_sf, mariadb_port, buffer_pool_mb, tso_port } => {
+            let opts =
+                PlaygroundArgs { dns, port, cns, dir: data_dir, sf: tpch_sf, mariadb_port, buffer_pool_mb, tso_port };
+            playground(opts).await
         }
         Cmd::Serve { config } => serve(config).await,
     };
@@ -76,29 +84,35 @@ async fn serve(path: PathBuf) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn playground(
+struct PlaygroundArgs {
     dns: usize,
     port: u16,
+    cns: usize,
     dir: PathBuf,
     sf: f64,
     mariadb_port: u16,
     buffer_pool_mb: u32,
     tso_port: u16,
-) -> anyhow::Result<()> {
+}
+
+async fn playground(a: PlaygroundArgs) -> anyhow::Result<()> {
+    let PlaygroundArgs { dns, port, cns, dir, sf, mariadb_port, buffer_pool_mb, tso_port } = a;
     if dns == 0 {
         anyhow::bail!("--dns must be at least 1");
     }
+    if cns == 0 {
+        anyhow::bail!("--cns must be at least 1");
+    }
     println!("starting {dns} data nodes, the metadb and the TSO under {} …", dir.display());
     let ports: Vec<u16> = (0..=dns as u16).map(|i| mariadb_port + i).collect();
-    let mut pg = Playground::start(
-        &dir,
-        &ports,
-        buffer_pool_mb,
-        ([127, 0, 0, 1], tso_port).into(),
-        &format!("127.0.0.1:{port}"),
-    )
-    .await?;
+    let listens: Vec<String> = (0..cns as u16).map(|i| format!("127.0.0.1:{}", port + i)).collect();
+    let listens: Vec<&str> = listens.iter().map(String::as_str).collect();
+    let mut pg =
+        Playground::start_cns(&dir, &ports, buffer_pool_mb, ([127, 0, 0, 1], tso_port).into(), &listens).await?;
     println!("TSO serving on {}", pg.tso.addr);
+    for (i, a) in pg.agents.iter().enumerate() {
+        println!("shared agent of dn{i} serving on {}", a.addr);
+    }
     let result = async {
         if pg.cluster.catalog.snapshot().database("tpch").is_none() {
             let t = std::time::Instant::now();
@@ -107,10 +121,10 @@ async fn playground(
             let rows = cn::tpch::load(&mut s, "tpch", sf).await?;
             println!("loaded {rows} rows in {:.1} s", t.elapsed().as_secs_f64());
         }
-        println!(
-            "CN ready. Connect with:\n  mariadb -h127.0.0.1 -P{} -uroot tpch\nCtrl-C stops everything.",
-            pg.addr.port()
-        );
+        for addr in pg.addrs() {
+            println!("CN ready. Connect with:  mariadb -h127.0.0.1 -P{} -uroot tpch", addr.port());
+        }
+        println!("Ctrl-C stops everything.");
         anyhow::Ok(())
     }
     .await;

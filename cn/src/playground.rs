@@ -1,6 +1,11 @@
 //! The playground: N MariaDB data nodes and a metadb as real `mariadbd`
-//! processes under one data directory, a CN in this process, and TPC-H
-//! loaded into database `tpch`.
+//! processes under one data directory, a TSO and one or more CNs in this
+//! process, and TPC-H loaded into database `tpch`. With several CNs every
+//! DN gets a shared agent served over gRPC on a free port, in this process
+//! but by exactly the code `dn-plugin serve` runs
+//! ([`dn_plugin::service::start_agent`] and [`dn_plugin::service::serve`]),
+//! and every CN reaches the agents over gRPC; with one CN the agents are
+//! in the CN's process.
 //!
 //! Layout of the data directory: `template/` (made once by
 //! `mariadb-install-db`), `metadb/`, `dn0/`, `dn1/`, … (copies of the
@@ -83,14 +88,27 @@ impl Topology {
     }
 }
 
-/// A whole cluster in one process: the `mariadbd` topology, a TSO and a CN
-/// serving the MySQL protocol. Used by `cn playground` and by the sqltests
-/// runner.
+/// A whole cluster in one process: the `mariadbd` topology, a TSO and one
+/// or more CNs serving the MySQL protocol (with shared agents when more
+/// than one). Used by `cn playground`, the sqltests runner and tests.
 pub struct Playground {
     pub topo: Topology,
     pub tso: tso::server::RunningTso,
+    /// CN 0.
     pub cluster: std::sync::Arc<crate::cluster::Cluster>,
-    /// The CN's MySQL address.
+    /// CN 0's MySQL address.
+    pub addr: std::net::SocketAddr,
+    pub server: tokio::task::JoinHandle<Result<()>>,
+    /// CNs 1, 2, … (empty with one CN).
+    pub more_cns: Vec<CnHandle>,
+    /// The shared agents, one per DN in DN order (empty with one CN).
+    pub agents: Vec<dn_plugin::service::RunningAgent>,
+}
+
+/// One CN of a playground.
+pub struct CnHandle {
+    pub cluster: std::sync::Arc<crate::cluster::Cluster>,
+    /// Its MySQL address.
     pub addr: std::net::SocketAddr,
     pub server: tokio::task::JoinHandle<Result<()>>,
 }
@@ -106,6 +124,23 @@ impl Playground {
         tso_listen: std::net::SocketAddr,
         cn_listen: &str,
     ) -> Result<Playground> {
+        Self::start_cns(dir, mariadb_ports, buffer_pool_mb, tso_listen, &[cn_listen]).await
+    }
+
+    /// Like [`Playground::start`] with a CN on each of `cn_listens`; with
+    /// more than one, a shared agent per DN on a free port of 127.0.0.1
+    /// (see the module doc). Errors: a process or service did not start
+    /// (everything started is stopped).
+    pub async fn start_cns(
+        dir: &Path,
+        mariadb_ports: &[u16],
+        buffer_pool_mb: u32,
+        tso_listen: std::net::SocketAddr,
+        cn_listens: &[&str],
+    ) -> Result<Playground> {
+        if cn_listens.is_empty() {
+            return Err(CnError::internal("a playground needs at least one CN"));
+        }
         let mut topo = Topology::start_on(dir, mariadb_ports, buffer_pool_mb).await?;
         let opts = tso::server::ServeOptions::new(tso_listen, dir.join("tso"));
         let tso = match tso::server::start(opts, std::sync::Arc::new(tso::clock::SystemClock)).await {
@@ -115,25 +150,74 @@ impl Playground {
                 return Err(CnError::internal(format!("starting the TSO: {e}")));
             }
         };
-        let config = crate::config::Config {
-            listen: cn_listen.to_string(),
-            metadb: topo.metadb.url(),
-            tso: vec![tso.addr.to_string()],
-            ..crate::config::Config::default()
-        };
-        match crate::server::start_cn(config).await {
-            Ok((cluster, addr, server)) => Ok(Playground { topo, tso, cluster, addr, server }),
-            Err(e) => {
-                tso.shutdown().await;
-                topo.stop().await;
-                Err(e)
+        let mut agents = Vec::new();
+        let mut cns: Vec<CnHandle> = Vec::new();
+        let started = async {
+            if cn_listens.len() > 1 {
+                let client = tso::TsoClient::new(vec![tso.addr.to_string()], tso::ClientOptions::default());
+                let start_ts = client.get_ts().await.map_err(|e| CnError::internal(e.to_string()))?;
+                for (i, d) in topo.dns.iter().enumerate() {
+                    let name = format!("dn{i}");
+                    let agent = dn_plugin::service::start_agent(&name, &d.url(), start_ts)
+                        .await
+                        .map_err(|e| CnError::internal(e.to_string()))?;
+                    let served = dn_plugin::service::serve(agent, ([127, 0, 0, 1], 0).into())
+                        .await
+                        .map_err(|e| CnError::internal(e.to_string()))?;
+                    agents.push(served);
+                }
             }
+            for listen in cn_listens {
+                let config = crate::config::Config {
+                    listen: listen.to_string(),
+                    metadb: topo.metadb.url(),
+                    tso: vec![tso.addr.to_string()],
+                    agents: agents.iter().enumerate().map(|(i, a)| (format!("dn{i}"), a.url())).collect(),
+                    ..crate::config::Config::default()
+                };
+                let (cluster, addr, server) = crate::server::start_cn(config).await?;
+                cns.push(CnHandle { cluster, addr, server });
+            }
+            Ok::<(), CnError>(())
         }
+        .await;
+        if let Err(e) = started {
+            for c in cns {
+                c.server.abort();
+            }
+            for a in agents {
+                a.shutdown().await;
+            }
+            tso.shutdown().await;
+            topo.stop().await;
+            return Err(e);
+        }
+        let first = cns.remove(0);
+        Ok(Playground {
+            topo,
+            tso,
+            cluster: first.cluster,
+            addr: first.addr,
+            server: first.server,
+            more_cns: cns,
+            agents,
+        })
     }
 
-    /// Stops the CN, the TSO and every `mariadbd`.
+    /// The MySQL addresses of every CN, CN 0 first.
+    pub fn addrs(&self) -> Vec<std::net::SocketAddr> {
+        std::iter::once(self.addr).chain(self.more_cns.iter().map(|c| c.addr)).collect()
+    }
+
+    /// Stops the CNs, the shared agents, the TSO and every `mariadbd`.
     pub async fn stop(mut self) {
         self.server.abort();
+        for c in self.more_cns {
+            c.server.abort();
+        }
+        for a in self.agents {
+            a.shutdown().await;
+        }
         self.tso.shutdown().await;
         self.topo.stop().await;
     }

@@ -1,13 +1,15 @@
 //! Distributed transactions end to end: a bank workload through the CN over
 //! three real MariaDB DNs (snapshot isolation holds; with the agents'
 //! gating switched off the same workload must see a wrong total: the
-//! negative control), recovery of branches left prepared by a crash, and
-//! transaction statements.
+//! negative control), the same through two CNs sharing sidecar agents,
+//! recovery of branches left prepared by a crash, and transaction
+//! statements.
 
 mod common;
 
 use cn::playground::Playground;
 use common::{code, runtime, url};
+use dn_plugin::AgentApi;
 use mysql_async::prelude::*;
 use mysql_async::{Conn, Opts};
 use rand::Rng;
@@ -27,19 +29,32 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// One playground with three DNs for this test binary.
+/// A playground with three DNs and `cns` CNs (shared agents when more
+/// than one).
+fn start_env(cns: usize) -> Env {
+    runtime().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let ports = [free_port(), free_port(), free_port(), free_port()];
+        let listens = vec!["127.0.0.1:0"; cns];
+        let pg = Playground::start_cns(dir.path(), &ports, 64, "127.0.0.1:0".parse().unwrap(), &listens)
+            .await
+            .expect("MariaDB, the TSO, the agents and the CNs start");
+        Env { pg, _dir: dir }
+    })
+}
+
+/// One playground with three DNs and one CN (agents in the CN) for this
+/// test binary.
 fn env() -> &'static Env {
     static ENV: OnceLock<Env> = OnceLock::new();
-    ENV.get_or_init(|| {
-        runtime().block_on(async {
-            let dir = tempfile::tempdir().unwrap();
-            let ports = [free_port(), free_port(), free_port(), free_port()];
-            let pg = Playground::start(dir.path(), &ports, 64, "127.0.0.1:0".parse().unwrap(), "127.0.0.1:0")
-                .await
-                .expect("MariaDB, the TSO and the CN start");
-            Env { pg, _dir: dir }
-        })
-    })
+    ENV.get_or_init(|| start_env(1))
+}
+
+/// Another playground with three DNs, each with a sidecar agent served over
+/// gRPC, and two CNs using them.
+fn env2() -> &'static Env {
+    static ENV: OnceLock<Env> = OnceLock::new();
+    ENV.get_or_init(|| start_env(2))
 }
 
 /// Tests in this binary run one at a time: the negative control switches
@@ -50,7 +65,12 @@ fn serial() -> &'static tokio::sync::Mutex<()> {
 }
 
 fn run<F: std::future::Future>(f: F) -> F::Output {
-    env();
+    run_on(env, f)
+}
+
+/// Runs `f` after starting the playground `e` returns, one test at a time.
+fn run_on<F: std::future::Future>(e: fn() -> &'static Env, f: F) -> F::Output {
+    e();
     runtime().block_on(async {
         let _g = serial().lock().await;
         f.await
@@ -58,18 +78,37 @@ fn run<F: std::future::Future>(f: F) -> F::Output {
 }
 
 async fn connect(db: Option<&str>) -> Conn {
-    Conn::new(Opts::from_url(&url(env().pg.addr, db)).unwrap()).await.expect("connects to the CN")
+    connect_to(env().pg.addr, db).await
+}
+
+async fn connect_to(addr: std::net::SocketAddr, db: Option<&str>) -> Conn {
+    Conn::new(Opts::from_url(&url(addr, db)).unwrap()).await.expect("connects to the CN")
 }
 
 async fn dn_conn(i: usize) -> Conn {
-    let port = env().pg.topo.dns[i].port;
+    dn_conn_in(env(), i).await
+}
+
+async fn dn_conn_in(e: &Env, i: usize) -> Conn {
+    let port = e.pg.topo.dns[i].port;
     Conn::new(Opts::from_url(&format!("mysql://root@127.0.0.1:{port}")).unwrap()).await.unwrap()
 }
 
-fn set_gating(on: bool) {
-    for a in &env().pg.cluster.agents {
-        a.set_gating(on);
+async fn set_gating(on: bool) {
+    set_gating_in(env(), on).await
+}
+
+/// Switches gating on every DN's agent through CN 0's handles (with shared
+/// agents, the switch reaches the sidecars through the trait).
+async fn set_gating_in(e: &Env, on: bool) {
+    for a in &e.pg.cluster.agents {
+        a.set_gating(on).await.unwrap();
     }
+}
+
+/// The highest commit timestamp applied on DN `dn`.
+async fn amx(cluster: &cn::cluster::Cluster, dn: usize) -> u64 {
+    cluster.agents[dn].status().await.unwrap().amx
 }
 
 #[derive(Default, Debug)]
@@ -100,7 +139,13 @@ fn retryable(e: &mysql_async::Error) -> bool {
 /// BIGINT)` in 6 partitions, with rows `(i, value)` for `i` in
 /// `0..ACCOUNTS`; returns a connection using `db`.
 async fn fresh_table(db: &str, table: &str, col: &str, value: i64) -> Conn {
-    let mut c = connect(None).await;
+    fresh_table_in(env(), db, table, col, value).await
+}
+
+/// [`fresh_table`] through CN 0 of `e`; the other CNs reload their catalog
+/// before it returns.
+async fn fresh_table_in(e: &Env, db: &str, table: &str, col: &str, value: i64) -> Conn {
+    let mut c = connect_to(e.pg.addr, None).await;
     c.query_drop(format!("DROP DATABASE IF EXISTS {db}")).await.unwrap();
     c.query_drop(format!("CREATE DATABASE {db}")).await.unwrap();
     c.query_drop(format!("USE {db}")).await.unwrap();
@@ -111,6 +156,9 @@ async fn fresh_table(db: &str, table: &str, col: &str, value: i64) -> Conn {
     .unwrap();
     let rows: Vec<String> = (0..ACCOUNTS).map(|i| format!("({i}, {value})")).collect();
     c.query_drop(format!("INSERT INTO {table} VALUES {}", rows.join(","))).await.unwrap();
+    for other in &e.pg.more_cns {
+        other.cluster.refresh_catalog().await.unwrap();
+    }
     c
 }
 
@@ -122,9 +170,13 @@ async fn physical_tables(d: &mut Conn, db: &str) -> Vec<String> {
 /// The DN of each row `id` in `0..ACCOUNTS` of every table of `db`, found by
 /// asking each DN which ids it holds.
 async fn account_dns(db: &str) -> Vec<usize> {
+    account_dns_in(env(), db).await
+}
+
+async fn account_dns_in(e: &Env, db: &str) -> Vec<usize> {
     let mut out = vec![usize::MAX; ACCOUNTS as usize];
-    for i in 0..env().pg.topo.dns.len() {
-        let mut d = dn_conn(i).await;
+    for i in 0..e.pg.topo.dns.len() {
+        let mut d = dn_conn_in(e, i).await;
         for t in physical_tables(&mut d, db).await {
             let ids: Vec<i64> = d.query(format!("SELECT id FROM {db}.`{t}`")).await.unwrap();
             for id in ids.into_iter().filter(|id| *id < ACCOUNTS) {
@@ -172,8 +224,15 @@ async fn transfer(c: &mut Conn, a: i64, b: i64, x: i64) -> Result<bool, mysql_as
     }
 }
 
-async fn transfers(db: String, stats: Arc<Stats>, stop: Arc<AtomicBool>, dns: Arc<Vec<usize>>, async_commit: bool) {
-    let mut c = connect(Some(&db)).await;
+async fn transfers(
+    cn: std::net::SocketAddr,
+    db: String,
+    stats: Arc<Stats>,
+    stop: Arc<AtomicBool>,
+    dns: Arc<Vec<usize>>,
+    async_commit: bool,
+) {
+    let mut c = connect_to(cn, Some(&db)).await;
     c.query_drop(format!("SET cn_async_commit = {}", if async_commit { "ON" } else { "OFF" })).await.unwrap();
     while !stop.load(Ordering::Relaxed) {
         let (a, b, x) = {
@@ -202,8 +261,8 @@ async fn transfers(db: String, stats: Arc<Stats>, stop: Arc<AtomicBool>, dns: Ar
 }
 
 /// Sums all balances in one autocommit statement (a statement snapshot).
-async fn statement_reader(db: String, stats: Arc<Stats>, stop: Arc<AtomicBool>) {
-    let mut c = connect(Some(&db)).await;
+async fn statement_reader(cn: std::net::SocketAddr, db: String, stats: Arc<Stats>, stop: Arc<AtomicBool>) {
+    let mut c = connect_to(cn, Some(&db)).await;
     while !stop.load(Ordering::Relaxed) {
         let (sum, min, n): (String, i64, i64) =
             c.query_first("SELECT SUM(bal), MIN(bal), COUNT(*) FROM acct").await.unwrap().unwrap();
@@ -220,8 +279,8 @@ async fn statement_reader(db: String, stats: Arc<Stats>, stop: Arc<AtomicBool>) 
 
 /// Reads every balance one statement at a time, with pauses, inside one
 /// REPEATABLE READ transaction.
-async fn rr_reader(db: String, stats: Arc<Stats>, stop: Arc<AtomicBool>) {
-    let mut c = connect(Some(&db)).await;
+async fn rr_reader(cn: std::net::SocketAddr, db: String, stats: Arc<Stats>, stop: Arc<AtomicBool>) {
+    let mut c = connect_to(cn, Some(&db)).await;
     while !stop.load(Ordering::Relaxed) {
         c.query_drop("BEGIN").await.unwrap();
         let mut sum = 0;
@@ -259,19 +318,26 @@ async fn rr_reader(db: String, stats: Arc<Stats>, stop: Arc<AtomicBool>) {
 
 /// Runs 6 transfer clients (half committing across DNs with async commit,
 /// half with 2PC), 2 statement readers and 2 RR readers for at most
-/// `secs`, stopping early once `stop_when` holds.
-async fn bank(db: &str, secs: u64, stop_when: impl Fn(&Stats) -> bool) -> Arc<Stats> {
+/// `secs`, stopping early once `stop_when` holds. The clients are spread
+/// over the CNs of `e` round robin (each CN gets transfers of both kinds
+/// and both kinds of readers when there are two).
+async fn bank(e: &Env, db: &str, secs: u64, stop_when: impl Fn(&Stats) -> bool) -> Arc<Stats> {
     let stats = Arc::new(Stats::default());
     let stop = Arc::new(AtomicBool::new(false));
-    let dns = Arc::new(account_dns(db).await);
+    let dns = Arc::new(account_dns_in(e, db).await);
     assert!(dns.iter().all(|d| *d != usize::MAX));
+    let cns = e.pg.addrs();
+    let cn = |i: usize| cns[i % cns.len()];
     let mut tasks = Vec::new();
     for i in 0..6 {
-        tasks.push(tokio::spawn(transfers(db.into(), stats.clone(), stop.clone(), dns.clone(), i % 2 == 0)));
+        // Half async commit, half 2PC; with two CNs (CN i % 2) each runs
+        // both.
+        let async_commit = i < 3;
+        tasks.push(tokio::spawn(transfers(cn(i), db.into(), stats.clone(), stop.clone(), dns.clone(), async_commit)));
     }
-    for _ in 0..2 {
-        tasks.push(tokio::spawn(statement_reader(db.into(), stats.clone(), stop.clone())));
-        tasks.push(tokio::spawn(rr_reader(db.into(), stats.clone(), stop.clone())));
+    for i in 0..2 {
+        tasks.push(tokio::spawn(statement_reader(cn(i), db.into(), stats.clone(), stop.clone())));
+        tasks.push(tokio::spawn(rr_reader(cn(i + 1), db.into(), stats.clone(), stop.clone())));
     }
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(secs) && !stop_when(&stats) {
@@ -284,10 +350,10 @@ async fn bank(db: &str, secs: u64, stop_when: impl Fn(&Stats) -> bool) -> Arc<St
     stats
 }
 
-async fn final_total(db: &str) -> i64 {
+async fn final_total(e: &Env, db: &str) -> i64 {
     let mut total = 0;
-    for i in 0..env().pg.topo.dns.len() {
-        let mut d = dn_conn(i).await;
+    for i in 0..e.pg.topo.dns.len() {
+        let mut d = dn_conn_in(e, i).await;
         for t in physical_tables(&mut d, db).await {
             let s: Option<i64> =
                 d.query_first(format!("SELECT CAST(SUM(bal) AS SIGNED) FROM {db}.`{t}`")).await.unwrap().unwrap();
@@ -298,9 +364,13 @@ async fn final_total(db: &str) -> i64 {
 }
 
 async fn prepared_branches() -> usize {
+    prepared_branches_in(env()).await
+}
+
+async fn prepared_branches_in(e: &Env) -> usize {
     let mut n = 0;
-    for i in 0..env().pg.topo.dns.len() {
-        let rows: Vec<mysql_async::Row> = dn_conn(i).await.query("XA RECOVER").await.unwrap();
+    for i in 0..e.pg.topo.dns.len() {
+        let rows: Vec<mysql_async::Row> = dn_conn_in(e, i).await.query("XA RECOVER").await.unwrap();
         n += rows.len();
     }
     n
@@ -308,29 +378,124 @@ async fn prepared_branches() -> usize {
 
 #[test]
 fn bank_keeps_its_total_and_the_negative_control_sees_the_anomaly() {
-    run(async {
-        fresh_table("bank", "acct", "bal", INITIAL).await;
-        set_gating(true);
-        let s = bank("bank", 8, |_| false).await;
-        eprintln!("gating on: {s:?}");
-        assert_eq!(s.get(|s| &s.bad_reads), 0, "a reader saw a wrong total with gating on");
-        assert_eq!(s.get(|s| &s.negative), 0, "a negative balance was seen");
-        assert!(s.get(|s| &s.transfers) > 100, "too few transfers to mean anything");
-        assert!(s.get(|s| &s.same_dn_transfers) > 0, "no single-DN (1PC) transfer ran");
-        assert!(s.get(|s| &s.statement_reads) > 50 && s.get(|s| &s.rr_reads) > 5);
-        assert_eq!(final_total("bank").await, ACCOUNTS * INITIAL);
-        assert_eq!(prepared_branches().await, 0, "prepared branches left behind");
+    run(bank_keeps_its_total(env()));
+}
 
-        // Negative control: the same workload without the agents' gating
-        // must show a wrong total within seconds.
-        set_gating(false);
-        let s = bank("bank", 30, |s| s.bad_reads.load(Ordering::Relaxed) > 0).await;
-        set_gating(true);
-        eprintln!("gating off: {s:?}");
-        assert!(s.get(|s| &s.bad_reads) > 0, "the bank test cannot see the anomaly it guards against");
-        // Writes themselves stay atomic either way.
-        assert_eq!(final_total("bank").await, ACCOUNTS * INITIAL);
+/// The same workload through two CNs that share the sidecar agents:
+/// transfers and readers of both kinds on both CNs, the negative control
+/// switching gating off on the shared agents.
+#[test]
+fn bank_through_two_cns_sharing_sidecar_agents() {
+    run_on(env2, async {
+        let e = env2();
+        assert_eq!(e.pg.addrs().len(), 2);
+        assert!(e.pg.cluster.shared_agent(0), "the CNs use the sidecar agents");
+        bank_keeps_its_total(e).await;
     });
+}
+
+/// Recovery ownership with shared agents: CN 1's watchdog leaves alone a
+/// branch prepared by a live transaction of CN 0, however old (it neither
+/// records a decision for it nor claims it, so CN 0 can still decide it);
+/// once CN 0 abandons it, CN 0's own watchdog settles it; a branch of a CN
+/// that died is settled once that CN has been gone for the grace period.
+#[test]
+fn a_cn_never_settles_another_live_cns_prepared_branch() {
+    use cn::txn::log::{lookup, Decision};
+    run_on(env2, async {
+        let e = env2();
+        fresh_table_in(e, "own", "t", "v", 0).await;
+        let cn0 = &e.pg.cluster;
+        let now = cn0.timestamp().await.unwrap();
+        let old = tso::compose(tso::physical(now) - 60_000, 0);
+        let phys = physical_tables(&mut dn_conn_in(e, 0).await, "own").await.remove(0);
+        let record = dn_plugin::PrepareRecord { participants: vec![0], lower_bound: old, async_commit: true };
+        let prepare = |agent: Arc<dyn AgentApi>, xid: String, id: i64| {
+            let (phys, record) = (phys.clone(), record.clone());
+            async move {
+                let mut b = dn_conn_in(e, 0).await;
+                b.query_drop(format!("XA START '{xid}'")).await.unwrap();
+                b.query_drop(format!("INSERT INTO own.`{phys}` VALUES ({id}, 1)")).await.unwrap();
+                let m = dn_plugin::agent::prepare(&*agent, &mut b, &xid, &record).await.unwrap();
+                (b, m)
+            }
+        };
+        // A live transaction of CN 0, prepared through CN 0's handle of the
+        // shared agent 60 s after it began; its connection stays open.
+        let live = format!("cn-996-{old}");
+        cn0.txns.lock().unwrap().insert(
+            live.clone(),
+            cn::txn::TxnInfo {
+                xid: live.clone(),
+                conn_id: 996,
+                start_ts: old,
+                snapshot_ts: 0,
+                commit_ts: 0,
+                phase: cn::txn::Phase::Preparing,
+                participants: vec![0],
+                started: Instant::now(),
+            },
+        );
+        let (b, m) = prepare(cn0.agents[0].clone(), live.clone(), 3000).await;
+        // Three passes of both watchdogs.
+        tokio::time::sleep(Duration::from_millis(3 * cn::txn::recovery::INTERVAL.as_millis() as u64 + 300)).await;
+        assert_eq!(lookup(&cn0.metadb, &live).await.unwrap(), None, "another CN decided a live transaction");
+        assert!(cn0.agents[0].is_prepared(&live).await.unwrap());
+        assert_eq!(prepared_branches_in(e).await, 1);
+        // CN 0 abandons it (as a failed commit does): CN 0 settles it.
+        cn0.txns.lock().unwrap().remove(&live);
+        b.disconnect().await.unwrap();
+        let started = Instant::now();
+        while prepared_branches_in(e).await > 0 {
+            assert!(started.elapsed() < Duration::from_secs(10), "the abandoned branch was not settled");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert_eq!(lookup(&cn0.metadb, &live).await.unwrap(), Some(Decision::Commit(old.max(m))));
+
+        // A CN that prepared a branch and died: the others settle it once
+        // its session has been gone for the grace period.
+        let url = e.pg.agents[0].url();
+        let dying: Arc<dyn AgentApi> = Arc::new(dn_plugin::remote::RemoteAgent::connect("dn0", &url, 4242).unwrap());
+        let orphan = format!("cn-997-{}", old + 1);
+        let (b, m) = prepare(dying.clone(), orphan.clone(), 3001).await;
+        b.disconnect().await.unwrap();
+        drop(dying);
+        let started = Instant::now();
+        while prepared_branches_in(e).await > 0 {
+            assert!(started.elapsed() < Duration::from_secs(15), "the dead CN's branch was not settled");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert_eq!(lookup(&cn0.metadb, &orphan).await.unwrap(), Some(Decision::Commit(old.max(m))));
+        let ids: Vec<i64> =
+            dn_conn_in(e, 0).await.query(format!("SELECT id FROM own.`{phys}` WHERE id >= 3000")).await.unwrap();
+        assert_eq!(ids, vec![3000, 3001]);
+    });
+}
+
+/// The bank test's body over playground `e`: zero wrong totals with
+/// gating on, some within 30 s with gating off, every write atomic.
+async fn bank_keeps_its_total(e: &'static Env) {
+    fresh_table_in(e, "bank", "acct", "bal", INITIAL).await;
+    set_gating_in(e, true).await;
+    let s = bank(e, "bank", 8, |_| false).await;
+    eprintln!("gating on: {s:?}");
+    assert_eq!(s.get(|s| &s.bad_reads), 0, "a reader saw a wrong total with gating on");
+    assert_eq!(s.get(|s| &s.negative), 0, "a negative balance was seen");
+    assert!(s.get(|s| &s.transfers) > 100, "too few transfers to mean anything");
+    assert!(s.get(|s| &s.same_dn_transfers) > 0, "no single-DN (1PC) transfer ran");
+    assert!(s.get(|s| &s.statement_reads) > 50 && s.get(|s| &s.rr_reads) > 5);
+    assert_eq!(final_total(e, "bank").await, ACCOUNTS * INITIAL);
+    assert_eq!(prepared_branches_in(e).await, 0, "prepared branches left behind");
+
+    // Negative control: the same workload without the agents' gating
+    // must show a wrong total within seconds.
+    set_gating_in(e, false).await;
+    let s = bank(e, "bank", 30, |s| s.bad_reads.load(Ordering::Relaxed) > 0).await;
+    set_gating_in(e, true).await;
+    eprintln!("gating off: {s:?}");
+    assert!(s.get(|s| &s.bad_reads) > 0, "the bank test cannot see the anomaly it guards against");
+    // Writes themselves stay atomic either way.
+    assert_eq!(final_total(e, "bank").await, ACCOUNTS * INITIAL);
 }
 
 #[test]
@@ -373,7 +538,7 @@ fn recovery_settles_branches_left_prepared() {
             Some(cn::txn::log::Decision::Abort),
             "recovery records the abort so a late commit cannot win"
         );
-        assert!(cluster.agents[0].amx() >= commit_ts, "the recovered commit raised amx");
+        assert!(amx(cluster, 0).await >= commit_ts, "the recovered commit raised amx");
     });
 }
 
@@ -393,7 +558,7 @@ async fn prepare_branch(
     let mut b = dn_conn(dn).await;
     b.query_drop(format!("XA START '{xid}'")).await.unwrap();
     b.query_drop(format!("INSERT INTO {db}.`{phys}` VALUES ({id}, 1)")).await.unwrap();
-    let m = agent.prepare(&mut b, xid, record).await.unwrap();
+    let m = dn_plugin::agent::prepare(agent, &mut b, xid, record).await.unwrap();
     b.disconnect().await.unwrap();
     m
 }
@@ -424,8 +589,8 @@ fn async_commit_recovery_decides_from_the_agents_logs() {
         let t3 = format!("cn-995-{}", cluster.timestamp().await.unwrap());
         let m3 = prepare_branch(&scratch, 0, "arec", &phys[0], &t3, 2003, &record(vec![0], 0)).await;
         let rebuilt = dn_plugin::Agent::new("dn0", 0);
-        rebuilt.rebuild(&mut dn_conn(0).await, |x| x == t3).await.unwrap();
-        let st = rebuilt.status();
+        dn_plugin::agent::rebuild(&rebuilt, &mut dn_conn(0).await, |x| x == t3).await.unwrap();
+        let st = rebuilt.status().await.unwrap();
         assert_eq!(st.prepared, vec![(t3.clone(), m3)], "the rebuilt agent has the branch with its min_commit_ts");
         assert_eq!(st.decided.len(), 1, "reads without a view wait for an in-doubt branch");
         // The watchdog settles all three within 10 s: T1 and T3 committed,
@@ -447,7 +612,7 @@ fn async_commit_recovery_decides_from_the_agents_logs() {
         let c1 = old.max(m0).max(m1);
         assert_eq!(lookup(&cluster.metadb, &t1).await.unwrap(), Some(Decision::Commit(c1)));
         assert_eq!(lookup(&cluster.metadb, &t2).await.unwrap(), Some(Decision::Abort));
-        assert!(cluster.agents[1].amx() >= c1, "the recovered commit raised amx at its timestamp");
+        assert!(amx(cluster, 1).await >= c1, "the recovered commit raised amx at its timestamp");
         // T1's committed log rows stay while needed, then the watchdog
         // deletes them (older than LOG_KEEP_SECS, nothing prepared).
         let log_rows = |dn: usize| {
@@ -754,7 +919,7 @@ async fn causal(db: &str, secs: u64, policy: &'static str, stop_on_anomaly: bool
 fn causal_order_holds_for_one_phase_two_phase_and_async_commits() {
     run(async {
         fresh_table("causal", "t", "v", 0).await;
-        set_gating(true);
+        set_gating(true).await;
         for policy in ["1pc", "2pc", "async"] {
             let (reads, bad) = causal("causal", 4, policy, false).await;
             eprintln!("causal {policy}: reads={reads} bad={bad}");
@@ -762,9 +927,9 @@ fn causal_order_holds_for_one_phase_two_phase_and_async_commits() {
             assert_eq!(bad, 0, "{policy}: a reader saw B's write without A's earlier one");
         }
         // Negative control: without the gating the reverse order shows.
-        set_gating(false);
+        set_gating(false).await;
         let (reads, bad) = causal("causal", 30, "1pc", true).await;
-        set_gating(true);
+        set_gating(true).await;
         eprintln!("causal, gating off: reads={reads} bad={bad}");
         assert!(bad > 0, "the causal test cannot see the anomaly it guards against");
     });

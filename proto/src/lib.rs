@@ -6,3 +6,9 @@ pub mod tso {
     #![allow(clippy::all, missing_docs)]
     tonic::include_proto!("tso.v1");
 }
+
+/// The DN agent as a sidecar shared by several CNs (`proto/agent.proto`).
+pub mod agent {
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("agent.v1");
+}

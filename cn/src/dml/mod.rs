@@ -507,12 +507,11 @@ async fn write_one_dn(s: &Session, dn: u32, stmts: &[String]) -> Result<u64> {
         other => other?,
     };
     let l = l?;
-    match s.cluster.agents[dn as usize].commit_one_phase(&mut c, None, l).await {
+    match dn_plugin::agent::commit_one_phase(&*s.cluster.agents[dn as usize], &mut c, None, l).await {
         Ok(_) => {
             c.finished();
             Ok(total)
         }
-        Err(dn_plugin::AgentError::Db(e)) => Err(d.err(e)),
-        Err(e) => Err(CnError::internal(e.to_string())),
+        Err(e) => Err(d.agent_err(e)),
     }
 }

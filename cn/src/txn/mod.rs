@@ -246,7 +246,7 @@ impl Txn {
                     let agent = &cluster.agents[dn as usize];
                     let view =
                         if read_only { View::ReadOnly(&mut conn) } else { View::Xa { conn: &mut conn, xid: &xid } };
-                    let r = agent.open(s, vec![view]).await;
+                    let r = dn_plugin::agent::open(&**agent, s, vec![view]).await;
                     let on_drop = if read_only { vec!["ROLLBACK".to_string()] } else { xa_rollback_sql(&xid) };
                     (dn, ViewConn::new(conn, on_drop), r)
                 }
@@ -262,8 +262,8 @@ impl Txn {
                         raised = Some(raised.unwrap_or(0).max(amx));
                         v.finished();
                     }
-                    Err(AgentError::Db(e)) => {
-                        failed = Some(self.cluster.dn(dn)?.err(e));
+                    Err(e) => {
+                        failed = Some(self.cluster.dn(dn)?.agent_err(e));
                         views.push((dn, v));
                     }
                 }
@@ -465,7 +465,8 @@ impl Txn {
                 let (dn, conn) = written.pop().expect("one branch");
                 let mut c = conn.lock().await;
                 let l = if self.opts.linearizable { self.start_ts } else { 0 };
-                match self.cluster.agents[dn as usize].commit_one_phase(&mut c, Some(&self.xid), l).await {
+                let agent = &*self.cluster.agents[dn as usize];
+                match dn_plugin::agent::commit_one_phase(agent, &mut c, Some(&self.xid), l).await {
                     Ok(t) => {
                         c.finished();
                         self.set_info(|i| i.commit_ts = t);
@@ -480,11 +481,11 @@ impl Txn {
 
     fn agent_err(&self, dn: u32, e: AgentError) -> CnError {
         match e {
-            AgentError::Db(e) => match self.cluster.dn(dn) {
-                Ok(d) => d.err(e),
+            AgentError::Raise { .. } => too_late(&self.xid),
+            e => match self.cluster.dn(dn) {
+                Ok(d) => d.agent_err(e),
                 Err(other) => other,
             },
-            AgentError::Raise { .. } => too_late(&self.xid),
         }
     }
 
@@ -500,17 +501,17 @@ impl Txn {
             async_commit: self.opts.async_commit,
         };
         if failpoint::hit(failpoint::BEFORE_PREPARE) {
-            return Err(self.crash(&mut guards));
+            return Err(self.crash(&mut guards).await);
         }
         if failpoint::hit(failpoint::AFTER_FIRST_PREPARE) {
             let (dn, g) = &mut guards[0];
-            let _ = self.cluster.agents[*dn as usize].prepare(g, &self.xid, &record).await;
-            return Err(self.crash(&mut guards));
+            let _ = dn_plugin::agent::prepare(&*self.cluster.agents[*dn as usize], g, &self.xid, &record).await;
+            return Err(self.crash(&mut guards).await);
         }
         let prepares = guards.iter_mut().map(|(dn, c)| {
             let agent = self.cluster.agents[*dn as usize].clone();
             let (xid, record) = (&self.xid, &record);
-            async move { agent.prepare(c, xid, record).await }
+            async move { dn_plugin::agent::prepare(&*agent, c, xid, record).await }
         });
         let results = futures::future::join_all(prepares).await;
         let mut max_m = 0;
@@ -535,13 +536,12 @@ impl Txn {
         }
         if failure.is_none() {
             if failpoint::hit(failpoint::AFTER_PREPARES) {
-                return Err(self.crash(&mut guards));
+                return Err(self.crash(&mut guards).await);
             }
             if self.opts.async_commit {
                 // Decided: every branch is prepared. No TSO call, no log row.
                 let c = record.lower_bound.max(max_m);
-                self.commit_async(guards, c);
-                return Ok(());
+                return self.commit_async(guards, c).await;
             }
             match self.cluster.timestamp().await {
                 Ok(ts) => {
@@ -560,10 +560,21 @@ impl Txn {
     /// commits them in the background. The transaction stays registered
     /// (live for recovery, listed by `SHOW TRANS`) until every branch has
     /// committed; a branch whose `XA COMMIT` fails is left to recovery,
-    /// which reaches the same `c` from the agents' logs.
-    fn commit_async(self: &Arc<Self>, mut guards: Vec<(u32, tokio::sync::OwnedMutexGuard<ViewConn>)>, c: u64) {
-        for (dn, _) in &guards {
-            self.cluster.agents[*dn as usize].decide(&self.xid, c);
+    /// which reaches the same `c` from the agents' logs. When an agent
+    /// refuses the decision (recovery claimed a branch, or the agent is
+    /// unreachable) the transaction is not acknowledged: 1180, left to
+    /// recovery.
+    async fn commit_async(
+        self: &Arc<Self>,
+        mut guards: Vec<(u32, tokio::sync::OwnedMutexGuard<ViewConn>)>,
+        c: u64,
+    ) -> Result<()> {
+        let dns: Vec<u32> = guards.iter().map(|(dn, _)| *dn).collect();
+        for dn in dns {
+            if let Err(e) = self.cluster.agents[dn as usize].decide(&self.xid, c).await {
+                tracing::warn!(xid = self.xid, dn, error = %e, "the decision was refused");
+                return Err(self.leave_to_recovery(&mut guards, &format!("dn{dn}'s agent: {e}")));
+            }
         }
         self.set_info(|i| {
             i.phase = Phase::Committing;
@@ -574,12 +585,13 @@ impl Txn {
             if failpoint::hit(failpoint::AFTER_FIRST_COMMIT) {
                 let (dn, g) = &mut guards[0];
                 txn.commit_branch(*dn, g, c).await;
-                txn.crash(&mut guards[1..]);
+                txn.crash(&mut guards[1..]).await;
                 return;
             }
             let commits = guards.iter_mut().map(|(dn, g)| txn.commit_branch(*dn, g, c));
             futures::future::join_all(commits).await;
         });
+        Ok(())
     }
 
     /// Closes the branches' connections without ending them (prepared ones
@@ -599,10 +611,10 @@ impl Txn {
     /// without ending their branches (prepared ones stay prepared, the
     /// others roll back) and the agents forget the transaction, as agents
     /// restarted without it would. Returns the error the client gets.
-    fn crash(&self, guards: &mut [(u32, tokio::sync::OwnedMutexGuard<ViewConn>)]) -> CnError {
+    async fn crash(&self, guards: &mut [(u32, tokio::sync::OwnedMutexGuard<ViewConn>)]) -> CnError {
         for (dn, g) in guards.iter_mut() {
             g.abandon();
-            self.cluster.agents[*dn as usize].forget(&self.xid);
+            let _ = self.cluster.agents[*dn as usize].forget(&self.xid).await;
         }
         CnError::mysql(code::ER_ERROR_DURING_COMMIT, format!("Transaction {}: the CN crashed (failpoint)", self.xid))
     }
@@ -610,7 +622,7 @@ impl Txn {
     /// `XA COMMIT` of one decided branch through its agent. Returns whether
     /// it committed; on failure the branch is abandoned to recovery.
     async fn commit_branch(&self, dn: u32, g: &mut ViewConn, c: u64) -> bool {
-        match self.cluster.agents[dn as usize].commit_prepared(g, &self.xid, c).await {
+        match dn_plugin::agent::commit_prepared(&*self.cluster.agents[dn as usize], g, &self.xid, c).await {
             Ok(()) => {
                 g.finished();
                 true
@@ -630,8 +642,10 @@ impl Txn {
             let agent = self.cluster.agents[*dn as usize].clone();
             let xid = &self.xid;
             async move {
-                if agent.is_prepared(xid) {
-                    match agent.rollback_prepared(c, xid).await {
+                // When the agent does not answer, `end` rolls the branch
+                // back whether it is prepared or not.
+                if agent.is_prepared(xid).await.unwrap_or(false) {
+                    match dn_plugin::agent::rollback_prepared(&*agent, c, xid).await {
                         Ok(()) => c.finished(),
                         Err(e) => tracing::warn!(xid, error = %e, "XA ROLLBACK of a prepared branch failed"),
                     }
@@ -672,12 +686,12 @@ impl Txn {
             i.commit_ts = c;
         });
         if failpoint::hit(failpoint::AFTER_DECISION) {
-            return Err(self.crash(&mut guards));
+            return Err(self.crash(&mut guards).await);
         }
         if failpoint::hit(failpoint::AFTER_FIRST_COMMIT) {
             let (dn, g) = &mut guards[0];
             self.commit_branch(*dn, g, c).await;
-            return Err(self.crash(&mut guards[1..]));
+            return Err(self.crash(&mut guards[1..]).await);
         }
         let commits = guards.iter_mut().map(|(dn, g)| self.commit_branch(*dn, g, c));
         let all = futures::future::join_all(commits).await.into_iter().all(|ok| ok);

@@ -5,9 +5,8 @@
 
 use super::log::{self, Decision, RecordError};
 use crate::cluster::Cluster;
-use crate::dn::Dn;
-use crate::error::{CnError, Result};
-use dn_plugin::{AgentError, PrepareRecord};
+use crate::error::Result;
+use dn_plugin::PrepareRecord;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,27 +25,25 @@ pub fn xid_start_ts(xid: &str) -> Option<u64> {
 }
 
 /// Rebuilds each DN agent's prepared branches after a restart from
-/// `XA RECOVER` and the agent's log ([`dn_plugin::Agent::rebuild`]):
+/// `XA RECOVER` and the agent's log ([`dn_plugin::agent::rebuild`]):
 /// snapshots wait for them, and reads without a view too, until the
-/// watchdog settles them.
+/// watchdog settles them. Shared agents are skipped: each rebuilt itself
+/// when it started, and outlives the CNs.
 pub async fn register_in_doubt(cluster: &Cluster) {
     for (i, dn) in cluster.dns.iter().enumerate() {
+        if cluster.shared_agent(i as u32) {
+            continue;
+        }
         let r = async {
             let mut c = dn.conn().await?;
-            let owned = |x: &str| xid_start_ts(x).is_some();
-            cluster.agents[i].rebuild(&mut c, owned).await.map_err(|e| agent_err(dn, e))
+            dn_plugin::agent::rebuild(&*cluster.agents[i], &mut c, dn_plugin::agent::is_cn_xid)
+                .await
+                .map_err(|e| dn.agent_err(e))
         }
         .await;
         if let Err(e) = r {
             tracing::warn!(dn = %dn.name, error = %e, "rebuilding the agent's prepared branches failed at start-up");
         }
-    }
-}
-
-fn agent_err(dn: &Dn, e: AgentError) -> CnError {
-    match e {
-        AgentError::Db(e) => dn.err(e),
-        other => CnError::internal(other.to_string()),
     }
 }
 
@@ -84,7 +81,7 @@ pub async fn resolve_once(cluster: &Cluster) -> Result<usize> {
         let Some(xids) = xids else { continue };
         let dn = &cluster.dns[i];
         let mut c = dn.conn().await?;
-        let agent = &cluster.agents[i];
+        let agent = &*cluster.agents[i];
         for xid in xids {
             let Some(ts) = xid_start_ts(xid) else { continue };
             let live = cluster.txns.lock().unwrap_or_else(|e| e.into_inner()).contains_key(xid);
@@ -92,13 +89,19 @@ pub async fn resolve_once(cluster: &Cluster) -> Result<usize> {
                 continue;
             }
             let young = now_ms.saturating_sub(tso::physical(ts)) < GRACE_MS;
-            if young && !agent.is_prepared(xid) {
+            if young && !agent.is_prepared(xid).await.map_err(|e| dn.agent_err(e))? {
+                continue;
+            }
+            // A shared agent refuses while the CN that registered the
+            // branch is alive; once granted, the branch cannot be decided
+            // any more (an async commit racing this is not acknowledged).
+            if !agent.claim(xid).await.map_err(|e| dn.agent_err(e))? {
                 continue;
             }
             let decision = decide(cluster, &mut c, xid).await?;
             let r = match decision {
-                Decision::Commit(ts) => agent.commit_prepared(&mut c, xid, ts).await,
-                Decision::Abort => agent.rollback_prepared(&mut c, xid).await,
+                Decision::Commit(ts) => dn_plugin::agent::commit_prepared(agent, &mut c, xid, ts).await,
+                Decision::Abort => dn_plugin::agent::rollback_prepared(agent, &mut c, xid).await,
             };
             match r {
                 Ok(()) => {
@@ -117,17 +120,19 @@ pub async fn resolve_once(cluster: &Cluster) -> Result<usize> {
         // stop making snapshots wait for them. The candidates are taken
         // before the second XA RECOVER, so a branch prepared meanwhile is
         // never among them.
-        let candidates: Vec<String> = agent
-            .status()
-            .prepared
-            .into_iter()
-            .map(|(x, _)| x)
-            .filter(|x| !cluster.txns.lock().unwrap_or_else(|e| e.into_inner()).contains_key(x))
-            .collect();
+        // With a shared agent, only branches the agent lets this CN claim
+        // (not registered by another live CN, which may be preparing them).
+        let mut candidates = Vec::new();
+        for (x, _) in agent.status().await.map_err(|e| dn.agent_err(e))?.prepared {
+            let live = cluster.txns.lock().unwrap_or_else(|e| e.into_inner()).contains_key(&x);
+            if !live && agent.claim(&x).await.map_err(|e| dn.agent_err(e))? {
+                candidates.push(x);
+            }
+        }
         if !candidates.is_empty() {
             let still = dn_plugin::agent::xa_recover(&mut c).await.map_err(|e| dn.err(e))?;
             for x in candidates.iter().filter(|x| !still.contains(x)) {
-                agent.forget(x);
+                agent.forget(x).await.map_err(|e| dn.agent_err(e))?;
             }
         }
     }

@@ -46,7 +46,7 @@ impl StmtSnapshot {
     }
 
     /// Opens `shards[dn]` views on each DN at one snapshot: a fresh TSO
-    /// timestamp, or the DN's [`read_ts`](dn_plugin::Agent::read_ts) when
+    /// timestamp, or the DN's [`read_ts`](dn_plugin::AgentApi::read_ts) when
     /// all views are on one DN (no TSO call). A late OPEN is retried at `max(TSO, amx)`. Errors: a DN error,
     /// the TSO unreachable, or 1213 after [`OPEN_RETRIES`] late opens.
     pub async fn open(&self, shards: &BTreeMap<u32, usize>) -> Result<()> {
@@ -63,7 +63,13 @@ impl StmtSnapshot {
         self.shared.store(shared, Ordering::Relaxed);
         let shards = &shards;
         let mut s = match shards.keys().collect::<Vec<_>>().as_slice() {
-            [only] => self.cluster.agents[**only as usize].read_ts(),
+            [only] => {
+                let dn = **only;
+                self.cluster.agents[dn as usize]
+                    .read_ts()
+                    .await
+                    .map_err(|e| self.cluster.dn(dn).map_or_else(|x| x, |d| d.agent_err(e)))?
+            }
             _ => self.cluster.timestamp().await?,
         };
         for _ in 0..OPEN_RETRIES {
@@ -91,7 +97,8 @@ impl StmtSnapshot {
         let opens = acquired.into_iter().map(|(dn, mut conns)| {
             let cluster = self.cluster.clone();
             async move {
-                let r = cluster.agents[dn as usize].open(s, conns.iter_mut().map(View::ReadOnly).collect()).await;
+                let views = conns.iter_mut().map(View::ReadOnly).collect();
+                let r = dn_plugin::agent::open(&*cluster.agents[dn as usize], s, views).await;
                 let views: Vec<ViewConn> =
                     conns.into_iter().map(|c| ViewConn::new(c, vec!["ROLLBACK".to_string()])).collect();
                 Ok::<_, CnError>((dn, views, r))
@@ -109,7 +116,7 @@ impl StmtSnapshot {
                     views.iter_mut().for_each(ViewConn::finished);
                     raised = Some(raised.unwrap_or(0).max(amx));
                 }
-                Ok((dn, _views, Err(AgentError::Db(e)))) => failed = Some(self.cluster.dn(dn)?.err(e)),
+                Ok((dn, _views, Err(e))) => failed = Some(self.cluster.dn(dn)?.agent_err(e)),
                 Err(e) => failed = Some(e),
             }
         }
