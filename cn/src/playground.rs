@@ -107,9 +107,11 @@ pub struct Playground {
 
 /// One CN of a playground.
 pub struct CnHandle {
+    /// Its shared state (catalog, DNs, agents, transactions).
     pub cluster: std::sync::Arc<crate::cluster::Cluster>,
     /// Its MySQL address.
     pub addr: std::net::SocketAddr,
+    /// Its accept loop; aborting it stops the CN.
     pub server: tokio::task::JoinHandle<Result<()>>,
 }
 

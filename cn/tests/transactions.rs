@@ -94,10 +94,6 @@ async fn dn_conn_in(e: &Env, i: usize) -> Conn {
     Conn::new(Opts::from_url(&format!("mysql://root@127.0.0.1:{port}")).unwrap()).await.unwrap()
 }
 
-async fn set_gating(on: bool) {
-    set_gating_in(env(), on).await
-}
-
 /// Switches gating on every DN's agent through CN 0's handles (with shared
 /// agents, the switch reaches the sidecars through the trait).
 async fn set_gating_in(e: &Env, on: bool) {
@@ -843,22 +839,25 @@ fn distributed_deadlock_is_broken_with_1213() {
 /// third row on another DN, committed with 2PC or async commit). The writer
 /// also reads A back on its own after each write: an async commit is
 /// answered before its branches commit, yet must be visible to the next
-/// read. Returns the number of reads and of reads that saw it.
-async fn causal(db: &str, secs: u64, policy: &'static str, stop_on_anomaly: bool) -> (u64, u64) {
-    let dns = account_dns(db).await;
+/// read. Returns the number of reads and of reads that saw it. The writer
+/// uses CN 0 of `e`; with two CNs, readers 0 and 2 use CN 1 (a commit
+/// acknowledged by one CN must be visible to reads on another).
+async fn causal(e: &Env, db: &str, secs: u64, policy: &'static str, stop_on_anomaly: bool) -> (u64, u64) {
+    let cns = e.pg.addrs();
+    let dns = account_dns_in(e, db).await;
     let a = 0i64;
     let b = (1..ACCOUNTS).find(|i| dns[*i as usize] != dns[0]).expect("rows on two DNs");
     // 2PC writes touch a third row on a third DN in the same transaction.
     let c3 = (1..ACCOUNTS)
         .find(|i| dns[*i as usize] != dns[0] && dns[*i as usize] != dns[b as usize])
         .expect("a row on a third DN");
-    connect(Some(db)).await.query_drop("UPDATE t SET v = 0").await.unwrap();
+    connect_to(cns[0], Some(db)).await.query_drop("UPDATE t SET v = 0").await.unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let (reads, bad) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let writer = {
-        let (db, stop) = (db.to_string(), stop.clone());
+        let (db, stop, cn) = (db.to_string(), stop.clone(), cns[0]);
         tokio::spawn(async move {
-            let mut w = connect(Some(&db)).await;
+            let mut w = connect_to(cn, Some(&db)).await;
             let async_commit = if policy == "async" { "ON" } else { "OFF" };
             w.query_drop(format!("SET cn_async_commit = {async_commit}")).await.unwrap();
             let mut k = 0i64;
@@ -880,8 +879,9 @@ async fn causal(db: &str, secs: u64, policy: &'static str, stop_on_anomaly: bool
     let mut readers = Vec::new();
     for r in 0..3 {
         let (db, stop, reads, bad) = (db.to_string(), stop.clone(), reads.clone(), bad.clone());
+        let cn = cns[(r + 1) % cns.len()];
         readers.push(tokio::spawn(async move {
-            let mut c = connect(Some(&db)).await;
+            let mut c = connect_to(cn, Some(&db)).await;
             while !stop.load(Ordering::Relaxed) {
                 let (vb, va) = if r == 0 {
                     // One statement over both DNs (a statement snapshot).
@@ -917,20 +917,29 @@ async fn causal(db: &str, secs: u64, policy: &'static str, stop_on_anomaly: bool
 
 #[test]
 fn causal_order_holds_for_one_phase_two_phase_and_async_commits() {
-    run(async {
-        fresh_table("causal", "t", "v", 0).await;
-        set_gating(true).await;
-        for policy in ["1pc", "2pc", "async"] {
-            let (reads, bad) = causal("causal", 4, policy, false).await;
-            eprintln!("causal {policy}: reads={reads} bad={bad}");
-            assert!(reads > 50, "too few reads");
-            assert_eq!(bad, 0, "{policy}: a reader saw B's write without A's earlier one");
-        }
-        // Negative control: without the gating the reverse order shows.
-        set_gating(false).await;
-        let (reads, bad) = causal("causal", 30, "1pc", true).await;
-        set_gating(true).await;
-        eprintln!("causal, gating off: reads={reads} bad={bad}");
-        assert!(bad > 0, "the causal test cannot see the anomaly it guards against");
-    });
+    run(causal_order_holds(env()));
+}
+
+/// The causal-order test with the writer on one CN and most readers on the
+/// other, over the shared sidecar agents.
+#[test]
+fn causal_order_holds_across_two_cns() {
+    run_on(env2, causal_order_holds(env2()));
+}
+
+async fn causal_order_holds(e: &'static Env) {
+    fresh_table_in(e, "causal", "t", "v", 0).await;
+    set_gating_in(e, true).await;
+    for policy in ["1pc", "2pc", "async"] {
+        let (reads, bad) = causal(e, "causal", 4, policy, false).await;
+        eprintln!("causal {policy}: reads={reads} bad={bad}");
+        assert!(reads > 50, "too few reads");
+        assert_eq!(bad, 0, "{policy}: a reader saw B's write without A's earlier one");
+    }
+    // Negative control: without the gating the reverse order shows.
+    set_gating_in(e, false).await;
+    let (reads, bad) = causal(e, "causal", 30, "1pc", true).await;
+    set_gating_in(e, true).await;
+    eprintln!("causal, gating off: reads={reads} bad={bad}");
+    assert!(bad > 0, "the causal test cannot see the anomaly it guards against");
 }

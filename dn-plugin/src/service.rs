@@ -250,9 +250,12 @@ pub async fn serve(agent: Agent, listen: SocketAddr) -> Result<RunningAgent, Ser
     let service = Service { agent: agent.clone(), stopping: stopped.clone() };
     let mut stop_rx = stopped;
     let task = tokio::spawn(async move {
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        // TCP_NODELAY on every accepted connection (the builder's setting
+        // does not reach a listener passed in): an admission's reply
+        // follows its stream's headers in a second small write, which
+        // Nagle would hold until the client's delayed ACK (~15 ms).
+        let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
         let result = tonic::transport::Server::builder()
-            .tcp_nodelay(true)
             .http2_keepalive_interval(Some(KEEPALIVE))
             .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
             .add_service(AgentServer::new(service))

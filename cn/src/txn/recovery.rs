@@ -2,6 +2,18 @@
 //! prepared by a crashed transaction (`XA RECOVER` on every DN) and settles
 //! each from the transaction log: commit at the logged timestamp, or record
 //! an abort and roll back (ARCHITECTURE.md, "Recovery").
+//!
+//! Ownership (several CNs over shared agents): a CN settles a branch only
+//! when no live transaction of its own has its XA id, it is older than
+//! [`GRACE_MS`] or registered at its agent, and the agent grants a claim
+//! ([`dn_plugin::AgentApi::claim`]): refused while the branch was
+//! registered by another CN that holds a session at the agent (or closed
+//! its last one less than [`dn_plugin::agent::OWNER_GRACE`] ago); granted
+//! for this CN's own branches, for branches without owner (rebuilt after an
+//! agent restart) and for those of a CN that is gone. A granted claim makes
+//! the agent refuse to decide the branch, so an async commit racing its
+//! settlement is never acknowledged. With in-process agents every claim is
+//! granted (one CN).
 
 use super::log::{self, Decision, RecordError};
 use crate::cluster::Cluster;
