@@ -96,8 +96,13 @@ pub async fn ensure_template(base: &Path) -> Result<PathBuf> {
     let tmp = base.join("template.tmp");
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp)?;
+    // Its own temporary directory: a `mariadbd` starting meanwhile removes
+    // stale `#sql*` files from a shared /tmp, including this one's.
+    let tmpdir = base.join("template.tmpdir");
+    std::fs::create_dir_all(&tmpdir)?;
     let mut cmd = Command::new("mariadb-install-db");
-    cmd.arg("--no-defaults")
+    cmd.env("TMPDIR", &tmpdir)
+        .arg("--no-defaults")
         .arg(format!("--datadir={}", tmp.display()))
         .arg("--auth-root-authentication-method=normal")
         .arg("--skip-test-db")
@@ -143,10 +148,14 @@ pub async fn start_mariadb(base: PathBuf, name: String, port: u16, buffer_pool_m
         copy_dir(&template, &dir)?;
     }
     let dir = dir.canonicalize()?;
+    // Beside the data directory (inside it, it would show as a database).
+    let tmpdir = base.join(format!("{name}.tmpdir"));
+    std::fs::create_dir_all(&tmpdir)?;
     let mut cmd = Command::new(mariadbd_binary()?);
     cmd.arg("--no-defaults")
         .arg(format!("--datadir={}", dir.display()))
         .arg(format!("--port={port}"))
+        .arg(format!("--tmpdir={}", tmpdir.display()))
         .arg(format!("--socket={}", dir.join("mysqld.sock").display()))
         .arg(format!("--pid-file={}", dir.join("mysqld.pid").display()))
         .arg(format!("--log-error={}", dir.join("mariadbd.log").display()))
