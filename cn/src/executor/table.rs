@@ -6,19 +6,18 @@ use super::convert::table_schema;
 use super::shard_scan::{ShardQuery, ShardScanExec};
 use crate::catalog::{ColumnMeta, Partitioning, TableDef};
 use crate::dn::quote_ident;
+use crate::optimizer::pushdown::{pushable, sql};
 use crate::sharding::{partition_for, partitions_for_range};
 use crate::txn::ConnSource;
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::tree_node::{Transformed, TreeNode};
-use datafusion::common::{Column, ScalarValue};
+use datafusion::common::Column;
 use datafusion::datasource::TableType;
 use datafusion::error::Result;
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
-use datafusion::sql::unparser::dialect::MySqlDialect;
-use datafusion::sql::unparser::Unparser;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -40,27 +39,6 @@ impl ShardedTable {
     }
 }
 
-/// True when MariaDB computes `e` exactly as the user's MySQL statement
-/// means it, so the filter can run on the shards instead of the CN.
-fn pushable(e: &Expr) -> bool {
-    match e {
-        Expr::Column(_) => true,
-        Expr::Literal(v, _) => !matches!(v, ScalarValue::List(_) | ScalarValue::Struct(_) | ScalarValue::Map(_)),
-        Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
-            use Operator::*;
-            matches!(op, Eq | NotEq | Lt | LtEq | Gt | GtEq | And | Or | Plus | Minus | Multiply | Divide | Modulo)
-                && pushable(left)
-                && pushable(right)
-        }
-        Expr::Not(x) | Expr::IsNull(x) | Expr::IsNotNull(x) | Expr::Negative(x) => pushable(x),
-        Expr::Between(b) => pushable(&b.expr) && pushable(&b.low) && pushable(&b.high),
-        Expr::InList(l) => pushable(&l.expr) && l.list.iter().all(pushable),
-        Expr::Like(l) => !l.case_insensitive && l.escape_char.is_none() && pushable(&l.expr) && pushable(&l.pattern),
-        Expr::Cast(c) => matches!(c.expr.as_ref(), Expr::Literal(..)),
-        _ => false,
-    }
-}
-
 /// The filter as MySQL SQL with unqualified column names.
 fn to_sql(e: &Expr) -> Option<String> {
     let e = e
@@ -73,8 +51,7 @@ fn to_sql(e: &Expr) -> Option<String> {
         })
         .ok()?
         .data;
-    let dialect = MySqlDialect {};
-    Unparser::new(&dialect).expr_to_sql(&e).ok().map(|s| s.to_string())
+    sql(&e).ok()
 }
 
 /// A column referenced directly, through casts.

@@ -19,7 +19,7 @@
 //! plain logical table.
 
 use crate::catalog::{CatalogSnapshot, Partitioning, TableDef};
-use crate::planner::resolve_name;
+use crate::planner::{column_ref, resolve_name};
 use datafusion::sql::sqlparser::ast::{
     BinaryOperator, Expr, Query, SelectItem, SetExpr, TableFactor, VisitMut, VisitorMut,
 };
@@ -54,23 +54,12 @@ fn column_equalities(e: &Expr, out: &mut Vec<(ColumnRef, ColumnRef)>) {
             column_equalities(right, out);
         }
         Expr::BinaryOp { left, op: BinaryOperator::Eq, right } => {
-            if let (Some(a), Some(b)) = (column(left), column(right)) {
+            if let (Some(a), Some(b)) = (column_ref(left), column_ref(right)) {
                 out.push((a, b));
             }
         }
         Expr::Nested(e) => column_equalities(e, out),
         _ => {}
-    }
-}
-
-fn column(e: &Expr) -> Option<ColumnRef> {
-    match e {
-        Expr::Identifier(i) => Some((String::new(), i.value.to_ascii_lowercase())),
-        Expr::CompoundIdentifier(p) if p.len() >= 2 => {
-            Some((p[p.len() - 2].value.to_ascii_lowercase(), p[p.len() - 1].value.to_ascii_lowercase()))
-        }
-        Expr::Nested(e) => column(e),
-        _ => None,
     }
 }
 

@@ -132,8 +132,9 @@ const PUSHABLE_FUNCTIONS: &[&str] =
 /// Aggregates a shard can compute.
 const PUSHABLE_AGGREGATES: &[&str] = &["sum", "count", "min", "max"];
 
-/// True when MariaDB computes `e` as MySQL means it.
-fn pushable(e: &Expr) -> bool {
+/// True when MariaDB computes `e` as MySQL means it, so it can run on the
+/// shards (a scan's filters, a pushed fragment's expressions).
+pub(crate) fn pushable(e: &Expr) -> bool {
     use Operator::*;
     match e {
         Expr::Column(_) => true,
@@ -170,7 +171,7 @@ fn pushable(e: &Expr) -> bool {
 
 /// The expression as MySQL text: `mysql_div` back to `/` (MariaDB divides
 /// as MySQL does).
-fn sql(e: &Expr) -> Result<String> {
+pub(crate) fn sql(e: &Expr) -> Result<String> {
     let e = e
         .clone()
         .transform(|x| {

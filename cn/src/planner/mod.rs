@@ -121,7 +121,7 @@ pub fn literal_text(e: &Expr) -> Option<Option<String>> {
 }
 
 /// Column references `(qualifier or "", column)`, lower-cased.
-fn column_ref(e: &Expr) -> Option<(String, String)> {
+pub(crate) fn column_ref(e: &Expr) -> Option<(String, String)> {
     match e {
         Expr::Identifier(i) => Some((String::new(), i.value.to_ascii_lowercase())),
         Expr::CompoundIdentifier(p) if p.len() >= 2 => {
