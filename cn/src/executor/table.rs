@@ -10,7 +10,7 @@ use crate::optimizer::pushdown::{pushable, sql};
 use crate::sharding::{partition_for, partitions_for_range};
 use crate::txn::ConnSource;
 use async_trait::async_trait;
-use datafusion::arrow::datatypes::{Schema, SchemaRef};
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::Column;
@@ -205,7 +205,7 @@ impl TableProvider for ShardedTable {
             Some(p) => p.clone(),
             None => (0..self.schema.fields().len()).collect(),
         };
-        let schema = Arc::new(Schema::new(idx.iter().map(|i| self.schema.field(*i).clone()).collect::<Vec<_>>()));
+        let schema = Arc::new(self.schema.project(&idx)?);
         let cols: Vec<String> = idx.iter().map(|i| quote_ident(&self.columns[*i].name)).collect();
         let select_list = if cols.is_empty() { "1".to_string() } else { cols.join(", ") };
         let preds: Vec<String> = filters.iter().filter_map(to_sql).collect();

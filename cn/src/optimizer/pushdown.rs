@@ -307,8 +307,9 @@ impl Fragment {
 
 /// Merges two distributions of joined fragments, or `None` when the rows
 /// that join may sit on different shards. `pairs` are the equi-join pairs
-/// (left expr, right expr) over base columns; `outer_left` forbids a
-/// broadcast left side (its rows would be repeated per shard).
+/// (left expr, right expr) over base columns; `preserve_left_only` (left,
+/// semi and anti joins) forbids a broadcast left side (its rows would be
+/// repeated per shard).
 fn join_dist(l: &Dist, r: &Dist, pairs: &[(Expr, Expr)], preserve_left_only: bool) -> Option<Dist> {
     match (l, r) {
         (
@@ -486,50 +487,47 @@ impl ShardPushdown {
         if !on.iter().all(pushable) {
             return None;
         }
-        let (preserve_left_only, kind) = match j.join_type {
-            JoinType::Inner => (false, 0),
-            JoinType::Left => (true, 1),
-            JoinType::LeftSemi => (true, 2),
-            JoinType::LeftAnti => (true, 3),
+        // Semi, anti and left joins keep the left side's rows as they are: a
+        // broadcast left side would repeat them once per shard.
+        let preserve_left_only = match j.join_type {
+            JoinType::Inner => false,
+            JoinType::Left | JoinType::LeftSemi | JoinType::LeftAnti => true,
             _ => return None,
         };
         let dist = join_dist(&l.dist, &r.dist, &pairs, preserve_left_only)?;
         let mut out = l.clone();
         out.dist = dist;
         out.worth = true;
-        match kind {
-            0 | 1 => {
-                let offset = out.tables.len();
-                out.tables.extend(r.tables.iter().cloned());
-                let right = shift(&r.from, offset);
+        match j.join_type {
+            JoinType::LeftSemi | JoinType::LeftAnti => {
+                out.exists.push((j.join_type == JoinType::LeftAnti, r.clone(), on));
+            }
+            _ => {
+                let left_outer = j.join_type == JoinType::Left;
+                if left_outer && !r.exists.is_empty() {
+                    return None;
+                }
                 let mut cond = on;
-                if kind == 1 {
+                if left_outer {
                     // A left join's right-side filters restrict the right
                     // side before the join: they go into ON.
                     cond.extend(r.filters.iter().cloned());
                 } else {
                     out.filters.extend(r.filters.iter().cloned());
-                }
-                if !r.exists.is_empty() {
-                    if kind == 1 {
-                        return None;
-                    }
                     out.exists.extend(r.exists.iter().cloned());
                 }
-                out.from =
-                    From::Join { left: Box::new(out.from), right: Box::new(right), left_outer: kind == 1, on: cond };
+                let right = shift(&r.from, out.tables.len());
+                out.tables.extend(r.tables.iter().cloned());
+                out.from = From::Join { left: Box::new(out.from), right: Box::new(right), left_outer, on: cond };
                 out.columns.extend(r.columns.iter().cloned());
-            }
-            _ => {
-                out.exists.push((kind == 3, r.clone(), on));
             }
         }
         Some(out)
     }
 
-    /// Replaces a pushable subtree by a scan of its pushed query, under a
-    /// projection that restores the subtree's schema.
-    fn materialize(&self, f: Fragment, schema: &DFSchemaRef) -> Result<LogicalPlan> {
+    /// A scan of the pushed query of `f`, whose columns `c0`, `c1`, … have
+    /// the types of `schema`'s fields; with a function naming column i.
+    fn pushed_scan(&self, f: Fragment, schema: &DFSchemaRef) -> Result<(LogicalPlanBuilder, impl Fn(usize) -> Expr)> {
         let fields: Vec<Field> = schema
             .fields()
             .iter()
@@ -539,14 +537,17 @@ impl ShardPushdown {
         let name = format!("__pushed_{}", self.aliases.fetch_add(1, Ordering::Relaxed));
         let provider = Arc::new(PushedQuery { fragment: f, schema: Arc::new(Schema::new(fields)) });
         let scan = LogicalPlanBuilder::scan(name.clone(), provider_as_source(provider), None)?;
-        let exprs: Vec<Expr> = schema
-            .iter()
-            .enumerate()
-            .map(|(i, (q, fl))| {
-                Expr::Column(Column::new(Some(TableReference::bare(name.clone())), format!("c{i}")))
-                    .alias_qualified(q.cloned(), fl.name())
-            })
-            .collect();
+        let column =
+            move |i: usize| Expr::Column(Column::new(Some(TableReference::bare(name.clone())), format!("c{i}")));
+        Ok((scan, column))
+    }
+
+    /// Replaces a pushable subtree by a scan of its pushed query, under a
+    /// projection that restores the subtree's schema.
+    fn materialize(&self, f: Fragment, schema: &DFSchemaRef) -> Result<LogicalPlan> {
+        let (scan, c) = self.pushed_scan(f, schema)?;
+        let exprs: Vec<Expr> =
+            schema.iter().enumerate().map(|(i, (q, fl))| c(i).alias_qualified(q.cloned(), fl.name())).collect();
         scan.project(exprs)?.build()
     }
 
@@ -568,22 +569,12 @@ impl ShardPushdown {
         }
         let n_groups = groups.len();
         let pushed_cols: Vec<Expr> = groups.iter().chain(&partial).cloned().collect();
-        // The partial query's column types: the aggregate's own output
+        // The partial query's column types are the aggregate's own output
         // types (count: Int64; sum: sum's type; min/max: the argument's).
         let out_schema = a.schema.clone();
-        let pushed_fields: Vec<Field> = out_schema
-            .fields()
-            .iter()
-            .enumerate()
-            .map(|(i, fl)| Field::new(format!("c{i}"), fl.data_type().clone(), true))
-            .collect();
-        let frag =
-            Fragment { columns: pushed_cols, group_by: Some(groups), worth: true, dist: f.dist.clone(), ..f.clone() };
-        let name = format!("__pushed_{}", self.aliases.fetch_add(1, Ordering::Relaxed));
-        let provider = Arc::new(PushedQuery { fragment: frag, schema: Arc::new(Schema::new(pushed_fields.clone())) });
-        let scan = LogicalPlanBuilder::scan(name.clone(), provider_as_source(provider), None)?;
-        let c = |i: usize| Expr::Column(Column::new(Some(TableReference::bare(name.clone())), format!("c{i}")));
-        let final_groups: Vec<Expr> = (0..n_groups).map(c).collect();
+        let frag = Fragment { columns: pushed_cols, group_by: Some(groups), worth: true, ..f.clone() };
+        let (scan, c) = self.pushed_scan(frag, &out_schema)?;
+        let final_groups: Vec<Expr> = (0..n_groups).map(&c).collect();
         let mut finals = Vec::new();
         for (k, x) in partial.iter().enumerate() {
             let Expr::AggregateFunction(af) = x else { unreachable!("checked above") };
@@ -613,9 +604,10 @@ impl ShardPushdown {
         Ok(Some(agg.project(restore)?.build()?))
     }
 
-    /// Rewrites `plan` bottom up; returns the new plan and, when the whole
-    /// of it is pushable, its fragment.
-    fn visit(&self, plan: LogicalPlan) -> Result<(LogicalPlan, Option<Fragment>)> {
+    /// Rewrites `plan` bottom up; returns the new plan (marked when it
+    /// changed) and, when the whole of it is pushable, its fragment (the
+    /// plan is then returned unchanged).
+    fn visit(&self, plan: LogicalPlan) -> Result<(Transformed<LogicalPlan>, Option<Fragment>)> {
         let inputs: Vec<LogicalPlan> = plan.inputs().into_iter().cloned().collect();
         let mut new_inputs = Vec::with_capacity(inputs.len());
         let mut frags = Vec::with_capacity(inputs.len());
@@ -627,11 +619,11 @@ impl ShardPushdown {
         if frags.iter().all(Option::is_some) {
             let kids: Vec<Fragment> = frags.iter().flatten().cloned().collect();
             if let Some(f) = self.combine(&plan, &kids) {
-                return Ok((plan, Some(f)));
+                return Ok((Transformed::no(plan), Some(f)));
             }
             if let (LogicalPlan::Aggregate(a), [f]) = (&plan, kids.as_slice()) {
                 if let Some(p) = self.split_aggregate(a, f)? {
-                    return Ok((p, None));
+                    return Ok((Transformed::yes(p), None));
                 }
             }
         }
@@ -640,20 +632,21 @@ impl ShardPushdown {
         let mut changed = false;
         let mut children = Vec::with_capacity(new_inputs.len());
         for (p, f) in new_inputs.into_iter().zip(frags) {
+            changed |= p.transformed;
             match f {
                 Some(f) if f.worth => {
-                    let schema = p.schema().clone();
+                    let schema = p.data.schema().clone();
                     children.push(self.materialize(f, &schema)?);
                     changed = true;
                 }
-                _ => children.push(p),
+                _ => children.push(p.data),
             }
         }
-        if !changed && children.iter().zip(plan.inputs()).all(|(a, b)| a == b) {
-            return Ok((plan, None));
+        if !changed {
+            return Ok((Transformed::no(plan), None));
         }
         let exprs = plan.expressions();
-        Ok((plan.with_new_exprs(exprs, children)?, None))
+        Ok((Transformed::yes(plan.with_new_exprs(exprs, children)?), None))
     }
 }
 
@@ -697,19 +690,13 @@ impl OptimizerRule for ShardPushdown {
         if done {
             return Ok(Transformed::no(plan));
         }
-        let original = plan.clone();
         let (new, frag) = self.visit(plan)?;
-        let new = match frag {
+        match frag {
             Some(f) if f.worth => {
-                let schema = new.schema().clone();
-                self.materialize(f, &schema)?
+                let schema = new.data.schema().clone();
+                Ok(Transformed::yes(self.materialize(f, &schema)?))
             }
-            _ => new,
-        };
-        if new == original {
-            Ok(Transformed::no(new))
-        } else {
-            Ok(Transformed::yes(new))
+            _ => Ok(new),
         }
     }
 }
@@ -793,7 +780,7 @@ impl TableProvider for PushedQuery {
             Some(p) => p.clone(),
             None => (0..self.schema.fields().len()).collect(),
         };
-        let schema = Arc::new(Schema::new(wanted.iter().map(|i| self.schema.field(*i).clone()).collect::<Vec<_>>()));
+        let schema = Arc::new(self.schema.project(&wanted)?);
         let queries = self.queries(&wanted)?;
         Ok(Arc::new(ShardScanExec::new(queries, schema, self.fragment.source.clone())))
     }
