@@ -569,12 +569,14 @@ impl Txn {
         mut guards: Vec<(u32, tokio::sync::OwnedMutexGuard<ViewConn>)>,
         c: u64,
     ) -> Result<()> {
-        let dns: Vec<u32> = guards.iter().map(|(dn, _)| *dn).collect();
-        for dn in dns {
-            if let Err(e) = self.cluster.agents[dn as usize].decide(&self.xid, c).await {
-                tracing::warn!(xid = self.xid, dn, error = %e, "the decision was refused");
-                return Err(self.leave_to_recovery(&mut guards, &format!("dn{dn}'s agent: {e}")));
-            }
+        // Every agent at once (one round trip with sidecar agents).
+        let decides = guards
+            .iter()
+            .map(|(dn, _)| async move { (*dn, self.cluster.agents[*dn as usize].decide(&self.xid, c).await) });
+        let refused = futures::future::join_all(decides).await.into_iter().find_map(|(dn, r)| r.err().map(|e| (dn, e)));
+        if let Some((dn, e)) = refused {
+            tracing::warn!(xid = self.xid, dn, error = %e, "the decision was refused");
+            return Err(self.leave_to_recovery(&mut guards, &format!("dn{dn}'s agent: {e}")));
         }
         self.set_info(|i| {
             i.phase = Phase::Committing;
