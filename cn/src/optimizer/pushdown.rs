@@ -616,6 +616,19 @@ impl ShardPushdown {
             new_inputs.push(p);
             frags.push(f);
         }
+        self.finish(plan, new_inputs, frags)
+    }
+
+    /// The part of [`Self::visit`] after its children: kept out of the
+    /// recursive frame, whose size bounds how deep a plan (a join of 60
+    /// tables) can be before the worker's stack runs out.
+    #[inline(never)]
+    fn finish(
+        &self,
+        plan: LogicalPlan,
+        new_inputs: Vec<Transformed<LogicalPlan>>,
+        frags: Vec<Option<Fragment>>,
+    ) -> Result<(Transformed<LogicalPlan>, Option<Fragment>)> {
         if frags.iter().all(Option::is_some) {
             let kids: Vec<Fragment> = frags.iter().flatten().cloned().collect();
             if let Some(f) = self.combine(&plan, &kids) {
