@@ -57,7 +57,7 @@ use async_trait::async_trait;
 use mysql_async::prelude::*;
 use mysql_async::Conn;
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
@@ -650,6 +650,22 @@ impl AgentApi for Agent {
     }
 }
 
+/// Test-only: the longest pause, in microseconds, that [`open`] makes
+/// between its admission and its read views (0: none). See
+/// [`set_view_pause`].
+static VIEW_PAUSE_MAX_US: AtomicU64 = AtomicU64::new(0);
+
+/// Test-only: makes every [`open`] in this process pause for a random time
+/// in `0..=max` between its admission and its read views, so that the views
+/// of one snapshot on several DNs are made far apart in time — the window
+/// the gate must cover. With gating on the pause only delays the commits
+/// held at the gate; with gating off commits land inside it, which makes
+/// the negative controls see their anomaly within seconds rather than by
+/// luck of scheduling. `Duration::ZERO` turns it off.
+pub fn set_view_pause(max: Duration) {
+    VIEW_PAUSE_MAX_US.store(u64::try_from(max.as_micros()).unwrap_or(u64::MAX), Ordering::Relaxed);
+}
+
 /// OPEN(s) through `agent`: the admission ([`AgentApi::admit_open`]), then
 /// a read view on every connection in `views` (all inside one closing of
 /// the gate, so they show the same state), then the gate reopens. Errors:
@@ -659,6 +675,11 @@ impl AgentApi for Agent {
 /// stay open; the caller rolls them back); a remote agent unreachable.
 pub async fn open(agent: &dyn AgentApi, s: u64, views: Vec<View<'_>>) -> Result<(), AgentError> {
     let admission = agent.admit_open(s).await?;
+    let max_pause = VIEW_PAUSE_MAX_US.load(Ordering::Relaxed);
+    if max_pause > 0 {
+        let pause = rand::random_range(0..=max_pause);
+        tokio::time::sleep(Duration::from_micros(pause)).await;
+    }
     let r = make_views(views).await;
     // A failed release ends the admission all the same (the agent drops
     // it with its stream).
