@@ -57,6 +57,11 @@ async fn main() {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();
     let cli = Cli::parse();
+    // Tests of crashes at each step of the transaction protocol.
+    if let Err(e) = cn::txn::failpoint::arm_from_env() {
+        eprintln!("error: {e}");
+        std::process::exit(2);
+    }
     let r = match cli.command {
         Cmd::Playground { dns, port, cns, data_dir, tpch_sf, mariadb_port, buffer_pool_mb, tso_port } => {
             let opts =

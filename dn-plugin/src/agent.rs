@@ -675,6 +675,11 @@ pub fn set_view_pause(max: Duration) {
 /// stay open; the caller rolls them back); a remote agent unreachable.
 pub async fn open(agent: &dyn AgentApi, s: u64, views: Vec<View<'_>>) -> Result<(), AgentError> {
     let admission = agent.admit_open(s).await?;
+    if crate::failpoint::reached(crate::failpoint::OPEN_AFTER_ADMISSION).await {
+        // A simulated crash of the caller: the admission is dropped unfinished.
+        drop(admission);
+        return Err(AgentError::Unavailable("the CN crashed while opening (failpoint)".into()));
+    }
     let max_pause = VIEW_PAUSE_MAX_US.load(Ordering::Relaxed);
     if max_pause > 0 {
         let pause = rand::random_range(0..=max_pause);

@@ -10,6 +10,7 @@
 //! for the playground and tests.
 
 pub mod agent;
+pub mod failpoint;
 pub mod mariadb;
 pub mod remote;
 pub mod service;

@@ -54,6 +54,11 @@ impl MariaDb {
         }
     }
 
+    /// The process id while it runs under this handle.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(Child::id)
+    }
+
     pub fn is_running(&self) -> bool {
         self.child.is_some()
     }

@@ -500,20 +500,24 @@ impl Txn {
             lower_bound: if self.opts.linearizable { self.start_ts } else { 0 },
             async_commit: self.opts.async_commit,
         };
-        if failpoint::hit(failpoint::BEFORE_PREPARE) {
+        if failpoint::reached(failpoint::BEFORE_PREPARE).await {
             return Err(self.crash(&mut guards).await);
         }
-        if failpoint::hit(failpoint::AFTER_FIRST_PREPARE) {
+        let mut results = Vec::with_capacity(guards.len());
+        if failpoint::armed_at(failpoint::AFTER_FIRST_PREPARE) {
+            // The first branch alone, then the failpoint, then the rest.
             let (dn, g) = &mut guards[0];
-            let _ = dn_plugin::agent::prepare(&*self.cluster.agents[*dn as usize], g, &self.xid, &record).await;
-            return Err(self.crash(&mut guards).await);
+            results.push(dn_plugin::agent::prepare(&*self.cluster.agents[*dn as usize], g, &self.xid, &record).await);
+            if failpoint::reached(failpoint::AFTER_FIRST_PREPARE).await {
+                return Err(self.crash(&mut guards).await);
+            }
         }
-        let prepares = guards.iter_mut().map(|(dn, c)| {
+        let prepares = guards.iter_mut().skip(results.len()).map(|(dn, c)| {
             let agent = self.cluster.agents[*dn as usize].clone();
             let (xid, record) = (&self.xid, &record);
             async move { dn_plugin::agent::prepare(&*agent, c, xid, record).await }
         });
-        let results = futures::future::join_all(prepares).await;
+        results.extend(futures::future::join_all(prepares).await);
         let mut max_m = 0;
         let mut failure = None;
         let mut unknown = false;
@@ -535,7 +539,7 @@ impl Txn {
             return Err(self.leave_to_recovery(&mut guards, "a prepare did not answer"));
         }
         if failure.is_none() {
-            if failpoint::hit(failpoint::AFTER_PREPARES) {
+            if failpoint::reached(failpoint::AFTER_PREPARES).await {
                 return Err(self.crash(&mut guards).await);
             }
             if self.opts.async_commit {
@@ -584,16 +588,32 @@ impl Txn {
         });
         let txn = self.clone();
         tokio::spawn(async move {
-            if failpoint::hit(failpoint::AFTER_FIRST_COMMIT) {
-                let (dn, g) = &mut guards[0];
-                txn.commit_branch(*dn, g, c).await;
-                txn.crash(&mut guards[1..]).await;
-                return;
-            }
-            let commits = guards.iter_mut().map(|(dn, g)| txn.commit_branch(*dn, g, c));
-            futures::future::join_all(commits).await;
+            let _ = txn.commit_branches(&mut guards, c).await;
         });
         Ok(())
+    }
+
+    /// `XA COMMIT` of every decided branch at `c`, all at once (with the
+    /// [`failpoint::AFTER_FIRST_COMMIT`] armed: the first, the failpoint,
+    /// then the others). Whether all committed; errors only after a
+    /// simulated crash (the client's error).
+    async fn commit_branches(
+        &self,
+        guards: &mut [(u32, tokio::sync::OwnedMutexGuard<ViewConn>)],
+        c: u64,
+    ) -> Result<bool> {
+        let mut all = true;
+        let mut first = 0;
+        if failpoint::armed_at(failpoint::AFTER_FIRST_COMMIT) {
+            let (dn, g) = &mut guards[0];
+            all &= self.commit_branch(*dn, g, c).await;
+            first = 1;
+            if failpoint::reached(failpoint::AFTER_FIRST_COMMIT).await {
+                return Err(self.crash(&mut guards[1..]).await);
+            }
+        }
+        let commits = guards[first..].iter_mut().map(|(dn, g)| self.commit_branch(*dn, g, c));
+        Ok(futures::future::join_all(commits).await.into_iter().fold(all, |a, ok| a && ok))
     }
 
     /// Closes the branches' connections without ending them (prepared ones
@@ -687,16 +707,10 @@ impl Txn {
             i.phase = Phase::Committing;
             i.commit_ts = c;
         });
-        if failpoint::hit(failpoint::AFTER_DECISION) {
+        if failpoint::reached(failpoint::AFTER_DECISION).await {
             return Err(self.crash(&mut guards).await);
         }
-        if failpoint::hit(failpoint::AFTER_FIRST_COMMIT) {
-            let (dn, g) = &mut guards[0];
-            self.commit_branch(*dn, g, c).await;
-            return Err(self.crash(&mut guards[1..]).await);
-        }
-        let commits = guards.iter_mut().map(|(dn, g)| self.commit_branch(*dn, g, c));
-        let all = futures::future::join_all(commits).await.into_iter().all(|ok| ok);
+        let all = self.commit_branches(&mut guards, c).await?;
         if all {
             let metadb = self.cluster.metadb.clone();
             let xid = self.xid.clone();
