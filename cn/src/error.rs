@@ -35,6 +35,7 @@ pub mod code {
     pub const ER_ERROR_DURING_COMMIT: u16 = 1180;
     pub const ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION: u16 = 1792;
     pub const ER_WRONG_VALUE_FOR_VAR: u16 = 1231;
+    pub const ER_WRONG_TYPE_FOR_VAR: u16 = 1232;
     pub const ER_SP_DOES_NOT_EXIST: u16 = 1305;
     pub const ER_LOCK_WAIT_TIMEOUT: u16 = 1205;
 }
@@ -65,7 +66,7 @@ pub fn sqlstate_for(code: u16) -> &'static str {
         ER_XA_RBROLLBACK => "XA100",
         ER_LOCK_DEADLOCK => "40001",
         ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION => "25006",
-        ER_WRONG_VALUE_FOR_VAR | ER_SP_DOES_NOT_EXIST => "42000",
+        ER_WRONG_VALUE_FOR_VAR | ER_WRONG_TYPE_FOR_VAR | ER_SP_DOES_NOT_EXIST => "42000",
         _ => "HY000",
     }
 }

@@ -832,6 +832,54 @@ fn distributed_deadlock_is_broken_with_1213() {
     });
 }
 
+#[test]
+fn lock_wait_timeout_is_1205_and_rolls_back_every_branch() {
+    run(async {
+        let mut c1 = fresh_table("lw", "t", "v", 0).await;
+        let (a, b) = rows_on_two_dns("lw").await;
+        let mut c2 = connect(Some("lw")).await;
+        assert_eq!(code(c2.query_drop("SET innodb_lock_wait_timeout = 'soon'").await.unwrap_err()), 1232);
+        c2.query_drop("SET innodb_lock_wait_timeout = 0").await.unwrap();
+        let t: i64 = c2.query_first("SELECT @@innodb_lock_wait_timeout").await.unwrap().unwrap();
+        assert_eq!(t, 1, "clamped to MySQL's minimum");
+        c1.query_drop("BEGIN").await.unwrap();
+        c1.exec_drop("UPDATE t SET v = 1 WHERE id = ?", (a,)).await.unwrap();
+        // c2 writes b's DN, then waits for a's lock on the other DN.
+        c2.query_drop("BEGIN").await.unwrap();
+        c2.exec_drop("UPDATE t SET v = 2 WHERE id = ?", (b,)).await.unwrap();
+        let started = Instant::now();
+        let e = c2.exec_drop("UPDATE t SET v = 2 WHERE id = ?", (a,)).await.unwrap_err();
+        let waited = started.elapsed();
+        assert_eq!(code(e), 1205);
+        assert!(waited < Duration::from_secs(10), "the session's 1 s timeout reached the DN (waited {waited:?})");
+        // The whole transaction is gone: b's write too, and its locks.
+        let v: i64 = c1.exec_first("SELECT v FROM t WHERE id = ?", (b,)).await.unwrap().unwrap();
+        assert_eq!(v, 0);
+        c1.exec_drop("UPDATE t SET v = 1 WHERE id = ?", (b,)).await.unwrap();
+        c2.query_drop("COMMIT").await.unwrap();
+        // An autocommit write on one DN times out the same way.
+        let e = c2.exec_drop("UPDATE t SET v = 3 WHERE id = ?", (a,)).await.unwrap_err();
+        assert_eq!(code(e), 1205);
+        c1.query_drop("COMMIT").await.unwrap();
+        let vs: Vec<i64> = c2.exec("SELECT v FROM t WHERE id IN (?, ?) ORDER BY id = ?", (a, b, b)).await.unwrap();
+        assert_eq!(vs, vec![1, 1], "only the holder's writes committed");
+        // Another session keeps the default (50 s): the pooled DN
+        // connections c2 used do not carry its 1 s over.
+        let mut c3 = connect(Some("lw")).await;
+        c1.query_drop("BEGIN").await.unwrap();
+        c1.exec_drop("UPDATE t SET v = 4 WHERE id IN (?, ?)", (a, b)).await.unwrap();
+        let waiter = tokio::spawn(async move {
+            let r = c3.exec_drop("UPDATE t SET v = v + 1 WHERE id IN (?, ?)", (a, b)).await;
+            (c3, r)
+        });
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        c1.query_drop("COMMIT").await.unwrap();
+        let (_c3, r) = waiter.await.unwrap();
+        r.expect("c3 waited past c2's 1 s timeout");
+        assert_eq!(prepared_branches().await, 0);
+    });
+}
+
 /// One client writes a counter on DN A, then (after the acknowledgement)
 /// the same counter on DN B; snapshot readers read B's row and then A's.
 /// Seeing B's value without A's would be the "causal reverse". `policy`:

@@ -94,8 +94,9 @@ pub enum AgentError {
 /// How a read view is made on a connection by [`open`].
 pub enum View<'a> {
     /// `XA START xid` and a consistent read: the branch of a transaction
-    /// that may write.
-    Xa { conn: &'a mut Conn, xid: &'a str },
+    /// that may write. `setup`, when not empty, runs first in the same
+    /// round trip (session settings such as `innodb_lock_wait_timeout`).
+    Xa { conn: &'a mut Conn, xid: &'a str, setup: &'a str },
     /// `START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY`: a snapshot
     /// read.
     ReadOnly(&'a mut Conn),
@@ -829,10 +830,11 @@ pub async fn rebuild(
 async fn make_views(views: Vec<View<'_>>) -> Result<(), mysql_async::Error> {
     let runs = views.into_iter().map(|v| async move {
         match v {
-            View::Xa { conn, xid } => {
+            View::Xa { conn, xid, setup } => {
+                let setup = if setup.is_empty() { String::new() } else { format!("{setup}; ") };
                 // The consistent read fixes the InnoDB read view inside the
                 // branch (XA START has no WITH CONSISTENT SNAPSHOT).
-                conn.query_drop(format!("XA START {}; SELECT id FROM {AGENT_DB}.anchor", xid_lit(xid))).await
+                conn.query_drop(format!("{setup}XA START {}; SELECT id FROM {AGENT_DB}.anchor", xid_lit(xid))).await
             }
             View::ReadOnly(conn) => conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY").await,
         }

@@ -486,7 +486,8 @@ async fn write_one_dn(s: &Session, dn: u32, stmts: &[String]) -> Result<u64> {
     let owner = OwnerGuard::new(&s.cluster, format!("w-{dn}-{}", c.id()), u64::MAX);
     owner.add(dn, c.id());
     let run = async {
-        c.query_drop("START TRANSACTION").await.map_err(|e| d.err(e))?;
+        let setup = s.txn_options(None).branch_setup();
+        c.query_drop(format!("{setup}; START TRANSACTION")).await.map_err(|e| d.err(e))?;
         let mut total = 0;
         for sql in stmts {
             let r = c.query_iter(sql.as_str()).await.map_err(|e| d.err(e))?;

@@ -138,6 +138,7 @@ impl Session {
             read_only: read_only.unwrap_or(var("transaction_read_only") == "1"),
             linearizable: var("cn_linearizable_commit") != "0",
             async_commit: var("cn_async_commit") != "0",
+            lock_wait_timeout: var("innodb_lock_wait_timeout").parse().unwrap_or(50),
         }
     }
 
@@ -453,6 +454,12 @@ impl Session {
                     self.commit().await?;
                 }
                 val = if on { "1" } else { "0" }.into();
+            }
+            if let Some((_, lo, hi)) = vars::INTEGER.iter().find(|(k, _, _)| *k == key) {
+                let n: i128 = val.parse().map_err(|_| {
+                    CnError::mysql(code::ER_WRONG_TYPE_FOR_VAR, format!("Incorrect argument type to variable '{key}'"))
+                })?;
+                val = n.clamp(i128::from(*lo), i128::from(*hi)).to_string();
             }
             if key == "transaction_isolation" || key == "tx_isolation" {
                 self.vars.insert("transaction_isolation".into(), val.to_ascii_uppercase());

@@ -74,6 +74,10 @@ pub fn defaults() -> BTreeMap<String, String> {
 /// Variables that take ON/OFF (stored as `1`/`0`); other values get 1231.
 pub const BOOLEAN: &[&str] = &["autocommit", "cn_linearizable_commit", "cn_async_commit"];
 
+/// Integer variables with their range (MySQL clamps a value outside it;
+/// anything not an integer gets 1232).
+pub const INTEGER: &[(&str, u64, u64)] = &[("innodb_lock_wait_timeout", 1, 1_073_741_824)];
+
 /// Strips `@@`, `@@session.`, `@@global.`, `@@local.` and lower-cases.
 pub fn normalize_name(name: &str) -> String {
     let n = name.trim().trim_start_matches("@@").to_ascii_lowercase();

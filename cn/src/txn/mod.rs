@@ -82,9 +82,17 @@ pub struct TxnOptions {
     /// (answered once every branch is prepared) instead of 2PC with a
     /// decision row (`cn_async_commit`).
     pub async_commit: bool,
+    /// Seconds a branch's row lock waits before 1205
+    /// (`innodb_lock_wait_timeout`, set on every branch's DN session).
+    pub lock_wait_timeout: u64,
 }
 
 impl TxnOptions {
+    /// What a branch runs on its DN connection before its first statement.
+    pub fn branch_setup(&self) -> String {
+        format!("SET SESSION innodb_lock_wait_timeout = {}", self.lock_wait_timeout)
+    }
+
     /// The implicit transaction of one autocommit write statement on
     /// several DNs: branches start on the DNs written, no read view.
     pub fn implicit(self) -> Self {
@@ -238,14 +246,18 @@ impl Txn {
             let conns = conns.into_iter().filter_map(|(dn, mut v)| v.pop().map(|c| (dn, c)));
             let xid = self.xid.clone();
             let read_only = self.opts.read_only;
+            let setup = self.opts.branch_setup();
             let opens = conns.into_iter().map(|(dn, conn)| {
                 let cluster = self.cluster.clone();
-                let xid = xid.clone();
+                let (xid, setup) = (xid.clone(), setup.clone());
                 async move {
                     let mut conn = conn;
                     let agent = &cluster.agents[dn as usize];
-                    let view =
-                        if read_only { View::ReadOnly(&mut conn) } else { View::Xa { conn: &mut conn, xid: &xid } };
+                    let view = if read_only {
+                        View::ReadOnly(&mut conn)
+                    } else {
+                        View::Xa { conn: &mut conn, xid: &xid, setup: &setup }
+                    };
                     let r = dn_plugin::agent::open(&**agent, s, vec![view]).await;
                     let on_drop = if read_only { vec!["ROLLBACK".to_string()] } else { xa_rollback_sql(&xid) };
                     (dn, ViewConn::new(conn, on_drop), r)
@@ -348,7 +360,7 @@ impl Txn {
         let d = self.cluster.dn(dn)?;
         let conn = d.conn().await?;
         let mut v = ViewConn::new(conn, xa_rollback_sql(&self.xid));
-        let mut start = format!("XA START {}", quote_str(&self.xid));
+        let mut start = format!("{}; XA START {}", self.opts.branch_setup(), quote_str(&self.xid));
         for sp in self.savepoint_names() {
             start.push_str(&format!("; SAVEPOINT `{sp}`"));
         }
