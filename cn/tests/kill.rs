@@ -6,8 +6,8 @@
 //! with the gate closed, before and after the first prepare, after all
 //! prepares, after the 2PC decision, after the first commit) and each
 //! commit policy (async commit, 2PC), the CN runs `kill -9` of the victim
-//! at that point of a transaction that writes one row on each DN; the
-//! victim is restarted, and then:
+//! at that point of a transaction that reads and then writes one row on
+//! each DN; the victim is restarted, and then:
 //! - `XA RECOVER` is empty on every DN within 10 s;
 //! - the three rows are whole (all the new value) or absent (all the old);
 //! - an acknowledged commit is present; when the CN is the victim, the
@@ -276,8 +276,11 @@ fn kill_9_at_every_step_leaves_transactions_whole_or_absent() {
                     let mut s = c.cn_conn(Some("k")).await;
                     let on = if policy == "async" { "ON" } else { "OFF" };
                     s.query_drop(format!("SET cn_async_commit = {on}")).await.unwrap();
+                    // A consistent read first (the snapshot's OPEN), then
+                    // the write on every DN.
                     let acked = async {
                         s.query_drop("BEGIN").await?;
+                        s.query_drop(&select).await?;
                         s.query_drop(update(k)).await?;
                         s.query_drop("COMMIT").await
                     }

@@ -880,6 +880,80 @@ fn lock_wait_timeout_is_1205_and_rolls_back_every_branch() {
     });
 }
 
+#[test]
+fn locking_reads_hold_locks_on_every_dn_and_read_the_latest_rows() {
+    run(async {
+        let mut c1 = fresh_table("fu", "t", "v", 0).await;
+        let (a, b) = rows_on_two_dns("fu").await;
+        let mut c2 = connect(Some("fu")).await;
+        c2.query_drop("SET innodb_lock_wait_timeout = 1").await.unwrap();
+        let both = format!("SELECT id, v FROM t WHERE id IN ({a}, {b}) ORDER BY id");
+        // A locking read over two DNs holds its locks on both until commit.
+        c1.query_drop("BEGIN").await.unwrap();
+        let rows: Vec<(i64, i64)> = c1.query(format!("{both} FOR UPDATE")).await.unwrap();
+        assert_eq!(rows.len(), 2);
+        for id in [a, b] {
+            let e = c2.exec_drop("UPDATE t SET v = 9 WHERE id = ?", (id,)).await.unwrap_err();
+            assert_eq!(code(e), 1205, "row {id} is locked");
+        }
+        let skipped: Vec<(i64, i64)> = c2.query(format!("{both} FOR UPDATE SKIP LOCKED")).await.unwrap();
+        assert!(skipped.is_empty(), "SKIP LOCKED passes the locked rows: {skipped:?}");
+        let plain: Vec<(i64, i64)> = c2.query(&both).await.unwrap();
+        assert_eq!(plain.len(), 2, "a consistent read does not wait");
+        let e = c2.query_drop(format!("SELECT v FROM t WHERE id = {a} LOCK IN SHARE MODE")).await.unwrap_err();
+        assert_eq!(code(e), 1205, "a shared lock waits for the exclusive one");
+        c1.query_drop("COMMIT").await.unwrap();
+        // Shared locks: two transactions share them; a writer waits.
+        c1.query_drop("BEGIN").await.unwrap();
+        c2.query_drop("BEGIN").await.unwrap();
+        let _: Vec<(i64, i64)> = c1.query(format!("{both} LOCK IN SHARE MODE")).await.unwrap();
+        let _: Vec<(i64, i64)> = c2.query(format!("{both} LOCK IN SHARE MODE")).await.unwrap();
+        let mut c3 = connect(Some("fu")).await;
+        c3.query_drop("SET innodb_lock_wait_timeout = 1").await.unwrap();
+        assert_eq!(code(c3.exec_drop("UPDATE t SET v = 9 WHERE id = ?", (b,)).await.unwrap_err()), 1205);
+        c1.query_drop("COMMIT").await.unwrap();
+        c2.query_drop("COMMIT").await.unwrap();
+        assert_eq!(
+            code(
+                c2.query_drop("START TRANSACTION READ ONLY")
+                    .await
+                    .and(c2.query_drop(format!("{both} FOR UPDATE")).await)
+                    .unwrap_err()
+            ),
+            1792
+        );
+        c2.query_drop("ROLLBACK").await.unwrap();
+        // The classic read-modify-write under contention: every client
+        // waits for the row locks and then reads the latest values (no
+        // 1020: a transaction's read views are made at its first consistent
+        // read, as InnoDB makes its read view), so no increment is lost.
+        const CLIENTS: i64 = 4;
+        const ROUNDS: i64 = 10;
+        let mut tasks = Vec::new();
+        for _ in 0..CLIENTS {
+            tasks.push(tokio::spawn(async move {
+                let mut c = connect(Some("fu")).await;
+                for _ in 0..ROUNDS {
+                    c.query_drop("BEGIN").await.unwrap();
+                    let va: i64 = c.exec_first("SELECT v FROM t WHERE id = ? FOR UPDATE", (a,)).await.unwrap().unwrap();
+                    let vb: i64 = c.exec_first("SELECT v FROM t WHERE id = ? FOR UPDATE", (b,)).await.unwrap().unwrap();
+                    c.exec_drop("UPDATE t SET v = ? WHERE id = ?", (va + 1, a)).await.unwrap();
+                    c.exec_drop("UPDATE t SET v = ? WHERE id = ?", (vb + 1, b)).await.unwrap();
+                    let seen: Vec<i64> = c.query(format!("SELECT v FROM t WHERE id IN ({a}, {b})")).await.unwrap();
+                    assert_eq!(seen, vec![va + 1; 2], "the transaction reads its own writes");
+                    c.query_drop("COMMIT").await.unwrap();
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let vs: Vec<i64> = c1.query(format!("SELECT v FROM t WHERE id IN ({a}, {b})")).await.unwrap();
+        assert_eq!(vs, vec![CLIENTS * ROUNDS; 2], "no increment lost");
+        assert_eq!(prepared_branches().await, 0);
+    });
+}
+
 /// One client writes a counter on DN A, then (after the acknowledgement)
 /// the same counter on DN B; snapshot readers read B's row and then A's.
 /// Seeing B's value without A's would be the "causal reverse". `policy`:

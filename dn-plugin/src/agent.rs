@@ -100,6 +100,10 @@ pub enum View<'a> {
     /// `START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY`: a snapshot
     /// read.
     ReadOnly(&'a mut Conn),
+    /// A consistent read inside a branch already started (by writes or
+    /// locking reads): InnoDB makes the transaction's read view at its
+    /// first consistent read.
+    InBranch(&'a mut Conn),
 }
 
 /// What a prepare writes durably inside its branch, in `cn_agent.prepared`
@@ -837,6 +841,7 @@ async fn make_views(views: Vec<View<'_>>) -> Result<(), mysql_async::Error> {
                 conn.query_drop(format!("{setup}XA START {}; SELECT id FROM {AGENT_DB}.anchor", xid_lit(xid))).await
             }
             View::ReadOnly(conn) => conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY").await,
+            View::InBranch(conn) => conn.query_drop(format!("SELECT id FROM {AGENT_DB}.anchor")).await,
         }
     });
     for r in futures::future::join_all(runs).await {

@@ -11,10 +11,12 @@ pub mod table;
 
 use crate::catalog::CatalogSnapshot;
 use crate::error::Result;
+use crate::planner::locking::LockingRead;
 use crate::session::sink::ResultSink;
 use crate::txn::ConnSource;
 use async_trait::async_trait;
 use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
+use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::execution::context::{SessionConfig, SessionContext};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::sql::sqlparser::ast::Statement;
@@ -104,11 +106,14 @@ fn shard_accesses(plan: &Arc<dyn ExecutionPlan>, out: &mut BTreeMap<u32, usize>)
 }
 
 /// Plans and runs a statement in DataFusion, streaming the result to `sink`.
+/// With `lock`, every physical query of the plan carries the locking clause
+/// (see [`crate::planner::locking`]).
 pub async fn run(
     snapshot: Arc<CatalogSnapshot>,
     source: ConnSource,
     db: Option<&str>,
     mut stmt: Statement,
+    lock: Option<&LockingRead>,
     sink: &mut dyn ResultSink,
 ) -> Result<()> {
     crate::optimizer::semantics::rewrite(&mut stmt);
@@ -119,7 +124,15 @@ pub async fn run(
     let df = ctx.execute_logical_plan(plan).await?;
     let cols: Vec<_> = df.schema().fields().iter().map(|f| convert::column_def(f)).collect();
     let task = Arc::new(df.task_ctx());
-    let physical = df.create_physical_plan().await?;
+    let mut physical = df.create_physical_plan().await?;
+    if let Some(lock) = lock {
+        physical = physical
+            .transform_up(|p| match p.downcast_ref::<shard_scan::ShardScanExec>() {
+                Some(scan) => Ok(Transformed::yes(Arc::new(scan.with_suffix(&lock.suffix)) as Arc<dyn ExecutionPlan>)),
+                None => Ok(Transformed::no(p)),
+            })?
+            .data;
+    }
     // Every read view the plan needs is made before the first row is read,
     // so a late OPEN can still be retried at a higher snapshot.
     let mut shards = BTreeMap::new();

@@ -57,6 +57,15 @@ impl ShardScanExec {
         );
         ShardScanExec { queries, schema, source, props: Arc::new(props) }
     }
+
+    /// The same scan with `suffix` (a locking clause) after every query.
+    pub fn with_suffix(&self, suffix: &str) -> Self {
+        let mut queries = self.queries.clone();
+        for q in &mut queries {
+            q.sql.push_str(suffix);
+        }
+        ShardScanExec { queries, schema: self.schema.clone(), source: self.source.clone(), props: self.props.clone() }
+    }
 }
 
 impl DisplayAs for ShardScanExec {

@@ -120,6 +120,18 @@ impl Session {
         }
     }
 
+    /// Where a locking read reads: the transaction's branches without a
+    /// read view (a READ ONLY transaction's views, where the DN refuses
+    /// the lock as MySQL does), or plain connections outside a transaction
+    /// (the locks end with the statement; a read-only snapshot cannot lock).
+    pub fn locking_source(&self) -> ConnSource {
+        match &self.txn {
+            Some(t) if t.opts.read_only => ConnSource::Txn(t.clone()),
+            Some(t) => ConnSource::TxnLocking(t.clone()),
+            None => ConnSource::PoolLocking(self.cluster.clone(), self.txn_options(None).lock_wait_timeout),
+        }
+    }
+
     /// Where a statement run in DataFusion reads: the transaction, or a
     /// fresh statement snapshot.
     pub fn read_source(&self) -> ConnSource {
@@ -267,6 +279,8 @@ impl Session {
             ["DO", ..] => return sink.ok(0, 0, "").await,
             _ => {}
         }
+        let for_share = planner::locking::share_mode_as_for_share(sql);
+        let sql = for_share.as_deref().unwrap_or(sql);
         let mut stmts = Parser::parse_sql(&MySqlDialect {}, sql).map_err(CnError::parse)?;
         if stmts.len() != 1 {
             return Err(CnError::parse("expected one statement"));
@@ -289,7 +303,7 @@ impl Session {
                     options: None,
                 };
                 let snap = self.cluster.catalog.snapshot();
-                crate::executor::run(snap, self.read_source(), self.db.as_deref(), stmt, sink).await
+                crate::executor::run(snap, self.read_source(), self.db.as_deref(), stmt, None, sink).await
             }
             Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) => {
                 self.implicit_begin().await?;
@@ -321,6 +335,8 @@ impl Session {
             let ts = self.cluster.timestamp().await?;
             self.substitute_session_values(&mut q, Some(ts));
         }
+        let lock = planner::locking::take(&mut q)?;
+        let suffix = lock.as_ref().map_or("", |l| l.suffix.as_str());
         let route = planner::route_query(&snap, self.db.as_deref(), &q, self.cluster.any_dn())?;
         match route {
             Route::SingleDn { dn, partition: None } if planner::reads_no_table(&q) => {
@@ -339,18 +355,14 @@ impl Session {
             Route::SingleDn { dn, partition } => {
                 let mut names = PhysicalNames { snap: &snap, db: self.db.as_deref(), dn, partition, alias: true };
                 planner::to_physical(&mut q, &mut names);
-                self.run_on_dn(dn, &q.to_string(), sink).await
+                let source = if lock.is_some() { self.locking_source() } else { self.source() };
+                self.run_on_dn_in(&source, dn, &format!("{q}{suffix}"), sink).await
             }
             Route::Distributed => {
                 name_select_items(&mut q);
-                crate::executor::run(
-                    snap.clone(),
-                    self.read_source(),
-                    self.db.as_deref(),
-                    Statement::Query(Box::new(q)),
-                    sink,
-                )
-                .await
+                let source = if lock.is_some() { self.locking_source() } else { self.read_source() };
+                let stmt = Statement::Query(Box::new(q));
+                crate::executor::run(snap.clone(), source, self.db.as_deref(), stmt, lock.as_ref(), sink).await
             }
         }
     }
@@ -358,8 +370,14 @@ impl Session {
     /// Runs physical SQL on one DN and streams its result set (or OK) to the
     /// client unchanged.
     pub async fn run_on_dn(&mut self, dn: u32, sql: &str, sink: &mut dyn ResultSink) -> Result<()> {
+        let source = self.source();
+        self.run_on_dn_in(&source, dn, sql, sink).await
+    }
+
+    /// [`Session::run_on_dn`] on a connection from `source`.
+    async fn run_on_dn_in(&self, source: &ConnSource, dn: u32, sql: &str, sink: &mut dyn ResultSink) -> Result<()> {
         let d = self.cluster.dn(dn)?.clone();
-        let mut c = self.source().get(dn).await?;
+        let mut c = source.get(dn).await?;
         let mut r = c.query_iter(sql).await.map_err(|e| d.err(e))?;
         let cols = r.columns();
         match cols {

@@ -37,6 +37,7 @@ use crate::dn::quote_str;
 use crate::error::{code, CnError, Result};
 use dn_plugin::{AgentError, PrepareRecord, View};
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio::sync::Mutex;
 pub use view::ViewConn;
@@ -166,6 +167,16 @@ struct Branch {
     wrote: bool,
 }
 
+/// What a statement does with a branch.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Use {
+    /// A consistent (snapshot) read.
+    Read,
+    /// A locking read.
+    Lock,
+    Write,
+}
+
 /// One distributed transaction.
 pub struct Txn {
     /// The XA id of every branch: `cn-<conn>-<start_ts>`, unique across CNs
@@ -175,6 +186,9 @@ pub struct Txn {
     pub start_ts: u64,
     pub opts: TxnOptions,
     branches: Mutex<BTreeMap<u32, Branch>>,
+    /// Whether the read views are made (REPEATABLE READ, READ ONLY);
+    /// changed only under the `branches` lock.
+    views_open: AtomicBool,
     /// The transaction's savepoints, oldest first (lower-case names). Every
     /// branch has each of them: a branch started after a savepoint sets it
     /// at its start, where rolling back to it undoes all its work.
@@ -208,6 +222,7 @@ impl Txn {
             start_ts,
             opts,
             branches: Mutex::new(BTreeMap::new()),
+            views_open: AtomicBool::new(false),
             savepoints: std::sync::Mutex::new(Vec::new()),
             owner: deadlock::OwnerGuard::new(&cluster, xid, start_ts),
             cluster,
@@ -224,22 +239,34 @@ impl Txn {
         self.opts.read_only || self.opts.isolation == Isolation::RepeatableRead
     }
 
-    /// Opens the transaction's snapshot on every DN now (START TRANSACTION
-    /// WITH CONSISTENT SNAPSHOT, and the first statement of a REPEATABLE
-    /// READ transaction).
+    /// Opens the transaction's snapshot on every DN now, unless it is open
+    /// (START TRANSACTION WITH CONSISTENT SNAPSHOT, and the first
+    /// consistent read of a REPEATABLE READ transaction).
     pub async fn open(&self) -> Result<()> {
         let mut b = self.branches.lock().await;
-        if self.uses_views() && b.is_empty() {
-            self.open_all(&mut b).await?;
+        self.open_views(&mut b).await
+    }
+
+    async fn open_views(&self, b: &mut BTreeMap<u32, Branch>) -> Result<()> {
+        if self.uses_views() && !self.views_open.load(Ordering::Relaxed) {
+            self.open_all(b).await?;
+            self.views_open.store(true, Ordering::Relaxed);
         }
         Ok(())
     }
 
     /// Makes a read view on every DN at one snapshot: the start timestamp
-    /// first, then, after a RAISE, at `max(TSO, amx)`.
+    /// first, then, after a RAISE, at `max(TSO, amx)`. A DN without a
+    /// branch gets one started with its view; a branch that writes or
+    /// locking reads already started (as in InnoDB, a transaction's read
+    /// view is made at its first consistent read, not at its first
+    /// statement) gets its view from a consistent read inside it. Such a
+    /// view cannot be remade: a RAISE after one was made fails the
+    /// transaction with a retryable error.
     async fn open_all(&self, out: &mut BTreeMap<u32, Branch>) -> Result<()> {
         let dns: Vec<u32> = (0..self.cluster.dns.len() as u32).collect();
-        let want = dns.iter().map(|d| (*d, 1)).collect();
+        let want = dns.iter().filter(|d| !out.contains_key(d)).map(|d| (*d, 1)).collect();
+        let started: Vec<(u32, SharedConn)> = out.iter().map(|(dn, b)| (*dn, b.conn.clone())).collect();
         let mut s = self.start_ts;
         for _ in 0..OPEN_RETRIES {
             let conns = self.cluster.acquire(&want).await?;
@@ -263,7 +290,15 @@ impl Txn {
                     (dn, ViewConn::new(conn, on_drop), r)
                 }
             });
-            let results = futures::future::join_all(opens).await;
+            let in_branches = started.iter().map(|(dn, conn)| {
+                let agent = self.cluster.agents[*dn as usize].clone();
+                async move {
+                    let mut g = conn.lock().await;
+                    (*dn, dn_plugin::agent::open(&*agent, s, vec![View::InBranch(&mut g)]).await)
+                }
+            });
+            let (results, in_results) =
+                futures::future::join(futures::future::join_all(opens), futures::future::join_all(in_branches)).await;
             let mut raised = None;
             let mut failed = None;
             let mut views = Vec::new();
@@ -279,6 +314,17 @@ impl Txn {
                         views.push((dn, v));
                     }
                 }
+            }
+            let mut fixed = false;
+            for (dn, r) in in_results {
+                match r {
+                    Ok(()) => fixed = true,
+                    Err(AgentError::Raise { amx, .. }) => raised = Some(raised.unwrap_or(0).max(amx)),
+                    Err(e) => failed = Some(self.cluster.dn(dn)?.agent_err(e)),
+                }
+            }
+            if failed.is_none() && raised.is_some() && fixed {
+                failed = Some(too_late(&self.xid));
             }
             if let Some(e) = failed {
                 for (_, mut v) in views {
@@ -329,30 +375,47 @@ impl Txn {
         Err(too_late(&self.xid))
     }
 
-    /// The branch on DN `dn`; opens the snapshot first (REPEATABLE READ), or
-    /// starts the branch on first use (READ COMMITTED).
+    /// The branch on DN `dn` for a consistent read; opens the snapshot
+    /// first (REPEATABLE READ), or starts the branch on first use (READ
+    /// COMMITTED).
     pub async fn branch(&self, dn: u32) -> Result<SharedConn> {
-        self.branch_inner(dn, false).await
+        self.branch_inner(dn, Use::Read).await
     }
 
-    /// The branch on DN `dn` for a write: like [`Txn::branch`], and marks
-    /// it written so commit prepares it. Errors: 1792 in a READ ONLY
-    /// transaction.
-    pub async fn branch_for_write(&self, dn: u32) -> Result<SharedConn> {
+    /// The branch on DN `dn` for a locking read (`FOR UPDATE`, `LOCK IN
+    /// SHARE MODE`): started without a read view when the snapshot is not
+    /// open yet, so the read waits for locks and sees the latest rows, as
+    /// InnoDB's locking reads do before a transaction's first consistent
+    /// read. Errors: 1792 in a READ ONLY transaction.
+    pub async fn branch_for_lock(&self, dn: u32) -> Result<SharedConn> {
+        self.refuse_in_read_only()?;
+        self.branch_inner(dn, Use::Lock).await
+    }
+
+    fn refuse_in_read_only(&self) -> Result<()> {
         if self.opts.read_only {
             return Err(CnError::mysql(
                 code::ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION,
                 "Cannot execute statement in a READ ONLY transaction.",
             ));
         }
-        self.branch_inner(dn, true).await
+        Ok(())
     }
 
-    async fn branch_inner(&self, dn: u32, write: bool) -> Result<SharedConn> {
+    /// The branch on DN `dn` for a write: like [`Txn::branch`], and marks
+    /// it written so commit prepares it. Errors: 1792 in a READ ONLY
+    /// transaction.
+    pub async fn branch_for_write(&self, dn: u32) -> Result<SharedConn> {
+        self.refuse_in_read_only()?;
+        self.branch_inner(dn, Use::Write).await
+    }
+
+    async fn branch_inner(&self, dn: u32, usage: Use) -> Result<SharedConn> {
         let mut b = self.branches.lock().await;
-        if self.uses_views() && b.is_empty() {
-            self.open_all(&mut b).await?;
+        if usage == Use::Read {
+            self.open_views(&mut b).await?;
         }
+        let write = usage == Use::Write;
         if let Some(br) = b.get_mut(&dn) {
             br.wrote |= write;
             return Ok(br.conn.clone());
@@ -787,6 +850,13 @@ pub enum ConnSource {
     Pool(Arc<Cluster>),
     /// The branches of a transaction.
     Txn(Arc<Txn>),
+    /// The branches of a transaction for a locking read: no read view is
+    /// made for it (see [`Txn::branch_for_lock`]).
+    TxnLocking(Arc<Txn>),
+    /// Pooled connections for an autocommit locking read, with the
+    /// session's `innodb_lock_wait_timeout` (seconds) set on each (every
+    /// use of a DN connection that may wait for a lock sets it).
+    PoolLocking(Arc<Cluster>, u64),
     /// The read views of an autocommit statement's snapshot.
     Snapshot(Arc<snapshot::StmtSnapshot>),
 }
@@ -794,8 +864,8 @@ pub enum ConnSource {
 impl ConnSource {
     pub fn cluster(&self) -> &Arc<Cluster> {
         match self {
-            ConnSource::Pool(c) => c,
-            ConnSource::Txn(t) => &t.cluster,
+            ConnSource::Pool(c) | ConnSource::PoolLocking(c, _) => c,
+            ConnSource::Txn(t) | ConnSource::TxnLocking(t) => &t.cluster,
             ConnSource::Snapshot(s) => s.cluster(),
         }
     }
@@ -805,7 +875,7 @@ impl ConnSource {
     /// per DN; a REPEATABLE READ transaction opens its snapshot.
     pub async fn open(&self, shards: &BTreeMap<u32, usize>) -> Result<()> {
         match self {
-            ConnSource::Pool(_) => Ok(()),
+            ConnSource::Pool(_) | ConnSource::PoolLocking(..) | ConnSource::TxnLocking(_) => Ok(()),
             ConnSource::Txn(t) => t.open().await,
             ConnSource::Snapshot(s) => s.open(shards).await,
         }
@@ -815,8 +885,8 @@ impl ConnSource {
     /// must not stall while holding it).
     pub fn shared(&self) -> bool {
         match self {
-            ConnSource::Pool(_) => false,
-            ConnSource::Txn(_) => true,
+            ConnSource::Pool(_) | ConnSource::PoolLocking(..) => false,
+            ConnSource::Txn(_) | ConnSource::TxnLocking(_) => true,
             ConnSource::Snapshot(s) => s.shared(),
         }
     }
@@ -824,7 +894,17 @@ impl ConnSource {
     pub async fn get(&self, dn: u32) -> Result<DnConn> {
         match self {
             ConnSource::Pool(c) => Ok(DnConn::Owned(c.fresh_conn(dn).await?)),
+            ConnSource::PoolLocking(c, timeout) => {
+                let mut conn = c.fresh_conn(dn).await?;
+                let sql = format!("SET SESSION innodb_lock_wait_timeout = {timeout}");
+                mysql_async::prelude::Queryable::query_drop(&mut conn, sql).await.map_err(|e| match c.dn(dn) {
+                    Ok(d) => d.err(e),
+                    Err(other) => other,
+                })?;
+                Ok(DnConn::Owned(conn))
+            }
             ConnSource::Txn(t) => Ok(DnConn::Shared(t.branch(dn).await?.lock_owned().await)),
+            ConnSource::TxnLocking(t) => Ok(DnConn::Shared(t.branch_for_lock(dn).await?.lock_owned().await)),
             ConnSource::Snapshot(s) => s.get(dn).await,
         }
     }
@@ -870,7 +950,9 @@ impl std::fmt::Debug for ConnSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ConnSource::Pool(_) => f.write_str("Pool"),
+            ConnSource::PoolLocking(_, t) => write!(f, "PoolLocking({t} s)"),
             ConnSource::Txn(t) => write!(f, "Txn({})", t.xid),
+            ConnSource::TxnLocking(t) => write!(f, "TxnLocking({})", t.xid),
             ConnSource::Snapshot(_) => f.write_str("Snapshot"),
         }
     }
