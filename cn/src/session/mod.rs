@@ -141,6 +141,11 @@ impl Session {
         }
     }
 
+    /// The session's `query_memory_limit` in bytes (0: the CN default).
+    pub fn memory_limit(&self) -> u64 {
+        self.vars.get("query_memory_limit").and_then(|v| v.parse().ok()).unwrap_or(0)
+    }
+
     /// Opens a transaction if autocommit is off and none is open.
     async fn implicit_begin(&mut self) -> Result<()> {
         if self.txn.is_none() && !self.autocommit() {
@@ -288,7 +293,8 @@ impl Session {
                     options: None,
                 };
                 let snap = self.cluster.catalog.snapshot();
-                crate::executor::run(snap, self.read_source(), self.db.as_deref(), stmt, sink).await
+                let limit = self.memory_limit();
+                crate::executor::run(snap, self.read_source(), self.db.as_deref(), stmt, sink, limit).await
             }
             Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) => {
                 self.implicit_begin().await?;
@@ -348,6 +354,7 @@ impl Session {
                     self.db.as_deref(),
                     Statement::Query(Box::new(q)),
                     sink,
+                    self.memory_limit(),
                 )
                 .await
             }
@@ -454,6 +461,12 @@ impl Session {
                 }
                 val = if on { "1" } else { "0" }.into();
             }
+            if vars::UNSIGNED.contains(&key.as_str()) && val.parse::<u64>().is_err() {
+                return Err(CnError::mysql(
+                    code::ER_WRONG_VALUE_FOR_VAR,
+                    format!("Variable '{key}' can't be set to the value of '{val}'"),
+                ));
+            }
             if key == "transaction_isolation" || key == "tx_isolation" {
                 self.vars.insert("transaction_isolation".into(), val.to_ascii_uppercase());
                 self.vars.insert("tx_isolation".into(), val.to_ascii_uppercase());
@@ -511,7 +524,6 @@ const KNOWN_SETTABLE: &[&str] = &[
     "session_track_system_variables",
     "session_track_state_change",
     "profiling",
-    "query_memory_limit",
     "optimizer_switch",
     "group_concat_max_len",
     "sql_big_selects",

@@ -22,6 +22,10 @@ pub fn defaults() -> BTreeMap<String, String> {
         // 0 selects classic 2PC with a TSO commit timestamp and a decision
         // row in the metadb.
         ("cn_async_commit", "1"),
+        // CN: the bytes a query run on the CN may hold before its operators
+        // spill (PolarDB-X's per-query memory limit); 0 = the CN's
+        // `query-memory-limit`.
+        ("query_memory_limit", "0"),
         ("auto_increment_increment", "1"),
         ("auto_increment_offset", "1"),
         ("character_set_client", "utf8mb4"),
@@ -73,6 +77,9 @@ pub fn defaults() -> BTreeMap<String, String> {
 
 /// Variables that take ON/OFF (stored as `1`/`0`); other values get 1231.
 pub const BOOLEAN: &[&str] = &["autocommit", "cn_linearizable_commit", "cn_async_commit"];
+
+/// Variables that take a non-negative integer; other values get 1231.
+pub const UNSIGNED: &[&str] = &["query_memory_limit"];
 
 /// Strips `@@`, `@@session.`, `@@global.`, `@@local.` and lower-cases.
 pub fn normalize_name(name: &str) -> String {
