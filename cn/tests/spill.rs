@@ -3,6 +3,8 @@
 //! a query that cannot spill fails with ERR 1041 naming the operator and
 //! the limit, and its session goes on; no spill file is left behind.
 //!
+//! Joins run as `HybridHashJoinExec` and spill their build side.
+//!
 //! The tests run one at a time (`block_on_exclusive`): they read the shared
 //! CN's spill directory, which other queries would write to.
 
@@ -135,5 +137,56 @@ fn a_query_that_cannot_spill_fails_with_1041_and_the_session_goes_on() {
         assert_eq!((a, b), (ROWS as i64, 1000));
         assert_eq!(env().cluster.memory.used(), 0, "every reservation was given back");
         c.query_drop("DROP DATABASE t_nospill").await.unwrap();
+    });
+}
+
+#[test]
+fn joins_over_more_than_the_limit_spill_and_agree() {
+    block_on_exclusive(async {
+        let mut c = fresh_db("t_spill_join").await;
+        load(&mut c).await;
+        // u joins t on g, which shards neither: the CN joins them, t (the
+        // larger, ~4 MB) on the build side.
+        c.query_drop("CREATE TABLE u (id INT PRIMARY KEY, g INT, w VARCHAR(20)) PARTITION BY KEY(id) PARTITIONS 2")
+            .await
+            .unwrap();
+        let values: Vec<String> = (0..3000).map(|i| format!("({i}, {}, 'w{i}')", i % 1200)).collect();
+        c.query_drop(format!("INSERT INTO u VALUES {}", values.join(","))).await.unwrap();
+        let queries = [
+            ("inner", "SELECT t.id, u.id FROM t JOIN u ON t.g = u.g"),
+            (
+                "left with a residual filter",
+                "SELECT t.id, u.id FROM t LEFT JOIN u ON t.g = u.g AND t.id % 3 <> u.id % 3",
+            ),
+            ("right", "SELECT t.id, u.id FROM t RIGHT JOIN u ON t.g = u.g + 100"),
+            ("semi", "SELECT t.id FROM t WHERE t.g IN (SELECT g FROM u WHERE id % 2 = 0)"),
+            ("anti", "SELECT t.id FROM t WHERE NOT EXISTS (SELECT 1 FROM u WHERE u.g = t.g AND u.id % 2 = 0)"),
+        ];
+        for (what, sql) in queries {
+            c.query_drop("SET query_memory_limit = 0").await.unwrap();
+            let mut expected = rows(&mut c, sql).await.unwrap();
+            assert!(!expected.is_empty(), "{what}: some rows");
+            c.query_drop(format!("SET query_memory_limit = {SMALL}")).await.unwrap();
+            let mut got = rows(&mut c, sql).await.unwrap_or_else(|e| panic!("{what} with a {SMALL}-byte limit: {e}"));
+            expected.sort();
+            got.sort();
+            assert!(
+                got == expected,
+                "{what}: {} rows with a {SMALL}-byte limit, {} without",
+                got.len(),
+                expected.len()
+            );
+            assert_no_spill_files();
+            let plan = analyze(&mut c, sql).await;
+            let join = plan
+                .lines()
+                .find(|l| l.contains("HybridHashJoinExec"))
+                .unwrap_or_else(|| panic!("{what}: no HybridHashJoinExec:\n{plan}"));
+            let spills = metric_sum(join, "spill_count");
+            eprintln!("{what}: {expected_len} rows, {spills} join spill files: {join}", expected_len = expected.len());
+            assert!(spills > 0, "{what}: the join must spill under a {SMALL}-byte limit:\n{plan}");
+            assert_no_spill_files();
+        }
+        c.query_drop("DROP DATABASE t_spill_join").await.unwrap();
     });
 }

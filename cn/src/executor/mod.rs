@@ -5,6 +5,7 @@
 
 pub mod convert;
 pub mod functions;
+pub mod hybrid_hash_join;
 pub mod info_schema;
 pub mod memory;
 pub mod shard_scan;
@@ -102,7 +103,16 @@ pub fn context(
     // memory among the sorts that have started, so the first ones would
     // take it all and a later one could not even reserve its merge buffer.
     config.options_mut().optimizer.repartition_sorts = false;
-    let ctx = SessionContext::new_with_config_rt(config, cn_memory.runtime(pool)?);
+    // Every hash join becomes a HybridHashJoinExec, which no longer feeds
+    // DataFusion's dynamic join filters to the probe side.
+    config.options_mut().optimizer.enable_join_dynamic_filter_pushdown = false;
+    let state = datafusion::execution::SessionStateBuilder::new()
+        .with_config(config)
+        .with_runtime_env(cn_memory.runtime(pool)?)
+        .with_default_features()
+        .with_physical_optimizer_rule(Arc::new(hybrid_hash_join::HybridHashJoinRule))
+        .build();
+    let ctx = SessionContext::new_with_state(state);
     for f in functions::all() {
         ctx.register_udf(f);
     }
