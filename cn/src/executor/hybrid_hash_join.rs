@@ -20,11 +20,12 @@
 //! 3. **Spilled pairs.** Each spilled (build file, probe file) pair is
 //!    joined like the inputs were, one level deeper, with another hash seed,
 //!    so a partition that was too large splits again. A pair that does not
-//!    split (every row has the same key: a hot key), or is still too large
-//!    [`MAX_DEPTH`] levels down, is joined in chunks instead: as much of the
-//!    build file as the pool grants at a time, each chunk against the whole
-//!    probe file (a block nested-loop over hash tables), with one bit per
-//!    probe row remembering matches across chunks.
+//!    split (every row has the same key: a hot key), where no partition
+//!    could stay in memory, or still too large [`MAX_DEPTH`] levels down, is
+//!    joined in chunks instead: as much of the build file as the pool grants
+//!    at a time (at least one batch), each chunk against the whole probe
+//!    file (a block nested-loop over hash tables), with one bit per probe
+//!    row remembering matches across chunks.
 //!
 //! Join types: inner, left, right, full, left semi/anti, right semi/anti,
 //! with the equality keys `on` and an optional residual [`JoinFilter`]
@@ -86,6 +87,10 @@ pub const FANOUT: usize = 16;
 
 /// Levels of re-partitioning before a pair is joined in chunks.
 pub const MAX_DEPTH: usize = 4;
+
+/// A batch smaller than this (bytes) joins a chunk even past the pool's
+/// share: halving it further would not help.
+const MIN_CHUNK: usize = 64 << 10;
 
 /// The hash seed of level 0; level `l` uses `SEED + l`.
 const SEED: u64 = 0x6a09_e667_f3bc_c908;
@@ -739,7 +744,7 @@ impl Run {
             }
             total_rows += k.batch.num_rows();
             for (p, idx) in Core::split(&k) {
-                let slice = take_record_batch(&k.batch, &idx)?;
+                let slice = compact(take_record_batch(&k.batch, &idx)?)?;
                 parts[p].rows += slice.num_rows();
                 self.add_build(&mut parts, p, slice)?;
             }
@@ -773,6 +778,7 @@ impl Run {
                 }
             }
         }
+        let any_table = tables.iter().any(Option::is_some);
         // 3. Probe.
         while let Some(batch) = probe.next().await {
             let (k, nulls) = self.core.keyed(batch?, &self.core.probe_keys, level)?;
@@ -793,7 +799,7 @@ impl Run {
                         self.send(&mut out).await?;
                         continue;
                     }
-                    let slice = take_record_batch(&k.batch, &idx)?;
+                    let slice = compact(take_record_batch(&k.batch, &idx)?)?;
                     let part = &mut parts[p];
                     if part.probe_file.is_none() {
                         part.probe_file = Some(self.core.probe_spill.create("HybridHashJoin probe")?);
@@ -836,7 +842,12 @@ impl Run {
                 Some(pf) => Some(self.core.probe_spill.finish(pf)?),
                 None => None,
             };
-            pairs.push(Pair { build, probe, level: level + 1, stuck: part.rows == total_rows && level > 0 });
+            // Below level 0, a pair is stuck when all its build rows landed in
+            // one partition again (one key), or when no partition could stay
+            // in memory (the pool's share is below 1/FANOUT of the pair):
+            // splitting again would only write it all once more.
+            let stuck = level > 0 && (part.rows == total_rows || !any_table);
+            pairs.push(Pair { build, probe, level: level + 1, stuck });
         }
         Ok(pairs)
     }
@@ -895,16 +906,24 @@ impl Run {
                         pending.push(b);
                         break;
                     }
-                    if b.num_rows() <= 1 {
-                        // Not even one row fits: a clear out-of-memory error.
-                        return Err(e);
+                    if b.num_rows() <= 1 || b.get_array_memory_size() < MIN_CHUNK {
+                        // The pool's fair share is smaller than one batch
+                        // (a plan with many operators under a small limit):
+                        // take it anyway, so the join goes on one batch per
+                        // chunk, past the share by at most one batch.
+                        let _ = e;
+                        self.reservation.grow(need);
+                        self.note_peak();
+                        bytes += need;
+                        chunk.push(b);
+                        break;
                     }
                     // Halve the batch (copies, so each half holds only its
                     // own rows) and try the first half.
                     let half = b.num_rows() / 2;
                     let range = |a: usize, z: usize| UInt32Array::from_iter_values((a as u32)..(z as u32));
-                    pending.push(take_record_batch(&b, &range(half, b.num_rows()))?);
-                    pending.push(take_record_batch(&b, &range(0, half))?);
+                    pending.push(compact(take_record_batch(&b, &range(half, b.num_rows()))?)?);
+                    pending.push(compact(take_record_batch(&b, &range(0, half))?)?);
                     continue;
                 }
                 self.note_peak();
@@ -951,6 +970,29 @@ impl Run {
         }
         Ok(())
     }
+}
+
+/// `batch` with its string and binary view columns holding only their own
+/// rows' bytes. `take` keeps the views pointing into the input's buffers:
+/// a slice would count, and spill, all of them.
+fn compact(batch: RecordBatch) -> Result<RecordBatch> {
+    use datafusion::arrow::array::AsArray;
+    use datafusion::arrow::datatypes::DataType;
+    if !batch.columns().iter().any(|c| matches!(c.data_type(), DataType::Utf8View | DataType::BinaryView)) {
+        return Ok(batch);
+    }
+    let cols: Vec<ArrayRef> = batch
+        .columns()
+        .iter()
+        .map(|c| -> ArrayRef {
+            match c.data_type() {
+                DataType::Utf8View => Arc::new(c.as_string_view().gc()),
+                DataType::BinaryView => Arc::new(c.as_binary_view().gc()),
+                _ => c.clone(),
+            }
+        })
+        .collect();
+    Ok(RecordBatch::try_new(batch.schema(), cols)?)
 }
 
 /// Probes `t` with every row of `probe`: emits the matching pairs (inner,
@@ -1083,7 +1125,7 @@ mod tests {
     use super::*;
     use crate::config::Config;
     use crate::executor::memory::CnMemory;
-    use datafusion::arrow::array::{Int32Array, Int64Array, StringArray};
+    use datafusion::arrow::array::{Int32Array, Int64Array, StringViewArray};
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
     use datafusion::arrow::util::display::array_value_to_string;
     use datafusion::datasource::memory::MemorySourceConfig;
@@ -1147,7 +1189,8 @@ mod tests {
         let schema = Arc::new(Schema::new(vec![
             Field::new(format!("{prefix}k"), DataType::Int32, true),
             Field::new(format!("{prefix}x"), DataType::Int64, false),
-            Field::new(format!("{prefix}s"), DataType::Utf8, false),
+            // A view type: take() keeps views into the input's buffers.
+            Field::new(format!("{prefix}s"), DataType::Utf8View, false),
         ]));
         let mut rng = StdRng::seed_from_u64(seed);
         let mut batches = Vec::new();
@@ -1155,7 +1198,7 @@ mod tests {
             let n = 1000.min(rows - start);
             let k: Int32Array = (0..n).map(|_| key(&mut rng, keys, build)).collect();
             let x: Int64Array = (0..n).map(|i| (start + i) as i64).collect();
-            let s: StringArray = (0..n).map(|i| Some(format!("{prefix}-{:040}", start + i))).collect();
+            let s: StringViewArray = (0..n).map(|i| Some(format!("{prefix}-{:040}", start + i))).collect();
             batches.push(RecordBatch::try_new(schema.clone(), vec![Arc::new(k), Arc::new(x), Arc::new(s)]).unwrap());
         }
         (schema, batches)
