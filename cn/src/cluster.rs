@@ -58,6 +58,8 @@ pub struct Cluster {
     pub lock_owners: Mutex<HashMap<(u32, u32), crate::txn::deadlock::LockOwner>>,
     /// Round-robin counter for reads of broadcast tables.
     rr: AtomicU64,
+    /// The memory all queries share and where they spill.
+    pub memory: Arc<crate::executor::memory::CnMemory>,
 }
 
 /// The source of transaction timestamps.
@@ -79,6 +81,7 @@ impl Cluster {
             .map_err(|e| CnError::internal(format!("bad metadb URL {:?}: {e}", config.metadb)))?;
         let metadb = MetaDb::new(mysql_async::Pool::new(opts));
         metadb.bootstrap().await?;
+        let memory = crate::executor::memory::CnMemory::new(&config)?;
         let dns = metadb.dns().await?;
         if dns.is_empty() {
             return Err(CnError::internal("the metadb lists no data nodes (cn_meta.dns is empty)"));
@@ -131,6 +134,7 @@ impl Cluster {
             txns: Mutex::new(BTreeMap::new()),
             lock_owners: Mutex::new(HashMap::new()),
             rr: AtomicU64::new(0),
+            memory,
             config,
         });
         crate::txn::recovery::register_in_doubt(&cluster).await;

@@ -38,6 +38,7 @@ pub mod code {
     pub const ER_WRONG_TYPE_FOR_VAR: u16 = 1232;
     pub const ER_SP_DOES_NOT_EXIST: u16 = 1305;
     pub const ER_LOCK_WAIT_TIMEOUT: u16 = 1205;
+    pub const ER_OUT_OF_RESOURCES: u16 = 1041;
 }
 
 /// SQLSTATE for a MySQL error number; `HY000` where MySQL gives no specific one.
@@ -168,6 +169,11 @@ impl CnError {
 impl From<datafusion::error::DataFusionError> for CnError {
     fn from(e: datafusion::error::DataFusionError) -> Self {
         use datafusion::error::DataFusionError as D;
+        // A refused memory reservation, however deeply an operator wrapped
+        // it: the pool's message names the operator and the limit.
+        if let D::ResourcesExhausted(m) = e.find_root() {
+            return CnError::mysql(code::ER_OUT_OF_RESOURCES, format!("Out of memory: {m}"));
+        }
         match e {
             D::External(inner) => match inner.downcast::<CnError>() {
                 Ok(cn) => *cn,

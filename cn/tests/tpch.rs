@@ -11,7 +11,9 @@
 //!
 //! Scale factor: `TPCH_SF` (default 0.01, to keep CI short; the issue's
 //! check is `TPCH_SF=0.1 cargo test -p cn --test tpch`).
-//! `TPCH_QUERIES=1,6,14` runs a subset.
+//! `TPCH_QUERIES=1,6,14` runs a subset. `TPCH_MEMORY_LIMIT=2097152` runs
+//! the CN's queries with that `query_memory_limit` (bytes): they must spill
+//! and still give MariaDB's answers.
 
 mod common;
 
@@ -22,6 +24,10 @@ use std::time::{Duration, Instant};
 
 fn sf() -> f64 {
     std::env::var("TPCH_SF").ok().and_then(|s| s.parse().ok()).unwrap_or(0.01)
+}
+
+fn memory_limit() -> Option<u64> {
+    std::env::var("TPCH_MEMORY_LIMIT").ok().map(|s| s.parse().expect("TPCH_MEMORY_LIMIT: bytes"))
 }
 
 fn selected() -> Vec<usize> {
@@ -133,6 +139,10 @@ fn tpch_queries_give_mariadbs_answers() {
             .await
             .unwrap();
 
+        if let Some(limit) = memory_limit() {
+            cn.query_drop(format!("SET query_memory_limit = {limit}")).await.unwrap();
+            eprintln!("CN queries run with query_memory_limit = {limit}");
+        }
         let mut failures = Vec::new();
         for q in selected() {
             let sql = cn::tpch::query(q, sf);

@@ -5,12 +5,14 @@
 
 pub mod convert;
 pub mod functions;
+pub mod hybrid_hash_join;
 pub mod info_schema;
+pub mod memory;
 pub mod shard_scan;
 pub mod table;
 
 use crate::catalog::CatalogSnapshot;
-use crate::error::Result;
+use crate::error::{CnError, Result};
 use crate::planner::locking::LockingRead;
 use crate::session::sink::ResultSink;
 use crate::txn::ConnSource;
@@ -73,24 +75,60 @@ impl SchemaProvider for CnSchema {
     }
 }
 
-/// A DataFusion context over the catalog, with `db` as the default schema.
-pub fn context(snapshot: Arc<CatalogSnapshot>, source: ConnSource, db: Option<&str>) -> SessionContext {
+/// A DataFusion context over the catalog, with `db` as the default schema,
+/// whose operators reserve from `pool` and spill through the CN's disk
+/// manager (see [`memory`]).
+pub fn context(
+    snapshot: Arc<CatalogSnapshot>,
+    source: ConnSource,
+    db: Option<&str>,
+    pool: Arc<memory::QueryMemoryPool>,
+) -> Result<SessionContext> {
+    let cn_memory = source.cluster().memory.clone();
+    let limit = pool.limit();
     let mut config = SessionConfig::new()
         .with_default_catalog_and_schema("def", db.unwrap_or("information_schema"))
         .with_create_default_catalog_and_schema(false)
         .with_information_schema(false)
         .with_target_partitions(2)
-        .with_batch_size(8192);
+        .with_batch_size(batch_rows(limit));
     config.options_mut().sql_parser.dialect = datafusion::config::Dialect::MySQL;
     // `0.06` is DECIMAL in MySQL, not DOUBLE.
     config.options_mut().sql_parser.parse_float_as_decimal = true;
-    let ctx = SessionContext::new_with_config(config);
+    let exec = &mut config.options_mut().execution;
+    exec.spill_compression = cn_memory.compression();
+    // A sort keeps this much back for merging its spilled runs; DataFusion's
+    // 10 MiB would not fit a small limit.
+    exec.sort_spill_reservation_bytes = exec.sort_spill_reservation_bytes.min(limit / 16);
+    // An ORDER BY over several partitions sorts once, over their union, and
+    // not each partition apart before a merge: DataFusion's pool shares
+    // memory among the sorts that have started, so the first ones would
+    // take it all and a later one could not even reserve its merge buffer.
+    config.options_mut().optimizer.repartition_sorts = false;
+    // Every hash join becomes a HybridHashJoinExec, which no longer feeds
+    // DataFusion's dynamic join filters to the probe side.
+    config.options_mut().optimizer.enable_join_dynamic_filter_pushdown = false;
+    let state = datafusion::execution::SessionStateBuilder::new()
+        .with_config(config)
+        .with_runtime_env(cn_memory.runtime(pool)?)
+        .with_default_features()
+        .with_physical_optimizer_rule(Arc::new(hybrid_hash_join::HybridHashJoinRule))
+        .build();
+    let ctx = SessionContext::new_with_state(state);
     for f in functions::all() {
         ctx.register_udf(f);
     }
     ctx.add_optimizer_rule(Arc::new(crate::optimizer::pushdown::ShardPushdown::new()));
     ctx.register_catalog("def", Arc::new(CnCatalog { snapshot, source }));
-    ctx
+    Ok(ctx)
+}
+
+/// Rows per batch for a query that may hold `limit` bytes: 8192 (DataFusion's
+/// default) from 32 MiB up, fewer below, so that the batches a sort or an
+/// aggregate must hold at once fit the limit with room to spare (one batch
+/// per partition per operator, sorted twice over).
+pub fn batch_rows(limit: usize) -> usize {
+    (limit / 4096).clamp(64, 8192)
 }
 
 /// Counts the shard accesses per DN of a physical plan.
@@ -108,6 +146,9 @@ fn shard_accesses(plan: &Arc<dyn ExecutionPlan>, out: &mut BTreeMap<u32, usize>)
 /// Plans and runs a statement in DataFusion, streaming the result to `sink`.
 /// With `lock`, every physical query of the plan carries the locking clause
 /// (see [`crate::planner::locking`]).
+/// The query holds at most `memory_limit` bytes (the session's
+/// `query_memory_limit`; 0 = the CN default); errors: ERR 1041 when an
+/// operator needs more and cannot spill.
 pub async fn run(
     snapshot: Arc<CatalogSnapshot>,
     source: ConnSource,
@@ -115,10 +156,29 @@ pub async fn run(
     mut stmt: Statement,
     lock: Option<&LockingRead>,
     sink: &mut dyn ResultSink,
+    memory_limit: u64,
 ) -> Result<()> {
     crate::optimizer::semantics::rewrite(&mut stmt);
     crate::optimizer::join_order::colocate(&mut stmt, &snapshot, db);
-    let ctx = context(snapshot, source.clone(), db);
+    let cn_memory = source.cluster().memory.clone();
+    let pool = cn_memory.query_pool(cn_memory.limit_for(memory_limit));
+    let r = run_in(snapshot, source, db, stmt, lock, sink, pool).await;
+    if matches!(&r, Err(CnError::Mysql { code: crate::error::code::ER_OUT_OF_RESOURCES, .. })) {
+        cn_memory.out_of_memory.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    r
+}
+
+async fn run_in(
+    snapshot: Arc<CatalogSnapshot>,
+    source: ConnSource,
+    db: Option<&str>,
+    stmt: Statement,
+    lock: Option<&LockingRead>,
+    sink: &mut dyn ResultSink,
+    pool: Arc<memory::QueryMemoryPool>,
+) -> Result<()> {
+    let ctx = context(snapshot, source.clone(), db, pool)?;
     let state = ctx.state();
     let plan = state.statement_to_plan(datafusion::sql::parser::Statement::Statement(Box::new(stmt))).await?;
     let df = ctx.execute_logical_plan(plan).await?;

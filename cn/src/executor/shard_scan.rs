@@ -21,7 +21,8 @@ use mysql_async::prelude::*;
 use std::fmt;
 use std::sync::Arc;
 
-/// Rows per Arrow batch produced by a shard scan.
+/// Rows per Arrow batch produced by a shard scan, at most: fewer when the
+/// session's batch size is smaller (a query with a small memory limit).
 pub const BATCH_ROWS: usize = 4096;
 
 /// One physical query: which DN, which SQL.
@@ -110,8 +111,9 @@ impl ExecutionPlan for ShardScanExec {
         Ok(self)
     }
 
-    fn execute(&self, partition: usize, _ctx: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
+    fn execute(&self, partition: usize, ctx: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
         let schema = self.schema.clone();
+        let batch_rows = ctx.session_config().batch_size().clamp(1, BATCH_ROWS);
         let Some(q) = self.queries.get(partition).cloned() else {
             // No shard survived pruning: one empty partition.
             return Ok(Box::pin(RecordBatchStreamAdapter::new(schema, futures::stream::empty())));
@@ -131,7 +133,7 @@ impl ExecutionPlan for ShardScanExec {
         let s2 = schema.clone();
         tokio::spawn(async move {
             let mut tx = tx;
-            if let Err(e) = run_query(&source, &q, &s2, &mut tx).await {
+            if let Err(e) = run_query(&source, &q, &s2, batch_rows, &mut tx).await {
                 tx.send(Err(ext(e))).await;
             }
         });
@@ -163,17 +165,18 @@ async fn run_query(
     source: &ConnSource,
     q: &ShardQuery,
     schema: &SchemaRef,
+    batch_rows: usize,
     tx: &mut Sender<Result<datafusion::arrow::record_batch::RecordBatch>>,
 ) -> crate::error::Result<()> {
     let cluster = source.cluster().clone();
     let dn = cluster.dn(q.dn)?.clone();
     let mut c = source.get(q.dn).await?;
     let mut result = c.query_iter(q.sql.as_str()).await.map_err(|e| dn.err(e))?;
-    let mut rows: Vec<TextRow> = Vec::with_capacity(BATCH_ROWS);
+    let mut rows: Vec<TextRow> = Vec::with_capacity(batch_rows);
     while let Some(row) = result.next().await.map_err(|e| dn.err(e))? {
         let vals: TextRow = row.unwrap().into_iter().map(value_bytes).collect();
         rows.push(vals);
-        if rows.len() == BATCH_ROWS {
+        if rows.len() == batch_rows {
             let b = rows_to_batch(schema, &rows)?;
             rows.clear();
             if !tx.send(Ok(b)).await {

@@ -154,6 +154,11 @@ impl Session {
         }
     }
 
+    /// The session's `query_memory_limit` in bytes (0: the CN default).
+    pub fn memory_limit(&self) -> u64 {
+        self.vars.get("query_memory_limit").and_then(|v| v.parse().ok()).unwrap_or(0)
+    }
+
     /// Opens a transaction if autocommit is off and none is open.
     async fn implicit_begin(&mut self) -> Result<()> {
         if self.txn.is_none() && !self.autocommit() {
@@ -303,7 +308,8 @@ impl Session {
                     options: None,
                 };
                 let snap = self.cluster.catalog.snapshot();
-                crate::executor::run(snap, self.read_source(), self.db.as_deref(), stmt, None, sink).await
+                let limit = self.memory_limit();
+                crate::executor::run(snap, self.read_source(), self.db.as_deref(), stmt, None, sink, limit).await
             }
             Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) => {
                 self.implicit_begin().await?;
@@ -362,7 +368,8 @@ impl Session {
                 name_select_items(&mut q);
                 let source = if lock.is_some() { self.locking_source() } else { self.read_source() };
                 let stmt = Statement::Query(Box::new(q));
-                crate::executor::run(snap.clone(), source, self.db.as_deref(), stmt, lock.as_ref(), sink).await
+                let (db, limit) = (self.db.as_deref(), self.memory_limit());
+                crate::executor::run(snap.clone(), source, db, stmt, lock.as_ref(), sink, limit).await
             }
         }
     }
@@ -536,7 +543,6 @@ const KNOWN_SETTABLE: &[&str] = &[
     "session_track_system_variables",
     "session_track_state_change",
     "profiling",
-    "query_memory_limit",
     "optimizer_switch",
     "group_concat_max_len",
     "sql_big_selects",

@@ -22,6 +22,10 @@ pub fn defaults() -> BTreeMap<String, String> {
         // 0 selects classic 2PC with a TSO commit timestamp and a decision
         // row in the metadb.
         ("cn_async_commit", "1"),
+        // CN: the bytes a query run on the CN may hold before its operators
+        // spill (PolarDB-X's per-query memory limit); 0 = the CN's
+        // `query-memory-limit`.
+        ("query_memory_limit", "0"),
         ("auto_increment_increment", "1"),
         ("auto_increment_offset", "1"),
         ("character_set_client", "utf8mb4"),
@@ -75,8 +79,9 @@ pub fn defaults() -> BTreeMap<String, String> {
 pub const BOOLEAN: &[&str] = &["autocommit", "cn_linearizable_commit", "cn_async_commit"];
 
 /// Integer variables with their range (MySQL clamps a value outside it;
-/// anything not an integer gets 1232).
-pub const INTEGER: &[(&str, u64, u64)] = &[("innodb_lock_wait_timeout", 1, 1_073_741_824)];
+/// anything not an integer gets 1232). `query_memory_limit` is in bytes.
+pub const INTEGER: &[(&str, u64, u64)] =
+    &[("innodb_lock_wait_timeout", 1, 1_073_741_824), ("query_memory_limit", 0, u64::MAX)];
 
 /// Strips `@@`, `@@session.`, `@@global.`, `@@local.` and lower-cases.
 pub fn normalize_name(name: &str) -> String {

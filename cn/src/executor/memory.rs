@@ -1,0 +1,303 @@
+//! Memory-bounded execution: the memory a query may hold and where it
+//! spills.
+//!
+//! Every query run in DataFusion gets its own [`QueryMemoryPool`], bounded
+//! by the session's `query_memory_limit` (bytes; 0 = the CN's
+//! `query-memory-limit`), and every pool of a CN also draws from the CN's
+//! [`CnMemory`] total (`memory-total`). Operators reserve from the pool
+//! before they buffer; the spilling ones (DataFusion's sort and grouped
+//! aggregation, our [`super::hybrid_hash_join`]) write what does not fit to
+//! compressed Arrow IPC files in the CN's spill directory, through one
+//! DataFusion [`DiskManager`] per CN whose quota (`spill-quota`) bounds the
+//! bytes on disk. A spill file is removed when the last reference to it is
+//! dropped: when its operator is done, fails, or its query is cancelled;
+//! the CN's directory inside `spill-dir` goes when the CN stops.
+//!
+//! A reservation the pool refuses is a `ResourcesExhausted` error that
+//! names the operator and the limit; [`crate::error::CnError`] sends it as
+//! ERR 1041 (ER_OUT_OF_RESOURCES). A query that passes its own limit never
+//! takes memory from others: its pool refuses before the CN total is asked.
+
+use crate::config::Config;
+use crate::error::{CnError, Result};
+use datafusion::common::config::SpillCompression;
+use datafusion::error::DataFusionError;
+use datafusion::execution::disk_manager::{DiskManager, DiskManagerBuilder, DiskManagerMode};
+use datafusion::execution::memory_pool::{
+    FairSpillPool, MemoryConsumer, MemoryLimit, MemoryPool, MemoryReservation, TrackConsumersPool,
+};
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use std::fmt;
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+/// The memory and spill space shared by all queries of one CN.
+#[derive(Debug)]
+pub struct CnMemory {
+    /// Bytes all queries may hold together (`memory-total`).
+    total: usize,
+    /// Bytes held now by all queries' pools.
+    used: AtomicUsize,
+    /// A query's limit when its session sets none (`query-memory-limit`).
+    default_limit: usize,
+    /// The spill files of every query of this CN, bounded by `spill-quota`.
+    disk: Arc<DiskManager>,
+    /// The codec of spill files.
+    compression: SpillCompression,
+    /// Queries that failed because a reservation was refused.
+    pub out_of_memory: AtomicU64,
+}
+
+impl CnMemory {
+    /// The CN's memory and spill space from its configuration. Creates
+    /// `spill-dir` if missing and this CN's own directory inside it.
+    ///
+    /// Errors: the directory cannot be created (1105 with the I/O error),
+    /// or the compression is not one of `lz4_frame`, `zstd`, `uncompressed`.
+    pub fn new(config: &Config) -> Result<Arc<CnMemory>> {
+        std::fs::create_dir_all(&config.spill_dir).map_err(|e| {
+            CnError::internal(format!("spill-dir {}: cannot create it: {e}", config.spill_dir.display()))
+        })?;
+        let disk = DiskManagerBuilder::default()
+            .with_mode(DiskManagerMode::Directories(vec![config.spill_dir.clone()]))
+            .with_max_temp_directory_size(config.spill_quota)
+            .build()
+            .map_err(|e| CnError::internal(format!("spill-dir {}: {e}", config.spill_dir.display())))?;
+        let compression = SpillCompression::from_str(&config.spill_compression)
+            .map_err(|e| CnError::internal(format!("spill-compression: {e}")))?;
+        Ok(Arc::new(CnMemory {
+            total: usize::try_from(config.memory_total).unwrap_or(usize::MAX),
+            used: AtomicUsize::new(0),
+            default_limit: usize::try_from(config.query_memory_limit).unwrap_or(usize::MAX),
+            disk: Arc::new(disk),
+            compression,
+            out_of_memory: AtomicU64::new(0),
+        }))
+    }
+
+    /// The limit of a query whose session has `query_memory_limit =
+    /// session` (bytes; 0 = the CN default). Never above the CN total.
+    pub fn limit_for(&self, session: u64) -> usize {
+        let l = if session == 0 { self.default_limit } else { usize::try_from(session).unwrap_or(usize::MAX) };
+        l.min(self.total)
+    }
+
+    /// Bytes held now by all queries of this CN.
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    /// The codec spill files are written with.
+    pub fn compression(&self) -> SpillCompression {
+        self.compression
+    }
+
+    /// The CN's spill disk manager.
+    pub fn disk(&self) -> &Arc<DiskManager> {
+        &self.disk
+    }
+
+    /// This CN's spill directories (one inside each configured `spill-dir`).
+    pub fn spill_dirs(&self) -> Vec<PathBuf> {
+        self.disk.temp_dir_paths()
+    }
+
+    /// Bytes of spill files on disk now, and how many files.
+    pub fn spilled_now(&self) -> (u64, usize) {
+        let p = self.disk.spilling_progress();
+        (p.current_bytes, p.active_files_count)
+    }
+
+    /// A fresh pool of `limit` bytes drawing from this CN's total.
+    pub fn query_pool(self: &Arc<Self>, limit: usize) -> Arc<QueryMemoryPool> {
+        Arc::new(QueryMemoryPool {
+            limit,
+            inner: TrackConsumersPool::new(FairSpillPool::new(limit), NonZeroUsize::new(3).expect("3 > 0")),
+            cn: self.clone(),
+            peak: AtomicUsize::new(0),
+        })
+    }
+
+    /// The DataFusion runtime of one query: `pool` and the CN's spill
+    /// disk manager.
+    pub fn runtime(&self, pool: Arc<QueryMemoryPool>) -> Result<Arc<RuntimeEnv>> {
+        let mut b = RuntimeEnvBuilder::new().with_memory_pool(pool);
+        b.disk_manager = Some(self.disk.clone());
+        Ok(b.build_arc()?)
+    }
+}
+
+/// The memory pool of one query: at most `limit` bytes, shared among the
+/// query's operators as DataFusion's [`FairSpillPool`] shares it
+/// (operators that cannot spill first come, first served; the spilling
+/// ones split the rest evenly), its consumers tracked so a refusal names
+/// the largest. Every reservation is also counted against the CN total.
+#[derive(Debug)]
+pub struct QueryMemoryPool {
+    limit: usize,
+    inner: TrackConsumersPool<FairSpillPool>,
+    cn: Arc<CnMemory>,
+    peak: AtomicUsize,
+}
+
+impl QueryMemoryPool {
+    /// The pool's limit in bytes.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// The most bytes the query held at once.
+    pub fn peak(&self) -> usize {
+        self.peak.load(Ordering::Relaxed)
+    }
+
+    fn note_peak(&self) {
+        self.peak.fetch_max(self.inner.reserved(), Ordering::Relaxed);
+    }
+
+    fn refused(&self, r: &MemoryReservation, additional: usize, why: String) -> DataFusionError {
+        DataFusionError::ResourcesExhausted(format!(
+            "{} could not reserve {additional} more bytes (it holds {}): {why}; largest consumers: {}",
+            r.consumer().name(),
+            r.size(),
+            self.inner
+                .report_top(3)
+                .lines()
+                .map(|l| l.trim().trim_end_matches(['.', ',']))
+                .filter(|l| !l.is_empty())
+                .collect::<Vec<_>>()
+                .join("; "),
+        ))
+    }
+}
+
+impl fmt::Display for QueryMemoryPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "query pool ({} of {} bytes reserved)", self.inner.reserved(), self.limit)
+    }
+}
+
+impl MemoryPool for QueryMemoryPool {
+    fn name(&self) -> &str {
+        "query"
+    }
+
+    fn register(&self, consumer: &MemoryConsumer) {
+        self.inner.register(consumer)
+    }
+
+    fn unregister(&self, consumer: &MemoryConsumer) {
+        self.inner.unregister(consumer)
+    }
+
+    fn grow(&self, r: &MemoryReservation, additional: usize) {
+        self.inner.grow(r, additional);
+        self.cn.used.fetch_add(additional, Ordering::Relaxed);
+        self.note_peak();
+    }
+
+    fn shrink(&self, r: &MemoryReservation, shrink: usize) {
+        self.inner.shrink(r, shrink);
+        self.cn.used.fetch_sub(shrink, Ordering::Relaxed);
+    }
+
+    fn try_grow(&self, r: &MemoryReservation, additional: usize) -> datafusion::error::Result<()> {
+        if self.inner.try_grow(r, additional).is_err() {
+            let why = format!("the query's memory limit of {} bytes (query_memory_limit) is reached", self.limit);
+            return Err(self.refused(r, additional, why));
+        }
+        let cn = &self.cn;
+        let taken = cn.used.fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| {
+            u.checked_add(additional).filter(|n| *n <= cn.total)
+        });
+        if taken.is_err() {
+            self.inner.shrink(r, additional);
+            let why = format!("the CN's memory total of {} bytes (memory-total) is held by running queries", cn.total);
+            return Err(self.refused(r, additional, why));
+        }
+        self.note_peak();
+        Ok(())
+    }
+
+    fn reserved(&self) -> usize {
+        self.inner.reserved()
+    }
+
+    fn memory_limit(&self) -> MemoryLimit {
+        MemoryLimit::Finite(self.limit)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cn(limit: u64, total: u64) -> (Arc<CnMemory>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            query_memory_limit: limit,
+            memory_total: total,
+            spill_dir: dir.path().join("spill"),
+            ..Config::default()
+        };
+        (CnMemory::new(&config).unwrap(), dir)
+    }
+
+    #[test]
+    fn a_query_holds_at_most_its_limit_and_the_refusal_names_the_operator() {
+        let (cn, _dir) = cn(1000, 10_000);
+        assert_eq!(cn.limit_for(0), 1000);
+        assert_eq!(cn.limit_for(500), 500);
+        assert_eq!(cn.limit_for(1 << 40), 10_000, "a session cannot pass the CN total");
+        let pool: Arc<dyn MemoryPool> = cn.query_pool(cn.limit_for(0));
+        let r = MemoryConsumer::new("TestSort[0]").register(&pool);
+        r.try_grow(600).unwrap();
+        assert_eq!(cn.used(), 600);
+        let e = r.try_grow(600).unwrap_err();
+        let m = e.to_string();
+        assert!(matches!(e, DataFusionError::ResourcesExhausted(_)), "{e:?}");
+        assert!(m.contains("TestSort[0]") && m.contains("1000 bytes") && m.contains("query_memory_limit"), "{m}");
+        assert_eq!(r.size(), 600, "a refused reservation does not grow");
+        assert_eq!(cn.used(), 600);
+        drop(r);
+        assert_eq!(cn.used(), 0, "a dropped reservation gives its bytes back to the CN");
+    }
+
+    #[test]
+    fn queries_together_hold_at_most_the_cn_total() {
+        let (cn, _dir) = cn(800, 1000);
+        let a: Arc<dyn MemoryPool> = cn.query_pool(800);
+        let b: Arc<dyn MemoryPool> = cn.query_pool(800);
+        let ra = MemoryConsumer::new("A").register(&a);
+        let rb = MemoryConsumer::new("B").register(&b);
+        ra.try_grow(700).unwrap();
+        let e = rb.try_grow(400).unwrap_err().to_string();
+        assert!(e.contains("memory-total") && e.contains(" B "), "{e}");
+        assert_eq!(b.reserved(), 0, "the refused query's pool is left as it was");
+        rb.try_grow(300).unwrap();
+        assert_eq!(cn.used(), 1000);
+        drop(ra);
+        rb.try_grow(400).unwrap();
+        assert_eq!(cn.used(), 700);
+    }
+
+    #[test]
+    fn the_spill_directory_is_the_cns_own_and_goes_with_it() {
+        let (cn, dir) = cn(1000, 1000);
+        let dirs = cn.spill_dirs();
+        assert_eq!(dirs.len(), 1);
+        assert!(dirs[0].starts_with(dir.path().join("spill")) && dirs[0].is_dir());
+        let f = cn.disk().create_tmp_file("test").unwrap();
+        let path = f.path().unwrap().to_path_buf();
+        assert!(path.starts_with(&dirs[0]) && path.exists());
+        assert_eq!(cn.spilled_now().1, 1);
+        drop(f);
+        assert!(!path.exists(), "a spill file is removed with its last reference");
+        assert_eq!(cn.spilled_now().1, 0);
+        drop(cn);
+        assert!(!dirs[0].exists(), "the CN's spill directory goes with the CN");
+    }
+}
