@@ -51,20 +51,21 @@ pub fn take(q: &mut Query) -> Result<Option<LockingRead>> {
 /// for the SQL parser, which knows only that spelling. `None` when the
 /// statement does not end so.
 pub fn share_mode_as_for_share(sql: &str) -> Option<String> {
-    let upper = sql.to_ascii_uppercase();
-    let words: Vec<(usize, &str)> = word_spans(&upper);
-    let n = words.len();
-    let tail_ok = |from: usize| {
-        let tail: Vec<&str> = words[from..].iter().map(|w| w.1.trim_end_matches(';')).collect();
-        matches!(tail.as_slice(), [] | ["NOWAIT"] | ["SKIP", "LOCKED"])
-    };
-    (0..n.saturating_sub(3)).rev().find_map(|i| {
-        let w = |k: usize| words.get(i + k).map(|w| w.1.trim_end_matches(';'));
-        let found = w(0) == Some("LOCK") && w(1) == Some("IN") && w(2) == Some("SHARE") && w(3) == Some("MODE");
-        (found && tail_ok(i + 4)).then(|| {
-            let start = words[i].0;
+    let words = word_spans(sql);
+    let word = |i: usize| words[i].1.trim_end_matches(';');
+    // The clause can only be followed by zero, one or two words.
+    [0, 1, 2].into_iter().find_map(|tail| {
+        let i = words.len().checked_sub(4 + tail)?;
+        let tail_ok = match tail {
+            0 => true,
+            1 => word(i + 4).eq_ignore_ascii_case("NOWAIT"),
+            _ => word(i + 4).eq_ignore_ascii_case("SKIP") && word(i + 5).eq_ignore_ascii_case("LOCKED"),
+        };
+        let clause =
+            ["LOCK", "IN", "SHARE", "MODE"].iter().enumerate().all(|(k, w)| word(i + k).eq_ignore_ascii_case(w));
+        (tail_ok && clause).then(|| {
             let end = words[i + 3].0 + "MODE".len();
-            format!("{}FOR SHARE{}", &sql[..start], &sql[end..])
+            format!("{}FOR SHARE{}", &sql[..words[i].0], &sql[end..])
         })
     })
 }

@@ -128,7 +128,7 @@ impl Session {
         match &self.txn {
             Some(t) if t.opts.read_only => ConnSource::Txn(t.clone()),
             Some(t) => ConnSource::TxnLocking(t.clone()),
-            None => ConnSource::PoolLocking(self.cluster.clone(), self.txn_options(None).lock_wait_timeout),
+            None => ConnSource::PoolLocking(self.cluster.clone(), self.txn_options(None).branch_setup()),
         }
     }
 

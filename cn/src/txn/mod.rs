@@ -402,9 +402,9 @@ impl Txn {
         Ok(())
     }
 
-    /// The branch on DN `dn` for a write: like [`Txn::branch`], and marks
-    /// it written so commit prepares it. Errors: 1792 in a READ ONLY
-    /// transaction.
+    /// The branch on DN `dn` for a write, marked written so commit
+    /// prepares it; like [`Txn::branch_for_lock`], it makes no read view.
+    /// Errors: 1792 in a READ ONLY transaction.
     pub async fn branch_for_write(&self, dn: u32) -> Result<SharedConn> {
         self.refuse_in_read_only()?;
         self.branch_inner(dn, Use::Write).await
@@ -853,10 +853,10 @@ pub enum ConnSource {
     /// The branches of a transaction for a locking read: no read view is
     /// made for it (see [`Txn::branch_for_lock`]).
     TxnLocking(Arc<Txn>),
-    /// Pooled connections for an autocommit locking read, with the
-    /// session's `innodb_lock_wait_timeout` (seconds) set on each (every
-    /// use of a DN connection that may wait for a lock sets it).
-    PoolLocking(Arc<Cluster>, u64),
+    /// Pooled connections for an autocommit locking read; each first runs
+    /// the session's [`TxnOptions::branch_setup`] (every use of a DN
+    /// connection that may wait for a lock sets its lock wait timeout).
+    PoolLocking(Arc<Cluster>, String),
     /// The read views of an autocommit statement's snapshot.
     Snapshot(Arc<snapshot::StmtSnapshot>),
 }
@@ -894,10 +894,9 @@ impl ConnSource {
     pub async fn get(&self, dn: u32) -> Result<DnConn> {
         match self {
             ConnSource::Pool(c) => Ok(DnConn::Owned(c.fresh_conn(dn).await?)),
-            ConnSource::PoolLocking(c, timeout) => {
+            ConnSource::PoolLocking(c, setup) => {
                 let mut conn = c.fresh_conn(dn).await?;
-                let sql = format!("SET SESSION innodb_lock_wait_timeout = {timeout}");
-                mysql_async::prelude::Queryable::query_drop(&mut conn, sql).await.map_err(|e| match c.dn(dn) {
+                mysql_async::prelude::Queryable::query_drop(&mut conn, setup).await.map_err(|e| match c.dn(dn) {
                     Ok(d) => d.err(e),
                     Err(other) => other,
                 })?;
@@ -950,7 +949,7 @@ impl std::fmt::Debug for ConnSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ConnSource::Pool(_) => f.write_str("Pool"),
-            ConnSource::PoolLocking(_, t) => write!(f, "PoolLocking({t} s)"),
+            ConnSource::PoolLocking(_, setup) => write!(f, "PoolLocking({setup})"),
             ConnSource::Txn(t) => write!(f, "Txn({})", t.xid),
             ConnSource::TxnLocking(t) => write!(f, "TxnLocking({})", t.xid),
             ConnSource::Snapshot(_) => f.write_str("Snapshot"),
