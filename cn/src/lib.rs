@@ -16,6 +16,7 @@ pub mod dml;
 pub mod dn;
 pub mod error;
 pub mod executor;
+pub mod gsi;
 pub mod optimizer;
 pub mod planner;
 pub mod playground;

@@ -21,6 +21,7 @@ const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS cn_meta.tables (db VARCHAR(64) NOT NULL, name VARCHAR(64) NOT NULL, version BIGINT NOT NULL, def LONGTEXT NOT NULL, PRIMARY KEY (db, name))",
     "CREATE TABLE IF NOT EXISTS cn_meta.catalog_version (id INT PRIMARY KEY, version BIGINT NOT NULL)",
     "INSERT IGNORE INTO cn_meta.catalog_version VALUES (1, 1)",
+    "CREATE TABLE IF NOT EXISTS cn_meta.gsi_backfill (db VARCHAR(64) NOT NULL, tbl VARCHAR(64) NOT NULL, idx VARCHAR(64) NOT NULL, rows_done BIGINT UNSIGNED NOT NULL, rows_total BIGINT UNSIGNED NOT NULL, PRIMARY KEY (db, tbl, idx))",
     "CREATE TABLE IF NOT EXISTS cn_meta.sequences (db VARCHAR(64) NOT NULL, tbl VARCHAR(64) NOT NULL, next_value BIGINT UNSIGNED NOT NULL, PRIMARY KEY (db, tbl))",
 ];
 
@@ -90,12 +91,15 @@ impl MetaDb {
         let version: Option<u64> = c.query_first("SELECT version FROM cn_meta.catalog_version WHERE id = 1").await?;
         let dbs: Vec<String> = c.query("SELECT name FROM cn_meta.dbs").await?;
         let mut databases: BTreeMap<String, DatabaseDef> =
-            dbs.into_iter().map(|n| (n.clone(), DatabaseDef { name: n, tables: BTreeMap::new() })).collect();
+            dbs.into_iter().map(|n| (n.clone(), DatabaseDef { name: n, ..Default::default() })).collect();
         let tables: Vec<String> = c.query("SELECT def FROM cn_meta.tables").await?;
         for def in tables {
             let t: TableDef = serde_json::from_str(&def)
                 .map_err(|e| CnError::internal(format!("corrupt table definition in metadb: {e}")))?;
             if let Some(d) = databases.get_mut(&t.db) {
+                for g in &t.global_indexes {
+                    d.index_tables.insert(g.table.name.clone(), Arc::new(g.table.clone()));
+                }
                 d.tables.insert(t.name.clone(), Arc::new(t));
             }
         }
@@ -156,6 +160,31 @@ impl MetaDb {
         c.query_drop("UPDATE cn_meta.catalog_version SET version = version + 1 WHERE id = 1").await?;
         c.query_drop("COMMIT").await?;
         Ok(())
+    }
+
+    /// Records (or with `None` forgets) the progress of a global index's
+    /// backfill: rows copied and rows to copy.
+    pub async fn backfill_progress(&self, db: &str, tbl: &str, idx: &str, p: Option<(u64, u64)>) -> Result<()> {
+        let mut c = self.conn().await?;
+        match p {
+            Some((done, total)) => {
+                c.exec_drop("REPLACE INTO cn_meta.gsi_backfill VALUES (?, ?, ?, ?, ?)", (db, tbl, idx, done, total))
+                    .await?
+            }
+            None => {
+                c.exec_drop("DELETE FROM cn_meta.gsi_backfill WHERE db = ? AND tbl = ? AND idx = ?", (db, tbl, idx))
+                    .await?
+            }
+        }
+        Ok(())
+    }
+
+    /// Every backfill in progress: (db, table, index) → (done, total).
+    pub async fn backfill_progress_all(&self) -> Result<BTreeMap<(String, String, String), (u64, u64)>> {
+        let mut c = self.conn().await?;
+        let rows: Vec<(String, String, String, u64, u64)> =
+            c.query("SELECT db, tbl, idx, rows_done, rows_total FROM cn_meta.gsi_backfill").await?;
+        Ok(rows.into_iter().map(|(d, t, i, done, total)| ((d, t, i), (done, total))).collect())
     }
 
     /// Reserves `n` consecutive ids of table `db.tbl`'s sequence, at least

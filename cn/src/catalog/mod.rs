@@ -130,6 +130,75 @@ pub struct TableDef {
     pub physical_body: String,
     /// Bumped by every DDL on the table.
     pub version: u64,
+    /// The table's global secondary indexes (none for an index table).
+    #[serde(default)]
+    pub global_indexes: Vec<GlobalIndex>,
+}
+
+/// The schema-change state of a global index, after F1's online schema
+/// change (Rae et al., VLDB 2013) as PolarDB-X records it: a new index is
+/// first maintained only by deletes, then by every write, then backfilled,
+/// and read only once it is PUBLIC. Each step waits until every CN has
+/// loaded the previous one, so no two CNs are more than one state apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum IndexState {
+    /// Deletes remove index rows; inserts do not add them.
+    DeleteOnly,
+    /// Every write maintains the index; the backfill has not run.
+    WriteOnly,
+    /// Every write maintains the index; the backfill is copying the rows
+    /// that existed before.
+    WriteReorg,
+    /// Complete: the optimizer may read it.
+    Public,
+}
+
+impl IndexState {
+    /// Whether inserts and updates must write index rows.
+    pub fn writes(self) -> bool {
+        self >= IndexState::WriteOnly
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IndexState::DeleteOnly => "DELETE_ONLY",
+            IndexState::WriteOnly => "WRITE_ONLY",
+            IndexState::WriteReorg => "WRITE_REORG",
+            IndexState::Public => "PUBLIC",
+        }
+    }
+}
+
+/// A global secondary index: a table of its own, partitioned by (a prefix
+/// of) the index columns, holding per base row the index columns, the
+/// primary key and the covering columns (every column for a clustered
+/// index), written in the same distributed transaction as the base row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GlobalIndex {
+    /// Lower-case index name, unique within its table.
+    pub name: String,
+    /// Index columns, in key order.
+    pub columns: Vec<String>,
+    /// Columns stored besides the index columns and the primary key.
+    pub covering: Vec<String>,
+    /// A unique index: one row per index value across all shards (NULLs
+    /// excepted, as in MySQL), enforced by a unique key on each index
+    /// partition, since equal values land on one partition.
+    pub unique: bool,
+    /// Every column of the table is stored (`CLUSTERED INDEX`).
+    pub clustered: bool,
+    pub state: IndexState,
+    /// The index table: its columns are [`GlobalIndex::stored_columns`], its
+    /// primary key the base table's, partitioned as the DDL said.
+    pub table: TableDef,
+}
+
+impl GlobalIndex {
+    /// The base-table columns an index row holds, in the index table's
+    /// column order: index columns, then primary key, then covering.
+    pub fn stored_columns(&self) -> Vec<String> {
+        self.table.columns.iter().map(|c| c.name.clone()).collect()
+    }
 }
 
 impl TableDef {
@@ -155,6 +224,11 @@ impl TableDef {
     pub fn auto_increment_column(&self) -> Option<&ColumnMeta> {
         self.columns.iter().find(|c| c.auto_increment)
     }
+    /// The global index named `name` (case-insensitive).
+    pub fn global_index(&self, name: &str) -> Option<&GlobalIndex> {
+        let name = name.to_ascii_lowercase();
+        self.global_indexes.iter().find(|g| g.name == name)
+    }
 }
 
 /// A logical database.
@@ -162,6 +236,9 @@ impl TableDef {
 pub struct DatabaseDef {
     pub name: String,
     pub tables: BTreeMap<String, Arc<TableDef>>,
+    /// Index tables of global indexes, by their logical name (`t$g`): not
+    /// in SHOW TABLES, but readable like tables by the planner.
+    pub index_tables: BTreeMap<String, Arc<TableDef>>,
 }
 
 /// An immutable view of the catalog at one version.
@@ -175,7 +252,14 @@ impl CatalogSnapshot {
     pub fn database(&self, db: &str) -> Option<&DatabaseDef> {
         self.databases.get(&db.to_ascii_lowercase())
     }
+    /// A table, or the index table of a global index, by logical name.
     pub fn table(&self, db: &str, table: &str) -> Option<&Arc<TableDef>> {
+        let d = self.database(db)?;
+        let name = table.to_ascii_lowercase();
+        d.tables.get(&name).or_else(|| d.index_tables.get(&name))
+    }
+    /// A user table (not an index table).
+    pub fn base_table(&self, db: &str, table: &str) -> Option<&Arc<TableDef>> {
         self.database(db)?.tables.get(&table.to_ascii_lowercase())
     }
 }

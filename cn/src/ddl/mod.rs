@@ -36,7 +36,7 @@ async fn exec_all(cluster: &Cluster, work: Vec<(u32, String)>) -> Vec<Result<()>
     futures::future::join_all(work.iter().map(|(dn, sql)| exec_dn(cluster, *dn, sql))).await
 }
 
-fn random_suffix() -> String {
+pub(crate) fn random_suffix() -> String {
     let mut r = rand::rng();
     (0..4).map(|_| (b'a' + r.random_range(0..26u8)) as char).collect()
 }
@@ -102,11 +102,108 @@ async fn read_columns(cluster: &Cluster, dn: u32, db: &str, phys: &str) -> Resul
         .collect())
 }
 
+/// Creates a physical table with `body` for every placement, in parallel; when
+/// one fails, drops those that were created and returns its error.
+pub async fn create_partitions(
+    cluster: &Cluster,
+    db: &str,
+    partitions: &[PartitionPlacement],
+    body: &str,
+) -> Result<()> {
+    let work: Vec<(u32, String)> = partitions
+        .iter()
+        .map(|p| (p.dn, format!("CREATE TABLE {}.{} {body}", quote_ident(db), quote_ident(&p.phys_table))))
+        .collect();
+    let results = exec_all(cluster, work).await;
+    if let Some(e) = results.iter().position(|r| r.is_err()) {
+        let created: Vec<PartitionPlacement> =
+            partitions.iter().zip(&results).filter(|(_, r)| r.is_ok()).map(|(p, _)| p.clone()).collect();
+        drop_partitions(cluster, db, &created).await;
+        let mut results = results;
+        return Err(results.swap_remove(e).expect_err("position found an error"));
+    }
+    Ok(())
+}
+
+/// Drops the physical tables of `partitions` (best effort: errors are
+/// logged; `DROP TABLE IF EXISTS` makes a retry safe).
+pub async fn drop_partitions(cluster: &Cluster, db: &str, partitions: &[PartitionPlacement]) {
+    let work = partitions
+        .iter()
+        .map(|p| (p.dn, format!("DROP TABLE IF EXISTS {}.{}", quote_ident(db), quote_ident(&p.phys_table))))
+        .collect();
+    for r in exec_all(cluster, work).await {
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "dropping a physical table failed");
+        }
+    }
+}
+
+/// Places `names.len()` partitions of a hash, range or list table round
+/// robin over `ndn` DNs (partition i on DN i mod ndn), named
+/// `<prefix>_<i:05>`; a broadcast table gets one copy per DN and a single
+/// table one on DN 0, named `prefix`.
+pub fn place_partitions(p: &Partitioning, prefix: &str, ndn: u32) -> Vec<PartitionPlacement> {
+    match p {
+        Partitioning::Broadcast => (0..ndn)
+            .map(|dn| PartitionPlacement { name: format!("dn{dn}"), phys_table: prefix.to_string(), dn })
+            .collect(),
+        Partitioning::Single => vec![PartitionPlacement { name: "p1".into(), phys_table: prefix.to_string(), dn: 0 }],
+        Partitioning::Hash { count, .. } => (0..*count)
+            .map(|i| PartitionPlacement {
+                name: format!("p{}", i + 1),
+                phys_table: format!("{prefix}_{i:05}"),
+                dn: i % ndn,
+            })
+            .collect(),
+        Partitioning::Range { names, .. } | Partitioning::List { names, .. } => names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| PartitionPlacement {
+                name: n.clone(),
+                phys_table: format!("{prefix}_{i:05}"),
+                dn: i as u32 % ndn,
+            })
+            .collect(),
+    }
+}
+
 /// CREATE TABLE.
 pub async fn create_table(s: &mut Session, sql: &str, sink: &mut dyn ResultSink) -> Result<()> {
     let sql = sql.trim().trim_end_matches(';');
     let (open, clause_at) = partition_clause::locate(sql)?;
     let main = &sql[..clause_at.unwrap_or(sql.len())];
+    // Index definitions come out of the column list (sqlparser knows no
+    // GLOBAL INDEX); each goes back as a local index or becomes a global one
+    // once the partitioning is known.
+    let (elements, close) = crate::gsi::clause::split_elements(main, open)?;
+    let mut kept: Vec<String> = Vec::new();
+    let mut specs: Vec<crate::gsi::clause::IndexSpec> = Vec::new();
+    for (a, b) in elements {
+        let text = main[a..b].trim();
+        if let Some(spec) = crate::gsi::clause::parse_element(text)? {
+            specs.push(spec);
+        } else if let Some((x, y)) = crate::gsi::clause::inline_unique(text) {
+            // `c INT UNIQUE`: a unique index on c, named c.
+            let col = text.split_whitespace().next().unwrap_or("").trim_matches('`').to_ascii_lowercase();
+            kept.push(format!("{}{}", &text[..x], &text[y..]));
+            specs.push(crate::gsi::clause::IndexSpec {
+                name: Some(col.clone()),
+                local_sql: format!("UNIQUE KEY {} ({})", quote_ident(&col), quote_ident(&col)),
+                columns: vec![col],
+                covering: vec![],
+                unique: true,
+                clustered: false,
+                scope: crate::gsi::clause::Scope::Auto,
+                partitioning: None,
+            });
+        } else {
+            kept.push(text.to_string());
+        }
+    }
+    let tail = main[close + 1..].trim();
+    let stripped = format!("{}({}) {tail}", &main[..open], kept.join(", "));
+    let main = stripped.as_str();
     let mut stmts = Parser::parse_sql(&MySqlDialect {}, main).map_err(CnError::parse)?;
     let Some(Statement::CreateTable(ct)) = stmts.pop() else {
         return Err(CnError::parse("expected CREATE TABLE"));
@@ -166,61 +263,32 @@ pub async fn create_table(s: &mut Session, sql: &str, sink: &mut dyn ResultSink)
             ));
         }
     }
-    // Physical body: the column list and table options as written.
-    let mut body = main[open..].trim().to_string();
-    if hidden_pk {
-        let close = body.rfind(')').ok_or_else(|| CnError::parse("unbalanced parentheses"))?;
-        body.insert_str(
-            close,
-            &format!(
-                ", {} bigint NOT NULL DEFAULT 0 INVISIBLE, PRIMARY KEY ({})",
-                quote_ident(IMPLICIT_PK),
-                quote_ident(IMPLICIT_PK)
-            ),
-        );
-    }
-    let ndn = cluster.dns.len() as u32;
-    let suffix = random_suffix();
-    let partitions: Vec<PartitionPlacement> = match &partitioning {
-        Partitioning::Broadcast => (0..ndn)
-            .map(|dn| PartitionPlacement { name: format!("dn{dn}"), phys_table: format!("{name}_{suffix}"), dn })
-            .collect(),
-        Partitioning::Single => {
-            vec![PartitionPlacement { name: "p1".into(), phys_table: format!("{name}_{suffix}"), dn: 0 }]
-        }
-        Partitioning::Hash { count, .. } => (0..*count)
-            .map(|i| PartitionPlacement {
-                name: format!("p{}", i + 1),
-                phys_table: format!("{name}_{suffix}_{i:05}"),
-                dn: i % ndn,
-            })
-            .collect(),
-        Partitioning::Range { names, .. } | Partitioning::List { names, .. } => names
-            .iter()
-            .enumerate()
-            .map(|(i, n)| PartitionPlacement {
-                name: n.clone(),
-                phys_table: format!("{name}_{suffix}_{i:05}"),
-                dn: i as u32 % ndn,
-            })
-            .collect(),
+    // Physical body: the column list and table options as written, local
+    // indexes included.
+    let keys = if matches!(partitioning, Partitioning::Broadcast | Partitioning::Single) {
+        vec![]
+    } else {
+        partitioning.key_columns()
     };
-    let work: Vec<(u32, String)> = partitions
-        .iter()
-        .map(|p| (p.dn, format!("CREATE TABLE {}.{} {body}", quote_ident(&db), quote_ident(&p.phys_table))))
-        .collect();
-    let results = exec_all(&cluster, work).await;
-    if let Some(e) = results.iter().position(|r| r.is_err()) {
-        let undo: Vec<(u32, String)> = partitions
-            .iter()
-            .zip(&results)
-            .filter(|(_, r)| r.is_ok())
-            .map(|(p, _)| (p.dn, format!("DROP TABLE IF EXISTS {}.{}", quote_ident(&db), quote_ident(&p.phys_table))))
-            .collect();
-        exec_all(&cluster, undo).await;
-        let mut results = results;
-        return Err(results.swap_remove(e).expect_err("position found an error"));
+    let (global, local): (Vec<_>, Vec<_>) = specs.into_iter().partition(|sp| sp.is_global(&keys));
+    if keys.is_empty() && !global.is_empty() {
+        return Err(CnError::mysql(
+            code::ER_NOT_SUPPORTED_YET,
+            "This version of the CN doesn't yet support 'a global index on a broadcast or single table'",
+        ));
     }
+    kept.extend(local.iter().map(|sp| sp.local_sql.clone()));
+    if hidden_pk {
+        kept.push(format!(
+            "{} bigint NOT NULL DEFAULT 0 INVISIBLE, PRIMARY KEY ({})",
+            quote_ident(IMPLICIT_PK),
+            quote_ident(IMPLICIT_PK)
+        ));
+    }
+    let body = format!("({}) {tail}", kept.join(", ")).trim().to_string();
+    let ndn = cluster.dns.len() as u32;
+    let partitions = place_partitions(&partitioning, &format!("{name}_{}", random_suffix()), ndn);
+    create_partitions(&cluster, &db, &partitions, &body).await?;
     let columns = read_columns(&cluster, partitions[0].dn, &db, &partitions[0].phys_table).await?;
     let key_kinds: Vec<TypeKind> = partitioning
         .key_columns()
@@ -237,10 +305,37 @@ pub async fn create_table(s: &mut Session, sql: &str, sink: &mut dyn ResultSink)
         columns,
         physical_body: body,
         version: 1,
+        global_indexes: vec![],
     };
-    cluster.metadb.put_table(&def).await?;
+    let mut def = def;
+    for spec in &global {
+        let g = match crate::gsi::ddl::index_def(&def, spec, ndn, crate::catalog::IndexState::Public) {
+            Ok(g) => g,
+            Err(e) => {
+                drop_table_partitions(&cluster, &def).await;
+                return Err(e);
+            }
+        };
+        if let Err(e) = create_partitions(&cluster, &db, &g.table.partitions, &g.table.physical_body).await {
+            drop_table_partitions(&cluster, &def).await;
+            return Err(e);
+        }
+        def.global_indexes.push(g);
+    }
+    if let Err(e) = cluster.metadb.put_table(&def).await {
+        drop_table_partitions(&cluster, &def).await;
+        return Err(e);
+    }
     cluster.refresh_catalog().await?;
     sink.ok(0, 0, "").await
+}
+
+/// Drops every physical table of `def` and of its global indexes.
+pub async fn drop_table_partitions(cluster: &Cluster, def: &TableDef) {
+    drop_partitions(cluster, &def.db, &def.partitions).await;
+    for g in &def.global_indexes {
+        drop_partitions(cluster, &def.db, &g.table.partitions).await;
+    }
 }
 
 /// The other DDL statements.
@@ -310,9 +405,16 @@ pub async fn execute(s: &mut Session, stmt: Statement, sink: &mut dyn ResultSink
                     }
                     return Err(CnError::mysql(1051, format!("Unknown table '{db}.{t}'")));
                 };
+                if snap.base_table(&db, &t).is_none() {
+                    return Err(CnError::mysql(
+                        code::ER_NOT_SUPPORTED_YET,
+                        format!("'{t}' is the table of a global index; drop the index instead"),
+                    ));
+                }
                 let work = def
                     .partitions
                     .iter()
+                    .chain(def.global_indexes.iter().flat_map(|g| g.table.partitions.iter()))
                     .map(|p| {
                         (p.dn, format!("DROP TABLE IF EXISTS {}.{}", quote_ident(&db), quote_ident(&p.phys_table)))
                     })
@@ -333,6 +435,7 @@ pub async fn execute(s: &mut Session, stmt: Statement, sink: &mut dyn ResultSink
                 let work = def
                     .partitions
                     .iter()
+                    .chain(def.global_indexes.iter().flat_map(|g| g.table.partitions.iter()))
                     .map(|p| (p.dn, format!("TRUNCATE TABLE {}.{}", quote_ident(&db), quote_ident(&p.phys_table))))
                     .collect();
                 for r in exec_all(&cluster, work).await {
@@ -349,7 +452,7 @@ pub async fn execute(s: &mut Session, stmt: Statement, sink: &mut dyn ResultSink
                     return Err(CnError::unsupported("RENAME TABLE across databases"));
                 }
                 let snap = cluster.catalog.snapshot();
-                let def = snap.table(&db, &old).ok_or_else(|| CnError::no_such_table(&db, &old))?;
+                let def = snap.base_table(&db, &old).ok_or_else(|| CnError::no_such_table(&db, &old))?;
                 if snap.table(&db, &new).is_some() {
                     return Err(CnError::mysql(code::ER_TABLE_EXISTS_ERROR, format!("Table '{new}' already exists")));
                 }
@@ -358,6 +461,9 @@ pub async fn execute(s: &mut Session, stmt: Statement, sink: &mut dyn ResultSink
                 let mut nd = TableDef::clone(def);
                 nd.name = new.clone();
                 nd.version += 1;
+                for g in &mut nd.global_indexes {
+                    g.table.name = crate::gsi::index_table_name(&new, &g.name);
+                }
                 cluster.metadb.rename_table(&nd, &old).await?;
                 cluster.forget_sequence(&db, &old).await;
                 cluster.refresh_catalog().await?;

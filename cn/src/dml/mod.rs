@@ -13,8 +13,8 @@ use crate::txn::deadlock::OwnerGuard;
 use crate::txn::{Txn, ViewConn};
 use datafusion::sql::sqlparser::ast::helpers::attached_token::AttachedToken;
 use datafusion::sql::sqlparser::ast::{
-    AssignmentTarget, BinaryOperator, Expr, FromTable, Ident, ObjectName, ObjectNamePart, Parens, SetExpr, Statement,
-    TableFactor, TableObject, Value, Values,
+    AssignmentTarget, Expr, FromTable, Ident, ObjectName, ObjectNamePart, Parens, SetExpr, Statement, TableFactor,
+    TableObject, Value, Values,
 };
 use mysql_async::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
@@ -153,6 +153,10 @@ async fn insert(
             s.cluster.observe_id(&def.db, &def.name, m).await?;
         }
     }
+    if !def.global_indexes.is_empty() {
+        let n = crate::gsi::maintain::insert(s, &def, &ins, &cols, rows).await?;
+        return Ok((n, first_id));
+    }
     // Route each row.
     let keys = def.partitioning.key_columns();
     let key_pos: Vec<usize> = keys
@@ -247,7 +251,7 @@ fn target_partitions(def: &TableDef, selection: Option<&Expr>) -> BTreeSet<usize
     for ((_, col), v) in eqs {
         vals.insert(col, vec![v]);
     }
-    collect_in_lists(sel, &mut vals);
+    planner::in_lists(sel, &mut vals);
     if keys.len() == 1 {
         if let Some(vs) = vals.get(&keys[0]) {
             let mut set = BTreeSet::new();
@@ -271,28 +275,6 @@ fn target_partitions(def: &TableDef, selection: Option<&Expr>) -> BTreeSet<usize
     }
 }
 
-fn collect_in_lists(e: &Expr, out: &mut BTreeMap<String, Vec<Option<String>>>) {
-    match e {
-        Expr::BinaryOp { left, op: BinaryOperator::And, right } => {
-            collect_in_lists(left, out);
-            collect_in_lists(right, out);
-        }
-        Expr::InList { expr, list, negated: false } => {
-            let col = match expr.as_ref() {
-                Expr::Identifier(i) => i.value.to_ascii_lowercase(),
-                Expr::CompoundIdentifier(p) => p.last().map(|i| i.value.to_ascii_lowercase()).unwrap_or_default(),
-                _ => return,
-            };
-            let vals: Option<Vec<Option<String>>> = list.iter().map(literal_text).collect();
-            if let Some(v) = vals {
-                out.insert(col, v);
-            }
-        }
-        Expr::Nested(e) => collect_in_lists(e, out),
-        _ => {}
-    }
-}
-
 async fn update(
     s: &mut Session,
     snap: &CatalogSnapshot,
@@ -305,18 +287,12 @@ async fn update(
         return Err(CnError::unsupported("UPDATE of a derived table"));
     };
     let def = table_of(snap, s, name)?;
-    let keys = def.partitioning.key_columns();
-    for a in &u.assignments {
-        if let AssignmentTarget::ColumnName(n) = &a.target {
-            let c = n.0.last().map(|p| p.to_string().trim_matches('`').to_ascii_lowercase()).unwrap_or_default();
-            if def.is_partitioned() && keys.contains(&c) {
-                return Err(CnError::unsupported("UPDATE of a partition key column"));
-            }
-        }
-    }
     let parts = target_partitions(&def, u.selection.as_ref());
     if parts.len() > 1 && u.limit.is_some() {
         return Err(CnError::unsupported("UPDATE … LIMIT over several partitions"));
+    }
+    if crate::gsi::maintain::update_needs_maintenance(&def, &crate::gsi::maintain::assigned_columns(&u)) {
+        return Ok((crate::gsi::maintain::update(s, snap, &def, &u, &parts).await?, 0));
     }
     let mut work = Vec::new();
     for p in &parts {
@@ -352,6 +328,9 @@ async fn delete(
     if parts.len() > 1 && d.limit.is_some() {
         return Err(CnError::unsupported("DELETE … LIMIT over several partitions"));
     }
+    if !def.global_indexes.is_empty() {
+        return Ok((crate::gsi::maintain::delete(s, snap, &def, &d, &parts).await?, 0));
+    }
     let mut work = Vec::new();
     for p in &parts {
         let mut pd = d.clone();
@@ -380,80 +359,127 @@ pub async fn run_writes(s: &mut Session, work: Vec<(u32, String)>) -> Result<(u6
         let (dn, stmts) = per_dn.into_iter().next().expect("one DN");
         return write_one_dn(s, dn, &stmts).await.map(|n| (n, 0));
     }
-    let implicit = s.txn.is_none();
-    let txn = match &s.txn {
-        Some(t) => t.clone(),
-        None => Txn::begin(s.cluster.clone(), s.conn_id, s.txn_options(None).implicit()).await?,
-    };
     // Inside an explicit transaction a statement that fails must leave
     // nothing behind and the transaction alive, as in MySQL. InnoDB undoes
     // a failed physical statement itself; when the logical statement runs
-    // several physical ones, each branch first sets a statement savepoint
-    // to roll the others back to.
+    // several physical ones, each branch first sets a statement savepoint.
     let statements: usize = per_dn.values().map(Vec::len).sum();
-    let savepoint = !implicit && statements > 1;
-    let runs = per_dn.into_iter().map(|(dn, stmts)| {
-        let txn = txn.clone();
-        let cluster = s.cluster.clone();
-        async move {
-            let mut marked = false;
-            let r = async {
-                let d = cluster.dn(dn)?.clone();
-                let b = txn.branch_for_write(dn).await?;
-                let mut c = b.lock().await;
-                if savepoint {
-                    c.query_drop(format!("SAVEPOINT {STATEMENT_SAVEPOINT}")).await.map_err(|e| d.err(e))?;
-                    marked = true;
-                }
-                let mut total = 0;
-                for sql in &stmts {
-                    let r = c.query_iter(sql.as_str()).await.map_err(|e| d.err(e))?;
-                    total += r.affected_rows();
-                    r.drop_result().await.map_err(|e| d.err(e))?;
-                }
-                Ok::<u64, CnError>(total)
-            }
-            .await;
-            (dn, marked, r)
-        }
-    });
-    let results = futures::future::join_all(runs).await;
+    let st = StatementTxn::begin(s, statements > 1).await?;
+    let results = futures::future::join_all(per_dn.iter().map(|(dn, stmts)| st.exec_many(*dn, stmts))).await;
     let mut total = 0;
     let mut err = None;
-    // The branches that set this statement's savepoint (the others ran
-    // nothing of it).
-    let mut marked = Vec::new();
-    for (dn, m, r) in results {
-        if m {
-            marked.push(dn);
-        }
+    for r in results {
         match r {
             Ok(n) => total += n,
             Err(e) => err = err.or(Some(e)),
         }
     }
-    if let Some(mut e) = err {
-        if txn.take_victim() {
+    let r = match err {
+        Some(e) => Err(e),
+        None => Ok((total, 0)),
+    };
+    st.finish(s, r).await
+}
+
+/// The distributed transaction one write statement runs in: the session's
+/// own, or an implicit one committed when the statement ends. In an
+/// explicit transaction each branch the statement writes first sets a
+/// statement savepoint (when asked), so a failed statement is undone on
+/// every DN and the transaction goes on, as in MySQL.
+pub struct StatementTxn {
+    pub txn: Arc<Txn>,
+    implicit: bool,
+    savepoint: bool,
+    /// DNs whose branch has this statement's savepoint.
+    marked: std::sync::Mutex<BTreeSet<u32>>,
+    cluster: Arc<crate::cluster::Cluster>,
+}
+
+impl StatementTxn {
+    /// Joins the session's transaction or begins an implicit one (READ
+    /// COMMITTED, branches only on the DNs used). `savepoint`: the
+    /// statement may run several physical statements.
+    pub async fn begin(s: &Session, savepoint: bool) -> Result<StatementTxn> {
+        let (txn, implicit) = match &s.txn {
+            Some(t) => (t.clone(), false),
+            None => (Txn::begin(s.cluster.clone(), s.conn_id, s.txn_options(None).implicit()).await?, true),
+        };
+        Ok(StatementTxn {
+            txn,
+            implicit,
+            savepoint: savepoint && !implicit,
+            marked: std::sync::Mutex::new(BTreeSet::new()),
+            cluster: s.cluster.clone(),
+        })
+    }
+
+    /// Runs write statements on DN `dn`'s branch in order; returns the
+    /// summed affected rows.
+    pub async fn exec_many(&self, dn: u32, stmts: &[String]) -> Result<u64> {
+        let d = self.cluster.dn(dn)?.clone();
+        let b = self.txn.branch_for_write(dn).await?;
+        let mut c = b.lock().await;
+        // Checked and set under the branch's lock: no statement of this one
+        // runs on the branch before its savepoint.
+        if self.savepoint && !self.marked.lock().unwrap_or_else(|e| e.into_inner()).contains(&dn) {
+            c.query_drop(format!("SAVEPOINT {STATEMENT_SAVEPOINT}")).await.map_err(|e| d.err(e))?;
+            self.marked.lock().unwrap_or_else(|e| e.into_inner()).insert(dn);
+        }
+        let mut total = 0;
+        for sql in stmts {
+            let r = c.query_iter(sql.as_str()).await.map_err(|e| d.err(e))?;
+            total += r.affected_rows();
+            r.drop_result().await.map_err(|e| d.err(e))?;
+        }
+        Ok(total)
+    }
+
+    /// [`StatementTxn::exec_many`] of one statement.
+    pub async fn exec(&self, dn: u32, sql: &str) -> Result<u64> {
+        self.exec_many(dn, &[sql.to_string()]).await
+    }
+
+    /// A read on DN `dn`'s branch (a locking read sees the latest rows; the
+    /// branch is started without a read view if it has none).
+    pub async fn query(&self, dn: u32, sql: &str) -> Result<Vec<crate::gsi::Row>> {
+        let d = self.cluster.dn(dn)?.clone();
+        let b = self.txn.branch_for_lock(dn).await?;
+        let mut c = b.lock().await;
+        let rows: Vec<mysql_async::Row> = c.query(sql).await.map_err(|e| d.err(e))?;
+        Ok(rows.into_iter().map(|r| r.unwrap().into_iter().map(crate::txn::value_bytes).collect()).collect())
+    }
+
+    /// Ends the statement with its result: commits an implicit transaction;
+    /// on an error undoes the statement (to its savepoint) or, for errors
+    /// that end a transaction, rolls the whole transaction back.
+    pub async fn finish<T>(self, s: &mut Session, r: Result<T>) -> Result<T> {
+        let mut e = match r {
+            Ok(v) => {
+                if self.implicit {
+                    self.txn.commit().await?;
+                }
+                return Ok(v);
+            }
+            Err(e) => e,
+        };
+        if self.txn.take_victim() {
             e = CnError::deadlock();
         }
-        if !implicit && !ends_transaction(&e) {
-            let undone = !savepoint || txn.rollback_branches_to(&marked, STATEMENT_SAVEPOINT).await.is_ok();
+        if !self.implicit && !ends_transaction(&e) {
+            let marked: Vec<u32> = self.marked.lock().unwrap_or_else(|e| e.into_inner()).iter().copied().collect();
+            let undone = !self.savepoint || self.txn.rollback_branches_to(&marked, STATEMENT_SAVEPOINT).await.is_ok();
             if undone {
                 return Err(e);
             }
         }
         // A deadlock, lock wait timeout, write conflict or lost DN ends the
         // whole transaction on every DN (as a deadlock does in MySQL).
-        txn.rollback().await;
-        if !implicit {
+        self.txn.rollback().await;
+        if !self.implicit {
             s.txn = None;
         }
-        return Err(e);
+        Err(e)
     }
-    if implicit {
-        txn.commit().await?;
-    }
-    Ok((total, 0))
 }
 
 /// The savepoint a multi-shard statement in a transaction sets on each

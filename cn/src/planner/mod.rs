@@ -133,6 +133,26 @@ pub(crate) fn column_ref(e: &Expr) -> Option<(String, String)> {
     }
 }
 
+/// `col IN (literal, …)` conjuncts of a WHERE clause: column (lower-case,
+/// qualifier dropped) → values (`None` = NULL).
+pub fn in_lists(e: &Expr, out: &mut BTreeMap<String, Vec<Option<String>>>) {
+    match e {
+        Expr::BinaryOp { left, op: BinaryOperator::And, right } => {
+            in_lists(left, out);
+            in_lists(right, out);
+        }
+        Expr::InList { expr, list, negated: false } => {
+            let Some((_, col)) = column_ref(expr) else { return };
+            let vals: Option<Vec<Option<String>>> = list.iter().map(literal_text).collect();
+            if let Some(v) = vals {
+                out.insert(col, v);
+            }
+        }
+        Expr::Nested(e) => in_lists(e, out),
+        _ => {}
+    }
+}
+
 /// `col = literal` conjuncts of a WHERE clause.
 pub fn equalities(e: &Expr, out: &mut Vec<((String, String), Option<String>)>) {
     match e {

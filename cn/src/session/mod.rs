@@ -269,6 +269,21 @@ impl Session {
                 return sink.ok(0, 0, "").await;
             }
             ["KILL", ..] => return self.kill(sql, sink).await,
+            ["CREATE", "INDEX" | "UNIQUE" | "GLOBAL" | "CLUSTERED" | "LOCAL", ..] => {
+                self.commit().await?;
+                return crate::gsi::ddl::create_index_statement(self, sql, sink).await;
+            }
+            ["DROP", "INDEX", ..] => {
+                self.commit().await?;
+                return crate::gsi::ddl::drop_index_statement(self, sql, sink).await;
+            }
+            ["ALTER", "TABLE", ..] => {
+                self.commit().await?;
+                if crate::gsi::ddl::alter_table_statement(self, sql, sink).await? {
+                    return Ok(());
+                }
+            }
+            ["CHECK", "GLOBAL", "INDEX"] => return crate::gsi::check::check_statement(self, sql, sink).await,
             ["CREATE", "TABLE", ..] | ["CREATE", "TEMPORARY", "TABLE"] => {
                 self.commit().await?;
                 return crate::ddl::create_table(self, sql, sink).await;
@@ -296,7 +311,20 @@ impl Session {
                 self.implicit_begin().await?;
                 self.select(*q, sink).await
             }
-            Statement::Explain { statement, analyze, .. } => {
+            Statement::Explain { mut statement, analyze, .. } => {
+                let snap = self.cluster.catalog.snapshot();
+                let mut first = None;
+                if let Statement::Query(q) = statement.as_mut() {
+                    if let Some(choice) = crate::gsi::select::choose(&snap, self.db.as_deref(), q)? {
+                        first = Some(vec![Some(b"global_index".to_vec()), Some(choice.describe().into_bytes())]);
+                        *q = match choice {
+                            crate::gsi::select::Choice::Covering { query, .. } => query,
+                            crate::gsi::select::Choice::Lookup { index_query, .. } => index_query,
+                        };
+                    }
+                }
+                let mut sink = sink::PrefixSink { inner: sink, first };
+                let sink = &mut sink;
                 let stmt = Statement::Explain {
                     describe_alias: datafusion::sql::sqlparser::ast::DescribeAlias::Explain,
                     analyze,
@@ -307,7 +335,6 @@ impl Session {
                     format: None,
                     options: None,
                 };
-                let snap = self.cluster.catalog.snapshot();
                 let limit = self.memory_limit();
                 crate::executor::run(snap, self.read_source(), self.db.as_deref(), stmt, None, sink, limit).await
             }
@@ -342,6 +369,52 @@ impl Session {
             self.substitute_session_values(&mut q, Some(ts));
         }
         let lock = planner::locking::take(&mut q)?;
+        if lock.is_none() {
+            if let Some(choice) = crate::gsi::select::choose(&snap, self.db.as_deref(), &mut q)? {
+                return self.select_by_index(choice, sink).await;
+            }
+        }
+        self.select_routed(q, lock, None, sink).await
+    }
+
+    /// A SELECT through a global index ([`crate::gsi::select`]): the index
+    /// read and the base-table lookup share one snapshot (the transaction's,
+    /// or read views on every DN).
+    async fn select_by_index(&mut self, choice: crate::gsi::select::Choice, sink: &mut dyn ResultSink) -> Result<()> {
+        use crate::gsi::select::{with_keys, Choice, LOOKUP_LIMIT};
+        let source = match &self.txn {
+            Some(t) => ConnSource::Txn(t.clone()),
+            None => {
+                let snap = StmtSnapshot::new(self.cluster.clone());
+                snap.open_every_dn().await?;
+                ConnSource::Snapshot(snap)
+            }
+        };
+        match choice {
+            Choice::Covering { query, .. } => self.select_routed(*query, None, Some(source), sink).await,
+            Choice::Lookup { index_query, base, table, qualifier, .. } => {
+                let mut keys = sink::CollectSink::default();
+                self.select_routed(*index_query, None, Some(source.clone()), &mut keys).await?;
+                let q = if keys.rows.len() > LOOKUP_LIMIT {
+                    *base
+                } else {
+                    with_keys(*base, &table, &qualifier, &keys.rows)?
+                };
+                self.select_routed(q, None, Some(source), sink).await
+            }
+        }
+    }
+
+    /// A SELECT after the choice of indexes: pushed whole to one DN when the
+    /// route allows, else run in DataFusion; on `source` when given.
+    async fn select_routed(
+        &mut self,
+        mut q: Query,
+        lock: Option<planner::locking::LockingRead>,
+        source: Option<ConnSource>,
+        sink: &mut dyn ResultSink,
+    ) -> Result<()> {
+        let snap = self.cluster.catalog.snapshot();
         let suffix = lock.as_ref().map_or("", |l| l.suffix.as_str());
         let route = planner::route_query(&snap, self.db.as_deref(), &q, self.cluster.any_dn())?;
         match route {
@@ -361,12 +434,20 @@ impl Session {
             Route::SingleDn { dn, partition } => {
                 let mut names = PhysicalNames { snap: &snap, db: self.db.as_deref(), dn, partition, alias: true };
                 planner::to_physical(&mut q, &mut names);
-                let source = if lock.is_some() { self.locking_source() } else { self.source() };
+                let source = match source {
+                    Some(x) => x,
+                    None if lock.is_some() => self.locking_source(),
+                    None => self.source(),
+                };
                 self.run_on_dn_in(&source, dn, &format!("{q}{suffix}"), sink).await
             }
             Route::Distributed => {
                 name_select_items(&mut q);
-                let source = if lock.is_some() { self.locking_source() } else { self.read_source() };
+                let source = match source {
+                    Some(x) => x,
+                    None if lock.is_some() => self.locking_source(),
+                    None => self.read_source(),
+                };
                 let stmt = Statement::Query(Box::new(q));
                 let (db, limit) = (self.db.as_deref(), self.memory_limit());
                 crate::executor::run(snap.clone(), source, db, stmt, lock.as_ref(), sink, limit).await

@@ -68,6 +68,11 @@ async fn on_first_partition(s: &mut Session, t: &TableDef, sql: String) -> Resul
     Ok(c)
 }
 
+/// Text columns named `names`.
+pub fn text_columns(names: &[&str]) -> Vec<ColumnDef> {
+    text_cols(names)
+}
+
 fn text_cols(names: &[&str]) -> Vec<ColumnDef> {
     names.iter().map(|n| ColumnDef::text(*n)).collect()
 }
@@ -79,6 +84,10 @@ pub async fn show(s: &mut Session, sql: &str, sink: &mut dyn ResultSink) -> Resu
     let w: Vec<&str> =
         up.iter().skip(1).map(String::as_str).filter(|w| *w != "FULL" && *w != "SESSION" && *w != "GLOBAL").collect();
     let full = up.get(1).is_some_and(|w| w == "FULL");
+    if up.get(1).is_some_and(|w| w == "GLOBAL") && up.get(2).is_some_and(|w| w == "INDEX" || w == "INDEXES") {
+        let t = if up.len() > 3 { Some(table_arg(s, &toks)?) } else { None };
+        return crate::gsi::ddl::show(s, t, sink).await;
+    }
     let snap = s.cluster.catalog.snapshot();
     match w.as_slice() {
         ["DATABASES", ..] | ["SCHEMAS", ..] => {

@@ -45,6 +45,33 @@ impl ResultSink for CollectSink {
     }
 }
 
+/// Passes a result set on with one more row first (EXPLAIN's line for a
+/// choice the CN made before DataFusion planned).
+pub struct PrefixSink<'a> {
+    pub inner: &'a mut dyn ResultSink,
+    pub first: Option<TextRow>,
+}
+
+#[async_trait]
+impl ResultSink for PrefixSink<'_> {
+    async fn columns(&mut self, cols: &[ColumnDef]) -> Result<()> {
+        self.inner.columns(cols).await?;
+        if let Some(r) = self.first.take() {
+            self.inner.row(&r).await?;
+        }
+        Ok(())
+    }
+    async fn row(&mut self, row: &[Option<Vec<u8>>]) -> Result<()> {
+        self.inner.row(row).await
+    }
+    async fn end_rows(&mut self) -> Result<()> {
+        self.inner.end_rows().await
+    }
+    async fn ok(&mut self, affected: u64, last_insert_id: u64, info: &str) -> Result<()> {
+        self.inner.ok(affected, last_insert_id, info).await
+    }
+}
+
 /// Sends a whole in-memory result set to a sink.
 pub async fn send_rows(sink: &mut dyn ResultSink, cols: &[ColumnDef], rows: Vec<Vec<Option<String>>>) -> Result<()> {
     sink.columns(cols).await?;

@@ -87,6 +87,18 @@ impl StmtSnapshot {
         ))
     }
 
+    /// Opens one read view on every DN (two when there is one DN, so reads
+    /// never fall back to single autocommit reads), shared by all of a
+    /// statement's reads: for statements made of several reads whose shards
+    /// are not known up front (a global-index lookup).
+    pub async fn open_every_dn(&self) -> Result<()> {
+        let n = self.cluster.dns.len() as u32;
+        let per_dn = if n == 1 { 2 } else { 1 };
+        self.open(&(0..n).map(|d| (d, per_dn)).collect()).await?;
+        self.shared.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+
     /// One attempt: `Ok(Err(amx))` when a DN raised.
     async fn try_open(
         &self,

