@@ -60,6 +60,28 @@ pub struct Cluster {
     rr: AtomicU64,
     /// The memory all queries share and where they spill.
     pub memory: Arc<crate::executor::memory::CnMemory>,
+    /// Reads and writes running on this CN, by the catalog version they
+    /// started with: an online schema change waits for the older ones.
+    running: Mutex<BTreeMap<u64, usize>>,
+}
+
+/// A read or write statement in progress, registered under the catalog
+/// version it started with (see [`Cluster::enter_statement`]).
+pub struct StatementGuard {
+    cluster: Arc<Cluster>,
+    version: u64,
+}
+
+impl Drop for StatementGuard {
+    fn drop(&mut self) {
+        let mut r = self.cluster.running.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = r.get_mut(&self.version) {
+            *n -= 1;
+            if *n == 0 {
+                r.remove(&self.version);
+            }
+        }
+    }
 }
 
 /// The source of transaction timestamps.
@@ -136,6 +158,7 @@ impl Cluster {
             rr: AtomicU64::new(0),
             memory,
             config,
+            running: Mutex::new(BTreeMap::new()),
         });
         crate::txn::recovery::register_in_doubt(&cluster).await;
         Ok(cluster)
@@ -195,6 +218,32 @@ impl Cluster {
     /// A DN for a read of a broadcast table (round robin).
     pub fn any_dn(&self) -> u32 {
         (self.rr.fetch_add(1, Ordering::Relaxed) % self.dns.len() as u64) as u32
+    }
+
+    /// Registers a read or write statement under the current catalog
+    /// version until the guard drops.
+    pub fn enter_statement(self: &Arc<Self>) -> StatementGuard {
+        let version = self.catalog.snapshot().version;
+        *self.running.lock().unwrap_or_else(|e| e.into_inner()).entry(version).or_default() += 1;
+        StatementGuard { cluster: self.clone(), version }
+    }
+
+    /// Waits until no statement on this CN still runs with a catalog older
+    /// than `version` (at most `limit`): after a schema change, the
+    /// statements that planned with the previous state have finished.
+    /// Returns whether they all did.
+    pub async fn drain_statements_below(&self, version: u64, limit: Duration) -> bool {
+        let start = std::time::Instant::now();
+        loop {
+            let oldest = self.running.lock().unwrap_or_else(|e| e.into_inner()).keys().next().copied();
+            if oldest.is_none_or(|v| v >= version) {
+                return true;
+            }
+            if start.elapsed() >= limit {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     /// Reloads the catalog from the metadb if its version moved.

@@ -204,3 +204,224 @@ fn online_create_and_drop_index_and_partition_key_updates() {
         c.query_drop("DROP INDEX c_cust ON o").await.unwrap();
     });
 }
+
+/// Errors a concurrent writer expects and retries: a duplicate, a deadlock
+/// victim, a lock wait timeout, a write conflict under snapshot isolation.
+fn retryable(e: &mysql_async::Error) -> bool {
+    matches!(e, mysql_async::Error::Server(s) if [1062, 1213, 1205, 1020].contains(&s.code))
+}
+
+/// Writers over `acct` (partitioned by region, global index gk on k
+/// covering v): inserts, deletes, updates of the index column, of the
+/// partition key (rows move), of the covering column, and two-statement
+/// transactions. Runs until `stop`; returns the statements that succeeded.
+async fn writer(
+    db: &'static str,
+    seed: u64,
+    next_id: std::sync::Arc<std::sync::atomic::AtomicI64>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> u64 {
+    use rand::{Rng, SeedableRng};
+    use std::sync::atomic::Ordering;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut c = connect(Some(db)).await;
+    let mut done = 0;
+    while !stop.load(Ordering::Relaxed) {
+        let top = next_id.load(Ordering::Relaxed);
+        let id = rng.random_range(1..top.max(2));
+        let (k, r, v) = (rng.random_range(0..50), rng.random_range(0..8), rng.random_range(0..1000));
+        let stmts: Vec<String> = match rng.random_range(0..6) {
+            0 | 1 => {
+                vec![format!("INSERT INTO acct VALUES ({}, {k}, {r}, {v})", next_id.fetch_add(1, Ordering::Relaxed))]
+            }
+            2 => vec![format!("DELETE FROM acct WHERE id = {id}")],
+            3 => vec![format!("UPDATE acct SET k = {k} WHERE id = {id}")],
+            4 => vec![format!("UPDATE acct SET region = {r}, v = {v} WHERE id = {id}")],
+            _ => vec![
+                "BEGIN".into(),
+                format!("UPDATE acct SET v = v + 1 WHERE k = {k}"),
+                format!("UPDATE acct SET k = {} WHERE id = {id}", (k + 1) % 50),
+                "COMMIT".into(),
+            ],
+        };
+        let mut ok = true;
+        for s in &stmts {
+            if let Err(e) = c.query_drop(s).await {
+                assert!(retryable(&e), "{s}: {e}");
+                let _ = c.query_drop("ROLLBACK").await;
+                ok = false;
+                break;
+            }
+        }
+        done += u64::from(ok);
+    }
+    done
+}
+
+/// Reads the table and its index in one snapshot (a READ ONLY
+/// transaction's read views, no locking reads) until `stop`, counting
+/// comparisons and mismatches in `stats`.
+async fn checker(
+    db: &'static str,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    stats: std::sync::Arc<[std::sync::atomic::AtomicU64; 2]>,
+) {
+    use std::sync::atomic::Ordering;
+    let mut c = connect(Some(db)).await;
+    while !stop.load(Ordering::Relaxed) {
+        c.query_drop("START TRANSACTION READ ONLY").await.unwrap();
+        let base: Vec<(i64, i64, i64)> = c.query("SELECT id, k, v FROM acct ORDER BY id").await.unwrap();
+        let index: Vec<(i64, i64, i64)> = c.query("SELECT id, k, v FROM `acct$gk` ORDER BY id").await.unwrap();
+        c.query_drop("COMMIT").await.unwrap();
+        stats[0].fetch_add(1, Ordering::Relaxed);
+        stats[1].fetch_add(u64::from(base != index), Ordering::Relaxed);
+    }
+}
+
+/// Runs 4 writers and 2 checkers for `secs` (or, with `until_bad`, until a
+/// checker saw a mismatch); returns (writes, comparisons, mismatches).
+async fn run_workload(secs: u64, until_bad: bool) -> (u64, u64, u64) {
+    use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+    use std::sync::Arc;
+    let mut c = connect(Some("g_cons")).await;
+    let top: Option<i64> = c.query_first("SELECT MAX(id) FROM acct").await.unwrap();
+    let next_id = Arc::new(AtomicI64::new(top.unwrap_or(0) + 1));
+    let stop = Arc::new(AtomicBool::new(false));
+    let stats = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
+    let writers: Vec<_> =
+        (0..4).map(|i| tokio::spawn(writer("g_cons", i + secs * 10, next_id.clone(), stop.clone()))).collect();
+    let checkers: Vec<_> = (0..2).map(|_| tokio::spawn(checker("g_cons", stop.clone(), stats.clone()))).collect();
+    let start = std::time::Instant::now();
+    while start.elapsed().as_secs() < secs && !(until_bad && stats[1].load(Ordering::Relaxed) > 0) {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut writes = 0;
+    for w in writers {
+        writes += w.await.unwrap();
+    }
+    for h in checkers {
+        h.await.unwrap();
+    }
+    (writes, stats[0].load(Ordering::Relaxed), stats[1].load(Ordering::Relaxed))
+}
+
+#[test]
+fn index_and_table_agree_in_every_snapshot_and_the_negative_control_sees_them_differ() {
+    block_on_exclusive(async {
+        let mut c = fresh_db("g_cons").await;
+        c.query_drop(
+            "CREATE TABLE acct (id BIGINT PRIMARY KEY, k INT NOT NULL, region INT NOT NULL, v INT, \
+             GLOBAL INDEX gk (k) COVERING (v) PARTITION BY KEY(k) PARTITIONS 4) PARTITION BY KEY(region) PARTITIONS 4",
+        )
+        .await
+        .unwrap();
+        let rows: Vec<String> = (1..=200).map(|i| format!("({i}, {}, {}, {i})", i % 50, i % 8)).collect();
+        c.query_drop(format!("INSERT INTO acct VALUES {}", rows.join(", "))).await.unwrap();
+        // The views of one snapshot are made up to 5 ms apart on the DNs:
+        // the window the agents' gate must cover.
+        dn_plugin::agent::set_view_pause(std::time::Duration::from_millis(5));
+        let (writes, n, bad) = run_workload(12, false).await;
+        eprintln!("gating on: {writes} writes, {n} comparisons, {bad} mismatches");
+        assert!(writes > 50 && n > 5, "the workload ran ({writes} writes, {n} comparisons)");
+        assert_eq!(bad, 0, "a snapshot showed the table and its index differently");
+        assert_clean(&mut c, "gk", "acct").await;
+
+        // Negative control: without gating a reader's views on different
+        // DNs straddle commits, and the two sides disagree.
+        for a in &env().cluster.agents {
+            a.set_gating(false).await.unwrap();
+        }
+        let (writes, n, bad) = run_workload(30, true).await;
+        for a in &env().cluster.agents {
+            a.set_gating(true).await.unwrap();
+        }
+        dn_plugin::agent::set_view_pause(std::time::Duration::ZERO);
+        eprintln!("gating off: {writes} writes, {n} comparisons, {bad} mismatches");
+        assert!(bad > 0 || n == 0, "the negative control saw no mismatch in {n} comparisons");
+        // Every write was atomic: the index is still exact.
+        assert_clean(&mut c, "gk", "acct").await;
+    });
+}
+
+#[test]
+fn concurrent_duplicates_never_leave_two_rows_in_a_unique_global_index() {
+    block_on(async {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        use std::sync::Arc;
+        let mut c = fresh_db("g_dup").await;
+        c.query_drop(
+            "CREATE TABLE u (id INT PRIMARY KEY, email VARCHAR(20), UNIQUE GLOBAL INDEX ge (email) PARTITION BY KEY(email) PARTITIONS 4) \
+             PARTITION BY KEY(id) PARTITIONS 4",
+        )
+        .await
+        .unwrap();
+        let inserted = Arc::new(AtomicU64::new(0));
+        let tasks: Vec<_> = (0..8)
+            .map(|k| {
+                let inserted = inserted.clone();
+                tokio::spawn(async move {
+                    let mut c = connect(Some("g_dup")).await;
+                    for i in 0..40 {
+                        let id = k * 1000 + i;
+                        match c.query_drop(format!("INSERT INTO u VALUES ({id}, 'e{}')", i % 20)).await {
+                            Ok(()) => {
+                                inserted.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Err(e) => assert!(retryable(&e), "{e}"),
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let dups: Vec<(String, i64)> =
+            c.query("SELECT email, COUNT(*) FROM u GROUP BY email HAVING COUNT(*) > 1").await.unwrap();
+        assert!(dups.is_empty(), "duplicates: {dups:?}");
+        let n: i64 = c.query_first("SELECT COUNT(*) FROM u").await.unwrap().unwrap();
+        assert_eq!(n, 20);
+        assert_eq!(inserted.load(Ordering::Relaxed), 20);
+        assert_clean(&mut c, "ge", "u").await;
+    });
+}
+
+#[test]
+fn online_create_index_under_writes_ends_clean_and_kill_cancels_it() {
+    block_on(async {
+        use std::sync::atomic::{AtomicBool, AtomicI64};
+        use std::sync::Arc;
+        let mut c = fresh_db("g_cons2").await;
+        c.query_drop("CREATE TABLE acct (id BIGINT PRIMARY KEY, k INT NOT NULL, region INT NOT NULL, v INT) PARTITION BY KEY(region) PARTITIONS 4")
+            .await
+            .unwrap();
+        let rows: Vec<String> = (1..=3000).map(|i| format!("({i}, {}, {}, {i})", i % 50, i % 8)).collect();
+        c.query_drop(format!("INSERT INTO acct VALUES {}", rows.join(", "))).await.unwrap();
+        let next_id = Arc::new(AtomicI64::new(3001));
+        let stop = Arc::new(AtomicBool::new(false));
+        let writers: Vec<_> =
+            (0..3).map(|i| tokio::spawn(writer("g_cons2", 100 + i, next_id.clone(), stop.clone()))).collect();
+        // KILL QUERY cancels a creation and leaves no index behind.
+        let id: u32 = c.query_first("SELECT CONNECTION_ID()").await.unwrap().unwrap();
+        let killer = tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+            connect(None).await.query_drop(format!("KILL QUERY {id}")).await.unwrap();
+        });
+        let e = c.query_drop("CREATE GLOBAL INDEX gk ON acct (k) COVERING (v)").await.unwrap_err();
+        assert_eq!(code(e), 1317);
+        killer.await.unwrap();
+        let gs: Vec<mysql_async::Row> = c.query("SHOW GLOBAL INDEX FROM acct").await.unwrap();
+        assert!(gs.is_empty());
+        // The same creation, left to finish while the writers go on.
+        c.query_drop("CREATE GLOBAL INDEX gk ON acct (k) COVERING (v)").await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut writes = 0;
+        for w in writers {
+            writes += w.await.unwrap();
+        }
+        assert!(writes > 20, "the writers ran ({writes})");
+        assert_clean(&mut c, "gk", "acct").await;
+    });
+}

@@ -274,8 +274,13 @@ impl Catalog {
     pub fn snapshot(&self) -> Arc<CatalogSnapshot> {
         self.current.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
+    /// Installs `snap` unless a newer version is installed already (a slow
+    /// reload must not bring back a catalog a DDL has replaced).
     pub fn install(&self, snap: CatalogSnapshot) {
-        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(snap);
+        let mut cur = self.current.write().unwrap_or_else(|e| e.into_inner());
+        if snap.version >= cur.version {
+            *cur = Arc::new(snap);
+        }
     }
 }
 

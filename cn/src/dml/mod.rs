@@ -22,6 +22,7 @@ use std::sync::Arc;
 
 /// Runs INSERT, UPDATE or DELETE.
 pub async fn execute(s: &mut Session, stmt: Statement, sink: &mut dyn ResultSink) -> Result<()> {
+    let _running = s.cluster.enter_statement();
     let snap = s.cluster.catalog.snapshot();
     let (affected, last_id) = match stmt {
         Statement::Insert(ins) => insert(s, &snap, ins).await?,

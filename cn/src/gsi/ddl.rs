@@ -279,8 +279,19 @@ async fn set_state(cluster: &Cluster, db: &str, t: &str, name: &str, state: Opti
     nd.version += 1;
     cluster.metadb.put_table(&nd).await?;
     cluster.refresh_catalog().await?;
-    tokio::time::sleep(propagation(cluster)).await;
+    settle(cluster).await;
     Ok(())
+}
+
+/// Waits until the catalog just installed is the only one in use: this
+/// CN's statements that started with an older one have ended, and other
+/// CNs have polled (F1's bound on how far apart CNs can be).
+async fn settle(cluster: &Cluster) {
+    let version = cluster.catalog.snapshot().version;
+    if !cluster.drain_statements_below(version, Duration::from_secs(60)).await {
+        tracing::warn!(version, "statements planned with an older catalog still run after 60 s");
+    }
+    tokio::time::sleep(propagation(cluster)).await;
 }
 
 /// Online CREATE INDEX: the index table is created, the index enters
@@ -306,7 +317,7 @@ async fn create_online(s: &mut Session, def: &TableDef, spec: &IndexSpec) -> Res
     }
     let r = async {
         cluster.refresh_catalog().await?;
-        tokio::time::sleep(propagation(&cluster)).await;
+        settle(&cluster).await;
         set_state(&cluster, &def.db, &def.name, &g.name, Some(IndexState::WriteOnly)).await?;
         set_state(&cluster, &def.db, &def.name, &g.name, Some(IndexState::WriteReorg)).await?;
         backfill(s, &def.db, &def.name, &g.name).await?;

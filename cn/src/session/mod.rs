@@ -361,6 +361,7 @@ impl Session {
     /// A SELECT: pushed whole to one DN when the route allows, else run
     /// in DataFusion.
     async fn select(&mut self, mut q: Query, sink: &mut dyn ResultSink) -> Result<()> {
+        let _running = self.cluster.enter_statement();
         let snap = self.cluster.catalog.snapshot();
         if self.substitute_session_values(&mut q, None) {
             // PolarDB-X's TSO_TIMESTAMP(): a fresh timestamp from the TSO,
