@@ -42,6 +42,11 @@ fn global_indexes_are_maintained_by_every_write_and_used_by_point_queries() {
         .unwrap();
         let gs: Vec<mysql_async::Row> = c.query("SHOW GLOBAL INDEX FROM t").await.unwrap();
         assert_eq!(gs.len(), 2);
+        let info: Vec<(String, String, String)> = c
+            .query("SELECT key_name, index_names, covering_names FROM information_schema.global_indexes WHERE `schema` = 'g_basic' ORDER BY key_name")
+            .await
+            .unwrap();
+        assert_eq!(info[1], ("g_seller".to_string(), "seller".to_string(), "id, amount".to_string()));
         let names: Vec<String> = gs.iter().map(|r| r.get::<String, _>(3).unwrap()).collect();
         assert_eq!(names, vec!["g_email", "g_seller"]);
         assert_eq!(gs[0].get::<String, _>(10).unwrap(), "PUBLIC");
@@ -413,8 +418,43 @@ fn online_create_index_under_writes_ends_clean_and_kill_cancels_it() {
         killer.await.unwrap();
         let gs: Vec<mysql_async::Row> = c.query("SHOW GLOBAL INDEX FROM acct").await.unwrap();
         assert!(gs.is_empty());
-        // The same creation, left to finish while the writers go on.
+        // The same creation, left to finish while the writers go on; its
+        // states and the backfill's progress show in SHOW GLOBAL INDEX.
+        let watching = Arc::new(AtomicBool::new(true));
+        let watcher = {
+            let watching = watching.clone();
+            tokio::spawn(async move {
+                let mut w = connect(Some("g_cons2")).await;
+                let mut seen: Vec<(String, Option<String>)> = Vec::new();
+                while watching.load(std::sync::atomic::Ordering::Relaxed) {
+                    let rows: Vec<mysql_async::Row> = w.query("SHOW GLOBAL INDEX FROM acct").await.unwrap();
+                    for r in rows {
+                        let st = (r.get::<String, _>(10).unwrap(), r.get::<Option<String>, _>(11).unwrap());
+                        if !seen.contains(&st) {
+                            seen.push(st);
+                        }
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+                seen
+            })
+        };
         c.query_drop("CREATE GLOBAL INDEX gk ON acct (k) COVERING (v)").await.unwrap();
+        watching.store(false, std::sync::atomic::Ordering::Relaxed);
+        let seen = watcher.await.unwrap();
+        let states: Vec<&str> = seen.iter().map(|s| s.0.as_str()).collect();
+        for want in ["DELETE_ONLY", "WRITE_ONLY", "WRITE_REORG"] {
+            assert!(states.contains(&want), "never saw {want}: {seen:?}");
+        }
+        let progress = |p: &str| -> Option<(u64, u64)> {
+            let (a, b) = p.split_once(" / ")?;
+            Some((a.parse().ok()?, b.parse().ok()?))
+        };
+        assert!(
+            seen.iter().any(|(st, p)| st == "WRITE_REORG"
+                && p.as_deref().and_then(progress).is_some_and(|(d, t)| d > 0 && t >= 3000)),
+            "no backfill progress seen: {seen:?}"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         let mut writes = 0;

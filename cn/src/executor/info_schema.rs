@@ -1,7 +1,8 @@
 //! `information_schema` over the logical catalog: SCHEMATA, TABLES, COLUMNS,
 //! STATISTICS (the views MySQL tools read), built from the CN's catalog
 //! snapshot, never from the physical tables; and CN_TRX, the distributed
-//! transactions in flight on this CN (as `SHOW TRANS`; TiDB's TIDB_TRX).
+//! transactions in flight on this CN (as `SHOW TRANS`; TiDB's TIDB_TRX), and
+//! GLOBAL_INDEXES (PolarDB-X's view of the global secondary indexes).
 
 use crate::catalog::{CatalogSnapshot, Partitioning, TableDef};
 use crate::txn::TxnInfo;
@@ -12,7 +13,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::{MemTable, SchemaProvider, TableProvider};
 use std::sync::Arc;
 
-const TABLES: &[&str] = &["schemata", "tables", "columns", "statistics", "cn_trx"];
+const TABLES: &[&str] = &["schemata", "tables", "columns", "statistics", "cn_trx", "global_indexes"];
 
 /// The `information_schema` schema.
 #[derive(Debug)]
@@ -206,6 +207,16 @@ impl InfoSchema {
                     })
                     .collect();
                 mem_table(&names, cols)
+            }
+            "global_indexes" => {
+                // As SHOW GLOBAL INDEX (without the backfill's progress,
+                // which lives in the metadb).
+                let rows: Vec<Vec<Option<String>>> = tables(snap)
+                    .flat_map(|t| t.global_indexes.iter().map(move |g| crate::gsi::ddl::global_index_row(t, g, None)))
+                    .collect();
+                let names = crate::gsi::ddl::SHOW_COLUMNS;
+                let cols = (0..names.len()).map(|i| Col::Text(rows.iter().map(|r| r[i].clone()).collect())).collect();
+                mem_table(names, cols)
             }
             _ => return None,
         })

@@ -319,8 +319,10 @@ async fn create_online(s: &mut Session, def: &TableDef, spec: &IndexSpec) -> Res
         cluster.refresh_catalog().await?;
         settle(&cluster).await;
         set_state(&cluster, &def.db, &def.name, &g.name, Some(IndexState::WriteOnly)).await?;
+        let total = count_rows(&cluster, def).await?;
+        cluster.metadb.backfill_progress(&def.db, &def.name, &g.name, Some((0, total))).await?;
         set_state(&cluster, &def.db, &def.name, &g.name, Some(IndexState::WriteReorg)).await?;
-        backfill(s, &def.db, &def.name, &g.name).await?;
+        backfill(s, &def.db, &def.name, &g.name, total).await?;
         set_state(&cluster, &def.db, &def.name, &g.name, Some(IndexState::Public)).await
     }
     .await;
@@ -340,24 +342,12 @@ async fn create_online(s: &mut Session, def: &TableDef, spec: &IndexSpec) -> Res
 /// UPDATE; index rows already there (written by concurrent statements)
 /// are kept. Errors: 1062 when a unique index meets a duplicate, 1317 on
 /// KILL QUERY.
-async fn backfill(s: &mut Session, db: &str, t: &str, name: &str) -> Result<()> {
+async fn backfill(s: &mut Session, db: &str, t: &str, name: &str, total: u64) -> Result<()> {
     let cluster = s.cluster.clone();
     let snap = cluster.catalog.snapshot();
     let def = snap.base_table(db, t).ok_or_else(|| CnError::no_such_table(db, t))?.clone();
     let g = def.global_index(name).ok_or_else(|| CnError::internal("index vanished during backfill"))?.clone();
     let only = TableDef { global_indexes: vec![g.clone()], ..TableDef::clone(&def) };
-    let mut total = 0u64;
-    for p in &def.partitions {
-        let d = cluster.dn(p.dn)?;
-        let mut c = d.conn().await?;
-        let n: Option<u64> = mysql_async::prelude::Queryable::query_first(
-            &mut c,
-            format!("SELECT COUNT(*) FROM {}.{}", quote_ident(db), quote_ident(&p.phys_table)),
-        )
-        .await
-        .map_err(|e| d.err(e))?;
-        total += n.unwrap_or(0);
-    }
     let mut done = 0u64;
     cluster.metadb.backfill_progress(db, t, name, Some((done, total))).await?;
     let pk_cols = def.primary_key.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ");
@@ -400,6 +390,24 @@ async fn backfill(s: &mut Session, db: &str, t: &str, name: &str) -> Result<()> 
         }
     }
     Ok(())
+}
+
+/// The rows of a table (summed `COUNT(*)` of its partitions): the
+/// backfill's total.
+async fn count_rows(cluster: &Cluster, def: &TableDef) -> Result<u64> {
+    let mut total = 0u64;
+    for p in &def.partitions {
+        let d = cluster.dn(p.dn)?;
+        let mut c = d.conn().await?;
+        let n: Option<u64> = mysql_async::prelude::Queryable::query_first(
+            &mut c,
+            format!("SELECT COUNT(*) FROM {}.{}", quote_ident(&def.db), quote_ident(&p.phys_table)),
+        )
+        .await
+        .map_err(|e| d.err(e))?;
+        total += n.unwrap_or(0);
+    }
+    Ok(total)
 }
 
 /// Inserts the index rows of `rows` that the index lacks.

@@ -302,7 +302,7 @@ async fn insert_in(
     let values = |rs: &[&Vec<Expr>]| InsertShape::values(rs);
     let pk_in_exprs = |rs: &[&Vec<Expr>]| shape.pk_in(rs);
     if mode == Conflict::Fail {
-        return Ok(shape.insert(st, rows.iter().collect(), false).await?.0);
+        return shape.insert(st, rows.iter().collect()).await;
     }
     let uniques: Vec<&GlobalIndex> = writable(def).filter(|g| g.unique).collect();
     let mut affected = 0;
@@ -374,7 +374,7 @@ async fn insert_in(
                     }
                     let olds: Vec<Row> = found.iter().map(|(_, r)| r.clone()).collect();
                     delete_index_rows(st, def, def.global_indexes.iter(), &olds).await?;
-                    affected += found.len() as u64 + shape.insert(st, vec![row], false).await?.0;
+                    affected += found.len() as u64 + shape.insert(st, vec![row]).await?;
                 } else if let Some((p, old)) = found.into_iter().next() {
                     let Some(OnInsert::DuplicateKeyUpdate(assignments)) = &ins.on else {
                         return Err(CnError::unsupported("INSERT … ON CONFLICT"));
@@ -398,7 +398,7 @@ async fn insert_in(
                         affected += 2;
                     }
                 } else {
-                    affected += shape.insert(st, vec![row], false).await?.0;
+                    affected += shape.insert(st, vec![row]).await?;
                 }
             }
             Conflict::Fail => unreachable!("handled above"),
@@ -441,11 +441,36 @@ impl InsertShape<'_> {
         format!("({}) IN ({})", lhs.join(", "), tuples.join(", "))
     }
 
-    /// Inserts rows into their partitions (in parallel across DNs), reads
-    /// them back, then writes their index rows. Returns the rows inserted
-    /// and their full values.
-    async fn insert(&self, st: &StatementTxn, rs: Vec<&Vec<Expr>>, ignore: bool) -> Result<(u64, Vec<Row>)> {
+    /// The rows as base rows (the columns the writable indexes store, the
+    /// others NULL) when every such column is given as a literal: then the
+    /// index rows need no read-back. MariaDB converts each literal to the
+    /// same column type on both sides.
+    fn literal_rows(&self, rs: &[&Vec<Expr>]) -> Option<Vec<Row>> {
+        let needed: BTreeSet<&String> =
+            writable(self.def).flat_map(|g| g.table.columns.iter().map(|c| &c.name)).collect();
+        let pos: Vec<(usize, usize)> = needed
+            .into_iter()
+            .map(|n| Some((self.def.column_index(n)?, self.cols.iter().position(|c| c == n)?)))
+            .collect::<Option<_>>()?;
+        rs.iter()
+            .map(|r| {
+                let mut full: Row = vec![None; self.def.columns.len()];
+                for (di, ci) in &pos {
+                    full[*di] = literal_text(&r[*ci])?.map(String::into_bytes);
+                }
+                Some(full)
+            })
+            .collect()
+    }
+
+    /// Inserts rows into their partitions (in parallel across DNs), then
+    /// writes their index rows: from the literals when [`Self::literal_rows`]
+    /// can, else from the rows read back (defaults, expressions). Returns
+    /// the count inserted.
+    async fn insert(&self, st: &StatementTxn, rs: Vec<&Vec<Expr>>) -> Result<u64> {
         let def = self.def;
+        let direct = self.literal_rows(&rs);
+        let read_back = direct.is_none();
         let col_list = self.cols.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ");
         let mut by_part: BTreeMap<usize, Vec<&Vec<Expr>>> = BTreeMap::new();
         for r in rs {
@@ -456,14 +481,9 @@ impl InsertShape<'_> {
             let mut full = Vec::new();
             let mut n = 0;
             for chunk in rs.chunks(CHUNK) {
-                let sql = format!(
-                    "INSERT {}INTO {} ({col_list}) VALUES {}",
-                    if ignore { "IGNORE " } else { "" },
-                    phys(def, p),
-                    Self::values(chunk)
-                );
+                let sql = format!("INSERT INTO {} ({col_list}) VALUES {}", phys(def, p), Self::values(chunk));
                 n += st.exec(def.partitions[p].dn, &sql).await?;
-                if n > 0 {
+                if read_back {
                     let read = format!(
                         "SELECT {} FROM {} WHERE {} FOR UPDATE",
                         all_columns(def),
@@ -482,8 +502,8 @@ impl InsertShape<'_> {
             n += k;
             full.extend(f);
         }
-        insert_index_rows(st, def, &full).await?;
-        Ok((n, full))
+        insert_index_rows(st, def, direct.as_deref().unwrap_or(&full)).await?;
+        Ok(n)
     }
 }
 
@@ -576,9 +596,31 @@ pub async fn update(
                 .query(dn, &locking_select(def, &rel, pu.selection.as_ref(), &pu.order_by, pu.limit.as_ref()))
                 .await?;
             let set = pu.assignments.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ");
+            // `SET c = literal, …`: the new rows are known without reading them back.
+            let literal_set: Option<Vec<(usize, Option<Vec<u8>>)>> = pu
+                .assignments
+                .iter()
+                .map(|a| match &a.target {
+                    AssignmentTarget::ColumnName(n) => {
+                        let col = n.0.last()?.to_string().trim_matches('`').to_ascii_lowercase();
+                        Some((def.column_index(&col)?, literal_text(&a.value)?.map(String::into_bytes)))
+                    }
+                    AssignmentTarget::Tuple(_) => None,
+                })
+                .collect();
             for chunk in old.chunks(CHUNK) {
                 let refs: Vec<&Row> = chunk.iter().collect();
                 changed += st.exec(dn, &format!("UPDATE {rel} SET {set} WHERE {}", pk_in(def, &refs)?)).await?;
+                if let Some(set) = &literal_set {
+                    for o in chunk {
+                        let mut n = o.clone();
+                        for (i, v) in set {
+                            n[*i] = v.clone();
+                        }
+                        changes.push((p, o.clone(), n));
+                    }
+                    continue;
+                }
                 let mut new: BTreeMap<Row, Row> = BTreeMap::new();
                 for r in read_back(&st, def, p, &refs).await? {
                     new.insert(pk_of(def, &r)?, r);

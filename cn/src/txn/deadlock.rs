@@ -64,8 +64,16 @@ impl Drop for OwnerGuard {
     fn drop(&mut self) {
         let Some(c) = self.cluster.upgrade() else { return };
         let mut owners = c.lock_owners.lock().unwrap_or_else(|e| e.into_inner());
+        // A thread may already work for another owner: a connection goes
+        // back to the pool when its branch ends (an async commit's branches
+        // end after the transaction answered) and the next transaction that
+        // takes it registers it anew. Removing that registration would hide
+        // the new owner's waits from the detector until the lock wait
+        // timeout.
         for t in self.threads.get_mut().unwrap_or_else(|e| e.into_inner()).iter() {
-            owners.remove(t);
+            if owners.get(t).is_some_and(|o| o.key == self.owner.key) {
+                owners.remove(t);
+            }
         }
     }
 }
