@@ -198,6 +198,9 @@ fn online_create_and_drop_index_and_partition_key_updates() {
         let n: i64 = c.query_first("SELECT COUNT(*) FROM o").await.unwrap().unwrap();
         assert_eq!(n, 2500);
         assert_clean(&mut c, "g_cust", "o").await;
+        // A column a global index stores cannot be dropped under it.
+        let e = c.query_drop("ALTER TABLE o DROP COLUMN cust").await.unwrap_err();
+        assert_eq!(code(e), 1235);
         // ALTER TABLE … DROP INDEX of a global index removes its tables.
         c.query_drop("ALTER TABLE o DROP INDEX g_cust").await.unwrap();
         let gs: Vec<mysql_async::Row> = c.query("SHOW GLOBAL INDEX FROM o").await.unwrap();

@@ -512,6 +512,8 @@ async fn alter_table(
     let snap = cluster.catalog.snapshot();
     let def = snap.table(&db, &t).ok_or_else(|| CnError::no_such_table(&db, &t))?.clone();
     let keys = def.partitioning.key_columns();
+    // A column a global index stores changes only with its index (not yet).
+    let indexed = |c: &str| def.global_indexes.iter().find(|g| g.table.column(c).is_some()).map(|g| g.name.clone());
     let mut ops = Vec::new();
     for op in &at.operations {
         match op {
@@ -519,10 +521,20 @@ async fn alter_table(
                 if column_names.iter().any(|c| keys.contains(&c.value.to_ascii_lowercase())) {
                     return Err(CnError::unsupported("dropping a partition key column"));
                 }
+                if let Some(g) = column_names.iter().find_map(|c| indexed(&c.value)) {
+                    return Err(CnError::unsupported(format!(
+                        "dropping a column of global index {g} (drop the index first)"
+                    )));
+                }
             }
             Op::ModifyColumn { col_name, .. } | Op::ChangeColumn { old_name: col_name, .. } => {
                 if keys.contains(&col_name.value.to_ascii_lowercase()) {
                     return Err(CnError::unsupported("changing a partition key column"));
+                }
+                if let Some(g) = indexed(&col_name.value) {
+                    return Err(CnError::unsupported(format!(
+                        "changing a column of global index {g} (drop the index first)"
+                    )));
                 }
             }
             Op::AddColumn { .. } | Op::AddConstraint { .. } | Op::DropIndex { .. } | Op::AlterColumn { .. } => {}
