@@ -173,15 +173,7 @@ fn placeholders(sql: &str) -> Vec<usize> {
     let mut i = 0;
     while i < b.len() {
         match b[i] {
-            q @ (b'\'' | b'"' | b'`') => {
-                i += 1;
-                while i < b.len() && b[i] != q {
-                    if b[i] == b'\\' && q != b'`' {
-                        i += 1;
-                    }
-                    i += 1;
-                }
-            }
+            b'\'' | b'"' | b'`' => i = crate::planner::split::skip_quoted(b, i),
             b'?' => out.push(i),
             b'-' if b.get(i + 1) == Some(&b'-') => {
                 while i < b.len() && b[i] != b'\n' {

@@ -21,15 +21,7 @@ pub fn locate(sql: &str) -> Result<(usize, Option<usize>)> {
     let (mut i, mut depth, mut open, mut close) = (0usize, 0i32, None, None);
     while i < b.len() {
         match b[i] {
-            q @ (b'\'' | b'"' | b'`') => {
-                i += 1;
-                while i < b.len() && b[i] != q {
-                    if b[i] == b'\\' && q != b'`' {
-                        i += 1;
-                    }
-                    i += 1;
-                }
-            }
+            b'\'' | b'"' | b'`' => i = crate::planner::split::skip_quoted(b, i),
             b'(' => {
                 if depth == 0 && open.is_none() {
                     open = Some(i);

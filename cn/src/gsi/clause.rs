@@ -199,15 +199,7 @@ pub fn split_elements(sql: &str, open: usize) -> Result<(Vec<(usize, usize)>, us
     let mut out = Vec::new();
     while i < b.len() {
         match b[i] {
-            q @ (b'\'' | b'"' | b'`') => {
-                i += 1;
-                while i < b.len() && b[i] != q {
-                    if b[i] == b'\\' && q != b'`' {
-                        i += 1;
-                    }
-                    i += 1;
-                }
-            }
+            b'\'' | b'"' | b'`' => i = crate::planner::split::skip_quoted(b, i),
             b'(' => depth += 1,
             b')' if depth == 0 => {
                 out.push((start, i));
@@ -232,15 +224,7 @@ pub fn inline_unique(element: &str) -> Option<(usize, usize)> {
     let mut i = 0;
     while i < b.len() {
         match b[i] {
-            q @ (b'\'' | b'"' | b'`') => {
-                i += 1;
-                while i < b.len() && b[i] != q {
-                    if b[i] == b'\\' && q != b'`' {
-                        i += 1;
-                    }
-                    i += 1;
-                }
-            }
+            b'\'' | b'"' | b'`' => i = crate::planner::split::skip_quoted(b, i),
             _ => {
                 let boundary = i == 0 || !(b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_');
                 if boundary && element[i..].len() >= 6 && element[i..i + 6].eq_ignore_ascii_case("UNIQUE") {

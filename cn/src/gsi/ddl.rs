@@ -202,12 +202,7 @@ fn find_word(upper: &str, w: &str) -> Option<usize> {
     let mut i = 0;
     while i < b.len() {
         match b[i] {
-            q @ (b'\'' | b'"' | b'`') => {
-                i += 1;
-                while i < b.len() && b[i] != q {
-                    i += 1;
-                }
-            }
+            b'\'' | b'"' | b'`' => i = crate::planner::split::skip_quoted(b, i),
             _ => {
                 let start = i == 0 || !(b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_');
                 let end = b.get(i + w.len()).is_none_or(|c| !(c.is_ascii_alphanumeric() || *c == b'_'));

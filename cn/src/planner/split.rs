@@ -1,6 +1,21 @@
 //! Splits a COM_QUERY text into statements at top-level semicolons, keeping
 //! quotes, backticks and comments intact (for multi-statements).
 
+/// The offset of the quote that closes the quoted string, identifier or
+/// backquoted name opening at `b[i]` (`'`, `"` or `` ` ``; backslash escapes
+/// inside the first two), or `b.len()` when it is not closed.
+pub fn skip_quoted(b: &[u8], mut i: usize) -> usize {
+    let q = b[i];
+    i += 1;
+    while i < b.len() && b[i] != q {
+        if b[i] == b'\\' && q != b'`' {
+            i += 1;
+        }
+        i += 1;
+    }
+    i.min(b.len())
+}
+
 /// Statement texts, trimmed, empty ones dropped.
 pub fn split_statements(sql: &str) -> Vec<&str> {
     let b = sql.as_bytes();
@@ -8,15 +23,7 @@ pub fn split_statements(sql: &str) -> Vec<&str> {
     let (mut i, mut start) = (0, 0);
     while i < b.len() {
         match b[i] {
-            q @ (b'\'' | b'"' | b'`') => {
-                i += 1;
-                while i < b.len() && b[i] != q {
-                    if b[i] == b'\\' && q != b'`' {
-                        i += 1;
-                    }
-                    i += 1;
-                }
-            }
+            b'\'' | b'"' | b'`' => i = crate::planner::split::skip_quoted(b, i),
             b'-' if b.get(i + 1) == Some(&b'-') => {
                 while i < b.len() && b[i] != b'\n' {
                     i += 1;
