@@ -366,19 +366,7 @@ pub async fn run_writes(s: &mut Session, work: Vec<(u32, String)>) -> Result<(u6
     // several physical ones, each branch first sets a statement savepoint.
     let statements: usize = per_dn.values().map(Vec::len).sum();
     let st = StatementTxn::begin(s, statements > 1).await?;
-    let results = futures::future::join_all(per_dn.iter().map(|(dn, stmts)| st.exec_many(*dn, stmts))).await;
-    let mut total = 0;
-    let mut err = None;
-    for r in results {
-        match r {
-            Ok(n) => total += n,
-            Err(e) => err = err.or(Some(e)),
-        }
-    }
-    let r = match err {
-        Some(e) => Err(e),
-        None => Ok((total, 0)),
-    };
+    let r = st.exec_per_dn(&per_dn).await.map(|n| (n, 0));
     st.finish(s, r).await
 }
 
@@ -431,6 +419,27 @@ impl StatementTxn {
             let r = c.query_iter(sql.as_str()).await.map_err(|e| d.err(e))?;
             total += r.affected_rows();
             r.drop_result().await.map_err(|e| d.err(e))?;
+        }
+        Ok(total)
+    }
+
+    /// Runs `(dn, sql)` statements, each DN's in order on its branch, the
+    /// DNs concurrently; returns the summed affected rows, or the first
+    /// error (in DN order) once all have ended.
+    pub async fn exec_all(&self, work: Vec<(u32, String)>) -> Result<u64> {
+        let mut per_dn: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+        for (dn, sql) in work {
+            per_dn.entry(dn).or_default().push(sql);
+        }
+        self.exec_per_dn(&per_dn).await
+    }
+
+    /// [`StatementTxn::exec_all`] of statements already grouped by DN.
+    pub async fn exec_per_dn(&self, per_dn: &BTreeMap<u32, Vec<String>>) -> Result<u64> {
+        let results = futures::future::join_all(per_dn.iter().map(|(dn, stmts)| self.exec_many(*dn, stmts))).await;
+        let mut total = 0;
+        for r in results {
+            total += r?;
         }
         Ok(total)
     }

@@ -3,7 +3,7 @@
 //! and reports every index row that is missing, orphaned (no base row),
 //! different from what its base row implies, or on the wrong partition.
 
-use super::{all_columns, index_row, partition_of, pk_of, Row};
+use super::{all_columns, pk_of, IndexLayout, Row};
 use crate::catalog::TableDef;
 use crate::dn::quote_ident;
 use crate::error::{CnError, Result};
@@ -12,7 +12,6 @@ use crate::session::sink::{send_rows, ResultSink};
 use crate::session::Session;
 use crate::txn::snapshot::StmtSnapshot;
 use crate::txn::ConnSource;
-use datafusion::sql::sqlparser::ast::{Ident, ObjectName};
 use mysql_async::prelude::*;
 use std::collections::BTreeMap;
 
@@ -33,10 +32,7 @@ pub async fn check_statement(s: &mut Session, sql: &str, sink: &mut dyn ResultSi
     let snap = s.cluster.catalog.snapshot();
     let def = match words.get(4..) {
         Some([on, table]) if on.eq_ignore_ascii_case("ON") => {
-            let name = ObjectName::from(
-                table.split('.').map(|p| Ident::with_quote('`', p.trim_matches('`'))).collect::<Vec<_>>(),
-            );
-            let (db, t) = resolve_name(&name, s.db.as_deref())?;
+            let (db, t) = resolve_name(&super::table_name(table), s.db.as_deref())?;
             snap.base_table(&db, &t).cloned().ok_or_else(|| CnError::no_such_table(&db, &t))?
         }
         Some([]) | None => {
@@ -81,10 +77,11 @@ pub async fn check(s: &Session, def: &TableDef, idx: &str) -> Result<Vec<Vec<Opt
             )
         }
     };
+    let layout = IndexLayout::new(def, g)?;
     let mut expected: BTreeMap<Row, Row> = BTreeMap::new();
     for p in 0..def.partitions.len() {
         for r in read(def, p).await? {
-            expected.insert(pk_of(def, &r)?, index_row(def, g, &r)?);
+            expected.insert(pk_of(def, &r)?, layout.row(&r));
         }
     }
     let pk_pos = super::positions(&g.table, &g.table.primary_key)?;
@@ -102,7 +99,7 @@ pub async fn check(s: &Session, def: &TableDef, idx: &str) -> Result<Vec<Vec<Opt
                     format!("index has ({}), table implies ({})", show(&ir), show(&want)),
                 )),
                 Some(_) => {
-                    let right = partition_of(&g.table, &ir)?;
+                    let right = layout.partition(&ir)?;
                     if right != p {
                         problems.push((
                             "MISPLACED",

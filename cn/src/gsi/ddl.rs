@@ -3,7 +3,8 @@
 //! PUBLIC, each recorded in the metadb), DROP INDEX, and the SHOW output.
 
 use super::clause::{parse_element, IndexSpec};
-use super::{all_columns, index_row, partition_of, pk_in, positions, Row};
+use super::maintain::{insert_rows_sql, phys};
+use super::{all_columns, pk_in, positions, IndexLayout, Row};
 use crate::catalog::{table_group_name, GlobalIndex, IndexState, Partitioning, TableDef, TypeKind};
 use crate::cluster::Cluster;
 use crate::ddl::{create_partitions, drop_partitions, place_partitions, random_suffix, DEFAULT_PARTITIONS};
@@ -13,8 +14,6 @@ use crate::error::{code, CnError, Result};
 use crate::planner::resolve_name;
 use crate::session::sink::{send_rows, ResultSink};
 use crate::session::Session;
-use datafusion::sql::sqlparser::ast::{Ident, ObjectName};
-use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -125,10 +124,7 @@ pub async fn create_index_statement(s: &mut Session, sql: &str, sink: &mut dyn R
     let table = after[..open].trim();
     let element = format!("{head} {}", &after[open..]);
     let spec = parse_element(&element)?.ok_or_else(|| CnError::parse(format!("near '{head}'")))?;
-    let name = ObjectName::from(
-        table.split('.').map(|p| Ident::with_quote('`', p.trim().trim_matches('`'))).collect::<Vec<_>>(),
-    );
-    let (db, t) = resolve_name(&name, s.db.as_deref())?;
+    let (db, t) = resolve_name(&super::table_name(table), s.db.as_deref())?;
     add_index(s, &db, &t, spec, sink).await
 }
 
@@ -141,9 +137,7 @@ pub async fn alter_table_statement(s: &mut Session, sql: &str, sink: &mut dyn Re
     if words.len() < 5 || !words[0].eq_ignore_ascii_case("ALTER") || !words[1].eq_ignore_ascii_case("TABLE") {
         return Ok(false);
     }
-    let name =
-        ObjectName::from(words[2].split('.').map(|p| Ident::with_quote('`', p.trim_matches('`'))).collect::<Vec<_>>());
-    let (db, t) = resolve_name(&name, s.db.as_deref())?;
+    let (db, t) = resolve_name(&super::table_name(words[2]), s.db.as_deref())?;
     let verb = words[3].to_ascii_uppercase();
     if verb == "DROP" && (words[4].eq_ignore_ascii_case("INDEX") || words[4].eq_ignore_ascii_case("KEY")) {
         let idx = words.get(5).map(|w| w.trim_matches('`').to_ascii_lowercase()).unwrap_or_default();
@@ -181,9 +175,7 @@ pub async fn drop_index_statement(s: &mut Session, sql: &str, sink: &mut dyn Res
     if !on.eq_ignore_ascii_case("ON") {
         return Err(CnError::parse(format!("near '{on}'")));
     }
-    let name =
-        ObjectName::from(table.split('.').map(|p| Ident::with_quote('`', p.trim_matches('`'))).collect::<Vec<_>>());
-    let (db, t) = resolve_name(&name, s.db.as_deref())?;
+    let (db, t) = resolve_name(&super::table_name(table), s.db.as_deref())?;
     let idx = idx.trim_matches('`').to_ascii_lowercase();
     s.cluster.refresh_catalog().await?;
     let snap = s.cluster.catalog.snapshot();
@@ -342,7 +334,6 @@ async fn backfill(s: &mut Session, db: &str, t: &str, name: &str, total: u64) ->
     let snap = cluster.catalog.snapshot();
     let def = snap.base_table(db, t).ok_or_else(|| CnError::no_such_table(db, t))?.clone();
     let g = def.global_index(name).ok_or_else(|| CnError::internal("index vanished during backfill"))?.clone();
-    let only = TableDef { global_indexes: vec![g.clone()], ..TableDef::clone(&def) };
     let mut done = 0u64;
     cluster.metadb.backfill_progress(db, t, name, Some((done, total))).await?;
     let pk_cols = def.primary_key.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ");
@@ -370,7 +361,7 @@ async fn backfill(s: &mut Session, db: &str, t: &str, name: &str, total: u64) ->
             let st = StatementTxn::begin(s, false).await?;
             let r = async {
                 let rows = st.query(p.dn, &sql).await?;
-                copy_rows(&st, &only, &g, &rows).await?;
+                copy_rows(&st, &def, &g, &rows).await?;
                 Ok::<_, CnError>(rows)
             }
             .await;
@@ -406,28 +397,18 @@ async fn count_rows(cluster: &Cluster, def: &TableDef) -> Result<u64> {
 }
 
 /// Inserts the index rows of `rows` that the index lacks.
-async fn copy_rows(st: &StatementTxn, def: &TableDef, g: &crate::catalog::GlobalIndex, rows: &[Row]) -> Result<()> {
-    let mut by_part: BTreeMap<usize, Vec<Row>> = BTreeMap::new();
-    for r in rows {
-        let ir = index_row(def, g, r)?;
-        by_part.entry(partition_of(&g.table, &ir)?).or_default().push(ir);
-    }
-    for (ip, irs) in by_part {
-        let place = &g.table.partitions[ip];
+async fn copy_rows(st: &StatementTxn, def: &TableDef, g: &GlobalIndex, rows: &[Row]) -> Result<()> {
+    let pk_pos = positions(&g.table, &g.table.primary_key)?;
+    let pk_cols = g.table.primary_key.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ");
+    for (ip, irs) in IndexLayout::new(def, g)?.by_partition(rows)? {
+        let dn = g.table.partitions[ip].dn;
         let refs: Vec<&Row> = irs.iter().collect();
         let present = st
             .query(
-                place.dn,
-                &format!(
-                    "SELECT {} FROM {}.{} WHERE {} FOR UPDATE",
-                    g.table.primary_key.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", "),
-                    quote_ident(&g.table.db),
-                    quote_ident(&place.phys_table),
-                    pk_in(&g.table, &refs)?
-                ),
+                dn,
+                &format!("SELECT {pk_cols} FROM {} WHERE {} FOR UPDATE", phys(&g.table, ip), pk_in(&g.table, &refs)?),
             )
             .await?;
-        let pk_pos = positions(&g.table, &g.table.primary_key)?;
         let missing: Vec<&Row> = irs
             .iter()
             .filter(|r| {
@@ -435,28 +416,9 @@ async fn copy_rows(st: &StatementTxn, def: &TableDef, g: &crate::catalog::Global
                 !present.contains(&pk)
             })
             .collect();
-        if missing.is_empty() {
-            continue;
+        if !missing.is_empty() {
+            st.exec(dn, &insert_rows_sql(&g.table, ip, &missing, false)).await?;
         }
-        let values: Vec<String> = missing
-            .iter()
-            .map(|r| {
-                let v: Vec<String> =
-                    g.table.columns.iter().zip(r.iter()).map(|(c, v)| super::literal(c.kind, v.as_deref())).collect();
-                format!("({})", v.join(", "))
-            })
-            .collect();
-        st.exec(
-            place.dn,
-            &format!(
-                "INSERT INTO {}.{} ({}) VALUES {}",
-                quote_ident(&g.table.db),
-                quote_ident(&place.phys_table),
-                all_columns(&g.table),
-                values.join(", ")
-            ),
-        )
-        .await?;
     }
     Ok(())
 }

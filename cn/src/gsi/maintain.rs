@@ -14,7 +14,7 @@
 //! Writes that touch no column of any index (and no partition key) skip
 //! all this and run as before.
 
-use super::{all_columns, index_row, literal, partition_of, pk_in, pk_of, Row};
+use super::{all_columns, literal, partition_of, pk_in, pk_of, IndexLayout, Row};
 use crate::catalog::{CatalogSnapshot, GlobalIndex, TableDef};
 use crate::dml::StatementTxn;
 use crate::dn::quote_ident;
@@ -30,13 +30,13 @@ use std::ops::ControlFlow;
 const CHUNK: usize = 500;
 
 /// `db`.`phys` of partition `p` of `t`.
-fn phys(t: &TableDef, p: usize) -> String {
+pub(super) fn phys(t: &TableDef, p: usize) -> String {
     format!("{}.{}", quote_ident(&t.db), quote_ident(&t.partitions[p].phys_table))
 }
 
 /// `INSERT [IGNORE] INTO` partition `p` of `t` every column of `rows` (full
 /// rows of `t`).
-fn insert_rows_sql(t: &TableDef, p: usize, rows: &[&Row], ignore: bool) -> String {
+pub(super) fn insert_rows_sql(t: &TableDef, p: usize, rows: &[&Row], ignore: bool) -> String {
     let values: Vec<String> = rows
         .iter()
         .map(|r| {
@@ -58,38 +58,23 @@ fn writable(def: &TableDef) -> impl Iterator<Item = &GlobalIndex> {
     def.global_indexes.iter().filter(|g| g.state.writes())
 }
 
-/// Runs `(dn, sql)` statements concurrently (one DN's in order); the first
-/// error wins. Returns the summed affected rows.
-async fn exec_all(st: &StatementTxn, work: Vec<(u32, String)>) -> Result<u64> {
-    let mut per_dn: BTreeMap<u32, Vec<String>> = BTreeMap::new();
-    for (dn, sql) in work {
-        per_dn.entry(dn).or_default().push(sql);
-    }
-    let results = futures::future::join_all(per_dn.iter().map(|(dn, stmts)| st.exec_many(*dn, stmts))).await;
-    let mut total = 0;
-    for r in results {
-        total += r?;
-    }
-    Ok(total)
-}
-
-/// Inserts the index rows of full base rows into the writable indexes.
-async fn insert_index_rows(st: &StatementTxn, def: &TableDef, rows: &[Row]) -> Result<()> {
+/// Inserts the index rows of full base rows into the indexes `which`.
+async fn insert_index_rows<'a>(
+    st: &StatementTxn,
+    def: &TableDef,
+    which: impl Iterator<Item = &'a GlobalIndex>,
+    rows: &[Row],
+) -> Result<()> {
     let mut work = Vec::new();
-    for g in writable(def) {
-        let mut by_part: BTreeMap<usize, Vec<Row>> = BTreeMap::new();
-        for r in rows {
-            let ir = index_row(def, g, r)?;
-            by_part.entry(partition_of(&g.table, &ir)?).or_default().push(ir);
-        }
-        for (p, irs) in by_part {
+    for g in which {
+        for (p, irs) in IndexLayout::new(def, g)?.by_partition(rows)? {
             for chunk in irs.chunks(CHUNK) {
                 let refs: Vec<&Row> = chunk.iter().collect();
                 work.push((g.table.partitions[p].dn, insert_rows_sql(&g.table, p, &refs, false)));
             }
         }
     }
-    exec_all(st, work).await.map(|_| ())
+    st.exec_all(work).await.map(|_| ())
 }
 
 /// Deletes the index rows of full base rows from the indexes `which`.
@@ -101,12 +86,7 @@ async fn delete_index_rows<'a>(
 ) -> Result<()> {
     let mut work = Vec::new();
     for g in which {
-        let mut by_part: BTreeMap<usize, Vec<Row>> = BTreeMap::new();
-        for r in rows {
-            let ir = index_row(def, g, r)?;
-            by_part.entry(partition_of(&g.table, &ir)?).or_default().push(ir);
-        }
-        for (p, irs) in by_part {
+        for (p, irs) in IndexLayout::new(def, g)?.by_partition(rows)? {
             for chunk in irs.chunks(CHUNK) {
                 let refs: Vec<&Row> = chunk.iter().collect();
                 work.push((
@@ -116,7 +96,7 @@ async fn delete_index_rows<'a>(
             }
         }
     }
-    exec_all(st, work).await.map(|_| ())
+    st.exec_all(work).await.map(|_| ())
 }
 
 /// Reads full rows of partition `p` by primary key, locking them.
@@ -146,19 +126,18 @@ async fn apply_changes(st: &StatementTxn, def: &TableDef, changes: &[(usize, Row
         st.exec(dn, &sql).await?;
     }
     for g in &def.global_indexes {
+        let layout = IndexLayout::new(def, g)?;
         let mut old_rows = Vec::new();
         let mut new_rows = Vec::new();
         for (_, old, new) in changes {
-            let (oi, ni) = (index_row(def, g, old)?, index_row(def, g, new)?);
-            if oi != ni {
+            if layout.row(old) != layout.row(new) {
                 old_rows.push(old.clone());
                 new_rows.push(new.clone());
             }
         }
         delete_index_rows(st, def, std::iter::once(g), &old_rows).await?;
         if g.state.writes() {
-            let only = TableDef { global_indexes: vec![g.clone()], ..def.clone() };
-            insert_index_rows(st, &only, &new_rows).await?;
+            insert_index_rows(st, def, std::iter::once(g), &new_rows).await?;
         }
     }
     Ok(())
@@ -297,14 +276,11 @@ async fn insert_in(
         .ok_or_else(|| CnError::unsupported("an INSERT without the primary key into a table with a global index"))?;
     let pk_key = |r: &[Expr]| Key::from_exprs(&pk_pos.iter().map(|&i| &r[i]).collect::<Vec<_>>());
     let shape = InsertShape { def, cols, pk_pos: &pk_pos };
-    let route = |r: &[Expr]| shape.route(r);
-    let col_list = cols.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ");
-    let values = |rs: &[&Vec<Expr>]| InsertShape::values(rs);
-    let pk_in_exprs = |rs: &[&Vec<Expr>]| shape.pk_in(rs);
     if mode == Conflict::Fail {
         return shape.insert(st, rows.iter().collect()).await;
     }
     let uniques: Vec<&GlobalIndex> = writable(def).filter(|g| g.unique).collect();
+    let layouts: Vec<IndexLayout> = writable(def).map(|g| IndexLayout::new(def, g)).collect::<Result<_>>()?;
     let mut affected = 0;
     for row in &rows {
         match mode {
@@ -312,24 +288,30 @@ async fn insert_in(
                 // The base row first (INSERT IGNORE skips a duplicate primary
                 // or local unique key), then each unique index row; a
                 // duplicate there undoes what this row wrote.
-                let p = route(row)?;
-                let sql = format!("INSERT IGNORE INTO {} ({col_list}) VALUES {}", phys(def, p), values(&[row]));
+                let p = shape.route(row)?;
+                let sql = format!(
+                    "INSERT IGNORE INTO {} ({}) VALUES {}",
+                    phys(def, p),
+                    shape.column_list(),
+                    InsertShape::values(&[row])
+                );
                 if st.exec(def.partitions[p].dn, &sql).await? == 0 {
                     continue;
                 }
-                let full = read_back_exprs(st, def, p, &pk_in_exprs(&[row])).await?;
-                let mut done: Vec<GlobalIndex> = Vec::new();
+                let full = read_back_exprs(st, def, p, &shape.pk_in(&[row])).await?;
+                let mut done: Vec<&GlobalIndex> = Vec::new();
                 let mut duplicate = false;
-                for g in writable(def) {
-                    let ir = index_row(def, g, &full)?;
-                    let ip = partition_of(&g.table, &ir)?;
+                for layout in &layouts {
+                    let g = layout.index;
+                    let ir = layout.row(&full);
+                    let ip = layout.partition(&ir)?;
                     let n =
                         st.exec(g.table.partitions[ip].dn, &insert_rows_sql(&g.table, ip, &[&ir], g.unique)).await?;
                     if n == 0 {
                         duplicate = true;
                         break;
                     }
-                    done.push(g.clone());
+                    done.push(g);
                 }
                 if duplicate {
                     st.exec(
@@ -337,7 +319,7 @@ async fn insert_in(
                         &format!("DELETE FROM {} WHERE {}", phys(def, p), pk_in(def, &[&full])?),
                     )
                     .await?;
-                    delete_index_rows(st, def, done.iter(), std::slice::from_ref(&full)).await?;
+                    delete_index_rows(st, def, done.into_iter(), std::slice::from_ref(&full)).await?;
                 } else {
                     affected += 1;
                 }
@@ -425,6 +407,11 @@ impl InsertShape<'_> {
         partition_for(self.def, &texts)
     }
 
+    /// The INSERT's column list, quoted.
+    fn column_list(&self) -> String {
+        self.cols.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ")
+    }
+
     fn values(rs: &[&Vec<Expr>]) -> String {
         rs.iter()
             .map(|r| format!("({})", r.iter().map(|e| e.to_string()).collect::<Vec<_>>().join(", ")))
@@ -471,7 +458,7 @@ impl InsertShape<'_> {
         let def = self.def;
         let direct = self.literal_rows(&rs);
         let read_back = direct.is_none();
-        let col_list = self.cols.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ");
+        let col_list = self.column_list();
         let mut by_part: BTreeMap<usize, Vec<&Vec<Expr>>> = BTreeMap::new();
         for r in rs {
             by_part.entry(self.route(r)?).or_default().push(r);
@@ -502,7 +489,7 @@ impl InsertShape<'_> {
             n += k;
             full.extend(f);
         }
-        insert_index_rows(st, def, direct.as_deref().unwrap_or(&full)).await?;
+        insert_index_rows(st, def, writable(def), direct.as_deref().unwrap_or(&full)).await?;
         Ok(n)
     }
 }

@@ -21,6 +21,7 @@ use crate::catalog::{GlobalIndex, TableDef, TypeKind};
 use crate::dn::{quote_ident, quote_str};
 use crate::error::{CnError, Result};
 use crate::sharding::partition_for;
+use std::collections::BTreeMap;
 
 /// A row as the DN returned it (text protocol bytes, `None` = NULL), in the
 /// column order of the query that read it.
@@ -74,20 +75,60 @@ pub fn project(def: &TableDef, row: &Row, names: &[String]) -> Result<Row> {
     Ok(positions(def, names)?.into_iter().map(|i| row[i].clone()).collect())
 }
 
-/// The partition of `def` that holds a full row of it.
-pub fn partition_of(def: &TableDef, row: &Row) -> Result<usize> {
-    if !def.is_partitioned() {
+/// The partition of `t` for a row of it whose partition-key values sit at
+/// `key` (positions in the row).
+fn route(t: &TableDef, key: &[usize], row: &Row) -> Result<usize> {
+    if !t.is_partitioned() {
         return Ok(0);
     }
-    let key = project(def, row, &def.partitioning.key_columns())?;
-    let key: Vec<Option<String>> = key.iter().map(text).collect();
+    let key: Vec<Option<String>> = key.iter().map(|&i| text(&row[i])).collect();
     let key: Vec<Option<&str>> = key.iter().map(|v| v.as_deref()).collect();
-    partition_for(def, &key)
+    partition_for(t, &key)
 }
 
-/// The index row of a full base row (the index table's columns).
-pub fn index_row(base: &TableDef, g: &GlobalIndex, row: &Row) -> Result<Row> {
-    project(base, row, &g.stored_columns())
+/// The partition of `def` that holds a full row of it.
+pub fn partition_of(def: &TableDef, row: &Row) -> Result<usize> {
+    route(def, &positions(def, &def.partitioning.key_columns())?, row)
+}
+
+/// How full base rows become rows of one global index and where those go,
+/// worked out once per index and statement rather than per row.
+pub struct IndexLayout<'a> {
+    pub index: &'a GlobalIndex,
+    /// Positions in the base row of the index table's columns.
+    stored: Vec<usize>,
+    /// Positions in the index row of the index table's partition key.
+    key: Vec<usize>,
+}
+
+impl<'a> IndexLayout<'a> {
+    pub fn new(base: &TableDef, index: &'a GlobalIndex) -> Result<Self> {
+        Ok(IndexLayout {
+            index,
+            stored: positions(base, &index.stored_columns())?,
+            key: positions(&index.table, &index.table.partitioning.key_columns())?,
+        })
+    }
+
+    /// The index row of a full base row (the index table's columns).
+    pub fn row(&self, base_row: &Row) -> Row {
+        self.stored.iter().map(|&i| base_row[i].clone()).collect()
+    }
+
+    /// The index partition of an index row.
+    pub fn partition(&self, index_row: &Row) -> Result<usize> {
+        route(&self.index.table, &self.key, index_row)
+    }
+
+    /// The index rows of full base rows, grouped by index partition.
+    pub fn by_partition(&self, base_rows: &[Row]) -> Result<BTreeMap<usize, Vec<Row>>> {
+        let mut out: BTreeMap<usize, Vec<Row>> = BTreeMap::new();
+        for r in base_rows {
+            let ir = self.row(r);
+            out.entry(self.partition(&ir)?).or_default().push(ir);
+        }
+        Ok(out)
+    }
 }
 
 /// `pk IN (…)` (or `(a, b) IN ((…), …)`) for full rows of `def`, with
@@ -110,6 +151,13 @@ pub fn pk_in(def: &TableDef, rows: &[&Row]) -> Result<String> {
 /// The primary-key values of a full row, as a comparable key.
 pub fn pk_of(def: &TableDef, row: &Row) -> Result<Row> {
     project(def, row, &def.primary_key)
+}
+
+/// A table name as written in statement text (`t`, `db.t`, backquoted or
+/// not), for [`crate::planner::resolve_name`].
+pub fn table_name(text: &str) -> datafusion::sql::sqlparser::ast::ObjectName {
+    use datafusion::sql::sqlparser::ast::{Ident, ObjectName};
+    ObjectName::from(text.split('.').map(|p| Ident::with_quote('`', p.trim().trim_matches('`'))).collect::<Vec<_>>())
 }
 
 /// The logical name of the table of index `index` on table `table`.
