@@ -216,7 +216,9 @@ async fn insert(
                 .collect(),
         }));
         pi.source = Some(Box::new(src));
-        work.push((part.dn, Statement::Insert(pi).to_string()));
+        let mut stmt = Statement::Insert(pi);
+        planner::escape_strings(&mut stmt);
+        work.push((part.dn, stmt.to_string()));
     }
     let (mut affected, _) = run_writes(s, work).await?;
     if def.is_broadcast() {

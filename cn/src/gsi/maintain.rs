@@ -161,7 +161,7 @@ impl Key {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Key { lits: exprs.iter().map(|e| e.to_string()).collect(), texts })
+        Ok(Key { lits: exprs.iter().map(|e| planner::dn_text(*e)).collect(), texts })
     }
     fn from_row(t: &TableDef, cols: &[String], row: &Row) -> Result<Key> {
         let pos = super::positions(t, cols)?;
@@ -365,6 +365,7 @@ async fn insert_in(
                     for a in assignments {
                         let mut value = a.value.clone();
                         let _ = value.visit(&mut InsertedValues { cols, row });
+                        planner::escape_strings(&mut value);
                         set.push(format!("{} = {value}", a.target));
                     }
                     let sql = format!("UPDATE {} SET {} WHERE {}", phys(def, p), set.join(", "), pk_in(def, &[&old])?);
@@ -414,7 +415,7 @@ impl InsertShape<'_> {
 
     fn values(rs: &[&Vec<Expr>]) -> String {
         rs.iter()
-            .map(|r| format!("({})", r.iter().map(|e| e.to_string()).collect::<Vec<_>>().join(", ")))
+            .map(|r| format!("({})", r.iter().map(planner::dn_text).collect::<Vec<_>>().join(", ")))
             .collect::<Vec<_>>()
             .join(", ")
     }
@@ -423,7 +424,9 @@ impl InsertShape<'_> {
         let lhs: Vec<String> = self.def.primary_key.iter().map(|c| quote_ident(c)).collect();
         let tuples: Vec<String> = rs
             .iter()
-            .map(|r| format!("({})", self.pk_pos.iter().map(|&i| r[i].to_string()).collect::<Vec<_>>().join(", ")))
+            .map(|r| {
+                format!("({})", self.pk_pos.iter().map(|&i| planner::dn_text(&r[i])).collect::<Vec<_>>().join(", "))
+            })
             .collect();
         format!("({}) IN ({})", lhs.join(", "), tuples.join(", "))
     }

@@ -187,7 +187,9 @@ pub(crate) fn sql(e: &Expr) -> Result<String> {
         })?
         .data;
     let dialect = MySqlDialect {};
-    Ok(Unparser::new(&dialect).expr_to_sql(&e)?.to_string())
+    let mut e = Unparser::new(&dialect).expr_to_sql(&e)?;
+    crate::planner::escape_strings(&mut e);
+    Ok(e.to_string())
 }
 
 /// Replaces column references of `schema` by the fragment's expressions

@@ -8,7 +8,7 @@ use crate::catalog::{CatalogSnapshot, TableDef};
 use crate::error::{CnError, Result};
 use datafusion::sql::sqlparser::ast::{
     visit_relations, BinaryOperator, Expr, Ident, ObjectName, ObjectNamePart, Query, SetExpr, TableAlias, TableFactor,
-    Value, VisitMut, VisitorMut,
+    Value, ValueWithSpan, VisitMut, VisitorMut,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::ControlFlow;
@@ -317,9 +317,48 @@ impl VisitorMut for PhysicalNames<'_> {
         }
         ControlFlow::Continue(())
     }
+    fn pre_visit_value(&mut self, v: &mut ValueWithSpan) -> ControlFlow<()> {
+        escape_value(v);
+        ControlFlow::Continue(())
+    }
 }
 
-/// Applies [`PhysicalNames`] to any AST node.
+/// Applies [`PhysicalNames`] to any AST node; string literals are escaped
+/// for the DN as by [`escape_strings`].
 pub fn to_physical<T: VisitMut>(node: &mut T, names: &mut PhysicalNames<'_>) {
     let _ = node.visit(names);
+}
+
+/// Makes every string literal in `node` print as MariaDB must read it.
+/// sqlparser keeps a literal unescaped (`'a\\b'` holds `a\b`) but prints it
+/// with only its quotes doubled, so a DN would read the backslash as the
+/// start of an escape (`\b`: a backspace). A literal holding a backslash or
+/// NUL is replaced by its text quoted with [`crate::dn::quote_str`]. Apply
+/// to the copy of a statement about to be sent to a DN, last: the
+/// replacement is no longer a string literal to the CN.
+pub fn escape_strings<T: VisitMut>(node: &mut T) {
+    struct Escape;
+    impl VisitorMut for Escape {
+        type Break = ();
+        fn pre_visit_value(&mut self, v: &mut ValueWithSpan) -> ControlFlow<()> {
+            escape_value(v);
+            ControlFlow::Continue(())
+        }
+    }
+    let _ = node.visit(&mut Escape);
+}
+
+/// A node's SQL text for a DN: a copy, with [`escape_strings`] applied.
+pub fn dn_text<T: VisitMut + Clone + std::fmt::Display>(node: &T) -> String {
+    let mut n = node.clone();
+    escape_strings(&mut n);
+    n.to_string()
+}
+
+fn escape_value(v: &mut ValueWithSpan) {
+    if let Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) = &v.value {
+        if s.contains(['\\', '\0']) {
+            v.value = Value::Placeholder(crate::dn::quote_str(s));
+        }
+    }
 }

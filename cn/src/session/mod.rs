@@ -421,6 +421,7 @@ impl Session {
         match route {
             Route::SingleDn { dn, partition: None } if planner::reads_no_table(&q) => {
                 // Any DN can evaluate it: move on when one is down.
+                planner::escape_strings(&mut q);
                 let sql = q.to_string();
                 let n = self.cluster.dns.len() as u32;
                 let mut last = None;
