@@ -39,6 +39,8 @@ pub mod code {
     pub const ER_SP_DOES_NOT_EXIST: u16 = 1305;
     pub const ER_LOCK_WAIT_TIMEOUT: u16 = 1205;
     pub const ER_OUT_OF_RESOURCES: u16 = 1041;
+    pub const ER_WRONG_FIELD_TERMINATORS: u16 = 1083;
+    pub const ER_NOT_ALLOWED_COMMAND: u16 = 1148;
 }
 
 /// SQLSTATE for a MySQL error number; `HY000` where MySQL gives no specific one.
@@ -202,7 +204,8 @@ impl From<datafusion::error::DataFusionError> for CnError {
 fn plan_error(m: &str) -> CnError {
     if let Some(rest) = m.split("No field named ").nth(1) {
         // "No field named nope. Valid fields are …": MySQL names the column.
-        let name = rest.split(". Valid fields").next().unwrap_or(rest).trim_end_matches('.');
+        // "No field named nope. Did you mean 'm.v'?" too: the name ends at ". ".
+        let name = rest.split(". ").next().unwrap_or(rest).trim_end_matches('.');
         let name = name.rsplit('.').next().unwrap_or(name).trim_matches('"');
         CnError::mysql(code::ER_BAD_FIELD_ERROR, format!("Unknown column '{name}' in 'field list'"))
     } else if m.contains("not found") && m.contains("column") {
@@ -217,5 +220,22 @@ fn plan_error(m: &str) -> CnError {
 impl From<mysql_async::Error> for CnError {
     fn from(e: mysql_async::Error) -> Self {
         CnError::from_dn("metadb", e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_column_names_the_column() {
+        for m in [
+            "Schema error: No field named nope. Valid fields are m.id, m.v.",
+            "Schema error: No field named nope. Did you mean 'm.v'?.",
+            "Schema error: No field named m.nope.",
+        ] {
+            let e = plan_error(m).to_mysql();
+            assert_eq!((e.code, e.message.as_str()), (1054, "Unknown column 'nope' in 'field list'"), "{m}");
+        }
     }
 }

@@ -140,6 +140,30 @@ impl ResultSink for ConnSink<'_> {
         let st = self.status();
         self.io.write_packet(&ok_packet(affected, last_insert_id, st, 0, info, false)).await
     }
+    /// LOCAL INFILE request: `0xFB` then the file name; the client answers
+    /// with the file in packets and an empty packet at its end.
+    async fn infile_request(&mut self, name: &str) -> Result<()> {
+        if self.caps & cap::LOCAL_FILES == 0 {
+            return Err(CnError::mysql(
+                code::ER_NOT_ALLOWED_COMMAND,
+                "The used command is not allowed with this MariaDB version (the client does not allow LOCAL INFILE)",
+            ));
+        }
+        let mut p = vec![0xfb];
+        p.extend_from_slice(name.as_bytes());
+        self.io.write_packet(&p).await?;
+        self.io.flush().await
+    }
+    async fn infile_chunk(&mut self) -> Result<Option<Vec<u8>>> {
+        match self.io.read_packet().await? {
+            Some(p) if !p.is_empty() => Ok(Some(p)),
+            Some(_) => Ok(None),
+            None => Err(CnError::Io(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the client closed the connection while sending a LOCAL INFILE",
+            ))),
+        }
+    }
 }
 
 async fn send_err(io: &mut Io, e: &MysqlError) -> Result<()> {

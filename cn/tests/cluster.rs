@@ -343,3 +343,130 @@ fn timestamps_come_from_the_tso_service() {
         assert!(tso::physical(c2).abs_diff(now_ms) < 10_000, "physical part is wall-clock milliseconds");
     });
 }
+
+/// A connection that may send the listed files for LOAD DATA LOCAL INFILE.
+async fn infile_conn(port: u16, files: &[std::path::PathBuf]) -> mysql_async::Conn {
+    let opts = mysql_async::OptsBuilder::from_opts(
+        mysql_async::Opts::from_url(&format!("mysql://root@127.0.0.1:{port}")).unwrap(),
+    )
+    .local_infile_handler(Some(mysql_async::WhiteListFsHandler::new(files.to_vec())));
+    mysql_async::Conn::new(opts).await.unwrap()
+}
+
+type LoadedRow = (i32, Option<String>, Option<String>, Option<String>, Option<String>);
+
+#[test]
+fn load_data_local_infile_matches_mariadb() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("a.csv");
+    let tsv = dir.path().join("b.tsv");
+    let bad = dir.path().join("bad.tsv");
+    // CSV: a header, CRLF lines, quoted fields with commas, doubled quotes
+    // and a line break, \N, an escaped comma, non-ASCII text, a duplicate
+    // key, a short line and a long one.
+    let mut s = String::from("id,name,score,tag\r\n");
+    for i in 1..=2500 {
+        s.push_str(&format!("{i},\"n{i}, \"\"q\"\"\",{}.25,t{}\r\n", i * 3, i % 7));
+    }
+    s.push_str("2501,\\N,1.5,\\N\r\n2502,\"two\r\nlines\",2,x\r\n2503,a\\,b,3,y\r\n2504,größe ✓,4,z\r\n");
+    s.push_str("7,duplicate,0,d\r\n2505,short\r\n2506,long,5,w,extra,more\r\n");
+    std::fs::write(&csv, s).unwrap();
+    // TSV with the defaults: tabs, newlines, backslash escapes.
+    let mut t = String::new();
+    for i in (1..=3000).step_by(3) {
+        t.push_str(&format!("{i}\tnote\\t{i}\n"));
+    }
+    std::fs::write(&tsv, t).unwrap();
+    // A bad partition key value far into the file.
+    let mut b = String::new();
+    for i in 1..=1500 {
+        b.push_str(&format!("{}\tbad{i}\n", 5000 + i));
+    }
+    b.push_str("oops\tbad\n");
+    std::fs::write(&bad, b).unwrap();
+    let files = vec![csv.clone(), tsv.clone(), bad.clone()];
+    let (csv, tsv, bad) = (csv.display(), tsv.display(), bad.display());
+    let statements = [
+        format!(
+            "LOAD DATA LOCAL INFILE '{csv}' INTO TABLE l FIELDS TERMINATED BY ',' OPTIONALLY ENCLOSED BY '\"' \
+             LINES TERMINATED BY '\\r\\n' IGNORE 1 LINES (id, name, score, @t) SET tag = UPPER(@t)"
+        ),
+        format!("LOAD DATA LOCAL INFILE '{tsv}' REPLACE INTO TABLE l (id, note)"),
+        format!("LOAD DATA LOCAL INFILE '{tsv}' IGNORE INTO TABLE l (@id, note) SET id = @id + 10000"),
+    ];
+    block_on(async {
+        let cn_port = env().cn_addr.port();
+        let dn_port = env().pg.lock().await.topo.dns[0].port;
+        let ddl = "CREATE TABLE l (id INT PRIMARY KEY, name VARCHAR(40), score DECIMAL(10,2) DEFAULT 7, \
+                   note VARCHAR(20) DEFAULT 'n', tag VARCHAR(10))";
+        let mut cn = infile_conn(cn_port, &files).await;
+        let mut md = infile_conn(dn_port, &files).await;
+        for (c, db, part) in [(&mut cn, "t_load", " PARTITION BY KEY(id) PARTITIONS 8"), (&mut md, "t_load_ref", "")] {
+            c.query_drop(format!("DROP DATABASE IF EXISTS {db}; CREATE DATABASE {db}; USE {db}")).await.unwrap();
+            c.query_drop(format!("{ddl}{part}")).await.unwrap();
+        }
+        let select = "SELECT id, name, CAST(score AS CHAR), note, tag FROM l ORDER BY id";
+        for st in &statements {
+            cn.query_drop(st).await.unwrap();
+            md.query_drop(st).await.unwrap();
+            assert_eq!(cn.affected_rows(), md.affected_rows(), "{st}");
+            assert_eq!(cn.info(), md.info(), "{st}");
+            let (a, b): (Vec<LoadedRow>, Vec<LoadedRow>) =
+                (cn.query(select).await.unwrap(), md.query(select).await.unwrap());
+            assert_eq!(a.len(), b.len(), "{st}");
+            assert!(a == b, "{st}: first difference {:?}", a.iter().zip(&b).find(|(x, y)| x != y));
+        }
+        let n: i64 = cn.query_first("SELECT COUNT(*) FROM l").await.unwrap().unwrap();
+        // 2,506 CSV rows; the TSV's 1,000 ids replace 836 of them and add
+        // 164; the third load adds 1,000 more.
+        assert_eq!(n, 3670);
+
+        // A failing row undoes the whole load, on both.
+        let st = format!("LOAD DATA LOCAL INFILE '{bad}' REPLACE INTO TABLE l (id, name)");
+        let (e1, e2) = (cn.query_drop(&st).await.unwrap_err(), md.query_drop(&st).await.unwrap_err());
+        assert_eq!((code(e1), code(e2)), (1366, 1366));
+        let m: i64 = cn.query_first("SELECT COUNT(*) FROM l").await.unwrap().unwrap();
+        assert_eq!(m, n, "the failed load left rows behind");
+        // The connection is still in step after the error.
+        let one: i64 = cn.query_first("SELECT 1").await.unwrap().unwrap();
+        assert_eq!(one, 1);
+
+        // Inside a transaction: rolled back with it, or committed with it.
+        let st = format!("LOAD DATA LOCAL INFILE '{tsv}' INTO TABLE l (@id, note) SET id = @id + 20000");
+        cn.query_drop("BEGIN").await.unwrap();
+        cn.query_drop(&st).await.unwrap();
+        let inside: i64 = cn.query_first("SELECT COUNT(*) FROM l").await.unwrap().unwrap();
+        assert_eq!(inside, n + 1000);
+        cn.query_drop("ROLLBACK").await.unwrap();
+        let after: i64 = cn.query_first("SELECT COUNT(*) FROM l").await.unwrap().unwrap();
+        assert_eq!(after, n);
+
+        // Errors before the file is asked for.
+        let e = cn.query_drop(format!("LOAD DATA LOCAL INFILE '{tsv}' INTO TABLE nope")).await.unwrap_err();
+        assert_eq!(code(e), 1146);
+        let e = cn.query_drop(format!("LOAD DATA LOCAL INFILE '{tsv}' INTO TABLE l (id, nope)")).await.unwrap_err();
+        assert_eq!(code(e), 1054);
+        let e = cn.query_drop(format!("LOAD DATA INFILE '{tsv}' INTO TABLE l")).await.unwrap_err();
+        assert_eq!(code(e), 1235);
+    });
+
+    // The mariadb CLI (libmariadb) sends the file, and reads the OK's info.
+    let port = env().cn_addr.port().to_string();
+    let sql =
+        format!("LOAD DATA LOCAL INFILE '{tsv}' INTO TABLE l (@id, note) SET id = @id + 30000; SELECT COUNT(*) FROM l");
+    let run = |local: &str| {
+        std::process::Command::new("mariadb")
+            .args(["-h127.0.0.1", "-P", &port, "-uroot", "-N", "-B", "-vv", local, "t_load", "-e", &sql])
+            .output()
+            .expect("mariadb client installed")
+    };
+    let out = run("--local-infile=1");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("Records: 1000  Deleted: 0  Skipped: 0  Warnings: 0"), "{stdout}");
+    assert!(stdout.contains("\n4670\n"), "{stdout}");
+    // A client that does not allow local files gets 1148, and nothing is read.
+    let out = run("--local-infile=0");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("1148"), "{}", String::from_utf8_lossy(&out.stderr));
+}

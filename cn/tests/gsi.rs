@@ -468,3 +468,58 @@ fn online_create_index_under_writes_ends_clean_and_kill_cancels_it() {
         assert_clean(&mut c, "gk", "acct").await;
     });
 }
+
+/// LOAD DATA LOCAL INFILE maintains global indexes like INSERT IGNORE and
+/// REPLACE do: a line whose unique index value another row holds is skipped
+/// (or replaces that row), and the index stays consistent.
+#[test]
+fn load_data_maintains_global_indexes() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("users.csv");
+    let mut s = String::new();
+    for i in 1..=1200 {
+        s.push_str(&format!("{i},u{i}@x,{}\n", i % 10));
+    }
+    s.push_str("5000,u17@x,1\n"); // duplicate email under a new id
+    std::fs::write(&file, s).unwrap();
+    let replace = dir.path().join("replace.csv");
+    std::fs::write(&replace, "6000,u18@x,2\n3,new3@x,3\n").unwrap();
+    block_on(async {
+        let opts = mysql_async::OptsBuilder::from_opts(mysql_async::Opts::from_url(&url(env().cn_addr, None)).unwrap())
+            .local_infile_handler(Some(mysql_async::WhiteListFsHandler::new([file.clone(), replace.clone()])));
+        let mut c = Conn::new(opts).await.unwrap();
+        c.query_drop("DROP DATABASE IF EXISTS g_load; CREATE DATABASE g_load; USE g_load").await.unwrap();
+        c.query_drop(
+            "CREATE TABLE u (id INT PRIMARY KEY, email VARCHAR(40), grp INT, \
+             UNIQUE GLOBAL INDEX g_email (email) PARTITION BY KEY(email) PARTITIONS 4, \
+             GLOBAL INDEX g_grp (grp) PARTITION BY KEY(grp) PARTITIONS 4) PARTITION BY KEY(id) PARTITIONS 4",
+        )
+        .await
+        .unwrap();
+        c.query_drop(format!("LOAD DATA LOCAL INFILE '{}' INTO TABLE u FIELDS TERMINATED BY ','", file.display()))
+            .await
+            .unwrap();
+        assert_eq!(c.affected_rows(), 1200);
+        assert_eq!(c.info(), "Records: 1201  Deleted: 0  Skipped: 1  Warnings: 1");
+        let ids: Vec<i32> = c.query("SELECT id FROM u WHERE email = 'u17@x'").await.unwrap();
+        assert_eq!(ids, vec![17]);
+        assert_clean(&mut c, "g_email", "u").await;
+        assert_clean(&mut c, "g_grp", "u").await;
+
+        // REPLACE: the unique index's row 18 and the primary key's row 3 go.
+        c.query_drop(format!(
+            "LOAD DATA LOCAL INFILE '{}' REPLACE INTO TABLE u FIELDS TERMINATED BY ','",
+            replace.display()
+        ))
+        .await
+        .unwrap();
+        let n: i64 = c.query_first("SELECT COUNT(*) FROM u").await.unwrap().unwrap();
+        assert_eq!(n, 1200);
+        let by18: Vec<i32> = c.query("SELECT id FROM u WHERE email = 'u18@x'").await.unwrap();
+        assert_eq!(by18, vec![6000]);
+        let row3: Option<String> = c.query_first("SELECT email FROM u WHERE id = 3").await.unwrap();
+        assert_eq!(row3.as_deref(), Some("new3@x"));
+        assert_clean(&mut c, "g_email", "u").await;
+        assert_clean(&mut c, "g_grp", "u").await;
+    });
+}

@@ -1,7 +1,9 @@
 //! DML: INSERT (multi-row, split per shard; IGNORE, REPLACE, ON DUPLICATE
 //! KEY UPDATE, INSERT … SELECT), UPDATE and DELETE with partition pruning.
 //! A write that touches several DNs runs as one distributed transaction
-//! ([`crate::txn`]).
+//! ([`crate::txn`]). LOAD DATA LOCAL INFILE: [`load_data`].
+
+pub mod load_data;
 
 use crate::catalog::{CatalogSnapshot, TableDef};
 use crate::error::{code, CnError, Result};
@@ -154,6 +156,17 @@ async fn insert(
             s.cluster.observe_id(&def.db, &def.name, m).await?;
         }
     }
+    // Values the CN routes by (the partition key; with global indexes every
+    // column) must be literals: a DN computes the others.
+    let routed: Vec<usize> = if def.global_indexes.is_empty() {
+        let keys = def.partitioning.key_columns();
+        cols.iter().enumerate().filter(|(_, c)| keys.contains(c)).map(|(i, _)| i).collect()
+    } else {
+        (0..cols.len()).collect()
+    };
+    if def.is_partitioned() || !def.global_indexes.is_empty() {
+        evaluate_on_dn(s, &mut rows, &routed).await?;
+    }
     if !def.global_indexes.is_empty() {
         let n = crate::gsi::maintain::insert(s, &def, &ins, &cols, rows).await?;
         return Ok((n, first_id));
@@ -225,6 +238,43 @@ async fn insert(
         affected /= def.partitions.len().max(1) as u64;
     }
     Ok((affected, first_id))
+}
+
+/// Replaces the values in columns `which` of `rows` that are not literals
+/// (`UUID()`, `1 + 1`, `CONCAT('a', 'b')`) by the values a DN computes for
+/// them, all in one `SELECT` (at most one round trip per statement).
+/// Errors: the DN's, e.g. 1054 for a column reference.
+async fn evaluate_on_dn(s: &Session, rows: &mut [Vec<Expr>], which: &[usize]) -> Result<()> {
+    let mut at = Vec::new();
+    for (r, row) in rows.iter().enumerate() {
+        for &i in which {
+            if literal_text(&row[i]).is_none() && !is_default(&row[i]) {
+                at.push((r, i));
+            }
+        }
+    }
+    if at.is_empty() {
+        return Ok(());
+    }
+    let items: Vec<String> = at.iter().map(|&(r, i)| planner::dn_text(&rows[r][i])).collect();
+    let dn = s.cluster.any_dn();
+    let d = s.cluster.dn(dn)?.clone();
+    let mut c = s.source().get(dn).await?;
+    let row: Option<mysql_async::Row> =
+        c.query_first(format!("SELECT {}", items.join(", "))).await.map_err(|e| d.err(e))?;
+    let values = row.ok_or_else(|| CnError::internal("a SELECT of values returned no row"))?.unwrap();
+    for ((r, i), v) in at.into_iter().zip(values) {
+        rows[r][i] = match crate::txn::value_bytes(v) {
+            None => Expr::value(Value::Null),
+            Some(b) => Expr::value(Value::SingleQuotedString(String::from_utf8_lossy(&b).into_owned())),
+        };
+    }
+    Ok(())
+}
+
+/// `DEFAULT` in a VALUES row.
+fn is_default(e: &Expr) -> bool {
+    matches!(e, Expr::Identifier(i) if i.quote_style.is_none() && i.value.eq_ignore_ascii_case("DEFAULT"))
 }
 
 fn empty_values_query() -> datafusion::sql::sqlparser::ast::Query {

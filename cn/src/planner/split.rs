@@ -16,6 +16,28 @@ pub fn skip_quoted(b: &[u8], mut i: usize) -> usize {
     i.min(b.len())
 }
 
+/// The parts of `s` between commas outside quotes and parentheses, trimmed
+/// (`SET a = 1, b = f(2, 3)`: two parts).
+pub fn split_top_level_commas(s: &str) -> Vec<&str> {
+    let b = s.as_bytes();
+    let (mut out, mut depth, mut start, mut i) = (Vec::new(), 0i32, 0, 0);
+    while i < b.len() {
+        match b[i] {
+            b'\'' | b'"' | b'`' => i = skip_quoted(b, i),
+            b'(' => depth += 1,
+            b')' => depth -= 1,
+            b',' if depth == 0 => {
+                out.push(s[start..i].trim());
+                start = i + 1;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    out.push(s[start..].trim());
+    out
+}
+
 /// Statement texts, trimmed, empty ones dropped.
 pub fn split_statements(sql: &str) -> Vec<&str> {
     let b = sql.as_bytes();
@@ -23,7 +45,7 @@ pub fn split_statements(sql: &str) -> Vec<&str> {
     let (mut i, mut start) = (0, 0);
     while i < b.len() {
         match b[i] {
-            b'\'' | b'"' | b'`' => i = crate::planner::split::skip_quoted(b, i),
+            b'\'' | b'"' | b'`' => i = skip_quoted(b, i),
             b'-' if b.get(i + 1) == Some(&b'-') => {
                 while i < b.len() && b[i] != b'\n' {
                     i += 1;

@@ -85,7 +85,10 @@ impl ColumnDef {
 }
 
 /// OK_Packet; `eof_marker` gives the 0xFE header that ends a result set
-/// under CLIENT_DEPRECATE_EOF.
+/// under CLIENT_DEPRECATE_EOF. `info` (e.g. LOAD DATA's `Records: …`) is
+/// sent as a length-encoded string, as MySQL's and MariaDB's `net_send_ok`
+/// do (the protocol manual's `string<EOF>` is not what servers send, and
+/// libmariadb reads a length).
 pub fn ok_packet(
     affected: u64,
     last_insert_id: u64,
@@ -99,7 +102,9 @@ pub fn ok_packet(
     put_lenenc_int(&mut p, last_insert_id);
     p.extend_from_slice(&status.to_le_bytes());
     p.extend_from_slice(&warnings.to_le_bytes());
-    p.extend_from_slice(info.as_bytes());
+    if !info.is_empty() {
+        put_lenenc_str(&mut p, info.as_bytes());
+    }
     p
 }
 

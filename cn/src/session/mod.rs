@@ -225,6 +225,15 @@ impl Session {
     pub async fn execute(&mut self, sql: &str, sink: &mut dyn ResultSink) -> Result<()> {
         self.kill_query.store(false, Ordering::Relaxed);
         self.set_process("Query", Some(sql));
+        // The diagnostics area: each statement but SHOW WARNINGS / ERRORS
+        // starts it afresh, and an error is left in it (MySQL's rules).
+        let words = leading_words(sql, 2);
+        if !matches!(
+            words.iter().map(String::as_str).collect::<Vec<_>>().as_slice(),
+            ["SHOW", "WARNINGS" | "ERRORS" | "COUNT"]
+        ) {
+            self.warnings.clear();
+        }
         let mut r = self.execute_inner(sql, sink).await;
         if r.is_err() && self.txn.as_ref().is_some_and(|t| t.take_victim()) {
             // A distributed deadlock victim: the whole transaction goes.
@@ -232,8 +241,9 @@ impl Session {
             r = Err(CnError::deadlock());
         }
         self.set_process("Sleep", None);
-        if r.is_ok() {
-            self.warnings.clear();
+        if let Err(e) = &r {
+            let m = e.to_mysql();
+            self.warnings.push(("Error".into(), m.code, m.message.clone()));
         }
         r
     }
@@ -297,6 +307,11 @@ impl Session {
             ["EXPLAIN", "SELECT", ..] | ["EXPLAIN", "ANALYZE", ..] | ["EXPLAIN", "WITH", ..] => {}
             ["EXPLAIN", ..] => {}
             ["DO", ..] => return sink.ok(0, 0, "").await,
+            ["LOAD", "DATA", ..] => {
+                self.implicit_begin().await?;
+                return crate::dml::load_data::execute(self, sql, sink).await;
+            }
+            ["LOAD", ..] => return Err(CnError::unsupported(first_words(sql, 2))),
             _ => {}
         }
         let for_share = planner::locking::share_mode_as_for_share(sql);
@@ -533,7 +548,7 @@ impl Session {
             }
             return Ok(());
         }
-        for assign in split_top_level_commas(body) {
+        for assign in planner::split::split_top_level_commas(body) {
             let (name, value) = assign.split_once('=').ok_or_else(|| CnError::parse(format!("near '{assign}'")))?;
             let name = name.trim().trim_end_matches(':');
             let value = value.trim();
@@ -670,26 +685,6 @@ pub fn leading_words(sql: &str, n: usize) -> Vec<String> {
 
 fn first_words(s: &str, n: usize) -> String {
     s.split_whitespace().take(n).collect::<Vec<_>>().join(" ")
-}
-
-fn split_top_level_commas(s: &str) -> Vec<&str> {
-    let (mut out, mut depth, mut start, mut quote) = (Vec::new(), 0i32, 0, None::<char>);
-    for (i, c) in s.char_indices() {
-        match (quote, c) {
-            (Some(q), c) if c == q => quote = None,
-            (Some(_), _) => {}
-            (None, '\'' | '"' | '`') => quote = Some(c),
-            (None, '(') => depth += 1,
-            (None, ')') => depth -= 1,
-            (None, ',') if depth == 0 => {
-                out.push(s[start..i].trim());
-                start = i + 1;
-            }
-            _ => {}
-        }
-    }
-    out.push(s[start..].trim());
-    out
 }
 
 /// Maps a DN's column definition to ours.

@@ -12,6 +12,20 @@ pub trait ResultSink: Send {
     async fn row(&mut self, row: &[Option<Vec<u8>>]) -> Result<()>;
     async fn end_rows(&mut self) -> Result<()>;
     async fn ok(&mut self, affected: u64, last_insert_id: u64, info: &str) -> Result<()>;
+    /// LOAD DATA LOCAL INFILE: asks the client for the file `name`; its
+    /// bytes then come from [`ResultSink::infile_chunk`]. Errors: 1148 where
+    /// there is no client that allows local files (the default).
+    async fn infile_request(&mut self, _name: &str) -> Result<()> {
+        Err(crate::error::CnError::mysql(
+            crate::error::code::ER_NOT_ALLOWED_COMMAND,
+            "The used command is not allowed with this MariaDB version",
+        ))
+    }
+    /// The next piece of the requested file; `None` at its end (the client
+    /// may send nothing: it refused the file).
+    async fn infile_chunk(&mut self) -> Result<Option<Vec<u8>>> {
+        Ok(None)
+    }
 }
 
 /// A sink that keeps everything in memory (tests, internal statements).
