@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # sysbench oltp_point_select, oltp_read_only and oltp_insert through the CN
 # (with 2 and 4 DNs) and against one plain MariaDB, in the same run.
-# Prints a table and, last, one JSON object with QPS, p95 (ms) and the
-# CN/MariaDB QPS ratio per test and topology.
+# Prints a table and, last, one JSON object with QPS, p95 (ms), the
+# CN/MariaDB QPS ratio, and the CPU time per query (µs, user + system) of
+# the CN process and of the mariadbd processes, per test and topology.
 #
 #   bash benches/sysbench.sh            # defaults below
 #   TIME=20 THREADS=8 ROWS=100000 DNS="2 4" bash benches/sysbench.sh
+#   INDEX_MODE=global ...   # keep sysbench's k_1 a global index on the CN
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TIME=${TIME:-15}
@@ -31,16 +33,33 @@ sb() { # test port action
     --report-interval=0 "$3"
 }
 
-declare -A QPS P95
-measure() { # label port
-  local label=$1 port=$2
+# CPU time (clock ticks, user + system) of processes, summed.
+ticks() { local t=0 p; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done; echo $t; }
+HZ=$(getconf CLK_TCK)
+
+declare -A QPS P95 CPU_CN CPU_DB
+measure() { # label port "CN pids" "MariaDB pids"
+  local label=$1 port=$2 cn_pids=$3 db_pids=$4
   mariadb -h127.0.0.1 -P"$port" -uroot -e "DROP DATABASE IF EXISTS sbtest; CREATE DATABASE sbtest"
   sb oltp_common "$port" prepare >/dev/null
+  if [ "$label" != mariadb ]; then
+    # In AUTO mode the CN makes sysbench's `KEY k_1 (k)` a global index;
+    # like for like with MariaDB's is a local one (INDEX_MODE=global keeps it).
+    [ "${INDEX_MODE:-local}" = local ] &&
+      mariadb -h127.0.0.1 -P"$port" -uroot sbtest -e "DROP INDEX k_1 ON sbtest1; CREATE LOCAL INDEX k_1 ON sbtest1 (k)"
+  fi
   for t in $TESTS; do
+    local c0 d0 c1 d1 n
+    c0=$(ticks $cn_pids); d0=$(ticks $db_pids)
     out=$(sb "$t" "$port" run)
+    c1=$(ticks $cn_pids); d1=$(ticks $db_pids)
     QPS[$label.$t]=$(echo "$out" | awk '/queries:/ {gsub(/[(]/,"",$3); print $3; exit}')
     P95[$label.$t]=$(echo "$out" | awk '/95th percentile:/ {print $3; exit}')
-    echo "$label $t: ${QPS[$label.$t]} qps, p95 ${P95[$label.$t]} ms" >&2
+    n=$(echo "$out" | awk '/queries:/ {print $2; exit}')
+    # CPU microseconds per query: of the CN process, and of the mariadbd processes.
+    CPU_CN[$label.$t]=$(awk -v t=$((c1 - c0)) -v n="$n" -v hz="$HZ" 'BEGIN {printf "%.1f", t * 1e6 / hz / n}')
+    CPU_DB[$label.$t]=$(awk -v t=$((d1 - d0)) -v n="$n" -v hz="$HZ" 'BEGIN {printf "%.1f", t * 1e6 / hz / n}')
+    echo "$label $t: ${QPS[$label.$t]} qps, p95 ${P95[$label.$t]} ms, CPU/query: CN ${CPU_CN[$label.$t]} us, MariaDB ${CPU_DB[$label.$t]} us" >&2
   done
 }
 
@@ -53,7 +72,7 @@ mariadbd --no-defaults --datadir="$WORK/plain" --port=4900 --socket="$WORK/plain
   --log-error="$WORK/plain/err.log" $ROOTFLAG &
 PIDS+=($!)
 wait_port 4900
-measure mariadb 4900
+measure mariadb 4900 "" "${PIDS[-1]}"
 
 for n in $DNS; do
   port=$((3400 + n))
@@ -62,21 +81,22 @@ for n in $DNS; do
   pid=$!
   PIDS+=($pid)
   wait_port "$port"
-  measure "cn_${n}dn" "$port"
+  measure "cn_${n}dn" "$port" "$pid" "$(pgrep -f "mariadbd --no-defaults.*$WORK/cn$n" | tr '\n' ' ')"
   kill -INT "$pid"; wait "$pid" 2>/dev/null || true
 done
 
-printf '\n| test | target | QPS | p95 ms | QPS ratio CN/MariaDB |\n|---|---|---|---|---|\n'
+printf '\n| test | target | QPS | p95 ms | QPS ratio CN/MariaDB | CPU µs/query: CN | CPU µs/query: mariadbd |\n|---|---|---|---|---|---|---|\n'
 json="{\"threads\":$THREADS,\"time_s\":$TIME,\"rows\":$ROWS,\"profile\":\"$PROFILE\""
 for t in $TESTS; do
   base=${QPS[mariadb.$t]}
-  printf '| %s | MariaDB | %s | %s | 1.00 |\n' "$t" "$base" "${P95[mariadb.$t]}"
-  json+=",\"$t\":{\"mariadb\":{\"qps\":$base,\"p95_ms\":${P95[mariadb.$t]}}"
+  printf '| %s | MariaDB | %s | %s | 1.00 | - | %s |\n' "$t" "$base" "${P95[mariadb.$t]}" "${CPU_DB[mariadb.$t]}"
+  json+=",\"$t\":{\"mariadb\":{\"qps\":$base,\"p95_ms\":${P95[mariadb.$t]},\"cpu_us_mariadbd\":${CPU_DB[mariadb.$t]}}"
   for n in $DNS; do
     q=${QPS[cn_${n}dn.$t]}
     r=$(awk -v a="$q" -v b="$base" 'BEGIN {printf "%.2f", a / b}')
-    printf '| %s | CN, %s DNs | %s | %s | %s |\n' "$t" "$n" "$q" "${P95[cn_${n}dn.$t]}" "$r"
-    json+=",\"cn_${n}dn\":{\"qps\":$q,\"p95_ms\":${P95[cn_${n}dn.$t]},\"ratio\":$r}"
+    k=cn_${n}dn.$t
+    printf '| %s | CN, %s DNs | %s | %s | %s | %s | %s |\n' "$t" "$n" "$q" "${P95[$k]}" "$r" "${CPU_CN[$k]}" "${CPU_DB[$k]}"
+    json+=",\"cn_${n}dn\":{\"qps\":$q,\"p95_ms\":${P95[$k]},\"ratio\":$r,\"cpu_us_cn\":${CPU_CN[$k]},\"cpu_us_mariadbd\":${CPU_DB[$k]}}"
   done
   json+="}"
 done
