@@ -523,3 +523,42 @@ fn load_data_maintains_global_indexes() {
         assert_clean(&mut c, "g_grp", "u").await;
     });
 }
+
+/// SHOW CREATE TABLE lists global indexes and marks the shards' keys LOCAL,
+/// so that running its output again (a dump restored) builds the same table.
+#[test]
+fn show_create_table_round_trips_global_and_local_indexes() {
+    block_on(async {
+        let mut c = fresh_db("g_ddl").await;
+        c.query_drop(
+            "CREATE TABLE t (id INT PRIMARY KEY, a INT, b VARCHAR(10), c INT, KEY ka (a), UNIQUE KEY kb (b), \
+             UNIQUE GLOBAL INDEX gc (c) COVERING (a) PARTITION BY KEY(c) PARTITIONS 4, \
+             CLUSTERED INDEX gx (a, b) PARTITION BY KEY(a) PARTITIONS 2, LOCAL KEY lc (c)) \
+             PARTITION BY KEY(id) PARTITIONS 4",
+        )
+        .await
+        .unwrap();
+        let (_, ddl): (String, String) = c.query_first("SHOW CREATE TABLE t").await.unwrap().unwrap();
+        for part in [
+            "LOCAL KEY `lc` (`c`)",
+            "GLOBAL INDEX `ka` (`a`) PARTITION BY KEY(`a`) PARTITIONS 16",
+            "UNIQUE GLOBAL INDEX `gc` (`c`) COVERING (`a`) PARTITION BY KEY(`c`) PARTITIONS 4",
+            "CLUSTERED INDEX `gx` (`a`, `b`) PARTITION BY KEY(`a`) PARTITIONS 2",
+        ] {
+            assert!(ddl.contains(part), "{part} missing from {ddl}");
+        }
+        c.query_drop(ddl.replacen("CREATE TABLE `t`", "CREATE TABLE `t2`", 1)).await.unwrap();
+        let (_, ddl2): (String, String) = c.query_first("SHOW CREATE TABLE t2").await.unwrap().unwrap();
+        assert_eq!(ddl2.replacen("`t2`", "`t`", 1), ddl);
+        let g1: Vec<(String, String)> = c
+            .query("SELECT key_name, index_names FROM information_schema.global_indexes WHERE `schema` = 'g_ddl' AND `table` = 't' ORDER BY 1")
+            .await
+            .unwrap();
+        let g2: Vec<(String, String)> = c
+            .query("SELECT key_name, index_names FROM information_schema.global_indexes WHERE `schema` = 'g_ddl' AND `table` = 't2' ORDER BY 1")
+            .await
+            .unwrap();
+        assert_eq!(g1.len(), 4);
+        assert_eq!(g1, g2);
+    });
+}

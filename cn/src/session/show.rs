@@ -338,7 +338,10 @@ async fn forward(sink: &mut dyn ResultSink, c: CollectSink) -> Result<()> {
 }
 
 /// The logical CREATE TABLE: a partition's DDL with the logical name, the
-/// implicit key hidden and the partition clause appended.
+/// implicit key hidden, the partition clause appended, and written so that
+/// running it again through the CN (a dump restored) builds the same table:
+/// on a partitioned table the shard's keys say `LOCAL` (AUTO mode would
+/// make a plain `KEY` global) and the global indexes are listed.
 pub fn logical_create_table(t: &TableDef, physical: &str) -> String {
     let mut lines: Vec<String> = Vec::new();
     for (i, line) in physical.lines().enumerate() {
@@ -349,7 +352,25 @@ pub fn logical_create_table(t: &TableDef, physical: &str) -> String {
         if line.contains(IMPLICIT_PK) {
             continue;
         }
-        lines.push(line.to_string());
+        if line.starts_with(')') {
+            let globals: Vec<String> = t.global_indexes.iter().map(global_index_element).collect();
+            if !globals.is_empty() {
+                if let Some(last) = lines.last_mut().filter(|l| !l.ends_with(',') && !l.ends_with('(')) {
+                    last.push(',');
+                }
+                let n = globals.len();
+                for (k, g) in globals.into_iter().enumerate() {
+                    lines.push(if k + 1 < n { format!("{g},") } else { g });
+                }
+            }
+        }
+        let local = t.is_partitioned().then(|| line.trim_start()).and_then(|l| {
+            let indent = &line[..line.len() - l.len()];
+            l.strip_prefix("UNIQUE KEY ")
+                .map(|rest| format!("{indent}UNIQUE LOCAL KEY {rest}"))
+                .or_else(|| l.strip_prefix("KEY ").map(|rest| format!("{indent}LOCAL KEY {rest}")))
+        });
+        lines.push(local.unwrap_or_else(|| line.to_string()));
     }
     // Dropping the hidden key can leave a trailing comma before ")".
     let mut out = lines.join("\n");
@@ -388,6 +409,27 @@ pub fn logical_create_table(t: &TableDef, physical: &str) -> String {
         Partitioning::Single => "\nSINGLE".into(),
     };
     out.push_str(&clause);
+    out
+}
+
+/// A global index as a CREATE TABLE element: `[UNIQUE] {GLOBAL |
+/// CLUSTERED} INDEX g (cols) [COVERING (cols)] PARTITION BY KEY(cols)
+/// PARTITIONS n`.
+fn global_index_element(g: &crate::catalog::GlobalIndex) -> String {
+    let list = |cols: &[String]| cols.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ");
+    let mut out = format!(
+        "  {}{} INDEX {} ({})",
+        if g.unique { "UNIQUE " } else { "" },
+        if g.clustered { "CLUSTERED" } else { "GLOBAL" },
+        quote_ident(&g.name),
+        list(&g.columns)
+    );
+    if !g.clustered && !g.covering.is_empty() {
+        out.push_str(&format!(" COVERING ({})", list(&g.covering)));
+    }
+    if let Partitioning::Hash { columns, count, function } = &g.table.partitioning {
+        out.push_str(&format!(" PARTITION BY {}({}) PARTITIONS {count}", function.to_ascii_uppercase(), list(columns)));
+    }
     out
 }
 
