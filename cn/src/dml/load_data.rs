@@ -162,15 +162,7 @@ fn unescape_literal(body: &[u8], quote: u8) -> Vec<u8> {
     while i < body.len() {
         match body[i] {
             b'\\' if i + 1 < body.len() => {
-                out.push(match body[i + 1] {
-                    b'0' => 0,
-                    b'b' => 8,
-                    b'n' => b'\n',
-                    b'r' => b'\r',
-                    b't' => b'\t',
-                    b'Z' => 0x1a,
-                    c => c,
-                });
+                out.push(unescape_byte(body[i + 1]));
                 i += 2;
             }
             c if c == quote && body.get(i + 1) == Some(&quote) => {
@@ -404,7 +396,9 @@ fn at(b: &[u8], k: usize, pat: &[u8], eof: bool) -> Option<bool> {
     }
 }
 
-fn unescape_field_byte(c: u8) -> u8 {
+/// The byte a backslash escape stands for (MySQL's string literal and
+/// LOAD DATA field rules: `\0 \b \n \r \t \Z`, else the byte itself).
+fn unescape_byte(c: u8) -> u8 {
     match c {
         b'0' => 0,
         b'b' => 8,
@@ -485,7 +479,7 @@ impl Format {
                         k += 1;
                         continue;
                     }
-                    val.push(unescape_field_byte(b[k + 1]));
+                    val.push(unescape_byte(b[k + 1]));
                     k += 2;
                 } else if c == q {
                     if k + 1 >= b.len() && !eof {
@@ -525,7 +519,7 @@ impl Format {
                     continue;
                 }
                 escaped_n = val.is_empty() && b[k + 1] == b'N';
-                val.push(unescape_field_byte(b[k + 1]));
+                val.push(unescape_byte(b[k + 1]));
                 k += 2;
             } else {
                 escaped_n = false;
