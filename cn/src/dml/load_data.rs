@@ -410,6 +410,17 @@ fn unescape_byte(c: u8) -> u8 {
     }
 }
 
+/// The escape character at `b[k]`: the byte it and its successor stand
+/// for and how many input bytes that took (at the end of input a lone
+/// escape character is itself); `None` when more input is needed.
+fn escape_at(b: &[u8], k: usize, eof: bool) -> Option<(u8, usize)> {
+    match b.get(k + 1) {
+        Some(&next) => Some((unescape_byte(next), 2)),
+        None if eof => Some((b[k], 1)),
+        None => None,
+    }
+}
+
 /// How a field ended.
 enum FieldEnd {
     /// A field terminator: another field follows, from this offset.
@@ -471,16 +482,9 @@ impl Format {
                 }
                 let c = b[k];
                 if Some(c) == self.escaped && c != q {
-                    if k + 1 >= b.len() {
-                        if !eof {
-                            return None;
-                        }
-                        val.push(c);
-                        k += 1;
-                        continue;
-                    }
-                    val.push(unescape_byte(b[k + 1]));
-                    k += 2;
+                    let (byte, width) = escape_at(b, k, eof)?;
+                    val.push(byte);
+                    k += width;
                 } else if c == q {
                     if k + 1 >= b.len() && !eof {
                         return None;
@@ -510,17 +514,10 @@ impl Format {
             }
             let c = b[k];
             if Some(c) == self.escaped {
-                if k + 1 >= b.len() {
-                    if !eof {
-                        return None;
-                    }
-                    val.push(c);
-                    k += 1;
-                    continue;
-                }
-                escaped_n = val.is_empty() && b[k + 1] == b'N';
-                val.push(unescape_byte(b[k + 1]));
-                k += 2;
+                let (byte, width) = escape_at(b, k, eof)?;
+                escaped_n = width == 2 && val.is_empty() && b[k + 1] == b'N';
+                val.push(byte);
+                k += width;
             } else {
                 escaped_n = false;
                 val.push(c);
@@ -692,13 +689,14 @@ pub async fn execute(s: &mut Session, sql: &str, sink: &mut dyn ResultSink) -> R
     if spec.targets.is_empty() {
         spec.targets = def.visible_columns().map(|c| Target::Column(c.name.clone())).collect();
     }
-    let mut cols: Vec<&str> = Vec::new();
-    for c in spec.targets.iter().filter_map(|t| match t {
-        Target::Column(c) => Some(c.as_str()),
-        Target::Var(_) => None,
-    }) {
-        cols.push(c);
-    }
+    let mut cols: Vec<&str> = spec
+        .targets
+        .iter()
+        .filter_map(|t| match t {
+            Target::Column(c) => Some(c.as_str()),
+            Target::Var(_) => None,
+        })
+        .collect();
     cols.extend(spec.set.iter().map(|(c, _)| c.as_str()));
     for c in &cols {
         if def.column(c).is_none() {
@@ -730,13 +728,9 @@ pub async fn execute(s: &mut Session, sql: &str, sink: &mut dyn ResultSink) -> R
     let own = s.txn.is_none();
     let begun = match &s.txn {
         Some(t) => t.savepoint(LOAD_SAVEPOINT).await,
-        None => match Txn::begin(s.cluster.clone(), s.conn_id, s.txn_options(None).implicit()).await {
-            Ok(t) => {
-                s.txn = Some(t);
-                Ok(())
-            }
-            Err(e) => Err(e),
-        },
+        None => Txn::begin(s.cluster.clone(), s.conn_id, s.txn_options(None).implicit()).await.map(|t| {
+            s.txn = Some(t);
+        }),
     };
     let mut loader = Loader {
         spec: &spec,

@@ -227,14 +227,12 @@ impl Session {
         self.set_process("Query", Some(sql));
         // The diagnostics area: each statement but SHOW WARNINGS / ERRORS
         // starts it afresh, and an error is left in it (MySQL's rules).
-        let words = leading_words(sql, 2);
-        if !matches!(
-            words.iter().map(String::as_str).collect::<Vec<_>>().as_slice(),
-            ["SHOW", "WARNINGS" | "ERRORS" | "COUNT"]
-        ) {
+        let words = leading_words(sql, 3);
+        let w: Vec<&str> = words.iter().map(String::as_str).collect();
+        if !matches!(w.as_slice(), ["SHOW", "WARNINGS" | "ERRORS" | "COUNT", ..]) {
             self.warnings.clear();
         }
-        let mut r = self.execute_inner(sql, sink).await;
+        let mut r = self.execute_inner(sql, &w, sink).await;
         if r.is_err() && self.txn.as_ref().is_some_and(|t| t.take_victim()) {
             // A distributed deadlock victim: the whole transaction goes.
             self.rollback().await;
@@ -248,10 +246,9 @@ impl Session {
         r
     }
 
-    async fn execute_inner(&mut self, sql: &str, sink: &mut dyn ResultSink) -> Result<()> {
-        let words = leading_words(sql, 3);
-        let w: Vec<&str> = words.iter().map(String::as_str).collect();
-        match w.as_slice() {
+    /// Runs one statement; `w` holds its first three words, upper-case.
+    async fn execute_inner(&mut self, sql: &str, w: &[&str], sink: &mut dyn ResultSink) -> Result<()> {
+        match w {
             ["SHOW", ..] => return show::show(self, sql, sink).await,
             ["USE", ..] => {
                 let db = sql.trim().trim_end_matches(';')[3..].trim();
