@@ -22,7 +22,6 @@ const INITIAL: i64 = 100;
 
 struct Env {
     pg: Playground,
-    _dir: tempfile::TempDir,
 }
 
 fn free_port() -> u16 {
@@ -33,13 +32,13 @@ fn free_port() -> u16 {
 /// than one).
 fn start_env(cns: usize) -> Env {
     runtime().block_on(async {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = common::binary_scoped_dir();
         let ports = [free_port(), free_port(), free_port(), free_port()];
         let listens = vec!["127.0.0.1:0"; cns];
-        let pg = Playground::start_cns(dir.path(), &ports, 64, "127.0.0.1:0".parse().unwrap(), &listens)
+        let pg = Playground::start_cns(&dir, &ports, 64, "127.0.0.1:0".parse().unwrap(), &listens)
             .await
             .expect("MariaDB, the TSO, the agents and the CNs start");
-        Env { pg, _dir: dir }
+        Env { pg }
     })
 }
 

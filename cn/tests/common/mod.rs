@@ -21,7 +21,6 @@ pub struct Env {
     pub cn_addr: std::net::SocketAddr,
     pub cluster: Arc<Cluster>,
     pub metadb_url: String,
-    _dir: tempfile::TempDir,
 }
 
 fn free_port() -> u16 {
@@ -50,9 +49,9 @@ pub fn env() -> &'static Env {
     static ENV: OnceLock<Env> = OnceLock::new();
     ENV.get_or_init(|| {
         runtime().block_on(async {
-            let dir = tempfile::tempdir().unwrap();
+            let dir = binary_scoped_dir();
             let ports = [free_port(), free_port(), free_port()];
-            let pg = Playground::start(dir.path(), &ports, 64, "127.0.0.1:0".parse().unwrap(), "127.0.0.1:0")
+            let pg = Playground::start(&dir, &ports, 64, "127.0.0.1:0".parse().unwrap(), "127.0.0.1:0")
                 .await
                 .expect("MariaDB, the TSO and the CN start (is mariadb-server installed?)");
             Env {
@@ -61,10 +60,37 @@ pub fn env() -> &'static Env {
                 cluster: pg.cluster.clone(),
                 metadb_url: pg.topo.metadb.url(),
                 pg: Mutex::new(pg),
-                _dir: dir,
             }
         })
     })
+}
+
+/// A temporary directory for a cluster that lives as long as the test
+/// binary (held by a `static`, so never dropped). A watcher process waits
+/// for this process to end (however it ends), then SIGKILLs the processes
+/// whose command line names the directory (the `mariadbd`s started with
+/// `--datadir=DIR/...`, restarted ones included) and removes it. Without
+/// it every run left its DNs running and ~300 MB of data in /tmp.
+#[expect(clippy::zombie_processes, reason = "the watcher outlives this process by design")]
+pub fn binary_scoped_dir() -> std::path::PathBuf {
+    let dir = tempfile::tempdir().unwrap().keep();
+    let script = r#"while kill -0 "$1" 2>/dev/null; do sleep 0.5; done
+for p in /proc/[0-9]*; do
+  pid=${p#/proc/}
+  [ "$pid" = "$$" ] && continue
+  case "$(tr '\0' ' ' < "$p/cmdline" 2>/dev/null)" in *"$2"*) kill -9 "$pid" 2>/dev/null;; esac
+done
+sleep 0.5
+rm -rf "$2""#;
+    std::process::Command::new("sh")
+        .args(["-c", script, "watcher", &std::process::id().to_string()])
+        .arg(&dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("sh starts");
+    dir
 }
 
 /// Tests that stop a DN take this exclusively; the others share it.
