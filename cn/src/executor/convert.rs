@@ -123,6 +123,11 @@ pub fn rows_to_batch(schema: &SchemaRef, rows: &[TextRow]) -> Result<RecordBatch
             DataType::Binary => {
                 Arc::new(rows.iter().map(|r| r.get(i).and_then(|v| v.as_deref())).collect::<BinaryArray>())
             }
+            // A pushed-down TRUE or comparison: MariaDB sends 1 or 0.
+            DataType::Boolean => Arc::new(
+                vals.map(|v| v.and_then(|s| s.trim().parse::<f64>().ok()).map(|n| n != 0.0)).collect::<BooleanArray>(),
+            ),
+            DataType::Null => Arc::new(NullArray::new(rows.len())),
             _ => Arc::new(vals.collect::<StringArray>()),
         };
         arrays.push(a);
@@ -197,8 +202,11 @@ pub fn batch_to_rows(batch: &RecordBatch) -> Result<Vec<TextRow>> {
             continue;
         }
         let fmt = ArrayFormatter::try_new(col.as_ref(), &opts).map_err(|e| CnError::internal(e.to_string()))?;
+        // Logical nulls: a NullArray (`SELECT NULL`) has no validity buffer.
+        let nulls = col.logical_nulls();
         for (i, r) in rows.iter_mut().enumerate() {
-            r.push(if col.is_null(i) { None } else { Some(fmt.value(i).to_string().into_bytes()) });
+            let null = nulls.as_ref().is_some_and(|n| n.is_null(i));
+            r.push(if null { None } else { Some(fmt.value(i).to_string().into_bytes()) });
         }
     }
     Ok(rows)

@@ -112,6 +112,7 @@ pub fn context(
         .with_config(config)
         .with_runtime_env(cn_memory.runtime(pool)?)
         .with_default_features()
+        .with_analyzer_rule(Arc::new(crate::optimizer::decorrelate::DomainJoinDecorrelation::default()))
         .with_physical_optimizer_rule(Arc::new(hybrid_hash_join::HybridHashJoinRule))
         .build();
     let ctx = SessionContext::new_with_state(state);

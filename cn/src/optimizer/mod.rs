@@ -2,8 +2,10 @@
 //! where the CN computes ([`semantics`]), and the pushdown of co-located
 //! joins, aggregates and expressions into one SELECT per shard
 //! ([`pushdown`]), helped by a FROM order that joins co-located tables
-//! first ([`join_order`]).
+//! first ([`join_order`]), and the unnesting of the correlated scalar
+//! subqueries DataFusion leaves in place ([`decorrelate`]).
 
+pub mod decorrelate;
 pub mod join_order;
 pub mod pushdown;
 pub mod semantics;

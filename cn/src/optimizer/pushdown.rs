@@ -48,7 +48,7 @@ use async_trait::async_trait;
 use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::tree_node::{Transformed, TreeNode};
-use datafusion::common::{Column, DFSchemaRef, Result, ScalarValue, TableReference};
+use datafusion::common::{Column, DFSchemaRef, NullEquality, Result, ScalarValue, TableReference};
 use datafusion::datasource::{provider_as_source, source_as_provider, TableType};
 use datafusion::functions_aggregate::expr_fn::{max, min, sum};
 use datafusion::logical_expr::expr::AggregateFunction;
@@ -474,7 +474,9 @@ impl ShardPushdown {
         let [l, r] = kids else {
             return None;
         };
-        if l.aggregated() || r.aggregated() || j.null_aware {
+        // A NULL-safe join (`<=>`: INTERSECT, EXCEPT, a domain join) would
+        // be sent as `=`.
+        if l.aggregated() || r.aggregated() || j.null_aware || j.null_equality == NullEquality::NullEqualsNull {
             return None;
         }
         let inputs = [(j.left.schema(), l.columns.as_slice()), (j.right.schema(), r.columns.as_slice())];
