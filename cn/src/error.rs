@@ -41,6 +41,11 @@ pub mod code {
     pub const ER_OUT_OF_RESOURCES: u16 = 1041;
     pub const ER_WRONG_FIELD_TERMINATORS: u16 = 1083;
     pub const ER_NOT_ALLOWED_COMMAND: u16 = 1148;
+    pub const ER_BAD_TABLE_ERROR: u16 = 1051;
+    pub const ER_DUP_FIELDNAME: u16 = 1060;
+    pub const ER_NON_UPDATABLE_TABLE: u16 = 1288;
+    pub const ER_VIEW_WRONG_LIST: u16 = 1353;
+    pub const ER_VIEW_RECURSIVE: u16 = 1462;
 }
 
 /// SQLSTATE for a MySQL error number; `HY000` where MySQL gives no specific one.
@@ -56,7 +61,8 @@ pub fn sqlstate_for(code: u16) -> &'static str {
         ER_BAD_FIELD_ERROR => "42S22",
         ER_DUP_ENTRY => "23000",
         ER_PARSE_ERROR => "42000",
-        ER_NO_SUCH_TABLE => "42S02",
+        ER_NO_SUCH_TABLE | ER_BAD_TABLE_ERROR => "42S02",
+        ER_DUP_FIELDNAME => "42S21",
         ER_NOT_SUPPORTED_YET => "42000",
         ER_UNKNOWN_SYSTEM_VARIABLE => "HY000",
         ER_UNKNOWN_STMT_HANDLER => "HY000",
@@ -203,9 +209,12 @@ impl From<datafusion::error::DataFusionError> for CnError {
 /// Maps DataFusion planning messages to the nearest MySQL error.
 fn plan_error(m: &str) -> CnError {
     if let Some(rest) = m.split("No field named ").nth(1) {
-        // "No field named nope. Valid fields are …": MySQL names the column.
-        // "No field named nope. Did you mean 'm.v'?" too: the name ends at ". ".
-        let name = rest.split(". ").next().unwrap_or(rest).trim_end_matches('.');
+        // "No field named nope.\nValid fields are …" or "No field named
+        // m.nope. Did you mean 'm.v'?": MySQL names the column alone.
+        let name = match rest.strip_prefix('"') {
+            Some(quoted) => quoted.split('"').next().unwrap_or(quoted),
+            None => rest.split(char::is_whitespace).next().unwrap_or(rest).trim_end_matches('.'),
+        };
         let name = name.rsplit('.').next().unwrap_or(name).trim_matches('"');
         CnError::mysql(code::ER_BAD_FIELD_ERROR, format!("Unknown column '{name}' in 'field list'"))
     } else if m.contains("not found") && m.contains("column") {
@@ -233,6 +242,9 @@ mod tests {
             "Schema error: No field named nope. Valid fields are m.id, m.v.",
             "Schema error: No field named nope. Did you mean 'm.v'?.",
             "Schema error: No field named m.nope.",
+            "Schema error: No field named nope.\nValid fields are t.id, t.g, t.b.",
+            "Schema error: No field named m.nope. Did you mean 'm.v'?\nValid fields are m.id, m.v.",
+            "Schema error: No field named \"nope\".",
         ] {
             let e = plan_error(m).to_mysql();
             assert_eq!((e.code, e.message.as_str()), (1054, "Unknown column 'nope' in 'field list'"), "{m}");

@@ -5,7 +5,7 @@
 //! `cn_meta.tables`; every DDL bumps `cn_meta.catalog_version`, which CNs poll
 //! to reload their snapshot. Sequences hand out cached ranges of ids.
 
-use super::{CatalogSnapshot, DatabaseDef, TableDef};
+use super::{CatalogSnapshot, DatabaseDef, TableDef, ViewDef};
 use crate::error::{CnError, Result};
 use mysql_async::prelude::*;
 use mysql_async::Pool;
@@ -22,6 +22,7 @@ const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS cn_meta.catalog_version (id INT PRIMARY KEY, version BIGINT NOT NULL)",
     "INSERT IGNORE INTO cn_meta.catalog_version VALUES (1, 1)",
     "CREATE TABLE IF NOT EXISTS cn_meta.gsi_backfill (db VARCHAR(64) NOT NULL, tbl VARCHAR(64) NOT NULL, idx VARCHAR(64) NOT NULL, rows_done BIGINT UNSIGNED NOT NULL, rows_total BIGINT UNSIGNED NOT NULL, PRIMARY KEY (db, tbl, idx))",
+    "CREATE TABLE IF NOT EXISTS cn_meta.views (db VARCHAR(64) NOT NULL, name VARCHAR(64) NOT NULL, def LONGTEXT NOT NULL, PRIMARY KEY (db, name))",
     "CREATE TABLE IF NOT EXISTS cn_meta.sequences (db VARCHAR(64) NOT NULL, tbl VARCHAR(64) NOT NULL, next_value BIGINT UNSIGNED NOT NULL, PRIMARY KEY (db, tbl))",
 ];
 
@@ -103,6 +104,14 @@ impl MetaDb {
                 d.tables.insert(t.name.clone(), Arc::new(t));
             }
         }
+        let views: Vec<String> = c.query("SELECT def FROM cn_meta.views").await?;
+        for def in views {
+            let v: ViewDef = serde_json::from_str(&def)
+                .map_err(|e| CnError::internal(format!("corrupt view definition in metadb: {e}")))?;
+            if let Some(d) = databases.get_mut(&v.db) {
+                d.views.insert(v.name.clone(), Arc::new(v));
+            }
+        }
         Ok(CatalogSnapshot { version: version.unwrap_or(0), databases })
     }
 
@@ -121,6 +130,7 @@ impl MetaDb {
         let mut c = self.conn().await?;
         c.exec_drop("DELETE FROM cn_meta.tables WHERE db = ?", (name,)).await?;
         c.exec_drop("DELETE FROM cn_meta.sequences WHERE db = ?", (name,)).await?;
+        c.exec_drop("DELETE FROM cn_meta.views WHERE db = ?", (name,)).await?;
         c.exec_drop("DELETE FROM cn_meta.dbs WHERE name = ?", (name,)).await?;
         Self::bump(&mut c).await
     }
@@ -141,6 +151,20 @@ impl MetaDb {
         let mut c = self.conn().await?;
         c.exec_drop("DELETE FROM cn_meta.tables WHERE db = ? AND name = ?", (db, name)).await?;
         c.exec_drop("DELETE FROM cn_meta.sequences WHERE db = ? AND tbl = ?", (db, name)).await?;
+        Self::bump(&mut c).await
+    }
+
+    /// Inserts or replaces a view.
+    pub async fn put_view(&self, v: &ViewDef) -> Result<()> {
+        let def = serde_json::to_string(v).map_err(|e| CnError::internal(e.to_string()))?;
+        let mut c = self.conn().await?;
+        c.exec_drop("REPLACE INTO cn_meta.views (db, name, def) VALUES (?, ?, ?)", (&v.db, &v.name, def)).await?;
+        Self::bump(&mut c).await
+    }
+
+    pub async fn drop_view(&self, db: &str, name: &str) -> Result<()> {
+        let mut c = self.conn().await?;
+        c.exec_drop("DELETE FROM cn_meta.views WHERE db = ? AND name = ?", (db, name)).await?;
         Self::bump(&mut c).await
     }
 

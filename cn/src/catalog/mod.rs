@@ -239,6 +239,23 @@ pub struct DatabaseDef {
     /// Index tables of global indexes, by their logical name (`t$g`): not
     /// in SHOW TABLES, but readable like tables by the planner.
     pub index_tables: BTreeMap<String, Arc<TableDef>>,
+    /// Views, by lower-case name.
+    pub views: BTreeMap<String, Arc<ViewDef>>,
+}
+
+/// A view: a stored SELECT the CN expands in place of the view's name
+/// (MySQL's MERGE algorithm; PolarDB-X keeps views in its metadb the same
+/// way). It exists only in the metadb, never on the DNs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ViewDef {
+    pub db: String,
+    /// Lower-case name.
+    pub name: String,
+    /// The column list given in `CREATE VIEW v (a, b)`, else empty.
+    pub columns: Vec<String>,
+    /// The SELECT as the CN prints it (sqlparser's form), with table names
+    /// qualified by the view's database.
+    pub query: String,
 }
 
 /// An immutable view of the catalog at one version.
@@ -261,6 +278,10 @@ impl CatalogSnapshot {
     /// A user table (not an index table).
     pub fn base_table(&self, db: &str, table: &str) -> Option<&Arc<TableDef>> {
         self.database(db)?.tables.get(&table.to_ascii_lowercase())
+    }
+    /// A view by name.
+    pub fn view(&self, db: &str, name: &str) -> Option<&Arc<ViewDef>> {
+        self.database(db)?.views.get(&name.to_ascii_lowercase())
     }
 }
 

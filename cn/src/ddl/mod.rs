@@ -6,6 +6,7 @@
 //! metadb. A failure half way drops what was created.
 
 pub mod partition_clause;
+pub mod views;
 
 use crate::catalog::{table_group_name, ColumnMeta, PartitionPlacement, Partitioning, TableDef, TypeKind, IMPLICIT_PK};
 use crate::cluster::Cluster;
@@ -227,7 +228,7 @@ pub async fn create_table(s: &mut Session, sql: &str, sink: &mut dyn ResultSink)
     if snap.database(&db).is_none() {
         return Err(CnError::bad_db(&db));
     }
-    if snap.table(&db, &name).is_some() {
+    if snap.table(&db, &name).is_some() || snap.view(&db, &name).is_some() {
         if ct.if_not_exists {
             s.warnings.push(("Note".into(), 1050, format!("Table '{name}' already exists")));
             return sink.ok(0, 0, "").await;
@@ -403,7 +404,7 @@ pub async fn execute(s: &mut Session, stmt: Statement, sink: &mut dyn ResultSink
                         s.warnings.push(("Note".into(), 1051, format!("Unknown table '{db}.{t}'")));
                         continue;
                     }
-                    return Err(CnError::mysql(1051, format!("Unknown table '{db}.{t}'")));
+                    return Err(CnError::mysql(code::ER_BAD_TABLE_ERROR, format!("Unknown table '{db}.{t}'")));
                 };
                 if snap.base_table(&db, &t).is_none() {
                     return Err(CnError::mysql(
@@ -453,7 +454,7 @@ pub async fn execute(s: &mut Session, stmt: Statement, sink: &mut dyn ResultSink
                 }
                 let snap = cluster.catalog.snapshot();
                 let def = snap.base_table(&db, &old).ok_or_else(|| CnError::no_such_table(&db, &old))?;
-                if snap.table(&db, &new).is_some() {
+                if snap.table(&db, &new).is_some() || snap.view(&db, &new).is_some() {
                     return Err(CnError::mysql(code::ER_TABLE_EXISTS_ERROR, format!("Table '{new}' already exists")));
                 }
                 // Placement is recorded per partition, so a rename only
@@ -471,6 +472,10 @@ pub async fn execute(s: &mut Session, stmt: Statement, sink: &mut dyn ResultSink
             sink.ok(0, 0, "").await
         }
         Statement::AlterTable(at) => alter_table(s, at, sink).await,
+        Statement::CreateView(cv) => views::create_view(s, cv, sink).await,
+        Statement::Drop { object_type: ObjectType::View, if_exists, names, .. } => {
+            views::drop_views(s, &names, if_exists, sink).await
+        }
         Statement::CreateIndex(ci) => {
             // A local index on every partition (global indexes are a later issue).
             let (db, t) = resolve_name(&ci.table_name, s.db.as_deref())?;

@@ -49,10 +49,18 @@ fn physical_name(db: &str, phys: &str) -> ObjectName {
     ])
 }
 
-fn table_of(snap: &CatalogSnapshot, s: &Session, name: &ObjectName) -> Result<Arc<TableDef>> {
+/// The table a statement writes (`what`: INSERT, UPDATE, DELETE). Errors:
+/// 1049, 1146, and 1288 for a view (views are read-only on the CN).
+fn table_of(snap: &CatalogSnapshot, s: &Session, name: &ObjectName, what: &str) -> Result<Arc<TableDef>> {
     let (db, t) = resolve_name(name, s.db.as_deref())?;
     if snap.database(&db).is_none() {
         return Err(CnError::bad_db(&db));
+    }
+    if snap.view(&db, &t).is_some() {
+        return Err(CnError::mysql(
+            code::ER_NON_UPDATABLE_TABLE,
+            format!("The target table {t} of the {what} is not updatable"),
+        ));
     }
     snap.table(&db, &t).cloned().ok_or_else(|| CnError::no_such_table(&db, &t))
 }
@@ -65,7 +73,7 @@ async fn insert(
     let TableObject::TableName(name) = &ins.table else {
         return Err(CnError::unsupported("INSERT INTO TABLE FUNCTION"));
     };
-    let def = table_of(snap, s, name)?;
+    let def = table_of(snap, s, name, "INSERT")?;
     // Target columns.
     let mut cols: Vec<String> = if !ins.assignments.is_empty() {
         ins.assignments
@@ -339,7 +347,7 @@ async fn update(
     let TableFactor::Table { name, .. } = &u.table.relation else {
         return Err(CnError::unsupported("UPDATE of a derived table"));
     };
-    let def = table_of(snap, s, name)?;
+    let def = table_of(snap, s, name, "UPDATE")?;
     let parts = target_partitions(&def, u.selection.as_ref());
     if parts.len() > 1 && u.limit.is_some() {
         return Err(CnError::unsupported("UPDATE … LIMIT over several partitions"));
@@ -376,7 +384,7 @@ async fn delete(
     let TableFactor::Table { name, .. } = &from[0].relation else {
         return Err(CnError::unsupported("DELETE from a derived table"));
     };
-    let def = table_of(snap, s, name)?;
+    let def = table_of(snap, s, name, "DELETE")?;
     let parts = target_partitions(&def, d.selection.as_ref());
     if parts.len() > 1 && d.limit.is_some() {
         return Err(CnError::unsupported("DELETE … LIMIT over several partitions"));

@@ -82,6 +82,12 @@ pub fn parse_decimal(s: &str, scale: i8) -> Option<i128> {
     Some(if neg { -v } else { v })
 }
 
+/// Ends the unique alias the CN gives a result column whose name an earlier
+/// column already has (DataFusion needs unique names, MySQL does not);
+/// [`column_def`] drops it and what follows. A control character (unit
+/// separator), so no real name has it.
+pub const DUPLICATE_NAME_MARK: char = '\u{1f}';
+
 /// Builds a RecordBatch of `schema` from text rows (as a DN sends them).
 pub fn rows_to_batch(schema: &SchemaRef, rows: &[TextRow]) -> Result<RecordBatch> {
     if schema.fields().is_empty() {
@@ -137,6 +143,8 @@ pub fn rows_to_batch(schema: &SchemaRef, rows: &[TextRow]) -> Result<RecordBatch
 
 /// The MySQL column definition for an Arrow field of a result.
 pub fn column_def(f: &Field) -> ColumnDef {
+    let name = f.name().split(DUPLICATE_NAME_MARK).next().unwrap_or_default();
+    let f = &Field::new(name, f.data_type().clone(), f.is_nullable());
     let mut c = match f.data_type() {
         DataType::Int8 => ColumnDef::new(f.name(), ty::TINY),
         DataType::Int16 => ColumnDef::new(f.name(), ty::SHORT),

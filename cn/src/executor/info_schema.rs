@@ -1,10 +1,10 @@
-//! `information_schema` over the logical catalog: SCHEMATA, TABLES, COLUMNS,
-//! STATISTICS (the views MySQL tools read), built from the CN's catalog
+//! `information_schema` over the logical catalog: SCHEMATA, TABLES, VIEWS,
+//! COLUMNS, STATISTICS (the views MySQL tools read), built from the CN's catalog
 //! snapshot, never from the physical tables; and CN_TRX, the distributed
 //! transactions in flight on this CN (as `SHOW TRANS`; TiDB's TIDB_TRX), and
 //! GLOBAL_INDEXES (PolarDB-X's view of the global secondary indexes).
 
-use crate::catalog::{CatalogSnapshot, Partitioning, TableDef};
+use crate::catalog::{CatalogSnapshot, Partitioning, TableDef, ViewDef};
 use crate::txn::TxnInfo;
 use async_trait::async_trait;
 use datafusion::arrow::array::{ArrayRef, StringArray, UInt64Array};
@@ -13,7 +13,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::{MemTable, SchemaProvider, TableProvider};
 use std::sync::Arc;
 
-const TABLES: &[&str] = &["schemata", "tables", "columns", "statistics", "cn_trx", "global_indexes"];
+const TABLES: &[&str] = &["schemata", "tables", "views", "columns", "statistics", "cn_trx", "global_indexes"];
 
 /// The `information_schema` schema.
 #[derive(Debug)]
@@ -68,6 +68,10 @@ fn tables(snap: &CatalogSnapshot) -> impl Iterator<Item = &Arc<TableDef>> {
     snap.databases.values().flat_map(|d| d.tables.values())
 }
 
+fn views(snap: &CatalogSnapshot) -> impl Iterator<Item = &Arc<ViewDef>> {
+    snap.databases.values().flat_map(|d| d.views.values())
+}
+
 impl InfoSchema {
     fn build(&self, name: &str) -> Option<Arc<dyn TableProvider>> {
         let snap = &self.snapshot;
@@ -95,7 +99,9 @@ impl InfoSchema {
             }
             "tables" => {
                 let t: Vec<_> = tables(snap).collect();
-                let n = t.len();
+                let v: Vec<_> = views(snap).collect();
+                let (n, nv) = (t.len(), v.len());
+                let text = |base: Vec<Option<String>>, view: Vec<Option<String>>| Col::Text([base, view].concat());
                 mem_table(
                     &[
                         "TABLE_CATALOG",
@@ -109,15 +115,45 @@ impl InfoSchema {
                         "TABLE_COMMENT",
                     ],
                     vec![
+                        Col::Text(vec![s("def"); n + nv]),
+                        text(t.iter().map(|t| s(&t.db)).collect(), v.iter().map(|v| s(&v.db)).collect()),
+                        text(t.iter().map(|t| s(&t.name)).collect(), v.iter().map(|v| s(&v.name)).collect()),
+                        text(vec![s("BASE TABLE"); n], vec![s("VIEW"); nv]),
+                        text(vec![s("InnoDB"); n], vec![None; nv]),
+                        Col::Num(t.iter().map(|t| Some(t.version)).chain(v.iter().map(|_| None)).collect()),
+                        text(vec![s("utf8mb4_general_ci"); n], vec![None; nv]),
+                        text(t.iter().map(|t| s(&partition_summary(t))).collect(), vec![None; nv]),
+                        text(vec![s(""); n], vec![s("VIEW"); nv]),
+                    ],
+                )
+            }
+            "views" => {
+                let v: Vec<_> = views(snap).collect();
+                let n = v.len();
+                mem_table(
+                    &[
+                        "TABLE_CATALOG",
+                        "TABLE_SCHEMA",
+                        "TABLE_NAME",
+                        "VIEW_DEFINITION",
+                        "CHECK_OPTION",
+                        "IS_UPDATABLE",
+                        "DEFINER",
+                        "SECURITY_TYPE",
+                        "CHARACTER_SET_CLIENT",
+                        "COLLATION_CONNECTION",
+                    ],
+                    vec![
                         Col::Text(vec![s("def"); n]),
-                        Col::Text(t.iter().map(|t| s(&t.db)).collect()),
-                        Col::Text(t.iter().map(|t| s(&t.name)).collect()),
-                        Col::Text(vec![s("BASE TABLE"); n]),
-                        Col::Text(vec![s("InnoDB"); n]),
-                        Col::Num(t.iter().map(|t| Some(t.version)).collect()),
+                        Col::Text(v.iter().map(|v| s(&v.db)).collect()),
+                        Col::Text(v.iter().map(|v| s(&v.name)).collect()),
+                        Col::Text(v.iter().map(|v| s(&v.query)).collect()),
+                        Col::Text(vec![s("NONE"); n]),
+                        Col::Text(vec![s("NO"); n]),
+                        Col::Text(vec![s("root@%"); n]),
+                        Col::Text(vec![s("DEFINER"); n]),
+                        Col::Text(vec![s("utf8mb4"); n]),
                         Col::Text(vec![s("utf8mb4_general_ci"); n]),
-                        Col::Text(t.iter().map(|t| s(&partition_summary(t))).collect()),
-                        Col::Text(vec![s(""); n]),
                     ],
                 )
             }

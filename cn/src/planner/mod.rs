@@ -3,6 +3,7 @@
 
 pub mod locking;
 pub mod split;
+pub mod views;
 
 use crate::catalog::{CatalogSnapshot, TableDef};
 use crate::error::{CnError, Result};

@@ -327,6 +327,7 @@ impl Session {
                 let snap = self.cluster.catalog.snapshot();
                 let mut first = None;
                 if let Statement::Query(q) = statement.as_mut() {
+                    planner::views::expand(&snap, self.db.as_deref(), q)?;
                     if let Some(choice) = crate::gsi::select::choose(&snap, self.db.as_deref(), q)? {
                         first = Some(vec![Some(b"global_index".to_vec()), Some(choice.describe().into_bytes())]);
                         *q = match choice {
@@ -360,6 +361,7 @@ impl Session {
             | Statement::RenameTable(_)
             | Statement::AlterTable(_)
             | Statement::CreateIndex(_)
+            | Statement::CreateView(_)
             | Statement::CreateSchema { .. } => {
                 self.commit().await?;
                 crate::ddl::execute(self, stmt, sink).await
@@ -375,6 +377,7 @@ impl Session {
     async fn select(&mut self, mut q: Query, sink: &mut dyn ResultSink) -> Result<()> {
         let _running = self.cluster.enter_statement();
         let snap = self.cluster.catalog.snapshot();
+        planner::views::expand(&snap, self.db.as_deref(), &mut q)?;
         if self.substitute_session_values(&mut q, None) {
             // PolarDB-X's TSO_TIMESTAMP(): a fresh timestamp from the TSO,
             // fetched only for the statements that ask for one.
@@ -388,6 +391,11 @@ impl Session {
             }
         }
         self.select_routed(q, lock, None, sink).await
+    }
+
+    /// Runs a SELECT for the CN itself (a view's check at CREATE VIEW).
+    pub(crate) async fn select_into(&mut self, q: Query, sink: &mut dyn ResultSink) -> Result<()> {
+        self.select(q, sink).await
     }
 
     /// A SELECT through a global index ([`crate::gsi::select`]): the index
@@ -701,15 +709,37 @@ pub fn column_from_dn(c: &mysql_async::Column) -> ColumnDef {
 }
 
 /// Gives every computed select item of the outer query an alias equal to
-/// its text, so result columns are named as MySQL names them.
+/// its text, so result columns are named as MySQL names them. MySQL allows
+/// two result columns of one name (`SELECT id, id`, `SELECT *, id`);
+/// DataFusion does not, so a repeated name gets a unique alias that
+/// [`crate::executor::convert::column_def`] shows without its suffix
+/// ([`crate::executor::convert::DUPLICATE_NAME_MARK`]).
 fn name_select_items(q: &mut Query) {
+    use crate::executor::convert::DUPLICATE_NAME_MARK;
     if let SetExpr::Select(sel) = q.body.as_mut() {
-        for item in sel.projection.iter_mut() {
-            if let SelectItem::UnnamedExpr(e) = item {
-                if !matches!(e, Expr::Identifier(_) | Expr::CompoundIdentifier(_)) {
-                    let alias = Ident::with_quote('`', e.to_string());
-                    *item = SelectItem::ExprWithAlias { expr: e.clone(), alias };
+        let wildcard =
+            sel.projection.iter().any(|i| matches!(i, SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..)));
+        let mut seen = std::collections::HashSet::new();
+        for (n, item) in sel.projection.iter_mut().enumerate() {
+            let (expr, name) = match item {
+                SelectItem::UnnamedExpr(e) => {
+                    let name = match &*e {
+                        Expr::Identifier(i) => i.value.clone(),
+                        Expr::CompoundIdentifier(parts) => parts.last().map(|i| i.value.clone()).unwrap_or_default(),
+                        other => other.to_string(),
+                    };
+                    (e.clone(), name)
                 }
+                SelectItem::ExprWithAlias { expr, alias } => (expr.clone(), alias.value.clone()),
+                _ => continue,
+            };
+            let plain = matches!(expr, Expr::Identifier(_) | Expr::CompoundIdentifier(_));
+            let repeated = !seen.insert(name.to_lowercase()) || (wildcard && plain);
+            if repeated {
+                let alias = Ident::with_quote('`', format!("{name}{DUPLICATE_NAME_MARK}{n}"));
+                *item = SelectItem::ExprWithAlias { expr, alias };
+            } else if !plain && matches!(item, SelectItem::UnnamedExpr(_)) {
+                *item = SelectItem::ExprWithAlias { expr, alias: Ident::with_quote('`', name) };
             }
         }
     }

@@ -3,9 +3,9 @@
 
 use super::sink::{send_rows, CollectSink, ResultSink};
 use super::Session;
-use crate::catalog::{Partitioning, TableDef, IMPLICIT_PK};
+use crate::catalog::{Partitioning, TableDef, ViewDef, IMPLICIT_PK};
 use crate::dn::quote_ident;
-use crate::error::{CnError, Result};
+use crate::error::{code, CnError, Result};
 use crate::protocol::constants::ty;
 use crate::protocol::resultset::ColumnDef;
 use crate::txn::TxnInfo;
@@ -61,6 +61,30 @@ fn table_arg(s: &Session, toks: &[String]) -> Result<Arc<TableDef>> {
     snap.table(&db, &t).cloned().ok_or_else(|| CnError::no_such_table(&db, &t))
 }
 
+/// The view named by `SHOW CREATE {VIEW|TABLE} [db.]name`, if it is one.
+fn view_arg(s: &Session, toks: &[String]) -> Result<Option<Arc<ViewDef>>> {
+    let name = toks.get(3).ok_or_else(|| CnError::parse("expected a name"))?;
+    let (db, v) = match name.split_once('.') {
+        Some((d, v)) => (unquote(d), unquote(v)),
+        None => (s.db.clone().ok_or_else(CnError::no_db)?, unquote(name)),
+    };
+    Ok(s.cluster.catalog.snapshot().view(&db, &v).cloned())
+}
+
+/// SHOW CREATE VIEW's row, as MySQL prints it.
+async fn show_create_view(v: &ViewDef, sink: &mut dyn ResultSink) -> Result<()> {
+    let cols: Vec<String> = v.columns.iter().map(|c| quote_ident(c)).collect();
+    let list = if cols.is_empty() { String::new() } else { format!("({}) ", cols.join(",")) };
+    let ddl = format!(
+        "CREATE ALGORITHM=UNDEFINED DEFINER=`root`@`%` SQL SECURITY DEFINER VIEW {} {list}AS {}",
+        quote_ident(&v.name),
+        v.query
+    );
+    let row = vec![Some(v.name.clone()), Some(ddl), Some("utf8mb4".into()), Some("utf8mb4_general_ci".into())];
+    send_rows(sink, &text_cols(&["View", "Create View", "character_set_client", "collation_connection"]), vec![row])
+        .await
+}
+
 /// Runs `sql` on the DN of partition 0 of `t` and collects the result.
 async fn on_first_partition(s: &mut Session, t: &TableDef, sql: String) -> Result<CollectSink> {
     let mut c = CollectSink::default();
@@ -109,11 +133,13 @@ pub async fn show(s: &mut Session, sql: &str, sink: &mut dyn ResultSink) -> Resu
             let d = snap.database(&db).ok_or_else(|| CnError::bad_db(&db))?;
             let pat = like_clause(&toks);
             let col = format!("Tables_in_{db}");
-            let rows: Vec<Vec<Option<String>>> = d
-                .tables
-                .keys()
-                .filter(|n| pat.as_deref().is_none_or(|p| like(p, n)))
-                .map(|n| if full { vec![Some(n.clone()), Some("BASE TABLE".into())] } else { vec![Some(n.clone())] })
+            let mut names: Vec<(&String, &str)> = d.tables.keys().map(|n| (n, "BASE TABLE")).collect();
+            names.extend(d.views.keys().map(|n| (n, "VIEW")));
+            names.sort();
+            let rows: Vec<Vec<Option<String>>> = names
+                .into_iter()
+                .filter(|(n, _)| pat.as_deref().is_none_or(|p| like(p, n)))
+                .map(|(n, ty)| if full { vec![Some(n.clone()), Some(ty.into())] } else { vec![Some(n.clone())] })
                 .collect();
             let cols = if full { text_cols(&[&col, "Table_type"]) } else { text_cols(&[&col]) };
             send_rows(sink, &cols, rows).await
@@ -142,6 +168,17 @@ pub async fn show(s: &mut Session, sql: &str, sink: &mut dyn ResultSink) -> Resu
             }
             c.rows.retain(|r| r.get(4).and_then(|v| v.as_deref()) != Some(IMPLICIT_PK.as_bytes()));
             forward(sink, c).await
+        }
+        ["CREATE", "VIEW", ..] => match view_arg(s, &toks)? {
+            Some(v) => show_create_view(&v, sink).await,
+            None => {
+                let name = unquote(toks.get(3).map(String::as_str).unwrap_or(""));
+                Err(CnError::mysql(code::ER_NO_SUCH_TABLE, format!("Table '{name}' doesn't exist")))
+            }
+        },
+        ["CREATE", "TABLE", ..] if view_arg(s, &toks)?.is_some() => {
+            let v = view_arg(s, &toks)?.expect("checked");
+            show_create_view(&v, sink).await
         }
         ["CREATE", "TABLE", ..] => {
             let mut toks2 = toks.clone();
