@@ -11,9 +11,14 @@
 //!   `ERROR_FOR_DIVISION_BY_ZERO` in strict mode), not an error.
 //!   `AVG(x)` is planned as `mysql_div(SUM(x), COUNT(x))`, which is MySQL's
 //!   AVG exactly: DECIMAL with scale + 4, rounded half up.
+//! - `mysql_intdiv(a, b)`: MySQL's `a DIV b` ([`MysqlIntDiv`]).
+//! - `mysql_signed(x)`, `mysql_unsigned(x)`: `CAST(x AS SIGNED|UNSIGNED)`
+//!   ([`MysqlCastInt`]).
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, Decimal128Builder, Float64Array};
-use datafusion::arrow::datatypes::{i256, DataType, Decimal128Type, Float64Type};
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, Decimal128Builder, Float64Array, Int64Array, Int64Builder, UInt64Array,
+};
+use datafusion::arrow::datatypes::{i256, DataType, Decimal128Type, Float64Type, Int64Type};
 use datafusion::common::{exec_err, Result};
 use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility};
 use std::sync::Arc;
@@ -30,7 +35,12 @@ const INT_DIGITS: u8 = 20;
 
 /// The functions to register in a query context.
 pub fn all() -> Vec<ScalarUDF> {
-    vec![ScalarUDF::from(MysqlDiv::new())]
+    vec![
+        ScalarUDF::from(MysqlDiv::new()),
+        ScalarUDF::from(MysqlIntDiv::new()),
+        ScalarUDF::from(MysqlCastInt::new(false)),
+        ScalarUDF::from(MysqlCastInt::new(true)),
+    ]
 }
 
 /// `mysql_div(a, b)`: see the module documentation.
@@ -173,9 +183,236 @@ pub fn div_round(n: i128, d: i128, shift: u32) -> Result<i128> {
     }
 }
 
+/// `mysql_intdiv(a, b)`: MySQL's `a DIV b` (MySQL 8.0 reference, 14.6.1
+/// "Arithmetic Operators"): the quotient truncated toward zero as BIGINT.
+/// Integer operands divide as integers; DECIMAL operands divide exactly and
+/// truncate; floating-point (and string) operands divide as DOUBLE and
+/// truncate. Division by zero gives NULL; a quotient beyond BIGINT is an
+/// error ("BIGINT value is out of range"), as in MySQL.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct MysqlIntDiv {
+    signature: Signature,
+}
+
+impl MysqlIntDiv {
+    pub const NAME: &'static str = "mysql_intdiv";
+
+    pub fn new() -> Self {
+        MysqlIntDiv { signature: Signature::user_defined(Volatility::Immutable) }
+    }
+}
+
+impl Default for MysqlIntDiv {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn bigint_range<T>(v: Option<T>) -> Result<T> {
+    match v {
+        Some(v) => Ok(v),
+        None => exec_err!("BIGINT value is out of range in DIV"),
+    }
+}
+
+impl ScalarUDFImpl for MysqlIntDiv {
+    fn name(&self) -> &str {
+        Self::NAME
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        let int = |t: &DataType| t.is_integer() || matches!(t, DataType::Null | DataType::Boolean);
+        Ok(if arg_types.iter().all(int) {
+            vec![DataType::Int64; arg_types.len()]
+        } else if arg_types.iter().all(exact) {
+            arg_types
+                .iter()
+                .map(|t| match t {
+                    DataType::Decimal128(..) => t.clone(),
+                    _ => DataType::Decimal128(INT_DIGITS, 0),
+                })
+                .collect()
+        } else {
+            vec![DataType::Float64; arg_types.len()]
+        })
+    }
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        match arg_types {
+            [_, _] => Ok(DataType::Int64),
+            _ => exec_err!("mysql_intdiv takes two arguments"),
+        }
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let [a, b] = arrays.as_slice() else {
+            return exec_err!("mysql_intdiv takes two arguments");
+        };
+        let mut out = Int64Builder::with_capacity(a.len());
+        match (a.data_type(), b.data_type()) {
+            (DataType::Int64, DataType::Int64) => {
+                let (a, b) = (a.as_primitive::<Int64Type>(), b.as_primitive::<Int64Type>());
+                for (x, y) in a.iter().zip(b.iter()) {
+                    match (x, y) {
+                        (Some(x), Some(y)) if y != 0 => out.append_value(bigint_range(x.checked_div(y))?),
+                        _ => out.append_null(),
+                    }
+                }
+            }
+            (DataType::Decimal128(_, s1), DataType::Decimal128(_, s2)) => {
+                // a / 10^s1 DIV b / 10^s2 = (a * 10^s2) DIV (b * 10^s1).
+                let (a, b) = (a.as_primitive::<Decimal128Type>(), b.as_primitive::<Decimal128Type>());
+                let scale =
+                    |v: i128, s: i8| i256::from_i128(v).checked_mul(i256::from_i128(10).checked_pow(s.max(0) as u32)?);
+                for (x, y) in a.iter().zip(b.iter()) {
+                    match (x, y) {
+                        (Some(x), Some(y)) if y != 0 => {
+                            let n = bigint_range(scale(x, *s2))?;
+                            let d = bigint_range(scale(y, *s1))?;
+                            let q = n.wrapping_div(d).to_i128().and_then(|q| i64::try_from(q).ok());
+                            out.append_value(bigint_range(q)?);
+                        }
+                        _ => out.append_null(),
+                    }
+                }
+            }
+            (DataType::Float64, DataType::Float64) => {
+                let (a, b) = (a.as_primitive::<Float64Type>(), b.as_primitive::<Float64Type>());
+                for (x, y) in a.iter().zip(b.iter()) {
+                    match (x, y) {
+                        (Some(x), Some(y)) if y != 0.0 => {
+                            let q = (x / y).trunc();
+                            let fits = q.is_finite() && q >= i64::MIN as f64 && q < i64::MAX as f64;
+                            out.append_value(bigint_range(fits.then_some(q as i64))?);
+                        }
+                        _ => out.append_null(),
+                    }
+                }
+            }
+            (x, y) => return exec_err!("mysql_intdiv of {x} and {y}"),
+        }
+        Ok(ColumnarValue::Array(Arc::new(out.finish())))
+    }
+}
+
+/// `mysql_signed(x)` and `mysql_unsigned(x)`: MySQL's `CAST(x AS SIGNED)`
+/// and `CAST(x AS UNSIGNED)` (MySQL 8.0 reference, 14.10 "Cast Functions
+/// and Operators"), which DataFusion's SQL planner does not know. DECIMAL
+/// values round half away from zero (`CAST(3.5 AS SIGNED)` is 4, where an
+/// Arrow cast truncates), DOUBLE values half to even as C's `rint`
+/// (MariaDB: `CAST(2.5e0 AS SIGNED)` is 2); strings give their
+/// leading integer (`'12abc'` is 12, `'x'` is 0); values beyond the range
+/// saturate. UNSIGNED of a negative integer wraps modulo 2^64, as MySQL's
+/// does.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct MysqlCastInt {
+    signature: Signature,
+    unsigned: bool,
+}
+
+impl MysqlCastInt {
+    pub const SIGNED: &'static str = "mysql_signed";
+    pub const UNSIGNED: &'static str = "mysql_unsigned";
+
+    pub fn new(unsigned: bool) -> Self {
+        MysqlCastInt { signature: Signature::user_defined(Volatility::Immutable), unsigned }
+    }
+}
+
+/// The leading integer of a string, as MySQL converts it (0 without one).
+fn leading_integer(s: &str) -> i128 {
+    let t = s.trim_start();
+    let (neg, digits) = match t.as_bytes().first() {
+        Some(b'-') => (true, &t[1..]),
+        Some(b'+') => (false, &t[1..]),
+        _ => (false, t),
+    };
+    let mut v: i128 = 0;
+    for b in digits.bytes().take_while(u8::is_ascii_digit) {
+        v = (v * 10 + (b - b'0') as i128).min(u64::MAX as i128 + 1);
+    }
+    if neg {
+        -v
+    } else {
+        v
+    }
+}
+
+impl ScalarUDFImpl for MysqlCastInt {
+    fn name(&self) -> &str {
+        if self.unsigned {
+            Self::UNSIGNED
+        } else {
+            Self::SIGNED
+        }
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        Ok(arg_types
+            .iter()
+            .map(|t| match t {
+                t if t.is_integer() || matches!(t, DataType::Null | DataType::Boolean) => DataType::Int64,
+                DataType::Decimal128(..) => t.clone(),
+                t if t.is_floating() => DataType::Float64,
+                _ => DataType::Utf8,
+            })
+            .collect())
+    }
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(if self.unsigned { DataType::UInt64 } else { DataType::Int64 })
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let [a] = arrays.as_slice() else {
+            return exec_err!("{} takes one argument", self.name());
+        };
+        // Every input as an i128 (exact for all of them), then the range.
+        let wide: Vec<Option<i128>> = match a.data_type() {
+            DataType::Int64 => a.as_primitive::<Int64Type>().iter().map(|v| v.map(i128::from)).collect(),
+            DataType::Decimal128(_, s) => {
+                let m = 10i128.pow((*s).max(0) as u32);
+                a.as_primitive::<Decimal128Type>().iter().map(|v| v.map(|v| (v + v.signum() * (m / 2)) / m)).collect()
+            }
+            DataType::Float64 => a
+                .as_primitive::<Float64Type>()
+                .iter()
+                .map(|v| v.map(|f| f.round_ties_even().clamp(i128::MIN as f64, i128::MAX as f64) as i128))
+                .collect(),
+            DataType::Utf8 => a.as_string::<i32>().iter().map(|v| v.map(leading_integer)).collect(),
+            other => return exec_err!("{} of {other}", self.name()),
+        };
+        let out: ArrayRef = if self.unsigned {
+            let signed = matches!(a.data_type(), DataType::Int64);
+            Arc::new(
+                wide.into_iter()
+                    .map(|v| v.map(|v| if signed { v as i64 as u64 } else { v.clamp(0, u64::MAX as i128) as u64 }))
+                    .collect::<UInt64Array>(),
+            )
+        } else {
+            Arc::new(
+                wide.into_iter()
+                    .map(|v| v.map(|v| v.clamp(i64::MIN as i128, i64::MAX as i128) as i64))
+                    .collect::<Int64Array>(),
+            )
+        };
+        Ok(ColumnarValue::Array(out))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn strings_cast_to_their_leading_integer() {
+        assert_eq!(leading_integer(" 12abc"), 12);
+        assert_eq!(leading_integer("-7.9"), -7);
+        assert_eq!(leading_integer("x"), 0);
+        assert_eq!(leading_integer("+3"), 3);
+    }
 
     #[test]
     fn division_rounds_half_away_from_zero_at_scale_plus_four() {

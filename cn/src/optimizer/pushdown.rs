@@ -40,7 +40,7 @@
 
 use crate::catalog::{Partitioning, TableDef};
 use crate::dn::quote_ident;
-use crate::executor::functions::MysqlDiv;
+use crate::executor::functions::{MysqlCastInt, MysqlDiv, MysqlIntDiv};
 use crate::executor::shard_scan::{ShardQuery, ShardScanExec};
 use crate::executor::table::{prune, ShardedTable};
 use crate::txn::ConnSource;
@@ -126,8 +126,20 @@ struct Fragment {
 
 /// Functions MariaDB evaluates as the user's MySQL statement means them
 /// (the statement is MySQL: the name is the user's).
-const PUSHABLE_FUNCTIONS: &[&str] =
-    &["mysql_div", "date_part", "substr", "substring", "upper", "lower", "abs", "concat", "coalesce", "ifnull"];
+const PUSHABLE_FUNCTIONS: &[&str] = &[
+    "mysql_div",
+    "mysql_intdiv",
+    "mysql_signed",
+    "date_part",
+    "substr",
+    "substring",
+    "upper",
+    "lower",
+    "abs",
+    "concat",
+    "coalesce",
+    "ifnull",
+];
 
 /// Aggregates a shard can compute.
 const PUSHABLE_AGGREGATES: &[&str] = &["sum", "count", "min", "max"];
@@ -176,10 +188,21 @@ pub(crate) fn sql(e: &Expr) -> Result<String> {
         .clone()
         .transform(|x| {
             Ok(match x {
-                Expr::ScalarFunction(f) if f.name() == MysqlDiv::NAME && f.args.len() == 2 => {
+                Expr::ScalarFunction(f)
+                    if (f.name() == MysqlDiv::NAME || f.name() == MysqlIntDiv::NAME) && f.args.len() == 2 =>
+                {
+                    let op = if f.name() == MysqlDiv::NAME { Operator::Divide } else { Operator::IntegerDivide };
                     let mut a = f.args.into_iter();
                     let (l, r) = (a.next().expect("two"), a.next().expect("two"));
-                    Transformed::yes(Expr::BinaryExpr(BinaryExpr::new(Box::new(l), Operator::Divide, Box::new(r))))
+                    Transformed::yes(Expr::BinaryExpr(BinaryExpr::new(Box::new(l), op, Box::new(r))))
+                }
+                // `CAST(x AS SIGNED)` (DataFusion's MySQL unparser names Int64 so).
+                Expr::ScalarFunction(f) if f.name() == MysqlCastInt::SIGNED && f.args.len() == 1 => {
+                    let x = f.args.into_iter().next().expect("one");
+                    Transformed::yes(Expr::Cast(datafusion::logical_expr::Cast::new(
+                        Box::new(x),
+                        datafusion::arrow::datatypes::DataType::Int64,
+                    )))
                 }
                 Expr::Alias(a) => Transformed::yes(*a.expr),
                 other => Transformed::no(other),
@@ -189,7 +212,25 @@ pub(crate) fn sql(e: &Expr) -> Result<String> {
     let dialect = MySqlDialect {};
     let mut e = Unparser::new(&dialect).expr_to_sql(&e)?;
     crate::planner::escape_strings(&mut e);
+    // DataFusion prints its integer division as DuckDB's `//`.
+    let _ = datafusion::sql::sqlparser::ast::VisitMut::visit(&mut e, &mut MySqlIntegerDivide);
     Ok(e.to_string())
+}
+
+/// Turns `a // b` (DataFusion's unparsed IntegerDivide) into `a DIV b`.
+struct MySqlIntegerDivide;
+
+impl datafusion::sql::sqlparser::ast::VisitorMut for MySqlIntegerDivide {
+    type Break = ();
+    fn post_visit_expr(&mut self, e: &mut datafusion::sql::sqlparser::ast::Expr) -> std::ops::ControlFlow<()> {
+        use datafusion::sql::sqlparser::ast::BinaryOperator as B;
+        if let datafusion::sql::sqlparser::ast::Expr::BinaryOp { op, .. } = e {
+            if *op == B::DuckIntegerDivide {
+                *op = B::MyIntegerDivide;
+            }
+        }
+        std::ops::ControlFlow::Continue(())
+    }
 }
 
 /// Replaces column references of `schema` by the fragment's expressions
@@ -276,8 +317,13 @@ impl Fragment {
         }
         if let Some(g) = &self.group_by {
             if !g.is_empty() {
-                let g: Vec<String> = g.iter().map(sql).collect::<Result<_>>()?;
-                s.push_str(&format!(" GROUP BY {}", g.join(", ")));
+                // MariaDB reads a number in GROUP BY as a column position
+                // (`GROUP BY -43`: "Unknown column '-43'"); a constant key
+                // groups nothing anyway, and `GROUP BY NULL` keeps the one
+                // group (none over no rows) when all keys are constants.
+                let keys: Vec<String> = g.iter().filter(|e| e.any_column_refs()).map(sql).collect::<Result<_>>()?;
+                let keys = if keys.is_empty() { "NULL".to_string() } else { keys.join(", ") };
+                s.push_str(&format!(" GROUP BY {keys}"));
             }
             if !self.having.is_empty() {
                 s.push_str(&format!(" HAVING {}", and_all(&self.having)?));

@@ -5,6 +5,12 @@
 //! - `a / b` becomes `mysql_div(a, b)`
 //!   ([`crate::executor::functions::MysqlDiv`]): DECIMAL with the dividend's
 //!   scale + 4, rounded half up; NULL on division by zero.
+//! - `a DIV b` becomes `mysql_intdiv(a, b)`
+//!   ([`crate::executor::functions::MysqlIntDiv`]): DataFusion has no DIV.
+//! - `CAST(x AS SIGNED|UNSIGNED [INTEGER])` becomes `mysql_signed(x)` or
+//!   `mysql_unsigned(x)` ([`crate::executor::functions::MysqlCastInt`]):
+//!   DataFusion's parser has no such types, and MySQL rounds where an
+//!   Arrow cast truncates.
 //! - `AVG([DISTINCT] x)` becomes `mysql_div(SUM([DISTINCT] x),
 //!   COUNT([DISTINCT] x))`, MySQL's AVG exactly (DECIMAL with scale + 4 for
 //!   exact input, rounded half up; DOUBLE for floating-point input). It also
@@ -13,10 +19,10 @@
 //! Statements that run whole on one DN are not rewritten: MariaDB computes
 //! them itself.
 
-use crate::executor::functions::MysqlDiv;
+use crate::executor::functions::{MysqlCastInt, MysqlDiv, MysqlIntDiv};
 use datafusion::sql::sqlparser::ast::{
-    BinaryOperator, DuplicateTreatment, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList,
-    FunctionArguments, Ident, ObjectName, VisitMut, VisitorMut,
+    BinaryOperator, CastKind, DataType, DuplicateTreatment, Expr, Function, FunctionArg, FunctionArgExpr,
+    FunctionArgumentList, FunctionArguments, Ident, ObjectName, VisitMut, VisitorMut,
 };
 use std::ops::ControlFlow;
 
@@ -77,7 +83,19 @@ impl VisitorMut for Rewriter {
             Expr::BinaryOp { left, op: BinaryOperator::Divide, right } => {
                 Some(call(MysqlDiv::NAME, vec![(**left).clone(), (**right).clone()], false, None))
             }
+            Expr::BinaryOp { left, op: BinaryOperator::MyIntegerDivide, right } => {
+                Some(call(MysqlIntDiv::NAME, vec![(**left).clone(), (**right).clone()], false, None))
+            }
             Expr::Function(f) => avg_rewrite(f),
+            Expr::Cast { kind: CastKind::Cast, expr, data_type, format: None, array: false } => {
+                let unsigned = match data_type {
+                    DataType::Signed | DataType::SignedInteger => false,
+                    DataType::Unsigned | DataType::UnsignedInteger => true,
+                    _ => return ControlFlow::Continue(()),
+                };
+                let name = if unsigned { MysqlCastInt::UNSIGNED } else { MysqlCastInt::SIGNED };
+                Some(call(name, vec![(**expr).clone()], false, None))
+            }
             _ => None,
         };
         if let Some(n) = new {
@@ -97,7 +115,7 @@ mod tests {
     fn division_and_avg_become_mysql_div() {
         let mut s = Parser::parse_sql(
             &MySqlDialect {},
-            "SELECT a / (b / 2), AVG(DISTINCT c), avg(d) OVER (PARTITION BY e) FROM t",
+            "SELECT a / (b / 2), AVG(DISTINCT c), avg(d) OVER (PARTITION BY e), a DIV b, CAST(a AS SIGNED) FROM t",
         )
         .unwrap()
         .remove(0);
@@ -105,7 +123,7 @@ mod tests {
         assert_eq!(
             s.to_string(),
             "SELECT mysql_div(a, (mysql_div(b, 2))), mysql_div(sum(DISTINCT c), count(DISTINCT c)), \
-             mysql_div(sum(d) OVER (PARTITION BY e), count(d) OVER (PARTITION BY e)) FROM t"
+             mysql_div(sum(d) OVER (PARTITION BY e), count(d) OVER (PARTITION BY e)), mysql_intdiv(a, b), mysql_signed(a) FROM t"
         );
     }
 }
