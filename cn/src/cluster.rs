@@ -109,9 +109,6 @@ impl Cluster {
             return Err(CnError::internal("the metadb lists no data nodes (cn_meta.dns is empty)"));
         }
         let dns: Vec<Arc<Dn>> = dns.into_iter().map(|d| Arc::new(Dn::new(d, config.dn_pool_size))).collect();
-        let snap = metadb.load().await?;
-        let catalog = Catalog::default();
-        catalog.install(snap);
         let timestamps = if config.tso.is_empty() {
             Timestamps::Local(tso::LocalClock::default())
         } else {
@@ -134,6 +131,13 @@ impl Cluster {
         // branches it prepares): a TSO value, unique among the CNs that
         // share the TSO.
         let cn_id = start_ts;
+        // Alive before the catalog is read: a schema change that finds no
+        // other live CN skips waiting for them, and this one then reads a
+        // catalog at least as new as that change (see gsi::ddl::settle).
+        metadb.heartbeat(cn_id).await?;
+        let snap = metadb.load().await?;
+        let catalog = Catalog::default();
+        catalog.install(snap);
         let mut agents: Vec<Arc<dyn dn_plugin::AgentApi>> = Vec::with_capacity(dns.len());
         for d in &dns {
             agents.push(match config.agents.get(&d.name) {
@@ -256,12 +260,16 @@ impl Cluster {
         Ok(())
     }
 
-    /// Polls the catalog version so DDL made on another CN becomes visible.
+    /// Polls the catalog version so DDL made on another CN becomes visible,
+    /// and records in the metadb that this CN is alive (`cn_meta.cns`).
     pub fn spawn_catalog_poller(self: &Arc<Self>) {
         let every = Duration::from_millis(self.config.catalog_poll_ms.max(50));
         self.spawn_every(every, |c| async move {
             if let Err(e) = c.refresh_catalog().await {
                 tracing::warn!(error = %e, "catalog refresh failed");
+            }
+            if let Err(e) = c.metadb.heartbeat(c.cn_id).await {
+                tracing::warn!(error = %e, "heartbeat to the metadb failed");
             }
         });
     }

@@ -80,12 +80,14 @@ async fn serve(path: PathBuf) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
     let config: Config = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     config.validate().map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    let (_cluster, addr, task) = cn::server::start_cn(config).await?;
+    let (cluster, addr, task) = cn::server::start_cn(config).await?;
     tracing::info!(%addr, "CN listening");
     tokio::select! {
         r = task => { r??; }
         _ = tokio::signal::ctrl_c() => {}
     }
+    // No longer a live CN that schema changes wait for.
+    let _ = cluster.metadb.forget_cn(cluster.cn_id).await;
     Ok(())
 }
 

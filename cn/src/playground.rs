@@ -214,8 +214,10 @@ impl Playground {
     /// Stops the CNs, the shared agents, the TSO and every `mariadbd`.
     pub async fn stop(mut self) {
         self.server.abort();
+        let _ = self.cluster.metadb.forget_cn(self.cluster.cn_id).await;
         for c in self.more_cns {
             c.server.abort();
+            let _ = c.cluster.metadb.forget_cn(c.cluster.cn_id).await;
         }
         for a in self.agents {
             a.shutdown().await;

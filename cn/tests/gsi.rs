@@ -397,7 +397,9 @@ fn concurrent_duplicates_never_leave_two_rows_in_a_unique_global_index() {
 
 #[test]
 fn online_create_index_under_writes_ends_clean_and_kill_cancels_it() {
-    block_on(async {
+    // Alone: the failpoint that holds the first creation in its backfill
+    // is process-wide.
+    block_on_exclusive(async {
         use std::sync::atomic::{AtomicBool, AtomicI64};
         use std::sync::Arc;
         let mut c = fresh_db("g_cons2").await;
@@ -410,7 +412,13 @@ fn online_create_index_under_writes_ends_clean_and_kill_cancels_it() {
         let stop = Arc::new(AtomicBool::new(false));
         let writers: Vec<_> =
             (0..3).map(|i| tokio::spawn(writer("g_cons2", 100 + i, next_id.clone(), stop.clone()))).collect();
-        // KILL QUERY cancels a creation and leaves no index behind.
+        // KILL QUERY cancels a creation and leaves no index behind. The
+        // creation sleeps 3 s before its first backfill batch, so the KILL
+        // (after 1.5 s) finds it running however fast the rest is.
+        cn::txn::failpoint::arm(
+            cn::txn::failpoint::GSI_BACKFILL_BATCH,
+            cn::txn::failpoint::Action::Exec("sleep 3".into()),
+        );
         let id: u32 = c.query_first("SELECT CONNECTION_ID()").await.unwrap().unwrap();
         let killer = tokio::spawn(async move {
             tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
@@ -418,6 +426,7 @@ fn online_create_index_under_writes_ends_clean_and_kill_cancels_it() {
         });
         let e = c.query_drop("CREATE GLOBAL INDEX gk ON acct (k) COVERING (v)").await.unwrap_err();
         assert_eq!(code(e), 1317);
+        assert!(!cn::txn::failpoint::armed(), "the creation reached its backfill");
         killer.await.unwrap();
         let gs: Vec<mysql_async::Row> = c.query("SHOW GLOBAL INDEX FROM acct").await.unwrap();
         assert!(gs.is_empty());

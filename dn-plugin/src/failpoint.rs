@@ -39,6 +39,12 @@ pub const AFTER_FIRST_COMMIT: &str = "commit-after-first-commit";
 /// The commit path's failpoints, in order.
 pub const COMMIT: [&str; 5] = [BEFORE_PREPARE, AFTER_FIRST_PREPARE, AFTER_PREPARES, AFTER_DECISION, AFTER_FIRST_COMMIT];
 
+/// Before each batch an online CREATE INDEX copies (`crate`-external: the
+/// CN's backfill). Not in [`ALL`], which lists the transaction protocol's
+/// points; tests arm it with an `exec:sleep N` to hold a creation in its
+/// backfill.
+pub const GSI_BACKFILL_BATCH: &str = "gsi-backfill-batch";
+
 /// Every failpoint, in protocol order.
 pub const ALL: [&str; 6] =
     [OPEN_AFTER_ADMISSION, BEFORE_PREPARE, AFTER_FIRST_PREPARE, AFTER_PREPARES, AFTER_DECISION, AFTER_FIRST_COMMIT];

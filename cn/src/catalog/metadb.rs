@@ -22,6 +22,7 @@ const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS cn_meta.catalog_version (id INT PRIMARY KEY, version BIGINT NOT NULL)",
     "INSERT IGNORE INTO cn_meta.catalog_version VALUES (1, 1)",
     "CREATE TABLE IF NOT EXISTS cn_meta.gsi_backfill (db VARCHAR(64) NOT NULL, tbl VARCHAR(64) NOT NULL, idx VARCHAR(64) NOT NULL, rows_done BIGINT UNSIGNED NOT NULL, rows_total BIGINT UNSIGNED NOT NULL, PRIMARY KEY (db, tbl, idx))",
+    "CREATE TABLE IF NOT EXISTS cn_meta.cns (id BIGINT UNSIGNED PRIMARY KEY, last_seen TIMESTAMP(3) NOT NULL)",
     "CREATE TABLE IF NOT EXISTS cn_meta.views (db VARCHAR(64) NOT NULL, name VARCHAR(64) NOT NULL, def LONGTEXT NOT NULL, PRIMARY KEY (db, name))",
     "CREATE TABLE IF NOT EXISTS cn_meta.sequences (db VARCHAR(64) NOT NULL, tbl VARCHAR(64) NOT NULL, next_value BIGINT UNSIGNED NOT NULL, PRIMARY KEY (db, tbl))",
 ];
@@ -152,6 +153,35 @@ impl MetaDb {
         c.exec_drop("DELETE FROM cn_meta.tables WHERE db = ? AND name = ?", (db, name)).await?;
         c.exec_drop("DELETE FROM cn_meta.sequences WHERE db = ? AND tbl = ?", (db, name)).await?;
         Self::bump(&mut c).await
+    }
+
+    /// Records that CN `cn_id` is alive now (the metadb's clock), and
+    /// forgets CNs silent for a day.
+    pub async fn heartbeat(&self, cn_id: u64) -> Result<()> {
+        let mut c = self.conn().await?;
+        c.exec_drop("REPLACE INTO cn_meta.cns (id, last_seen) VALUES (?, NOW(3))", (cn_id,)).await?;
+        Ok(())
+    }
+
+    /// Removes CN `cn_id` from the live CNs (a clean shutdown) and those
+    /// silent for a day.
+    pub async fn forget_cn(&self, cn_id: u64) -> Result<()> {
+        let mut c = self.conn().await?;
+        c.exec_drop("DELETE FROM cn_meta.cns WHERE id = ? OR last_seen < NOW(3) - INTERVAL 1 DAY", (cn_id,)).await?;
+        Ok(())
+    }
+
+    /// How many CNs other than `cn_id` sent a heartbeat in the last
+    /// `within` (by the metadb's clock).
+    pub async fn other_live_cns(&self, cn_id: u64, within: std::time::Duration) -> Result<u64> {
+        let mut c = self.conn().await?;
+        let n: Option<u64> = c
+            .exec_first(
+                "SELECT COUNT(*) FROM cn_meta.cns WHERE id <> ? AND last_seen > NOW(3) - INTERVAL ? MICROSECOND",
+                (cn_id, within.as_micros() as u64),
+            )
+            .await?;
+        Ok(n.unwrap_or(0))
     }
 
     /// Inserts or replaces a view.

@@ -270,15 +270,24 @@ async fn set_state(cluster: &Cluster, db: &str, t: &str, name: &str, state: Opti
     Ok(())
 }
 
+/// A CN whose last heartbeat is older than this counts as gone: a schema
+/// change no longer waits for it to poll.
+const CN_LIVENESS: Duration = Duration::from_secs(30);
+
 /// Waits until the catalog just installed is the only one in use: this
 /// CN's statements that started with an older one have ended, and other
-/// CNs have polled (F1's bound on how far apart CNs can be).
+/// CNs have polled (F1's bound on how far apart CNs can be). With no other
+/// live CN the poll wait is skipped: a CN that starts later registers
+/// before it reads the catalog, so it reads this version or a newer one.
 async fn settle(cluster: &Cluster) {
     let version = cluster.catalog.snapshot().version;
     if !cluster.drain_statements_below(version, Duration::from_secs(60)).await {
         tracing::warn!(version, "statements planned with an older catalog still run after 60 s");
     }
-    tokio::time::sleep(propagation(cluster)).await;
+    let alone = matches!(cluster.metadb.other_live_cns(cluster.cn_id, CN_LIVENESS).await, Ok(0));
+    if !alone {
+        tokio::time::sleep(propagation(cluster)).await;
+    }
 }
 
 /// Online CREATE INDEX: the index table is created, the index enters
@@ -340,6 +349,7 @@ async fn backfill(s: &mut Session, db: &str, t: &str, name: &str, total: u64) ->
     for p in &def.partitions {
         let mut last: Option<Row> = None;
         loop {
+            crate::txn::failpoint::reached(crate::txn::failpoint::GSI_BACKFILL_BATCH).await;
             if s.kill_query.load(Ordering::Relaxed) {
                 return Err(CnError::mysql(code::ER_QUERY_INTERRUPTED, "Query execution was interrupted"));
             }
