@@ -11,6 +11,9 @@
 //!   `mysql_unsigned(x)` ([`crate::executor::functions::MysqlCastInt`]):
 //!   DataFusion's parser has no such types, and MySQL rounds where an
 //!   Arrow cast truncates.
+//! - `+x` becomes `x`: MySQL's unary plus is a no-op on any type.
+//! - Operator trees holding `DIV` are rebuilt with MySQL's precedences
+//!   ([`DivPrecedence`]: sqlparser's MySQL dialect misparses them).
 //! - `AVG([DISTINCT] x)` becomes `mysql_div(SUM([DISTINCT] x),
 //!   COUNT([DISTINCT] x))`, MySQL's AVG exactly (DECIMAL with scale + 4 for
 //!   exact input, rounded half up; DOUBLE for floating-point input). It also
@@ -22,13 +25,158 @@
 use crate::executor::functions::{MysqlCastInt, MysqlDiv, MysqlIntDiv};
 use datafusion::sql::sqlparser::ast::{
     BinaryOperator, CastKind, DataType, DuplicateTreatment, Expr, Function, FunctionArg, FunctionArgExpr,
-    FunctionArgumentList, FunctionArguments, Ident, ObjectName, VisitMut, VisitorMut,
+    FunctionArgumentList, FunctionArguments, Ident, ObjectName, UnaryOperator, VisitMut, VisitorMut,
 };
 use std::ops::ControlFlow;
 
 /// Applies the rewrite to any AST node (a statement, a query).
 pub fn rewrite<T: VisitMut>(node: &mut T) {
+    let _ = node.visit(&mut DivPrecedence);
     let _ = node.visit(&mut Rewriter);
+}
+
+/// Repairs the trees sqlparser 0.62 builds around MySQL's `DIV`: its MySQL
+/// dialect parses everything after `DIV` as the right operand, so
+/// `34 DIV -c1 + c2` came out as `34 DIV (-c1 + c2)`, where MySQL reads
+/// `(34 DIV -c1) + c2` (DIV binds like `*`). The DN re-parses the printed
+/// text correctly; only what the CN computes was wrong. An operator tree
+/// holding a DIV is flattened into its operands and operators in text
+/// order (in-order; parentheses are `Nested` operands) and rebuilt by
+/// precedence climbing with MySQL's precedences (MySQL 8.0 reference,
+/// 15.4.1 "Operator Precedence"), all left-associative. Trees with other
+/// operators are left alone.
+struct DivPrecedence;
+
+/// MySQL's binding strength of the binary operators this repair handles.
+fn mysql_precedence(op: &BinaryOperator) -> Option<u8> {
+    use BinaryOperator::*;
+    Some(match op {
+        Multiply | Divide | Modulo | MyIntegerDivide => 8,
+        Plus | Minus => 7,
+        BitwiseAnd => 5,
+        BitwiseOr => 4,
+        Eq | NotEq | Lt | LtEq | Gt | GtEq | Spaceship => 3,
+        And => 2,
+        Xor => 1,
+        Or => 0,
+        _ => return None,
+    })
+}
+
+/// One element of an operator tree in text order.
+enum Item {
+    Operand(Expr),
+    Infix(BinaryOperator),
+    /// `IS [NOT] NULL`, `[NOT] IN (…)`, `[NOT] BETWEEN … AND …`: applied to
+    /// everything to their left that binds tighter (comparison level).
+    Postfix(Expr),
+}
+
+/// The precedence of the postfix predicates (MySQL: with comparisons).
+const POSTFIX_PRECEDENCE: u8 = 3;
+
+/// A placeholder for the operand a postfix predicate applies to.
+fn hole() -> Box<Expr> {
+    Box::new(Expr::value(datafusion::sql::sqlparser::ast::Value::Null))
+}
+
+/// The items of a tree of handled operators, in text order; `false` when
+/// it has a binary operator this repair does not know.
+fn flatten(e: Expr, items: &mut Vec<Item>) -> bool {
+    match e {
+        Expr::BinaryOp { left, op, right } if mysql_precedence(&op).is_some() => {
+            flatten(*left, items) && {
+                items.push(Item::Infix(op));
+                flatten(*right, items)
+            }
+        }
+        Expr::BinaryOp { .. } => false,
+        Expr::IsNull(x) => flatten(*x, items) && push(items, Expr::IsNull(hole())),
+        Expr::IsNotNull(x) => flatten(*x, items) && push(items, Expr::IsNotNull(hole())),
+        Expr::InList { expr, list, negated } => {
+            flatten(*expr, items) && push(items, Expr::InList { expr: hole(), list, negated })
+        }
+        Expr::Between { expr, negated, low, high } => {
+            flatten(*expr, items) && push(items, Expr::Between { expr: hole(), negated, low, high })
+        }
+        other => {
+            items.push(Item::Operand(other));
+            true
+        }
+    }
+}
+
+fn push(items: &mut Vec<Item>, postfix: Expr) -> bool {
+    items.push(Item::Postfix(postfix));
+    true
+}
+
+/// Precedence climbing from `items[*i]`: the expression whose operators all
+/// bind at least `min`.
+fn climb(items: &mut [Option<Item>], i: &mut usize, min: u8) -> Expr {
+    let Some(Some(Item::Operand(first))) = items.get_mut(*i).map(Option::take) else {
+        unreachable!("a flattened tree starts with an operand and alternates");
+    };
+    *i += 1;
+    let mut left = first;
+    loop {
+        match items.get(*i) {
+            Some(Some(Item::Infix(op))) => {
+                let p = mysql_precedence(op).expect("flattened operators are known");
+                if p < min {
+                    break;
+                }
+                let op = op.clone();
+                *i += 1;
+                let right = climb(items, i, p + 1);
+                left = Expr::BinaryOp { left: Box::new(left), op, right: Box::new(right) };
+            }
+            Some(Some(Item::Postfix(_))) => {
+                if POSTFIX_PRECEDENCE < min {
+                    break;
+                }
+                let Some(Item::Postfix(mut p)) = items[*i].take() else { unreachable!() };
+                *i += 1;
+                match &mut p {
+                    Expr::IsNull(x) | Expr::IsNotNull(x) => **x = left,
+                    Expr::InList { expr, .. } | Expr::Between { expr, .. } => **expr = left,
+                    _ => unreachable!("only these are flattened as postfix"),
+                }
+                left = p;
+            }
+            _ => break,
+        }
+    }
+    left
+}
+
+/// True when the operator tree of `e` (not its operands) has a DIV.
+fn has_div(e: &Expr) -> bool {
+    match e {
+        Expr::BinaryOp { left, op, right } => *op == BinaryOperator::MyIntegerDivide || has_div(left) || has_div(right),
+        Expr::IsNull(x) | Expr::IsNotNull(x) => has_div(x),
+        Expr::InList { expr, .. } | Expr::Between { expr, .. } => has_div(expr),
+        _ => false,
+    }
+}
+
+impl VisitorMut for DivPrecedence {
+    type Break = ();
+    fn pre_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
+        if !has_div(e) {
+            return ControlFlow::Continue(());
+        }
+        let original = e.clone();
+        let mut items = Vec::new();
+        if !flatten(std::mem::replace(e, *hole()), &mut items) {
+            *e = original;
+            return ControlFlow::Continue(());
+        }
+        let mut items: Vec<Option<Item>> = items.into_iter().map(Some).collect();
+        let mut i = 0;
+        *e = climb(&mut items, &mut i, 0);
+        ControlFlow::Continue(())
+    }
 }
 
 struct Rewriter;
@@ -86,6 +234,9 @@ impl VisitorMut for Rewriter {
             Expr::BinaryOp { left, op: BinaryOperator::MyIntegerDivide, right } => {
                 Some(call(MysqlIntDiv::NAME, vec![(**left).clone(), (**right).clone()], false, None))
             }
+            // MySQL's unary plus does nothing, to any type; DataFusion's
+            // accepts only numbers (`+ col` of a VARCHAR failed).
+            Expr::UnaryOp { op: UnaryOperator::Plus, expr } => Some((**expr).clone()),
             Expr::Function(f) => avg_rewrite(f),
             Expr::Cast { kind: CastKind::Cast, expr, data_type, format: None, array: false } => {
                 let unsigned = match data_type {
@@ -110,6 +261,39 @@ mod tests {
     use super::*;
     use datafusion::sql::sqlparser::dialect::MySqlDialect;
     use datafusion::sql::sqlparser::parser::Parser;
+
+    #[test]
+    fn div_binds_like_multiplication() {
+        // Every operator node in brackets, to see the tree.
+        struct Bracket;
+        impl VisitorMut for Bracket {
+            type Break = ();
+            fn post_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
+                if let Expr::BinaryOp { .. } = e {
+                    *e = Expr::Nested(Box::new(e.clone()));
+                }
+                ControlFlow::Continue(())
+            }
+        }
+        for (sql, want) in [
+            ("SELECT 34 DIV - c1 + c2", "SELECT (mysql_intdiv(34, -c1) + c2)"),
+            ("SELECT a - b DIV c + d", "SELECT ((a - mysql_intdiv(b, c)) + d)"),
+            ("SELECT a DIV b DIV c * d", "SELECT (mysql_intdiv(mysql_intdiv(a, b), c) * d)"),
+            ("SELECT a DIV (b + c) = 2 AND x", "SELECT ((mysql_intdiv(a, ((b + c))) = 2) AND x)"),
+            ("SELECT a + b * c - d", "SELECT ((a + (b * c)) - d)"),
+            ("SELECT - a + + 34 DIV a IS NULL", "SELECT (-a + mysql_intdiv(+34, a)) IS NULL"),
+            (
+                "SELECT a DIV b NOT IN (1, c DIV 2 + 1)",
+                "SELECT mysql_intdiv(a, b) NOT IN (1, (mysql_intdiv(c, 2) + 1))",
+            ),
+            ("SELECT a DIV b BETWEEN 1 AND 2 OR x", "SELECT (mysql_intdiv(a, b) BETWEEN 1 AND 2 OR x)"),
+        ] {
+            let mut s = Parser::parse_sql(&MySqlDialect {}, sql).unwrap().remove(0);
+            rewrite(&mut s);
+            let _ = s.visit(&mut Bracket);
+            assert_eq!(s.to_string(), want, "{sql}");
+        }
+    }
 
     #[test]
     fn division_and_avg_become_mysql_div() {
