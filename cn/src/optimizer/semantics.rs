@@ -281,7 +281,7 @@ mod tests {
             ("SELECT a DIV b DIV c * d", "SELECT (mysql_intdiv(mysql_intdiv(a, b), c) * d)"),
             ("SELECT a DIV (b + c) = 2 AND x", "SELECT ((mysql_intdiv(a, ((b + c))) = 2) AND x)"),
             ("SELECT a + b * c - d", "SELECT ((a + (b * c)) - d)"),
-            ("SELECT - a + + 34 DIV a IS NULL", "SELECT (-a + mysql_intdiv(+34, a)) IS NULL"),
+            ("SELECT - a + + 34 DIV a IS NULL", "SELECT (-a + mysql_intdiv(34, a)) IS NULL"),
             (
                 "SELECT a DIV b NOT IN (1, c DIV 2 + 1)",
                 "SELECT mysql_intdiv(a, b) NOT IN (1, (mysql_intdiv(c, 2) + 1))",
