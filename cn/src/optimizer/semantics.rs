@@ -32,7 +32,144 @@ use std::ops::ControlFlow;
 /// Applies the rewrite to any AST node (a statement, a query).
 pub fn rewrite<T: VisitMut>(node: &mut T) {
     let _ = node.visit(&mut DivPrecedence);
+    let _ = node.visit(&mut LooseGroupBy);
     let _ = node.visit(&mut Rewriter);
+}
+
+/// MySQL without ONLY_FULL_GROUP_BY (MariaDB's default `sql_mode`) lets a
+/// grouped SELECT name a column that is neither grouped nor aggregated, and
+/// takes its value from any row of the group; DataFusion refuses the query.
+/// Such a column in a select item becomes `first_value(col)`, one row's
+/// value, which is what MySQL gives. Columns inside aggregates, inside
+/// subqueries, and in expressions the GROUP BY lists are left alone; a
+/// column counts as grouped when a GROUP BY column has its name.
+struct LooseGroupBy;
+
+/// Aggregate functions: a column under one is aggregated.
+const AGGREGATES: &[&str] = &[
+    "count",
+    "sum",
+    "min",
+    "max",
+    "avg",
+    "group_concat",
+    "first_value",
+    "last_value",
+    "bit_and",
+    "bit_or",
+    "bit_xor",
+    "std",
+    "stddev",
+    "stddev_pop",
+    "stddev_samp",
+    "variance",
+    "var_pop",
+    "var_samp",
+    "json_arrayagg",
+    "json_objectagg",
+    "any_value",
+];
+
+/// Wraps the ungrouped, unaggregated columns of one select item.
+struct Ungrouped<'a> {
+    /// Lower-case names of the GROUP BY columns.
+    names: &'a [String],
+    /// The GROUP BY expressions as text.
+    texts: &'a [String],
+    /// Depth inside aggregates, subqueries and grouped expressions.
+    shielded: usize,
+}
+
+impl Ungrouped<'_> {
+    fn shields(&self, e: &Expr) -> bool {
+        match e {
+            Expr::Function(f) => {
+                f.over.is_some() || AGGREGATES.contains(&f.name.to_string().to_ascii_lowercase().as_str())
+            }
+            Expr::Subquery(_) | Expr::Exists { .. } | Expr::InSubquery { .. } => true,
+            other => !self.texts.is_empty() && self.texts.contains(&other.to_string()),
+        }
+    }
+}
+
+impl VisitorMut for Ungrouped<'_> {
+    type Break = ();
+    fn pre_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
+        if self.shields(e) {
+            self.shielded += 1;
+        }
+        ControlFlow::Continue(())
+    }
+    fn post_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
+        if self.shields(e) {
+            self.shielded -= 1;
+            return ControlFlow::Continue(());
+        }
+        let name = match e {
+            Expr::Identifier(i) => &i.value,
+            Expr::CompoundIdentifier(parts) => match parts.last() {
+                Some(i) => &i.value,
+                None => return ControlFlow::Continue(()),
+            },
+            _ => return ControlFlow::Continue(()),
+        };
+        if self.shielded == 0 && !self.names.contains(&name.to_ascii_lowercase()) {
+            *e = call("first_value", vec![e.clone()], false, None);
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+impl VisitorMut for LooseGroupBy {
+    type Break = ();
+    fn pre_visit_query(&mut self, q: &mut datafusion::sql::sqlparser::ast::Query) -> ControlFlow<()> {
+        use datafusion::sql::sqlparser::ast::{GroupByExpr, SelectItem, SetExpr};
+        let SetExpr::Select(sel) = q.body.as_mut() else {
+            return ControlFlow::Continue(());
+        };
+        let GroupByExpr::Expressions(keys, modifiers) = &sel.group_by else {
+            return ControlFlow::Continue(());
+        };
+        if keys.is_empty() || !modifiers.is_empty() {
+            return ControlFlow::Continue(());
+        }
+        let names: Vec<String> = keys
+            .iter()
+            .filter_map(|k| match k {
+                Expr::Identifier(i) => Some(i.value.to_ascii_lowercase()),
+                Expr::CompoundIdentifier(p) => p.last().map(|i| i.value.to_ascii_lowercase()),
+                _ => None,
+            })
+            .collect();
+        let texts: Vec<String> = keys
+            .iter()
+            .filter(|k| !matches!(k, Expr::Identifier(_) | Expr::CompoundIdentifier(_)))
+            .map(ToString::to_string)
+            .collect();
+        // `GROUP BY 1`: positions refer to select items; leave those alone.
+        if keys.iter().any(|k| matches!(k, Expr::Value(_))) {
+            return ControlFlow::Continue(());
+        }
+        for item in sel.projection.iter_mut() {
+            let e = match item {
+                SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => e,
+                _ => continue,
+            };
+            // A bare column keeps its output name.
+            let bare = match e {
+                Expr::Identifier(i) => Some(i.clone()),
+                Expr::CompoundIdentifier(p) => p.last().cloned(),
+                _ => None,
+            };
+            let before = e.to_string();
+            let _ = e.visit(&mut Ungrouped { names: &names, texts: &texts, shielded: 0 });
+            let changed = e.to_string() != before;
+            if let (Some(name), true, SelectItem::UnnamedExpr(e)) = (bare, changed, &*item) {
+                *item = SelectItem::ExprWithAlias { expr: e.clone(), alias: name };
+            }
+        }
+        ControlFlow::Continue(())
+    }
 }
 
 /// Repairs the trees sqlparser 0.62 builds around MySQL's `DIV`: its MySQL
@@ -293,6 +430,22 @@ mod tests {
             let _ = s.visit(&mut Bracket);
             assert_eq!(s.to_string(), want, "{sql}");
         }
+    }
+
+    #[test]
+    fn ungrouped_columns_take_one_value_of_the_group() {
+        let mut s = Parser::parse_sql(
+            &MySqlDialect {},
+            "SELECT COALESCE(55, t.c1, c0) AS x, c2, t.c2 + 1, count(c0), c3 + c4 FROM t GROUP BY t.c2, c3 + c4",
+        )
+        .unwrap()
+        .remove(0);
+        rewrite(&mut s);
+        assert_eq!(
+            s.to_string(),
+            "SELECT COALESCE(55, first_value(t.c1), first_value(c0)) AS x, c2, t.c2 + 1, count(c0), c3 + c4 \
+             FROM t GROUP BY t.c2, c3 + c4"
+        );
     }
 
     #[test]
