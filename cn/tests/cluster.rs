@@ -327,6 +327,32 @@ fn mariadb_cli_works_unmodified() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "1\ta\n2\tb\n2\n");
 }
 
+/// PyMySQL (pure Python, text protocol, client-side parameters) works
+/// unmodified: `cn/tests/clients/pymysql_check.py` (`.ci/install-deps`
+/// installs PyMySQL).
+#[test]
+fn pymysql_works_unmodified() {
+    block_on(async {
+        fresh_db("t_pymysql").await;
+    });
+    let port = env().cn_addr.port().to_string();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/pymysql_check.py");
+    let out =
+        std::process::Command::new("python3").args([script, &port, "t_pymysql"]).output().expect("python3 installed");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let want = [
+        "rowcount 2",
+        "columns ['id', 'name', 'price', 'at']",
+        "row (1, \"O'Brien \\\\ \u{e9}\u{e8}\", Decimal('12.50'), datetime.datetime(2026, 11, 22, 10, 0))",
+        "row (2, 'b', Decimal('1.00'), None)",
+        "row (3, None, None, None)",
+        "sum 13.50",
+        "error 1054",
+        "count 1",
+    ];
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().collect::<Vec<_>>(), want);
+}
+
 #[test]
 fn timestamps_come_from_the_tso_service() {
     block_on(async {
