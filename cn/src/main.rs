@@ -76,6 +76,20 @@ async fn main() {
     }
 }
 
+/// Ctrl-C (SIGINT) or SIGTERM (`kill`, systemd, a container stop): either
+/// stops the process cleanly, the playground's `mariadbd`s included (they
+/// were left running on SIGTERM).
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
 async fn serve(path: PathBuf) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
     let config: Config = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
@@ -84,7 +98,7 @@ async fn serve(path: PathBuf) -> anyhow::Result<()> {
     tracing::info!(%addr, "CN listening");
     tokio::select! {
         r = task => { r??; }
-        _ = tokio::signal::ctrl_c() => {}
+        _ = shutdown_signal() => {}
     }
     // No longer a live CN that schema changes wait for.
     let _ = cluster.metadb.forget_cn(cluster.cn_id).await;
@@ -139,7 +153,7 @@ async fn playground(a: PlaygroundArgs) -> anyhow::Result<()> {
         Ok(()) => {
             tokio::select! {
                 r = &mut pg.server => r.map_err(anyhow::Error::from).and_then(|r| r.map_err(anyhow::Error::from)),
-                _ = tokio::signal::ctrl_c() => { println!("stopping …"); Ok(()) }
+                _ = shutdown_signal() => { println!("stopping …"); Ok(()) }
             }
         }
         Err(e) => Err(e),

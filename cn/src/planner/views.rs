@@ -43,18 +43,6 @@ pub fn expand(snap: &CatalogSnapshot, db: Option<&str>, q: &mut Query) -> Result
     }
 }
 
-/// True when `q` names a view (after which [`expand`] changes it).
-pub fn names_a_view(snap: &CatalogSnapshot, db: Option<&str>, q: &Query) -> bool {
-    let mut found = false;
-    let _ = datafusion::sql::sqlparser::ast::visit_relations(q, |name| {
-        if let Ok((d, t)) = resolve_name(name, db) {
-            found |= snap.view(&d, &t).is_some();
-        }
-        ControlFlow::<()>::Continue(())
-    });
-    found
-}
-
 /// Qualifies the unqualified table names of a view's query with `db`
 /// (CTE names excepted), so that the view does not depend on the database
 /// of the session that reads it.
