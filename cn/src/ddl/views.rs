@@ -58,6 +58,9 @@ pub async fn create_view(s: &mut Session, cv: CreateView, sink: &mut dyn ResultS
             return Err(CnError::mysql(code::ER_DUP_FIELDNAME, format!("Duplicate column name '{n}'")));
         }
     }
+    // sqlparser prints string literals unescaped: `'a\\b'` would be stored
+    // as `'a\b'` and read back as a backspace.
+    crate::planner::escape_strings(&mut query);
     let view = ViewDef { db: db.clone(), name, columns, query: query.to_string() };
     s.cluster.metadb.put_view(&view).await?;
     s.cluster.refresh_catalog().await?;
