@@ -63,8 +63,22 @@ impl Default for MysqlDiv {
     }
 }
 
+/// Integers, and what MySQL computes as one (NULL, a boolean).
+fn integer_like(t: &DataType) -> bool {
+    t.is_integer() || matches!(t, DataType::Null | DataType::Boolean)
+}
+
 fn exact(t: &DataType) -> bool {
-    t.is_integer() || matches!(t, DataType::Decimal128(..) | DataType::Null | DataType::Boolean)
+    integer_like(t) || matches!(t, DataType::Decimal128(..))
+}
+
+/// An exact operand's type as a DECIMAL: itself, or DECIMAL(20, 0) for an
+/// integer.
+fn as_decimal(t: &DataType) -> DataType {
+    match t {
+        DataType::Decimal128(..) => t.clone(),
+        _ => DataType::Decimal128(INT_DIGITS, 0),
+    }
 }
 
 /// (precision, scale) of an exact operand type after coercion.
@@ -96,13 +110,7 @@ impl ScalarUDFImpl for MysqlDiv {
     }
     fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
         if arg_types.iter().all(exact) {
-            Ok(arg_types
-                .iter()
-                .map(|t| match t {
-                    DataType::Decimal128(..) => t.clone(),
-                    _ => DataType::Decimal128(INT_DIGITS, 0),
-                })
-                .collect())
+            Ok(arg_types.iter().map(as_decimal).collect())
         } else {
             Ok(vec![DataType::Float64; arg_types.len()])
         }
@@ -223,17 +231,10 @@ impl ScalarUDFImpl for MysqlIntDiv {
         &self.signature
     }
     fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
-        let int = |t: &DataType| t.is_integer() || matches!(t, DataType::Null | DataType::Boolean);
-        Ok(if arg_types.iter().all(int) {
+        Ok(if arg_types.iter().all(integer_like) {
             vec![DataType::Int64; arg_types.len()]
         } else if arg_types.iter().all(exact) {
-            arg_types
-                .iter()
-                .map(|t| match t {
-                    DataType::Decimal128(..) => t.clone(),
-                    _ => DataType::Decimal128(INT_DIGITS, 0),
-                })
-                .collect()
+            arg_types.iter().map(as_decimal).collect()
         } else {
             vec![DataType::Float64; arg_types.len()]
         })
@@ -354,7 +355,7 @@ impl ScalarUDFImpl for MysqlCastInt {
         Ok(arg_types
             .iter()
             .map(|t| match t {
-                t if t.is_integer() || matches!(t, DataType::Null | DataType::Boolean) => DataType::Int64,
+                t if integer_like(t) => DataType::Int64,
                 DataType::Decimal128(..) => t.clone(),
                 t if t.is_floating() => DataType::Float64,
                 _ => DataType::Utf8,

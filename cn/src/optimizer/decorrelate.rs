@@ -186,7 +186,7 @@ impl DomainJoinDecorrelation {
                     } else {
                         // The same output name as before.
                         let (q, f) = p.schema.qualified_field(i);
-                        exprs.push(strip_alias(new).alias_qualified(q.cloned(), f.name()));
+                        exprs.push(new.unalias().alias_qualified(q.cloned(), f.name()));
                     }
                 }
                 LogicalPlan::Projection(Projection::try_new(exprs, new_input.into())?)
@@ -199,13 +199,6 @@ impl DomainJoinDecorrelation {
             }
             _ => unreachable!("matched above"),
         }))
-    }
-}
-
-fn strip_alias(e: Expr) -> Expr {
-    match e {
-        Expr::Alias(a) => *a.expr,
-        other => other,
     }
 }
 
