@@ -23,6 +23,7 @@
 //! them itself.
 
 use crate::executor::functions::{MysqlCastInt, MysqlDiv, MysqlIntDiv};
+use crate::planner::column_ref;
 use datafusion::sql::sqlparser::ast::{
     BinaryOperator, CastKind, DataType, DuplicateTreatment, Expr, Function, FunctionArg, FunctionArgExpr,
     FunctionArgumentList, FunctionArguments, Ident, ObjectName, UnaryOperator, VisitMut, VisitorMut,
@@ -78,6 +79,8 @@ struct Ungrouped<'a> {
     texts: &'a [String],
     /// Depth inside aggregates, subqueries and grouped expressions.
     shielded: usize,
+    /// Whether a column was wrapped.
+    wrapped: bool,
 }
 
 impl Ungrouped<'_> {
@@ -105,16 +108,12 @@ impl VisitorMut for Ungrouped<'_> {
             self.shielded -= 1;
             return ControlFlow::Continue(());
         }
-        let name = match e {
-            Expr::Identifier(i) => &i.value,
-            Expr::CompoundIdentifier(parts) => match parts.last() {
-                Some(i) => &i.value,
-                None => return ControlFlow::Continue(()),
-            },
-            _ => return ControlFlow::Continue(()),
+        let Some((_, name)) = column_ref(e) else {
+            return ControlFlow::Continue(());
         };
-        if self.shielded == 0 && !self.names.contains(&name.to_ascii_lowercase()) {
+        if self.shielded == 0 && !self.names.contains(&name) {
             *e = call("first_value", vec![e.clone()], false, None);
+            self.wrapped = true;
         }
         ControlFlow::Continue(())
     }
@@ -133,23 +132,12 @@ impl VisitorMut for LooseGroupBy {
         if keys.is_empty() || !modifiers.is_empty() {
             return ControlFlow::Continue(());
         }
-        let names: Vec<String> = keys
-            .iter()
-            .filter_map(|k| match k {
-                Expr::Identifier(i) => Some(i.value.to_ascii_lowercase()),
-                Expr::CompoundIdentifier(p) => p.last().map(|i| i.value.to_ascii_lowercase()),
-                _ => None,
-            })
-            .collect();
-        let texts: Vec<String> = keys
-            .iter()
-            .filter(|k| !matches!(k, Expr::Identifier(_) | Expr::CompoundIdentifier(_)))
-            .map(ToString::to_string)
-            .collect();
         // `GROUP BY 1`: positions refer to select items; leave those alone.
         if keys.iter().any(|k| matches!(k, Expr::Value(_))) {
             return ControlFlow::Continue(());
         }
+        let names: Vec<String> = keys.iter().filter_map(|k| column_ref(k).map(|(_, c)| c)).collect();
+        let texts: Vec<String> = keys.iter().filter(|k| column_ref(k).is_none()).map(ToString::to_string).collect();
         for item in sel.projection.iter_mut() {
             let e = match item {
                 SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => e,
@@ -161,10 +149,9 @@ impl VisitorMut for LooseGroupBy {
                 Expr::CompoundIdentifier(p) => p.last().cloned(),
                 _ => None,
             };
-            let before = e.to_string();
-            let _ = e.visit(&mut Ungrouped { names: &names, texts: &texts, shielded: 0 });
-            let changed = e.to_string() != before;
-            if let (Some(name), true, SelectItem::UnnamedExpr(e)) = (bare, changed, &*item) {
+            let mut ungrouped = Ungrouped { names: &names, texts: &texts, shielded: 0, wrapped: false };
+            let _ = e.visit(&mut ungrouped);
+            if let (Some(name), true, SelectItem::UnnamedExpr(e)) = (bare, ungrouped.wrapped, &*item) {
                 *item = SelectItem::ExprWithAlias { expr: e.clone(), alias: name };
             }
         }
