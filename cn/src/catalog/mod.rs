@@ -283,6 +283,11 @@ impl CatalogSnapshot {
     pub fn view(&self, db: &str, name: &str) -> Option<&Arc<ViewDef>> {
         self.database(db)?.views.get(&name.to_ascii_lowercase())
     }
+    /// Whether a table (or index table) or a view has this name: tables and
+    /// views share one namespace, as in MySQL (1050 for a second one).
+    pub fn name_taken(&self, db: &str, name: &str) -> bool {
+        self.table(db, name).is_some() || self.view(db, name).is_some()
+    }
 }
 
 /// The CN's cached catalog; readers take a cheap `Arc` snapshot.

@@ -228,7 +228,7 @@ pub async fn create_table(s: &mut Session, sql: &str, sink: &mut dyn ResultSink)
     if snap.database(&db).is_none() {
         return Err(CnError::bad_db(&db));
     }
-    if snap.table(&db, &name).is_some() || snap.view(&db, &name).is_some() {
+    if snap.name_taken(&db, &name) {
         if ct.if_not_exists {
             s.warnings.push(("Note".into(), 1050, format!("Table '{name}' already exists")));
             return sink.ok(0, 0, "").await;
@@ -454,7 +454,7 @@ pub async fn execute(s: &mut Session, stmt: Statement, sink: &mut dyn ResultSink
                 }
                 let snap = cluster.catalog.snapshot();
                 let def = snap.base_table(&db, &old).ok_or_else(|| CnError::no_such_table(&db, &old))?;
-                if snap.table(&db, &new).is_some() || snap.view(&db, &new).is_some() {
+                if snap.name_taken(&db, &new) {
                     return Err(CnError::mysql(code::ER_TABLE_EXISTS_ERROR, format!("Table '{new}' already exists")));
                 }
                 // Placement is recorded per partition, so a rename only

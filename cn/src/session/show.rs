@@ -53,21 +53,24 @@ fn table_arg(s: &Session, toks: &[String]) -> Result<Arc<TableDef>> {
         .filter(|t| t.eq_ignore_ascii_case("FROM") || t.eq_ignore_ascii_case("IN"))
         .and_then(|_| toks.get(i + 3))
         .map(|d| unquote(d));
-    let (db, t) = match name.split_once('.') {
-        Some((d, t)) => (unquote(d), unquote(t)),
-        None => (db_override.or_else(|| s.db.clone()).ok_or_else(CnError::no_db)?, unquote(name)),
-    };
+    let (db, t) = qualified(s, name, db_override)?;
     let snap = s.cluster.catalog.snapshot();
     snap.table(&db, &t).cloned().ok_or_else(|| CnError::no_such_table(&db, &t))
+}
+
+/// `(db, name)` of a `[db.]name` token; the database defaults to
+/// `default_db`, then the session's (1046 without one).
+fn qualified(s: &Session, name: &str, default_db: Option<String>) -> Result<(String, String)> {
+    Ok(match name.split_once('.') {
+        Some((d, t)) => (unquote(d), unquote(t)),
+        None => (default_db.or_else(|| s.db.clone()).ok_or_else(CnError::no_db)?, unquote(name)),
+    })
 }
 
 /// The view named by `SHOW CREATE {VIEW|TABLE} [db.]name`, if it is one.
 fn view_arg(s: &Session, toks: &[String]) -> Result<Option<Arc<ViewDef>>> {
     let name = toks.get(3).ok_or_else(|| CnError::parse("expected a name"))?;
-    let (db, v) = match name.split_once('.') {
-        Some((d, v)) => (unquote(d), unquote(v)),
-        None => (s.db.clone().ok_or_else(CnError::no_db)?, unquote(name)),
-    };
+    let (db, v) = qualified(s, name, None)?;
     Ok(s.cluster.catalog.snapshot().view(&db, &v).cloned())
 }
 
@@ -176,11 +179,10 @@ pub async fn show(s: &mut Session, sql: &str, sink: &mut dyn ResultSink) -> Resu
                 Err(CnError::mysql(code::ER_NO_SUCH_TABLE, format!("Table '{name}' doesn't exist")))
             }
         },
-        ["CREATE", "TABLE", ..] if view_arg(s, &toks)?.is_some() => {
-            let v = view_arg(s, &toks)?.expect("checked");
-            show_create_view(&v, sink).await
-        }
         ["CREATE", "TABLE", ..] => {
+            if let Some(v) = view_arg(s, &toks)? {
+                return show_create_view(&v, sink).await;
+            }
             let mut toks2 = toks.clone();
             toks2[2] = "FROM".into();
             let t = table_arg(s, &toks2)?;
