@@ -92,6 +92,15 @@ pub enum Timestamps {
     Tso(tso::TsoClient),
 }
 
+/// A CN whose last heartbeat (`cn_meta.cns`) is older than this counts as
+/// gone: a schema change no longer waits for it to poll.
+pub const CN_LIVENESS: Duration = Duration::from_secs(30);
+
+/// How often a CN writes its heartbeat: a tenth of [`CN_LIVENESS`], so a
+/// live CN is never mistaken for a gone one, without a metadb write per
+/// catalog poll.
+pub const CN_HEARTBEAT: Duration = Duration::from_secs(3);
+
 /// Ids a CN reserves from the metadb at a time for one sequence.
 pub const SEQUENCE_CACHE: u64 = 1000;
 
@@ -261,13 +270,16 @@ impl Cluster {
     }
 
     /// Polls the catalog version so DDL made on another CN becomes visible,
-    /// and records in the metadb that this CN is alive (`cn_meta.cns`).
+    /// and records in the metadb that this CN is alive (`cn_meta.cns`,
+    /// every [`CN_HEARTBEAT`]).
     pub fn spawn_catalog_poller(self: &Arc<Self>) {
         let every = Duration::from_millis(self.config.catalog_poll_ms.max(50));
         self.spawn_every(every, |c| async move {
             if let Err(e) = c.refresh_catalog().await {
                 tracing::warn!(error = %e, "catalog refresh failed");
             }
+        });
+        self.spawn_every(CN_HEARTBEAT, |c| async move {
             if let Err(e) = c.metadb.heartbeat(c.cn_id).await {
                 tracing::warn!(error = %e, "heartbeat to the metadb failed");
             }

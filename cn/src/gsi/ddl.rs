@@ -270,10 +270,6 @@ async fn set_state(cluster: &Cluster, db: &str, t: &str, name: &str, state: Opti
     Ok(())
 }
 
-/// A CN whose last heartbeat is older than this counts as gone: a schema
-/// change no longer waits for it to poll.
-const CN_LIVENESS: Duration = Duration::from_secs(30);
-
 /// Waits until the catalog just installed is the only one in use: this
 /// CN's statements that started with an older one have ended, and other
 /// CNs have polled (F1's bound on how far apart CNs can be). With no other
@@ -284,7 +280,7 @@ async fn settle(cluster: &Cluster) {
     if !cluster.drain_statements_below(version, Duration::from_secs(60)).await {
         tracing::warn!(version, "statements planned with an older catalog still run after 60 s");
     }
-    let alone = matches!(cluster.metadb.other_live_cns(cluster.cn_id, CN_LIVENESS).await, Ok(0));
+    let alone = matches!(cluster.metadb.other_live_cns(cluster.cn_id, crate::cluster::CN_LIVENESS).await, Ok(0));
     if !alone {
         tokio::time::sleep(propagation(cluster)).await;
     }
