@@ -144,12 +144,11 @@ pub fn rows_to_batch(schema: &SchemaRef, rows: &[TextRow]) -> Result<RecordBatch
 /// The MySQL column definition for an Arrow field of a result.
 pub fn column_def(f: &Field) -> ColumnDef {
     let name = f.name().split(DUPLICATE_NAME_MARK).next().unwrap_or_default();
-    let f = &Field::new(name, f.data_type().clone(), f.is_nullable());
     let mut c = match f.data_type() {
-        DataType::Int8 => ColumnDef::new(f.name(), ty::TINY),
-        DataType::Int16 => ColumnDef::new(f.name(), ty::SHORT),
-        DataType::Int32 => ColumnDef::new(f.name(), ty::LONG),
-        DataType::Int64 | DataType::Boolean => ColumnDef::new(f.name(), ty::LONGLONG),
+        DataType::Int8 => ColumnDef::new(name, ty::TINY),
+        DataType::Int16 => ColumnDef::new(name, ty::SHORT),
+        DataType::Int32 => ColumnDef::new(name, ty::LONG),
+        DataType::Int64 | DataType::Boolean => ColumnDef::new(name, ty::LONGLONG),
         DataType::UInt8 | DataType::UInt16 | DataType::UInt32 | DataType::UInt64 => {
             let t = match f.data_type() {
                 DataType::UInt8 => ty::TINY,
@@ -157,28 +156,28 @@ pub fn column_def(f: &Field) -> ColumnDef {
                 DataType::UInt32 => ty::LONG,
                 _ => ty::LONGLONG,
             };
-            let mut c = ColumnDef::new(f.name(), t);
+            let mut c = ColumnDef::new(name, t);
             c.flags |= flag::UNSIGNED;
             c
         }
-        DataType::Float32 => ColumnDef::new(f.name(), ty::FLOAT),
-        DataType::Float64 => ColumnDef::new(f.name(), ty::DOUBLE),
+        DataType::Float32 => ColumnDef::new(name, ty::FLOAT),
+        DataType::Float64 => ColumnDef::new(name, ty::DOUBLE),
         DataType::Decimal128(p, s) | DataType::Decimal256(p, s) => {
-            let mut c = ColumnDef::new(f.name(), ty::NEWDECIMAL);
+            let mut c = ColumnDef::new(name, ty::NEWDECIMAL);
             c.decimals = (*s).max(0) as u8;
             c.length = *p as u32 + 2;
             c
         }
-        DataType::Date32 | DataType::Date64 => ColumnDef::new(f.name(), ty::DATE),
-        DataType::Timestamp(_, _) => ColumnDef::new(f.name(), ty::DATETIME),
+        DataType::Date32 | DataType::Date64 => ColumnDef::new(name, ty::DATE),
+        DataType::Timestamp(_, _) => ColumnDef::new(name, ty::DATETIME),
         DataType::Binary | DataType::LargeBinary | DataType::BinaryView => {
-            let mut c = ColumnDef::new(f.name(), ty::BLOB);
+            let mut c = ColumnDef::new(name, ty::BLOB);
             c.charset = charset::BINARY;
             c.flags |= flag::BLOB | flag::BINARY;
             c
         }
-        DataType::Null => ColumnDef::new(f.name(), ty::NULL),
-        _ => ColumnDef::text(f.name()),
+        DataType::Null => ColumnDef::new(name, ty::NULL),
+        _ => ColumnDef::text(name),
     };
     if !f.is_nullable() {
         c.flags |= flag::NOT_NULL;
