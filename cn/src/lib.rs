@@ -10,6 +10,7 @@
 
 pub mod catalog;
 pub mod cluster;
+pub mod collation;
 pub mod config;
 pub mod ddl;
 pub mod dml;

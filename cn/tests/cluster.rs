@@ -496,3 +496,31 @@ fn load_data_local_infile_matches_mariadb() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("1148"), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// The CN's `utf8mb4_general_ci` weights (`cn::collation`) are MariaDB's:
+/// `WEIGHT_STRING` of every BMP code point (surrogates excepted) and of a
+/// supplementary one, read from a DN.
+#[test]
+fn general_ci_weights_match_mariadb() {
+    let rows: Vec<(u32, Vec<u8>)> = block_on(async {
+        let mut dn = dn_conn(0).await;
+        dn.query(
+            "SELECT seq, WEIGHT_STRING(CONVERT(CAST(UNHEX(LPAD(HEX(seq), 8, '0')) AS CHAR CHARACTER SET utf32) \
+             USING utf8mb4) COLLATE utf8mb4_general_ci) FROM mysql.seq_0_to_65535 \
+             WHERE seq < 55296 OR seq > 57343 \
+             UNION ALL SELECT 128512, WEIGHT_STRING(_utf8mb4 X'F09F9880' COLLATE utf8mb4_general_ci)",
+        )
+        .await
+        .unwrap()
+    });
+    assert_eq!(rows.len(), 63489);
+    let mut wrong = Vec::new();
+    for (cp, w) in rows {
+        let c = char::from_u32(cp).unwrap();
+        let ours = cn::collation::weight(c).to_be_bytes().to_vec();
+        if ours != w {
+            wrong.push(format!("U+{cp:04X}: ours {ours:02X?}, MariaDB {w:02X?}"));
+        }
+    }
+    assert!(wrong.is_empty(), "{} code points differ: {:?}", wrong.len(), &wrong[..wrong.len().min(10)]);
+}

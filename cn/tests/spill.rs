@@ -68,6 +68,12 @@ fn metric_sum(plan: &str, name: &str) -> u64 {
 }
 
 /// No spill file of the shared CN is left.
+/// `SHOW STATUS LIKE 'Cn_%'` as numbers.
+async fn status(c: &mut Conn) -> std::collections::HashMap<String, u64> {
+    let rows: Vec<(String, String)> = c.query("SHOW STATUS LIKE 'Cn%'").await.unwrap();
+    rows.into_iter().map(|(k, v)| (k, v.parse().unwrap())).collect()
+}
+
 fn assert_no_spill_files() {
     let memory = &env().cluster.memory;
     assert_eq!(memory.spilled_now(), (0, 0), "spill files still held");
@@ -99,6 +105,15 @@ fn sort_and_aggregation_over_more_than_the_limit_spill_and_agree() {
                 got.sort();
             }
             assert!(got == expected, "{what}: the rows differ with a {SMALL}-byte limit");
+            let last = status(&mut c).await;
+            assert!(last["Cn_last_query_spill_files"] > 0, "{what}: SHOW STATUS counts its spills: {last:?}");
+            assert!(last["Cn_last_query_spilled_bytes"] > 0, "{what}: {last:?}");
+            let peak = last["Cn_last_query_peak_memory"];
+            // DataFusion's aggregation grows some reservations without asking
+            // (merging its spilled runs), so the peak may pass the limit a little.
+            assert!(peak > 0 && peak <= 2 * SMALL, "{what}: peak {peak} near the limit {SMALL}");
+            eprintln!("{what}: peak {peak} bytes, limit {SMALL}");
+            assert!(last["Cn_spilled_bytes"] >= last["Cn_last_query_spilled_bytes"], "{last:?}");
             assert_no_spill_files();
             let plan = analyze(&mut c, sql).await;
             let spills = metric_sum(&plan, "spill_count");

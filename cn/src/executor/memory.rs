@@ -49,6 +49,23 @@ pub struct CnMemory {
     compression: SpillCompression,
     /// Queries that failed because a reservation was refused.
     pub out_of_memory: AtomicU64,
+    /// Queries run in DataFusion, those of them that spilled, and the
+    /// bytes and files they spilled (`SHOW STATUS`, `Cn_*`).
+    pub queries: AtomicU64,
+    pub queries_spilled: AtomicU64,
+    pub spilled_bytes: AtomicU64,
+    pub spill_files: AtomicU64,
+}
+
+/// What one query run in DataFusion used: the most bytes its pool held at
+/// once, and what its operators spilled (the sum of their `spilled_bytes`
+/// and `spill_count` metrics). `SHOW STATUS LIKE 'Cn_last_query%'` shows
+/// the session's last one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueryStats {
+    pub peak_memory: usize,
+    pub spilled_bytes: u64,
+    pub spill_files: u64,
 }
 
 impl CnMemory {
@@ -75,6 +92,10 @@ impl CnMemory {
             disk: Arc::new(disk),
             compression,
             out_of_memory: AtomicU64::new(0),
+            queries: AtomicU64::new(0),
+            queries_spilled: AtomicU64::new(0),
+            spilled_bytes: AtomicU64::new(0),
+            spill_files: AtomicU64::new(0),
         }))
     }
 
@@ -88,6 +109,21 @@ impl CnMemory {
     /// Bytes held now by all queries of this CN.
     pub fn used(&self) -> usize {
         self.used.load(Ordering::Relaxed)
+    }
+
+    /// Bytes all queries of this CN may hold together.
+    pub fn total(&self) -> usize {
+        self.total
+    }
+
+    /// Adds a finished query's figures to the CN-wide counters.
+    pub fn record(&self, q: &QueryStats) {
+        self.queries.fetch_add(1, Ordering::Relaxed);
+        if q.spill_files > 0 {
+            self.queries_spilled.fetch_add(1, Ordering::Relaxed);
+        }
+        self.spilled_bytes.fetch_add(q.spilled_bytes, Ordering::Relaxed);
+        self.spill_files.fetch_add(q.spill_files, Ordering::Relaxed);
     }
 
     /// The codec spill files are written with.

@@ -95,6 +95,8 @@ pub fn context(
     config.options_mut().sql_parser.dialect = datafusion::config::Dialect::MySQL;
     // `0.06` is DECIMAL in MySQL, not DOUBLE.
     config.options_mut().sql_parser.parse_float_as_decimal = true;
+    // MySQL sorts NULL as the smallest value: first in ASC, last in DESC.
+    config.options_mut().sql_parser.default_null_ordering = "nulls_min".into();
     let exec = &mut config.options_mut().execution;
     exec.spill_compression = cn_memory.compression();
     // A sort keeps this much back for merging its spilled runs; DataFusion's
@@ -120,6 +122,7 @@ pub fn context(
         ctx.register_udf(f);
     }
     ctx.add_optimizer_rule(Arc::new(crate::optimizer::pushdown::ShardPushdown::new()));
+    ctx.add_optimizer_rule(Arc::new(crate::optimizer::collation::GeneralCiCollation));
     ctx.register_catalog("def", Arc::new(CnCatalog { snapshot, source }));
     Ok(ctx)
 }
@@ -149,7 +152,8 @@ fn shard_accesses(plan: &Arc<dyn ExecutionPlan>, out: &mut BTreeMap<u32, usize>)
 /// (see [`crate::planner::locking`]).
 /// The query holds at most `memory_limit` bytes (the session's
 /// `query_memory_limit`; 0 = the CN default); errors: ERR 1041 when an
-/// operator needs more and cannot spill.
+/// operator needs more and cannot spill. Returns what the query used
+/// (also added to the CN's counters).
 pub async fn run(
     snapshot: Arc<CatalogSnapshot>,
     source: ConnSource,
@@ -158,16 +162,34 @@ pub async fn run(
     lock: Option<&LockingRead>,
     sink: &mut dyn ResultSink,
     memory_limit: u64,
-) -> Result<()> {
+) -> Result<memory::QueryStats> {
     crate::optimizer::semantics::rewrite(&mut stmt);
     crate::optimizer::join_order::colocate(&mut stmt, &snapshot, db);
     let cn_memory = source.cluster().memory.clone();
     let pool = cn_memory.query_pool(cn_memory.limit_for(memory_limit));
-    let r = run_in(snapshot, source, db, stmt, lock, sink, pool).await;
+    let r = run_in(snapshot, source, db, stmt, lock, sink, pool.clone()).await;
     if matches!(&r, Err(CnError::Mysql { code: crate::error::code::ER_OUT_OF_RESOURCES, .. })) {
         cn_memory.out_of_memory.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
-    r
+    let (spilled_bytes, spill_files) = r?;
+    let stats = memory::QueryStats { peak_memory: pool.peak(), spilled_bytes, spill_files };
+    cn_memory.record(&stats);
+    Ok(stats)
+}
+
+/// The `spilled_bytes` and `spill_count` metrics of every operator of a
+/// plan that has run, summed.
+fn spill_totals(plan: &Arc<dyn ExecutionPlan>) -> (u64, u64) {
+    let (mut bytes, mut files) = plan
+        .metrics()
+        .map(|m| (m.spilled_bytes().unwrap_or(0) as u64, m.spill_count().unwrap_or(0) as u64))
+        .unwrap_or_default();
+    for c in plan.children() {
+        let (b, f) = spill_totals(c);
+        bytes += b;
+        files += f;
+    }
+    (bytes, files)
 }
 
 async fn run_in(
@@ -178,7 +200,7 @@ async fn run_in(
     lock: Option<&LockingRead>,
     sink: &mut dyn ResultSink,
     pool: Arc<memory::QueryMemoryPool>,
-) -> Result<()> {
+) -> Result<(u64, u64)> {
     let ctx = context(snapshot, source.clone(), db, pool)?;
     let state = ctx.state();
     let plan = state.statement_to_plan(datafusion::sql::parser::Statement::Statement(Box::new(stmt))).await?;
@@ -199,7 +221,7 @@ async fn run_in(
     let mut shards = BTreeMap::new();
     shard_accesses(&physical, &mut shards);
     source.open(&shards).await?;
-    let mut stream = datafusion::physical_plan::execute_stream(physical, task)?;
+    let mut stream = datafusion::physical_plan::execute_stream(physical.clone(), task)?;
     sink.columns(&cols).await?;
     while let Some(batch) = stream.next().await {
         let batch = batch?;
@@ -207,5 +229,7 @@ async fn run_in(
             sink.row(&row).await?;
         }
     }
-    sink.end_rows().await
+    sink.end_rows().await?;
+    drop(stream);
+    Ok(spill_totals(&physical))
 }

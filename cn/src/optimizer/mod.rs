@@ -3,8 +3,11 @@
 //! joins, aggregates and expressions into one SELECT per shard
 //! ([`pushdown`]), helped by a FROM order that joins co-located tables
 //! first ([`join_order`]), and the unnesting of the correlated scalar
-//! subqueries DataFusion leaves in place ([`decorrelate`]).
+//! subqueries DataFusion leaves in place ([`decorrelate`]); last, the
+//! `utf8mb4_general_ci` collation for the string comparisons left to the CN
+//! ([`collation`]).
 
+pub mod collation;
 pub mod decorrelate;
 pub mod join_order;
 pub mod pushdown;

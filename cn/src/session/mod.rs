@@ -39,6 +39,9 @@ pub struct Session {
     pub txn: Option<Arc<Txn>>,
     pub last_insert_id: u64,
     pub warnings: Vec<(String, u16, String)>,
+    /// What the session's last query run in DataFusion used (`SHOW STATUS
+    /// LIKE 'Cn_last_query%'`).
+    pub last_query: crate::executor::memory::QueryStats,
     pub kill_query: Arc<AtomicBool>,
     pub kill_conn: Arc<AtomicBool>,
 }
@@ -72,6 +75,7 @@ impl Session {
             txn: None,
             last_insert_id: 0,
             warnings: Vec::new(),
+            last_query: Default::default(),
             kill_query,
             kill_conn,
         }
@@ -349,7 +353,9 @@ impl Session {
                     options: None,
                 };
                 let limit = self.memory_limit();
-                crate::executor::run(snap, self.read_source(), self.db.as_deref(), stmt, None, sink, limit).await
+                self.last_query =
+                    crate::executor::run(snap, self.read_source(), self.db.as_deref(), stmt, None, sink, limit).await?;
+                Ok(())
             }
             Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) => {
                 self.implicit_begin().await?;
@@ -472,7 +478,9 @@ impl Session {
                 };
                 let stmt = Statement::Query(Box::new(q));
                 let (db, limit) = (self.db.as_deref(), self.memory_limit());
-                crate::executor::run(snap.clone(), source, db, stmt, lock.as_ref(), sink, limit).await
+                let stats = crate::executor::run(snap.clone(), source, db, stmt, lock.as_ref(), sink, limit).await?;
+                self.last_query = stats;
+                Ok(())
             }
         }
     }

@@ -210,7 +210,26 @@ pub async fn show(s: &mut Session, sql: &str, sink: &mut dyn ResultSink) -> Resu
         }
         ["STATUS", ..] => {
             let procs = s.cluster.processes.lock().unwrap_or_else(|e| e.into_inner()).len();
-            let vals = [("Threads_connected", procs.to_string()), ("Uptime", "0".to_string())];
+            let m = &s.cluster.memory;
+            let n = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed).to_string();
+            let vals = [
+                ("Threads_connected", procs.to_string()),
+                ("Uptime", "0".to_string()),
+                // CN-wide: memory held by queries now and their limit, queries
+                // run in DataFusion, spilled and refused, bytes and files spilled.
+                ("Cn_memory_used", m.used().to_string()),
+                ("Cn_memory_total", m.total().to_string()),
+                ("Cn_queries", n(&m.queries)),
+                ("Cn_queries_spilled", n(&m.queries_spilled)),
+                ("Cn_queries_out_of_memory", n(&m.out_of_memory)),
+                ("Cn_spilled_bytes", n(&m.spilled_bytes)),
+                ("Cn_spill_files", n(&m.spill_files)),
+                ("Cn_spill_bytes_on_disk", m.spilled_now().0.to_string()),
+                // This session's last query run in DataFusion.
+                ("Cn_last_query_peak_memory", s.last_query.peak_memory.to_string()),
+                ("Cn_last_query_spilled_bytes", s.last_query.spilled_bytes.to_string()),
+                ("Cn_last_query_spill_files", s.last_query.spill_files.to_string()),
+            ];
             let pat = like_clause(&toks);
             let rows = vals
                 .into_iter()

@@ -1,0 +1,210 @@
+//! The collation as DataFusion functions, which
+//! [`crate::optimizer::collation`] puts wherever the CN compares strings:
+//! - `cn_ci_fold(s)`: [`super::fold`], Utf8 (equality, grouping, joins);
+//! - `cn_ci_chars(s)`: [`super::fold_chars`], Utf8 (LIKE);
+//! - `cn_ci_key(s)`: [`super::sort_key`], Binary (order);
+//! - `cn_ci_min(s)`, `cn_ci_max(s)`: MIN and MAX of strings under the
+//!   collation (the first of equal strings seen is kept).
+//!
+//! A NULL argument gives NULL.
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BinaryBuilder, StringArray};
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::{exec_err, Result, ScalarValue};
+use datafusion::logical_expr::function::AccumulatorArgs;
+use datafusion::logical_expr::{
+    Accumulator, AggregateUDF, AggregateUDFImpl, ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl,
+    Signature, Volatility,
+};
+use std::sync::Arc;
+
+/// Which key a [`CiFunction`] computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CiKey {
+    Fold,
+    Chars,
+    Order,
+}
+
+impl CiKey {
+    /// The function's name in plans.
+    pub const fn name(self) -> &'static str {
+        match self {
+            CiKey::Fold => "cn_ci_fold",
+            CiKey::Chars => "cn_ci_chars",
+            CiKey::Order => "cn_ci_key",
+        }
+    }
+
+    /// The key of one string, as the function returns it.
+    pub fn of(self, s: &str) -> ScalarValue {
+        match self {
+            CiKey::Fold => ScalarValue::Utf8(Some(super::fold(s))),
+            CiKey::Chars => ScalarValue::Utf8(Some(super::fold_chars(s))),
+            CiKey::Order => {
+                let mut k = Vec::with_capacity(s.len() * 6 + 4);
+                super::sort_key(s, &mut k);
+                ScalarValue::Binary(Some(k))
+            }
+        }
+    }
+
+    fn data_type(self) -> DataType {
+        match self {
+            CiKey::Order => DataType::Binary,
+            _ => DataType::Utf8,
+        }
+    }
+}
+
+/// One of the key functions (see the module documentation).
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct CiFunction {
+    key: CiKey,
+    signature: Signature,
+}
+
+impl CiFunction {
+    pub fn new(key: CiKey) -> Self {
+        CiFunction { key, signature: Signature::user_defined(Volatility::Immutable) }
+    }
+}
+
+/// Every string type arrives as Utf8.
+fn as_utf8(arg_types: &[DataType]) -> Result<Vec<DataType>> {
+    Ok(arg_types.iter().map(|_| DataType::Utf8).collect())
+}
+
+impl ScalarUDFImpl for CiFunction {
+    fn name(&self) -> &str {
+        self.key.name()
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        as_utf8(arg_types)
+    }
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(self.key.data_type())
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let [a] = arrays.as_slice() else {
+            return exec_err!("{} takes one argument", self.name());
+        };
+        let strings = a.as_string::<i32>();
+        let out: ArrayRef = match self.key {
+            CiKey::Fold => Arc::new(strings.iter().map(|v| v.map(super::fold)).collect::<StringArray>()),
+            CiKey::Chars => Arc::new(strings.iter().map(|v| v.map(super::fold_chars)).collect::<StringArray>()),
+            CiKey::Order => {
+                let mut b = BinaryBuilder::with_capacity(strings.len(), strings.value_data().len() * 6);
+                let mut k = Vec::new();
+                for v in strings.iter() {
+                    match v {
+                        Some(s) => {
+                            k.clear();
+                            super::sort_key(s, &mut k);
+                            b.append_value(&k);
+                        }
+                        None => b.append_null(),
+                    }
+                }
+                Arc::new(b.finish())
+            }
+        };
+        Ok(ColumnarValue::Array(out))
+    }
+}
+
+/// `cn_ci_min` / `cn_ci_max` (see the module documentation).
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct CiExtreme {
+    max: bool,
+    signature: Signature,
+}
+
+impl CiExtreme {
+    pub const MIN: &'static str = "cn_ci_min";
+    pub const MAX: &'static str = "cn_ci_max";
+
+    pub fn new(max: bool) -> Self {
+        CiExtreme { max, signature: Signature::user_defined(Volatility::Immutable) }
+    }
+}
+
+impl AggregateUDFImpl for CiExtreme {
+    fn name(&self) -> &str {
+        if self.max {
+            Self::MAX
+        } else {
+            Self::MIN
+        }
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        as_utf8(arg_types)
+    }
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+    fn accumulator(&self, _args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+        Ok(Box::new(ExtremeAccumulator { max: self.max, best: None, best_key: Vec::new(), key: Vec::new() }))
+    }
+}
+
+/// The running MIN or MAX and its order key; the state is the value itself.
+#[derive(Debug)]
+struct ExtremeAccumulator {
+    max: bool,
+    best: Option<String>,
+    best_key: Vec<u8>,
+    key: Vec<u8>,
+}
+
+impl Accumulator for ExtremeAccumulator {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        let Some(a) = values.first() else { return Ok(()) };
+        for s in a.as_string::<i32>().iter().flatten() {
+            self.key.clear();
+            super::sort_key(s, &mut self.key);
+            let better = match self.best {
+                None => true,
+                Some(_) if self.max => self.key > self.best_key,
+                Some(_) => self.key < self.best_key,
+            };
+            if better {
+                self.best = Some(s.to_string());
+                std::mem::swap(&mut self.best_key, &mut self.key);
+            }
+        }
+        Ok(())
+    }
+    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
+        self.update_batch(states)
+    }
+    fn state(&mut self) -> Result<Vec<ScalarValue>> {
+        Ok(vec![self.evaluate()?])
+    }
+    fn evaluate(&mut self) -> Result<ScalarValue> {
+        Ok(ScalarValue::Utf8(self.best.clone()))
+    }
+    fn size(&self) -> usize {
+        std::mem::size_of_val(self)
+            + self.best.as_ref().map_or(0, |s| s.capacity())
+            + self.best_key.capacity()
+            + self.key.capacity()
+    }
+}
+
+/// The scalar functions to register in a query context.
+pub fn scalar() -> Vec<ScalarUDF> {
+    [CiKey::Fold, CiKey::Chars, CiKey::Order].into_iter().map(|k| ScalarUDF::from(CiFunction::new(k))).collect()
+}
+
+/// The aggregate functions to register in a query context.
+pub fn aggregate() -> Vec<AggregateUDF> {
+    vec![AggregateUDF::from(CiExtreme::new(false)), AggregateUDF::from(CiExtreme::new(true))]
+}

@@ -1,0 +1,368 @@
+//! `utf8mb4_general_ci` wherever the CN compares strings.
+//!
+//! What a shard computes, MariaDB computes under the column's collation. What
+//! stays in the CN (merging partial aggregates, DISTINCT and GROUP BY across
+//! shards, sorts, hash joins, filters over joined rows) DataFusion would
+//! compare byte-wise: `'a'` and `'A'` would become two groups, `'b'` would
+//! sort after `'B'`'s neighbours, `'abc'` would not join `'ABC '`. This rule
+//! runs after [`super::pushdown`], over the part of the plan left to the CN,
+//! and routes every string comparison through a collation key
+//! ([`crate::collation::functions`]):
+//! - `=`, `<>`, `<=>`, `IN`, simple `CASE`, equi-join keys, GROUP BY keys
+//!   and `COUNT(DISTINCT …)` compare [`CiKey::Fold`]s;
+//! - `<`, `<=`, `>`, `>=`, `BETWEEN`, ORDER BY (also in window and
+//!   aggregate ORDER BYs) compare [`CiKey::Order`] keys;
+//! - `LIKE` matches [`CiKey::Chars`] of value and pattern;
+//! - `MIN` and `MAX` of strings become `cn_ci_min` and `cn_ci_max`.
+//!
+//! A GROUP BY key must still show a value, not its fold: a string group key
+//! `g` becomes `GROUP BY cn_ci_fold(g)` with `first_value(g)` as the
+//! group's value (MariaDB, too, shows one of the group's spellings, the
+//! first it read), under a projection that restores the aggregate's schema.
+//!
+//! All strings are taken to be `utf8mb4_general_ci`, the CN's only collation
+//! for now: the catalog does not keep a column's COLLATE clause yet, so a
+//! `utf8mb4_bin` column is compared case-insensitively where the CN computes.
+
+use crate::collation::functions::{CiExtreme, CiFunction, CiKey};
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::common::{Column, DFSchema, Result, ScalarValue};
+use datafusion::functions_aggregate::first_last::first_value;
+use datafusion::logical_expr::expr::{AggregateFunction, Case, InList, Like, ScalarFunction, Sort, WindowFunction};
+use datafusion::logical_expr::{
+    Aggregate, AggregateUDF, Between, BinaryExpr, Expr, ExprSchemable, Filter, Join, LogicalPlan, Operator, Projection,
+    ScalarUDF, Window, WindowFunctionDefinition,
+};
+use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
+use std::sync::Arc;
+
+/// The optimizer rule (see the module documentation).
+#[derive(Debug, Default)]
+pub struct GeneralCiCollation;
+
+impl OptimizerRule for GeneralCiCollation {
+    fn name(&self) -> &str {
+        "cn_general_ci_collation"
+    }
+
+    fn rewrite(&self, plan: LogicalPlan, _config: &dyn OptimizerConfig) -> Result<Transformed<LogicalPlan>> {
+        plan.transform_up(rewrite_node)
+    }
+}
+
+fn is_string(t: &DataType) -> bool {
+    matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
+}
+
+fn string_typed(e: &Expr, schema: &DFSchema) -> bool {
+    e.get_type(schema).is_ok_and(|t| is_string(&t))
+}
+
+/// Whether `e` is already one of the key functions (the rule may run more
+/// than once over a plan).
+fn is_key(e: &Expr) -> bool {
+    matches!(e, Expr::ScalarFunction(f) if f.name().starts_with("cn_ci_"))
+}
+
+/// `key(e)`, computed at once for a literal.
+fn wrap(key: CiKey, e: Expr) -> Expr {
+    match e {
+        Expr::Literal(ScalarValue::Utf8(v) | ScalarValue::LargeUtf8(v) | ScalarValue::Utf8View(v), _) => {
+            let value = match (v, key) {
+                (Some(s), k) => k.of(&s),
+                (None, CiKey::Order) => ScalarValue::Binary(None),
+                (None, _) => ScalarValue::Utf8(None),
+            };
+            Expr::Literal(value, None)
+        }
+        e => Expr::ScalarFunction(ScalarFunction::new_udf(
+            Arc::new(ScalarUDF::new_from_impl(CiFunction::new(key))),
+            vec![e],
+        )),
+    }
+}
+
+fn wrap_sort(s: Sort, schema: &DFSchema) -> Sort {
+    if string_typed(&s.expr, schema) && !is_key(&s.expr) {
+        Sort { expr: wrap(CiKey::Order, s.expr), ..s }
+    } else {
+        s
+    }
+}
+
+fn ci_extreme(max: bool) -> Arc<AggregateUDF> {
+    Arc::new(AggregateUDF::new_from_impl(CiExtreme::new(max)))
+}
+
+/// Routes the string comparisons of `e`, whose columns come from `schema`,
+/// through collation keys. Top down, so that each node sees its operands'
+/// original types.
+fn rewrite_expr(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
+    e.transform_down(|e| {
+        let out = match e {
+            Expr::BinaryExpr(BinaryExpr { left, op, right })
+                if string_typed(&left, schema) && string_typed(&right, schema) && !is_key(&left) && !is_key(&right) =>
+            {
+                let key = match op {
+                    Operator::Eq | Operator::NotEq | Operator::IsDistinctFrom | Operator::IsNotDistinctFrom => {
+                        CiKey::Fold
+                    }
+                    Operator::Lt | Operator::LtEq | Operator::Gt | Operator::GtEq => CiKey::Order,
+                    _ => return Ok(Transformed::no(Expr::BinaryExpr(BinaryExpr { left, op, right }))),
+                };
+                Expr::BinaryExpr(BinaryExpr::new(Box::new(wrap(key, *left)), op, Box::new(wrap(key, *right))))
+            }
+            Expr::InList(InList { expr, list, negated })
+                if string_typed(&expr, schema) && !is_key(&expr) && list.iter().all(|i| string_typed(i, schema)) =>
+            {
+                let list = list.into_iter().map(|i| wrap(CiKey::Fold, i)).collect();
+                Expr::InList(InList::new(Box::new(wrap(CiKey::Fold, *expr)), list, negated))
+            }
+            Expr::Between(Between { expr, negated, low, high })
+                if [&expr, &low, &high].iter().all(|x| string_typed(x, schema)) && !is_key(&expr) =>
+            {
+                Expr::Between(Between::new(
+                    Box::new(wrap(CiKey::Order, *expr)),
+                    negated,
+                    Box::new(wrap(CiKey::Order, *low)),
+                    Box::new(wrap(CiKey::Order, *high)),
+                ))
+            }
+            Expr::Like(Like { negated, expr, pattern, escape_char, case_insensitive: false })
+                if string_typed(&expr, schema) && string_typed(&pattern, schema) && !is_key(&expr) =>
+            {
+                let escape_char = escape_char.map(|c| char::from_u32(crate::collation::weight(c) as u32).unwrap_or(c));
+                Expr::Like(Like::new(
+                    negated,
+                    Box::new(wrap(CiKey::Chars, *expr)),
+                    Box::new(wrap(CiKey::Chars, *pattern)),
+                    escape_char,
+                    false,
+                ))
+            }
+            Expr::Case(Case { expr: Some(operand), when_then_expr, else_expr })
+                if string_typed(&operand, schema)
+                    && !is_key(&operand)
+                    && when_then_expr.iter().all(|(w, _)| string_typed(w, schema)) =>
+            {
+                let when_then_expr =
+                    when_then_expr.into_iter().map(|(w, t)| (Box::new(wrap(CiKey::Fold, *w)), t)).collect();
+                Expr::Case(Case { expr: Some(Box::new(wrap(CiKey::Fold, *operand))), when_then_expr, else_expr })
+            }
+            Expr::AggregateFunction(f) => match rewrite_aggregate(&f, schema) {
+                Some(f) => Expr::AggregateFunction(f),
+                None => return Ok(Transformed::no(Expr::AggregateFunction(f))),
+            },
+            Expr::WindowFunction(w) => match rewrite_window(&w, schema) {
+                Some(w) => Expr::WindowFunction(Box::new(w)),
+                None => return Ok(Transformed::no(Expr::WindowFunction(w))),
+            },
+            e => return Ok(Transformed::no(e)),
+        };
+        Ok(Transformed::new(out, true, TreeNodeRecursion::Continue))
+    })
+}
+
+/// MIN/MAX of a string, `COUNT(DISTINCT string)`, a string aggregate ORDER
+/// BY; `None` when nothing changes.
+fn rewrite_aggregate(f: &AggregateFunction, schema: &DFSchema) -> Option<AggregateFunction> {
+    let strings = f.params.args.iter().all(|a| string_typed(a, schema)) && !f.params.args.is_empty();
+    let mut out = f.clone();
+    let mut changed = false;
+    match f.func.name() {
+        "min" | "max" if strings => {
+            out.func = ci_extreme(f.func.name() == "max");
+            changed = true;
+        }
+        "count" if f.params.distinct && f.params.args.iter().any(|a| string_typed(a, schema) && !is_key(a)) => {
+            out.params.args = f
+                .params
+                .args
+                .iter()
+                .map(|a| if string_typed(a, schema) && !is_key(a) { wrap(CiKey::Fold, a.clone()) } else { a.clone() })
+                .collect();
+            changed = true;
+        }
+        _ => {}
+    }
+    if f.params.order_by.iter().any(|s| string_typed(&s.expr, schema) && !is_key(&s.expr)) {
+        out.params.order_by = f.params.order_by.iter().map(|s| wrap_sort(s.clone(), schema)).collect();
+        changed = true;
+    }
+    changed.then_some(out)
+}
+
+/// PARTITION BY folds, ORDER BY keys, MIN/MAX over a window; `None` when
+/// nothing changes.
+fn rewrite_window(w: &WindowFunction, schema: &DFSchema) -> Option<WindowFunction> {
+    let mut out = w.clone();
+    let mut changed = false;
+    if let WindowFunctionDefinition::AggregateUDF(f) = &w.fun {
+        if matches!(f.name(), "min" | "max")
+            && !w.params.args.is_empty()
+            && w.params.args.iter().all(|a| string_typed(a, schema))
+        {
+            out.fun = WindowFunctionDefinition::AggregateUDF(ci_extreme(f.name() == "max"));
+            changed = true;
+        }
+    }
+    if w.params.partition_by.iter().any(|e| string_typed(e, schema) && !is_key(e)) {
+        out.params.partition_by = w
+            .params
+            .partition_by
+            .iter()
+            .map(|e| if string_typed(e, schema) && !is_key(e) { wrap(CiKey::Fold, e.clone()) } else { e.clone() })
+            .collect();
+        changed = true;
+    }
+    if w.params.order_by.iter().any(|s| string_typed(&s.expr, schema) && !is_key(&s.expr)) {
+        out.params.order_by = w.params.order_by.iter().map(|s| wrap_sort(s.clone(), schema)).collect();
+        changed = true;
+    }
+    changed.then_some(out)
+}
+
+/// Rewrites `exprs` (which produce the fields of `output` from position
+/// `first` on) and keeps each changed one's output name.
+fn rewrite_named(
+    exprs: Vec<Expr>,
+    input: &DFSchema,
+    output: &DFSchema,
+    first: usize,
+) -> Result<Transformed<Vec<Expr>>> {
+    let mut changed = false;
+    let mut out = Vec::with_capacity(exprs.len());
+    for (i, e) in exprs.into_iter().enumerate() {
+        let t = rewrite_expr(e, input)?;
+        if t.transformed {
+            changed = true;
+            let (q, f) = output.qualified_field(first + i);
+            out.push(t.data.unalias().alias_qualified(q.cloned(), f.name()));
+        } else {
+            out.push(t.data);
+        }
+    }
+    Ok(Transformed::new_transformed(out, changed))
+}
+
+fn rewrite_node(plan: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
+    match plan {
+        LogicalPlan::Filter(f) => {
+            let t = rewrite_expr(f.predicate.clone(), f.input.schema())?;
+            if !t.transformed {
+                return Ok(Transformed::no(LogicalPlan::Filter(f)));
+            }
+            Ok(Transformed::yes(LogicalPlan::Filter(Filter::try_new(t.data, f.input)?)))
+        }
+        LogicalPlan::Projection(p) => {
+            let t = rewrite_named(p.expr.clone(), p.input.schema(), &p.schema, 0)?;
+            if !t.transformed {
+                return Ok(Transformed::no(LogicalPlan::Projection(p)));
+            }
+            Ok(Transformed::yes(LogicalPlan::Projection(Projection::try_new(t.data, p.input)?)))
+        }
+        LogicalPlan::Sort(mut s) => {
+            let schema = s.input.schema().clone();
+            let mut changed = false;
+            for e in &mut s.expr {
+                if string_typed(&e.expr, &schema) && !is_key(&e.expr) {
+                    *e = wrap_sort(e.clone(), &schema);
+                    changed = true;
+                }
+            }
+            Ok(Transformed::new_transformed(LogicalPlan::Sort(s), changed))
+        }
+        LogicalPlan::Join(j) => rewrite_join(j),
+        LogicalPlan::Aggregate(a) => rewrite_group_by(a),
+        LogicalPlan::Window(w) => {
+            // A window's output is its input's columns, then one per window expression.
+            let first = w.input.schema().fields().len();
+            let t = rewrite_named(w.window_expr.clone(), w.input.schema(), &w.schema, first)?;
+            if !t.transformed {
+                return Ok(Transformed::no(LogicalPlan::Window(w)));
+            }
+            Ok(Transformed::yes(LogicalPlan::Window(Window::try_new(t.data, w.input)?)))
+        }
+        other => Ok(Transformed::no(other)),
+    }
+}
+
+fn rewrite_join(j: Join) -> Result<Transformed<LogicalPlan>> {
+    let (ls, rs) = (j.left.schema().clone(), j.right.schema().clone());
+    let mut changed = false;
+    let on =
+        j.on.iter()
+            .map(|(l, r)| {
+                if string_typed(l, &ls) && string_typed(r, &rs) && !is_key(l) && !is_key(r) {
+                    changed = true;
+                    (wrap(CiKey::Fold, l.clone()), wrap(CiKey::Fold, r.clone()))
+                } else {
+                    (l.clone(), r.clone())
+                }
+            })
+            .collect();
+    let filter = match &j.filter {
+        Some(f) => {
+            let both = ls.join(&rs)?;
+            let t = rewrite_expr(f.clone(), &both)?;
+            changed |= t.transformed;
+            Some(t.data)
+        }
+        None => None,
+    };
+    if !changed {
+        return Ok(Transformed::no(LogicalPlan::Join(j)));
+    }
+    Ok(Transformed::yes(LogicalPlan::Join(Join { on, filter, ..j })))
+}
+
+/// String GROUP BY keys group by their fold and show `first_value`; the
+/// aggregates get [`rewrite_expr`]; a projection restores the schema.
+fn rewrite_group_by(a: Aggregate) -> Result<Transformed<LogicalPlan>> {
+    let input = a.input.schema().clone();
+    let grouping_sets = a.group_expr.iter().any(|g| matches!(g, Expr::GroupingSet(_)));
+    let mut changed = false;
+    let mut group = Vec::with_capacity(a.group_expr.len());
+    let mut firsts = Vec::new();
+    for (i, g) in a.group_expr.iter().enumerate() {
+        let t = rewrite_expr(g.clone(), &input)?;
+        changed |= t.transformed;
+        let g = t.data;
+        if !grouping_sets && string_typed(&g, &input) && !is_key(&g) {
+            firsts.push((i, first_value(g.clone(), vec![]).alias(format!("__cn_ci_first_{i}"))));
+            group.push(wrap(CiKey::Fold, g));
+            changed = true;
+        } else {
+            group.push(g);
+        }
+    }
+    let mut aggr = Vec::with_capacity(a.aggr_expr.len() + firsts.len());
+    for e in &a.aggr_expr {
+        let t = rewrite_expr(e.clone(), &input)?;
+        changed |= t.transformed;
+        aggr.push(t.data);
+    }
+    if !changed {
+        return Ok(Transformed::no(LogicalPlan::Aggregate(a)));
+    }
+    let n_aggr = aggr.len();
+    aggr.extend(firsts.iter().map(|(_, f)| f.clone()));
+    let new = Aggregate::try_new(a.input.clone(), group, aggr)?;
+    let new_schema = new.schema.clone();
+    let first_of = |i: usize| firsts.iter().position(|(g, _)| *g == i);
+    let n_out = a.schema.fields().len();
+    let extra_from = new_schema.fields().len() - firsts.len();
+    debug_assert_eq!(extra_from, n_out, "{n_aggr} aggregates");
+    let exprs = (0..n_out)
+        .map(|i| {
+            let src = match first_of(i) {
+                Some(k) => extra_from + k,
+                None => i,
+            };
+            let (q, f) = a.schema.qualified_field(i);
+            Expr::Column(Column::from(new_schema.qualified_field(src))).alias_qualified(q.cloned(), f.name())
+        })
+        .collect();
+    Ok(Transformed::yes(LogicalPlan::Projection(Projection::try_new(exprs, Arc::new(LogicalPlan::Aggregate(new)))?)))
+}
