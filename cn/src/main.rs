@@ -51,8 +51,11 @@ enum Cmd {
     },
 }
 
-#[tokio::main]
-async fn main() {
+fn main() {
+    cn::server::runtime_builder().build().expect("the tokio runtime starts").block_on(async_main())
+}
+
+async fn async_main() {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();

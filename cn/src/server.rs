@@ -548,6 +548,21 @@ fn unknown_stmt(id: u32) -> CnError {
     )
 }
 
+/// Stack of each runtime worker thread, in bytes. Planning recurses over
+/// the plan and its expressions (DataFusion's tree rewrites, the CN's
+/// rules), and a debug build's frames are large: a 62-table join of the
+/// SQLite corpus overflowed tokio's 2 MiB default. Reserved address space,
+/// committed only as used.
+pub const WORKER_STACK_BYTES: usize = 16 << 20;
+
+/// The multi-threaded runtime a CN runs on (`cn`, the test harnesses):
+/// tokio's defaults with [`WORKER_STACK_BYTES`] of stack per worker.
+pub fn runtime_builder() -> tokio::runtime::Builder {
+    let mut b = tokio::runtime::Builder::new_multi_thread();
+    b.enable_all().thread_stack_size(WORKER_STACK_BYTES);
+    b
+}
+
 #[cfg(test)]
 mod tests {
     use super::placeholders;

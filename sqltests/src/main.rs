@@ -49,8 +49,11 @@ struct Args {
     paths: Vec<PathBuf>,
 }
 
-#[tokio::main]
-async fn main() {
+fn main() {
+    cn::server::runtime_builder().build().expect("the tokio runtime starts").block_on(async_main())
+}
+
+async fn async_main() {
     let args = Args::parse();
     match run(args).await {
         Ok(true) => {}

@@ -175,19 +175,16 @@ fn rewrite_aggregate(f: &AggregateFunction, schema: &DFSchema) -> Option<Aggrega
             out.func = ci_extreme(f.func.name() == "max");
             changed = true;
         }
-        "count" if f.params.distinct && f.params.args.iter().any(|a| string_typed(a, schema) && !is_key(a)) => {
-            out.params.args = f
-                .params
-                .args
-                .iter()
-                .map(|a| if string_typed(a, schema) && !is_key(a) { wrap(CiKey::Fold, a.clone()) } else { a.clone() })
-                .collect();
-            changed = true;
+        "count" if f.params.distinct => {
+            if let Some(args) = fold_strings(&f.params.args, schema) {
+                out.params.args = args;
+                changed = true;
+            }
         }
         _ => {}
     }
-    if f.params.order_by.iter().any(|s| string_typed(&s.expr, schema) && !is_key(&s.expr)) {
-        out.params.order_by = f.params.order_by.iter().map(|s| wrap_sort(s.clone(), schema)).collect();
+    if let Some(order_by) = key_sorts(&f.params.order_by, schema) {
+        out.params.order_by = order_by;
         changed = true;
     }
     changed.then_some(out)
@@ -207,20 +204,33 @@ fn rewrite_window(w: &WindowFunction, schema: &DFSchema) -> Option<WindowFunctio
             changed = true;
         }
     }
-    if w.params.partition_by.iter().any(|e| string_typed(e, schema) && !is_key(e)) {
-        out.params.partition_by = w
-            .params
-            .partition_by
-            .iter()
-            .map(|e| if string_typed(e, schema) && !is_key(e) { wrap(CiKey::Fold, e.clone()) } else { e.clone() })
-            .collect();
+    if let Some(partition_by) = fold_strings(&w.params.partition_by, schema) {
+        out.params.partition_by = partition_by;
         changed = true;
     }
-    if w.params.order_by.iter().any(|s| string_typed(&s.expr, schema) && !is_key(&s.expr)) {
-        out.params.order_by = w.params.order_by.iter().map(|s| wrap_sort(s.clone(), schema)).collect();
+    if let Some(order_by) = key_sorts(&w.params.order_by, schema) {
+        out.params.order_by = order_by;
         changed = true;
     }
     changed.then_some(out)
+}
+
+/// `exprs` with each string one folded; `None` when none is.
+fn fold_strings(exprs: &[Expr], schema: &DFSchema) -> Option<Vec<Expr>> {
+    let folds = |e: &Expr| string_typed(e, schema) && !is_key(e);
+    exprs
+        .iter()
+        .any(folds)
+        .then(|| exprs.iter().map(|e| if folds(e) { wrap(CiKey::Fold, e.clone()) } else { e.clone() }).collect())
+}
+
+/// `sorts` with each string key replaced by its order key; `None` when
+/// none is a string.
+fn key_sorts(sorts: &[Sort], schema: &DFSchema) -> Option<Vec<Sort>> {
+    sorts
+        .iter()
+        .any(|s| string_typed(&s.expr, schema) && !is_key(&s.expr))
+        .then(|| sorts.iter().map(|s| wrap_sort(s.clone(), schema)).collect())
 }
 
 /// Rewrites `exprs` (which produce the fields of `output` from position
@@ -262,17 +272,13 @@ fn rewrite_node(plan: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
             }
             Ok(Transformed::yes(LogicalPlan::Projection(Projection::try_new(t.data, p.input)?)))
         }
-        LogicalPlan::Sort(mut s) => {
-            let schema = s.input.schema().clone();
-            let mut changed = false;
-            for e in &mut s.expr {
-                if string_typed(&e.expr, &schema) && !is_key(&e.expr) {
-                    *e = wrap_sort(e.clone(), &schema);
-                    changed = true;
-                }
+        LogicalPlan::Sort(mut s) => match key_sorts(&s.expr, s.input.schema()) {
+            Some(expr) => {
+                s.expr = expr;
+                Ok(Transformed::yes(LogicalPlan::Sort(s)))
             }
-            Ok(Transformed::new_transformed(LogicalPlan::Sort(s), changed))
-        }
+            None => Ok(Transformed::no(LogicalPlan::Sort(s))),
+        },
         LogicalPlan::Join(j) => rewrite_join(j),
         LogicalPlan::Aggregate(a) => rewrite_group_by(a),
         LogicalPlan::Window(w) => {

@@ -29,7 +29,7 @@ fn free_port() -> u16 {
 
 pub fn runtime() -> &'static Runtime {
     static RT: OnceLock<Runtime> = OnceLock::new();
-    RT.get_or_init(|| tokio::runtime::Builder::new_multi_thread().worker_threads(4).enable_all().build().unwrap())
+    RT.get_or_init(|| cn::server::runtime_builder().worker_threads(4).build().unwrap())
 }
 
 /// Starts one more CN on a free port against the shared metadb and TSO.
