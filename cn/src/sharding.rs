@@ -43,7 +43,8 @@ pub fn canonical(kind: TypeKind, text: Option<&str>) -> Result<KeyValue> {
             KeyValue::Text(normalize_decimal(t, scale.max(0) as usize).ok_or_else(|| bad_value(s))?)
         }
         TypeKind::Float | TypeKind::Double => KeyValue::Text(t.parse::<f64>().map_err(|_| bad_value(s))?.to_string()),
-        TypeKind::String => KeyValue::Text(fold_general_ci(s)),
+        // Values equal under utf8mb4_general_ci land on one partition.
+        TypeKind::String => KeyValue::Text(crate::collation::fold(s)),
         TypeKind::Binary => KeyValue::Bytes(s.as_bytes().to_vec()),
         TypeKind::Date => KeyValue::Text(normalize_temporal(t, false, 0).ok_or_else(|| bad_value(s))?),
         TypeKind::DateTime { fsp } => KeyValue::Text(normalize_temporal(t, true, fsp).ok_or_else(|| bad_value(s))?),
@@ -53,13 +54,6 @@ pub fn canonical(kind: TypeKind, text: Option<&str>) -> Result<KeyValue> {
 
 fn bad_value(s: &str) -> CnError {
     CnError::mysql(1366, format!("Incorrect value '{s}' for a partition key column"))
-}
-
-/// Folds a string the way `utf8mb4_general_ci` compares (case and accents
-/// folded, trailing spaces ignored: [`crate::collation::fold`]), so that
-/// values equal under the collation land on one partition.
-pub fn fold_general_ci(s: &str) -> String {
-    crate::collation::fold(s)
 }
 
 /// `[+-]digits[.digits]` at `scale` digits after the point, rounded half

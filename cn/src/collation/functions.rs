@@ -13,8 +13,7 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{exec_err, Result, ScalarValue};
 use datafusion::logical_expr::function::AccumulatorArgs;
 use datafusion::logical_expr::{
-    Accumulator, AggregateUDF, AggregateUDFImpl, ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl,
-    Signature, Volatility,
+    Accumulator, AggregateUDFImpl, ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
 use std::sync::Arc;
 
@@ -197,14 +196,4 @@ impl Accumulator for ExtremeAccumulator {
             + self.best_key.capacity()
             + self.key.capacity()
     }
-}
-
-/// The scalar functions to register in a query context.
-pub fn scalar() -> Vec<ScalarUDF> {
-    [CiKey::Fold, CiKey::Chars, CiKey::Order].into_iter().map(|k| ScalarUDF::from(CiFunction::new(k))).collect()
-}
-
-/// The aggregate functions to register in a query context.
-pub fn aggregate() -> Vec<AggregateUDF> {
-    vec![AggregateUDF::from(CiExtreme::new(false)), AggregateUDF::from(CiExtreme::new(true))]
 }

@@ -26,7 +26,6 @@
 pub mod functions;
 mod general_ci_table;
 
-use std::cmp::Ordering;
 use std::sync::OnceLock;
 
 /// The weight of U+0020, which PAD SPACE pads with.
@@ -114,17 +113,18 @@ pub fn sort_key(s: &str, out: &mut Vec<u8>) {
     out.extend_from_slice(&0x8000_0000u32.to_be_bytes());
 }
 
-/// `a` against `b` under `utf8mb4_general_ci`.
-pub fn compare(a: &str, b: &str) -> Ordering {
-    let (mut ka, mut kb) = (Vec::new(), Vec::new());
-    sort_key(a, &mut ka);
-    sort_key(b, &mut kb);
-    ka.cmp(&kb)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::cmp::Ordering;
+
+    /// `a` against `b` by their order keys.
+    fn compare(a: &str, b: &str) -> Ordering {
+        let (mut ka, mut kb) = (Vec::new(), Vec::new());
+        sort_key(a, &mut ka);
+        sort_key(b, &mut kb);
+        ka.cmp(&kb)
+    }
 
     /// MariaDB's order of two strings, padded with spaces, from weights.
     fn padded_cmp(a: &str, b: &str) -> Ordering {

@@ -65,6 +65,11 @@ fn is_key(e: &Expr) -> bool {
     matches!(e, Expr::ScalarFunction(f) if f.name().starts_with("cn_ci_"))
 }
 
+/// Whether `e` is a string that still needs a collation key.
+fn keyable(e: &Expr, schema: &DFSchema) -> bool {
+    string_typed(e, schema) && !is_key(e)
+}
+
 /// `key(e)`, computed at once for a literal.
 fn wrap(key: CiKey, e: Expr) -> Expr {
     match e {
@@ -84,15 +89,19 @@ fn wrap(key: CiKey, e: Expr) -> Expr {
 }
 
 fn wrap_sort(s: Sort, schema: &DFSchema) -> Sort {
-    if string_typed(&s.expr, schema) && !is_key(&s.expr) {
+    if keyable(&s.expr, schema) {
         Sort { expr: wrap(CiKey::Order, s.expr), ..s }
     } else {
         s
     }
 }
 
-fn ci_extreme(max: bool) -> Arc<AggregateUDF> {
-    Arc::new(AggregateUDF::new_from_impl(CiExtreme::new(max)))
+/// `cn_ci_min`/`cn_ci_max` in place of aggregate `name` over `args`, when
+/// it is MIN or MAX of strings.
+fn ci_extreme_for(name: &str, args: &[Expr], schema: &DFSchema) -> Option<Arc<AggregateUDF>> {
+    let strings = !args.is_empty() && args.iter().all(|a| string_typed(a, schema));
+    (strings && matches!(name, "min" | "max"))
+        .then(|| Arc::new(AggregateUDF::new_from_impl(CiExtreme::new(name == "max"))))
 }
 
 /// Routes the string comparisons of `e`, whose columns come from `schema`,
@@ -101,9 +110,7 @@ fn ci_extreme(max: bool) -> Arc<AggregateUDF> {
 fn rewrite_expr(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
     e.transform_down(|e| {
         let out = match e {
-            Expr::BinaryExpr(BinaryExpr { left, op, right })
-                if string_typed(&left, schema) && string_typed(&right, schema) && !is_key(&left) && !is_key(&right) =>
-            {
+            Expr::BinaryExpr(BinaryExpr { left, op, right }) if keyable(&left, schema) && keyable(&right, schema) => {
                 let key = match op {
                     Operator::Eq | Operator::NotEq | Operator::IsDistinctFrom | Operator::IsNotDistinctFrom => {
                         CiKey::Fold
@@ -114,7 +121,7 @@ fn rewrite_expr(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
                 Expr::BinaryExpr(BinaryExpr::new(Box::new(wrap(key, *left)), op, Box::new(wrap(key, *right))))
             }
             Expr::InList(InList { expr, list, negated })
-                if string_typed(&expr, schema) && !is_key(&expr) && list.iter().all(|i| string_typed(i, schema)) =>
+                if keyable(&expr, schema) && list.iter().all(|i| string_typed(i, schema)) =>
             {
                 let list = list.into_iter().map(|i| wrap(CiKey::Fold, i)).collect();
                 Expr::InList(InList::new(Box::new(wrap(CiKey::Fold, *expr)), list, negated))
@@ -130,7 +137,7 @@ fn rewrite_expr(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
                 ))
             }
             Expr::Like(Like { negated, expr, pattern, escape_char, case_insensitive: false })
-                if string_typed(&expr, schema) && string_typed(&pattern, schema) && !is_key(&expr) =>
+                if keyable(&expr, schema) && string_typed(&pattern, schema) =>
             {
                 let escape_char = escape_char.map(|c| char::from_u32(crate::collation::weight(c) as u32).unwrap_or(c));
                 Expr::Like(Like::new(
@@ -142,9 +149,7 @@ fn rewrite_expr(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
                 ))
             }
             Expr::Case(Case { expr: Some(operand), when_then_expr, else_expr })
-                if string_typed(&operand, schema)
-                    && !is_key(&operand)
-                    && when_then_expr.iter().all(|(w, _)| string_typed(w, schema)) =>
+                if keyable(&operand, schema) && when_then_expr.iter().all(|(w, _)| string_typed(w, schema)) =>
             {
                 let when_then_expr =
                     when_then_expr.into_iter().map(|(w, t)| (Box::new(wrap(CiKey::Fold, *w)), t)).collect();
@@ -167,21 +172,17 @@ fn rewrite_expr(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
 /// MIN/MAX of a string, `COUNT(DISTINCT string)`, a string aggregate ORDER
 /// BY; `None` when nothing changes.
 fn rewrite_aggregate(f: &AggregateFunction, schema: &DFSchema) -> Option<AggregateFunction> {
-    let strings = f.params.args.iter().all(|a| string_typed(a, schema)) && !f.params.args.is_empty();
     let mut out = f.clone();
     let mut changed = false;
-    match f.func.name() {
-        "min" | "max" if strings => {
-            out.func = ci_extreme(f.func.name() == "max");
+    if let Some(func) = ci_extreme_for(f.func.name(), &f.params.args, schema) {
+        out.func = func;
+        changed = true;
+    }
+    if f.func.name() == "count" && f.params.distinct {
+        if let Some(args) = fold_strings(&f.params.args, schema) {
+            out.params.args = args;
             changed = true;
         }
-        "count" if f.params.distinct => {
-            if let Some(args) = fold_strings(&f.params.args, schema) {
-                out.params.args = args;
-                changed = true;
-            }
-        }
-        _ => {}
     }
     if let Some(order_by) = key_sorts(&f.params.order_by, schema) {
         out.params.order_by = order_by;
@@ -196,11 +197,8 @@ fn rewrite_window(w: &WindowFunction, schema: &DFSchema) -> Option<WindowFunctio
     let mut out = w.clone();
     let mut changed = false;
     if let WindowFunctionDefinition::AggregateUDF(f) = &w.fun {
-        if matches!(f.name(), "min" | "max")
-            && !w.params.args.is_empty()
-            && w.params.args.iter().all(|a| string_typed(a, schema))
-        {
-            out.fun = WindowFunctionDefinition::AggregateUDF(ci_extreme(f.name() == "max"));
+        if let Some(func) = ci_extreme_for(f.name(), &w.params.args, schema) {
+            out.fun = WindowFunctionDefinition::AggregateUDF(func);
             changed = true;
         }
     }
@@ -217,7 +215,7 @@ fn rewrite_window(w: &WindowFunction, schema: &DFSchema) -> Option<WindowFunctio
 
 /// `exprs` with each string one folded; `None` when none is.
 fn fold_strings(exprs: &[Expr], schema: &DFSchema) -> Option<Vec<Expr>> {
-    let folds = |e: &Expr| string_typed(e, schema) && !is_key(e);
+    let folds = |e: &Expr| keyable(e, schema);
     exprs
         .iter()
         .any(folds)
@@ -227,10 +225,7 @@ fn fold_strings(exprs: &[Expr], schema: &DFSchema) -> Option<Vec<Expr>> {
 /// `sorts` with each string key replaced by its order key; `None` when
 /// none is a string.
 fn key_sorts(sorts: &[Sort], schema: &DFSchema) -> Option<Vec<Sort>> {
-    sorts
-        .iter()
-        .any(|s| string_typed(&s.expr, schema) && !is_key(&s.expr))
-        .then(|| sorts.iter().map(|s| wrap_sort(s.clone(), schema)).collect())
+    sorts.iter().any(|s| keyable(&s.expr, schema)).then(|| sorts.iter().map(|s| wrap_sort(s.clone(), schema)).collect())
 }
 
 /// Rewrites `exprs` (which produce the fields of `output` from position
@@ -300,7 +295,7 @@ fn rewrite_join(j: Join) -> Result<Transformed<LogicalPlan>> {
     let on =
         j.on.iter()
             .map(|(l, r)| {
-                if string_typed(l, &ls) && string_typed(r, &rs) && !is_key(l) && !is_key(r) {
+                if keyable(l, &ls) && keyable(r, &rs) {
                     changed = true;
                     (wrap(CiKey::Fold, l.clone()), wrap(CiKey::Fold, r.clone()))
                 } else {
@@ -335,7 +330,7 @@ fn rewrite_group_by(a: Aggregate) -> Result<Transformed<LogicalPlan>> {
         let t = rewrite_expr(g.clone(), &input)?;
         changed |= t.transformed;
         let g = t.data;
-        if !grouping_sets && string_typed(&g, &input) && !is_key(&g) {
+        if !grouping_sets && keyable(&g, &input) {
             firsts.push((i, first_value(g.clone(), vec![]).alias(format!("__cn_ci_first_{i}"))));
             group.push(wrap(CiKey::Fold, g));
             changed = true;
