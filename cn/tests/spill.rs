@@ -202,6 +202,19 @@ fn joins_over_more_than_the_limit_spill_and_agree() {
             assert!(spills > 0, "{what}: the join must spill under a {SMALL}-byte limit:\n{plan}");
             assert_no_spill_files();
         }
+        // cn_hash_join = OFF: the same join as DataFusion's sort-merge join,
+        // same rows.
+        c.query_drop("SET query_memory_limit = 0").await.unwrap();
+        let sql = queries[0].1;
+        let mut expected = rows(&mut c, sql).await.unwrap();
+        c.query_drop("SET cn_hash_join = OFF").await.unwrap();
+        let plan = analyze(&mut c, sql).await;
+        assert!(plan.contains("SortMergeJoin") && !plan.contains("HashJoinExec"), "a sort-merge join:\n{plan}");
+        let mut got = rows(&mut c, sql).await.unwrap();
+        expected.sort();
+        got.sort();
+        assert!(got == expected, "sort-merge join: {} rows, hash join {}", got.len(), expected.len());
+        c.query_drop("SET cn_hash_join = ON").await.unwrap();
         c.query_drop("DROP DATABASE t_spill_join").await.unwrap();
     });
 }

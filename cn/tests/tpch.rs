@@ -17,10 +17,10 @@
 
 mod common;
 
-use mysql_async::consts::ColumnType;
+use cn::tpch::answer::{answer, difference};
 use mysql_async::prelude::*;
-use mysql_async::{Conn, Opts, Row, Value};
-use std::time::{Duration, Instant};
+use mysql_async::{Conn, Opts};
+use std::time::Instant;
 
 fn sf() -> f64 {
     std::env::var("TPCH_SF").ok().and_then(|s| s.parse().ok()).unwrap_or(0.01)
@@ -35,67 +35,6 @@ fn selected() -> Vec<usize> {
         Ok(s) => s.split(',').filter_map(|q| q.trim().parse().ok()).collect(),
         Err(_) => (1..=22).collect(),
     }
-}
-
-/// One result: column names, whether each column is floating point, rows
-/// as text (`None` for NULL).
-struct Answer {
-    names: Vec<String>,
-    float: Vec<bool>,
-    rows: Vec<Vec<Option<String>>>,
-    took: Duration,
-}
-
-fn text(v: &Value) -> Option<String> {
-    match v {
-        Value::NULL => None,
-        Value::Bytes(b) => Some(String::from_utf8_lossy(b).into_owned()),
-        other => Some(other.as_sql(true).trim_matches('\'').to_string()),
-    }
-}
-
-async fn answer(c: &mut Conn, sql: &str) -> Result<Answer, mysql_async::Error> {
-    let start = Instant::now();
-    let rows: Vec<Row> = c.query(sql).await?;
-    let took = start.elapsed();
-    let mut names = Vec::new();
-    let mut float = Vec::new();
-    if let Some(r) = rows.first() {
-        for col in r.columns_ref() {
-            names.push(col.name_str().to_ascii_lowercase());
-            float.push(matches!(col.column_type(), ColumnType::MYSQL_TYPE_DOUBLE | ColumnType::MYSQL_TYPE_FLOAT));
-        }
-    }
-    let rows = rows.into_iter().map(|r| r.unwrap().iter().map(text).collect()).collect();
-    Ok(Answer { names, float, rows, took })
-}
-
-fn same_value(a: &Option<String>, b: &Option<String>, float: bool) -> bool {
-    match (a, b) {
-        (Some(x), Some(y)) if float => match (x.parse::<f64>(), y.parse::<f64>()) {
-            (Ok(p), Ok(q)) => (p - q).abs() <= 1e-9 * p.abs().max(q.abs()).max(1.0),
-            _ => x == y,
-        },
-        _ => a == b,
-    }
-}
-
-/// The first difference between the CN's answer and MariaDB's, if any.
-fn difference(cn: &Answer, reference: &Answer) -> Option<String> {
-    if cn.rows.len() != reference.rows.len() {
-        return Some(format!("{} rows from the CN, {} from MariaDB", cn.rows.len(), reference.rows.len()));
-    }
-    if !cn.rows.is_empty() && cn.names != reference.names {
-        return Some(format!("column names: CN {:?}, MariaDB {:?}", cn.names, reference.names));
-    }
-    for (i, (a, b)) in cn.rows.iter().zip(&reference.rows).enumerate() {
-        let float =
-            |j: usize| cn.float.get(j).copied().unwrap_or(false) || reference.float.get(j).copied().unwrap_or(false);
-        if a.len() != b.len() || a.iter().zip(b).enumerate().any(|(j, (x, y))| !same_value(x, y, float(j))) {
-            return Some(format!("row {i}: CN {a:?}\n        MariaDB {b:?}"));
-        }
-    }
-    None
 }
 
 /// EXPLAIN's text (logical and physical plan, with the shard SQL).

@@ -154,6 +154,7 @@ impl CnMemory {
             inner: TrackConsumersPool::new(FairSpillPool::new(limit), NonZeroUsize::new(3).expect("3 > 0")),
             cn: self.clone(),
             peak: AtomicUsize::new(0),
+            repartition: AtomicUsize::new(0),
         })
     }
 
@@ -176,10 +177,15 @@ impl CnMemory {
 /// channel while all hold data), so the overshoot is small.
 const REPARTITION_CONSUMER: &str = "RepartitionExec[";
 
+fn is_repartition(r: &MemoryReservation) -> bool {
+    r.consumer().name().starts_with(REPARTITION_CONSUMER)
+}
+
 /// The memory pool of one query: at most `limit` bytes, shared among the
 /// query's operators as DataFusion's [`FairSpillPool`] shares it
 /// (operators that cannot spill first come, first served; the spilling
-/// ones split the rest evenly), its consumers tracked so a refusal names
+/// ones split the rest evenly, except that one holding nothing may take
+/// what the pool has free), its consumers tracked so a refusal names
 /// the largest. Every reservation is also counted against the CN total.
 #[derive(Debug)]
 pub struct QueryMemoryPool {
@@ -187,6 +193,8 @@ pub struct QueryMemoryPool {
     inner: TrackConsumersPool<FairSpillPool>,
     cn: Arc<CnMemory>,
     peak: AtomicUsize,
+    /// Bytes held by `RepartitionExec` reservations.
+    repartition: AtomicUsize,
 }
 
 impl QueryMemoryPool {
@@ -240,24 +248,49 @@ impl MemoryPool for QueryMemoryPool {
     }
 
     fn grow(&self, r: &MemoryReservation, additional: usize) {
+        if is_repartition(r) {
+            self.repartition.fetch_add(additional, Ordering::Relaxed);
+        }
         self.inner.grow(r, additional);
         self.cn.used.fetch_add(additional, Ordering::Relaxed);
         self.note_peak();
     }
 
     fn shrink(&self, r: &MemoryReservation, shrink: usize) {
+        if is_repartition(r) {
+            self.repartition.fetch_sub(shrink, Ordering::Relaxed);
+        }
         self.inner.shrink(r, shrink);
         self.cn.used.fetch_sub(shrink, Ordering::Relaxed);
     }
 
     fn try_grow(&self, r: &MemoryReservation, additional: usize) -> datafusion::error::Result<()> {
-        if r.consumer().name().starts_with(REPARTITION_CONSUMER) {
+        if is_repartition(r) {
             self.grow(r, additional);
             return Ok(());
         }
-        if self.inner.try_grow(r, additional).is_err() {
-            let why = format!("the query's memory limit of {} bytes (query_memory_limit) is reached", self.limit);
-            return Err(self.refused(r, additional, why));
+        let limit_reached =
+            || format!("the query's memory limit of {} bytes (query_memory_limit) is reached", self.limit);
+        // What the operators other than repartitions hold: the bytes the
+        // limit bounds (repartitions are let past it, see above).
+        let held = || self.inner.reserved().saturating_sub(self.repartition.load(Ordering::Relaxed));
+        // Within its even share a spilling operator always gets what it
+        // asks (FairSpillPool's guarantee, as before any exception below).
+        let within_share = self.inner.try_grow(r, additional).is_ok();
+        if !within_share {
+            // A spilling operator that holds nothing has nothing left to
+            // spill: refused, the query fails although the pool may be
+            // mostly free (FairSpillPool caps every spilling consumer at
+            // its even share, counting those not yet or no longer active).
+            // It gets what it asks while the pool as a whole has room; when
+            // it asks again beyond its share it spills, as any other. (Then
+            // another operator's request within its share can take the
+            // query past the limit, by at most what was lent.)
+            let unused_room = held().saturating_add(additional) <= self.limit;
+            if !(r.size() == 0 && r.consumer().can_spill() && unused_room) {
+                return Err(self.refused(r, additional, limit_reached()));
+            }
+            self.inner.grow(r, additional);
         }
         let cn = &self.cn;
         let taken = cn.used.fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| {
@@ -314,6 +347,30 @@ mod tests {
         assert_eq!(cn.used(), 600);
         drop(r);
         assert_eq!(cn.used(), 0, "a dropped reservation gives its bytes back to the CN");
+    }
+
+    #[test]
+    fn a_spilling_operator_holding_nothing_may_pass_its_share_while_the_pool_has_room() {
+        let (cn, _dir) = cn(1000, 10_000);
+        let pool: Arc<dyn MemoryPool> = cn.query_pool(1000);
+        // Five spilling consumers with the repartition below: an even share
+        // is 200 bytes.
+        let rs: Vec<_> =
+            (0..4).map(|i| MemoryConsumer::new(format!("Agg[{i}]")).with_can_spill(true).register(&pool)).collect();
+        // A repartition's buffers are let past the limit and do not count
+        // against the others.
+        let rep = MemoryConsumer::new("RepartitionExec[0]").with_can_spill(true).register(&pool);
+        rep.try_grow(5000).unwrap();
+        rs[0].try_grow(400).expect("holding nothing, it may take 400 of the 1000 free");
+        rs[0].try_grow(1).expect_err("holding 400, it is past its share of 200 and must spill");
+        rs[1].try_grow(200).unwrap();
+        rs[2].try_grow(500).expect_err("the pool has only 400 left");
+        rs[2].try_grow(400).unwrap();
+        assert_eq!(pool.reserved(), 6000);
+        rs[3].try_grow(300).expect_err("the pool is full and 300 is past its share");
+        rs[3].try_grow(200).expect("its even share is granted even now");
+        drop(rep);
+        assert_eq!(cn.used(), 1200);
     }
 
     #[test]

@@ -83,6 +83,7 @@ pub fn context(
     source: ConnSource,
     db: Option<&str>,
     pool: Arc<memory::QueryMemoryPool>,
+    hash_join: bool,
 ) -> Result<SessionContext> {
     let cn_memory = source.cluster().memory.clone();
     let limit = pool.limit();
@@ -110,13 +111,18 @@ pub fn context(
     // Every hash join becomes a HybridHashJoinExec, which no longer feeds
     // DataFusion's dynamic join filters to the probe side.
     config.options_mut().optimizer.enable_join_dynamic_filter_pushdown = false;
-    let state = datafusion::execution::SessionStateBuilder::new()
+    // Without hash joins DataFusion plans equality joins as SortMergeJoinExec
+    // (it needs more than one target partition, which the CN has).
+    config.options_mut().optimizer.prefer_hash_join = hash_join;
+    let mut state = datafusion::execution::SessionStateBuilder::new()
         .with_config(config)
         .with_runtime_env(cn_memory.runtime(pool)?)
         .with_default_features()
-        .with_analyzer_rule(Arc::new(crate::optimizer::decorrelate::DomainJoinDecorrelation::default()))
-        .with_physical_optimizer_rule(Arc::new(hybrid_hash_join::HybridHashJoinRule))
-        .build();
+        .with_analyzer_rule(Arc::new(crate::optimizer::decorrelate::DomainJoinDecorrelation::default()));
+    if hash_join {
+        state = state.with_physical_optimizer_rule(Arc::new(hybrid_hash_join::HybridHashJoinRule));
+    }
+    let state = state.build();
     let ctx = SessionContext::new_with_state(state);
     for f in functions::all() {
         ctx.register_udf(f);
@@ -147,12 +153,28 @@ fn shard_accesses(plan: &Arc<dyn ExecutionPlan>, out: &mut BTreeMap<u32, usize>)
     }
 }
 
+/// What a session asks of one query the CN runs.
+#[derive(Debug, Clone, Copy)]
+pub struct QueryOptions {
+    /// Bytes the query may hold (the session's `query_memory_limit`; 0 = the
+    /// CN's `query-memory-limit`).
+    pub memory_limit: u64,
+    /// Equality joins run as [`hybrid_hash_join::HybridHashJoinExec`] (true)
+    /// or as DataFusion's `SortMergeJoinExec` (false; `cn_hash_join = OFF`).
+    pub hash_join: bool,
+}
+
+impl Default for QueryOptions {
+    fn default() -> Self {
+        QueryOptions { memory_limit: 0, hash_join: true }
+    }
+}
+
 /// Plans and runs a statement in DataFusion, streaming the result to `sink`.
 /// With `lock`, every physical query of the plan carries the locking clause
 /// (see [`crate::planner::locking`]).
-/// The query holds at most `memory_limit` bytes (the session's
-/// `query_memory_limit`; 0 = the CN default); errors: ERR 1041 when an
-/// operator needs more and cannot spill. Returns what the query used
+/// The query holds at most `opts.memory_limit` bytes; errors: ERR 1041 when
+/// an operator needs more and cannot spill. Returns what the query used
 /// (also added to the CN's counters).
 pub async fn run(
     snapshot: Arc<CatalogSnapshot>,
@@ -161,13 +183,14 @@ pub async fn run(
     mut stmt: Statement,
     lock: Option<&LockingRead>,
     sink: &mut dyn ResultSink,
-    memory_limit: u64,
+    opts: QueryOptions,
 ) -> Result<memory::QueryStats> {
     crate::optimizer::semantics::rewrite(&mut stmt);
     crate::optimizer::join_order::colocate(&mut stmt, &snapshot, db);
     let cn_memory = source.cluster().memory.clone();
-    let pool = cn_memory.query_pool(cn_memory.limit_for(memory_limit));
-    let r = run_in(snapshot, source, db, stmt, lock, sink, pool.clone()).await;
+    let pool = cn_memory.query_pool(cn_memory.limit_for(opts.memory_limit));
+    let ctx = context(snapshot, source.clone(), db, pool.clone(), opts.hash_join)?;
+    let r = run_in(ctx, source, stmt, lock, sink).await;
     if matches!(&r, Err(CnError::Mysql { code: crate::error::code::ER_OUT_OF_RESOURCES, .. })) {
         cn_memory.out_of_memory.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
@@ -193,15 +216,12 @@ fn spill_totals(plan: &Arc<dyn ExecutionPlan>) -> (u64, u64) {
 }
 
 async fn run_in(
-    snapshot: Arc<CatalogSnapshot>,
+    ctx: SessionContext,
     source: ConnSource,
-    db: Option<&str>,
     stmt: Statement,
     lock: Option<&LockingRead>,
     sink: &mut dyn ResultSink,
-    pool: Arc<memory::QueryMemoryPool>,
 ) -> Result<(u64, u64)> {
-    let ctx = context(snapshot, source.clone(), db, pool)?;
     let state = ctx.state();
     let plan = state.statement_to_plan(datafusion::sql::parser::Statement::Statement(Box::new(stmt))).await?;
     let df = ctx.execute_logical_plan(plan).await?;

@@ -158,9 +158,13 @@ impl Session {
         }
     }
 
-    /// The session's `query_memory_limit` in bytes (0: the CN default).
-    pub fn memory_limit(&self) -> u64 {
-        self.vars.get("query_memory_limit").and_then(|v| v.parse().ok()).unwrap_or(0)
+    /// What the session's variables ask of a query the CN runs:
+    /// `query_memory_limit` (bytes; 0 = the CN default) and `cn_hash_join`.
+    pub fn query_options(&self) -> crate::executor::QueryOptions {
+        crate::executor::QueryOptions {
+            memory_limit: self.vars.get("query_memory_limit").and_then(|v| v.parse().ok()).unwrap_or(0),
+            hash_join: self.vars.get("cn_hash_join").map(String::as_str) != Some("0"),
+        }
     }
 
     /// Opens a transaction if autocommit is off and none is open.
@@ -352,9 +356,9 @@ impl Session {
                     format: None,
                     options: None,
                 };
-                let limit = self.memory_limit();
+                let opts = self.query_options();
                 self.last_query =
-                    crate::executor::run(snap, self.read_source(), self.db.as_deref(), stmt, None, sink, limit).await?;
+                    crate::executor::run(snap, self.read_source(), self.db.as_deref(), stmt, None, sink, opts).await?;
                 Ok(())
             }
             Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) => {
@@ -477,8 +481,8 @@ impl Session {
                     None => self.read_source(),
                 };
                 let stmt = Statement::Query(Box::new(q));
-                let (db, limit) = (self.db.as_deref(), self.memory_limit());
-                let stats = crate::executor::run(snap.clone(), source, db, stmt, lock.as_ref(), sink, limit).await?;
+                let (db, opts) = (self.db.as_deref(), self.query_options());
+                let stats = crate::executor::run(snap.clone(), source, db, stmt, lock.as_ref(), sink, opts).await?;
                 self.last_query = stats;
                 Ok(())
             }

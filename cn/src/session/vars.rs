@@ -26,6 +26,10 @@ pub fn defaults() -> BTreeMap<String, String> {
         // spill (PolarDB-X's per-query memory limit); 0 = the CN's
         // `query-memory-limit`.
         ("query_memory_limit", "0"),
+        // CN: equality joins the CN runs are hybrid hash joins (ON) or
+        // DataFusion's sort-merge joins (OFF), both memory-bounded; OFF is
+        // there to compare the two under the same limit (benches/).
+        ("cn_hash_join", "1"),
         ("auto_increment_increment", "1"),
         ("auto_increment_offset", "1"),
         ("character_set_client", "utf8mb4"),
@@ -76,7 +80,7 @@ pub fn defaults() -> BTreeMap<String, String> {
 }
 
 /// Variables that take ON/OFF (stored as `1`/`0`); other values get 1231.
-pub const BOOLEAN: &[&str] = &["autocommit", "cn_linearizable_commit", "cn_async_commit"];
+pub const BOOLEAN: &[&str] = &["autocommit", "cn_linearizable_commit", "cn_async_commit", "cn_hash_join"];
 
 /// Integer variables with their range (MySQL clamps a value outside it;
 /// anything not an integer gets 1232). `query_memory_limit` is in bytes.

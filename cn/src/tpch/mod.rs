@@ -9,6 +9,8 @@
 //! unique tie-breaker appended to their ORDER BY, so that their LIMITed
 //! answer is deterministic and two engines can be compared row by row.
 
+pub mod answer;
+
 use crate::error::Result;
 use crate::executor::convert::batch_to_rows;
 use crate::session::sink::CollectSink;
