@@ -14,11 +14,15 @@
 //! - `mysql_intdiv(a, b)`: MySQL's `a DIV b` ([`MysqlIntDiv`]).
 //! - `mysql_signed(x)`, `mysql_unsigned(x)`: `CAST(x AS SIGNED|UNSIGNED)`
 //!   ([`MysqlCastInt`]).
+//! - `concat(…)`: MySQL's CONCAT, NULL if any argument is ([`MysqlConcat`]).
+//! - `year(d)`, `quarter(d)`, `month(d)`, `dayofmonth(d)`, `day(d)`,
+//!   `hour(t)`, `minute(t)`, `second(t)` ([`MysqlDatePart`]).
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, Decimal128Builder, Float64Array, Int64Array, Int64Builder, UInt64Array,
+    Array, ArrayRef, AsArray, Decimal128Builder, Float64Array, Int64Array, Int64Builder, StringBuilder, UInt64Array,
 };
-use datafusion::arrow::datatypes::{i256, DataType, Decimal128Type, Float64Type, Int64Type};
+use datafusion::arrow::compute::kernels::temporal::{date_part, DatePart};
+use datafusion::arrow::datatypes::{i256, DataType, Decimal128Type, Float64Type, Int64Type, TimeUnit};
 use datafusion::common::{exec_err, Result};
 use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility};
 use std::sync::Arc;
@@ -40,7 +44,11 @@ pub fn all() -> Vec<ScalarUDF> {
         ScalarUDF::from(MysqlIntDiv::new()),
         ScalarUDF::from(MysqlCastInt::new(false)),
         ScalarUDF::from(MysqlCastInt::new(true)),
+        ScalarUDF::from(MysqlConcat::new()),
     ]
+    .into_iter()
+    .chain((0..MysqlDatePart::PARTS.len()).map(|i| ScalarUDF::from(MysqlDatePart::new(i))))
+    .collect()
 }
 
 /// `mysql_div(a, b)`: see the module documentation.
@@ -436,5 +444,139 @@ mod tests {
             "AVG(DECIMAL(15,2)) has scale 6, as in MySQL"
         );
         assert_eq!(div_result_type(&DataType::Int32, &DataType::Int32), DataType::Decimal128(24, 4));
+    }
+}
+
+/// MySQL's date-part functions `YEAR(d)`, `QUARTER(d)`, `MONTH(d)`,
+/// `DAYOFMONTH(d)` (and `DAY(d)`), `HOUR(t)`, `MINUTE(t)`, `SECOND(t)`
+/// (MySQL 8.0 reference, 14.7 "Date and Time Functions"), under their
+/// MySQL names, so MariaDB computes them the same where they are pushed
+/// down. The argument is a DATE, a DATETIME/TIMESTAMP, or a string, which
+/// is read as a DATETIME (`'2024-01-05'` or `'2024-01-05 10:20:30'`); a
+/// string that is no date gives NULL, as MySQL gives (with a warning).
+/// The result is a BIGINT; NULL in, NULL out.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct MysqlDatePart {
+    signature: Signature,
+    /// An index into [`MysqlDatePart::PARTS`].
+    index: usize,
+}
+
+impl MysqlDatePart {
+    /// The functions' names and the part each extracts.
+    pub const PARTS: [(&'static str, DatePart); 8] = [
+        ("year", DatePart::Year),
+        ("quarter", DatePart::Quarter),
+        ("month", DatePart::Month),
+        ("dayofmonth", DatePart::Day),
+        ("day", DatePart::Day),
+        ("hour", DatePart::Hour),
+        ("minute", DatePart::Minute),
+        ("second", DatePart::Second),
+    ];
+
+    /// The function `PARTS[index]`; panics for an index past the table.
+    pub fn new(index: usize) -> Self {
+        assert!(index < Self::PARTS.len(), "no date part {index}");
+        MysqlDatePart { signature: Signature::user_defined(Volatility::Immutable), index }
+    }
+}
+
+impl ScalarUDFImpl for MysqlDatePart {
+    fn name(&self) -> &str {
+        Self::PARTS[self.index].0
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        let [t] = arg_types else {
+            return exec_err!("{} takes one argument", self.name());
+        };
+        Ok(vec![match t {
+            DataType::Date32 | DataType::Date64 | DataType::Timestamp(..) => t.clone(),
+            _ => DataType::Utf8,
+        }])
+    }
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Int64)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let [a] = arrays.as_slice() else {
+            return exec_err!("{} takes one argument", self.name());
+        };
+        let a = match a.data_type() {
+            // Not Arrow's default cast, which fails on a string that is no
+            // date: MySQL gives NULL.
+            DataType::Utf8 => {
+                let safe = datafusion::arrow::compute::CastOptions { safe: true, ..Default::default() };
+                let to = DataType::Timestamp(TimeUnit::Microsecond, None);
+                datafusion::arrow::compute::cast_with_options(a, &to, &safe)?
+            }
+            _ => a.clone(),
+        };
+        let part = date_part(a.as_ref(), Self::PARTS[self.index].1)?;
+        let out = datafusion::arrow::compute::cast(&part, &DataType::Int64)?;
+        Ok(ColumnarValue::Array(out))
+    }
+}
+
+/// MySQL's `CONCAT(s1, s2, …)`: NULL when any argument is NULL (MySQL 8.0
+/// reference, 14.8 "String Functions"), where DataFusion's `concat` skips
+/// NULL arguments as PostgreSQL's does. Registered as `concat`, in place of
+/// DataFusion's; arguments of other types are cast to strings.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct MysqlConcat {
+    signature: Signature,
+}
+
+impl MysqlConcat {
+    pub const NAME: &'static str = "concat";
+
+    pub fn new() -> Self {
+        MysqlConcat { signature: Signature::user_defined(Volatility::Immutable) }
+    }
+}
+
+impl Default for MysqlConcat {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ScalarUDFImpl for MysqlConcat {
+    fn name(&self) -> &str {
+        Self::NAME
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        if arg_types.is_empty() {
+            return exec_err!("CONCAT takes at least one argument");
+        }
+        Ok(vec![DataType::Utf8; arg_types.len()])
+    }
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let strings: Vec<_> = arrays.iter().map(|a| a.as_string::<i32>()).collect();
+        let mut out = StringBuilder::with_capacity(args.number_rows, 0);
+        let mut row = String::new();
+        for i in 0..args.number_rows {
+            if strings.iter().any(|s| s.is_null(i)) {
+                out.append_null();
+                continue;
+            }
+            row.clear();
+            for s in &strings {
+                row.push_str(s.value(i));
+            }
+            out.append_value(&row);
+        }
+        Ok(ColumnarValue::Array(Arc::new(out.finish())))
     }
 }

@@ -318,6 +318,9 @@ fn rewrite_join(j: Join) -> Result<Transformed<LogicalPlan>> {
     Ok(Transformed::yes(LogicalPlan::Join(Join { on, filter, ..j })))
 }
 
+/// Numbers the `first_value` columns of [`rewrite_group_by`].
+static FIRST_VALUE_NAMES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// String GROUP BY keys group by their fold and show `first_value`; the
 /// aggregates get [`rewrite_expr`]; a projection restores the schema.
 fn rewrite_group_by(a: Aggregate) -> Result<Transformed<LogicalPlan>> {
@@ -331,7 +334,11 @@ fn rewrite_group_by(a: Aggregate) -> Result<Transformed<LogicalPlan>> {
         changed |= t.transformed;
         let g = t.data;
         if !grouping_sets && keyable(&g, &input) {
-            firsts.push((i, first_value(g.clone(), vec![]).alias(format!("__cn_ci_first_{i}"))));
+            // A name of its own: DataFusion's later rules (a COUNT(DISTINCT)
+            // split into two aggregates) and passes can put two rewritten
+            // aggregates' columns side by side.
+            let n = FIRST_VALUE_NAMES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            firsts.push((i, first_value(g.clone(), vec![]).alias(format!("__cn_ci_first_{n}"))));
             group.push(wrap(CiKey::Fold, g));
             changed = true;
         } else {

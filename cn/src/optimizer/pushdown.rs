@@ -139,6 +139,16 @@ const PUSHABLE_FUNCTIONS: &[&str] = &[
     "concat",
     "coalesce",
     "ifnull",
+    "octet_length",
+    "character_length",
+    "year",
+    "quarter",
+    "month",
+    "dayofmonth",
+    "day",
+    "hour",
+    "minute",
+    "second",
 ];
 
 /// Aggregates a shard can compute.

@@ -24,6 +24,7 @@
 
 use crate::executor::functions::{MysqlCastInt, MysqlDiv, MysqlIntDiv};
 use crate::planner::column_ref;
+use datafusion::sql::sqlparser::ast::helpers::attached_token::AttachedToken;
 use datafusion::sql::sqlparser::ast::{
     BinaryOperator, CastKind, DataType, DuplicateTreatment, Expr, Function, FunctionArg, FunctionArgExpr,
     FunctionArgumentList, FunctionArguments, Ident, ObjectName, UnaryOperator, VisitMut, VisitorMut,
@@ -33,8 +34,204 @@ use std::ops::ControlFlow;
 /// Applies the rewrite to any AST node (a statement, a query).
 pub fn rewrite<T: VisitMut>(node: &mut T) {
     let _ = node.visit(&mut DivPrecedence);
+    let _ = node.visit(&mut ThreeValuedIn::default());
     let _ = node.visit(&mut LooseGroupBy);
     let _ = node.visit(&mut Rewriter);
+}
+
+/// `x [NOT] IN (SELECT e FROM … WHERE w)` inside OR, NOT or CASE of a
+/// WHERE or HAVING: MySQL's answer is three-valued (NULL when no row
+/// matches and `x` is NULL or the subquery gives a NULL, and the subquery
+/// gives a row), while DataFusion's mark join for it says FALSE, so
+/// `a NOT IN (SELECT …) OR …` kept rows MySQL drops. Such a predicate
+/// becomes
+///
+/// ```sql
+/// CASE WHEN x IN (S) THEN TRUE
+///      WHEN (x IS NULL AND (SELECT COUNT(*) FROM … WHERE w) > 0)
+///        OR (SELECT COUNT(*) - COUNT(e) FROM … WHERE w) > 0 THEN NULL
+///      ELSE FALSE END
+/// ```
+///
+/// (correlated or not). An IN that is a whole conjunct of a WHERE or
+/// HAVING is left alone: there NULL and FALSE both drop the row, and a
+/// NOT IN conjunct is DataFusion's null-aware anti join. Subqueries with
+/// GROUP BY, HAVING, DISTINCT, LIMIT, ORDER BY, WITH or set operations
+/// are left alone too.
+#[derive(Default)]
+struct ThreeValuedIn {
+    /// The walk over one predicate (rewriting its IN subqueries), not over
+    /// a statement (finding the predicates).
+    in_predicate: bool,
+    /// In a predicate walk, how deep in its subqueries the walk is (their
+    /// own predicates are rewritten when the statement walk reaches them).
+    depth: usize,
+}
+
+impl ThreeValuedIn {
+    /// Rewrites the conjuncts of a WHERE or HAVING.
+    fn predicate(e: &mut Expr) {
+        match e {
+            Expr::BinaryOp { left, op: BinaryOperator::And, right } => {
+                Self::predicate(left);
+                Self::predicate(right);
+            }
+            Expr::Nested(x) => Self::predicate(x),
+            Expr::InSubquery { .. } => {}
+            Expr::UnaryOp { op: UnaryOperator::Not, expr } if Self::is_in_subquery(expr) => {}
+            other => {
+                let _ = other.visit(&mut ThreeValuedIn { in_predicate: true, depth: 0 });
+            }
+        }
+    }
+
+    fn is_in_subquery(e: &Expr) -> bool {
+        match e {
+            Expr::Nested(x) => Self::is_in_subquery(x),
+            e => matches!(e, Expr::InSubquery { .. }),
+        }
+    }
+
+    /// The subquery's one output expression, when the subquery is the
+    /// simple shape this rewrites.
+    fn simple(q: &datafusion::sql::sqlparser::ast::Query) -> Option<(&datafusion::sql::sqlparser::ast::Select, Expr)> {
+        use datafusion::sql::sqlparser::ast::{GroupByExpr, SelectItem, SetExpr};
+        if q.with.is_some() || q.order_by.is_some() || q.limit_clause.is_some() || q.fetch.is_some() {
+            return None;
+        }
+        let SetExpr::Select(sel) = q.body.as_ref() else {
+            return None;
+        };
+        let grouped = match &sel.group_by {
+            GroupByExpr::Expressions(v, m) => !v.is_empty() || !m.is_empty(),
+            GroupByExpr::All(_) => true,
+        };
+        if grouped || sel.having.is_some() || sel.distinct.is_some() || sel.from.is_empty() {
+            return None;
+        }
+        match sel.projection.as_slice() {
+            [SelectItem::UnnamedExpr(e)] | [SelectItem::ExprWithAlias { expr: e, .. }] => Some((sel, e.clone())),
+            _ => None,
+        }
+    }
+
+    /// `(SELECT item FROM … WHERE w) > 0` from `sel`: a scalar subquery,
+    /// which DataFusion decorrelates when it is correlated and joins once
+    /// when it is not (an uncorrelated EXISTS became a mark join without
+    /// keys that DataFusion 55.2 could not always plan).
+    fn positive(
+        q: &datafusion::sql::sqlparser::ast::Query,
+        sel: &datafusion::sql::sqlparser::ast::Select,
+        item: Expr,
+    ) -> Expr {
+        use datafusion::sql::sqlparser::ast::{SelectItem, SetExpr, Value};
+        let mut sel = sel.clone();
+        sel.projection = vec![SelectItem::UnnamedExpr(item)];
+        let mut q = q.clone();
+        q.body = Box::new(SetExpr::Select(Box::new(sel)));
+        Expr::BinaryOp {
+            left: Box::new(Expr::Subquery(Box::new(q))),
+            op: BinaryOperator::Gt,
+            right: Box::new(Expr::value(Value::Number("0".into(), false))),
+        }
+    }
+}
+
+impl VisitorMut for ThreeValuedIn {
+    type Break = ();
+    fn pre_visit_query(&mut self, _q: &mut datafusion::sql::sqlparser::ast::Query) -> ControlFlow<()> {
+        self.depth += 1;
+        ControlFlow::Continue(())
+    }
+    fn post_visit_query(&mut self, q: &mut datafusion::sql::sqlparser::ast::Query) -> ControlFlow<()> {
+        self.depth -= 1;
+        if self.in_predicate {
+            return ControlFlow::Continue(());
+        }
+        fn selects(body: &mut datafusion::sql::sqlparser::ast::SetExpr) {
+            use datafusion::sql::sqlparser::ast::SetExpr;
+            match body {
+                SetExpr::Select(sel) => {
+                    if let Some(w) = sel.selection.as_mut() {
+                        ThreeValuedIn::predicate(w);
+                    }
+                    if let Some(h) = sel.having.as_mut() {
+                        ThreeValuedIn::predicate(h);
+                    }
+                }
+                SetExpr::SetOperation { left, right, .. } => {
+                    selects(left);
+                    selects(right);
+                }
+                SetExpr::Query(q) => selects(&mut q.body),
+                _ => {}
+            }
+        }
+        selects(&mut q.body);
+        ControlFlow::Continue(())
+    }
+    fn post_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
+        if !self.in_predicate || self.depth != 0 {
+            return ControlFlow::Continue(());
+        }
+        let Expr::InSubquery { expr, subquery, negated } = e else {
+            return ControlFlow::Continue(());
+        };
+        if matches!(expr.as_ref(), Expr::Tuple(_)) {
+            return ControlFlow::Continue(());
+        }
+        let Some((sel, out)) = Self::simple(subquery) else {
+            return ControlFlow::Continue(());
+        };
+        let count = |arg: Option<Expr>| {
+            let arg = match arg {
+                Some(e) => FunctionArgExpr::Expr(e),
+                None => FunctionArgExpr::Wildcard,
+            };
+            let mut f = match call("count", vec![], false, None) {
+                Expr::Function(f) => f,
+                _ => unreachable!("call makes a function"),
+            };
+            if let FunctionArguments::List(l) = &mut f.args {
+                l.args = vec![FunctionArg::Unnamed(arg)];
+            }
+            Expr::Function(f)
+        };
+        let any = Self::positive(subquery, sel, count(None));
+        let nulls = Expr::BinaryOp {
+            left: Box::new(count(None)),
+            op: BinaryOperator::Minus,
+            right: Box::new(count(Some(out))),
+        };
+        let null_row = Self::positive(subquery, sel, nulls);
+        let member = Expr::InSubquery { expr: expr.clone(), subquery: subquery.clone(), negated: false };
+        let unknown = Expr::BinaryOp {
+            left: Box::new(Expr::Nested(Box::new(Expr::BinaryOp {
+                left: Box::new(Expr::IsNull(expr.clone())),
+                op: BinaryOperator::And,
+                right: Box::new(any),
+            }))),
+            op: BinaryOperator::Or,
+            right: Box::new(null_row),
+        };
+        let boolean = |b: bool| Expr::value(datafusion::sql::sqlparser::ast::Value::Boolean(b));
+        let case = Expr::Case {
+            case_token: AttachedToken::empty(),
+            end_token: AttachedToken::empty(),
+            operand: None,
+            conditions: vec![
+                datafusion::sql::sqlparser::ast::CaseWhen { condition: member, result: boolean(true) },
+                datafusion::sql::sqlparser::ast::CaseWhen {
+                    condition: unknown,
+                    result: Expr::value(datafusion::sql::sqlparser::ast::Value::Null),
+                },
+            ],
+            else_result: Some(Box::new(boolean(false))),
+        };
+        let three = Expr::Nested(Box::new(case));
+        *e = if *negated { Expr::UnaryOp { op: UnaryOperator::Not, expr: Box::new(three) } } else { three };
+        ControlFlow::Continue(())
+    }
 }
 
 /// MySQL without ONLY_FULL_GROUP_BY (MariaDB's default `sql_mode`) lets a
@@ -348,6 +545,71 @@ fn avg_rewrite(f: &Function) -> Option<Expr> {
     Some(call(MysqlDiv::NAME, vec![sum, count], false, None))
 }
 
+/// The plain argument expressions of `f` (no named arguments, clauses,
+/// FILTER or OVER); `None` otherwise.
+fn plain_args(f: &Function) -> Option<Vec<&Expr>> {
+    if f.filter.is_some() || f.over.is_some() || !f.within_group.is_empty() {
+        return None;
+    }
+    let FunctionArguments::List(list) = &f.args else {
+        return None;
+    };
+    if !list.clauses.is_empty() || list.duplicate_treatment.is_some() {
+        return None;
+    }
+    list.args
+        .iter()
+        .map(|a| match a {
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e),
+            _ => None,
+        })
+        .collect()
+}
+
+/// MySQL functions DataFusion lacks or computes differently, as
+/// expressions it computes as MySQL does (MySQL 8.0 reference, 14.7 and
+/// 14.8):
+/// - `DATE_ADD(d, INTERVAL n unit)`, `ADDDATE(…)` → `d + INTERVAL n unit`;
+///   `DATE_SUB`, `SUBDATE` → `d - INTERVAL …`; a string literal `d` is read
+///   as a DATE (10 characters) or DATETIME;
+/// - `LENGTH(s)` → `octet_length(s)`: MySQL's LENGTH counts bytes;
+/// - `IF(c, a, b)` → `CASE WHEN c THEN a ELSE b END`.
+fn mysql_function_rewrite(f: &Function) -> Option<Expr> {
+    let name = f.name.to_string().to_ascii_lowercase();
+    let args = plain_args(f)?;
+    match (name.as_str(), args.as_slice()) {
+        ("date_add" | "adddate" | "date_sub" | "subdate", [d, i @ Expr::Interval(_)]) => {
+            let op = if name.ends_with("add") { BinaryOperator::Plus } else { BinaryOperator::Minus };
+            let d = match d {
+                Expr::Value(v) => match &v.value {
+                    datafusion::sql::sqlparser::ast::Value::SingleQuotedString(s) => Expr::Cast {
+                        kind: CastKind::Cast,
+                        expr: Box::new((*d).clone()),
+                        data_type: if s.trim().len() <= 10 { DataType::Date } else { DataType::Datetime(None) },
+                        format: None,
+                        array: false,
+                    },
+                    _ => (*d).clone(),
+                },
+                _ => (*d).clone(),
+            };
+            Some(Expr::Nested(Box::new(Expr::BinaryOp { left: Box::new(d), op, right: Box::new((*i).clone()) })))
+        }
+        ("length", [s]) => Some(call("octet_length", vec![(*s).clone()], false, None)),
+        ("if", [c, a, b]) => Some(Expr::Case {
+            case_token: AttachedToken::empty(),
+            end_token: AttachedToken::empty(),
+            operand: None,
+            conditions: vec![datafusion::sql::sqlparser::ast::CaseWhen {
+                condition: (*c).clone(),
+                result: (*a).clone(),
+            }],
+            else_result: Some(Box::new((*b).clone())),
+        }),
+        _ => None,
+    }
+}
+
 impl VisitorMut for Rewriter {
     type Break = ();
     fn post_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
@@ -361,7 +623,7 @@ impl VisitorMut for Rewriter {
             // MySQL's unary plus does nothing, to any type; DataFusion's
             // accepts only numbers (`+ col` of a VARCHAR failed).
             Expr::UnaryOp { op: UnaryOperator::Plus, expr } => Some((**expr).clone()),
-            Expr::Function(f) => avg_rewrite(f),
+            Expr::Function(f) => avg_rewrite(f).or_else(|| mysql_function_rewrite(f)),
             Expr::Cast { kind: CastKind::Cast, expr, data_type, format: None, array: false } => {
                 let unsigned = match data_type {
                     DataType::Signed | DataType::SignedInteger => false,
@@ -417,6 +679,29 @@ mod tests {
             let _ = s.visit(&mut Bracket);
             assert_eq!(s.to_string(), want, "{sql}");
         }
+    }
+
+    #[test]
+    fn in_subqueries_inside_or_become_three_valued_and_whole_conjuncts_stay() {
+        let rewritten = |sql: &str| {
+            let mut s = Parser::parse_sql(&MySqlDialect {}, sql).unwrap().remove(0);
+            rewrite(&mut s);
+            s.to_string()
+        };
+        let s = rewritten("SELECT id FROM t WHERE a NOT IN (SELECT b FROM s WHERE s.k = t.k) OR c > 1");
+        assert!(s.contains("NOT (CASE WHEN a IN (SELECT b FROM s WHERE s.k = t.k) THEN true"), "{s}");
+        assert!(s.contains("(SELECT count(*) - count(b) FROM s WHERE s.k = t.k) > 0 THEN NULL ELSE false END"), "{s}");
+        assert!(s.contains("a IS NULL AND (SELECT count(*) FROM s WHERE s.k = t.k) > 0"), "{s}");
+        for unchanged in [
+            "SELECT id FROM t WHERE a NOT IN (SELECT b FROM s) AND c > 1",
+            "SELECT id FROM t WHERE NOT (a IN (SELECT b FROM s))",
+            "SELECT id FROM t WHERE a IN (SELECT b FROM s GROUP BY b) OR c > 1",
+        ] {
+            assert_eq!(rewritten(unchanged), unchanged);
+        }
+        // A subquery's own WHERE gets its turn.
+        let s = rewritten("SELECT id FROM t WHERE EXISTS (SELECT 1 FROM s WHERE s.a IN (SELECT b FROM u) OR s.c)");
+        assert!(s.contains("CASE WHEN s.a IN (SELECT b FROM u) THEN true"), "{s}");
     }
 
     #[test]
