@@ -329,11 +329,16 @@ async fn create_online(s: &mut Session, def: &TableDef, spec: &IndexSpec) -> Res
     Ok(())
 }
 
+/// Times a backfill batch that lost a deadlock runs again before the
+/// creation fails with 1213.
+const BACKFILL_DEADLOCK_RETRIES: u64 = 20;
+
 /// Copies every base row into index `name` (in WRITE_REORG): per partition,
 /// in primary-key order, batches of [`BACKFILL_BATCH`] rows locked FOR
 /// UPDATE; index rows already there (written by concurrent statements)
-/// are kept. Errors: 1062 when a unique index meets a duplicate, 1317 on
-/// KILL QUERY.
+/// are kept; a batch that loses a deadlock is retried. Errors: 1062 when a
+/// unique index meets a duplicate, 1317 on KILL QUERY, 1213 after
+/// [`BACKFILL_DEADLOCK_RETRIES`] lost deadlocks in a row.
 async fn backfill(s: &mut Session, db: &str, t: &str, name: &str, total: u64) -> Result<()> {
     let cluster = s.cluster.clone();
     let snap = cluster.catalog.snapshot();
@@ -364,14 +369,26 @@ async fn backfill(s: &mut Session, db: &str, t: &str, name: &str, total: u64) ->
                 quote_ident(db),
                 quote_ident(&p.phys_table)
             );
-            let st = StatementTxn::begin(s, false).await?;
-            let r = async {
-                let rows = st.query(p.dn, &sql).await?;
-                copy_rows(&st, &def, &g, &rows).await?;
-                Ok::<_, CnError>(rows)
-            }
-            .await;
-            let rows = st.finish(s, r).await?;
+            // A batch chosen as a deadlock victim (its gap locks on the
+            // index against a concurrent insert) is rolled back whole and
+            // runs again, as a client would retry it.
+            let mut attempt = 0u64;
+            let rows = loop {
+                let st = StatementTxn::begin(s, false).await?;
+                let r = async {
+                    let rows = st.query(p.dn, &sql).await?;
+                    copy_rows(&st, &def, &g, &rows).await?;
+                    Ok::<_, CnError>(rows)
+                }
+                .await;
+                match st.finish(s, r).await {
+                    Err(CnError::Mysql { code: code::ER_LOCK_DEADLOCK, .. }) if attempt < BACKFILL_DEADLOCK_RETRIES => {
+                        attempt += 1;
+                        tokio::time::sleep(std::time::Duration::from_millis(10 * attempt)).await;
+                    }
+                    r => break r?,
+                }
+            };
             let Some(tail) = rows.last() else { break };
             done += rows.len() as u64;
             last = Some(tail.clone());
