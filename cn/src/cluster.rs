@@ -25,6 +25,8 @@ pub struct ProcessInfo {
     pub kill_query: Arc<std::sync::atomic::AtomicBool>,
     /// Set by KILL; the connection closes after the statement.
     pub kill_conn: Arc<std::sync::atomic::AtomicBool>,
+    /// What the session's statement holds in the CN's memory.
+    pub memory: Arc<crate::executor::memory::MemoryGauge>,
 }
 
 /// Ids handed out from a cached range of a metadb sequence.

@@ -3,7 +3,10 @@
 //! a query that cannot spill fails with ERR 1041 naming the operator and
 //! the limit, and its session goes on; no spill file is left behind.
 //!
-//! Joins run as `HybridHashJoinExec` and spill their build side.
+//! Joins run as `HybridHashJoinExec` and spill their build side, `NOT IN`
+//! subqueries (null-aware anti joins) too. EXPLAIN ANALYZE shows each
+//! operator's `peak_mem_used`; SHOW PROCESSLIST a running query's memory;
+//! KILL QUERY stops a spilling query and its spill files go.
 //!
 //! The tests run one at a time (`block_on_exclusive`): they read the shared
 //! CN's spill directory, which other queries would write to.
@@ -119,6 +122,23 @@ fn sort_and_aggregation_over_more_than_the_limit_spill_and_agree() {
             let spills = metric_sum(&plan, "spill_count");
             eprintln!("{what}: {spills} spills\n{plan}");
             assert!(spills > 0, "{what} must spill under a {SMALL}-byte limit:\n{plan}");
+            // The operator that spilled shows the memory it held.
+            let spiller = plan
+                .lines()
+                .find(|l| metric_sum(l, "spill_count") > 0)
+                .unwrap_or_else(|| panic!("{what}: no operator line with spill_count > 0:\n{plan}"));
+            assert!(
+                metric_sum(spiller, "peak_mem_used") > 0,
+                "{what}: peak_mem_used of the spilling operator: {spiller}"
+            );
+            // Operators that hold nothing show none: a parent does not count
+            // its children's memory.
+            for l in plan.lines() {
+                let op = l.trim_start();
+                if op.starts_with("ProjectionExec") || op.starts_with("CoalescePartitionsExec") {
+                    assert!(!l.contains("peak_mem_used"), "{what}: {l}");
+                }
+            }
             assert_no_spill_files();
         }
         let limit: u64 = c.query_first("SELECT @@query_memory_limit").await.unwrap().unwrap();
@@ -176,6 +196,7 @@ fn joins_over_more_than_the_limit_spill_and_agree() {
             ("right", "SELECT t.id, u.id FROM t RIGHT JOIN u ON t.g = u.g + 100"),
             ("semi", "SELECT t.id FROM t WHERE t.g IN (SELECT g FROM u WHERE id % 2 = 0)"),
             ("anti", "SELECT t.id FROM t WHERE NOT EXISTS (SELECT 1 FROM u WHERE u.g = t.g AND u.id % 2 = 0)"),
+            ("not in", "SELECT t.id FROM t WHERE t.g NOT IN (SELECT g FROM u WHERE id % 2 = 0)"),
         ];
         for (what, sql) in queries {
             c.query_drop("SET query_memory_limit = 0").await.unwrap();
@@ -200,8 +221,20 @@ fn joins_over_more_than_the_limit_spill_and_agree() {
             let spills = metric_sum(join, "spill_count");
             eprintln!("{what}: {expected_len} rows, {spills} join spill files: {join}", expected_len = expected.len());
             assert!(spills > 0, "{what}: the join must spill under a {SMALL}-byte limit:\n{plan}");
+            assert!(metric_sum(join, "peak_mem_used") > 0, "{what}: the join's peak memory: {join}");
+            if what == "not in" {
+                assert!(join.contains("null_aware"), "NOT IN is a null-aware anti join: {join}");
+            }
             assert_no_spill_files();
         }
+        // NOT IN a set holding a NULL is never TRUE: no rows, also when the
+        // join spills.
+        let sql = "SELECT t.id FROM t WHERE t.g NOT IN (SELECT CASE WHEN id = 7 THEN NULL ELSE g END FROM u)";
+        c.query_drop(format!("SET query_memory_limit = {SMALL}")).await.unwrap();
+        assert_eq!(rows(&mut c, sql).await.unwrap(), Vec::<Vec<Option<String>>>::new(), "NOT IN (…, NULL)");
+        let plan = analyze(&mut c, sql).await;
+        assert!(plan.contains("null_aware"), "{plan}");
+        assert_no_spill_files();
         // cn_hash_join = OFF: the same join as DataFusion's sort-merge join,
         // same rows.
         c.query_drop("SET query_memory_limit = 0").await.unwrap();
@@ -216,5 +249,98 @@ fn joins_over_more_than_the_limit_spill_and_agree() {
         assert!(got == expected, "sort-merge join: {} rows, hash join {}", got.len(), expected.len());
         c.query_drop("SET cn_hash_join = ON").await.unwrap();
         c.query_drop("DROP DATABASE t_spill_join").await.unwrap();
+    });
+}
+
+#[test]
+fn a_running_query_shows_its_memory_and_kill_query_removes_its_spill_files() {
+    block_on_exclusive(async {
+        let mut c = fresh_db("t_spill_kill").await;
+        load(&mut c).await;
+        let id: u32 = c.query_first("SELECT CONNECTION_ID()").await.unwrap().unwrap();
+        c.query_drop(format!("SET query_memory_limit = {SMALL}")).await.unwrap();
+        // About 900,000 rows of pairs, sorted under 1 MiB: it spills and
+        // runs for seconds.
+        let sql = "SELECT a.id, b.id FROM t a JOIN t b ON a.g = b.g ORDER BY a.pad, b.pad";
+        let running = tokio::spawn(async move {
+            let r = c.query_drop(sql).await;
+            (c, r)
+        });
+        let mut admin = connect(Some("t_spill_kill")).await;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        let (used, max) = loop {
+            assert!(std::time::Instant::now() < deadline, "the query never showed memory and spill files");
+            let procs: Vec<Row> = admin.query("SHOW PROCESSLIST").await.unwrap();
+            let row = procs.into_iter().find(|r| r.get::<u32, _>("Id") == Some(id)).expect("the session's row");
+            let info: Option<String> = row.get("Info").unwrap();
+            let used: u64 = row.get("Memory_used").unwrap();
+            let max: u64 = row.get("Max_memory_used").unwrap();
+            if info.as_deref() == Some(sql) && used > 0 && env().cluster.memory.spilled_now().1 > 0 {
+                break (used, max);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        };
+        eprintln!("running: Memory_used {used}, Max_memory_used {max}");
+        assert!(used <= max && max <= 2 * SMALL, "used {used}, max {max}, limit {SMALL}");
+        admin.query_drop(format!("KILL QUERY {id}")).await.unwrap();
+        let (mut c, r) = running.await.unwrap();
+        assert_eq!(code(r.unwrap_err()), 1317, "the query is interrupted");
+        // Its operators are dropped with it, and their files with them.
+        for _ in 0..100 {
+            if env().cluster.memory.spilled_now().1 == 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert_no_spill_files();
+        assert_eq!(env().cluster.memory.used(), 0, "every reservation was given back");
+        // The session goes on; between statements it holds no memory.
+        let n: i64 = c.query_first("SELECT COUNT(*) FROM t").await.unwrap().unwrap();
+        assert_eq!(n, ROWS as i64);
+        let procs: Vec<Row> = admin.query("SHOW PROCESSLIST").await.unwrap();
+        let row = procs.into_iter().find(|r| r.get::<u32, _>("Id") == Some(id)).unwrap();
+        assert_eq!(row.get::<u64, _>("Memory_used"), Some(0));
+        c.query_drop("DROP DATABASE t_spill_kill").await.unwrap();
+    });
+}
+
+#[test]
+fn shard_scans_sharing_a_transactions_connections_spill_what_the_pool_refuses() {
+    block_on_exclusive(async {
+        let mut c = fresh_db("t_spill_txn").await;
+        load(&mut c).await;
+        // Not co-located: the CN joins. In a transaction the eight scans
+        // share the branches, so one side's scans read their rows (~4 MB
+        // with the pads) while the join still builds from the other.
+        let sql = "SELECT a.pad, b.pad FROM t a JOIN t b ON a.id = b.id + 1";
+        let mut expected = rows(&mut c, sql).await.unwrap();
+        assert_eq!(expected.len(), ROWS - 1);
+        c.query_drop(format!("SET query_memory_limit = {SMALL}")).await.unwrap();
+        c.query_drop("BEGIN").await.unwrap();
+        let mut got = rows(&mut c, sql).await.unwrap();
+        expected.sort();
+        got.sort();
+        assert!(got == expected, "{} rows in the transaction, {} outside", got.len(), expected.len());
+        let last = status(&mut c).await;
+        let peak = last["Cn_last_query_peak_memory"];
+        assert!(peak > 0 && peak <= 2 * SMALL, "peak {peak} near the limit {SMALL}");
+        assert_no_spill_files();
+        let plan = analyze(&mut c, sql).await;
+        // A scan's metrics follow its last shard query line.
+        let lines: Vec<&str> = plan.lines().collect();
+        let mut scans = Vec::new();
+        for (i, l) in lines.iter().enumerate() {
+            if l.contains("ShardScanExec") {
+                let n = lines[i + 1..].iter().take_while(|q| q.trim_start().starts_with("dn")).count();
+                scans.push(lines[i..=i + n].join("\n"));
+            }
+        }
+        assert_eq!(scans.len(), 2, "{plan}");
+        let spills: u64 = scans.iter().map(|l| metric_sum(l, "spill_count")).sum();
+        eprintln!("{plan}");
+        assert!(spills > 0, "a scan buffered more than the pool grants and spilled:\n{plan}");
+        c.query_drop("COMMIT").await.unwrap();
+        assert_no_spill_files();
+        c.query_drop("DROP DATABASE t_spill_txn").await.unwrap();
     });
 }

@@ -36,6 +36,15 @@
 //! build rows (left, full, left anti) and dropped otherwise; probe rows
 //! likewise. Output rows come in no particular order.
 //!
+//! A *null-aware* left anti join (`x NOT IN (subquery)`, DataFusion's
+//! `HashJoinExec` with `null_aware`; one key, no residual filter) follows
+//! SQL's three-valued `NOT IN`: when the probe side (the subquery) has a
+//! NULL key, no row is emitted at all; a build row with a NULL key is
+//! emitted only when the probe side has no rows. Such build rows are
+//! therefore held back in a spill file of their own until the probe side
+//! has been read, and the join runs as one partition so that what the
+//! probe side holds is known whole.
+//!
 //! Each output partition joins input partition `p` of the build side with
 //! input partition `p` of the probe side, so the inputs must be partitioned
 //! alike (hash-partitioned on the keys, or one partition each); the
@@ -48,6 +57,7 @@
 //! join's task). EXPLAIN ANALYZE shows `spill_count`, `spilled_bytes`,
 //! `spilled_rows` and `peak_mem_used`.
 
+use super::spill::{SpillFile, SpillOut, Spiller};
 use datafusion::arrow::array::{
     new_null_array, Array, ArrayRef, BooleanArray, BooleanBufferBuilder, RecordBatch, UInt32Array,
 };
@@ -73,7 +83,6 @@ use datafusion::physical_plan::metrics::{
     BaselineMetrics, ExecutionPlanMetricsSet, Gauge, MetricBuilder, MetricsSet, SpillMetrics,
 };
 use datafusion::physical_plan::repartition::RepartitionExec;
-use datafusion::physical_plan::spill::SpillManager;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::ExecutionPlanProperties;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
@@ -95,58 +104,6 @@ const MIN_CHUNK: usize = 64 << 10;
 /// The hash seed of level 0; level `l` uses `SEED + l`.
 const SEED: u64 = 0x6a09_e667_f3bc_c908;
 
-/// A spill file of the execution's disk manager (removed when dropped).
-type SpillFile = Arc<dyn datafusion::execution::spill_file::SpillFile>;
-
-/// A spill file being written: Arrow IPC stream format, buffers compressed
-/// with the session's `spill_compression`, through the disk manager's
-/// writer (which counts the bytes against the spill quota).
-struct SpillOut {
-    file: SpillFile,
-    writer: datafusion::arrow::ipc::writer::StreamWriter<Box<dyn datafusion::execution::spill_file::SpillWriter>>,
-}
-
-/// Creates the files of one join and keeps its spill metrics.
-struct Spiller {
-    env: Arc<datafusion::execution::runtime_env::RuntimeEnv>,
-    compression: Option<datafusion::arrow::ipc::CompressionType>,
-    metrics: SpillMetrics,
-    /// Reads files back (same format as DataFusion's own spill files).
-    reader: SpillManager,
-}
-
-impl Spiller {
-    fn create(&self, what: &str) -> Result<SpillOut> {
-        use datafusion::arrow::ipc::writer::{IpcWriteOptions, StreamWriter};
-        let file = self.env.disk_manager.create_tmp_file(what)?;
-        let options = IpcWriteOptions::default().try_with_compression(self.compression)?;
-        let writer = StreamWriter::try_new_with_options(file.open_writer()?, self.reader.schema(), options)?;
-        self.metrics.spill_file_count.add(1);
-        Ok(SpillOut { file, writer })
-    }
-
-    fn append(&self, out: &mut SpillOut, batch: &RecordBatch) -> Result<()> {
-        out.writer.write(batch)?;
-        self.metrics.spilled_rows.add(batch.num_rows());
-        Ok(())
-    }
-
-    fn finish(&self, mut out: SpillOut) -> Result<SpillFile> {
-        out.writer.finish()?;
-        out.writer.get_mut().flush()?;
-        out.writer.into_inner()?.finish()?;
-        self.metrics.spilled_bytes.add(out.file.size().unwrap_or(0) as usize);
-        Ok(out.file)
-    }
-
-    fn read(&self, f: &Option<SpillFile>) -> Result<SendableRecordBatchStream> {
-        match f {
-            Some(f) => self.reader.read_spill_as_stream(f.clone(), None),
-            None => Ok(Box::pin(RecordBatchStreamAdapter::new(self.reader.schema().clone(), futures::stream::empty()))),
-        }
-    }
-}
-
 /// A hybrid (grace) hash join; see the module documentation. The left
 /// input is the build side, the right input the probe side.
 #[derive(Debug)]
@@ -157,6 +114,8 @@ pub struct HybridHashJoinExec {
     filter: Option<JoinFilter>,
     join_type: JoinType,
     null_equality: NullEquality,
+    /// `NOT IN` semantics (left anti joins only); see the module docs.
+    null_aware: bool,
     /// Indices into the join schema of the output columns (`None`: all).
     projection: Option<Vec<usize>>,
     join_schema: SchemaRef,
@@ -218,12 +177,39 @@ impl HybridHashJoinExec {
             filter,
             join_type,
             null_equality,
+            null_aware: false,
             projection,
             join_schema,
             column_indices,
             props: Arc::new(props),
             metrics: ExecutionPlanMetricsSet::new(),
         })
+    }
+
+    /// The join with (or without) `NOT IN` semantics: a NULL probe key
+    /// empties the result, a NULL build key is kept only against an empty
+    /// probe side (see the module documentation).
+    ///
+    /// Errors: `null_aware` on anything but a single-partition left anti
+    /// join with one key, no residual filter and `NullEqualsNothing`.
+    pub fn with_null_aware(mut self, null_aware: bool) -> Result<Self> {
+        if null_aware
+            && (self.join_type != JoinType::LeftAnti
+                || self.on.len() != 1
+                || self.filter.is_some()
+                || self.null_equality != NullEquality::NullEqualsNothing
+                || self.props.output_partitioning().partition_count() != 1)
+        {
+            return Err(DataFusionError::Plan(format!(
+                "HybridHashJoinExec: a null-aware join must be a one-partition left anti join on one key without \
+                 a filter (got {} on {} keys, {} partitions)",
+                self.join_type,
+                self.on.len(),
+                self.props.output_partitioning().partition_count()
+            )));
+        }
+        self.null_aware = null_aware;
+        Ok(self)
     }
 
     /// The join type.
@@ -241,6 +227,9 @@ impl DisplayAs for HybridHashJoinExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
         let on: Vec<String> = self.on.iter().map(|(l, r)| format!("({l}, {r})")).collect();
         write!(f, "HybridHashJoinExec: join_type={:?}, on=[{}]", self.join_type, on.join(", "))?;
+        if self.null_aware {
+            write!(f, ", null_aware")?;
+        }
         if let Some(filt) = &self.filter {
             write!(f, ", filter={}", filt.expression())?;
         }
@@ -272,16 +261,19 @@ impl ExecutionPlan for HybridHashJoinExec {
     fn with_new_children(self: Arc<Self>, children: Vec<Arc<dyn ExecutionPlan>>) -> Result<Arc<dyn ExecutionPlan>> {
         let [left, right]: [Arc<dyn ExecutionPlan>; 2] =
             children.try_into().map_err(|_| DataFusionError::Internal("HybridHashJoinExec has two children".into()))?;
-        Ok(Arc::new(HybridHashJoinExec::try_new(
-            left,
-            right,
-            self.on.clone(),
-            self.filter.clone(),
-            self.join_type,
-            self.null_equality,
-            self.projection.clone(),
-            self.props.output_partitioning().clone(),
-        )?))
+        Ok(Arc::new(
+            HybridHashJoinExec::try_new(
+                left,
+                right,
+                self.on.clone(),
+                self.filter.clone(),
+                self.join_type,
+                self.null_equality,
+                self.projection.clone(),
+                self.props.output_partitioning().clone(),
+            )?
+            .with_null_aware(self.null_aware)?,
+        ))
     }
     fn metrics(&self) -> Option<MetricsSet> {
         Some(self.metrics.clone_inner())
@@ -290,21 +282,8 @@ impl ExecutionPlan for HybridHashJoinExec {
     fn execute(&self, partition: usize, ctx: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
         let build = self.left.execute(partition, ctx.clone())?;
         let probe = self.right.execute(partition, ctx.clone())?;
-        let env = ctx.runtime_env();
-        let compression = ctx.session_config().options().execution.spill_compression;
         let spill_metrics = SpillMetrics::new(&self.metrics, partition);
-        use datafusion::common::config::SpillCompression;
-        let codec = match compression {
-            SpillCompression::Zstd => Some(datafusion::arrow::ipc::CompressionType::ZSTD),
-            SpillCompression::Lz4Frame => Some(datafusion::arrow::ipc::CompressionType::LZ4_FRAME),
-            SpillCompression::Uncompressed => None,
-        };
-        let spill = |schema: SchemaRef| Spiller {
-            env: env.clone(),
-            compression: codec,
-            metrics: spill_metrics.clone(),
-            reader: SpillManager::new(env.clone(), spill_metrics.clone(), schema),
-        };
+        let spill = |schema: SchemaRef| Spiller::new(&ctx, spill_metrics.clone(), schema);
         let reservation = MemoryConsumer::new(format!("HybridHashJoin[{partition}]"))
             .with_can_spill(true)
             .register(ctx.memory_pool());
@@ -314,6 +293,7 @@ impl ExecutionPlan for HybridHashJoinExec {
             filter: self.filter.clone(),
             join_type: self.join_type,
             null_equality: self.null_equality,
+            null_aware: self.null_aware,
             projection: self.projection.clone(),
             join_schema: self.join_schema.clone(),
             column_indices: self.column_indices.clone(),
@@ -326,7 +306,7 @@ impl ExecutionPlan for HybridHashJoinExec {
         let schema = self.schema();
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<RecordBatch>>(2);
         let task = SpawnedTask::spawn(async move {
-            let mut run = Run { core, reservation, tx };
+            let mut run = Run { core, reservation, tx, not_in: NotIn::default() };
             if let Err(e) = run.join(build, probe).await {
                 let _ = run.tx.send(Err(e)).await;
             }
@@ -349,6 +329,7 @@ struct Core {
     filter: Option<JoinFilter>,
     join_type: JoinType,
     null_equality: NullEquality,
+    null_aware: bool,
     projection: Option<Vec<usize>>,
     join_schema: SchemaRef,
     column_indices: Vec<ColumnIndex>,
@@ -364,6 +345,16 @@ struct Run {
     core: Core,
     reservation: MemoryReservation,
     tx: tokio::sync::mpsc::Sender<Result<RecordBatch>>,
+    not_in: NotIn,
+}
+
+/// What a null-aware join learns of its probe side, and the build rows
+/// with a NULL key it holds back meanwhile.
+#[derive(Default)]
+struct NotIn {
+    probe_rows: bool,
+    probe_null: bool,
+    null_build: Option<SpillOut>,
 }
 
 /// A build partition at one level.
@@ -649,6 +640,11 @@ impl Core {
 
 impl Run {
     async fn send(&mut self, out: &mut Vec<RecordBatch>) -> Result<()> {
+        if self.not_in.probe_null {
+            // NOT IN a set with a NULL: no row is TRUE.
+            out.clear();
+            return Ok(());
+        }
         for b in out.drain(..) {
             if b.num_rows() == 0 {
                 continue;
@@ -669,6 +665,23 @@ impl Run {
     /// The whole join of one partition.
     async fn join(&mut self, build: SendableRecordBatchStream, probe: SendableRecordBatchStream) -> Result<()> {
         let mut work = self.level(build, probe, 0).await?;
+        if self.core.null_aware {
+            if self.not_in.probe_null {
+                return Ok(());
+            }
+            if let Some(f) = self.not_in.null_build.take() {
+                let f = Some(self.core.build_spill.finish(f)?);
+                if !self.not_in.probe_rows {
+                    // NULL NOT IN (empty set) is TRUE.
+                    let mut rows = self.read(&f, true)?;
+                    let mut out = Vec::new();
+                    while let Some(b) = rows.next().await {
+                        self.core.unmatched_build_rows(&b?, &mut out)?;
+                        self.send(&mut out).await?;
+                    }
+                }
+            }
+        }
         while let Some(pair) = work.pop() {
             // A side without rows decides the pair alone.
             if pair.build.is_none() && (!self.core.emits_unmatched_probe() || pair.probe.is_none()) {
@@ -739,8 +752,17 @@ impl Run {
         while let Some(batch) = build.next().await {
             let (k, nulls) = self.core.keyed(batch?, &self.core.build_keys, level)?;
             if let Some(nulls) = nulls {
-                self.core.unmatched_build_rows(&nulls, &mut out)?;
-                self.send(&mut out).await?;
+                if self.core.null_aware {
+                    // Kept only if the probe side turns out empty.
+                    if self.not_in.null_build.is_none() {
+                        self.not_in.null_build = Some(self.core.build_spill.create("HybridHashJoin NULL keys")?);
+                    }
+                    let f = self.not_in.null_build.as_mut().expect("just made");
+                    self.core.build_spill.append(f, &nulls)?;
+                } else {
+                    self.core.unmatched_build_rows(&nulls, &mut out)?;
+                    self.send(&mut out).await?;
+                }
             }
             total_rows += k.batch.num_rows();
             for (p, idx) in Core::split(&k) {
@@ -781,7 +803,14 @@ impl Run {
         let any_table = tables.iter().any(Option::is_some);
         // 3. Probe.
         while let Some(batch) = probe.next().await {
-            let (k, nulls) = self.core.keyed(batch?, &self.core.probe_keys, level)?;
+            let batch = batch?;
+            self.not_in.probe_rows |= batch.num_rows() > 0;
+            let (k, nulls) = self.core.keyed(batch, &self.core.probe_keys, level)?;
+            if self.core.null_aware && nulls.is_some() {
+                // A NULL in the set: the result is empty whatever else comes.
+                self.not_in.probe_null = true;
+                break;
+            }
             if let Some(nulls) = nulls {
                 if self.core.emits_unmatched_probe() {
                     let none = BooleanBuffer::new_unset(nulls.num_rows());
@@ -1028,8 +1057,9 @@ fn probe_table(
 }
 
 /// The physical optimizer rule that puts a [`HybridHashJoinExec`] in place
-/// of every DataFusion `HashJoinExec` it can run (not null-aware anti
-/// joins, mark joins, joins with a fetch limit, or keys of nested types).
+/// of every DataFusion `HashJoinExec` it can run (not mark joins, joins
+/// with a fetch limit, keys of nested types, or null-aware anti joins with
+/// a residual filter).
 ///
 /// The CN applies it to every query: every query has a finite memory limit
 /// (`query_memory_limit`), and a build side that fits runs in memory as a
@@ -1037,7 +1067,9 @@ fn probe_table(
 /// failing. A `Partitioned` join keeps its inputs and output partitioning
 /// (partition `p` joins the same rows); a `CollectLeft` join over several
 /// probe partitions joins their union once, and a repartition restores the
-/// output partitioning the parents were planned with.
+/// output partitioning the parents were planned with. A null-aware join
+/// always joins the union of each side once: whether the subquery holds a
+/// NULL decides every output row.
 #[derive(Debug, Default)]
 pub struct HybridHashJoinRule;
 
@@ -1063,7 +1095,11 @@ impl PhysicalOptimizerRule for HybridHashJoinRule {
 }
 
 fn replace(hj: &HashJoinExec) -> Result<Option<Arc<dyn ExecutionPlan>>> {
-    if hj.null_aware || !supported(hj.join_type) || hj.fetch().is_some() {
+    if !supported(hj.join_type) || hj.fetch().is_some() {
+        return Ok(None);
+    }
+    if hj.null_aware && (hj.filter.is_some() || hj.on.len() != 1 || hj.null_equality != NullEquality::NullEqualsNothing)
+    {
         return Ok(None);
     }
     let left_schema = hj.left.schema();
@@ -1084,12 +1120,15 @@ fn replace(hj: &HashJoinExec) -> Result<Option<Arc<dyn ExecutionPlan>>> {
             hj.null_equality,
             projection.clone(),
             partitioning,
-        )
+        )?
+        .with_null_aware(hj.null_aware)
     };
     let n_left = hj.left.output_partitioning().partition_count();
     let n_right = hj.right.output_partitioning().partition_count();
     match hj.mode {
-        PartitionMode::Partitioned if n_left == n_right && partitioning.partition_count() == n_left => {
+        PartitionMode::Partitioned
+            if !hj.null_aware && n_left == n_right && partitioning.partition_count() == n_left =>
+        {
             Ok(Some(Arc::new(new(hj.left.clone(), hj.right.clone(), partitioning)?)))
         }
         PartitionMode::CollectLeft | PartitionMode::Partitioned => {
@@ -1351,6 +1390,73 @@ mod tests {
     #[tokio::test]
     async fn a_build_side_that_fits_does_not_spill() {
         assert_eq!(check(Keys::Uniform, 3_000, 3_000, true, 64 << 20).await, 0);
+    }
+
+    /// `NOT IN` (a null-aware left anti join) against DataFusion's
+    /// in-memory one: probe keys without NULLs (build NULL keys dropped),
+    /// with a NULL (nothing out), and no probe rows (every build row out,
+    /// NULL keys too); each spills its build side.
+    #[tokio::test]
+    async fn null_aware_anti_join_spills_and_agrees() {
+        let (ls, lb) = side(1, 20_000, Keys::Uniform, true, "l");
+        let (rs, rb) = side(2, 20_000, Keys::Uniform, false, "r");
+        let no_nulls: Vec<RecordBatch> = rb
+            .iter()
+            .map(|b| {
+                let valid = datafusion::arrow::compute::is_not_null(b.column(0)).unwrap();
+                filter_record_batch(b, &valid).unwrap()
+            })
+            .collect();
+        let s = setup(LIMIT as u64);
+        let cases: [(&str, Vec<RecordBatch>); 3] =
+            [("no NULL probe keys", no_nulls), ("a NULL probe key", rb), ("no probe rows", vec![])];
+        let mut lens = Vec::new();
+        for (what, probe) in cases {
+            let left = MemorySourceConfig::try_new_exec(std::slice::from_ref(&lb), ls.clone(), None).unwrap();
+            let right = MemorySourceConfig::try_new_exec(&[probe], rs.clone(), None).unwrap();
+            let on: Vec<(PhysicalExprRef, PhysicalExprRef)> = vec![(col("lk", &ls).unwrap(), col("rk", &rs).unwrap())];
+            let reference = HashJoinExec::try_new(
+                left.clone(),
+                right.clone(),
+                on.clone(),
+                None,
+                &JoinType::LeftAnti,
+                Some(vec![2, 0]),
+                PartitionMode::CollectLeft,
+                NullEquality::NullEqualsNothing,
+                true,
+            )
+            .unwrap();
+            let expected = rows(&collect(Arc::new(reference), Arc::new(TaskContext::default())).await.unwrap());
+            let ours = Arc::new(
+                HybridHashJoinExec::try_new(
+                    left,
+                    right,
+                    on,
+                    None,
+                    JoinType::LeftAnti,
+                    NullEquality::NullEqualsNothing,
+                    // A projection: output rows are assembled, not build rows.
+                    Some(vec![2, 0]),
+                    Partitioning::UnknownPartitioning(1),
+                )
+                .unwrap()
+                .with_null_aware(true)
+                .unwrap(),
+            );
+            let (ctx, pool) = task(&s, LIMIT);
+            let got = rows(&collect(ours.clone(), ctx).await.unwrap());
+            assert_eq!(got.len(), expected.len(), "{what}");
+            assert!(got == expected, "{what}: rows differ");
+            lens.push(got.len());
+            assert!(spill_count(ours.as_ref()) > 0, "{what}: did not spill");
+            assert_no_files(&s);
+            assert_eq!(pool.reserved(), 0, "{what}: memory still reserved");
+        }
+        // NOT IN's three outcomes: some rows (not those with NULL keys),
+        // none, all.
+        assert!(lens[0] > 0 && lens[0] < 20_000 - lb.iter().map(|b| b.column(0).null_count()).sum::<usize>());
+        assert_eq!(lens[1..], [0, 20_000]);
     }
 
     #[tokio::test]

@@ -13,6 +13,12 @@
 //! dropped: when its operator is done, fails, or its query is cancelled;
 //! the CN's directory inside `spill-dir` goes when the CN stops.
 //!
+//! Besides the operators, the pool counts the buffers of shard scans that
+//! share a transaction's connections (`ShardScan[p]`, see
+//! [`super::shard_scan`]) and the rows of the batch being sent to the
+//! client (`ResultEncoding`). A scan with its own connection holds at most
+//! three batches (backpressure), which are not counted.
+//!
 //! A reservation the pool refuses is a `ResourcesExhausted` error that
 //! names the operator and the limit; [`crate::error::CnError`] sends it as
 //! ERR 1041 (ER_OUT_OF_RESOURCES). A query that passes its own limit never
@@ -55,6 +61,16 @@ pub struct CnMemory {
     pub queries_spilled: AtomicU64,
     pub spilled_bytes: AtomicU64,
     pub spill_files: AtomicU64,
+}
+
+/// What a session's statement holds now and held at most, in bytes (its
+/// query pool's figures, the headroom not counted): SHOW PROCESSLIST's
+/// `Memory_used` and `Max_memory_used`. `used` is 0 between statements;
+/// `peak` stays the last statement's until the next starts.
+#[derive(Debug, Default)]
+pub struct MemoryGauge {
+    pub used: AtomicUsize,
+    pub peak: AtomicUsize,
 }
 
 /// What one query run in DataFusion used: the most bytes its pool held at
@@ -149,12 +165,35 @@ impl CnMemory {
 
     /// A fresh pool of `limit` bytes drawing from this CN's total.
     pub fn query_pool(self: &Arc<Self>, limit: usize) -> Arc<QueryMemoryPool> {
+        self.query_pool_with_gauge(limit, None)
+    }
+
+    /// A fresh pool of `limit` bytes drawing from this CN's total that
+    /// keeps `gauge` up to date (and starts it from zero).
+    pub fn query_pool_with_gauge(
+        self: &Arc<Self>,
+        limit: usize,
+        gauge: Option<Arc<MemoryGauge>>,
+    ) -> Arc<QueryMemoryPool> {
+        if let Some(g) = &gauge {
+            g.used.store(0, Ordering::Relaxed);
+            g.peak.store(0, Ordering::Relaxed);
+        }
+        let inner = Arc::new(TrackConsumersPool::new(FairSpillPool::new(limit), NonZeroUsize::new(3).expect("3 > 0")));
+        let dyn_inner: Arc<dyn MemoryPool> = inner.clone();
+        let headroom = MemoryConsumer::new("unspillable headroom").register(&dyn_inner);
+        let target = limit / HEADROOM_DIVISOR;
+        headroom.grow(target);
         Arc::new(QueryMemoryPool {
             limit,
-            inner: TrackConsumersPool::new(FairSpillPool::new(limit), NonZeroUsize::new(3).expect("3 > 0")),
+            inner,
             cn: self.clone(),
             peak: AtomicUsize::new(0),
             repartition: AtomicUsize::new(0),
+            headroom: std::sync::Mutex::new(headroom),
+            headroom_target: target,
+            headroom_held: AtomicUsize::new(target),
+            gauge,
         })
     }
 
@@ -177,6 +216,14 @@ impl CnMemory {
 /// channel while all hold data), so the overshoot is small.
 const REPARTITION_CONSUMER: &str = "RepartitionExec[";
 
+/// A query pool keeps `limit / HEADROOM_DIVISOR` bytes aside for the
+/// operators that cannot spill (a TopK's heap, a sort's merge buffers, a
+/// window's partition): the spilling operators' even shares are taken from
+/// the rest. Without it two final aggregates can take the whole pool
+/// within their shares and a TopK that starts after them is refused (TPC-H
+/// Q10 at SF 1 under 16 MiB, 1 run in 2).
+pub const HEADROOM_DIVISOR: usize = 8;
+
 fn is_repartition(r: &MemoryReservation) -> bool {
     r.consumer().name().starts_with(REPARTITION_CONSUMER)
 }
@@ -185,16 +232,26 @@ fn is_repartition(r: &MemoryReservation) -> bool {
 /// query's operators as DataFusion's [`FairSpillPool`] shares it
 /// (operators that cannot spill first come, first served; the spilling
 /// ones split the rest evenly, except that one holding nothing may take
-/// what the pool has free), its consumers tracked so a refusal names
+/// what the pool has free), with a headroom for the operators that cannot
+/// spill ([`HEADROOM_DIVISOR`]), its consumers tracked so a refusal names
 /// the largest. Every reservation is also counted against the CN total.
 #[derive(Debug)]
 pub struct QueryMemoryPool {
     limit: usize,
-    inner: TrackConsumersPool<FairSpillPool>,
+    inner: Arc<TrackConsumersPool<FairSpillPool>>,
     cn: Arc<CnMemory>,
     peak: AtomicUsize,
     /// Bytes held by `RepartitionExec` reservations.
     repartition: AtomicUsize,
+    /// The headroom: an unspillable reservation of the inner pool that
+    /// hands its bytes to unspillable operators the fair pool refuses, and
+    /// takes them back (up to `headroom_target`) as they shrink.
+    headroom: std::sync::Mutex<MemoryReservation>,
+    headroom_target: usize,
+    /// `headroom.size()`, readable without the lock.
+    headroom_held: AtomicUsize,
+    /// The session's figures for SHOW PROCESSLIST.
+    gauge: Option<Arc<MemoryGauge>>,
 }
 
 impl QueryMemoryPool {
@@ -209,7 +266,39 @@ impl QueryMemoryPool {
     }
 
     fn note_peak(&self) {
-        self.peak.fetch_max(self.inner.reserved(), Ordering::Relaxed);
+        let now = self.reserved();
+        self.peak.fetch_max(now, Ordering::Relaxed);
+        if let Some(g) = &self.gauge {
+            g.used.store(now, Ordering::Relaxed);
+            g.peak.fetch_max(now, Ordering::Relaxed);
+        }
+    }
+
+    /// Grants an unspillable operator's request the fair pool refused: from
+    /// the headroom first, then from bytes no operator holds (repartition
+    /// buffers aside). False when both together are too few.
+    fn grant_unspillable(&self, r: &MemoryReservation, additional: usize) -> bool {
+        let headroom = self.headroom.lock().unwrap_or_else(|e| e.into_inner());
+        let from_headroom = additional.min(headroom.size());
+        let held = self.inner.reserved().saturating_sub(self.repartition.load(Ordering::Relaxed));
+        if held.saturating_sub(from_headroom) + additional > self.limit {
+            return false;
+        }
+        headroom.shrink(from_headroom);
+        self.headroom_held.store(headroom.size(), Ordering::Relaxed);
+        self.inner.grow(r, additional);
+        true
+    }
+
+    /// Gives `freed` bytes an unspillable operator released back to the
+    /// headroom, up to its target.
+    fn refill_headroom(&self, freed: usize) {
+        let headroom = self.headroom.lock().unwrap_or_else(|e| e.into_inner());
+        let back = freed.min(self.headroom_target.saturating_sub(headroom.size()));
+        if back > 0 {
+            headroom.grow(back);
+            self.headroom_held.store(headroom.size(), Ordering::Relaxed);
+        }
     }
 
     fn refused(&self, r: &MemoryReservation, additional: usize, why: String) -> DataFusionError {
@@ -230,7 +319,7 @@ impl QueryMemoryPool {
 
 impl fmt::Display for QueryMemoryPool {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "query pool ({} of {} bytes reserved)", self.inner.reserved(), self.limit)
+        write!(f, "query pool ({} of {} bytes reserved)", self.reserved(), self.limit)
     }
 }
 
@@ -262,6 +351,12 @@ impl MemoryPool for QueryMemoryPool {
         }
         self.inner.shrink(r, shrink);
         self.cn.used.fetch_sub(shrink, Ordering::Relaxed);
+        if !r.consumer().can_spill() && self.headroom_held.load(Ordering::Relaxed) < self.headroom_target {
+            self.refill_headroom(shrink);
+        }
+        if let Some(g) = &self.gauge {
+            g.used.store(self.reserved(), Ordering::Relaxed);
+        }
     }
 
     fn try_grow(&self, r: &MemoryReservation, additional: usize) -> datafusion::error::Result<()> {
@@ -277,7 +372,11 @@ impl MemoryPool for QueryMemoryPool {
         // Within its even share a spilling operator always gets what it
         // asks (FairSpillPool's guarantee, as before any exception below).
         let within_share = self.inner.try_grow(r, additional).is_ok();
-        if !within_share {
+        if !within_share && !r.consumer().can_spill() {
+            if !self.grant_unspillable(r, additional) {
+                return Err(self.refused(r, additional, limit_reached()));
+            }
+        } else if !within_share {
             // A spilling operator that holds nothing has nothing left to
             // spill: refused, the query fails although the pool may be
             // mostly free (FairSpillPool caps every spilling consumer at
@@ -298,6 +397,9 @@ impl MemoryPool for QueryMemoryPool {
         });
         if taken.is_err() {
             self.inner.shrink(r, additional);
+            if !r.consumer().can_spill() {
+                self.refill_headroom(additional);
+            }
             let why = format!("the CN's memory total of {} bytes (memory-total) is held by running queries", cn.total);
             return Err(self.refused(r, additional, why));
         }
@@ -305,8 +407,9 @@ impl MemoryPool for QueryMemoryPool {
         Ok(())
     }
 
+    /// Bytes the query's operators hold (the headroom not counted).
     fn reserved(&self) -> usize {
-        self.inner.reserved()
+        self.inner.reserved().saturating_sub(self.headroom_held.load(Ordering::Relaxed))
     }
 
     fn memory_limit(&self) -> MemoryLimit {
@@ -353,24 +456,48 @@ mod tests {
     fn a_spilling_operator_holding_nothing_may_pass_its_share_while_the_pool_has_room() {
         let (cn, _dir) = cn(1000, 10_000);
         let pool: Arc<dyn MemoryPool> = cn.query_pool(1000);
-        // Five spilling consumers with the repartition below: an even share
-        // is 200 bytes.
+        // Five spilling consumers with the repartition below share the
+        // 875 bytes the headroom (125) leaves: an even share is 175 bytes.
         let rs: Vec<_> =
             (0..4).map(|i| MemoryConsumer::new(format!("Agg[{i}]")).with_can_spill(true).register(&pool)).collect();
         // A repartition's buffers are let past the limit and do not count
         // against the others.
         let rep = MemoryConsumer::new("RepartitionExec[0]").with_can_spill(true).register(&pool);
         rep.try_grow(5000).unwrap();
-        rs[0].try_grow(400).expect("holding nothing, it may take 400 of the 1000 free");
-        rs[0].try_grow(1).expect_err("holding 400, it is past its share of 200 and must spill");
-        rs[1].try_grow(200).unwrap();
-        rs[2].try_grow(500).expect_err("the pool has only 400 left");
-        rs[2].try_grow(400).unwrap();
-        assert_eq!(pool.reserved(), 6000);
+        rs[0].try_grow(400).expect("holding nothing, it may take 400 of the 875 free");
+        rs[0].try_grow(1).expect_err("holding 400, it is past its share of 175 and must spill");
+        rs[1].try_grow(175).unwrap();
+        rs[2].try_grow(400).expect_err("the pool has only 300 left besides the headroom");
+        rs[2].try_grow(300).unwrap();
+        assert_eq!(pool.reserved(), 5875);
         rs[3].try_grow(300).expect_err("the pool is full and 300 is past its share");
-        rs[3].try_grow(200).expect("its even share is granted even now");
+        rs[3].try_grow(175).expect("its even share is granted even now");
         drop(rep);
-        assert_eq!(cn.used(), 1200);
+        assert_eq!(cn.used(), 1050);
+    }
+
+    #[test]
+    fn an_unspillable_operator_gets_the_headroom_the_spilling_ones_leave() {
+        let (cn, _dir) = cn(1000, 10_000);
+        let pool: Arc<dyn MemoryPool> = cn.query_pool(1000);
+        let aggs: Vec<_> =
+            (0..2).map(|i| MemoryConsumer::new(format!("Agg[{i}]")).with_can_spill(true).register(&pool)).collect();
+        // Each takes its even share of the 875 bytes besides the headroom.
+        aggs[0].try_grow(437).unwrap();
+        aggs[1].try_grow(437).unwrap();
+        assert_eq!(pool.reserved(), 874);
+        let topk = MemoryConsumer::new("TopK[0]").register(&pool);
+        topk.try_grow(100).expect("the headroom is the TopK's");
+        assert_eq!((pool.reserved(), cn.used()), (974, 974));
+        topk.try_grow(100).expect_err("25 bytes of headroom and 1 free byte are too few");
+        topk.try_grow(26).expect("25 of headroom and the free byte");
+        topk.shrink(126);
+        assert_eq!(pool.reserved(), 874);
+        topk.try_grow(125).expect("the shrunk bytes went back to the headroom");
+        topk.try_grow(2).expect_err("and no more");
+        drop(topk);
+        drop(aggs);
+        assert_eq!((pool.reserved(), cn.used()), (0, 0));
     }
 
     #[test]

@@ -8,7 +8,9 @@ pub mod functions;
 pub mod hybrid_hash_join;
 pub mod info_schema;
 pub mod memory;
+pub mod operator_memory;
 pub mod shard_scan;
+pub mod spill;
 pub mod table;
 
 use crate::catalog::CatalogSnapshot;
@@ -159,7 +161,7 @@ fn shard_accesses(plan: &Arc<dyn ExecutionPlan>, out: &mut BTreeMap<u32, usize>)
 }
 
 /// What a session asks of one query the CN runs.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct QueryOptions {
     /// Bytes the query may hold (the session's `query_memory_limit`; 0 = the
     /// CN's `query-memory-limit`).
@@ -167,11 +169,28 @@ pub struct QueryOptions {
     /// Equality joins run as [`hybrid_hash_join::HybridHashJoinExec`] (true)
     /// or as DataFusion's `SortMergeJoinExec` (false; `cn_hash_join = OFF`).
     pub hash_join: bool,
+    /// Where the query's memory figures go (the session's SHOW PROCESSLIST
+    /// row).
+    pub memory_gauge: Option<Arc<memory::MemoryGauge>>,
+    /// Set by `KILL QUERY`: the query stops (ERR 1317) within
+    /// [`KILL_POLL`], dropping its operators and so their spill files.
+    pub kill: Option<Arc<std::sync::atomic::AtomicBool>>,
+}
+
+/// How often a running query looks at its `KILL QUERY` flag.
+pub const KILL_POLL: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Resolves once `flag` is set (never without one).
+async fn killed(flag: Option<&std::sync::atomic::AtomicBool>) {
+    let Some(flag) = flag else { return std::future::pending().await };
+    while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+        tokio::time::sleep(KILL_POLL).await;
+    }
 }
 
 impl Default for QueryOptions {
     fn default() -> Self {
-        QueryOptions { memory_limit: 0, hash_join: true }
+        QueryOptions { memory_limit: 0, hash_join: true, memory_gauge: None, kill: None }
     }
 }
 
@@ -193,9 +212,9 @@ pub async fn run(
     crate::optimizer::semantics::rewrite(&mut stmt);
     crate::optimizer::join_order::colocate(&mut stmt, &snapshot, db);
     let cn_memory = source.cluster().memory.clone();
-    let pool = cn_memory.query_pool(cn_memory.limit_for(opts.memory_limit));
+    let pool = cn_memory.query_pool_with_gauge(cn_memory.limit_for(opts.memory_limit), opts.memory_gauge.clone());
     let ctx = context(snapshot, source.clone(), db, pool.clone(), opts.hash_join)?;
-    let r = run_in(ctx, source, stmt, lock, sink).await;
+    let r = run_in(ctx, source, stmt, lock, sink, pool.clone(), opts.kill.as_deref()).await;
     if matches!(&r, Err(CnError::Mysql { code: crate::error::code::ER_OUT_OF_RESOURCES, .. })) {
         cn_memory.out_of_memory.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
@@ -226,6 +245,8 @@ async fn run_in(
     stmt: Statement,
     lock: Option<&LockingRead>,
     sink: &mut dyn ResultSink,
+    pool: Arc<memory::QueryMemoryPool>,
+    kill: Option<&std::sync::atomic::AtomicBool>,
 ) -> Result<(u64, u64)> {
     let state = ctx.state();
     let plan = state.statement_to_plan(datafusion::sql::parser::Statement::Statement(Box::new(stmt))).await?;
@@ -246,13 +267,30 @@ async fn run_in(
     let mut shards = BTreeMap::new();
     shard_accesses(&physical, &mut shards);
     source.open(&shards).await?;
+    // Each operator's memory, for EXPLAIN ANALYZE.
+    let physical = operator_memory::instrument(physical, pool.clone())?;
+    let dyn_pool: Arc<dyn datafusion::execution::memory_pool::MemoryPool> = pool;
+    let encoding = datafusion::execution::memory_pool::MemoryConsumer::new("ResultEncoding").register(&dyn_pool);
     let mut stream = datafusion::physical_plan::execute_stream(physical.clone(), task)?;
     sink.columns(&cols).await?;
-    while let Some(batch) = stream.next().await {
+    loop {
+        let next = tokio::select! {
+            next = stream.next() => next,
+            _ = killed(kill) => {
+                return Err(CnError::mysql(crate::error::code::ER_QUERY_INTERRUPTED, "Query execution was interrupted"))
+            }
+        };
+        let Some(batch) = next else { break };
         let batch = batch?;
-        for row in convert::batch_to_rows(&batch)? {
+        let rows = convert::batch_to_rows(&batch)?;
+        // The encoded rows are counted while they are sent (never refused:
+        // one batch, and refusing it would fail a query that is done).
+        encoding
+            .resize(rows.iter().map(|r| r.iter().map(|v| v.as_ref().map_or(8, |v| v.len() + 24)).sum::<usize>()).sum());
+        for row in rows {
             sink.row(&row).await?;
         }
+        encoding.resize(0);
     }
     sink.end_rows().await?;
     drop(stream);

@@ -4,16 +4,30 @@
 //!
 //! The plan carries only its physical SQL and DN per partition (no live
 //! connection), so it can later be serialized and run on another CN.
+//!
+//! Buffers: a scan with a connection of its own streams with backpressure
+//! (at most two batches in flight). Scans that share a connection (a
+//! transaction's branch, a statement snapshot's view) must each read their
+//! result to the end before the next can run, whether or not the plan is
+//! reading them yet, so they buffer without backpressure: those buffers
+//! are reserved from the query's memory pool (`ShardScan[p]`, an operator
+//! that cannot spill by itself), and a batch the pool refuses is written
+//! to a spill file instead (several such batches to one file) and read
+//! back when the plan gets to it. Rows come out in no particular order.
 
 use super::convert::rows_to_batch;
+use super::spill::{SpillFile, SpillOut, Spiller};
 use crate::error::CnError;
 use crate::protocol::resultset::TextRow;
 use crate::txn::{value_bytes, ConnSource};
 use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::EquivalenceProperties;
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::metrics::{ExecutionPlanMetricsSet, MetricsSet, SpillMetrics};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties};
 use futures::StreamExt;
@@ -24,6 +38,10 @@ use std::sync::Arc;
 /// Rows per Arrow batch produced by a shard scan, at most: fewer when the
 /// session's batch size is smaller (a query with a small memory limit).
 pub const BATCH_ROWS: usize = 4096;
+
+/// Batches a shared-connection scan writes to one spill file before it
+/// hands the file on.
+const BATCHES_PER_SPILL_FILE: usize = 64;
 
 /// One physical query: which DN, which SQL.
 #[derive(Debug, Clone)]
@@ -40,6 +58,7 @@ pub struct ShardScanExec {
     schema: SchemaRef,
     source: ConnSource,
     props: Arc<PlanProperties>,
+    metrics: ExecutionPlanMetricsSet,
 }
 
 impl fmt::Debug for ShardScanExec {
@@ -56,7 +75,7 @@ impl ShardScanExec {
             EmissionType::Incremental,
             Boundedness::Bounded,
         );
-        ShardScanExec { queries, schema, source, props: Arc::new(props) }
+        ShardScanExec { queries, schema, source, props: Arc::new(props), metrics: ExecutionPlanMetricsSet::new() }
     }
 
     /// The same scan with `suffix` (a locking clause) after every query.
@@ -65,7 +84,13 @@ impl ShardScanExec {
         for q in &mut queries {
             q.sql.push_str(suffix);
         }
-        ShardScanExec { queries, schema: self.schema.clone(), source: self.source.clone(), props: self.props.clone() }
+        ShardScanExec {
+            queries,
+            schema: self.schema.clone(),
+            source: self.source.clone(),
+            props: self.props.clone(),
+            metrics: ExecutionPlanMetricsSet::new(),
+        }
     }
 }
 
@@ -104,6 +129,9 @@ impl ExecutionPlan for ShardScanExec {
     fn with_new_children(self: Arc<Self>, _children: Vec<Arc<dyn ExecutionPlan>>) -> Result<Arc<dyn ExecutionPlan>> {
         Ok(self)
     }
+    fn metrics(&self) -> Option<MetricsSet> {
+        Some(self.metrics.clone_inner())
+    }
     fn with_new_children_and_same_properties(
         self: Arc<Self>,
         _children: Vec<Arc<dyn ExecutionPlan>>,
@@ -119,44 +147,127 @@ impl ExecutionPlan for ShardScanExec {
             return Ok(Box::pin(RecordBatchStreamAdapter::new(schema, futures::stream::empty())));
         };
         let source = self.source.clone();
-        // When several partitions may share one DN connection (a
-        // transaction's branch, a snapshot's view), a partition must not
-        // stall holding it: buffer without bound there; a scan with its own
-        // connection streams with backpressure.
-        let (tx, rx) = if source.shared() {
-            let (tx, rx) = futures::channel::mpsc::unbounded::<Result<_>>();
-            (Sender::Unbounded(tx), futures::future::Either::Left(rx))
-        } else {
-            let (tx, rx) = futures::channel::mpsc::channel::<Result<_>>(2);
-            (Sender::Bounded(tx), futures::future::Either::Right(rx))
-        };
         let s2 = schema.clone();
+        if !source.shared() {
+            // A connection of its own: stream with backpressure.
+            let (tx, rx) = futures::channel::mpsc::channel::<Result<RecordBatch>>(2);
+            let mut tx = Sender::Bounded(tx);
+            tokio::spawn(async move {
+                if let Err(e) = run_query(&source, &q, &s2, batch_rows, &mut tx).await {
+                    tx.error(ext(e)).await;
+                }
+            });
+            return Ok(Box::pin(RecordBatchStreamAdapter::new(schema, rx)));
+        }
+        // A shared connection: a partition must not stall holding it, so
+        // it buffers without backpressure, in the pool's memory or on disk.
+        let reservation = Arc::new(MemoryConsumer::new(format!("ShardScan[{partition}]")).register(ctx.memory_pool()));
+        let spill = Arc::new(Spiller::new(&ctx, SpillMetrics::new(&self.metrics, partition), schema.clone()));
+        let (tx, rx) = futures::channel::mpsc::unbounded::<Buffered>();
+        let mut tx = Sender::Buffered { tx, reservation: reservation.clone(), spill: spill.clone(), file: None };
         tokio::spawn(async move {
-            let mut tx = tx;
-            if let Err(e) = run_query(&source, &q, &s2, batch_rows, &mut tx).await {
-                tx.send(Err(ext(e))).await;
+            let r = run_query(&source, &q, &s2, batch_rows, &mut tx).await;
+            match r {
+                Ok(()) => tx.finish().await,
+                Err(e) => tx.error(ext(e)).await,
             }
         });
-        let stream = match rx {
-            futures::future::Either::Left(r) => r.boxed(),
-            futures::future::Either::Right(r) => r.boxed(),
-        };
+        // Batches in memory give their bytes back as they leave; a spill
+        // file is read back batch by batch.
+        let stream = rx
+            .map(move |item| -> futures::stream::BoxStream<'static, Result<RecordBatch>> {
+                match item {
+                    Buffered::Batch(b, bytes) => {
+                        reservation.shrink(bytes);
+                        futures::stream::once(async move { Ok(b) }).boxed()
+                    }
+                    Buffered::File(f) => match spill.read(&Some(f)) {
+                        Ok(s) => s.boxed(),
+                        Err(e) => futures::stream::once(async move { Err(e) }).boxed(),
+                    },
+                    Buffered::Error(e) => futures::stream::once(async move { Err(e) }).boxed(),
+                }
+            })
+            .flatten();
         Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream)))
     }
 }
 
-enum Sender<T> {
-    Bounded(futures::channel::mpsc::Sender<T>),
-    Unbounded(futures::channel::mpsc::UnboundedSender<T>),
+/// What a shared-connection scan hands on: a batch and the bytes reserved
+/// for it, a spill file of batches, or the scan's error.
+enum Buffered {
+    Batch(RecordBatch, usize),
+    File(SpillFile),
+    Error(DataFusionError),
 }
 
-impl<T> Sender<T> {
-    /// Sends; false when the receiver is gone (the query was cancelled).
-    async fn send(&mut self, v: T) -> bool {
+/// Where a scan's batches go.
+enum Sender {
+    /// To the plan, with backpressure.
+    Bounded(futures::channel::mpsc::Sender<Result<RecordBatch>>),
+    /// To the plan without backpressure: in memory while the pool grants
+    /// `reservation`, else into `file`.
+    Buffered {
+        tx: futures::channel::mpsc::UnboundedSender<Buffered>,
+        reservation: Arc<MemoryReservation>,
+        spill: Arc<Spiller>,
+        file: Option<Box<SpillOut>>,
+    },
+}
+
+impl Sender {
+    /// Sends a batch; false when the receiver is gone (the query was
+    /// cancelled). Errors: a spill file cannot be written.
+    async fn send(&mut self, b: RecordBatch) -> Result<bool> {
         use futures::SinkExt;
         match self {
-            Sender::Bounded(s) => s.send(v).await.is_ok(),
-            Sender::Unbounded(s) => s.unbounded_send(v).is_ok(),
+            Sender::Bounded(s) => Ok(s.send(Ok(b)).await.is_ok()),
+            Sender::Buffered { tx, reservation, spill, file } => {
+                let bytes = b.get_array_memory_size();
+                if file.is_none() && reservation.try_grow(bytes).is_ok() {
+                    if tx.unbounded_send(Buffered::Batch(b, bytes)).is_err() {
+                        reservation.shrink(bytes);
+                        return Ok(false);
+                    }
+                    return Ok(true);
+                }
+                let f = match file {
+                    Some(f) => f,
+                    None => file.insert(Box::new(spill.create("ShardScan buffer")?)),
+                };
+                spill.append(f, &b)?;
+                if f.batches() >= BATCHES_PER_SPILL_FILE {
+                    return self.hand_on_file();
+                }
+                Ok(true)
+            }
+        }
+    }
+
+    /// Hands the spill file being written (if any) to the plan.
+    fn hand_on_file(&mut self) -> Result<bool> {
+        let Sender::Buffered { tx, file, spill, .. } = self else { return Ok(true) };
+        let Some(f) = file.take() else { return Ok(true) };
+        let done = spill.finish(*f)?;
+        Ok(tx.unbounded_send(Buffered::File(done)).is_ok())
+    }
+
+    /// The scan read its last row.
+    async fn finish(&mut self) {
+        if let Err(e) = self.hand_on_file() {
+            self.error(e).await;
+        }
+    }
+
+    async fn error(&mut self, e: DataFusionError) {
+        use futures::SinkExt;
+        match self {
+            Sender::Bounded(s) => {
+                let _ = s.send(Err(e)).await;
+            }
+            Sender::Buffered { tx, .. } => {
+                let _ = tx.unbounded_send(Buffered::Error(e));
+            }
         }
     }
 }
@@ -166,7 +277,7 @@ async fn run_query(
     q: &ShardQuery,
     schema: &SchemaRef,
     batch_rows: usize,
-    tx: &mut Sender<Result<datafusion::arrow::record_batch::RecordBatch>>,
+    tx: &mut Sender,
 ) -> crate::error::Result<()> {
     let cluster = source.cluster().clone();
     let dn = cluster.dn(q.dn)?.clone();
@@ -179,14 +290,14 @@ async fn run_query(
         if rows.len() == batch_rows {
             let b = rows_to_batch(schema, &rows)?;
             rows.clear();
-            if !tx.send(Ok(b)).await {
+            if !tx.send(b).await? {
                 return Ok(());
             }
         }
     }
     if !rows.is_empty() {
         let b = rows_to_batch(schema, &rows)?;
-        tx.send(Ok(b)).await;
+        tx.send(b).await?;
     }
     Ok(())
 }

@@ -44,12 +44,15 @@ pub struct Session {
     pub last_query: crate::executor::memory::QueryStats,
     pub kill_query: Arc<AtomicBool>,
     pub kill_conn: Arc<AtomicBool>,
+    /// The memory of the session's running query (SHOW PROCESSLIST).
+    pub memory: Arc<crate::executor::memory::MemoryGauge>,
 }
 
 impl Session {
     pub fn new(cluster: Arc<Cluster>, conn_id: u32, user: String, host: String) -> Self {
         let kill_query = Arc::new(AtomicBool::new(false));
         let kill_conn = Arc::new(AtomicBool::new(false));
+        let memory = Arc::new(crate::executor::memory::MemoryGauge::default());
         cluster.processes.lock().unwrap_or_else(|e| e.into_inner()).insert(
             conn_id,
             ProcessInfo {
@@ -62,6 +65,7 @@ impl Session {
                 info: None,
                 kill_query: kill_query.clone(),
                 kill_conn: kill_conn.clone(),
+                memory: memory.clone(),
             },
         );
         Session {
@@ -78,6 +82,7 @@ impl Session {
             last_query: Default::default(),
             kill_query,
             kill_conn,
+            memory,
         }
     }
 
@@ -164,6 +169,8 @@ impl Session {
         crate::executor::QueryOptions {
             memory_limit: self.vars.get("query_memory_limit").and_then(|v| v.parse().ok()).unwrap_or(0),
             hash_join: self.vars.get("cn_hash_join").map(String::as_str) != Some("0"),
+            memory_gauge: Some(self.memory.clone()),
+            kill: Some(self.kill_query.clone()),
         }
     }
 

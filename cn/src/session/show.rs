@@ -259,6 +259,11 @@ pub async fn show(s: &mut Session, sql: &str, sink: &mut dyn ResultSink) -> Resu
                 ColumnDef::new("Time", ty::LONG),
                 ColumnDef::text("State"),
                 ColumnDef::text("Info"),
+                // MariaDB's information_schema.PROCESSLIST MEMORY_USED and
+                // MAX_MEMORY_USED: here the CN memory (bytes) of the
+                // session's running (or last) query.
+                ColumnDef::new("Memory_used", ty::LONGLONG),
+                ColumnDef::new("Max_memory_used", ty::LONGLONG),
             ];
             let rows = procs
                 .into_iter()
@@ -273,6 +278,8 @@ pub async fn show(s: &mut Session, sql: &str, sink: &mut dyn ResultSink) -> Resu
                         Some(p.started.elapsed().as_secs().to_string()),
                         Some(String::new()),
                         info,
+                        Some(p.memory.used.load(std::sync::atomic::Ordering::Relaxed).to_string()),
+                        Some(p.memory.peak.load(std::sync::atomic::Ordering::Relaxed).to_string()),
                     ]
                 })
                 .collect();
