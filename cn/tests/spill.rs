@@ -285,9 +285,10 @@ fn a_running_query_shows_its_memory_and_kill_query_removes_its_spill_files() {
         admin.query_drop(format!("KILL QUERY {id}")).await.unwrap();
         let (mut c, r) = running.await.unwrap();
         assert_eq!(code(r.unwrap_err()), 1317, "the query is interrupted");
-        // Its operators are dropped with it, and their files with them.
-        for _ in 0..100 {
-            if env().cluster.memory.spilled_now().1 == 0 {
+        // Its operators are dropped with it (tasks they spawned a moment
+        // later), and their files and reservations with them.
+        for _ in 0..250 {
+            if env().cluster.memory.spilled_now().1 == 0 && env().cluster.memory.used() == 0 {
                 break;
             }
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
