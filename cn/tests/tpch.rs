@@ -13,7 +13,9 @@
 //! check is `TPCH_SF=0.1 cargo test -p cn --test tpch`).
 //! `TPCH_QUERIES=1,6,14` runs a subset. `TPCH_MEMORY_LIMIT=2097152` runs
 //! the CN's queries with that `query_memory_limit` (bytes): they must spill
-//! and still give MariaDB's answers.
+//! and still give MariaDB's answers; each query's peak memory and spilled
+//! bytes are printed, and Q18 (a GROUP BY over all of lineitem in the CN)
+//! must report spilled bytes.
 
 mod common;
 
@@ -41,6 +43,13 @@ fn selected() -> Vec<usize> {
 async fn explain(c: &mut Conn, sql: &str) -> String {
     let rows: Vec<(String, String)> = c.query(format!("EXPLAIN {sql}")).await.unwrap();
     rows.into_iter().map(|(_, p)| p).collect::<Vec<_>>().join("\n")
+}
+
+/// The CN's `Cn_last_query_peak_memory` and `Cn_last_query_spilled_bytes`.
+async fn last_query_memory(c: &mut Conn) -> (u64, u64) {
+    let rows: Vec<(String, String)> = c.query("SHOW STATUS LIKE 'Cn_last_query%'").await.unwrap();
+    let get = |k: &str| rows.iter().find(|(n, _)| n == k).map_or(0, |(_, v)| v.parse().unwrap());
+    (get("Cn_last_query_peak_memory"), get("Cn_last_query_spilled_bytes"))
 }
 
 #[test]
@@ -83,17 +92,24 @@ fn tpch_queries_give_mariadbs_answers() {
             eprintln!("CN queries run with query_memory_limit = {limit}");
         }
         let mut failures = Vec::new();
+        let mut spilled = Vec::new();
         for q in selected() {
             let sql = cn::tpch::query(q, sf);
             let expected = answer(&mut reference, &sql).await.unwrap_or_else(|e| panic!("Q{q} on MariaDB: {e}"));
             match answer(&mut cn, &sql).await {
                 Ok(got) => match difference(&got, &expected) {
-                    None => eprintln!(
-                        "Q{q:02} same answer ({} rows): CN {:?}, MariaDB {:?}",
-                        got.rows.len(),
-                        got.took,
-                        expected.took
-                    ),
+                    None => {
+                        let (peak, bytes) = last_query_memory(&mut cn).await;
+                        eprintln!(
+                            "Q{q:02} same answer ({} rows): CN {:?} (peak {peak} B, spilled {bytes} B), MariaDB {:?}",
+                            got.rows.len(),
+                            got.took,
+                            expected.took
+                        );
+                        if bytes > 0 {
+                            spilled.push(q);
+                        }
+                    }
                     Some(d) => {
                         eprintln!("Q{q:02} DIFFERS: {d}");
                         failures.push(q);
@@ -115,5 +131,11 @@ fn tpch_queries_give_mariadbs_answers() {
         drop(reference);
         reference_server.stop().await;
         assert!(failures.is_empty(), "TPC-H queries whose answer differs from MariaDB's: {failures:?}");
+        eprintln!("queries that spilled: {spilled:?}");
+        if memory_limit().is_some() && selected().contains(&18) {
+            // Q18 groups all of lineitem by orderkey in the CN: it cannot
+            // run in a small limit without spilling.
+            assert!(spilled.contains(&18), "Q18 under the limit reports no spilled bytes: {spilled:?}");
+        }
     });
 }

@@ -1272,6 +1272,31 @@ mod tests {
         out
     }
 
+    /// The rows of DataFusion's in-memory `HashJoinExec` (the reference).
+    async fn in_memory(
+        left: Arc<dyn ExecutionPlan>,
+        right: Arc<dyn ExecutionPlan>,
+        on: &[(PhysicalExprRef, PhysicalExprRef)],
+        filter: Option<JoinFilter>,
+        jt: JoinType,
+        projection: Option<Vec<usize>>,
+        null_aware: bool,
+    ) -> Vec<String> {
+        let join = HashJoinExec::try_new(
+            left,
+            right,
+            on.to_vec(),
+            filter,
+            &jt,
+            projection,
+            PartitionMode::CollectLeft,
+            NullEquality::NullEqualsNothing,
+            null_aware,
+        )
+        .unwrap();
+        rows(&collect(Arc::new(join), Arc::new(TaskContext::default())).await.unwrap())
+    }
+
     struct Setup {
         cn: Arc<CnMemory>,
         _dir: tempfile::TempDir,
@@ -1318,19 +1343,7 @@ mod tests {
             let right = MemorySourceConfig::try_new_exec(std::slice::from_ref(&rb), rs.clone(), None).unwrap();
             let on: Vec<(PhysicalExprRef, PhysicalExprRef)> = vec![(col("lk", &ls).unwrap(), col("rk", &rs).unwrap())];
             let f = with_filter.then(|| filter(&ls, &rs));
-            let reference = HashJoinExec::try_new(
-                left.clone(),
-                right.clone(),
-                on.clone(),
-                f.clone(),
-                &jt,
-                None,
-                PartitionMode::CollectLeft,
-                NullEquality::NullEqualsNothing,
-                false,
-            )
-            .unwrap();
-            let expected = rows(&collect(Arc::new(reference), Arc::new(TaskContext::default())).await.unwrap());
+            let expected = in_memory(left.clone(), right.clone(), &on, f.clone(), jt, None, false).await;
             let ours = Arc::new(
                 HybridHashJoinExec::try_new(
                     left,
@@ -1415,19 +1428,8 @@ mod tests {
             let left = MemorySourceConfig::try_new_exec(std::slice::from_ref(&lb), ls.clone(), None).unwrap();
             let right = MemorySourceConfig::try_new_exec(&[probe], rs.clone(), None).unwrap();
             let on: Vec<(PhysicalExprRef, PhysicalExprRef)> = vec![(col("lk", &ls).unwrap(), col("rk", &rs).unwrap())];
-            let reference = HashJoinExec::try_new(
-                left.clone(),
-                right.clone(),
-                on.clone(),
-                None,
-                &JoinType::LeftAnti,
-                Some(vec![2, 0]),
-                PartitionMode::CollectLeft,
-                NullEquality::NullEqualsNothing,
-                true,
-            )
-            .unwrap();
-            let expected = rows(&collect(Arc::new(reference), Arc::new(TaskContext::default())).await.unwrap());
+            let expected =
+                in_memory(left.clone(), right.clone(), &on, None, JoinType::LeftAnti, Some(vec![2, 0]), true).await;
             let ours = Arc::new(
                 HybridHashJoinExec::try_new(
                     left,
