@@ -265,6 +265,12 @@ impl QueryMemoryPool {
         self.peak.load(Ordering::Relaxed)
     }
 
+    /// What the operators other than repartitions hold, the headroom
+    /// included: the bytes the limit bounds (repartitions are let past it).
+    fn held(&self) -> usize {
+        self.inner.reserved().saturating_sub(self.repartition.load(Ordering::Relaxed))
+    }
+
     fn note_peak(&self) {
         let now = self.reserved();
         self.peak.fetch_max(now, Ordering::Relaxed);
@@ -282,7 +288,7 @@ impl QueryMemoryPool {
         let headroom = self.headroom.lock().unwrap_or_else(|e| e.into_inner());
         let from_headroom = additional.min(headroom.size());
         let rest = additional - from_headroom;
-        let held = self.inner.reserved().saturating_sub(self.repartition.load(Ordering::Relaxed));
+        let held = self.held();
         if rest > 0 && held + rest > self.limit {
             return false;
         }
@@ -368,9 +374,6 @@ impl MemoryPool for QueryMemoryPool {
         }
         let limit_reached =
             || format!("the query's memory limit of {} bytes (query_memory_limit) is reached", self.limit);
-        // What the operators other than repartitions hold: the bytes the
-        // limit bounds (repartitions are let past it, see above).
-        let held = || self.inner.reserved().saturating_sub(self.repartition.load(Ordering::Relaxed));
         // Within its even share a spilling operator always gets what it
         // asks (FairSpillPool's guarantee, as before any exception below).
         let within_share = self.inner.try_grow(r, additional).is_ok();
@@ -389,7 +392,7 @@ impl MemoryPool for QueryMemoryPool {
             // it asks again past its share holding more, it spills, as any
             // other. (Then another operator's request within its share can
             // take the query past the limit, by at most what was lent.)
-            let unused_room = held().saturating_add(additional) <= self.limit;
+            let unused_room = self.held().saturating_add(additional) <= self.limit;
             if !(r.size() < additional && r.consumer().can_spill() && unused_room) {
                 return Err(self.refused(r, additional, limit_reached()));
             }
