@@ -15,7 +15,8 @@
 //!
 //! Besides the operators, the pool counts the buffers of shard scans that
 //! share a transaction's connections (`ShardScan[p]`, see
-//! [`super::shard_scan`]) and the rows of the batch being sent to the
+//! [`super::shard_scan`]; together at most [`SCAN_BUFFER_DIVISOR`]th of the
+//! limit, the rest goes to spill files) and the rows of the batch being sent to the
 //! client (`ResultEncoding`). A scan with its own connection holds at most
 //! three batches (backpressure), which are not counted.
 //!
@@ -190,6 +191,7 @@ impl CnMemory {
             cn: self.clone(),
             peak: AtomicUsize::new(0),
             repartition: AtomicUsize::new(0),
+            scans: AtomicUsize::new(0),
             headroom: std::sync::Mutex::new(headroom),
             headroom_target: target,
             headroom_held: AtomicUsize::new(target),
@@ -224,8 +226,25 @@ const REPARTITION_CONSUMER: &str = "RepartitionExec[";
 /// Q10 at SF 1 under 16 MiB, 1 run in 2).
 pub const HEADROOM_DIVISOR: usize = 8;
 
+/// The buffers of the shard scans that share connections
+/// (`ShardScan[p]`, see [`super::shard_scan`]) hold at most
+/// `limit / SCAN_BUFFER_DIVISOR` bytes together, and never the headroom:
+/// past that, a scan writes its batches to spill files. Such a scan reads
+/// its whole result before the plan may want it (TPC-H Q18's lineitem scan
+/// under 16 MiB held 10 MB while its join was still building), and every
+/// byte it holds is a byte the spilling operators' even shares lose: the
+/// hash joins then had shares too small for any partition and joined in
+/// thousands of chunks.
+pub const SCAN_BUFFER_DIVISOR: usize = 16;
+
+const SHARD_SCAN_CONSUMER: &str = "ShardScan[";
+
 fn is_repartition(r: &MemoryReservation) -> bool {
     r.consumer().name().starts_with(REPARTITION_CONSUMER)
+}
+
+fn is_shard_scan(r: &MemoryReservation) -> bool {
+    r.consumer().name().starts_with(SHARD_SCAN_CONSUMER)
 }
 
 /// The memory pool of one query: at most `limit` bytes, shared among the
@@ -243,6 +262,8 @@ pub struct QueryMemoryPool {
     peak: AtomicUsize,
     /// Bytes held by `RepartitionExec` reservations.
     repartition: AtomicUsize,
+    /// Bytes held by shared-connection shard scans' buffers.
+    scans: AtomicUsize,
     /// The headroom: an unspillable reservation of the inner pool that
     /// hands its bytes to unspillable operators the fair pool refuses, and
     /// takes them back (up to `headroom_target`) as they shrink.
@@ -268,7 +289,7 @@ impl QueryMemoryPool {
     /// What the operators other than repartitions hold, the headroom
     /// included: the bytes the limit bounds (repartitions are let past it).
     fn held(&self) -> usize {
-        self.inner.reserved().saturating_sub(self.repartition.load(Ordering::Relaxed))
+        self.inner.reserved()
     }
 
     fn note_peak(&self) {
@@ -336,19 +357,32 @@ impl MemoryPool for QueryMemoryPool {
         "query"
     }
 
+    // Repartitions stay out of the fair pool: registered there as
+    // spilling consumers (DataFusion registers two per RepartitionExec),
+    // they would split the spilling operators' memory with them although
+    // they never spill here; TPC-H Q9 has 12 of them besides 14 operators
+    // that do spill.
     fn register(&self, consumer: &MemoryConsumer) {
-        self.inner.register(consumer)
+        if !consumer.name().starts_with(REPARTITION_CONSUMER) {
+            self.inner.register(consumer)
+        }
     }
 
     fn unregister(&self, consumer: &MemoryConsumer) {
-        self.inner.unregister(consumer)
+        if !consumer.name().starts_with(REPARTITION_CONSUMER) {
+            self.inner.unregister(consumer)
+        }
     }
 
     fn grow(&self, r: &MemoryReservation, additional: usize) {
         if is_repartition(r) {
             self.repartition.fetch_add(additional, Ordering::Relaxed);
+        } else {
+            if is_shard_scan(r) {
+                self.scans.fetch_add(additional, Ordering::Relaxed);
+            }
+            self.inner.grow(r, additional);
         }
-        self.inner.grow(r, additional);
         self.cn.used.fetch_add(additional, Ordering::Relaxed);
         self.note_peak();
     }
@@ -356,8 +390,12 @@ impl MemoryPool for QueryMemoryPool {
     fn shrink(&self, r: &MemoryReservation, shrink: usize) {
         if is_repartition(r) {
             self.repartition.fetch_sub(shrink, Ordering::Relaxed);
+        } else {
+            if is_shard_scan(r) {
+                self.scans.fetch_sub(shrink, Ordering::Relaxed);
+            }
+            self.inner.shrink(r, shrink);
         }
-        self.inner.shrink(r, shrink);
         self.cn.used.fetch_sub(shrink, Ordering::Relaxed);
         if !r.consumer().can_spill() && self.headroom_held.load(Ordering::Relaxed) < self.headroom_target {
             self.refill_headroom(shrink);
@@ -376,7 +414,19 @@ impl MemoryPool for QueryMemoryPool {
             || format!("the query's memory limit of {} bytes (query_memory_limit) is reached", self.limit);
         // Within its even share a spilling operator always gets what it
         // asks (FairSpillPool's guarantee, as before any exception below).
+        let scan = is_shard_scan(r);
+        if scan {
+            let budget = self.limit / SCAN_BUFFER_DIVISOR;
+            let fits = |held: usize| Some(held + additional).filter(|n| *n <= budget);
+            if self.scans.fetch_update(Ordering::AcqRel, Ordering::Acquire, fits).is_err() {
+                return Err(self.refused(r, additional, format!("shard scan buffers are at their {budget} bytes")));
+            }
+        }
         let within_share = self.inner.try_grow(r, additional).is_ok();
+        if !within_share && scan {
+            self.scans.fetch_sub(additional, Ordering::Relaxed);
+            return Err(self.refused(r, additional, limit_reached()));
+        }
         if !within_share && !r.consumer().can_spill() {
             if !self.grant_unspillable(r, additional) {
                 return Err(self.refused(r, additional, limit_reached()));
@@ -404,7 +454,9 @@ impl MemoryPool for QueryMemoryPool {
         });
         if taken.is_err() {
             self.inner.shrink(r, additional);
-            if !r.consumer().can_spill() {
+            if scan {
+                self.scans.fetch_sub(additional, Ordering::Relaxed);
+            } else if !r.consumer().can_spill() {
                 self.refill_headroom(additional);
             }
             let why = format!("the CN's memory total of {} bytes (memory-total) is held by running queries", cn.total);
@@ -416,7 +468,8 @@ impl MemoryPool for QueryMemoryPool {
 
     /// Bytes the query's operators hold (the headroom not counted).
     fn reserved(&self) -> usize {
-        self.inner.reserved().saturating_sub(self.headroom_held.load(Ordering::Relaxed))
+        (self.inner.reserved() + self.repartition.load(Ordering::Relaxed))
+            .saturating_sub(self.headroom_held.load(Ordering::Relaxed))
     }
 
     fn memory_limit(&self) -> MemoryLimit {
@@ -463,8 +516,9 @@ mod tests {
     fn a_spilling_operator_holding_nothing_may_pass_its_share_while_the_pool_has_room() {
         let (cn, _dir) = cn(1000, 10_000);
         let pool: Arc<dyn MemoryPool> = cn.query_pool(1000);
-        // Five spilling consumers with the repartition below share the
-        // 875 bytes the headroom (125) leaves: an even share is 175 bytes.
+        // Four spilling consumers share the 875 bytes the headroom (125)
+        // leaves: an even share is 218 bytes. The repartition below is not
+        // one of them.
         let rs: Vec<_> =
             (0..4).map(|i| MemoryConsumer::new(format!("Agg[{i}]")).with_can_spill(true).register(&pool)).collect();
         // A repartition's buffers are let past the limit and do not count
@@ -473,7 +527,7 @@ mod tests {
         rep.try_grow(5000).unwrap();
         rs[0].try_grow(400).expect("holding nothing, it may take 400 of the 875 free");
         rs[0].try_grow(400).expect_err("holding 400, it can spill to make room for 400 more");
-        rs[0].try_grow(1).expect_err("holding 400, it is past its share of 175 and must spill");
+        rs[0].try_grow(1).expect_err("holding 400, it is past its share of 218 and must spill");
         rs[1].try_grow(175).unwrap();
         rs[2].try_grow(400).expect_err("the pool has only 300 left besides the headroom");
         rs[2].try_grow(300).unwrap();
@@ -529,6 +583,31 @@ mod tests {
         drop(topk);
         drop(aggs);
         assert_eq!((pool.reserved(), cn.used()), (0, 0));
+    }
+
+    #[test]
+    fn shard_scan_buffers_hold_at_most_their_budget_and_never_the_headroom() {
+        let (cn, _dir) = cn(1600, 10_000);
+        let pool: Arc<dyn MemoryPool> = cn.query_pool(1600);
+        let scans: Vec<_> = (0..2).map(|i| MemoryConsumer::new(format!("ShardScan[{i}]")).register(&pool)).collect();
+        // The budget is 1600 / 16 = 100 bytes for all scans together.
+        scans[0].try_grow(60).unwrap();
+        let e = scans[1].try_grow(60).unwrap_err().to_string();
+        assert!(e.contains("ShardScan[1]") && e.contains("100 bytes"), "{e}");
+        scans[1].try_grow(40).unwrap();
+        scans[0].shrink(60);
+        scans[1].try_grow(60).expect("what a scan handed on is budget again");
+        drop(scans);
+        // A pool whose spilling operators took everything but the headroom:
+        // a scan gets none of it (a TopK does).
+        let agg = MemoryConsumer::new("Agg[0]").with_can_spill(true).register(&pool);
+        agg.try_grow(1400).unwrap();
+        let scan = MemoryConsumer::new("ShardScan[0]").register(&pool);
+        scan.try_grow(50).expect_err("the headroom is not a scan's");
+        let topk = MemoryConsumer::new("TopK[0]").register(&pool);
+        topk.try_grow(50).expect("the headroom is a TopK's");
+        drop((agg, scan, topk));
+        assert_eq!(cn.used(), 0);
     }
 
     #[test]

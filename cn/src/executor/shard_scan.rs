@@ -11,7 +11,9 @@
 //! result to the end before the next can run, whether or not the plan is
 //! reading them yet, so they buffer without backpressure: those buffers
 //! are reserved from the query's memory pool (`ShardScan[p]`, an operator
-//! that cannot spill by itself), and a batch the pool refuses is written
+//! that cannot spill by itself; all such scans of a query together hold at
+//! most [`super::memory::SCAN_BUFFER_DIVISOR`]th of its limit), and a batch
+//! the pool refuses is written
 //! to a spill file instead (several such batches to one file) and read
 //! back when the plan gets to it. Rows come out in no particular order.
 
