@@ -26,10 +26,10 @@
 //!    the join type mirrored and the output and filter columns taken from
 //!    the other side. A plan built without statistics often hashes the
 //!    larger input; reversed, such a pair is read once instead of being
-//!    split again level after level. A pair that does not
-//!    split (every row has the same key: a hot key), or still too large
-//!    [`MAX_DEPTH`] levels down, is joined in chunks instead: as much of the build file as the pool grants
-//!    at a time (at least one batch), each chunk against the whole probe
+//!    split again level after level. A pair that does not split (every row
+//!    has the same key: a hot key), or still too large [`MAX_DEPTH`] levels
+//!    down, is joined in chunks instead: as much of the build file as the
+//!    pool grants at a time (at least one batch), each chunk against the whole probe
 //!    file (a block nested-loop over hash tables), with one bit per probe
 //!    row remembering matches across chunks.
 //!
@@ -445,20 +445,11 @@ impl Core {
     /// right semi, ...) and the output columns and the filter's columns
     /// name the other side, so the output is the same.
     fn reversed(&self) -> Core {
-        let flip = |c: &ColumnIndex| ColumnIndex {
-            index: c.index,
-            side: if c.side == JoinSide::Left { JoinSide::Right } else { JoinSide::Left },
-        };
+        let flip = |c: &ColumnIndex| ColumnIndex { index: c.index, side: c.side.negate() };
         Core {
             build_keys: self.probe_keys.clone(),
             probe_keys: self.build_keys.clone(),
-            filter: self.filter.as_ref().map(|f| {
-                JoinFilter::new(
-                    f.expression().clone(),
-                    f.column_indices().iter().map(flip).collect(),
-                    f.schema().clone(),
-                )
-            }),
+            filter: self.filter.as_ref().map(JoinFilter::swap),
             join_type: self.join_type.swap(),
             null_equality: self.null_equality,
             null_aware: self.null_aware,
@@ -778,12 +769,11 @@ impl Run {
             if pair.probe.is_none() && !self.core.emits_unmatched_build() {
                 continue;
             }
+            self.core.depth.set_max(pair.level);
             if pair.stuck || pair.level >= MAX_DEPTH {
-                self.core.depth.set_max(pair.level);
                 self.chunked(pair).await?;
                 continue;
             }
-            self.core.depth.set_max(pair.level);
             let build = self.read(&pair.build, true)?;
             let probe = self.read(&pair.probe, false)?;
             let more = self.level(build, probe, pair.level).await?;
@@ -1432,7 +1422,6 @@ mod tests {
         }
     }
 
-    /// Runs every join type on one data set; returns how many spilled.
     /// Runs every join type on generated sides against DataFusion's
     /// in-memory join: how many spilled, and how many joined some pair
     /// reversed.

@@ -16,9 +16,9 @@
 //! Besides the operators, the pool counts the buffers of shard scans that
 //! share a transaction's connections (`ShardScan[p]`, see
 //! [`super::shard_scan`]; together at most [`SCAN_BUFFER_DIVISOR`]th of the
-//! limit, the rest goes to spill files) and the rows of the batch being sent to the
-//! client (`ResultEncoding`). A scan with its own connection holds at most
-//! three batches (backpressure), which are not counted.
+//! limit, the rest goes to spill files) and the rows of the batch being
+//! sent to the client (`ResultEncoding`). A scan with its own connection
+//! holds at most three batches (backpressure), which are not counted.
 //!
 //! A reservation the pool refuses is a `ResourcesExhausted` error that
 //! names the operator and the limit; [`crate::error::CnError`] sends it as
@@ -239,12 +239,12 @@ pub const SCAN_BUFFER_DIVISOR: usize = 16;
 
 const SHARD_SCAN_CONSUMER: &str = "ShardScan[";
 
-fn is_repartition(r: &MemoryReservation) -> bool {
-    r.consumer().name().starts_with(REPARTITION_CONSUMER)
+fn is_repartition(c: &MemoryConsumer) -> bool {
+    c.name().starts_with(REPARTITION_CONSUMER)
 }
 
-fn is_shard_scan(r: &MemoryReservation) -> bool {
-    r.consumer().name().starts_with(SHARD_SCAN_CONSUMER)
+fn is_shard_scan(c: &MemoryConsumer) -> bool {
+    c.name().starts_with(SHARD_SCAN_CONSUMER)
 }
 
 /// The memory pool of one query: at most `limit` bytes, shared among the
@@ -363,22 +363,22 @@ impl MemoryPool for QueryMemoryPool {
     // they never spill here; TPC-H Q9 has 12 of them besides 14 operators
     // that do spill.
     fn register(&self, consumer: &MemoryConsumer) {
-        if !consumer.name().starts_with(REPARTITION_CONSUMER) {
+        if !is_repartition(consumer) {
             self.inner.register(consumer)
         }
     }
 
     fn unregister(&self, consumer: &MemoryConsumer) {
-        if !consumer.name().starts_with(REPARTITION_CONSUMER) {
+        if !is_repartition(consumer) {
             self.inner.unregister(consumer)
         }
     }
 
     fn grow(&self, r: &MemoryReservation, additional: usize) {
-        if is_repartition(r) {
+        if is_repartition(r.consumer()) {
             self.repartition.fetch_add(additional, Ordering::Relaxed);
         } else {
-            if is_shard_scan(r) {
+            if is_shard_scan(r.consumer()) {
                 self.scans.fetch_add(additional, Ordering::Relaxed);
             }
             self.inner.grow(r, additional);
@@ -388,33 +388,33 @@ impl MemoryPool for QueryMemoryPool {
     }
 
     fn shrink(&self, r: &MemoryReservation, shrink: usize) {
-        if is_repartition(r) {
+        if is_repartition(r.consumer()) {
             self.repartition.fetch_sub(shrink, Ordering::Relaxed);
         } else {
-            if is_shard_scan(r) {
+            if is_shard_scan(r.consumer()) {
                 self.scans.fetch_sub(shrink, Ordering::Relaxed);
             }
             self.inner.shrink(r, shrink);
+            // A repartition's bytes were never the fair pool's, so they do
+            // not refill the headroom (its merge buffers cannot spill).
+            if !r.consumer().can_spill() && self.headroom_held.load(Ordering::Relaxed) < self.headroom_target {
+                self.refill_headroom(shrink);
+            }
         }
         self.cn.used.fetch_sub(shrink, Ordering::Relaxed);
-        if !r.consumer().can_spill() && self.headroom_held.load(Ordering::Relaxed) < self.headroom_target {
-            self.refill_headroom(shrink);
-        }
         if let Some(g) = &self.gauge {
             g.used.store(self.reserved(), Ordering::Relaxed);
         }
     }
 
     fn try_grow(&self, r: &MemoryReservation, additional: usize) -> datafusion::error::Result<()> {
-        if is_repartition(r) {
+        if is_repartition(r.consumer()) {
             self.grow(r, additional);
             return Ok(());
         }
         let limit_reached =
             || format!("the query's memory limit of {} bytes (query_memory_limit) is reached", self.limit);
-        // Within its even share a spilling operator always gets what it
-        // asks (FairSpillPool's guarantee, as before any exception below).
-        let scan = is_shard_scan(r);
+        let scan = is_shard_scan(r.consumer());
         if scan {
             let budget = self.limit / SCAN_BUFFER_DIVISOR;
             let fits = |held: usize| Some(held + additional).filter(|n| *n <= budget);
@@ -422,6 +422,8 @@ impl MemoryPool for QueryMemoryPool {
                 return Err(self.refused(r, additional, format!("shard scan buffers are at their {budget} bytes")));
             }
         }
+        // Within its even share a spilling operator always gets what it
+        // asks (FairSpillPool's guarantee, as before any exception below).
         let within_share = self.inner.try_grow(r, additional).is_ok();
         if !within_share && scan {
             self.scans.fetch_sub(additional, Ordering::Relaxed);
