@@ -103,6 +103,10 @@ pub const CN_LIVENESS: Duration = Duration::from_secs(30);
 /// catalog poll.
 pub const CN_HEARTBEAT: Duration = Duration::from_secs(3);
 
+/// How often a wait at a DN's agent checks that the DN still answers
+/// ([`Cluster::while_dn_answers`]).
+pub const DN_PROBE_INTERVAL: Duration = Duration::from_secs(1);
+
 /// Ids a CN reserves from the metadb at a time for one sequence.
 pub const SEQUENCE_CACHE: u64 = 1000;
 
@@ -205,6 +209,30 @@ impl Cluster {
         Ok(out)
     }
 
+    /// Runs `wait`, a wait at DN `id`'s agent (for the branches a snapshot
+    /// or a fresh read must see to be decided or committed), and after
+    /// every [`DN_PROBE_INTERVAL`] of it checks that the DN still answers
+    /// ([`Dn::probe`]). A branch whose second phase broke with its DN (an
+    /// async commit's `XA COMMIT` when the DN stopped) stays undecided until
+    /// the DN is back and recovery settles it; a read of that DN would
+    /// otherwise wait silently for as long as the DN is down. Errors: those
+    /// of `wait`, or [`AgentError::Db`](dn_plugin::AgentError::Db) with the
+    /// probe's error (which [`Dn::agent_err`] names the DN in).
+    pub async fn while_dn_answers<T>(
+        &self,
+        id: u32,
+        wait: impl std::future::Future<Output = std::result::Result<T, dn_plugin::AgentError>>,
+    ) -> std::result::Result<T, dn_plugin::AgentError> {
+        let Ok(dn) = self.dn(id) else { return wait.await };
+        tokio::pin!(wait);
+        loop {
+            tokio::select! {
+                r = &mut wait => return r,
+                () = tokio::time::sleep(DN_PROBE_INTERVAL) => dn.probe().await?,
+            }
+        }
+    }
+
     pub fn next_conn_id(&self) -> u32 {
         self.next_conn_id.fetch_add(1, Ordering::Relaxed)
     }
@@ -216,7 +244,7 @@ impl Cluster {
     /// before it began.
     pub async fn fresh_conn(&self, id: u32) -> Result<mysql_async::Conn> {
         let d = self.dn(id)?;
-        self.agents[id as usize].wait_decided().await.map_err(|e| d.agent_err(e))?;
+        self.while_dn_answers(id, self.agents[id as usize].wait_decided()).await.map_err(|e| d.agent_err(e))?;
         d.conn().await
     }
 

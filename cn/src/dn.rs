@@ -6,12 +6,18 @@ use crate::error::{CnError, Result};
 use mysql_async::{Conn, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts};
 use std::time::Duration;
 
+/// How long [`Dn::probe`] waits for a DN to accept a connection and
+/// answer a ping.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// A data node the CN sends physical SQL to.
 pub struct Dn {
     pub info: DnInfo,
     /// `dn0`, `dn1`, …: the name errors and SHOW output use.
     pub name: String,
     pool: Pool,
+    /// The pool's connection options, for [`Dn::probe`].
+    opts: Opts,
     /// Held while one caller takes several connections (see
     /// `Cluster::acquire`).
     pub acquire_lock: tokio::sync::Mutex<()>,
@@ -41,10 +47,12 @@ impl Dn {
                     // the COM_RESET_CONNECTION round trip on every check-in.
                     .with_reset_connection(false),
             );
+        let opts = Opts::from(opts);
         Dn {
             name: format!("dn{}", info.id),
             info,
-            pool: Pool::new(Opts::from(opts)),
+            pool: Pool::new(opts.clone()),
+            opts,
             acquire_lock: tokio::sync::Mutex::new(()),
         }
     }
@@ -54,6 +62,22 @@ impl Dn {
         match tokio::time::timeout(Duration::from_secs(10), self.pool.get_conn()).await {
             Ok(r) => r.map_err(|e| CnError::from_dn(&self.name, e)),
             Err(_) => Err(CnError::DnUnavailable { dn: self.name.clone(), message: "timed out connecting".into() }),
+        }
+    }
+
+    /// Whether the DN answers now: a new connection (a pooled one may be a
+    /// stale socket to a DN that has since restarted) and a ping, within
+    /// [`PROBE_TIMEOUT`]. Errors: the connection's (a refused connection is
+    /// an I/O error), or an I/O `TimedOut`.
+    pub async fn probe(&self) -> std::result::Result<(), mysql_async::Error> {
+        let answer = async {
+            let mut c = Conn::new(self.opts.clone()).await?;
+            mysql_async::prelude::Queryable::ping(&mut c).await?;
+            c.disconnect().await
+        };
+        match tokio::time::timeout(PROBE_TIMEOUT, answer).await {
+            Ok(r) => r,
+            Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer to a ping").into()),
         }
     }
 

@@ -285,16 +285,18 @@ impl Txn {
                     } else {
                         View::Xa { conn: &mut conn, xid: &xid, setup: &setup }
                     };
-                    let r = dn_plugin::agent::open(&**agent, s, vec![view]).await;
+                    let r = cluster.while_dn_answers(dn, dn_plugin::agent::open(&**agent, s, vec![view])).await;
                     let on_drop = if read_only { vec!["ROLLBACK".to_string()] } else { xa_rollback_sql(&xid) };
                     (dn, ViewConn::new(conn, on_drop), r)
                 }
             });
             let in_branches = started.iter().map(|(dn, conn)| {
-                let agent = self.cluster.agents[*dn as usize].clone();
+                let cluster = self.cluster.clone();
                 async move {
+                    let agent = &cluster.agents[*dn as usize];
                     let mut g = conn.lock().await;
-                    (*dn, dn_plugin::agent::open(&*agent, s, vec![View::InBranch(&mut g)]).await)
+                    let open = dn_plugin::agent::open(&**agent, s, vec![View::InBranch(&mut g)]);
+                    (*dn, cluster.while_dn_answers(*dn, open).await)
                 }
             });
             let (results, in_results) =

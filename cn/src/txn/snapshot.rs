@@ -110,7 +110,8 @@ impl StmtSnapshot {
             let cluster = self.cluster.clone();
             async move {
                 let views = conns.iter_mut().map(View::ReadOnly).collect();
-                let r = dn_plugin::agent::open(&*cluster.agents[dn as usize], s, views).await;
+                let open = dn_plugin::agent::open(&*cluster.agents[dn as usize], s, views);
+                let r = cluster.while_dn_answers(dn, open).await;
                 let views: Vec<ViewConn> =
                     conns.into_iter().map(|c| ViewConn::new(c, vec!["ROLLBACK".to_string()])).collect();
                 Ok::<_, CnError>((dn, views, r))

@@ -108,6 +108,15 @@ pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
     })
 }
 
+/// Runs a blocking test body (an external client such as the `mariadb`
+/// CLI talking to the shared CN) while no exclusive test runs: one may
+/// stop a DN.
+pub fn shared<T>(f: impl FnOnce() -> T) -> T {
+    env();
+    let _g = runtime().block_on(gate().read());
+    f()
+}
+
 /// Like [`block_on`], with no other test running meanwhile.
 pub fn block_on_exclusive<F: std::future::Future>(f: F) -> F::Output {
     env();
