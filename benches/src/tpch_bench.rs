@@ -3,7 +3,8 @@
 //! playground of `--dns` DNs it starts itself, in the same run:
 //!
 //! - `mariadb`: one `mariadbd` with the same indexes and a buffer pool as
-//!   large as the DNs' together (`--buffer-pool-mb`), after `ANALYZE TABLE`;
+//!   large as the DNs' together (`--buffer-pool-mb`), after `ANALYZE TABLE`
+//!   (run through the CN too, for its statistics);
 //! - `cn_16mb`: through the CN with `query_memory_limit = --limit` (16 MiB);
 //! - `cn_16mb_smj`: the same limit with `cn_hash_join = OFF`, so the CN's
 //!   equality joins are DataFusion's sort-merge joins instead of the
@@ -324,9 +325,12 @@ fn main() {
         );
         assert_eq!(cn_rows, ref_rows, "both servers loaded the same rows");
         let mut r = Conn::new(Opts::from_url(&format!("{ref_url}/tpch")).unwrap()).await.unwrap();
-        r.query_drop("ANALYZE TABLE lineitem, orders, customer, part, partsupp, supplier, nation, region")
-            .await
-            .unwrap();
+        let analyze = cn::tpch::ANALYZE;
+        r.query_drop(analyze).await.unwrap();
+        // The CN's statistics (row counts its join selection uses).
+        let mut c = Conn::new(Opts::from_url(&format!("{cn_url}/tpch")).unwrap()).await.unwrap();
+        c.query_drop(analyze).await.unwrap();
+        drop(c);
         println!("loaded {cn_rows} rows into each in {:.0} s", start.elapsed().as_secs_f64());
 
         drop(r);

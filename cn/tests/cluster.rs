@@ -374,6 +374,59 @@ fn reads_of_a_dn_that_died_before_a_second_phase_fail_naming_it_then_recover() {
     });
 }
 
+/// EXPLAIN's plan text.
+async fn explain_text(c: &mut mysql_async::Conn, sql: &str) -> String {
+    let rows: Vec<(String, String)> = c.query(format!("EXPLAIN {sql}")).await.unwrap();
+    rows.into_iter().map(|r| r.1).collect::<Vec<_>>().join("\n")
+}
+
+/// `ANALYZE TABLE` answers as MySQL does and records row counts; with
+/// them the CN's hash join builds on the smaller input (before, it built
+/// on whichever the query named first).
+#[test]
+fn analyze_table_gives_row_counts_and_joins_build_on_the_smaller_input() {
+    block_on(async {
+        let mut c = fresh_db("t_stats").await;
+        for t in ["big", "small"] {
+            c.query_drop(format!("CREATE TABLE {t} (id INT PRIMARY KEY, k INT) PARTITION BY KEY(id) PARTITIONS 4"))
+                .await
+                .unwrap();
+        }
+        let rows = |n: i32| (1..=n).map(|i| format!("({i},{})", i % 50)).collect::<Vec<_>>().join(",");
+        c.query_drop(format!("INSERT INTO big VALUES {}", rows(3000))).await.unwrap();
+        c.query_drop(format!("INSERT INTO small VALUES {}", rows(20))).await.unwrap();
+        let join = "SELECT COUNT(*) FROM big JOIN small ON big.k = small.k";
+        // The build side: the table the join's first shard scan reads.
+        let build = |plan: &str| -> &'static str {
+            let after = &plan[plan.find("HybridHashJoinExec").expect("a hybrid hash join")..];
+            match (after.find("`big"), after.find("`small")) {
+                (Some(b), Some(s)) if b < s => "big",
+                (Some(_), Some(_)) => "small",
+                _ => panic!("both tables under the join: {plan}"),
+            }
+        };
+        assert_eq!(build(&explain_text(&mut c, join).await), "big", "without statistics the first table builds");
+        let answer: Vec<(String, String, String, String)> = c.query("ANALYZE TABLE big, small, nope").await.unwrap();
+        let row = |t: &str, kind: &str, text: &str| {
+            (t.to_string(), "analyze".to_string(), kind.to_string(), text.to_string())
+        };
+        assert_eq!(
+            answer,
+            vec![
+                row("t_stats.big", "status", "OK"),
+                row("t_stats.small", "status", "OK"),
+                row("t_stats.nope", "Error", "Table 't_stats.nope' doesn't exist"),
+                row("t_stats.nope", "status", "Operation failed"),
+            ]
+        );
+        assert_eq!(build(&explain_text(&mut c, join).await), "small", "with statistics the smaller input builds");
+        let n: i64 = c.query_first(join).await.unwrap().unwrap();
+        assert_eq!(n, 20 * 60, "each of small's 20 keys matches 60 rows of big");
+        let e = c.query_drop("ANALYZE TABLE").await.unwrap_err();
+        assert!(e.to_string().contains("1064") || e.to_string().contains("expected ANALYZE"), "{e}");
+    });
+}
+
 #[test]
 fn mariadb_cli_works_unmodified() {
     block_on(async {

@@ -24,6 +24,7 @@ const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS cn_meta.gsi_backfill (db VARCHAR(64) NOT NULL, tbl VARCHAR(64) NOT NULL, idx VARCHAR(64) NOT NULL, rows_done BIGINT UNSIGNED NOT NULL, rows_total BIGINT UNSIGNED NOT NULL, PRIMARY KEY (db, tbl, idx))",
     "CREATE TABLE IF NOT EXISTS cn_meta.cns (id BIGINT UNSIGNED PRIMARY KEY, last_seen TIMESTAMP(3) NOT NULL)",
     "CREATE TABLE IF NOT EXISTS cn_meta.views (db VARCHAR(64) NOT NULL, name VARCHAR(64) NOT NULL, def LONGTEXT NOT NULL, PRIMARY KEY (db, name))",
+    "CREATE TABLE IF NOT EXISTS cn_meta.table_stats (db VARCHAR(64) NOT NULL, tbl VARCHAR(64) NOT NULL, row_count BIGINT UNSIGNED NOT NULL, avg_row_bytes BIGINT UNSIGNED NOT NULL, analyzed TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP, PRIMARY KEY (db, tbl))",
     "CREATE TABLE IF NOT EXISTS cn_meta.sequences (db VARCHAR(64) NOT NULL, tbl VARCHAR(64) NOT NULL, next_value BIGINT UNSIGNED NOT NULL, PRIMARY KEY (db, tbl))",
 ];
 
@@ -113,6 +114,13 @@ impl MetaDb {
                 d.views.insert(v.name.clone(), Arc::new(v));
             }
         }
+        let stats: Vec<(String, String, u64, u64)> =
+            c.query("SELECT db, tbl, row_count, avg_row_bytes FROM cn_meta.table_stats").await?;
+        for (db, tbl, rows, avg_row_bytes) in stats {
+            if let Some(d) = databases.get_mut(&db) {
+                d.statistics.insert(tbl, super::statistics::TableStats { rows, avg_row_bytes });
+            }
+        }
         Ok(CatalogSnapshot { version: version.unwrap_or(0), databases })
     }
 
@@ -132,6 +140,7 @@ impl MetaDb {
         c.exec_drop("DELETE FROM cn_meta.tables WHERE db = ?", (name,)).await?;
         c.exec_drop("DELETE FROM cn_meta.sequences WHERE db = ?", (name,)).await?;
         c.exec_drop("DELETE FROM cn_meta.views WHERE db = ?", (name,)).await?;
+        c.exec_drop("DELETE FROM cn_meta.table_stats WHERE db = ?", (name,)).await?;
         c.exec_drop("DELETE FROM cn_meta.dbs WHERE name = ?", (name,)).await?;
         Self::bump(&mut c).await
     }
@@ -148,8 +157,21 @@ impl MetaDb {
         Self::bump(&mut c).await
     }
 
+    /// Records a table's statistics (`ANALYZE TABLE`) and bumps the
+    /// catalog version, so every CN loads them with its next catalog poll.
+    pub async fn put_statistics(&self, db: &str, tbl: &str, st: &super::statistics::TableStats) -> Result<()> {
+        let mut c = self.conn().await?;
+        c.exec_drop(
+            "REPLACE INTO cn_meta.table_stats (db, tbl, row_count, avg_row_bytes) VALUES (?, ?, ?, ?)",
+            (db, tbl, st.rows, st.avg_row_bytes),
+        )
+        .await?;
+        Self::bump(&mut c).await
+    }
+
     pub async fn drop_table(&self, db: &str, name: &str) -> Result<()> {
         let mut c = self.conn().await?;
+        c.exec_drop("DELETE FROM cn_meta.table_stats WHERE db = ? AND tbl = ?", (db, name)).await?;
         c.exec_drop("DELETE FROM cn_meta.tables WHERE db = ? AND name = ?", (db, name)).await?;
         c.exec_drop("DELETE FROM cn_meta.sequences WHERE db = ? AND tbl = ?", (db, name)).await?;
         Self::bump(&mut c).await
@@ -210,6 +232,8 @@ impl MetaDb {
         )
         .await?;
         c.exec_drop("UPDATE cn_meta.sequences SET tbl = ? WHERE db = ? AND tbl = ?", (&t.name, &t.db, old_name))
+            .await?;
+        c.exec_drop("UPDATE cn_meta.table_stats SET tbl = ? WHERE db = ? AND tbl = ?", (&t.name, &t.db, old_name))
             .await?;
         c.query_drop("UPDATE cn_meta.catalog_version SET version = version + 1 WHERE id = 1").await?;
         c.query_drop("COMMIT").await?;

@@ -4,6 +4,7 @@
 //! metadb's catalog version moves.
 
 pub mod metadb;
+pub mod statistics;
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -241,6 +242,8 @@ pub struct DatabaseDef {
     pub index_tables: BTreeMap<String, Arc<TableDef>>,
     /// Views, by lower-case name.
     pub views: BTreeMap<String, Arc<ViewDef>>,
+    /// What `ANALYZE TABLE` recorded, by table name.
+    pub statistics: BTreeMap<String, statistics::TableStats>,
 }
 
 /// A view: a stored SELECT the CN expands in place of the view's name
@@ -274,6 +277,10 @@ impl CatalogSnapshot {
         let d = self.database(db)?;
         let name = table.to_ascii_lowercase();
         d.tables.get(&name).or_else(|| d.index_tables.get(&name))
+    }
+    /// The statistics `ANALYZE TABLE` recorded for a table, if any.
+    pub fn statistics(&self, db: &str, table: &str) -> Option<statistics::TableStats> {
+        self.database(db)?.statistics.get(&table.to_ascii_lowercase()).copied()
     }
     /// A user table (not an index table).
     pub fn base_table(&self, db: &str, table: &str) -> Option<&Arc<TableDef>> {

@@ -116,6 +116,12 @@ pub fn context(
     // Without hash joins DataFusion plans equality joins as SortMergeJoinExec
     // (it needs more than one target partition, which the CN has).
     config.options_mut().optimizer.prefer_hash_join = hash_join;
+    // With row estimates (ANALYZE TABLE) DataFusion would collect a small
+    // build side into one partition (CollectLeft), which the hybrid hash
+    // join runs over the union of the probe side in one partition: keep
+    // every join partitioned, and let the estimates only pick the build side.
+    config.options_mut().optimizer.hash_join_single_partition_threshold = 0;
+    config.options_mut().optimizer.hash_join_single_partition_threshold_rows = 0;
     let mut state = datafusion::execution::SessionStateBuilder::new()
         .with_config(config)
         .with_runtime_env(cn_memory.runtime(pool)?)

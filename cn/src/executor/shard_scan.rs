@@ -24,6 +24,8 @@ use crate::protocol::resultset::TextRow;
 use crate::txn::{value_bytes, ConnSource};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::stats::Precision;
+use datafusion::common::Statistics;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
@@ -61,6 +63,9 @@ pub struct ShardScanExec {
     source: ConnSource,
     props: Arc<PlanProperties>,
     metrics: ExecutionPlanMetricsSet,
+    /// Estimated rows of all shards together, from `ANALYZE TABLE`
+    /// statistics ([`crate::catalog::statistics`]); `None` when unknown.
+    estimated_rows: Option<usize>,
 }
 
 impl fmt::Debug for ShardScanExec {
@@ -77,7 +82,22 @@ impl ShardScanExec {
             EmissionType::Incremental,
             Boundedness::Bounded,
         );
-        ShardScanExec { queries, schema, source, props: Arc::new(props), metrics: ExecutionPlanMetricsSet::new() }
+        ShardScanExec {
+            queries,
+            schema,
+            source,
+            props: Arc::new(props),
+            metrics: ExecutionPlanMetricsSet::new(),
+            estimated_rows: None,
+        }
+    }
+
+    /// The same scan with an estimate of its rows (all shards together),
+    /// which [`ExecutionPlan::partition_statistics`] reports as inexact:
+    /// DataFusion's join selection then builds on the smaller input.
+    pub fn with_estimated_rows(mut self, rows: Option<f64>) -> Self {
+        self.estimated_rows = rows.map(|r| r.round().max(0.0) as usize);
+        self
     }
 
     /// The same scan with `suffix` (a locking clause) after every query.
@@ -92,6 +112,7 @@ impl ShardScanExec {
             source: self.source.clone(),
             props: self.props.clone(),
             metrics: ExecutionPlanMetricsSet::new(),
+            estimated_rows: self.estimated_rows,
         }
     }
 }
@@ -130,6 +151,19 @@ impl ExecutionPlan for ShardScanExec {
     }
     fn with_new_children(self: Arc<Self>, _children: Vec<Arc<dyn ExecutionPlan>>) -> Result<Arc<dyn ExecutionPlan>> {
         Ok(self)
+    }
+    /// Inexact row counts from the estimate (a partition's share of it),
+    /// nothing else: never exact, so no rule answers `COUNT(*)` from it.
+    fn partition_statistics(&self, partition: Option<usize>) -> Result<Arc<Statistics>> {
+        let mut st = Statistics::new_unknown(&self.schema);
+        if let Some(rows) = self.estimated_rows {
+            let n = match partition {
+                Some(_) => rows / self.queries.len().max(1),
+                None => rows,
+            };
+            st.num_rows = Precision::Inexact(n);
+        }
+        Ok(Arc::new(st))
     }
     fn metrics(&self) -> Option<MetricsSet> {
         Some(self.metrics.clone_inner())

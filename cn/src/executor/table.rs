@@ -221,6 +221,15 @@ impl TableProvider for ShardedTable {
                 None => (0..self.def.partitions.len()).collect(),
             }
         };
+        let estimate = self.source.cluster().catalog.snapshot().statistics(&self.def.db, &self.def.name).map(|st| {
+            let share = if self.def.is_broadcast() {
+                1.0
+            } else {
+                parts.len() as f64 / self.def.partitions.len().max(1) as f64
+            };
+            let rows = crate::catalog::statistics::filtered(st.rows as f64 * share, filters.len());
+            limit.map_or(rows, |n| rows.min((n * parts.len()) as f64))
+        });
         let queries = parts
             .into_iter()
             .map(|i| {
@@ -235,6 +244,6 @@ impl TableProvider for ShardedTable {
                 }
             })
             .collect();
-        Ok(Arc::new(ShardScanExec::new(queries, schema, self.source.clone())))
+        Ok(Arc::new(ShardScanExec::new(queries, schema, self.source.clone()).with_estimated_rows(estimate)))
     }
 }

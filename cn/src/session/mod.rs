@@ -319,6 +319,11 @@ impl Session {
             ["EXPLAIN", "SELECT", ..] | ["EXPLAIN", "ANALYZE", ..] | ["EXPLAIN", "WITH", ..] => {}
             ["EXPLAIN", ..] => {}
             ["DO", ..] => return sink.ok(0, 0, "").await,
+            ["ANALYZE", ..] => {
+                // An implicit commit, as in MySQL.
+                self.commit().await?;
+                return crate::catalog::statistics::analyze_statement(self, sql, sink).await;
+            }
             ["LOAD", "DATA", ..] => {
                 self.implicit_begin().await?;
                 return crate::dml::load_data::execute(self, sql, sink).await;
@@ -384,7 +389,6 @@ impl Session {
                 crate::ddl::execute(self, stmt, sink).await
             }
             Statement::Use(_) => unreachable_use(),
-            Statement::Analyze(_) => sink.ok(0, 0, "").await,
             other => Err(CnError::unsupported(first_words(&other.to_string(), 3))),
         }
     }
