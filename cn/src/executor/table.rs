@@ -228,7 +228,7 @@ impl TableProvider for ShardedTable {
                 parts.len() as f64 / self.def.partitions.len().max(1) as f64
             };
             let rows = crate::catalog::statistics::filtered(st.rows as f64 * share, filters.len());
-            limit.map_or(rows, |n| rows.min((n * parts.len()) as f64))
+            limit.map_or(rows, |n| rows.min(n.saturating_mul(parts.len()) as f64))
         });
         let queries = parts
             .into_iter()
