@@ -209,13 +209,18 @@ impl CnMemory {
 }
 
 /// DataFusion's `RepartitionExec` reservations (`RepartitionExec[i]`) are
-/// granted and counted, never refused. Refused, DataFusion 55.2 spills the
-/// batch to a spill pool whose reader can park on a drained file while the
-/// batch it waits for sits in a second one, and the query hangs with every
-/// thread idle (apache/datafusion#24883, fixed after 55.2 by #24891); our
-/// `cn/tests/spill.rs` hit it about once in five runs. What a repartition
-/// buffers is bounded by its distribution gate (about a batch per output
-/// channel while all hold data), so the overshoot is small.
+/// kept out of the fair pool's even shares (DataFusion registers two per
+/// repartition; as spilling consumers they diluted the joins' shares) and
+/// granted while the query is within its limit; past it they are refused
+/// and the repartition spills the batch. That is safe only because
+/// [`super::repartition::SingleInputRepartition`] gives every repartition
+/// one input task: refused with several, DataFusion 55.2's spill pool could
+/// park its reader on a drained file while the batch it waits for sits in a
+/// second one, and the query hung with every thread idle
+/// (apache/datafusion#24883, fixed after 55.2 by #24891; our
+/// `cn/tests/spill.rs` hit it about once in five runs when they were
+/// refused without the rule). Granted without bound, a repartition held
+/// 26 MB of lineitem in TPC-H Q9 under 16 MiB.
 const REPARTITION_CONSUMER: &str = "RepartitionExec[";
 
 /// A query pool keeps `limit / HEADROOM_DIVISOR` bytes aside for the
@@ -408,12 +413,16 @@ impl MemoryPool for QueryMemoryPool {
     }
 
     fn try_grow(&self, r: &MemoryReservation, additional: usize) -> datafusion::error::Result<()> {
+        let limit_reached =
+            || format!("the query's memory limit of {} bytes (query_memory_limit) is reached", self.limit);
         if is_repartition(r.consumer()) {
+            if self.reserved().saturating_add(additional) > self.limit {
+                // The repartition spills the batch; nobody reads the message.
+                return Err(DataFusionError::ResourcesExhausted(limit_reached()));
+            }
             self.grow(r, additional);
             return Ok(());
         }
-        let limit_reached =
-            || format!("the query's memory limit of {} bytes (query_memory_limit) is reached", self.limit);
         let scan = is_shard_scan(r.consumer());
         if scan {
             let budget = self.limit / SCAN_BUFFER_DIVISOR;
@@ -523,17 +532,19 @@ mod tests {
         // one of them.
         let rs: Vec<_> =
             (0..4).map(|i| MemoryConsumer::new(format!("Agg[{i}]")).with_can_spill(true).register(&pool)).collect();
-        // A repartition's buffers are let past the limit and do not count
-        // against the others.
+        // A repartition's buffers are granted within the limit (past it the
+        // repartition spills) and do not count against the others' shares.
         let rep = MemoryConsumer::new("RepartitionExec[0]").with_can_spill(true).register(&pool);
-        rep.try_grow(5000).unwrap();
+        rep.try_grow(5000).expect_err("past the limit, a repartition spills");
+        rep.try_grow(100).unwrap();
         rs[0].try_grow(400).expect("holding nothing, it may take 400 of the 875 free");
         rs[0].try_grow(400).expect_err("holding 400, it can spill to make room for 400 more");
         rs[0].try_grow(1).expect_err("holding 400, it is past its share of 218 and must spill");
         rs[1].try_grow(175).unwrap();
         rs[2].try_grow(400).expect_err("the pool has only 300 left besides the headroom");
         rs[2].try_grow(300).unwrap();
-        assert_eq!(pool.reserved(), 5875);
+        assert_eq!(pool.reserved(), 975);
+        rep.try_grow(100).expect_err("the query is at its limit");
         rs[3].try_grow(300).expect_err("the pool is full and 300 is past its share");
         rs[3].try_grow(175).expect("its even share is granted even now");
         drop(rep);

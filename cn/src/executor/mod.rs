@@ -9,6 +9,7 @@ pub mod hybrid_hash_join;
 pub mod info_schema;
 pub mod memory;
 pub mod operator_memory;
+pub mod repartition;
 pub mod shard_scan;
 pub mod spill;
 pub mod table;
@@ -130,6 +131,8 @@ pub fn context(
     if hash_join {
         state = state.with_physical_optimizer_rule(Arc::new(hybrid_hash_join::HybridHashJoinRule));
     }
+    // Last: after every rule that adds repartitions (the hybrid hash join's too).
+    state = state.with_physical_optimizer_rule(Arc::new(repartition::SingleInputRepartition));
     let state = state.build();
     let ctx = SessionContext::new_with_state(state);
     // DataFusion 55.2's rule drops a GROUP BY expression computed from
