@@ -374,12 +374,6 @@ fn reads_of_a_dn_that_died_before_a_second_phase_fail_naming_it_then_recover() {
     });
 }
 
-/// EXPLAIN's plan text.
-async fn explain_text(c: &mut mysql_async::Conn, sql: &str) -> String {
-    let rows: Vec<(String, String)> = c.query(format!("EXPLAIN {sql}")).await.unwrap();
-    rows.into_iter().map(|r| r.1).collect::<Vec<_>>().join("\n")
-}
-
 /// `ANALYZE TABLE` answers as MySQL does and records row counts; with
 /// them the CN's hash join builds on the smaller input (before, it built
 /// on whichever the query named first).
@@ -405,7 +399,7 @@ fn analyze_table_gives_row_counts_and_joins_build_on_the_smaller_input() {
                 _ => panic!("both tables under the join: {plan}"),
             }
         };
-        assert_eq!(build(&explain_text(&mut c, join).await), "big", "without statistics the first table builds");
+        assert_eq!(build(&explain(&mut c, join).await), "big", "without statistics the first table builds");
         let answer: Vec<(String, String, String, String)> = c.query("ANALYZE TABLE big, small, nope").await.unwrap();
         let row = |t: &str, kind: &str, text: &str| {
             (t.to_string(), "analyze".to_string(), kind.to_string(), text.to_string())
@@ -419,7 +413,7 @@ fn analyze_table_gives_row_counts_and_joins_build_on_the_smaller_input() {
                 row("t_stats.nope", "status", "Operation failed"),
             ]
         );
-        assert_eq!(build(&explain_text(&mut c, join).await), "small", "with statistics the smaller input builds");
+        assert_eq!(build(&explain(&mut c, join).await), "small", "with statistics the smaller input builds");
         let n: i64 = c.query_first(join).await.unwrap().unwrap();
         assert_eq!(n, 20 * 60, "each of small's 20 keys matches 60 rows of big");
         let e = c.query_drop("ANALYZE TABLE").await.unwrap_err();

@@ -39,12 +39,6 @@ fn selected() -> Vec<usize> {
     }
 }
 
-/// EXPLAIN's text (logical and physical plan, with the shard SQL).
-async fn explain(c: &mut Conn, sql: &str) -> String {
-    let rows: Vec<(String, String)> = c.query(format!("EXPLAIN {sql}")).await.unwrap();
-    rows.into_iter().map(|(_, p)| p).collect::<Vec<_>>().join("\n")
-}
-
 /// The CN's `Cn_last_query_peak_memory` and `Cn_last_query_spilled_bytes`.
 async fn last_query_memory(c: &mut Conn) -> (u64, u64) {
     let rows: Vec<(String, String)> = c.query("SHOW STATUS LIKE 'Cn_last_query%'").await.unwrap();
@@ -125,9 +119,9 @@ fn tpch_queries_give_mariadbs_answers() {
         }
         // The plans push the work down: Q1's aggregate runs partially on the
         // shards, Q3's orders-lineitem join runs on them whole.
-        let q1 = explain(&mut cn, &cn::tpch::query(1, sf)).await;
+        let q1 = common::explain(&mut cn, &cn::tpch::query(1, sf)).await;
         assert!(q1.contains(" GROUP BY `t"), "Q1 must push a partial aggregate:\n{q1}");
-        let q3 = explain(&mut cn, &cn::tpch::query(3, sf)).await;
+        let q3 = common::explain(&mut cn, &cn::tpch::query(3, sf)).await;
         assert!(q3.contains(" JOIN (`tpch_diff`.`lineitem_"), "Q3 must push the co-located join:\n{q3}");
         cn.query_drop("DROP DATABASE tpch_diff").await.unwrap();
         drop(reference);

@@ -13,6 +13,7 @@
 //! smaller input.
 
 use super::TableDef;
+use crate::cluster::Cluster;
 use crate::dn::{quote_ident, quote_str};
 use crate::error::{CnError, Result};
 use crate::planner::resolve_name;
@@ -52,11 +53,11 @@ pub fn filtered(rows: f64, filters: usize) -> f64 {
 /// physical table (one copy of a broadcast table), then InnoDB's row count
 /// and average row length from `information_schema.TABLES`. Errors: the
 /// DN's, naming it.
-pub async fn collect(s: &Session, def: &TableDef) -> Result<TableStats> {
+pub async fn collect(cluster: &Cluster, def: &TableDef) -> Result<TableStats> {
     let copies: Vec<_> =
         if def.is_broadcast() { def.partitions.iter().take(1).collect() } else { def.partitions.iter().collect() };
     let work = copies.into_iter().map(|p| async move {
-        let dn = s.cluster.dn(p.dn)?;
+        let dn = cluster.dn(p.dn)?;
         let mut c = dn.conn().await?;
         c.query_drop(format!("ANALYZE TABLE {}.{}", quote_ident(&def.db), quote_ident(&p.phys_table)))
             .await
@@ -104,11 +105,13 @@ pub async fn analyze_statement(s: &mut Session, sql: &str, sink: &mut dyn Result
             rows.push(row("status", "Operation failed"));
             continue;
         };
-        let stats = collect(s, &def).await?;
+        let stats = collect(&s.cluster, &def).await?;
         s.cluster.metadb.put_statistics(&db, &t, &stats).await?;
-        s.cluster.refresh_catalog().await?;
         rows.push(row("status", "OK"));
     }
+    // This CN plans with them from the next statement on; the others after
+    // their next catalog poll.
+    s.cluster.refresh_catalog().await?;
     let cols = ["Table", "Op", "Msg_type", "Msg_text"].map(ColumnDef::text);
     send_rows(sink, &cols, rows).await
 }

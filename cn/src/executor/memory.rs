@@ -291,8 +291,9 @@ impl QueryMemoryPool {
         self.peak.load(Ordering::Relaxed)
     }
 
-    /// What the operators other than repartitions hold, the headroom
-    /// included: the bytes the limit bounds (repartitions are let past it).
+    /// What the fair pool holds: every operator but the repartitions
+    /// (counted apart, each refused on its own once the query is at its
+    /// limit), the headroom included.
     fn held(&self) -> usize {
         self.inner.reserved()
     }

@@ -135,6 +135,13 @@ pub async fn connect(db: Option<&str>) -> Conn {
     Conn::new(Opts::from_url(&url(env().cn_addr, db)).unwrap()).await.expect("connects to the CN")
 }
 
+/// EXPLAIN's text (logical and physical plan, with the shard SQL), the
+/// plan column of every row.
+pub async fn explain(c: &mut Conn, sql: &str) -> String {
+    let rows: Vec<(String, String)> = c.query(format!("EXPLAIN {sql}")).await.unwrap();
+    rows.into_iter().map(|(_, p)| p).collect::<Vec<_>>().join("\n")
+}
+
 /// A fresh database on the CN, dropped first if it exists.
 pub async fn fresh_db(name: &str) -> Conn {
     let mut c = connect(None).await;
