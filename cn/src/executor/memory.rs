@@ -291,11 +291,11 @@ impl QueryMemoryPool {
         self.peak.load(Ordering::Relaxed)
     }
 
-    /// What the fair pool holds: every operator but the repartitions
-    /// (counted apart, each refused on its own once the query is at its
-    /// limit), the headroom included.
+    /// What the query holds against its limit: the fair pool's
+    /// reservations (the headroom included) and the repartitions' buffers,
+    /// which the fair pool does not see.
     fn held(&self) -> usize {
-        self.inner.reserved()
+        self.inner.reserved() + self.repartition.load(Ordering::Relaxed)
     }
 
     fn note_peak(&self) {
@@ -309,8 +309,8 @@ impl QueryMemoryPool {
 
     /// Grants an unspillable operator's request the fair pool refused: from
     /// the headroom first (a transfer, granted even when lending took the
-    /// pool past its limit), then from bytes no operator holds (repartition
-    /// buffers aside). False when both together are too few.
+    /// pool past its limit), then from bytes no operator holds. False when
+    /// both together are too few.
     fn grant_unspillable(&self, r: &MemoryReservation, additional: usize) -> bool {
         let headroom = self.headroom.lock().unwrap_or_else(|e| e.into_inner());
         let from_headroom = additional.min(headroom.size());
@@ -417,7 +417,8 @@ impl MemoryPool for QueryMemoryPool {
         let limit_reached =
             || format!("the query's memory limit of {} bytes (query_memory_limit) is reached", self.limit);
         if is_repartition(r.consumer()) {
-            if self.reserved().saturating_add(additional) > self.limit {
+            // Not into the headroom: a repartition can spill.
+            if self.held().saturating_add(additional) > self.limit {
                 // The repartition spills the batch; nobody reads the message.
                 return Err(DataFusionError::ResourcesExhausted(limit_reached()));
             }
@@ -433,7 +434,11 @@ impl MemoryPool for QueryMemoryPool {
             }
         }
         // Within its even share a spilling operator always gets what it
-        // asks (FairSpillPool's guarantee, as before any exception below).
+        // asks (FairSpillPool's guarantee, as before any exception below),
+        // even when others took the query past its limit: refused, an
+        // aggregate merging its spill files fails the query (it cannot
+        // spill again), as `cn/tests/spill.rs` showed when such requests
+        // were refused.
         let within_share = self.inner.try_grow(r, additional).is_ok();
         if !within_share && scan {
             self.scans.fetch_sub(additional, Ordering::Relaxed);
@@ -473,6 +478,17 @@ impl MemoryPool for QueryMemoryPool {
             }
             let why = format!("the CN's memory total of {} bytes (memory-total) is held by running queries", cn.total);
             return Err(self.refused(r, additional, why));
+        }
+        if self.held() > self.limit {
+            tracing::debug!(
+                consumer = r.consumer().name(),
+                holds = r.size(),
+                additional,
+                held = self.held(),
+                limit = self.limit,
+                top = %self.inner.report_top(4).replace('\n', "; "),
+                "granted past the query's memory limit"
+            );
         }
         self.note_peak();
         Ok(())
@@ -538,18 +554,18 @@ mod tests {
         let rep = MemoryConsumer::new("RepartitionExec[0]").with_can_spill(true).register(&pool);
         rep.try_grow(5000).expect_err("past the limit, a repartition spills");
         rep.try_grow(100).unwrap();
-        rs[0].try_grow(400).expect("holding nothing, it may take 400 of the 875 free");
+        rs[0].try_grow(400).expect("holding nothing, it may take 400 of the 775 free");
         rs[0].try_grow(400).expect_err("holding 400, it can spill to make room for 400 more");
         rs[0].try_grow(1).expect_err("holding 400, it is past its share of 218 and must spill");
         rs[1].try_grow(175).unwrap();
-        rs[2].try_grow(400).expect_err("the pool has only 300 left besides the headroom");
-        rs[2].try_grow(300).unwrap();
-        assert_eq!(pool.reserved(), 975);
-        rep.try_grow(100).expect_err("the query is at its limit");
+        rs[2].try_grow(300).expect_err("the repartition's 100 bytes leave 200 besides the headroom");
+        rs[2].try_grow(200).unwrap();
+        assert_eq!(pool.reserved(), 875);
+        rep.try_grow(100).expect_err("the query is at its limit: the headroom is not a repartition's");
         rs[3].try_grow(300).expect_err("the pool is full and 300 is past its share");
         rs[3].try_grow(175).expect("its even share is granted even now");
         drop(rep);
-        assert_eq!(cn.used(), 1050);
+        assert_eq!(cn.used(), 950);
     }
 
     #[test]
