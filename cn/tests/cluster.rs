@@ -421,6 +421,77 @@ fn analyze_table_gives_row_counts_and_joins_build_on_the_smaller_input() {
     });
 }
 
+/// Lookup joins: a join of a small side with a large table reads the large
+/// one by `IN (keys)` in its shards' SQL, and every join type that allows
+/// it answers as the full read does (`cn_lookup_join = OFF`).
+#[test]
+fn lookup_joins_read_the_large_side_by_its_keys_and_answer_as_a_full_read() {
+    block_on(async {
+        let mut c = fresh_db("t_lookup").await;
+        c.query_drop(
+            "CREATE TABLE fact (id INT PRIMARY KEY, part INT, qty INT, LOCAL KEY part (part)) \
+             PARTITION BY KEY(id) PARTITIONS 4",
+        )
+        .await
+        .unwrap();
+        c.query_drop("CREATE TABLE dim (id INT PRIMARY KEY, name VARCHAR(20)) PARTITION BY KEY(id) PARTITIONS 4")
+            .await
+            .unwrap();
+        let facts = (1..=6000).map(|i| format!("({i},{},{})", i % 1000, i % 10)).collect::<Vec<_>>().join(",");
+        c.query_drop(format!("INSERT INTO fact VALUES {facts}")).await.unwrap();
+        let dims = (0..1000).map(|i| format!("({i},'n{i}')")).collect::<Vec<_>>().join(",");
+        c.query_drop(format!("INSERT INTO dim VALUES {dims}")).await.unwrap();
+        c.query_drop("ANALYZE TABLE fact, dim").await.unwrap();
+        // fact's 6,000 rows pass this; a filtered dim is the small side, and
+        // up to 20 of its keys (6 facts each) select at most 2 % of fact.
+        c.query_drop("SET cn_lookup_min_rows = 1000").await.unwrap();
+        let point = "SELECT SUM(f.qty), COUNT(*) FROM fact f JOIN dim d ON f.part = d.id WHERE d.name IN ('n7', 'n8')";
+        let plan = explain(&mut c, point).await;
+        let fact_sql: Vec<&str> = plan.lines().filter(|l| l.contains("FROM `t_lookup`.`fact")).collect();
+        assert_eq!(fact_sql.len(), 4, "one query per shard of fact: {plan}");
+        // (DataFusion writes a short IN list as ORs.)
+        let by_keys = |l: &str| l.contains("`part` = 7") && l.contains("`part` = 8");
+        assert!(fact_sql.iter().all(|l| by_keys(l)), "fact is read by dim's keys: {plan}");
+        let queries = [
+            point.to_string(),
+            // Q17's shape: a correlated aggregate over the large table.
+            "SELECT COUNT(*), SUM(f.qty) FROM fact f JOIN dim d ON f.part = d.id \
+             WHERE d.name IN ('n1', 'n2', 'n999') AND f.qty < (SELECT AVG(f2.qty) FROM fact f2 WHERE f2.part = d.id)"
+                .to_string(),
+            // The inner side of an outer join, of a semi and of an anti join.
+            "SELECT d.id, COUNT(f.id), SUM(f.qty) FROM dim d LEFT JOIN fact f ON f.part = d.id \
+             WHERE d.name LIKE 'n1_' GROUP BY d.id ORDER BY d.id"
+                .to_string(),
+            "SELECT COUNT(*) FROM dim d WHERE d.name LIKE 'n2_' AND d.id IN (SELECT part FROM fact WHERE qty > 7)"
+                .to_string(),
+            "SELECT COUNT(*) FROM dim d WHERE d.name LIKE 'n2_' \
+             AND NOT EXISTS (SELECT 1 FROM fact f WHERE f.part = d.id AND f.qty > 8)"
+                .to_string(),
+            // No key at all: nothing to look up.
+            "SELECT COUNT(*), SUM(f.qty) FROM fact f JOIN dim d ON f.part = d.id WHERE d.name = 'none'".to_string(),
+        ];
+        // The inner sides of the left join and of the anti join are read by
+        // the keys of `n10`..`n19` and `n20`..`n29`.
+        for (q, keys) in [(&queries[2], "IN (10, 11, 12, 13, 14, 15, 16, 17, 18, 19)"), (&queries[4], "IN (20, 21,")] {
+            let plan = explain(&mut c, q).await;
+            assert!(plan.lines().any(|l| l.contains("`t_lookup`.`fact") && l.contains(keys)), "{q}: {plan}");
+        }
+        let mut answers = Vec::new();
+        for q in &queries {
+            let rows: Vec<mysql_async::Row> = c.query(q.as_str()).await.unwrap();
+            answers.push(format!("{rows:?}"));
+        }
+        c.query_drop("SET cn_lookup_join = OFF").await.unwrap();
+        assert!(!explain(&mut c, point).await.contains("`part` = 7"), "OFF reads fact whole");
+        for (q, with_lookup) in queries.iter().zip(&answers) {
+            let rows: Vec<mysql_async::Row> = c.query(q.as_str()).await.unwrap();
+            assert_eq!(&format!("{rows:?}"), with_lookup, "{q}");
+        }
+        let n: (i64, i64) = c.query_first(point).await.unwrap().unwrap();
+        assert_eq!(n, (90, 12), "parts 7 and 8 have 6 facts each, of qty 7 and 8");
+    });
+}
+
 #[test]
 fn mariadb_cli_works_unmodified() {
     block_on(async {

@@ -23,6 +23,7 @@ use async_trait::async_trait;
 use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::execution::context::{SessionConfig, SessionContext};
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::sql::sqlparser::ast::Statement;
 use futures::StreamExt;
@@ -156,7 +157,6 @@ pub fn context(
 pub fn batch_rows(limit: usize) -> usize {
     (limit / 4096).clamp(64, 8192)
 }
-
 /// Counts the shard accesses per DN of a physical plan.
 fn shard_accesses(plan: &Arc<dyn ExecutionPlan>, out: &mut BTreeMap<u32, usize>) {
     if let Some(scan) = plan.downcast_ref::<shard_scan::ShardScanExec>() {
@@ -178,6 +178,10 @@ pub struct QueryOptions {
     /// Equality joins run as [`hybrid_hash_join::HybridHashJoinExec`] (true)
     /// or as DataFusion's `SortMergeJoinExec` (false; `cn_hash_join = OFF`).
     pub hash_join: bool,
+    /// Joins become lookups ([`crate::optimizer::lookup`]) when the large
+    /// side has at least this many rows (estimated); `None`: never
+    /// (`cn_lookup_join = OFF`).
+    pub lookup_min_rows: Option<f64>,
     /// Where the query's memory figures go (the session's SHOW PROCESSLIST
     /// row).
     pub memory_gauge: Option<Arc<memory::MemoryGauge>>,
@@ -199,7 +203,13 @@ async fn killed(flag: Option<&std::sync::atomic::AtomicBool>) {
 
 impl Default for QueryOptions {
     fn default() -> Self {
-        QueryOptions { memory_limit: 0, hash_join: true, memory_gauge: None, kill: None }
+        QueryOptions {
+            memory_limit: 0,
+            hash_join: true,
+            lookup_min_rows: Some(crate::optimizer::lookup::MIN_LOOKUP_ROWS),
+            memory_gauge: None,
+            kill: None,
+        }
     }
 }
 
@@ -222,8 +232,12 @@ pub async fn run(
     crate::optimizer::join_order::colocate(&mut stmt, &snapshot, db);
     let cn_memory = source.cluster().memory.clone();
     let pool = cn_memory.query_pool_with_gauge(cn_memory.limit_for(opts.memory_limit), opts.memory_gauge.clone());
-    let ctx = context(snapshot, source.clone(), db, pool.clone(), opts.hash_join)?;
-    let r = run_in(ctx, source, stmt, lock, sink, pool.clone(), opts.kill.as_deref()).await;
+    let ctx = context(snapshot.clone(), source.clone(), db, pool.clone(), opts.hash_join)?;
+    let r = async {
+        let plan = plan_statement(&ctx, &snapshot, opts.lookup_min_rows, &source, stmt).await?;
+        run_in(ctx, source, plan, lock, sink, pool.clone(), opts.kill.as_deref()).await
+    }
+    .await;
     if matches!(&r, Err(CnError::Mysql { code: crate::error::code::ER_OUT_OF_RESOURCES, .. })) {
         cn_memory.out_of_memory.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
@@ -248,17 +262,31 @@ fn spill_totals(plan: &Arc<dyn ExecutionPlan>) -> (u64, u64) {
     (bytes, files)
 }
 
+/// The statement's logical plan, with lookup joins when `lookup_min_rows`
+/// is set ([`QueryOptions::lookup_min_rows`]).
+async fn plan_statement(
+    ctx: &SessionContext,
+    snapshot: &CatalogSnapshot,
+    lookup_min_rows: Option<f64>,
+    source: &ConnSource,
+    stmt: Statement,
+) -> Result<LogicalPlan> {
+    let plan = ctx.state().statement_to_plan(datafusion::sql::parser::Statement::Statement(Box::new(stmt))).await?;
+    Ok(match lookup_min_rows {
+        Some(min_rows) => with_lookups(ctx, snapshot, min_rows, source, plan).await?,
+        None => plan,
+    })
+}
+
 async fn run_in(
     ctx: SessionContext,
     source: ConnSource,
-    stmt: Statement,
+    plan: LogicalPlan,
     lock: Option<&LockingRead>,
     sink: &mut dyn ResultSink,
     pool: Arc<memory::QueryMemoryPool>,
     kill: Option<&std::sync::atomic::AtomicBool>,
 ) -> Result<(u64, u64)> {
-    let state = ctx.state();
-    let plan = state.statement_to_plan(datafusion::sql::parser::Statement::Statement(Box::new(stmt))).await?;
     let df = ctx.execute_logical_plan(plan).await?;
     let cols: Vec<_> = df.schema().fields().iter().map(|f| convert::column_def(f)).collect();
     let task = Arc::new(df.task_ctx());
@@ -304,4 +332,75 @@ async fn run_in(
     sink.end_rows().await?;
     drop(stream);
     Ok(spill_totals(&physical))
+}
+
+/// The statement's plan with its lookup joins
+/// ([`crate::optimizer::lookup`]): inside EXPLAIN and EXPLAIN ANALYZE too,
+/// so they show the SQL the shards get. A plan without joins or
+/// subqueries, or whose joins do not qualify, is returned as it was.
+async fn with_lookups(
+    ctx: &SessionContext,
+    snapshot: &CatalogSnapshot,
+    min_rows: f64,
+    source: &ConnSource,
+    plan: LogicalPlan,
+) -> Result<LogicalPlan> {
+    Ok(match plan {
+        LogicalPlan::Explain(mut e) => {
+            e.plan = Arc::new(lookups_in(ctx, snapshot, min_rows, source, e.plan.as_ref().clone()).await?);
+            LogicalPlan::Explain(e)
+        }
+        LogicalPlan::Analyze(mut a) => {
+            a.input = Arc::new(lookups_in(ctx, snapshot, min_rows, source, a.input.as_ref().clone()).await?);
+            LogicalPlan::Analyze(a)
+        }
+        plan => lookups_in(ctx, snapshot, min_rows, source, plan).await?,
+    })
+}
+
+/// The rules the CN adds after DataFusion's: they see the plan once the
+/// lookups are in it.
+const CN_LOGICAL_RULES: [&str; 2] = ["cn_shard_pushdown", "cn_general_ci_collation"];
+
+async fn lookups_in(
+    ctx: &SessionContext,
+    snapshot: &CatalogSnapshot,
+    min_rows: f64,
+    source: &ConnSource,
+    plan: LogicalPlan,
+) -> Result<LogicalPlan> {
+    use datafusion::logical_expr::Expr;
+    let joins = plan.exists(|n| {
+        Ok(matches!(n, LogicalPlan::Join(_))
+            || n.expressions().iter().any(|e| {
+                e.exists(|x| Ok(matches!(x, Expr::ScalarSubquery(_) | Expr::InSubquery(_) | Expr::Exists(_))))
+                    .unwrap_or(false)
+            }))
+    })?;
+    if !joins {
+        return Ok(plan);
+    }
+    let state = ctx.state();
+    let analyzed = state.analyzer().execute_and_check(plan.clone(), state.config_options(), |_, _| {})?;
+    let rules = state.optimizers().iter().filter(|r| !CN_LOGICAL_RULES.contains(&r.name())).cloned().collect();
+    let optimized = datafusion::optimizer::Optimizer::with_rules(rules).optimize(analyzed, &state, |_, _| {})?;
+    let keys = |p: LogicalPlan| lookup_keys(ctx, source, p);
+    let (rewritten, lookups) = crate::optimizer::lookup::rewrite(optimized, snapshot, min_rows, keys).await?;
+    Ok(if lookups > 0 { rewritten } else { plan })
+}
+
+/// Runs a lookup's key query and returns its first column. The
+/// statement's read views are opened first, on every DN (the shards the
+/// statement reads after the lookups are not known yet).
+async fn lookup_keys(
+    ctx: &SessionContext,
+    source: &ConnSource,
+    plan: LogicalPlan,
+) -> Result<Vec<datafusion::common::ScalarValue>> {
+    let df = ctx.execute_logical_plan(plan).await?;
+    let task = Arc::new(df.task_ctx());
+    let physical = df.create_physical_plan().await?;
+    source.open_all().await?;
+    let batches = datafusion::physical_plan::collect(physical, task).await?;
+    Ok(crate::optimizer::lookup::first_column(&batches)?)
 }

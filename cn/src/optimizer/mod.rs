@@ -10,5 +10,6 @@
 pub mod collation;
 pub mod decorrelate;
 pub mod join_order;
+pub mod lookup;
 pub mod pushdown;
 pub mod semantics;

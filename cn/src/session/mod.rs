@@ -164,11 +164,21 @@ impl Session {
     }
 
     /// What the session's variables ask of a query the CN runs:
-    /// `query_memory_limit` (bytes; 0 = the CN default) and `cn_hash_join`.
+    /// `query_memory_limit` (bytes; 0 = the CN default), `cn_hash_join`,
+    /// `cn_lookup_join` and `cn_lookup_min_rows`.
     pub fn query_options(&self) -> crate::executor::QueryOptions {
         crate::executor::QueryOptions {
             memory_limit: self.vars.get("query_memory_limit").and_then(|v| v.parse().ok()).unwrap_or(0),
             hash_join: self.vars.get("cn_hash_join").map(String::as_str) != Some("0"),
+            lookup_min_rows: match self.vars.get("cn_lookup_join").map(String::as_str) {
+                Some("0") => None,
+                _ => Some(
+                    self.vars
+                        .get("cn_lookup_min_rows")
+                        .and_then(|v| v.parse::<u64>().ok())
+                        .map_or(crate::optimizer::lookup::MIN_LOOKUP_ROWS, |n| n as f64),
+                ),
+            },
             memory_gauge: Some(self.memory.clone()),
             kill: Some(self.kill_query.clone()),
         }
@@ -428,7 +438,7 @@ impl Session {
             Some(t) => ConnSource::Txn(t.clone()),
             None => {
                 let snap = StmtSnapshot::new(self.cluster.clone());
-                snap.open_every_dn().await?;
+                snap.open_every_dn(1).await?;
                 ConnSource::Snapshot(snap)
             }
         };

@@ -30,6 +30,12 @@ pub fn defaults() -> BTreeMap<String, String> {
         // DataFusion's sort-merge joins (OFF), both memory-bounded; OFF is
         // there to compare the two under the same limit (benches/).
         ("cn_hash_join", "1"),
+        // CN: a join whose one side is small and whose other side reads at
+        // least `cn_lookup_min_rows` rows (estimated from ANALYZE TABLE)
+        // reads the large side by key lookups in the shards (PolarDB-X's
+        // BKA join); OFF reads it whole.
+        ("cn_lookup_join", "1"),
+        ("cn_lookup_min_rows", "100000"),
         ("auto_increment_increment", "1"),
         ("auto_increment_offset", "1"),
         ("character_set_client", "utf8mb4"),
@@ -80,12 +86,16 @@ pub fn defaults() -> BTreeMap<String, String> {
 }
 
 /// Variables that take ON/OFF (stored as `1`/`0`); other values get 1231.
-pub const BOOLEAN: &[&str] = &["autocommit", "cn_linearizable_commit", "cn_async_commit", "cn_hash_join"];
+pub const BOOLEAN: &[&str] =
+    &["autocommit", "cn_linearizable_commit", "cn_async_commit", "cn_hash_join", "cn_lookup_join"];
 
 /// Integer variables with their range (MySQL clamps a value outside it;
 /// anything not an integer gets 1232). `query_memory_limit` is in bytes.
-pub const INTEGER: &[(&str, u64, u64)] =
-    &[("innodb_lock_wait_timeout", 1, 1_073_741_824), ("query_memory_limit", 0, u64::MAX)];
+pub const INTEGER: &[(&str, u64, u64)] = &[
+    ("innodb_lock_wait_timeout", 1, 1_073_741_824),
+    ("query_memory_limit", 0, u64::MAX),
+    ("cn_lookup_min_rows", 0, u64::MAX),
+];
 
 /// Strips `@@`, `@@session.`, `@@global.`, `@@local.` and lower-cases.
 pub fn normalize_name(name: &str) -> String {

@@ -883,6 +883,17 @@ impl ConnSource {
         }
     }
 
+    /// Makes the read views of a statement that reads before it knows all
+    /// its shards (a lookup join reads its keys before the rest is
+    /// planned): a snapshot opens [`snapshot::MAX_VIEWS_PER_DN`] views on
+    /// every DN; a REPEATABLE READ transaction opens its snapshot.
+    pub async fn open_all(&self) -> Result<()> {
+        match self {
+            ConnSource::Snapshot(s) => s.open_every_dn(snapshot::MAX_VIEWS_PER_DN).await,
+            _ => self.open(&BTreeMap::new()).await,
+        }
+    }
+
     /// Whether several shard accesses may share one connection (so a scan
     /// must not stall while holding it).
     pub fn shared(&self) -> bool {

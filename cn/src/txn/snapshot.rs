@@ -87,13 +87,16 @@ impl StmtSnapshot {
         ))
     }
 
-    /// Opens one read view on every DN (two when there is one DN, so reads
-    /// never fall back to single autocommit reads), shared by all of a
-    /// statement's reads: for statements made of several reads whose shards
-    /// are not known up front (a global-index lookup).
-    pub async fn open_every_dn(&self) -> Result<()> {
+    /// Opens `per_dn` read views on every DN (at least two when there is
+    /// one DN, so reads never fall back to single autocommit reads), shared
+    /// by all of a statement's reads: for statements made of several reads
+    /// whose shards are not known up front (a global-index lookup, a
+    /// lookup join). Scans then buffer (see [`Self::shared`]): with more
+    /// scans than views, a scan streaming with backpressure would hold a
+    /// view another scan of the plan waits for.
+    pub async fn open_every_dn(&self, per_dn: usize) -> Result<()> {
         let n = self.cluster.dns.len() as u32;
-        let per_dn = if n == 1 { 2 } else { 1 };
+        let per_dn = if n == 1 { per_dn.max(2) } else { per_dn.max(1) };
         self.open(&(0..n).map(|d| (d, per_dn)).collect()).await?;
         self.shared.store(true, Ordering::Relaxed);
         Ok(())

@@ -1,0 +1,347 @@
+//! Lookup joins: a join whose one side is small and whose other side reads
+//! a large sharded table gets that side's rows by batched key lookups (a
+//! `key IN (…)` condition in the shards' SQL, answered from their indexes)
+//! instead of reading the whole table into the CN. This is PolarDB-X's
+//! BKA join ("batched key access") done once per statement, as a semi-join
+//! reduction: the small side's distinct join keys are read first, then
+//! the large side is planned with `key IN (those keys)` above it, which
+//! DataFusion's filter pushdown carries through projections, aliases,
+//! aggregates grouped by the key and joins on it, down to the table scans
+//! and from there into every shard's SQL ([`super::pushdown`]).
+//!
+//! TPC-H Q17 is the case in point: 204 parts qualify, and the per-part
+//! average over lineitem (6 million rows at SF 1) needs only their 6,000
+//! lineitems; with the lookup each shard reads them by the
+//! `l_part_supp` index.
+//!
+//! The rewrite works on the logical plan after DataFusion's own rules
+//! (subqueries decorrelated, filters pushed) and before the shard
+//! pushdown, bottom up, so that a reduced join can be the small side of
+//! the join above it (Q20: part → partsupp → lineitem). A join qualifies
+//! when:
+//! - it is an equality join whose rows a `key IN (…)` filter on the large
+//!   side cannot change: inner and semi joins (either side), the inner
+//!   side of an outer or anti join; NULL keys never match;
+//! - its key on the large side is a column and both keys are integers
+//!   (the IN list then means on the DN what the equality means in the CN;
+//!   string keys would need the collation's rules);
+//! - by the statistics of `ANALYZE TABLE` the large side reads at least
+//!   [`MIN_LOOKUP_ROWS`] rows (its largest table; the session's
+//!   `cn_lookup_min_rows`, and `cn_lookup_join = OFF` turns lookups off)
+//!   and [`MIN_RATIO`] times the small side's estimated rows ([`estimate`]);
+//!   of two sides that qualify, the one whose small side reads less is
+//!   the large one;
+//! - the small side has at most [`MAX_KEYS`] distinct keys, which is
+//!   checked by reading them (`SELECT DISTINCT key … LIMIT MAX_KEYS + 1`),
+//!   and they are expected to select at most [`MAX_FRACTION`] of the
+//!   large side (each key as many rows as the large side's tables have
+//!   per row of the small side's); otherwise the join is left as it was.
+//!
+//! The small side is read twice (for its keys, then in the plan); it is
+//! small by construction.
+
+use crate::catalog::statistics::{FILTER_SELECTIVITY, GROUPS_PER_ROW};
+use crate::catalog::CatalogSnapshot;
+use crate::executor::table::ShardedTable;
+use datafusion::arrow::array::Array;
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::common::{NullEquality, Result, ScalarValue};
+use datafusion::datasource::source_as_provider;
+use datafusion::logical_expr::{
+    in_list, lit, Expr, ExprSchemable, Filter, Join, JoinType, LogicalPlan, LogicalPlanBuilder,
+};
+use std::future::Future;
+use std::sync::Arc;
+
+/// The most distinct keys a lookup sends to the shards (one IN list per
+/// shard query; MariaDB answers an IN list of this size on an index by
+/// range lookups).
+pub const MAX_KEYS: usize = 10_000;
+
+/// The fewest rows (estimated) the large side must have for a lookup to be
+/// worth reading the small side first, unless the session sets
+/// `cn_lookup_min_rows`.
+pub const MIN_LOOKUP_ROWS: f64 = 100_000.0;
+
+/// How many times the small side's estimate the large side's must be.
+pub const MIN_RATIO: f64 = 10.0;
+
+/// A lookup is made when its keys are expected to select at most this
+/// fraction of the large side's rows.
+pub const MAX_FRACTION: f64 = 0.02;
+
+/// At most this many lookups per statement.
+const MAX_LOOKUPS: usize = 4;
+
+/// Rows estimated per key of an IN list of keys the CN read: the fan-out
+/// of a foreign key (TPC-H's lineitem has 30 rows per part, partsupp 4).
+const ROWS_PER_KEY: f64 = 32.0;
+
+/// Estimated rows of a logical plan, from the tables' `ANALYZE TABLE`
+/// statistics with the same heuristics as the shard scans' estimates
+/// (each filter conjunct keeps [`FILTER_SELECTIVITY`], a grouped
+/// aggregate [`GROUPS_PER_ROW`] of its input, an inner join as its larger
+/// input, a semi join as its outer side, an IN list of `n` literal keys at
+/// most `n` × [`ROWS_PER_KEY`]). `None` when a table has no statistics or
+/// the plan has a node it does not know.
+pub fn estimate(plan: &LogicalPlan, snap: &CatalogSnapshot) -> Option<f64> {
+    rows(plan, snap, false)
+}
+
+/// The rows the shards read for a plan: its largest table, cut only by
+/// IN lists of literal keys (a lookup's), whatever the other filters,
+/// aggregates and joins above it keep.
+fn work(plan: &LogicalPlan, snap: &CatalogSnapshot) -> Option<f64> {
+    rows(plan, snap, true)
+}
+
+fn rows(plan: &LogicalPlan, snap: &CatalogSnapshot, work: bool) -> Option<f64> {
+    let estimate = |p: &LogicalPlan, snap: &CatalogSnapshot| rows(p, snap, work);
+    let filtered = |input: f64, predicate: &Expr| {
+        let mut rows = input;
+        for c in split_conjunction(predicate) {
+            rows = match c {
+                Expr::InList(l) if !l.negated && l.list.iter().all(|e| matches!(e, Expr::Literal(..))) => {
+                    rows.min(l.list.len() as f64 * ROWS_PER_KEY)
+                }
+                _ if work => rows,
+                _ => rows * FILTER_SELECTIVITY,
+            };
+        }
+        rows.max(1.0)
+    };
+    Some(match plan {
+        LogicalPlan::TableScan(scan) => {
+            let provider = source_as_provider(&scan.source).ok()?;
+            let table = provider.downcast_ref::<ShardedTable>()?;
+            let mut rows = snap.statistics(&table.def.db, &table.def.name)?.rows as f64;
+            for f in &scan.filters {
+                rows = filtered(rows, f);
+            }
+            rows.max(1.0)
+        }
+        LogicalPlan::Filter(f) => filtered(estimate(&f.input, snap)?, &f.predicate),
+        LogicalPlan::Projection(p) => estimate(&p.input, snap)?,
+        LogicalPlan::SubqueryAlias(a) => estimate(&a.input, snap)?,
+        LogicalPlan::Sort(s) => estimate(&s.input, snap)?,
+        LogicalPlan::Distinct(_) if work => estimate(plan.inputs()[0], snap)?,
+        LogicalPlan::Distinct(_) => estimate(plan.inputs()[0], snap)? * GROUPS_PER_ROW,
+        LogicalPlan::Limit(l) => {
+            let rows = estimate(&l.input, snap)?;
+            match l.fetch.as_deref() {
+                Some(Expr::Literal(ScalarValue::Int64(Some(n)), _)) if !work => rows.min(*n as f64),
+                _ => rows,
+            }
+        }
+        LogicalPlan::Aggregate(a) if work => estimate(&a.input, snap)?,
+        LogicalPlan::Aggregate(a) if a.group_expr.is_empty() => 1.0,
+        LogicalPlan::Aggregate(a) => (estimate(&a.input, snap)? * GROUPS_PER_ROW).max(1.0),
+        LogicalPlan::Join(j) => {
+            let (l, r) = (estimate(&j.left, snap)?, estimate(&j.right, snap)?);
+            match j.join_type {
+                _ if work => l.max(r),
+                JoinType::LeftSemi | JoinType::LeftAnti | JoinType::LeftMark => l,
+                JoinType::RightSemi | JoinType::RightAnti | JoinType::RightMark => r,
+                _ => l.max(r),
+            }
+        }
+        _ => return None,
+    })
+}
+
+fn split_conjunction(e: &Expr) -> Vec<&Expr> {
+    datafusion::logical_expr::utils::split_conjunction(e)
+}
+
+/// Which child of a join a lookup filters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Left,
+    Right,
+}
+
+/// How a join would be a lookup: which side is large, the key pair, the
+/// rows the shards read for the large side without the lookup, and the
+/// rows it has per key (estimated).
+struct Choice {
+    large: Side,
+    small_key: Expr,
+    large_key: Expr,
+    large_rows: f64,
+    rows_per_key: f64,
+}
+
+/// A join chosen for a lookup: the `index`th join of the plan in post
+/// order, and its small side's plan.
+struct Candidate {
+    index: usize,
+    small_plan: LogicalPlan,
+    choice: Choice,
+}
+
+/// The large side of join `j` for a lookup, the key pair, the rows the
+/// shards read for the large side and the rows it has per key; of the
+/// sides that qualify, the one whose small side reads the fewest rows (its
+/// keys are read first).
+fn choose(j: &Join, snap: &CatalogSnapshot, min_rows: f64) -> Option<Choice> {
+    if j.null_equality != NullEquality::NullEqualsNothing || j.null_aware {
+        return None;
+    }
+    let sides: &[Side] = match j.join_type {
+        JoinType::Inner | JoinType::LeftSemi | JoinType::RightSemi => &[Side::Left, Side::Right],
+        JoinType::Left | JoinType::LeftAnti => &[Side::Right],
+        JoinType::Right | JoinType::RightAnti => &[Side::Left],
+        _ => return None,
+    };
+    let mut best: Option<(f64, Choice)> = None;
+    for &large in sides {
+        let (large_plan, small_plan) = if large == Side::Left { (&j.left, &j.right) } else { (&j.right, &j.left) };
+        let (large_work, small_work) = (work(large_plan, snap)?, work(small_plan, snap)?);
+        if large_work < min_rows.max(estimate(small_plan, snap)? * MIN_RATIO) {
+            continue;
+        }
+        if best.as_ref().is_some_and(|(w, _)| *w <= small_work) {
+            continue;
+        }
+        for (l, r) in &j.on {
+            let (large_key, small_key) = if large == Side::Left { (l, r) } else { (r, l) };
+            if !matches!(large_key, Expr::Column(_)) {
+                continue;
+            }
+            let types =
+                (large_key.get_type(large_plan.schema().as_ref()), small_key.get_type(small_plan.schema().as_ref()));
+            if let (Ok(a), Ok(b)) = types {
+                if a.is_integer() && b.is_integer() {
+                    // Rows per key: what the large side reads over what the
+                    // small side reads (a foreign key over the key it
+                    // references: lineitem over part, 30).
+                    let per_key = (large_work / small_work).max(1.0);
+                    best = Some((
+                        small_work,
+                        Choice {
+                            large,
+                            small_key: small_key.clone(),
+                            large_key: large_key.clone(),
+                            large_rows: large_work,
+                            rows_per_key: per_key,
+                        },
+                    ));
+                    break;
+                }
+            }
+        }
+    }
+    best.map(|(_, c)| c)
+}
+
+/// The first join in post order, past the first `skip` joins, that
+/// qualifies for a lookup.
+fn find(plan: &LogicalPlan, snap: &CatalogSnapshot, min_rows: f64, skip: usize) -> Option<Candidate> {
+    let mut joins: Vec<&Join> = Vec::new();
+    post_order_joins(plan, &mut joins);
+    joins.iter().enumerate().skip(skip).find_map(|(index, j)| {
+        let choice = choose(j, snap, min_rows)?;
+        let small_plan = if choice.large == Side::Left { j.right.as_ref() } else { j.left.as_ref() };
+        Some(Candidate { index, small_plan: small_plan.clone(), choice })
+    })
+}
+
+fn post_order_joins<'a>(plan: &'a LogicalPlan, out: &mut Vec<&'a Join>) {
+    for c in plan.inputs() {
+        post_order_joins(c, out);
+    }
+    if let LogicalPlan::Join(j) = plan {
+        out.push(j);
+    }
+}
+
+/// Puts `Filter(key IN keys)` above the `large` input of the `index`th join
+/// (post order) of `plan`.
+fn add_filter(plan: LogicalPlan, index: usize, large: Side, predicate: Expr) -> Result<LogicalPlan> {
+    let mut seen = 0;
+    plan.transform_up(|node| {
+        let LogicalPlan::Join(j) = &node else { return Ok(Transformed::no(node)) };
+        seen += 1;
+        if seen - 1 != index {
+            return Ok(Transformed::no(node));
+        }
+        let mut j = j.clone();
+        let child = if large == Side::Left { &mut j.left } else { &mut j.right };
+        let filtered = LogicalPlan::Filter(Filter::try_new(predicate.clone(), child.clone())?);
+        *child = Arc::new(filtered);
+        Ok(Transformed::new(LogicalPlan::Join(j), true, TreeNodeRecursion::Stop))
+    })
+    .map(|t| t.data)
+}
+
+/// Rewrites the joins of `plan` (optimized by DataFusion's rules, not yet
+/// pushed down) that qualify into lookups; `keys` runs a plan and returns
+/// its rows' first column. Returns the plan and how many lookups it got.
+pub async fn rewrite<F, Fut>(
+    mut plan: LogicalPlan,
+    snap: &CatalogSnapshot,
+    min_rows: f64,
+    keys: F,
+) -> crate::error::Result<(LogicalPlan, usize)>
+where
+    F: Fn(LogicalPlan) -> Fut,
+    Fut: Future<Output = crate::error::Result<Vec<ScalarValue>>>,
+{
+    let mut skip = 0;
+    let mut done = 0;
+    while done < MAX_LOOKUPS {
+        let Some(c) = find(&plan, snap, min_rows, skip) else { break };
+        skip = c.index + 1;
+        let distinct = LogicalPlanBuilder::from(c.small_plan)
+            .filter(c.choice.small_key.clone().is_not_null())?
+            .aggregate(vec![c.choice.small_key.clone()], Vec::<Expr>::new())?
+            .limit(0, Some(MAX_KEYS + 1))?
+            .build()?;
+        let values = keys(distinct).await?;
+        // Index lookups pay for themselves on a small part of the large
+        // side only (TPC-H Q21: 411 suppliers' lineitems, 4 % of the
+        // table, read by the l_suppkey index took twice the full read).
+        if values.len() > MAX_KEYS || values.len() as f64 * c.choice.rows_per_key > c.choice.large_rows * MAX_FRACTION {
+            continue;
+        }
+        let key_type = c.choice.large_key.get_type(plan_schema_of(&plan, c.index, c.choice.large).as_ref())?;
+        let mut list = Vec::with_capacity(values.len());
+        for v in values.into_iter().filter(|v| !v.is_null()) {
+            list.push(v.cast_to(&key_type)?);
+        }
+        // In order: the same keys give the same SQL.
+        list.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+        let predicate = if list.is_empty() {
+            lit(false)
+        } else {
+            in_list(c.choice.large_key.clone(), list.into_iter().map(lit).collect(), false)
+        };
+        plan = add_filter(plan, c.index, c.choice.large, predicate)?;
+        done += 1;
+    }
+    Ok((plan, done))
+}
+
+/// The schema of the `large` input of the `index`th join of `plan`.
+fn plan_schema_of(plan: &LogicalPlan, index: usize, large: Side) -> datafusion::common::DFSchemaRef {
+    let mut joins = Vec::new();
+    post_order_joins(plan, &mut joins);
+    let j = joins[index];
+    if large == Side::Left {
+        j.left.schema().clone()
+    } else {
+        j.right.schema().clone()
+    }
+}
+
+/// The first column of `batches`' rows as scalars.
+pub fn first_column(batches: &[datafusion::arrow::record_batch::RecordBatch]) -> Result<Vec<ScalarValue>> {
+    let mut out = Vec::new();
+    for b in batches {
+        let col = b.column(0);
+        for i in 0..col.len() {
+            out.push(ScalarValue::try_from_array(col, i)?);
+        }
+    }
+    Ok(out)
+}
