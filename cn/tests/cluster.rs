@@ -481,6 +481,12 @@ fn lookup_joins_read_the_large_side_by_its_keys_and_answer_as_a_full_read() {
             let rows: Vec<mysql_async::Row> = c.query(q.as_str()).await.unwrap();
             answers.push(format!("{rows:?}"));
         }
+        // Sort-merge joins: DataFusion cannot run the key query's LIMITed
+        // DISTINCT there; the join is then left whole, with the same answer.
+        c.query_drop("SET cn_hash_join = OFF").await.unwrap();
+        let rows: Vec<mysql_async::Row> = c.query(queries[1].as_str()).await.unwrap();
+        assert_eq!(format!("{rows:?}"), answers[1], "sort-merge joins: {}", queries[1]);
+        c.query_drop("SET cn_hash_join = ON").await.unwrap();
         c.query_drop("SET cn_lookup_join = OFF").await.unwrap();
         assert!(!explain(&mut c, point).await.contains("`part` = 7"), "OFF reads fact whole");
         for (q, with_lookup) in queries.iter().zip(&answers) {

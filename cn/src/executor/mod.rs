@@ -234,7 +234,10 @@ pub async fn run(
     let pool = cn_memory.query_pool_with_gauge(cn_memory.limit_for(opts.memory_limit), opts.memory_gauge.clone());
     let ctx = context(snapshot.clone(), source.clone(), db, pool.clone(), opts.hash_join)?;
     let r = async {
-        let plan = plan_statement(&ctx, &snapshot, opts.lookup_min_rows, &source, stmt).await?;
+        // A locking read locks what it reads: its keys, read first without
+        // locks, could miss a row committed before the locking read.
+        let lookups = opts.lookup_min_rows.filter(|_| lock.is_none());
+        let plan = plan_statement(&ctx, &snapshot, lookups, &source, stmt).await?;
         run_in(ctx, source, plan, lock, sink, pool.clone(), opts.kill.as_deref()).await
     }
     .await;
