@@ -276,7 +276,7 @@ async fn plan_statement(
 ) -> Result<LogicalPlan> {
     let plan = ctx.state().statement_to_plan(datafusion::sql::parser::Statement::Statement(Box::new(stmt))).await?;
     Ok(match lookup_min_rows {
-        Some(min_rows) => with_lookups(ctx, snapshot, min_rows, source, plan).await?,
+        Some(min_rows) => Lookups { ctx, snapshot, min_rows, source }.plan(plan).await?,
         None => plan,
     })
 }
@@ -337,59 +337,59 @@ async fn run_in(
     Ok(spill_totals(&physical))
 }
 
-/// The statement's plan with its lookup joins
-/// ([`crate::optimizer::lookup`]): inside EXPLAIN and EXPLAIN ANALYZE too,
-/// so they show the SQL the shards get. A plan without joins or
-/// subqueries, or whose joins do not qualify, is returned as it was.
-async fn with_lookups(
-    ctx: &SessionContext,
-    snapshot: &CatalogSnapshot,
+/// What the lookup joins of one statement ([`crate::optimizer::lookup`])
+/// need: its context and catalog, the session's `cn_lookup_min_rows`,
+/// and where its reads go.
+struct Lookups<'a> {
+    ctx: &'a SessionContext,
+    snapshot: &'a CatalogSnapshot,
     min_rows: f64,
-    source: &ConnSource,
-    plan: LogicalPlan,
-) -> Result<LogicalPlan> {
-    Ok(match plan {
-        LogicalPlan::Explain(mut e) => {
-            e.plan = Arc::new(lookups_in(ctx, snapshot, min_rows, source, e.plan.as_ref().clone()).await?);
-            LogicalPlan::Explain(e)
-        }
-        LogicalPlan::Analyze(mut a) => {
-            a.input = Arc::new(lookups_in(ctx, snapshot, min_rows, source, a.input.as_ref().clone()).await?);
-            LogicalPlan::Analyze(a)
-        }
-        plan => lookups_in(ctx, snapshot, min_rows, source, plan).await?,
-    })
+    source: &'a ConnSource,
 }
 
 /// The rules the CN adds after DataFusion's: they see the plan once the
 /// lookups are in it.
 const CN_LOGICAL_RULES: [&str; 2] = ["cn_shard_pushdown", "cn_general_ci_collation"];
 
-async fn lookups_in(
-    ctx: &SessionContext,
-    snapshot: &CatalogSnapshot,
-    min_rows: f64,
-    source: &ConnSource,
-    plan: LogicalPlan,
-) -> Result<LogicalPlan> {
-    use datafusion::logical_expr::Expr;
-    let joins = plan.exists(|n| {
-        Ok(matches!(n, LogicalPlan::Join(_))
-            || n.expressions().iter().any(|e| {
-                e.exists(|x| Ok(matches!(x, Expr::ScalarSubquery(_) | Expr::InSubquery(_) | Expr::Exists(_))))
-                    .unwrap_or(false)
-            }))
-    })?;
-    if !joins {
-        return Ok(plan);
+impl Lookups<'_> {
+    /// The statement's plan with its lookup joins: inside EXPLAIN and
+    /// EXPLAIN ANALYZE too, so they show the SQL the shards get. A plan
+    /// without joins or subqueries, or whose joins do not qualify, is
+    /// returned as it was.
+    async fn plan(&self, plan: LogicalPlan) -> Result<LogicalPlan> {
+        Ok(match plan {
+            LogicalPlan::Explain(mut e) => {
+                e.plan = Arc::new(self.rewrite(e.plan.as_ref().clone()).await?);
+                LogicalPlan::Explain(e)
+            }
+            LogicalPlan::Analyze(mut a) => {
+                a.input = Arc::new(self.rewrite(a.input.as_ref().clone()).await?);
+                LogicalPlan::Analyze(a)
+            }
+            plan => self.rewrite(plan).await?,
+        })
     }
-    let state = ctx.state();
-    let analyzed = state.analyzer().execute_and_check(plan.clone(), state.config_options(), |_, _| {})?;
-    let rules = state.optimizers().iter().filter(|r| !CN_LOGICAL_RULES.contains(&r.name())).cloned().collect();
-    let optimized = datafusion::optimizer::Optimizer::with_rules(rules).optimize(analyzed, &state, |_, _| {})?;
-    let keys = |p: LogicalPlan| lookup_keys(ctx, source, p);
-    let (rewritten, lookups) = crate::optimizer::lookup::rewrite(optimized, snapshot, min_rows, keys).await?;
-    Ok(if lookups > 0 { rewritten } else { plan })
+
+    async fn rewrite(&self, plan: LogicalPlan) -> Result<LogicalPlan> {
+        use datafusion::logical_expr::Expr;
+        let joins = plan.exists(|n| {
+            Ok(matches!(n, LogicalPlan::Join(_))
+                || n.expressions().iter().any(|e| {
+                    e.exists(|x| Ok(matches!(x, Expr::ScalarSubquery(_) | Expr::InSubquery(_) | Expr::Exists(_))))
+                        .unwrap_or(false)
+                }))
+        })?;
+        if !joins {
+            return Ok(plan);
+        }
+        let state = self.ctx.state();
+        let analyzed = state.analyzer().execute_and_check(plan.clone(), state.config_options(), |_, _| {})?;
+        let rules = state.optimizers().iter().filter(|r| !CN_LOGICAL_RULES.contains(&r.name())).cloned().collect();
+        let optimized = datafusion::optimizer::Optimizer::with_rules(rules).optimize(analyzed, &state, |_, _| {})?;
+        let keys = |p: LogicalPlan| lookup_keys(self.ctx, self.source, p);
+        let (rewritten, n) = crate::optimizer::lookup::rewrite(optimized, self.snapshot, self.min_rows, keys).await?;
+        Ok(if n > 0 { rewritten } else { plan })
+    }
 }
 
 /// Runs a lookup's key query and returns its first column. The
