@@ -157,6 +157,7 @@ pub fn context(
 pub fn batch_rows(limit: usize) -> usize {
     (limit / 4096).clamp(64, 8192)
 }
+
 /// Counts the shard accesses per DN of a physical plan.
 fn shard_accesses(plan: &Arc<dyn ExecutionPlan>, out: &mut BTreeMap<u32, usize>) {
     if let Some(scan) = plan.downcast_ref::<shard_scan::ShardScanExec>() {
@@ -379,7 +380,7 @@ impl Lookups<'_> {
                         .unwrap_or(false)
                 }))
         })?;
-        if !joins {
+        if !joins || !crate::optimizer::lookup::reads_a_large_table(&plan, self.snapshot, self.min_rows) {
             return Ok(plan);
         }
         let state = self.ctx.state();

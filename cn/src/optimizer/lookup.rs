@@ -48,8 +48,9 @@ use datafusion::arrow::array::Array;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{NullEquality, Result, ScalarValue};
 use datafusion::datasource::source_as_provider;
+use datafusion::logical_expr::utils::split_conjunction;
 use datafusion::logical_expr::{
-    in_list, lit, Expr, ExprSchemable, Filter, Join, JoinType, LogicalPlan, LogicalPlanBuilder,
+    in_list, lit, Expr, ExprSchemable, Filter, Join, JoinType, LogicalPlan, LogicalPlanBuilder, TableScan,
 };
 use std::future::Future;
 use std::sync::Arc;
@@ -113,9 +114,7 @@ fn rows(plan: &LogicalPlan, snap: &CatalogSnapshot, work: bool) -> Option<f64> {
     };
     Some(match plan {
         LogicalPlan::TableScan(scan) => {
-            let provider = source_as_provider(&scan.source).ok()?;
-            let table = provider.downcast_ref::<ShardedTable>()?;
-            let mut rows = snap.statistics(&table.def.db, &table.def.name)?.rows as f64;
+            let mut rows = table_rows(scan, snap)?;
             for f in &scan.filters {
                 rows = filtered(rows, f);
             }
@@ -150,8 +149,27 @@ fn rows(plan: &LogicalPlan, snap: &CatalogSnapshot, work: bool) -> Option<f64> {
     })
 }
 
-fn split_conjunction(e: &Expr) -> Vec<&Expr> {
-    datafusion::logical_expr::utils::split_conjunction(e)
+/// Whether any table `plan` reads (in its subqueries too) has at least
+/// `min_rows` rows by its statistics: without one no join of the plan can
+/// be a lookup (a large side reads at most its largest table), and the
+/// plan need not be optimized a second time to look.
+pub fn reads_a_large_table(plan: &LogicalPlan, snap: &CatalogSnapshot, min_rows: f64) -> bool {
+    let mut large = false;
+    let _ = plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::TableScan(scan) = node {
+            large = table_rows(scan, snap).is_some_and(|rows| rows.max(1.0) >= min_rows);
+        }
+        Ok(if large { TreeNodeRecursion::Stop } else { TreeNodeRecursion::Continue })
+    });
+    large
+}
+
+/// The rows of the CN table `scan` reads, by its `ANALYZE TABLE`
+/// statistics; `None` for another table or one without statistics.
+fn table_rows(scan: &TableScan, snap: &CatalogSnapshot) -> Option<f64> {
+    let provider = source_as_provider(&scan.source).ok()?;
+    let table = provider.downcast_ref::<ShardedTable>()?;
+    Some(snap.statistics(&table.def.db, &table.def.name)?.rows as f64)
 }
 
 /// Which child of a join a lookup filters.
@@ -168,6 +186,8 @@ struct Choice {
     large: Side,
     small_key: Expr,
     large_key: Expr,
+    /// The large side's schema (the key's type is read from it).
+    large_schema: datafusion::common::DFSchemaRef,
     large_rows: f64,
     rows_per_key: f64,
 }
@@ -223,6 +243,7 @@ fn choose(j: &Join, snap: &CatalogSnapshot, min_rows: f64) -> Option<Choice> {
                             large,
                             small_key: small_key.clone(),
                             large_key: large_key.clone(),
+                            large_schema: large_plan.schema().clone(),
                             large_rows: large_work,
                             rows_per_key: per_key,
                         },
@@ -316,7 +337,7 @@ where
         if values.len() > MAX_KEYS || values.len() as f64 * c.choice.rows_per_key > c.choice.large_rows * MAX_FRACTION {
             continue;
         }
-        let key_type = c.choice.large_key.get_type(plan_schema_of(&plan, c.index, c.choice.large).as_ref())?;
+        let key_type = c.choice.large_key.get_type(c.choice.large_schema.as_ref())?;
         let mut list = Vec::with_capacity(values.len());
         for v in values.into_iter().filter(|v| !v.is_null()) {
             list.push(v.cast_to(&key_type)?);
@@ -332,18 +353,6 @@ where
         done += 1;
     }
     Ok((plan, done))
-}
-
-/// The schema of the `large` input of the `index`th join of `plan`.
-fn plan_schema_of(plan: &LogicalPlan, index: usize, large: Side) -> datafusion::common::DFSchemaRef {
-    let mut joins = Vec::new();
-    post_order_joins(plan, &mut joins);
-    let j = joins[index];
-    if large == Side::Left {
-        j.left.schema().clone()
-    } else {
-        j.right.schema().clone()
-    }
 }
 
 /// The first column of `batches`' rows as scalars.
