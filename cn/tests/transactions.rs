@@ -168,18 +168,31 @@ async fn account_dns(db: &str) -> Vec<usize> {
     account_dns_in(env(), db).await
 }
 
+/// [`account_dns`] in playground `e`. The rows were inserted through the
+/// CN, by default with async commit: the INSERT is acknowledged before its
+/// branches commit, so a plain read on a DN right after it may not see them
+/// yet (once, under CI load, two of three DNs' rows were still missing). It
+/// asks again until every row is found, for up to 30 s.
 async fn account_dns_in(e: &Env, db: &str) -> Vec<usize> {
-    let mut out = vec![usize::MAX; ACCOUNTS as usize];
-    for i in 0..e.pg.topo.dns.len() {
-        let mut d = dn_conn_in(e, i).await;
-        for t in physical_tables(&mut d, db).await {
-            let ids: Vec<i64> = d.query(format!("SELECT id FROM {db}.`{t}`")).await.unwrap();
-            for id in ids.into_iter().filter(|id| *id < ACCOUNTS) {
-                out[id as usize] = i;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut out = vec![usize::MAX; ACCOUNTS as usize];
+        for i in 0..e.pg.topo.dns.len() {
+            let mut d = dn_conn_in(e, i).await;
+            for t in physical_tables(&mut d, db).await {
+                let ids: Vec<i64> = d.query(format!("SELECT id FROM {db}.`{t}`")).await.unwrap();
+                for id in ids.into_iter().filter(|id| *id < ACCOUNTS) {
+                    out[id as usize] = i;
+                }
             }
         }
+        let missing = out.iter().filter(|dn| **dn == usize::MAX).count();
+        if missing == 0 {
+            return out;
+        }
+        assert!(Instant::now() < deadline, "{missing} rows of {db} on no DN after 30 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    out
 }
 
 /// Row 0 and the first row on another DN.
