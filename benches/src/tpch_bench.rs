@@ -12,8 +12,10 @@
 //! - `cn_unlimited`: through the CN with the CN-wide total (4 GiB) as the
 //!   query limit, so nothing spills.
 //!
-//! Each configuration runs all queries in turn (`--runs` times each, the
-//! best time counts), the CN ones in one session each. Per CN query the
+//! First every query runs once on MariaDB and once through the CN, untimed
+//! (the warm-up, see [`warm_up`]; `--no-warmup` skips it). Then each
+//! configuration runs all queries in turn (`--runs` times each, the best
+//! time counts), the CN ones in one session each. Per CN query the
 //! figures are the time, and `Cn_last_query_peak_memory` and
 //! `Cn_last_query_spilled_bytes` from `SHOW STATUS` (the query's memory pool
 //! peak and the bytes its operators spilled). Every CN answer is compared
@@ -63,6 +65,10 @@ struct Args {
     /// Queries to run, e.g. `1,6,14` (default: all 22).
     #[arg(long, value_delimiter = ',')]
     queries: Vec<usize>,
+    /// Skip the warm-up pass (each query once on MariaDB and once through
+    /// the CN, untimed, before the timed runs).
+    #[arg(long)]
+    no_warmup: bool,
     /// Concurrent loading connections per server.
     #[arg(long, default_value_t = 4)]
     load_clients: usize,
@@ -222,6 +228,28 @@ impl Target<'_> {
     }
 }
 
+/// Runs each query once on `target`, untimed: the warm-up. Without it the
+/// first configuration pays for the queries' first runs (pages not yet in
+/// a buffer pool, among others): on the SF 1 playground just started,
+/// TPC-H Q2 took 1.5 s on its first run and 0.23 s on each later one,
+/// under any memory limit or join, and Q20 7.0 and 0.55 s; in the
+/// benchmark the first CN configuration (`cn_16mb`) looked that much
+/// slower than the others on the small queries.
+async fn warm_up(target: &Target<'_>, args: &Args, queries: &[usize]) {
+    let start = Instant::now();
+    let mut c = target.connect().await;
+    for &q in queries {
+        let sql = cn::tpch::query(q, args.sf);
+        if let Err((e, usable)) = timed(&mut c, &sql, Duration::from_secs(args.timeout), target.cn_kill).await {
+            eprintln!("warm-up {:<14} Q{q:02} failed: {e}", target.name);
+            if !usable {
+                c = target.connect().await;
+            }
+        }
+    }
+    eprintln!("warm-up {:<14} {:.1} s", target.name, start.elapsed().as_secs_f64());
+}
+
 /// Runs the queries on `target`, `args.runs` times each, comparing each
 /// answer with `reference` (MariaDB's answers; none when these are).
 async fn run_all(
@@ -340,21 +368,26 @@ fn main() {
             setup: vec![format!("SET SESSION max_statement_time = {}", args.timeout)],
             cn_kill: None,
         };
+        let cn_target = |name, limit, hash_join: bool| Target {
+            name,
+            url: format!("{cn_url}/tpch"),
+            setup: vec![
+                format!("SET query_memory_limit = {limit}"),
+                format!("SET cn_hash_join = {}", if hash_join { "ON" } else { "OFF" }),
+            ],
+            cn_kill: Some(&cn_url),
+        };
+        if !args.no_warmup {
+            warm_up(&mariadb, &args, &queries).await;
+            warm_up(&cn_target("cn_unlimited", UNLIMITED, true), &args, &queries).await;
+        }
         let (mariadb_runs, expected) = run_all(&mariadb, &args, &queries, None).await;
         let mut configs = vec![Config { name: "mariadb", runs: mariadb_runs, peak_rss: 0 }];
 
         for (name, limit, hash_join) in
             [("cn_16mb", args.limit, true), ("cn_16mb_smj", args.limit, false), ("cn_unlimited", UNLIMITED, true)]
         {
-            let target = Target {
-                name,
-                url: format!("{cn_url}/tpch"),
-                setup: vec![
-                    format!("SET query_memory_limit = {limit}"),
-                    format!("SET cn_hash_join = {}", if hash_join { "ON" } else { "OFF" }),
-                ],
-                cn_kill: Some(&cn_url),
-            };
+            let target = cn_target(name, limit, hash_join);
             reset_peak_rss();
             let (runs, _) = run_all(&target, &args, &queries, Some(&expected)).await;
             configs.push(Config { name, runs, peak_rss: peak_rss() });
