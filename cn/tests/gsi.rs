@@ -440,18 +440,24 @@ fn online_create_index_under_writes_ends_clean_and_kill_cancels_it() {
         assert!(gs.is_empty());
         // The same creation, left to finish while the writers go on; its
         // states and the backfill's progress show in SHOW GLOBAL INDEX.
+        // Each state seen is recorded with the attempt of the creation it
+        // belongs to (an observation that straddles a retry is dropped).
         let watching = Arc::new(AtomicBool::new(true));
+        let attempt = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let watcher = {
-            let watching = watching.clone();
+            let (watching, attempt) = (watching.clone(), attempt.clone());
             tokio::spawn(async move {
                 let mut w = connect(Some("g_cons2")).await;
-                let mut seen: Vec<(String, Option<String>)> = Vec::new();
+                let mut seen: Vec<(usize, String, Option<String>)> = Vec::new();
                 while watching.load(std::sync::atomic::Ordering::Relaxed) {
+                    let before = attempt.load(std::sync::atomic::Ordering::SeqCst);
                     let rows: Vec<mysql_async::Row> = w.query("SHOW GLOBAL INDEX FROM acct").await.unwrap();
-                    for r in rows {
-                        let st = (r.get::<String, _>(10).unwrap(), r.get::<Option<String>, _>(11).unwrap());
-                        if !seen.contains(&st) {
-                            seen.push(st);
+                    if attempt.load(std::sync::atomic::Ordering::SeqCst) == before {
+                        for r in rows {
+                            let st = (before, r.get::<String, _>(10).unwrap(), r.get::<Option<String>, _>(11).unwrap());
+                            if !seen.contains(&st) {
+                                seen.push(st);
+                            }
                         }
                     }
                     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -464,6 +470,7 @@ fn online_create_index_under_writes_ends_clean_and_kill_cancels_it() {
         let mut attempts = 0;
         loop {
             attempts += 1;
+            attempt.store(attempts, std::sync::atomic::Ordering::SeqCst);
             match c.query_drop("CREATE GLOBAL INDEX gk ON acct (k) COVERING (v)").await {
                 Ok(()) => break,
                 Err(e) if code_of(&e) == Some(1213) && attempts < 4 => {
@@ -476,19 +483,23 @@ fn online_create_index_under_writes_ends_clean_and_kill_cancels_it() {
         }
         watching.store(false, std::sync::atomic::Ordering::Relaxed);
         let seen = watcher.await.unwrap();
-        // The states come in protocol order. DELETE_ONLY and WRITE_ONLY may
+        // Within each attempt the states come in protocol order (a retry
+        // starts again from DELETE_ONLY). DELETE_ONLY and WRITE_ONLY may
         // pass between two polls: with one CN a state change waits only for
         // this CN's older statements, not for other CNs' polls.
         let order = ["DELETE_ONLY", "WRITE_ONLY", "WRITE_REORG", "PUBLIC"];
-        let ranks: Vec<usize> =
-            seen.iter().map(|s| order.iter().position(|o| *o == s.0).expect("a known state")).collect();
-        assert!(ranks.windows(2).all(|w| w[0] <= w[1]), "states out of order: {seen:?}");
+        let ranks: Vec<(usize, usize)> =
+            seen.iter().map(|s| (s.0, order.iter().position(|o| *o == s.1).expect("a known state"))).collect();
+        assert!(
+            ranks.windows(2).all(|w| w[0].0 < w[1].0 || (w[0].0 == w[1].0 && w[0].1 <= w[1].1)),
+            "states out of order: {seen:?}"
+        );
         let progress = |p: &str| -> Option<(u64, u64)> {
             let (a, b) = p.split_once(" / ")?;
             Some((a.parse().ok()?, b.parse().ok()?))
         };
         assert!(
-            seen.iter().any(|(st, p)| st == "WRITE_REORG"
+            seen.iter().any(|(_, st, p)| st == "WRITE_REORG"
                 && p.as_deref().and_then(progress).is_some_and(|(d, t)| d > 0 && t >= 3000)),
             "no backfill progress seen: {seen:?}"
         );
