@@ -400,6 +400,10 @@ fn analyze_table_gives_row_counts_and_joins_build_on_the_smaller_input() {
             }
         };
         assert_eq!(build(&explain(&mut c, join).await), "big", "without statistics the first table builds");
+        let table_rows = "SELECT table_name, table_rows, data_length FROM information_schema.tables \
+                          WHERE table_schema = 't_stats' ORDER BY table_name";
+        let before: Vec<(String, Option<u64>, Option<u64>)> = c.query(table_rows).await.unwrap();
+        assert_eq!(before, vec![("big".into(), None, None), ("small".into(), None, None)], "never analyzed");
         let answer: Vec<(String, String, String, String)> = c.query("ANALYZE TABLE big, small, nope").await.unwrap();
         let row = |t: &str, kind: &str, text: &str| {
             (t.to_string(), "analyze".to_string(), kind.to_string(), text.to_string())
@@ -414,6 +418,10 @@ fn analyze_table_gives_row_counts_and_joins_build_on_the_smaller_input() {
             ]
         );
         assert_eq!(build(&explain(&mut c, join).await), "small", "with statistics the smaller input builds");
+        let after: Vec<(String, Option<u64>, Option<u64>)> = c.query(table_rows).await.unwrap();
+        let (big, small) = (after[0].1.unwrap(), after[1].1.unwrap());
+        assert!((2700..=3300).contains(&big) && (10..=30).contains(&small), "InnoDB's estimates: {after:?}");
+        assert!(after[0].2.unwrap() > after[1].2.unwrap(), "{after:?}");
         let n: i64 = c.query_first(join).await.unwrap().unwrap();
         assert_eq!(n, 20 * 60, "each of small's 20 keys matches 60 rows of big");
         let e = c.query_drop("ANALYZE TABLE").await.unwrap_err();

@@ -4,6 +4,7 @@
 //! transactions in flight on this CN (as `SHOW TRANS`; TiDB's TIDB_TRX), and
 //! GLOBAL_INDEXES (PolarDB-X's view of the global secondary indexes).
 
+use crate::catalog::statistics::TableStats;
 use crate::catalog::{CatalogSnapshot, Partitioning, TableDef, ViewDef};
 use crate::txn::TxnInfo;
 use async_trait::async_trait;
@@ -102,6 +103,14 @@ impl InfoSchema {
                 let v: Vec<_> = views(snap).collect();
                 let (n, nv) = (t.len(), v.len());
                 let text = |base: Vec<Option<String>>, view: Vec<Option<String>>| Col::Text([base, view].concat());
+                let stat = |f: fn(&TableStats) -> u64| {
+                    Col::Num(
+                        t.iter()
+                            .map(|t| snap.statistics(&t.db, &t.name).map(|st| f(&st)))
+                            .chain(v.iter().map(|_| None))
+                            .collect(),
+                    )
+                };
                 mem_table(
                     &[
                         "TABLE_CATALOG",
@@ -110,6 +119,10 @@ impl InfoSchema {
                         "TABLE_TYPE",
                         "ENGINE",
                         "VERSION",
+                        "ROW_FORMAT",
+                        "TABLE_ROWS",
+                        "AVG_ROW_LENGTH",
+                        "DATA_LENGTH",
                         "TABLE_COLLATION",
                         "CREATE_OPTIONS",
                         "TABLE_COMMENT",
@@ -121,6 +134,13 @@ impl InfoSchema {
                         text(vec![s("BASE TABLE"); n], vec![s("VIEW"); nv]),
                         text(vec![s("InnoDB"); n], vec![None; nv]),
                         Col::Num(t.iter().map(|t| Some(t.version)).chain(v.iter().map(|_| None)).collect()),
+                        text(vec![s("Dynamic"); n], vec![None; nv]),
+                        // The `ANALYZE TABLE` statistics, summed over the
+                        // shards (one copy of a broadcast table); NULL for a
+                        // table never analyzed.
+                        stat(|st| st.rows),
+                        stat(|st| st.avg_row_bytes),
+                        stat(|st| st.rows.saturating_mul(st.avg_row_bytes)),
                         text(vec![s("utf8mb4_general_ci"); n], vec![None; nv]),
                         text(t.iter().map(|t| s(&partition_summary(t))).collect(), vec![None; nv]),
                         text(vec![s(""); n], vec![s("VIEW"); nv]),
