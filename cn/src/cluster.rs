@@ -65,6 +65,8 @@ pub struct Cluster {
     /// Reads and writes running on this CN, by the catalog version they
     /// started with: an online schema change waits for the older ones.
     running: Mutex<BTreeMap<u64, usize>>,
+    /// Point SELECTs by parameterized text ([`crate::planner::plan_cache`]).
+    pub plan_cache: crate::planner::plan_cache::PlanCache,
 }
 
 /// A read or write statement in progress, registered under the catalog
@@ -178,6 +180,7 @@ impl Cluster {
             memory,
             config,
             running: Mutex::new(BTreeMap::new()),
+            plan_cache: Default::default(),
         });
         crate::txn::recovery::register_in_doubt(&cluster).await;
         Ok(cluster)

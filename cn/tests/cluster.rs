@@ -734,3 +734,111 @@ fn general_ci_weights_match_mariadb() {
     }
     assert!(wrong.is_empty(), "{} code points differ: {:?}", wrong.len(), &wrong[..wrong.len().min(10)]);
 }
+
+/// `Cn_plan_cache_hits` / `_misses` of the CN.
+async fn plan_cache_counter(c: &mut mysql_async::Conn, name: &str) -> u64 {
+    let (_, v): (String, u64) =
+        c.query_first(format!("SHOW STATUS LIKE 'Cn_plan_cache_{name}'")).await.unwrap().unwrap();
+    v
+}
+
+/// A result as comparable text: column names, then each row's values (or the error code).
+async fn result_text(c: &mut mysql_async::Conn, sql: &str) -> String {
+    match c.query::<Row, _>(sql).await {
+        Ok(rows) => {
+            let names: Vec<String> = rows
+                .first()
+                .map(|r| r.columns_ref().iter().map(|c| c.name_str().to_string()).collect())
+                .unwrap_or_default();
+            let vals: Vec<Vec<mysql_async::Value>> = rows.into_iter().map(Row::unwrap).collect();
+            format!("{names:?} {vals:?}")
+        }
+        Err(e) => format!("error {}", code(e)),
+    }
+}
+
+#[test]
+fn point_selects_come_from_the_plan_cache_with_the_planners_answers() {
+    block_on_exclusive(async {
+        let mut c = fresh_db("t_plan_cache").await;
+        c.query_drop("CREATE TABLE t (id INT PRIMARY KEY, k INT, c VARCHAR(20)) PARTITION BY KEY(id) PARTITIONS 8")
+            .await
+            .unwrap();
+        let values: Vec<String> = (1..=40).map(|i| format!("({i}, {}, 'c{i}')", i % 5)).collect();
+        c.query_drop(format!("INSERT INTO t VALUES {}, (41, 1, 'it''s')", values.join(","))).await.unwrap();
+        let mut plain = connect(Some("t_plan_cache")).await;
+        plain.query_drop("SET cn_plan_cache = OFF").await.unwrap();
+
+        // Every key routes to its partition: the first run builds the plan,
+        // the other 40 are served from it, each with the planner's answer.
+        let h0 = plan_cache_counter(&mut c, "hits").await;
+        for id in 1..=41 {
+            let sql = format!("SELECT c FROM t WHERE id = {id}");
+            let cached: Vec<String> = c.query(&sql).await.unwrap();
+            assert_eq!(cached.len(), 1, "{sql}");
+            assert_eq!(cached, plain.query::<String, _>(&sql).await.unwrap(), "{sql}");
+        }
+        assert_eq!(plan_cache_counter(&mut c, "hits").await - h0, 40);
+
+        // Statement shapes: whether the second run is served from the
+        // cache, and the same answer (or error) as the planner's either way.
+        let cases = [
+            ("SELECT * FROM t WHERE id = 7", true),
+            ("SELECT id, c FROM t AS x WHERE x.id = 9 AND k > 1", true),
+            ("SELECT c FROM t WHERE id = '12'", true),
+            ("SELECT COUNT(*), MAX(c) FROM t WHERE id = 3", true),
+            ("SELECT c FROM t WHERE id = 41 AND c = 'it''s'", true),
+            ("select c, 'lit' AS l from t where 5 = id", true),
+            ("SELECT c FROM t WHERE id = 3 AND id = 4", false),
+            ("SELECT c FROM t WHERE id = 3 OR id = 4 ORDER BY c", false),
+            ("SELECT c FROM t WHERE k = 2 ORDER BY id", false),
+            ("SELECT c, DATABASE() FROM t WHERE id = 3", false),
+            ("SELECT c FROM t WHERE id = 3 FOR UPDATE", false),
+            ("SELECT c FROM t WHERE id = 3 LOCK IN SHARE MODE", false),
+            ("SELECT /* hint */ c FROM t WHERE id = 3", false),
+            ("SELECT c FROM t WHERE id = 'x'", false),
+            ("SELECT c FROM t WHERE id = 2 AND c IN (SELECT c FROM t WHERE id = 2)", false),
+        ];
+        for (sql, served) in cases {
+            let expected = result_text(&mut plain, sql).await;
+            assert_eq!(result_text(&mut c, sql).await, expected, "{sql}");
+            let h = plan_cache_counter(&mut c, "hits").await;
+            assert_eq!(result_text(&mut c, sql).await, expected, "{sql}");
+            assert_eq!(plan_cache_counter(&mut c, "hits").await - h, served as u64, "{sql}");
+        }
+
+        // Prepared statements take the same plan (binary rows).
+        let h = plan_cache_counter(&mut c, "hits").await;
+        for id in [4, 17, 33] {
+            let r: Option<String> = c.exec_first("SELECT c FROM t WHERE id = ?", (id,)).await.unwrap();
+            assert_eq!(r, Some(format!("c{id}")));
+        }
+        assert_eq!(plan_cache_counter(&mut c, "hits").await - h, 3);
+
+        // Inside a transaction a cached read sees the transaction's writes.
+        c.query_drop("BEGIN").await.unwrap();
+        c.query_drop("UPDATE t SET c = 'mine' WHERE id = 5").await.unwrap();
+        let h = plan_cache_counter(&mut c, "hits").await;
+        let r: Option<String> = c.query_first("SELECT c FROM t WHERE id = 5").await.unwrap();
+        assert_eq!(r.as_deref(), Some("mine"));
+        assert_eq!(plan_cache_counter(&mut c, "hits").await - h, 1);
+        let r: Option<String> = plain.query_first("SELECT c FROM t WHERE id = 5").await.unwrap();
+        assert_eq!(r.as_deref(), Some("c5"));
+        c.query_drop("ROLLBACK").await.unwrap();
+
+        // A DDL moves the catalog version: the plan is built again for the
+        // new partitioning and physical tables.
+        c.query_drop("DROP TABLE t").await.unwrap();
+        c.query_drop("CREATE TABLE t (id INT PRIMARY KEY, c VARCHAR(20)) PARTITION BY KEY(id) PARTITIONS 3")
+            .await
+            .unwrap();
+        let values: Vec<String> = (1..=20).map(|i| format!("({i}, 'new{i}')")).collect();
+        c.query_drop(format!("INSERT INTO t VALUES {}", values.join(","))).await.unwrap();
+        let m = plan_cache_counter(&mut c, "misses").await;
+        for id in 1..=20 {
+            let r: Option<String> = c.query_first(format!("SELECT c FROM t WHERE id = {id}")).await.unwrap();
+            assert_eq!(r, Some(format!("new{id}")));
+        }
+        assert_eq!(plan_cache_counter(&mut c, "misses").await - m, 1);
+    });
+}

@@ -2,6 +2,7 @@
 //! through DataFusion, and rewrites logical table names to physical ones.
 
 pub mod locking;
+pub mod plan_cache;
 pub mod split;
 pub mod views;
 

@@ -339,6 +339,11 @@ impl Session {
                 return crate::dml::load_data::execute(self, sql, sink).await;
             }
             ["LOAD", ..] => return Err(CnError::unsupported(first_words(sql, 2))),
+            ["SELECT", ..] => {
+                if let Some(r) = self.select_cached(sql, sink).await {
+                    return r;
+                }
+            }
             _ => {}
         }
         let for_share = planner::locking::share_mode_as_for_share(sql);
@@ -422,6 +427,45 @@ impl Session {
             }
         }
         self.select_routed(q, lock, None, sink).await
+    }
+
+    /// A point SELECT answered from the plan cache ([`planner::plan_cache`]):
+    /// the physical SQL spliced from the cached template, without the SQL
+    /// parser or the planner. `None` when the statement has no cached point
+    /// plan or its literals do not route it to one partition; the caller
+    /// then takes the uncached way, which gives the same answer.
+    async fn select_cached(&mut self, sql: &str, sink: &mut dyn ResultSink) -> Option<Result<()>> {
+        use planner::plan_cache::{build, parameterize, CachedPlan, PlanCache};
+        if self.vars.get("cn_plan_cache").map(String::as_str) == Some("0") {
+            return None;
+        }
+        let p = parameterize(sql)?;
+        let snap = self.cluster.catalog.snapshot();
+        let cache = &self.cluster.plan_cache;
+        let key = PlanCache::key(self.db.as_deref(), &p.text);
+        let (entry, built) = match cache.get(&key, snap.version) {
+            Some(e) => (e, false),
+            None => {
+                let e = Arc::new(build(&snap, self.db.as_deref(), &p.text, |q| {
+                    let mut probe = q.clone();
+                    !self.substitute_session_values(&mut probe, None) && probe == *q
+                }));
+                cache.insert(key, e.clone());
+                (e, true)
+            }
+        };
+        let CachedPlan::Point(plan) = &entry.plan else { return None };
+        let (dn, physical) = plan.physical_sql(&p.params)?;
+        drop(entry);
+        if !built {
+            cache.hits.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Err(e) = self.implicit_begin().await {
+            return Some(Err(e));
+        }
+        let _running = self.cluster.enter_statement();
+        let source = self.source();
+        Some(self.run_on_dn_in(&source, dn, &physical, sink).await)
     }
 
     /// Runs a SELECT for the CN itself (a view's check at CREATE VIEW).

@@ -225,6 +225,10 @@ pub async fn show(s: &mut Session, sql: &str, sink: &mut dyn ResultSink) -> Resu
                 ("Cn_spilled_bytes", n(&m.spilled_bytes)),
                 ("Cn_spill_files", n(&m.spill_files)),
                 ("Cn_spill_bytes_on_disk", m.spilled_now().0.to_string()),
+                // Point SELECTs served from the plan cache, entries built, held.
+                ("Cn_plan_cache_hits", n(&s.cluster.plan_cache.hits)),
+                ("Cn_plan_cache_misses", n(&s.cluster.plan_cache.misses)),
+                ("Cn_plan_cache_size", s.cluster.plan_cache.len().to_string()),
                 // This session's last query run in DataFusion.
                 ("Cn_last_query_peak_memory", s.last_query.peak_memory.to_string()),
                 ("Cn_last_query_spilled_bytes", s.last_query.spilled_bytes.to_string()),

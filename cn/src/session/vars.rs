@@ -36,6 +36,10 @@ pub fn defaults() -> BTreeMap<String, String> {
         // BKA join); OFF reads it whole.
         ("cn_lookup_join", "1"),
         ("cn_lookup_min_rows", "100000"),
+        // CN: point SELECTs by the partition key skip the parser and planner
+        // after their first run (the plan cache, keyed by the statement with
+        // its literals replaced by placeholders); OFF plans every statement.
+        ("cn_plan_cache", "1"),
         ("auto_increment_increment", "1"),
         ("auto_increment_offset", "1"),
         ("character_set_client", "utf8mb4"),
@@ -87,7 +91,7 @@ pub fn defaults() -> BTreeMap<String, String> {
 
 /// Variables that take ON/OFF (stored as `1`/`0`); other values get 1231.
 pub const BOOLEAN: &[&str] =
-    &["autocommit", "cn_linearizable_commit", "cn_async_commit", "cn_hash_join", "cn_lookup_join"];
+    &["autocommit", "cn_linearizable_commit", "cn_async_commit", "cn_hash_join", "cn_lookup_join", "cn_plan_cache"];
 
 /// Integer variables with their range (MySQL clamps a value outside it;
 /// anything not an integer gets 1232). `query_memory_limit` is in bytes.

@@ -1,0 +1,464 @@
+//! The plan cache for point SELECTs: PolarDB-X's parameterized plan cache,
+//! reduced to the statements that run whole on one shard.
+//!
+//! A statement's literals are replaced by numbered placeholders
+//! ([`parameterize`]: `SELECT c FROM t WHERE id=5` becomes
+//! `SELECT c FROM t WHERE id=?0`), and that text (with the current
+//! database) keys the cache. The first execution parses the parameterized
+//! text ([`build`]); when it is a SELECT from one partitioned table whose
+//! WHERE clause pins every partition-key column to a placeholder by
+//! equality, the cache keeps a [`PointPlan`]: the physical SQL the router
+//! would send, cut into pieces around the placeholders and the physical
+//! table name, and which placeholders hold the partition key. Later
+//! executions of the same text skip the SQL parser, the planner and the
+//! SQL renderer: they hash the key literals to a partition
+//! ([`crate::sharding::partition_for`]) and splice the client's literal
+//! text into the template ([`PointPlan::physical_sql`]). Anything else is
+//! cached as [`CachedPlan::Other`] so its parameterized text is parsed once
+//! per catalog version, not per execution.
+//!
+//! Entries carry the catalog version they were built at; a DDL moves the
+//! version and the next execution rebuilds the entry.
+
+use crate::catalog::{CatalogSnapshot, TableDef};
+use crate::planner::{column_ref, resolve_name};
+use datafusion::sql::sqlparser::ast::{
+    visit_relations, BinaryOperator, Expr, Ident, ObjectName, Query, SetExpr, Statement, TableAlias, TableFactor, Value,
+};
+use datafusion::sql::sqlparser::dialect::MySqlDialect;
+use datafusion::sql::sqlparser::parser::Parser;
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::ops::ControlFlow;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// Entries kept before the cache starts afresh (PolarDB-X's default plan
+/// cache size is 4,000 entries).
+pub const CAPACITY: usize = 4096;
+
+/// One literal of a statement, as the client wrote it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Param<'a> {
+    /// The literal's text in the statement (`5`, `'ab''c'`).
+    pub raw: &'a str,
+    /// Its value as the router reads it (`5`, `ab'c`).
+    pub value: Cow<'a, str>,
+}
+
+/// A statement with its literals replaced by `?0`, `?1`, … in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parameterized<'a> {
+    pub text: String,
+    pub params: Vec<Param<'a>>,
+}
+
+/// Replaces the number and single-quoted string literals of `sql` by
+/// numbered placeholders. `None` for a statement the cache leaves alone:
+/// one with comments, `?` placeholders, user or system variables,
+/// double-quoted strings (a string or an identifier, by `sql_mode`),
+/// backslash escapes, introducers or hexadecimal/bit literals (`_utf8'a'`,
+/// `x'0f'`, `0x0f`), or an unterminated quote.
+pub fn parameterize(sql: &str) -> Option<Parameterized<'_>> {
+    let b = sql.as_bytes();
+    let ident = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c == b'$' || c >= 0x80;
+    let mut text = String::with_capacity(sql.len() + 8);
+    let mut params = Vec::new();
+    let mut i = 0;
+    let mut copied = 0; // sql[copied..i] is still to be copied into `text`
+    while i < b.len() {
+        match b[i] {
+            b'\'' => {
+                let start = i;
+                i += 1;
+                let mut doubled = false;
+                loop {
+                    match b.get(i)? {
+                        b'\\' => return None,
+                        b'\'' if b.get(i + 1) == Some(&b'\'') => {
+                            doubled = true;
+                            i += 2;
+                        }
+                        b'\'' => break,
+                        _ => i += 1,
+                    }
+                }
+                i += 1;
+                let raw = &sql[start..i];
+                let inner = &raw[1..raw.len() - 1];
+                let value = if doubled { Cow::Owned(inner.replace("''", "'")) } else { Cow::Borrowed(inner) };
+                push_param(&mut text, &mut params, &sql[copied..start], raw, value);
+                copied = i;
+            }
+            b'`' => {
+                i += 1;
+                loop {
+                    match b.get(i)? {
+                        b'`' if b.get(i + 1) == Some(&b'`') => i += 2,
+                        b'`' => break,
+                        b'?' | 1 => return None,
+                        _ => i += 1,
+                    }
+                }
+                i += 1;
+            }
+            b'0'..=b'9' => {
+                let start = i;
+                while i < b.len() && b[i].is_ascii_digit() {
+                    i += 1;
+                }
+                if b.get(i) == Some(&b'.') {
+                    i += 1;
+                    while i < b.len() && b[i].is_ascii_digit() {
+                        i += 1;
+                    }
+                }
+                if matches!(b.get(i), Some(b'e' | b'E'))
+                    && (b.get(i + 1).is_some_and(u8::is_ascii_digit)
+                        || (matches!(b.get(i + 1), Some(b'+' | b'-')) && b.get(i + 2).is_some_and(u8::is_ascii_digit)))
+                {
+                    i += 2;
+                    while i < b.len() && b[i].is_ascii_digit() {
+                        i += 1;
+                    }
+                }
+                // `1abc` is an identifier in MySQL, `0x1f` a hexadecimal literal.
+                if b.get(i).is_some_and(|&c| ident(c) || c == b'\'') {
+                    return None;
+                }
+                let raw = &sql[start..i];
+                push_param(&mut text, &mut params, &sql[copied..start], raw, Cow::Borrowed(raw));
+                copied = i;
+            }
+            c if ident(c) => {
+                while i < b.len() && ident(b[i]) {
+                    i += 1;
+                }
+                // An introducer or a typed literal: `_utf8mb4'a'`, `x'0f'`, `N'a'`.
+                if matches!(b.get(i), Some(b'\'' | b'"')) {
+                    return None;
+                }
+            }
+            b'?' | b'@' | b'"' | b'#' | 1 => return None,
+            b'/' if b.get(i + 1) == Some(&b'*') => return None,
+            b'-' if b.get(i + 1) == Some(&b'-') => return None,
+            _ => i += 1,
+        }
+    }
+    text.push_str(&sql[copied..]);
+    Some(Parameterized { text, params })
+}
+
+fn push_param<'a>(text: &mut String, params: &mut Vec<Param<'a>>, before: &str, raw: &'a str, value: Cow<'a, str>) {
+    use std::fmt::Write;
+    text.push_str(before);
+    let _ = write!(text, "?{}", params.len());
+    params.push(Param { raw, value });
+}
+
+/// A piece of a [`PointPlan`]'s physical SQL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Piece {
+    Text(String),
+    /// The literal of placeholder `n`, as the client wrote it.
+    Param(usize),
+    /// The physical table of the partition the key hashes to.
+    Table,
+}
+
+/// A cached point SELECT: one partitioned table, its partition key pinned
+/// by placeholders.
+#[derive(Debug)]
+pub struct PointPlan {
+    table: Arc<TableDef>,
+    /// For each partition-key column in order, the placeholder holding its value.
+    key_params: Vec<usize>,
+    pieces: Vec<Piece>,
+}
+
+impl PointPlan {
+    /// The DN and the physical SQL for one execution: `None` when the
+    /// literals do not name one partition as the router would read them
+    /// (a key value of the wrong type, or no partition for it), which the
+    /// caller answers the uncached way.
+    pub fn physical_sql(&self, params: &[Param<'_>]) -> Option<(u32, String)> {
+        let key: Vec<Option<&str>> = self.key_params.iter().map(|&i| Some(params.get(i)?.value.as_ref())).collect();
+        let p = crate::sharding::partition_for(&self.table, &key).ok()?;
+        let part = self.table.partitions.get(p)?;
+        let mut sql = String::with_capacity(128);
+        for piece in &self.pieces {
+            match piece {
+                Piece::Text(t) => sql.push_str(t),
+                Piece::Param(n) => sql.push_str(params.get(*n)?.raw),
+                Piece::Table => sql.push_str(&part.phys_table),
+            }
+        }
+        Some((part.dn, sql))
+    }
+}
+
+/// What the cache knows about one parameterized statement.
+#[derive(Debug)]
+pub enum CachedPlan {
+    Point(PointPlan),
+    /// Not a point SELECT: the statement takes the parser and planner.
+    Other,
+}
+
+/// A cache entry: the plan and the catalog version it was built at.
+#[derive(Debug)]
+pub struct Entry {
+    pub version: u64,
+    pub plan: CachedPlan,
+}
+
+/// The CN-wide plan cache, keyed by current database and parameterized
+/// text. Counters are reported by `SHOW STATUS LIKE 'Cn_plan_cache%'`.
+#[derive(Debug, Default)]
+pub struct PlanCache {
+    entries: Mutex<HashMap<String, Arc<Entry>>>,
+    /// Executions answered from a cached point plan.
+    pub hits: AtomicU64,
+    /// Entries built (a new text, or a catalog version moved).
+    pub misses: AtomicU64,
+}
+
+impl PlanCache {
+    /// The cache key of a parameterized text in database `db`.
+    pub fn key(db: Option<&str>, text: &str) -> String {
+        format!("{}\u{0}{text}", db.unwrap_or(""))
+    }
+
+    /// The entry for `key` if it was built at catalog `version`.
+    pub fn get(&self, key: &str, version: u64) -> Option<Arc<Entry>> {
+        let map = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(key).filter(|e| e.version == version).cloned()
+    }
+
+    /// Stores an entry; a full cache is emptied first.
+    pub fn insert(&self, key: String, entry: Arc<Entry>) {
+        self.misses.fetch_add(1, Ordering::Relaxed);
+        let mut map = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= CAPACITY && !map.contains_key(&key) {
+            map.clear();
+        }
+        map.insert(key, entry);
+    }
+
+    /// Entries held now.
+    pub fn len(&self) -> usize {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Whether the cache holds no entry.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Builds the entry for a parameterized `text` in database `db` at the
+/// catalog `snap`. `unchanged_by_session` says whether the session's
+/// substitutions (`DATABASE()`, `@@var`, …) leave a query as it is; a query
+/// they would change is not cached as a point plan.
+pub fn build(
+    snap: &CatalogSnapshot,
+    db: Option<&str>,
+    text: &str,
+    unchanged_by_session: impl FnOnce(&Query) -> bool,
+) -> Entry {
+    let plan = point_plan(snap, db, text, unchanged_by_session).map_or(CachedPlan::Other, CachedPlan::Point);
+    Entry { version: snap.version, plan }
+}
+
+fn point_plan(
+    snap: &CatalogSnapshot,
+    db: Option<&str>,
+    text: &str,
+    unchanged_by_session: impl FnOnce(&Query) -> bool,
+) -> Option<PointPlan> {
+    let mut stmts = Parser::parse_sql(&MySqlDialect {}, text).ok()?;
+    let Some(Statement::Query(q)) = stmts.pop() else { return None };
+    if !stmts.is_empty() || q.with.is_some() || !q.locks.is_empty() || q.for_clause.is_some() {
+        return None;
+    }
+    let mut relations = 0;
+    let _ = visit_relations(&q, |_| {
+        relations += 1;
+        ControlFlow::<()>::Continue(())
+    });
+    let SetExpr::Select(sel) = q.body.as_ref() else { return None };
+    if relations != 1 || sel.from.len() != 1 || !sel.from[0].joins.is_empty() || sel.into.is_some() {
+        return None;
+    }
+    let TableFactor::Table { name, alias, args: None, with_hints, index_hints, partitions, .. } = &sel.from[0].relation
+    else {
+        return None;
+    };
+    if !with_hints.is_empty() || !index_hints.is_empty() || !partitions.is_empty() {
+        return None;
+    }
+    let (d, t) = resolve_name(name, db).ok()?;
+    let table = snap.base_table(&d, &t)?.clone();
+    if !table.is_partitioned() || !unchanged_by_session(&q) {
+        return None;
+    }
+    // Every key column pinned by exactly one `col = ?n` conjunct.
+    let qualifier = alias.as_ref().map_or(t.as_str(), |a| a.name.value.as_str()).to_ascii_lowercase();
+    let mut pins: Vec<(String, usize)> = Vec::new();
+    pinned_columns(sel.selection.as_ref()?, &qualifier, &mut pins);
+    let key_params = table
+        .partitioning
+        .key_columns()
+        .iter()
+        .map(|k| match pins.iter().filter(|(c, _)| c == k).collect::<Vec<_>>().as_slice() {
+            [(_, n)] => Some(*n),
+            _ => None,
+        })
+        .collect::<Option<Vec<usize>>>()?;
+    // The router's physical SQL with a marker for the table name
+    // ([`crate::planner::PhysicalNames`], with the logical name as alias).
+    let mut physical = q.clone();
+    let SetExpr::Select(sel) = physical.body.as_mut() else { return None };
+    let TableFactor::Table { name, alias, .. } = &mut sel.from[0].relation else { return None };
+    *name = ObjectName::from(vec![Ident::with_quote('`', d), Ident::with_quote('`', TABLE_MARK)]);
+    if alias.is_none() {
+        *alias = Some(TableAlias { explicit: true, name: Ident::with_quote('`', t), columns: vec![], at: None });
+    }
+    let pieces = pieces(&physical.to_string())?;
+    Some(PointPlan { table, key_params, pieces })
+}
+
+/// Stands for the physical table name in a rendered template.
+const TABLE_MARK: &str = "\u{1}";
+
+/// `col = ?n` conjuncts of a WHERE clause whose column belongs to the
+/// table (unqualified or qualified by `qualifier`): (column, n).
+fn pinned_columns(e: &Expr, qualifier: &str, out: &mut Vec<(String, usize)>) {
+    match e {
+        Expr::BinaryOp { left, op: BinaryOperator::And, right } => {
+            pinned_columns(left, qualifier, out);
+            pinned_columns(right, qualifier, out);
+        }
+        Expr::BinaryOp { left, op: BinaryOperator::Eq, right } => {
+            let pin = match (column_ref(left), placeholder(right)) {
+                (Some(c), Some(n)) => Some((c, n)),
+                _ => column_ref(right).zip(placeholder(left)),
+            };
+            if let Some(((q, c), n)) = pin {
+                if q.is_empty() || q == qualifier {
+                    out.push((c, n));
+                }
+            }
+        }
+        Expr::Nested(e) => pinned_columns(e, qualifier, out),
+        _ => {}
+    }
+}
+
+/// `n` of a `?n` placeholder.
+fn placeholder(e: &Expr) -> Option<usize> {
+    match e {
+        Expr::Value(v) => match &v.value {
+            Value::Placeholder(p) => p.strip_prefix('?')?.parse().ok(),
+            _ => None,
+        },
+        Expr::Nested(e) => placeholder(e),
+        _ => None,
+    }
+}
+
+/// Cuts a rendered template at its `?n` placeholders and table marks.
+/// `None` when the text holds a `?` that is not a placeholder.
+fn pieces(rendered: &str) -> Option<Vec<Piece>> {
+    let mut out = Vec::new();
+    let mut text = String::new();
+    let mut chars = rendered.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '?' => {
+                let mut end = i + 1;
+                while let Some((j, d)) = chars.peek().copied() {
+                    if !d.is_ascii_digit() {
+                        break;
+                    }
+                    end = j + 1;
+                    chars.next();
+                }
+                let n = rendered[i + 1..end].parse().ok()?;
+                out.push(Piece::Text(std::mem::take(&mut text)));
+                out.push(Piece::Param(n));
+            }
+            '\u{1}' => {
+                out.push(Piece::Text(std::mem::take(&mut text)));
+                out.push(Piece::Table);
+            }
+            c => text.push(c),
+        }
+    }
+    out.push(Piece::Text(text));
+    out.retain(|p| !matches!(p, Piece::Text(t) if t.is_empty()));
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn texts(sql: &str) -> Option<(String, Vec<(String, String)>)> {
+        let p = parameterize(sql)?;
+        Some((p.text, p.params.iter().map(|p| (p.raw.to_string(), p.value.to_string())).collect()))
+    }
+
+    #[test]
+    fn literals_become_numbered_placeholders() {
+        let (text, params) = texts("SELECT c FROM sbtest1 WHERE id=5017").unwrap();
+        assert_eq!(text, "SELECT c FROM sbtest1 WHERE id=?0");
+        assert_eq!(params, vec![("5017".into(), "5017".into())]);
+        let (text, params) = texts("select a, 'x' from `t1` where k = 'it''s' and v > 1.5e3 limit 10").unwrap();
+        assert_eq!(text, "select a, ?0 from `t1` where k = ?1 and v > ?2 limit ?3");
+        let values: Vec<&str> = params.iter().map(|p| p.1.as_str()).collect();
+        assert_eq!(values, ["x", "it's", "1.5e3", "10"]);
+        assert_eq!(params[1].0, "'it''s'");
+        // Digits inside identifiers stay.
+        assert_eq!(texts("SELECT c1 FROM t2 WHERE t2.c1 = 3").unwrap().0, "SELECT c1 FROM t2 WHERE t2.c1 = ?0");
+    }
+
+    #[test]
+    fn statements_the_cache_leaves_alone() {
+        for sql in [
+            "SELECT 1 /* c */",
+            "SELECT 1 -- c",
+            "SELECT 1 # c",
+            "SELECT ?",
+            "SELECT @x",
+            "SELECT @@version",
+            "SELECT \"a\"",
+            "SELECT 'a\\'b'",
+            "SELECT _utf8mb4'a'",
+            "SELECT x'0f'",
+            "SELECT 0x0f",
+            "SELECT 1abc FROM t",
+            "SELECT 'open",
+            "SELECT `a?` FROM t",
+        ] {
+            assert_eq!(parameterize(sql), None, "{sql}");
+        }
+    }
+
+    #[test]
+    fn pieces_split_at_placeholders_and_the_table_mark() {
+        let p = pieces("SELECT c FROM `d`.`\u{1}` AS `t` WHERE id = ?0 LIMIT ?12").unwrap();
+        assert_eq!(
+            p,
+            vec![
+                Piece::Text("SELECT c FROM `d`.`".into()),
+                Piece::Table,
+                Piece::Text("` AS `t` WHERE id = ".into()),
+                Piece::Param(0),
+                Piece::Text(" LIMIT ".into()),
+                Piece::Param(12),
+            ]
+        );
+        assert_eq!(pieces("SELECT ? FROM t"), None);
+    }
+}
