@@ -18,7 +18,7 @@ TESTS=${TESTS:-"oltp_point_select oltp_read_only oltp_insert"}
 PROFILE=${PROFILE:-release}
 bash .ci/install-deps >/dev/null
 if [ "$PROFILE" = release ]; then cargo build --release -q -p cn; else cargo build -q -p cn; fi
-CN=target/$PROFILE/cn
+CN=${CARGO_TARGET_DIR:-target}/$PROFILE/cn
 WORK=$(mktemp -d /tmp/cn-bench.XXXX)
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
