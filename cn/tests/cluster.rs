@@ -842,3 +842,57 @@ fn point_selects_come_from_the_plan_cache_with_the_planners_answers() {
         assert_eq!(plan_cache_counter(&mut c, "misses").await - m, 1);
     });
 }
+
+/// Checks the answers of `t_merge.t` (ids 1..=200, `k = id % 7`, plus 100
+/// for id 50 when `bumped`, `c = 'c%03d'`) to range, aggregate,
+/// DISTINCT/top-N and GROUP BY queries against the same computed here.
+async fn merged_scan_answers(c: &mut mysql_async::Conn, bumped: bool) {
+    let k_of = |i: i64| i % 7 + if bumped && i == 50 { 100 } else { 0 };
+    let ids: Vec<(i32, String)> = c.query("SELECT id, c FROM t WHERE id BETWEEN 20 AND 119 ORDER BY id").await.unwrap();
+    assert_eq!(ids, (20..=119).map(|i| (i, format!("c{i:03}"))).collect::<Vec<_>>());
+    let s: i64 = c.query_first("SELECT SUM(k) FROM t WHERE id BETWEEN 20 AND 119").await.unwrap().unwrap();
+    assert_eq!(s, (20..=119).map(k_of).sum::<i64>());
+    let top: Vec<String> = c.query("SELECT DISTINCT c FROM t ORDER BY c DESC LIMIT 3").await.unwrap();
+    assert_eq!(top, ["c200", "c199", "c198"]);
+    let groups: Vec<(i64, i64)> = c.query("SELECT k, COUNT(*) FROM t GROUP BY k ORDER BY k").await.unwrap();
+    let mut expected: std::collections::BTreeMap<i64, i64> = Default::default();
+    (1..=200).for_each(|i| *expected.entry(k_of(i)).or_default() += 1);
+    assert_eq!(groups, expected.into_iter().collect::<Vec<_>>());
+}
+
+#[test]
+fn shard_scans_of_one_dn_merge_into_union_all_queries_with_the_same_answers() {
+    block_on(async {
+        let mut c = fresh_db("t_merge").await;
+        c.query_drop("CREATE TABLE t (id INT PRIMARY KEY, k INT, c VARCHAR(20)) PARTITION BY KEY(id) PARTITIONS 16")
+            .await
+            .unwrap();
+        let values: Vec<String> = (1..=200).map(|i| format!("({i}, {}, 'c{i:03}')", i % 7)).collect();
+        c.query_drop(format!("INSERT INTO t VALUES {}", values.join(","))).await.unwrap();
+        // Autocommit: a statement snapshot has 4 views per DN, so the 8
+        // partitions of each DN run as 4 queries of two partitions each.
+        let plan = explain(&mut c, "SELECT SUM(k) FROM t WHERE id BETWEEN 20 AND 119").await;
+        assert!(plan.contains("shards=8") && plan.contains(") UNION ALL (SELECT"), "{plan}");
+        merged_scan_answers(&mut c, false).await;
+        // In a transaction (one branch per DN): one query per DN, which
+        // sees the transaction's own write.
+        c.query_drop("BEGIN").await.unwrap();
+        c.query_drop("UPDATE t SET k = k + 100 WHERE id = 50").await.unwrap();
+        let plan = explain(&mut c, "SELECT SUM(k) FROM t WHERE id BETWEEN 20 AND 119").await;
+        let unions = plan.matches("UNION ALL").count();
+        assert!(plan.contains("shards=2") && unions > 0 && unions % 14 == 0, "{plan}");
+        merged_scan_answers(&mut c, true).await;
+        // A locking read locks in every partition: the suffix goes inside
+        // each branch.
+        let locked: Vec<i32> = c.query("SELECT id FROM t WHERE k = 3 ORDER BY id FOR UPDATE").await.unwrap();
+        assert_eq!(locked, (1..=200).filter(|i| i % 7 == 3).collect::<Vec<_>>());
+        let mut other = connect(Some("t_merge")).await;
+        other.query_drop("SET innodb_lock_wait_timeout = 1").await.unwrap();
+        for id in [3, 10, 17, 24] {
+            let e = other.query_drop(format!("UPDATE t SET c = 'x' WHERE id = {id}")).await.unwrap_err();
+            assert_eq!(code(e), 1205, "row {id} is locked");
+        }
+        c.query_drop("ROLLBACK").await.unwrap();
+        other.query_drop("UPDATE t SET c = 'x' WHERE id = 3").await.unwrap();
+    });
+}

@@ -36,6 +36,7 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties};
 use futures::StreamExt;
 use mysql_async::prelude::*;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -59,6 +60,9 @@ pub struct ShardQuery {
 /// Scans shards; output partition i is `queries[i]`.
 pub struct ShardScanExec {
     pub queries: Vec<ShardQuery>,
+    /// For each query, the per-partition SELECTs it is the `UNION ALL` of
+    /// (one when it is not merged; see [`merge_per_dn`]).
+    branches: Vec<Vec<String>>,
     schema: SchemaRef,
     source: ConnSource,
     props: Arc<PlanProperties>,
@@ -75,7 +79,11 @@ impl fmt::Debug for ShardScanExec {
 }
 
 impl ShardScanExec {
+    /// A scan of `queries` (one per partition) on `source`; the queries of
+    /// one DN are merged when the source has fewer connections per DN than
+    /// there are queries ([`merge_per_dn`]).
     pub fn new(queries: Vec<ShardQuery>, schema: SchemaRef, source: ConnSource) -> Self {
+        let (queries, branches) = merge_per_dn(queries, source.connections_per_dn());
         let props = PlanProperties::new(
             EquivalenceProperties::new(schema.clone()),
             Partitioning::UnknownPartitioning(queries.len().max(1)),
@@ -84,6 +92,7 @@ impl ShardScanExec {
         );
         ShardScanExec {
             queries,
+            branches,
             schema,
             source,
             props: Arc::new(props),
@@ -100,20 +109,80 @@ impl ShardScanExec {
         self
     }
 
-    /// The same scan with `suffix` (a locking clause) after every query.
+    /// The same scan with `suffix` (a locking clause) after every
+    /// partition's SELECT (inside the parentheses of a merged query).
     pub fn with_suffix(&self, suffix: &str) -> Self {
         let mut queries = self.queries.clone();
-        for q in &mut queries {
-            q.sql.push_str(suffix);
+        let branches: Vec<Vec<String>> =
+            self.branches.iter().map(|b| b.iter().map(|sql| format!("{sql}{suffix}")).collect()).collect();
+        for (q, b) in queries.iter_mut().zip(&branches) {
+            q.sql = union_all(b);
         }
         ShardScanExec {
             queries,
+            branches,
             schema: self.schema.clone(),
             source: self.source.clone(),
             props: self.props.clone(),
             metrics: ExecutionPlanMetricsSet::new(),
             estimated_rows: self.estimated_rows,
         }
+    }
+}
+
+/// Merges the queries of each DN into at most `per_dn` queries, each the
+/// `UNION ALL` of the partitions' SELECTs in parentheses (PolarDB-X merges a
+/// DN's physical tables into one UNION query the same way): a transaction
+/// has one connection per DN (its branch) and a statement snapshot at most
+/// [`crate::txn::snapshot::MAX_VIEWS_PER_DN`], so the partitions of one DN
+/// run one after the other anyway; merged, they cost one round trip per
+/// connection instead of one per partition, and each connection streams
+/// one query. MariaDB runs a UNION ALL without a temporary table, and a
+/// scan promises no order. `None` (pooled connections, one per query)
+/// merges nothing, nor does a query that is not a plain SELECT (MariaDB
+/// refuses a WITH inside a UNION's parentheses). Returns the queries and, for each, its branches.
+pub fn merge_per_dn(queries: Vec<ShardQuery>, per_dn: Option<usize>) -> (Vec<ShardQuery>, Vec<Vec<String>>) {
+    let mut counts: BTreeMap<u32, usize> = BTreeMap::new();
+    for q in &queries {
+        *counts.entry(q.dn).or_default() += 1;
+    }
+    // MariaDB takes no WITH inside a UNION's parentheses: only SELECTs merge.
+    let selects = queries.iter().all(|q| q.sql.trim_start().get(..6).is_some_and(|w| w.eq_ignore_ascii_case("SELECT")));
+    let per_dn = match per_dn.map(|n| n.max(1)) {
+        Some(n) if selects && counts.values().any(|c| *c > n) => n,
+        _ => {
+            let branches = queries.iter().map(|q| vec![q.sql.clone()]).collect();
+            return (queries, branches);
+        }
+    };
+    let mut by_dn: BTreeMap<u32, Vec<ShardQuery>> = BTreeMap::new();
+    for q in queries {
+        by_dn.entry(q.dn).or_default().push(q);
+    }
+    let mut out = Vec::new();
+    let mut branches = Vec::new();
+    for (dn, qs) in by_dn {
+        // Round-robin into `per_dn` groups, so each holds about as many partitions.
+        let groups = qs.len().min(per_dn);
+        let mut grouped: Vec<Vec<ShardQuery>> = vec![Vec::new(); groups];
+        for (i, q) in qs.into_iter().enumerate() {
+            grouped[i % groups].push(q);
+        }
+        for g in grouped {
+            let b: Vec<String> = g.iter().map(|q| q.sql.clone()).collect();
+            let partition = g.iter().map(|q| q.partition.as_str()).collect::<Vec<_>>().join("+");
+            out.push(ShardQuery { dn, partition, sql: union_all(&b) });
+            branches.push(b);
+        }
+    }
+    (out, branches)
+}
+
+/// One SELECT as it is, several as `(a) UNION ALL (b) …`.
+fn union_all(branches: &[String]) -> String {
+    match branches {
+        [one] => one.clone(),
+        many => format!("({})", many.join(") UNION ALL (")),
     }
 }
 
@@ -336,4 +405,44 @@ async fn run_query(
         tx.send(b).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(dn: u32, p: usize) -> ShardQuery {
+        ShardQuery { dn, partition: format!("p{p}"), sql: format!("SELECT a FROM t_p{p}") }
+    }
+
+    #[test]
+    fn queries_of_a_dn_merge_into_its_connections() {
+        let qs: Vec<ShardQuery> = (0..6).map(|p| q((p % 2) as u32, p)).collect();
+        // Pooled connections: nothing merges.
+        let (out, branches) = merge_per_dn(qs.clone(), None);
+        assert_eq!(out.len(), 6);
+        assert!(branches.iter().all(|b| b.len() == 1));
+        // One connection per DN (a transaction): one query per DN.
+        let (out, branches) = merge_per_dn(qs.clone(), Some(1));
+        let got: Vec<(u32, &str, &str)> = out.iter().map(|q| (q.dn, q.partition.as_str(), q.sql.as_str())).collect();
+        assert_eq!(
+            got,
+            [
+                (0, "p0+p2+p4", "(SELECT a FROM t_p0) UNION ALL (SELECT a FROM t_p2) UNION ALL (SELECT a FROM t_p4)"),
+                (1, "p1+p3+p5", "(SELECT a FROM t_p1) UNION ALL (SELECT a FROM t_p3) UNION ALL (SELECT a FROM t_p5)"),
+            ]
+        );
+        assert_eq!(branches[0], ["SELECT a FROM t_p0", "SELECT a FROM t_p2", "SELECT a FROM t_p4"]);
+        // Two per DN: three partitions split 2 + 1; at least as many
+        // connections as queries: unchanged.
+        let (out, _) = merge_per_dn(qs.clone(), Some(2));
+        let parts: Vec<&str> = out.iter().map(|q| q.partition.as_str()).collect();
+        assert_eq!(parts, ["p0+p4", "p2", "p1+p5", "p3"]);
+        assert_eq!(out[1].sql, "SELECT a FROM t_p2");
+        let mut with = qs.clone();
+        with[5].sql = "WITH x AS (SELECT 1) SELECT a FROM t_p5".into();
+        assert_eq!(merge_per_dn(with, Some(1)).0.len(), 6);
+        let (out, _) = merge_per_dn(qs.clone(), Some(4));
+        assert_eq!(out.iter().map(|q| &q.sql).collect::<Vec<_>>(), qs.iter().map(|q| &q.sql).collect::<Vec<_>>());
+    }
 }

@@ -894,6 +894,18 @@ impl ConnSource {
         }
     }
 
+    /// How many connections a statement's shard accesses on one DN can use
+    /// at once: one for a transaction (its branch), at most
+    /// [`snapshot::MAX_VIEWS_PER_DN`] for a statement snapshot, `None` (one
+    /// per access) for pooled connections.
+    pub fn connections_per_dn(&self) -> Option<usize> {
+        match self {
+            ConnSource::Pool(_) | ConnSource::PoolLocking(..) => None,
+            ConnSource::Txn(_) | ConnSource::TxnLocking(_) => Some(1),
+            ConnSource::Snapshot(_) => Some(snapshot::MAX_VIEWS_PER_DN),
+        }
+    }
+
     /// Whether several shard accesses may share one connection (so a scan
     /// must not stall while holding it).
     pub fn shared(&self) -> bool {
