@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 /// spill-dir = "/var/tmp/cn-spill"    # where operators spill; a directory per CN inside
 /// spill-quota = 107374182400         # bytes of spill files this CN may hold at once
 /// spill-compression = "lz4_frame"    # or "zstd", "uncompressed"
+/// default-auth-plugin = "mysql_native_password"   # or "caching_sha2_password"
 /// [agents]
 /// dn0 = "http://127.0.0.1:3500"
 /// dn1 = "http://127.0.0.1:3501"
@@ -39,6 +40,12 @@ pub struct Config {
     pub catalog_poll_ms: u64,
     /// Accounts; an empty password means none.
     pub users: Vec<User>,
+    /// The authentication plugin the handshake proposes:
+    /// `mysql_native_password` (the default; every client has it) or
+    /// `caching_sha2_password` (MySQL 8's default). A client that answers
+    /// with the other of the two is accepted as it is; one with any other
+    /// plugin is asked to switch (MySQL's `default_authentication_plugin`).
+    pub default_auth_plugin: String,
     /// The shared DN agents (`dn-plugin serve`), by DN name (`dn0`, …):
     /// the gRPC URL of each. A DN without an entry gets an agent in this
     /// process, correct only while this CN is the only one. Several CNs
@@ -85,6 +92,7 @@ impl Default for Config {
             dn_pool_size: 256,
             catalog_poll_ms: 500,
             users: vec![User { name: "root".into(), password: String::new() }],
+            default_auth_plugin: crate::protocol::handshake::NATIVE_PASSWORD.into(),
             agents: Default::default(),
             query_memory_limit: DEFAULT_QUERY_MEMORY_LIMIT,
             memory_total: 4 << 30,
@@ -134,6 +142,13 @@ impl Config {
                 self.spill_compression
             ));
         }
+        use crate::protocol::handshake::{CACHING_SHA2_PASSWORD, NATIVE_PASSWORD};
+        if ![NATIVE_PASSWORD, CACHING_SHA2_PASSWORD].contains(&self.default_auth_plugin.as_str()) {
+            return Err(format!(
+                "default-auth-plugin = {:?}: expected {NATIVE_PASSWORD} or {CACHING_SHA2_PASSWORD}",
+                self.default_auth_plugin
+            ));
+        }
         if !self.agents.is_empty() && self.tso.is_empty() {
             return Err("shared agents need a TSO shared by the CNs (tso = [...])".into());
         }
@@ -161,6 +176,9 @@ mod tests {
         assert!(shared.validate().is_ok());
         let no_tso = Config { tso: Vec::new(), ..shared.clone() };
         assert!(no_tso.validate().is_err());
+        let sha2: Config = toml::from_str("default-auth-plugin = \"caching_sha2_password\"\n").unwrap();
+        assert!(sha2.validate().is_ok());
+        assert!(Config { default_auth_plugin: "sha256_password".into(), ..sha2 }.validate().is_err());
     }
 
     #[test]

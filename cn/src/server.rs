@@ -7,7 +7,7 @@ use crate::cluster::Cluster;
 use crate::error::{code, CnError, MysqlError, Result};
 use crate::protocol::codec::Reader;
 use crate::protocol::constants::{cap, com, status, ty};
-use crate::protocol::handshake::{self, native_password_hash, verify_native_password};
+use crate::protocol::handshake::{self, native_password_hash, verify_caching_sha2_password, verify_native_password};
 use crate::protocol::packet::PacketIo;
 use crate::protocol::resultset::{binary_row, eof_packet, err_packet, ok_packet, text_row, ColumnDef};
 use crate::session::sink::ResultSink;
@@ -284,7 +284,8 @@ fn param_literal(r: &mut Reader<'_>, t: u8, unsigned: bool) -> Result<String> {
 async fn handle(cluster: Arc<Cluster>, io: &mut Io, conn_id: u32, host: String) -> Result<()> {
     let salt = scramble();
     io.seq = 0;
-    io.write_packet(&handshake::initial_handshake(vars::SERVER_VERSION, conn_id, &salt)).await?;
+    let proposed = cluster.config.default_auth_plugin.as_str();
+    io.write_packet(&handshake::initial_handshake(vars::SERVER_VERSION, conn_id, &salt, proposed)).await?;
     io.flush().await?;
     let Some(p) = io.read_packet().await? else {
         return Ok(());
@@ -294,31 +295,50 @@ async fn handle(cluster: Arc<Cluster>, io: &mut Io, conn_id: u32, host: String) 
         Err(e) => return send_err(io, &e.to_mysql()).await,
     };
     let mut auth = resp.auth_response.clone();
-    if resp.auth_plugin.as_deref().is_some_and(|p| p != handshake::NATIVE_PASSWORD) {
-        io.write_packet(&handshake::auth_switch_request(&salt)).await?;
+    let caps = resp.capabilities & handshake::SERVER_CAPABILITIES;
+    io.max_packet = 64 << 20;
+    let user = cluster.config.users.iter().find(|u| u.name == resp.user);
+    let verify = |plugin: &str, auth: &[u8]| {
+        user.is_some_and(|u| match plugin {
+            handshake::CACHING_SHA2_PASSWORD => verify_caching_sha2_password(&u.password, &salt, auth),
+            handshake::NATIVE_PASSWORD => {
+                let stored = (!u.password.is_empty()).then(|| native_password_hash(&u.password));
+                verify_native_password(stored.as_ref(), &salt, auth)
+            }
+            _ => false,
+        })
+    };
+    // A client without CLIENT_PLUGIN_AUTH speaks mysql_native_password. A
+    // client that started with the other of the two plugins is accepted
+    // when its answer checks; otherwise (some send nothing, expecting a
+    // switch) it is asked to switch to the proposed one, as MySQL does for
+    // an account on its default plugin.
+    let mut plugin = resp.auth_plugin.as_deref().unwrap_or(handshake::NATIVE_PASSWORD);
+    let mut ok = verify(plugin, &auth);
+    if !ok && plugin != proposed {
+        io.write_packet(&handshake::auth_switch_request(&salt, proposed)).await?;
         io.flush().await?;
         let Some(a) = io.read_packet().await? else {
             return Ok(());
         };
         auth = a;
+        plugin = proposed;
+        ok = verify(plugin, &auth);
     }
-    let caps = resp.capabilities & handshake::SERVER_CAPABILITIES;
-    io.max_packet = 64 << 20;
-    let user = cluster.config.users.iter().find(|u| u.name == resp.user);
-    let ok = user.is_some_and(|u| {
-        let stored = (!u.password.is_empty()).then(|| native_password_hash(&u.password));
-        verify_native_password(stored.as_ref(), &salt, &auth)
-    });
     if !ok {
         let e = CnError::mysql(
             code::ER_ACCESS_DENIED,
             format!(
                 "Access denied for user '{}'@'{host}' (using password: {})",
                 resp.user,
-                if auth.is_empty() { "NO" } else { "YES" }
+                if auth.is_empty() || auth == [0] { "NO" } else { "YES" }
             ),
         );
         return send_err(io, &e.to_mysql()).await;
+    }
+    if plugin == handshake::CACHING_SHA2_PASSWORD && user.is_some_and(|u| !u.password.is_empty()) {
+        // AuthMoreData: the scramble matched; the OK follows.
+        io.write_packet(&handshake::FAST_AUTH_SUCCESS).await?;
     }
     let mut session = Session::new(cluster.clone(), conn_id, resp.user.clone(), host);
     if let Some(db) = &resp.database {

@@ -896,3 +896,64 @@ fn shard_scans_of_one_dn_merge_into_union_all_queries_with_the_same_answers() {
         other.query_drop("UPDATE t SET c = 'x' WHERE id = 3").await.unwrap();
     });
 }
+
+#[test]
+fn passwords_check_with_mysql_native_password_and_caching_sha2_password() {
+    use cn::config::{Config, User};
+    for plugin in ["mysql_native_password", "caching_sha2_password"] {
+        let addr = block_on(async {
+            let config = Config {
+                listen: "127.0.0.1:0".into(),
+                metadb: env().metadb_url.clone(),
+                tso: vec![env().tso_addr.clone()],
+                users: vec![
+                    User { name: "root".into(), password: String::new() },
+                    User { name: "alice".into(), password: "s3cret-9".into() },
+                ],
+                default_auth_plugin: plugin.into(),
+                ..Config::default()
+            };
+            let (_cluster, addr, _task) = cn::server::start_cn(config).await.expect("CN starts");
+            let port = addr.port();
+            let url = |user: &str| format!("mysql://{user}@127.0.0.1:{port}/");
+            // mysql_async answers with the plugin the handshake proposes.
+            let mut c = mysql_async::Conn::from_url(url("alice:s3cret-9")).await.expect("alice logs in");
+            let n: Option<i64> = c.query_first("SELECT 1 + 1").await.unwrap();
+            assert_eq!(n, Some(2), "{plugin}");
+            c.disconnect().await.unwrap();
+            let mut root = mysql_async::Conn::from_url(url("root")).await.expect("root without password");
+            root.query_drop("SELECT 1").await.unwrap();
+            for bad in ["alice:secret", "alice", "root:x", "bob:s3cret-9"] {
+                let Err(e) = mysql_async::Conn::from_url(url(bad)).await else { panic!("{plugin} {bad}: logged in") };
+                assert_eq!(code(e), 1045, "{plugin} {bad}");
+            }
+            addr
+        });
+        // The mariadb CLI (Connector/C) with its default, with the other
+        // plugin forced, and with a plugin the CN asks it to switch from;
+        // PyMySQL with its default.
+        let port = addr.port().to_string();
+        for auth in [None, Some("mysql_native_password"), Some("caching_sha2_password"), Some("client_ed25519")] {
+            let mut args = vec!["-h127.0.0.1".to_string(), format!("-P{port}"), "-ualice".into(), "-ps3cret-9".into()];
+            args.extend(auth.map(|a| format!("--default-auth={a}")));
+            args.extend(["-N".into(), "-e".into(), "SELECT 40 + 2".into()]);
+            let out = shared(|| std::process::Command::new("mariadb").args(&args).output().expect("mariadb CLI"));
+            assert!(out.status.success(), "{plugin} {auth:?}: {}", String::from_utf8_lossy(&out.stderr));
+            assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "42");
+        }
+        let out = shared(|| {
+            std::process::Command::new("mariadb")
+                .args(["-h127.0.0.1", &format!("-P{port}"), "-ualice", "-pwrong", "-e", "SELECT 1"])
+                .output()
+                .expect("mariadb CLI")
+        });
+        assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("1045"), "{plugin}");
+        let script = format!(
+            "import pymysql\nc = pymysql.connect(host='127.0.0.1', port={port}, user='alice', password='s3cret-9')\n\
+             cur = c.cursor()\ncur.execute('SELECT 1 + 2')\nprint(cur.fetchone()[0])\n"
+        );
+        let out = shared(|| std::process::Command::new("python3").args(["-c", &script]).output().expect("python3"));
+        assert!(out.status.success(), "{plugin}: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "3");
+    }
+}

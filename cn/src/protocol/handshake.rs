@@ -1,6 +1,6 @@
 //! Connection phase: Handshake v10 out, HandshakeResponse41 in,
-//! `mysql_native_password` verification (with an AuthSwitchRequest when the
-//! client starts with another plugin).
+//! `mysql_native_password` and `caching_sha2_password` verification (with
+//! an AuthSwitchRequest when the client starts with another plugin).
 
 use super::codec::Reader;
 use super::constants::{cap, charset, status};
@@ -28,9 +28,17 @@ pub const SERVER_CAPABILITIES: u32 = cap::LONG_PASSWORD
     | cap::DEPRECATE_EOF;
 
 pub const NATIVE_PASSWORD: &str = "mysql_native_password";
+/// MySQL 8's default authentication plugin (the only one of MySQL 9's
+/// clients besides TLS-only ones).
+pub const CACHING_SHA2_PASSWORD: &str = "caching_sha2_password";
 
-/// Builds the Handshake v10 payload. `scramble` is 20 random bytes (no NUL).
-pub fn initial_handshake(server_version: &str, conn_id: u32, scramble: &[u8; 20]) -> Vec<u8> {
+/// The `caching_sha2_password` AuthMoreData packet saying the scramble
+/// matched ("fast auth success", MySQL internals: caching_sha2_password).
+pub const FAST_AUTH_SUCCESS: [u8; 2] = [0x01, 0x03];
+
+/// Builds the Handshake v10 payload. `scramble` is 20 random bytes (no NUL);
+/// `plugin` is the authentication plugin the server proposes.
+pub fn initial_handshake(server_version: &str, conn_id: u32, scramble: &[u8; 20], plugin: &str) -> Vec<u8> {
     let mut p = Vec::with_capacity(128);
     p.push(10);
     p.extend_from_slice(server_version.as_bytes());
@@ -46,7 +54,7 @@ pub fn initial_handshake(server_version: &str, conn_id: u32, scramble: &[u8; 20]
     p.extend_from_slice(&[0u8; 10]);
     p.extend_from_slice(&scramble[8..]);
     p.push(0);
-    p.extend_from_slice(NATIVE_PASSWORD.as_bytes());
+    p.extend_from_slice(plugin.as_bytes());
     p.push(0);
     p
 }
@@ -100,10 +108,10 @@ pub fn parse_handshake_response(payload: &[u8]) -> Result<HandshakeResponse> {
     Ok(HandshakeResponse { capabilities: caps, max_packet, charset: cs, user, auth_response, database, auth_plugin })
 }
 
-/// AuthSwitchRequest asking the client to answer with `mysql_native_password`.
-pub fn auth_switch_request(scramble: &[u8; 20]) -> Vec<u8> {
+/// AuthSwitchRequest asking the client to answer with `plugin`.
+pub fn auth_switch_request(scramble: &[u8; 20], plugin: &str) -> Vec<u8> {
     let mut p = vec![0xfe];
-    p.extend_from_slice(NATIVE_PASSWORD.as_bytes());
+    p.extend_from_slice(plugin.as_bytes());
     p.push(0);
     p.extend_from_slice(scramble);
     p.push(0);
@@ -137,6 +145,30 @@ pub fn verify_native_password(stored: Option<&[u8; 20]>, scramble: &[u8; 20], re
     }
 }
 
+/// Checks a `caching_sha2_password` response against the account's
+/// `password`: the client sends `SHA256(pw) XOR SHA256(SHA256(SHA256(pw))
+/// ++ scramble)` (MySQL internals, "caching_sha2_password"); an empty
+/// password sends nothing or one NUL. The CN keeps passwords in its config,
+/// so it can always check the scramble ("fast authentication") and never
+/// needs the full authentication over TLS or RSA.
+pub fn verify_caching_sha2_password(password: &str, scramble: &[u8; 20], response: &[u8]) -> bool {
+    use sha2::Sha256;
+    if password.is_empty() {
+        return response.is_empty() || response == [0];
+    }
+    if response.len() != 32 {
+        return false;
+    }
+    let stage1 = Sha256::digest(password.as_bytes());
+    let stage2 = Sha256::digest(stage1);
+    let mut h = Sha256::new();
+    h.update(stage2);
+    h.update(scramble);
+    let stage3 = h.finalize();
+    // Compared without an early exit.
+    stage1.iter().zip(stage3.iter()).zip(response).fold(0u8, |acc, ((a, b), r)| acc | (a ^ b ^ r)) == 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,6 +192,24 @@ mod tests {
         assert!(!verify_native_password(Some(&stored), &s, b""));
         assert!(verify_native_password(None, &s, b""));
         assert!(!verify_native_password(None, &s, &client_scramble("x", &s)));
+    }
+
+    #[test]
+    fn caching_sha2_password_accepts_right_and_rejects_wrong() {
+        use sha2::Sha256;
+        let s = [9u8; 20];
+        let client = |pw: &str| -> Vec<u8> {
+            let s1 = Sha256::digest(pw.as_bytes());
+            let s3 = Sha256::digest([Sha256::digest(s1).as_slice(), &s].concat());
+            s1.iter().zip(s3.iter()).map(|(a, b)| a ^ b).collect()
+        };
+        assert!(verify_caching_sha2_password("secret", &s, &client("secret")));
+        assert!(!verify_caching_sha2_password("secret", &s, &client("Secret")));
+        assert!(!verify_caching_sha2_password("secret", &s, &client("secret")[..31]));
+        assert!(!verify_caching_sha2_password("secret", &s, b""));
+        assert!(verify_caching_sha2_password("", &s, b""));
+        assert!(verify_caching_sha2_password("", &s, &[0]));
+        assert!(!verify_caching_sha2_password("", &s, &client("x")));
     }
 
     #[test]
