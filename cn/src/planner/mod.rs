@@ -306,15 +306,7 @@ impl VisitorMut for PhysicalNames<'_> {
     fn pre_visit_table_factor(&mut self, f: &mut TableFactor) -> ControlFlow<()> {
         if let TableFactor::Table { name, alias, .. } = f {
             if let Some((d, phys, logical)) = self.physical(name) {
-                *name = ObjectName::from(vec![Ident::with_quote('`', d), Ident::with_quote('`', phys)]);
-                if alias.is_none() && self.alias {
-                    *alias = Some(TableAlias {
-                        explicit: true,
-                        name: Ident::with_quote('`', logical),
-                        columns: vec![],
-                        at: None,
-                    });
-                }
+                name_physical(name, alias, d, phys, self.alias.then_some(logical));
             }
         }
         ControlFlow::Continue(())
@@ -322,6 +314,22 @@ impl VisitorMut for PhysicalNames<'_> {
     fn pre_visit_value(&mut self, v: &mut ValueWithSpan) -> ControlFlow<()> {
         escape_value(v);
         ControlFlow::Continue(())
+    }
+}
+
+/// Points a table reference at `` `db`.`phys` ``, giving it `logical` as
+/// alias when it has none: how [`PhysicalNames`] (and the plan cache's
+/// templates, [`plan_cache`]) render a physical table.
+pub(crate) fn name_physical(
+    name: &mut ObjectName,
+    alias: &mut Option<TableAlias>,
+    db: String,
+    phys: String,
+    logical: Option<String>,
+) {
+    *name = ObjectName::from(vec![Ident::with_quote('`', db), Ident::with_quote('`', phys)]);
+    if let (None, Some(logical)) = (&alias, logical) {
+        *alias = Some(TableAlias { explicit: true, name: Ident::with_quote('`', logical), columns: vec![], at: None });
     }
 }
 

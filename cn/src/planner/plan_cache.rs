@@ -21,9 +21,9 @@
 //! version and the next execution rebuilds the entry.
 
 use crate::catalog::{CatalogSnapshot, TableDef};
-use crate::planner::{column_ref, resolve_name};
+use crate::planner::{column_ref, name_physical, resolve_name};
 use datafusion::sql::sqlparser::ast::{
-    visit_relations, BinaryOperator, Expr, Ident, ObjectName, Query, SetExpr, Statement, TableAlias, TableFactor, Value,
+    visit_relations, BinaryOperator, Expr, Query, SetExpr, Statement, TableFactor, Value,
 };
 use datafusion::sql::sqlparser::dialect::MySqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -315,15 +315,11 @@ fn point_plan(
             _ => None,
         })
         .collect::<Option<Vec<usize>>>()?;
-    // The router's physical SQL with a marker for the table name
-    // ([`crate::planner::PhysicalNames`], with the logical name as alias).
+    // The router's physical SQL with a marker for the table name.
     let mut physical = q.clone();
     let SetExpr::Select(sel) = physical.body.as_mut() else { return None };
     let TableFactor::Table { name, alias, .. } = &mut sel.from[0].relation else { return None };
-    *name = ObjectName::from(vec![Ident::with_quote('`', d), Ident::with_quote('`', TABLE_MARK)]);
-    if alias.is_none() {
-        *alias = Some(TableAlias { explicit: true, name: Ident::with_quote('`', t), columns: vec![], at: None });
-    }
+    name_physical(name, alias, d, TABLE_MARK.into(), Some(t));
     let pieces = pieces(&physical.to_string())?;
     Some(PointPlan { table, key_params, pieces })
 }
