@@ -67,6 +67,8 @@ pub struct Cluster {
     running: Mutex<BTreeMap<u64, usize>>,
     /// Point SELECTs by parameterized text ([`crate::planner::plan_cache`]).
     pub plan_cache: crate::planner::plan_cache::PlanCache,
+    /// How global-index lookups read the base table ([`crate::gsi::select`]).
+    pub gsi_lookups: crate::gsi::select::LookupCounters,
 }
 
 /// A read or write statement in progress, registered under the catalog
@@ -181,6 +183,7 @@ impl Cluster {
             config,
             running: Mutex::new(BTreeMap::new()),
             plan_cache: Default::default(),
+            gsi_lookups: Default::default(),
         });
         crate::txn::recovery::register_in_doubt(&cluster).await;
         Ok(cluster)

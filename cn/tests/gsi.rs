@@ -173,6 +173,102 @@ fn global_indexes_are_maintained_by_every_write_and_used_by_point_queries() {
     });
 }
 
+/// `SHOW STATUS` counter `name` of the CN.
+async fn status(c: &mut Conn, name: &str) -> u64 {
+    let r: Option<(String, String)> = c.query_first(format!("SHOW STATUS LIKE '{name}'")).await.unwrap();
+    r.expect("the counter exists").1.parse().unwrap()
+}
+
+/// A lookup whose keys fall in several partitions reads each DN once, with
+/// the answers of the same query without the index; queries whose answer
+/// is not the concatenation of the partitions' (aggregates, ORDER BY …
+/// LIMIT) still go through the planner.
+#[test]
+fn lookups_across_partitions_read_each_dn_once_with_the_answers_of_a_full_scan() {
+    block_on_exclusive(async {
+        let mut c = fresh_db("g_lookup").await;
+        c.query_drop(
+            "CREATE TABLE t (id INT PRIMARY KEY, a INT, pad VARCHAR(20), d DECIMAL(8,2), \
+             GLOBAL INDEX ga (a) PARTITION BY KEY(a) PARTITIONS 4) PARTITION BY KEY(id) PARTITIONS 16",
+        )
+        .await
+        .unwrap();
+        let rows: Vec<String> = (1..=200).map(|i| format!("({i}, {}, 'p{i}', {i}.25)", i % 10)).collect();
+        c.query_drop(format!("INSERT INTO t VALUES {}", rows.join(", "))).await.unwrap();
+        // Keys with a quote and a backslash, in a table partitioned by them.
+        c.query_drop(
+            "CREATE TABLE s (k VARCHAR(20) PRIMARY KEY, a INT, v INT, \
+             GLOBAL INDEX ga (a) PARTITION BY KEY(a) PARTITIONS 2) PARTITION BY KEY(k) PARTITIONS 8",
+        )
+        .await
+        .unwrap();
+        let keys: Vec<String> = (0..24).map(|i| format!("it\\'s\\\\{i}")).collect();
+        let rows: Vec<String> = keys.iter().enumerate().map(|(i, k)| format!("('{k}', {}, {i})", i % 3)).collect();
+        c.query_drop(format!("INSERT INTO s VALUES {}", rows.join(", "))).await.unwrap();
+
+        let sorted = |mut v: Vec<mysql_async::Row>| {
+            let mut t: Vec<Vec<mysql_async::Value>> = v.drain(..).map(|r| r.unwrap()).collect();
+            t.sort_by_key(|r| format!("{r:?}"));
+            t
+        };
+        // (query, whether the lookup is direct)
+        let cases = [
+            ("SELECT id, pad, a + 1 AS next, d FROM t WHERE a = 3", true),
+            ("SELECT * FROM t WHERE a IN (1, 2) AND id > 50", true),
+            ("SELECT id, UPPER(pad) FROM t x WHERE x.a = 7 AND x.d < 100", true),
+            ("SELECT k, v FROM s WHERE a = 1", true),
+            ("SELECT COUNT(*), SUM(d) FROM t WHERE a = 4", false),
+            ("SELECT id, pad FROM t WHERE a = 5 ORDER BY id DESC LIMIT 3", false),
+            ("SELECT DISTINCT LEFT(pad, 2) FROM t WHERE a = 6", false),
+        ];
+        for (q, direct) in cases {
+            assert!(explain(&mut c, q).await.contains("global index ga"), "{q} uses the index");
+            let (d0, p0) =
+                (status(&mut c, "Cn_gsi_lookups_direct").await, status(&mut c, "Cn_gsi_lookups_planned").await);
+            let with: Vec<mysql_async::Row> = c.query(q).await.unwrap();
+            let (d1, p1) =
+                (status(&mut c, "Cn_gsi_lookups_direct").await, status(&mut c, "Cn_gsi_lookups_planned").await);
+            assert_eq!((d1 - d0, p1 - p0), if direct { (1, 0) } else { (0, 1) }, "{q}");
+            let plain = q.replacen(" WHERE", " IGNORE INDEX (ga) WHERE", 1);
+            let without: Vec<mysql_async::Row> = c.query(&plain).await.unwrap();
+            assert!(!with.is_empty(), "{q} finds rows");
+            if q.contains("ORDER BY") {
+                let ids = |v: &[mysql_async::Row]| v.iter().map(|r| r.get::<i64, _>(0).unwrap()).collect::<Vec<_>>();
+                assert_eq!(ids(&with), ids(&without), "{q}");
+            } else {
+                assert_eq!(sorted(with), sorted(without), "{q}");
+            }
+        }
+        let ks: Vec<String> = c.query("SELECT k FROM s WHERE a = 1 AND v >= 0 ORDER BY k").await.unwrap();
+        let mut want: Vec<String> = (0..24).filter(|i| i % 3 == 1).map(|i| format!("it's\\{i}")).collect();
+        want.sort();
+        assert_eq!(ks, want);
+
+        // MariaDB's own column metadata: DECIMAL(8,2) stays a decimal of scale 2.
+        let r: Vec<mysql_async::Row> = c.query("SELECT d FROM t WHERE a = 3").await.unwrap();
+        let col = &r[0].columns_ref()[0];
+        assert_eq!((col.column_type(), col.decimals()), (mysql_async::consts::ColumnType::MYSQL_TYPE_NEWDECIMAL, 2));
+
+        // Inside a transaction the lookup reads its own writes, on every DN.
+        c.query_drop("BEGIN").await.unwrap();
+        c.query_drop("UPDATE t SET pad = 'mine' WHERE a = 3 AND id > 100").await.unwrap();
+        c.query_drop("INSERT INTO t VALUES (1000, 3, 'new', 1)").await.unwrap();
+        let mine: Vec<(i32, String)> = c.query("SELECT id, pad FROM t WHERE a = 3").await.unwrap();
+        let mut mine: Vec<(i32, String)> = mine;
+        mine.sort();
+        let mut want: Vec<(i32, String)> = (1..=200)
+            .filter(|i| i % 10 == 3)
+            .map(|i| (i, if i > 100 { "mine".into() } else { format!("p{i}") }))
+            .collect();
+        want.push((1000, "new".into()));
+        assert_eq!(mine, want);
+        c.query_drop("ROLLBACK").await.unwrap();
+        let n: i64 = c.query_first("SELECT COUNT(*) FROM t WHERE a = 3 AND pad = 'mine'").await.unwrap().unwrap();
+        assert_eq!(n, 0);
+        c.query_drop("DROP DATABASE g_lookup").await.unwrap();
+    });
+}
+
 #[test]
 fn online_create_and_drop_index_and_partition_key_updates() {
     block_on(async {

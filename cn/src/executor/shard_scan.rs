@@ -179,7 +179,7 @@ pub fn merge_per_dn(queries: Vec<ShardQuery>, per_dn: Option<usize>) -> (Vec<Sha
 }
 
 /// One SELECT as it is, several as `(a) UNION ALL (b) …`.
-fn union_all(branches: &[String]) -> String {
+pub(crate) fn union_all(branches: &[String]) -> String {
     match branches {
         [one] => one.clone(),
         many => format!("({})", many.join(") UNION ALL (")),

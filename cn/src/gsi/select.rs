@@ -31,6 +31,16 @@ use std::sync::Arc;
 /// query is cheaper.
 pub const LOOKUP_LIMIT: usize = 5000;
 
+/// Counts of the two ways a lookup reads the base rows, for `SHOW STATUS
+/// LIKE 'Cn_gsi_lookups%'`.
+#[derive(Debug, Default)]
+pub struct LookupCounters {
+    /// Per-DN physical queries ([`lookup_per_dn`]).
+    pub direct: std::sync::atomic::AtomicU64,
+    /// The base query with a key filter, through the planner ([`with_keys`]).
+    pub planned: std::sync::atomic::AtomicU64,
+}
+
 /// How a SELECT uses a global index.
 #[derive(Debug, Clone)]
 pub enum Choice {
@@ -273,4 +283,89 @@ pub fn with_keys(mut base: Query, table: &TableDef, qualifier: &str, keys: &[sup
         });
     }
     Ok(base)
+}
+
+/// Whether `q` only filters and projects the rows of its one table: no
+/// aggregate or window function, GROUP BY, HAVING, DISTINCT, ORDER BY,
+/// LIMIT, CTE or subquery. Its answer over several partitions is then the
+/// concatenation of the partitions' answers.
+fn row_wise(q: &Query) -> bool {
+    use datafusion::sql::sqlparser::ast::GroupByExpr;
+    struct Aggregates(bool);
+    impl Visitor for Aggregates {
+        type Break = ();
+        fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
+            if let Expr::Function(f) = e {
+                let name = f.name.to_string().to_ascii_lowercase();
+                if f.over.is_some() || crate::optimizer::semantics::AGGREGATES.contains(&name.as_str()) {
+                    self.0 = true;
+                    return ControlFlow::Break(());
+                }
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    if q.with.is_some() || q.order_by.is_some() || q.limit_clause.is_some() || q.fetch.is_some() || !q.locks.is_empty()
+    {
+        return false;
+    }
+    let SetExpr::Select(sel) = q.body.as_ref() else { return false };
+    let grouped = match &sel.group_by {
+        GroupByExpr::Expressions(v, m) => !v.is_empty() || !m.is_empty(),
+        GroupByExpr::All(_) => true,
+    };
+    if grouped || sel.having.is_some() || sel.distinct.is_some() || sel.qualify.is_some() || sel.into.is_some() {
+        return false;
+    }
+    let mut aggregates = Aggregates(false);
+    let _ = sel.projection.visit(&mut aggregates);
+    !aggregates.0 && !columns_of(q).subquery
+}
+
+/// The lookup of `keys` (primary keys read from the index) in the base
+/// table without the CN's executor: per DN, one physical query, the
+/// partitions' `base` restricted to their keys ([`with_keys`]) joined by
+/// `UNION ALL`, in DN order. The answer is the concatenation of the DNs'
+/// answers. `None` when that would not be the answer (`base` is not
+/// [`row_wise`]), when the table's partition key is not part of its primary
+/// key, or when there are no keys; the caller then runs `base` with all
+/// keys through the planner.
+pub fn lookup_per_dn(
+    snap: &CatalogSnapshot,
+    db: Option<&str>,
+    base: &Query,
+    table: &TableDef,
+    qualifier: &str,
+    keys: &[super::Row],
+) -> Result<Option<Vec<(u32, String)>>> {
+    if keys.is_empty() || !table.is_partitioned() || !row_wise(base) {
+        return Ok(None);
+    }
+    let positions: Option<Vec<usize>> =
+        table.partitioning.key_columns().iter().map(|k| table.primary_key.iter().position(|p| p == k)).collect();
+    let Some(positions) = positions else { return Ok(None) };
+    let mut by_partition: std::collections::BTreeMap<usize, Vec<super::Row>> = Default::default();
+    for row in keys {
+        let mut key = Vec::with_capacity(positions.len());
+        for &i in &positions {
+            match row.get(i) {
+                Some(Some(b)) => match std::str::from_utf8(b) {
+                    Ok(s) => key.push(Some(s)),
+                    Err(_) => return Ok(None),
+                },
+                Some(None) => key.push(None),
+                None => return Ok(None),
+            }
+        }
+        by_partition.entry(crate::sharding::partition_for(table, &key)?).or_default().push(row.clone());
+    }
+    let mut by_dn: std::collections::BTreeMap<u32, Vec<String>> = Default::default();
+    for (p, rows) in by_partition {
+        let Some(part) = table.partitions.get(p) else { return Ok(None) };
+        let mut q = with_keys(base.clone(), table, qualifier, &rows)?;
+        let mut names = planner::PhysicalNames { snap, db, dn: part.dn, partition: Some(p), alias: true };
+        planner::to_physical(&mut q, &mut names);
+        by_dn.entry(part.dn).or_default().push(q.to_string());
+    }
+    Ok(Some(by_dn.into_iter().map(|(dn, qs)| (dn, crate::executor::shard_scan::union_all(&qs))).collect()))
 }

@@ -244,7 +244,7 @@ impl VisitorMut for ThreeValuedIn {
 struct LooseGroupBy;
 
 /// Aggregate functions: a column under one is aggregated.
-const AGGREGATES: &[&str] = &[
+pub(crate) const AGGREGATES: &[&str] = &[
     "count",
     "sum",
     "min",

@@ -477,7 +477,7 @@ impl Session {
     /// read and the base-table lookup share one snapshot (the transaction's,
     /// or read views on every DN).
     async fn select_by_index(&mut self, choice: crate::gsi::select::Choice, sink: &mut dyn ResultSink) -> Result<()> {
-        use crate::gsi::select::{with_keys, Choice, LOOKUP_LIMIT};
+        use crate::gsi::select::{lookup_per_dn, with_keys, Choice, LOOKUP_LIMIT};
         let source = match &self.txn {
             Some(t) => ConnSource::Txn(t.clone()),
             None => {
@@ -491,6 +491,15 @@ impl Session {
             Choice::Lookup { index_query, base, table, qualifier, .. } => {
                 let mut keys = sink::CollectSink::default();
                 self.select_routed(*index_query, None, Some(source.clone()), &mut keys).await?;
+                if keys.rows.len() <= LOOKUP_LIMIT {
+                    let snap = self.cluster.catalog.snapshot();
+                    let db = self.db.as_deref();
+                    if let Some(per_dn) = lookup_per_dn(&snap, db, &base, &table, &qualifier, &keys.rows)? {
+                        self.cluster.gsi_lookups.direct.fetch_add(1, Ordering::Relaxed);
+                        return self.run_on_dns_in(&source, &per_dn, sink).await;
+                    }
+                }
+                self.cluster.gsi_lookups.planned.fetch_add(1, Ordering::Relaxed);
                 let q = if keys.rows.len() > LOOKUP_LIMIT {
                     *base
                 } else {
@@ -566,18 +575,11 @@ impl Session {
         let d = self.cluster.dn(dn)?.clone();
         let mut c = source.get(dn).await?;
         let mut r = c.query_iter(sql).await.map_err(|e| d.err(e))?;
-        let cols = r.columns();
-        match cols {
+        match r.columns() {
             Some(cols) if !cols.is_empty() => {
                 let defs: Vec<ColumnDef> = cols.iter().map(column_from_dn).collect();
                 sink.columns(&defs).await?;
-                while let Some(row) = r.next().await.map_err(|e| d.err(e))? {
-                    if self.kill_query.load(Ordering::Relaxed) {
-                        return Err(CnError::mysql(code::ER_QUERY_INTERRUPTED, "Query execution was interrupted"));
-                    }
-                    let vals: Vec<Option<Vec<u8>>> = row.unwrap().into_iter().map(crate::txn::value_bytes).collect();
-                    sink.row(&vals).await?;
-                }
+                self.stream_rows(&d, &mut r, sink).await?;
                 sink.end_rows().await
             }
             _ => {
@@ -586,6 +588,54 @@ impl Session {
                 sink.ok(a, l, "").await
             }
         }
+    }
+
+    /// Runs SELECTs of the same columns on their DNs, one after the other,
+    /// and sends their rows to the client as one result set with the first
+    /// DN's column definitions.
+    async fn run_on_dns_in(
+        &self,
+        source: &ConnSource,
+        queries: &[(u32, String)],
+        sink: &mut dyn ResultSink,
+    ) -> Result<()> {
+        let mut columns_sent = false;
+        for (dn, sql) in queries {
+            let d = self.cluster.dn(*dn)?.clone();
+            let mut c = source.get(*dn).await?;
+            let mut r = c.query_iter(sql.as_str()).await.map_err(|e| d.err(e))?;
+            let cols = r.columns().unwrap_or_default();
+            if cols.is_empty() {
+                return Err(CnError::internal(format!("a lookup query on dn{dn} returned no result set")));
+            }
+            if !columns_sent {
+                let defs: Vec<ColumnDef> = cols.iter().map(column_from_dn).collect();
+                sink.columns(&defs).await?;
+                columns_sent = true;
+            }
+            self.stream_rows(&d, &mut r, sink).await?;
+        }
+        if columns_sent {
+            sink.end_rows().await?;
+        }
+        Ok(())
+    }
+
+    /// Sends the rows of a DN's result set to `sink`, stopping at KILL QUERY.
+    async fn stream_rows(
+        &self,
+        d: &crate::dn::Dn,
+        r: &mut mysql_async::QueryResult<'_, '_, mysql_async::TextProtocol>,
+        sink: &mut dyn ResultSink,
+    ) -> Result<()> {
+        while let Some(row) = r.next().await.map_err(|e| d.err(e))? {
+            if self.kill_query.load(Ordering::Relaxed) {
+                return Err(CnError::mysql(code::ER_QUERY_INTERRUPTED, "Query execution was interrupted"));
+            }
+            let vals: Vec<Option<Vec<u8>>> = row.unwrap().into_iter().map(crate::txn::value_bytes).collect();
+            sink.row(&vals).await?;
+        }
+        Ok(())
     }
 
     /// Replaces `DATABASE()`, `VERSION()`, `CONNECTION_ID()`,

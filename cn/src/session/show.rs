@@ -229,6 +229,9 @@ pub async fn show(s: &mut Session, sql: &str, sink: &mut dyn ResultSink) -> Resu
                 ("Cn_plan_cache_hits", n(&s.cluster.plan_cache.hits)),
                 ("Cn_plan_cache_misses", n(&s.cluster.plan_cache.misses)),
                 ("Cn_plan_cache_size", s.cluster.plan_cache.len().to_string()),
+                // Global-index lookups of base rows: per-DN queries, or the planner.
+                ("Cn_gsi_lookups_direct", n(&s.cluster.gsi_lookups.direct)),
+                ("Cn_gsi_lookups_planned", n(&s.cluster.gsi_lookups.planned)),
                 // This session's last query run in DataFusion.
                 ("Cn_last_query_peak_memory", s.last_query.peak_memory.to_string()),
                 ("Cn_last_query_spilled_bytes", s.last_query.spilled_bytes.to_string()),
