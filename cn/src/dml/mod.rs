@@ -466,15 +466,50 @@ impl StatementTxn {
     /// summed affected rows.
     pub async fn exec_many(&self, dn: u32, stmts: &[String]) -> Result<u64> {
         let d = self.cluster.dn(dn)?.clone();
-        let b = self.txn.branch_for_write(dn).await?;
+        let Some((first, rest)) = stmts.split_first() else { return Ok(0) };
+        let marking = self.savepoint && !self.marked.lock().unwrap_or_else(|e| e.into_inner()).contains(&dn);
+        // A new branch starts in the round trip of the first statement
+        // (and of the statement savepoint before it).
+        let with = match marking {
+            true => format!("SAVEPOINT {STATEMENT_SAVEPOINT}; {first}"),
+            false => first.clone(),
+        };
+        let (b, ran) = match self.txn.branch_for_write_with(dn, &with).await {
+            Ok(x) => x,
+            Err(e) => {
+                if marking && self.txn.has_branch(dn).await {
+                    self.marked.lock().unwrap_or_else(|e| e.into_inner()).insert(dn);
+                }
+                return Err(e);
+            }
+        };
         let mut c = b.lock().await;
-        // Checked and set under the branch's lock: no statement of this one
-        // runs on the branch before its savepoint.
-        if self.savepoint && !self.marked.lock().unwrap_or_else(|e| e.into_inner()).contains(&dn) {
-            c.query_drop(format!("SAVEPOINT {STATEMENT_SAVEPOINT}")).await.map_err(|e| d.err(e))?;
-            self.marked.lock().unwrap_or_else(|e| e.into_inner()).insert(dn);
+        if c.is_abandoned() {
+            // Another statement's start of this branch failed meanwhile.
+            return Err(CnError::mysql(
+                code::ER_XA_RBROLLBACK,
+                format!("the transaction's branch on dn{dn} did not start"),
+            ));
         }
         let mut total = 0;
+        let stmts = match ran {
+            Some(n) => {
+                if marking {
+                    self.marked.lock().unwrap_or_else(|e| e.into_inner()).insert(dn);
+                }
+                total = n;
+                rest
+            }
+            None => {
+                // Checked and set under the branch's lock: no statement of
+                // this one runs on the branch before its savepoint.
+                if self.savepoint && !self.marked.lock().unwrap_or_else(|e| e.into_inner()).contains(&dn) {
+                    c.query_drop(format!("SAVEPOINT {STATEMENT_SAVEPOINT}")).await.map_err(|e| d.err(e))?;
+                    self.marked.lock().unwrap_or_else(|e| e.into_inner()).insert(dn);
+                }
+                stmts
+            }
+        };
         for sql in stmts {
             let r = c.query_iter(sql.as_str()).await.map_err(|e| d.err(e))?;
             total += r.affected_rows();

@@ -425,11 +425,7 @@ impl Txn {
         let d = self.cluster.dn(dn)?;
         let conn = d.conn().await?;
         let mut v = ViewConn::new(conn, xa_rollback_sql(&self.xid));
-        let mut start = format!("{}; XA START {}", self.opts.branch_setup(), quote_str(&self.xid));
-        for sp in self.savepoint_names() {
-            start.push_str(&format!("; SAVEPOINT `{sp}`"));
-        }
-        if let Err(e) = mysql_async::prelude::Queryable::query_drop(&mut *v, start).await {
+        if let Err(e) = mysql_async::prelude::Queryable::query_drop(&mut *v, self.branch_start()).await {
             v.finished();
             return Err(d.err(e));
         }
@@ -439,6 +435,68 @@ impl Txn {
         let participants: Vec<u32> = b.keys().copied().collect();
         self.set_info(|i| i.participants = participants);
         Ok(c)
+    }
+
+    /// What starts a branch: the session setup, `XA START` and the
+    /// transaction's savepoints, in one multi-statement.
+    fn branch_start(&self) -> String {
+        let mut start = format!("{}; XA START {}", self.opts.branch_setup(), quote_str(&self.xid));
+        for sp in self.savepoint_names() {
+            start.push_str(&format!("; SAVEPOINT `{sp}`"));
+        }
+        start
+    }
+
+    /// Whether the transaction has a branch on `dn`.
+    pub async fn has_branch(&self, dn: u32) -> bool {
+        self.branches.lock().await.contains_key(&dn)
+    }
+
+    /// [`Txn::branch_for_write`] that, when the branch on `dn` is new, runs
+    /// `first` (write statements) in the round trip that starts it, after
+    /// the branch map's lock is released (so branches on other DNs start
+    /// meanwhile). Returns the branch and, when `first` ran, the affected
+    /// rows of its last statement. A caller must not start the same DN's
+    /// branch this way concurrently with another use of that DN in the
+    /// same transaction (one statement's work on a DN runs in order).
+    /// Errors: 1792 in a READ ONLY transaction; a DN error (when `first`
+    /// failed, the branch is started and stays, to be rolled back with
+    /// the transaction or its statement savepoint).
+    pub async fn branch_for_write_with(&self, dn: u32, first: &str) -> Result<(SharedConn, Option<u64>)> {
+        self.refuse_in_read_only()?;
+        let mut b = self.branches.lock().await;
+        if let Some(br) = b.get_mut(&dn) {
+            br.wrote = true;
+            return Ok((br.conn.clone(), None));
+        }
+        let d = self.cluster.dn(dn)?.clone();
+        let conn = d.conn().await?;
+        let c = Arc::new(Mutex::new(ViewConn::new(conn, xa_rollback_sql(&self.xid))));
+        let mut g = c.clone().lock_owned().await;
+        // Registered before the statement runs: a lock wait inside it is
+        // this transaction's for the deadlock detector.
+        self.owner.add(dn, g.id());
+        b.insert(dn, Branch { conn: c.clone(), wrote: true });
+        let participants: Vec<u32> = b.keys().copied().collect();
+        self.set_info(|i| i.participants = participants);
+        drop(b);
+        match mysql_async::prelude::Queryable::query_drop(&mut **g, format!("{}; {first}", self.branch_start())).await {
+            Ok(()) => Ok((c.clone(), Some(g.affected_rows()))),
+            Err(e) => {
+                // MariaDB stops a multi-statement at its first error: an
+                // error of the setup or of XA START means no branch.
+                let no_branch = matches!(&e, mysql_async::Error::Server(s)
+                    if (1397..=1402).contains(&s.code) || [1193, 1231, 1232, 1440].contains(&s.code));
+                if no_branch {
+                    g.abandon();
+                    let mut b = self.branches.lock().await;
+                    if b.get(&dn).is_some_and(|br| Arc::ptr_eq(&br.conn, &c)) {
+                        b.remove(&dn);
+                    }
+                }
+                Err(d.err(e))
+            }
+        }
     }
 
     fn savepoint_names(&self) -> Vec<String> {

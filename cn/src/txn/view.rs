@@ -49,6 +49,12 @@ impl ViewConn {
         }
     }
 
+    /// Whether [`ViewConn::abandon`] closed the connection (a branch that
+    /// failed to start): it must not be used.
+    pub fn is_abandoned(&self) -> bool {
+        self.conn.is_none()
+    }
+
     /// Ends the transaction now with the clean-up SQL (errors ignored: a
     /// connection whose clean-up fails is closed).
     pub async fn end(&mut self) {
