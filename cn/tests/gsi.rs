@@ -215,6 +215,8 @@ fn lookups_across_partitions_read_each_dn_once_with_the_answers_of_a_full_scan()
         let cases = [
             ("SELECT id, pad, a + 1 AS next, d FROM t WHERE a = 3", true),
             ("SELECT * FROM t WHERE a IN (1, 2) AND id > 50", true),
+            // 80 keys: above BUFFERED_LOOKUP_KEYS, the DNs answer one after the other.
+            ("SELECT id, pad FROM t WHERE a IN (1, 2, 3, 4)", true),
             ("SELECT id, UPPER(pad) FROM t x WHERE x.a = 7 AND x.d < 100", true),
             ("SELECT k, v FROM s WHERE a = 1", true),
             ("SELECT COUNT(*), SUM(d) FROM t WHERE a = 4", false),

@@ -31,6 +31,11 @@ use std::sync::Arc;
 /// query is cheaper.
 pub const LOOKUP_LIMIT: usize = 5000;
 
+/// Up to this many primary keys, a lookup's queries on several DNs run at
+/// once and the answers after the first DN's are held in memory until it
+/// is sent; above it they run one after the other, each streamed.
+pub const BUFFERED_LOOKUP_KEYS: usize = 64;
+
 /// Counts of the two ways a lookup reads the base rows, for `SHOW STATUS
 /// LIKE 'Cn_gsi_lookups%'`.
 #[derive(Debug, Default)]

@@ -477,7 +477,7 @@ impl Session {
     /// read and the base-table lookup share one snapshot (the transaction's,
     /// or read views on every DN).
     async fn select_by_index(&mut self, choice: crate::gsi::select::Choice, sink: &mut dyn ResultSink) -> Result<()> {
-        use crate::gsi::select::{lookup_per_dn, with_keys, Choice, LOOKUP_LIMIT};
+        use crate::gsi::select::{lookup_per_dn, with_keys, Choice, BUFFERED_LOOKUP_KEYS, LOOKUP_LIMIT};
         let source = match &self.txn {
             Some(t) => ConnSource::Txn(t.clone()),
             None => {
@@ -496,7 +496,8 @@ impl Session {
                     let db = self.db.as_deref();
                     if let Some(per_dn) = lookup_per_dn(&snap, db, &base, &table, &qualifier, &keys.rows)? {
                         self.cluster.gsi_lookups.direct.fetch_add(1, Ordering::Relaxed);
-                        return self.run_on_dns_in(&source, &per_dn, sink).await;
+                        let small = keys.rows.len() <= BUFFERED_LOOKUP_KEYS;
+                        return self.run_on_dns_in(&source, &per_dn, small, sink).await;
                     }
                 }
                 self.cluster.gsi_lookups.planned.fetch_add(1, Ordering::Relaxed);
@@ -590,17 +591,23 @@ impl Session {
         }
     }
 
-    /// Runs SELECTs of the same columns on their DNs, one after the other,
-    /// and sends their rows to the client as one result set with the first
-    /// DN's column definitions.
+    /// Runs SELECTs of the same columns on their DNs and sends their rows
+    /// to the client as one result set with the first DN's column
+    /// definitions, DN after DN. With `buffer_rest` (small answers) the
+    /// other DNs' queries run while the first DN's answer streams, and
+    /// their rows are held until it ends; otherwise they run one after the
+    /// other, each streamed. Errors: a DN error, KILL QUERY (1317).
     async fn run_on_dns_in(
         &self,
         source: &ConnSource,
         queries: &[(u32, String)],
+        buffer_rest: bool,
         sink: &mut dyn ResultSink,
     ) -> Result<()> {
-        let mut columns_sent = false;
-        for (dn, sql) in queries {
+        let Some(((dn, sql), rest)) = queries.split_first() else {
+            return Err(CnError::internal("a lookup with no query"));
+        };
+        let first = async {
             let d = self.cluster.dn(*dn)?.clone();
             let mut c = source.get(*dn).await?;
             let mut r = c.query_iter(sql.as_str()).await.map_err(|e| d.err(e))?;
@@ -608,17 +615,42 @@ impl Session {
             if cols.is_empty() {
                 return Err(CnError::internal(format!("a lookup query on dn{dn} returned no result set")));
             }
-            if !columns_sent {
-                let defs: Vec<ColumnDef> = cols.iter().map(column_from_dn).collect();
-                sink.columns(&defs).await?;
-                columns_sent = true;
+            let defs: Vec<ColumnDef> = cols.iter().map(column_from_dn).collect();
+            sink.columns(&defs).await?;
+            self.stream_rows(&d, &mut r, sink).await
+        };
+        let buffered = async {
+            if !buffer_rest {
+                return Ok(None);
             }
-            self.stream_rows(&d, &mut r, sink).await?;
+            let reads = rest.iter().map(|(dn, sql)| async move {
+                let d = self.cluster.dn(*dn)?.clone();
+                let mut c = source.get(*dn).await?;
+                let mut rows = crate::session::sink::CollectSink::default();
+                let mut r = c.query_iter(sql.as_str()).await.map_err(|e| d.err(e))?;
+                self.stream_rows(&d, &mut r, &mut rows).await?;
+                Ok::<_, CnError>(rows.rows)
+            });
+            futures::future::try_join_all(reads).await.map(Some)
+        };
+        let (first, buffered) = futures::join!(first, buffered);
+        first?;
+        match buffered? {
+            Some(sets) => {
+                for row in sets.iter().flatten() {
+                    sink.row(row).await?;
+                }
+            }
+            None => {
+                for (dn, sql) in rest {
+                    let d = self.cluster.dn(*dn)?.clone();
+                    let mut c = source.get(*dn).await?;
+                    let mut r = c.query_iter(sql.as_str()).await.map_err(|e| d.err(e))?;
+                    self.stream_rows(&d, &mut r, sink).await?;
+                }
+            }
         }
-        if columns_sent {
-            sink.end_rows().await?;
-        }
-        Ok(())
+        sink.end_rows().await
     }
 
     /// Sends the rows of a DN's result set to `sink`, stopping at KILL QUERY.
