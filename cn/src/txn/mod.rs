@@ -489,6 +489,10 @@ impl Txn {
                     if (1397..=1402).contains(&s.code) || [1193, 1231, 1232, 1440].contains(&s.code));
                 if no_branch {
                     g.abandon();
+                    // Released before the map's lock is taken again (the
+                    // opposite order of `open_all`, which locks branches
+                    // under it); a waiter finds it abandoned.
+                    drop(g);
                     let mut b = self.branches.lock().await;
                     if b.get(&dn).is_some_and(|br| Arc::ptr_eq(&br.conn, &c)) {
                         b.remove(&dn);
