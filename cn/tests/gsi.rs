@@ -271,6 +271,73 @@ fn lookups_across_partitions_read_each_dn_once_with_the_answers_of_a_full_scan()
     });
 }
 
+/// A value of the indexed column held by exactly one row at every moment,
+/// moved between rows (and DNs) by transactions: an autocommit lookup
+/// through the index (its views opened on the DNs it reads, one after the
+/// other, at one timestamp) always finds exactly one row.
+#[test]
+fn lookups_under_moving_values_see_one_snapshot() {
+    block_on(async {
+        let mut c = fresh_db("g_token").await;
+        c.query_drop(
+            "CREATE TABLE t (id INT PRIMARY KEY, a INT, pad VARCHAR(10), \
+             GLOBAL INDEX ga (a) PARTITION BY KEY(a) PARTITIONS 4) PARTITION BY KEY(id) PARTITIONS 8",
+        )
+        .await
+        .unwrap();
+        let rows: Vec<String> =
+            (1..=16).map(|i| format!("({i}, {}, 'p{i}')", if i == 1 { 7 } else { 100 + i })).collect();
+        c.query_drop(format!("INSERT INTO t VALUES {}", rows.join(", "))).await.unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mover = {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let mut w = connect(Some("g_token")).await;
+                let (mut at, mut moves) = (1, 0);
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let next = at % 16 + 1;
+                    let r = async {
+                        w.query_drop("BEGIN").await?;
+                        w.query_drop(format!("UPDATE t SET a = {} WHERE id = {at}", 100 + at)).await?;
+                        w.query_drop(format!("UPDATE t SET a = 7 WHERE id = {next}")).await?;
+                        w.query_drop("COMMIT").await
+                    }
+                    .await;
+                    match r {
+                        Ok(()) => {
+                            at = next;
+                            moves += 1;
+                        }
+                        Err(e) => {
+                            assert!(retryable(&e), "{e}");
+                            let _ = w.query_drop("ROLLBACK").await;
+                        }
+                    }
+                }
+                moves
+            })
+        };
+        let mut reads = 0;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(4);
+        while std::time::Instant::now() < deadline {
+            let found: Vec<(i32, String)> = match c.query("SELECT id, pad FROM t WHERE a = 7").await {
+                Ok(v) => v,
+                Err(e) if retryable(&e) => continue,
+                Err(e) => panic!("{e}"),
+            };
+            assert_eq!(found.len(), 1, "read {reads}: the moving value shows {found:?}");
+            reads += 1;
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let moves = mover.await.unwrap();
+        assert!(moves > 20 && reads > 20, "{moves} moves, {reads} reads");
+        assert!(explain(&mut c, "SELECT id, pad FROM t WHERE a = 7").await.contains("global index ga"));
+        let (d, p) = (status(&mut c, "Cn_gsi_lookups_direct").await, status(&mut c, "Cn_gsi_lookups_planned").await);
+        assert!(d > 0, "direct lookups {d}, planned {p}");
+        c.query_drop("DROP DATABASE g_token").await.unwrap();
+    });
+}
+
 #[test]
 fn online_create_and_drop_index_and_partition_key_updates() {
     block_on(async {

@@ -474,39 +474,93 @@ impl Session {
     }
 
     /// A SELECT through a global index ([`crate::gsi::select`]): the index
-    /// read and the base-table lookup share one snapshot (the transaction's,
-    /// or read views on every DN).
+    /// read and the base-table lookup share one snapshot: the
+    /// transaction's, or in autocommit a TSO timestamp with a read view on
+    /// each DN the statement reads, opened as the DNs become known (the
+    /// index's, then the base rows'). A view opened late (a commit above
+    /// the timestamp already visible) starts the statement again at a later
+    /// one; nothing has been sent then. Errors: 1213 after
+    /// [`crate::txn::OPEN_RETRIES`] late opens.
     async fn select_by_index(&mut self, choice: crate::gsi::select::Choice, sink: &mut dyn ResultSink) -> Result<()> {
+        if let Some(t) = &self.txn {
+            let source = ConnSource::Txn(t.clone());
+            return self.select_by_index_in(&choice, &source, None, sink).await.map(|_| ());
+        }
+        let mut s = self.cluster.timestamp().await?;
+        for _ in 0..crate::txn::OPEN_RETRIES {
+            let snap = StmtSnapshot::new(self.cluster.clone());
+            let source = ConnSource::Snapshot(snap.clone());
+            match self.select_by_index_in(&choice, &source, Some((&snap, s)), sink).await? {
+                Ok(()) => return Ok(()),
+                Err(amx) => s = self.cluster.timestamp().await?.max(amx),
+            }
+        }
+        Err(CnError::mysql(
+            code::ER_LOCK_DEADLOCK,
+            "Statement snapshot: commits kept landing above the snapshot; try restarting transaction",
+        ))
+    }
+
+    /// [`Self::select_by_index`] on `source`; with `lazy` (the autocommit
+    /// snapshot and its timestamp) each read first opens views on its DNs.
+    /// `Ok(Err(amx))`: a view opened late, before anything was sent.
+    async fn select_by_index_in(
+        &mut self,
+        choice: &crate::gsi::select::Choice,
+        source: &ConnSource,
+        lazy: Option<(&Arc<StmtSnapshot>, u64)>,
+        sink: &mut dyn ResultSink,
+    ) -> Result<std::result::Result<(), u64>> {
         use crate::gsi::select::{lookup_per_dn, with_keys, Choice, BUFFERED_LOOKUP_KEYS, LOOKUP_LIMIT};
-        let source = match &self.txn {
-            Some(t) => ConnSource::Txn(t.clone()),
-            None => {
-                let snap = StmtSnapshot::new(self.cluster.clone());
-                snap.open_every_dn(1).await?;
-                ConnSource::Snapshot(snap)
+        let snap = self.cluster.catalog.snapshot();
+        // Opens the views a read on `dns` needs (autocommit only).
+        let open = |dns: std::collections::BTreeSet<u32>| async move {
+            match lazy {
+                Some((ss, s)) => ss.open_more(&dns, s).await,
+                None => Ok(Ok(())),
             }
         };
+        // The DNs a query reads: the one it routes to, or every DN.
+        let (db, cluster) = (self.db.clone(), self.cluster.clone());
+        let dns_of = |q: &Query| -> Result<std::collections::BTreeSet<u32>> {
+            Ok(match planner::route_query(&snap, db.as_deref(), q, cluster.any_dn())? {
+                Route::SingleDn { dn, .. } => std::collections::BTreeSet::from([dn]),
+                Route::Distributed => (0..cluster.dns.len() as u32).collect(),
+            })
+        };
         match choice {
-            Choice::Covering { query, .. } => self.select_routed(*query, None, Some(source), sink).await,
+            Choice::Covering { query, .. } => {
+                if let Err(amx) = open(dns_of(query)?).await? {
+                    return Ok(Err(amx));
+                }
+                self.select_routed((**query).clone(), None, Some(source.clone()), sink).await.map(Ok)
+            }
             Choice::Lookup { index_query, base, table, qualifier, .. } => {
+                if let Err(amx) = open(dns_of(index_query)?).await? {
+                    return Ok(Err(amx));
+                }
                 let mut keys = sink::CollectSink::default();
-                self.select_routed(*index_query, None, Some(source.clone()), &mut keys).await?;
+                self.select_routed((**index_query).clone(), None, Some(source.clone()), &mut keys).await?;
                 if keys.rows.len() <= LOOKUP_LIMIT {
-                    let snap = self.cluster.catalog.snapshot();
-                    let db = self.db.as_deref();
-                    if let Some(per_dn) = lookup_per_dn(&snap, db, &base, &table, &qualifier, &keys.rows)? {
+                    if let Some(per_dn) = lookup_per_dn(&snap, db.as_deref(), base, table, qualifier, &keys.rows)? {
+                        if let Err(amx) = open(per_dn.iter().map(|(dn, _)| *dn).collect()).await? {
+                            return Ok(Err(amx));
+                        }
                         self.cluster.gsi_lookups.direct.fetch_add(1, Ordering::Relaxed);
                         let small = keys.rows.len() <= BUFFERED_LOOKUP_KEYS;
-                        return self.run_on_dns_in(&source, &per_dn, small, sink).await;
+                        return self.run_on_dns_in(source, &per_dn, small, sink).await.map(Ok);
                     }
                 }
-                self.cluster.gsi_lookups.planned.fetch_add(1, Ordering::Relaxed);
                 let q = if keys.rows.len() > LOOKUP_LIMIT {
-                    *base
+                    (**base).clone()
                 } else {
-                    with_keys(*base, &table, &qualifier, &keys.rows)?
+                    with_keys((**base).clone(), table, qualifier, &keys.rows)?
                 };
-                self.select_routed(q, None, Some(source), sink).await
+                if let Err(amx) = open(dns_of(&q)?).await? {
+                    return Ok(Err(amx));
+                }
+                self.cluster.gsi_lookups.planned.fetch_add(1, Ordering::Relaxed);
+                self.select_routed(q, None, Some(source.clone()), sink).await.map(Ok)
             }
         }
     }

@@ -102,6 +102,26 @@ impl StmtSnapshot {
         Ok(())
     }
 
+    /// Opens one read view at snapshot `s` on each DN of `dns` that has
+    /// none yet, for a statement whose reads become known one after the
+    /// other (a global-index lookup: the index's DN, then the base rows'
+    /// DNs). `s` is a TSO timestamp the caller took for the whole
+    /// statement. Reads then share the views (see [`Self::shared`]).
+    /// `Ok(Err(amx))`: a DN already shows a commit above `s` (RAISE); the
+    /// statement must start again at a later snapshot, before it has sent
+    /// anything. Errors: a DN error.
+    pub async fn open_more(&self, dns: &std::collections::BTreeSet<u32>, s: u64) -> Result<Result<(), u64>> {
+        let missing: BTreeMap<u32, usize> = {
+            let views = self.views();
+            dns.iter().filter(|d| !views.as_ref().is_some_and(|m| m.contains_key(*d))).map(|d| (*d, 1)).collect()
+        };
+        if missing.is_empty() {
+            return Ok(Ok(()));
+        }
+        self.shared.store(true, Ordering::Relaxed);
+        Ok(self.try_open(&missing, s).await?.map(|views| self.views().get_or_insert_with(BTreeMap::new).extend(views)))
+    }
+
     /// One attempt: `Ok(Err(amx))` when a DN raised.
     async fn try_open(
         &self,
