@@ -495,10 +495,7 @@ impl Session {
                 Err(amx) => s = self.cluster.timestamp().await?.max(amx),
             }
         }
-        Err(CnError::mysql(
-            code::ER_LOCK_DEADLOCK,
-            "Statement snapshot: commits kept landing above the snapshot; try restarting transaction",
-        ))
+        Err(crate::txn::snapshot::opened_late())
     }
 
     /// [`Self::select_by_index`] on `source`; with `lazy` (the autocommit

@@ -174,7 +174,6 @@ enum Use {
     Read,
     /// A locking read.
     Lock,
-    Write,
 }
 
 /// One distributed transaction.
@@ -404,22 +403,12 @@ impl Txn {
         Ok(())
     }
 
-    /// The branch on DN `dn` for a write, marked written so commit
-    /// prepares it; like [`Txn::branch_for_lock`], it makes no read view.
-    /// Errors: 1792 in a READ ONLY transaction.
-    pub async fn branch_for_write(&self, dn: u32) -> Result<SharedConn> {
-        self.refuse_in_read_only()?;
-        self.branch_inner(dn, Use::Write).await
-    }
-
     async fn branch_inner(&self, dn: u32, usage: Use) -> Result<SharedConn> {
         let mut b = self.branches.lock().await;
         if usage == Use::Read {
             self.open_views(&mut b).await?;
         }
-        let write = usage == Use::Write;
-        if let Some(br) = b.get_mut(&dn) {
-            br.wrote |= write;
+        if let Some(br) = b.get(&dn) {
             return Ok(br.conn.clone());
         }
         let d = self.cluster.dn(dn)?;
@@ -429,12 +418,19 @@ impl Txn {
             v.finished();
             return Err(d.err(e));
         }
-        self.owner.add(dn, v.id());
+        let id = v.id();
         let c = Arc::new(Mutex::new(v));
-        b.insert(dn, Branch { conn: c.clone(), wrote: write });
+        self.register(&mut b, dn, id, c.clone(), false);
+        Ok(c)
+    }
+
+    /// Records a new branch on `dn` (DN connection `conn_id`): for the
+    /// deadlock detector, in the branch map, in `SHOW TRANS`.
+    fn register(&self, b: &mut BTreeMap<u32, Branch>, dn: u32, conn_id: u32, conn: SharedConn, wrote: bool) {
+        self.owner.add(dn, conn_id);
+        b.insert(dn, Branch { conn, wrote });
         let participants: Vec<u32> = b.keys().copied().collect();
         self.set_info(|i| i.participants = participants);
-        Ok(c)
     }
 
     /// What starts a branch: the session setup, `XA START` and the
@@ -452,8 +448,10 @@ impl Txn {
         self.branches.lock().await.contains_key(&dn)
     }
 
-    /// [`Txn::branch_for_write`] that, when the branch on `dn` is new, runs
-    /// `first` (write statements) in the round trip that starts it, after
+    /// The branch on DN `dn` for a write, marked written so commit prepares
+    /// it; like [`Txn::branch_for_lock`], it makes no read view. When the
+    /// branch is new, `first` (write statements) runs in the round trip that
+    /// starts it, after
     /// the branch map's lock is released (so branches on other DNs start
     /// meanwhile). Returns the branch and, when `first` ran, the affected
     /// rows of its last statement. A caller must not start the same DN's
@@ -475,10 +473,7 @@ impl Txn {
         let mut g = c.clone().lock_owned().await;
         // Registered before the statement runs: a lock wait inside it is
         // this transaction's for the deadlock detector.
-        self.owner.add(dn, g.id());
-        b.insert(dn, Branch { conn: c.clone(), wrote: true });
-        let participants: Vec<u32> = b.keys().copied().collect();
-        self.set_info(|i| i.participants = participants);
+        self.register(&mut b, dn, g.id(), c.clone(), true);
         drop(b);
         match mysql_async::prelude::Queryable::query_drop(&mut **g, format!("{}; {first}", self.branch_start())).await {
             Ok(()) => Ok((c.clone(), Some(g.affected_rows()))),

@@ -22,6 +22,14 @@ pub struct StmtSnapshot {
     shared: std::sync::atomic::AtomicBool,
 }
 
+/// 1213 for a statement whose snapshot opened late [`OPEN_RETRIES`] times.
+pub fn opened_late() -> CnError {
+    CnError::mysql(
+        code::ER_LOCK_DEADLOCK,
+        "Statement snapshot: commits kept landing above the snapshot; try restarting transaction",
+    )
+}
+
 /// At most this many read views per DN for one statement: shard accesses
 /// beyond it share views (one at a time), so a statement over many
 /// partitions does not drain the DN's connection pool.
@@ -81,10 +89,7 @@ impl StmtSnapshot {
                 Err(amx) => s = self.cluster.timestamp().await?.max(amx),
             }
         }
-        Err(CnError::mysql(
-            code::ER_LOCK_DEADLOCK,
-            "Statement snapshot: commits kept landing above the snapshot; try restarting transaction",
-        ))
+        Err(opened_late())
     }
 
     /// Opens `per_dn` read views on every DN (at least two when there is
