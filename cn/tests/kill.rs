@@ -228,19 +228,28 @@ async fn restart(c: &mut Cluster, victim: Victim) {
     c.start_cn(None).await;
 }
 
-/// Rows 0.. and the DN each lives on, by asking the DNs.
+/// Rows 0.. and the DN each lives on, by asking the DNs. The INSERT was
+/// acknowledged after its prepares (async commit): its branches' commits
+/// may still be on their way, so a DN's rows are waited for (10 s).
 async fn row_per_dn(c: &Cluster) -> Vec<i64> {
-    let mut ids = vec![None; DNS];
-    for (i, id) in ids.iter_mut().enumerate() {
-        let mut d = c.dn_conn(i).await;
-        let tables: Vec<String> =
-            d.query("SELECT table_name FROM information_schema.tables WHERE table_schema = 'k'").await.unwrap();
-        for t in tables {
-            let found: Option<i64> = d.query_first(format!("SELECT MIN(id) FROM k.`{t}`")).await.unwrap();
-            *id = id.or(found);
+    let started = Instant::now();
+    loop {
+        let mut ids = vec![None; DNS];
+        for (i, id) in ids.iter_mut().enumerate() {
+            let mut d = c.dn_conn(i).await;
+            let tables: Vec<String> =
+                d.query("SELECT table_name FROM information_schema.tables WHERE table_schema = 'k'").await.unwrap();
+            for t in tables {
+                let found: Option<Option<i64>> = d.query_first(format!("SELECT MIN(id) FROM k.`{t}`")).await.unwrap();
+                *id = id.or(found.flatten());
+            }
         }
+        if ids.iter().all(Option::is_some) {
+            return ids.into_iter().flatten().collect();
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "no row on some DN after 10 s: {ids:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    ids.into_iter().map(|i| i.expect("a row on every DN")).collect()
 }
 
 #[test]
