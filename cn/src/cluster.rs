@@ -69,6 +69,9 @@ pub struct Cluster {
     pub plan_cache: crate::planner::plan_cache::PlanCache,
     /// How global-index lookups read the base table ([`crate::gsi::select`]).
     pub gsi_lookups: crate::gsi::select::LookupCounters,
+    /// SELECTs run as per-DN queries without the executor
+    /// ([`crate::planner::gather`]).
+    pub gathers: AtomicU64,
 }
 
 /// A read or write statement in progress, registered under the catalog
@@ -184,6 +187,7 @@ impl Cluster {
             running: Mutex::new(BTreeMap::new()),
             plan_cache: Default::default(),
             gsi_lookups: Default::default(),
+            gathers: AtomicU64::new(0),
         });
         crate::txn::recovery::register_in_doubt(&cluster).await;
         Ok(cluster)

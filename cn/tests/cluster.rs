@@ -864,6 +864,8 @@ async fn merged_scan_answers(c: &mut mysql_async::Conn, bumped: bool) {
 fn shard_scans_of_one_dn_merge_into_union_all_queries_with_the_same_answers() {
     block_on(async {
         let mut c = fresh_db("t_merge").await;
+        // The executor's shard scans (these statements would be gathered).
+        c.query_drop("SET cn_gather = OFF").await.unwrap();
         c.query_drop("CREATE TABLE t (id INT PRIMARY KEY, k INT, c VARCHAR(20)) PARTITION BY KEY(id) PARTITIONS 16")
             .await
             .unwrap();
@@ -894,6 +896,168 @@ fn shard_scans_of_one_dn_merge_into_union_all_queries_with_the_same_answers() {
         }
         c.query_drop("ROLLBACK").await.unwrap();
         other.query_drop("UPDATE t SET c = 'x' WHERE id = 3").await.unwrap();
+    });
+}
+
+/// Every row of `sql`'s answer as text; sorted with `sort` (a gather's
+/// order is the DNs', DataFusion's is its own).
+async fn text_rows(c: &mut mysql_async::Conn, sql: &str, sort: bool) -> Vec<Vec<Option<String>>> {
+    let rows: Vec<Row> = c.query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let mut out: Vec<Vec<Option<String>>> = rows
+        .into_iter()
+        .map(|r| {
+            r.unwrap()
+                .into_iter()
+                .map(|v| match v {
+                    mysql_async::Value::NULL => None,
+                    mysql_async::Value::Bytes(b) => Some(String::from_utf8_lossy(&b).into_owned()),
+                    other => Some(other.as_sql(true)),
+                })
+                .collect()
+        })
+        .collect();
+    if sort {
+        out.sort();
+    }
+    out
+}
+
+/// Whether `q` is gathered, and its answer with `cn_gather` ON equals
+/// the planner's (sorted unless the query orders its rows).
+async fn gathered_like_planned(c: &mut mysql_async::Conn, q: &str) -> bool {
+    let ordered = q.contains("ORDER BY");
+    let before = status(c, "Cn_gathered_selects").await;
+    let gathered = text_rows(c, q, !ordered).await;
+    let was_gathered = status(c, "Cn_gathered_selects").await == before + 1;
+    c.query_drop("SET cn_gather = OFF").await.unwrap();
+    assert!(!explain(c, q).await.contains("Gather"), "OFF: {q} is planned");
+    let planned = text_rows(c, q, !ordered).await;
+    c.query_drop("SET cn_gather = ON").await.unwrap();
+    let first_difference = gathered.iter().zip(&planned).find(|(g, p)| g != p);
+    assert!(
+        gathered.len() == planned.len() && first_difference.is_none(),
+        "{q}: {} rows gathered, {} planned; first difference {first_difference:?}",
+        gathered.len(),
+        planned.len()
+    );
+    was_gathered
+}
+
+#[test]
+fn filters_over_one_sharded_table_are_gathered_from_per_dn_queries_with_the_planners_answers() {
+    // Alone: Cn_gathered_selects counts the CN's gathers, of every session.
+    block_on_exclusive(async {
+        let mut c = fresh_db("t_gather").await;
+        c.query_drop(
+            "CREATE TABLE t (id INT PRIMARY KEY, k INT, c VARCHAR(20), d DECIMAL(8,2), n INT NULL) \
+             PARTITION BY KEY(id) PARTITIONS 16",
+        )
+        .await
+        .unwrap();
+        // 2,000 rows: each DN answers about 1,000, more than it reads ahead.
+        let values: Vec<String> = (1..=2000)
+            .map(|i| {
+                let n = if i % 5 == 0 { "NULL".to_string() } else { (i % 3).to_string() };
+                format!("({i}, {}, 'c{i:04}', {i}.25, {n})", i % 7)
+            })
+            .collect();
+        c.query_drop(format!("INSERT INTO t VALUES {}", values.join(","))).await.unwrap();
+        let queries = [
+            "SELECT id, c FROM t WHERE id BETWEEN 20 AND 119",
+            "SELECT * FROM t",
+            "SELECT c, d * 2 AS twice, CONCAT(c, '-', k) FROM t WHERE k = 3 AND n IS NOT NULL",
+            "SELECT x.id, x.n FROM t AS x WHERE x.id IN (3, 17, 1999, 4000) OR x.c = 'c0500'",
+            "SELECT id FROM t WHERE id IN (3, 17, 1999, 4000)",
+            "SELECT id FROM t WHERE id IN (NULL, NULL)",
+            "SELECT id, d FROM t WHERE c LIKE 'c00_5' AND d > 10",
+            "SELECT id FROM t WHERE k = 99",
+        ];
+        for q in queries {
+            let plan = explain(&mut c, q).await;
+            assert!(plan.contains("Gather dn0") || plan.contains("Gather dn1"), "{q}: {plan}");
+            assert!(gathered_like_planned(&mut c, q).await, "{q} was gathered");
+        }
+        // Sorted, deduplicated, limited: each DN sorts, the CN merges.
+        // Aggregates without GROUP BY: each partition aggregates, the CN
+        // folds. Whether each is gathered, and its answer as planned.
+        let merged = [
+            ("SELECT id, c FROM t WHERE id BETWEEN 20 AND 1119 ORDER BY c DESC", true),
+            ("SELECT c, id FROM t ORDER BY 1 LIMIT 5, 10", true),
+            ("SELECT DISTINCT k FROM t ORDER BY k DESC", true),
+            ("SELECT DISTINCT n, k FROM t", true),
+            ("SELECT DISTINCT n FROM t WHERE id > 100 ORDER BY n LIMIT 2", true),
+            ("SELECT id, d AS amount FROM t WHERE k = 2 ORDER BY amount DESC, id LIMIT 7", true),
+            ("SELECT id, n FROM t ORDER BY n, id DESC LIMIT 20", true),
+            ("SELECT * FROM t WHERE id IN (5, 6, 7, 8, 9, 10) ORDER BY t.id", true),
+            ("SELECT id, name FROM s ORDER BY name, id", true),
+            ("SELECT id, name FROM s ORDER BY name DESC, id DESC LIMIT 4", true),
+            ("SELECT COUNT(*), SUM(k), MIN(c), MAX(d), COUNT(n), SUM(d) FROM t WHERE id BETWEEN 20 AND 119", true),
+            ("SELECT SUM(n) AS s, MAX(id), COUNT(*) FROM t WHERE k = 99", true),
+            ("SELECT MIN(name), MAX(name), COUNT(name) FROM s", true),
+            ("SELECT COUNT(*) FROM t WHERE id IN (3, 17)", true),
+            ("SELECT COUNT(*) FROM (SELECT DISTINCT name FROM s) x", false),
+            ("SELECT AVG(k) FROM t", false),
+            ("SELECT SUM(DISTINCT k) FROM t", false),
+            ("SELECT SUM(k) + 1 FROM t", false),
+            ("SELECT k, COUNT(*) FROM t GROUP BY k ORDER BY k", false),
+            // A DOUBLE's partial sums are not added on the CN: planned.
+            ("SELECT SUM(f) FROM s", false),
+        ];
+        c.query_drop(
+            "CREATE TABLE s (id INT PRIMARY KEY, name VARCHAR(10), e ENUM('z', 'a'), tm TIME, f DOUBLE) \
+             PARTITION BY KEY(id) PARTITIONS 4",
+        )
+        .await
+        .unwrap();
+        c.query_drop(
+            "INSERT INTO s VALUES (1, 'b', 'a', '-01:00:00', 0.1), (2, 'A', 'z', '02:00:00', 0.2), \
+             (3, 'a ', 'a', '00:00:00', 0.3), (4, 'Ä', 'z', '-10:00:00', 1e300), (5, 'c', 'a', '03:00:00', -1e300), \
+             (6, 'B', 'z', '01:00:00', 7), (7, NULL, 'a', NULL, NULL), (8, 'a\t', 'z', '04:00:00', 1), \
+             (9, 'ab', 'a', '05:00:00', 2)",
+        )
+        .await
+        .unwrap();
+        for (q, gathered) in merged {
+            assert_eq!(gathered_like_planned(&mut c, q).await, gathered, "{q} gathered");
+        }
+        let plan = explain(&mut c, merged[1].0).await;
+        assert!(plan.contains("MergeSort by 1, offset 5, limit 10") && plan.contains("ORDER BY 1 LIMIT 15"), "{plan}");
+        assert!(explain(&mut c, merged[12].0).await.contains("Aggregate MIN, MAX, COUNT"));
+        // The CN does not order ENUM (by its index) or TIME (signed) values:
+        // planned.
+        for q in ["SELECT id, e FROM s ORDER BY e, id", "SELECT id, tm FROM s ORDER BY tm", "SELECT MIN(e) FROM s"] {
+            let before = status(&mut c, "Cn_gathered_selects").await;
+            let _: Vec<Row> = c.query(q).await.unwrap();
+            assert_eq!(status(&mut c, "Cn_gathered_selects").await, before, "{q} is planned");
+        }
+        assert_eq!(text_rows(&mut c, queries[1], false).await.len(), 2000);
+        // An IN list reads only its keys' partitions; a NULL-only list one.
+        let plan = explain(&mut c, queries[4]).await;
+        assert!(plan.matches("SELECT").count() <= 4, "{plan}");
+        assert_eq!(explain(&mut c, queries[5]).await.matches("SELECT").count(), 1);
+        // Aggregates, sorts by expressions and locking reads are planned.
+        for q in ["SELECT AVG(d) FROM t", "SELECT id FROM t ORDER BY id + 1 LIMIT 3", "SELECT id FROM t FOR UPDATE"] {
+            let before = status(&mut c, "Cn_gathered_selects").await;
+            c.query_drop(q).await.unwrap();
+            assert_eq!(status(&mut c, "Cn_gathered_selects").await, before, "{q} is not gathered");
+        }
+        // In a transaction: the transaction's own write, at its snapshot.
+        c.query_drop("BEGIN").await.unwrap();
+        c.query_drop("UPDATE t SET k = k + 100 WHERE id IN (50, 51)").await.unwrap();
+        let ids: Vec<i32> = c.query("SELECT id FROM t WHERE k >= 100").await.unwrap();
+        assert_eq!(ids.iter().copied().collect::<std::collections::BTreeSet<_>>(), [50, 51].into());
+        let mut other = connect(Some("t_gather")).await;
+        other.query_drop("UPDATE t SET k = 200 WHERE id = 52").await.unwrap();
+        let ids: Vec<i32> = c.query("SELECT id FROM t WHERE k >= 100").await.unwrap();
+        assert_eq!(ids.iter().copied().collect::<std::collections::BTreeSet<_>>(), [50, 51].into());
+        c.query_drop("ROLLBACK").await.unwrap();
+        let ids: Vec<i32> = c.query("SELECT id FROM t WHERE k >= 100").await.unwrap();
+        assert_eq!(ids, [52]);
+        // A DN's error reaches the client, and the session goes on.
+        let e = c.query_drop("SELECT id FROM t WHERE no_such_column = 1").await.unwrap_err();
+        assert_eq!(code(e), 1054);
+        let one: Vec<i32> = c.query("SELECT id FROM t WHERE id IN (7, 8)").await.unwrap();
+        assert_eq!(one.len(), 2);
     });
 }
 

@@ -30,7 +30,10 @@ fn pad(i: usize) -> String {
     format!("{:016x}-{}", h, "x".repeat(80 + (h % 17) as usize))
 }
 
+/// Loads `t`; the session's statements over it then run in the executor
+/// (a sort or DISTINCT over one table would be gathered from the DNs).
 async fn load(c: &mut Conn) {
+    c.query_drop("SET cn_gather = OFF").await.unwrap();
     c.query_drop("CREATE TABLE t (id INT PRIMARY KEY, g INT, pad VARCHAR(200)) PARTITION BY KEY(id) PARTITIONS 4")
         .await
         .unwrap();

@@ -31,11 +31,6 @@ use std::sync::Arc;
 /// query is cheaper.
 pub const LOOKUP_LIMIT: usize = 5000;
 
-/// Up to this many primary keys, a lookup's queries on several DNs run at
-/// once and the answers after the first DN's are held in memory until it
-/// is sent; above it they run one after the other, each streamed.
-pub const BUFFERED_LOOKUP_KEYS: usize = 64;
-
 /// Counts of the two ways a lookup reads the base rows, for `SHOW STATUS
 /// LIKE 'Cn_gsi_lookups%'`.
 #[derive(Debug, Default)]
@@ -290,49 +285,12 @@ pub fn with_keys(mut base: Query, table: &TableDef, qualifier: &str, keys: &[sup
     Ok(base)
 }
 
-/// Whether `q` only filters and projects the rows of its one table: no
-/// aggregate or window function, GROUP BY, HAVING, DISTINCT, ORDER BY,
-/// LIMIT, CTE or subquery. Its answer over several partitions is then the
-/// concatenation of the partitions' answers.
-fn row_wise(q: &Query) -> bool {
-    use datafusion::sql::sqlparser::ast::GroupByExpr;
-    struct Aggregates(bool);
-    impl Visitor for Aggregates {
-        type Break = ();
-        fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
-            if let Expr::Function(f) = e {
-                let name = f.name.to_string().to_ascii_lowercase();
-                if f.over.is_some() || crate::optimizer::semantics::AGGREGATES.contains(&name.as_str()) {
-                    self.0 = true;
-                    return ControlFlow::Break(());
-                }
-            }
-            ControlFlow::Continue(())
-        }
-    }
-    if q.with.is_some() || q.order_by.is_some() || q.limit_clause.is_some() || q.fetch.is_some() || !q.locks.is_empty()
-    {
-        return false;
-    }
-    let SetExpr::Select(sel) = q.body.as_ref() else { return false };
-    let grouped = match &sel.group_by {
-        GroupByExpr::Expressions(v, m) => !v.is_empty() || !m.is_empty(),
-        GroupByExpr::All(_) => true,
-    };
-    if grouped || sel.having.is_some() || sel.distinct.is_some() || sel.qualify.is_some() || sel.into.is_some() {
-        return false;
-    }
-    let mut aggregates = Aggregates(false);
-    let _ = sel.projection.visit(&mut aggregates);
-    !aggregates.0 && !columns_of(q).subquery
-}
-
 /// The lookup of `keys` (primary keys read from the index) in the base
 /// table without the CN's executor: per DN, one physical query, the
 /// partitions' `base` restricted to their keys ([`with_keys`]) joined by
 /// `UNION ALL`, in DN order. The answer is the concatenation of the DNs'
 /// answers. `None` when that would not be the answer (`base` is not
-/// [`row_wise`]), when the table's partition key is not part of its primary
+/// [`planner::gather::row_wise`]), when the table's partition key is not part of its primary
 /// key, or when there are no keys; the caller then runs `base` with all
 /// keys through the planner.
 pub fn lookup_per_dn(
@@ -343,7 +301,7 @@ pub fn lookup_per_dn(
     qualifier: &str,
     keys: &[super::Row],
 ) -> Result<Option<Vec<(u32, String)>>> {
-    if keys.is_empty() || !table.is_partitioned() || !row_wise(base) {
+    if keys.is_empty() || !table.is_partitioned() || !planner::gather::row_wise(base) {
         return Ok(None);
     }
     let positions: Option<Vec<usize>> =

@@ -9,7 +9,7 @@ use crate::cluster::{Cluster, ProcessInfo};
 use crate::error::{code, CnError, Result};
 use crate::planner::{self, PhysicalNames, Route};
 use crate::protocol::constants::status;
-use crate::protocol::resultset::ColumnDef;
+use crate::protocol::resultset::{ColumnDef, TextRow};
 use crate::txn::snapshot::StmtSnapshot;
 use crate::txn::{ConnSource, Isolation, Txn, TxnOptions};
 use datafusion::sql::sqlparser::ast::{
@@ -23,6 +23,12 @@ use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+
+/// Rows of each DN's answer a statement over several DNs reads ahead of
+/// the client while an earlier DN's answer is being sent (see
+/// [`Session::run_on_dns_in`]): enough to keep a DN busy for a few
+/// milliseconds, little memory (256 rows of sysbench's 200 bytes: 50 KB).
+pub const PREFETCH_ROWS: usize = 256;
 
 /// One client connection's state.
 pub struct Session {
@@ -371,6 +377,26 @@ impl Session {
                         };
                     }
                 }
+                // A gathered SELECT runs no plan: EXPLAIN shows its per-DN
+                // queries (EXPLAIN ANALYZE runs it in DataFusion).
+                if let (Statement::Query(q), None, false) = (statement.as_ref(), &first, analyze) {
+                    let gather = self.vars.get("cn_gather").map(String::as_str) != Some("0");
+                    let route = planner::route_query(&snap, self.db.as_deref(), q, self.cluster.any_dn())?;
+                    if let (true, Route::Distributed) = (gather, route) {
+                        if let Some(g) = planner::gather::plan(&snap, self.db.as_deref(), q) {
+                            sink.columns(&[ColumnDef::text("plan_type"), ColumnDef::text("plan")]).await?;
+                            if g.combine != planner::gather::Combine::Concat {
+                                let text = g.combine.to_string().into_bytes();
+                                sink.row(&[Some(b"gather".to_vec()), Some(text)]).await?;
+                            }
+                            for (dn, sql) in g.per_dn {
+                                let text = format!("Gather dn{dn}: {sql}");
+                                sink.row(&[Some(b"gather".to_vec()), Some(text.into_bytes())]).await?;
+                            }
+                            return sink.end_rows().await;
+                        }
+                    }
+                }
                 let mut sink = sink::PrefixSink { inner: sink, first };
                 let sink = &mut sink;
                 let stmt = Statement::Explain {
@@ -508,7 +534,7 @@ impl Session {
         lazy: Option<(&Arc<StmtSnapshot>, u64)>,
         sink: &mut dyn ResultSink,
     ) -> Result<std::result::Result<(), u64>> {
-        use crate::gsi::select::{lookup_per_dn, with_keys, Choice, BUFFERED_LOOKUP_KEYS, LOOKUP_LIMIT};
+        use crate::gsi::select::{lookup_per_dn, with_keys, Choice, LOOKUP_LIMIT};
         let snap = self.cluster.catalog.snapshot();
         // Opens the views a read on `dns` needs (autocommit only).
         let open = |dns: std::collections::BTreeSet<u32>| async move {
@@ -544,8 +570,7 @@ impl Session {
                             return Ok(Err(amx));
                         }
                         self.cluster.gsi_lookups.direct.fetch_add(1, Ordering::Relaxed);
-                        let small = keys.rows.len() <= BUFFERED_LOOKUP_KEYS;
-                        return self.run_on_dns_in(source, &per_dn, small, sink).await.map(Ok);
+                        return self.run_on_dns_in(source, &per_dn, sink).await.map(Ok);
                     }
                 }
                 let q = if keys.rows.len() > LOOKUP_LIMIT {
@@ -600,6 +625,13 @@ impl Session {
                 self.run_on_dn_in(&source, dn, &format!("{q}{suffix}"), sink).await
             }
             Route::Distributed => {
+                if lock.is_none() && self.vars.get("cn_gather").map(String::as_str) != Some("0") {
+                    if let Some(g) = planner::gather::plan(&snap, self.db.as_deref(), &q) {
+                        if self.gather(g, source.clone(), sink).await? {
+                            return Ok(());
+                        }
+                    }
+                }
                 name_select_items(&mut q);
                 let source = match source {
                     Some(x) => x,
@@ -613,6 +645,170 @@ impl Session {
                 Ok(())
             }
         }
+    }
+
+    /// A gathered SELECT ([`planner::gather`]): its per-DN queries on
+    /// `source`, else on the transaction or, in autocommit, on read views
+    /// at one snapshot on the DNs it reads (none for one DN). `false`
+    /// (nothing sent): a sort column of a type the CN cannot merge; the
+    /// caller plans the statement.
+    async fn gather(
+        &self,
+        g: planner::gather::Gather,
+        source: Option<ConnSource>,
+        sink: &mut dyn ResultSink,
+    ) -> Result<bool> {
+        let source = source.unwrap_or_else(|| self.read_source());
+        source.open(&g.per_dn.iter().map(|(dn, _)| (*dn, 1)).collect()).await?;
+        use planner::gather::Combine;
+        let gathered = match (&g.combine, g.per_dn.as_slice()) {
+            (Combine::Concat, [(dn, sql)]) => self.run_on_dn_in(&source, *dn, sql, sink).await.map(|_| true),
+            (Combine::Concat, _) => self.run_on_dns_in(&source, &g.per_dn, sink).await.map(|_| true),
+            (Combine::Merge(m), _) => self.run_merged(&source, &g.per_dn, m, sink).await,
+            (Combine::Aggregate(a), _) => self.run_aggregated(&source, &g.per_dn, a, sink).await,
+        }?;
+        if gathered {
+            self.cluster.gathers.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(gathered)
+    }
+
+    /// Runs the per-DN queries of partial aggregates at once and sends
+    /// the one row they fold into ([`planner::gather::fold`]). `false`,
+    /// before anything is sent: a partial SUM the CN cannot add exactly
+    /// (a DOUBLE, or beyond 38 digits). Errors: a DN error, KILL QUERY.
+    async fn run_aggregated(
+        &self,
+        source: &ConnSource,
+        queries: &[(u32, String)],
+        aggregates: &[planner::gather::Aggregate],
+        sink: &mut dyn ResultSink,
+    ) -> Result<bool> {
+        use crate::protocol::constants::ty;
+        use planner::gather::{fold, Aggregate, KeyKind};
+        let reads = queries.iter().map(|(dn, sql)| async move {
+            let d = self.cluster.dn(*dn)?.clone();
+            let mut c = source.get(*dn).await?;
+            let mut r = c.query_iter(sql.as_str()).await.map_err(|e| d.err(e))?;
+            let defs: Vec<ColumnDef> = r.columns().unwrap_or_default().iter().map(column_from_dn).collect();
+            let mut rows = sink::CollectSink::default();
+            self.stream_rows(&d, &mut r, &mut rows).await?;
+            Ok::<_, CnError>((defs, rows.rows))
+        });
+        let answers = futures::future::try_join_all(reads).await?;
+        let Some((defs, _)) = answers.first() else { return Err(CnError::internal("a gather with no query")) };
+        let exact = |c: &ColumnDef| {
+            matches!(
+                c.column_type,
+                ty::NEWDECIMAL | ty::DECIMAL | ty::LONGLONG | ty::LONG | ty::INT24 | ty::SHORT | ty::TINY
+            )
+        };
+        let sums_exact =
+            aggregates.iter().zip(defs).all(|(a, c)| !matches!(a, Aggregate::Sum | Aggregate::Count) || exact(c));
+        let kinds: Vec<Option<KeyKind>> = defs.iter().map(KeyKind::of).collect();
+        let rows: Vec<TextRow> = answers.iter().flat_map(|(_, rows)| rows.iter().cloned()).collect();
+        let Some(row) = fold(aggregates, &kinds, &rows).filter(|_| sums_exact) else { return Ok(false) };
+        sink.columns(defs).await?;
+        sink.row(&row).await?;
+        sink.end_rows().await?;
+        Ok(true)
+    }
+
+    /// Runs SELECTs of the same columns, each sorted by `merge.keys`, on
+    /// their DNs at once and sends their merged rows (each DN's read ahead
+    /// by [`PREFETCH_ROWS`]), with `merge`'s DISTINCT, offset and limit.
+    /// `false`, before anything is sent: a sort column's type is not one
+    /// [`planner::gather::KeyKind`] compares. Errors: a DN error, KILL
+    /// QUERY (1317).
+    async fn run_merged(
+        &self,
+        source: &ConnSource,
+        queries: &[(u32, String)],
+        merge: &planner::gather::Merge,
+        sink: &mut dyn ResultSink,
+    ) -> Result<bool> {
+        use planner::gather::{compare_rows, KeyKind};
+        let (columns_tx, columns_rx) = tokio::sync::oneshot::channel::<Vec<ColumnDef>>();
+        let mut columns_tx = Some(columns_tx);
+        let mut queues = Vec::with_capacity(queries.len());
+        let readers: Vec<_> = queries
+            .iter()
+            .map(|(dn, sql)| {
+                let (tx, rx) = tokio::sync::mpsc::channel::<Result<TextRow>>(PREFETCH_ROWS);
+                queues.push(rx);
+                let columns_tx = columns_tx.take();
+                async move {
+                    let read = async {
+                        let d = self.cluster.dn(*dn)?.clone();
+                        let mut c = source.get(*dn).await?;
+                        let mut r = c.query_iter(sql.as_str()).await.map_err(|e| d.err(e))?;
+                        if let Some(t) = columns_tx {
+                            let _ = t.send(r.columns().unwrap_or_default().iter().map(column_from_dn).collect());
+                        }
+                        while let Some(row) = self.next_row(&d, &mut r).await? {
+                            if tx.send(Ok(row)).await.is_err() {
+                                break;
+                            }
+                        }
+                        Ok(())
+                    };
+                    if let Err(e) = read.await {
+                        let _ = tx.send(Err(e)).await;
+                    }
+                }
+            })
+            .collect();
+        let send = async move {
+            let defs = match columns_rx.await {
+                Ok(defs) => defs,
+                // The first DN failed before its columns: its error is queued.
+                Err(_) => {
+                    return match queues.first_mut() {
+                        Some(q) => match q.recv().await {
+                            Some(Err(e)) => Err(e),
+                            _ => Err(CnError::internal("a gathered query ended without columns")),
+                        },
+                        None => Err(CnError::internal("a gather with no query")),
+                    };
+                }
+            };
+            let kinds: Option<Vec<KeyKind>> =
+                merge.keys.iter().map(|k| defs.get(k.column).and_then(KeyKind::of)).collect();
+            let Some(kinds) = kinds else { return Ok(false) };
+            sink.columns(&defs).await?;
+            let mut heads = Vec::with_capacity(queues.len());
+            for q in queues.iter_mut() {
+                heads.push(q.recv().await.transpose()?);
+            }
+            let (mut skipped, mut sent) = (0u64, 0u64);
+            let mut last: Option<TextRow> = None;
+            while merge.limit.is_none_or(|l| sent < l) {
+                let next =
+                    (0..heads.len()).filter(|i| heads[*i].is_some()).min_by(|a, b| match (&heads[*a], &heads[*b]) {
+                        (Some(x), Some(y)) => compare_rows(&merge.keys, &kinds, x, y),
+                        _ => std::cmp::Ordering::Equal,
+                    });
+                let Some(i) = next else { break };
+                let row = heads[i].take().expect("a head row");
+                heads[i] = queues[i].recv().await.transpose()?;
+                let repeated =
+                    merge.distinct && last.as_ref().is_some_and(|l| compare_rows(&merge.keys, &kinds, l, &row).is_eq());
+                if !repeated {
+                    if skipped < merge.offset {
+                        skipped += 1;
+                    } else {
+                        sink.row(&row).await?;
+                        sent += 1;
+                    }
+                }
+                last = Some(row);
+            }
+            sink.end_rows().await?;
+            Ok(true)
+        };
+        // The sender's end drops the queues, which ends the readers.
+        let (sent, _) = futures::join!(send, futures::future::join_all(readers));
+        sent
     }
 
     /// Runs physical SQL on one DN and streams its result set (or OK) to the
@@ -644,64 +840,63 @@ impl Session {
 
     /// Runs SELECTs of the same columns on their DNs and sends their rows
     /// to the client as one result set with the first DN's column
-    /// definitions, DN after DN. With `buffer_rest` (small answers) the
-    /// other DNs' queries run while the first DN's answer streams, and
-    /// their rows are held until it ends; otherwise they run one after the
-    /// other, each streamed. Errors: a DN error, KILL QUERY (1317).
+    /// definitions, DN after DN. All DNs work at once: while the first
+    /// DN's answer streams, each other DN's is read ahead into a queue of
+    /// [`PREFETCH_ROWS`] rows, where it waits (its DN with it) until its
+    /// turn. Errors: a DN error (after the rows of the DNs before it), KILL
+    /// QUERY (1317).
     async fn run_on_dns_in(
         &self,
         source: &ConnSource,
         queries: &[(u32, String)],
-        buffer_rest: bool,
         sink: &mut dyn ResultSink,
     ) -> Result<()> {
         let Some(((dn, sql), rest)) = queries.split_first() else {
-            return Err(CnError::internal("a lookup with no query"));
+            return Err(CnError::internal("a gather with no query"));
         };
-        let first = async {
+        let mut queues = Vec::with_capacity(rest.len());
+        let readers = rest.iter().map(|(dn, sql)| {
+            let (tx, rx) = tokio::sync::mpsc::channel::<Result<TextRow>>(PREFETCH_ROWS);
+            queues.push(rx);
+            async move {
+                let read = async {
+                    let d = self.cluster.dn(*dn)?.clone();
+                    let mut c = source.get(*dn).await?;
+                    let mut r = c.query_iter(sql.as_str()).await.map_err(|e| d.err(e))?;
+                    while let Some(row) = self.next_row(&d, &mut r).await? {
+                        if tx.send(Ok(row)).await.is_err() {
+                            break; // the statement ended (an error before this DN's turn)
+                        }
+                    }
+                    Ok(())
+                };
+                if let Err(e) = read.await {
+                    let _ = tx.send(Err(e)).await;
+                }
+            }
+        });
+        let readers: Vec<_> = readers.collect();
+        let send = async move {
             let d = self.cluster.dn(*dn)?.clone();
             let mut c = source.get(*dn).await?;
             let mut r = c.query_iter(sql.as_str()).await.map_err(|e| d.err(e))?;
             let cols = r.columns().unwrap_or_default();
             if cols.is_empty() {
-                return Err(CnError::internal(format!("a lookup query on dn{dn} returned no result set")));
+                return Err(CnError::internal(format!("a gathered query on dn{dn} returned no result set")));
             }
             let defs: Vec<ColumnDef> = cols.iter().map(column_from_dn).collect();
             sink.columns(&defs).await?;
-            self.stream_rows(&d, &mut r, sink).await
-        };
-        let buffered = async {
-            if !buffer_rest {
-                return Ok(None);
-            }
-            let reads = rest.iter().map(|(dn, sql)| async move {
-                let d = self.cluster.dn(*dn)?.clone();
-                let mut c = source.get(*dn).await?;
-                let mut rows = crate::session::sink::CollectSink::default();
-                let mut r = c.query_iter(sql.as_str()).await.map_err(|e| d.err(e))?;
-                self.stream_rows(&d, &mut r, &mut rows).await?;
-                Ok::<_, CnError>(rows.rows)
-            });
-            futures::future::try_join_all(reads).await.map(Some)
-        };
-        let (first, buffered) = futures::join!(first, buffered);
-        first?;
-        match buffered? {
-            Some(sets) => {
-                for row in sets.iter().flatten() {
-                    sink.row(row).await?;
+            self.stream_rows(&d, &mut r, sink).await?;
+            for mut queue in queues {
+                while let Some(row) = queue.recv().await {
+                    sink.row(&row?).await?;
                 }
             }
-            None => {
-                for (dn, sql) in rest {
-                    let d = self.cluster.dn(*dn)?.clone();
-                    let mut c = source.get(*dn).await?;
-                    let mut r = c.query_iter(sql.as_str()).await.map_err(|e| d.err(e))?;
-                    self.stream_rows(&d, &mut r, sink).await?;
-                }
-            }
-        }
-        sink.end_rows().await
+            sink.end_rows().await
+        };
+        // The sender's end drops the queues, which ends the readers.
+        let (sent, _) = futures::join!(send, futures::future::join_all(readers));
+        sent
     }
 
     /// Sends the rows of a DN's result set to `sink`, stopping at KILL QUERY.
@@ -711,14 +906,24 @@ impl Session {
         r: &mut mysql_async::QueryResult<'_, '_, mysql_async::TextProtocol>,
         sink: &mut dyn ResultSink,
     ) -> Result<()> {
-        while let Some(row) = r.next().await.map_err(|e| d.err(e))? {
-            if self.kill_query.load(Ordering::Relaxed) {
-                return Err(CnError::mysql(code::ER_QUERY_INTERRUPTED, "Query execution was interrupted"));
-            }
-            let vals: Vec<Option<Vec<u8>>> = row.unwrap().into_iter().map(crate::txn::value_bytes).collect();
-            sink.row(&vals).await?;
+        while let Some(row) = self.next_row(d, r).await? {
+            sink.row(&row).await?;
         }
         Ok(())
+    }
+
+    /// The next row of a DN's result set, as text values. Errors: the
+    /// DN's, or 1317 once KILL QUERY is set.
+    async fn next_row(
+        &self,
+        d: &crate::dn::Dn,
+        r: &mut mysql_async::QueryResult<'_, '_, mysql_async::TextProtocol>,
+    ) -> Result<Option<TextRow>> {
+        let Some(row) = r.next().await.map_err(|e| d.err(e))? else { return Ok(None) };
+        if self.kill_query.load(Ordering::Relaxed) {
+            return Err(CnError::mysql(code::ER_QUERY_INTERRUPTED, "Query execution was interrupted"));
+        }
+        Ok(Some(row.unwrap().into_iter().map(crate::txn::value_bytes).collect()))
     }
 
     /// Replaces `DATABASE()`, `VERSION()`, `CONNECTION_ID()`,

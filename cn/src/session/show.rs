@@ -232,6 +232,8 @@ pub async fn show(s: &mut Session, sql: &str, sink: &mut dyn ResultSink) -> Resu
                 // Global-index lookups of base rows: per-DN queries, or the planner.
                 ("Cn_gsi_lookups_direct", n(&s.cluster.gsi_lookups.direct)),
                 ("Cn_gsi_lookups_planned", n(&s.cluster.gsi_lookups.planned)),
+                // SELECTs gathered from per-DN queries, without the executor.
+                ("Cn_gathered_selects", n(&s.cluster.gathers)),
                 // This session's last query run in DataFusion.
                 ("Cn_last_query_peak_memory", s.last_query.peak_memory.to_string()),
                 ("Cn_last_query_spilled_bytes", s.last_query.spilled_bytes.to_string()),

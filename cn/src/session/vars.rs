@@ -40,6 +40,10 @@ pub fn defaults() -> BTreeMap<String, String> {
         // after their first run (the plan cache, keyed by the statement with
         // its literals replaced by placeholders); OFF plans every statement.
         ("cn_plan_cache", "1"),
+        // CN: a SELECT that only filters and projects one sharded table runs
+        // whole on its DNs, one UNION ALL query per DN, the answers sent one
+        // after the other (planner::gather); OFF plans it in DataFusion.
+        ("cn_gather", "1"),
         ("auto_increment_increment", "1"),
         ("auto_increment_offset", "1"),
         ("character_set_client", "utf8mb4"),
@@ -90,8 +94,15 @@ pub fn defaults() -> BTreeMap<String, String> {
 }
 
 /// Variables that take ON/OFF (stored as `1`/`0`); other values get 1231.
-pub const BOOLEAN: &[&str] =
-    &["autocommit", "cn_linearizable_commit", "cn_async_commit", "cn_hash_join", "cn_lookup_join", "cn_plan_cache"];
+pub const BOOLEAN: &[&str] = &[
+    "autocommit",
+    "cn_linearizable_commit",
+    "cn_async_commit",
+    "cn_hash_join",
+    "cn_lookup_join",
+    "cn_plan_cache",
+    "cn_gather",
+];
 
 /// Integer variables with their range (MySQL clamps a value outside it;
 /// anything not an integer gets 1232). `query_memory_limit` is in bytes.

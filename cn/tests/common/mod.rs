@@ -142,6 +142,12 @@ pub async fn explain(c: &mut Conn, sql: &str) -> String {
     rows.into_iter().map(|(_, p)| p).collect::<Vec<_>>().join("\n")
 }
 
+/// `SHOW STATUS` counter `name` of the CN.
+pub async fn status(c: &mut Conn, name: &str) -> u64 {
+    let r: Option<(String, String)> = c.query_first(format!("SHOW STATUS LIKE '{name}'")).await.unwrap();
+    r.expect("the counter exists").1.parse().unwrap()
+}
+
 /// A fresh database on the CN, dropped first if it exists.
 pub async fn fresh_db(name: &str) -> Conn {
     let mut c = connect(None).await;
