@@ -48,7 +48,7 @@ pub struct Session {
     /// What the session's last query run in DataFusion used (`SHOW STATUS
     /// LIKE 'Cn_last_query%'`).
     pub last_query: crate::executor::memory::QueryStats,
-    pub kill_query: Arc<crate::cluster::KillFlag>,
+    pub kill_query: Arc<AtomicBool>,
     pub kill_conn: Arc<AtomicBool>,
     /// The memory of the session's running query (SHOW PROCESSLIST).
     pub memory: Arc<crate::executor::memory::MemoryGauge>,
@@ -56,7 +56,7 @@ pub struct Session {
 
 impl Session {
     pub fn new(cluster: Arc<Cluster>, conn_id: u32, user: String, host: String) -> Self {
-        let kill_query = Arc::new(crate::cluster::KillFlag::default());
+        let kill_query = Arc::new(AtomicBool::new(false));
         let kill_conn = Arc::new(AtomicBool::new(false));
         let memory = Arc::new(crate::executor::memory::MemoryGauge::default());
         cluster.processes.lock().unwrap_or_else(|e| e.into_inner()).insert(
@@ -254,7 +254,7 @@ impl Session {
     /// Runs one statement (COM_QUERY may carry several; the protocol layer
     /// splits them).
     pub async fn execute(&mut self, sql: &str, sink: &mut dyn ResultSink) -> Result<()> {
-        self.kill_query.clear();
+        self.kill_query.store(false, Ordering::Relaxed);
         self.set_process("Query", Some(sql));
         // The diagnostics area: each statement but SHOW WARNINGS / ERRORS
         // starts it afresh, and an error is left in it (MySQL's rules).
@@ -491,7 +491,7 @@ impl Session {
         }
         let _running = self.cluster.enter_statement();
         let source = self.source();
-        Some(self.killable(self.run_on_dn_in(&source, dn, &physical, sink)).await)
+        Some(self.run_on_dn_in(&source, dn, &physical, sink).await)
     }
 
     /// Runs a SELECT for the CN itself (a view's check at CREATE VIEW).
@@ -622,7 +622,7 @@ impl Session {
                     None if lock.is_some() => self.locking_source(),
                     None => self.source(),
                 };
-                self.killable(self.run_on_dn_in(&source, dn, &format!("{q}{suffix}"), sink)).await
+                self.run_on_dn_in(&source, dn, &format!("{q}{suffix}"), sink).await
             }
             Route::Distributed => {
                 if lock.is_none() && self.vars.get("cn_gather").map(String::as_str) != Some("0") {
@@ -661,15 +661,12 @@ impl Session {
         let source = source.unwrap_or_else(|| self.read_source());
         source.open(&g.per_dn.iter().map(|(dn, _)| (*dn, 1)).collect()).await?;
         use planner::gather::Combine;
-        let run = async {
-            match (&g.combine, g.per_dn.as_slice()) {
-                (Combine::Concat, [(dn, sql)]) => self.run_on_dn_in(&source, *dn, sql, sink).await.map(|_| true),
-                (Combine::Concat, _) => self.run_on_dns_in(&source, &g.per_dn, sink).await.map(|_| true),
-                (Combine::Merge(m), _) => self.run_merged(&source, &g.per_dn, m, sink).await,
-                (Combine::Aggregate(a), _) => self.run_aggregated(&source, &g.per_dn, a, sink).await,
-            }
-        };
-        let gathered = self.killable(run).await?;
+        let gathered = match (&g.combine, g.per_dn.as_slice()) {
+            (Combine::Concat, [(dn, sql)]) => self.run_on_dn_in(&source, *dn, sql, sink).await.map(|_| true),
+            (Combine::Concat, _) => self.run_on_dns_in(&source, &g.per_dn, sink).await.map(|_| true),
+            (Combine::Merge(m), _) => self.run_merged(&source, &g.per_dn, m, sink).await,
+            (Combine::Aggregate(a), _) => self.run_aggregated(&source, &g.per_dn, a, sink).await,
+        }?;
         if gathered {
             self.cluster.gathers.fetch_add(1, Ordering::Relaxed);
         }
@@ -814,18 +811,6 @@ impl Session {
         sent
     }
 
-    /// `run`, or ERR 1317 as soon as a KILL QUERY comes while it waits for
-    /// a DN (its DN statements are dropped; a DN finishes a statement it
-    /// is running on its own).
-    async fn killable<T>(&self, run: impl std::future::Future<Output = Result<T>>) -> Result<T> {
-        tokio::select! {
-            r = run => r,
-            _ = crate::executor::killed(Some(&self.kill_query)) => {
-                Err(CnError::mysql(code::ER_QUERY_INTERRUPTED, "Query execution was interrupted"))
-            }
-        }
-    }
-
     /// Runs physical SQL on one DN and streams its result set (or OK) to the
     /// client unchanged.
     pub async fn run_on_dn(&mut self, dn: u32, sql: &str, sink: &mut dyn ResultSink) -> Result<()> {
@@ -935,7 +920,7 @@ impl Session {
         r: &mut mysql_async::QueryResult<'_, '_, mysql_async::TextProtocol>,
     ) -> Result<Option<TextRow>> {
         let Some(row) = r.next().await.map_err(|e| d.err(e))? else { return Ok(None) };
-        if self.kill_query.is_set() {
+        if self.kill_query.load(Ordering::Relaxed) {
             return Err(CnError::mysql(code::ER_QUERY_INTERRUPTED, "Query execution was interrupted"));
         }
         Ok(Some(row.unwrap().into_iter().map(crate::txn::value_bytes).collect()))
@@ -1049,7 +1034,7 @@ impl Session {
             let p = procs
                 .get(&id)
                 .ok_or_else(|| CnError::mysql(code::ER_NO_SUCH_THREAD, format!("Unknown thread id: {id}")))?;
-            p.kill_query.set();
+            p.kill_query.store(true, Ordering::Relaxed);
             if !query_only {
                 p.kill_conn.store(true, Ordering::Relaxed);
             }
