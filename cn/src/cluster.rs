@@ -21,12 +21,49 @@ pub struct ProcessInfo {
     pub command: &'static str,
     pub started: Instant,
     pub info: Option<String>,
-    /// Set by KILL QUERY; the running statement checks it.
-    pub kill_query: Arc<std::sync::atomic::AtomicBool>,
+    /// Set by KILL QUERY; the running statement checks it or waits on it.
+    pub kill_query: Arc<KillFlag>,
     /// Set by KILL; the connection closes after the statement.
     pub kill_conn: Arc<std::sync::atomic::AtomicBool>,
     /// What the session's statement holds in the CN's memory.
     pub memory: Arc<crate::executor::memory::MemoryGauge>,
+}
+
+/// A session's KILL QUERY: a flag its statement checks between rows, and a
+/// wake-up for a statement waiting on a DN (no timer to poll).
+#[derive(Debug, Default)]
+pub struct KillFlag {
+    set: std::sync::atomic::AtomicBool,
+    notify: tokio::sync::Notify,
+}
+
+impl KillFlag {
+    /// Whether KILL QUERY was asked since the statement began.
+    pub fn is_set(&self) -> bool {
+        self.set.load(std::sync::atomic::Ordering::Acquire)
+    }
+    /// KILL QUERY: sets the flag and wakes the statement's waits.
+    pub fn set(&self) {
+        self.set.store(true, std::sync::atomic::Ordering::Release);
+        self.notify.notify_waiters();
+    }
+    /// A new statement begins.
+    pub fn clear(&self) {
+        self.set.store(false, std::sync::atomic::Ordering::Release);
+    }
+    /// Resolves once the flag is set.
+    pub async fn wait(&self) {
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            // Registered before the check: a set() in between still wakes it.
+            notified.as_mut().enable();
+            if self.is_set() {
+                return;
+            }
+            notified.await;
+        }
+    }
 }
 
 /// Ids handed out from a cached range of a metadb sequence.

@@ -1061,6 +1061,39 @@ fn filters_over_one_sharded_table_are_gathered_from_per_dn_queries_with_the_plan
     });
 }
 
+/// KILL QUERY answers a gathered statement waiting for its DNs within a
+/// moment (its DN statements run on by themselves: their connections
+/// must not serve anyone else's statement before their answers are read);
+/// the session goes on, and so do the others.
+#[test]
+fn kill_query_stops_a_select_waiting_for_its_dns() {
+    block_on(async {
+        let mut c = fresh_db("t_gkill").await;
+        c.query_drop("CREATE TABLE t (id INT PRIMARY KEY) PARTITION BY KEY(id) PARTITIONS 4").await.unwrap();
+        c.query_drop("INSERT INTO t VALUES (1), (2), (3), (4), (5), (6), (7), (8)").await.unwrap();
+        let id: u32 = c.query_first("SELECT CONNECTION_ID()").await.unwrap().unwrap();
+        // Every row sleeps a second and none passes: about 4 s per DN,
+        // and no row to notice the kill by.
+        for q in ["SELECT id FROM t WHERE SLEEP(1) = 1", "SELECT id FROM t WHERE SLEEP(1) = 1 ORDER BY id"] {
+            let kill = async {
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                connect(None).await.query_drop(format!("KILL QUERY {id}")).await.unwrap();
+            };
+            let started = std::time::Instant::now();
+            let (r, ()) = futures::join!(c.query_drop(q), kill);
+            let elapsed = started.elapsed();
+            assert_eq!(code(r.expect_err(q)), 1317, "{q}");
+            assert!(elapsed < std::time::Duration::from_millis(2500), "{q}: answered after {elapsed:?}");
+        }
+        let n: i64 = c.query_first("SELECT COUNT(*) FROM t").await.unwrap().unwrap();
+        assert_eq!(n, 8);
+        for id in 1..=8 {
+            let v: Option<i32> = c.query_first(format!("SELECT id FROM t WHERE id = {id}")).await.unwrap();
+            assert_eq!(v, Some(id), "a point read after the kills reads its own answer");
+        }
+    });
+}
+
 #[test]
 fn passwords_check_with_mysql_native_password_and_caching_sha2_password() {
     use cn::config::{Config, User};

@@ -770,7 +770,7 @@ pub async fn execute(s: &mut Session, sql: &str, sink: &mut dyn ResultSink) -> R
             }
         }
         buf.drain(..used);
-        if s.kill_query.load(std::sync::atomic::Ordering::Relaxed) && result.is_ok() {
+        if s.kill_query.is_set() && result.is_ok() {
             result = Err(CnError::mysql(code::ER_QUERY_INTERRUPTED, "Query execution was interrupted"));
         }
     }

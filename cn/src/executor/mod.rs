@@ -193,19 +193,16 @@ pub struct QueryOptions {
     /// Where the query's memory figures go (the session's SHOW PROCESSLIST
     /// row).
     pub memory_gauge: Option<Arc<memory::MemoryGauge>>,
-    /// Set by `KILL QUERY`: the query stops (ERR 1317) within
-    /// [`KILL_POLL`], dropping its operators and so their spill files.
-    pub kill: Option<Arc<std::sync::atomic::AtomicBool>>,
+    /// Set by `KILL QUERY`: the query stops (ERR 1317) at once, dropping
+    /// its operators and so their spill files.
+    pub kill: Option<Arc<crate::cluster::KillFlag>>,
 }
 
-/// How often a running query looks at its `KILL QUERY` flag.
-pub const KILL_POLL: std::time::Duration = std::time::Duration::from_millis(20);
-
 /// Resolves once `flag` is set (never without one).
-async fn killed(flag: Option<&std::sync::atomic::AtomicBool>) {
-    let Some(flag) = flag else { return std::future::pending().await };
-    while !flag.load(std::sync::atomic::Ordering::Relaxed) {
-        tokio::time::sleep(KILL_POLL).await;
+pub(crate) async fn killed(flag: Option<&crate::cluster::KillFlag>) {
+    match flag {
+        Some(f) => f.wait().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -296,7 +293,7 @@ async fn run_in(
     lock: Option<&LockingRead>,
     sink: &mut dyn ResultSink,
     pool: Arc<memory::QueryMemoryPool>,
-    kill: Option<&std::sync::atomic::AtomicBool>,
+    kill: Option<&crate::cluster::KillFlag>,
 ) -> Result<(u64, u64)> {
     let df = ctx.execute_logical_plan(plan).await?;
     let cols: Vec<_> = df.schema().fields().iter().map(|f| convert::column_def(f)).collect();

@@ -14,7 +14,6 @@ use crate::error::{code, CnError, Result};
 use crate::planner::resolve_name;
 use crate::session::sink::{send_rows, ResultSink};
 use crate::session::Session;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -351,7 +350,7 @@ async fn backfill(s: &mut Session, db: &str, t: &str, name: &str, total: u64) ->
         let mut last: Option<Row> = None;
         loop {
             crate::txn::failpoint::reached(crate::txn::failpoint::GSI_BACKFILL_BATCH).await;
-            if s.kill_query.load(Ordering::Relaxed) {
+            if s.kill_query.is_set() {
                 return Err(CnError::mysql(code::ER_QUERY_INTERRUPTED, "Query execution was interrupted"));
             }
             let from = match &last {

@@ -30,6 +30,33 @@ use std::sync::Arc;
 /// milliseconds, little memory (256 rows of sysbench's 200 bytes: 50 KB).
 pub const PREFETCH_ROWS: usize = 256;
 
+/// One DN's answer read by a task of its own ([`Session::spawn_reader`]).
+struct DnReader {
+    /// The answer's column definitions, first (dropped unsent on an error).
+    columns: tokio::sync::oneshot::Receiver<Vec<ColumnDef>>,
+    /// Its rows, then its end (the sender dropped) or an error.
+    rows: tokio::sync::mpsc::Receiver<Result<TextRow>>,
+}
+
+/// ERR 1317, as MySQL answers a statement stopped by KILL QUERY.
+fn interrupted() -> CnError {
+    CnError::mysql(code::ER_QUERY_INTERRUPTED, "Query execution was interrupted")
+}
+
+/// The next row of a DN's result set, as text values. Errors: the DN's,
+/// or 1317 once `kill` is set.
+async fn next_row(
+    kill: &crate::cluster::KillFlag,
+    d: &crate::dn::Dn,
+    r: &mut mysql_async::QueryResult<'_, '_, mysql_async::TextProtocol>,
+) -> Result<Option<TextRow>> {
+    let Some(row) = r.next().await.map_err(|e| d.err(e))? else { return Ok(None) };
+    if kill.is_set() {
+        return Err(interrupted());
+    }
+    Ok(Some(row.unwrap().into_iter().map(crate::txn::value_bytes).collect()))
+}
+
 /// One client connection's state.
 pub struct Session {
     pub cluster: Arc<Cluster>,
@@ -48,7 +75,7 @@ pub struct Session {
     /// What the session's last query run in DataFusion used (`SHOW STATUS
     /// LIKE 'Cn_last_query%'`).
     pub last_query: crate::executor::memory::QueryStats,
-    pub kill_query: Arc<AtomicBool>,
+    pub kill_query: Arc<crate::cluster::KillFlag>,
     pub kill_conn: Arc<AtomicBool>,
     /// The memory of the session's running query (SHOW PROCESSLIST).
     pub memory: Arc<crate::executor::memory::MemoryGauge>,
@@ -56,7 +83,7 @@ pub struct Session {
 
 impl Session {
     pub fn new(cluster: Arc<Cluster>, conn_id: u32, user: String, host: String) -> Self {
-        let kill_query = Arc::new(AtomicBool::new(false));
+        let kill_query = Arc::new(crate::cluster::KillFlag::default());
         let kill_conn = Arc::new(AtomicBool::new(false));
         let memory = Arc::new(crate::executor::memory::MemoryGauge::default());
         cluster.processes.lock().unwrap_or_else(|e| e.into_inner()).insert(
@@ -254,7 +281,7 @@ impl Session {
     /// Runs one statement (COM_QUERY may carry several; the protocol layer
     /// splits them).
     pub async fn execute(&mut self, sql: &str, sink: &mut dyn ResultSink) -> Result<()> {
-        self.kill_query.store(false, Ordering::Relaxed);
+        self.kill_query.clear();
         self.set_process("Query", Some(sql));
         // The diagnostics area: each statement but SHOW WARNINGS / ERRORS
         // starts it afresh, and an error is left in it (MySQL's rules).
@@ -661,11 +688,10 @@ impl Session {
         let source = source.unwrap_or_else(|| self.read_source());
         source.open(&g.per_dn.iter().map(|(dn, _)| (*dn, 1)).collect()).await?;
         use planner::gather::Combine;
-        let gathered = match (&g.combine, g.per_dn.as_slice()) {
-            (Combine::Concat, [(dn, sql)]) => self.run_on_dn_in(&source, *dn, sql, sink).await.map(|_| true),
-            (Combine::Concat, _) => self.run_on_dns_in(&source, &g.per_dn, sink).await.map(|_| true),
-            (Combine::Merge(m), _) => self.run_merged(&source, &g.per_dn, m, sink).await,
-            (Combine::Aggregate(a), _) => self.run_aggregated(&source, &g.per_dn, a, sink).await,
+        let gathered = match &g.combine {
+            Combine::Concat => self.run_on_dns_in(&source, &g.per_dn, sink).await.map(|_| true),
+            Combine::Merge(m) => self.run_merged(&source, &g.per_dn, m, sink).await,
+            Combine::Aggregate(a) => self.run_aggregated(&source, &g.per_dn, a, sink).await,
         }?;
         if gathered {
             self.cluster.gathers.fetch_add(1, Ordering::Relaxed);
@@ -686,17 +712,16 @@ impl Session {
     ) -> Result<bool> {
         use crate::protocol::constants::ty;
         use planner::gather::{fold, Aggregate, KeyKind};
-        let reads = queries.iter().map(|(dn, sql)| async move {
-            let d = self.cluster.dn(*dn)?.clone();
-            let mut c = source.get(*dn).await?;
-            let mut r = c.query_iter(sql.as_str()).await.map_err(|e| d.err(e))?;
-            let defs: Vec<ColumnDef> = r.columns().unwrap_or_default().iter().map(column_from_dn).collect();
-            let mut rows = sink::CollectSink::default();
-            self.stream_rows(&d, &mut r, &mut rows).await?;
-            Ok::<_, CnError>((defs, rows.rows))
-        });
-        let answers = futures::future::try_join_all(reads).await?;
-        let Some((defs, _)) = answers.first() else { return Err(CnError::internal("a gather with no query")) };
+        let mut readers: Vec<DnReader> =
+            queries.iter().map(|(dn, sql)| self.spawn_reader(source, *dn, sql.clone())).collect();
+        let Some(first) = readers.first_mut() else { return Err(CnError::internal("a gather with no query")) };
+        let defs = self.reader_columns(first).await?;
+        let mut rows = Vec::new();
+        for r in readers.iter_mut() {
+            while let Some(row) = self.reader_row(r).await? {
+                rows.push(row);
+            }
+        }
         let exact = |c: &ColumnDef| {
             matches!(
                 c.column_type,
@@ -704,11 +729,10 @@ impl Session {
             )
         };
         let sums_exact =
-            aggregates.iter().zip(defs).all(|(a, c)| !matches!(a, Aggregate::Sum | Aggregate::Count) || exact(c));
+            aggregates.iter().zip(&defs).all(|(a, c)| !matches!(a, Aggregate::Sum | Aggregate::Count) || exact(c));
         let kinds: Vec<Option<KeyKind>> = defs.iter().map(KeyKind::of).collect();
-        let rows: Vec<TextRow> = answers.iter().flat_map(|(_, rows)| rows.iter().cloned()).collect();
         let Some(row) = fold(aggregates, &kinds, &rows).filter(|_| sums_exact) else { return Ok(false) };
-        sink.columns(defs).await?;
+        sink.columns(&defs).await?;
         sink.row(&row).await?;
         sink.end_rows().await?;
         Ok(true)
@@ -728,87 +752,104 @@ impl Session {
         sink: &mut dyn ResultSink,
     ) -> Result<bool> {
         use planner::gather::{compare_rows, KeyKind};
-        let (columns_tx, columns_rx) = tokio::sync::oneshot::channel::<Vec<ColumnDef>>();
-        let mut columns_tx = Some(columns_tx);
-        let mut queues = Vec::with_capacity(queries.len());
-        let readers: Vec<_> = queries
-            .iter()
-            .map(|(dn, sql)| {
-                let (tx, rx) = tokio::sync::mpsc::channel::<Result<TextRow>>(PREFETCH_ROWS);
-                queues.push(rx);
-                let columns_tx = columns_tx.take();
-                async move {
-                    let read = async {
-                        let d = self.cluster.dn(*dn)?.clone();
-                        let mut c = source.get(*dn).await?;
-                        let mut r = c.query_iter(sql.as_str()).await.map_err(|e| d.err(e))?;
-                        if let Some(t) = columns_tx {
-                            let _ = t.send(r.columns().unwrap_or_default().iter().map(column_from_dn).collect());
-                        }
-                        while let Some(row) = self.next_row(&d, &mut r).await? {
-                            if tx.send(Ok(row)).await.is_err() {
-                                break;
-                            }
-                        }
-                        Ok(())
-                    };
-                    if let Err(e) = read.await {
-                        let _ = tx.send(Err(e)).await;
+        let mut readers: Vec<DnReader> =
+            queries.iter().map(|(dn, sql)| self.spawn_reader(source, *dn, sql.clone())).collect();
+        let Some(first) = readers.first_mut() else { return Err(CnError::internal("a gather with no query")) };
+        let defs = self.reader_columns(first).await?;
+        let kinds: Option<Vec<KeyKind>> = merge.keys.iter().map(|k| defs.get(k.column).and_then(KeyKind::of)).collect();
+        let Some(kinds) = kinds else { return Ok(false) };
+        sink.columns(&defs).await?;
+        let mut heads = Vec::with_capacity(readers.len());
+        for r in readers.iter_mut() {
+            heads.push(self.reader_row(r).await?);
+        }
+        let (mut skipped, mut sent) = (0u64, 0u64);
+        let mut last: Option<TextRow> = None;
+        while merge.limit.is_none_or(|l| sent < l) {
+            let next = (0..heads.len()).filter(|i| heads[*i].is_some()).min_by(|a, b| match (&heads[*a], &heads[*b]) {
+                (Some(x), Some(y)) => compare_rows(&merge.keys, &kinds, x, y),
+                _ => std::cmp::Ordering::Equal,
+            });
+            let Some(i) = next else { break };
+            let row = heads[i].take().expect("a head row");
+            heads[i] = self.reader_row(&mut readers[i]).await?;
+            let repeated =
+                merge.distinct && last.as_ref().is_some_and(|l| compare_rows(&merge.keys, &kinds, l, &row).is_eq());
+            if !repeated {
+                if skipped < merge.offset {
+                    skipped += 1;
+                } else {
+                    sink.row(&row).await?;
+                    sent += 1;
+                }
+            }
+            last = Some(row);
+        }
+        sink.end_rows().await?;
+        Ok(true)
+    }
+
+    /// Starts reading DN `dn`'s answer to `sql` in a task of its own: the
+    /// columns come on the first channel, the rows (or an error) on the
+    /// second, up to [`PREFETCH_ROWS`] ahead of the reader. The task owns
+    /// its DN statement: a statement that stops waiting (an error, KILL
+    /// QUERY) drops the channels and never cancels the DN query in flight
+    /// (mysql_async cannot be cancelled between sending a query and reading
+    /// its answer: the connection would hand the answer to its next user).
+    /// The task stops at its next row, or when the DN's answer ends.
+    fn spawn_reader(&self, source: &ConnSource, dn: u32, sql: String) -> DnReader {
+        let (columns_tx, columns) = tokio::sync::oneshot::channel::<Vec<ColumnDef>>();
+        let (tx, rows) = tokio::sync::mpsc::channel::<Result<TextRow>>(PREFETCH_ROWS);
+        let (cluster, source, kill) = (self.cluster.clone(), source.clone(), self.kill_query.clone());
+        tokio::spawn(async move {
+            let read = async {
+                let d = cluster.dn(dn)?.clone();
+                let mut c = source.get(dn).await?;
+                let mut r = c.query_iter(sql.as_str()).await.map_err(|e| d.err(e))?;
+                let _ = columns_tx.send(r.columns().unwrap_or_default().iter().map(column_from_dn).collect());
+                while let Some(row) = next_row(&kill, &d, &mut r).await? {
+                    if tx.send(Ok(row)).await.is_err() {
+                        break;
                     }
                 }
-            })
-            .collect();
-        let send = async move {
-            let defs = match columns_rx.await {
-                Ok(defs) => defs,
-                // The first DN failed before its columns: its error is queued.
-                Err(_) => {
-                    return match queues.first_mut() {
-                        Some(q) => match q.recv().await {
-                            Some(Err(e)) => Err(e),
-                            _ => Err(CnError::internal("a gathered query ended without columns")),
-                        },
-                        None => Err(CnError::internal("a gather with no query")),
-                    };
-                }
+                Ok::<(), CnError>(())
             };
-            let kinds: Option<Vec<KeyKind>> =
-                merge.keys.iter().map(|k| defs.get(k.column).and_then(KeyKind::of)).collect();
-            let Some(kinds) = kinds else { return Ok(false) };
-            sink.columns(&defs).await?;
-            let mut heads = Vec::with_capacity(queues.len());
-            for q in queues.iter_mut() {
-                heads.push(q.recv().await.transpose()?);
+            if let Err(e) = read.await {
+                let _ = tx.send(Err(e)).await;
             }
-            let (mut skipped, mut sent) = (0u64, 0u64);
-            let mut last: Option<TextRow> = None;
-            while merge.limit.is_none_or(|l| sent < l) {
-                let next =
-                    (0..heads.len()).filter(|i| heads[*i].is_some()).min_by(|a, b| match (&heads[*a], &heads[*b]) {
-                        (Some(x), Some(y)) => compare_rows(&merge.keys, &kinds, x, y),
-                        _ => std::cmp::Ordering::Equal,
-                    });
-                let Some(i) = next else { break };
-                let row = heads[i].take().expect("a head row");
-                heads[i] = queues[i].recv().await.transpose()?;
-                let repeated =
-                    merge.distinct && last.as_ref().is_some_and(|l| compare_rows(&merge.keys, &kinds, l, &row).is_eq());
-                if !repeated {
-                    if skipped < merge.offset {
-                        skipped += 1;
-                    } else {
-                        sink.row(&row).await?;
-                        sent += 1;
-                    }
-                }
-                last = Some(row);
-            }
-            sink.end_rows().await?;
-            Ok(true)
+        });
+        DnReader { columns, rows }
+    }
+
+    /// The column definitions of a reader's answer; its error when the
+    /// DN failed first. Errors: 1317 at KILL QUERY.
+    async fn reader_columns(&self, reader: &mut DnReader) -> Result<Vec<ColumnDef>> {
+        let columns = tokio::select! {
+            c = &mut reader.columns => c,
+            _ = self.kill_query.wait() => return Err(interrupted()),
         };
-        // The sender's end drops the queues, which ends the readers.
-        let (sent, _) = futures::join!(send, futures::future::join_all(readers));
-        sent
+        match columns {
+            Ok(defs) if !defs.is_empty() => Ok(defs),
+            Ok(_) => Err(CnError::internal("a gathered query returned no result set")),
+            Err(_) => match self.reader_row(reader).await? {
+                Some(_) => Err(CnError::internal("a gathered query sent rows without columns")),
+                None => Err(CnError::internal("a gathered query ended without columns")),
+            },
+        }
+    }
+
+    /// A reader's next row (`None` at its end); waiting, it answers KILL
+    /// QUERY at once (1317).
+    async fn reader_row(&self, reader: &mut DnReader) -> Result<Option<TextRow>> {
+        match reader.rows.try_recv() {
+            Ok(row) => return row.map(Some),
+            Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => return Ok(None),
+            Err(tokio::sync::mpsc::error::TryRecvError::Empty) => {}
+        }
+        tokio::select! {
+            row = reader.rows.recv() => row.transpose(),
+            _ = self.kill_query.wait() => Err(interrupted()),
+        }
     }
 
     /// Runs physical SQL on one DN and streams its result set (or OK) to the
@@ -840,63 +881,27 @@ impl Session {
 
     /// Runs SELECTs of the same columns on their DNs and sends their rows
     /// to the client as one result set with the first DN's column
-    /// definitions, DN after DN. All DNs work at once: while the first
-    /// DN's answer streams, each other DN's is read ahead into a queue of
-    /// [`PREFETCH_ROWS`] rows, where it waits (its DN with it) until its
-    /// turn. Errors: a DN error (after the rows of the DNs before it), KILL
-    /// QUERY (1317).
+    /// definitions, DN after DN. All DNs work at once, each read by a task
+    /// of its own ([`Self::spawn_reader`]) up to [`PREFETCH_ROWS`] ahead of
+    /// the client. Errors: a DN error (after the rows of the DNs before
+    /// it), KILL QUERY (1317, at once).
     async fn run_on_dns_in(
         &self,
         source: &ConnSource,
         queries: &[(u32, String)],
         sink: &mut dyn ResultSink,
     ) -> Result<()> {
-        let Some(((dn, sql), rest)) = queries.split_first() else {
-            return Err(CnError::internal("a gather with no query"));
-        };
-        let mut queues = Vec::with_capacity(rest.len());
-        let readers = rest.iter().map(|(dn, sql)| {
-            let (tx, rx) = tokio::sync::mpsc::channel::<Result<TextRow>>(PREFETCH_ROWS);
-            queues.push(rx);
-            async move {
-                let read = async {
-                    let d = self.cluster.dn(*dn)?.clone();
-                    let mut c = source.get(*dn).await?;
-                    let mut r = c.query_iter(sql.as_str()).await.map_err(|e| d.err(e))?;
-                    while let Some(row) = self.next_row(&d, &mut r).await? {
-                        if tx.send(Ok(row)).await.is_err() {
-                            break; // the statement ended (an error before this DN's turn)
-                        }
-                    }
-                    Ok(())
-                };
-                if let Err(e) = read.await {
-                    let _ = tx.send(Err(e)).await;
-                }
+        let mut readers: Vec<DnReader> =
+            queries.iter().map(|(dn, sql)| self.spawn_reader(source, *dn, sql.clone())).collect();
+        let Some(first) = readers.first_mut() else { return Err(CnError::internal("a gather with no query")) };
+        let defs = self.reader_columns(first).await?;
+        sink.columns(&defs).await?;
+        for r in readers.iter_mut() {
+            while let Some(row) = self.reader_row(r).await? {
+                sink.row(&row).await?;
             }
-        });
-        let readers: Vec<_> = readers.collect();
-        let send = async move {
-            let d = self.cluster.dn(*dn)?.clone();
-            let mut c = source.get(*dn).await?;
-            let mut r = c.query_iter(sql.as_str()).await.map_err(|e| d.err(e))?;
-            let cols = r.columns().unwrap_or_default();
-            if cols.is_empty() {
-                return Err(CnError::internal(format!("a gathered query on dn{dn} returned no result set")));
-            }
-            let defs: Vec<ColumnDef> = cols.iter().map(column_from_dn).collect();
-            sink.columns(&defs).await?;
-            self.stream_rows(&d, &mut r, sink).await?;
-            for mut queue in queues {
-                while let Some(row) = queue.recv().await {
-                    sink.row(&row?).await?;
-                }
-            }
-            sink.end_rows().await
-        };
-        // The sender's end drops the queues, which ends the readers.
-        let (sent, _) = futures::join!(send, futures::future::join_all(readers));
-        sent
+        }
+        sink.end_rows().await
     }
 
     /// Sends the rows of a DN's result set to `sink`, stopping at KILL QUERY.
@@ -906,24 +911,10 @@ impl Session {
         r: &mut mysql_async::QueryResult<'_, '_, mysql_async::TextProtocol>,
         sink: &mut dyn ResultSink,
     ) -> Result<()> {
-        while let Some(row) = self.next_row(d, r).await? {
+        while let Some(row) = next_row(&self.kill_query, d, r).await? {
             sink.row(&row).await?;
         }
         Ok(())
-    }
-
-    /// The next row of a DN's result set, as text values. Errors: the
-    /// DN's, or 1317 once KILL QUERY is set.
-    async fn next_row(
-        &self,
-        d: &crate::dn::Dn,
-        r: &mut mysql_async::QueryResult<'_, '_, mysql_async::TextProtocol>,
-    ) -> Result<Option<TextRow>> {
-        let Some(row) = r.next().await.map_err(|e| d.err(e))? else { return Ok(None) };
-        if self.kill_query.load(Ordering::Relaxed) {
-            return Err(CnError::mysql(code::ER_QUERY_INTERRUPTED, "Query execution was interrupted"));
-        }
-        Ok(Some(row.unwrap().into_iter().map(crate::txn::value_bytes).collect()))
     }
 
     /// Replaces `DATABASE()`, `VERSION()`, `CONNECTION_ID()`,
@@ -1034,7 +1025,7 @@ impl Session {
             let p = procs
                 .get(&id)
                 .ok_or_else(|| CnError::mysql(code::ER_NO_SUCH_THREAD, format!("Unknown thread id: {id}")))?;
-            p.kill_query.store(true, Ordering::Relaxed);
+            p.kill_query.set();
             if !query_only {
                 p.kill_conn.store(true, Ordering::Relaxed);
             }
