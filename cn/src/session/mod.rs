@@ -36,6 +36,9 @@ struct DnReader {
     columns: tokio::sync::oneshot::Receiver<Vec<ColumnDef>>,
     /// Its rows, then its end (the sender dropped) or an error.
     rows: tokio::sync::mpsc::Receiver<Result<TextRow>>,
+    /// Set by the task as it returns: a queue that closes without it was
+    /// cut short (the task panicked), not ended.
+    done: Arc<AtomicBool>,
 }
 
 /// ERR 1317, as MySQL answers a statement stopped by KILL QUERY.
@@ -801,6 +804,8 @@ impl Session {
         let (columns_tx, columns) = tokio::sync::oneshot::channel::<Vec<ColumnDef>>();
         let (tx, rows) = tokio::sync::mpsc::channel::<Result<TextRow>>(PREFETCH_ROWS);
         let (cluster, source, kill) = (self.cluster.clone(), source.clone(), self.kill_query.clone());
+        let done = Arc::new(AtomicBool::new(false));
+        let finished = done.clone();
         tokio::spawn(async move {
             let read = async {
                 let d = cluster.dn(dn)?.clone();
@@ -817,8 +822,9 @@ impl Session {
             if let Err(e) = read.await {
                 let _ = tx.send(Err(e)).await;
             }
+            finished.store(true, Ordering::Release);
         });
-        DnReader { columns, rows }
+        DnReader { columns, rows, done }
     }
 
     /// The column definitions of a reader's answer; its error when the
@@ -840,15 +846,21 @@ impl Session {
 
     /// A reader's next row (`None` at its end); waiting, it answers KILL
     /// QUERY at once (1317).
+    /// Errors: the DN's, 1317, or an internal error when the reading task
+    /// stopped before the answer's end (a panic: never a short answer).
     async fn reader_row(&self, reader: &mut DnReader) -> Result<Option<TextRow>> {
-        match reader.rows.try_recv() {
-            Ok(row) => return row.map(Some),
-            Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => return Ok(None),
-            Err(tokio::sync::mpsc::error::TryRecvError::Empty) => {}
-        }
-        tokio::select! {
-            row = reader.rows.recv() => row.transpose(),
-            _ = self.kill_query.wait() => Err(interrupted()),
+        let row = match reader.rows.try_recv() {
+            Ok(row) => Some(row),
+            Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => None,
+            Err(tokio::sync::mpsc::error::TryRecvError::Empty) => tokio::select! {
+                row = reader.rows.recv() => row,
+                _ = self.kill_query.wait() => return Err(interrupted()),
+            },
+        };
+        match row {
+            Some(row) => row.map(Some),
+            None if reader.done.load(Ordering::Acquire) => Ok(None),
+            None => Err(CnError::internal("the task reading a DN's answer stopped before its end")),
         }
     }
 
