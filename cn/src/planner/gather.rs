@@ -600,9 +600,12 @@ fn partitions(def: &TableDef, selection: Option<&Expr>) -> Vec<usize> {
         return if found.is_empty() { vec![0] } else { found.into_iter().collect() };
     }
     match between(selection, key) {
-        Some((lo, hi)) => {
-            crate::sharding::partitions_for_range(def, lo.as_deref(), hi.as_deref()).unwrap_or_else(|_| all())
-        }
+        Some((lo, hi)) => match crate::sharding::partitions_for_range(def, lo.as_deref(), hi.as_deref()) {
+            // An empty range (`BETWEEN 9 AND 1`) still answers, from one partition.
+            Ok(ps) if ps.is_empty() => vec![0],
+            Ok(ps) => ps,
+            Err(_) => all(),
+        },
         None => all(),
     }
 }
@@ -863,6 +866,45 @@ mod tests {
         assert_eq!(format_decimal((-5, 3)), "-0.005");
         assert_eq!(parse_decimal("1.5e3"), None, "a DOUBLE is not added");
         assert_eq!(parse_decimal(&"9".repeat(40)), None);
+    }
+
+    #[test]
+    fn range_tables_prune_by_between_and_an_empty_range_keeps_one_partition() {
+        use crate::catalog::{ColumnMeta, PartitionPlacement, Partitioning, TypeKind};
+        let def = TableDef {
+            db: "d".into(),
+            name: "r".into(),
+            columns: vec![ColumnMeta {
+                name: "id".into(),
+                sql_type: "int".into(),
+                kind: TypeKind::Int { unsigned: false, bytes: 4 },
+                nullable: false,
+                auto_increment: false,
+                hidden: false,
+            }],
+            primary_key: vec!["id".into()],
+            partitioning: Partitioning::Range {
+                column: "id".into(),
+                bounds: vec![Some("10".into()), Some("20".into()), None],
+                names: vec!["p0".into(), "p1".into(), "p2".into()],
+            },
+            partitions: (0..3)
+                .map(|i| PartitionPlacement { name: format!("p{i}"), phys_table: format!("r_{i}"), dn: i % 2 })
+                .collect(),
+            table_group: "g".into(),
+            physical_body: String::new(),
+            version: 1,
+            global_indexes: vec![],
+        };
+        let parts = |sql: &str| {
+            let q = query(sql);
+            let SetExpr::Select(s) = q.body.as_ref() else { unreachable!() };
+            partitions(&def, s.selection.as_ref())
+        };
+        assert_eq!(parts("SELECT id FROM r WHERE id BETWEEN 12 AND 25"), vec![1, 2]);
+        assert_eq!(parts("SELECT id FROM r WHERE id BETWEEN 25 AND 12"), vec![0]);
+        assert_eq!(parts("SELECT id FROM r WHERE id IN (3, 15)"), vec![0, 1]);
+        assert_eq!(parts("SELECT id FROM r WHERE id > 3"), vec![0, 1, 2]);
     }
 
     #[test]
