@@ -31,15 +31,17 @@ fn sharded_table_insert_route_and_scatter() {
         let parts: Vec<(String, String, String, String, String, String, String)> =
             c.query("SHOW PARTITIONS FROM t").await.unwrap();
         assert_eq!(parts.len(), 4);
-        let mut total = 0;
-        for (_, _, _, _, _, phys, dn) in &parts {
-            let i: usize = dn.trim_start_matches("dn").parse().unwrap();
-            let mut d = dn_conn(i).await;
-            let n: i64 = d.query_first(format!("SELECT COUNT(*) FROM t_shard.`{phys}`")).await.unwrap().unwrap();
-            assert!(n > 0, "partition {phys} is empty");
-            total += n;
-        }
-        assert_eq!(total, 40);
+        let counts = || async {
+            let mut counts = Vec::new();
+            for (_, _, _, _, _, phys, dn) in &parts {
+                let i: usize = dn.trim_start_matches("dn").parse().unwrap();
+                let mut d = dn_conn(i).await;
+                let n: Option<i64> = d.query_first(format!("SELECT COUNT(*) FROM t_shard.`{phys}`")).await.unwrap();
+                counts.push(n.unwrap_or(0));
+            }
+            (counts.iter().all(|n| *n > 0), counts.iter().sum::<i64>())
+        };
+        eventually("every partition holds rows, 40 in all", (true, 40), counts).await;
         // UPDATE and DELETE with pruning and across shards.
         c.query_drop("UPDATE t SET name = 'seven' WHERE id = 7").await.unwrap();
         assert_eq!(c.affected_rows(), 1);
@@ -68,10 +70,14 @@ fn broadcast_single_range_list_and_hidden_key() {
         c.query_drop("INSERT INTO b VALUES (1,'a'),(2,'b'),(3,'c')").await.unwrap();
         assert_eq!(c.affected_rows(), 3);
         for i in 0..2 {
-            let mut d = dn_conn(i).await;
-            let phys: Vec<(String,)> = d.query("SHOW TABLES FROM t_kinds").await.unwrap();
-            let n: i64 = d.query_first(format!("SELECT COUNT(*) FROM t_kinds.`{}`", phys[0].0)).await.unwrap().unwrap();
-            assert_eq!(n, 3, "broadcast copy on dn{i}");
+            eventually(&format!("broadcast copy on dn{i}"), 3, || async move {
+                let mut d = dn_conn(i).await;
+                let phys: Vec<(String,)> = d.query("SHOW TABLES FROM t_kinds").await.unwrap();
+                let n: Option<i64> =
+                    d.query_first(format!("SELECT COUNT(*) FROM t_kinds.`{}`", phys[0].0)).await.unwrap();
+                n.unwrap_or(0)
+            })
+            .await;
         }
         c.query_drop("CREATE TABLE s (k INT PRIMARY KEY) SINGLE").await.unwrap();
         c.query_drop("INSERT INTO s VALUES (1),(2)").await.unwrap();

@@ -165,6 +165,26 @@ pub fn code(e: mysql_async::Error) -> u16 {
     }
 }
 
+/// Calls `read` until it returns `want`, for up to 10 s: what a DN shows
+/// directly after a write through the CN, whose branches commit after the
+/// client's OK under async commit. Panics with the last value otherwise.
+pub async fn eventually<T, F, Fut>(what: &str, want: T, mut read: F)
+where
+    T: PartialEq + std::fmt::Debug,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
+    let started = std::time::Instant::now();
+    loop {
+        let got = read().await;
+        if got == want {
+            return;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "{what}: {got:?} after 10 s, not {want:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 /// Connection to DN `i` directly.
 pub async fn dn_conn(i: usize) -> Conn {
     let port = env().pg.lock().await.topo.dns[i].port;
