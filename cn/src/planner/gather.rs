@@ -16,6 +16,9 @@
 //! a row equal to the one before under DISTINCT and applying the LIMIT.
 //! The CN compares values as MariaDB does only for some types
 //! ([`KeyKind`]); with another sort column the statement is planned.
+//!
+//! COUNT, SUM, MIN and MAX without GROUP BY gather as one partial row per
+//! partition, folded on the CN ([`fold`]).
 
 use super::{in_lists, literal_text, resolve_name, PhysicalNames};
 use crate::catalog::{CatalogSnapshot, TableDef};
@@ -124,11 +127,7 @@ impl std::fmt::Display for Combine {
         match self {
             Combine::Concat => write!(f, "Concat"),
             Combine::Merge(m) => {
-                let keys: Vec<String> = m
-                    .keys
-                    .iter()
-                    .map(|k| format!("{}{}", k.column + 1, if k.descending { " DESC" } else { "" }))
-                    .collect();
+                let keys: Vec<String> = m.keys.iter().map(SortKey::to_string).collect();
                 write!(f, "MergeSort by {}", keys.join(", "))?;
                 if m.distinct {
                     write!(f, ", distinct")?;
@@ -154,6 +153,13 @@ impl std::fmt::Display for Combine {
 pub struct SortKey {
     pub column: usize,
     pub descending: bool,
+}
+
+impl std::fmt::Display for SortKey {
+    /// As a positional ORDER BY item: `2 DESC`, `1`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}{}", self.column + 1, if self.descending { " DESC" } else { "" })
+    }
 }
 
 /// The physical queries of `q` when it can be gathered: a SELECT from one
@@ -220,8 +226,7 @@ pub fn plan(snap: &CatalogSnapshot, db: Option<&str>, q: &Query) -> Option<Gathe
     branch.limit_clause = None;
     let mut tail = String::new();
     if !keys.is_empty() {
-        let items: Vec<String> =
-            keys.iter().map(|k| format!("{}{}", k.column + 1, if k.descending { " DESC" } else { "" })).collect();
+        let items: Vec<String> = keys.iter().map(SortKey::to_string).collect();
         tail.push_str(&format!(" ORDER BY {}", items.join(", ")));
     }
     if let Some(n) = count {

@@ -715,10 +715,7 @@ impl Session {
     ) -> Result<bool> {
         use crate::protocol::constants::ty;
         use planner::gather::{fold, Aggregate, KeyKind};
-        let mut readers: Vec<DnReader> =
-            queries.iter().map(|(dn, sql)| self.spawn_reader(source, *dn, sql.clone())).collect();
-        let Some(first) = readers.first_mut() else { return Err(CnError::internal("a gather with no query")) };
-        let defs = self.reader_columns(first).await?;
+        let (mut readers, defs) = self.start_readers(source, queries).await?;
         let mut rows = Vec::new();
         for r in readers.iter_mut() {
             while let Some(row) = self.reader_row(r).await? {
@@ -755,10 +752,7 @@ impl Session {
         sink: &mut dyn ResultSink,
     ) -> Result<bool> {
         use planner::gather::{compare_rows, KeyKind};
-        let mut readers: Vec<DnReader> =
-            queries.iter().map(|(dn, sql)| self.spawn_reader(source, *dn, sql.clone())).collect();
-        let Some(first) = readers.first_mut() else { return Err(CnError::internal("a gather with no query")) };
-        let defs = self.reader_columns(first).await?;
+        let (mut readers, defs) = self.start_readers(source, queries).await?;
         let kinds: Option<Vec<KeyKind>> = merge.keys.iter().map(|k| defs.get(k.column).and_then(KeyKind::of)).collect();
         let Some(kinds) = kinds else { return Ok(false) };
         sink.columns(&defs).await?;
@@ -825,6 +819,21 @@ impl Session {
             finished.store(true, Ordering::Release);
         });
         DnReader { columns, rows, done }
+    }
+
+    /// Starts a reader per query ([`Self::spawn_reader`]), all at once, and
+    /// waits for the first DN's column definitions, which the statement's
+    /// answer takes. Errors: no query, the first DN's error, 1317.
+    async fn start_readers(
+        &self,
+        source: &ConnSource,
+        queries: &[(u32, String)],
+    ) -> Result<(Vec<DnReader>, Vec<ColumnDef>)> {
+        let mut readers: Vec<DnReader> =
+            queries.iter().map(|(dn, sql)| self.spawn_reader(source, *dn, sql.clone())).collect();
+        let Some(first) = readers.first_mut() else { return Err(CnError::internal("a gather with no query")) };
+        let defs = self.reader_columns(first).await?;
+        Ok((readers, defs))
     }
 
     /// The column definitions of a reader's answer; its error when the
@@ -903,10 +912,7 @@ impl Session {
         queries: &[(u32, String)],
         sink: &mut dyn ResultSink,
     ) -> Result<()> {
-        let mut readers: Vec<DnReader> =
-            queries.iter().map(|(dn, sql)| self.spawn_reader(source, *dn, sql.clone())).collect();
-        let Some(first) = readers.first_mut() else { return Err(CnError::internal("a gather with no query")) };
-        let defs = self.reader_columns(first).await?;
+        let (mut readers, defs) = self.start_readers(source, queries).await?;
         sink.columns(&defs).await?;
         for r in readers.iter_mut() {
             while let Some(row) = self.reader_row(r).await? {
