@@ -6,8 +6,9 @@
 //! server sends; only columns of a floating-point type on either side are
 //! compared with a relative tolerance.
 //!
-//! EXPLAIN of Q1 and Q3 must show the partial aggregate and the co-located
-//! join pushed into the shard SQL.
+//! EXPLAIN of Q1, Q3, Q15 and Q21 must show the partial aggregate, the
+//! co-located join, the GROUP BY index hint and the semi joins pushed into
+//! the shard SQL.
 //!
 //! Scale factor: `TPCH_SF` (default 0.01, to keep CI short; the issue's
 //! check is `TPCH_SF=0.1 cargo test -p cn --test tpch`).
@@ -123,6 +124,19 @@ fn tpch_queries_give_mariadbs_answers() {
         assert!(q1.contains(" GROUP BY `t"), "Q1 must push a partial aggregate:\n{q1}");
         let q3 = common::explain(&mut cn, &cn::tpch::query(3, sf)).await;
         assert!(q3.contains(" JOIN (`tpch_diff`.`lineitem_"), "Q3 must push the co-located join:\n{q3}");
+        // Q21's EXISTS and NOT EXISTS over lineitem, correlated on the
+        // orderkey, move below the join with supplier and run on the shards
+        // inside the orders-lineitem query (semi-join transposition).
+        let q21 = common::explain(&mut cn, &cn::tpch::query(21, sf)).await;
+        assert!(
+            q21.contains("AND NOT EXISTS (SELECT 1 FROM `tpch_diff`.`lineitem_")
+                && q21.contains(" JOIN (`tpch_diff`.`orders_"),
+            "Q21 must push its semi joins with the co-located join:\n{q21}"
+        );
+        // Q15's partial aggregate by l_suppkey does not let MariaDB read
+        // lineitem in the order of its l_suppkey index.
+        let q15 = common::explain(&mut cn, &cn::tpch::query(15, sf)).await;
+        assert!(q15.contains("USE INDEX FOR GROUP BY (PRIMARY) WHERE"), "Q15's shard aggregate:\n{q15}");
         cn.query_drop("DROP DATABASE tpch_diff").await.unwrap();
         drop(reference);
         reference_server.stop().await;

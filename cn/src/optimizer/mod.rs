@@ -3,7 +3,9 @@
 //! joins, aggregates and expressions into one SELECT per shard
 //! ([`pushdown`]), helped by a FROM order that joins co-located tables
 //! first ([`join_order`]), and the unnesting of the correlated scalar
-//! subqueries DataFusion leaves in place ([`decorrelate`]); last, the
+//! subqueries DataFusion leaves in place ([`decorrelate`]), and the
+//! semi joins of `EXISTS` moved next to the tables they correlate with
+//! ([`semi_join`]); last, the
 //! `utf8mb4_general_ci` collation for the string comparisons left to the CN
 //! ([`collation`]).
 
@@ -13,3 +15,4 @@ pub mod join_order;
 pub mod lookup;
 pub mod pushdown;
 pub mod semantics;
+pub mod semi_join;
