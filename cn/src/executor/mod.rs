@@ -144,7 +144,7 @@ pub fn context(
     for f in functions::all() {
         ctx.register_udf(f);
     }
-    ctx.add_optimizer_rule(Arc::new(crate::optimizer::semi_join::SemiJoinTranspose));
+    ctx.add_optimizer_rule(Arc::new(crate::optimizer::join_transpose::JoinTranspose));
     ctx.add_optimizer_rule(Arc::new(crate::optimizer::pushdown::ShardPushdown::new()));
     ctx.add_optimizer_rule(Arc::new(crate::optimizer::collation::GeneralCiCollation));
     ctx.register_catalog("def", Arc::new(CnCatalog { snapshot, source }));

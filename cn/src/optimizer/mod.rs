@@ -4,15 +4,15 @@
 //! ([`pushdown`]), helped by a FROM order that joins co-located tables
 //! first ([`join_order`]), and the unnesting of the correlated scalar
 //! subqueries DataFusion leaves in place ([`decorrelate`]), and the
-//! semi joins of `EXISTS` moved next to the tables they correlate with
-//! ([`semi_join`]); last, the
+//! joins and `EXISTS` moved next to the tables they correlate with
+//! ([`join_transpose`]); last, the
 //! `utf8mb4_general_ci` collation for the string comparisons left to the CN
 //! ([`collation`]).
 
 pub mod collation;
 pub mod decorrelate;
 pub mod join_order;
+pub mod join_transpose;
 pub mod lookup;
 pub mod pushdown;
 pub mod semantics;
-pub mod semi_join;
