@@ -18,6 +18,8 @@
 //!   COUNT([DISTINCT] x))`, MySQL's AVG exactly (DECIMAL with scale + 4 for
 //!   exact input, rounded half up; DOUBLE for floating-point input). It also
 //!   makes AVG decomposable for the partial aggregation on the shards.
+//! - `GROUP_CONCAT(…)` becomes DataFusion's `string_agg` over MySQL's
+//!   CONCAT of its values ([`group_concat_rewrite`]).
 //!
 //! Statements that run whole on one DN are not rewritten: MariaDB computes
 //! them itself.
@@ -27,7 +29,8 @@ use crate::planner::column_ref;
 use datafusion::sql::sqlparser::ast::helpers::attached_token::AttachedToken;
 use datafusion::sql::sqlparser::ast::{
     BinaryOperator, CastKind, DataType, DuplicateTreatment, Expr, Function, FunctionArg, FunctionArgExpr,
-    FunctionArgumentList, FunctionArguments, Ident, ObjectName, UnaryOperator, VisitMut, VisitorMut,
+    FunctionArgumentClause, FunctionArgumentList, FunctionArguments, Ident, ObjectName, UnaryOperator, VisitMut,
+    VisitorMut,
 };
 use std::ops::ControlFlow;
 
@@ -566,6 +569,63 @@ fn plain_args(f: &Function) -> Option<Vec<&Expr>> {
         .collect()
 }
 
+/// `GROUP_CONCAT([DISTINCT] e1 [, e2 …] [ORDER BY …] [SEPARATOR 's'])`
+/// → `string_agg([DISTINCT] concat(e1, e2 …), 's' [ORDER BY …])`, MySQL's
+/// GROUP_CONCAT (reference, 14.19.1): each row's values concatenated
+/// (MySQL's CONCAT: a row with a NULL value is left out), joined by the
+/// separator (',' when none), NULL when no row is left. `None` for what
+/// it does not carry (a LIMIT clause, OVER, FILTER), which DataFusion
+/// then refuses. Not done: the `group_concat_max_len` cut (MariaDB's
+/// default 1 MiB); DISTINCT and ORDER BY under `utf8mb4_general_ci` (they
+/// compare bytes here); DISTINCT with ORDER BY, and two GROUP_CONCATs of
+/// one query ordered differently (DataFusion's string_agg refuses both).
+fn group_concat_rewrite(f: &Function) -> Option<Expr> {
+    if !f.name.to_string().eq_ignore_ascii_case("group_concat")
+        || f.over.is_some()
+        || f.filter.is_some()
+        || !f.within_group.is_empty()
+    {
+        return None;
+    }
+    let FunctionArguments::List(list) = &f.args else {
+        return None;
+    };
+    let mut values = Vec::with_capacity(list.args.len());
+    for a in &list.args {
+        let FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) = a else {
+            return None;
+        };
+        values.push(e.clone());
+    }
+    if values.is_empty() {
+        return None;
+    }
+    let mut separator = Expr::Value(datafusion::sql::sqlparser::ast::Value::SingleQuotedString(",".into()).into());
+    let mut clauses = Vec::new();
+    for c in &list.clauses {
+        match c {
+            FunctionArgumentClause::Separator(v) => separator = Expr::Value(v.clone()),
+            FunctionArgumentClause::OrderBy(_) => clauses.push(c.clone()),
+            _ => return None,
+        }
+    }
+    // One value goes in as it is (string_agg skips NULLs and makes it
+    // text): DataFusion's DISTINCT wants its ORDER BY in the arguments.
+    let value = if values.len() == 1 {
+        values.remove(0)
+    } else {
+        call(crate::executor::functions::MysqlConcat::NAME, values, false, None)
+    };
+    let Expr::Function(mut agg) = call("string_agg", vec![value, separator], false, None) else {
+        unreachable!("call builds a function")
+    };
+    if let FunctionArguments::List(l) = &mut agg.args {
+        l.duplicate_treatment = list.duplicate_treatment;
+        l.clauses = clauses;
+    }
+    Some(Expr::Function(agg))
+}
+
 /// MySQL functions DataFusion lacks or computes differently, as
 /// expressions it computes as MySQL does (MySQL 8.0 reference, 14.7 and
 /// 14.8):
@@ -623,7 +683,9 @@ impl VisitorMut for Rewriter {
             // MySQL's unary plus does nothing, to any type; DataFusion's
             // accepts only numbers (`+ col` of a VARCHAR failed).
             Expr::UnaryOp { op: UnaryOperator::Plus, expr } => Some((**expr).clone()),
-            Expr::Function(f) => avg_rewrite(f).or_else(|| mysql_function_rewrite(f)),
+            Expr::Function(f) => {
+                avg_rewrite(f).or_else(|| group_concat_rewrite(f)).or_else(|| mysql_function_rewrite(f))
+            }
             Expr::Cast { kind: CastKind::Cast, expr, data_type, format: None, array: false } => {
                 let unsigned = match data_type {
                     DataType::Signed | DataType::SignedInteger => false,

@@ -658,6 +658,9 @@ impl Session {
                 if lock.is_none() && self.vars.get("cn_gather").map(String::as_str) != Some("0") {
                     if let Some(g) = planner::gather::plan(&snap, self.db.as_deref(), &q) {
                         if self.gather(g, source.clone(), sink).await? {
+                            // No operator of the CN's held memory or
+                            // spilled (a gather holds its bounded queues).
+                            self.last_query = Default::default();
                             return Ok(());
                         }
                     }
