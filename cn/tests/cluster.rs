@@ -748,9 +748,8 @@ fn general_ci_weights_match_mariadb() {
 /// partition key) gives MariaDB's answer and column name for the same rows
 /// in one table: values in the ORDER BY's order, DISTINCT, SEPARATOR,
 /// several values per row, rows with a NULL left out, NULL for a group
-/// with none left and for no rows. (DISTINCT with ORDER BY, and two
-/// GROUP_CONCATs ordered differently, are refused: DataFusion's string_agg
-/// cannot.)
+/// with none left and for no rows, DISTINCT with an ORDER BY of other
+/// columns, two GROUP_CONCATs ordered differently in one query.
 #[test]
 fn group_concat_over_shards_matches_mariadb() {
     block_on(async {
@@ -770,6 +769,9 @@ fn group_concat_over_shards_matches_mariadb() {
             "SELECT g, GROUP_CONCAT(s ORDER BY id) FROM t GROUP BY g ORDER BY g",
             "SELECT g, GROUP_CONCAT(d ORDER BY d DESC, id SEPARATOR '; ') AS ds FROM t GROUP BY g ORDER BY g",
             "SELECT g, GROUP_CONCAT(DISTINCT d) FROM t WHERE g > 1 GROUP BY g ORDER BY g",
+            "SELECT g, GROUP_CONCAT(DISTINCT d ORDER BY d DESC SEPARATOR '; ') AS ds FROM t GROUP BY g ORDER BY g",
+            "SELECT GROUP_CONCAT(DISTINCT s ORDER BY s DESC), GROUP_CONCAT(id ORDER BY d, id DESC) FROM t",
+            "SELECT g, COUNT(*), GROUP_CONCAT(id ORDER BY s DESC, id) FROM t GROUP BY g HAVING COUNT(*) > 1 ORDER BY g",
             "SELECT g, GROUP_CONCAT(id, ':', s ORDER BY id DESC) FROM t GROUP BY g ORDER BY g",
             "SELECT GROUP_CONCAT(s ORDER BY s, id SEPARATOR '') FROM t WHERE g < 3",
             "SELECT GROUP_CONCAT(s ORDER BY id) FROM t WHERE id > 100",

@@ -5,6 +5,7 @@
 
 pub mod convert;
 pub mod functions;
+pub mod group_concat;
 pub mod hybrid_hash_join;
 pub mod info_schema;
 pub mod memory;
@@ -144,6 +145,7 @@ pub fn context(
     for f in functions::all() {
         ctx.register_udf(f);
     }
+    ctx.register_udaf(group_concat::MysqlGroupConcat::udaf());
     ctx.add_optimizer_rule(Arc::new(crate::optimizer::join_transpose::JoinTranspose));
     ctx.add_optimizer_rule(Arc::new(crate::optimizer::pushdown::ShardPushdown::new()));
     ctx.add_optimizer_rule(Arc::new(crate::optimizer::collation::GeneralCiCollation));

@@ -18,8 +18,8 @@
 //!   COUNT([DISTINCT] x))`, MySQL's AVG exactly (DECIMAL with scale + 4 for
 //!   exact input, rounded half up; DOUBLE for floating-point input). It also
 //!   makes AVG decomposable for the partial aggregation on the shards.
-//! - `GROUP_CONCAT(…)` becomes DataFusion's `string_agg` over MySQL's
-//!   CONCAT of its values ([`group_concat_rewrite`]).
+//! - `GROUP_CONCAT(…)` becomes the CN's `mysql_group_concat`
+//!   ([`group_concat_rewrite`]).
 //!
 //! Statements that run whole on one DN are not rewritten: MariaDB computes
 //! them itself.
@@ -569,16 +569,13 @@ fn plain_args(f: &Function) -> Option<Vec<&Expr>> {
         .collect()
 }
 
-/// `GROUP_CONCAT([DISTINCT] e1 [, e2 …] [ORDER BY …] [SEPARATOR 's'])`
-/// → `string_agg([DISTINCT] concat(e1, e2 …), 's' [ORDER BY …])`, MySQL's
-/// GROUP_CONCAT (reference, 14.19.1): each row's values concatenated
-/// (MySQL's CONCAT: a row with a NULL value is left out), joined by the
-/// separator (',' when none), NULL when no row is left. `None` for what
-/// it does not carry (a LIMIT clause, OVER, FILTER), which DataFusion
-/// then refuses. Not done: the `group_concat_max_len` cut (MariaDB's
-/// default 1 MiB); DISTINCT and ORDER BY under `utf8mb4_general_ci` (they
-/// compare bytes here); DISTINCT with ORDER BY, and two GROUP_CONCATs of
-/// one query ordered differently (DataFusion's string_agg refuses both).
+/// `GROUP_CONCAT([DISTINCT] e1 [, e2 …] [ORDER BY k1 [ASC|DESC] …]
+/// [SEPARATOR 's'])` → `mysql_group_concat('s', spec, value, k1, …)`
+/// ([`crate::executor::group_concat`]): `value` is `e1` alone or MySQL's
+/// CONCAT of the values (a row with a NULL value is left out), `spec` says
+/// DISTINCT and each key's direction; the separator is ',' when none is
+/// given. `None` for what it does not carry (a LIMIT clause, OVER,
+/// FILTER, NULLS FIRST/LAST), which DataFusion then refuses.
 fn group_concat_rewrite(f: &Function) -> Option<Expr> {
     if !f.name.to_string().eq_ignore_ascii_case("group_concat")
         || f.over.is_some()
@@ -600,30 +597,34 @@ fn group_concat_rewrite(f: &Function) -> Option<Expr> {
     if values.is_empty() {
         return None;
     }
-    let mut separator = Expr::Value(datafusion::sql::sqlparser::ast::Value::SingleQuotedString(",".into()).into());
-    let mut clauses = Vec::new();
+    let text = |s: String| Expr::Value(datafusion::sql::sqlparser::ast::Value::SingleQuotedString(s).into());
+    let mut separator = text(",".into());
+    let distinct = matches!(list.duplicate_treatment, Some(DuplicateTreatment::Distinct));
+    let mut spec = String::from(if distinct { "D" } else { "-" });
+    let mut keys = Vec::new();
     for c in &list.clauses {
         match c {
             FunctionArgumentClause::Separator(v) => separator = Expr::Value(v.clone()),
-            FunctionArgumentClause::OrderBy(_) => clauses.push(c.clone()),
+            FunctionArgumentClause::OrderBy(items) => {
+                for o in items {
+                    if o.options.nulls_first.is_some() || o.with_fill.is_some() {
+                        return None;
+                    }
+                    spec.push(if o.options.asc == Some(false) { 'D' } else { 'A' });
+                    keys.push(o.expr.clone());
+                }
+            }
             _ => return None,
         }
     }
-    // One value goes in as it is (string_agg skips NULLs and makes it
-    // text): DataFusion's DISTINCT wants its ORDER BY in the arguments.
     let value = if values.len() == 1 {
         values.remove(0)
     } else {
         call(crate::executor::functions::MysqlConcat::NAME, values, false, None)
     };
-    let Expr::Function(mut agg) = call("string_agg", vec![value, separator], false, None) else {
-        unreachable!("call builds a function")
-    };
-    if let FunctionArguments::List(l) = &mut agg.args {
-        l.duplicate_treatment = list.duplicate_treatment;
-        l.clauses = clauses;
-    }
-    Some(Expr::Function(agg))
+    let mut args = vec![separator, text(spec), value];
+    args.extend(keys);
+    Some(call(crate::executor::group_concat::MysqlGroupConcat::NAME, args, false, None))
 }
 
 /// MySQL functions DataFusion lacks or computes differently, as
