@@ -3,8 +3,9 @@
 //! playground of `--dns` DNs it starts itself, in the same run:
 //!
 //! - `mariadb`: one `mariadbd` with the same indexes and a buffer pool as
-//!   large as the DNs' together (`--buffer-pool-mb`), after `ANALYZE TABLE`
-//!   (run through the CN too, for its statistics);
+//!   large as the DNs' together (`--buffer-pool-mb`), after `ANALYZE TABLE
+//!   … PERSISTENT FOR ALL` with the automatic sample size (run through the
+//!   CN too, which collects the same on each shard, and its row counts);
 //! - `cn_16mb`: through the CN with `query_memory_limit = --limit` (16 MiB);
 //! - `cn_16mb_smj`: the same limit with `cn_hash_join = OFF`, so the CN's
 //!   equality joins are DataFusion's sort-merge joins instead of the
@@ -354,6 +355,7 @@ fn main() {
         assert_eq!(cn_rows, ref_rows, "both servers loaded the same rows");
         let mut r = Conn::new(Opts::from_url(&format!("{ref_url}/tpch")).unwrap()).await.unwrap();
         let analyze = cn::tpch::ANALYZE;
+        r.query_drop(cn::tpch::REFERENCE_SAMPLE).await.unwrap();
         r.query_drop(analyze).await.unwrap();
         // The CN's statistics (row counts its join selection uses).
         let mut c = Conn::new(Opts::from_url(&format!("{cn_url}/tpch")).unwrap()).await.unwrap();

@@ -78,6 +78,7 @@ fn tpch_queries_give_mariadbs_answers() {
         }
         eprintln!("TPC-H SF {sf} loaded into the CN and MariaDB in {:?}", load.elapsed());
         let analyze = cn::tpch::ANALYZE;
+        reference.query_drop(cn::tpch::REFERENCE_SAMPLE).await.unwrap();
         reference.query_drop(analyze).await.unwrap();
         // The CN's statistics: its plans then build on the smaller inputs.
         let statuses: Vec<(String, String, String, String)> = cn.query(analyze).await.unwrap();

@@ -49,19 +49,32 @@ pub fn filtered(rows: f64, filters: usize) -> f64 {
     (rows * FILTER_SELECTIVITY.powi(filters.min(i32::MAX as usize) as i32)).max(1.0)
 }
 
-/// Collects `def`'s statistics from its DNs: `ANALYZE TABLE` on every
-/// physical table (one copy of a broadcast table), then InnoDB's row count
-/// and average row length from `information_schema.TABLES`. Errors: the
-/// DN's, naming it.
+/// Collects `def`'s statistics from its DNs: on every physical table
+/// (every copy of a broadcast table: each DN plans with its own)
+/// `ANALYZE TABLE … PERSISTENT FOR ALL` with MariaDB's automatic sample
+/// size (`analyze_sample_percentage = 0`), so that each DN's optimizer has
+/// its engine-independent statistics and histograms
+/// (`optimizer_use_condition_selectivity = 4`, MariaDB's default, uses
+/// them): without them it guesses the selectivity of a date range and,
+/// in TPC-H Q4, read whole lineitem shards for a semi join it could
+/// answer by primary key (1.18 → 0.31 s at SF 1); 16 s for all of SF 1
+/// on 4 DNs. Then InnoDB's row count and average row length from
+/// `information_schema.TABLES` (of one copy of a broadcast table). Errors:
+/// the DN's, naming it.
 pub async fn collect(cluster: &Cluster, def: &TableDef) -> Result<TableStats> {
-    let copies: Vec<_> =
-        if def.is_broadcast() { def.partitions.iter().take(1).collect() } else { def.partitions.iter().collect() };
-    let work = copies.into_iter().map(|p| async move {
+    let work = def.partitions.iter().enumerate().map(|(i, p)| async move {
         let dn = cluster.dn(p.dn)?;
         let mut c = dn.conn().await?;
-        c.query_drop(format!("ANALYZE TABLE {}.{}", quote_ident(&def.db), quote_ident(&p.phys_table)))
-            .await
-            .map_err(|e| dn.err(e))?;
+        c.query_drop(format!(
+            "SET STATEMENT analyze_sample_percentage = 0 FOR ANALYZE TABLE {}.{} PERSISTENT FOR ALL",
+            quote_ident(&def.db),
+            quote_ident(&p.phys_table)
+        ))
+        .await
+        .map_err(|e| dn.err(e))?;
+        if def.is_broadcast() && i > 0 {
+            return Ok::<_, CnError>((0, 0));
+        }
         let row: Option<(Option<u64>, Option<u64>)> = c
             .query_first(format!(
                 "SELECT TABLE_ROWS, AVG_ROW_LENGTH FROM information_schema.TABLES \

@@ -103,8 +103,17 @@ pub async fn load(session: &mut Session, db: &str, sf: f64) -> Result<u64> {
     Ok(total)
 }
 
-/// `ANALYZE TABLE` of the eight TPC-H tables.
-pub const ANALYZE: &str = "ANALYZE TABLE region, nation, part, supplier, partsupp, customer, orders, lineitem";
+/// `ANALYZE TABLE` of the eight TPC-H tables, with MariaDB's
+/// engine-independent statistics and histograms (`PERSISTENT FOR ALL`):
+/// what the CN's ANALYZE collects on every shard, so that one plain
+/// MariaDB compared with the CN gets them too (run it after
+/// [`REFERENCE_SAMPLE`]; the CN ignores the tail and samples so itself).
+pub const ANALYZE: &str =
+    "ANALYZE TABLE region, nation, part, supplier, partsupp, customer, orders, lineitem PERSISTENT FOR ALL";
+
+/// MariaDB's automatic sample size for `ANALYZE … PERSISTENT`, as the CN
+/// uses on its shards.
+pub const REFERENCE_SAMPLE: &str = "SET SESSION analyze_sample_percentage = 0";
 
 type Batches = Box<dyn Iterator<Item = std::result::Result<RecordBatch, datafusion::arrow::error::ArrowError>> + Send>;
 
