@@ -110,21 +110,22 @@ struct Target<'a> {
 /// its filter's columns that are not the right side's.
 fn semi_references(j: &Join) -> Vec<Column> {
     let mut out: Vec<Column> = Vec::new();
-    let mut add = |e: &Expr, skip_right: bool| {
-        for c in e.column_refs() {
-            let right_side = skip_right && j.right.schema().has_column(c);
-            if !right_side && !out.contains(c) {
-                out.push(c.clone());
-            }
-        }
-    };
     for (l, _) in &j.on {
-        add(l, false);
+        add_columns(l, None, &mut out);
     }
     if let Some(f) = &j.filter {
-        add(f, true);
+        add_columns(f, Some(j.right.schema()), &mut out);
     }
     out
+}
+
+/// Adds the columns `e` reads to `out` once each, but for those of `other`.
+fn add_columns(e: &Expr, other: Option<&DFSchema>, out: &mut Vec<Column>) {
+    for c in e.column_refs() {
+        if !other.is_some_and(|s| s.has_column(c)) && !out.contains(c) {
+            out.push(c.clone());
+        }
+    }
 }
 
 fn all_in(refs: &[Column], schema: &DFSchema) -> bool {
@@ -153,22 +154,12 @@ fn sink_inner(j: &Join, pushable: &dyn Fn(&LogicalPlan) -> Result<bool>) -> Resu
                 .collect();
         let mut refs: Vec<Column> = Vec::new();
         for (xk, _) in &keys {
-            for c in xk.column_refs() {
-                if !refs.contains(c) {
-                    refs.push(c.clone());
-                }
-            }
+            add_columns(xk, None, &mut refs);
         }
         // Keys in the filter only (the optimizer's first pass, before
         // DataFusion extracts them): their X columns decide the target too.
-        for c in &conjuncts {
-            if key_equality(c, t.schema()).is_some() {
-                for col in c.column_refs() {
-                    if !t.schema().has_column(col) && !refs.contains(col) {
-                        refs.push(col.clone());
-                    }
-                }
-            }
+        for c in conjuncts.iter().filter(|c| key_equality(c, t.schema()).is_some()) {
+            add_columns(c, Some(t.schema()), &mut refs);
         }
         if refs.is_empty() {
             continue;

@@ -551,22 +551,29 @@ fn avg_rewrite(f: &Function) -> Option<Expr> {
 /// The plain argument expressions of `f` (no named arguments, clauses,
 /// FILTER or OVER); `None` otherwise.
 fn plain_args(f: &Function) -> Option<Vec<&Expr>> {
+    let (list, args) = listed_args(f)?;
+    (list.clauses.is_empty() && list.duplicate_treatment.is_none()).then_some(args)
+}
+
+/// The argument list of a call without FILTER, OVER or WITHIN GROUP whose
+/// arguments are all plain expressions, and those expressions (its
+/// DISTINCT and clauses are the caller's to read).
+fn listed_args(f: &Function) -> Option<(&FunctionArgumentList, Vec<&Expr>)> {
     if f.filter.is_some() || f.over.is_some() || !f.within_group.is_empty() {
         return None;
     }
     let FunctionArguments::List(list) = &f.args else {
         return None;
     };
-    if !list.clauses.is_empty() || list.duplicate_treatment.is_some() {
-        return None;
-    }
-    list.args
+    let args = list
+        .args
         .iter()
         .map(|a| match a {
             FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e),
             _ => None,
         })
-        .collect()
+        .collect::<Option<Vec<_>>>()?;
+    Some((list, args))
 }
 
 /// `GROUP_CONCAT([DISTINCT] e1 [, e2 …] [ORDER BY k1 [ASC|DESC] …]
@@ -577,23 +584,11 @@ fn plain_args(f: &Function) -> Option<Vec<&Expr>> {
 /// given. `None` for what it does not carry (a LIMIT clause, OVER,
 /// FILTER, NULLS FIRST/LAST), which DataFusion then refuses.
 fn group_concat_rewrite(f: &Function) -> Option<Expr> {
-    if !f.name.to_string().eq_ignore_ascii_case("group_concat")
-        || f.over.is_some()
-        || f.filter.is_some()
-        || !f.within_group.is_empty()
-    {
+    if !f.name.to_string().eq_ignore_ascii_case("group_concat") {
         return None;
     }
-    let FunctionArguments::List(list) = &f.args else {
-        return None;
-    };
-    let mut values = Vec::with_capacity(list.args.len());
-    for a in &list.args {
-        let FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) = a else {
-            return None;
-        };
-        values.push(e.clone());
-    }
+    let (list, values) = listed_args(f)?;
+    let mut values: Vec<Expr> = values.into_iter().cloned().collect();
     if values.is_empty() {
         return None;
     }
