@@ -458,7 +458,21 @@ fn lookup_joins_read_the_large_side_by_its_keys_and_answer_as_a_full_read() {
         c.query_drop(format!("INSERT INTO fact VALUES {facts}")).await.unwrap();
         let dims = (0..1000).map(|i| format!("({i},'n{i}')")).collect::<Vec<_>>().join(",");
         c.query_drop(format!("INSERT INTO dim VALUES {dims}")).await.unwrap();
-        c.query_drop("ANALYZE TABLE fact, dim").await.unwrap();
+        // `twin` is co-located with `fact` (the same partitioning), `other`
+        // is not.
+        c.query_drop("CREATE TABLE twin (id INT PRIMARY KEY, tag INT) PARTITION BY KEY(id) PARTITIONS 4")
+            .await
+            .unwrap();
+        c.query_drop("CREATE TABLE other (id INT PRIMARY KEY, v INT) PARTITION BY KEY(id) PARTITIONS 3").await.unwrap();
+        let twins = (1..=6000).map(|i| format!("({i},{})", i % 100)).collect::<Vec<_>>().join(",");
+        c.query_drop(format!("INSERT INTO twin VALUES {twins}")).await.unwrap();
+        // other has 10 times the rows: a lookup's keys are worth reading
+        // into it too.
+        for chunk in (1..=60_000).collect::<Vec<i32>>().chunks(10_000) {
+            let rows = chunk.iter().map(|i| format!("({i},{})", i % 100)).collect::<Vec<_>>().join(",");
+            c.query_drop(format!("INSERT INTO other VALUES {rows}")).await.unwrap();
+        }
+        c.query_drop("ANALYZE TABLE fact, dim, twin, other").await.unwrap();
         // fact's 6,000 rows pass this; a filtered dim is the small side, and
         // up to 20 of its keys (6 facts each) select at most 2 % of fact.
         c.query_drop("SET cn_lookup_min_rows = 1000").await.unwrap();
@@ -486,7 +500,28 @@ fn lookup_joins_read_the_large_side_by_its_keys_and_answer_as_a_full_read() {
                 .to_string(),
             // No key at all: nothing to look up.
             "SELECT COUNT(*), SUM(f.qty) FROM fact f JOIN dim d ON f.part = d.id WHERE d.name = 'none'".to_string(),
+            // A co-located join: pushed whole, no lookup.
+            "SELECT COUNT(*), SUM(f.qty) FROM fact f JOIN twin t ON f.id = t.id WHERE t.tag = 3 AND t.id > 0"
+                .to_string(),
+            // TPC-H Q20's shape: the same, and an aggregate over a table
+            // that is not co-located, by the same key: the keys of twin
+            // read fact and other.
+            "SELECT COUNT(*), SUM(f.qty) FROM fact f WHERE f.id IN (SELECT id FROM twin WHERE tag = 3 AND id > 0) \
+             AND f.qty < (SELECT SUM(o.v) FROM other o WHERE o.id = f.id)"
+                .to_string(),
         ];
+        let plan = explain(&mut c, &queries[6]).await;
+        let fact_sql: Vec<&str> = plan.lines().filter(|l| l.contains("FROM `t_lookup`.`fact")).collect();
+        assert_eq!(fact_sql.len(), 4, "one query per shard: {plan}");
+        assert!(
+            fact_sql.iter().all(|l| l.contains("`twin") && !l.contains(" IN (")),
+            "pushed whole, no lookup: {plan}"
+        );
+        let plan = explain(&mut c, &queries[7]).await;
+        for t in ["fact", "other"] {
+            let keyed = |l: &&str| l.contains(&format!("FROM `t_lookup`.`{t}")) && l.contains("IN (3, 103, 203,");
+            assert!(plan.lines().filter(keyed).count() > 0, "{t} is read by twin's keys: {plan}");
+        }
         // The inner sides of the left join and of the anti join are read by
         // the keys of `n10`..`n19` and `n20`..`n29`.
         for (q, keys) in [(&queries[2], "IN (10, 11, 12, 13, 14, 15, 16, 17, 18, 19)"), (&queries[4], "IN (20, 21,")] {

@@ -31,6 +31,9 @@
 //!   and [`MIN_RATIO`] times the small side's estimated rows ([`estimate`]);
 //!   of two sides that qualify, the one whose small side reads less is
 //!   the large one;
+//! - the shards cannot compute the join whole (a co-located join, see
+//!   [`keys_reach_beyond`]), unless its keys also serve a join that they
+//!   cannot;
 //! - the small side is estimated at no more than 10 × [`MAX_KEYS`] rows
 //!   and has at most [`MAX_KEYS`] distinct keys, which is
 //!   checked by reading them (`SELECT DISTINCT key … LIMIT MAX_KEYS + 1`),
@@ -42,6 +45,7 @@
 //! small by construction. Locking reads (`FOR UPDATE`, `LOCK IN SHARE
 //! MODE`) get no lookups: their keys would be read without locks.
 
+use super::pushdown::pushes_whole;
 use crate::catalog::statistics::{FILTER_SELECTIVITY, GROUPS_PER_ROW};
 use crate::catalog::CatalogSnapshot;
 use crate::executor::table::ShardedTable;
@@ -277,8 +281,35 @@ fn find(plan: &LogicalPlan, snap: &CatalogSnapshot, min_rows: f64, skip: usize) 
     post_order_joins(plan, &mut joins);
     joins.iter().enumerate().skip(skip).find_map(|(index, j)| {
         let choice = choose(j, snap, min_rows)?;
+        if pushes_whole(&LogicalPlan::Join((*j).clone())) && !keys_reach_beyond(&joins, index, &choice) {
+            return None;
+        }
         let small_plan = if choice.large == Side::Left { j.right.as_ref() } else { j.left.as_ref() };
         Some(Candidate { index, small_plan: small_plan.clone(), choice })
+    })
+}
+
+/// Whether the keys of a lookup on the `index`th join, a co-located one,
+/// can also cut a read outside it: another join of the plan that the
+/// shards cannot compute whole has the lookup's large or small key column
+/// among its keys, so that the next lookup, on that join, reads the same
+/// keys into its large side.
+///
+/// A co-located join alone gains nothing from a lookup: each DN joins from
+/// the small side through the large side's index itself, in one pass,
+/// where a lookup reads the small side twice, and in vain when its keys
+/// are too many (TPC-H Q12's filtered lineitem, 30,000 orders: 0.7 s of
+/// key reading at SF 1; Q4's orders of one quarter; Q18's orders of large
+/// quantity, whose keys are few but cost a second aggregation of
+/// lineitem). Q20's parts named `forest%` are a lookup into partsupp, a
+/// co-located join, because the same keys then select the lineitem
+/// aggregate joined to partsupp on `ps_partkey`, which is not co-located.
+fn keys_reach_beyond(joins: &[&Join], index: usize, choice: &Choice) -> bool {
+    let keys = [&choice.large_key, &choice.small_key];
+    joins.iter().enumerate().any(|(i, other)| {
+        i != index
+            && other.on.iter().any(|(l, r)| keys.iter().any(|k| *k == l || *k == r))
+            && !pushes_whole(&LogicalPlan::Join((*other).clone()))
     })
 }
 
