@@ -509,6 +509,8 @@ fn lookup_joins_read_the_large_side_by_its_keys_and_answer_as_a_full_read() {
             "SELECT COUNT(*), SUM(f.qty) FROM fact f WHERE f.id IN (SELECT id FROM twin WHERE tag = 3 AND id > 0) \
              AND f.qty < (SELECT SUM(o.v) FROM other o WHERE o.id = f.id)"
                 .to_string(),
+            "SELECT COUNT(*), SUM(f.qty) FROM fact f WHERE f.part IN (SELECT id FROM dim WHERE name LIKE 'n1_')"
+                .to_string(),
         ];
         let plan = explain(&mut c, &queries[6]).await;
         let fact_sql: Vec<&str> = plan.lines().filter(|l| l.contains("FROM `t_lookup`.`fact")).collect();
@@ -522,6 +524,11 @@ fn lookup_joins_read_the_large_side_by_its_keys_and_answer_as_a_full_read() {
             let keyed = |l: &&str| l.contains(&format!("FROM `t_lookup`.`{t}")) && l.contains("IN (3, 103, 203,");
             assert!(plan.lines().filter(keyed).count() > 0, "{t} is read by twin's keys: {plan}");
         }
+        // A semi join that is not co-located becomes the IN list of its
+        // keys: dim is read once, for them.
+        let plan = explain(&mut c, &queries[8]).await;
+        assert_eq!(plan.matches("`t_lookup`.`dim").count(), 0, "the semi join became the IN list: {plan}");
+        assert!(plan.contains("`part` IN (10, 11, 12, 13, 14, 15, 16, 17, 18, 19)"), "{plan}");
         // The inner sides of the left join and of the anti join are read by
         // the keys of `n10`..`n19` and `n20`..`n29`.
         for (q, keys) in [(&queries[2], "IN (10, 11, 12, 13, 14, 15, 16, 17, 18, 19)"), (&queries[4], "IN (20, 21,")] {

@@ -208,6 +208,8 @@ struct Candidate {
     index: usize,
     small_plan: LogicalPlan,
     choice: Choice,
+    /// The shards compute the join whole.
+    colocated: bool,
 }
 
 /// The large side of join `j` for a lookup, the key pair, the rows the
@@ -281,11 +283,12 @@ fn find(plan: &LogicalPlan, snap: &CatalogSnapshot, min_rows: f64, skip: usize) 
     post_order_joins(plan, &mut joins);
     joins.iter().enumerate().skip(skip).find_map(|(index, j)| {
         let choice = choose(j, snap, min_rows)?;
-        if pushes_whole(&LogicalPlan::Join((*j).clone())) && !keys_reach_beyond(&joins, index, &choice) {
+        let colocated = pushes_whole(&LogicalPlan::Join((*j).clone()));
+        if colocated && !keys_reach_beyond(&joins, index, &choice) {
             return None;
         }
         let small_plan = if choice.large == Side::Left { j.right.as_ref() } else { j.left.as_ref() };
-        Some(Candidate { index, small_plan: small_plan.clone(), choice })
+        Some(Candidate { index, small_plan: small_plan.clone(), choice, colocated })
     })
 }
 
@@ -323,22 +326,42 @@ fn post_order_joins<'a>(plan: &'a LogicalPlan, out: &mut Vec<&'a Join>) {
 }
 
 /// Puts `Filter(key IN keys)` above the `large` input of the `index`th join
-/// (post order) of `plan`.
-fn add_filter(plan: LogicalPlan, index: usize, large: Side, predicate: Expr) -> Result<LogicalPlan> {
+/// (post order) of `plan`. With `replace_semi`, when that join is a semi
+/// join of the large side by the key alone, the filter replaces it: the
+/// keys are all the small side has, so the filter keeps exactly the rows
+/// the join keeps, and the small side is not read a second time (TPC-H
+/// Q18's orders of large quantity, an aggregate of all lineitem: 0.9 ->
+/// 0.5 s at SF 1). Returns the plan and whether the join was replaced.
+fn add_filter(
+    plan: LogicalPlan,
+    index: usize,
+    large: Side,
+    predicate: Expr,
+    replace_semi: bool,
+) -> Result<(LogicalPlan, bool)> {
     let mut seen = 0;
-    plan.transform_up(|node| {
-        let LogicalPlan::Join(j) = &node else { return Ok(Transformed::no(node)) };
-        seen += 1;
-        if seen - 1 != index {
-            return Ok(Transformed::no(node));
-        }
-        let mut j = j.clone();
-        let child = if large == Side::Left { &mut j.left } else { &mut j.right };
-        let filtered = LogicalPlan::Filter(Filter::try_new(predicate.clone(), child.clone())?);
-        *child = Arc::new(filtered);
-        Ok(Transformed::new(LogicalPlan::Join(j), true, TreeNodeRecursion::Stop))
-    })
-    .map(|t| t.data)
+    let mut replaced = false;
+    let plan = plan
+        .transform_up(|node| {
+            let LogicalPlan::Join(j) = &node else { return Ok(Transformed::no(node)) };
+            seen += 1;
+            if seen - 1 != index {
+                return Ok(Transformed::no(node));
+            }
+            let mut j = j.clone();
+            let child = if large == Side::Left { &mut j.left } else { &mut j.right };
+            let filtered = LogicalPlan::Filter(Filter::try_new(predicate.clone(), child.clone())?);
+            let semi =
+                matches!((j.join_type, large), (JoinType::LeftSemi, Side::Left) | (JoinType::RightSemi, Side::Right));
+            if replace_semi && semi && j.on.len() == 1 && j.filter.is_none() {
+                replaced = true;
+                return Ok(Transformed::new(filtered, true, TreeNodeRecursion::Stop));
+            }
+            *child = Arc::new(filtered);
+            Ok(Transformed::new(LogicalPlan::Join(j), true, TreeNodeRecursion::Stop))
+        })
+        .map(|t| t.data)?;
+    Ok((plan, replaced))
 }
 
 /// Rewrites the joins of `plan` (optimized by DataFusion's rules, not yet
@@ -397,7 +420,16 @@ where
         } else {
             in_list(c.choice.large_key.clone(), list.into_iter().map(lit).collect(), false)
         };
-        plan = add_filter(plan, c.index, c.choice.large, predicate)?;
+        // A co-located semi join stays: the shards answer it from the
+        // small side's index, cheaply, and without it the estimates of
+        // the joins above see the keys' rows alone and find no further
+        // lookup worth its key read (Q20's suppliers of Canada).
+        let (filtered, replaced) = add_filter(plan, c.index, c.choice.large, predicate, !c.colocated)?;
+        plan = filtered;
+        if replaced {
+            // The join is gone: the next one in post order takes its index.
+            skip = c.index;
+        }
         done += 1;
     }
     Ok((plan, done))
