@@ -4,7 +4,8 @@
 //! - `cn_ci_chars(s)`: [`super::fold_chars`], Utf8 (LIKE);
 //! - `cn_ci_key(s)`: [`super::sort_key`], Binary (order);
 //! - `cn_ci_min(s)`, `cn_ci_max(s)`: MIN and MAX of strings under the
-//!   collation (the first of equal strings seen is kept).
+//!   collation (the first of equal strings seen is kept);
+//! - `cn_ci_group_value(s)`: [`CiGroupValue`], a grouped string key's value.
 //!
 //! A NULL argument gives NULL.
 
@@ -195,5 +196,112 @@ impl Accumulator for ExtremeAccumulator {
             + self.best.as_ref().map_or(0, |s| s.capacity())
             + self.best_key.capacity()
             + self.key.capacity()
+    }
+}
+
+/// `cn_ci_group_value(s)`: the value a group of strings equal under the
+/// collation shows for its key (MariaDB shows one of the group's
+/// spellings, the first it read; this is the greatest in bytes, one of
+/// them too, and the same whatever order the shards answer in). It is
+/// DataFusion's MAX under a name of its own, so that the collation rule,
+/// which turns a MAX of strings into [`CiExtreme`], leaves it alone; and
+/// unlike `first_value`, which has no groups accumulator for strings in
+/// DataFusion 55 (an accumulator object per group), it aggregates a batch
+/// at a time: TPC-H Q16's 118,000 groups of three strings took 0.4 s of
+/// the CN's time with `first_value`.
+#[derive(Debug, PartialEq, Eq, Hash, Default)]
+pub struct CiGroupValue {
+    max: datafusion::functions_aggregate::min_max::Max,
+}
+
+impl CiGroupValue {
+    pub const NAME: &'static str = "cn_ci_group_value";
+}
+
+impl AggregateUDFImpl for CiGroupValue {
+    fn name(&self) -> &str {
+        Self::NAME
+    }
+    fn signature(&self) -> &Signature {
+        self.max.signature()
+    }
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        self.max.coerce_types(arg_types)
+    }
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        self.max.return_type(arg_types)
+    }
+    fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+        self.max.accumulator(args)
+    }
+    fn groups_accumulator_supported(&self, args: AccumulatorArgs) -> bool {
+        self.max.groups_accumulator_supported(args)
+    }
+    fn create_groups_accumulator(
+        &self,
+        args: AccumulatorArgs,
+    ) -> Result<Box<dyn datafusion::logical_expr::GroupsAccumulator>> {
+        self.max.create_groups_accumulator(args)
+    }
+    fn order_sensitivity(&self) -> datafusion::logical_expr::utils::AggregateOrderSensitivity {
+        datafusion::logical_expr::utils::AggregateOrderSensitivity::Insensitive
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::datatypes::{Field, Schema};
+    use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
+    use datafusion::prelude::SessionContext;
+
+    /// The reason it exists: a batch at a time over strings, where
+    /// `first_value` keeps an accumulator per group.
+    #[test]
+    fn group_value_has_a_groups_accumulator_for_strings() {
+        let schema = Schema::new(vec![Field::new("s", DataType::Utf8, true)]);
+        let args = AccumulatorArgs {
+            return_field: Arc::new(Field::new("v", DataType::Utf8, true)),
+            schema: &schema,
+            ignore_nulls: false,
+            order_bys: &[],
+            is_reversed: false,
+            name: "v",
+            is_distinct: false,
+            exprs: &[],
+            expr_fields: &[],
+        };
+        assert!(CiGroupValue::default().groups_accumulator_supported(args));
+    }
+
+    /// A group of spellings equal under the collation shows one of them;
+    /// the NULL group NULL.
+    #[tokio::test]
+    async fn group_value_shows_one_spelling_of_the_group() {
+        let ctx = SessionContext::new();
+        ctx.register_udaf(AggregateUDF::new_from_impl(CiGroupValue::default()));
+        ctx.register_udf(ScalarUDF::new_from_impl(CiFunction::new(CiKey::Fold)));
+        let sql = "SELECT cn_ci_fold(s) AS k, cn_ci_group_value(s) AS v, COUNT(*) AS n \
+                   FROM (VALUES ('abc'), ('ABC '), ('x'), (NULL), ('Abc')) AS t(s) GROUP BY cn_ci_fold(s) ORDER BY k";
+        let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
+        let rows: Vec<(Option<String>, Option<String>, i64)> = batches
+            .iter()
+            .flat_map(|b| {
+                let (k, v) = (b.column(0).as_string::<i32>(), b.column(1).as_string::<i32>());
+                let n = b.column(2).as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+                (0..b.num_rows())
+                    .map(|i| {
+                        let s = |a: &StringArray| (!a.is_null(i)).then(|| a.value(i).to_string());
+                        (s(k), s(v), n.value(i))
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert_eq!(rows.len(), 3, "{rows:?}");
+        assert_eq!(rows[0].0.as_deref(), Some("ABC"));
+        assert!(["abc", "ABC ", "Abc"].contains(&rows[0].1.as_deref().unwrap()), "{rows:?}");
+        assert_eq!(rows[0].2, 3);
+        assert_eq!((rows[1].1.as_deref(), rows[1].2), (Some("x"), 1));
+        assert_eq!((rows[2].0.as_deref(), rows[2].1.as_deref()), (None, None));
     }
 }

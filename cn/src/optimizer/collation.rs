@@ -16,19 +16,18 @@
 //! - `MIN` and `MAX` of strings become `cn_ci_min` and `cn_ci_max`.
 //!
 //! A GROUP BY key must still show a value, not its fold: a string group key
-//! `g` becomes `GROUP BY cn_ci_fold(g)` with `first_value(g)` as the
-//! group's value (MariaDB, too, shows one of the group's spellings, the
-//! first it read), under a projection that restores the aggregate's schema.
+//! `g` becomes `GROUP BY cn_ci_fold(g)` with `cn_ci_group_value(g)` as the
+//! group's value (one of the group's spellings, as MariaDB shows the first
+//! it read), under a projection that restores the aggregate's schema.
 //!
 //! All strings are taken to be `utf8mb4_general_ci`, the CN's only collation
 //! for now: the catalog does not keep a column's COLLATE clause yet, so a
 //! `utf8mb4_bin` column is compared case-insensitively where the CN computes.
 
-use crate::collation::functions::{CiExtreme, CiFunction, CiKey};
+use crate::collation::functions::{CiExtreme, CiFunction, CiGroupValue, CiKey};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{Column, DFSchema, Result, ScalarValue};
-use datafusion::functions_aggregate::first_last::first_value;
 use datafusion::logical_expr::expr::{AggregateFunction, Case, InList, Like, ScalarFunction, Sort, WindowFunction};
 use datafusion::logical_expr::{
     Aggregate, AggregateUDF, Between, BinaryExpr, Expr, ExprSchemable, Filter, Join, LogicalPlan, Operator, Projection,
@@ -318,10 +317,10 @@ fn rewrite_join(j: Join) -> Result<Transformed<LogicalPlan>> {
     Ok(Transformed::yes(LogicalPlan::Join(Join { on, filter, ..j })))
 }
 
-/// Numbers the `first_value` columns of [`rewrite_group_by`].
+/// Numbers the group value columns of [`rewrite_group_by`].
 static FIRST_VALUE_NAMES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
-/// String GROUP BY keys group by their fold and show `first_value`; the
+/// String GROUP BY keys group by their fold and show `cn_ci_group_value`; the
 /// aggregates get [`rewrite_expr`]; a projection restores the schema.
 fn rewrite_group_by(a: Aggregate) -> Result<Transformed<LogicalPlan>> {
     let input = a.input.schema().clone();
@@ -338,7 +337,8 @@ fn rewrite_group_by(a: Aggregate) -> Result<Transformed<LogicalPlan>> {
             // split into two aggregates) and passes can put two rewritten
             // aggregates' columns side by side.
             let n = FIRST_VALUE_NAMES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            firsts.push((i, first_value(g.clone(), vec![]).alias(format!("__cn_ci_first_{n}"))));
+            let value = AggregateUDF::new_from_impl(CiGroupValue::default()).call(vec![g.clone()]);
+            firsts.push((i, value.alias(format!("__cn_ci_first_{n}"))));
             group.push(wrap(CiKey::Fold, g));
             changed = true;
         } else {
