@@ -759,6 +759,31 @@ fn load_data_local_infile_matches_mariadb() {
 }
 
 /// The CN's `utf8mb4_general_ci` weights (`cn::collation`) are MariaDB's:
+/// `utf8mb4_general_ci` holds where the CN computes inside an uncorrelated
+/// subquery too (DataFusion runs one as a plan of its own): its GROUP BY,
+/// COUNT(DISTINCT), join and comparisons of strings group `abc`, `ABC` and
+/// `abc ` together, as MariaDB does.
+#[test]
+fn general_ci_holds_inside_uncorrelated_subqueries() {
+    block_on(async {
+        let mut c = fresh_db("t_ci_sub").await;
+        c.query_drop("CREATE TABLE t (id INT PRIMARY KEY, s VARCHAR(10)) PARTITION BY KEY(id) PARTITIONS 4")
+            .await
+            .unwrap();
+        c.query_drop("INSERT INTO t VALUES (1,'abc'),(2,'ABC'),(3,'Abc'),(4,'x'),(5,'X'),(6,'abc ')").await.unwrap();
+        for (sql, want) in [
+            ("SELECT (SELECT COUNT(*) FROM (SELECT s FROM t GROUP BY s) x)", 2),
+            ("SELECT (SELECT COUNT(DISTINCT s) FROM t)", 2),
+            ("SELECT (SELECT COUNT(*) FROM t a JOIN t b ON a.s = b.s)", 20),
+            ("SELECT (SELECT COUNT(*) FROM t WHERE s > 'abc')", 2),
+            ("SELECT COUNT(*) FROM t WHERE id = 1 AND 2 = (SELECT COUNT(DISTINCT s) FROM t)", 1),
+        ] {
+            let got: Option<i64> = c.query_first(sql).await.unwrap().unwrap();
+            assert_eq!(got, Some(want), "{sql}");
+        }
+    });
+}
+
 /// `WEIGHT_STRING` of every BMP code point (surrogates excepted) and of a
 /// supplementary one, read from a DN.
 #[test]

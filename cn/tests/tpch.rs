@@ -6,9 +6,9 @@
 //! server sends; only columns of a floating-point type on either side are
 //! compared with a relative tolerance.
 //!
-//! EXPLAIN of Q1, Q3, Q15 and Q21 must show the partial aggregate, the
-//! co-located join, the GROUP BY index hint and the semi joins pushed into
-//! the shard SQL.
+//! EXPLAIN of Q1, Q3, Q15, Q21 and Q11 must show the partial aggregate, the
+//! co-located join, the GROUP BY index hint, the semi joins and the
+//! subquery's broadcast join pushed into the shard SQL.
 //!
 //! Scale factor: `TPCH_SF` (default 0.01, to keep CI short; the issue's
 //! check is `TPCH_SF=0.1 cargo test -p cn --test tpch`).
@@ -138,6 +138,14 @@ fn tpch_queries_give_mariadbs_answers() {
         // lineitem in the order of its l_suppkey index.
         let q15 = common::explain(&mut cn, &cn::tpch::query(15, sf)).await;
         assert!(q15.contains("USE INDEX FOR GROUP BY (PRIMARY) WHERE"), "Q15's shard aggregate:\n{q15}");
+        // Q11's uncorrelated scalar subquery, a plan of its own, is pushed
+        // down as its outer query is: supplier joins nation on the shards.
+        let q11 = common::explain(&mut cn, &cn::tpch::query(11, sf)).await;
+        let supplier: Vec<&str> = q11.lines().filter(|l| l.contains("FROM `tpch_diff`.`supplier_")).collect();
+        assert!(
+            supplier.len() >= 2 && supplier.iter().all(|l| l.contains("JOIN (`tpch_diff`.`nation_")),
+            "Q11 and its subquery must push the supplier-nation join:\n{q11}"
+        );
         cn.query_drop("DROP DATABASE tpch_diff").await.unwrap();
         drop(reference);
         reference_server.stop().await;

@@ -22,7 +22,7 @@ use crate::session::sink::ResultSink;
 use crate::txn::ConnSource;
 use async_trait::async_trait;
 use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
-use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::execution::context::{SessionConfig, SessionContext};
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::ExecutionPlan;
@@ -395,9 +395,56 @@ impl Lookups<'_> {
         let rules = state.optimizers().iter().filter(|r| !CN_LOGICAL_RULES.contains(&r.name())).cloned().collect();
         let optimized = datafusion::optimizer::Optimizer::with_rules(rules).optimize(analyzed, &state, |_, _| {})?;
         let keys = |p: LogicalPlan| lookup_keys(self.ctx, self.source, p);
-        let (rewritten, n) = crate::optimizer::lookup::rewrite(optimized, self.snapshot, self.min_rows, keys).await?;
-        Ok(if n > 0 { rewritten } else { plan })
+        let (rewritten, mut n) =
+            crate::optimizer::lookup::rewrite(optimized, self.snapshot, self.min_rows, keys).await?;
+        // The uncorrelated subqueries left as plans of their own (TPC-H
+        // Q11's total over the same join as its groups) get lookups too.
+        let mut subqueries: Vec<(LogicalPlan, LogicalPlan)> = Vec::new();
+        for sub in uncorrelated_subqueries(&rewritten)? {
+            let (new, k) = crate::optimizer::lookup::rewrite(sub.clone(), self.snapshot, self.min_rows, keys).await?;
+            if k > 0 {
+                n += k;
+                subqueries.push((sub, new));
+            }
+        }
+        if n == 0 {
+            return Ok(plan);
+        }
+        if subqueries.is_empty() {
+            return Ok(rewritten);
+        }
+        let replaced = rewritten.transform_down(|node| {
+            node.map_subqueries(|sq| match sq {
+                LogicalPlan::Subquery(s) => match subqueries.iter().find(|(old, _)| old == s.subquery.as_ref()) {
+                    Some((_, new)) => Ok(Transformed::yes(LogicalPlan::Subquery(datafusion::logical_expr::Subquery {
+                        subquery: Arc::new(new.clone()),
+                        ..s
+                    }))),
+                    None => Ok(Transformed::no(LogicalPlan::Subquery(s))),
+                },
+                other => Ok(Transformed::no(other)),
+            })
+        })?;
+        Ok(replaced.data)
     }
+}
+
+/// The plans of the subqueries without outer references in the
+/// expressions of `plan`'s nodes (not those nested in them).
+fn uncorrelated_subqueries(plan: &LogicalPlan) -> Result<Vec<LogicalPlan>> {
+    let mut out = Vec::new();
+    plan.apply(|node| {
+        node.apply_subqueries(|sq| {
+            if let LogicalPlan::Subquery(s) = sq {
+                if s.outer_ref_columns.is_empty() {
+                    out.push(s.subquery.as_ref().clone());
+                }
+            }
+            Ok(TreeNodeRecursion::Jump)
+        })?;
+        Ok(TreeNodeRecursion::Continue)
+    })?;
+    Ok(out)
 }
 
 /// Runs a lookup's key query and returns its first column. The

@@ -46,7 +46,10 @@ impl OptimizerRule for GeneralCiCollation {
     }
 
     fn rewrite(&self, plan: LogicalPlan, _config: &dyn OptimizerConfig) -> Result<Transformed<LogicalPlan>> {
-        plan.transform_up(rewrite_node)
+        // Subqueries too: an uncorrelated scalar subquery stays a plan of
+        // its own, which DataFusion runs apart (its GROUP BY and joins on
+        // strings compared bytes before).
+        plan.transform_up_with_subqueries(rewrite_node)
     }
 }
 

@@ -36,7 +36,7 @@
 //! elsewhere the join stays where DataFusion put it. An inner join moves
 //! only with an equality between the two (never as a cross join).
 
-use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::tree_node::Transformed;
 use datafusion::common::{Column, DFSchema, NullEquality, Result};
 use datafusion::logical_expr::utils::{conjunction, split_conjunction};
 use datafusion::logical_expr::{BinaryExpr, Expr, Filter, Join, JoinType, LogicalPlan, Operator, Projection};
@@ -68,7 +68,7 @@ pub fn transpose(
     plan: LogicalPlan,
     pushable: &dyn Fn(&LogicalPlan) -> Result<bool>,
 ) -> Result<Transformed<LogicalPlan>> {
-    plan.transform_up(|node| {
+    plan.transform_up_with_subqueries(|node| {
         let LogicalPlan::Join(j) = &node else {
             return Ok(Transformed::no(node));
         };

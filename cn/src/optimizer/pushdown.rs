@@ -54,6 +54,7 @@ use datafusion::functions_aggregate::expr_fn::{max, min, sum};
 use datafusion::logical_expr::expr::AggregateFunction;
 use datafusion::logical_expr::{
     Aggregate, BinaryExpr, Expr, Filter, Join, JoinType, LogicalPlan, LogicalPlanBuilder, Operator, Projection,
+    Subquery,
 };
 use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
 use datafusion::physical_plan::ExecutionPlan;
@@ -779,7 +780,7 @@ impl OptimizerRule for ShardPushdown {
         "cn_shard_pushdown"
     }
 
-    fn rewrite(&self, plan: LogicalPlan, _config: &dyn OptimizerConfig) -> Result<Transformed<LogicalPlan>> {
+    fn rewrite(&self, plan: LogicalPlan, config: &dyn OptimizerConfig) -> Result<Transformed<LogicalPlan>> {
         // Once per statement: a plan that already reads pushed queries has
         // been through this rule.
         let mut done = false;
@@ -795,13 +796,36 @@ impl OptimizerRule for ShardPushdown {
             return Ok(Transformed::no(plan));
         }
         let (new, frag) = self.visit(plan)?;
-        match frag {
+        let new = match frag {
             Some(f) if f.worth => {
                 let schema = new.data.schema().clone();
-                Ok(Transformed::yes(self.materialize(f, &schema)?))
+                Transformed::yes(self.materialize(f, &schema)?)
             }
-            _ => Ok(new),
-        }
+            _ => new,
+        };
+        new.transform_data(|p| self.push_subqueries(p, config))
+    }
+}
+
+impl ShardPushdown {
+    /// Pushes down the plans of the uncorrelated subqueries left in `plan`:
+    /// DataFusion 55 runs a scalar subquery without outer references as a
+    /// plan of its own (TPC-H Q11's total, Q15's maximum), which the
+    /// rewrite of the outer plan does not enter. A correlated one is left:
+    /// its outer references cannot be sent to the shards.
+    fn push_subqueries(&self, plan: LogicalPlan, config: &dyn OptimizerConfig) -> Result<Transformed<LogicalPlan>> {
+        plan.transform_down(|node| {
+            node.map_subqueries(|sq| match sq {
+                LogicalPlan::Subquery(s) if s.outer_ref_columns.is_empty() => {
+                    let inner = self.rewrite(s.subquery.as_ref().clone(), config)?;
+                    if !inner.transformed {
+                        return Ok(Transformed::no(LogicalPlan::Subquery(s)));
+                    }
+                    Ok(Transformed::yes(LogicalPlan::Subquery(Subquery { subquery: Arc::new(inner.data), ..s })))
+                }
+                other => Ok(Transformed::no(other)),
+            })
+        })
     }
 }
 
