@@ -9,12 +9,13 @@
 //!
 //! A NULL argument gives NULL.
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, BinaryBuilder, StringArray};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BinaryBuilder, BooleanArray, StringArray};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{exec_err, Result, ScalarValue};
 use datafusion::logical_expr::function::AccumulatorArgs;
 use datafusion::logical_expr::{
-    Accumulator, AggregateUDFImpl, ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
+    Accumulator, AggregateUDFImpl, ColumnarValue, EmitTo, GroupsAccumulator, ScalarFunctionArgs, ScalarUDFImpl,
+    Signature, Volatility,
 };
 use std::sync::Arc;
 
@@ -153,6 +154,86 @@ impl AggregateUDFImpl for CiExtreme {
     fn accumulator(&self, _args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
         Ok(Box::new(ExtremeAccumulator { max: self.max, best: None, best_key: Vec::new(), key: Vec::new() }))
     }
+    fn groups_accumulator_supported(&self, _args: AccumulatorArgs) -> bool {
+        true
+    }
+    fn create_groups_accumulator(&self, _args: AccumulatorArgs) -> Result<Box<dyn GroupsAccumulator>> {
+        Ok(Box::new(ExtremeGroups { max: self.max, best: Vec::new(), bytes: 0 }))
+    }
+}
+
+/// MIN or MAX of each group at once (DataFusion's grouped aggregation
+/// calls it once per batch with each row's group index, where a plain
+/// [`Accumulator`] is one object per group), each row compared with its
+/// group's best by [`super::compare`], without building order keys:
+/// `GROUP BY o_custkey` with a MAX of a string over TPC-H's orders spent
+/// 2.3 s in the two aggregation steps at SF 1, mostly building keys. The
+/// state is the value itself.
+#[derive(Debug)]
+struct ExtremeGroups {
+    max: bool,
+    best: Vec<Option<String>>,
+    /// Bytes of the values kept.
+    bytes: usize,
+}
+
+impl GroupsAccumulator for ExtremeGroups {
+    fn update_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[usize],
+        opt_filter: Option<&BooleanArray>,
+        total_num_groups: usize,
+    ) -> Result<()> {
+        self.best.resize(total_num_groups, None);
+        let Some(a) = values.first() else { return Ok(()) };
+        let strings = a.as_string::<i32>();
+        let wanted = if self.max { std::cmp::Ordering::Greater } else { std::cmp::Ordering::Less };
+        for (row, &g) in group_indices.iter().enumerate() {
+            if strings.is_null(row) || opt_filter.is_some_and(|f| f.is_null(row) || !f.value(row)) {
+                continue;
+            }
+            let s = strings.value(row);
+            // Strictly better only: the first of equal strings stays.
+            match &mut self.best[g] {
+                Some(b) if super::compare(s, b) == wanted => {
+                    self.bytes = self.bytes + s.len() - b.len();
+                    b.clear();
+                    b.push_str(s);
+                }
+                Some(_) => {}
+                slot @ None => {
+                    self.bytes += s.len();
+                    *slot = Some(s.to_string());
+                }
+            }
+        }
+        Ok(())
+    }
+    fn merge_batch(&mut self, values: &[ArrayRef], group_indices: &[usize], total_num_groups: usize) -> Result<()> {
+        self.update_batch(values, group_indices, None, total_num_groups)
+    }
+    /// Each row's state is its value (NULL where the filter drops it).
+    fn convert_to_state(&self, values: &[ArrayRef], opt_filter: Option<&BooleanArray>) -> Result<Vec<ArrayRef>> {
+        let Some(a) = values.first() else { return exec_err!("cn_ci_min/cn_ci_max take one argument") };
+        let Some(f) = opt_filter else { return Ok(vec![a.clone()]) };
+        let strings = a.as_string::<i32>();
+        let kept: StringArray = (0..strings.len())
+            .map(|i| (f.is_valid(i) && f.value(i) && strings.is_valid(i)).then(|| strings.value(i)))
+            .collect();
+        Ok(vec![Arc::new(kept)])
+    }
+    fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
+        let taken = emit_to.take_needed(&mut self.best);
+        self.bytes -= taken.iter().flatten().map(String::len).sum::<usize>();
+        Ok(Arc::new(taken.into_iter().collect::<StringArray>()))
+    }
+    fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
+        Ok(vec![self.evaluate(emit_to)?])
+    }
+    fn size(&self) -> usize {
+        std::mem::size_of_val(self) + self.best.capacity() * std::mem::size_of::<Option<String>>() + self.bytes
+    }
 }
 
 /// The running MIN or MAX and its order key; the state is the value itself.
@@ -272,6 +353,41 @@ mod tests {
             expr_fields: &[],
         };
         assert!(CiGroupValue::default().groups_accumulator_supported(args));
+    }
+
+    /// Grouped MIN and MAX of strings under the collation, a batch at a
+    /// time: case and trailing spaces do not count, the first of equal
+    /// strings stays, NULLs and filtered rows are skipped.
+    #[tokio::test]
+    async fn grouped_min_and_max_follow_the_collation() {
+        let ctx = SessionContext::new();
+        ctx.register_udaf(AggregateUDF::new_from_impl(CiExtreme::new(false)));
+        ctx.register_udaf(AggregateUDF::new_from_impl(CiExtreme::new(true)));
+        let sql = "SELECT g, cn_ci_min(s), cn_ci_max(s), cn_ci_max(s) FILTER (WHERE s <> 'b') \
+                   FROM (VALUES (1, 'b'), (1, 'A'), (1, 'a '), (1, NULL), (2, 'Z'), (2, 'y'), (2, 'z'), (3, NULL)) \
+                   AS t(g, s) GROUP BY g ORDER BY g";
+        let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
+        let text = datafusion::arrow::util::pretty::pretty_format_batches(&batches).unwrap().to_string();
+        let rows: Vec<Vec<&str>> = text
+            .lines()
+            .filter(|l| l.starts_with("| "))
+            .skip(1)
+            .map(|l| l.split('|').map(str::trim).filter(|c| !c.is_empty()).collect())
+            .collect();
+        assert_eq!(rows, vec![vec!["1", "A", "b", "A"], vec!["2", "y", "Z", "Z"], vec!["3"]], "{text}");
+        let schema = Schema::new(vec![Field::new("s", DataType::Utf8, true)]);
+        let args = AccumulatorArgs {
+            return_field: Arc::new(Field::new("v", DataType::Utf8, true)),
+            schema: &schema,
+            ignore_nulls: false,
+            order_bys: &[],
+            is_reversed: false,
+            name: "v",
+            is_distinct: false,
+            exprs: &[],
+            expr_fields: &[],
+        };
+        assert!(CiExtreme::new(true).groups_accumulator_supported(args));
     }
 
     /// A group of spellings equal under the collation shows one of them;
