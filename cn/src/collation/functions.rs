@@ -336,12 +336,10 @@ mod tests {
     use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
     use datafusion::prelude::SessionContext;
 
-    /// The reason it exists: a batch at a time over strings, where
-    /// `first_value` keeps an accumulator per group.
-    #[test]
-    fn group_value_has_a_groups_accumulator_for_strings() {
+    /// Whether `f` aggregates strings a batch at a time.
+    fn groups_over_strings(f: &dyn AggregateUDFImpl) -> bool {
         let schema = Schema::new(vec![Field::new("s", DataType::Utf8, true)]);
-        let args = AccumulatorArgs {
+        f.groups_accumulator_supported(AccumulatorArgs {
             return_field: Arc::new(Field::new("v", DataType::Utf8, true)),
             schema: &schema,
             ignore_nulls: false,
@@ -351,8 +349,14 @@ mod tests {
             is_distinct: false,
             exprs: &[],
             expr_fields: &[],
-        };
-        assert!(CiGroupValue::default().groups_accumulator_supported(args));
+        })
+    }
+
+    /// The reason it exists: a batch at a time over strings, where
+    /// `first_value` keeps an accumulator per group.
+    #[test]
+    fn group_value_has_a_groups_accumulator_for_strings() {
+        assert!(groups_over_strings(&CiGroupValue::default()));
     }
 
     /// Grouped MIN and MAX of strings under the collation, a batch at a
@@ -375,19 +379,7 @@ mod tests {
             .map(|l| l.split('|').map(str::trim).filter(|c| !c.is_empty()).collect())
             .collect();
         assert_eq!(rows, vec![vec!["1", "A", "b", "A"], vec!["2", "y", "Z", "Z"], vec!["3"]], "{text}");
-        let schema = Schema::new(vec![Field::new("s", DataType::Utf8, true)]);
-        let args = AccumulatorArgs {
-            return_field: Arc::new(Field::new("v", DataType::Utf8, true)),
-            schema: &schema,
-            ignore_nulls: false,
-            order_bys: &[],
-            is_reversed: false,
-            name: "v",
-            is_distinct: false,
-            exprs: &[],
-            expr_fields: &[],
-        };
-        assert!(CiExtreme::new(true).groups_accumulator_supported(args));
+        assert!(groups_over_strings(&CiExtreme::new(true)));
     }
 
     /// A group of spellings equal under the collation shows one of them;

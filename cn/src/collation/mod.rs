@@ -98,19 +98,12 @@ pub fn fold(s: &str) -> String {
 /// first token that differs these words order the strings as MariaDB's
 /// padded comparison does.
 pub fn sort_key(s: &str, out: &mut Vec<u8>) {
-    let mut spaces: u32 = 0;
-    for c in s.chars() {
-        let w = weight(c);
-        if w == SPACE {
-            spaces = spaces.saturating_add(1);
-            continue;
+    for t in order_tokens(s) {
+        out.extend_from_slice(&((t >> 16) as u32).to_be_bytes());
+        if t != END_TOKEN {
+            out.extend_from_slice(&(t as u16).to_be_bytes());
         }
-        let class = if w < SPACE { spaces.min(0x7FFF_FFFF) } else { u32::MAX - spaces.min(0x7FFF_FFFE) };
-        out.extend_from_slice(&class.to_be_bytes());
-        out.extend_from_slice(&w.to_be_bytes());
-        spaces = 0;
     }
-    out.extend_from_slice(&0x8000_0000u32.to_be_bytes());
 }
 
 /// The tokens of [`sort_key`] as numbers, `class << 16 | x`, ending in
