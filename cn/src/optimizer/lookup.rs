@@ -302,9 +302,8 @@ fn find(plan: &LogicalPlan, snap: &CatalogSnapshot, min_rows: f64, skip: usize) 
 /// the small side through the large side's index itself, in one pass,
 /// where a lookup reads the small side twice, and in vain when its keys
 /// are too many (TPC-H Q12's filtered lineitem, 30,000 orders: 0.7 s of
-/// key reading at SF 1; Q4's orders of one quarter; Q18's orders of large
-/// quantity, whose keys are few but cost a second aggregation of
-/// lineitem). Q20's parts named `forest%` are a lookup into partsupp, a
+/// key reading at SF 1; Q4's orders of one quarter, Q5's of one year).
+/// Q20's parts named `forest%` are a lookup into partsupp, a
 /// co-located join, because the same keys then select the lineitem
 /// aggregate joined to partsupp on `ps_partkey`, which is not co-located.
 fn keys_reach_beyond(joins: &[&Join], index: usize, choice: &Choice) -> bool {
