@@ -430,13 +430,14 @@ impl Lookups<'_> {
 }
 
 /// The plans of the subqueries without outer references in the
-/// expressions of `plan`'s nodes (not those nested in them).
+/// expressions of `plan`'s nodes (not those nested in them), each once (a
+/// subquery written twice gets its lookups' keys read once).
 fn uncorrelated_subqueries(plan: &LogicalPlan) -> Result<Vec<LogicalPlan>> {
-    let mut out = Vec::new();
+    let mut out: Vec<LogicalPlan> = Vec::new();
     plan.apply(|node| {
         node.apply_subqueries(|sq| {
             if let LogicalPlan::Subquery(s) = sq {
-                if s.outer_ref_columns.is_empty() {
+                if s.outer_ref_columns.is_empty() && !out.contains(s.subquery.as_ref()) {
                     out.push(s.subquery.as_ref().clone());
                 }
             }

@@ -321,7 +321,7 @@ fn rewrite_join(j: Join) -> Result<Transformed<LogicalPlan>> {
 }
 
 /// Numbers the group value columns of [`rewrite_group_by`].
-static FIRST_VALUE_NAMES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static GROUP_VALUE_NAMES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// String GROUP BY keys group by their fold and show `cn_ci_group_value`; the
 /// aggregates get [`rewrite_expr`]; a projection restores the schema.
@@ -339,9 +339,9 @@ fn rewrite_group_by(a: Aggregate) -> Result<Transformed<LogicalPlan>> {
             // A name of its own: DataFusion's later rules (a COUNT(DISTINCT)
             // split into two aggregates) and passes can put two rewritten
             // aggregates' columns side by side.
-            let n = FIRST_VALUE_NAMES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let n = GROUP_VALUE_NAMES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let value = AggregateUDF::new_from_impl(CiGroupValue::default()).call(vec![g.clone()]);
-            firsts.push((i, value.alias(format!("__cn_ci_first_{n}"))));
+            firsts.push((i, value.alias(format!("__cn_ci_value_{n}"))));
             group.push(wrap(CiKey::Fold, g));
             changed = true;
         } else {
