@@ -511,6 +511,13 @@ fn lookup_joins_read_the_large_side_by_its_keys_and_answer_as_a_full_read() {
                 .to_string(),
             "SELECT COUNT(*), SUM(f.qty) FROM fact f WHERE f.part IN (SELECT id FROM dim WHERE name LIKE 'n1_')"
                 .to_string(),
+            // A literal list on fact's partition key, each shard its share.
+            format!(
+                "SELECT COUNT(*), SUM(d.id), SUM(f.qty) FROM fact f JOIN dim d ON f.part = d.id WHERE f.id IN ({}) \
+                 OR f.id NOT IN ({})",
+                (1..=40).map(|i| i.to_string()).collect::<Vec<_>>().join(", "),
+                (1..=5990).map(|i| i.to_string()).collect::<Vec<_>>().join(", ")
+            ),
         ];
         let plan = explain(&mut c, &queries[6]).await;
         let fact_sql: Vec<&str> = plan.lines().filter(|l| l.contains("FROM `t_lookup`.`fact")).collect();
@@ -520,10 +527,41 @@ fn lookup_joins_read_the_large_side_by_its_keys_and_answer_as_a_full_read() {
             "pushed whole, no lookup: {plan}"
         );
         let plan = explain(&mut c, &queries[7]).await;
-        for t in ["fact", "other"] {
-            let keyed = |l: &&str| l.contains(&format!("FROM `t_lookup`.`{t}")) && l.contains("IN (3, 103, 203,");
-            assert!(plan.lines().filter(keyed).count() > 0, "{t} is read by twin's keys: {plan}");
+        // Each shard of fact and of other gets its share of twin's 60 keys
+        // (the ids with tag 3), as the key's partitioning spreads them: no
+        // key twice, none left out.
+        let shares = |plan: &str, t: &str| -> Vec<Vec<i32>> {
+            plan.lines()
+                .filter(|l| l.contains(&format!("FROM `t_lookup`.`{t}")))
+                .filter_map(|l| {
+                    let list = &l[l.find("`id` IN (")? + 9..];
+                    Some(list[..list.find(')')?].split(", ").map(|v| v.parse().unwrap()).collect())
+                })
+                .collect()
+        };
+        let whole = |lists: &[Vec<i32>]| {
+            let mut keys = lists.concat();
+            keys.sort();
+            keys
+        };
+        for (t, shards) in [("fact", 4), ("other", 3)] {
+            let lists = shares(&plan, t);
+            assert_eq!(lists.len(), shards, "{t} is read by twin's keys on every shard: {plan}");
+            assert!(lists.iter().all(|l| l.len() < 60), "each shard gets a share: {lists:?}");
+            assert_eq!(whole(&lists), (0..60).map(|i| 3 + 100 * i).collect::<Vec<_>>(), "{t}'s shares: {lists:?}");
         }
+        // A user's list on the key, in a plain scan of fact, is shared out
+        // the same way.
+        let ids: Vec<String> = (1..=40).map(|i| i.to_string()).collect();
+        let listed = format!(
+            "SELECT COUNT(*), SUM(d.id) FROM fact f JOIN dim d ON f.part = d.id WHERE f.id IN ({})",
+            ids.join(", ")
+        );
+        let plan = explain(&mut c, &listed).await;
+        let lists = shares(&plan, "fact");
+        assert_eq!(lists.len(), 4, "{plan}");
+        assert!(lists.iter().all(|l| l.len() < 40), "each shard gets a share: {lists:?}");
+        assert_eq!(whole(&lists), (1..=40).collect::<Vec<_>>());
         // A semi join that is not co-located becomes the IN list of its
         // keys: dim is read once, for them.
         let plan = explain(&mut c, &queries[8]).await;
@@ -554,6 +592,10 @@ fn lookup_joins_read_the_large_side_by_its_keys_and_answer_as_a_full_read() {
         }
         let n: (i64, i64) = c.query_first(point).await.unwrap().unwrap();
         assert_eq!(n, (90, 12), "parts 7 and 8 have 6 facts each, of qty 7 and 8");
+        // ids 1..=40 and 5991..=6000: parts 1..=40, 991..=999 and 0; qty
+        // 1..=9 and 0 four times, then once.
+        let n: (i64, String, String) = c.query_first(queries[9].as_str()).await.unwrap().unwrap();
+        assert_eq!(n, (50, "9775".into(), "225".into()), "{}", queries[9]);
     });
 }
 

@@ -16,6 +16,7 @@ use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::Column;
 use datafusion::datasource::TableType;
 use datafusion::error::Result;
+use datafusion::logical_expr::expr::InList;
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 use std::collections::BTreeSet;
@@ -81,6 +82,40 @@ fn conjuncts<'a>(e: &'a Expr, out: &mut Vec<&'a Expr>) {
         }
         other => out.push(other),
     }
+}
+
+/// Where each value of a literal `IN` list on `def`'s partition key column
+/// `col` belongs, so that each shard's query carries only the values its
+/// partition can hold (PolarDB-X sends each shard its share of an IN list
+/// the same way). Item i is `Some(p)` for a value only partition `p` can
+/// hold, `None` for one every partition's list keeps: NULL (it never
+/// matches, but makes a non-matching `IN` NULL rather than false), or a
+/// value of another type than the key's, which MySQL may still find equal
+/// after conversion (as [`prune`] keeps every partition for it).
+///
+/// `None` when `col` is not the table's only partition key column, the
+/// table has one partition, or an item is not a literal. A row of
+/// partition `p` equals no value of another partition (that is what the
+/// partitioning means), so `col [NOT] IN (list)` and the same with `p`'s
+/// share of the list give the same answer on every row of `p`, wherever
+/// the predicate stands (WHERE, ON, under NOT or OR), as long as the share
+/// is not empty ([`narrow_in_list`]).
+pub fn in_list_partitions(def: &TableDef, col: &str, list: &[Expr]) -> Option<Vec<Option<usize>>> {
+    let keys = def.partitioning.key_columns();
+    if keys.len() != 1 || keys[0] != col || def.partitions.len() < 2 {
+        return None;
+    }
+    list.iter().map(|e| literal_text(e).map(|v| v.and_then(|v| partition_for(def, &[Some(&v)]).ok()))).collect()
+}
+
+/// Partition `p`'s share of an IN list whose items go where `parts` says
+/// ([`in_list_partitions`]): its own values and those every partition
+/// keeps. `None` when the share is the whole list, or empty (`IN ()` is
+/// not SQL; the whole list gives the same answer there, none).
+pub fn narrow_in_list(list: &[Expr], parts: &[Option<usize>], p: usize) -> Option<Vec<Expr>> {
+    let share: Vec<Expr> =
+        list.iter().zip(parts).filter(|(_, q)| q.is_none_or(|q| q == p)).map(|(e, _)| e.clone()).collect();
+    (!share.is_empty() && share.len() < list.len()).then_some(share)
 }
 
 /// Partitions that may hold rows passing all `filters`; `None` = all.
@@ -208,8 +243,16 @@ impl TableProvider for ShardedTable {
         let schema = Arc::new(self.schema.project(&idx)?);
         let cols: Vec<String> = idx.iter().map(|i| quote_ident(&self.columns[*i].name)).collect();
         let select_list = if cols.is_empty() { "1".to_string() } else { cols.join(", ") };
-        let preds: Vec<String> = filters.iter().filter_map(to_sql).collect();
-        let where_clause = if preds.is_empty() { String::new() } else { format!(" WHERE {}", preds.join(" AND ")) };
+        let where_clause = |filters: &[Expr]| {
+            let preds: Vec<String> = filters.iter().filter_map(to_sql).collect();
+            if preds.is_empty() {
+                String::new()
+            } else {
+                format!(" WHERE {}", preds.join(" AND "))
+            }
+        };
+        // Rendered once for the shards whose IN lists stay whole.
+        let whole = std::cell::OnceCell::new();
         let limit_clause = limit.map(|n| format!(" LIMIT {n}")).unwrap_or_default();
         let db = quote_ident(&self.def.db);
         let parts: Vec<usize> = if self.def.is_broadcast() {
@@ -230,6 +273,41 @@ impl TableProvider for ShardedTable {
             let rows = crate::catalog::statistics::filtered(st.rows as f64 * share, filters.len());
             limit.map_or(rows, |n| rows.min(n.saturating_mul(parts.len()) as f64))
         });
+        // Each shard's share of the IN lists on the partition key.
+        let lists: Vec<Option<Vec<Option<usize>>>> = filters
+            .iter()
+            .map(|f| match f {
+                Expr::InList(l) => match l.expr.as_ref() {
+                    Expr::Column(c) => in_list_partitions(&self.def, &c.name, &l.list),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect();
+        let where_for = |part: usize| -> String {
+            let shares: Vec<Option<Vec<Expr>>> = filters
+                .iter()
+                .zip(&lists)
+                .map(|(f, parts)| match (f, parts) {
+                    (Expr::InList(l), Some(parts)) => narrow_in_list(&l.list, parts, part),
+                    _ => None,
+                })
+                .collect();
+            if shares.iter().all(Option::is_none) {
+                return whole.get_or_init(|| where_clause(filters)).clone();
+            }
+            let shard_filters: Vec<Expr> = filters
+                .iter()
+                .zip(shares)
+                .map(|(f, share)| match (f, share) {
+                    (Expr::InList(l), Some(list)) => {
+                        Expr::InList(InList { expr: l.expr.clone(), list, negated: l.negated })
+                    }
+                    _ => f.clone(),
+                })
+                .collect();
+            where_clause(&shard_filters)
+        };
         let queries = parts
             .into_iter()
             .map(|i| {
@@ -238,12 +316,85 @@ impl TableProvider for ShardedTable {
                     dn: p.dn,
                     partition: p.name.clone(),
                     sql: format!(
-                        "SELECT {select_list} FROM {db}.{}{where_clause}{limit_clause}",
-                        quote_ident(&p.phys_table)
+                        "SELECT {select_list} FROM {db}.{}{}{limit_clause}",
+                        quote_ident(&p.phys_table),
+                        where_for(i)
                     ),
                 }
             })
             .collect();
         Ok(Arc::new(ShardScanExec::new(queries, schema, self.source.clone()).with_estimated_rows(estimate)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::{ColumnMeta, PartitionPlacement, TypeKind};
+    use datafusion::common::ScalarValue;
+
+    fn table(columns: &[&str]) -> TableDef {
+        let col = |n: &str| ColumnMeta {
+            name: n.into(),
+            sql_type: "int".into(),
+            kind: TypeKind::Int { unsigned: false, bytes: 4 },
+            nullable: true,
+            auto_increment: false,
+            hidden: false,
+        };
+        TableDef {
+            db: "d".into(),
+            name: "t".into(),
+            columns: vec![col("id"), col("k")],
+            primary_key: vec!["id".into()],
+            partitioning: Partitioning::Hash {
+                columns: columns.iter().map(|c| c.to_string()).collect(),
+                count: 4,
+                function: "key".into(),
+            },
+            partitions: (0..4)
+                .map(|i| PartitionPlacement { name: format!("p{i}"), phys_table: format!("t_{i}"), dn: i % 2 })
+                .collect(),
+            table_group: "g".into(),
+            physical_body: String::new(),
+            version: 1,
+            global_indexes: vec![],
+        }
+    }
+
+    #[test]
+    fn each_partition_gets_its_share_of_an_in_list_on_the_key() {
+        let def = table(&["id"]);
+        let int = |v: i32| Expr::Literal(ScalarValue::Int32(Some(v)), None);
+        let null = Expr::Literal(ScalarValue::Int32(None), None);
+        let text = Expr::Literal(ScalarValue::Utf8(Some("7x".into())), None);
+        let mut list: Vec<Expr> = (1..=40).map(int).collect();
+        list.push(null.clone());
+        list.push(text.clone());
+        let parts = in_list_partitions(&def, "id", &list).expect("a list on the key");
+        assert_eq!(parts[40], None, "NULL stays in every share");
+        assert_eq!(parts[41], None, "so does a value the key's type cannot hold");
+        let mut seen = 0;
+        for p in 0..4 {
+            let share = narrow_in_list(&list, &parts, p).expect("40 values over 4 partitions");
+            for v in &share {
+                let Expr::Literal(ScalarValue::Int32(Some(x)), _) = v else { continue };
+                assert_eq!(partition_for(&def, &[Some(&x.to_string())]).unwrap(), p, "{x} belongs to p{p}");
+                seen += 1;
+            }
+            assert!(share.contains(&null) && share.contains(&text));
+        }
+        assert_eq!(seen, 40, "every value in exactly one share");
+        // Not the key, a composite key, a non-literal: no shares.
+        assert!(in_list_partitions(&def, "k", &list).is_none());
+        assert!(in_list_partitions(&table(&["id", "k"]), "id", &list).is_none());
+        let col = Expr::Column(Column::new_unqualified("k"));
+        assert!(in_list_partitions(&def, "id", &[int(1), col]).is_none());
+        // A share that would be empty, or whole, leaves the list as it is.
+        let one = [int(1)];
+        let parts = in_list_partitions(&def, "id", &one).unwrap();
+        let home = parts[0].unwrap();
+        assert!(narrow_in_list(&one, &parts, home).is_none(), "whole");
+        assert!(narrow_in_list(&one, &parts, (home + 1) % 4).is_none(), "empty");
     }
 }

@@ -42,7 +42,7 @@ use crate::catalog::{statistics, Partitioning, TableDef};
 use crate::dn::quote_ident;
 use crate::executor::functions::{MysqlCastInt, MysqlDiv, MysqlIntDiv};
 use crate::executor::shard_scan::{ShardQuery, ShardScanExec};
-use crate::executor::table::{prune, ShardedTable};
+use crate::executor::table::{in_list_partitions, narrow_in_list, prune, ShardedTable};
 use crate::txn::ConnSource;
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
@@ -51,7 +51,7 @@ use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{Column, DFSchemaRef, NullEquality, Result, ScalarValue, TableReference};
 use datafusion::datasource::{provider_as_source, source_as_provider, TableType};
 use datafusion::functions_aggregate::expr_fn::{max, min, sum};
-use datafusion::logical_expr::expr::AggregateFunction;
+use datafusion::logical_expr::expr::{AggregateFunction, InList};
 use datafusion::logical_expr::{
     Aggregate, BinaryExpr, Expr, Filter, Join, JoinType, LogicalPlan, LogicalPlanBuilder, Operator, Projection,
     Subquery,
@@ -280,9 +280,107 @@ fn and_all(v: &[Expr]) -> Result<String> {
     Ok(v.iter().map(|e| Ok(format!("({})", sql(e)?))).collect::<Result<Vec<_>>>()?.join(" AND "))
 }
 
+/// The literal IN lists on a partition key column among a fragment's
+/// conditions, each with where its values go ([`in_list_partitions`]).
+type KeyInLists = Vec<(Expr, Vec<Option<usize>>)>;
+
 impl Fragment {
     fn aggregated(&self) -> bool {
         self.group_by.is_some()
+    }
+
+    /// Every table the fragment reads, its EXISTS fragments' too.
+    fn all_tables<'a>(&'a self, out: &mut Vec<&'a FragTable>) {
+        out.extend(&self.tables);
+        for (_, inner, _) in &self.exists {
+            inner.all_tables(out);
+        }
+    }
+
+    /// Applies `f` to every condition on rows: WHERE conjuncts, join ON
+    /// conditions, and those of the EXISTS fragments with their
+    /// correlation.
+    fn map_conditions(&mut self, f: &mut dyn FnMut(&mut Expr)) {
+        fn from(x: &mut From, f: &mut dyn FnMut(&mut Expr)) {
+            if let From::Join { left, right, on, .. } = x {
+                from(left, f);
+                from(right, f);
+                on.iter_mut().for_each(&mut *f);
+            }
+        }
+        self.filters.iter_mut().for_each(&mut *f);
+        from(&mut self.from, f);
+        for (_, inner, on) in &mut self.exists {
+            inner.map_conditions(f);
+            on.iter_mut().for_each(&mut *f);
+        }
+    }
+
+    /// The conditions [`Self::map_conditions`] changes, read.
+    fn conditions<'a>(&'a self, out: &mut Vec<&'a Expr>) {
+        fn from<'a>(x: &'a From, out: &mut Vec<&'a Expr>) {
+            if let From::Join { left, right, on, .. } = x {
+                from(left, out);
+                from(right, out);
+                out.extend(on);
+            }
+        }
+        out.extend(&self.filters);
+        from(&self.from, out);
+        for (_, inner, on) in &self.exists {
+            inner.conditions(out);
+            out.extend(on);
+        }
+    }
+
+    /// The literal IN lists on a partition key column in the fragment's
+    /// conditions (a lookup's keys, a user's list).
+    fn key_in_lists(&self) -> KeyInLists {
+        let mut tables = Vec::new();
+        self.all_tables(&mut tables);
+        let mut conditions = Vec::new();
+        self.conditions(&mut conditions);
+        let mut out: KeyInLists = Vec::new();
+        for e in conditions {
+            let _ = e.apply(|x| {
+                if let Expr::InList(l) = x {
+                    if let Expr::Column(c) = l.expr.as_ref() {
+                        let table = c.relation.as_ref().and_then(|r| tables.iter().find(|t| t.alias == r.table()));
+                        if let Some(t) = table {
+                            if !out.iter().any(|(k, _)| k == x) {
+                                if let Some(parts) = in_list_partitions(&t.def, &c.name, &l.list) {
+                                    out.push((x.clone(), parts));
+                                }
+                            }
+                        }
+                    }
+                }
+                Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+            });
+        }
+        out
+    }
+
+    /// The fragment as partition `p` runs it: each IN list of `lists`
+    /// narrowed to the values `p` can hold ([`narrow_in_list`]).
+    fn for_partition(&self, lists: &KeyInLists, p: usize) -> Fragment {
+        let mut f = self.clone();
+        f.map_conditions(&mut |e| {
+            let narrowed = e.clone().transform_up(|x| {
+                let share = match (&x, lists.iter().find(|(k, _)| *k == x)) {
+                    (Expr::InList(l), Some((_, parts))) => narrow_in_list(&l.list, parts, p)
+                        .map(|list| Expr::InList(InList { expr: l.expr.clone(), list, negated: l.negated })),
+                    _ => None,
+                };
+                Ok(share.map_or(Transformed::no(x), Transformed::yes))
+            });
+            if let Ok(t) = narrowed {
+                if t.transformed {
+                    *e = t.data;
+                }
+            }
+        });
+        f
     }
 
     /// The SELECT for one shard: `names(table)` gives a table's physical
@@ -889,10 +987,19 @@ impl PushedQuery {
                     Some(p) => p.iter().copied().collect(),
                     None => (0..first.def.partitions.len()).collect(),
                 };
+                // Each shard gets its share of the IN lists on the key.
+                let lists = f.key_in_lists();
                 for p in all {
                     let place = &first.def.partitions[p];
                     let dn = place.dn;
                     let names = |t: &TableDef| phys_name(t, p, dn);
+                    let shard;
+                    let f = if lists.is_empty() {
+                        f
+                    } else {
+                        shard = f.for_partition(&lists, p);
+                        &shard
+                    };
                     if let Some(sql) = f.render(wanted, &names)? {
                         out.push(ShardQuery { dn, partition: place.name.clone(), sql });
                     }
