@@ -68,6 +68,10 @@ use std::sync::Arc;
 #[derive(Debug, Default)]
 pub struct ShardPushdown {
     aliases: AtomicUsize,
+    /// Only asks whether a plan pushes ([`pushes_whole`]): partitions are
+    /// not pruned (the answer does not depend on them, and pruning by a
+    /// lookup's thousands of keys hashes each one).
+    check_only: bool,
 }
 
 impl ShardPushdown {
@@ -547,7 +551,7 @@ impl ShardPushdown {
             p => Dist::Partitioned {
                 group: def.table_group.clone(),
                 keys: p.key_columns().iter().map(|k| base(k)).collect(),
-                parts: prune(&def, &scan.filters),
+                parts: if self.check_only { None } else { prune(&def, &scan.filters) },
             },
         };
         Some(Fragment {
@@ -869,8 +873,15 @@ fn shift(f: &From, offset: usize) -> From {
 
 /// True when the shards can compute all of `plan` (co-located joins,
 /// pushable expressions): one query per shard, nothing left for the CN.
+///
+/// Reads the plan without rewriting it: the join ordering and the lookups
+/// ask this of many subtrees while planning one statement.
 pub(crate) fn pushes_whole(plan: &LogicalPlan) -> bool {
-    ShardPushdown::new().visit(plan.clone()).is_ok_and(|(_, f)| f.is_some())
+    fn fragment(rule: &ShardPushdown, plan: &LogicalPlan) -> Option<Fragment> {
+        let kids: Vec<Fragment> = plan.inputs().into_iter().map(|i| fragment(rule, i)).collect::<Option<_>>()?;
+        rule.combine(plan, &kids)
+    }
+    fragment(&ShardPushdown { check_only: true, ..ShardPushdown::default() }, plan).is_some()
 }
 
 impl OptimizerRule for ShardPushdown {
