@@ -202,6 +202,37 @@ impl GlobalIndex {
     }
 }
 
+#[cfg(test)]
+impl TableDef {
+    /// For unit tests: table `d.<name>` of nullable INT `columns`, the
+    /// first the primary key, partitioned by `partitioning` into
+    /// `partitions` physical tables `<name>_<i>` on DNs 0 and 1 in turn.
+    pub(crate) fn for_test(name: &str, columns: &[&str], partitioning: Partitioning, partitions: u32) -> TableDef {
+        let column = |n: &&str| ColumnMeta {
+            name: n.to_string(),
+            sql_type: "int".into(),
+            kind: TypeKind::Int { unsigned: false, bytes: 4 },
+            nullable: true,
+            auto_increment: false,
+            hidden: false,
+        };
+        TableDef {
+            db: "d".into(),
+            name: name.into(),
+            columns: columns.iter().map(column).collect(),
+            primary_key: columns.first().map(|c| c.to_string()).into_iter().collect(),
+            partitioning,
+            partitions: (0..partitions)
+                .map(|i| PartitionPlacement { name: format!("p{i}"), phys_table: format!("{name}_{i}"), dn: i % 2 })
+                .collect(),
+            table_group: "g".into(),
+            physical_body: String::new(),
+            version: 1,
+            global_indexes: vec![],
+        }
+    }
+}
+
 impl TableDef {
     pub fn column(&self, name: &str) -> Option<&ColumnMeta> {
         let name = name.to_ascii_lowercase();

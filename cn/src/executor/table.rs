@@ -330,36 +330,11 @@ impl TableProvider for ShardedTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::{ColumnMeta, PartitionPlacement, TypeKind};
     use datafusion::common::ScalarValue;
 
-    fn table(columns: &[&str]) -> TableDef {
-        let col = |n: &str| ColumnMeta {
-            name: n.into(),
-            sql_type: "int".into(),
-            kind: TypeKind::Int { unsigned: false, bytes: 4 },
-            nullable: true,
-            auto_increment: false,
-            hidden: false,
-        };
-        TableDef {
-            db: "d".into(),
-            name: "t".into(),
-            columns: vec![col("id"), col("k")],
-            primary_key: vec!["id".into()],
-            partitioning: Partitioning::Hash {
-                columns: columns.iter().map(|c| c.to_string()).collect(),
-                count: 4,
-                function: "key".into(),
-            },
-            partitions: (0..4)
-                .map(|i| PartitionPlacement { name: format!("p{i}"), phys_table: format!("t_{i}"), dn: i % 2 })
-                .collect(),
-            table_group: "g".into(),
-            physical_body: String::new(),
-            version: 1,
-            global_indexes: vec![],
-        }
+    fn table(key: &[&str]) -> TableDef {
+        let columns = key.iter().map(|c| c.to_string()).collect();
+        TableDef::for_test("t", &["id", "k"], Partitioning::Hash { columns, count: 4, function: "key".into() }, 4)
     }
 
     #[test]

@@ -810,29 +810,9 @@ mod tests {
 
     #[test]
     fn order_by_limit_and_distinct_gather_by_answer_columns() {
-        use crate::catalog::{ColumnMeta, PartitionPlacement, Partitioning, TypeKind};
-        let col = |n: &str| ColumnMeta {
-            name: n.into(),
-            sql_type: "int".into(),
-            kind: TypeKind::Int { unsigned: false, bytes: 4 },
-            nullable: true,
-            auto_increment: false,
-            hidden: false,
-        };
-        let def = TableDef {
-            db: "d".into(),
-            name: "t".into(),
-            columns: vec![col("id"), col("k"), col("c")],
-            primary_key: vec!["id".into()],
-            partitioning: Partitioning::Hash { columns: vec!["id".into()], count: 2, function: "key".into() },
-            partitions: (0..2)
-                .map(|i| PartitionPlacement { name: format!("p{i}"), phys_table: format!("t_{i}"), dn: i })
-                .collect(),
-            table_group: "g".into(),
-            physical_body: String::new(),
-            version: 1,
-            global_indexes: vec![],
-        };
+        use crate::catalog::Partitioning;
+        let key = Partitioning::Hash { columns: vec!["id".into()], count: 2, function: "key".into() };
+        let def = TableDef::for_test("t", &["id", "k", "c"], key, 2);
         let projection = |q: &Query| match q.body.as_ref() {
             SetExpr::Select(s) => s.projection.clone(),
             _ => unreachable!(),
@@ -875,32 +855,13 @@ mod tests {
 
     #[test]
     fn range_tables_prune_by_between_and_an_empty_range_keeps_one_partition() {
-        use crate::catalog::{ColumnMeta, PartitionPlacement, Partitioning, TypeKind};
-        let def = TableDef {
-            db: "d".into(),
-            name: "r".into(),
-            columns: vec![ColumnMeta {
-                name: "id".into(),
-                sql_type: "int".into(),
-                kind: TypeKind::Int { unsigned: false, bytes: 4 },
-                nullable: false,
-                auto_increment: false,
-                hidden: false,
-            }],
-            primary_key: vec!["id".into()],
-            partitioning: Partitioning::Range {
-                column: "id".into(),
-                bounds: vec![Some("10".into()), Some("20".into()), None],
-                names: vec!["p0".into(), "p1".into(), "p2".into()],
-            },
-            partitions: (0..3)
-                .map(|i| PartitionPlacement { name: format!("p{i}"), phys_table: format!("r_{i}"), dn: i % 2 })
-                .collect(),
-            table_group: "g".into(),
-            physical_body: String::new(),
-            version: 1,
-            global_indexes: vec![],
+        use crate::catalog::Partitioning;
+        let range = Partitioning::Range {
+            column: "id".into(),
+            bounds: vec![Some("10".into()), Some("20".into()), None],
+            names: vec!["p0".into(), "p1".into(), "p2".into()],
         };
+        let def = TableDef::for_test("r", &["id"], range, 3);
         let parts = |sql: &str| {
             let q = query(sql);
             let SetExpr::Select(s) = q.body.as_ref() else { unreachable!() };
