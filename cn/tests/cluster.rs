@@ -1129,12 +1129,27 @@ fn filters_over_one_sharded_table_are_gathered_from_per_dn_queries_with_the_plan
             "SELECT id FROM t WHERE id IN (NULL, NULL)",
             "SELECT id, d FROM t WHERE c LIKE 'c00_5' AND d > 10",
             "SELECT id FROM t WHERE k = 99",
+            "SELECT id, k FROM t WHERE id IN (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, \
+             NULL) OR id NOT IN (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, \
+             21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 1990, 1991, 1992, 1993, 1994, 1995, 1996, 1997, 1998)",
         ];
         for q in queries {
             let plan = explain(&mut c, q).await;
             assert!(plan.contains("Gather dn0") || plan.contains("Gather dn1"), "{q}: {plan}");
             assert!(gathered_like_planned(&mut c, q).await, "{q} was gathered");
         }
+        // Each partition's branch gets its share of an IN list on the key.
+        let ids: Vec<String> = (1..=40).map(|i| i.to_string()).collect();
+        let plan = explain(&mut c, &format!("SELECT id FROM t WHERE id IN ({})", ids.join(", "))).await;
+        let lists: Vec<Vec<i32>> = plan
+            .split("IN (")
+            .skip(1)
+            .map(|l| l[..l.find(')').unwrap()].split(", ").map(|v| v.parse().unwrap()).collect())
+            .collect();
+        assert!(lists.len() > 2 && lists.iter().all(|l| l.len() < 40), "{plan}");
+        let mut all = lists.concat();
+        all.sort();
+        assert_eq!(all, (1..=40).collect::<Vec<_>>(), "{plan}");
         // Sorted, deduplicated, limited: each DN sorts, the CN merges.
         // Aggregates without GROUP BY: each partition aggregates, the CN
         // folds. Whether each is gathered, and its answer as planned.

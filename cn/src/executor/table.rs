@@ -112,8 +112,8 @@ pub fn in_list_partitions(def: &TableDef, col: &str, list: &[Expr]) -> Option<Ve
 /// ([`in_list_partitions`]): its own values and those every partition
 /// keeps. `None` when the share is the whole list, or empty (`IN ()` is
 /// not SQL; the whole list gives the same answer there, none).
-pub fn narrow_in_list(list: &[Expr], parts: &[Option<usize>], p: usize) -> Option<Vec<Expr>> {
-    let share: Vec<Expr> =
+pub fn narrow_in_list<T: Clone>(list: &[T], parts: &[Option<usize>], p: usize) -> Option<Vec<T>> {
+    let share: Vec<T> =
         list.iter().zip(parts).filter(|(_, q)| q.is_none_or(|q| q == p)).map(|(e, _)| e.clone()).collect();
     (!share.is_empty() && share.len() < list.len()).then_some(share)
 }

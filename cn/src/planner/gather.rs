@@ -22,7 +22,9 @@
 
 use super::{in_lists, literal_text, resolve_name, PhysicalNames};
 use crate::catalog::{CatalogSnapshot, TableDef};
+use crate::executor::table::narrow_in_list;
 use crate::protocol::resultset::TextRow;
+use crate::sharding::partition_for;
 use datafusion::sql::sqlparser::ast::{
     BinaryOperator, Expr, GroupByExpr, Query, SelectItem, SetExpr, TableFactor, Visit, Visitor,
 };
@@ -576,11 +578,38 @@ fn branches(
     for p in partitions(def, selection) {
         let part = def.partitions.get(p)?;
         let mut b = branch.clone();
+        share_key_lists(def, p, &mut b);
         let mut names = PhysicalNames { snap, db, dn: part.dn, partition: Some(p), alias: true };
         super::to_physical(&mut b, &mut names);
         by_dn.entry(part.dn).or_default().push(b.to_string());
     }
     Some(by_dn)
+}
+
+/// Narrows every `key [NOT] IN (literal, …)` of `q` on `def`'s one-column
+/// partition key to partition `p`'s share, as the planned scans do
+/// ([`crate::executor::table::in_list_partitions`], which says why the
+/// answer on `p`'s rows does not change): a DN probes only the values its
+/// partition holds. NULL and values of another type stay in every share;
+/// a share that would be empty leaves the list whole.
+fn share_key_lists(def: &TableDef, p: usize, q: &mut Query) {
+    let keys = def.partitioning.key_columns();
+    let [key] = keys.as_slice() else { return };
+    if def.partitions.len() < 2 {
+        return;
+    }
+    let _ = datafusion::sql::sqlparser::ast::visit_expressions_mut(q, |e| {
+        if let Expr::InList { expr, list, .. } = e {
+            if super::column_ref(expr).is_some_and(|(_, c)| c == *key) {
+                let partition = |v: Option<String>| v.and_then(|v| partition_for(def, &[Some(&v)]).ok());
+                let parts: Option<Vec<Option<usize>>> = list.iter().map(|v| literal_text(v).map(partition)).collect();
+                if let Some(share) = parts.and_then(|parts| narrow_in_list(list, &parts, p)) {
+                    *list = share;
+                }
+            }
+        }
+        ControlFlow::<()>::Continue(())
+    });
 }
 
 /// The partitions of `def` whose rows may pass `selection`, in order;
@@ -597,7 +626,7 @@ fn partitions(def: &TableDef, selection: Option<&Expr>) -> Vec<usize> {
             // NULL matches no row; a value the table cannot hold (no
             // partition for it, or not of the key's type) reads everything.
             let Some(v) = v else { continue };
-            match crate::sharding::partition_for(def, &[Some(v.as_str())]) {
+            match partition_for(def, &[Some(v.as_str())]) {
                 Ok(p) => found.insert(p),
                 Err(_) => return all(),
             };
