@@ -109,6 +109,8 @@ pub struct Cluster {
     /// SELECTs run as per-DN queries without the executor
     /// ([`crate::planner::gather`]).
     pub gathers: AtomicU64,
+    /// Key queries of lookup joins run ([`crate::optimizer::lookup`]).
+    pub lookup_key_reads: AtomicU64,
 }
 
 /// A read or write statement in progress, registered under the catalog
@@ -225,6 +227,7 @@ impl Cluster {
             plan_cache: Default::default(),
             gsi_lookups: Default::default(),
             gathers: AtomicU64::new(0),
+            lookup_key_reads: AtomicU64::new(0),
         });
         crate::txn::recovery::register_in_doubt(&cluster).await;
         Ok(cluster)

@@ -456,6 +456,7 @@ async fn lookup_keys(
     source: &ConnSource,
     plan: LogicalPlan,
 ) -> Result<Vec<datafusion::common::ScalarValue>> {
+    source.cluster().lookup_key_reads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let df = ctx.execute_logical_plan(plan).await?;
     let task = Arc::new(df.task_ctx());
     let physical = df.create_physical_plan().await?;

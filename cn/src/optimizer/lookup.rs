@@ -42,8 +42,13 @@
 //!   per row of the small side's); otherwise the join is left as it was.
 //!
 //! The small side is read twice (for its keys, then in the plan); it is
-//! small by construction. Locking reads (`FOR UPDATE`, `LOCK IN SHARE
-//! MODE`) get no lookups: their keys would be read without locks.
+//! small by construction. Its keys are not read when an earlier lookup's
+//! list already bounds them ([`known_keys`]: TPC-H Q17's lineitem, read
+//! by the part keys, then joined to the per-part aggregate, which the
+//! same list then selects); that list, a superset of the keys, filters
+//! the large side but does not replace a semi join. Locking reads (`FOR
+//! UPDATE`, `LOCK IN SHARE MODE`) get no lookups: their keys would be
+//! read without locks.
 
 use super::pushdown::pushes_whole;
 use crate::catalog::statistics::{FILTER_SELECTIVITY, GROUPS_PER_ROW};
@@ -51,7 +56,7 @@ use crate::catalog::CatalogSnapshot;
 use crate::executor::table::ShardedTable;
 use datafusion::arrow::array::Array;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
-use datafusion::common::{NullEquality, Result, ScalarValue};
+use datafusion::common::{Column, NullEquality, Result, ScalarValue};
 use datafusion::datasource::source_as_provider;
 use datafusion::logical_expr::utils::split_conjunction;
 use datafusion::logical_expr::{
@@ -381,30 +386,46 @@ where
     while done < MAX_LOOKUPS {
         let Some(c) = find(&plan, snap, min_rows, skip) else { break };
         skip = c.index + 1;
-        let distinct = LogicalPlanBuilder::from(c.small_plan)
-            .filter(c.choice.small_key.clone().is_not_null())?
-            .aggregate(vec![c.choice.small_key.clone()], Vec::<Expr>::new())?
-            .limit(0, Some(MAX_KEYS + 1))?
-            .build()?;
-        // A key query that fails leaves the join as it was: the plan then
-        // reads the small side itself and fails the same way if it must
-        // (DataFusion 55.2 cannot run the LIMITed DISTINCT under
-        // `cn_hash_join = OFF`: "Ordering direction required for DISTINCT
-        // with limit").
-        let values = match keys(distinct).await {
-            Ok(v) => v,
-            Err(e) => {
-                tracing::debug!(error = %e, "lookup join: reading the keys failed; the join stays as it was");
-                continue;
-            }
-        };
         // Keys that select much of the large side cost the DNs more than
         // the full read (MariaDB turns a long IN list into a semi join),
         // and save the CN little. 10 %: TPC-H Q7's 800 suppliers (8 % of
         // lineitem) took the query from 6.7 to 1.5 s at SF 1; Q21's 411
         // (4 %) once took twice the full read, when its EXISTS ran in the
         // CN, and now that they run on the shards 2.2 -> 0.7 s.
-        if values.len() > MAX_KEYS || values.len() as f64 * c.choice.rows_per_key > c.choice.large_rows * MAX_FRACTION {
+        let few = |n: usize| n <= MAX_KEYS && n as f64 * c.choice.rows_per_key <= c.choice.large_rows * MAX_FRACTION;
+        // The small side's keys may be known without reading them: an
+        // earlier lookup's list bounds them (TPC-H Q17's lineitem, read by
+        // the part keys, joined to the per-part aggregate). They are then
+        // a superset of the keys, which filters the large side as well,
+        // but does not replace a semi join.
+        let known = match &c.choice.small_key {
+            Expr::Column(k) => known_keys(&c.small_plan, k).filter(|v| few(v.len())),
+            _ => None,
+        };
+        let exact = known.is_none();
+        let values = match known {
+            Some(v) => v,
+            None => {
+                let distinct = LogicalPlanBuilder::from(c.small_plan)
+                    .filter(c.choice.small_key.clone().is_not_null())?
+                    .aggregate(vec![c.choice.small_key.clone()], Vec::<Expr>::new())?
+                    .limit(0, Some(MAX_KEYS + 1))?
+                    .build()?;
+                // A key query that fails leaves the join as it was: the plan
+                // then reads the small side itself and fails the same way if
+                // it must (DataFusion 55.2 cannot run the LIMITed DISTINCT
+                // under `cn_hash_join = OFF`: "Ordering direction required
+                // for DISTINCT with limit").
+                match keys(distinct).await {
+                    Ok(v) => v,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "lookup join: reading the keys failed; the join stays as it was");
+                        continue;
+                    }
+                }
+            }
+        };
+        if !few(values.len()) {
             continue;
         }
         let key_type = c.choice.large_key.get_type(c.choice.large_schema.as_ref())?;
@@ -423,7 +444,7 @@ where
         // small side's index, cheaply, and without it the estimates of
         // the joins above see the keys' rows alone and find no further
         // lookup worth its key read (Q20's suppliers of Canada).
-        let (filtered, replaced) = add_filter(plan, c.index, c.choice.large, predicate, !c.colocated)?;
+        let (filtered, replaced) = add_filter(plan, c.index, c.choice.large, predicate, exact && !c.colocated)?;
         plan = filtered;
         if replaced {
             // The join is gone: the next one in post order takes its index.
@@ -432,6 +453,53 @@ where
         done += 1;
     }
     Ok((plan, done))
+}
+
+/// Values that include every non-NULL value of column `key` in `plan`'s
+/// rows, when a literal `key IN (…)` (an earlier lookup's) bounds them:
+/// found through filters, scans, projections that pass the column on,
+/// and joins, where an inner join's `key = other` pair lets `other`'s list
+/// bound `key` (its rows have equal values). `None` when nothing bounds it.
+fn known_keys(plan: &LogicalPlan, key: &Column) -> Option<Vec<ScalarValue>> {
+    let listed = |e: &Expr| match e {
+        Expr::InList(l) if !l.negated && matches!(l.expr.as_ref(), Expr::Column(c) if c == key) => l
+            .list
+            .iter()
+            .map(|v| match v {
+                Expr::Literal(v, _) => Some(v.clone()),
+                _ => None,
+            })
+            .collect::<Option<Vec<_>>>(),
+        _ => None,
+    };
+    match plan {
+        LogicalPlan::Filter(f) => {
+            split_conjunction(&f.predicate).into_iter().find_map(listed).or_else(|| known_keys(&f.input, key))
+        }
+        LogicalPlan::TableScan(scan) => scan.filters.iter().flat_map(|f| split_conjunction(f)).find_map(listed),
+        LogicalPlan::Projection(p) if p.expr.iter().any(|e| matches!(e, Expr::Column(c) if c == key)) => {
+            known_keys(&p.input, key)
+        }
+        LogicalPlan::Join(j) => {
+            let (left, right) = match j.join_type {
+                JoinType::Inner => (true, true),
+                JoinType::Left | JoinType::LeftSemi | JoinType::LeftAnti => (true, false),
+                JoinType::Right | JoinType::RightSemi | JoinType::RightAnti => (false, true),
+                _ => (false, false),
+            };
+            let direct = (left.then(|| known_keys(&j.left, key)).flatten())
+                .or_else(|| right.then(|| known_keys(&j.right, key)).flatten());
+            if direct.is_some() || j.join_type != JoinType::Inner {
+                return direct;
+            }
+            j.on.iter().find_map(|(l, r)| match (l, r) {
+                (Expr::Column(a), Expr::Column(b)) if a == key => known_keys(&j.right, b),
+                (Expr::Column(a), Expr::Column(b)) if b == key => known_keys(&j.left, a),
+                _ => None,
+            })
+        }
+        _ => None,
+    }
 }
 
 /// The first column of `batches`' rows as scalars.

@@ -234,6 +234,9 @@ pub async fn show(s: &mut Session, sql: &str, sink: &mut dyn ResultSink) -> Resu
                 ("Cn_gsi_lookups_planned", n(&s.cluster.gsi_lookups.planned)),
                 // SELECTs gathered from per-DN queries, without the executor.
                 ("Cn_gathered_selects", n(&s.cluster.gathers)),
+                // Key queries of lookup joins (keys an earlier lookup bounds
+                // are not read).
+                ("Cn_lookup_key_reads", n(&s.cluster.lookup_key_reads)),
                 // This session's last query run in DataFusion.
                 ("Cn_last_query_peak_memory", s.last_query.peak_memory.to_string()),
                 ("Cn_last_query_spilled_bytes", s.last_query.spilled_bytes.to_string()),
