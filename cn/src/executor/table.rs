@@ -101,11 +101,22 @@ fn conjuncts<'a>(e: &'a Expr, out: &mut Vec<&'a Expr>) {
 /// the predicate stands (WHERE, ON, under NOT or OR), as long as the share
 /// is not empty ([`narrow_in_list`]).
 pub fn in_list_partitions(def: &TableDef, col: &str, list: &[Expr]) -> Option<Vec<Option<usize>>> {
+    key_value_partitions(def, col, list.iter().map(literal_text))
+}
+
+/// [`in_list_partitions`] of a list given as its items' text: `None` for
+/// an item that is not a literal, `Some(None)` for NULL. The gather
+/// ([`crate::planner::gather`]) reads the statement's own list so.
+pub fn key_value_partitions(
+    def: &TableDef,
+    col: &str,
+    items: impl IntoIterator<Item = Option<Option<String>>>,
+) -> Option<Vec<Option<usize>>> {
     let keys = def.partitioning.key_columns();
     if keys.len() != 1 || keys[0] != col || def.partitions.len() < 2 {
         return None;
     }
-    list.iter().map(|e| literal_text(e).map(|v| v.and_then(|v| partition_for(def, &[Some(&v)]).ok()))).collect()
+    items.into_iter().map(|v| v.map(|v| v.and_then(|v| partition_for(def, &[Some(&v)]).ok()))).collect()
 }
 
 /// Partition `p`'s share of an IN list whose items go where `parts` says

@@ -22,7 +22,7 @@
 
 use super::{in_lists, literal_text, resolve_name, PhysicalNames};
 use crate::catalog::{CatalogSnapshot, TableDef};
-use crate::executor::table::narrow_in_list;
+use crate::executor::table::{key_value_partitions, narrow_in_list};
 use crate::protocol::resultset::TextRow;
 use crate::sharding::partition_for;
 use datafusion::sql::sqlparser::ast::{
@@ -593,16 +593,10 @@ fn branches(
 /// partition holds. NULL and values of another type stay in every share;
 /// a share that would be empty leaves the list whole.
 fn share_key_lists(def: &TableDef, p: usize, q: &mut Query) {
-    let keys = def.partitioning.key_columns();
-    let [key] = keys.as_slice() else { return };
-    if def.partitions.len() < 2 {
-        return;
-    }
     let _ = datafusion::sql::sqlparser::ast::visit_expressions_mut(q, |e| {
         if let Expr::InList { expr, list, .. } = e {
-            if super::column_ref(expr).is_some_and(|(_, c)| c == *key) {
-                let partition = |v: Option<String>| v.and_then(|v| partition_for(def, &[Some(&v)]).ok());
-                let parts: Option<Vec<Option<usize>>> = list.iter().map(|v| literal_text(v).map(partition)).collect();
+            if let Some((_, col)) = super::column_ref(expr) {
+                let parts = key_value_partitions(def, &col, list.iter().map(literal_text));
                 if let Some(share) = parts.and_then(|parts| narrow_in_list(list, &parts, p)) {
                     *list = share;
                 }
