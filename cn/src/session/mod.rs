@@ -397,8 +397,14 @@ impl Session {
             Statement::Explain { mut statement, analyze, .. } => {
                 let snap = self.cluster.catalog.snapshot();
                 let mut first = None;
+                // A locking read is planned as it runs: no global index, no
+                // gather, every shard query with its locking clause.
+                let mut lock = None;
                 if let Statement::Query(q) = statement.as_mut() {
                     planner::views::expand(&snap, self.db.as_deref(), q)?;
+                    lock = planner::locking::take(q)?;
+                }
+                if let (Statement::Query(q), None) = (statement.as_mut(), &lock) {
                     if let Some(choice) = crate::gsi::select::choose(&snap, self.db.as_deref(), q)? {
                         first = Some(vec![Some(b"global_index".to_vec()), Some(choice.describe().into_bytes())]);
                         *q = match choice {
@@ -409,7 +415,7 @@ impl Session {
                 }
                 // A gathered SELECT runs no plan: EXPLAIN shows its per-DN
                 // queries (EXPLAIN ANALYZE runs it in DataFusion).
-                if let (Statement::Query(q), None, false) = (statement.as_ref(), &first, analyze) {
+                if let (Statement::Query(q), None, None, false) = (statement.as_ref(), &first, &lock, analyze) {
                     let gather = self.vars.get("cn_gather").map(String::as_str) != Some("0");
                     let route = planner::route_query(&snap, self.db.as_deref(), q, self.cluster.any_dn())?;
                     if let (true, Route::Distributed) = (gather, route) {
@@ -440,8 +446,9 @@ impl Session {
                     options: None,
                 };
                 let opts = self.query_options();
+                let source = if lock.is_some() { self.locking_source() } else { self.read_source() };
                 self.last_query =
-                    crate::executor::run(snap, self.read_source(), self.db.as_deref(), stmt, None, sink, opts).await?;
+                    crate::executor::run(snap, source, self.db.as_deref(), stmt, lock.as_ref(), sink, opts).await?;
                 Ok(())
             }
             Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) => {
