@@ -6,9 +6,10 @@
 //! server sends; only columns of a floating-point type on either side are
 //! compared with a relative tolerance.
 //!
-//! EXPLAIN of Q1, Q3, Q15, Q21 and Q11 must show the partial aggregate, the
-//! co-located join, the GROUP BY index hint, the semi joins and the
-//! subquery's broadcast join pushed into the shard SQL.
+//! EXPLAIN of Q1, Q3, Q15, Q21, Q11 and Q22 must show the partial
+//! aggregate, the co-located join, the GROUP BY index hint, the semi joins,
+//! the subquery's broadcast join and the anti join with orders' global
+//! index pushed into the shard SQL.
 //!
 //! Scale factor: `TPCH_SF` (default 0.01, to keep CI short; the issue's
 //! check is `TPCH_SF=0.1 cargo test -p cn --test tpch`).
@@ -145,6 +146,16 @@ fn tpch_queries_give_mariadbs_answers() {
         assert!(
             supplier.len() >= 2 && supplier.iter().all(|l| l.contains("JOIN (`tpch_diff`.`nation_")),
             "Q11 and its subquery must push the supplier-nation join:\n{q11}"
+        );
+        // Q22's NOT EXISTS over orders by o_custkey runs on the customer
+        // shards against orders' global index on o_custkey (partitioned
+        // like customer); the comparison with the scalar subquery's value
+        // stays in the CN, above the pushed anti join.
+        let q22 = common::explain(&mut cn, &cn::tpch::query(22, sf)).await;
+        assert!(
+            q22.matches("NOT EXISTS (SELECT 1 FROM `tpch_diff`.`orders_g_o_custkey_").count() == 16
+                && !q22.contains("Anti Join"),
+            "Q22 must push its anti join with orders' global index:\n{q22}"
         );
         cn.query_drop("DROP DATABASE tpch_diff").await.unwrap();
         drop(reference);

@@ -8,12 +8,15 @@
 //!   → WRITE_ONLY → backfill → PUBLIC), DROP INDEX, SHOW GLOBAL INDEX.
 //! - [`maintain`]: every write path keeps the indexes exact.
 //! - [`select`]: the optimizer's use of an index (lookup or covering scan).
+//! - [`join`]: a covering index read instead of its table where that lets
+//!   the shards run a join whole.
 //! - [`check`]: CHECK GLOBAL INDEX, a comparison of index and table in one
 //!   snapshot.
 
 pub mod check;
 pub mod clause;
 pub mod ddl;
+pub mod join;
 pub mod maintain;
 pub mod select;
 
