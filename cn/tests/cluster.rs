@@ -605,6 +605,21 @@ fn lookup_joins_read_the_large_side_by_its_keys_and_answer_as_a_full_read() {
         // 1..=9 and 0 four times, then once.
         let n: (i64, String, String) = c.query_first(queries[9].as_str()).await.unwrap().unwrap();
         assert_eq!(n, (50, "9775".into(), "225".into()), "{}", queries[9]);
+        // An uncorrelated scalar subquery, evaluated before the statement,
+        // gets its lookup too: the filtered dim's keys read fact.
+        c.query_drop("SET cn_lookup_join = ON").await.unwrap();
+        let reads = status(&mut c, "Cn_lookup_key_reads").await;
+        let total: i64 = c
+            .query_first(format!(
+                "SELECT COUNT(*) FROM dim WHERE id < ({point_sum})",
+                point_sum = point.replace("SUM(f.qty), COUNT(*)", "SUM(f.qty)")
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(status(&mut c, "Cn_lookup_key_reads").await - reads, 1, "the subquery's lookup read its keys");
+        let all: i64 = c.query_first("SELECT COUNT(*) FROM dim WHERE id < 90").await.unwrap().unwrap();
+        assert_eq!(total, all, "the subquery's value is 90");
     });
 }
 
@@ -832,6 +847,47 @@ fn general_ci_holds_inside_uncorrelated_subqueries() {
             let got: Option<i64> = c.query_first(sql).await.unwrap().unwrap();
             assert_eq!(got, Some(want), "{sql}");
         }
+    });
+}
+
+/// An uncorrelated scalar subquery in WHERE or HAVING is evaluated first
+/// and its value sent to the shards with the filter, as MySQL evaluates it
+/// once; more than one row is ERR 1242 (SQLSTATE 21000), none is NULL.
+#[test]
+fn uncorrelated_scalar_subqueries_are_evaluated_first_and_pushed_as_values() {
+    block_on(async {
+        let mut c = fresh_db("t_scalar_sub").await;
+        c.query_drop("CREATE TABLE t (id INT PRIMARY KEY, g INT, v DECIMAL(8,2)) PARTITION BY KEY(id) PARTITIONS 4")
+            .await
+            .unwrap();
+        c.query_drop("CREATE TABLE u (id INT PRIMARY KEY, g INT) PARTITION BY KEY(g) PARTITIONS 3").await.unwrap();
+        let rows: Vec<String> = (1..=40).map(|i| format!("({i}, {}, {i}.50)", i % 4)).collect();
+        c.query_drop(format!("INSERT INTO t VALUES {}", rows.join(", "))).await.unwrap();
+        c.query_drop("INSERT INTO u VALUES (1, 1), (2, 2), (3, 1)").await.unwrap();
+        let above = "SELECT COUNT(*), SUM(v) FROM t JOIN u ON u.g = t.g WHERE t.v > (SELECT AVG(v) FROM t WHERE g = 2)";
+        let plan = explain(&mut c, above).await;
+        // AVG of 2.5, 6.5, …, 38.5 is 20.5: the shards get the value.
+        assert!(plan.contains("`v` > 20.5"), "the value reaches the shard SQL: {plan}");
+        let (n, sum): (i64, String) = c.query_first(above).await.unwrap().unwrap();
+        // Rows with v > 20.5 (ids 21..=40) whose g is 1 (twice in u) or 2.
+        let want: Vec<i32> = (21..=40).flat_map(|i| std::iter::repeat_n(i, [0, 2, 1, 0][(i % 4) as usize])).collect();
+        assert_eq!(n, want.len() as i64);
+        assert_eq!(sum, format!("{:.2}", want.iter().map(|&i| i as f64 + 0.5).sum::<f64>()));
+        let having: Vec<(i32, i64)> = c
+            .query("SELECT g, COUNT(*) FROM t GROUP BY g HAVING SUM(v) >= (SELECT MAX(v) * 5 FROM t WHERE id < 40) ORDER BY g")
+            .await
+            .unwrap();
+        // SUM(v) per g: 200+5 (g=0), 190+5 (1), 200 (2), 210 (3) against 39.5 * 5 = 197.5.
+        assert_eq!(having.iter().map(|r| r.0).collect::<Vec<_>>(), vec![0, 2, 3]);
+        let none: i64 =
+            c.query_first("SELECT COUNT(*) FROM t WHERE v > (SELECT v FROM t WHERE id = 999)").await.unwrap().unwrap();
+        assert_eq!(none, 0, "no row is NULL, and nothing is greater than NULL");
+        let e = c.query_drop("SELECT COUNT(*) FROM t WHERE v > (SELECT v FROM t WHERE id < 3)").await.unwrap_err();
+        match e {
+            mysql_async::Error::Server(s) => assert_eq!((s.code, s.state.as_str()), (1242, "21000"), "{}", s.message),
+            other => panic!("{other}"),
+        }
+        c.query_drop("DROP DATABASE t_scalar_sub").await.unwrap();
     });
 }
 

@@ -251,7 +251,7 @@ pub async fn run(
         // A locking read locks what it reads: its keys, read first without
         // locks, could miss a row committed before the locking read.
         let lookups = opts.lookup_min_rows.filter(|_| lock.is_none());
-        let plan = plan_statement(&ctx, &snapshot, lookups, &source, stmt).await?;
+        let plan = plan_statement(&ctx, &snapshot, lookups, lock.is_none(), &source, stmt).await?;
         run_in(ctx, source, plan, lock, sink, pool.clone(), opts.kill.as_deref()).await
     }
     .await;
@@ -280,15 +280,19 @@ fn spill_totals(plan: &Arc<dyn ExecutionPlan>) -> (u64, u64) {
 }
 
 /// The statement's logical plan, with lookup joins when `lookup_min_rows`
-/// is set ([`QueryOptions::lookup_min_rows`]).
+/// is set ([`QueryOptions::lookup_min_rows`]), and with `fold`, the values
+/// of its uncorrelated scalar subqueries in WHERE and HAVING
+/// ([`fold_scalar_subqueries`]).
 async fn plan_statement(
     ctx: &SessionContext,
     snapshot: &CatalogSnapshot,
     lookup_min_rows: Option<f64>,
+    fold: bool,
     source: &ConnSource,
     stmt: Statement,
 ) -> Result<LogicalPlan> {
     let plan = ctx.state().statement_to_plan(datafusion::sql::parser::Statement::Statement(Box::new(stmt))).await?;
+    let plan = if fold { fold_scalar_subqueries(ctx, snapshot, lookup_min_rows, source, plan).await? } else { plan };
     Ok(match lookup_min_rows {
         Some(min_rows) => Lookups { ctx, snapshot, min_rows, source }.plan(plan).await?,
         None => plan,
@@ -457,6 +461,93 @@ fn uncorrelated_subqueries(plan: &LogicalPlan) -> Result<Vec<LogicalPlan>> {
 /// Runs a lookup's key query and returns its first column. The
 /// statement's read views are opened first, on every DN (the shards the
 /// statement reads after the lookups are not known yet).
+/// `plan` with each uncorrelated scalar subquery of a filter (WHERE,
+/// HAVING) of the statement itself replaced by its value, read first in
+/// the statement's snapshot. MySQL evaluates such a subquery once, before
+/// the rows it filters (its optimizer treats it as a constant); here the
+/// value is a literal the pushdown can send to the shards: TPC-H Q22's
+/// `c_acctbal > (SELECT AVG(c_acctbal) …)` then filters on the customer
+/// shards, inside the anti join pushed with them, instead of in the CN
+/// over every row the anti join returns. Subqueries inside other
+/// subqueries, in the select list (whose column name would change) and
+/// in locking reads (whose subquery must lock what it reads) are left
+/// to DataFusion. Errors: ERR 1242 when the subquery returns more than
+/// one row; none is NULL.
+async fn fold_scalar_subqueries(
+    ctx: &SessionContext,
+    snapshot: &CatalogSnapshot,
+    lookup_min_rows: Option<f64>,
+    source: &ConnSource,
+    plan: LogicalPlan,
+) -> Result<LogicalPlan> {
+    use datafusion::common::ScalarValue;
+    use datafusion::logical_expr::{Expr, Subquery};
+    let mut subqueries: Vec<Subquery> = Vec::new();
+    plan.apply(|node| {
+        if let LogicalPlan::Filter(f) = node {
+            f.predicate.apply(|e| {
+                if let Expr::ScalarSubquery(sq) = e {
+                    if sq.outer_ref_columns.is_empty() && !subqueries.contains(sq) {
+                        subqueries.push(sq.clone());
+                    }
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })?;
+        }
+        Ok(TreeNodeRecursion::Continue)
+    })?;
+    if subqueries.is_empty() {
+        return Ok(plan);
+    }
+    let mut values: Vec<(Subquery, ScalarValue)> = Vec::new();
+    for sq in subqueries {
+        // With its lookup joins, as it would have had as part of the
+        // statement (TPC-H Q11's total reads partsupp by the German
+        // suppliers' keys).
+        let sub = sq.subquery.as_ref().clone();
+        let sub = match lookup_min_rows {
+            Some(min_rows) => Lookups { ctx, snapshot, min_rows, source }.plan(sub).await?,
+            None => sub,
+        };
+        let df = ctx.execute_logical_plan(sub).await?;
+        let task = Arc::new(df.task_ctx());
+        let physical = df.create_physical_plan().await?;
+        source.open_all().await?;
+        let batches = datafusion::physical_plan::collect(physical, task).await?;
+        let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+        let value = match batches.iter().find(|b| b.num_rows() > 0) {
+            _ if rows > 1 => {
+                return Err(CnError::mysql(
+                    crate::error::code::ER_SUBQUERY_NO_1_ROW,
+                    "Subquery returns more than 1 row",
+                ))
+            }
+            Some(b) if b.num_columns() == 1 => ScalarValue::try_from_array(b.column(0), 0)?,
+            None if sq.subquery.schema().fields().len() == 1 => {
+                ScalarValue::try_from(sq.subquery.schema().field(0).data_type())?
+            }
+            _ => return Err(CnError::mysql(1241, "Operand should contain 1 column(s)")),
+        };
+        values.push((sq, value));
+    }
+    Ok(plan
+        .transform_up(|node| {
+            if !matches!(node, LogicalPlan::Filter(_)) {
+                return Ok(Transformed::no(node));
+            }
+            node.map_expressions(|e| {
+                e.transform_up(|x| match x {
+                    Expr::ScalarSubquery(sq) => match values.iter().find(|(s, _)| *s == sq) {
+                        Some((_, v)) => Ok(Transformed::yes(Expr::Literal(v.clone(), None))),
+                        None => Ok(Transformed::no(Expr::ScalarSubquery(sq))),
+                    },
+                    other => Ok(Transformed::no(other)),
+                })
+            })
+        })?
+        .data)
+}
+
 async fn lookup_keys(
     ctx: &SessionContext,
     source: &ConnSource,

@@ -24,9 +24,9 @@
 //! The rule is conservative, without costs: it substitutes only a PUBLIC
 //! index that covers the scan, only when the join does not push whole
 //! already and does push whole with the index ([`pushes_whole`], the
-//! pushdown's own test; conjuncts the shards cannot evaluate, such as a
-//! comparison with a scalar subquery's value, may move from a filter right
-//! below the join to above it for that), and never for a scan whose filters prune the
+//! pushdown's own test; conjuncts the shards cannot evaluate may move from
+//! a filter right below the join to above it for that), and never for a
+//! scan whose filters prune the
 //! table's partitions (a pruned scan of the table reads less than every
 //! index partition would). It is left out of locking reads: `FOR UPDATE`
 //! must lock the table's rows, not the index's. Index hints do not reach
@@ -93,9 +93,10 @@ fn with_an_index(j: &Join) -> Result<Vec<Join>> {
     Ok(out)
 }
 
-/// `j` with the conjuncts the shards cannot evaluate (a scalar subquery's
-/// value, known only when the query runs, as in TPC-H Q22's
-/// `c_acctbal > (SELECT AVG(…) …)`) taken from a filter right below it, and
+/// `j` with the conjuncts the shards cannot evaluate (a function MariaDB
+/// would not evaluate as MySQL does, the value of a scalar subquery known
+/// only when the query runs, as one inside another subquery) taken from a
+/// filter right below it, and
 /// those conjuncts, to be applied above it; `None` when there are none.
 /// Sound for the sides whose rows the join passes on unchanged or drops
 /// (both of an inner join, the preserved side of an outer join, the side a
