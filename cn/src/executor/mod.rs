@@ -509,11 +509,7 @@ async fn fold_scalar_subqueries(
             Some(min_rows) => Lookups { ctx, snapshot, min_rows, source }.plan(sub).await?,
             None => sub,
         };
-        let df = ctx.execute_logical_plan(sub).await?;
-        let task = Arc::new(df.task_ctx());
-        let physical = df.create_physical_plan().await?;
-        source.open_all().await?;
-        let batches = datafusion::physical_plan::collect(physical, task).await?;
+        let batches = collect(ctx, source, sub).await?;
         let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
         let value = match batches.iter().find(|b| b.num_rows() > 0) {
             _ if rows > 1 => {
@@ -554,10 +550,21 @@ async fn lookup_keys(
     plan: LogicalPlan,
 ) -> Result<Vec<datafusion::common::ScalarValue>> {
     source.cluster().lookup_key_reads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let batches = collect(ctx, source, plan).await?;
+    Ok(crate::optimizer::lookup::first_column(&batches)?)
+}
+
+/// Runs `plan` (a part of a statement: a lookup's key query, a scalar
+/// subquery) to its end, in the statement's snapshot: the read views of
+/// every DN are opened first.
+async fn collect(
+    ctx: &SessionContext,
+    source: &ConnSource,
+    plan: LogicalPlan,
+) -> Result<Vec<datafusion::arrow::record_batch::RecordBatch>> {
     let df = ctx.execute_logical_plan(plan).await?;
     let task = Arc::new(df.task_ctx());
     let physical = df.create_physical_plan().await?;
     source.open_all().await?;
-    let batches = datafusion::physical_plan::collect(physical, task).await?;
-    Ok(crate::optimizer::lookup::first_column(&batches)?)
+    Ok(datafusion::physical_plan::collect(physical, task).await?)
 }
