@@ -24,6 +24,7 @@ pub mod code {
     pub const ER_WRONG_ARGUMENTS: u16 = 1210;
     pub const ER_QUERY_INTERRUPTED: u16 = 1317;
     pub const ER_SUBQUERY_NO_1_ROW: u16 = 1242;
+    pub const ER_OPERAND_COLUMNS: u16 = 1241;
     pub const ER_NO_SUCH_THREAD: u16 = 1094;
     pub const ER_UNKNOWN_ERROR: u16 = 1105;
     pub const ER_MALFORMED_PACKET: u16 = 1835;
@@ -71,7 +72,7 @@ pub fn sqlstate_for(code: u16) -> &'static str {
         ER_MALFORMED_PACKET => "HY000",
         ER_NET_PACKET_TOO_LARGE => "08S01",
         ER_WRONG_VALUE_COUNT_ON_ROW => "21S01",
-        ER_SUBQUERY_NO_1_ROW => "21000",
+        ER_SUBQUERY_NO_1_ROW | ER_OPERAND_COLUMNS => "21000",
         ER_BAD_NULL_ERROR => "23000",
         ER_DB_CREATE_EXISTS | ER_DB_DROP_EXISTS => "HY000",
         ER_XA_RBROLLBACK => "XA100",

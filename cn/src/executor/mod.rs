@@ -458,9 +458,6 @@ fn uncorrelated_subqueries(plan: &LogicalPlan) -> Result<Vec<LogicalPlan>> {
     Ok(out)
 }
 
-/// Runs a lookup's key query and returns its first column. The
-/// statement's read views are opened first, on every DN (the shards the
-/// statement reads after the lookups are not known yet).
 /// `plan` with each uncorrelated scalar subquery of a filter (WHERE,
 /// HAVING) of the statement itself replaced by its value, read first in
 /// the statement's snapshot. MySQL evaluates such a subquery once, before
@@ -522,7 +519,12 @@ async fn fold_scalar_subqueries(
             None if sq.subquery.schema().fields().len() == 1 => {
                 ScalarValue::try_from(sq.subquery.schema().field(0).data_type())?
             }
-            _ => return Err(CnError::mysql(1241, "Operand should contain 1 column(s)")),
+            _ => {
+                return Err(CnError::mysql(
+                    crate::error::code::ER_OPERAND_COLUMNS,
+                    "Operand should contain 1 column(s)",
+                ))
+            }
         };
         values.push((sq, value));
     }
@@ -544,6 +546,9 @@ async fn fold_scalar_subqueries(
         .data)
 }
 
+/// Runs a lookup's key query and returns its first column. The
+/// statement's read views are opened first, on every DN (the shards the
+/// statement reads after the lookups are not known yet).
 async fn lookup_keys(
     ctx: &SessionContext,
     source: &ConnSource,
