@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # sysbench oltp_point_select, oltp_read_only and oltp_insert through the CN
-# (with 2 and 4 DNs) and against one plain MariaDB, in the same run.
-# Prints a table and, last, one JSON object with QPS, p95 (ms), the
-# CN/MariaDB QPS ratio, and the CPU time per query (µs, user + system) of
-# the CN process and of the mariadbd processes, per test and topology.
+# (with 2 and 4 DNs), against one plain MariaDB, and against the same
+# MariaDB behind HAProxy in TCP mode (a proxy that forwards bytes and does
+# nothing else: what any proxy's extra hop costs on this machine), in the
+# same run. Prints a table and, last, one JSON object with QPS, p95 (ms),
+# the QPS ratio to MariaDB (and the CN's to HAProxy), and the CPU time per
+# query (µs, user + system) of the proxy process (CN or HAProxy) and of the
+# mariadbd processes, per test and topology.
 #
 #   bash benches/sysbench.sh            # defaults below
 #   TIME=20 THREADS=8 ROWS=100000 DNS="2 4" bash benches/sysbench.sh
@@ -17,6 +20,12 @@ DNS=${DNS:-"2 4"}
 TESTS=${TESTS:-"oltp_point_select oltp_read_only oltp_insert"}
 PROFILE=${PROFILE:-release}
 bash .ci/install-deps >/dev/null
+# HAProxy, the byte-forwarding peer (a benchmark's need, not CI's).
+if ! command -v haproxy >/dev/null 2>&1 && ! [ -x /usr/sbin/haproxy ]; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq haproxy >/dev/null
+fi
+HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
 if [ "$PROFILE" = release ]; then cargo build --release -q -p cn; else cargo build -q -p cn; fi
 CN=${CARGO_TARGET_DIR:-target}/$PROFILE/cn
 WORK=$(mktemp -d /tmp/cn-bench.XXXX)
@@ -42,7 +51,7 @@ measure() { # label port "CN pids" "MariaDB pids"
   local label=$1 port=$2 cn_pids=$3 db_pids=$4
   mariadb -h127.0.0.1 -P"$port" -uroot -e "DROP DATABASE IF EXISTS sbtest; CREATE DATABASE sbtest"
   sb oltp_common "$port" prepare >/dev/null
-  if [ "$label" != mariadb ]; then
+  if [[ "$label" == cn_* ]]; then
     # In AUTO mode the CN makes sysbench's `KEY k_1 (k)` a global index;
     # like for like with MariaDB's is a local one (INDEX_MODE=global keeps it).
     [ "${INDEX_MODE:-local}" = local ] &&
@@ -73,6 +82,26 @@ mariadbd --no-defaults --datadir="$WORK/plain" --port=4900 --socket="$WORK/plain
 PIDS+=($!)
 wait_port 4900
 measure mariadb 4900 "" "${PIDS[-1]}"
+DB_PID=${PIDS[-1]}
+
+# The same MariaDB behind HAProxy (TCP mode, its defaults: a thread per core).
+cat >"$WORK/haproxy.cfg" <<EOF
+global
+    maxconn 4000
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 1h
+    timeout server 1h
+listen mariadb
+    bind 127.0.0.1:4901
+    server plain 127.0.0.1:4900
+EOF
+"$HAPROXY" -db -f "$WORK/haproxy.cfg" >"$WORK/haproxy.log" 2>&1 &
+PIDS+=($!)
+wait_port 4901
+measure haproxy 4901 "${PIDS[-1]}" "$DB_PID"
+kill "${PIDS[-1]}"
 
 for n in $DNS; do
   port=$((3400 + n))
@@ -85,18 +114,23 @@ for n in $DNS; do
   kill -INT "$pid"; wait "$pid" 2>/dev/null || true
 done
 
-printf '\n| test | target | QPS | p95 ms | QPS ratio CN/MariaDB | CPU µs/query: CN | CPU µs/query: mariadbd |\n|---|---|---|---|---|---|---|\n'
+printf '\n| test | target | QPS | p95 ms | QPS ratio to MariaDB | QPS ratio to HAProxy | CPU µs/query: proxy (CN or HAProxy) | CPU µs/query: mariadbd |\n|---|---|---|---|---|---|---|---|\n'
 json="{\"threads\":$THREADS,\"time_s\":$TIME,\"rows\":$ROWS,\"profile\":\"$PROFILE\""
 for t in $TESTS; do
   base=${QPS[mariadb.$t]}
-  printf '| %s | MariaDB | %s | %s | 1.00 | - | %s |\n' "$t" "$base" "${P95[mariadb.$t]}" "${CPU_DB[mariadb.$t]}"
+  printf '| %s | MariaDB | %s | %s | 1.00 | - | - | %s |\n' "$t" "$base" "${P95[mariadb.$t]}" "${CPU_DB[mariadb.$t]}"
   json+=",\"$t\":{\"mariadb\":{\"qps\":$base,\"p95_ms\":${P95[mariadb.$t]},\"cpu_us_mariadbd\":${CPU_DB[mariadb.$t]}}"
+  hq=${QPS[haproxy.$t]}
+  hr=$(awk -v a="$hq" -v b="$base" 'BEGIN {printf "%.2f", a / b}')
+  printf '| %s | HAProxy, MariaDB | %s | %s | %s | 1.00 | %s | %s |\n' "$t" "$hq" "${P95[haproxy.$t]}" "$hr" "${CPU_CN[haproxy.$t]}" "${CPU_DB[haproxy.$t]}"
+  json+=",\"haproxy\":{\"qps\":$hq,\"p95_ms\":${P95[haproxy.$t]},\"ratio\":$hr,\"cpu_us_haproxy\":${CPU_CN[haproxy.$t]},\"cpu_us_mariadbd\":${CPU_DB[haproxy.$t]}}"
   for n in $DNS; do
     q=${QPS[cn_${n}dn.$t]}
     r=$(awk -v a="$q" -v b="$base" 'BEGIN {printf "%.2f", a / b}')
+    rh=$(awk -v a="$q" -v b="$hq" 'BEGIN {printf "%.2f", a / b}')
     k=cn_${n}dn.$t
-    printf '| %s | CN, %s DNs | %s | %s | %s | %s | %s |\n' "$t" "$n" "$q" "${P95[$k]}" "$r" "${CPU_CN[$k]}" "${CPU_DB[$k]}"
-    json+=",\"cn_${n}dn\":{\"qps\":$q,\"p95_ms\":${P95[$k]},\"ratio\":$r,\"cpu_us_cn\":${CPU_CN[$k]},\"cpu_us_mariadbd\":${CPU_DB[$k]}}"
+    printf '| %s | CN, %s DNs | %s | %s | %s | %s | %s | %s |\n' "$t" "$n" "$q" "${P95[$k]}" "$r" "$rh" "${CPU_CN[$k]}" "${CPU_DB[$k]}"
+    json+=",\"cn_${n}dn\":{\"qps\":$q,\"p95_ms\":${P95[$k]},\"ratio\":$r,\"ratio_to_haproxy\":$rh,\"cpu_us_cn\":${CPU_CN[$k]},\"cpu_us_mariadbd\":${CPU_DB[$k]}}"
   done
   json+="}"
 done
