@@ -92,6 +92,7 @@ use datafusion::physical_plan::metrics::{
     BaselineMetrics, Count, ExecutionPlanMetricsSet, Gauge, MetricBuilder, MetricsSet, SpillMetrics,
 };
 use datafusion::physical_plan::repartition::RepartitionExec;
+use datafusion::physical_plan::sorts::sort::SortExec;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::ExecutionPlanProperties;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
@@ -1178,7 +1179,23 @@ impl PhysicalOptimizerRule for HybridHashJoinRule {
     }
 }
 
+/// `hj` as a hybrid hash join, sorted again when `hj` had an output
+/// ordering. DataFusion's hash join keeps the order of its probe side, and
+/// `EnforceSorting` (which runs before this rule) may have sorted the probe
+/// side for an operator above the join (a window function partitioned by
+/// the join key); the hybrid join does not keep it (a spilled partition
+/// comes back later), so the sort moves above it. Without it the window
+/// operator found its input unordered ("All partition by columns should
+/// have an ordering").
 fn replace(hj: &HashJoinExec) -> Result<Option<Arc<dyn ExecutionPlan>>> {
+    let Some(new) = replace_unordered(hj)? else { return Ok(None) };
+    Ok(Some(match hj.properties().output_ordering() {
+        Some(ordering) => Arc::new(SortExec::new(ordering.clone(), new).with_preserve_partitioning(true)),
+        None => new,
+    }))
+}
+
+fn replace_unordered(hj: &HashJoinExec) -> Result<Option<Arc<dyn ExecutionPlan>>> {
     if !supported(hj.join_type) || hj.fetch().is_some() {
         return Ok(None);
     }
