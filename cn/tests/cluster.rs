@@ -891,6 +891,76 @@ fn uncorrelated_scalar_subqueries_are_evaluated_first_and_pushed_as_values() {
     });
 }
 
+/// A correlated aggregate subquery over the query's own join is computed
+/// as a window aggregate over that join (`cn::optimizer::winmagic`, TPC-H
+/// Q17 and Q2), with MariaDB's answers, and left to the decorrelation when
+/// the outer query filters the subquery's rows further, or when a SUM or
+/// AVG would see a row more than once (the correlated key is not a primary
+/// key). A window function over a join the CN runs gets its input sorted.
+#[test]
+fn correlated_aggregates_over_the_same_join_become_window_aggregates() {
+    block_on(async {
+        let mut c = fresh_db("t_winmagic").await;
+        let p = "CREATE TABLE p (pk INT PRIMARY KEY, brand VARCHAR(10), grp INT)";
+        let l = "CREATE TABLE l (id INT PRIMARY KEY, pk INT, qty DECIMAL(8,2), price DECIMAL(10,2))";
+        c.query_drop(format!("{p} PARTITION BY KEY(pk) PARTITIONS 4")).await.unwrap();
+        c.query_drop(format!("{l} PARTITION BY KEY(id) PARTITIONS 4")).await.unwrap();
+        let p_rows: Vec<String> = (1..=12).map(|i| format!("({i}, 'b{}', {})", i % 3, i % 4)).collect();
+        // Part 12 has no lineitems; some quantities are NULL.
+        let l_rows: Vec<String> = (1..=200)
+            .map(|i| {
+                let qty = if i % 17 == 0 { "NULL".to_string() } else { format!("{}.{}", i % 9, i % 7) };
+                format!("({i}, {}, {qty}, {}.25)", i % 11 + 1, i * 3)
+            })
+            .collect();
+        let mut reference = dn_conn(0).await;
+        reference.query_drop("DROP DATABASE IF EXISTS winmagic_reference").await.unwrap();
+        reference.query_drop("CREATE DATABASE winmagic_reference").await.unwrap();
+        reference.query_drop("USE winmagic_reference").await.unwrap();
+        reference.query_drop(p).await.unwrap();
+        reference.query_drop(l).await.unwrap();
+        for conn in [&mut c, &mut reference] {
+            conn.query_drop(format!("INSERT INTO p VALUES {}", p_rows.join(", "))).await.unwrap();
+            conn.query_drop(format!("INSERT INTO l VALUES {}", l_rows.join(", "))).await.unwrap();
+        }
+        let rewritten = [
+            // Q17's shape: AVG (SUM / COUNT) by the primary key of p.
+            "SELECT SUM(price) / 7.0 AS avg_yearly FROM l, p WHERE p.pk = l.pk AND brand = 'b1' \
+             AND qty < (SELECT 0.9 * AVG(qty) FROM l WHERE l.pk = p.pk)",
+            // Q2's shape: MIN, rows listed.
+            "SELECT p.pk, l.id, price FROM p, l WHERE p.pk = l.pk AND grp = 2 \
+             AND price = (SELECT MIN(price) FROM l WHERE l.pk = p.pk) ORDER BY p.pk, l.id",
+            // MIN by a column that is not p's key: rows repeat, MIN does not mind.
+            "SELECT p.grp, COUNT(*) FROM p, l WHERE p.grp = l.pk AND brand <> 'b0' \
+             AND qty >= (SELECT MAX(qty) FROM l WHERE l.pk = p.grp) GROUP BY p.grp ORDER BY p.grp",
+            // COUNT, compared in both directions.
+            "SELECT COUNT(*) FROM l, p WHERE l.pk = p.pk AND (SELECT COUNT(qty) FROM l WHERE p.pk = l.pk) > 17",
+        ];
+        let left = [
+            // The outer query keeps fewer of l's rows than the subquery reads.
+            "SELECT COUNT(*), SUM(price) FROM l, p WHERE p.pk = l.pk AND l.id > 50 \
+             AND qty < (SELECT AVG(qty) FROM l WHERE l.pk = p.pk)",
+            // AVG by a column that is not p's key: each l row once per p row of that grp.
+            "SELECT COUNT(*) FROM p, l WHERE p.grp = l.pk AND qty > (SELECT AVG(qty) FROM l WHERE l.pk = p.grp)",
+        ];
+        for q in rewritten.iter().chain(&left) {
+            let (ours, theirs) = (result_text(&mut c, q).await, result_text(&mut reference, q).await);
+            assert_eq!(ours, theirs, "{q}");
+            assert!(!ours.starts_with("error") && ours.len() > 20, "{q}: {ours}");
+            let plan = explain(&mut c, q).await;
+            assert_eq!(plan.contains("WindowAggr"), rewritten.contains(q), "{q}: {plan}");
+        }
+        // A window function of the query's own, partitioned by the join
+        // key, over a join the CN runs (the hybrid hash join does not keep
+        // the order DataFusion sorted its probe side in for the window).
+        let own = "SELECT l.id, SUM(qty) OVER (PARTITION BY p.pk) AS s FROM l JOIN p ON l.pk = p.pk ORDER BY l.id";
+        let (ours, theirs) = (result_text(&mut c, own).await, result_text(&mut reference, own).await);
+        assert_eq!(ours, theirs, "{own}");
+        reference.query_drop("DROP DATABASE winmagic_reference").await.unwrap();
+        c.query_drop("DROP DATABASE t_winmagic").await.unwrap();
+    });
+}
+
 /// `WEIGHT_STRING` of every BMP code point (surrogates excepted) and of a
 /// supplementary one, read from a DN.
 #[test]

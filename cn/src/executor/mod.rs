@@ -132,6 +132,7 @@ pub fn context(
         .with_config(config)
         .with_runtime_env(cn_memory.runtime(pool)?)
         .with_default_features()
+        .with_analyzer_rule(Arc::new(crate::optimizer::winmagic::WinMagic::default()))
         .with_analyzer_rule(Arc::new(crate::optimizer::decorrelate::DomainJoinDecorrelation::default()));
     if hash_join {
         state = state.with_physical_optimizer_rule(Arc::new(hybrid_hash_join::HybridHashJoinRule));

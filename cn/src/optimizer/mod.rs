@@ -3,7 +3,8 @@
 //! joins, aggregates and expressions into one SELECT per shard
 //! ([`pushdown`]), helped by a FROM order that joins co-located tables
 //! first ([`join_order`]), and the unnesting of the correlated scalar
-//! subqueries DataFusion leaves in place ([`decorrelate`]), and the
+//! subqueries DataFusion leaves in place ([`decorrelate`]) or computes
+//! as a window aggregate over the query's own join ([`winmagic`]), and the
 //! joins and `EXISTS` moved next to the tables they correlate with
 //! ([`join_transpose`]); last, the
 //! `utf8mb4_general_ci` collation for the string comparisons left to the CN
@@ -16,3 +17,4 @@ pub mod join_transpose;
 pub mod lookup;
 pub mod pushdown;
 pub mod semantics;
+pub mod winmagic;
