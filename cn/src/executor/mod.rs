@@ -405,7 +405,7 @@ impl Lookups<'_> {
         let analyzed = state.analyzer().execute_and_check(plan.clone(), state.config_options(), |_, _| {})?;
         let rules = state.optimizers().iter().filter(|r| !CN_LOGICAL_RULES.contains(&r.name())).cloned().collect();
         let optimized = datafusion::optimizer::Optimizer::with_rules(rules).optimize(analyzed, &state, |_, _| {})?;
-        let keys = |p: LogicalPlan| lookup_keys(self.ctx, self.source, p);
+        let keys = |p: LogicalPlan| lookup_read(self.ctx, self.source, p);
         let (rewritten, mut n) =
             crate::optimizer::lookup::rewrite(optimized, self.snapshot, self.min_rows, keys).await?;
         // The uncorrelated subqueries left as plans of their own (TPC-H
@@ -547,17 +547,16 @@ async fn fold_scalar_subqueries(
         .data)
 }
 
-/// Runs a lookup's key query and returns its first column. The
-/// statement's read views are opened first, on every DN (the shards the
-/// statement reads after the lookups are not known yet).
-async fn lookup_keys(
+/// Runs a lookup's read (its small side's keys or rows) and returns its
+/// rows. The statement's read views are opened first, on every DN (the
+/// shards the statement reads after the lookups are not known yet).
+async fn lookup_read(
     ctx: &SessionContext,
     source: &ConnSource,
     plan: LogicalPlan,
-) -> Result<Vec<datafusion::common::ScalarValue>> {
+) -> Result<Vec<datafusion::arrow::record_batch::RecordBatch>> {
     source.cluster().lookup_key_reads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let batches = collect(ctx, source, plan).await?;
-    Ok(crate::optimizer::lookup::first_column(&batches)?)
+    collect(ctx, source, plan).await
 }
 
 /// Runs `plan` (a part of a statement: a lookup's key query, a scalar

@@ -41,8 +41,10 @@
 //!   large side (each key as many rows as the large side's tables have
 //!   per row of the small side's); otherwise the join is left as it was.
 //!
-//! The small side is read twice (for its keys, then in the plan); it is
-//! small by construction. Its keys are not read when an earlier lookup's
+//! The small side of an inner join is read once: its rows give the keys
+//! and then stand in for it in the plan (at most [`MAX_KEPT_BYTES`]);
+//! other small sides are read twice (their keys, then in the plan), and
+//! are small by construction. Its keys are not read when an earlier lookup's
 //! list already bounds them ([`known_keys`]: TPC-H Q17's lineitem, read
 //! by the part keys, then joined to the per-part aggregate, which the
 //! same list then selects); that list, a superset of the keys, filters
@@ -55,9 +57,10 @@ use crate::catalog::statistics::{FILTER_SELECTIVITY, GROUPS_PER_ROW};
 use crate::catalog::CatalogSnapshot;
 use crate::executor::table::ShardedTable;
 use datafusion::arrow::array::Array;
+use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
-use datafusion::common::{Column, NullEquality, Result, ScalarValue};
-use datafusion::datasource::source_as_provider;
+use datafusion::common::{Column, NullEquality, Result, ScalarValue, TableReference};
+use datafusion::datasource::{provider_as_source, source_as_provider};
 use datafusion::logical_expr::utils::split_conjunction;
 use datafusion::logical_expr::{
     in_list, lit, Expr, ExprSchemable, Filter, Join, JoinType, LogicalPlan, LogicalPlanBuilder, TableScan,
@@ -89,6 +92,12 @@ const KEY_READ_MAX_ROWS: f64 = 10.0 * MAX_KEYS as f64;
 
 /// At most this many lookups per statement.
 const MAX_LOOKUPS: usize = 4;
+
+/// The most bytes of a small side's rows a lookup keeps for the plan
+/// ([`rows_plan`]); a larger side is read again by the plan. The rows are
+/// held outside the query's memory pool until the statement ends, so this
+/// stays well under the smallest `query_memory_limit` worth running with.
+const MAX_KEPT_BYTES: usize = 4 << 20;
 
 /// Rows estimated per key of an IN list of keys the CN read: the fan-out
 /// of a foreign key (TPC-H's lineitem has 30 rows per part, partsupp 4).
@@ -215,6 +224,7 @@ struct Candidate {
     choice: Choice,
     /// The shards compute the join whole.
     colocated: bool,
+    join_type: JoinType,
 }
 
 /// The large side of join `j` for a lookup, the key pair, the rows the
@@ -293,7 +303,7 @@ fn find(plan: &LogicalPlan, snap: &CatalogSnapshot, min_rows: f64, skip: usize) 
             return None;
         }
         let small_plan = if choice.large == Side::Left { j.right.as_ref() } else { j.left.as_ref() };
-        Some(Candidate { index, small_plan: small_plan.clone(), choice, colocated })
+        Some(Candidate { index, small_plan: small_plan.clone(), choice, colocated, join_type: j.join_type })
     })
 }
 
@@ -342,6 +352,7 @@ fn add_filter(
     large: Side,
     predicate: Expr,
     replace_semi: bool,
+    small_rows: Option<LogicalPlan>,
 ) -> Result<(LogicalPlan, bool)> {
     let mut seen = 0;
     let mut replaced = false;
@@ -362,6 +373,9 @@ fn add_filter(
                 return Ok(Transformed::new(filtered, true, TreeNodeRecursion::Stop));
             }
             *child = Arc::new(filtered);
+            if let Some(rows) = &small_rows {
+                *(if large == Side::Left { &mut j.right } else { &mut j.left }) = Arc::new(rows.clone());
+            }
             Ok(Transformed::new(LogicalPlan::Join(j), true, TreeNodeRecursion::Stop))
         })
         .map(|t| t.data)?;
@@ -369,17 +383,26 @@ fn add_filter(
 }
 
 /// Rewrites the joins of `plan` (optimized by DataFusion's rules, not yet
-/// pushed down) that qualify into lookups; `keys` runs a plan and returns
-/// its rows' first column. Returns the plan and how many lookups it got.
+/// pushed down) that qualify into lookups; `read` runs a plan and returns
+/// its rows. Returns the plan and how many lookups it got.
+///
+/// The small side of an inner join that the shards cannot compute whole
+/// is read once: its rows (at most [`KEY_READ_MAX_ROWS`], at most
+/// [`MAX_KEPT_BYTES`] kept) give the keys and then take its place in the
+/// plan ([`rows_plan`]), in the same snapshot, where it used to be read
+/// twice (its distinct keys, then the plan's read): TPC-H Q17's parts of
+/// one brand and container, a scan of all 200,000 parts at SF 1; Q2's
+/// parts of one size and type joined to their partsupp rows. Other small
+/// sides are read for their distinct keys alone.
 pub async fn rewrite<F, Fut>(
     mut plan: LogicalPlan,
     snap: &CatalogSnapshot,
     min_rows: f64,
-    keys: F,
+    read: F,
 ) -> crate::error::Result<(LogicalPlan, usize)>
 where
     F: Fn(LogicalPlan) -> Fut,
-    Fut: Future<Output = crate::error::Result<Vec<ScalarValue>>>,
+    Fut: Future<Output = crate::error::Result<Vec<RecordBatch>>>,
 {
     let mut skip = 0;
     let mut done = 0;
@@ -403,8 +426,33 @@ where
             _ => None,
         };
         let exact = known.is_none();
+        let mut kept = None;
         let values = match known {
             Some(v) => v,
+            None if c.join_type == JoinType::Inner && !c.colocated => {
+                let Expr::Column(key) = &c.choice.small_key else { continue };
+                let column = c.small_plan.schema().index_of_column(key)?;
+                let capped = LogicalPlanBuilder::from(c.small_plan.clone())
+                    .limit(0, Some(KEY_READ_MAX_ROWS as usize + 1))?
+                    .build()?;
+                let batches = match read(capped).await {
+                    Ok(b) => b,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "lookup join: reading the small side failed; the join stays as it was");
+                        continue;
+                    }
+                };
+                let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+                if rows as f64 > KEY_READ_MAX_ROWS {
+                    continue;
+                }
+                let values = distinct_non_null(&batches, column)?;
+                let bytes: usize = batches.iter().map(RecordBatch::get_array_memory_size).sum();
+                if bytes <= MAX_KEPT_BYTES && few(values.len()) {
+                    kept = Some(rows_plan(&c.small_plan, batches, done)?);
+                }
+                values
+            }
             None => {
                 let distinct = LogicalPlanBuilder::from(c.small_plan)
                     .filter(c.choice.small_key.clone().is_not_null())?
@@ -416,7 +464,7 @@ where
                 // it must (DataFusion 55.2 cannot run the LIMITed DISTINCT
                 // under `cn_hash_join = OFF`: "Ordering direction required
                 // for DISTINCT with limit").
-                match keys(distinct).await {
+                match read(distinct).await.and_then(|b| Ok(first_column(&b)?)) {
                     Ok(v) => v,
                     Err(e) => {
                         tracing::debug!(error = %e, "lookup join: reading the keys failed; the join stays as it was");
@@ -444,7 +492,7 @@ where
         // small side's index, cheaply, and without it the estimates of
         // the joins above see the keys' rows alone and find no further
         // lookup worth its key read (Q20's suppliers of Canada).
-        let (filtered, replaced) = add_filter(plan, c.index, c.choice.large, predicate, exact && !c.colocated)?;
+        let (filtered, replaced) = add_filter(plan, c.index, c.choice.large, predicate, exact && !c.colocated, kept)?;
         plan = filtered;
         if replaced {
             // The join is gone: the next one in post order takes its index.
@@ -502,8 +550,54 @@ fn known_keys(plan: &LogicalPlan, key: &Column) -> Option<Vec<ScalarValue>> {
     }
 }
 
+/// The distinct non-NULL values of column `column` of `batches`.
+fn distinct_non_null(batches: &[RecordBatch], column: usize) -> Result<Vec<ScalarValue>> {
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for b in batches {
+        let col = b.column(column);
+        for i in 0..col.len() {
+            if col.is_null(i) {
+                continue;
+            }
+            let v = ScalarValue::try_from_array(col, i)?;
+            if seen.insert(v.clone()) {
+                out.push(v);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A plan that gives `batches`, the rows `small` gave, with `small`'s
+/// schema (the same qualified names, types and nullability, so the join
+/// above keeps its schema): a scan of an in-memory table
+/// `__cn_lookup_rows_<n>` under a projection that names its columns back.
+fn rows_plan(small: &LogicalPlan, batches: Vec<RecordBatch>, n: usize) -> Result<LogicalPlan> {
+    use datafusion::arrow::datatypes::{Field, Schema};
+    let fields: Vec<Field> = small
+        .schema()
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(i, f)| Field::new(format!("c{i}"), f.data_type().clone(), f.is_nullable()))
+        .collect();
+    let schema = Arc::new(Schema::new(fields));
+    let mut renamed = Vec::with_capacity(batches.len());
+    for b in batches {
+        renamed.push(RecordBatch::try_new(schema.clone(), b.columns().to_vec())?);
+    }
+    let table = datafusion::datasource::MemTable::try_new(schema, vec![renamed])?;
+    let name = format!("__cn_lookup_rows_{n}");
+    let columns = small.schema().iter().enumerate().map(|(i, (qualifier, f))| {
+        Expr::Column(Column::new(Some(TableReference::bare(name.clone())), format!("c{i}")))
+            .alias_qualified(qualifier.cloned(), f.name())
+    });
+    LogicalPlanBuilder::scan(name.clone(), provider_as_source(Arc::new(table)), None)?.project(columns)?.build()
+}
+
 /// The first column of `batches`' rows as scalars.
-pub fn first_column(batches: &[datafusion::arrow::record_batch::RecordBatch]) -> Result<Vec<ScalarValue>> {
+pub fn first_column(batches: &[RecordBatch]) -> Result<Vec<ScalarValue>> {
     let mut out = Vec::new();
     for b in batches {
         let col = b.column(0);
