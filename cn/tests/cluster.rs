@@ -939,6 +939,9 @@ fn correlated_aggregates_over_the_same_join_become_window_aggregates() {
              AND qty >= (SELECT MAX(qty) FROM l WHERE l.pk = p.grp) GROUP BY p.grp ORDER BY p.grp",
             // COUNT, compared in both directions.
             "SELECT COUNT(*) FROM l, p WHERE l.pk = p.pk AND (SELECT COUNT(qty) FROM l WHERE p.pk = l.pk) > 17",
+            // The same table under other aliases inside and outside.
+            "SELECT COUNT(*), SUM(x.price) FROM l x JOIN p y ON x.pk = y.pk WHERE y.brand = 'b2' \
+             AND x.qty > (SELECT AVG(z.qty) FROM l z WHERE z.pk = y.pk)",
         ];
         let left = [
             // The outer query keeps fewer of l's rows than the subquery reads.
@@ -946,6 +949,9 @@ fn correlated_aggregates_over_the_same_join_become_window_aggregates() {
              AND qty < (SELECT AVG(qty) FROM l WHERE l.pk = p.pk)",
             // AVG by a column that is not p's key: each l row once per p row of that grp.
             "SELECT COUNT(*) FROM p, l WHERE p.grp = l.pk AND qty > (SELECT AVG(qty) FROM l WHERE l.pk = p.grp)",
+            // l twice outside: which one the subquery's l would be is not known.
+            "SELECT COUNT(*) FROM l a, l b, p WHERE a.pk = p.pk AND b.id = a.id \
+             AND a.qty < (SELECT MAX(c.qty) FROM l c WHERE c.pk = p.pk)",
         ];
         for q in rewritten.iter().chain(&left) {
             let (ours, theirs) = (result_text(&mut c, q).await, result_text(&mut reference, q).await);

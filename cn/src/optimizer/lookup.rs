@@ -387,13 +387,13 @@ fn add_filter(
 /// its rows. Returns the plan and how many lookups it got.
 ///
 /// The small side of an inner join that the shards cannot compute whole
-/// is read once: its rows (at most [`KEY_READ_MAX_ROWS`], at most
-/// [`MAX_KEPT_BYTES`] kept) give the keys and then take its place in the
-/// plan ([`rows_plan`]), in the same snapshot, where it used to be read
-/// twice (its distinct keys, then the plan's read): TPC-H Q17's parts of
-/// one brand and container, a scan of all 200,000 parts at SF 1; Q2's
-/// parts of one size and type joined to their partsupp rows. Other small
-/// sides are read for their distinct keys alone.
+/// is read once: its rows give the keys and then take its place in the
+/// plan ([`rows_plan`], when they take at most [`MAX_KEPT_BYTES`]), in the
+/// same snapshot, where it used to be read twice (its distinct keys, then
+/// the plan's read): TPC-H Q17's parts of one brand and container, a scan
+/// of all 200,000 parts at SF 1. Such a side with more than
+/// [`KEY_READ_MAX_ROWS`] rows gets no lookup. Other small sides are read
+/// for their distinct keys alone.
 pub async fn rewrite<F, Fut>(
     mut plan: LogicalPlan,
     snap: &CatalogSnapshot,

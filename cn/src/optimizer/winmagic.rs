@@ -22,9 +22,10 @@
 //! `(SELECT f(agg(..), ..) FROM S WHERE s_preds AND s.c = x.k ...)` under
 //! a filter over an inner join of plain tables (outer tables `S ∪ X`),
 //! when
-//! - every table of the subquery is an outer table of the same name (`S`),
-//!   and the subquery's other predicates (`s_preds`) are conjuncts of the
-//!   outer query too: the outer rows for one `x` are `x` joined to exactly
+//! - every table of the subquery is the one outer table of the same table
+//!   (`S`; aliases may differ: `fact f` outside, `fact f2` inside), and the
+//!   subquery's other predicates (`s_preds`) are conjuncts of the outer
+//!   query too: the outer rows for one `x` are `x` joined to exactly
 //!   the subquery's rows for `x`, no fewer;
 //! - its correlation is column equalities `s.c = x.k` with `x` in `X`
 //!   (the outer tables not in `S`), each also a conjunct of the outer query;
@@ -128,7 +129,7 @@ impl WinMagic {
         conjuncts: &[Expr],
         at: usize,
         sq: &datafusion::logical_expr::Subquery,
-        outer_tables: &[TableScan],
+        outer_tables: &[Leaf],
         others: &[&Expr],
     ) -> Result<Option<LogicalPlan>> {
         // The subquery: Projection(one expression) over a global Aggregate
@@ -136,15 +137,27 @@ impl WinMagic {
         let LogicalPlan::Projection(proj) = sq.subquery.as_ref() else { return Ok(None) };
         let LogicalPlan::Aggregate(agg) = proj.input.as_ref() else { return Ok(None) };
         let LogicalPlan::Filter(inner_filter) = agg.input.as_ref() else { return Ok(None) };
-        if proj.expr.len() != 1 || !agg.group_expr.is_empty() || proj.expr.iter().any(has_outer_ref) {
+        if proj.expr.len() != 1
+            || !agg.group_expr.is_empty()
+            || proj.expr.iter().chain(&agg.aggr_expr).any(has_outer_ref)
+        {
             return Ok(None);
         }
         let Some(inner_tables) = join_tables(&inner_filter.input) else { return Ok(None) };
-        let names = |t: &[TableScan]| t.iter().map(|s| s.table_name.clone()).collect::<BTreeSet<TableReference>>();
-        let (s_names, o_names) = (names(&inner_tables), names(outer_tables));
-        if !s_names.is_subset(&o_names) {
-            return Ok(None);
+        // Each subquery table is the one outer table of the same table
+        // (under its own alias or not): its columns are renamed to the
+        // outer table's name.
+        let mut renames: Vec<(TableReference, TableReference)> = Vec::new();
+        for t in &inner_tables {
+            let mut same = outer_tables.iter().filter(|o| o.scan.table_name == t.scan.table_name);
+            let (Some(o), None) = (same.next(), same.next()) else { return Ok(None) };
+            if renames.iter().any(|(_, to)| *to == o.name) {
+                return Ok(None);
+            }
+            renames.push((t.name.clone(), o.name.clone()));
         }
+        let s_names: BTreeSet<TableReference> = renames.iter().map(|(_, to)| to.clone()).collect();
+        let o_names: BTreeSet<TableReference> = outer_tables.iter().map(|o| o.name.clone()).collect();
         let x_names: BTreeSet<TableReference> = o_names.difference(&s_names).cloned().collect();
         if x_names.is_empty() {
             return Ok(None);
@@ -156,6 +169,7 @@ impl WinMagic {
         join_conditions(&inner_filter.input, &mut inner_preds);
         let mut inner = Vec::new();
         for p in inner_preds {
+            let p = rename(p, &renames)?;
             if has_subquery(&p) {
                 return Ok(None);
             }
@@ -219,7 +233,8 @@ impl WinMagic {
                 return Ok(None);
             }
             only_min_max &= name == "min" || name == "max";
-            functions.push((func.clone(), params.args.clone()));
+            let args = params.args.iter().map(|a| rename(a.clone(), &renames)).collect::<Result<Vec<_>>>()?;
+            functions.push((func.clone(), args));
         }
         let partition_by: Vec<Column> = {
             let mut v: Vec<Column> = Vec::new();
@@ -274,24 +289,48 @@ impl WinMagic {
     }
 }
 
-/// The tables of a tree of inner joins over table scans, or `None` when
-/// `plan` is anything else (or names a table twice).
-fn join_tables(plan: &LogicalPlan) -> Option<Vec<TableScan>> {
-    let mut out: Vec<TableScan> = Vec::new();
-    fn walk(p: &LogicalPlan, out: &mut Vec<TableScan>) -> bool {
-        match p {
-            LogicalPlan::TableScan(s) => {
-                if out.iter().any(|t| t.table_name == s.table_name) || s.fetch.is_some() {
-                    return false;
-                }
-                out.push(s.clone());
-                true
-            }
-            LogicalPlan::Join(j) if j.join_type == JoinType::Inner => walk(&j.left, out) && walk(&j.right, out),
-            _ => false,
+/// A table of a FROM list: the name its columns are qualified with (its
+/// alias, or the table's name) and its scan.
+struct Leaf {
+    name: TableReference,
+    scan: TableScan,
+}
+
+/// The tables of a tree of inner joins over table scans (aliased or not),
+/// or `None` when `plan` is anything else (or uses a name twice).
+fn join_tables(plan: &LogicalPlan) -> Option<Vec<Leaf>> {
+    let mut out: Vec<Leaf> = Vec::new();
+    fn walk(p: &LogicalPlan, out: &mut Vec<Leaf>) -> bool {
+        let (name, scan) = match p {
+            LogicalPlan::TableScan(s) => (s.table_name.clone(), s),
+            LogicalPlan::SubqueryAlias(a) => match a.input.as_ref() {
+                LogicalPlan::TableScan(s) => (a.alias.clone(), s),
+                _ => return false,
+            },
+            LogicalPlan::Join(j) if j.join_type == JoinType::Inner => return walk(&j.left, out) && walk(&j.right, out),
+            _ => return false,
+        };
+        if out.iter().any(|t| t.name == name) || scan.fetch.is_some() {
+            return false;
         }
+        out.push(Leaf { name, scan: scan.clone() });
+        true
     }
     walk(plan, &mut out).then_some(out)
+}
+
+/// `e` with the columns of each table `from` qualified with `to` instead.
+fn rename(e: Expr, renames: &[(TableReference, TableReference)]) -> Result<Expr> {
+    e.transform(|x| {
+        Ok(match x {
+            Expr::Column(c) => match c.relation.as_ref().and_then(|r| renames.iter().find(|(from, _)| from == r)) {
+                Some((_, to)) => Transformed::yes(Expr::Column(Column::new(Some(to.clone()), c.name))),
+                None => Transformed::no(Expr::Column(c)),
+            },
+            other => Transformed::no(other),
+        })
+    })
+    .map(|t| t.data)
 }
 
 /// Appends the conditions of the joins of `plan` (a [`join_tables`] tree),
@@ -359,10 +398,10 @@ fn correlation(e: &Expr) -> Option<(Column, Column)> {
 
 /// Whether `X` is one sharded table whose primary key is among `keys`:
 /// then one key value is at most one row of `X`.
-fn unique_in_x(outer: &[TableScan], x_names: &BTreeSet<TableReference>, keys: &[Column]) -> bool {
+fn unique_in_x(outer: &[Leaf], x_names: &BTreeSet<TableReference>, keys: &[Column]) -> bool {
     let [x] = x_names.iter().collect::<Vec<_>>()[..] else { return false };
-    let Some(scan) = outer.iter().find(|s| &s.table_name == x) else { return false };
-    let Ok(provider) = source_as_provider(&scan.source) else { return false };
+    let Some(leaf) = outer.iter().find(|l| &l.name == x) else { return false };
+    let Ok(provider) = source_as_provider(&leaf.scan.source) else { return false };
     let Some(table) = provider.downcast_ref::<ShardedTable>() else { return false };
     let pk = &table.def.primary_key;
     !pk.is_empty() && pk.iter().all(|k| keys.iter().any(|c| c.name.eq_ignore_ascii_case(k)))
