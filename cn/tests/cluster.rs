@@ -522,7 +522,13 @@ fn lookup_joins_read_the_large_side_by_its_keys_and_answer_as_a_full_read() {
                 (1..=40).map(|i| i.to_string()).collect::<Vec<_>>().join(", "),
                 (1..=5990).map(|i| i.to_string()).collect::<Vec<_>>().join(", ")
             ),
+            // Too many keys (all of dim's): no lookup, dim's rows read once.
+            "SELECT COUNT(*), SUM(f.qty), SUM(d.id) FROM fact f JOIN dim d ON f.part = d.id WHERE d.name LIKE 'n%'"
+                .to_string(),
         ];
+        let plan = explain(&mut c, &queries[10]).await;
+        assert!(plan.contains("__cn_lookup_rows_") && !plan.contains("FROM `t_lookup`.`dim"), "{plan}");
+        assert!(!plan.contains("`part` IN ("), "no lookup into fact: {plan}");
         let plan = explain(&mut c, &queries[6]).await;
         let fact_sql: Vec<&str> = plan.lines().filter(|l| l.contains("FROM `t_lookup`.`fact")).collect();
         assert_eq!(fact_sql.len(), 4, "one query per shard: {plan}");

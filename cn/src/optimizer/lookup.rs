@@ -345,12 +345,14 @@ fn post_order_joins<'a>(plan: &'a LogicalPlan, out: &mut Vec<&'a Join>) {
 /// keys are all the small side has, so the filter keeps exactly the rows
 /// the join keeps, and the small side is not read a second time (TPC-H
 /// Q18's orders of large quantity, an aggregate of all lineitem: 0.9 ->
-/// 0.5 s at SF 1). Returns the plan and whether the join was replaced.
+/// 0.5 s at SF 1). With `small_rows` ([`rows_plan`]) those rows take the
+/// small input's place; with no `predicate`, that is all. Returns the plan
+/// and whether the join was replaced.
 fn add_filter(
     plan: LogicalPlan,
     index: usize,
     large: Side,
-    predicate: Expr,
+    predicate: Option<Expr>,
     replace_semi: bool,
     small_rows: Option<LogicalPlan>,
 ) -> Result<(LogicalPlan, bool)> {
@@ -364,15 +366,19 @@ fn add_filter(
                 return Ok(Transformed::no(node));
             }
             let mut j = j.clone();
-            let child = if large == Side::Left { &mut j.left } else { &mut j.right };
-            let filtered = LogicalPlan::Filter(Filter::try_new(predicate.clone(), child.clone())?);
-            let semi =
-                matches!((j.join_type, large), (JoinType::LeftSemi, Side::Left) | (JoinType::RightSemi, Side::Right));
-            if replace_semi && semi && j.on.len() == 1 && j.filter.is_none() {
-                replaced = true;
-                return Ok(Transformed::new(filtered, true, TreeNodeRecursion::Stop));
+            if let Some(predicate) = &predicate {
+                let child = if large == Side::Left { &mut j.left } else { &mut j.right };
+                let filtered = LogicalPlan::Filter(Filter::try_new(predicate.clone(), child.clone())?);
+                let semi = matches!(
+                    (j.join_type, large),
+                    (JoinType::LeftSemi, Side::Left) | (JoinType::RightSemi, Side::Right)
+                );
+                if replace_semi && semi && j.on.len() == 1 && j.filter.is_none() {
+                    replaced = true;
+                    return Ok(Transformed::new(filtered, true, TreeNodeRecursion::Stop));
+                }
+                *child = Arc::new(filtered);
             }
-            *child = Arc::new(filtered);
             if let Some(rows) = &small_rows {
                 *(if large == Side::Left { &mut j.right } else { &mut j.left }) = Arc::new(rows.clone());
             }
@@ -384,14 +390,16 @@ fn add_filter(
 
 /// Rewrites the joins of `plan` (optimized by DataFusion's rules, not yet
 /// pushed down) that qualify into lookups; `read` runs a plan and returns
-/// its rows. Returns the plan and how many lookups it got.
+/// its rows. Returns the plan and how many joins it changed (lookups, and
+/// small sides replaced by their rows without a lookup).
 ///
 /// The small side of an inner join that the shards cannot compute whole
 /// is read once: its rows give the keys and then take its place in the
 /// plan ([`rows_plan`], when they take at most [`MAX_KEPT_BYTES`]), in the
 /// same snapshot, where it used to be read twice (its distinct keys, then
 /// the plan's read): TPC-H Q17's parts of one brand and container, a scan
-/// of all 200,000 parts at SF 1. Such a side with more than
+/// of all 200,000 parts at SF 1. The rows stand in even when their keys
+/// are too many for a lookup. Such a side with more than
 /// [`KEY_READ_MAX_ROWS`] rows gets no lookup. Other small sides are read
 /// for their distinct keys alone.
 pub async fn rewrite<F, Fut>(
@@ -406,6 +414,7 @@ where
 {
     let mut skip = 0;
     let mut done = 0;
+    let mut rows_kept = 0;
     while done < MAX_LOOKUPS {
         let Some(c) = find(&plan, snap, min_rows, skip) else { break };
         skip = c.index + 1;
@@ -448,8 +457,8 @@ where
                 }
                 let values = distinct_non_null(&batches, column)?;
                 let bytes: usize = batches.iter().map(RecordBatch::get_array_memory_size).sum();
-                if bytes <= MAX_KEPT_BYTES && few(values.len()) {
-                    kept = Some(rows_plan(&c.small_plan, batches, done)?);
+                if bytes <= MAX_KEPT_BYTES {
+                    kept = Some(rows_plan(&c.small_plan, batches, c.index)?);
                 }
                 values
             }
@@ -474,6 +483,13 @@ where
             }
         };
         if !few(values.len()) {
+            // Too many keys for a lookup; the rows read stand in for the
+            // small side all the same (TPC-H Q2's 2,000 European
+            // suppliers, which partsupp is not read by).
+            if let Some(rows) = kept {
+                plan = add_filter(plan, c.index, c.choice.large, None, false, Some(rows))?.0;
+                rows_kept += 1;
+            }
             continue;
         }
         let key_type = c.choice.large_key.get_type(c.choice.large_schema.as_ref())?;
@@ -492,7 +508,8 @@ where
         // small side's index, cheaply, and without it the estimates of
         // the joins above see the keys' rows alone and find no further
         // lookup worth its key read (Q20's suppliers of Canada).
-        let (filtered, replaced) = add_filter(plan, c.index, c.choice.large, predicate, exact && !c.colocated, kept)?;
+        let (filtered, replaced) =
+            add_filter(plan, c.index, c.choice.large, Some(predicate), exact && !c.colocated, kept)?;
         plan = filtered;
         if replaced {
             // The join is gone: the next one in post order takes its index.
@@ -500,7 +517,7 @@ where
         }
         done += 1;
     }
-    Ok((plan, done))
+    Ok((plan, done + rows_kept))
 }
 
 /// Values that include every non-NULL value of column `key` in `plan`'s
