@@ -923,10 +923,7 @@ fn correlated_aggregates_over_the_same_join_become_window_aggregates() {
                 format!("({i}, {}, {qty}, {}.25)", i % 11 + 1, i * 3)
             })
             .collect();
-        let mut reference = dn_conn(0).await;
-        reference.query_drop("DROP DATABASE IF EXISTS winmagic_reference").await.unwrap();
-        reference.query_drop("CREATE DATABASE winmagic_reference").await.unwrap();
-        reference.query_drop("USE winmagic_reference").await.unwrap();
+        let mut reference = reference_db("winmagic_reference").await;
         reference.query_drop(p).await.unwrap();
         reference.query_drop(l).await.unwrap();
         for conn in [&mut c, &mut reference] {
@@ -1019,10 +1016,7 @@ fn group_concat_over_shards_matches_mariadb() {
         let rows = "(1, 1, 'b', 2.50), (2, 1, 'a', 1.00), (3, 1, NULL, 2.50), (4, 2, 'c', NULL), \
                     (5, 2, 'a', 3.25), (6, 1, 'b', 0.75), (7, 3, NULL, NULL), (8, 2, 'd', 3.25)";
         c.query_drop(format!("INSERT INTO t VALUES {rows}")).await.unwrap();
-        let mut reference = dn_conn(0).await;
-        reference.query_drop("DROP DATABASE IF EXISTS group_concat_reference").await.unwrap();
-        reference.query_drop("CREATE DATABASE group_concat_reference").await.unwrap();
-        reference.query_drop("USE group_concat_reference").await.unwrap();
+        let mut reference = reference_db("group_concat_reference").await;
         reference.query_drop(create).await.unwrap();
         reference.query_drop(format!("INSERT INTO t VALUES {rows}")).await.unwrap();
         for q in [

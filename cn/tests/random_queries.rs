@@ -43,7 +43,7 @@
 mod common;
 
 use cn::tpch::answer::{answer, Answer};
-use common::{block_on, dn_conn, fresh_db};
+use common::{block_on, fresh_db, reference_db};
 use mysql_async::prelude::*;
 use std::time::{Duration, Instant};
 
@@ -339,10 +339,7 @@ fn random_selects_give_mariadbs_answers() {
     let max_queries: usize = env_or("RQ_QUERIES", usize::MAX);
     block_on(async move {
         let mut cn = fresh_db("rq_diff").await;
-        let mut reference = dn_conn(0).await;
-        reference.query_drop("DROP DATABASE IF EXISTS rq_reference").await.unwrap();
-        reference.query_drop("CREATE DATABASE rq_reference").await.unwrap();
-        reference.query_drop("USE rq_reference").await.unwrap();
+        let mut reference = reference_db("rq_reference").await;
         let mut data = Rng(seed);
         for (t, clause) in TABLES.iter().zip(CLAUSE) {
             let columns = "(id INT PRIMARY KEY, a INT, b VARCHAR(8), c DECIMAL(8,2), d DATE)";

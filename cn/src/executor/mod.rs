@@ -390,14 +390,9 @@ impl Lookups<'_> {
     }
 
     async fn rewrite(&self, plan: LogicalPlan) -> Result<LogicalPlan> {
-        use datafusion::logical_expr::Expr;
-        let joins = plan.exists(|n| {
-            Ok(matches!(n, LogicalPlan::Join(_))
-                || n.expressions().iter().any(|e| {
-                    e.exists(|x| Ok(matches!(x, Expr::ScalarSubquery(_) | Expr::InSubquery(_) | Expr::Exists(_))))
-                        .unwrap_or(false)
-                }))
-        })?;
+        use crate::optimizer::winmagic::has_subquery;
+        let joins =
+            plan.exists(|n| Ok(matches!(n, LogicalPlan::Join(_)) || n.expressions().iter().any(has_subquery)))?;
         if !joins || !crate::optimizer::lookup::reads_a_large_table(&plan, self.snapshot, self.min_rows) {
             return Ok(plan);
         }
@@ -405,14 +400,14 @@ impl Lookups<'_> {
         let analyzed = state.analyzer().execute_and_check(plan.clone(), state.config_options(), |_, _| {})?;
         let rules = state.optimizers().iter().filter(|r| !CN_LOGICAL_RULES.contains(&r.name())).cloned().collect();
         let optimized = datafusion::optimizer::Optimizer::with_rules(rules).optimize(analyzed, &state, |_, _| {})?;
-        let keys = |p: LogicalPlan| lookup_read(self.ctx, self.source, p);
+        let read = |p: LogicalPlan| lookup_read(self.ctx, self.source, p);
         let (rewritten, mut n) =
-            crate::optimizer::lookup::rewrite(optimized, self.snapshot, self.min_rows, keys).await?;
+            crate::optimizer::lookup::rewrite(optimized, self.snapshot, self.min_rows, read).await?;
         // The uncorrelated subqueries left as plans of their own (TPC-H
         // Q11's total over the same join as its groups) get lookups too.
         let mut subqueries: Vec<(LogicalPlan, LogicalPlan)> = Vec::new();
         for sub in uncorrelated_subqueries(&rewritten)? {
-            let (new, k) = crate::optimizer::lookup::rewrite(sub.clone(), self.snapshot, self.min_rows, keys).await?;
+            let (new, k) = crate::optimizer::lookup::rewrite(sub.clone(), self.snapshot, self.min_rows, read).await?;
             if k > 0 {
                 n += k;
                 subqueries.push((sub, new));

@@ -851,7 +851,8 @@ impl ShardPushdown {
     }
 }
 
-fn strip_alias(e: &Expr) -> &Expr {
+/// `e` without the aliases around it.
+pub(crate) fn strip_alias(e: &Expr) -> &Expr {
     match e {
         Expr::Alias(a) => strip_alias(&a.expr),
         other => other,

@@ -139,7 +139,7 @@ impl WinMagic {
         let LogicalPlan::Filter(inner_filter) = agg.input.as_ref() else { return Ok(None) };
         if proj.expr.len() != 1
             || !agg.group_expr.is_empty()
-            || proj.expr.iter().chain(&agg.aggr_expr).any(has_outer_ref)
+            || proj.expr.iter().chain(&agg.aggr_expr).any(Expr::contains_outer)
         {
             return Ok(None);
         }
@@ -173,7 +173,7 @@ impl WinMagic {
             if has_subquery(&p) {
                 return Ok(None);
             }
-            if !has_outer_ref(&p) {
+            if !p.contains_outer() {
                 if !p.column_refs().iter().all(|c| in_set(c, &s_names)) {
                     return Ok(None);
                 }
@@ -221,7 +221,9 @@ impl WinMagic {
         let mut functions = Vec::with_capacity(agg.aggr_expr.len());
         let mut only_min_max = true;
         for e in &agg.aggr_expr {
-            let Expr::AggregateFunction(AggregateFunction { func, params }) = strip_alias(e) else {
+            let Expr::AggregateFunction(AggregateFunction { func, params }) =
+                crate::optimizer::pushdown::strip_alias(e)
+            else {
                 return Ok(None);
             };
             let name = func.name().to_ascii_lowercase();
@@ -361,19 +363,10 @@ fn scalar_subqueries(e: &Expr) -> Vec<datafusion::logical_expr::Subquery> {
     out
 }
 
-fn has_subquery(e: &Expr) -> bool {
-    e.exists(|x| Ok(matches!(x, Expr::ScalarSubquery(_) | Expr::InSubquery(_) | Expr::Exists(_)))).unwrap_or(true)
-}
-
-fn has_outer_ref(e: &Expr) -> bool {
-    e.exists(|x| Ok(matches!(x, Expr::OuterReferenceColumn(..)))).unwrap_or(true)
-}
-
-fn strip_alias(e: &Expr) -> &Expr {
-    match e {
-        Expr::Alias(a) => strip_alias(&a.expr),
-        other => other,
-    }
+/// Whether `e` holds a subquery (scalar, IN or EXISTS).
+pub(crate) fn has_subquery(e: &Expr) -> bool {
+    e.exists(|x| Ok(matches!(x, Expr::ScalarSubquery(_) | Expr::InSubquery(_) | Expr::Exists(_))))
+        .expect("the closure is infallible")
 }
 
 /// Whether `e` is `a = b` or `b = a` (plain columns).

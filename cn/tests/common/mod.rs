@@ -150,7 +150,16 @@ pub async fn status(c: &mut Conn, name: &str) -> u64 {
 
 /// A fresh database on the CN, dropped first if it exists.
 pub async fn fresh_db(name: &str) -> Conn {
-    let mut c = connect(None).await;
+    recreate(connect(None).await, name).await
+}
+
+/// A connection to DN 0's MariaDB itself, in database `name` created
+/// anew: the plain MariaDB whose answers the CN's are compared with.
+pub async fn reference_db(name: &str) -> Conn {
+    recreate(dn_conn(0).await, name).await
+}
+
+async fn recreate(mut c: Conn, name: &str) -> Conn {
     c.query_drop(format!("DROP DATABASE IF EXISTS {name}")).await.unwrap();
     c.query_drop(format!("CREATE DATABASE {name}")).await.unwrap();
     c.query_drop(format!("USE {name}")).await.unwrap();
