@@ -70,6 +70,10 @@ struct Args {
     /// the CN, untimed, before the timed runs).
     #[arg(long)]
     no_warmup: bool,
+    /// Queries whose `EXPLAIN ANALYZE` through the CN (no memory limit) is
+    /// printed after the table, e.g. `2,22`: where the time went.
+    #[arg(long, value_delimiter = ',')]
+    explain: Vec<usize>,
     /// Concurrent loading connections per server.
     #[arg(long, default_value_t = 4)]
     load_clients: usize,
@@ -456,6 +460,27 @@ fn main() {
             args.limit,
             json_configs.join(",")
         );
+
+        if !args.explain.is_empty() {
+            let mut c = Conn::new(Opts::from_url(&format!("{cn_url}/tpch")).unwrap()).await.unwrap();
+            c.query_drop(format!("SET query_memory_limit = {UNLIMITED}")).await.unwrap();
+            for &q in &args.explain {
+                let rows: Vec<mysql_async::Row> =
+                    c.query(format!("EXPLAIN ANALYZE {}", cn::tpch::query(q, args.sf))).await.unwrap();
+                println!("EXPLAIN ANALYZE Q{q:02}:");
+                for r in rows {
+                    let cells: Vec<String> = r
+                        .unwrap()
+                        .into_iter()
+                        .map(|v| match v {
+                            mysql_async::Value::Bytes(b) => String::from_utf8_lossy(&b).into_owned(),
+                            other => format!("{other:?}"),
+                        })
+                        .collect();
+                    println!("  {}", cells.join(": "));
+                }
+            }
+        }
 
         reference_server.stop().await;
         pg.stop().await;

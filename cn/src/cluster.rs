@@ -111,6 +111,8 @@ pub struct Cluster {
     pub gathers: AtomicU64,
     /// Key queries of lookup joins run ([`crate::optimizer::lookup`]).
     pub lookup_key_reads: AtomicU64,
+    /// Write transactions committed, by protocol ([`crate::txn`]).
+    pub commits: crate::txn::CommitCounters,
 }
 
 /// A read or write statement in progress, registered under the catalog
@@ -228,6 +230,7 @@ impl Cluster {
             gsi_lookups: Default::default(),
             gathers: AtomicU64::new(0),
             lookup_key_reads: AtomicU64::new(0),
+            commits: Default::default(),
         });
         crate::txn::recovery::register_in_doubt(&cluster).await;
         Ok(cluster)

@@ -110,6 +110,49 @@ impl Dn {
     }
 }
 
+/// The most bytes of SQL [`batch_statements`] joins into one
+/// multi-statement (well under MariaDB's 16 MiB `max_allowed_packet`).
+pub const BATCH_BYTES: usize = 1 << 20;
+
+/// Groups write statements, in order, into multi-statements of at most
+/// [`BATCH_BYTES`] (a longer statement goes alone), so that statements for
+/// one DN cost one round trip instead of one each. MariaDB stops a
+/// multi-statement at its first error, as running them one by one would.
+pub fn batch_statements(stmts: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for s in stmts {
+        match out.last_mut() {
+            Some(b) if b.len() + s.len() + 2 <= BATCH_BYTES => {
+                b.push_str("; ");
+                b.push_str(s);
+            }
+            _ => out.push(s.clone()),
+        }
+    }
+    out
+}
+
+/// Runs a multi-statement of writes (and statements without a result set:
+/// SET, XA START, SAVEPOINT) and returns the affected rows summed over its
+/// statements. Not for statements that return rows: the count would be
+/// wrong. Errors: the first statement's error that failed (the rest did not
+/// run).
+pub async fn exec_summed(c: &mut Conn, sql: &str) -> std::result::Result<u64, mysql_async::Error> {
+    use mysql_async::prelude::Queryable;
+    let mut r = c.query_iter(sql).await?;
+    let mut total = 0;
+    loop {
+        total += r.affected_rows();
+        if r.is_empty() {
+            break;
+        }
+        // Consumes the current result and reads the next one's OK packet.
+        r.for_each(drop).await?;
+    }
+    r.drop_result().await?;
+    Ok(total)
+}
+
 /// Quotes an identifier with backticks for MySQL.
 pub fn quote_ident(s: &str) -> String {
     format!("`{}`", s.replace('`', "``"))

@@ -853,3 +853,69 @@ fn a_covering_global_index_co_locates_a_join_on_its_key() {
         c.query_drop("DROP DATABASE g_join").await.unwrap();
     });
 }
+
+/// How the session's last write transaction committed.
+async fn last_commit(c: &mut Conn) -> String {
+    let r: Option<(String, String)> = c.query_first("SHOW STATUS LIKE 'Cn_last_commit'").await.unwrap();
+    r.expect("Cn_last_commit").1
+}
+
+/// A plain INSERT into a table with a global index sends each DN its base
+/// and index rows in one multi-statement: a row and its index row on one DN
+/// are a local transaction committed in one phase, on two DNs an async
+/// commit. A duplicate in either leaves nothing behind, also inside an
+/// explicit transaction, which goes on.
+#[test]
+fn an_insert_whose_row_and_index_row_share_a_dn_commits_in_one_phase() {
+    block_on(async {
+        let mut c = fresh_db("g_1pc").await;
+        // Partition p0 lives on DN 0, p1 on DN 1 (round robin), and the
+        // index's one partition on DN 0.
+        c.query_drop(
+            "CREATE TABLE t (id INT PRIMARY KEY, a INT, b VARCHAR(10), \
+             UNIQUE GLOBAL INDEX ga (a) COVERING (b) PARTITION BY KEY(a) PARTITIONS 1) \
+             PARTITION BY LIST COLUMNS(id) (PARTITION p0 VALUES IN (1, 2, 3, 4), PARTITION p1 VALUES IN (5, 6, 7, 8))",
+        )
+        .await
+        .unwrap();
+        let one_phase_before = status(&mut c, "Cn_commits_one_phase").await;
+        c.query_drop("INSERT INTO t VALUES (1, 10, 'x')").await.unwrap();
+        assert_eq!(c.affected_rows(), 1);
+        assert_eq!(last_commit(&mut c).await, "ONE_PHASE");
+        assert!(status(&mut c, "Cn_commits_one_phase").await > one_phase_before);
+        c.query_drop("INSERT INTO t VALUES (5, 50, 'y')").await.unwrap();
+        assert_eq!(last_commit(&mut c).await, "ASYNC_COMMIT");
+        c.query_drop("INSERT INTO t (id, a, b) VALUES (2, 20, 'p'), (3, 30, 'q')").await.unwrap();
+        assert_eq!(c.affected_rows(), 2);
+        assert_eq!(last_commit(&mut c).await, "ONE_PHASE");
+
+        // Duplicates: of the unique index (the base row, written first in
+        // the same multi-statement, is rolled back) and of the primary key.
+        for dup in [
+            "INSERT INTO t VALUES (4, 10, 'd')",
+            "INSERT INTO t VALUES (1, 99, 'd')",
+            "INSERT INTO t VALUES (6, 20, 'd')",
+        ] {
+            let e = c.query_drop(dup).await.unwrap_err();
+            assert_eq!(code_of(&e), Some(1062), "{dup}: {e}");
+        }
+        // Inside a transaction a failed INSERT is undone and the transaction goes on.
+        c.query_drop("BEGIN").await.unwrap();
+        c.query_drop("INSERT INTO t VALUES (4, 40, 'r')").await.unwrap();
+        let e = c.query_drop("INSERT INTO t VALUES (7, 10, 'd')").await.unwrap_err();
+        assert_eq!(code_of(&e), Some(1062), "{e}");
+        c.query_drop("INSERT INTO t VALUES (8, 80, 's')").await.unwrap();
+        c.query_drop("COMMIT").await.unwrap();
+
+        let rows: Vec<(i32, i32, String)> = c.query("SELECT id, a, b FROM t ORDER BY id").await.unwrap();
+        let want: Vec<(i32, i32, String)> =
+            [(1, 10, "x"), (2, 20, "p"), (3, 30, "q"), (4, 40, "r"), (5, 50, "y"), (8, 80, "s")]
+                .into_iter()
+                .map(|(i, a, b)| (i, a, b.to_string()))
+                .collect();
+        assert_eq!(rows, want);
+        let by_index: Vec<(i32, String)> = c.query("SELECT id, b FROM t FORCE INDEX (ga) WHERE a = 40").await.unwrap();
+        assert_eq!(by_index, vec![(4, "r".to_string())]);
+        assert_clean(&mut c, "ga", "t").await;
+    });
+}

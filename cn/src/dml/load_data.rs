@@ -783,7 +783,8 @@ pub async fn execute(s: &mut Session, sql: &str, sink: &mut dyn ResultSink) -> R
         Ok(()) => {
             if own {
                 if let Some(t) = s.txn.take() {
-                    t.commit().await?;
+                    let p = t.commit().await?;
+                    s.note_commit(p);
                 }
             } else if let Some(t) = &s.txn {
                 t.release_savepoint(LOAD_SAVEPOINT).await?;

@@ -418,7 +418,9 @@ pub async fn run_writes(s: &mut Session, work: Vec<(u32, String)>) -> Result<(u6
     }
     if s.txn.is_none() && per_dn.len() == 1 {
         let (dn, stmts) = per_dn.into_iter().next().expect("one DN");
-        return write_one_dn(s, dn, &stmts).await.map(|n| (n, 0));
+        let n = write_one_dn(s, dn, &stmts).await?;
+        s.note_commit(crate::txn::CommitProtocol::OnePhase);
+        return Ok((n, 0));
     }
     // Inside an explicit transaction a statement that fails must leave
     // nothing behind and the transaction alive, as in MySQL. InnoDB undoes
@@ -462,11 +464,14 @@ impl StatementTxn {
         })
     }
 
-    /// Runs write statements on DN `dn`'s branch in order; returns the
-    /// summed affected rows.
+    /// Runs write statements on DN `dn`'s branch in order, joined into
+    /// multi-statements ([`crate::dn::batch_statements`]; a new branch
+    /// starts in the first one's round trip); returns the summed affected
+    /// rows.
     pub async fn exec_many(&self, dn: u32, stmts: &[String]) -> Result<u64> {
         let d = self.cluster.dn(dn)?.clone();
-        let Some((first, rest)) = stmts.split_first() else { return Ok(0) };
+        let batches = crate::dn::batch_statements(stmts);
+        let Some((first, rest)) = batches.split_first() else { return Ok(0) };
         let marking = self.savepoint && !self.marked.lock().unwrap_or_else(|e| e.into_inner()).contains(&dn);
         // A new branch starts in the round trip of the first statement
         // (and of the statement savepoint before it).
@@ -507,13 +512,11 @@ impl StatementTxn {
                     c.query_drop(format!("SAVEPOINT {STATEMENT_SAVEPOINT}")).await.map_err(|e| d.err(e))?;
                     self.marked.lock().unwrap_or_else(|e| e.into_inner()).insert(dn);
                 }
-                stmts
+                &batches[..]
             }
         };
         for sql in stmts {
-            let r = c.query_iter(sql.as_str()).await.map_err(|e| d.err(e))?;
-            total += r.affected_rows();
-            r.drop_result().await.map_err(|e| d.err(e))?;
+            total += crate::dn::exec_summed(&mut c, sql).await.map_err(|e| d.err(e))?;
         }
         Ok(total)
     }
@@ -561,7 +564,8 @@ impl StatementTxn {
         let mut e = match r {
             Ok(v) => {
                 if self.implicit {
-                    self.txn.commit().await?;
+                    let p = self.txn.commit().await?;
+                    s.note_commit(p);
                 }
                 return Ok(v);
             }
@@ -619,15 +623,14 @@ async fn write_one_dn(s: &Session, dn: u32, stmts: &[String]) -> Result<u64> {
     let run = async {
         let setup = s.txn_options(None).branch_setup();
         let mut total = 0;
-        for (i, sql) in stmts.iter().enumerate() {
-            // The first statement rides with the transaction's start: one
-            // round trip fewer for the common one-statement write.
+        for (i, sql) in crate::dn::batch_statements(stmts).iter().enumerate() {
+            // The statements ride with the transaction's start, in one
+            // multi-statement: one round trip for a row and its index row.
             let text = match i {
                 0 => format!("{setup}; START TRANSACTION; {sql}"),
                 _ => sql.clone(),
             };
-            c.query_drop(text).await.map_err(|e| d.err(e))?;
-            total += c.affected_rows();
+            total += crate::dn::exec_summed(&mut c, &text).await.map_err(|e| d.err(e))?;
         }
         Ok::<u64, CnError>(total)
     };
@@ -646,6 +649,7 @@ async fn write_one_dn(s: &Session, dn: u32, stmts: &[String]) -> Result<u64> {
     match dn_plugin::agent::commit_one_phase(&*s.cluster.agents[dn as usize], &mut c, None, l).await {
         Ok(_) => {
             c.finished();
+            crate::txn::CommitCounters::count(&s.cluster.commits.one_phase);
             Ok(total)
         }
         Err(e) => Err(d.agent_err(e)),

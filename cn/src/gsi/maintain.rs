@@ -259,6 +259,22 @@ pub async fn insert(
     cols: &[String],
     rows: Vec<Vec<Expr>>,
 ) -> Result<u64> {
+    let plain = !ins.replace_into && ins.on.is_none() && !ins.ignore;
+    if plain {
+        if let Some(pk_pos) =
+            def.primary_key.iter().map(|k| cols.iter().position(|c| c == k)).collect::<Option<Vec<_>>>()
+        {
+            let shape = InsertShape { def, cols, pk_pos: &pk_pos };
+            let rs: Vec<&Vec<Expr>> = rows.iter().collect();
+            if let Some(work) = shape.direct_writes(&rs)? {
+                // Base and index rows known from the literals: the writes
+                // of a one-DN statement are a local transaction committed
+                // in one phase, as any one-DN write (1PC).
+                crate::dml::run_writes(s, work).await?;
+                return Ok(rows.len() as u64);
+            }
+        }
+    }
     let st = StatementTxn::begin(s, true).await?;
     let r = insert_in(&st, def, ins, cols, rows).await;
     st.finish(s, r).await
@@ -463,39 +479,48 @@ impl InsertShape<'_> {
             .collect()
     }
 
-    /// Inserts rows into their partitions and their index rows. When
-    /// [`Self::literal_rows`] gives the index rows from the literals, base
-    /// and index rows are written together: each DN's statements in one
-    /// sequence (base rows first), the DNs in parallel, so a row and its
-    /// index row on two DNs cost one round trip, not two after each other.
-    /// Otherwise the base rows go first (in parallel across DNs) and the
+    /// The `(dn, sql)` writes of rows and their index rows when
+    /// [`Self::literal_rows`] gives the index rows from the literals (each
+    /// DN's base rows before its index rows), or `None`. Run together, each
+    /// DN's in one multi-statement, the DNs in parallel, a row and its
+    /// index row cost one round trip, on one DN or on two.
+    fn direct_writes(&self, rs: &[&Vec<Expr>]) -> Result<Option<Vec<(u32, String)>>> {
+        let Some(direct) = self.literal_rows(rs) else { return Ok(None) };
+        let def = self.def;
+        let col_list = self.column_list();
+        let mut by_part: BTreeMap<usize, Vec<&Vec<Expr>>> = BTreeMap::new();
+        for r in rs {
+            by_part.entry(self.route(r)?).or_default().push(r);
+        }
+        let mut work = Vec::new();
+        for (p, rs) in &by_part {
+            for chunk in rs.chunks(CHUNK) {
+                let sql = format!("INSERT INTO {} ({col_list}) VALUES {}", phys(def, *p), Self::values(chunk));
+                work.push((def.partitions[*p].dn, sql));
+            }
+        }
+        work.extend(index_inserts(def, writable(def), &direct)?);
+        Ok(Some(work))
+    }
+
+    /// Inserts rows into their partitions and their index rows: together
+    /// when [`Self::direct_writes`] has them. Otherwise the base rows go
+    /// first (in parallel across DNs) and the
     /// index rows are made from the rows read back (defaults, expressions).
     /// Returns the count inserted (a plain INSERT writes every row or
     /// fails).
     async fn insert(&self, st: &StatementTxn, rs: Vec<&Vec<Expr>>) -> Result<u64> {
         let def = self.def;
-        let direct = self.literal_rows(&rs);
-        let col_list = self.column_list();
         let count = rs.len() as u64;
+        if let Some(work) = self.direct_writes(&rs)? {
+            st.exec_all(work).await?;
+            return Ok(count);
+        }
+        let col_list = &self.column_list();
         let mut by_part: BTreeMap<usize, Vec<&Vec<Expr>>> = BTreeMap::new();
         for r in rs {
             by_part.entry(self.route(r)?).or_default().push(r);
         }
-        if let Some(direct) = &direct {
-            let mut per_dn: BTreeMap<u32, Vec<String>> = BTreeMap::new();
-            for (p, rs) in &by_part {
-                for chunk in rs.chunks(CHUNK) {
-                    let sql = format!("INSERT INTO {} ({col_list}) VALUES {}", phys(def, *p), Self::values(chunk));
-                    per_dn.entry(def.partitions[*p].dn).or_default().push(sql);
-                }
-            }
-            for (dn, sql) in index_inserts(def, writable(def), direct)? {
-                per_dn.entry(dn).or_default().push(sql);
-            }
-            st.exec_per_dn(&per_dn).await?;
-            return Ok(count);
-        }
-        let col_list = &col_list;
         let runs = by_part.into_iter().map(|(p, rs)| async move {
             let mut full = Vec::new();
             let mut n = 0;

@@ -78,6 +78,9 @@ pub struct Session {
     /// What the session's last query run in DataFusion used (`SHOW STATUS
     /// LIKE 'Cn_last_query%'`).
     pub last_query: crate::executor::memory::QueryStats,
+    /// How the session's last write transaction committed (`SHOW STATUS
+    /// LIKE 'Cn_last_commit'`).
+    pub last_commit: crate::txn::CommitProtocol,
     pub kill_query: Arc<crate::cluster::KillFlag>,
     pub kill_conn: Arc<AtomicBool>,
     /// The memory of the session's running query (SHOW PROCESSLIST).
@@ -116,6 +119,7 @@ impl Session {
             last_insert_id: 0,
             warnings: Vec::new(),
             last_query: Default::default(),
+            last_commit: Default::default(),
             kill_query,
             kill_conn,
             memory,
@@ -251,9 +255,16 @@ impl Session {
 
     pub async fn commit(&mut self) -> Result<()> {
         if let Some(t) = self.txn.take() {
-            t.commit().await?;
+            self.note_commit(t.commit().await?);
         }
         Ok(())
+    }
+
+    /// Records how a transaction of this session committed.
+    pub fn note_commit(&mut self, p: crate::txn::CommitProtocol) {
+        if p != crate::txn::CommitProtocol::None {
+            self.last_commit = p;
+        }
     }
 
     pub async fn rollback(&mut self) {

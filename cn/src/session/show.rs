@@ -237,6 +237,13 @@ pub async fn show(s: &mut Session, sql: &str, sink: &mut dyn ResultSink) -> Resu
                 // Key queries of lookup joins (keys an earlier lookup bounds
                 // are not read).
                 ("Cn_lookup_key_reads", n(&s.cluster.lookup_key_reads)),
+                // Write transactions committed: one DN in one phase, several
+                // DNs with async commit or with two-phase commit.
+                ("Cn_commits_one_phase", n(&s.cluster.commits.one_phase)),
+                ("Cn_commits_async", n(&s.cluster.commits.async_commit)),
+                ("Cn_commits_two_phase", n(&s.cluster.commits.two_phase)),
+                // How this session's last write transaction committed.
+                ("Cn_last_commit", s.last_commit.as_str().to_string()),
                 // This session's last query run in DataFusion.
                 ("Cn_last_query_peak_memory", s.last_query.peak_memory.to_string()),
                 ("Cn_last_query_spilled_bytes", s.last_query.spilled_bytes.to_string()),

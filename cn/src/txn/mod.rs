@@ -42,6 +42,50 @@ use std::sync::Arc;
 use tokio::sync::Mutex;
 pub use view::ViewConn;
 
+/// How write transactions committed, for `SHOW STATUS LIKE 'Cn_commits%'`.
+#[derive(Debug, Default)]
+pub struct CommitCounters {
+    /// One DN written: a local transaction or one XA branch committed in one
+    /// phase (no prepare).
+    pub one_phase: std::sync::atomic::AtomicU64,
+    /// Several DNs, async commit: answered once every branch was prepared.
+    pub async_commit: std::sync::atomic::AtomicU64,
+    /// Several DNs, two-phase commit with a decision in the transaction log.
+    pub two_phase: std::sync::atomic::AtomicU64,
+}
+
+impl CommitCounters {
+    /// Counts one commit in `which`.
+    pub fn count(which: &std::sync::atomic::AtomicU64) {
+        which.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// How a transaction committed (`SHOW STATUS LIKE 'Cn_last_commit'`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CommitProtocol {
+    /// Nothing written: no commit on any DN.
+    #[default]
+    None,
+    /// One DN written, committed in one phase.
+    OnePhase,
+    /// Several DNs, async commit.
+    Async,
+    /// Several DNs, two-phase commit with a logged decision.
+    TwoPhase,
+}
+
+impl CommitProtocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CommitProtocol::None => "NONE",
+            CommitProtocol::OnePhase => "ONE_PHASE",
+            CommitProtocol::Async => "ASYNC_COMMIT",
+            CommitProtocol::TwoPhase => "TWO_PHASE",
+        }
+    }
+}
+
 /// A connection shared by the statements of one transaction on one DN.
 pub type SharedConn = Arc<Mutex<ViewConn>>;
 
@@ -454,9 +498,10 @@ impl Txn {
     /// starts it, after
     /// the branch map's lock is released (so branches on other DNs start
     /// meanwhile). Returns the branch and, when `first` ran, the affected
-    /// rows of its last statement. A caller must not start the same DN's
+    /// rows. A caller must not start the same DN's
     /// branch this way concurrently with another use of that DN in the
     /// same transaction (one statement's work on a DN runs in order).
+    /// The affected rows returned are summed over `first`'s statements.
     /// Errors: 1792 in a READ ONLY transaction; a DN error (when `first`
     /// failed, the branch is started and stays, to be rolled back with
     /// the transaction or its statement savepoint).
@@ -475,8 +520,8 @@ impl Txn {
         // this transaction's for the deadlock detector.
         self.register(&mut b, dn, g.id(), c.clone(), true);
         drop(b);
-        match mysql_async::prelude::Queryable::query_drop(&mut **g, format!("{}; {first}", self.branch_start())).await {
-            Ok(()) => Ok((c.clone(), Some(g.affected_rows()))),
+        match crate::dn::exec_summed(&mut g, &format!("{}; {first}", self.branch_start())).await {
+            Ok(n) => Ok((c.clone(), Some(n))),
             Err(e) => {
                 // MariaDB stops a multi-statement at its first error: an
                 // error of the setup or of XA START means no branch.
@@ -582,7 +627,7 @@ impl Txn {
     /// branch rolled back, the DN's error returned), a decision taken by
     /// recovery first (1213), an outcome unknown (1180: a prepare or the
     /// decision's recording did not answer; recovery settles it).
-    pub async fn commit(self: &Arc<Self>) -> Result<()> {
+    pub async fn commit(self: &Arc<Self>) -> Result<CommitProtocol> {
         let branches = std::mem::take(&mut *self.branches.lock().await);
         let mut written = Vec::new();
         for (dn, b) in branches {
@@ -594,7 +639,7 @@ impl Txn {
             }
         }
         match written.len() {
-            0 => Ok(()),
+            0 => Ok(CommitProtocol::None),
             1 => {
                 let (dn, conn) = written.pop().expect("one branch");
                 let mut c = conn.lock().await;
@@ -604,7 +649,8 @@ impl Txn {
                     Ok(t) => {
                         c.finished();
                         self.set_info(|i| i.commit_ts = t);
-                        Ok(())
+                        CommitCounters::count(&self.cluster.commits.one_phase);
+                        Ok(CommitProtocol::OnePhase)
                     }
                     Err(e) => Err(self.agent_err(dn, e)),
                 }
@@ -623,7 +669,7 @@ impl Txn {
         }
     }
 
-    async fn commit_two_phase(self: &Arc<Self>, written: Vec<(u32, SharedConn)>) -> Result<()> {
+    async fn commit_two_phase(self: &Arc<Self>, written: Vec<(u32, SharedConn)>) -> Result<CommitProtocol> {
         self.set_info(|i| i.phase = Phase::Preparing);
         let mut guards = Vec::with_capacity(written.len());
         for (dn, c) in &written {
@@ -679,12 +725,12 @@ impl Txn {
             if self.opts.async_commit {
                 // Decided: every branch is prepared. No TSO call, no log row.
                 let c = record.lower_bound.max(max_m);
-                return self.commit_async(guards, c).await;
+                return self.commit_async(guards, c).await.map(|()| CommitProtocol::Async);
             }
             match self.cluster.timestamp().await {
                 Ok(ts) => {
                     let c = ts.max(max_m);
-                    return self.decide_and_commit(guards, c).await;
+                    return self.decide_and_commit(guards, c).await.map(|()| CommitProtocol::TwoPhase);
                 }
                 Err(e) => failure = Some(e),
             }
@@ -720,6 +766,7 @@ impl Txn {
             i.phase = Phase::Committing;
             i.commit_ts = c;
         });
+        CommitCounters::count(&self.cluster.commits.async_commit);
         let txn = self.clone();
         tokio::spawn(async move {
             let _ = txn.commit_branches(&mut guards, c).await;
@@ -841,6 +888,7 @@ impl Txn {
             i.phase = Phase::Committing;
             i.commit_ts = c;
         });
+        CommitCounters::count(&self.cluster.commits.two_phase);
         if failpoint::reached(failpoint::AFTER_DECISION).await {
             return Err(self.crash(&mut guards).await);
         }
