@@ -823,6 +823,25 @@ fn a_covering_global_index_co_locates_a_join_on_its_key() {
             assert!(!with.is_empty(), "{q} finds rows");
             assert_eq!(sorted(with), sorted(without), "{q}");
         }
+        // Index hints: IGNORE INDEX keeps the index out, also when the hint
+        // is on the subquery's table; FORCE INDEX of another global index
+        // would too; USE INDEX of this one leaves it in.
+        let hinted = [
+            ("SELECT c.id, COUNT(*) FROM cust c JOIN ord o IGNORE INDEX (g_cid) ON o.cid = c.id GROUP BY c.id", false),
+            ("SELECT COUNT(*) FROM cust WHERE NOT EXISTS (SELECT * FROM ord IGNORE INDEX (g_cid) WHERE ord.cid = cust.id)", false),
+            ("SELECT c.id, COUNT(*) FROM cust c JOIN ord o USE INDEX (g_cid) ON o.cid = c.id GROUP BY c.id", true),
+            // A hint naming a local index is the DN's business.
+            ("SELECT c.id, COUNT(*) FROM cust c JOIN ord o IGNORE INDEX (`PRIMARY`) ON o.cid = c.id GROUP BY c.id", true),
+        ];
+        for (q, uses) in hinted {
+            let plan = explain(&mut c, q).await;
+            assert_eq!(plan.contains("ord_g_cid"), uses, "{q}: {plan}");
+            let with: Vec<mysql_async::Row> = c.query(q).await.unwrap();
+            let plain =
+                q.replace("ord", "ord_plain").replace(" IGNORE INDEX (g_cid)", "").replace(" USE INDEX (g_cid)", "");
+            let without: Vec<mysql_async::Row> = c.query(plain).await.unwrap();
+            assert_eq!(sorted(with), sorted(without), "{q}");
+        }
         let (n, sum): (i64, i64) = c
             .query_first(
                 "SELECT COUNT(*), SUM(bal) FROM cust WHERE NOT EXISTS (SELECT * FROM ord WHERE ord.cid = cust.id)",

@@ -82,16 +82,17 @@ impl SchemaProvider for CnSchema {
 
 /// A DataFusion context over the catalog, with `db` as the default schema,
 /// whose operators reserve from `pool` and spill through the CN's disk
-/// manager (see [`memory`]). With `gsi_joins`, a covering global index may
-/// replace its table where that co-locates a join ([`crate::gsi::join`];
-/// not for locking reads, which must lock the table's rows).
+/// manager (see [`memory`]). With `gsi_joins` (the statement's index
+/// hints), a covering global index may replace its table where that
+/// co-locates a join ([`crate::gsi::join`]; not for locking reads, which
+/// must lock the table's rows).
 pub fn context(
     snapshot: Arc<CatalogSnapshot>,
     source: ConnSource,
     db: Option<&str>,
     pool: Arc<memory::QueryMemoryPool>,
     hash_join: bool,
-    gsi_joins: bool,
+    gsi_joins: Option<crate::gsi::join::JoinHints>,
 ) -> Result<SessionContext> {
     let cn_memory = source.cluster().memory.clone();
     let limit = pool.limit();
@@ -150,8 +151,8 @@ pub fn context(
         ctx.register_udf(f);
     }
     ctx.register_udaf(group_concat::MysqlGroupConcat::udaf());
-    if gsi_joins {
-        ctx.add_optimizer_rule(Arc::new(crate::gsi::join::IndexColocatedJoin));
+    if let Some(hints) = gsi_joins {
+        ctx.add_optimizer_rule(Arc::new(crate::gsi::join::IndexColocatedJoin { hints }));
     }
     ctx.add_optimizer_rule(Arc::new(crate::optimizer::join_transpose::JoinTranspose));
     ctx.add_optimizer_rule(Arc::new(crate::optimizer::pushdown::ShardPushdown::new()));
@@ -247,7 +248,8 @@ pub async fn run(
     crate::optimizer::join_order::colocate(&mut stmt, &snapshot, db);
     let cn_memory = source.cluster().memory.clone();
     let pool = cn_memory.query_pool_with_gauge(cn_memory.limit_for(opts.memory_limit), opts.memory_gauge.clone());
-    let ctx = context(snapshot.clone(), source.clone(), db, pool.clone(), opts.hash_join, lock.is_none())?;
+    let gsi_joins = lock.is_none().then(|| crate::gsi::join::JoinHints::of(&stmt, &snapshot, db));
+    let ctx = context(snapshot.clone(), source.clone(), db, pool.clone(), opts.hash_join, gsi_joins)?;
     let r = async {
         // A locking read locks what it reads: its keys, read first without
         // locks, could miss a row committed before the locking read.

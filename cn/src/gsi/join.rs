@@ -29,24 +29,91 @@
 //! scan whose filters prune the
 //! table's partitions (a pruned scan of the table reads less than every
 //! index partition would). It is left out of locking reads: `FOR UPDATE`
-//! must lock the table's rows, not the index's. Index hints do not reach
-//! it: `IGNORE INDEX` governs single-table SELECTs ([`super::select`]).
+//! must lock the table's rows, not the index's. Index hints of the query's
+//! tables reach it ([`JoinHints`]): `IGNORE INDEX (g)` keeps `g` out, and
+//! a table with `FORCE INDEX (g)` / `USE INDEX (g)` on a global index is
+//! read through no other global index. A hint applies to every reference to
+//! its table in the statement (the plan no longer tells the references
+//! apart).
 
+use crate::catalog::{CatalogSnapshot, TableDef};
 use crate::executor::table::{prune, ShardedTable};
 use crate::optimizer::pushdown::{pushable, pushes_whole};
+use crate::planner::resolve_name;
 use datafusion::common::tree_node::Transformed;
 use datafusion::common::Result;
 use datafusion::datasource::{provider_as_source, source_as_provider};
 use datafusion::logical_expr::utils::{conjunction, split_conjunction};
 use datafusion::logical_expr::{Expr, Filter, Join, JoinType, LogicalPlan, TableScan, TableScanBuilder};
 use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
-use std::collections::BTreeSet;
+use datafusion::sql::sqlparser::ast::{Statement, TableFactor, TableIndexHintType, Visit, Visitor};
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 /// The optimizer rule; see the module documentation. Registered before
 /// the join transposition and the pushdown.
 #[derive(Debug, Default)]
-pub struct IndexColocatedJoin;
+pub struct IndexColocatedJoin {
+    pub hints: JoinHints,
+}
+
+/// The index hints of a statement's tables that name global indexes, by
+/// `(database, table)`, names in lower case.
+#[derive(Debug, Default, Clone)]
+pub struct JoinHints {
+    /// Indexes `IGNORE INDEX` names.
+    pub ignored: BTreeMap<(String, String), BTreeSet<String>>,
+    /// The index `FORCE INDEX` / `USE INDEX` names: the only one usable.
+    pub forced: BTreeMap<(String, String), String>,
+}
+
+impl JoinHints {
+    /// Collects the hints of every table reference in `stmt` (tables
+    /// resolved against `db`) that name global indexes of `snap`'s tables.
+    pub fn of(stmt: &Statement, snap: &CatalogSnapshot, db: Option<&str>) -> JoinHints {
+        struct V<'a> {
+            snap: &'a CatalogSnapshot,
+            db: Option<&'a str>,
+            out: JoinHints,
+        }
+        impl Visitor for V<'_> {
+            type Break = ();
+            fn pre_visit_table_factor(&mut self, t: &TableFactor) -> ControlFlow<()> {
+                let TableFactor::Table { name, index_hints, .. } = t else { return ControlFlow::Continue(()) };
+                if index_hints.is_empty() {
+                    return ControlFlow::Continue(());
+                }
+                let Ok(key) = resolve_name(name, self.db) else { return ControlFlow::Continue(()) };
+                let Some(def) = self.snap.base_table(&key.0, &key.1) else { return ControlFlow::Continue(()) };
+                for h in index_hints {
+                    let names = h.index_names.iter().map(|i| i.value.to_ascii_lowercase());
+                    let global: Vec<String> = names.filter(|n| def.global_index(n).is_some()).collect();
+                    match h.hint_type {
+                        TableIndexHintType::Ignore => self.out.ignored.entry(key.clone()).or_default().extend(global),
+                        TableIndexHintType::Use | TableIndexHintType::Force => {
+                            if let Some(g) = global.into_iter().next() {
+                                self.out.forced.insert(key.clone(), g);
+                            }
+                        }
+                    }
+                }
+                ControlFlow::Continue(())
+            }
+        }
+        let mut v = V { snap, db, out: JoinHints::default() };
+        let _ = stmt.visit(&mut v);
+        v.out
+    }
+
+    /// Whether a hint lets the rule read `def` through its index `g`.
+    fn allows(&self, def: &TableDef, g: &str) -> bool {
+        let key = (def.db.clone(), def.name.clone());
+        let ignored = self.ignored.get(&key).is_some_and(|i| i.contains(g));
+        let other_forced = self.forced.get(&key).is_some_and(|f| f != g);
+        !ignored && !other_forced
+    }
+}
 
 impl OptimizerRule for IndexColocatedJoin {
     fn name(&self) -> &str {
@@ -61,7 +128,7 @@ impl OptimizerRule for IndexColocatedJoin {
             if j.on.is_empty() || pushes_whole(&node) {
                 return Ok(Transformed::no(node));
             }
-            for candidate in with_an_index(j)? {
+            for candidate in with_an_index(j, &self.hints)? {
                 let join = LogicalPlan::Join(candidate.clone());
                 if pushes_whole(&join) {
                     return Ok(Transformed::yes(join));
@@ -79,15 +146,15 @@ impl OptimizerRule for IndexColocatedJoin {
 
 /// `j` with one side's table replaced by a covering global index
 /// partitioned by that side's join keys, once per such index and side.
-fn with_an_index(j: &Join) -> Result<Vec<Join>> {
+fn with_an_index(j: &Join, hints: &JoinHints) -> Result<Vec<Join>> {
     let keys = |right: bool| -> BTreeSet<String> {
         j.on.iter().filter_map(|(l, r)| column_name(if right { r } else { l })).collect()
     };
     let mut out = Vec::new();
-    for left in with_index(&j.left, &keys(false))? {
+    for left in with_index(&j.left, &keys(false), hints)? {
         out.push(Join { left: Arc::new(left), ..j.clone() });
     }
-    for right in with_index(&j.right, &keys(true))? {
+    for right in with_index(&j.right, &keys(true), hints)? {
         out.push(Join { right: Arc::new(right), ..j.clone() });
     }
     Ok(out)
@@ -147,14 +214,14 @@ fn column_name(e: &Expr) -> Option<String> {
 /// and aliases) replaced by a covering global index partitioned by some of
 /// `join_keys`, once per such index; none when `plan` is not of that
 /// shape.
-fn with_index(plan: &LogicalPlan, join_keys: &BTreeSet<String>) -> Result<Vec<LogicalPlan>> {
+fn with_index(plan: &LogicalPlan, join_keys: &BTreeSet<String>, hints: &JoinHints) -> Result<Vec<LogicalPlan>> {
     match plan {
         LogicalPlan::TableScan(scan) => {
-            Ok(index_scans(scan, join_keys)?.into_iter().map(LogicalPlan::TableScan).collect())
+            Ok(index_scans(scan, join_keys, hints)?.into_iter().map(LogicalPlan::TableScan).collect())
         }
         LogicalPlan::Filter(_) | LogicalPlan::Projection(_) | LogicalPlan::SubqueryAlias(_) => {
             let Some(input) = plan.inputs().first().copied() else { return Ok(vec![]) };
-            with_index(input, join_keys)?
+            with_index(input, join_keys, hints)?
                 .into_iter()
                 .map(|new_input| plan.with_new_exprs(plan.expressions(), vec![new_input]))
                 .collect()
@@ -166,7 +233,7 @@ fn with_index(plan: &LogicalPlan, join_keys: &BTreeSet<String>) -> Result<Vec<Lo
 /// Scans of `scan`'s table's PUBLIC global indexes that store every column
 /// the scan reads and are partitioned by columns among `join_keys`, each
 /// with `scan`'s name, projected schema and filters.
-fn index_scans(scan: &TableScan, join_keys: &BTreeSet<String>) -> Result<Vec<TableScan>> {
+fn index_scans(scan: &TableScan, join_keys: &BTreeSet<String>, hints: &JoinHints) -> Result<Vec<TableScan>> {
     let Ok(provider) = source_as_provider(&scan.source) else { return Ok(vec![]) };
     let Some(table) = provider.downcast_ref::<ShardedTable>() else { return Ok(vec![]) };
     let def = &table.def;
@@ -181,7 +248,7 @@ fn index_scans(scan: &TableScan, join_keys: &BTreeSet<String>) -> Result<Vec<Tab
     for g in &def.global_indexes {
         let keyed = g.table.partitioning.key_columns().iter().all(|k| join_keys.contains(k));
         let covers = used.iter().all(|c| g.table.column(c).is_some());
-        if g.state != crate::catalog::IndexState::Public || !keyed || !covers {
+        if g.state != crate::catalog::IndexState::Public || !keyed || !covers || !hints.allows(def, &g.name) {
             continue;
         }
         let index = ShardedTable::new(Arc::new(g.table.clone()), table.source.clone());
