@@ -938,3 +938,56 @@ fn an_insert_whose_row_and_index_row_share_a_dn_commits_in_one_phase() {
         assert_clean(&mut c, "ga", "t").await;
     });
 }
+
+/// A range on a global index's first column reads the index (every index
+/// partition, by its local key), then the base rows by primary key; a
+/// covering index answers alone; a range wider than a lookup takes falls
+/// back to the plain query. Every answer is the one without the index.
+#[test]
+fn a_range_on_a_global_index_column_reads_the_index() {
+    block_on(async {
+        let mut c = fresh_db("g_range").await;
+        c.query_drop(
+            "CREATE TABLE t (id INT PRIMARY KEY, a INT, b VARCHAR(10), pad VARCHAR(20), \
+             GLOBAL INDEX ga (a) COVERING (b) PARTITION BY KEY(a) PARTITIONS 4) PARTITION BY KEY(id) PARTITIONS 4",
+        )
+        .await
+        .unwrap();
+        for chunk in (0..6000).collect::<Vec<i32>>().chunks(1000) {
+            let rows: Vec<String> =
+                chunk.iter().map(|i| format!("({i}, {}, 'b{}', 'p{i}')", i % 3000, i % 7)).collect();
+            c.query_drop(format!("INSERT INTO t VALUES {}", rows.join(", "))).await.unwrap();
+        }
+        let sorted = |v: Vec<mysql_async::Row>| {
+            let mut t: Vec<String> = v.into_iter().map(|r| format!("{:?}", r.unwrap())).collect();
+            t.sort();
+            t
+        };
+        // (query, the index in EXPLAIN)
+        let cases = [
+            ("SELECT id, pad FROM t WHERE a BETWEEN 10 AND 20", true),
+            ("SELECT id, pad FROM t WHERE a >= 2990 AND b = 'b3'", true),
+            ("SELECT id, pad FROM t WHERE 15 > a", true),
+            ("SELECT id, b FROM t WHERE a < 40 ORDER BY id LIMIT 5", true),
+            ("SELECT COUNT(*), SUM(id) FROM t WHERE a > 100 AND a <= 200", true),
+            // Covering: the index alone.
+            ("SELECT id, a, b FROM t WHERE a < 30", true),
+            // Wider than a lookup takes (5,800 keys): the plain query.
+            ("SELECT id, pad FROM t WHERE a > 100", true),
+            // A range on the table's partition key: the table's own business.
+            ("SELECT id, pad FROM t WHERE id BETWEEN 10 AND 20", false),
+            ("SELECT id, pad FROM t WHERE a <> 10 AND id < 3", false),
+        ];
+        for (q, uses) in cases {
+            let plan = explain(&mut c, q).await;
+            assert_eq!(plan.contains("global index ga"), uses, "{q}: {plan}");
+            let with: Vec<mysql_async::Row> = c.query(q).await.unwrap();
+            let without: Vec<mysql_async::Row> =
+                c.query(q.replace("FROM t", "FROM t IGNORE INDEX (ga)")).await.unwrap();
+            assert!(!with.is_empty(), "{q} finds rows");
+            assert_eq!(sorted(with), sorted(without), "{q}");
+        }
+        let plan = explain(&mut c, "SELECT id, a, b FROM t WHERE a < 30").await;
+        assert!(plan.contains("t_ga") && !plan.contains("lookup"), "covering: {plan}");
+    });
+}

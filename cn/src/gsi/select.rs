@@ -10,9 +10,15 @@
 //! / `USE INDEX (g)` choose g; `IGNORE INDEX (g)` forbids it. Index hints
 //! naming global indexes never reach the DNs.
 //!
+//! A range on the first column of a global index (`a BETWEEN 10 AND 20`,
+//! `a >= 5`), when nothing pins an index, reads the index too: every index
+//! partition, each by its local key on the index columns (the DN's own
+//! optimizer picks a range or a scan of the narrower index table), where
+//! the table would be scanned whole.
+//!
 //! Rule-based for now: no statistics decide between the index and a full
-//! scan; a lookup that finds more than [`LOOKUP_LIMIT`] keys falls back to
-//! the plain query.
+//! scan; the index query of a lookup reads at most [`LOOKUP_LIMIT`] + 1
+//! keys, and one more than the limit falls back to the plain query.
 
 use crate::catalog::{CatalogSnapshot, GlobalIndex, IndexState, TableDef};
 use crate::dn::quote_ident;
@@ -169,6 +175,16 @@ pub fn choose(snap: &CatalogSnapshot, db: Option<&str>, q: &mut Query) -> Result
     pinned.extend(lists.into_keys());
     let usable = |g: &&GlobalIndex| g.state == IndexState::Public && !ignored.contains(&g.name);
     let pins = |g: &GlobalIndex| g.table.partitioning.key_columns().iter().all(|k| pinned.contains(k));
+    // A range on an index's first column: the index's partitions each read
+    // the range by their local key on the index columns. Not for a column
+    // of the table's own partition key (the table's partitions may prune).
+    let mut ranged = BTreeSet::new();
+    ranges(&selection, &mut ranged);
+    let ranged: BTreeSet<String> = ranged
+        .into_iter()
+        .filter(|(q, c)| (q.is_empty() || *q == qualifier) && !def.partitioning.key_columns().contains(c))
+        .map(|(_, c)| c)
+        .collect();
     let chosen: Option<&GlobalIndex> = match &forced {
         Some(f) => def.global_index(f).filter(|g| g.state == IndexState::Public),
         None => def
@@ -176,7 +192,8 @@ pub fn choose(snap: &CatalogSnapshot, db: Option<&str>, q: &mut Query) -> Result
             .iter()
             .filter(usable)
             .filter(|g| pins(g))
-            .max_by_key(|g| g.columns.iter().filter(|c| pinned.contains(*c)).count()),
+            .max_by_key(|g| g.columns.iter().filter(|c| pinned.contains(*c)).count())
+            .or_else(|| def.global_indexes.iter().filter(usable).find(|g| ranged.contains(&g.columns[0]))),
     };
     let Some(g) = chosen else { return Ok(None) };
     let stored: BTreeSet<String> = g.table.columns.iter().map(|c| c.name.clone()).collect();
@@ -225,6 +242,9 @@ pub fn choose(snap: &CatalogSnapshot, db: Option<&str>, q: &mut Query) -> Result
     if !on_index.is_empty() {
         index_sql.push_str(&format!(" WHERE {}", on_index.join(" AND ")));
     }
+    // One key more than a lookup takes says the plain query is cheaper,
+    // without reading the rest of a wide range.
+    index_sql.push_str(&format!(" LIMIT {}", LOOKUP_LIMIT + 1));
     Ok(Some(Choice::Lookup {
         index: g.name.clone(),
         index_query: Box::new(parse_query(&index_sql)?),
@@ -232,6 +252,35 @@ pub fn choose(snap: &CatalogSnapshot, db: Option<&str>, q: &mut Query) -> Result
         table: def,
         qualifier,
     }))
+}
+
+/// The columns (qualifier or "", name) that conjuncts of `e` bound by a
+/// range of values: `c < v`, `c <= v`, `c > v`, `c >= v` (either way
+/// round) and `c BETWEEN v AND w`, with `v`, `w` literals.
+fn ranges(e: &Expr, out: &mut BTreeSet<(String, String)>) {
+    use BinaryOperator::*;
+    match e {
+        Expr::BinaryOp { left, op: And, right } => {
+            ranges(left, out);
+            ranges(right, out);
+        }
+        Expr::BinaryOp { left, op: Lt | LtEq | Gt | GtEq, right } => {
+            if let (Some(c), Some(_)) = (planner::column_ref(left), planner::literal_text(right)) {
+                out.insert(c);
+            } else if let (Some(c), Some(_)) = (planner::column_ref(right), planner::literal_text(left)) {
+                out.insert(c);
+            }
+        }
+        Expr::Between { expr, negated: false, low, high } => {
+            if let (Some(c), Some(_), Some(_)) =
+                (planner::column_ref(expr), planner::literal_text(low), planner::literal_text(high))
+            {
+                out.insert(c);
+            }
+        }
+        Expr::Nested(inner) => ranges(inner, out),
+        _ => {}
+    }
 }
 
 /// `base` restricted to the rows whose primary key is in `keys` (values as
