@@ -40,10 +40,13 @@ impl ShardedTable {
     }
 }
 
-/// The filter as MySQL SQL with unqualified column names.
-fn to_sql(e: &Expr) -> Option<String> {
-    let e = e
-        .clone()
+/// The filter as MySQL SQL with unqualified column names (a column of
+/// `schema` compared with a wider value without DataFusion's cast:
+/// [`crate::optimizer::pushdown::without_widening_casts`]).
+fn to_sql(e: &Expr, schema: &datafusion::arrow::datatypes::Schema) -> Option<String> {
+    let type_of = |c: &Column| schema.field_with_name(&c.name).ok().map(|f| f.data_type().clone());
+    let e = crate::optimizer::pushdown::without_widening_casts(e.clone(), &type_of)
+        .ok()?
         .transform(|x| {
             Ok(match x {
                 Expr::Column(c) => Transformed::yes(Expr::Column(Column::new_unqualified(c.name))),
@@ -231,7 +234,7 @@ impl TableProvider for ShardedTable {
         Ok(filters
             .iter()
             .map(|f| {
-                if pushable(f) && to_sql(f).is_some() {
+                if pushable(f) && to_sql(f, &self.schema).is_some() {
                     TableProviderFilterPushDown::Exact
                 } else {
                     TableProviderFilterPushDown::Unsupported
@@ -255,7 +258,7 @@ impl TableProvider for ShardedTable {
         let cols: Vec<String> = idx.iter().map(|i| quote_ident(&self.columns[*i].name)).collect();
         let select_list = if cols.is_empty() { "1".to_string() } else { cols.join(", ") };
         let where_clause = |filters: &[Expr]| {
-            let preds: Vec<String> = filters.iter().filter_map(to_sql).collect();
+            let preds: Vec<String> = filters.iter().filter_map(|f| to_sql(f, &self.schema)).collect();
             if preds.is_empty() {
                 String::new()
             } else {
