@@ -989,5 +989,16 @@ fn a_range_on_a_global_index_column_reads_the_index() {
         }
         let plan = explain(&mut c, "SELECT id, a, b FROM t WHERE a < 30").await;
         assert!(plan.contains("t_ga") && !plan.contains("lookup"), "covering: {plan}");
+
+        // ANALYZE TABLE gives the index table statistics of its own (row
+        // estimates for plans that read it); DROP INDEX forgets them.
+        let stats = || env().cluster.catalog.snapshot().statistics("g_range", "t$ga");
+        assert_eq!(stats(), None);
+        c.query_drop("ANALYZE TABLE t").await.unwrap();
+        let rows = stats().expect("the index table's statistics").rows;
+        assert!((4000..=8000).contains(&rows), "InnoDB's estimate of 6,000 rows: {rows}");
+        c.query_drop("DROP INDEX ga ON t").await.unwrap();
+        env().cluster.refresh_catalog().await.unwrap();
+        assert_eq!(stats(), None);
     });
 }

@@ -169,9 +169,22 @@ impl MetaDb {
         Self::bump(&mut c).await
     }
 
+    /// Forgets the statistics of table (or index table) `tbl`.
+    pub async fn drop_statistics(&self, db: &str, tbl: &str) -> Result<()> {
+        let mut c = self.conn().await?;
+        c.exec_drop("DELETE FROM cn_meta.table_stats WHERE db = ? AND tbl = ?", (db, tbl)).await?;
+        Self::bump(&mut c).await
+    }
+
     pub async fn drop_table(&self, db: &str, name: &str) -> Result<()> {
         let mut c = self.conn().await?;
         c.exec_drop("DELETE FROM cn_meta.table_stats WHERE db = ? AND tbl = ?", (db, name)).await?;
+        // Its index tables' (`name$index`).
+        c.exec_drop(
+            "DELETE FROM cn_meta.table_stats WHERE db = ? AND LEFT(tbl, CHAR_LENGTH(?) + 1) = CONCAT(?, '$')",
+            (db, name, name),
+        )
+        .await?;
         c.exec_drop("DELETE FROM cn_meta.tables WHERE db = ? AND name = ?", (db, name)).await?;
         c.exec_drop("DELETE FROM cn_meta.sequences WHERE db = ? AND tbl = ?", (db, name)).await?;
         Self::bump(&mut c).await

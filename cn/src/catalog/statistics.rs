@@ -120,6 +120,13 @@ pub async fn analyze_statement(s: &mut Session, sql: &str, sink: &mut dyn Result
         };
         let stats = collect(&s.cluster, &def).await?;
         s.cluster.metadb.put_statistics(&db, &t, &stats).await?;
+        // Its public global indexes too: a plan may read an index table
+        // instead (a covering index, a co-located join), and each DN plans
+        // its queries on the index partitions with their histograms.
+        for g in def.global_indexes.iter().filter(|g| g.state == super::IndexState::Public) {
+            let stats = collect(&s.cluster, &g.table).await?;
+            s.cluster.metadb.put_statistics(&db, &g.table.name, &stats).await?;
+        }
         rows.push(row("status", "OK"));
     }
     // This CN plans with them from the next statement on; the others after

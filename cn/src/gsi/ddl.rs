@@ -462,6 +462,7 @@ async fn drop_index(s: &mut Session, db: &str, t: &str, name: &str) -> Result<()
     set_state(&cluster, db, t, name, Some(IndexState::DeleteOnly)).await?;
     set_state(&cluster, db, t, name, None).await?;
     drop_partitions(&cluster, db, &g.table.partitions).await;
+    cluster.metadb.drop_statistics(db, &g.table.name).await?;
     Ok(())
 }
 
