@@ -28,6 +28,13 @@ async fn explain(c: &mut Conn, q: &str) -> String {
     rows.into_iter().map(|(a, b)| format!("{a}: {b}")).collect::<Vec<_>>().join("\n")
 }
 
+/// Rows as text, sorted: answers compared regardless of order.
+fn sorted(v: Vec<mysql_async::Row>) -> Vec<String> {
+    let mut t: Vec<String> = v.into_iter().map(|r| format!("{:?}", r.unwrap())).collect();
+    t.sort();
+    t
+}
+
 /// The server error code of `e`, if it is one.
 fn code_of(e: &mysql_async::Error) -> Option<u16> {
     match e {
@@ -793,11 +800,6 @@ fn a_covering_global_index_co_locates_a_join_on_its_key() {
         let rows: Vec<String> = (1..=60).map(|i| format!("({i}, {})", i * 10)).collect();
         c.query_drop(format!("INSERT INTO cust VALUES {}", rows.join(", "))).await.unwrap();
 
-        let sorted = |v: Vec<mysql_async::Row>| {
-            let mut t: Vec<String> = v.into_iter().map(|r| format!("{:?}", r.unwrap())).collect();
-            t.sort();
-            t
-        };
         // (query over ord, whether the index serves it)
         let cases = [
             ("SELECT COUNT(*), SUM(bal) FROM cust WHERE NOT EXISTS (SELECT * FROM ord WHERE ord.cid = cust.id)", true),
@@ -958,11 +960,6 @@ fn a_range_on_a_global_index_column_reads_the_index() {
                 chunk.iter().map(|i| format!("({i}, {}, 'b{}', 'p{i}')", i % 3000, i % 7)).collect();
             c.query_drop(format!("INSERT INTO t VALUES {}", rows.join(", "))).await.unwrap();
         }
-        let sorted = |v: Vec<mysql_async::Row>| {
-            let mut t: Vec<String> = v.into_iter().map(|r| format!("{:?}", r.unwrap())).collect();
-            t.sort();
-            t
-        };
         // (query, the index in EXPLAIN)
         let cases = [
             ("SELECT id, pad FROM t WHERE a BETWEEN 10 AND 20", true),
