@@ -649,7 +649,6 @@ async fn write_one_dn(s: &Session, dn: u32, stmts: &[String]) -> Result<u64> {
     match dn_plugin::agent::commit_one_phase(&*s.cluster.agents[dn as usize], &mut c, None, l).await {
         Ok(_) => {
             c.finished();
-            crate::txn::CommitCounters::count(&s.cluster.commits.one_phase);
             Ok(total)
         }
         Err(e) => Err(d.agent_err(e)),

@@ -205,8 +205,8 @@ pub(crate) fn pushable(e: &Expr) -> bool {
 /// but a cast column is an expression to MariaDB's optimizer, which then
 /// has no histogram for the predicate's selectivity. In TPC-H Q22 that
 /// made each shard materialize its whole orders index partition for the
-/// `NOT EXISTS` instead of probing it per customer (26 -> 14 ms per shard
-/// at SF 1). `type_of` gives a column's type; columns it does not know keep
+/// `NOT EXISTS` instead of probing it per customer (20-40 -> 10-20 ms per
+/// shard at SF 1). `type_of` gives a column's type; columns it does not know keep
 /// their casts.
 pub(crate) fn without_widening_casts(e: Expr, type_of: &dyn Fn(&Column) -> Option<DataType>) -> Result<Expr> {
     use Operator::*;

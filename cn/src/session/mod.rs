@@ -260,8 +260,11 @@ impl Session {
         Ok(())
     }
 
-    /// Records how a transaction of this session committed.
+    /// Records how a transaction of this session committed, for the
+    /// session (`Cn_last_commit`) and the CN (`Cn_commits_*`). Every
+    /// commit of a write passes here.
     pub fn note_commit(&mut self, p: crate::txn::CommitProtocol) {
+        self.cluster.commits.count(p);
         if p != crate::txn::CommitProtocol::None {
             self.last_commit = p;
         }

@@ -55,8 +55,14 @@ pub struct CommitCounters {
 }
 
 impl CommitCounters {
-    /// Counts one commit in `which`.
-    pub fn count(which: &std::sync::atomic::AtomicU64) {
+    /// Counts one commit made with protocol `p` (nothing for `None`).
+    pub fn count(&self, p: CommitProtocol) {
+        let which = match p {
+            CommitProtocol::None => return,
+            CommitProtocol::OnePhase => &self.one_phase,
+            CommitProtocol::Async => &self.async_commit,
+            CommitProtocol::TwoPhase => &self.two_phase,
+        };
         which.fetch_add(1, Ordering::Relaxed);
     }
 }
@@ -649,7 +655,6 @@ impl Txn {
                     Ok(t) => {
                         c.finished();
                         self.set_info(|i| i.commit_ts = t);
-                        CommitCounters::count(&self.cluster.commits.one_phase);
                         Ok(CommitProtocol::OnePhase)
                     }
                     Err(e) => Err(self.agent_err(dn, e)),
@@ -766,7 +771,6 @@ impl Txn {
             i.phase = Phase::Committing;
             i.commit_ts = c;
         });
-        CommitCounters::count(&self.cluster.commits.async_commit);
         let txn = self.clone();
         tokio::spawn(async move {
             let _ = txn.commit_branches(&mut guards, c).await;
@@ -888,7 +892,6 @@ impl Txn {
             i.phase = Phase::Committing;
             i.commit_ts = c;
         });
-        CommitCounters::count(&self.cluster.commits.two_phase);
         if failpoint::reached(failpoint::AFTER_DECISION).await {
             return Err(self.crash(&mut guards).await);
         }
