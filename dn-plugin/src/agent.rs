@@ -22,7 +22,8 @@
 //!   `min_commit_ts <= s`, closes the gate (waiting for the commits under
 //!   way), answers [`AgentError::Raise`] if `amx > s` (a commit above the
 //!   snapshot is already visible), else makes the read views and opens the
-//!   gate.
+//!   gate. [`open_deferred`] takes the same admission for one view that
+//!   the first query on its connection makes, in that query's round trip.
 //! - [`prepare`] registers the branch with `m = max(mrt + 1, amx)` before
 //!   `XA PREPARE`; the coordinator commits at `c >= max(m_i)`.
 //! - [`commit_prepared`] runs `XA COMMIT` inside the gate and then sets
@@ -679,22 +680,85 @@ pub fn set_view_pause(max: Duration) {
 /// transaction with a retryable error); a DN error (views already made
 /// stay open; the caller rolls them back); a remote agent unreachable.
 pub async fn open(agent: &dyn AgentApi, s: u64, views: Vec<View<'_>>) -> Result<(), AgentError> {
+    let admission = admit_views(agent, s).await?;
+    view_pause().await;
+    let r = make_views(views).await;
+    // A failed release ends the admission all the same (the agent drops
+    // it with its stream).
+    let _ = admission.finish(Outcome::Released).await;
+    r.map_err(AgentError::Db)
+}
+
+/// The admission of an OPEN, with the failpoint a simulated crash of the
+/// caller stops at.
+async fn admit_views(agent: &dyn AgentApi, s: u64) -> Result<Box<dyn Admission>, AgentError> {
     let admission = agent.admit_open(s).await?;
     if crate::failpoint::reached(crate::failpoint::OPEN_AFTER_ADMISSION).await {
         // A simulated crash of the caller: the admission is dropped unfinished.
         drop(admission);
         return Err(AgentError::Unavailable("the CN crashed while opening (failpoint)".into()));
     }
+    Ok(admission)
+}
+
+/// The test-only pause between an admission and its read views (see
+/// [`set_view_pause`]).
+async fn view_pause() {
     let max_pause = VIEW_PAUSE_MAX_US.load(Ordering::Relaxed);
     if max_pause > 0 {
         let pause = rand::random_range(0..=max_pause);
         tokio::time::sleep(Duration::from_micros(pause)).await;
     }
-    let r = make_views(views).await;
-    // A failed release ends the admission all the same (the agent drops
-    // it with its stream).
-    let _ = admission.finish(Outcome::Released).await;
-    r.map_err(AgentError::Db)
+}
+
+/// The statement that makes a snapshot's read view ([`View::ReadOnly`]).
+pub const READ_VIEW_START: &str = "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY";
+
+/// OPEN(s) for one read view that is made by the first query on its
+/// connection, in that query's round trip: [`open_deferred`] takes the
+/// admission (the gate closed, RAISE answered, as [`open`]);
+/// [`DeferredOpen::query_iter`] sends `START TRANSACTION WITH CONSISTENT
+/// SNAPSHOT, READ ONLY; <query>` as one multi-statement and reopens the
+/// gate as soon as the START's OK arrives (MariaDB sends it before it
+/// runs the query), so the gate is closed no longer than by [`open`], and
+/// the view costs no round trip of its own. Dropped unused, it reopens
+/// the gate and no view is made.
+pub struct DeferredOpen {
+    admission: Box<dyn Admission>,
+}
+
+/// Takes the admission of OPEN(s) for one read view made later by
+/// [`DeferredOpen::query_iter`], which the caller must call right away:
+/// until then no commit lands on this DN. Errors as [`open`]'s admission:
+/// [`AgentError::Raise`] (a commit above `s` already visible), a remote
+/// agent unreachable.
+pub async fn open_deferred(agent: &dyn AgentApi, s: u64) -> Result<DeferredOpen, AgentError> {
+    Ok(DeferredOpen { admission: admit_views(agent, s).await? })
+}
+
+impl DeferredOpen {
+    /// Makes the read view on `conn` and runs `sql` in it; the result is
+    /// positioned at `sql`'s answer. Errors: the DN's (the START's: no view
+    /// was made; the query's: the view is open, the caller rolls it back).
+    pub async fn query_iter<'a>(
+        self,
+        conn: &'a mut Conn,
+        sql: &str,
+    ) -> Result<mysql_async::QueryResult<'a, 'static, mysql_async::TextProtocol>, mysql_async::Error> {
+        view_pause().await;
+        let r = conn.query_iter(format!("{READ_VIEW_START}; {sql}")).await;
+        // A failed release ends the admission all the same.
+        let _ = self.admission.finish(Outcome::Released).await;
+        let mut r = r?;
+        // The START's OK, which has no rows: moves on to the query's answer.
+        r.next().await?;
+        if r.columns().is_none() {
+            // No result set pending: the query failed, and its error waits
+            // for the next read (mysql_async keeps a later result's error).
+            r.next().await?;
+        }
+        Ok(r)
+    }
 }
 
 /// PREPARE: registers the branch with `min_commit_ts = max(mrt + 1, amx)`,
@@ -840,7 +904,7 @@ async fn make_views(views: Vec<View<'_>>) -> Result<(), mysql_async::Error> {
                 // branch (XA START has no WITH CONSISTENT SNAPSHOT).
                 conn.query_drop(format!("{setup}XA START {}; SELECT id FROM {AGENT_DB}.anchor", xid_lit(xid))).await
             }
-            View::ReadOnly(conn) => conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY").await,
+            View::ReadOnly(conn) => conn.query_drop(READ_VIEW_START).await,
             View::InBranch(conn) => conn.query_drop(format!("SELECT id FROM {AGENT_DB}.anchor")).await,
         }
     });

@@ -35,7 +35,6 @@ use datafusion::physical_plan::metrics::{ExecutionPlanMetricsSet, MetricsSet, Sp
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties};
 use futures::StreamExt;
-use mysql_async::prelude::*;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;

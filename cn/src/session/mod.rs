@@ -17,7 +17,6 @@ use datafusion::sql::sqlparser::ast::{
 };
 use datafusion::sql::sqlparser::dialect::MySqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
-use mysql_async::prelude::*;
 use sink::ResultSink;
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
@@ -587,37 +586,42 @@ impl Session {
     ) -> Result<std::result::Result<(), u64>> {
         use crate::gsi::select::{lookup_per_dn, with_keys, Choice, LOOKUP_LIMIT};
         let snap = self.cluster.catalog.snapshot();
-        // Opens the views a read on `dns` needs (autocommit only).
-        let open = |dns: std::collections::BTreeSet<u32>| async move {
+        // Opens the views a read on `dns` needs (autocommit only); with
+        // `deferred` when the read is one query per DN sent right after
+        // (each view is then made in its query's round trip).
+        let open = |dns: std::collections::BTreeSet<u32>, deferred: bool| async move {
             match lazy {
-                Some((ss, s)) => ss.open_more(&dns, s).await,
+                Some((ss, s)) => ss.open_more(&dns, s, deferred).await,
                 None => Ok(Ok(())),
             }
         };
-        // The DNs a query reads: the one it routes to, or every DN.
+        // The DNs a query reads: the one it routes to (sent there whole,
+        // the flag set), or every DN.
         let (db, cluster) = (self.db.clone(), self.cluster.clone());
-        let dns_of = |q: &Query| -> Result<std::collections::BTreeSet<u32>> {
+        let dns_of = |q: &Query| -> Result<(std::collections::BTreeSet<u32>, bool)> {
             Ok(match planner::route_query(&snap, db.as_deref(), q, cluster.any_dn())? {
-                Route::SingleDn { dn, .. } => std::collections::BTreeSet::from([dn]),
-                Route::Distributed => (0..cluster.dns.len() as u32).collect(),
+                Route::SingleDn { dn, .. } => (std::collections::BTreeSet::from([dn]), true),
+                Route::Distributed => ((0..cluster.dns.len() as u32).collect(), false),
             })
         };
         match choice {
             Choice::Covering { query, .. } => {
-                if let Err(amx) = open(dns_of(query)?).await? {
+                let (dns, whole) = dns_of(query)?;
+                if let Err(amx) = open(dns, whole).await? {
                     return Ok(Err(amx));
                 }
                 self.select_routed((**query).clone(), None, Some(source.clone()), sink).await.map(Ok)
             }
             Choice::Lookup { index_query, base, table, qualifier, .. } => {
-                if let Err(amx) = open(dns_of(index_query)?).await? {
+                let (dns, whole) = dns_of(index_query)?;
+                if let Err(amx) = open(dns, whole).await? {
                     return Ok(Err(amx));
                 }
                 let mut keys = sink::CollectSink::default();
                 self.select_routed((**index_query).clone(), None, Some(source.clone()), &mut keys).await?;
                 if keys.rows.len() <= LOOKUP_LIMIT {
                     if let Some(per_dn) = lookup_per_dn(&snap, db.as_deref(), base, table, qualifier, &keys.rows)? {
-                        if let Err(amx) = open(per_dn.iter().map(|(dn, _)| *dn).collect()).await? {
+                        if let Err(amx) = open(per_dn.iter().map(|(dn, _)| *dn).collect(), true).await? {
                             return Ok(Err(amx));
                         }
                         self.cluster.gsi_lookups.direct.fetch_add(1, Ordering::Relaxed);
@@ -629,7 +633,7 @@ impl Session {
                 } else {
                     with_keys((**base).clone(), table, qualifier, &keys.rows)?
                 };
-                if let Err(amx) = open(dns_of(&q)?).await? {
+                if let Err(amx) = open(dns_of(&q)?.0, false).await? {
                     return Ok(Err(amx));
                 }
                 self.cluster.gsi_lookups.planned.fetch_add(1, Ordering::Relaxed);

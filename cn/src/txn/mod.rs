@@ -1050,6 +1050,23 @@ pub enum DnConn {
     Shared(tokio::sync::OwnedMutexGuard<ViewConn>),
 }
 
+impl DnConn {
+    /// Runs `sql` on the connection; on a snapshot's deferred read view
+    /// the view is made first, in the same round trip (see
+    /// [`ViewConn::query_iter`]). Named as mysql_async's method so that
+    /// `c.query_iter(sql)` on a `DnConn` always comes here, never to the
+    /// connection behind it. Errors: the DN's.
+    pub async fn query_iter<'a>(
+        &'a mut self,
+        sql: &'a str,
+    ) -> std::result::Result<mysql_async::QueryResult<'a, 'static, mysql_async::TextProtocol>, mysql_async::Error> {
+        match self {
+            DnConn::Owned(c) => mysql_async::prelude::Queryable::query_iter(c, sql).await,
+            DnConn::Shared(g) => g.query_iter(sql).await,
+        }
+    }
+}
+
 impl std::ops::Deref for DnConn {
     type Target = mysql_async::Conn;
     fn deref(&self) -> &mysql_async::Conn {

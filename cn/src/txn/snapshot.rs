@@ -112,10 +112,19 @@ impl StmtSnapshot {
     /// other (a global-index lookup: the index's DN, then the base rows'
     /// DNs). `s` is a TSO timestamp the caller took for the whole
     /// statement. Reads then share the views (see [`Self::shared`]).
-    /// `Ok(Err(amx))`: a DN already shows a commit above `s` (RAISE); the
-    /// statement must start again at a later snapshot, before it has sent
-    /// anything. Errors: a DN error.
-    pub async fn open_more(&self, dns: &std::collections::BTreeSet<u32>, s: u64) -> Result<Result<(), u64>> {
+    /// With `deferred`, each view is made by the first query on it, in
+    /// that query's round trip ([`dn_plugin::agent::DeferredOpen`]): only
+    /// for a caller that sends one query to each of `dns` right away,
+    /// since no commit lands on a DN between its admission here and that
+    /// query. `Ok(Err(amx))`: a DN already shows a commit above `s`
+    /// (RAISE); the statement must start again at a later snapshot, before
+    /// it has sent anything. Errors: a DN error.
+    pub async fn open_more(
+        &self,
+        dns: &std::collections::BTreeSet<u32>,
+        s: u64,
+        deferred: bool,
+    ) -> Result<Result<(), u64>> {
         let missing: BTreeMap<u32, usize> = {
             let views = self.views();
             dns.iter().filter(|d| !views.as_ref().is_some_and(|m| m.contains_key(*d))).map(|d| (*d, 1)).collect()
@@ -124,7 +133,49 @@ impl StmtSnapshot {
             return Ok(Ok(()));
         }
         self.shared.store(true, Ordering::Relaxed);
-        Ok(self.try_open(&missing, s).await?.map(|views| self.views().get_or_insert_with(BTreeMap::new).extend(views)))
+        let opened =
+            if deferred { self.try_open_deferred(&missing, s).await? } else { self.try_open(&missing, s).await? };
+        Ok(opened.map(|views| self.views().get_or_insert_with(BTreeMap::new).extend(views)))
+    }
+
+    /// [`Self::try_open`] with one deferred view per DN of `dns`: the
+    /// admissions taken, no view made yet.
+    async fn try_open_deferred(
+        &self,
+        dns: &BTreeMap<u32, usize>,
+        s: u64,
+    ) -> Result<Result<BTreeMap<u32, Vec<SharedConn>>, u64>> {
+        let one: BTreeMap<u32, usize> = dns.keys().map(|d| (*d, 1)).collect();
+        let acquired = self.cluster.acquire(&one).await?;
+        let opens = acquired.into_iter().map(|(dn, conns)| {
+            let cluster = self.cluster.clone();
+            async move {
+                let open = dn_plugin::agent::open_deferred(&*cluster.agents[dn as usize], s);
+                (dn, conns, cluster.while_dn_answers(dn, open).await)
+            }
+        });
+        let mut out = BTreeMap::new();
+        let mut raised = None;
+        let mut failed = None;
+        for (dn, conns, r) in futures::future::join_all(opens).await {
+            match r {
+                Ok(open) => {
+                    if let Some(c) = conns.into_iter().next() {
+                        let v = ViewConn::deferred(c, open, vec!["ROLLBACK".to_string()]);
+                        out.insert(dn, vec![Arc::new(tokio::sync::Mutex::new(v))]);
+                    }
+                }
+                Err(AgentError::Raise { amx, .. }) => raised = Some(raised.unwrap_or(0).max(amx)),
+                Err(e) => failed = Some(self.cluster.dn(dn)?.agent_err(e)),
+            }
+        }
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        Ok(match raised {
+            Some(amx) => Err(amx),
+            None => Ok(out),
+        })
     }
 
     /// One attempt: `Ok(Err(amx))` when a DN raised.

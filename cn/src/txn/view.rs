@@ -14,6 +14,10 @@ use mysql_async::Conn;
 pub struct ViewConn {
     conn: Option<Conn>,
     on_drop: Option<Vec<String>>,
+    /// A read view not made yet: the first [`ViewConn::query_iter`] makes it.
+    deferred: Option<dn_plugin::agent::DeferredOpen>,
+    /// The deferred view could not be made: every later query fails.
+    unmade: bool,
 }
 
 /// Runs the clean-up statements one by one (a failing `XA END` must not
@@ -30,7 +34,40 @@ impl ViewConn {
     /// Wraps `conn`; `on_drop` are the statements that end its
     /// transaction, run in order with errors ignored.
     pub fn new(conn: Conn, on_drop: Vec<String>) -> Self {
-        ViewConn { conn: Some(conn), on_drop: Some(on_drop) }
+        ViewConn { conn: Some(conn), on_drop: Some(on_drop), deferred: None, unmade: false }
+    }
+
+    /// Wraps `conn` for a read view whose admission `open` holds; the view
+    /// is made by the first [`ViewConn::query_iter`], in that query's
+    /// round trip. `on_drop` as for [`ViewConn::new`].
+    pub fn deferred(conn: Conn, open: dn_plugin::agent::DeferredOpen, on_drop: Vec<String>) -> Self {
+        ViewConn { conn: Some(conn), on_drop: Some(on_drop), deferred: Some(open), unmade: false }
+    }
+
+    /// Runs `sql` in the view (making it first when it is deferred).
+    /// Errors: the DN's; an I/O error for every query after a deferred
+    /// view's first one failed (the view may not exist: a query then could
+    /// read outside the snapshot).
+    pub async fn query_iter<'a>(
+        &'a mut self,
+        sql: &'a str,
+    ) -> Result<mysql_async::QueryResult<'a, 'static, mysql_async::TextProtocol>, mysql_async::Error> {
+        if self.unmade {
+            return Err(std::io::Error::other("the statement's read view on this DN could not be made").into());
+        }
+        let conn = self.conn.as_mut().expect("a ViewConn is used only before it is abandoned");
+        match self.deferred.take() {
+            None => conn.query_iter(sql).await,
+            Some(open) => {
+                // Set until the query answered (also when its future is
+                // dropped half way): after an error it is unknown whether
+                // the view was made, so the connection reads no more.
+                self.unmade = true;
+                let r = open.query_iter(conn, sql).await;
+                self.unmade = r.is_err();
+                r
+            }
+        }
     }
 
     /// The transaction ended (committed or rolled back): the connection is
@@ -81,6 +118,7 @@ impl std::ops::Deref for ViewConn {
 
 impl std::ops::DerefMut for ViewConn {
     fn deref_mut(&mut self) -> &mut Conn {
+        debug_assert!(self.deferred.is_none(), "a deferred read view is queried only through ViewConn::query_iter");
         self.conn.as_mut().expect("a ViewConn is used only before it is abandoned")
     }
 }
