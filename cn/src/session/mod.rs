@@ -717,7 +717,7 @@ impl Session {
         sink: &mut dyn ResultSink,
     ) -> Result<bool> {
         let source = source.unwrap_or_else(|| self.read_source());
-        source.open(&g.per_dn.iter().map(|(dn, _)| (*dn, 1)).collect()).await?;
+        source.open_for_one_query_per_dn(&g.per_dn.iter().map(|(dn, _)| (*dn, 1)).collect()).await?;
         use planner::gather::Combine;
         let gathered = match &g.combine {
             Combine::Concat => self.run_on_dns_in(&source, &g.per_dn, sink).await.map(|_| true),

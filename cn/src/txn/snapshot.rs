@@ -58,6 +58,14 @@ impl StmtSnapshot {
     /// all views are on one DN (no TSO call). A late OPEN is retried at `max(TSO, amx)`. Errors: a DN error,
     /// the TSO unreachable, or 1213 after [`OPEN_RETRIES`] late opens.
     pub async fn open(&self, shards: &BTreeMap<u32, usize>) -> Result<()> {
+        self.open_as(shards, false).await
+    }
+
+    /// [`Self::open`]; with `deferred`, when every DN gets one view, each
+    /// view is made by the first query on it, in that query's round trip
+    /// (see [`Self::open_more`]): only for a caller that sends one query
+    /// to each DN right away (a gathered SELECT).
+    pub async fn open_as(&self, shards: &BTreeMap<u32, usize>, deferred: bool) -> Result<()> {
         if self.views().is_some() {
             return Ok(());
         }
@@ -80,8 +88,11 @@ impl StmtSnapshot {
             }
             _ => self.cluster.timestamp().await?,
         };
+        let deferred = deferred && shards.values().all(|n| *n == 1);
         for _ in 0..OPEN_RETRIES {
-            match self.try_open(shards, s).await? {
+            let opened =
+                if deferred { self.try_open_deferred(shards, s).await? } else { self.try_open(shards, s).await? };
+            match opened {
                 Ok(views) => {
                     *self.views() = Some(views);
                     return Ok(());
