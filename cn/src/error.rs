@@ -20,6 +20,7 @@ pub mod code {
     pub const ER_NO_SUCH_TABLE: u16 = 1146;
     pub const ER_UNKNOWN_SYSTEM_VARIABLE: u16 = 1193;
     pub const ER_NOT_SUPPORTED_YET: u16 = 1235;
+    pub const ER_WRONG_PARAMCOUNT_TO_NATIVE_FCT: u16 = 1582;
     pub const ER_UNKNOWN_STMT_HANDLER: u16 = 1243;
     pub const ER_WRONG_ARGUMENTS: u16 = 1210;
     pub const ER_QUERY_INTERRUPTED: u16 = 1317;
@@ -65,7 +66,7 @@ pub fn sqlstate_for(code: u16) -> &'static str {
         ER_PARSE_ERROR => "42000",
         ER_NO_SUCH_TABLE | ER_BAD_TABLE_ERROR => "42S02",
         ER_DUP_FIELDNAME => "42S21",
-        ER_NOT_SUPPORTED_YET => "42000",
+        ER_NOT_SUPPORTED_YET | ER_WRONG_PARAMCOUNT_TO_NATIVE_FCT => "42000",
         ER_UNKNOWN_SYSTEM_VARIABLE => "HY000",
         ER_UNKNOWN_STMT_HANDLER => "HY000",
         ER_QUERY_INTERRUPTED => "70100",
@@ -185,6 +186,11 @@ impl From<datafusion::error::DataFusionError> for CnError {
         if let D::ResourcesExhausted(m) = e.find_root() {
             return CnError::mysql(code::ER_OUT_OF_RESOURCES, format!("Out of memory: {m}"));
         }
+        // Something the CN cannot compute, however deeply wrapped (an
+        // operator's stream wraps its expressions' errors).
+        if let D::NotImplemented(m) = e.find_root() {
+            return CnError::unsupported(m);
+        }
         match e {
             D::External(inner) => match inner.downcast::<CnError>() {
                 Ok(cn) => *cn,
@@ -220,6 +226,14 @@ fn plan_error(m: &str) -> CnError {
         };
         let name = name.rsplit('.').next().unwrap_or(name).trim_matches('"');
         CnError::mysql(code::ER_BAD_FIELD_ERROR, format!("Unknown column '{name}' in 'field list'"))
+    } else if let Some(rest) = m.split("Invalid function '").nth(1) {
+        // DataFusion's "Invalid function 'x'.\nDid you mean 'y'?": a MySQL
+        // function the CN cannot plan (one that runs whole on a DN works).
+        let name = rest.split('\'').next().unwrap_or(rest).to_ascii_uppercase();
+        CnError::unsupported(format!("{name}() in a statement the CN computes across shards"))
+    } else if m.contains("Incorrect parameter count in the call to native function") {
+        let m = m.split("Incorrect").nth(1).map_or(m.to_string(), |r| format!("Incorrect{r}"));
+        CnError::mysql(code::ER_WRONG_PARAMCOUNT_TO_NATIVE_FCT, m)
     } else if m.contains("not found") && m.contains("column") {
         CnError::mysql(code::ER_BAD_FIELD_ERROR, format!("Unknown column: {m}"))
     } else if m.contains("table") && m.contains("not found") {
@@ -252,5 +266,18 @@ mod tests {
             let e = plan_error(m).to_mysql();
             assert_eq!((e.code, e.message.as_str()), (1054, "Unknown column 'nope' in 'field list'"), "{m}");
         }
+    }
+
+    #[test]
+    fn functions_the_cn_cannot_plan_are_named() {
+        let e = plan_error("Invalid function 'timestampdiff'.\nDid you mean 'to_timestamp'?").to_mysql();
+        assert_eq!(e.code, 1235);
+        assert!(e.message.contains("TIMESTAMPDIFF()"), "{}", e.message);
+        let e = plan_error("Error during planning: Incorrect parameter count in the call to native function 'WEEK'")
+            .to_mysql();
+        assert_eq!(
+            (e.code, e.message.as_str()),
+            (1582, "Incorrect parameter count in the call to native function 'WEEK'")
+        );
     }
 }

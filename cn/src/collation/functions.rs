@@ -76,6 +76,18 @@ fn as_utf8(arg_types: &[DataType]) -> Result<Vec<DataType>> {
     Ok(arg_types.iter().map(|_| DataType::Utf8).collect())
 }
 
+/// `a` as a `Utf8` array: the collation rule runs after type coercion,
+/// so an argument may still be a `Utf8View` or `LargeUtf8` (`MD5(x)`,
+/// `CAST(d AS CHAR)`) or not a string at all; those are cast (Arrow's
+/// string forms of other types), where reading them as `Utf8` would
+/// panic.
+fn utf8(a: &ArrayRef) -> Result<std::borrow::Cow<'_, ArrayRef>> {
+    Ok(match a.data_type() {
+        DataType::Utf8 => std::borrow::Cow::Borrowed(a),
+        _ => std::borrow::Cow::Owned(datafusion::arrow::compute::cast(a, &DataType::Utf8)?),
+    })
+}
+
 impl ScalarUDFImpl for CiFunction {
     fn name(&self) -> &str {
         self.key.name()
@@ -94,6 +106,7 @@ impl ScalarUDFImpl for CiFunction {
         let [a] = arrays.as_slice() else {
             return exec_err!("{} takes one argument", self.name());
         };
+        let a = utf8(a)?;
         let strings = a.as_string::<i32>();
         let out: ArrayRef = match self.key {
             CiKey::Fold => Arc::new(strings.iter().map(|v| v.map(super::fold)).collect::<StringArray>()),
@@ -187,6 +200,7 @@ impl GroupsAccumulator for ExtremeGroups {
     ) -> Result<()> {
         self.best.resize(total_num_groups, None);
         let Some(a) = values.first() else { return Ok(()) };
+        let a = utf8(a)?;
         let strings = a.as_string::<i32>();
         for (row, &g) in group_indices.iter().enumerate() {
             if strings.is_null(row) || opt_filter.is_some_and(|f| f.is_null(row) || !f.value(row)) {
@@ -214,7 +228,8 @@ impl GroupsAccumulator for ExtremeGroups {
     /// Each row's state is its value (NULL where the filter drops it).
     fn convert_to_state(&self, values: &[ArrayRef], opt_filter: Option<&BooleanArray>) -> Result<Vec<ArrayRef>> {
         let Some(a) = values.first() else { return exec_err!("cn_ci_min/cn_ci_max take one argument") };
-        let Some(f) = opt_filter else { return Ok(vec![a.clone()]) };
+        let a = utf8(a)?;
+        let Some(f) = opt_filter else { return Ok(vec![a.into_owned()]) };
         let strings = a.as_string::<i32>();
         let kept: StringArray = (0..strings.len())
             .map(|i| (f.is_valid(i) && f.value(i) && strings.is_valid(i)).then(|| strings.value(i)))
@@ -251,6 +266,7 @@ struct ExtremeAccumulator {
 impl Accumulator for ExtremeAccumulator {
     fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
         let Some(a) = values.first() else { return Ok(()) };
+        let a = utf8(a)?;
         for s in a.as_string::<i32>().iter().flatten() {
             match &mut self.best {
                 Some(b) if replaces(self.max, s, b) => {

@@ -17,9 +17,13 @@
 //! - `concat(…)`: MySQL's CONCAT, NULL if any argument is ([`MysqlConcat`]).
 //! - `year(d)`, `quarter(d)`, `month(d)`, `dayofmonth(d)`, `day(d)`,
 //!   `hour(t)`, `minute(t)`, `second(t)` ([`MysqlDatePart`]).
+//! - `datediff`, `week`, `monthname`, `field`, … ([`ShardFunction`]):
+//!   planned with MySQL's result type, computed only by the DNs.
 
+use chrono::Datelike;
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, Decimal128Builder, Float64Array, Int64Array, Int64Builder, StringBuilder, UInt64Array,
+    Array, ArrayRef, AsArray, Date32Array, Decimal128Builder, Float64Array, Int64Array, Int64Builder, StringArray,
+    StringBuilder, UInt64Array,
 };
 use datafusion::arrow::compute::kernels::temporal::{date_part, DatePart};
 use datafusion::arrow::datatypes::{i256, DataType, Decimal128Type, Float64Type, Int64Type, TimeUnit};
@@ -48,6 +52,7 @@ pub fn all() -> Vec<ScalarUDF> {
     ]
     .into_iter()
     .chain((0..MysqlDatePart::PARTS.len()).map(|i| ScalarUDF::from(MysqlDatePart::new(i))))
+    .chain(ShardFunction::all())
     .collect()
 }
 
@@ -563,6 +568,11 @@ impl ScalarUDFImpl for MysqlConcat {
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        // Coerced to Utf8 when planned; a call built later may not be.
+        let arrays = arrays
+            .iter()
+            .map(|a| datafusion::arrow::compute::cast(a, &DataType::Utf8))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
         let strings: Vec<_> = arrays.iter().map(|a| a.as_string::<i32>()).collect();
         let mut out = StringBuilder::with_capacity(args.number_rows, 0);
         let mut row = String::new();
@@ -579,4 +589,181 @@ impl ScalarUDFImpl for MysqlConcat {
         }
         Ok(ColumnarValue::Array(Arc::new(out.finish())))
     }
+}
+
+/// The type a [`ShardFunction`] returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum ShardType {
+    Int,
+    Str,
+    Date,
+}
+
+/// MySQL row functions the CN plans but leaves to the DNs: name, result
+/// type, fewest and most arguments (MySQL 8.0 reference, 14.7 "Date and
+/// Time Functions", 14.8 "String Functions", 14.6.2 "Mathematical
+/// Functions", 14.13 "Encryption and Compression Functions"). Not TIMEDIFF:
+/// the CN carries TIME as text, which would sort and compare as text.
+const SHARD_FUNCTIONS: &[(&str, ShardType, usize, usize)] = &[
+    ("datediff", ShardType::Int, 2, 2),
+    ("to_days", ShardType::Int, 1, 1),
+    ("dayofweek", ShardType::Int, 1, 1),
+    ("weekday", ShardType::Int, 1, 1),
+    ("dayofyear", ShardType::Int, 1, 1),
+    ("week", ShardType::Int, 1, 2),
+    ("yearweek", ShardType::Int, 1, 2),
+    ("locate", ShardType::Int, 2, 3),
+    ("crc32", ShardType::Int, 1, 1),
+    ("field", ShardType::Int, 2, usize::MAX),
+    ("strcmp", ShardType::Int, 2, 2),
+    ("isnull", ShardType::Int, 1, 1),
+    ("sign", ShardType::Int, 1, 1),
+    ("monthname", ShardType::Str, 1, 1),
+    ("dayname", ShardType::Str, 1, 1),
+    ("hex", ShardType::Str, 1, 1),
+    ("sha1", ShardType::Str, 1, 1),
+    ("sha", ShardType::Str, 1, 1),
+    ("conv", ShardType::Str, 3, 3),
+    ("format", ShardType::Str, 2, 3),
+    ("elt", ShardType::Str, 2, usize::MAX),
+    ("date", ShardType::Date, 1, 1),
+    ("last_day", ShardType::Date, 1, 1),
+    ("makedate", ShardType::Date, 2, 2),
+    ("from_days", ShardType::Date, 1, 1),
+];
+
+/// Whether `name` is a [`ShardFunction`].
+pub fn is_shard_function(name: &str) -> bool {
+    SHARD_FUNCTIONS.iter().any(|(n, ..)| *n == name)
+}
+
+/// A MySQL row function DataFusion does not have (`DATEDIFF`, `WEEK`,
+/// `MONTHNAME`, `FIELD`, …, see [`SHARD_FUNCTIONS`]): planned with MySQL's
+/// result type so that a statement using it plans at all, and pushed to
+/// the shards by name (`pushdown::pushable`), where MariaDB computes it as
+/// MySQL does: in a filter, a projection, a GROUP BY key or an aggregate's
+/// argument over a pushed fragment. Where the CN itself would have to
+/// compute it (over a join or an aggregate the CN computes), the statement
+/// fails with 1235 rather than give another answer than MySQL.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct ShardFunction {
+    name: &'static str,
+    ty: ShardType,
+    args: (usize, usize),
+    signature: Signature,
+}
+
+impl ShardFunction {
+    /// Every shard function, for registration.
+    pub fn all() -> impl Iterator<Item = ScalarUDF> {
+        SHARD_FUNCTIONS.iter().map(|&(name, ty, lo, hi)| {
+            ScalarUDF::from(ShardFunction {
+                name,
+                ty,
+                args: (lo, hi),
+                signature: Signature::variadic_any(Volatility::Immutable),
+            })
+        })
+    }
+}
+
+impl ScalarUDFImpl for ShardFunction {
+    fn name(&self) -> &str {
+        self.name
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        let (lo, hi) = self.args;
+        if arg_types.len() < lo || arg_types.len() > hi {
+            return datafusion::common::plan_err!(
+                "Incorrect parameter count in the call to native function '{}'",
+                self.name.to_ascii_uppercase()
+            );
+        }
+        Ok(match self.ty {
+            ShardType::Int => DataType::Int64,
+            ShardType::Str => DataType::Utf8,
+            ShardType::Date => DataType::Date32,
+        })
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let out: ArrayRef = match (self.name, arrays.as_slice()) {
+            ("isnull", [a]) => Arc::new((0..a.len()).map(|i| Some(i64::from(a.is_null(i)))).collect::<Int64Array>()),
+            ("sign", [a]) => {
+                let f = datafusion::arrow::compute::cast(a, &DataType::Float64)?;
+                Arc::new(f.as_primitive::<Float64Type>().iter().map(|v| v.map(|x| x.signum() as i64 * i64::from(x != 0.0))).collect::<Int64Array>())
+            }
+            ("datediff", [a, b]) => {
+                let (a, b) = (dates(a)?, dates(b)?);
+                Arc::new(a.iter().zip(&b).map(|(x, y)| Some((x.as_ref()? .signed_duration_since(*y.as_ref()?)).num_days())).collect::<Int64Array>())
+            }
+            ("to_days", [a]) => Arc::new(dates(a)?.iter().map(|d| d.map(|d| i64::from(d.num_days_from_ce()) + 365)).collect::<Int64Array>()),
+            ("dayofweek", [a]) => Arc::new(dates(a)?.iter().map(|d| d.map(|d| i64::from(d.weekday().num_days_from_sunday()) + 1)).collect::<Int64Array>()),
+            ("weekday", [a]) => Arc::new(dates(a)?.iter().map(|d| d.map(|d| i64::from(d.weekday().num_days_from_monday()))).collect::<Int64Array>()),
+            ("dayofyear", [a]) => Arc::new(dates(a)?.iter().map(|d| d.map(|d| i64::from(d.ordinal()))).collect::<Int64Array>()),
+            ("monthname", [a]) => Arc::new(dates(a)?.iter().map(|d| d.map(|d| MONTH_NAMES[d.month0() as usize])).collect::<StringArray>()),
+            ("dayname", [a]) => Arc::new(dates(a)?.iter().map(|d| d.map(|d| DAY_NAMES[d.weekday().num_days_from_monday() as usize])).collect::<StringArray>()),
+            ("date", [a]) => Arc::new(dates(a)?.into_iter().map(|d| d.map(days_since_epoch)).collect::<Date32Array>()),
+            ("last_day", [a]) => Arc::new(dates(a)?.iter().map(|d| d.and_then(last_day).map(days_since_epoch)).collect::<Date32Array>()),
+            ("from_days", [a]) => {
+                let n = datafusion::arrow::compute::cast(a, &DataType::Int64)?;
+                Arc::new(n.as_primitive::<Int64Type>().iter().map(|v| {
+                    // Days 0-365 are MySQL's '0000-00-00'; NULL here.
+                    let v = i32::try_from(v?).ok().filter(|v| *v > 365)?;
+                    chrono::NaiveDate::from_num_days_from_ce_opt(v - 365).map(days_since_epoch)
+                }).collect::<Date32Array>())
+            }
+            _ => {
+                return datafusion::common::not_impl_err!(
+                    "{}() over what the CN computes itself (the data nodes compute it where it applies to a table's columns)",
+                    self.name.to_ascii_uppercase()
+                )
+            }
+        };
+        Ok(ColumnarValue::Array(out))
+    }
+}
+
+/// MySQL's month and day names (`lc_time_names = en_US`).
+const MONTH_NAMES: [&str; 12] = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+];
+const DAY_NAMES: [&str; 7] = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"];
+
+/// The dates of `a` (a DATE, a DATETIME's date, a string read as either;
+/// NULL for what is none, as MySQL gives NULL for a string that is no date).
+fn dates(a: &ArrayRef) -> Result<Vec<Option<chrono::NaiveDate>>> {
+    let safe = datafusion::arrow::compute::CastOptions { safe: true, ..Default::default() };
+    let d = datafusion::arrow::compute::cast_with_options(a, &DataType::Date32, &safe)?;
+    let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("the epoch");
+    Ok(d.as_primitive::<datafusion::arrow::datatypes::Date32Type>()
+        .iter()
+        .map(|v| v.and_then(|v| epoch.checked_add_signed(chrono::Duration::days(i64::from(v)))))
+        .collect())
+}
+
+/// Arrow's Date32 of `d`: days since 1970-01-01.
+fn days_since_epoch(d: chrono::NaiveDate) -> i32 {
+    let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("the epoch");
+    d.signed_duration_since(epoch).num_days() as i32
+}
+
+/// The last day of `d`'s month.
+fn last_day(d: chrono::NaiveDate) -> Option<chrono::NaiveDate> {
+    let (y, m) = if d.month() == 12 { (d.year() + 1, 1) } else { (d.year(), d.month() + 1) };
+    chrono::NaiveDate::from_ymd_opt(y, m, 1)?.pred_opt()
 }

@@ -185,7 +185,10 @@ pub(crate) fn pushable(e: &Expr) -> bool {
             use datafusion::arrow::datatypes::DataType::*;
             matches!(c.field.data_type(), Int32 | Int64 | Decimal128(..) | Float64 | Utf8 | Date32) && pushable(&c.expr)
         }
-        Expr::ScalarFunction(f) => PUSHABLE_FUNCTIONS.contains(&f.name()) && f.args.iter().all(pushable),
+        Expr::ScalarFunction(f) => {
+            (PUSHABLE_FUNCTIONS.contains(&f.name()) || crate::executor::functions::is_shard_function(f.name()))
+                && f.args.iter().all(pushable)
+        }
         Expr::AggregateFunction(AggregateFunction { func, params }) => {
             PUSHABLE_AGGREGATES.contains(&func.name())
                 && params.filter.is_none()

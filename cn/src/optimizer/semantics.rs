@@ -628,14 +628,17 @@ fn group_concat_rewrite(f: &Function) -> Option<Expr> {
 /// - `DATE_ADD(d, INTERVAL n unit)`, `ADDDATE(…)` → `d + INTERVAL n unit`;
 ///   `DATE_SUB`, `SUBDATE` → `d - INTERVAL …`; a string literal `d` is read
 ///   as a DATE (10 characters) or DATETIME;
+/// - `ADDDATE(d, n)`, `SUBDATE(d, n)` (days) → `d ± INTERVAL n DAY`;
 /// - `LENGTH(s)` → `octet_length(s)`: MySQL's LENGTH counts bytes;
-/// - `IF(c, a, b)` → `CASE WHEN c THEN a ELSE b END`.
+/// - `IF(c, a, b)` → `CASE WHEN c THEN a ELSE b END`;
+/// - the synonyms `LCASE` → `lower`, `UCASE` → `upper`, `MID` →
+///   `substring`, `MOD(a, b)` → `a % b`.
 fn mysql_function_rewrite(f: &Function) -> Option<Expr> {
     let name = f.name.to_string().to_ascii_lowercase();
     let args = plain_args(f)?;
     match (name.as_str(), args.as_slice()) {
         ("date_add" | "adddate" | "date_sub" | "subdate", [d, i @ Expr::Interval(_)]) => {
-            let op = if name.ends_with("add") { BinaryOperator::Plus } else { BinaryOperator::Minus };
+            let op = if name == "date_add" || name == "adddate" { BinaryOperator::Plus } else { BinaryOperator::Minus };
             let d = match d {
                 Expr::Value(v) => match &v.value {
                     datafusion::sql::sqlparser::ast::Value::SingleQuotedString(s) => Expr::Cast {
@@ -651,7 +654,31 @@ fn mysql_function_rewrite(f: &Function) -> Option<Expr> {
             };
             Some(Expr::Nested(Box::new(Expr::BinaryOp { left: Box::new(d), op, right: Box::new((*i).clone()) })))
         }
+        ("adddate" | "subdate", [d, n]) => {
+            // As `ADDDATE(d, INTERVAL n DAY)`, which the arm above rewrites.
+            let days = Expr::Interval(datafusion::sql::sqlparser::ast::Interval {
+                value: Box::new((*n).clone()),
+                leading_field: Some(datafusion::sql::sqlparser::ast::DateTimeField::Day),
+                leading_precision: None,
+                last_field: None,
+                fractional_seconds_precision: None,
+            });
+            let call = call(&name, vec![(*d).clone(), days], false, None);
+            match &call {
+                Expr::Function(g) => mysql_function_rewrite(g).or(Some(call)),
+                _ => Some(call),
+            }
+        }
         ("length", [s]) => Some(call("octet_length", vec![(*s).clone()], false, None)),
+        ("lcase", [s]) => Some(call("lower", vec![(*s).clone()], false, None)),
+        ("ucase", [s]) => Some(call("upper", vec![(*s).clone()], false, None)),
+        ("mid", [s, p, l]) => Some(call("substring", vec![(*s).clone(), (*p).clone(), (*l).clone()], false, None)),
+        ("mod", [a, b]) => Some(Expr::Nested(Box::new(Expr::BinaryOp {
+            left: Box::new((*a).clone()),
+            op: BinaryOperator::Modulo,
+            right: Box::new((*b).clone()),
+        }))),
+
         ("if", [c, a, b]) => Some(Expr::Case {
             case_token: AttachedToken::empty(),
             end_token: AttachedToken::empty(),
