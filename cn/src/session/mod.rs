@@ -588,7 +588,7 @@ impl Session {
         let snap = self.cluster.catalog.snapshot();
         // Opens the views a read on `dns` needs (autocommit only); with
         // `deferred` when the read is one query per DN sent right after
-        // (each view is then made in its query's round trip).
+        // (a view on one DN is then made in its query's round trip).
         let open = |dns: std::collections::BTreeSet<u32>, deferred: bool| async move {
             match lazy {
                 Some((ss, s)) => ss.open_more(&dns, s, deferred).await,
@@ -717,7 +717,7 @@ impl Session {
         sink: &mut dyn ResultSink,
     ) -> Result<bool> {
         let source = source.unwrap_or_else(|| self.read_source());
-        source.open_for_one_query_per_dn(&g.per_dn.iter().map(|(dn, _)| (*dn, 1)).collect()).await?;
+        source.open(&g.per_dn.iter().map(|(dn, _)| (*dn, 1)).collect()).await?;
         use planner::gather::Combine;
         let gathered = match &g.combine {
             Combine::Concat => self.run_on_dns_in(&source, &g.per_dn, sink).await.map(|_| true),

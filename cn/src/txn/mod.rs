@@ -991,16 +991,6 @@ impl ConnSource {
         }
     }
 
-    /// [`Self::open`] for a statement that sends one query to each DN of
-    /// `shards` right after: a snapshot's views are then deferred, each
-    /// made in its query's round trip ([`snapshot::StmtSnapshot::open_as`]).
-    pub async fn open_for_one_query_per_dn(&self, shards: &BTreeMap<u32, usize>) -> Result<()> {
-        match self {
-            ConnSource::Snapshot(s) => s.open_as(shards, true).await,
-            _ => self.open(shards).await,
-        }
-    }
-
     /// Makes the read views of a statement that reads before it knows all
     /// its shards (a lookup join reads its keys before the rest is
     /// planned): a snapshot opens [`snapshot::MAX_VIEWS_PER_DN`] views on

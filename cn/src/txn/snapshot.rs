@@ -58,14 +58,6 @@ impl StmtSnapshot {
     /// all views are on one DN (no TSO call). A late OPEN is retried at `max(TSO, amx)`. Errors: a DN error,
     /// the TSO unreachable, or 1213 after [`OPEN_RETRIES`] late opens.
     pub async fn open(&self, shards: &BTreeMap<u32, usize>) -> Result<()> {
-        self.open_as(shards, false).await
-    }
-
-    /// [`Self::open`]; with `deferred`, when every DN gets one view, each
-    /// view is made by the first query on it, in that query's round trip
-    /// (see [`Self::open_more`]): only for a caller that sends one query
-    /// to each DN right away (a gathered SELECT).
-    pub async fn open_as(&self, shards: &BTreeMap<u32, usize>, deferred: bool) -> Result<()> {
         if self.views().is_some() {
             return Ok(());
         }
@@ -88,11 +80,8 @@ impl StmtSnapshot {
             }
             _ => self.cluster.timestamp().await?,
         };
-        let deferred = deferred && shards.values().all(|n| *n == 1);
         for _ in 0..OPEN_RETRIES {
-            let opened =
-                if deferred { self.try_open_deferred(shards, s).await? } else { self.try_open(shards, s).await? };
-            match opened {
+            match self.try_open(shards, s).await? {
                 Ok(views) => {
                     *self.views() = Some(views);
                     return Ok(());
@@ -123,11 +112,16 @@ impl StmtSnapshot {
     /// other (a global-index lookup: the index's DN, then the base rows'
     /// DNs). `s` is a TSO timestamp the caller took for the whole
     /// statement. Reads then share the views (see [`Self::shared`]).
-    /// With `deferred`, each view is made by the first query on it, in
-    /// that query's round trip ([`dn_plugin::agent::DeferredOpen`]): only
-    /// for a caller that sends one query to each of `dns` right away,
-    /// since no commit lands on a DN between its admission here and that
-    /// query. `Ok(Err(amx))`: a DN already shows a commit above `s`
+    /// With `deferred` and one DN without a view, that view is made by the
+    /// first query on it, in that query's round trip
+    /// ([`dn_plugin::agent::DeferredOpen`]): only for a caller that sends
+    /// that query right away, since no commit lands on the DN between its
+    /// admission here and the query. Never for several DNs: holding one
+    /// DN's gate closed while waiting for another's admission deadlocks
+    /// (statement A holds DN 0 and waits for DN 1, where a commit waits
+    /// for statement B, which holds DN 1 and waits for DN 0 behind a
+    /// commit that waits for A: the gate lets waiting commits go before
+    /// new opens). `Ok(Err(amx))`: a DN already shows a commit above `s`
     /// (RAISE); the statement must start again at a later snapshot, before
     /// it has sent anything. Errors: a DN error.
     pub async fn open_more(
@@ -144,13 +138,16 @@ impl StmtSnapshot {
             return Ok(Ok(()));
         }
         self.shared.store(true, Ordering::Relaxed);
-        let opened =
-            if deferred { self.try_open_deferred(&missing, s).await? } else { self.try_open(&missing, s).await? };
+        let opened = if deferred && missing.len() == 1 {
+            self.try_open_deferred(&missing, s).await?
+        } else {
+            self.try_open(&missing, s).await?
+        };
         Ok(opened.map(|views| self.views().get_or_insert_with(BTreeMap::new).extend(views)))
     }
 
-    /// [`Self::try_open`] with one deferred view per DN of `dns`: the
-    /// admissions taken, no view made yet.
+    /// [`Self::try_open`] with one deferred view on the one DN of `dns`:
+    /// the admission taken, no view made yet.
     async fn try_open_deferred(
         &self,
         dns: &BTreeMap<u32, usize>,
