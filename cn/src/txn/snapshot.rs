@@ -153,6 +153,7 @@ impl StmtSnapshot {
         dns: &BTreeMap<u32, usize>,
         s: u64,
     ) -> Result<Result<BTreeMap<u32, Vec<SharedConn>>, u64>> {
+        debug_assert_eq!(dns.len(), 1, "deferred views on several DNs can deadlock (see open_more)");
         let one: BTreeMap<u32, usize> = dns.keys().map(|d| (*d, 1)).collect();
         let acquired = self.cluster.acquire(&one).await?;
         let opens = acquired.into_iter().map(|(dn, conns)| {
