@@ -606,6 +606,7 @@ enum ShardType {
 /// the CN carries TIME as text, which would sort and compare as text.
 const SHARD_FUNCTIONS: &[(&str, ShardType, usize, usize)] = &[
     ("datediff", ShardType::Int, 2, 2),
+    ("timestampdiff", ShardType::Int, 3, 3),
     ("to_days", ShardType::Int, 1, 1),
     ("dayofweek", ShardType::Int, 1, 1),
     ("weekday", ShardType::Int, 1, 1),
@@ -700,6 +701,16 @@ impl ScalarUDFImpl for ShardFunction {
                 let (a, b) = (dates(a)?, dates(b)?);
                 Arc::new(a.iter().zip(&b).map(|(x, y)| Some((x.as_ref()? .signed_duration_since(*y.as_ref()?)).num_days())).collect::<Int64Array>())
             }
+            ("timestampdiff", [u, a, b]) => {
+                let (a, b) = (datetimes(a)?, datetimes(b)?);
+                let u = datafusion::arrow::compute::cast(u, &DataType::Utf8)?;
+                let u = u.as_string::<i32>();
+                Arc::new(
+                    (0..a.len())
+                        .map(|i| timestampdiff(u.is_valid(i).then(|| u.value(i))?, a[i]?, b[i]?))
+                        .collect::<Int64Array>(),
+                )
+            }
             ("to_days", [a]) => Arc::new(dates(a)?.iter().map(|d| d.map(|d| i64::from(d.num_days_from_ce()) + 365)).collect::<Int64Array>()),
             ("dayofweek", [a]) => Arc::new(dates(a)?.iter().map(|d| d.map(|d| i64::from(d.weekday().num_days_from_sunday()) + 1)).collect::<Int64Array>()),
             ("weekday", [a]) => Arc::new(dates(a)?.iter().map(|d| d.map(|d| i64::from(d.weekday().num_days_from_monday()))).collect::<Int64Array>()),
@@ -762,8 +773,93 @@ fn days_since_epoch(d: chrono::NaiveDate) -> i32 {
     d.signed_duration_since(epoch).num_days() as i32
 }
 
+/// The units `TIMESTAMPDIFF` takes (MySQL 8.0 reference, 14.7).
+pub const TIMESTAMPDIFF_UNITS: &[&str] =
+    &["MICROSECOND", "SECOND", "MINUTE", "HOUR", "DAY", "WEEK", "MONTH", "QUARTER", "YEAR"];
+
+/// The datetimes of `a` (a DATE at midnight, a DATETIME, a string read as
+/// either; NULL for what is none).
+fn datetimes(a: &ArrayRef) -> Result<Vec<Option<chrono::NaiveDateTime>>> {
+    let safe = datafusion::arrow::compute::CastOptions { safe: true, ..Default::default() };
+    let t = datafusion::arrow::compute::cast_with_options(a, &DataType::Timestamp(TimeUnit::Microsecond, None), &safe)?;
+    Ok(t.as_primitive::<datafusion::arrow::datatypes::TimestampMicrosecondType>()
+        .iter()
+        .map(|v| v.and_then(|v| chrono::DateTime::from_timestamp_micros(v).map(|d| d.naive_utc())))
+        .collect())
+}
+
+/// MySQL's `TIMESTAMPDIFF(unit, a, b)`: whole units from `a` to `b`,
+/// truncated toward zero; months (and quarters, years) count only when
+/// the later value's day and time reach the earlier's (`'2020-01-31'` to
+/// `'2020-02-29'` is 0 months). `None` for an unknown unit.
+fn timestampdiff(unit: &str, a: chrono::NaiveDateTime, b: chrono::NaiveDateTime) -> Option<i64> {
+    use chrono::Timelike;
+    let micros = (b - a).num_microseconds()?;
+    let months = || {
+        let (x, y, sign) = if b >= a { (a, b, 1) } else { (b, a, -1) };
+        let mut m = i64::from(y.year() - x.year()) * 12 + i64::from(y.month()) - i64::from(x.month());
+        let rest = |t: chrono::NaiveDateTime| (t.day(), t.num_seconds_from_midnight(), t.nanosecond());
+        if rest(y) < rest(x) {
+            m -= 1;
+        }
+        sign * m
+    };
+    Some(match unit.to_ascii_uppercase().as_str() {
+        "MICROSECOND" => micros,
+        "SECOND" => micros / 1_000_000,
+        "MINUTE" => micros / 60_000_000,
+        "HOUR" => micros / 3_600_000_000,
+        "DAY" => micros / 86_400_000_000,
+        "WEEK" => micros / (7 * 86_400_000_000),
+        "MONTH" => months(),
+        "QUARTER" => months() / 3,
+        "YEAR" => months() / 12,
+        _ => return None,
+    })
+}
+
 /// The last day of `d`'s month.
 fn last_day(d: chrono::NaiveDate) -> Option<chrono::NaiveDate> {
     let (y, m) = if d.month() == 12 { (d.year() + 1, 1) } else { (d.year(), d.month() + 1) };
     chrono::NaiveDate::from_ymd_opt(y, m, 1)?.pred_opt()
+}
+
+#[cfg(test)]
+mod date_tests {
+    use super::*;
+
+    #[test]
+    fn timestampdiff_counts_whole_units_as_mysql() {
+        let t = |s: &str| {
+            chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").unwrap_or_else(|_| {
+                chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap().and_hms_opt(0, 0, 0).unwrap()
+            })
+        };
+        // Values from MySQL 8.0 / MariaDB 10.11.
+        for (unit, a, b, want) in [
+            ("MONTH", "2020-01-31", "2020-02-29", 0),
+            ("MONTH", "2020-01-31", "2020-03-31", 2),
+            ("MONTH", "2020-03-31", "2020-01-31", -2),
+            ("MONTH", "2020-02-29", "2020-01-31", 0),
+            ("MONTH", "2020-01-15 10:00:00", "2020-02-15 09:59:59", 0),
+            ("YEAR", "1996-02-29", "2000-02-28", 3),
+            ("QUARTER", "2000-01-01", "2000-12-31", 3),
+            ("WEEK", "2000-01-01", "2000-01-14", 1),
+            ("DAY", "2000-01-02", "2000-01-01 12:00:00", 0),
+            ("DAY", "2000-01-02", "2000-01-01", -1),
+            ("HOUR", "2000-01-01", "2000-01-02 01:30:00", 25),
+        ] {
+            assert_eq!(timestampdiff(unit, t(a), t(b)), Some(want), "TIMESTAMPDIFF({unit}, {a}, {b})");
+        }
+        assert_eq!(timestampdiff("FORTNIGHT", t("2000-01-01"), t("2000-01-02")), None);
+    }
+
+    #[test]
+    fn to_days_and_from_days_are_mysqls() {
+        // MySQL: TO_DAYS('2007-10-07') = 733321; FROM_DAYS(730669) = '2000-07-03'.
+        let d = chrono::NaiveDate::from_ymd_opt(2007, 10, 7).unwrap();
+        assert_eq!(i64::from(d.num_days_from_ce()) + 365, 733_321);
+        let back = chrono::NaiveDate::from_num_days_from_ce_opt(730_669 - 365).unwrap();
+        assert_eq!(back, chrono::NaiveDate::from_ymd_opt(2000, 7, 3).unwrap());
+    }
 }

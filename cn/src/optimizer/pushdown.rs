@@ -307,11 +307,22 @@ struct MySqlIntegerDivide;
 impl datafusion::sql::sqlparser::ast::VisitorMut for MySqlIntegerDivide {
     type Break = ();
     fn post_visit_expr(&mut self, e: &mut datafusion::sql::sqlparser::ast::Expr) -> std::ops::ControlFlow<()> {
-        use datafusion::sql::sqlparser::ast::BinaryOperator as B;
-        if let datafusion::sql::sqlparser::ast::Expr::BinaryOp { op, .. } = e {
-            if *op == B::DuckIntegerDivide {
-                *op = B::MyIntegerDivide;
+        use datafusion::sql::sqlparser::ast::{self as ast, BinaryOperator as B};
+        match e {
+            ast::Expr::BinaryOp { op, .. } if *op == B::DuckIntegerDivide => *op = B::MyIntegerDivide,
+            // `timestampdiff('DAY', a, b)` back to MySQL's keyword unit.
+            ast::Expr::Function(f) if f.name.to_string().eq_ignore_ascii_case("timestampdiff") => {
+                if let ast::FunctionArguments::List(list) = &mut f.args {
+                    if let Some(ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(unit))) = list.args.first_mut() {
+                        if let ast::Expr::Value(v) = unit {
+                            if let ast::Value::SingleQuotedString(u) = &v.value {
+                                *unit = ast::Expr::Identifier(ast::Ident::new(u.clone()));
+                            }
+                        }
+                    }
+                }
             }
+            _ => {}
         }
         std::ops::ControlFlow::Continue(())
     }

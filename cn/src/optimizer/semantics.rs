@@ -36,6 +36,7 @@ use std::ops::ControlFlow;
 
 /// Applies the rewrite to any AST node (a statement, a query).
 pub fn rewrite<T: VisitMut>(node: &mut T) {
+    let _ = node.visit(&mut TimestampdiffUnit);
     let _ = node.visit(&mut DivPrecedence);
     let _ = node.visit(&mut ThreeValuedIn::default());
     let _ = node.visit(&mut LooseGroupBy);
@@ -504,6 +505,35 @@ impl VisitorMut for DivPrecedence {
 }
 
 struct Rewriter;
+
+/// `TIMESTAMPDIFF(unit, a, b)` → `timestampdiff('UNIT', a, b)`: the unit is
+/// a keyword the parser reads as a column, which the other passes (and
+/// DataFusion) would look up; as a string it reaches the CN's
+/// `timestampdiff` ([`crate::executor::functions::ShardFunction`]), and
+/// pushdown writes it back as the keyword. Runs first.
+struct TimestampdiffUnit;
+
+impl VisitorMut for TimestampdiffUnit {
+    type Break = ();
+    fn pre_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
+        let Expr::Function(f) = e else { return ControlFlow::Continue(()) };
+        if !f.name.to_string().eq_ignore_ascii_case("timestampdiff") {
+            return ControlFlow::Continue(());
+        }
+        if let FunctionArguments::List(list) = &mut f.args {
+            if let (3, Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(unit @ Expr::Identifier(_))))) =
+                (list.args.len(), list.args.first_mut())
+            {
+                let Expr::Identifier(id) = &*unit else { return ControlFlow::Continue(()) };
+                let u = id.value.to_ascii_uppercase();
+                if crate::executor::functions::TIMESTAMPDIFF_UNITS.contains(&u.as_str()) {
+                    *unit = Expr::Value(datafusion::sql::sqlparser::ast::Value::SingleQuotedString(u).into());
+                }
+            }
+        }
+        ControlFlow::Continue(())
+    }
+}
 
 fn call(
     name: &str,
