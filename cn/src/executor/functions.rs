@@ -17,8 +17,9 @@
 //! - `concat(…)`: MySQL's CONCAT, NULL if any argument is ([`MysqlConcat`]).
 //! - `year(d)`, `quarter(d)`, `month(d)`, `dayofmonth(d)`, `day(d)`,
 //!   `hour(t)`, `minute(t)`, `second(t)` ([`MysqlDatePart`]).
-//! - `datediff`, `week`, `monthname`, `field`, … ([`ShardFunction`]):
-//!   planned with MySQL's result type, computed only by the DNs.
+//! - `datediff`, `timestampdiff`, `week`, `monthname`, `field`, …
+//!   ([`ShardFunction`]): planned with MySQL's result type, computed by
+//!   the DNs, and by the CN only for the date functions, ISNULL and SIGN.
 
 use chrono::Datelike;
 use datafusion::arrow::array::{
@@ -643,9 +644,12 @@ pub fn is_shard_function(name: &str) -> bool {
 /// result type so that a statement using it plans at all, and pushed to
 /// the shards by name (`pushdown::pushable`), where MariaDB computes it as
 /// MySQL does: in a filter, a projection, a GROUP BY key or an aggregate's
-/// argument over a pushed fragment. Where the CN itself would have to
-/// compute it (over a join or an aggregate the CN computes), the statement
-/// fails with 1235 rather than give another answer than MySQL.
+/// argument over a pushed fragment. Where the CN itself has to compute it
+/// (over a join or an aggregate the CN computes) it does so for
+/// `DATEDIFF`, `TIMESTAMPDIFF`, `TO_DAYS`, `DAYOFWEEK`, `WEEKDAY`,
+/// `DAYOFYEAR`, `MONTHNAME`, `DAYNAME`, `DATE`, `LAST_DAY`, `FROM_DAYS`,
+/// `ISNULL` and `SIGN`; for the others the statement fails with 1235
+/// rather than give another answer than MySQL's.
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct ShardFunction {
     name: &'static str,
