@@ -296,15 +296,18 @@ pub(crate) fn sql(e: &Expr) -> Result<String> {
     let dialect = MySqlDialect {};
     let mut e = Unparser::new(&dialect).expr_to_sql(&e)?;
     crate::planner::escape_strings(&mut e);
-    // DataFusion prints its integer division as DuckDB's `//`.
-    let _ = datafusion::sql::sqlparser::ast::VisitMut::visit(&mut e, &mut MySqlIntegerDivide);
+    // DataFusion prints its integer division as DuckDB's `//`, and the
+    // CN's `timestampdiff` takes its unit as a string.
+    let _ = datafusion::sql::sqlparser::ast::VisitMut::visit(&mut e, &mut MySqlSpelling);
     Ok(e.to_string())
 }
 
-/// Turns `a // b` (DataFusion's unparsed IntegerDivide) into `a DIV b`.
-struct MySqlIntegerDivide;
+/// Writes what the unparser prints in other dialects' or the CN's own
+/// spelling as MySQL's: `a // b` (DataFusion's IntegerDivide) as `a DIV
+/// b`, `timestampdiff('DAY', a, b)` as `timestampdiff(DAY, a, b)`.
+struct MySqlSpelling;
 
-impl datafusion::sql::sqlparser::ast::VisitorMut for MySqlIntegerDivide {
+impl datafusion::sql::sqlparser::ast::VisitorMut for MySqlSpelling {
     type Break = ();
     fn post_visit_expr(&mut self, e: &mut datafusion::sql::sqlparser::ast::Expr) -> std::ops::ControlFlow<()> {
         use datafusion::sql::sqlparser::ast::{self as ast, BinaryOperator as B};
