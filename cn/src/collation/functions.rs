@@ -76,12 +76,13 @@ fn as_utf8(arg_types: &[DataType]) -> Result<Vec<DataType>> {
     Ok(arg_types.iter().map(|_| DataType::Utf8).collect())
 }
 
-/// `a` as a `Utf8` array: the collation rule runs after type coercion,
-/// so an argument may still be a `Utf8View` or `LargeUtf8` (`MD5(x)`,
-/// `CAST(d AS CHAR)`) or not a string at all; those are cast (Arrow's
-/// string forms of other types), where reading them as `Utf8` would
-/// panic.
-fn utf8(a: &ArrayRef) -> Result<std::borrow::Cow<'_, ArrayRef>> {
+/// `a` as a `Utf8` array, for a function that reads its argument as one
+/// without DataFusion's coercion in between: the collation rule runs after
+/// type coercion, so an argument may still be a `Utf8View` or `LargeUtf8`
+/// (`MD5(x)`, `CAST(d AS CHAR)`) or not a string at all; those are cast
+/// (Arrow's string forms of other types), where reading them as `Utf8`
+/// would panic.
+pub(crate) fn utf8(a: &ArrayRef) -> Result<std::borrow::Cow<'_, ArrayRef>> {
     Ok(match a.data_type() {
         DataType::Utf8 => std::borrow::Cow::Borrowed(a),
         _ => std::borrow::Cow::Owned(datafusion::arrow::compute::cast(a, &DataType::Utf8)?),

@@ -27,7 +27,7 @@ use datafusion::arrow::array::{
     StringBuilder, UInt64Array,
 };
 use datafusion::arrow::compute::kernels::temporal::{date_part, DatePart};
-use datafusion::arrow::datatypes::{i256, DataType, Decimal128Type, Float64Type, Int64Type, TimeUnit};
+use datafusion::arrow::datatypes::{i256, DataType, Date32Type, Decimal128Type, Float64Type, Int64Type, TimeUnit};
 use datafusion::common::{exec_err, Result};
 use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility};
 use std::sync::Arc;
@@ -570,10 +570,7 @@ impl ScalarUDFImpl for MysqlConcat {
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;
         // Coerced to Utf8 when planned; a call built later may not be.
-        let arrays = arrays
-            .iter()
-            .map(|a| datafusion::arrow::compute::cast(a, &DataType::Utf8))
-            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let arrays = arrays.iter().map(crate::collation::functions::utf8).collect::<Result<Vec<_>>>()?;
         let strings: Vec<_> = arrays.iter().map(|a| a.as_string::<i32>()).collect();
         let mut out = StringBuilder::with_capacity(args.number_rows, 0);
         let mut row = String::new();
@@ -695,51 +692,74 @@ impl ScalarUDFImpl for ShardFunction {
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;
-        let out: ArrayRef = match (self.name, arrays.as_slice()) {
-            ("isnull", [a]) => Arc::new((0..a.len()).map(|i| Some(i64::from(a.is_null(i)))).collect::<Int64Array>()),
+        let ints = |v: Vec<Option<i64>>| -> ArrayRef { Arc::new(Int64Array::from(v)) };
+        let names = |v: Vec<Option<&str>>| -> ArrayRef { Arc::new(StringArray::from(v)) };
+        let days = |v: Vec<Option<chrono::NaiveDate>>| -> ArrayRef {
+            Arc::new(v.into_iter().map(|d| d.map(Date32Type::from_naive_date)).collect::<Date32Array>())
+        };
+        let out = match (self.name, arrays.as_slice()) {
+            ("isnull", [a]) => ints((0..a.len()).map(|i| Some(i64::from(a.is_null(i)))).collect()),
             ("sign", [a]) => {
                 let f = datafusion::arrow::compute::cast(a, &DataType::Float64)?;
-                Arc::new(f.as_primitive::<Float64Type>().iter().map(|v| v.map(|x| x.signum() as i64 * i64::from(x != 0.0))).collect::<Int64Array>())
+                ints(f.as_primitive::<Float64Type>().iter().map(|v| v.map(sign)).collect())
             }
             ("datediff", [a, b]) => {
                 let (a, b) = (dates(a)?, dates(b)?);
-                Arc::new(a.iter().zip(&b).map(|(x, y)| Some((x.as_ref()? .signed_duration_since(*y.as_ref()?)).num_days())).collect::<Int64Array>())
+                ints(a.into_iter().zip(b).map(|(x, y)| Some((x? - y?).num_days())).collect())
             }
             ("timestampdiff", [u, a, b]) => {
                 let (a, b) = (datetimes(a)?, datetimes(b)?);
                 let u = datafusion::arrow::compute::cast(u, &DataType::Utf8)?;
                 let u = u.as_string::<i32>();
-                Arc::new(
-                    (0..a.len())
-                        .map(|i| timestampdiff(u.is_valid(i).then(|| u.value(i))?, a[i]?, b[i]?))
-                        .collect::<Int64Array>(),
-                )
+                let unit = |i: usize| u.is_valid(i).then(|| u.value(i));
+                ints((0..a.len()).map(|i| timestampdiff(unit(i)?, a[i]?, b[i]?)).collect())
             }
-            ("to_days", [a]) => Arc::new(dates(a)?.iter().map(|d| d.map(|d| i64::from(d.num_days_from_ce()) + 365)).collect::<Int64Array>()),
-            ("dayofweek", [a]) => Arc::new(dates(a)?.iter().map(|d| d.map(|d| i64::from(d.weekday().num_days_from_sunday()) + 1)).collect::<Int64Array>()),
-            ("weekday", [a]) => Arc::new(dates(a)?.iter().map(|d| d.map(|d| i64::from(d.weekday().num_days_from_monday()))).collect::<Int64Array>()),
-            ("dayofyear", [a]) => Arc::new(dates(a)?.iter().map(|d| d.map(|d| i64::from(d.ordinal()))).collect::<Int64Array>()),
-            ("monthname", [a]) => Arc::new(dates(a)?.iter().map(|d| d.map(|d| MONTH_NAMES[d.month0() as usize])).collect::<StringArray>()),
-            ("dayname", [a]) => Arc::new(dates(a)?.iter().map(|d| d.map(|d| DAY_NAMES[d.weekday().num_days_from_monday() as usize])).collect::<StringArray>()),
-            ("date", [a]) => Arc::new(dates(a)?.into_iter().map(|d| d.map(days_since_epoch)).collect::<Date32Array>()),
-            ("last_day", [a]) => Arc::new(dates(a)?.iter().map(|d| d.and_then(last_day).map(days_since_epoch)).collect::<Date32Array>()),
+            ("to_days", [a]) => ints(per_date(a, |d| Some(to_days(d)))?),
+            ("dayofweek", [a]) => ints(per_date(a, |d| Some(i64::from(d.weekday().num_days_from_sunday()) + 1))?),
+            ("weekday", [a]) => ints(per_date(a, |d| Some(i64::from(d.weekday().num_days_from_monday())))?),
+            ("dayofyear", [a]) => ints(per_date(a, |d| Some(i64::from(d.ordinal())))?),
+            ("monthname", [a]) => names(per_date(a, |d| Some(MONTH_NAMES[d.month0() as usize]))?),
+            ("dayname", [a]) => names(per_date(a, |d| Some(DAY_NAMES[d.weekday().num_days_from_monday() as usize]))?),
+            ("date", [a]) => days(dates(a)?),
+            ("last_day", [a]) => days(per_date(a, last_day)?),
             ("from_days", [a]) => {
                 let n = datafusion::arrow::compute::cast(a, &DataType::Int64)?;
-                Arc::new(n.as_primitive::<Int64Type>().iter().map(|v| {
-                    // Days 0-365 are MySQL's '0000-00-00'; NULL here.
-                    let v = i32::try_from(v?).ok().filter(|v| *v > 365)?;
-                    chrono::NaiveDate::from_num_days_from_ce_opt(v - 365).map(days_since_epoch)
-                }).collect::<Date32Array>())
+                days(n.as_primitive::<Int64Type>().iter().map(|v| from_days(v?)).collect())
             }
             _ => {
                 return datafusion::common::not_impl_err!(
-                    "{}() over what the CN computes itself (the data nodes compute it where it applies to a table's columns)",
+                    "{}() over what the CN computes itself \
+                     (the data nodes compute it where it applies to a table's columns)",
                     self.name.to_ascii_uppercase()
                 )
             }
         };
         Ok(ColumnarValue::Array(out))
     }
+}
+
+/// MySQL's `SIGN(x)`: -1, 0 or 1.
+fn sign(x: f64) -> i64 {
+    if x > 0.0 {
+        1
+    } else if x < 0.0 {
+        -1
+    } else {
+        0
+    }
+}
+
+/// MySQL's `TO_DAYS(d)`: days since year 0 (`TO_DAYS('2007-10-07')` is
+/// 733321; MySQL's calc_daynr counts 365 days for year 0).
+fn to_days(d: chrono::NaiveDate) -> i64 {
+    i64::from(d.num_days_from_ce()) + 365
+}
+
+/// MySQL's `FROM_DAYS(n)`, the inverse of [`to_days`]; `None` for days 0-365
+/// (MySQL's '0000-00-00') and beyond chrono's range.
+fn from_days(n: i64) -> Option<chrono::NaiveDate> {
+    let n = i32::try_from(n).ok().filter(|n| *n > 365)?;
+    chrono::NaiveDate::from_num_days_from_ce_opt(n - 365)
 }
 
 /// MySQL's month and day names (`lc_time_names = en_US`).
@@ -759,22 +779,18 @@ const MONTH_NAMES: [&str; 12] = [
 ];
 const DAY_NAMES: [&str; 7] = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"];
 
+/// `f` of each date of `a` ([`dates`]); NULL where there is none or `f`
+/// gives none.
+fn per_date<T>(a: &ArrayRef, f: impl Fn(chrono::NaiveDate) -> Option<T>) -> Result<Vec<Option<T>>> {
+    Ok(dates(a)?.into_iter().map(|d| d.and_then(&f)).collect())
+}
+
 /// The dates of `a` (a DATE, a DATETIME's date, a string read as either;
 /// NULL for what is none, as MySQL gives NULL for a string that is no date).
 fn dates(a: &ArrayRef) -> Result<Vec<Option<chrono::NaiveDate>>> {
     let safe = datafusion::arrow::compute::CastOptions { safe: true, ..Default::default() };
     let d = datafusion::arrow::compute::cast_with_options(a, &DataType::Date32, &safe)?;
-    let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("the epoch");
-    Ok(d.as_primitive::<datafusion::arrow::datatypes::Date32Type>()
-        .iter()
-        .map(|v| v.and_then(|v| epoch.checked_add_signed(chrono::Duration::days(i64::from(v)))))
-        .collect())
-}
-
-/// Arrow's Date32 of `d`: days since 1970-01-01.
-fn days_since_epoch(d: chrono::NaiveDate) -> i32 {
-    let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("the epoch");
-    d.signed_duration_since(epoch).num_days() as i32
+    Ok(d.as_primitive::<Date32Type>().iter().map(|v| v.and_then(Date32Type::to_naive_date_opt)).collect())
 }
 
 /// The units `TIMESTAMPDIFF` takes (MySQL 8.0 reference, 14.7).
@@ -861,9 +877,10 @@ mod date_tests {
     #[test]
     fn to_days_and_from_days_are_mysqls() {
         // MySQL: TO_DAYS('2007-10-07') = 733321; FROM_DAYS(730669) = '2000-07-03'.
-        let d = chrono::NaiveDate::from_ymd_opt(2007, 10, 7).unwrap();
-        assert_eq!(i64::from(d.num_days_from_ce()) + 365, 733_321);
-        let back = chrono::NaiveDate::from_num_days_from_ce_opt(730_669 - 365).unwrap();
-        assert_eq!(back, chrono::NaiveDate::from_ymd_opt(2000, 7, 3).unwrap());
+        assert_eq!(to_days(chrono::NaiveDate::from_ymd_opt(2007, 10, 7).unwrap()), 733_321);
+        assert_eq!(from_days(730_669), chrono::NaiveDate::from_ymd_opt(2000, 7, 3));
+        assert_eq!(from_days(365), None);
+        assert_eq!(sign(-0.5), -1);
+        assert_eq!(sign(0.0), 0);
     }
 }

@@ -520,15 +520,17 @@ impl VisitorMut for TimestampdiffUnit {
         if !f.name.to_string().eq_ignore_ascii_case("timestampdiff") {
             return ControlFlow::Continue(());
         }
-        if let FunctionArguments::List(list) = &mut f.args {
-            if let (3, Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(unit @ Expr::Identifier(_))))) =
-                (list.args.len(), list.args.first_mut())
-            {
-                let Expr::Identifier(id) = &*unit else { return ControlFlow::Continue(()) };
-                let u = id.value.to_ascii_uppercase();
-                if crate::executor::functions::TIMESTAMPDIFF_UNITS.contains(&u.as_str()) {
-                    *unit = Expr::Value(datafusion::sql::sqlparser::ast::Value::SingleQuotedString(u).into());
-                }
+        let FunctionArguments::List(list) = &mut f.args else { return ControlFlow::Continue(()) };
+        if list.args.len() != 3 {
+            return ControlFlow::Continue(());
+        }
+        if let Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(unit))) = list.args.first_mut() {
+            let u = match unit {
+                Expr::Identifier(id) => id.value.to_ascii_uppercase(),
+                _ => return ControlFlow::Continue(()),
+            };
+            if crate::executor::functions::TIMESTAMPDIFF_UNITS.contains(&u.as_str()) {
+                *unit = Expr::Value(datafusion::sql::sqlparser::ast::Value::SingleQuotedString(u).into());
             }
         }
         ControlFlow::Continue(())

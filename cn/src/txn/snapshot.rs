@@ -138,53 +138,27 @@ impl StmtSnapshot {
             return Ok(Ok(()));
         }
         self.shared.store(true, Ordering::Relaxed);
-        let opened = if deferred && missing.len() == 1 {
-            self.try_open_deferred(&missing, s).await?
-        } else {
-            self.try_open(&missing, s).await?
+        let opened = match missing.keys().collect::<Vec<_>>().as_slice() {
+            [dn] if deferred => self.try_open_deferred(**dn, s).await?,
+            _ => self.try_open(&missing, s).await?,
         };
         Ok(opened.map(|views| self.views().get_or_insert_with(BTreeMap::new).extend(views)))
     }
 
-    /// [`Self::try_open`] with one deferred view on the one DN of `dns`:
-    /// the admission taken, no view made yet.
-    async fn try_open_deferred(
-        &self,
-        dns: &BTreeMap<u32, usize>,
-        s: u64,
-    ) -> Result<Result<BTreeMap<u32, Vec<SharedConn>>, u64>> {
-        debug_assert_eq!(dns.len(), 1, "deferred views on several DNs can deadlock (see open_more)");
-        let one: BTreeMap<u32, usize> = dns.keys().map(|d| (*d, 1)).collect();
-        let acquired = self.cluster.acquire(&one).await?;
-        let opens = acquired.into_iter().map(|(dn, conns)| {
-            let cluster = self.cluster.clone();
-            async move {
-                let open = dn_plugin::agent::open_deferred(&*cluster.agents[dn as usize], s);
-                (dn, conns, cluster.while_dn_answers(dn, open).await)
+    /// [`Self::try_open`] with one deferred view on DN `dn`: the admission
+    /// taken, no view made yet.
+    async fn try_open_deferred(&self, dn: u32, s: u64) -> Result<Result<BTreeMap<u32, Vec<SharedConn>>, u64>> {
+        let conn = self.cluster.acquire(&BTreeMap::from([(dn, 1)])).await?.into_iter().flat_map(|(_, c)| c).next();
+        let conn = conn.ok_or_else(|| CnError::internal(format!("no connection to dn{dn} for a read view")))?;
+        let open = dn_plugin::agent::open_deferred(&*self.cluster.agents[dn as usize], s);
+        match self.cluster.while_dn_answers(dn, open).await {
+            Ok(open) => {
+                let view = ViewConn::deferred(conn, open, vec!["ROLLBACK".to_string()]);
+                Ok(Ok(BTreeMap::from([(dn, vec![Arc::new(tokio::sync::Mutex::new(view))])])))
             }
-        });
-        let mut out = BTreeMap::new();
-        let mut raised = None;
-        let mut failed = None;
-        for (dn, conns, r) in futures::future::join_all(opens).await {
-            match r {
-                Ok(open) => {
-                    if let Some(c) = conns.into_iter().next() {
-                        let v = ViewConn::deferred(c, open, vec!["ROLLBACK".to_string()]);
-                        out.insert(dn, vec![Arc::new(tokio::sync::Mutex::new(v))]);
-                    }
-                }
-                Err(AgentError::Raise { amx, .. }) => raised = Some(raised.unwrap_or(0).max(amx)),
-                Err(e) => failed = Some(self.cluster.dn(dn)?.agent_err(e)),
-            }
+            Err(AgentError::Raise { amx, .. }) => Ok(Err(amx)),
+            Err(e) => Err(self.cluster.dn(dn)?.agent_err(e)),
         }
-        if let Some(e) = failed {
-            return Err(e);
-        }
-        Ok(match raised {
-            Some(amx) => Err(amx),
-            None => Ok(out),
-        })
     }
 
     /// One attempt: `Ok(Err(amx))` when a DN raised.
