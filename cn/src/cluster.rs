@@ -301,6 +301,42 @@ impl Cluster {
         d.conn().await
     }
 
+    /// Awaits `work`, a statement's wait on the query it sent on
+    /// connection `thread` (the DN's `CONNECTION_ID()`) of DN `dn`. At KILL
+    /// QUERY (`kill`) it first sends `KILL QUERY thread` to the DN from a
+    /// connection of its own and then awaits `work` still: the DN stops the
+    /// query and answers it with 1317, so a statement the DN runs whole
+    /// (routed to one shard, or gathered) stops there at once instead of
+    /// running to its end. The connection stays usable. The KILL cannot hit
+    /// a later statement: the caller holds the connection until `work` ends,
+    /// and MariaDB forgets a KILL QUERY that finds the connection idle (the
+    /// query answered meanwhile). A KILL that fails is logged.
+    pub async fn killable<T>(
+        &self,
+        kill: &KillFlag,
+        dn: u32,
+        thread: u32,
+        work: impl std::future::Future<Output = T>,
+    ) -> T {
+        tokio::pin!(work);
+        tokio::select! {
+            r = &mut work => return r,
+            _ = kill.wait() => {}
+        }
+        let killed = async {
+            let mut c = self.dn(dn)?.conn().await?;
+            mysql_async::prelude::Queryable::query_drop(&mut c, format!("KILL QUERY {thread}"))
+                .await
+                .map_err(|e| self.dns[dn as usize].err(e))
+        };
+        match killed.await {
+            Ok(()) => {}
+            Err(CnError::Dn { code: crate::error::code::ER_NO_SUCH_THREAD, .. }) => {}
+            Err(e) => tracing::warn!(dn, thread, error = %e, "KILL QUERY did not reach the DN"),
+        }
+        work.await
+    }
+
     /// Whether DN `id`'s agent is a shared sidecar (`agents` in the
     /// configuration) rather than one in this process.
     pub fn shared_agent(&self, id: u32) -> bool {

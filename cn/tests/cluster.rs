@@ -1438,10 +1438,10 @@ fn filters_over_one_sharded_table_are_gathered_from_per_dn_queries_with_the_plan
     });
 }
 
-/// KILL QUERY answers a gathered statement waiting for its DNs within a
-/// moment (its DN statements run on by themselves: their connections
-/// must not serve anyone else's statement before their answers are read);
-/// the session goes on, and so do the others.
+/// KILL QUERY answers a statement waiting for its DNs within a moment,
+/// gathered or routed whole to one shard, and stops its DN statements
+/// there too (`KILL QUERY` on their DN connections); the session goes on,
+/// and so do the others.
 #[test]
 fn kill_query_stops_a_select_waiting_for_its_dns() {
     block_on(async {
@@ -1450,8 +1450,13 @@ fn kill_query_stops_a_select_waiting_for_its_dns() {
         c.query_drop("INSERT INTO t VALUES (1), (2), (3), (4), (5), (6), (7), (8)").await.unwrap();
         let id: u32 = c.query_first("SELECT CONNECTION_ID()").await.unwrap().unwrap();
         // Every row sleeps a second and none passes: about 4 s per DN,
-        // and no row to notice the kill by.
-        for q in ["SELECT id FROM t WHERE SLEEP(1) = 1", "SELECT id FROM t WHERE SLEEP(1) = 1 ORDER BY id"] {
+        // and no row to notice the kill by. The last one goes to one shard
+        // whole.
+        for q in [
+            "SELECT id FROM t WHERE SLEEP(1) = 1",
+            "SELECT id FROM t WHERE SLEEP(1) = 1 ORDER BY id",
+            "SELECT id, SLEEP(4) FROM t WHERE id = 3",
+        ] {
             let kill = async {
                 tokio::time::sleep(std::time::Duration::from_millis(300)).await;
                 connect(None).await.query_drop(format!("KILL QUERY {id}")).await.unwrap();
@@ -1461,6 +1466,10 @@ fn kill_query_stops_a_select_waiting_for_its_dns() {
             let elapsed = started.elapsed();
             assert_eq!(code(r.expect_err(q)), 1317, "{q}");
             assert!(elapsed < std::time::Duration::from_millis(2500), "{q}: answered after {elapsed:?}");
+            // The DNs stop too (a kill is noticed at the next row, or at
+            // once in SLEEP): none runs the statement a moment later.
+            let running = dn_statements_running("%SLEEP(%").await;
+            assert!(running.is_empty(), "{q}: still running on the DNs: {running:?}");
         }
         let n: i64 = c.query_first("SELECT COUNT(*) FROM t").await.unwrap().unwrap();
         assert_eq!(n, 8);
@@ -1468,6 +1477,66 @@ fn kill_query_stops_a_select_waiting_for_its_dns() {
             let v: Option<i32> = c.query_first(format!("SELECT id FROM t WHERE id = {id}")).await.unwrap();
             assert_eq!(v, Some(id), "a point read after the kills reads its own answer");
         }
+    });
+}
+
+/// The DN statements still running on the DNs whose text contains `like`
+/// (a LIKE pattern), a moment after a KILL: polled for up to a second.
+async fn dn_statements_running(like: &str) -> Vec<String> {
+    let mut running = Vec::new();
+    for _ in 0..20 {
+        running.clear();
+        for d in &env().cluster.dns {
+            let mut dc = d.conn().await.unwrap();
+            let infos: Vec<String> = dc
+                .exec(
+                    "SELECT INFO FROM information_schema.PROCESSLIST WHERE INFO LIKE ? AND INFO NOT LIKE '%PROCESSLIST%'",
+                    (like,),
+                )
+                .await
+                .unwrap();
+            running.extend(infos);
+        }
+        if running.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    running
+}
+
+/// KILL QUERY of a statement the CN computes (a join in DataFusion) whose
+/// shard query waits for a row lock: the client gets 1317 at once and the
+/// shard query stops waiting on its DN (it would wait out the lock wait
+/// timeout, 50 s).
+#[test]
+fn kill_query_stops_the_shard_queries_of_a_statement_the_cn_computes() {
+    block_on(async {
+        let mut c = fresh_db("t_skill").await;
+        c.query_drop("CREATE TABLE t (id INT PRIMARY KEY, v INT) PARTITION BY KEY(id) PARTITIONS 4").await.unwrap();
+        c.query_drop("INSERT INTO t VALUES (1, 2), (2, 3), (3, 4), (4, 1)").await.unwrap();
+        let mut holder = connect(Some("t_skill")).await;
+        holder.query_drop("BEGIN").await.unwrap();
+        holder.query_drop("UPDATE t SET v = v WHERE id = 1").await.unwrap();
+        let id: u32 = c.query_first("SELECT CONNECTION_ID()").await.unwrap().unwrap();
+        // Joined on a column that is not the partition key: the CN joins,
+        // and every shard scan locks what it reads.
+        let q = "SELECT a.id, b.id FROM t a JOIN t b ON a.v = b.id FOR UPDATE";
+        let plan: Vec<(String, String)> = c.query(format!("EXPLAIN {q}")).await.unwrap();
+        assert!(plan.iter().any(|(_, p)| p.contains("ShardScanExec")), "{plan:?}");
+        let kill = async {
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            connect(None).await.query_drop(format!("KILL QUERY {id}")).await.unwrap();
+        };
+        let started = std::time::Instant::now();
+        let (r, ()) = futures::join!(c.query_drop(q), kill);
+        assert_eq!(code(r.expect_err(q)), 1317);
+        assert!(started.elapsed() < std::time::Duration::from_secs(5), "answered after {:?}", started.elapsed());
+        let running = dn_statements_running("%FOR UPDATE%").await;
+        assert!(running.is_empty(), "still waiting on the DNs: {running:?}");
+        holder.query_drop("ROLLBACK").await.unwrap();
+        let n: i64 = c.query_first("SELECT COUNT(*) FROM t").await.unwrap().unwrap();
+        assert_eq!(n, 4);
     });
 }
 

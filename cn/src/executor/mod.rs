@@ -85,7 +85,8 @@ impl SchemaProvider for CnSchema {
 /// manager (see [`memory`]). With `gsi_joins` (the statement's index
 /// hints), a covering global index may replace its table where that
 /// co-locates a join ([`crate::gsi::join`]; not for locking reads, which
-/// must lock the table's rows).
+/// must lock the table's rows). With `kill` (the session's KILL QUERY), the
+/// shard scans kill their DN queries when it is set.
 pub fn context(
     snapshot: Arc<CatalogSnapshot>,
     source: ConnSource,
@@ -93,6 +94,7 @@ pub fn context(
     pool: Arc<memory::QueryMemoryPool>,
     hash_join: bool,
     gsi_joins: Option<crate::gsi::join::JoinHints>,
+    kill: Option<Arc<crate::cluster::KillFlag>>,
 ) -> Result<SessionContext> {
     let cn_memory = source.cluster().memory.clone();
     let limit = pool.limit();
@@ -129,6 +131,11 @@ pub fn context(
     // every join partitioned, and let the estimates only pick the build side.
     config.options_mut().optimizer.hash_join_single_partition_threshold = 0;
     config.options_mut().optimizer.hash_join_single_partition_threshold_rows = 0;
+    // The session's KILL QUERY, for the shard scans to stop their DN
+    // queries with ([`shard_scan::ShardScanExec`]).
+    if let Some(kill) = kill {
+        config = config.with_extension(kill);
+    }
     let mut state = datafusion::execution::SessionStateBuilder::new()
         .with_config(config)
         .with_runtime_env(cn_memory.runtime(pool)?)
@@ -249,7 +256,8 @@ pub async fn run(
     let cn_memory = source.cluster().memory.clone();
     let pool = cn_memory.query_pool_with_gauge(cn_memory.limit_for(opts.memory_limit), opts.memory_gauge.clone());
     let gsi_joins = lock.is_none().then(|| crate::gsi::join::JoinHints::of(&stmt, &snapshot, db));
-    let ctx = context(snapshot.clone(), source.clone(), db, pool.clone(), opts.hash_join, gsi_joins)?;
+    let ctx =
+        context(snapshot.clone(), source.clone(), db, pool.clone(), opts.hash_join, gsi_joins, opts.kill.clone())?;
     let r = async {
         // A locking read locks what it reads: its keys, read first without
         // locks, could miss a row committed before the locking read.

@@ -19,6 +19,7 @@
 
 use super::convert::rows_to_batch;
 use super::spill::{SpillFile, SpillOut, Spiller};
+use crate::cluster::KillFlag;
 use crate::error::CnError;
 use crate::protocol::resultset::TextRow;
 use crate::txn::{value_bytes, ConnSource};
@@ -252,12 +253,13 @@ impl ExecutionPlan for ShardScanExec {
         };
         let source = self.source.clone();
         let s2 = schema.clone();
+        let kill = ctx.session_config().get_extension::<KillFlag>();
         if !source.shared() {
             // A connection of its own: stream with backpressure.
             let (tx, rx) = futures::channel::mpsc::channel::<Result<RecordBatch>>(2);
             let mut tx = Sender::Bounded(tx);
             tokio::spawn(async move {
-                if let Err(e) = run_query(&source, &q, &s2, batch_rows, &mut tx).await {
+                if let Err(e) = run_query(&source, &q, &s2, batch_rows, &mut tx, kill.as_deref()).await {
                     tx.error(ext(e)).await;
                 }
             });
@@ -270,7 +272,7 @@ impl ExecutionPlan for ShardScanExec {
         let (tx, rx) = futures::channel::mpsc::unbounded::<Buffered>();
         let mut tx = Sender::Buffered { tx, reservation: reservation.clone(), spill: spill.clone(), file: None };
         tokio::spawn(async move {
-            let r = run_query(&source, &q, &s2, batch_rows, &mut tx).await;
+            let r = run_query(&source, &q, &s2, batch_rows, &mut tx, kill.as_deref()).await;
             match r {
                 Ok(()) => tx.finish().await,
                 Err(e) => tx.error(ext(e)).await,
@@ -376,34 +378,46 @@ impl Sender {
     }
 }
 
+/// Runs one shard query and sends its rows on in batches of `batch_rows`.
+/// At the session's KILL QUERY (`kill`), the DN's query is killed too
+/// ([`crate::cluster::Cluster::killable`]): the plan has stopped reading,
+/// and the DN would otherwise run the query to its end.
 async fn run_query(
     source: &ConnSource,
     q: &ShardQuery,
     schema: &SchemaRef,
     batch_rows: usize,
     tx: &mut Sender,
+    kill: Option<&KillFlag>,
 ) -> crate::error::Result<()> {
     let cluster = source.cluster().clone();
     let dn = cluster.dn(q.dn)?.clone();
     let mut c = source.get(q.dn).await?;
-    let mut result = c.query_iter(q.sql.as_str()).await.map_err(|e| dn.err(e))?;
-    let mut rows: Vec<TextRow> = Vec::with_capacity(batch_rows);
-    while let Some(row) = result.next().await.map_err(|e| dn.err(e))? {
-        let vals: TextRow = row.unwrap().into_iter().map(value_bytes).collect();
-        rows.push(vals);
-        if rows.len() == batch_rows {
-            let b = rows_to_batch(schema, &rows)?;
-            rows.clear();
-            if !tx.send(b).await? {
-                return Ok(());
+    let thread = c.id();
+    let read = async {
+        let mut result = c.query_iter(q.sql.as_str()).await.map_err(|e| dn.err(e))?;
+        let mut rows: Vec<TextRow> = Vec::with_capacity(batch_rows);
+        while let Some(row) = result.next().await.map_err(|e| dn.err(e))? {
+            let vals: TextRow = row.unwrap().into_iter().map(value_bytes).collect();
+            rows.push(vals);
+            if rows.len() == batch_rows {
+                let b = rows_to_batch(schema, &rows)?;
+                rows.clear();
+                if !tx.send(b).await? {
+                    return Ok(());
+                }
             }
         }
+        if !rows.is_empty() {
+            let b = rows_to_batch(schema, &rows)?;
+            tx.send(b).await?;
+        }
+        Ok(())
+    };
+    match kill {
+        Some(kill) => cluster.killable(kill, q.dn, thread, read).await,
+        None => read.await,
     }
-    if !rows.is_empty() {
-        let b = rows_to_batch(schema, &rows)?;
-        tx.send(b).await?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -818,10 +818,11 @@ impl Session {
     /// columns come on the first channel, the rows (or an error) on the
     /// second, up to [`PREFETCH_ROWS`] ahead of the reader. The task owns
     /// its DN statement: a statement that stops waiting (an error, KILL
-    /// QUERY) drops the channels and never cancels the DN query in flight
+    /// QUERY) drops the channels and never drops the DN query in flight
     /// (mysql_async cannot be cancelled between sending a query and reading
     /// its answer: the connection would hand the answer to its next user).
-    /// The task stops at its next row, or when the DN's answer ends.
+    /// The task stops at its next row, or when the DN's answer ends; at
+    /// KILL QUERY it kills the DN's query first ([`Cluster::killable`]).
     fn spawn_reader(&self, source: &ConnSource, dn: u32, sql: String) -> DnReader {
         let (columns_tx, columns) = tokio::sync::oneshot::channel::<Vec<ColumnDef>>();
         let (tx, rows) = tokio::sync::mpsc::channel::<Result<TextRow>>(PREFETCH_ROWS);
@@ -832,14 +833,18 @@ impl Session {
             let read = async {
                 let d = cluster.dn(dn)?.clone();
                 let mut c = source.get(dn).await?;
-                let mut r = c.query_iter(sql.as_str()).await.map_err(|e| d.err(e))?;
-                let _ = columns_tx.send(r.columns().unwrap_or_default().iter().map(column_from_dn).collect());
-                while let Some(row) = next_row(&kill, &d, &mut r).await? {
-                    if tx.send(Ok(row)).await.is_err() {
-                        break;
+                let thread = c.id();
+                let stream = async {
+                    let mut r = c.query_iter(sql.as_str()).await.map_err(|e| d.err(e))?;
+                    let _ = columns_tx.send(r.columns().unwrap_or_default().iter().map(column_from_dn).collect());
+                    while let Some(row) = next_row(&kill, &d, &mut r).await? {
+                        if tx.send(Ok(row)).await.is_err() {
+                            break;
+                        }
                     }
-                }
-                Ok::<(), CnError>(())
+                    Ok::<(), CnError>(())
+                };
+                cluster.killable(&kill, dn, thread, stream).await
             };
             if let Err(e) = read.await {
                 let _ = tx.send(Err(e)).await;
@@ -902,7 +907,8 @@ impl Session {
     }
 
     /// Runs physical SQL on one DN and streams its result set (or OK) to the
-    /// client unchanged.
+    /// client unchanged. KILL QUERY kills the DN's query
+    /// ([`Cluster::killable`]): the client gets the DN's 1317.
     pub async fn run_on_dn(&mut self, dn: u32, sql: &str, sink: &mut dyn ResultSink) -> Result<()> {
         let source = self.source();
         self.run_on_dn_in(&source, dn, sql, sink).await
@@ -912,20 +918,24 @@ impl Session {
     async fn run_on_dn_in(&self, source: &ConnSource, dn: u32, sql: &str, sink: &mut dyn ResultSink) -> Result<()> {
         let d = self.cluster.dn(dn)?.clone();
         let mut c = source.get(dn).await?;
-        let mut r = c.query_iter(sql).await.map_err(|e| d.err(e))?;
-        match r.columns() {
-            Some(cols) if !cols.is_empty() => {
-                let defs: Vec<ColumnDef> = cols.iter().map(column_from_dn).collect();
-                sink.columns(&defs).await?;
-                self.stream_rows(&d, &mut r, sink).await?;
-                sink.end_rows().await
+        let thread = c.id();
+        let run = async {
+            let mut r = c.query_iter(sql).await.map_err(|e| d.err(e))?;
+            match r.columns() {
+                Some(cols) if !cols.is_empty() => {
+                    let defs: Vec<ColumnDef> = cols.iter().map(column_from_dn).collect();
+                    sink.columns(&defs).await?;
+                    self.stream_rows(&d, &mut r, sink).await?;
+                    sink.end_rows().await
+                }
+                _ => {
+                    let (a, l) = (r.affected_rows(), r.last_insert_id().unwrap_or(0));
+                    r.drop_result().await.map_err(|e| d.err(e))?;
+                    sink.ok(a, l, "").await
+                }
             }
-            _ => {
-                let (a, l) = (r.affected_rows(), r.last_insert_id().unwrap_or(0));
-                r.drop_result().await.map_err(|e| d.err(e))?;
-                sink.ok(a, l, "").await
-            }
-        }
+        };
+        self.cluster.killable(&self.kill_query, dn, thread, run).await
     }
 
     /// Runs SELECTs of the same columns on their DNs and sends their rows
