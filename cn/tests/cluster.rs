@@ -192,6 +192,18 @@ fn prepared_statements_multi_statements_and_session() {
         assert_eq!(n, 1);
         let pl: Vec<Row> = c.query("SHOW PROCESSLIST").await.unwrap();
         assert!(!pl.is_empty());
+        // information_schema.PROCESSLIST, as monitoring tools read it: this
+        // session, running this very statement, in its database.
+        let me: u32 = c.query_first("SELECT CONNECTION_ID()").await.unwrap().unwrap();
+        let row: Option<(u64, String, Option<String>, String, String)> = c
+            .query_first(format!(
+                "SELECT id, user, db, command, info FROM information_schema.PROCESSLIST WHERE id = {me}"
+            ))
+            .await
+            .unwrap();
+        let (id, user, db, command, info) = row.expect("the session is in the processlist");
+        assert_eq!((id, user.as_str(), db.as_deref(), command.as_str()), (me as u64, "root", Some("t_ps"), "Query"));
+        assert!(info.contains("information_schema.PROCESSLIST"), "{info}");
     });
 }
 

@@ -1,11 +1,13 @@
 //! `information_schema` over the logical catalog: SCHEMATA, TABLES, VIEWS,
 //! COLUMNS, STATISTICS (the views MySQL tools read), built from the CN's catalog
 //! snapshot, never from the physical tables; and CN_TRX, the distributed
-//! transactions in flight on this CN (as `SHOW TRANS`; TiDB's TIDB_TRX), and
-//! GLOBAL_INDEXES (PolarDB-X's view of the global secondary indexes).
+//! transactions in flight on this CN (as `SHOW TRANS`; TiDB's TIDB_TRX),
+//! GLOBAL_INDEXES (PolarDB-X's view of the global secondary indexes), and
+//! PROCESSLIST, this CN's sessions (as `SHOW FULL PROCESSLIST`).
 
 use crate::catalog::statistics::TableStats;
 use crate::catalog::{CatalogSnapshot, Partitioning, TableDef, ViewDef};
+use crate::cluster::ProcessInfo;
 use crate::txn::TxnInfo;
 use async_trait::async_trait;
 use datafusion::arrow::array::{ArrayRef, StringArray, UInt64Array};
@@ -14,7 +16,8 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::{MemTable, SchemaProvider, TableProvider};
 use std::sync::Arc;
 
-const TABLES: &[&str] = &["schemata", "tables", "views", "columns", "statistics", "cn_trx", "global_indexes"];
+const TABLES: &[&str] =
+    &["schemata", "tables", "views", "columns", "statistics", "cn_trx", "global_indexes", "processlist"];
 
 /// The `information_schema` schema.
 #[derive(Debug)]
@@ -22,11 +25,13 @@ pub struct InfoSchema {
     snapshot: Arc<CatalogSnapshot>,
     /// The transactions in flight when the statement was planned.
     txns: Vec<TxnInfo>,
+    /// The CN's sessions when the statement was planned.
+    processes: Vec<ProcessInfo>,
 }
 
 impl InfoSchema {
-    pub fn new(snapshot: Arc<CatalogSnapshot>, txns: Vec<TxnInfo>) -> Self {
-        InfoSchema { snapshot, txns }
+    pub fn new(snapshot: Arc<CatalogSnapshot>, txns: Vec<TxnInfo>, processes: Vec<ProcessInfo>) -> Self {
+        InfoSchema { snapshot, txns, processes }
     }
 }
 
@@ -273,6 +278,30 @@ impl InfoSchema {
                 let names = crate::gsi::ddl::SHOW_COLUMNS;
                 let cols = (0..names.len()).map(|i| Col::Text(rows.iter().map(|r| r[i].clone()).collect())).collect();
                 mem_table(names, cols)
+            }
+            "processlist" => {
+                // MariaDB's columns up to INFO, then its MEMORY_USED and
+                // MAX_MEMORY_USED: here the CN memory (bytes) of the
+                // session's running (or last) query.
+                let p = &self.processes;
+                let used = |f: fn(&crate::executor::memory::MemoryGauge) -> u64| {
+                    Col::Num(p.iter().map(|p| Some(f(&p.memory))).collect())
+                };
+                mem_table(
+                    &["ID", "USER", "HOST", "DB", "COMMAND", "TIME", "STATE", "INFO", "MEMORY_USED", "MAX_MEMORY_USED"],
+                    vec![
+                        Col::Num(p.iter().map(|p| Some(p.id.into())).collect()),
+                        Col::Text(p.iter().map(|p| s(&p.user)).collect()),
+                        Col::Text(p.iter().map(|p| s(&p.host)).collect()),
+                        Col::Text(p.iter().map(|p| p.db.clone()).collect()),
+                        Col::Text(p.iter().map(|p| s(p.command)).collect()),
+                        Col::Num(p.iter().map(|p| Some(p.started.elapsed().as_secs())).collect()),
+                        Col::Text(vec![s(""); p.len()]),
+                        Col::Text(p.iter().map(|p| p.info.clone()).collect()),
+                        used(|m| m.used.load(std::sync::atomic::Ordering::Relaxed) as u64),
+                        used(|m| m.peak.load(std::sync::atomic::Ordering::Relaxed) as u64),
+                    ],
+                )
             }
             _ => return None,
         })

@@ -48,8 +48,10 @@ impl CatalogProvider for CnCatalog {
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
         let name = name.to_ascii_lowercase();
         if name == "information_schema" {
-            let txns = self.source.cluster().txns.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
-            return Some(Arc::new(info_schema::InfoSchema::new(self.snapshot.clone(), txns)));
+            let cluster = self.source.cluster();
+            let txns = cluster.txns.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
+            let processes = cluster.processes.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
+            return Some(Arc::new(info_schema::InfoSchema::new(self.snapshot.clone(), txns, processes)));
         }
         self.snapshot.database(&name)?;
         Some(Arc::new(CnSchema { db: name, snapshot: self.snapshot.clone(), source: self.source.clone() }))
