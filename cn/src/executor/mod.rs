@@ -322,9 +322,13 @@ async fn run_in(
     kill: Option<&crate::cluster::KillFlag>,
 ) -> Result<(u64, u64)> {
     let df = ctx.execute_logical_plan(plan).await?;
-    let cols: Vec<_> = df.schema().fields().iter().map(|f| convert::column_def(f)).collect();
     let task = Arc::new(df.task_ctx());
     let mut physical = df.create_physical_plan().await?;
+    // The column definitions come from the plan that makes the rows: the
+    // DataFrame's schema is the statement's before type coercion, where
+    // `CASE WHEN … THEN 0 ELSE dec_col END` is still a BIGINT although its
+    // values are DECIMAL (a client then fails to parse them).
+    let cols: Vec<_> = physical.schema().fields().iter().map(|f| convert::column_def(f)).collect();
     if let Some(lock) = lock {
         physical = physical
             .transform_up(|p| match p.downcast_ref::<shard_scan::ShardScanExec>() {

@@ -664,7 +664,14 @@ fn group_concat_rewrite(f: &Function) -> Option<Expr> {
 /// - `LENGTH(s)` → `octet_length(s)`: MySQL's LENGTH counts bytes;
 /// - `IF(c, a, b)` → `CASE WHEN c THEN a ELSE b END`;
 /// - the synonyms `LCASE` → `lower`, `UCASE` → `upper`, `MID` →
-///   `substring`, `MOD(a, b)` → `a % b`.
+///   `substring`, `MOD(a, b)` → `a % b`;
+/// - `IFNULL(a, b)` → `COALESCE(a, b)`: DataFusion's `ifnull` made
+///   `IFNULL(dec_col, 0)` a DOUBLE, where MySQL keeps the DECIMAL (`100.50`,
+///   not `100.5`);
+/// - `GREATEST(a, b, …)`, `LEAST(…)` → `CASE WHEN a IS NULL OR b IS NULL …
+///   THEN NULL ELSE GREATEST(a, b, …) END`: MySQL's answer is NULL when an
+///   argument is (MySQL 8.0 reference, "Comparison Functions and
+///   Operators"), DataFusion's skips NULLs.
 fn mysql_function_rewrite(f: &Function) -> Option<Expr> {
     let name = f.name.to_string().to_ascii_lowercase();
     let args = plain_args(f)?;
@@ -711,6 +718,25 @@ fn mysql_function_rewrite(f: &Function) -> Option<Expr> {
             right: Box::new((*b).clone()),
         }))),
 
+        ("ifnull", [a, b]) => Some(call("coalesce", vec![(*a).clone(), (*b).clone()], false, None)),
+        ("greatest" | "least", [first, rest @ ..]) if !rest.is_empty() => {
+            let is_null = |e: &Expr| Expr::IsNull(Box::new(e.clone()));
+            let any_null = rest.iter().fold(is_null(first), |acc, e| Expr::BinaryOp {
+                left: Box::new(acc),
+                op: BinaryOperator::Or,
+                right: Box::new(is_null(e)),
+            });
+            Some(Expr::Case {
+                case_token: AttachedToken::empty(),
+                end_token: AttachedToken::empty(),
+                operand: None,
+                conditions: vec![datafusion::sql::sqlparser::ast::CaseWhen {
+                    condition: any_null,
+                    result: Expr::value(datafusion::sql::sqlparser::ast::Value::Null),
+                }],
+                else_result: Some(Box::new(Expr::Function(f.clone()))),
+            })
+        }
         ("if", [c, a, b]) => Some(Expr::Case {
             case_token: AttachedToken::empty(),
             end_token: AttachedToken::empty(),
