@@ -1103,6 +1103,9 @@ fn mysql_functions_in_statements_planned_across_shards_match_mariadb() {
             "SELECT id, IFNULL(x, 0), COALESCE(x, 0), CASE WHEN x IS NULL THEN 0 ELSE x END FROM t ORDER BY id",
             "SELECT id, GREATEST(x, 1), LEAST(x, 1), GREATEST(g, id, 2), LEAST(s, 'b') FROM t ORDER BY id",
             "SELECT g, IFNULL(SUM(x), 0), GREATEST(MAX(x), 1), LEAST(MIN(d), '1995-06-01') FROM t GROUP BY g ORDER BY g",
+            // Grouped by a select item's alias.
+            "SELECT CASE WHEN x > 1 THEN 'hi' ELSE 'lo' END AS c, COUNT(*) FROM t GROUP BY c ORDER BY c",
+            "SELECT UPPER(s) AS u, LEFT(UPPER(s), 1) AS l, SUM(x) FROM t GROUP BY u, l ORDER BY u, l",
         ] {
             let (ours, theirs) = (result_text(&mut c, q).await, result_text(&mut reference, q).await);
             assert_eq!(ours, theirs, "{q}");

@@ -286,13 +286,14 @@ struct Ungrouped<'a> {
 
 impl Ungrouped<'_> {
     fn shields(&self, e: &Expr) -> bool {
-        match e {
+        let shielded = match e {
             Expr::Function(f) => {
                 f.over.is_some() || AGGREGATES.contains(&f.name.to_string().to_ascii_lowercase().as_str())
             }
             Expr::Subquery(_) | Expr::Exists { .. } | Expr::InSubquery { .. } => true,
-            other => !self.texts.is_empty() && self.texts.contains(&other.to_string()),
-        }
+            _ => false,
+        };
+        shielded || (!self.texts.is_empty() && self.texts.contains(&e.to_string()))
     }
 }
 
@@ -338,7 +339,20 @@ impl VisitorMut for LooseGroupBy {
             return ControlFlow::Continue(());
         }
         let names: Vec<String> = keys.iter().filter_map(|k| column_ref(k).map(|(_, c)| c)).collect();
-        let texts: Vec<String> = keys.iter().filter(|k| column_ref(k).is_none()).map(ToString::to_string).collect();
+        let mut texts: Vec<String> = keys.iter().filter(|k| column_ref(k).is_none()).map(ToString::to_string).collect();
+        // `GROUP BY u` naming a select item (`UPPER(name) AS u`) groups by
+        // that item's expression: it is grouped, not its columns one by one
+        // (DataFusion, like MySQL, takes the alias when no FROM column has
+        // the name).
+        for k in keys {
+            let Expr::Identifier(key) = k else { continue };
+            texts.extend(sel.projection.iter().filter_map(|item| match item {
+                SelectItem::ExprWithAlias { expr, alias } if alias.value.eq_ignore_ascii_case(&key.value) => {
+                    Some(expr.to_string())
+                }
+                _ => None,
+            }));
+        }
         for item in sel.projection.iter_mut() {
             let e = match item {
                 SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => e,
@@ -860,6 +874,19 @@ mod tests {
             s.to_string(),
             "SELECT COALESCE(55, first_value(t.c1), first_value(c0)) AS x, c2, t.c2 + 1, count(c0), c3 + c4 \
              FROM t GROUP BY t.c2, c3 + c4"
+        );
+        // Grouped by a select item's alias: that item is grouped whole.
+        let mut s = Parser::parse_sql(
+            &MySqlDialect {},
+            "SELECT UPPER(c0) AS u, CASE WHEN c1 > 1 THEN 'a' END AS k, c2, COUNT(*) FROM t GROUP BY u, K",
+        )
+        .unwrap()
+        .remove(0);
+        rewrite(&mut s);
+        assert_eq!(
+            s.to_string(),
+            "SELECT UPPER(c0) AS u, CASE WHEN c1 > 1 THEN 'a' END AS k, first_value(c2) AS c2, COUNT(*) \
+             FROM t GROUP BY u, K"
         );
     }
 
