@@ -1106,6 +1106,9 @@ fn mysql_functions_in_statements_planned_across_shards_match_mariadb() {
             // Grouped by a select item's alias.
             "SELECT CASE WHEN x > 1 THEN 'hi' ELSE 'lo' END AS c, COUNT(*) FROM t GROUP BY c ORDER BY c",
             "SELECT UPPER(s) AS u, LEFT(UPPER(s), 1) AS l, SUM(x) FROM t GROUP BY u, l ORDER BY u, l",
+            // GROUP_CONCAT's ORDER BY under the collation ('air' before 'Mail').
+            "SELECT GROUP_CONCAT(s ORDER BY s SEPARATOR '|'), GROUP_CONCAT(id ORDER BY s DESC) FROM t \
+             WHERE id IN (1, 2, 4, 6)",
         ] {
             let (ours, theirs) = (result_text(&mut c, q).await, result_text(&mut reference, q).await);
             assert_eq!(ours, theirs, "{q}");

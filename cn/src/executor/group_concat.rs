@@ -21,8 +21,10 @@
 //! ORDER BY on other expressions, and two aggregates of one query ordered
 //! differently; this one does not need DataFusion's ordering at all.
 //!
-//! Not done: `group_concat_max_len` (MariaDB's default 1 MiB) and string
-//! keys and DISTINCT under `utf8mb4_general_ci` (bytes here).
+//! String ORDER BY keys arrive as `utf8mb4_general_ci` order keys
+//! ([`crate::optimizer::collation`]). Not done: `group_concat_max_len`
+//! (MariaDB's default 1 MiB) and DISTINCT under `utf8mb4_general_ci`
+//! (values compared as bytes here).
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray};
 use datafusion::arrow::compute::cast;

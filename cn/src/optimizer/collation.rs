@@ -11,7 +11,8 @@
 //! - `=`, `<>`, `<=>`, `IN`, simple `CASE`, equi-join keys, GROUP BY keys
 //!   and `COUNT(DISTINCT …)` compare [`CiKey::Fold`]s;
 //! - `<`, `<=`, `>`, `>=`, `BETWEEN`, ORDER BY (also in window and
-//!   aggregate ORDER BYs) compare [`CiKey::Order`] keys;
+//!   aggregate ORDER BYs, GROUP_CONCAT's included) compare [`CiKey::Order`]
+//!   keys;
 //! - `LIKE` matches [`CiKey::Chars`] of value and pattern;
 //! - `MIN` and `MAX` of strings become `cn_ci_min` and `cn_ci_max`.
 //!
@@ -25,6 +26,7 @@
 //! `utf8mb4_bin` column is compared case-insensitively where the CN computes.
 
 use crate::collation::functions::{CiExtreme, CiFunction, CiGroupValue, CiKey};
+use crate::executor::group_concat::MysqlGroupConcat;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{Column, DFSchema, Result, ScalarValue};
@@ -188,6 +190,14 @@ fn rewrite_aggregate(f: &AggregateFunction, schema: &DFSchema) -> Option<Aggrega
     }
     if let Some(order_by) = key_sorts(&f.params.order_by, schema) {
         out.params.order_by = order_by;
+        changed = true;
+    }
+    // GROUP_CONCAT's ORDER BY keys are its arguments from the fourth on
+    // (see `MysqlGroupConcat`): they sort by their order keys.
+    let args = &f.params.args;
+    if f.func.name() == MysqlGroupConcat::NAME && args.iter().skip(3).any(|k| keyable(k, schema)) {
+        let key = |k: &Expr| if keyable(k, schema) { wrap(CiKey::Order, k.clone()) } else { k.clone() };
+        out.params.args = args.iter().take(3).cloned().chain(args.iter().skip(3).map(key)).collect();
         changed = true;
     }
     changed.then_some(out)
