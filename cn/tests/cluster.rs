@@ -1106,6 +1106,10 @@ fn mysql_functions_in_statements_planned_across_shards_match_mariadb() {
             // Grouped by a select item's alias.
             "SELECT CASE WHEN x > 1 THEN 'hi' ELSE 'lo' END AS c, COUNT(*) FROM t GROUP BY c ORDER BY c",
             "SELECT UPPER(s) AS u, LEFT(UPPER(s), 1) AS l, SUM(x) FROM t GROUP BY u, l ORDER BY u, l",
+            // ANY / SOME / ALL over the query's own table.
+            "SELECT id FROM t WHERE x > ANY (SELECT x FROM t WHERE g = 1) ORDER BY id",
+            "SELECT id FROM t WHERE x >= SOME (SELECT x FROM t WHERE g = 1) AND x < ALL (SELECT x FROM t WHERE g = 3) \
+             ORDER BY id",
             // GROUP_CONCAT's ORDER BY under the collation ('air' before 'Mail').
             "SELECT GROUP_CONCAT(s ORDER BY s SEPARATOR '|'), GROUP_CONCAT(id ORDER BY s DESC) FROM t \
              WHERE id IN (1, 2, 4, 6)",

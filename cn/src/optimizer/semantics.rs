@@ -36,11 +36,84 @@ use std::ops::ControlFlow;
 
 /// Applies the rewrite to any AST node (a statement, a query).
 pub fn rewrite<T: VisitMut>(node: &mut T) {
+    let _ = node.visit(&mut AnyAllScope::default());
     let _ = node.visit(&mut TimestampdiffUnit);
     let _ = node.visit(&mut DivPrecedence);
     let _ = node.visit(&mut ThreeValuedIn::default());
     let _ = node.visit(&mut LooseGroupBy);
     let _ = node.visit(&mut Rewriter);
+}
+
+/// `x op ANY (SELECT …)`, `SOME`, `ALL` whose subquery reads a relation
+/// named as one of the query's own (`WHERE sal > ANY (SELECT sal FROM e
+/// WHERE dept = 1)` over `FROM e`): DataFusion 55 compares `x` inside the
+/// subquery, where `e.sal` then names the inner column, so the test became
+/// `sal > sal` and the answer was wrong (no row for ANY, every row for
+/// `>= SOME`). The subquery becomes a derived table of a name of its own,
+/// `(SELECT * FROM (…) AS __cn_any_N)`, so its column no longer shares a
+/// qualifier with the outer query's. (A subquery so wrapped can no longer
+/// refer to the outer query's other tables: DataFusion then answers an
+/// error, not a wrong result.)
+#[derive(Default)]
+struct AnyAllScope {
+    n: usize,
+}
+
+/// The names a FROM clause gives its relations (aliases, else table
+/// names), lower-case.
+fn relation_names(from: &[datafusion::sql::sqlparser::ast::TableWithJoins]) -> Vec<String> {
+    use datafusion::sql::sqlparser::ast::TableFactor;
+    let name = |t: &TableFactor| match t {
+        TableFactor::Table { alias: Some(a), .. } | TableFactor::Derived { alias: Some(a), .. } => {
+            Some(a.name.value.to_ascii_lowercase())
+        }
+        TableFactor::Table { name, .. } => name.0.last().map(|p| p.to_string().trim_matches('`').to_ascii_lowercase()),
+        _ => None,
+    };
+    from.iter()
+        .flat_map(|t| std::iter::once(&t.relation).chain(t.joins.iter().map(|j| &j.relation)))
+        .filter_map(name)
+        .collect()
+}
+
+impl VisitorMut for AnyAllScope {
+    type Break = ();
+    fn pre_visit_query(&mut self, q: &mut datafusion::sql::sqlparser::ast::Query) -> ControlFlow<()> {
+        use datafusion::sql::sqlparser::ast::{visit_expressions_mut, SetExpr};
+        let SetExpr::Select(sel) = q.body.as_mut() else {
+            return ControlFlow::Continue(());
+        };
+        let outer = relation_names(&sel.from);
+        if outer.is_empty() {
+            return ControlFlow::Continue(());
+        }
+        let n = &mut self.n;
+        let _ = visit_expressions_mut(sel.as_mut(), |e| {
+            let (Expr::AnyOp { right, .. } | Expr::AllOp { right, .. }) = e else {
+                return ControlFlow::<()>::Continue(());
+            };
+            let Expr::Subquery(sq) = right.as_mut() else { return ControlFlow::Continue(()) };
+            let clash = match sq.body.as_ref() {
+                SetExpr::Select(inner) => relation_names(&inner.from).iter().any(|r| outer.contains(r)),
+                _ => false,
+            };
+            if clash {
+                *n += 1;
+                let text = format!("SELECT * FROM ({sq}) AS __cn_any_{n}");
+                let parsed = datafusion::sql::sqlparser::parser::Parser::parse_sql(
+                    &datafusion::sql::sqlparser::dialect::MySqlDialect {},
+                    &text,
+                );
+                if let Ok(Some(datafusion::sql::sqlparser::ast::Statement::Query(wrapped))) =
+                    parsed.map(|mut v| v.pop())
+                {
+                    *sq = wrapped;
+                }
+            }
+            ControlFlow::Continue(())
+        });
+        ControlFlow::Continue(())
+    }
 }
 
 /// `x [NOT] IN (SELECT e FROM … WHERE w)` inside OR, NOT or CASE of a
@@ -887,6 +960,23 @@ mod tests {
             s.to_string(),
             "SELECT UPPER(c0) AS u, CASE WHEN c1 > 1 THEN 'a' END AS k, first_value(c2) AS c2, COUNT(*) \
              FROM t GROUP BY u, K"
+        );
+    }
+
+    #[test]
+    fn any_and_all_over_a_relation_of_the_outer_query_get_a_scope_of_their_own() {
+        let mut s = Parser::parse_sql(
+            &MySqlDialect {},
+            "SELECT name FROM e WHERE sal > ANY (SELECT sal FROM e WHERE dept = 1) \
+             AND sal <= ALL (SELECT sal FROM d) AND sal < SOME (SELECT MAX(sal) FROM e AS x)",
+        )
+        .unwrap()
+        .remove(0);
+        rewrite(&mut s);
+        assert_eq!(
+            s.to_string(),
+            "SELECT name FROM e WHERE sal > ANY(SELECT * FROM (SELECT sal FROM e WHERE dept = 1) AS __cn_any_1) \
+             AND sal <= ALL(SELECT sal FROM d) AND sal < SOME(SELECT MAX(sal) FROM e AS x)"
         );
     }
 
