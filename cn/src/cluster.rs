@@ -29,6 +29,46 @@ pub struct ProcessInfo {
     pub memory: Arc<crate::executor::memory::MemoryGauge>,
 }
 
+impl ProcessInfo {
+    /// The columns of `SHOW PROCESSLIST` and information_schema.PROCESSLIST,
+    /// each with its MySQL type code (`None`: text). After MySQL's eight
+    /// come MariaDB's `Memory_used` and `Max_memory_used` (its
+    /// information_schema.PROCESSLIST columns): here the CN memory (bytes)
+    /// of the session's running (or last) query.
+    pub const COLUMNS: [(&'static str, Option<u8>); 10] = [
+        ("Id", Some(crate::protocol::constants::ty::LONGLONG)),
+        ("User", None),
+        ("Host", None),
+        ("db", None),
+        ("Command", None),
+        ("Time", Some(crate::protocol::constants::ty::LONG)),
+        ("State", None),
+        ("Info", None),
+        ("Memory_used", Some(crate::protocol::constants::ty::LONGLONG)),
+        ("Max_memory_used", Some(crate::protocol::constants::ty::LONGLONG)),
+    ];
+
+    /// Index of `Info` in [`ProcessInfo::COLUMNS`].
+    pub const INFO: usize = 7;
+
+    /// This session's values for [`ProcessInfo::COLUMNS`], as text (the
+    /// whole statement in `Info`).
+    pub fn row(&self) -> Vec<Option<String>> {
+        vec![
+            Some(self.id.to_string()),
+            Some(self.user.clone()),
+            Some(self.host.clone()),
+            self.db.clone(),
+            Some(self.command.to_string()),
+            Some(self.started.elapsed().as_secs().to_string()),
+            Some(String::new()),
+            self.info.clone(),
+            Some(self.memory.used.load(Ordering::Relaxed).to_string()),
+            Some(self.memory.peak.load(Ordering::Relaxed).to_string()),
+        ]
+    }
+}
+
 /// A session's KILL QUERY: a flag its statement checks between rows, and a
 /// wake-up for a statement waiting on a DN (no timer to poll).
 #[derive(Debug, Default)]
@@ -324,10 +364,11 @@ impl Cluster {
             _ = kill.wait() => {}
         }
         let killed = async {
-            let mut c = self.dn(dn)?.conn().await?;
+            let d = self.dn(dn)?;
+            let mut c = d.conn().await?;
             mysql_async::prelude::Queryable::query_drop(&mut c, format!("KILL QUERY {thread}"))
                 .await
-                .map_err(|e| self.dns[dn as usize].err(e))
+                .map_err(|e| d.err(e))
         };
         match killed.await {
             Ok(()) => {}

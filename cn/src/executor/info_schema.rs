@@ -280,28 +280,21 @@ impl InfoSchema {
                 mem_table(names, cols)
             }
             "processlist" => {
-                // MariaDB's columns up to INFO, then its MEMORY_USED and
-                // MAX_MEMORY_USED: here the CN memory (bytes) of the
-                // session's running (or last) query.
-                let p = &self.processes;
-                let used = |f: fn(&crate::executor::memory::MemoryGauge) -> u64| {
-                    Col::Num(p.iter().map(|p| Some(f(&p.memory))).collect())
-                };
-                mem_table(
-                    &["ID", "USER", "HOST", "DB", "COMMAND", "TIME", "STATE", "INFO", "MEMORY_USED", "MAX_MEMORY_USED"],
-                    vec![
-                        Col::Num(p.iter().map(|p| Some(p.id.into())).collect()),
-                        Col::Text(p.iter().map(|p| s(&p.user)).collect()),
-                        Col::Text(p.iter().map(|p| s(&p.host)).collect()),
-                        Col::Text(p.iter().map(|p| p.db.clone()).collect()),
-                        Col::Text(p.iter().map(|p| s(p.command)).collect()),
-                        Col::Num(p.iter().map(|p| Some(p.started.elapsed().as_secs())).collect()),
-                        Col::Text(vec![s(""); p.len()]),
-                        Col::Text(p.iter().map(|p| p.info.clone()).collect()),
-                        used(|m| m.used.load(std::sync::atomic::Ordering::Relaxed) as u64),
-                        used(|m| m.peak.load(std::sync::atomic::Ordering::Relaxed) as u64),
-                    ],
-                )
+                // As SHOW FULL PROCESSLIST.
+                let rows: Vec<Vec<Option<String>>> = self.processes.iter().map(ProcessInfo::row).collect();
+                let names: Vec<&str> = ProcessInfo::COLUMNS.iter().map(|c| c.0).collect();
+                let cols = ProcessInfo::COLUMNS
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (_, ty))| {
+                        let vals = rows.iter().map(|r| r[i].clone());
+                        match ty {
+                            Some(_) => Col::Num(vals.map(|v| v.and_then(|v| v.parse().ok())).collect()),
+                            None => Col::Text(vals.collect()),
+                        }
+                    })
+                    .collect();
+                mem_table(&names, cols)
             }
             _ => return None,
         })

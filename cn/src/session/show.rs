@@ -269,37 +269,19 @@ pub async fn show(s: &mut Session, sql: &str, sink: &mut dyn ResultSink) -> Resu
         ["PROCESSLIST", ..] => {
             let procs: Vec<_> =
                 s.cluster.processes.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
-            let cols = vec![
-                ColumnDef::new("Id", ty::LONGLONG),
-                ColumnDef::text("User"),
-                ColumnDef::text("Host"),
-                ColumnDef::text("db"),
-                ColumnDef::text("Command"),
-                ColumnDef::new("Time", ty::LONG),
-                ColumnDef::text("State"),
-                ColumnDef::text("Info"),
-                // MariaDB's information_schema.PROCESSLIST MEMORY_USED and
-                // MAX_MEMORY_USED: here the CN memory (bytes) of the
-                // session's running (or last) query.
-                ColumnDef::new("Memory_used", ty::LONGLONG),
-                ColumnDef::new("Max_memory_used", ty::LONGLONG),
-            ];
+            let cols: Vec<ColumnDef> = crate::cluster::ProcessInfo::COLUMNS
+                .iter()
+                .map(|&(n, t)| t.map_or_else(|| ColumnDef::text(n), |t| ColumnDef::new(n, t)))
+                .collect();
             let rows = procs
-                .into_iter()
+                .iter()
                 .map(|p| {
-                    let info = p.info.map(|i| if full { i } else { i.chars().take(100).collect() });
-                    vec![
-                        Some(p.id.to_string()),
-                        Some(p.user),
-                        Some(p.host),
-                        p.db,
-                        Some(p.command.to_string()),
-                        Some(p.started.elapsed().as_secs().to_string()),
-                        Some(String::new()),
-                        info,
-                        Some(p.memory.used.load(std::sync::atomic::Ordering::Relaxed).to_string()),
-                        Some(p.memory.peak.load(std::sync::atomic::Ordering::Relaxed).to_string()),
-                    ]
+                    let mut row = p.row();
+                    let info = &mut row[crate::cluster::ProcessInfo::INFO];
+                    if !full {
+                        *info = info.take().map(|i| i.chars().take(100).collect());
+                    }
+                    row
                 })
                 .collect();
             send_rows(sink, &cols, rows).await
