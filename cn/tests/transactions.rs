@@ -752,6 +752,35 @@ fn transaction_statements() {
     });
 }
 
+/// A transaction whose first consistent read comes after a write takes its
+/// snapshot at that read (as InnoDB makes its read view then), not at
+/// BEGIN: a commit that landed on another DN in between is seen, and does
+/// not fail the transaction for the read view its write's branch already
+/// holds (this was a 1213 "commits kept landing above its snapshot").
+#[test]
+fn a_first_read_after_a_write_reads_at_a_snapshot_taken_then() {
+    run(async {
+        let mut c = fresh_table("rw", "t", "v", 0).await;
+        let (a, b) = rows_on_two_dns("rw").await;
+        let mut other = connect(Some("rw")).await;
+        c.query_drop("BEGIN").await.unwrap();
+        c.exec_drop("UPDATE t SET v = v + 1 WHERE id = ?", (a,)).await.unwrap();
+        // Another transaction reads every DN at a later snapshot, then a
+        // commit lands on b's DN above this transaction's start timestamp.
+        other.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT").await.unwrap();
+        other.query_drop("COMMIT").await.unwrap();
+        other.exec_drop("UPDATE t SET v = v + 5 WHERE id = ?", (b,)).await.unwrap();
+        let seen: Vec<(i64, i64)> =
+            c.exec("SELECT id, v FROM t WHERE id IN (?, ?) ORDER BY id = ?", (a, b, b)).await.unwrap();
+        assert_eq!(seen, vec![(a, 1), (b, 5)], "its own write and the commit before its first read");
+        other.exec_drop("UPDATE t SET v = v + 5 WHERE id = ?", (b,)).await.unwrap();
+        let v: i64 = c.exec_first("SELECT v FROM t WHERE id = ?", (b,)).await.unwrap().unwrap();
+        assert_eq!(v, 5, "later commits stay invisible");
+        c.query_drop("COMMIT").await.unwrap();
+        assert_eq!(prepared_branches().await, 0);
+    });
+}
+
 #[test]
 fn savepoints_roll_back_every_branch() {
     run(async {

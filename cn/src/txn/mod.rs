@@ -311,12 +311,17 @@ impl Txn {
     /// view is made at its first consistent read, not at its first
     /// statement) gets its view from a consistent read inside it. Such a
     /// view cannot be remade: a RAISE after one was made fails the
-    /// transaction with a retryable error.
+    /// transaction with a retryable error. So when branches started before
+    /// this first read, the snapshot is a fresh timestamp rather than the
+    /// start timestamp (InnoDB too reads at its first consistent read's
+    /// view): a commit that landed on some DN since BEGIN would raise the
+    /// start timestamp, and the views already made in branches elsewhere
+    /// would fail the transaction for it.
     async fn open_all(&self, out: &mut BTreeMap<u32, Branch>) -> Result<()> {
         let dns: Vec<u32> = (0..self.cluster.dns.len() as u32).collect();
         let want = dns.iter().filter(|d| !out.contains_key(d)).map(|d| (*d, 1)).collect();
         let started: Vec<(u32, SharedConn)> = out.iter().map(|(dn, b)| (*dn, b.conn.clone())).collect();
-        let mut s = self.start_ts;
+        let mut s = if started.is_empty() { self.start_ts } else { self.cluster.timestamp().await? };
         for _ in 0..OPEN_RETRIES {
             let conns = self.cluster.acquire(&want).await?;
             let conns = conns.into_iter().filter_map(|(dn, mut v)| v.pop().map(|c| (dn, c)));
