@@ -204,6 +204,16 @@ fn prepared_statements_multi_statements_and_session() {
         let (id, user, db, command, info) = row.expect("the session is in the processlist");
         assert_eq!((id, user.as_str(), db.as_deref(), command.as_str()), (me as u64, "root", Some("t_ps"), "Query"));
         assert!(info.contains("information_schema.PROCESSLIST"), "{info}");
+        // FOUND_ROWS(): the rows the last SELECT sent, or with
+        // SQL_CALC_FOUND_ROWS the rows it found before its LIMIT.
+        let found = "SELECT FOUND_ROWS()";
+        let first: Vec<i32> = c.query("SELECT SQL_CALC_FOUND_ROWS id FROM p ORDER BY id LIMIT 1").await.unwrap();
+        assert_eq!((first, c.query_first::<u64, _>(found).await.unwrap()), (vec![1], Some(2)));
+        assert_eq!(c.query_first::<u64, _>(found).await.unwrap(), Some(1), "the last SELECT sent one row");
+        let point: Vec<i32> = c.exec("SELECT SQL_CALC_FOUND_ROWS id FROM p WHERE id = ? LIMIT 0", (2,)).await.unwrap();
+        assert_eq!((point.len(), c.query_first::<u64, _>(found).await.unwrap()), (0, Some(1)));
+        let _: Vec<(i32, i32)> = c.query("SELECT a.id, b.id FROM p a JOIN p b ON a.id <= b.id").await.unwrap();
+        assert_eq!(c.query_first::<u64, _>(found).await.unwrap(), Some(3));
     });
 }
 

@@ -287,7 +287,13 @@ fn point_plan(
         ControlFlow::<()>::Continue(())
     });
     let SetExpr::Select(sel) = q.body.as_ref() else { return None };
-    if relations != 1 || sel.from.len() != 1 || !sel.from[0].joins.is_empty() || sel.into.is_some() {
+    // SQL_CALC_FOUND_ROWS and the other modifiers take the planner's way.
+    if relations != 1
+        || sel.from.len() != 1
+        || !sel.from[0].joins.is_empty()
+        || sel.into.is_some()
+        || sel.select_modifiers.is_some()
+    {
         return None;
     }
     let TableFactor::Table { name, alias, args: None, with_hints, index_hints, partitions, .. } = &sel.from[0].relation

@@ -73,6 +73,12 @@ pub struct Session {
     /// The open transaction, if any.
     pub txn: Option<Arc<Txn>>,
     pub last_insert_id: u64,
+    /// `FOUND_ROWS()`: the rows the last SELECT sent, or, after `SELECT
+    /// SQL_CALC_FOUND_ROWS`, the rows it would have sent without its LIMIT
+    /// (MySQL 8.0 reference, "Information Functions").
+    pub found_rows: u64,
+    /// The count a running `SQL_CALC_FOUND_ROWS` SELECT computed.
+    calc_found_rows: Option<u64>,
     pub warnings: Vec<(String, u16, String)>,
     /// What the session's last query run in DataFusion used (`SHOW STATUS
     /// LIKE 'Cn_last_query%'`).
@@ -116,6 +122,8 @@ impl Session {
             user_vars: BTreeMap::new(),
             txn: None,
             last_insert_id: 0,
+            found_rows: 0,
+            calc_found_rows: None,
             warnings: Vec::new(),
             last_query: Default::default(),
             last_commit: Default::default(),
@@ -306,7 +314,18 @@ impl Session {
         if !matches!(w.as_slice(), ["SHOW", "WARNINGS" | "ERRORS" | "COUNT", ..]) {
             self.warnings.clear();
         }
-        let mut r = self.execute_inner(sql, &w, sink).await;
+        let select = matches!(w.first().map(|x| x.trim_start_matches('(')), Some("SELECT" | "WITH" | ""));
+        let mut r = if select {
+            self.calc_found_rows = None;
+            let mut counted = sink::CountSink { inner: sink, rows: 0 };
+            let r = self.execute_inner(sql, &w, &mut counted).await;
+            if r.is_ok() {
+                self.found_rows = self.calc_found_rows.take().unwrap_or(counted.rows);
+            }
+            r
+        } else {
+            self.execute_inner(sql, &w, sink).await
+        };
         if r.is_err() && self.txn.as_ref().is_some_and(|t| t.take_victim()) {
             // A distributed deadlock victim: the whole transaction goes.
             self.rollback().await;
@@ -487,6 +506,18 @@ impl Session {
     /// A SELECT: pushed whole to one DN when the route allows, else run
     /// in DataFusion.
     async fn select(&mut self, mut q: Query, sink: &mut dyn ResultSink) -> Result<()> {
+        if let Some(count) = found_rows_query(&mut q) {
+            self.select_inner(q, sink).await?;
+            let mut c = sink::CollectSink::default();
+            Box::pin(self.select_inner(count, &mut c)).await?;
+            let n = c.rows.first().and_then(|r| r.first().cloned().flatten());
+            self.calc_found_rows = n.and_then(|v| String::from_utf8(v).ok()?.parse().ok());
+            return Ok(());
+        }
+        self.select_inner(q, sink).await
+    }
+
+    async fn select_inner(&mut self, mut q: Query, sink: &mut dyn ResultSink) -> Result<()> {
         let _running = self.cluster.enter_statement();
         let snap = self.cluster.catalog.snapshot();
         planner::views::expand(&snap, self.db.as_deref(), &mut q)?;
@@ -1207,6 +1238,26 @@ fn name_select_items(q: &mut Query) {
     }
 }
 
+/// For `SELECT SQL_CALC_FOUND_ROWS …`: takes the modifier off `q` and
+/// returns the query that counts the rows `q` gives without its LIMIT
+/// (`SELECT COUNT(*) FROM (q without LIMIT) AS …`); `None` for any other
+/// query. MariaDB counts them while it runs the query; the CN asks again.
+fn found_rows_query(q: &mut Query) -> Option<Query> {
+    let SetExpr::Select(sel) = q.body.as_mut() else { return None };
+    let m = sel.select_modifiers.as_mut().filter(|m| m.sql_calc_found_rows)?;
+    m.sql_calc_found_rows = false;
+    let mut all = q.clone();
+    all.limit_clause = None;
+    all.fetch = None;
+    all.order_by = None;
+    name_select_items(&mut all);
+    let sql = format!("SELECT COUNT(*) FROM ({all}) AS `__cn_found_rows`");
+    match Parser::parse_sql(&MySqlDialect {}, &sql).ok()?.pop()? {
+        Statement::Query(c) => Some(*c),
+        _ => None,
+    }
+}
+
 /// Like [`name_select_items`], but only for items that mention a session
 /// value (they are about to be replaced by literals).
 fn name_session_items(q: &mut Query) {
@@ -1222,6 +1273,7 @@ fn name_session_items(q: &mut Query) {
                         "version()",
                         "connection_id()",
                         "last_insert_id()",
+                        "found_rows()",
                         "user()",
                         "current_user",
                         "tso_timestamp()",
@@ -1275,6 +1327,7 @@ impl VisitorMut for SessionValues<'_> {
                     "last_insert_id" if matches!(&f.args, datafusion::sql::sqlparser::ast::FunctionArguments::List(l) if l.args.is_empty()) => {
                         Some(Expr::value(Value::Number(self.s.last_insert_id.to_string(), false)))
                     }
+                    "found_rows" => Some(Expr::value(Value::Number(self.s.found_rows.to_string(), false))),
                     "user" | "current_user" | "session_user" | "system_user" => {
                         Some(lit_str(&format!("{}@{}", self.s.user, self.s.host)))
                     }

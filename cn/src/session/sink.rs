@@ -86,6 +86,35 @@ impl ResultSink for PrefixSink<'_> {
     }
 }
 
+/// Passes everything on and counts the rows (`FOUND_ROWS()`).
+pub struct CountSink<'a> {
+    pub inner: &'a mut dyn ResultSink,
+    pub rows: u64,
+}
+
+#[async_trait]
+impl ResultSink for CountSink<'_> {
+    async fn columns(&mut self, cols: &[ColumnDef]) -> Result<()> {
+        self.inner.columns(cols).await
+    }
+    async fn row(&mut self, row: &[Option<Vec<u8>>]) -> Result<()> {
+        self.rows += 1;
+        self.inner.row(row).await
+    }
+    async fn end_rows(&mut self) -> Result<()> {
+        self.inner.end_rows().await
+    }
+    async fn ok(&mut self, affected: u64, last_insert_id: u64, info: &str) -> Result<()> {
+        self.inner.ok(affected, last_insert_id, info).await
+    }
+    async fn infile_request(&mut self, name: &str) -> Result<()> {
+        self.inner.infile_request(name).await
+    }
+    async fn infile_chunk(&mut self) -> Result<Option<Vec<u8>>> {
+        self.inner.infile_chunk().await
+    }
+}
+
 /// Sends a whole in-memory result set to a sink.
 pub async fn send_rows(sink: &mut dyn ResultSink, cols: &[ColumnDef], rows: Vec<Vec<Option<String>>>) -> Result<()> {
     sink.columns(cols).await?;
