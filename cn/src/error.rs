@@ -191,6 +191,17 @@ impl From<datafusion::error::DataFusionError> for CnError {
         if let D::NotImplemented(m) = e.find_root() {
             return CnError::unsupported(m);
         }
+        // A CnError raised inside an operator or function, wrapped by the
+        // stream (as an Arrow external error) on its way out.
+        let direct = matches!(&e, D::External(inner) if inner.is::<CnError>());
+        let mut source: Option<&(dyn std::error::Error + 'static)> = if direct { None } else { Some(&e) };
+        while let Some(x) = source {
+            if let Some(cn) = x.downcast_ref::<CnError>() {
+                let m = cn.to_mysql();
+                return CnError::mysql(m.code, m.message);
+            }
+            source = x.source();
+        }
         match e {
             D::External(inner) => match inner.downcast::<CnError>() {
                 Ok(cn) => *cn,

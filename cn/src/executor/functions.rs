@@ -50,6 +50,7 @@ pub fn all() -> Vec<ScalarUDF> {
         ScalarUDF::from(MysqlCastInt::new(false)),
         ScalarUDF::from(MysqlCastInt::new(true)),
         ScalarUDF::from(MysqlConcat::new()),
+        ScalarUDF::from(SingleRow::new()),
     ]
     .into_iter()
     .chain((0..MysqlDatePart::PARTS.len()).map(|i| ScalarUDF::from(MysqlDatePart::new(i))))
@@ -586,6 +587,58 @@ impl ScalarUDFImpl for MysqlConcat {
             out.append_value(&row);
         }
         Ok(ColumnarValue::Array(Arc::new(out.finish())))
+    }
+}
+
+/// `__cn_single_row(n, v)`: `v` when `n` (a row count) is at most 1, else
+/// MySQL's error 1242 "Subquery returns more than 1 row" (SQLSTATE 21000).
+/// A scalar subquery that is no aggregate is planned as `(SELECT
+/// __cn_single_row(COUNT(*), MAX(item)) …)` (see
+/// `optimizer::semantics::SubqueryAsAggregate`), which DataFusion can
+/// decorrelate.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct SingleRow {
+    signature: Signature,
+}
+
+impl SingleRow {
+    pub const NAME: &'static str = "__cn_single_row";
+
+    pub fn new() -> Self {
+        SingleRow { signature: Signature::any(2, Volatility::Immutable) }
+    }
+}
+
+impl Default for SingleRow {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ScalarUDFImpl for SingleRow {
+    fn name(&self) -> &str {
+        Self::NAME
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        Ok(arg_types[1].clone())
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let [n, v] = args.args.as_slice() else {
+            return exec_err!("{} takes two arguments", Self::NAME);
+        };
+        let n = n.to_array(args.number_rows)?;
+        let n = datafusion::arrow::compute::cast(&n, &DataType::Int64)?;
+        if n.as_primitive::<Int64Type>().iter().any(|c| c.is_some_and(|c| c > 1)) {
+            let e = crate::error::CnError::mysql(
+                crate::error::code::ER_SUBQUERY_NO_1_ROW,
+                "Subquery returns more than 1 row",
+            );
+            return Err(datafusion::error::DataFusionError::External(Box::new(e)));
+        }
+        Ok(v.clone())
     }
 }
 

@@ -37,6 +37,7 @@ use std::ops::ControlFlow;
 /// Applies the rewrite to any AST node (a statement, a query).
 pub fn rewrite<T: VisitMut>(node: &mut T) {
     let _ = node.visit(&mut AnyAllScope::default());
+    let _ = node.visit(&mut SubqueryAsAggregate::default());
     let _ = node.visit(&mut TimestampdiffUnit);
     let _ = node.visit(&mut DivPrecedence);
     let _ = node.visit(&mut ThreeValuedIn::default());
@@ -112,6 +113,125 @@ impl VisitorMut for AnyAllScope {
             }
             ControlFlow::Continue(())
         });
+        ControlFlow::Continue(())
+    }
+}
+
+/// Subqueries DataFusion 55 cannot plan where MySQL answers, made into
+/// aggregate scalar subqueries, which it decorrelates:
+/// - a scalar subquery whose one item is no aggregate, `(SELECT d.name
+///   FROM d WHERE d.id = e.dept)` (DataFusion: "Correlated scalar subquery
+///   must be aggregated"), becomes `(SELECT __cn_single_row(COUNT(*),
+///   MAX(d.name)) FROM d WHERE …)`: the value of the one row, NULL for no
+///   row, and MySQL's error 1242 for more than one
+///   ([`crate::executor::functions::SingleRow`]). Decorrelated, the
+///   aggregate is computed per correlation key before the join, so a key
+///   with several rows fails the statement even when no outer row has it;
+///   MySQL fails only when one does (a refusal, never another answer).
+/// - `[NOT] EXISTS (SELECT … FROM … WHERE w)` in a select item (DataFusion
+///   decorrelates EXISTS only in filters) becomes `[NOT] ((SELECT COUNT(*)
+///   FROM … WHERE w) > 0)`.
+///
+/// Only subqueries of one SELECT without GROUP BY, HAVING, DISTINCT, LIMIT,
+/// ORDER BY or WITH are rewritten; the subquery of `x op ANY/ALL (…)` is
+/// left alone.
+#[derive(Default)]
+struct SubqueryAsAggregate {
+    /// The subqueries of ANY/ALL operators met (by address, stable during
+    /// the walk).
+    quantified: Vec<*const Expr>,
+}
+
+impl SubqueryAsAggregate {
+    fn has_aggregate(e: &Expr) -> bool {
+        let mut found = false;
+        let _ = datafusion::sql::sqlparser::ast::visit_expressions(e, |x| {
+            if let Expr::Function(f) = x {
+                if f.over.is_some() || AGGREGATES.contains(&f.name.to_string().to_ascii_lowercase().as_str()) {
+                    found = true;
+                    return ControlFlow::Break(());
+                }
+            }
+            ControlFlow::Continue(())
+        });
+        found
+    }
+
+    /// `q` with its one select item replaced by `item`.
+    fn with_item(q: &datafusion::sql::sqlparser::ast::Query, item: Expr) -> datafusion::sql::sqlparser::ast::Query {
+        use datafusion::sql::sqlparser::ast::{SelectItem, SetExpr};
+        let mut q = q.clone();
+        if let SetExpr::Select(sel) = q.body.as_mut() {
+            sel.projection = vec![SelectItem::UnnamedExpr(item)];
+        }
+        q
+    }
+
+    fn count_star() -> Expr {
+        let mut f = match call("count", vec![], false, None) {
+            Expr::Function(f) => f,
+            _ => unreachable!("call makes a function"),
+        };
+        if let FunctionArguments::List(l) = &mut f.args {
+            l.args = vec![FunctionArg::Unnamed(FunctionArgExpr::Wildcard)];
+        }
+        Expr::Function(f)
+    }
+
+    /// `[NOT] EXISTS (…)` in the select items of `q` (not inside their
+    /// own subqueries' other clauses) as a count.
+    fn select_items(q: &mut datafusion::sql::sqlparser::ast::Query) {
+        use datafusion::sql::sqlparser::ast::{SelectItem, SetExpr, Value};
+        let SetExpr::Select(sel) = q.body.as_mut() else { return };
+        for item in sel.projection.iter_mut() {
+            let (SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. }) = item else { continue };
+            let _ = datafusion::sql::sqlparser::ast::visit_expressions_mut(e, |x| {
+                let Expr::Exists { subquery, negated } = x else { return ControlFlow::<()>::Continue(()) };
+                if ThreeValuedIn::simple(subquery).is_none() {
+                    return ControlFlow::Continue(());
+                }
+                let count = Expr::Subquery(Box::new(Self::with_item(subquery, Self::count_star())));
+                let any = Expr::Nested(Box::new(Expr::BinaryOp {
+                    left: Box::new(count),
+                    op: BinaryOperator::Gt,
+                    right: Box::new(Expr::value(Value::Number("0".into(), false))),
+                }));
+                *x = if *negated { Expr::UnaryOp { op: UnaryOperator::Not, expr: Box::new(any) } } else { any };
+                ControlFlow::Continue(())
+            });
+        }
+    }
+}
+
+impl VisitorMut for SubqueryAsAggregate {
+    type Break = ();
+    fn pre_visit_query(&mut self, q: &mut datafusion::sql::sqlparser::ast::Query) -> ControlFlow<()> {
+        Self::select_items(q);
+        ControlFlow::Continue(())
+    }
+    fn pre_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
+        if let Expr::AnyOp { right, .. } | Expr::AllOp { right, .. } = e {
+            self.quantified.push(&**right as *const Expr);
+        }
+        ControlFlow::Continue(())
+    }
+    fn post_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
+        let at = &*e as *const Expr;
+        let Expr::Subquery(q) = e else { return ControlFlow::Continue(()) };
+        if self.quantified.contains(&at) {
+            return ControlFlow::Continue(());
+        }
+        let Some((_, item)) = ThreeValuedIn::simple(q) else { return ControlFlow::Continue(()) };
+        if Self::has_aggregate(&item) {
+            return ControlFlow::Continue(());
+        }
+        let one = call(
+            crate::executor::functions::SingleRow::NAME,
+            vec![Self::count_star(), call("max", vec![item], false, None)],
+            false,
+            None,
+        );
+        **q = Self::with_item(q, one);
         ControlFlow::Continue(())
     }
 }
@@ -977,6 +1097,25 @@ mod tests {
             s.to_string(),
             "SELECT name FROM e WHERE sal > ANY(SELECT * FROM (SELECT sal FROM e WHERE dept = 1) AS __cn_any_1) \
              AND sal <= ALL(SELECT sal FROM d) AND sal < SOME(SELECT MAX(sal) FROM e AS x)"
+        );
+    }
+
+    #[test]
+    fn row_subqueries_and_exists_items_become_aggregate_subqueries() {
+        let mut s = Parser::parse_sql(
+            &MySqlDialect {},
+            "SELECT (SELECT d.n FROM d WHERE d.id = e.d) AS n, NOT EXISTS (SELECT 1 FROM d WHERE d.id = e.d), \
+             (SELECT MAX(n) FROM d), (SELECT n FROM d LIMIT 1) FROM e \
+             WHERE EXISTS (SELECT 1 FROM d) AND e.x > ANY (SELECT x FROM d)",
+        )
+        .unwrap()
+        .remove(0);
+        rewrite(&mut s);
+        assert_eq!(
+            s.to_string(),
+            "SELECT (SELECT __cn_single_row(count(*), max(d.n)) FROM d WHERE d.id = e.d) AS n, \
+             NOT ((SELECT count(*) FROM d WHERE d.id = e.d) > 0), (SELECT MAX(n) FROM d), \
+             (SELECT n FROM d LIMIT 1) FROM e WHERE EXISTS (SELECT 1 FROM d) AND e.x > ANY(SELECT x FROM d)"
         );
     }
 
