@@ -1123,6 +1123,15 @@ fn mysql_functions_in_statements_planned_across_shards_match_mariadb() {
             // GROUP_CONCAT's ORDER BY under the collation ('air' before 'Mail').
             "SELECT GROUP_CONCAT(s ORDER BY s SEPARATOR '|'), GROUP_CONCAT(id ORDER BY s DESC) FROM t \
              WHERE id IN (1, 2, 4, 6)",
+            // MySQL's STD / STDDEV / VARIANCE are the population ones, shown
+            // with the argument's decimals + 4; TRUNCATE, FLOOR, CEILING and
+            // FIELD over aggregates the CN computes.
+            "SELECT g, STDDEV(x), STD(id), VARIANCE(x), VAR_SAMP(x), STDDEV_SAMP(id), STDDEV_POP(x), VAR_POP(id) \
+             FROM t GROUP BY g ORDER BY g",
+            "SELECT g, TRUNCATE(SUM(x), 1), TRUNCATE(SUM(x), 3), TRUNCATE(SUM(x) * 10, -1), TRUNCATE(SUM(id) * 1234, -2), \
+             FLOOR(SUM(x)), CEIL(MIN(x)), CEILING(-MAX(x)), FIELD(MIN(s), 'AIR', 'mail'), FIELD(COUNT(*), 1, 3) \
+             FROM t GROUP BY g ORDER BY g",
+            "SELECT SUM(x), g, COUNT(*) FROM t WHERE g = 1",
             // Correlated scalar subqueries that are no aggregate, EXISTS in
             // a select item.
             "SELECT id, (SELECT s FROM t t2 WHERE t2.id = t.id + 1) AS n, (SELECT t2.x * 2 FROM t t2 \

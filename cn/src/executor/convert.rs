@@ -141,6 +141,16 @@ pub fn rows_to_batch(schema: &SchemaRef, rows: &[TextRow]) -> Result<RecordBatch
     RecordBatch::try_new(schema.clone(), arrays).map_err(|e| CnError::internal(e.to_string()))
 }
 
+/// Field metadata: the decimals a DOUBLE result column shows (MySQL's
+/// column `decimals`; its text values have exactly that many digits after
+/// the point), as MariaDB shows `STDDEV` of a DECIMAL(10,2) as
+/// `191.505770`. Absent: as many as the value needs.
+pub const DECIMALS_KEY: &str = "mysql.decimals";
+
+fn fixed_decimals(f: &Field) -> Option<usize> {
+    f.metadata().get(DECIMALS_KEY).and_then(|n| n.parse().ok())
+}
+
 /// The MySQL column definition for an Arrow field of a result.
 pub fn column_def(f: &Field) -> ColumnDef {
     let name = f.name().split(DUPLICATE_NAME_MARK).next().unwrap_or_default();
@@ -161,7 +171,13 @@ pub fn column_def(f: &Field) -> ColumnDef {
             c
         }
         DataType::Float32 => ColumnDef::new(name, ty::FLOAT),
-        DataType::Float64 => ColumnDef::new(name, ty::DOUBLE),
+        DataType::Float64 => {
+            let mut c = ColumnDef::new(name, ty::DOUBLE);
+            if let Some(n) = fixed_decimals(f) {
+                c.decimals = n as u8;
+            }
+            c
+        }
         DataType::Decimal128(p, s) | DataType::Decimal256(p, s) => {
             let mut c = ColumnDef::new(name, ty::NEWDECIMAL);
             c.decimals = (*s).max(0) as u8;
@@ -195,7 +211,15 @@ pub fn batch_to_rows(batch: &RecordBatch) -> Result<Vec<TextRow>> {
         .with_date_format(Some("%Y-%m-%d"));
     let n = batch.num_rows();
     let mut rows: Vec<TextRow> = (0..n).map(|_| Vec::with_capacity(batch.num_columns())).collect();
-    for col in batch.columns() {
+    for (j, col) in batch.columns().iter().enumerate() {
+        if let (Some(n), Some(v)) =
+            (fixed_decimals(batch.schema_ref().field(j)), col.as_any().downcast_ref::<Float64Array>())
+        {
+            for (i, r) in rows.iter_mut().enumerate() {
+                r.push(v.is_valid(i).then(|| format!("{:.n$}", v.value(i)).into_bytes()));
+            }
+            continue;
+        }
         if let Some(b) = col.as_any().downcast_ref::<BooleanArray>() {
             for (i, r) in rows.iter_mut().enumerate() {
                 r.push(if b.is_null(i) { None } else { Some(if b.value(i) { b"1".to_vec() } else { b"0".to_vec() }) });

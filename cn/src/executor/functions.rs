@@ -17,6 +17,11 @@
 //! - `concat(…)`: MySQL's CONCAT, NULL if any argument is ([`MysqlConcat`]).
 //! - `year(d)`, `quarter(d)`, `month(d)`, `dayofmonth(d)`, `day(d)`,
 //!   `hour(t)`, `minute(t)`, `second(t)` ([`MysqlDatePart`]).
+//! - `truncate(x, d)`: MySQL's TRUNCATE ([`MysqlTruncate`]).
+//! - `floor(x)`, `ceil(x)` (`CEILING`): MySQL's, an integer-valued DECIMAL
+//!   for a DECIMAL ([`MysqlFloorCeil`]).
+//! - `mysql_fixed_decimals(v, sum)`: a STDDEV or VARIANCE result shown
+//!   with MySQL's decimals ([`MysqlFixedDecimals`]).
 //! - `datediff`, `timestampdiff`, `week`, `monthname`, `field`, …
 //!   ([`ShardFunction`]): planned with MySQL's result type, computed by
 //!   the DNs, and by the CN only for the date functions, ISNULL and SIGN.
@@ -51,6 +56,10 @@ pub fn all() -> Vec<ScalarUDF> {
         ScalarUDF::from(MysqlCastInt::new(true)),
         ScalarUDF::from(MysqlConcat::new()),
         ScalarUDF::from(SingleRow::new()),
+        ScalarUDF::from(MysqlTruncate::new()),
+        ScalarUDF::from(MysqlFloorCeil::new(false)),
+        ScalarUDF::from(MysqlFloorCeil::new(true)),
+        ScalarUDF::from(MysqlFixedDecimals::new()),
     ]
     .into_iter()
     .chain((0..MysqlDatePart::PARTS.len()).map(|i| ScalarUDF::from(MysqlDatePart::new(i))))
@@ -642,6 +651,254 @@ impl ScalarUDFImpl for SingleRow {
     }
 }
 
+/// `truncate(x, d)`: MySQL's `TRUNCATE(x, d)`, `x` cut (toward zero) to
+/// `d` digits after the point, or to a multiple of `10^-d` for a negative
+/// `d` (MySQL 8.0 reference, 14.6.2 "Mathematical Functions"). A DECIMAL
+/// stays DECIMAL with scale `d` (0 to 30; with `d` not a constant, the
+/// scale of `x`), as MariaDB gives `TRUNCATE(100.50, 3)` as `100.500`; an integer stays an integer; anything else
+/// is a DOUBLE. NULL when either argument is.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct MysqlTruncate {
+    signature: Signature,
+}
+
+impl MysqlTruncate {
+    pub const NAME: &'static str = "truncate";
+
+    pub fn new() -> Self {
+        MysqlTruncate { signature: Signature::any(2, Volatility::Immutable) }
+    }
+}
+
+impl Default for MysqlTruncate {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ScalarUDFImpl for MysqlTruncate {
+    fn name(&self) -> &str {
+        Self::NAME
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        Ok(match &arg_types[0] {
+            DataType::Decimal128(..) => arg_types[0].clone(),
+            t if t.is_integer() => DataType::Int64,
+            _ => DataType::Float64,
+        })
+    }
+    fn return_field_from_args(
+        &self,
+        args: datafusion::logical_expr::ReturnFieldArgs,
+    ) -> Result<datafusion::arrow::datatypes::FieldRef> {
+        let types: Vec<DataType> = args.arg_fields.iter().map(|f| f.data_type().clone()).collect();
+        let mut t = self.return_type(&types)?;
+        if let (DataType::Decimal128(p, s), Some(Some(d))) = (&t, args.scalar_arguments.get(1)) {
+            if let Ok(d) = d.cast_to(&DataType::Int64).and_then(i64::try_from) {
+                let out_s = d.clamp(0, 30) as i16;
+                let p = (i16::from(*p) - i16::from(*s) + out_s).clamp(out_s.max(1), 38);
+                t = DataType::Decimal128(p as u8, out_s as i8);
+            }
+        }
+        Ok(Arc::new(datafusion::arrow::datatypes::Field::new(self.name(), t, true)))
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let [x, d] = arrays.as_slice() else {
+            return exec_err!("TRUNCATE takes two arguments");
+        };
+        let d = datafusion::arrow::compute::cast(d, &DataType::Int64)?;
+        let d = d.as_primitive::<Int64Type>();
+        let pow = |n: i64| 10i128.checked_pow(n.clamp(0, 38) as u32).unwrap_or(i128::MAX);
+        let out: ArrayRef = match (x.data_type(), args.return_field.data_type()) {
+            (DataType::Decimal128(_, s), DataType::Decimal128(p, out_s)) => {
+                let (s, out_s) = (i64::from(*s), i64::from(*out_s));
+                let v = x.as_primitive::<Decimal128Type>();
+                let mut b = Decimal128Builder::with_capacity(v.len());
+                for i in 0..v.len() {
+                    if v.is_null(i) || d.is_null(i) {
+                        b.append_null();
+                        continue;
+                    }
+                    // Cut below digit `keep`, then give the result scale.
+                    let cut = pow(s - d.value(i).min(s));
+                    let cut = v.value(i) / cut * cut;
+                    b.append_value(if out_s < s { cut / pow(s - out_s) } else { cut * pow(out_s - s) });
+                }
+                Arc::new(b.finish().with_precision_and_scale(*p, out_s as i8)?)
+            }
+            (t, _) if t.is_integer() => {
+                let v = datafusion::arrow::compute::cast(x, &DataType::Int64)?;
+                let v = v.as_primitive::<Int64Type>();
+                let mut b = Int64Builder::with_capacity(v.len());
+                for i in 0..v.len() {
+                    if v.is_null(i) || d.is_null(i) {
+                        b.append_null();
+                    } else if d.value(i) >= 0 {
+                        b.append_value(v.value(i));
+                    } else {
+                        let cut = i64::try_from(pow(-d.value(i))).unwrap_or(i64::MAX);
+                        b.append_value(v.value(i) / cut * cut);
+                    }
+                }
+                Arc::new(b.finish())
+            }
+            _ => {
+                let v = datafusion::arrow::compute::cast(x, &DataType::Float64)?;
+                let v = v.as_primitive::<Float64Type>();
+                let out: Float64Array = v
+                    .iter()
+                    .zip(d.iter())
+                    .map(|(v, d)| {
+                        let f = 10f64.powi(d?.clamp(-330, 330) as i32);
+                        Some((v? * f).trunc() / f)
+                    })
+                    .collect();
+                Arc::new(out)
+            }
+        };
+        Ok(ColumnarValue::Array(out))
+    }
+}
+
+/// `floor(x)`, `ceil(x)` (also `ceiling`): MySQL's FLOOR and CEILING
+/// (MySQL 8.0 reference, 14.6.2): an integer stays an integer, a DECIMAL
+/// becomes a DECIMAL of scale 0 (`FLOOR(100.50)` is `100`, where
+/// DataFusion's keeps the scale, `100.00`), anything else a DOUBLE.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct MysqlFloorCeil {
+    ceil: bool,
+    signature: Signature,
+}
+
+impl MysqlFloorCeil {
+    pub fn new(ceil: bool) -> Self {
+        MysqlFloorCeil { ceil, signature: Signature::any(1, Volatility::Immutable) }
+    }
+}
+
+impl ScalarUDFImpl for MysqlFloorCeil {
+    fn name(&self) -> &str {
+        if self.ceil {
+            "ceil"
+        } else {
+            "floor"
+        }
+    }
+    fn aliases(&self) -> &[String] {
+        static CEILING: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+        if self.ceil {
+            CEILING.get_or_init(|| vec!["ceiling".to_string()])
+        } else {
+            &[]
+        }
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        Ok(match &arg_types[0] {
+            DataType::Decimal128(p, s) => {
+                DataType::Decimal128((i16::from(*p) - i16::from(*s) + 1).clamp(1, 38) as u8, 0)
+            }
+            t if integer_like(t) => DataType::Int64,
+            _ => DataType::Float64,
+        })
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let x = args.args[0].to_array(args.number_rows)?;
+        let out: ArrayRef = match (x.data_type(), args.return_field.data_type()) {
+            (DataType::Decimal128(_, s), DataType::Decimal128(p, _)) => {
+                let unit = 10i128.pow(u32::from(*s as u8));
+                let v = x.as_primitive::<Decimal128Type>();
+                let whole = |v: i128| {
+                    let (q, r) = (v / unit, v % unit);
+                    match (self.ceil, r.signum()) {
+                        (true, 1) => q + 1,
+                        (false, -1) => q - 1,
+                        _ => q,
+                    }
+                };
+                Arc::new(v.unary::<_, Decimal128Type>(whole).with_precision_and_scale(*p, 0)?)
+            }
+            (_, DataType::Int64) => datafusion::arrow::compute::cast(&x, &DataType::Int64)?,
+            _ => {
+                let v = datafusion::arrow::compute::cast(&x, &DataType::Float64)?;
+                let f = if self.ceil { f64::ceil } else { f64::floor };
+                Arc::new(v.as_primitive::<Float64Type>().unary::<_, Float64Type>(f))
+            }
+        };
+        Ok(ColumnarValue::Array(out))
+    }
+}
+
+/// `mysql_fixed_decimals(v, sum)`: `v` (a DOUBLE STDDEV or VARIANCE of some
+/// `x`), shown with the decimals MySQL gives it, those of `x` plus 4 for a
+/// DECIMAL or integer `x` (MariaDB shows `STDDEV` of a DECIMAL(10,2) as
+/// `63.835257`), all digits for a floating-point one (the field's
+/// [`crate::executor::convert::DECIMALS_KEY`]). `sum` is `SUM(x)`, whose
+/// type carries the scale of `x`.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct MysqlFixedDecimals {
+    signature: Signature,
+}
+
+impl MysqlFixedDecimals {
+    pub const NAME: &'static str = "mysql_fixed_decimals";
+
+    /// The decimals of the result for `SUM(x)` of type `sum`; `None` for
+    /// a floating-point `x`.
+    fn decimals(sum: &DataType) -> Option<u8> {
+        match sum {
+            DataType::Decimal128(_, s) => Some((*s).max(0) as u8 + DIV_PRECISION_INCREMENT as u8),
+            t if integer_like(t) => Some(DIV_PRECISION_INCREMENT as u8),
+            _ => None,
+        }
+        .map(|n| n.min(30))
+    }
+
+    pub fn new() -> Self {
+        MysqlFixedDecimals { signature: Signature::any(2, Volatility::Immutable) }
+    }
+}
+
+impl Default for MysqlFixedDecimals {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ScalarUDFImpl for MysqlFixedDecimals {
+    fn name(&self) -> &str {
+        Self::NAME
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Float64)
+    }
+    fn return_field_from_args(
+        &self,
+        args: datafusion::logical_expr::ReturnFieldArgs,
+    ) -> Result<datafusion::arrow::datatypes::FieldRef> {
+        let mut f = datafusion::arrow::datatypes::Field::new(self.name(), DataType::Float64, true);
+        if let Some(n) = args.arg_fields.get(1).and_then(|s| Self::decimals(s.data_type())) {
+            f = f.with_metadata([(crate::executor::convert::DECIMALS_KEY.to_string(), n.to_string())].into());
+        }
+        Ok(Arc::new(f))
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        // Only the display is fixed (the field's metadata): the value is
+        // the DOUBLE MySQL computes with.
+        let v = args.args[0].to_array(args.number_rows)?;
+        Ok(ColumnarValue::Array(datafusion::arrow::compute::cast(&v, &DataType::Float64)?))
+    }
+}
+
 /// The type a [`ShardFunction`] returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum ShardType {
@@ -751,6 +1008,7 @@ impl ScalarUDFImpl for ShardFunction {
             Arc::new(v.into_iter().map(|d| d.map(Date32Type::from_naive_date)).collect::<Date32Array>())
         };
         let out = match (self.name, arrays.as_slice()) {
+            ("field", [x, list @ ..]) => ints(field(x, list)?),
             ("isnull", [a]) => ints((0..a.len()).map(|i| Some(i64::from(a.is_null(i)))).collect()),
             ("sign", [a]) => {
                 let f = datafusion::arrow::compute::cast(a, &DataType::Float64)?;
@@ -789,6 +1047,40 @@ impl ScalarUDFImpl for ShardFunction {
         };
         Ok(ColumnarValue::Array(out))
     }
+}
+
+/// MySQL's `FIELD(x, a, b, …)`: the position of the first argument equal
+/// to `x`, 0 for none or a NULL `x`. Strings compare under
+/// `utf8mb4_general_ci` when all arguments are strings, else all compare
+/// as numbers (MySQL 8.0 reference, 14.8 "String Functions").
+fn field(x: &ArrayRef, list: &[ArrayRef]) -> Result<Vec<Option<i64>>> {
+    let is_str = |t: &DataType| matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View);
+    let n = x.len();
+    if is_str(x.data_type()) && list.iter().all(|a| is_str(a.data_type())) {
+        let x = crate::collation::functions::utf8(x)?;
+        let list = list.iter().map(crate::collation::functions::utf8).collect::<Result<Vec<_>>>()?;
+        let (x, list) = (x.as_string::<i32>(), list.iter().map(|a| a.as_string::<i32>()).collect::<Vec<_>>());
+        return Ok((0..n)
+            .map(|i| {
+                let hit = x.is_valid(i).then(|| {
+                    list.iter().position(|a| a.is_valid(i) && crate::collation::compare(x.value(i), a.value(i)).is_eq())
+                });
+                Some(hit.flatten().map_or(0, |p| p as i64 + 1))
+            })
+            .collect());
+    }
+    let safe = datafusion::arrow::compute::CastOptions { safe: true, ..Default::default() };
+    let num = |a: &ArrayRef| datafusion::arrow::compute::cast_with_options(a, &DataType::Float64, &safe);
+    let x = num(x)?;
+    let list = list.iter().map(num).collect::<Result<Vec<_>, _>>()?;
+    let (x, list) =
+        (x.as_primitive::<Float64Type>(), list.iter().map(|a| a.as_primitive::<Float64Type>()).collect::<Vec<_>>());
+    Ok((0..n)
+        .map(|i| {
+            let hit = x.is_valid(i).then(|| list.iter().position(|a| a.is_valid(i) && a.value(i) == x.value(i)));
+            Some(hit.flatten().map_or(0, |p| p as i64 + 1))
+        })
+        .collect())
 }
 
 /// MySQL's `SIGN(x)`: -1, 0 or 1.

@@ -465,6 +465,41 @@ pub(crate) const AGGREGATES: &[&str] = &[
     "any_value",
 ];
 
+/// Whether `e` calls an aggregate function of its own query (not a window
+/// function, not one inside a subquery).
+fn aggregates_here(e: &Expr) -> bool {
+    struct Find {
+        depth: usize,
+        found: bool,
+    }
+    impl datafusion::sql::sqlparser::ast::Visitor for Find {
+        type Break = ();
+        fn pre_visit_query(&mut self, _q: &datafusion::sql::sqlparser::ast::Query) -> ControlFlow<()> {
+            self.depth += 1;
+            ControlFlow::Continue(())
+        }
+        fn post_visit_query(&mut self, _q: &datafusion::sql::sqlparser::ast::Query) -> ControlFlow<()> {
+            self.depth -= 1;
+            ControlFlow::Continue(())
+        }
+        fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
+            if let Expr::Function(f) = e {
+                if self.depth == 0
+                    && f.over.is_none()
+                    && AGGREGATES.contains(&f.name.to_string().to_ascii_lowercase().as_str())
+                {
+                    self.found = true;
+                    return ControlFlow::Break(());
+                }
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut f = Find { depth: 0, found: false };
+    let _ = datafusion::sql::sqlparser::ast::Visit::visit(e, &mut f);
+    f.found
+}
+
 /// Wraps the ungrouped, unaggregated columns of one select item.
 struct Ungrouped<'a> {
     /// Lower-case names of the GROUP BY columns.
@@ -524,7 +559,16 @@ impl VisitorMut for LooseGroupBy {
         let GroupByExpr::Expressions(keys, modifiers) = &sel.group_by else {
             return ControlFlow::Continue(());
         };
-        if keys.is_empty() || !modifiers.is_empty() {
+        // Without GROUP BY, an aggregate in a select item or HAVING makes
+        // the whole input one group (`SELECT SUM(x), name FROM t`).
+        let one_group = || {
+            sel.having.as_ref().is_some_and(aggregates_here)
+                || sel.projection.iter().any(|i| match i {
+                    SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => aggregates_here(e),
+                    _ => false,
+                })
+        };
+        if !modifiers.is_empty() || (keys.is_empty() && !one_group()) {
             return ControlFlow::Continue(());
         }
         // `GROUP BY 1`: positions refer to select items; leave those alone.
@@ -925,6 +969,19 @@ fn mysql_function_rewrite(f: &Function) -> Option<Expr> {
             right: Box::new((*b).clone()),
         }))),
 
+        // MySQL's STD, STDDEV and VARIANCE are the population ones
+        // (DataFusion's `stddev` is the sample's), shown with the decimals
+        // of their argument plus 4.
+        ("std" | "stddev" | "stddev_pop" | "stddev_samp" | "variance" | "var_pop" | "var_samp", [x]) => {
+            let agg = match name.as_str() {
+                "std" | "stddev" | "stddev_pop" => "stddev_pop",
+                "variance" | "var_pop" => "var_pop",
+                other => other,
+            };
+            let v = call(agg, vec![(*x).clone()], false, None);
+            let sum = call("sum", vec![(*x).clone()], false, None);
+            Some(call(crate::executor::functions::MysqlFixedDecimals::NAME, vec![v, sum], false, None))
+        }
         ("ifnull", [a, b]) => Some(call("coalesce", vec![(*a).clone(), (*b).clone()], false, None)),
         ("greatest" | "least", [first, rest @ ..]) if !rest.is_empty() => {
             let is_null = |e: &Expr| Expr::IsNull(Box::new(e.clone()));
@@ -1123,15 +1180,20 @@ mod tests {
     fn division_and_avg_become_mysql_div() {
         let mut s = Parser::parse_sql(
             &MySqlDialect {},
-            "SELECT a / (b / 2), AVG(DISTINCT c), avg(d) OVER (PARTITION BY e), a DIV b, CAST(a AS SIGNED) FROM t",
+            "SELECT a / (b / 2), avg(d) OVER (PARTITION BY e), a DIV b, CAST(a AS SIGNED) FROM t",
         )
         .unwrap()
         .remove(0);
         rewrite(&mut s);
         assert_eq!(
             s.to_string(),
-            "SELECT mysql_div(a, (mysql_div(b, 2))), mysql_div(sum(DISTINCT c), count(DISTINCT c)), \
+            "SELECT mysql_div(a, (mysql_div(b, 2))), \
              mysql_div(sum(d) OVER (PARTITION BY e), count(d) OVER (PARTITION BY e)), mysql_intdiv(a, b), mysql_signed(a) FROM t"
         );
+        // An aggregate without GROUP BY makes one group: a column beside it
+        // takes one row's value.
+        let mut s = Parser::parse_sql(&MySqlDialect {}, "SELECT AVG(DISTINCT c), a FROM t").unwrap().remove(0);
+        rewrite(&mut s);
+        assert_eq!(s.to_string(), "SELECT mysql_div(sum(DISTINCT c), count(DISTINCT c)), first_value(a) AS a FROM t");
     }
 }
