@@ -30,7 +30,10 @@ pub fn arrow_type(k: TypeKind) -> DataType {
         TypeKind::Decimal { precision, scale } => DataType::Decimal128(precision.clamp(1, MAX_DEC128), scale),
         TypeKind::Float => DataType::Float32,
         TypeKind::Double => DataType::Float64,
-        TypeKind::String | TypeKind::Time => DataType::Utf8,
+        TypeKind::String => DataType::Utf8,
+        // Microseconds from 00:00:00, negative and beyond 24 hours as MySQL
+        // allows (-838:59:59 to 838:59:59); see [`parse_time`].
+        TypeKind::Time => DataType::Time64(TimeUnit::Microsecond),
         TypeKind::Binary => DataType::Binary,
         TypeKind::Date => DataType::Date32,
         TypeKind::DateTime { .. } => DataType::Timestamp(TimeUnit::Microsecond, None),
@@ -49,6 +52,43 @@ fn epoch() -> NaiveDate {
 fn parse_date(s: &str) -> Option<i32> {
     let d = NaiveDate::parse_from_str(s.get(..10).unwrap_or(s), "%Y-%m-%d").ok()?;
     Some((d - epoch()).num_days() as i32)
+}
+
+/// A MySQL TIME as text (`[-]H…H:MM:SS[.ffffff]`, as a DN sends it) in
+/// microseconds; `None` for anything else.
+pub fn parse_time(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let (neg, body) = match s.strip_prefix('-') {
+        Some(b) => (true, b),
+        None => (false, s),
+    };
+    let (hms, frac) = body.split_once('.').unwrap_or((body, ""));
+    let mut parts = hms.split(':');
+    let (h, m, sec) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() || frac.len() > 6 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let (h, m, sec): (i64, i64, i64) = (h.parse().ok()?, m.parse().ok()?, sec.parse().ok()?);
+    if h < 0 || !(0..60).contains(&m) || !(0..60).contains(&sec) {
+        return None;
+    }
+    let micros = if frac.is_empty() { 0 } else { format!("{frac:0<6}").parse::<i64>().ok()? };
+    let v = ((h * 60 + m) * 60 + sec) * 1_000_000 + micros;
+    Some(if neg { -v } else { v })
+}
+
+/// Microseconds as MySQL shows a TIME: `[-]HH:MM:SS`, more hour digits
+/// when needed, and `.ffffff` when there is a fraction.
+pub fn format_time(v: i64) -> String {
+    let sign = if v < 0 { "-" } else { "" };
+    let v = v.unsigned_abs();
+    let (secs, micros) = (v / 1_000_000, v % 1_000_000);
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    if micros == 0 {
+        format!("{sign}{h:02}:{m:02}:{s:02}")
+    } else {
+        format!("{sign}{h:02}:{m:02}:{s:02}.{micros:06}")
+    }
 }
 
 fn parse_datetime(s: &str) -> Option<i64> {
@@ -123,6 +163,9 @@ pub fn rows_to_batch(schema: &SchemaRef, rows: &[TextRow]) -> Result<RecordBatch
                 Arc::new(arr.with_precision_and_scale(*p, *s).map_err(|e| CnError::internal(e.to_string()))?)
             }
             DataType::Date32 => Arc::new(vals.map(|v| v.and_then(parse_date)).collect::<Date32Array>()),
+            DataType::Time64(TimeUnit::Microsecond) => {
+                Arc::new(vals.map(|v| v.and_then(parse_time)).collect::<Time64MicrosecondArray>())
+            }
             DataType::Timestamp(TimeUnit::Microsecond, None) => {
                 Arc::new(vals.map(|v| v.and_then(parse_datetime)).collect::<TimestampMicrosecondArray>())
             }
@@ -186,6 +229,7 @@ pub fn column_def(f: &Field) -> ColumnDef {
         }
         DataType::Date32 | DataType::Date64 => ColumnDef::new(name, ty::DATE),
         DataType::Timestamp(_, _) => ColumnDef::new(name, ty::DATETIME),
+        DataType::Time64(_) | DataType::Time32(_) => ColumnDef::new(name, ty::TIME),
         DataType::Binary | DataType::LargeBinary | DataType::BinaryView => {
             let mut c = ColumnDef::new(name, ty::BLOB);
             c.charset = charset::BINARY;
@@ -208,7 +252,10 @@ pub fn batch_to_rows(batch: &RecordBatch) -> Result<Vec<TextRow>> {
         .with_null("")
         .with_datetime_format(Some("%Y-%m-%d %H:%M:%S%.f"))
         .with_timestamp_format(Some("%Y-%m-%d %H:%M:%S%.f"))
-        .with_date_format(Some("%Y-%m-%d"));
+        .with_date_format(Some("%Y-%m-%d"))
+        // A value that cannot be shown fails the statement (it was shown
+        // as the text "ERROR: …").
+        .with_display_error(false);
     let n = batch.num_rows();
     let mut rows: Vec<TextRow> = (0..n).map(|_| Vec::with_capacity(batch.num_columns())).collect();
     for (j, col) in batch.columns().iter().enumerate() {
@@ -217,6 +264,19 @@ pub fn batch_to_rows(batch: &RecordBatch) -> Result<Vec<TextRow>> {
         {
             for (i, r) in rows.iter_mut().enumerate() {
                 r.push(v.is_valid(i).then(|| format!("{:.n$}", v.value(i)).into_bytes()));
+            }
+            continue;
+        }
+        if let Some(t) = col.as_any().downcast_ref::<Time64MicrosecondArray>() {
+            for (i, r) in rows.iter_mut().enumerate() {
+                r.push(t.is_valid(i).then(|| format_time(t.value(i)).into_bytes()));
+            }
+            continue;
+        }
+        // `CAST(… AS TIME)`: DataFusion's TIME is of nanoseconds.
+        if let Some(t) = col.as_any().downcast_ref::<Time64NanosecondArray>() {
+            for (i, r) in rows.iter_mut().enumerate() {
+                r.push(t.is_valid(i).then(|| format_time(t.value(i) / 1000).into_bytes()));
             }
             continue;
         }
@@ -237,7 +297,14 @@ pub fn batch_to_rows(batch: &RecordBatch) -> Result<Vec<TextRow>> {
         let nulls = col.logical_nulls();
         for (i, r) in rows.iter_mut().enumerate() {
             let null = nulls.as_ref().is_some_and(|n| n.is_null(i));
-            r.push(if null { None } else { Some(fmt.value(i).to_string().into_bytes()) });
+            if null {
+                r.push(None);
+                continue;
+            }
+            let mut text = String::new();
+            std::fmt::Write::write_fmt(&mut text, format_args!("{}", fmt.value(i)))
+                .map_err(|_| CnError::internal(format!("a value of type {} cannot be shown", col.data_type())))?;
+            r.push(Some(text.into_bytes()));
         }
     }
     Ok(rows)
@@ -246,6 +313,25 @@ pub fn batch_to_rows(batch: &RecordBatch) -> Result<Vec<TextRow>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_read_and_show_as_mysql_does() {
+        for (text, micros) in [
+            ("10:00:00", 36_000_000_000),
+            ("-01:30:00", -5_400_000_000),
+            ("100:00:00", 360_000_000_000),
+            ("838:59:59", 3_020_399_000_000),
+            ("00:00:01.500000", 1_500_000),
+            ("-00:00:00.000001", -1),
+        ] {
+            assert_eq!(parse_time(text), Some(micros), "{text}");
+            assert_eq!(format_time(micros), text);
+        }
+        assert_eq!(parse_time("1:2:3.5"), Some(3_723_500_000));
+        for bad in ["", "10:00", "10:60:00", "ab:00:00", "1:00:00.1234567", "1:00:00:00"] {
+            assert_eq!(parse_time(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn text_rows_roundtrip_through_arrow() {

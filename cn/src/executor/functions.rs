@@ -18,6 +18,7 @@
 //! - `year(d)`, `quarter(d)`, `month(d)`, `dayofmonth(d)`, `day(d)`,
 //!   `hour(t)`, `minute(t)`, `second(t)` ([`MysqlDatePart`]).
 //! - `truncate(x, d)`: MySQL's TRUNCATE ([`MysqlTruncate`]).
+//! - `timediff(a, b)`: MySQL's TIMEDIFF ([`MysqlTimediff`]).
 //! - `floor(x)`, `ceil(x)` (`CEILING`): MySQL's, an integer-valued DECIMAL
 //!   for a DECIMAL ([`MysqlFloorCeil`]).
 //! - `mysql_fixed_decimals(v, sum)`: a STDDEV or VARIANCE result shown
@@ -60,6 +61,7 @@ pub fn all() -> Vec<ScalarUDF> {
         ScalarUDF::from(MysqlFloorCeil::new(false)),
         ScalarUDF::from(MysqlFloorCeil::new(true)),
         ScalarUDF::from(MysqlFixedDecimals::new()),
+        ScalarUDF::from(MysqlTimediff::new()),
     ]
     .into_iter()
     .chain((0..MysqlDatePart::PARTS.len()).map(|i| ScalarUDF::from(MysqlDatePart::new(i))))
@@ -764,6 +766,88 @@ impl ScalarUDFImpl for MysqlTruncate {
     }
 }
 
+/// Largest TIME magnitude MySQL has, 838:59:59, in microseconds.
+const MAX_TIME_MICROS: i64 = (838 * 3600 + 59 * 60 + 59) * 1_000_000;
+
+/// `timediff(a, b)`: MySQL's `TIMEDIFF(a, b)`, `a - b` as a TIME (Arrow
+/// Time64 of microseconds, see `convert::parse_time`), clipped to ±838:59:59
+/// (MySQL 8.0 reference, 14.7 "Date and Time Functions"). Both must be
+/// DATETIMEs or both TIMEs ([`timediff_operands`]), else it is NULL.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct MysqlTimediff {
+    signature: Signature,
+}
+
+impl MysqlTimediff {
+    pub fn new() -> Self {
+        MysqlTimediff { signature: Signature::any(2, Volatility::Immutable) }
+    }
+}
+
+impl Default for MysqlTimediff {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Each value of `a` as TIMEDIFF reads it: `(true, µs since the epoch)`
+/// for a DATETIME, `(false, µs)` for a TIME; `None` for NULL, for a DATE
+/// and for a string that is neither (MariaDB: `TIMEDIFF(date_col, …)` and
+/// `TIMEDIFF(datetime, '2019-01-01')` are NULL).
+fn timediff_operands(a: &ArrayRef) -> Result<Vec<Option<(bool, i64)>>> {
+    use datafusion::arrow::datatypes::{Time64MicrosecondType, TimestampMicrosecondType};
+    Ok(match a.data_type() {
+        DataType::Time64(TimeUnit::Microsecond) => {
+            a.as_primitive::<Time64MicrosecondType>().iter().map(|v| v.map(|v| (false, v))).collect()
+        }
+        DataType::Timestamp(..) => {
+            let t = datafusion::arrow::compute::cast(a, &DataType::Timestamp(TimeUnit::Microsecond, None))?;
+            t.as_primitive::<TimestampMicrosecondType>().iter().map(|v| v.map(|v| (true, v))).collect()
+        }
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
+            let t = crate::collation::functions::utf8(a)?;
+            let datetime = |s: &str| {
+                let s = s.trim();
+                let f = if s.contains('.') { "%Y-%m-%d %H:%M:%S%.f" } else { "%Y-%m-%d %H:%M:%S" };
+                chrono::NaiveDateTime::parse_from_str(s, f).ok().map(|d| (true, d.and_utc().timestamp_micros()))
+            };
+            t.as_string::<i32>()
+                .iter()
+                .map(|v| {
+                    v.and_then(|s| datetime(s).or_else(|| crate::executor::convert::parse_time(s).map(|t| (false, t))))
+                })
+                .collect()
+        }
+        _ => vec![None; a.len()],
+    })
+}
+
+impl ScalarUDFImpl for MysqlTimediff {
+    fn name(&self) -> &str {
+        "timediff"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Time64(TimeUnit::Microsecond))
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let [a, b] = arrays.as_slice() else {
+            return exec_err!("TIMEDIFF takes two arguments");
+        };
+        let (a, b) = (timediff_operands(a)?, timediff_operands(b)?);
+        let diffs = a.into_iter().zip(b).map(|(x, y)| match (x?, y?) {
+            ((p, x), (q, y)) if p == q => Some(x - y),
+            _ => None,
+        });
+        let out: datafusion::arrow::array::Time64MicrosecondArray =
+            diffs.map(|d| d.map(|d| d.clamp(-MAX_TIME_MICROS, MAX_TIME_MICROS))).collect();
+        Ok(ColumnarValue::Array(Arc::new(out)))
+    }
+}
+
 /// `floor(x)`, `ceil(x)` (also `ceiling`): MySQL's FLOOR and CEILING
 /// (MySQL 8.0 reference, 14.6.2): an integer stays an integer, a DECIMAL
 /// becomes a DECIMAL of scale 0 (`FLOOR(100.50)` is `100`, where
@@ -910,8 +994,7 @@ enum ShardType {
 /// MySQL row functions the CN plans but leaves to the DNs: name, result
 /// type, fewest and most arguments (MySQL 8.0 reference, 14.7 "Date and
 /// Time Functions", 14.8 "String Functions", 14.6.2 "Mathematical
-/// Functions", 14.13 "Encryption and Compression Functions"). Not TIMEDIFF:
-/// the CN carries TIME as text, which would sort and compare as text.
+/// Functions", 14.13 "Encryption and Compression Functions").
 const SHARD_FUNCTIONS: &[(&str, ShardType, usize, usize)] = &[
     ("datediff", ShardType::Int, 2, 2),
     ("timestampdiff", ShardType::Int, 3, 3),

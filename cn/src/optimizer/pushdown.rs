@@ -136,6 +136,7 @@ const PUSHABLE_FUNCTIONS: &[&str] = &[
     "mysql_intdiv",
     "mysql_signed",
     "truncate",
+    "timediff",
     "floor",
     "ceil",
     "date_part",

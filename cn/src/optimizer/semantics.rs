@@ -934,7 +934,11 @@ fn mysql_function_rewrite(f: &Function) -> Option<Expr> {
                     datafusion::sql::sqlparser::ast::Value::SingleQuotedString(s) => Expr::Cast {
                         kind: CastKind::Cast,
                         expr: Box::new((*d).clone()),
-                        data_type: if s.trim().len() <= 10 { DataType::Date } else { DataType::Datetime(None) },
+                        data_type: if s.trim().len() <= 10 {
+                            DataType::Date
+                        } else {
+                            DataType::Timestamp(Some(6), datafusion::sql::sqlparser::ast::TimezoneInfo::None)
+                        },
                         format: None,
                         array: false,
                     },
@@ -1030,6 +1034,16 @@ impl VisitorMut for Rewriter {
             Expr::UnaryOp { op: UnaryOperator::Plus, expr } => Some((**expr).clone()),
             Expr::Function(f) => {
                 avg_rewrite(f).or_else(|| group_concat_rewrite(f)).or_else(|| mysql_function_rewrite(f))
+            }
+            // DataFusion plans neither DATETIME nor TIME(n): the same
+            // values as TIMESTAMP(6) (the CN's DATETIME columns) and TIME.
+            Expr::Cast { data_type: data_type @ DataType::Datetime(_), .. } => {
+                *data_type = DataType::Timestamp(Some(6), datafusion::sql::sqlparser::ast::TimezoneInfo::None);
+                None
+            }
+            Expr::Cast { data_type: DataType::Time(precision @ Some(_), _), .. } => {
+                *precision = None;
+                None
             }
             Expr::Cast { kind: CastKind::Cast, expr, data_type, format: None, array: false } => {
                 let unsigned = match data_type {
