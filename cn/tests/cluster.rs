@@ -1123,6 +1123,8 @@ fn mysql_functions_in_statements_planned_across_shards_match_mariadb() {
             // GROUP_CONCAT's ORDER BY under the collation ('air' before 'Mail').
             "SELECT GROUP_CONCAT(s ORDER BY s SEPARATOR '|'), GROUP_CONCAT(id ORDER BY s DESC) FROM t \
              WHERE id IN (1, 2, 4, 6)",
+            // ... and its DISTINCT ('Mail' and 'mail' are one value).
+            "SELECT g, CHAR_LENGTH(GROUP_CONCAT(DISTINCT s ORDER BY s)) FROM t GROUP BY g ORDER BY g",
             // MySQL's STD / STDDEV / VARIANCE are the population ones, shown
             // with the argument's decimals + 4; TRUNCATE, FLOOR, CEILING and
             // FIELD over aggregates the CN computes.
@@ -1165,12 +1167,13 @@ fn mysql_functions_in_statements_planned_across_shards_match_mariadb() {
         // TIME is a time of day to the CN no more: it sorts and compares as
         // MySQL's, negative and beyond 99 hours (it was text: `100:00:00`
         // sorted before `10:00:00`), and TIMEDIFF computes.
-        let create = "CREATE TABLE tt (id INT PRIMARY KEY, g INT, t TIME, dt DATETIME)";
+        let create = "CREATE TABLE tt (id INT PRIMARY KEY, g INT, t TIME, dt DATETIME, js VARCHAR(40))";
         c.query_drop(format!("{create} PARTITION BY KEY(id) PARTITIONS 4")).await.unwrap();
         reference.query_drop(create).await.unwrap();
-        let rows = "(1, 1, '10:00:00', '2020-01-05 10:00:00'), (2, 1, '-01:30:00', '2019-03-01 00:00:00'), \
-                    (3, 2, '100:00:00', NULL), (4, 2, '09:59:59', '2021-07-04 23:59:59'), (5, 3, NULL, '2020-02-29 12:00:00'), \
-                    (6, 3, '00:00:01', '2018-12-31 00:00:01')";
+        let rows = "(1, 1, '10:00:00', '2020-01-05 10:00:00', '{\"a\": 1, \"b\": \"x\"}'), \
+                    (2, 1, '-01:30:00', '2019-03-01 00:00:00', '{\"a\": 2}'), (3, 2, '100:00:00', NULL, '[1, 2]'), \
+                    (4, 2, '09:59:59', '2021-07-04 23:59:59', NULL), (5, 3, NULL, '2020-02-29 12:00:00', 'nope'), \
+                    (6, 3, '00:00:01', '2018-12-31 00:00:01', '{\"a\": [1]}')";
         for conn in [&mut c, &mut reference] {
             conn.query_drop(format!("INSERT INTO tt VALUES {rows}")).await.unwrap();
         }
@@ -1180,6 +1183,18 @@ fn mysql_functions_in_statements_planned_across_shards_match_mariadb() {
             "SELECT a.id, b.id FROM tt a JOIN tt b ON a.g = b.g AND a.t < b.t ORDER BY a.id, b.id",
             "SELECT g, TIMEDIFF(MIN(t), '01:00:00'), TIMEDIFF(MAX(dt), '2020-01-01 00:00:00'), TIMEDIFF(MAX(dt), MAX(t)), \
              CAST(MIN(dt) AS DATETIME), CAST(MIN(t) AS TIME) FROM tt GROUP BY g ORDER BY g",
+            // JSON functions on the shards; one used as a condition.
+            "SELECT id, JSON_EXTRACT(js, '$.a'), JSON_UNQUOTE(JSON_EXTRACT(js, '$.b')), JSON_LENGTH(js), JSON_VALID(js) \
+             FROM tt ORDER BY id",
+            "SELECT id FROM tt WHERE JSON_CONTAINS(js, '1', '$.a') OR ISNULL(t) ORDER BY id",
+            // GROUP_CONCAT(DISTINCT …) without ORDER BY: in the values' order.
+            "SELECT g, GROUP_CONCAT(DISTINCT id * 7), GROUP_CONCAT(DISTINCT CONCAT('v', 7 * id)) FROM tt GROUP BY g ORDER BY g",
+            // WITH ROLLUP: the super-aggregate rows after their groups, as
+            // MariaDB orders them; by position, alias, over a join.
+            "SELECT g, YEAR(dt) AS y, COUNT(*), MIN(t) FROM tt GROUP BY g, y WITH ROLLUP",
+            "SELECT g, COUNT(*), SUM(id) FROM tt GROUP BY 1 WITH ROLLUP",
+            "SELECT a.g, COUNT(*) FROM tt a JOIN tt b ON a.g = b.g GROUP BY a.g WITH ROLLUP",
+            "SELECT UPPER(js) AS u, COUNT(*) FROM tt GROUP BY u WITH ROLLUP",
         ] {
             let (ours, theirs) = (result_text(&mut c, q).await, result_text(&mut reference, q).await);
             assert_eq!(ours, theirs, "{q}");

@@ -994,7 +994,8 @@ enum ShardType {
 /// MySQL row functions the CN plans but leaves to the DNs: name, result
 /// type, fewest and most arguments (MySQL 8.0 reference, 14.7 "Date and
 /// Time Functions", 14.8 "String Functions", 14.6.2 "Mathematical
-/// Functions", 14.13 "Encryption and Compression Functions").
+/// Functions", 14.13 "Encryption and Compression Functions", 14.17 "JSON
+/// Functions").
 const SHARD_FUNCTIONS: &[(&str, ShardType, usize, usize)] = &[
     ("datediff", ShardType::Int, 2, 2),
     ("timestampdiff", ShardType::Int, 3, 3),
@@ -1018,6 +1019,24 @@ const SHARD_FUNCTIONS: &[(&str, ShardType, usize, usize)] = &[
     ("conv", ShardType::Str, 3, 3),
     ("format", ShardType::Str, 2, 3),
     ("elt", ShardType::Str, 2, usize::MAX),
+    ("json_extract", ShardType::Str, 2, usize::MAX),
+    ("json_unquote", ShardType::Str, 1, 1),
+    ("json_value", ShardType::Str, 2, 2),
+    ("json_query", ShardType::Str, 2, 2),
+    ("json_type", ShardType::Str, 1, 1),
+    ("json_keys", ShardType::Str, 1, 2),
+    ("json_search", ShardType::Str, 3, usize::MAX),
+    ("json_object", ShardType::Str, 0, usize::MAX),
+    ("json_array", ShardType::Str, 0, usize::MAX),
+    ("json_set", ShardType::Str, 3, usize::MAX),
+    ("json_insert", ShardType::Str, 3, usize::MAX),
+    ("json_replace", ShardType::Str, 3, usize::MAX),
+    ("json_remove", ShardType::Str, 2, usize::MAX),
+    ("json_contains", ShardType::Int, 2, 3),
+    ("json_contains_path", ShardType::Int, 3, usize::MAX),
+    ("json_length", ShardType::Int, 1, 2),
+    ("json_depth", ShardType::Int, 1, 1),
+    ("json_valid", ShardType::Int, 1, 1),
     ("date", ShardType::Date, 1, 1),
     ("last_day", ShardType::Date, 1, 1),
     ("makedate", ShardType::Date, 2, 2),
@@ -1027,6 +1046,12 @@ const SHARD_FUNCTIONS: &[(&str, ShardType, usize, usize)] = &[
 /// Whether `name` is a [`ShardFunction`].
 pub fn is_shard_function(name: &str) -> bool {
     SHARD_FUNCTIONS.iter().any(|(n, ..)| *n == name)
+}
+
+/// Whether `name` (lower-case) is a [`ShardFunction`] that answers an
+/// integer (MySQL's truth values included: `JSON_CONTAINS`, `ISNULL`).
+pub fn is_integer_shard_function(name: &str) -> bool {
+    SHARD_FUNCTIONS.iter().any(|(n, t, ..)| *n == name && *t == ShardType::Int)
 }
 
 /// A MySQL row function DataFusion does not have (`DATEDIFF`, `WEEK`,

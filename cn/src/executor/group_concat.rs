@@ -22,9 +22,10 @@
 //! differently; this one does not need DataFusion's ordering at all.
 //!
 //! String ORDER BY keys arrive as `utf8mb4_general_ci` order keys
-//! ([`crate::optimizer::collation`]). Not done: `group_concat_max_len`
-//! (MariaDB's default 1 MiB) and DISTINCT under `utf8mb4_general_ci`
-//! (values compared as bytes here).
+//! ([`crate::optimizer::collation`]), and DISTINCT compares values under
+//! it too (over several expressions, their concatenation: `'a '`, `'b'`
+//! and `'a'`, `' b'` count as one there, not in MySQL). Not done:
+//! `group_concat_max_len` (MariaDB's default 1 MiB).
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray};
 use datafusion::arrow::compute::cast;
@@ -111,6 +112,7 @@ impl AggregateUDFImpl for MysqlGroupConcat {
         Ok(Box::new(GroupConcatAccumulator {
             separator,
             distinct: spec.starts_with('D'),
+            numeric: args.expr_fields[2].data_type().is_numeric(),
             keys: RowConverter::new(fields)?,
             entries: Vec::new(),
             bytes: 0,
@@ -122,6 +124,8 @@ impl AggregateUDFImpl for MysqlGroupConcat {
 struct GroupConcatAccumulator {
     separator: String,
     distinct: bool,
+    /// The values are numbers (DISTINCT orders them as numbers).
+    numeric: bool,
     keys: RowConverter,
     /// (sort key in the row format, value) per row kept.
     entries: Vec<(Vec<u8>, String)>,
@@ -157,10 +161,34 @@ impl Accumulator for GroupConcatAccumulator {
         if self.entries.is_empty() {
             return Ok(ScalarValue::Utf8(None));
         }
-        self.entries.sort_by(|a, b| a.0.cmp(&b.0));
+        // DISTINCT keeps the least spelling of values equal under the
+        // collation (as a group shows, `cn_ci_group_value`), and without
+        // ORDER BY gives them in their type's order, as MariaDB's DISTINCT
+        // tree does (`ann,Bob`; `9,10`).
+        if self.distinct {
+            let numeric = self.numeric;
+            let value_order = |x: &str, y: &str| {
+                if numeric {
+                    let n = |v: &str| v.parse::<f64>().unwrap_or(0.0);
+                    n(x).total_cmp(&n(y))
+                } else {
+                    crate::collation::compare(x, y)
+                }
+            };
+            self.entries
+                .sort_by(|a, b| a.0.cmp(&b.0).then_with(|| value_order(&a.1, &b.1)).then_with(|| a.1.cmp(&b.1)));
+        } else {
+            self.entries.sort_by(|a, b| a.0.cmp(&b.0));
+        }
+        // DISTINCT compares under utf8mb4_general_ci ('Sales' and
+        // 'sales ' are one value).
         let mut seen = HashSet::new();
-        let kept: Vec<&str> =
-            self.entries.iter().map(|(_, v)| v.as_str()).filter(|v| !self.distinct || seen.insert(*v)).collect();
+        let kept: Vec<&str> = self
+            .entries
+            .iter()
+            .map(|(_, v)| v.as_str())
+            .filter(|v| !self.distinct || seen.insert(crate::collation::fold(v)))
+            .collect();
         Ok(ScalarValue::Utf8(Some(kept.join(&self.separator))))
     }
 
@@ -222,6 +250,7 @@ mod tests {
         GroupConcatAccumulator {
             separator: "|".into(),
             distinct,
+            numeric: false,
             keys: RowConverter::new(vec![SortField::new_with_options(DataType::Int32, options)]).unwrap(),
             entries: vec![],
             bytes: 0,

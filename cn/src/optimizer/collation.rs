@@ -330,12 +330,74 @@ fn rewrite_join(j: Join) -> Result<Transformed<LogicalPlan>> {
     Ok(Transformed::yes(LogicalPlan::Join(Join { on, filter, ..j })))
 }
 
+/// [`rewrite_group_by`] for grouping sets (`GROUP BY … WITH ROLLUP`): each
+/// string key inside them becomes its fold, shown as `cn_ci_group_value`
+/// of the group, or NULL in the rows where the key is rolled up (or its
+/// group is NULL's). The output columns are the distinct keys in order,
+/// DataFusion's grouping id, then the aggregates, as before.
+fn rewrite_grouping_sets(a: Aggregate) -> Result<Transformed<LogicalPlan>> {
+    use datafusion::logical_expr::GroupingSet;
+    let input = a.input.schema().clone();
+    let [Expr::GroupingSet(set)] = a.group_expr.as_slice() else {
+        return Ok(Transformed::no(LogicalPlan::Aggregate(a)));
+    };
+    let keys: Vec<Expr> = set.distinct_expr().into_iter().cloned().collect();
+    let mut firsts = Vec::new();
+    let mut folded = Vec::with_capacity(keys.len());
+    for (i, k) in keys.iter().enumerate() {
+        if keyable(k, &input) {
+            let n = GROUP_VALUE_NAMES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let value = AggregateUDF::new_from_impl(CiGroupValue::default()).call(vec![k.clone()]);
+            firsts.push((i, value.alias(format!("__cn_ci_value_{n}"))));
+            folded.push((k.clone(), wrap(CiKey::Fold, k.clone())));
+        }
+    }
+    if firsts.is_empty() {
+        return Ok(Transformed::no(LogicalPlan::Aggregate(a)));
+    }
+    let fold = |e: &Expr| folded.iter().find(|(k, _)| k == e).map_or_else(|| e.clone(), |(_, f)| f.clone());
+    let fold_all = |v: &[Expr]| v.iter().map(fold).collect::<Vec<_>>();
+    let set = match set {
+        GroupingSet::Rollup(v) => GroupingSet::Rollup(fold_all(v)),
+        GroupingSet::Cube(v) => GroupingSet::Cube(fold_all(v)),
+        GroupingSet::GroupingSets(sets) => GroupingSet::GroupingSets(sets.iter().map(|v| fold_all(v)).collect()),
+    };
+    let mut aggr = Vec::with_capacity(a.aggr_expr.len() + firsts.len());
+    for e in &a.aggr_expr {
+        aggr.push(rewrite_expr(e.clone(), &input)?.data);
+    }
+    aggr.extend(firsts.iter().map(|(_, f)| f.clone()));
+    let new = Aggregate::try_new(a.input.clone(), vec![Expr::GroupingSet(set)], aggr)?;
+    let new_schema = new.schema.clone();
+    let n_out = a.schema.fields().len();
+    let extra_from = new_schema.fields().len() - firsts.len();
+    let column = |i: usize| Expr::Column(Column::from(new_schema.qualified_field(i)));
+    let exprs = (0..n_out)
+        .map(|i| {
+            let e = match firsts.iter().position(|(g, _)| *g == i) {
+                Some(k) => Expr::Case(Case::new(
+                    None,
+                    vec![(Box::new(column(i).is_null()), Box::new(Expr::Literal(ScalarValue::Utf8(None), None)))],
+                    Some(Box::new(column(extra_from + k))),
+                )),
+                None => column(i),
+            };
+            let (q, f) = a.schema.qualified_field(i);
+            e.alias_qualified(q.cloned(), f.name())
+        })
+        .collect();
+    Ok(Transformed::yes(LogicalPlan::Projection(Projection::try_new(exprs, Arc::new(LogicalPlan::Aggregate(new)))?)))
+}
+
 /// Numbers the group value columns of [`rewrite_group_by`].
 static GROUP_VALUE_NAMES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// String GROUP BY keys group by their fold and show `cn_ci_group_value`; the
 /// aggregates get [`rewrite_expr`]; a projection restores the schema.
 fn rewrite_group_by(a: Aggregate) -> Result<Transformed<LogicalPlan>> {
+    if let [Expr::GroupingSet(_)] = a.group_expr.as_slice() {
+        return rewrite_grouping_sets(a);
+    }
     let input = a.input.schema().clone();
     let grouping_sets = a.group_expr.iter().any(|g| matches!(g, Expr::GroupingSet(_)));
     let mut changed = false;

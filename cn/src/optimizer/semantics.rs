@@ -42,6 +42,8 @@ pub fn rewrite<T: VisitMut>(node: &mut T) {
     let _ = node.visit(&mut DivPrecedence);
     let _ = node.visit(&mut ThreeValuedIn::default());
     let _ = node.visit(&mut LooseGroupBy);
+    let _ = node.visit(&mut Rollup);
+    let _ = node.visit(&mut IntegerPredicates);
     let _ = node.visit(&mut Rewriter);
 }
 
@@ -568,7 +570,8 @@ impl VisitorMut for LooseGroupBy {
                     _ => false,
                 })
         };
-        if !modifiers.is_empty() || (keys.is_empty() && !one_group()) {
+        let rollup = modifiers.as_slice() == [datafusion::sql::sqlparser::ast::GroupByWithModifier::Rollup];
+        if !(modifiers.is_empty() || rollup) || (keys.is_empty() && !one_group()) {
             return ControlFlow::Continue(());
         }
         // `GROUP BY 1`: positions refer to select items; leave those alone.
@@ -605,6 +608,129 @@ impl VisitorMut for LooseGroupBy {
             let _ = e.visit(&mut ungrouped);
             if let (Some(name), true, SelectItem::UnnamedExpr(e)) = (bare, ungrouped.wrapped, &*item) {
                 *item = SelectItem::ExprWithAlias { expr: e.clone(), alias: name };
+            }
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// `GROUP BY k1, k2 WITH ROLLUP` (see [`crate::planner::rollup`]) becomes
+/// `GROUP BY ROLLUP(k1, k2)`, which DataFusion plans as grouping sets; a
+/// position (`GROUP BY 1`) becomes its select item first. Without an ORDER
+/// BY the rows come as MariaDB gives them: sorted by the keys (NULL first),
+/// each super-aggregate row after the groups it sums, the grand total last
+/// (`ORDER BY GROUPING(k1), k1, GROUPING(k2), k2`). MariaDB refuses ORDER BY
+/// with ROLLUP (1221); MySQL 8.0 takes it, and so does the CN.
+struct Rollup;
+
+impl VisitorMut for Rollup {
+    type Break = ();
+    fn pre_visit_query(&mut self, q: &mut datafusion::sql::sqlparser::ast::Query) -> ControlFlow<()> {
+        use datafusion::sql::sqlparser::ast::{
+            GroupByExpr, GroupByWithModifier, OrderBy, OrderByExpr, OrderByKind, OrderByOptions, SelectItem, SetExpr,
+            Value,
+        };
+        let SetExpr::Select(sel) = q.body.as_mut() else { return ControlFlow::Continue(()) };
+        let GroupByExpr::Expressions(keys, modifiers) = &mut sel.group_by else { return ControlFlow::Continue(()) };
+        if modifiers.as_slice() != [GroupByWithModifier::Rollup] {
+            return ControlFlow::Continue(());
+        }
+        let item = |n: &str| {
+            let i = n.parse::<usize>().ok()?.checked_sub(1)?;
+            match sel.projection.get(i)? {
+                SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => Some(e.clone()),
+                _ => None,
+            }
+        };
+        // A select item's alias: that item (DataFusion resolves aliases in
+        // GROUP BY, not inside ROLLUP).
+        let aliased = |name: &Ident| {
+            sel.projection.iter().find_map(|i| match i {
+                SelectItem::ExprWithAlias { expr, alias } if alias.value.eq_ignore_ascii_case(&name.value) => {
+                    Some(expr.clone())
+                }
+                _ => None,
+            })
+        };
+        let resolved: Vec<Expr> = keys
+            .iter()
+            .map(|k| match k {
+                Expr::Value(v) => match &v.value {
+                    Value::Number(n, _) => item(n).unwrap_or_else(|| k.clone()),
+                    _ => k.clone(),
+                },
+                Expr::Identifier(name) => aliased(name).unwrap_or_else(|| k.clone()),
+                _ => k.clone(),
+            })
+            .collect();
+        modifiers.clear();
+        *keys = vec![Expr::Rollup(resolved.iter().map(|k| vec![k.clone()]).collect())];
+        if q.order_by.is_none() {
+            let by = |expr: Expr| OrderByExpr {
+                expr,
+                options: OrderByOptions { asc: Some(true), nulls_first: Some(true) },
+                with_fill: None,
+            };
+            let exprs = resolved
+                .into_iter()
+                .flat_map(|k| [by(call("grouping", vec![k.clone()], false, None)), by(k)])
+                .collect();
+            q.order_by = Some(OrderBy { kind: OrderByKind::Expressions(exprs), interpolate: None });
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// MySQL takes any number as a truth value; DataFusion's filters take
+/// booleans only. A call of a function that answers MySQL's 1/0 truth as
+/// an integer (`JSON_CONTAINS`, `ISNULL`, … see
+/// [`crate::executor::functions::is_integer_shard_function`]) used as a
+/// condition of WHERE, HAVING or JOIN … ON (or under their AND, OR, NOT)
+/// becomes `(call) <> 0`.
+struct IntegerPredicates;
+
+impl IntegerPredicates {
+    fn condition(e: &mut Expr) {
+        match e {
+            Expr::BinaryOp { left, op: BinaryOperator::And | BinaryOperator::Or, right } => {
+                Self::condition(left);
+                Self::condition(right);
+            }
+            Expr::UnaryOp { op: UnaryOperator::Not, expr } | Expr::Nested(expr) => Self::condition(expr),
+            Expr::Function(f)
+                if crate::executor::functions::is_integer_shard_function(&f.name.to_string().to_ascii_lowercase()) =>
+            {
+                *e = Expr::Nested(Box::new(Expr::BinaryOp {
+                    left: Box::new(e.clone()),
+                    op: BinaryOperator::NotEq,
+                    right: Box::new(Expr::value(datafusion::sql::sqlparser::ast::Value::Number("0".into(), false))),
+                }));
+            }
+            _ => {}
+        }
+    }
+}
+
+impl VisitorMut for IntegerPredicates {
+    type Break = ();
+    fn pre_visit_query(&mut self, q: &mut datafusion::sql::sqlparser::ast::Query) -> ControlFlow<()> {
+        use datafusion::sql::sqlparser::ast::{JoinConstraint, JoinOperator, SetExpr};
+        let SetExpr::Select(sel) = q.body.as_mut() else { return ControlFlow::Continue(()) };
+        for c in [sel.selection.as_mut(), sel.having.as_mut()].into_iter().flatten() {
+            Self::condition(c);
+        }
+        for t in sel.from.iter_mut() {
+            for j in t.joins.iter_mut() {
+                let (JoinOperator::Join(JoinConstraint::On(c))
+                | JoinOperator::Inner(JoinConstraint::On(c))
+                | JoinOperator::Left(JoinConstraint::On(c))
+                | JoinOperator::LeftOuter(JoinConstraint::On(c))
+                | JoinOperator::Right(JoinConstraint::On(c))
+                | JoinOperator::RightOuter(JoinConstraint::On(c))) = &mut j.join_operator
+                else {
+                    continue;
+                };
+                Self::condition(c);
             }
         }
         ControlFlow::Continue(())

@@ -4,6 +4,7 @@
 pub mod gather;
 pub mod locking;
 pub mod plan_cache;
+pub mod rollup;
 pub mod split;
 pub mod views;
 

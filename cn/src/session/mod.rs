@@ -416,11 +416,16 @@ impl Session {
         }
         let for_share = planner::locking::share_mode_as_for_share(sql);
         let sql = for_share.as_deref().unwrap_or(sql);
-        let mut stmts = Parser::parse_sql(&MySqlDialect {}, sql).map_err(CnError::parse)?;
+        let rollup = planner::rollup::mark(sql);
+        let mut stmts =
+            Parser::parse_sql(&MySqlDialect {}, rollup.as_deref().unwrap_or(sql)).map_err(CnError::parse)?;
         if stmts.len() != 1 {
             return Err(CnError::parse("expected one statement"));
         }
-        let stmt = stmts.pop().expect("one statement");
+        let mut stmt = stmts.pop().expect("one statement");
+        if rollup.is_some() {
+            planner::rollup::restore(&mut stmt).map_err(CnError::parse)?;
+        }
         match stmt {
             Statement::Query(q) => {
                 self.implicit_begin().await?;
