@@ -1134,6 +1134,7 @@ fn mysql_functions_in_statements_planned_across_shards_match_mariadb() {
              FLOOR(SUM(x)), CEIL(MIN(x)), CEILING(-MAX(x)), FIELD(MIN(s), 'AIR', 'mail'), FIELD(COUNT(*), 1, 3) \
              FROM t GROUP BY g ORDER BY g",
             "SELECT SUM(x), g, COUNT(*) FROM t WHERE g = 1",
+            "SELECT g, id DIV 10 AS z, COUNT(*) FROM t GROUP BY g HAVING z = 0 AND COUNT(*) > 1 ORDER BY g",
             // Correlated scalar subqueries that are no aggregate, EXISTS in
             // a select item.
             "SELECT id, (SELECT s FROM t t2 WHERE t2.id = t.id + 1) AS n, (SELECT t2.x * 2 FROM t t2 \

@@ -512,6 +512,9 @@ struct Ungrouped<'a> {
     shielded: usize,
     /// Whether a column was wrapped.
     wrapped: bool,
+    /// Select items with wrapped columns, by output name (lower-case): a
+    /// HAVING column of that name becomes the item's expression.
+    items: &'a [(String, Expr)],
 }
 
 impl Ungrouped<'_> {
@@ -543,7 +546,12 @@ impl VisitorMut for Ungrouped<'_> {
         let Some((_, name)) = column_ref(e) else {
             return ControlFlow::Continue(());
         };
-        if self.shielded == 0 && !self.names.contains(&name) {
+        if self.shielded != 0 {
+            return ControlFlow::Continue(());
+        }
+        if let Some((_, item)) = self.items.iter().find(|(n, _)| *n == name) {
+            *e = item.clone();
+        } else if !self.names.contains(&name) {
             *e = call("first_value", vec![e.clone()], false, None);
             self.wrapped = true;
         }
@@ -593,6 +601,7 @@ impl VisitorMut for LooseGroupBy {
                 _ => None,
             }));
         }
+        let mut wrapped_items = Vec::new();
         for item in sel.projection.iter_mut() {
             let e = match item {
                 SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => e,
@@ -604,11 +613,27 @@ impl VisitorMut for LooseGroupBy {
                 Expr::CompoundIdentifier(p) => p.last().cloned(),
                 _ => None,
             };
-            let mut ungrouped = Ungrouped { names: &names, texts: &texts, shielded: 0, wrapped: false };
+            let mut ungrouped = Ungrouped { names: &names, texts: &texts, shielded: 0, wrapped: false, items: &[] };
             let _ = e.visit(&mut ungrouped);
             if let (Some(name), true, SelectItem::UnnamedExpr(e)) = (bare, ungrouped.wrapped, &*item) {
                 *item = SelectItem::ExprWithAlias { expr: e.clone(), alias: name };
             }
+            if let (true, SelectItem::ExprWithAlias { expr, alias }) = (ungrouped.wrapped, &*item) {
+                wrapped_items.push((alias.value.to_ascii_lowercase(), expr.clone()));
+            }
+        }
+        // HAVING too (`HAVING COUNT(*) > 1 AND name = 'a'`): a column named
+        // as a wrapped select item is that item (DataFusion would take the
+        // input column); another select item's alias is left alone.
+        if let Some(h) = sel.having.as_mut() {
+            let mut names = names.clone();
+            names.extend(sel.projection.iter().filter_map(|i| match i {
+                SelectItem::ExprWithAlias { alias, .. } => Some(alias.value.to_ascii_lowercase()),
+                _ => None,
+            }));
+            let mut having =
+                Ungrouped { names: &names, texts: &texts, shielded: 0, wrapped: false, items: &wrapped_items };
+            let _ = h.visit(&mut having);
         }
         ControlFlow::Continue(())
     }
