@@ -1135,6 +1135,7 @@ fn mysql_functions_in_statements_planned_across_shards_match_mariadb() {
              FROM t GROUP BY g ORDER BY g",
             "SELECT SUM(x), g, COUNT(*) FROM t WHERE g = 1",
             "SELECT g, id DIV 10 AS z, COUNT(*) FROM t GROUP BY g HAVING z = 0 AND COUNT(*) > 1 ORDER BY g",
+            "SELECT g, s FROM t WHERE id IN (1, 3, 5) GROUP BY g HAVING s IS NOT NULL ORDER BY g",
             // Correlated scalar subqueries that are no aggregate, EXISTS in
             // a select item.
             "SELECT id, (SELECT s FROM t t2 WHERE t2.id = t.id + 1) AS n, (SELECT t2.x * 2 FROM t t2 \
