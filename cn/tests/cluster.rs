@@ -1112,6 +1112,10 @@ fn mysql_functions_in_statements_planned_across_shards_match_mariadb() {
         for q in [
             "SELECT id, IFNULL(x, 0), COALESCE(x, 0), CASE WHEN x IS NULL THEN 0 ELSE x END FROM t ORDER BY id",
             "SELECT id, GREATEST(x, 1), LEAST(x, 1), GREATEST(g, id, 2), LEAST(s, 'b') FROM t ORDER BY id",
+            // Strings under the collation ('c' before 'Eve'), where the CN computes.
+            "SELECT g, LEAST(MAX(s), 'b'), GREATEST(MIN(s), 'B', 'air '), LEAST(MIN(x), 0, g) FROM t GROUP BY g ORDER BY g",
+            // A recursive CTE over no table runs on a DN.
+            "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 4) SELECT n FROM r",
             "SELECT g, IFNULL(SUM(x), 0), GREATEST(MAX(x), 1), LEAST(MIN(d), '1995-06-01') FROM t GROUP BY g ORDER BY g",
             // Grouped by a select item's alias.
             "SELECT CASE WHEN x > 1 THEN 'hi' ELSE 'lo' END AS c, COUNT(*) FROM t GROUP BY c ORDER BY c",

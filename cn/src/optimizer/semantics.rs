@@ -1071,9 +1071,10 @@ fn group_concat_rewrite(f: &Function) -> Option<Expr> {
 ///   `IFNULL(dec_col, 0)` a DOUBLE, where MySQL keeps the DECIMAL (`100.50`,
 ///   not `100.5`);
 /// - `GREATEST(a, b, …)`, `LEAST(…)` → `CASE WHEN a IS NULL OR b IS NULL …
-///   THEN NULL ELSE GREATEST(a, b, …) END`: MySQL's answer is NULL when an
-///   argument is (MySQL 8.0 reference, "Comparison Functions and
-///   Operators"), DataFusion's skips NULLs.
+///   THEN NULL ELSE (CASE WHEN a >= b THEN a ELSE b END) END`: MySQL's
+///   answer is NULL when an argument is (MySQL 8.0 reference, "Comparison
+///   Functions and Operators"), DataFusion's skips NULLs; and strings
+///   compare under the collation.
 fn mysql_function_rewrite(f: &Function) -> Option<Expr> {
     let name = f.name.to_string().to_ascii_lowercase();
     let args = plain_args(f)?;
@@ -1139,6 +1140,33 @@ fn mysql_function_rewrite(f: &Function) -> Option<Expr> {
         }
         ("ifnull", [a, b]) => Some(call("coalesce", vec![(*a).clone(), (*b).clone()], false, None)),
         ("greatest" | "least", [first, rest @ ..]) if !rest.is_empty() => {
+            // The best argument by pairwise comparisons, which compare
+            // strings under the collation as every CN comparison does
+            // (DataFusion's GREATEST compares bytes: LEAST('Eve', 'c') was
+            // 'Eve'); each step doubles the expression, so up to 5
+            // arguments.
+            let op = if name == "greatest" { BinaryOperator::GtEq } else { BinaryOperator::LtEq };
+            let pick = |x: Expr, y: Expr| {
+                Expr::Nested(Box::new(Expr::Case {
+                    case_token: AttachedToken::empty(),
+                    end_token: AttachedToken::empty(),
+                    operand: None,
+                    conditions: vec![datafusion::sql::sqlparser::ast::CaseWhen {
+                        condition: Expr::BinaryOp {
+                            left: Box::new(x.clone()),
+                            op: op.clone(),
+                            right: Box::new(y.clone()),
+                        },
+                        result: x,
+                    }],
+                    else_result: Some(Box::new(y)),
+                }))
+            };
+            let best = if rest.len() <= 4 {
+                rest.iter().fold((*first).clone(), |acc, e| pick(acc, (*e).clone()))
+            } else {
+                Expr::Function(f.clone())
+            };
             let is_null = |e: &Expr| Expr::IsNull(Box::new(e.clone()));
             let any_null = rest.iter().fold(is_null(first), |acc, e| Expr::BinaryOp {
                 left: Box::new(acc),
@@ -1153,7 +1181,7 @@ fn mysql_function_rewrite(f: &Function) -> Option<Expr> {
                     condition: any_null,
                     result: Expr::value(datafusion::sql::sqlparser::ast::Value::Null),
                 }],
-                else_result: Some(Box::new(Expr::Function(f.clone()))),
+                else_result: Some(Box::new(best)),
             })
         }
         ("if", [c, a, b]) => Some(Expr::Case {
@@ -1183,6 +1211,17 @@ impl VisitorMut for Rewriter {
             // MySQL's unary plus does nothing, to any type; DataFusion's
             // accepts only numbers (`+ col` of a VARCHAR failed).
             Expr::UnaryOp { op: UnaryOperator::Plus, expr } => Some((**expr).clone()),
+            // MySQL's STD, STDDEV and VARIANCE windows are the population
+            // ones too (see `mysql_function_rewrite` for the aggregates).
+            Expr::Function(f)
+                if f.over.is_some()
+                    && ["std", "stddev", "variance"].contains(&f.name.to_string().to_ascii_lowercase().as_str()) =>
+            {
+                let pop = if f.name.to_string().eq_ignore_ascii_case("variance") { "var_pop" } else { "stddev_pop" };
+                let mut g = f.clone();
+                g.name = ObjectName::from(vec![Ident::new(pop)]);
+                Some(Expr::Function(g))
+            }
             Expr::Function(f) => {
                 avg_rewrite(f).or_else(|| group_concat_rewrite(f)).or_else(|| mysql_function_rewrite(f))
             }

@@ -32,8 +32,15 @@ pub enum Route {
 
 /// True when the query references no table at all (`SELECT 1`).
 pub fn reads_no_table(q: &Query) -> bool {
+    // A top-level CTE's name is no table: `WITH RECURSIVE r(n) AS (SELECT 1
+    // UNION ALL SELECT n + 1 FROM r …) SELECT …` reads none.
+    let ctes = cte_names(q);
     let mut any = false;
-    let _ = visit_relations(q, |_| {
+    let _ = visit_relations(q, |name| {
+        if matches!(name.0.as_slice(), [ObjectNamePart::Identifier(i)] if ctes.contains(&i.value.to_ascii_lowercase()))
+        {
+            return ControlFlow::Continue(());
+        }
         any = true;
         ControlFlow::<()>::Break(())
     });
@@ -71,16 +78,21 @@ fn cte_names(q: &Query) -> BTreeSet<String> {
 }
 
 /// Every logical table the query references, or `None` when it reads
-/// `information_schema` or a CTE (DataFusion handles those).
+/// `information_schema`, or a CTE and a table (DataFusion handles those).
 fn referenced_tables(snap: &CatalogSnapshot, db: Option<&str>, q: &Query) -> Result<Option<Vec<(String, String)>>> {
     let ctes = cte_names(q);
     let mut out = Vec::new();
     let mut err = None;
-    let mut special = false;
+    let (mut special, mut cte) = (false, false);
     let _ = visit_relations(q, |name| {
+        if matches!(name.0.as_slice(), [ObjectNamePart::Identifier(i)] if ctes.contains(&i.value.to_ascii_lowercase()))
+        {
+            cte = true;
+            return ControlFlow::Continue(());
+        }
         match resolve_name(name, db) {
             Ok((d, t)) => {
-                if d == "information_schema" || (name.0.len() == 1 && ctes.contains(&t)) {
+                if d == "information_schema" {
                     special = true;
                 } else if snap.table(&d, &t).is_none() {
                     if snap.database(&d).is_none() {
@@ -103,7 +115,9 @@ fn referenced_tables(snap: &CatalogSnapshot, db: Option<&str>, q: &Query) -> Res
     if let Some(e) = err {
         return Err(e);
     }
-    Ok(if special { None } else { Some(out) })
+    // CTEs over no table at all run whole on a DN; over tables, DataFusion
+    // plans them.
+    Ok(if special || (cte && !out.is_empty()) { None } else { Some(out) })
 }
 
 /// Literal text of a value expression: `Some(None)` for NULL, `None` when
