@@ -1138,6 +1138,10 @@ fn mysql_functions_in_statements_planned_across_shards_match_mariadb() {
              FLOOR(SUM(x)), CEIL(MIN(x)), CEILING(-MAX(x)), FIELD(MIN(s), 'AIR', 'mail'), FIELD(COUNT(*), 1, 3) \
              FROM t GROUP BY g ORDER BY g",
             "SELECT SUM(x), g, COUNT(*) FROM t WHERE g = 1",
+            // COUNT(DISTINCT of several expressions): tuples without NULL,
+            // strings under the collation ('air' and 'Air' are one).
+            "SELECT COUNT(DISTINCT s, g), COUNT(DISTINCT g, d), COUNT(DISTINCT g) FROM t",
+            "SELECT g % 2 AS k, COUNT(DISTINCT s, x) FROM t GROUP BY k ORDER BY k",
             "SELECT g, id DIV 10 AS z, COUNT(*) FROM t GROUP BY g HAVING z = 0 AND COUNT(*) > 1 ORDER BY g",
             "SELECT g, s FROM t WHERE id IN (1, 3, 5) GROUP BY g HAVING s IS NOT NULL ORDER BY g",
             // Correlated scalar subqueries that are no aggregate, EXISTS in

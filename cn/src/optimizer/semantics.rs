@@ -982,6 +982,56 @@ fn avg_rewrite(f: &Function) -> Option<Expr> {
     Some(call(MysqlDiv::NAME, vec![sum, count], false, None))
 }
 
+/// `COUNT(DISTINCT a, b, …)` (DataFusion takes one argument) →
+/// `COUNT(DISTINCT CASE WHEN a IS NULL OR b IS NULL … THEN NULL ELSE
+/// CONCAT(RTRIM(CAST(a AS CHAR)), X'01', RTRIM(CAST(b AS CHAR)), …) END)`:
+/// MySQL counts the distinct tuples without a NULL; the text of each value
+/// identifies it within its column, without trailing spaces (PAD SPACE),
+/// and the collation rule counts the strings under `utf8mb4_general_ci`.
+fn count_distinct_rewrite(f: &Function) -> Option<Expr> {
+    if !f.name.to_string().eq_ignore_ascii_case("count") || f.over.is_some() || f.filter.is_some() {
+        return None;
+    }
+    let (list, args) = listed_args(f)?;
+    if !matches!(list.duplicate_treatment, Some(DuplicateTreatment::Distinct)) || args.len() < 2 {
+        return None;
+    }
+    let is_null = |e: &Expr| Expr::IsNull(Box::new(e.clone()));
+    let any_null = args.iter().skip(1).fold(is_null(args[0]), |acc, e| Expr::BinaryOp {
+        left: Box::new(acc),
+        op: BinaryOperator::Or,
+        right: Box::new(is_null(e)),
+    });
+    let text = |e: &Expr| {
+        let cast = Expr::Cast {
+            kind: CastKind::Cast,
+            expr: Box::new(e.clone()),
+            data_type: DataType::Char(None),
+            format: None,
+            array: false,
+        };
+        call("rtrim", vec![cast], false, None)
+    };
+    let mut parts = Vec::new();
+    for (i, a) in args.iter().enumerate() {
+        if i > 0 {
+            parts.push(Expr::value(datafusion::sql::sqlparser::ast::Value::SingleQuotedString("\u{1}".into())));
+        }
+        parts.push(text(a));
+    }
+    let tuple = Expr::Case {
+        case_token: AttachedToken::empty(),
+        end_token: AttachedToken::empty(),
+        operand: None,
+        conditions: vec![datafusion::sql::sqlparser::ast::CaseWhen {
+            condition: any_null,
+            result: Expr::value(datafusion::sql::sqlparser::ast::Value::Null),
+        }],
+        else_result: Some(Box::new(call(crate::executor::functions::MysqlConcat::NAME, parts, false, None))),
+    };
+    Some(call("count", vec![tuple], true, None))
+}
+
 /// The plain argument expressions of `f` (no named arguments, clauses,
 /// FILTER or OVER); `None` otherwise.
 fn plain_args(f: &Function) -> Option<Vec<&Expr>> {
@@ -1222,9 +1272,10 @@ impl VisitorMut for Rewriter {
                 g.name = ObjectName::from(vec![Ident::new(pop)]);
                 Some(Expr::Function(g))
             }
-            Expr::Function(f) => {
-                avg_rewrite(f).or_else(|| group_concat_rewrite(f)).or_else(|| mysql_function_rewrite(f))
-            }
+            Expr::Function(f) => avg_rewrite(f)
+                .or_else(|| group_concat_rewrite(f))
+                .or_else(|| count_distinct_rewrite(f))
+                .or_else(|| mysql_function_rewrite(f)),
             // DataFusion plans neither DATETIME nor TIME(n): the same
             // values as TIMESTAMP(6) (the CN's DATETIME columns) and TIME.
             Expr::Cast { data_type: data_type @ DataType::Datetime(_), .. } => {
