@@ -267,16 +267,16 @@ pub fn batch_to_rows(batch: &RecordBatch) -> Result<Vec<TextRow>> {
             }
             continue;
         }
-        if let Some(t) = col.as_any().downcast_ref::<Time64MicrosecondArray>() {
+        // TIME (`CAST(… AS TIME)` is of nanoseconds in DataFusion).
+        if let DataType::Time64(unit) = col.data_type() {
+            let micros = match unit {
+                TimeUnit::Microsecond => col.clone(),
+                _ => datafusion::arrow::compute::cast(col, &DataType::Time64(TimeUnit::Microsecond))
+                    .map_err(|e| CnError::internal(e.to_string()))?,
+            };
+            let t = micros.as_primitive::<datafusion::arrow::datatypes::Time64MicrosecondType>();
             for (i, r) in rows.iter_mut().enumerate() {
                 r.push(t.is_valid(i).then(|| format_time(t.value(i)).into_bytes()));
-            }
-            continue;
-        }
-        // `CAST(… AS TIME)`: DataFusion's TIME is of nanoseconds.
-        if let Some(t) = col.as_any().downcast_ref::<Time64NanosecondArray>() {
-            for (i, r) in rows.iter_mut().enumerate() {
-                r.push(t.is_valid(i).then(|| format_time(t.value(i) / 1000).into_bytes()));
             }
             continue;
         }

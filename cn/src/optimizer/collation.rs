@@ -346,9 +346,7 @@ fn rewrite_grouping_sets(a: Aggregate) -> Result<Transformed<LogicalPlan>> {
     let mut folded = Vec::with_capacity(keys.len());
     for (i, k) in keys.iter().enumerate() {
         if keyable(k, &input) {
-            let n = GROUP_VALUE_NAMES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let value = AggregateUDF::new_from_impl(CiGroupValue::default()).call(vec![k.clone()]);
-            firsts.push((i, value.alias(format!("__cn_ci_value_{n}"))));
+            firsts.push((i, group_value(k)));
             folded.push((k.clone(), wrap(CiKey::Fold, k.clone())));
         }
     }
@@ -389,6 +387,14 @@ fn rewrite_grouping_sets(a: Aggregate) -> Result<Transformed<LogicalPlan>> {
     Ok(Transformed::yes(LogicalPlan::Projection(Projection::try_new(exprs, Arc::new(LogicalPlan::Aggregate(new)))?)))
 }
 
+/// `cn_ci_group_value(k)` under a name of its own: DataFusion's later rules
+/// (a COUNT(DISTINCT) split into two aggregates) and passes can put two
+/// rewritten aggregates' columns side by side.
+fn group_value(k: &Expr) -> Expr {
+    let n = GROUP_VALUE_NAMES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    AggregateUDF::new_from_impl(CiGroupValue::default()).call(vec![k.clone()]).alias(format!("__cn_ci_value_{n}"))
+}
+
 /// Numbers the group value columns of [`rewrite_group_by`].
 static GROUP_VALUE_NAMES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
@@ -408,12 +414,7 @@ fn rewrite_group_by(a: Aggregate) -> Result<Transformed<LogicalPlan>> {
         changed |= t.transformed;
         let g = t.data;
         if !grouping_sets && keyable(&g, &input) {
-            // A name of its own: DataFusion's later rules (a COUNT(DISTINCT)
-            // split into two aggregates) and passes can put two rewritten
-            // aggregates' columns side by side.
-            let n = GROUP_VALUE_NAMES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let value = AggregateUDF::new_from_impl(CiGroupValue::default()).call(vec![g.clone()]);
-            firsts.push((i, value.alias(format!("__cn_ci_value_{n}"))));
+            firsts.push((i, group_value(&g)));
             group.push(wrap(CiKey::Fold, g));
             changed = true;
         } else {

@@ -169,21 +169,10 @@ impl SubqueryAsAggregate {
         q
     }
 
-    fn count_star() -> Expr {
-        let mut f = match call("count", vec![], false, None) {
-            Expr::Function(f) => f,
-            _ => unreachable!("call makes a function"),
-        };
-        if let FunctionArguments::List(l) = &mut f.args {
-            l.args = vec![FunctionArg::Unnamed(FunctionArgExpr::Wildcard)];
-        }
-        Expr::Function(f)
-    }
-
     /// `[NOT] EXISTS (…)` in the select items of `q` (not inside their
     /// own subqueries' other clauses) as a count.
     fn select_items(q: &mut datafusion::sql::sqlparser::ast::Query) {
-        use datafusion::sql::sqlparser::ast::{SelectItem, SetExpr, Value};
+        use datafusion::sql::sqlparser::ast::{SelectItem, SetExpr};
         let SetExpr::Select(sel) = q.body.as_mut() else { return };
         for item in sel.projection.iter_mut() {
             let (SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. }) = item else { continue };
@@ -192,12 +181,7 @@ impl SubqueryAsAggregate {
                 if ThreeValuedIn::simple(subquery).is_none() {
                     return ControlFlow::Continue(());
                 }
-                let count = Expr::Subquery(Box::new(Self::with_item(subquery, Self::count_star())));
-                let any = Expr::Nested(Box::new(Expr::BinaryOp {
-                    left: Box::new(count),
-                    op: BinaryOperator::Gt,
-                    right: Box::new(Expr::value(Value::Number("0".into(), false))),
-                }));
+                let any = Expr::Nested(Box::new(ThreeValuedIn::positive(subquery, count_of(None))));
                 *x = if *negated { Expr::UnaryOp { op: UnaryOperator::Not, expr: Box::new(any) } } else { any };
                 ControlFlow::Continue(())
             });
@@ -229,7 +213,7 @@ impl VisitorMut for SubqueryAsAggregate {
         }
         let one = call(
             crate::executor::functions::SingleRow::NAME,
-            vec![Self::count_star(), call("max", vec![item], false, None)],
+            vec![count_of(None), call("max", vec![item], false, None)],
             false,
             None,
         );
@@ -314,24 +298,15 @@ impl ThreeValuedIn {
         }
     }
 
-    /// `(SELECT item FROM … WHERE w) > 0` from `sel`: a scalar subquery,
+    /// `(SELECT item FROM … WHERE w) > 0` from `q`: a scalar subquery,
     /// which DataFusion decorrelates when it is correlated and joins once
     /// when it is not (an uncorrelated EXISTS became a mark join without
     /// keys that DataFusion 55.2 could not always plan).
-    fn positive(
-        q: &datafusion::sql::sqlparser::ast::Query,
-        sel: &datafusion::sql::sqlparser::ast::Select,
-        item: Expr,
-    ) -> Expr {
-        use datafusion::sql::sqlparser::ast::{SelectItem, SetExpr, Value};
-        let mut sel = sel.clone();
-        sel.projection = vec![SelectItem::UnnamedExpr(item)];
-        let mut q = q.clone();
-        q.body = Box::new(SetExpr::Select(Box::new(sel)));
+    fn positive(q: &datafusion::sql::sqlparser::ast::Query, item: Expr) -> Expr {
         Expr::BinaryOp {
-            left: Box::new(Expr::Subquery(Box::new(q))),
+            left: Box::new(Expr::Subquery(Box::new(SubqueryAsAggregate::with_item(q, item)))),
             op: BinaryOperator::Gt,
-            right: Box::new(Expr::value(Value::Number("0".into(), false))),
+            right: Box::new(Expr::value(datafusion::sql::sqlparser::ast::Value::Number("0".into(), false))),
         }
     }
 }
@@ -379,30 +354,16 @@ impl VisitorMut for ThreeValuedIn {
         if matches!(expr.as_ref(), Expr::Tuple(_)) {
             return ControlFlow::Continue(());
         }
-        let Some((sel, out)) = Self::simple(subquery) else {
+        let Some((_, out)) = Self::simple(subquery) else {
             return ControlFlow::Continue(());
         };
-        let count = |arg: Option<Expr>| {
-            let arg = match arg {
-                Some(e) => FunctionArgExpr::Expr(e),
-                None => FunctionArgExpr::Wildcard,
-            };
-            let mut f = match call("count", vec![], false, None) {
-                Expr::Function(f) => f,
-                _ => unreachable!("call makes a function"),
-            };
-            if let FunctionArguments::List(l) = &mut f.args {
-                l.args = vec![FunctionArg::Unnamed(arg)];
-            }
-            Expr::Function(f)
-        };
-        let any = Self::positive(subquery, sel, count(None));
+        let any = Self::positive(subquery, count_of(None));
         let nulls = Expr::BinaryOp {
-            left: Box::new(count(None)),
+            left: Box::new(count_of(None)),
             op: BinaryOperator::Minus,
-            right: Box::new(count(Some(out))),
+            right: Box::new(count_of(Some(out))),
         };
-        let null_row = Self::positive(subquery, sel, nulls);
+        let null_row = Self::positive(subquery, nulls);
         let member = Expr::InSubquery { expr: expr.clone(), subquery: subquery.clone(), negated: false };
         let unknown = Expr::BinaryOp {
             left: Box::new(Expr::Nested(Box::new(Expr::BinaryOp {
@@ -939,6 +900,43 @@ impl VisitorMut for TimestampdiffUnit {
     }
 }
 
+/// `COUNT(arg)`, `COUNT(*)` for `None`.
+fn count_of(arg: Option<Expr>) -> Expr {
+    let arg = match arg {
+        Some(e) => FunctionArgExpr::Expr(e),
+        None => FunctionArgExpr::Wildcard,
+    };
+    let mut f = match call("count", vec![], false, None) {
+        Expr::Function(f) => f,
+        _ => unreachable!("call makes a function"),
+    };
+    if let FunctionArguments::List(l) = &mut f.args {
+        l.args = vec![FunctionArg::Unnamed(arg)];
+    }
+    Expr::Function(f)
+}
+
+/// `CASE WHEN a IS NULL OR b IS NULL … THEN NULL ELSE value END` over
+/// `args` (MySQL functions that are NULL when any argument is).
+fn null_if_any_null(args: &[&Expr], value: Expr) -> Expr {
+    let is_null = |e: &Expr| Expr::IsNull(Box::new(e.clone()));
+    let any_null = args.iter().skip(1).fold(is_null(args[0]), |acc, e| Expr::BinaryOp {
+        left: Box::new(acc),
+        op: BinaryOperator::Or,
+        right: Box::new(is_null(e)),
+    });
+    Expr::Case {
+        case_token: AttachedToken::empty(),
+        end_token: AttachedToken::empty(),
+        operand: None,
+        conditions: vec![datafusion::sql::sqlparser::ast::CaseWhen {
+            condition: any_null,
+            result: Expr::value(datafusion::sql::sqlparser::ast::Value::Null),
+        }],
+        else_result: Some(Box::new(value)),
+    }
+}
+
 fn call(
     name: &str,
     args: Vec<Expr>,
@@ -996,12 +994,6 @@ fn count_distinct_rewrite(f: &Function) -> Option<Expr> {
     if !matches!(list.duplicate_treatment, Some(DuplicateTreatment::Distinct)) || args.len() < 2 {
         return None;
     }
-    let is_null = |e: &Expr| Expr::IsNull(Box::new(e.clone()));
-    let any_null = args.iter().skip(1).fold(is_null(args[0]), |acc, e| Expr::BinaryOp {
-        left: Box::new(acc),
-        op: BinaryOperator::Or,
-        right: Box::new(is_null(e)),
-    });
     let text = |e: &Expr| {
         let cast = Expr::Cast {
             kind: CastKind::Cast,
@@ -1019,16 +1011,7 @@ fn count_distinct_rewrite(f: &Function) -> Option<Expr> {
         }
         parts.push(text(a));
     }
-    let tuple = Expr::Case {
-        case_token: AttachedToken::empty(),
-        end_token: AttachedToken::empty(),
-        operand: None,
-        conditions: vec![datafusion::sql::sqlparser::ast::CaseWhen {
-            condition: any_null,
-            result: Expr::value(datafusion::sql::sqlparser::ast::Value::Null),
-        }],
-        else_result: Some(Box::new(call(crate::executor::functions::MysqlConcat::NAME, parts, false, None))),
-    };
+    let tuple = null_if_any_null(&args, call(crate::executor::functions::MysqlConcat::NAME, parts, false, None));
     Some(call("count", vec![tuple], true, None))
 }
 
@@ -1217,22 +1200,7 @@ fn mysql_function_rewrite(f: &Function) -> Option<Expr> {
             } else {
                 Expr::Function(f.clone())
             };
-            let is_null = |e: &Expr| Expr::IsNull(Box::new(e.clone()));
-            let any_null = rest.iter().fold(is_null(first), |acc, e| Expr::BinaryOp {
-                left: Box::new(acc),
-                op: BinaryOperator::Or,
-                right: Box::new(is_null(e)),
-            });
-            Some(Expr::Case {
-                case_token: AttachedToken::empty(),
-                end_token: AttachedToken::empty(),
-                operand: None,
-                conditions: vec![datafusion::sql::sqlparser::ast::CaseWhen {
-                    condition: any_null,
-                    result: Expr::value(datafusion::sql::sqlparser::ast::Value::Null),
-                }],
-                else_result: Some(Box::new(best)),
-            })
+            Some(null_if_any_null(&args, best))
         }
         ("if", [c, a, b]) => Some(Expr::Case {
             case_token: AttachedToken::empty(),
