@@ -1150,6 +1150,29 @@ fn mysql_functions_in_statements_planned_across_shards_match_mariadb() {
              WHERE t2.id = t.g) AS y FROM t ORDER BY id",
             "SELECT id, EXISTS (SELECT 1 FROM t t2 WHERE t2.g = t.g AND t2.id > t.id) AS later, \
              NOT EXISTS (SELECT 1 FROM t t2 WHERE t2.x > t.x) AS top FROM t ORDER BY id",
+            // ANY / SOME / ALL in select items: empty subqueries, NULLs on
+            // either side, correlated or not, strings under the collation,
+            // and a subquery over the query's own table.
+            "SELECT id, x > ANY (SELECT x FROM t t2 WHERE t2.g = 1) AS a, x >= ALL (SELECT x FROM t t2 \
+             WHERE t2.g = t.g) AS b, x <> ANY (SELECT x FROM t t2 WHERE t2.g = 2) AS c, x = ALL (SELECT x \
+             FROM t t2 WHERE t2.id = t.id OR t2.id = t.id + 1) AS d, x < SOME (SELECT x FROM t t2 WHERE t2.g = 9) AS e, \
+             x <= ALL (SELECT x FROM t t2 WHERE t2.g = 9) AS f FROM t ORDER BY id",
+            "SELECT id, x > ANY (SELECT x FROM t WHERE g = 1) AS a, x < ALL (SELECT x + 1 FROM t WHERE g = 3) AS b FROM t \
+             ORDER BY id",
+            "SELECT id, g = ANY (SELECT g FROM t t2 WHERE t2.x > 1) AS i, s <> ALL (SELECT s FROM t t2 WHERE t2.g = 1) \
+             AS n, s > ALL (SELECT s FROM t t2 WHERE t2.g = 1) AS m, s <= SOME (SELECT s FROM t t2 WHERE t2.g = 3) \
+             AS k FROM t ORDER BY id",
+            // ... and IN: correlated, over the query's own table, of an
+            // expression, through a join.
+            "SELECT id, x IN (SELECT x FROM t t2 WHERE t2.g = t.g AND t2.id <> t.id) AS c, x + 1 IN (SELECT x FROM t) AS p, \
+             UPPER(s) NOT IN (SELECT s FROM t WHERE id <> 1) AS u FROM t ORDER BY id",
+            "SELECT a.id, a.g IN (SELECT g FROM t WHERE t.id = b.id + 1) AS c FROM t a JOIN t b ON a.id = b.id ORDER BY 1",
+            // Recursive CTEs over the sharded table, run by the CN.
+            "WITH RECURSIVE r(n, v) AS (SELECT id, x FROM t WHERE id = 1 UNION ALL SELECT t.id, t.x FROM t \
+             JOIN r ON t.id = r.n + 1 WHERE t.id < 5) SELECT n, v FROM r ORDER BY n",
+            "WITH RECURSIVE r(n, s) AS (SELECT g, CAST(s AS CHAR(100)) FROM t WHERE id = 1 UNION ALL SELECT r.n + 1, \
+             CONCAT(r.s, ',', t.s) FROM r JOIN t ON t.g = r.n + 1 AND t.s IS NOT NULL WHERE r.n < 3) \
+             SELECT n, s FROM r ORDER BY n, s",
         ] {
             let (ours, theirs) = (result_text(&mut c, q).await, result_text(&mut reference, q).await);
             assert_eq!(ours, theirs, "{q}");

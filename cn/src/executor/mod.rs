@@ -253,8 +253,10 @@ pub async fn run(
     sink: &mut dyn ResultSink,
     opts: QueryOptions,
 ) -> Result<memory::QueryStats> {
+    let started = std::time::Instant::now();
     crate::optimizer::semantics::rewrite(&mut stmt);
     crate::optimizer::join_order::colocate(&mut stmt, &snapshot, db);
+    let rewritten = started.elapsed();
     let cn_memory = source.cluster().memory.clone();
     let pool = cn_memory.query_pool_with_gauge(cn_memory.limit_for(opts.memory_limit), opts.memory_gauge.clone());
     let gsi_joins = lock.is_none().then(|| crate::gsi::join::JoinHints::of(&stmt, &snapshot, db));
@@ -264,8 +266,12 @@ pub async fn run(
         // A locking read locks what it reads: its keys, read first without
         // locks, could miss a row committed before the locking read.
         let lookups = opts.lookup_min_rows.filter(|_| lock.is_none());
+        let context_made = started.elapsed();
         let plan = plan_statement(&ctx, &snapshot, lookups, lock.is_none(), &source, stmt).await?;
-        run_in(ctx, source, plan, lock, sink, pool.clone(), opts.kill.as_deref()).await
+        let planned = started.elapsed();
+        let r = run_in(ctx, source, plan, lock, sink, pool.clone(), opts.kill.as_deref()).await;
+        tracing::debug!(?rewritten, ?context_made, ?planned, done = ?started.elapsed(), "statement timing");
+        r
     }
     .await;
     if matches!(&r, Err(CnError::Mysql { code: crate::error::code::ER_OUT_OF_RESOURCES, .. })) {
@@ -323,7 +329,9 @@ async fn run_in(
 ) -> Result<(u64, u64)> {
     let df = ctx.execute_logical_plan(plan).await?;
     let task = Arc::new(df.task_ctx());
+    let started = std::time::Instant::now();
     let mut physical = df.create_physical_plan().await?;
+    tracing::debug!(physical_planning = ?started.elapsed(), "statement timing");
     // The column definitions come from the plan that makes the rows: the
     // DataFrame's schema is the statement's before type coercion, where
     // `CASE WHEN … THEN 0 ELSE dec_col END` is still a BIGINT although its
@@ -412,13 +420,16 @@ impl Lookups<'_> {
         if !joins || !crate::optimizer::lookup::reads_a_large_table(&plan, self.snapshot, self.min_rows) {
             return Ok(plan);
         }
+        let started = std::time::Instant::now();
         let state = self.ctx.state();
         let analyzed = state.analyzer().execute_and_check(plan.clone(), state.config_options(), |_, _| {})?;
         let rules = state.optimizers().iter().filter(|r| !CN_LOGICAL_RULES.contains(&r.name())).cloned().collect();
         let optimized = datafusion::optimizer::Optimizer::with_rules(rules).optimize(analyzed, &state, |_, _| {})?;
+        let optimizing = started.elapsed();
         let read = |p: LogicalPlan| lookup_read(self.ctx, self.source, p);
         let (rewritten, mut n) =
             crate::optimizer::lookup::rewrite(optimized, self.snapshot, self.min_rows, read).await?;
+        tracing::debug!(?optimizing, lookups = ?started.elapsed(), "statement timing");
         // The uncorrelated subqueries left as plans of their own (TPC-H
         // Q11's total over the same join as its groups) get lookups too.
         let mut subqueries: Vec<(LogicalPlan, LogicalPlan)> = Vec::new();

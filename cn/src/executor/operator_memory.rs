@@ -187,6 +187,25 @@ impl ExecutionPlan for OperatorMemoryExec {
         let inner = self.inner.clone().replace_children(children, options)?;
         Ok(Arc::new(OperatorMemoryExec::new(inner, self.query.clone())))
     }
+    /// The operator's own (a recursive CTE's `WorkTableExec` takes its work
+    /// table so: without it the work table stayed empty, DataFusion's
+    /// "Unexpected empty work table").
+    fn with_new_state(&self, state: Arc<dyn std::any::Any + Send + Sync>) -> Option<Arc<dyn ExecutionPlan>> {
+        let inner = self.inner.with_new_state(state)?;
+        Some(Arc::new(OperatorMemoryExec {
+            peak: self.peak.clone(),
+            ..OperatorMemoryExec::new(inner, self.query.clone())
+        }))
+    }
+    /// The operator's own reset (a recursive CTE resets its recursive term
+    /// before each iteration), the peak kept.
+    fn reset_state(self: Arc<Self>) -> Result<Arc<dyn ExecutionPlan>> {
+        let inner = self.inner.clone().reset_state()?;
+        Ok(Arc::new(OperatorMemoryExec {
+            peak: self.peak.clone(),
+            ..OperatorMemoryExec::new(inner, self.query.clone())
+        }))
+    }
     fn execute(&self, partition: usize, ctx: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
         self.inner.execute(partition, self.task_context(&ctx))
     }

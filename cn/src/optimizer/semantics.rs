@@ -36,8 +36,8 @@ use std::ops::ControlFlow;
 
 /// Applies the rewrite to any AST node (a statement, a query).
 pub fn rewrite<T: VisitMut>(node: &mut T) {
-    let _ = node.visit(&mut AnyAllScope::default());
     let _ = node.visit(&mut SubqueryAsAggregate::default());
+    let _ = node.visit(&mut AnyAllScope::default());
     let _ = node.visit(&mut TimestampdiffUnit);
     let _ = node.visit(&mut DivPrecedence);
     let _ = node.visit(&mut ThreeValuedIn::default());
@@ -133,6 +133,8 @@ impl VisitorMut for AnyAllScope {
 /// - `[NOT] EXISTS (SELECT … FROM … WHERE w)` in a select item (DataFusion
 ///   decorrelates EXISTS only in filters) becomes `[NOT] ((SELECT COUNT(*)
 ///   FROM … WHERE w) > 0)`.
+/// - `x op ANY|ALL (SELECT …)` in a select item becomes an expression over
+///   the subquery's COUNT, MIN and MAX ([`Self::quantified`]).
 ///
 /// Only subqueries of one SELECT without GROUP BY, HAVING, DISTINCT, LIMIT,
 /// ORDER BY or WITH are rewritten; the subquery of `x op ANY/ALL (…)` is
@@ -170,13 +172,24 @@ impl SubqueryAsAggregate {
     }
 
     /// `[NOT] EXISTS (…)` in the select items of `q` (not inside their
-    /// own subqueries' other clauses) as a count.
+    /// own subqueries' other clauses) as a count, `x op ANY|ALL (…)` as
+    /// [`Self::quantified`] and `x [NOT] IN (…)` as [`Self::membership`]
+    /// make them.
     fn select_items(q: &mut datafusion::sql::sqlparser::ast::Query) {
         use datafusion::sql::sqlparser::ast::{SelectItem, SetExpr};
         let SetExpr::Select(sel) = q.body.as_mut() else { return };
+        let outer = Self::relations(&sel.from);
         for item in sel.projection.iter_mut() {
             let (SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. }) = item else { continue };
             let _ = datafusion::sql::sqlparser::ast::visit_expressions_mut(e, |x| {
+                let rewritten = match &*x {
+                    Expr::InSubquery { expr, subquery, negated } => Self::membership(expr, subquery, *negated, &outer),
+                    other => Self::quantified(other, &outer),
+                };
+                if let Some(e) = rewritten {
+                    *x = e;
+                    return ControlFlow::Continue(());
+                }
                 let Expr::Exists { subquery, negated } = x else { return ControlFlow::<()>::Continue(()) };
                 if ThreeValuedIn::simple(subquery).is_none() {
                     return ControlFlow::Continue(());
@@ -186,6 +199,205 @@ impl SubqueryAsAggregate {
                 ControlFlow::Continue(())
             });
         }
+    }
+}
+
+impl SubqueryAsAggregate {
+    /// `x op ANY|SOME|ALL (SELECT y FROM … WHERE w)`, which DataFusion 55
+    /// plans only as a filter, as an expression over the subquery's
+    /// aggregates, the way MySQL itself evaluates it (the "max/min
+    /// optimization" of its manual, "Optimizing Subqueries with the
+    /// EXISTS Strategy"): with `n = COUNT(*)`, `v = COUNT(y)`,
+    ///
+    /// ```sql
+    /// CASE WHEN n = 0 THEN <ALL>            -- ANY of nothing is FALSE, ALL TRUE
+    ///      WHEN x IS NULL THEN NULL
+    ///      WHEN <decided> THEN NOT <ALL>    -- x > MIN(y) for > ANY, x <= MAX(y) for > ALL, …
+    ///      WHEN v < n THEN NULL             -- a NULL y leaves the rest unknown
+    ///      ELSE <ALL> END
+    /// ```
+    ///
+    /// `= ANY` is `IN` and `<> ALL` is `NOT IN` (MySQL manual,
+    /// "Subqueries with ANY, IN, or SOME"): [`Self::membership`]. `None` for other
+    /// expressions, for `<=>`, and for subqueries that are not one simple
+    /// SELECT ([`ThreeValuedIn::simple`]).
+    fn quantified(e: &Expr, outer: &[Ident]) -> Option<Expr> {
+        use BinaryOperator::{Eq, Gt, GtEq, Lt, LtEq, NotEq, Or};
+        let (x, op, right, all) = match e {
+            Expr::AnyOp { left, compare_op, right, .. } => (left, compare_op, right, false),
+            Expr::AllOp { left, compare_op, right } => (left, compare_op, right, true),
+            _ => return None,
+        };
+        let Expr::Subquery(q) = right.as_ref() else { return None };
+        if matches!((op, all), (Eq, false) | (NotEq, true)) {
+            return Self::membership(x, q, all, outer);
+        }
+        let (_, y) = ThreeValuedIn::simple(q)?;
+        let of = |item: Expr| Expr::Subquery(Box::new(Self::with_item(q, item)));
+        let x = Expr::Nested(x.clone());
+        let cmp = |l: Expr, op: BinaryOperator, r: Expr| Expr::BinaryOp { left: Box::new(l), op, right: Box::new(r) };
+        let min = || of(call("min", vec![y.clone()], false, None));
+        let max = || of(call("max", vec![y.clone()], false, None));
+        let differs = || {
+            let either = cmp(cmp(x.clone(), NotEq, min()), Or, cmp(x.clone(), NotEq, max()));
+            Expr::Nested(Box::new(either))
+        };
+        let decided = match (all, op) {
+            (false, Gt | GtEq) => cmp(x.clone(), op.clone(), min()),
+            (false, Lt | LtEq) => cmp(x.clone(), op.clone(), max()),
+            (false, NotEq) | (true, Eq) => differs(),
+            (true, Gt) => cmp(x.clone(), LtEq, max()),
+            (true, GtEq) => cmp(x.clone(), Lt, max()),
+            (true, Lt) => cmp(x.clone(), GtEq, min()),
+            (true, LtEq) => cmp(x.clone(), Gt, min()),
+            _ => return None,
+        };
+        Some(Self::quantified_case(&x, q, &y, decided, all))
+    }
+
+    /// The CASE of [`Self::quantified`] over `x` and the subquery `q` of
+    /// one item `y`, given the condition that decides the answer.
+    fn quantified_case(
+        x: &Expr,
+        q: &datafusion::sql::sqlparser::ast::Query,
+        y: &Expr,
+        decided: Expr,
+        all: bool,
+    ) -> Expr {
+        use BinaryOperator::{Eq, Lt};
+        let of = |item: Expr| Expr::Subquery(Box::new(Self::with_item(q, item)));
+        let cmp = |l: Expr, op: BinaryOperator, r: Expr| Expr::BinaryOp { left: Box::new(l), op, right: Box::new(r) };
+        let zero = Expr::value(datafusion::sql::sqlparser::ast::Value::Number("0".into(), false));
+        let boolean = |b: bool| Expr::value(datafusion::sql::sqlparser::ast::Value::Boolean(b));
+        let null = || Expr::value(datafusion::sql::sqlparser::ast::Value::Null);
+        let when = |condition: Expr, result: Expr| datafusion::sql::sqlparser::ast::CaseWhen { condition, result };
+        Expr::Nested(Box::new(Expr::Case {
+            case_token: AttachedToken::empty(),
+            end_token: AttachedToken::empty(),
+            operand: None,
+            conditions: vec![
+                when(cmp(of(count_of(None)), Eq, zero), boolean(all)),
+                when(Expr::IsNull(Box::new(x.clone())), null()),
+                when(decided, boolean(!all)),
+                when(cmp(of(count_of(Some(y.clone()))), Lt, of(count_of(None))), null()),
+            ],
+            else_result: Some(Box::new(boolean(all))),
+        }))
+    }
+
+    /// The names the relations of a FROM clause go by (alias, else the
+    /// table's name), as written.
+    fn relations(from: &[datafusion::sql::sqlparser::ast::TableWithJoins]) -> Vec<Ident> {
+        use datafusion::sql::sqlparser::ast::TableFactor;
+        from.iter()
+            .flat_map(|t| std::iter::once(&t.relation).chain(t.joins.iter().map(|j| &j.relation)))
+            .filter_map(|t| match t {
+                TableFactor::Table { alias: Some(a), .. } | TableFactor::Derived { alias: Some(a), .. } => {
+                    Some(a.name.clone())
+                }
+                TableFactor::Table { name, .. } => name.0.last().and_then(|p| p.as_ident()).cloned(),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// `x` with every column qualified by the outer query's relation, when
+    /// no name of `x` can be taken for one of the subquery's own: each
+    /// column is qualified already or the outer query reads one relation
+    /// (`outer`), no qualifier is a relation name of the subquery (`inner`,
+    /// compared without case), and `x` holds no subquery or aggregate.
+    fn outer_only(x: &Expr, outer: &[Ident], inner: &[String]) -> Option<Expr> {
+        let mut x = x.clone();
+        let mut safe = !aggregates_here(&x);
+        let _ = datafusion::sql::sqlparser::ast::visit_expressions_mut(&mut x, |e| {
+            match e {
+                Expr::Identifier(i) => match outer {
+                    [r] if !inner.contains(&r.value.to_ascii_lowercase()) => {
+                        *e = Expr::CompoundIdentifier(vec![r.clone(), i.clone()]);
+                    }
+                    _ => safe = false,
+                },
+                Expr::CompoundIdentifier(parts) => {
+                    let q = parts.len().checked_sub(2).and_then(|k| parts.get(k));
+                    if q.is_none_or(|q| inner.contains(&q.value.to_ascii_lowercase())) {
+                        safe = false;
+                    }
+                }
+                Expr::Subquery(_) | Expr::Exists { .. } | Expr::InSubquery { .. } => safe = false,
+                _ => {}
+            }
+            ControlFlow::<()>::Continue(())
+        });
+        safe.then_some(x)
+    }
+
+    /// `x [NOT] IN (SELECT y FROM … WHERE w)` in a select item (DataFusion
+    /// 55 decorrelates IN only in filters): the CASE of
+    /// [`Self::quantified`] whose deciding condition is that a row has
+    /// `y = x`: `(SELECT COUNT(*) FROM … WHERE (w) AND y = x) > 0` when
+    /// `x`'s columns can be named so that the subquery's tables cannot
+    /// take them ([`Self::outer_only`]; `outer` names the outer query's
+    /// relations), else
+    ///
+    /// ```sql
+    /// (SELECT COUNT(*) FROM (SELECT y AS __cn_v FROM … WHERE w) AS __cn_in
+    ///  WHERE __cn_in.__cn_v = x) > 0
+    /// ```
+    ///
+    /// (a derived table of its own, where the outer query's names cannot be
+    /// taken; a `w` that refers to the outer query is then refused by
+    /// DataFusion, never answered otherwise). `None` for a row `x` or a
+    /// subquery that is not one simple SELECT.
+    fn membership(
+        x: &Expr,
+        q: &datafusion::sql::sqlparser::ast::Query,
+        negated: bool,
+        outer: &[Ident],
+    ) -> Option<Expr> {
+        use datafusion::sql::sqlparser::ast::{SelectItem, SetExpr, Statement};
+        if matches!(x, Expr::Tuple(_)) {
+            return None;
+        }
+        let (sel, y) = ThreeValuedIn::simple(q)?;
+        let inner = relation_names(&sel.from);
+        let text = match Self::outer_only(x, outer, &inner) {
+            Some(x) => {
+                let mut matching = q.clone();
+                if let SetExpr::Select(sel) = matching.body.as_mut() {
+                    let w = sel.selection.take().map(|w| format!("({w}) AND ")).unwrap_or_default();
+                    let condition = format!("{w}({y}) = ({x})");
+                    sel.selection = datafusion::sql::sqlparser::parser::Parser::new(
+                        &datafusion::sql::sqlparser::dialect::MySqlDialect {},
+                    )
+                    .try_with_sql(&condition)
+                    .and_then(|mut p| p.parse_expr())
+                    .ok();
+                    sel.selection.as_ref()?;
+                    sel.projection = vec![SelectItem::UnnamedExpr(count_of(None))];
+                }
+                matching.to_string()
+            }
+            None => {
+                let mut values = q.clone();
+                if let SetExpr::Select(sel) = values.body.as_mut() {
+                    sel.projection = vec![SelectItem::ExprWithAlias { expr: y.clone(), alias: Ident::new("__cn_v") }];
+                }
+                format!("SELECT COUNT(*) FROM ({values}) AS __cn_in WHERE __cn_in.__cn_v = ({x})")
+            }
+        };
+        let parsed = datafusion::sql::sqlparser::parser::Parser::parse_sql(
+            &datafusion::sql::sqlparser::dialect::MySqlDialect {},
+            &text,
+        );
+        let Ok(Some(Statement::Query(matching))) = parsed.map(|mut v| v.pop()) else { return None };
+        let member = Expr::BinaryOp {
+            left: Box::new(Expr::Subquery(matching)),
+            op: BinaryOperator::Gt,
+            right: Box::new(Expr::value(datafusion::sql::sqlparser::ast::Value::Number("0".into(), false))),
+        };
+        let x = Expr::Nested(Box::new(x.clone()));
+        let case = Self::quantified_case(&x, q, &y, member, false);
+        Some(if negated { Expr::UnaryOp { op: UnaryOperator::Not, expr: Box::new(case) } } else { case })
     }
 }
 
