@@ -683,6 +683,97 @@ fn mariadb_cli_works_unmodified() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "1\ta\n2\tb\n2\n");
 }
 
+/// A `mariadb-dump` of a plain MariaDB database loads into the CN through
+/// the mariadb CLI (executable comments, SET of saved variables, LOCK
+/// TABLES, ALTER TABLE … DISABLE KEYS), and `mariadb-dump` through the CN
+/// (plain and `--single-transaction`) gives a dump that loads back: the
+/// rows are the same each way.
+#[test]
+fn mariadb_dump_loads_into_the_cn_and_dumps_from_it() {
+    let tables = ["c", "o"];
+    let dn_port = block_on(async {
+        let mut r = reference_db("t_dump_src").await;
+        r.query_drop(
+            "CREATE TABLE c (id INT AUTO_INCREMENT PRIMARY KEY, name VARCHAR(40) NOT NULL, bal DECIMAL(12,2) \
+             DEFAULT 0, born DATE, note TEXT, KEY k_name (name))",
+        )
+        .await
+        .unwrap();
+        r.query_drop(
+            "INSERT INTO c (name, bal, born, note) VALUES ('ann', 10.5, '1990-01-02', 'it''s'), \
+             ('bob', -3, NULL, 'a\\\\b'), ('Cé', 0, '2000-02-29', NULL)",
+        )
+        .await
+        .unwrap();
+        r.query_drop(
+            "CREATE TABLE o (oid BIGINT PRIMARY KEY, cid INT, amount DOUBLE, ts DATETIME(3), flag TINYINT(1))",
+        )
+        .await
+        .unwrap();
+        r.query_drop("INSERT INTO o VALUES (1, 1, 2.5, '2020-01-01 10:00:00.123', 1), (2, 3, 1e10, NULL, 0)")
+            .await
+            .unwrap();
+        for db in ["t_dump_in", "t_dump_back", "t_dump_snap"] {
+            fresh_db(db).await;
+        }
+        env().pg.lock().await.topo.dns[0].port.to_string()
+    });
+    let cn_port = env().cn_addr.port().to_string();
+    let dump = |port: &str, db: &str, extra: &[&str]| {
+        let out = std::process::Command::new("mariadb-dump")
+            .args(["-h127.0.0.1", "-P", port, "-uroot"])
+            .args(extra)
+            .arg(db)
+            .output()
+            .expect("mariadb-dump installed");
+        assert!(out.status.success(), "dump of {db}: {}", String::from_utf8_lossy(&out.stderr));
+        out.stdout
+    };
+    let load = |db: &str, sql: &[u8]| {
+        use std::io::Write;
+        let mut child = std::process::Command::new("mariadb")
+            .args(["-h127.0.0.1", "-P", &cn_port, "-uroot", "-N", "-B", db])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("mariadb client installed");
+        child.stdin.take().unwrap().write_all(sql).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "load into {db}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let rows = |port: &str, db: &str, t: &str| {
+        let out = std::process::Command::new("mariadb")
+            .args(["-h127.0.0.1", "-P", port, "-uroot", "-N", "-B", db, "-e"])
+            .arg(format!("SELECT * FROM {t} ORDER BY 1"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    shared(|| {
+        let mut sql = dump(&dn_port, "t_dump_src", &[]);
+        // The dump's settings are restored at its end, in the same session.
+        sql.extend_from_slice(b"\nSELECT @@time_zone, @@unique_checks, @@sql_mode = @old_sql_mode;\n");
+        let settings = load("t_dump_in", &sql);
+        assert_eq!(settings.trim_end().rsplit('\n').next().unwrap(), "SYSTEM\t1\t1", "{settings}");
+        for t in tables {
+            let want = rows(&dn_port, "t_dump_src", t);
+            assert!(want.lines().count() >= 2, "{want}");
+            assert_eq!(rows(&cn_port, "t_dump_in", t), want, "table {t} loaded from MariaDB's dump");
+        }
+        for (db, extra) in [("t_dump_back", &[][..]), ("t_dump_snap", &["--single-transaction"][..])] {
+            let sql = dump(&cn_port, "t_dump_in", extra);
+            assert!(String::from_utf8_lossy(&sql).contains("INSERT INTO `c` VALUES"));
+            load(db, &sql);
+            for t in tables {
+                assert_eq!(rows(&cn_port, db, t), rows(&dn_port, "t_dump_src", t), "table {t} through the CN's dump");
+            }
+        }
+    });
+}
+
 /// PyMySQL (pure Python, text protocol, client-side parameters) works
 /// unmodified: `cn/tests/clients/pymysql_check.py` (`.ci/install-deps`
 /// installs PyMySQL).

@@ -16,8 +16,21 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::{MemTable, SchemaProvider, TableProvider};
 use std::sync::Arc;
 
-const TABLES: &[&str] =
-    &["schemata", "tables", "views", "columns", "statistics", "cn_trx", "global_indexes", "processlist"];
+const TABLES: &[&str] = &[
+    "schemata",
+    "tables",
+    "views",
+    "columns",
+    "statistics",
+    "cn_trx",
+    "global_indexes",
+    "processlist",
+    "files",
+    "partitions",
+    "triggers",
+    "routines",
+    "events",
+];
 
 /// The `information_schema` schema.
 #[derive(Debug)]
@@ -64,6 +77,11 @@ fn mem_table(names: &[&str], cols: Vec<Col>) -> Arc<dyn TableProvider> {
         .collect();
     let batch = RecordBatch::try_new(schema.clone(), arrays).expect("information_schema columns agree");
     Arc::new(MemTable::try_new(schema, vec![vec![batch]]).expect("schema matches batch"))
+}
+
+/// A table of text columns without rows.
+fn empty_table(names: &[&str]) -> Arc<dyn TableProvider> {
+    mem_table(names, names.iter().map(|_| Col::Text(vec![])).collect())
 }
 
 fn s(v: &str) -> Option<String> {
@@ -198,6 +216,9 @@ impl InfoSchema {
                         "COLUMN_TYPE",
                         "COLUMN_KEY",
                         "EXTRA",
+                        "COLUMN_COMMENT",
+                        "IS_GENERATED",
+                        "GENERATION_EXPRESSION",
                     ],
                     vec![
                         Col::Text(vec![s("def"); n]),
@@ -218,6 +239,11 @@ impl InfoSchema {
                         Col::Text(
                             c.iter().map(|(_, _, c)| s(if c.auto_increment { "auto_increment" } else { "" })).collect(),
                         ),
+                        Col::Text(vec![s(""); n]),
+                        // No generated columns: MariaDB's NULL expression
+                        // (`mariadb-dump` asks for it).
+                        Col::Text(vec![s("NEVER"); n]),
+                        Col::Text(vec![None; n]),
                     ],
                 )
             }
@@ -279,6 +305,99 @@ impl InfoSchema {
                 let cols = (0..names.len()).map(|i| Col::Text(rows.iter().map(|r| r[i].clone()).collect())).collect();
                 mem_table(names, cols)
             }
+            // One row per partition of a partitioned table (one with NULL
+            // partition columns for the others), as MySQL shows them.
+            "partitions" => {
+                let p: Vec<_> = tables(snap)
+                    .flat_map(|t| {
+                        let parts: Vec<_> = match t.partitioning {
+                            Partitioning::Broadcast | Partitioning::Single => vec![None],
+                            _ => t.partitions.iter().enumerate().map(Some).collect(),
+                        };
+                        parts.into_iter().map(move |p| (t, p))
+                    })
+                    .collect();
+                let n = p.len();
+                mem_table(
+                    &[
+                        "TABLE_CATALOG",
+                        "TABLE_SCHEMA",
+                        "TABLE_NAME",
+                        "PARTITION_NAME",
+                        "PARTITION_ORDINAL_POSITION",
+                        "PARTITION_METHOD",
+                        "PARTITION_EXPRESSION",
+                        "TABLESPACE_NAME",
+                    ],
+                    vec![
+                        Col::Text(vec![s("def"); n]),
+                        Col::Text(p.iter().map(|(t, _)| s(&t.db)).collect()),
+                        Col::Text(p.iter().map(|(t, _)| s(&t.name)).collect()),
+                        Col::Text(p.iter().map(|(_, p)| p.map(|(_, p)| p.name.clone())).collect()),
+                        Col::Num(p.iter().map(|(_, p)| p.map(|(i, _)| i as u64 + 1)).collect()),
+                        Col::Text(p.iter().map(|(t, p)| p.and(s(t.partitioning.policy()))).collect()),
+                        Col::Text(p.iter().map(|(t, p)| p.and(Some(t.partitioning.key_columns().join(",")))).collect()),
+                        Col::Text(vec![None; n]),
+                    ],
+                )
+            }
+            // No triggers, stored routines or events: the CN has none
+            // (`mariadb-dump` asks).
+            "triggers" => empty_table(&[
+                "TRIGGER_CATALOG",
+                "TRIGGER_SCHEMA",
+                "TRIGGER_NAME",
+                "EVENT_MANIPULATION",
+                "EVENT_OBJECT_CATALOG",
+                "EVENT_OBJECT_SCHEMA",
+                "EVENT_OBJECT_TABLE",
+                "ACTION_STATEMENT",
+                "ACTION_TIMING",
+                "DEFINER",
+            ]),
+            "routines" => empty_table(&[
+                "SPECIFIC_NAME",
+                "ROUTINE_CATALOG",
+                "ROUTINE_SCHEMA",
+                "ROUTINE_NAME",
+                "ROUTINE_TYPE",
+                "ROUTINE_DEFINITION",
+                "DEFINER",
+            ]),
+            "events" => {
+                empty_table(&["EVENT_CATALOG", "EVENT_SCHEMA", "EVENT_NAME", "DEFINER", "EVENT_DEFINITION", "STATUS"])
+            }
+            // No tablespace files of their own (`mariadb-dump` asks).
+            "files" => mem_table(
+                &[
+                    "FILE_ID",
+                    "FILE_NAME",
+                    "FILE_TYPE",
+                    "TABLESPACE_NAME",
+                    "TABLE_SCHEMA",
+                    "TABLE_NAME",
+                    "LOGFILE_GROUP_NAME",
+                    "ENGINE",
+                    "TOTAL_EXTENTS",
+                    "EXTENT_SIZE",
+                    "INITIAL_SIZE",
+                    "EXTRA",
+                ],
+                vec![
+                    Col::Num(vec![]),
+                    Col::Text(vec![]),
+                    Col::Text(vec![]),
+                    Col::Text(vec![]),
+                    Col::Text(vec![]),
+                    Col::Text(vec![]),
+                    Col::Text(vec![]),
+                    Col::Text(vec![]),
+                    Col::Num(vec![]),
+                    Col::Num(vec![]),
+                    Col::Num(vec![]),
+                    Col::Text(vec![]),
+                ],
+            ),
             "processlist" => {
                 // As SHOW FULL PROCESSLIST.
                 let rows: Vec<Vec<Option<String>>> = self.processes.iter().map(ProcessInfo::row).collect();

@@ -77,9 +77,76 @@ pub fn split_statements(sql: &str) -> Vec<&str> {
     out.into_iter().map(str::trim).filter(|s| !s.is_empty()).collect()
 }
 
+/// The server version executable comments are compared with: the MySQL
+/// version the CN reports (`8.0.35`), as MySQL writes it in `/*!80035 …*/`.
+pub const COMMENT_VERSION: u32 = 80035;
+
+/// `sql` with MySQL's executable comments opened: `/*! body */` and
+/// `/*!NNNNN body */` become ` body ` when the version `NNNNN` (MySQL's
+/// `Mmmrr`, or MariaDB's six digits `Mmmmrr`, always above ours) is at most
+/// [`COMMENT_VERSION`], and are dropped otherwise; MariaDB's own `/*M!…*/`
+/// comments are dropped, as MySQL ignores them (MySQL manual, "Comments").
+/// A dump made by `mysqldump` or `mariadb-dump` wraps its session settings
+/// (`/*!40101 SET NAMES utf8mb4 */`, `/*!40000 ALTER TABLE t DISABLE KEYS
+/// */`) so. Quotes and other comments are kept as they are; `None` when
+/// the text has no executable comment.
+pub fn open_executable_comments(sql: &str) -> Option<String> {
+    if !sql.contains("/*!") && !sql.contains("/*M!") {
+        return None;
+    }
+    let b = sql.as_bytes();
+    let mut out = String::with_capacity(sql.len());
+    let (mut i, mut copied) = (0, 0);
+    while i < b.len() {
+        match b[i] {
+            b'\'' | b'"' | b'`' => i = skip_quoted(b, i),
+            b'/' if b.get(i + 1) == Some(&b'*') => {
+                let mariadb = b.get(i + 2) == Some(&b'M') && b.get(i + 3) == Some(&b'!');
+                let executable = b.get(i + 2) == Some(&b'!');
+                let Some(end) = sql[i + 2..].find("*/").map(|e| i + 2 + e) else { break };
+                if mariadb || executable {
+                    out.push_str(&sql[copied..i]);
+                    let body = &sql[i + if mariadb { 4 } else { 3 }..end];
+                    let digits = body.bytes().take_while(u8::is_ascii_digit).count();
+                    let version: Option<u32> = body[..digits].parse().ok();
+                    if executable && version.is_none_or(|v| digits == 5 && v <= COMMENT_VERSION) {
+                        out.push(' ');
+                        out.push_str(&body[digits..]);
+                    }
+                    out.push(' ');
+                    copied = end + 2;
+                }
+                i = end + 1;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    out.push_str(&sql[copied.min(sql.len())..]);
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn opens_executable_comments_of_our_version() {
+        let open = |s: &str| open_executable_comments(s).map(|o| o.split_whitespace().collect::<Vec<_>>().join(" "));
+        assert_eq!(open("/*!40101 SET NAMES utf8mb4 */").as_deref(), Some("SET NAMES utf8mb4"));
+        assert_eq!(open("SELECT /*! STRAIGHT_JOIN */ 1").as_deref(), Some("SELECT STRAIGHT_JOIN 1"));
+        // Newer than us, MariaDB's six digits, MariaDB's own: dropped.
+        assert_eq!(open("/*!90000 SET x = 1 */ SELECT 1").as_deref(), Some("SELECT 1"));
+        assert_eq!(open("/*!100616 SET x = 1 */").as_deref(), Some(""));
+        assert_eq!(open("/*M!100616 SET @a = @@b, b = 0 */").as_deref(), Some(""));
+        assert_eq!(open("/*M!999999\\- enable the sandbox mode */").as_deref(), Some(""));
+        // Inside quotes, or in a plain comment, nothing is opened.
+        assert_eq!(
+            open("SELECT '/*!40101 x */', 2 /* /*!1 */").as_deref(),
+            Some("SELECT '/*!40101 x */', 2 /* /*!1 */")
+        );
+        assert_eq!(open("SELECT 1"), None);
+    }
 
     #[test]
     fn splits_outside_quotes_and_comments() {

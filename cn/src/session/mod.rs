@@ -287,6 +287,43 @@ impl Session {
     /// SAVEPOINT name (`verb` is the first word, upper-case). Outside a
     /// transaction SAVEPOINT does nothing (autocommit) or begins one
     /// (autocommit off), and the other two fail with 1305, as in MySQL.
+    /// The SQL text a SET assigns for `value`: a variable's value where
+    /// `value` names one (`SET @old = @@time_zone`, `SET time_zone =
+    /// @old`, as dumps save and restore their settings), as a literal;
+    /// `value` itself otherwise. An unset user variable is NULL.
+    fn set_value(&self, value: &str) -> String {
+        let quoted = |v: &str| format!("'{}'", v.replace('\\', "\\\\").replace('\'', "\\'"));
+        if value.starts_with("@@") {
+            let key = vars::normalize_name(value);
+            return match self.vars.get(&key) {
+                Some(v) if vars::is_numeric(v) => v.clone(),
+                Some(v) => quoted(v),
+                None => value.to_string(),
+            };
+        }
+        match value.strip_prefix('@') {
+            Some(name) if name.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'$' || c == b'`') => {
+                let name = name.trim_matches('`').to_ascii_lowercase();
+                self.user_vars.get(&name).cloned().unwrap_or_else(|| "NULL".into())
+            }
+            _ => value.to_string(),
+        }
+    }
+
+    /// The table of `ALTER TABLE t DISABLE KEYS` / `ENABLE KEYS`.
+    fn alter_keys(sql: &str) -> Option<String> {
+        let w: Vec<&str> = sql.trim().trim_end_matches(';').split_whitespace().collect();
+        match w.as_slice() {
+            [_, _, t, k, keys]
+                if ["DISABLE", "ENABLE"].iter().any(|x| k.eq_ignore_ascii_case(x))
+                    && keys.eq_ignore_ascii_case("KEYS") =>
+            {
+                Some(t.trim_matches('`').to_string())
+            }
+            _ => None,
+        }
+    }
+
     async fn savepoint_statement(&mut self, verb: &str, sql: &str) -> Result<()> {
         let name = sql.trim().trim_end_matches(';').split_whitespace().last().unwrap_or("");
         let name = crate::txn::savepoint_name(name)?;
@@ -305,6 +342,8 @@ impl Session {
     /// Runs one statement (COM_QUERY may carry several; the protocol layer
     /// splits them).
     pub async fn execute(&mut self, sql: &str, sink: &mut dyn ResultSink) -> Result<()> {
+        let opened = planner::split::open_executable_comments(sql);
+        let sql = opened.as_deref().unwrap_or(sql);
         self.kill_query.clear();
         self.set_process("Query", Some(sql));
         // The diagnostics area: each statement but SHOW WARNINGS / ERRORS
@@ -376,6 +415,32 @@ impl Session {
             ["DROP", "INDEX", ..] => {
                 self.commit().await?;
                 return crate::gsi::ddl::drop_index_statement(self, sql, sink).await;
+            }
+            ["LOCK", "TABLE" | "TABLES", ..] | ["UNLOCK", "TABLE" | "TABLES", ..] => {
+                // Accepted and ignored, as TiDB does by default: every
+                // statement is a distributed transaction of its own, and
+                // the lock would hold on one CN only. Dumps wrap their
+                // INSERTs in them. LOCK commits, as in MySQL; UNLOCK
+                // commits only what LOCK TABLES locked (nothing here).
+                if w[0] == "LOCK" {
+                    self.commit().await?;
+                    self.warnings.push((
+                        "Note".into(),
+                        code::ER_NOT_SUPPORTED_YET,
+                        "LOCK TABLES is accepted and ignored: the CN takes no table locks".into(),
+                    ));
+                }
+                return sink.ok(0, 0, "").await;
+            }
+            ["ALTER", "TABLE", ..] if Self::alter_keys(sql).is_some() => {
+                // `ALTER TABLE t DISABLE KEYS` (dumps): what InnoDB answers.
+                let table = Self::alter_keys(sql).unwrap_or_default();
+                self.warnings.push((
+                    "Note".into(),
+                    code::ER_ILLEGAL_HA,
+                    format!("Storage engine InnoDB of the table `{table}` doesn't have this option"),
+                ));
+                return sink.ok(0, 0, "").await;
             }
             ["ALTER", "TABLE", ..] => {
                 self.commit().await?;
@@ -511,6 +576,7 @@ impl Session {
     /// A SELECT: pushed whole to one DN when the route allows, else run
     /// in DataFusion.
     async fn select(&mut self, mut q: Query, sink: &mut dyn ResultSink) -> Result<()> {
+        drop_cache_hints(&mut q);
         if let Some(count) = found_rows_query(&mut q) {
             self.select_inner(q, sink).await?;
             let mut c = sink::CollectSink::default();
@@ -1054,7 +1120,8 @@ impl Session {
         for assign in planner::split::split_top_level_commas(body) {
             let (name, value) = assign.split_once('=').ok_or_else(|| CnError::parse(format!("near '{assign}'")))?;
             let name = name.trim().trim_end_matches(':');
-            let value = value.trim();
+            let value = self.set_value(value.trim());
+            let value = value.as_str();
             if let Some(uv) = name.strip_prefix('@').filter(|n| !n.starts_with('@')) {
                 self.user_vars.insert(uv.trim_matches('`').to_ascii_lowercase(), value.to_string());
                 continue;
@@ -1243,6 +1310,24 @@ fn name_select_items(q: &mut Query) {
     }
 }
 
+/// Takes the outer SELECT's modifiers that change no answer off `q`:
+/// `SQL_NO_CACHE` (`mysqldump` sends `SELECT /*!40001 SQL_NO_CACHE */ *`;
+/// MariaDB refuses it where the CN makes the query a derived table, 1234),
+/// `SQL_BUFFER_RESULT`, `HIGH_PRIORITY`, `SQL_SMALL_RESULT`,
+/// `SQL_BIG_RESULT` (the CN has no query cache and its own planner).
+fn drop_cache_hints(q: &mut Query) {
+    let SetExpr::Select(sel) = q.body.as_mut() else { return };
+    let Some(m) = sel.select_modifiers.as_mut() else { return };
+    m.sql_no_cache = false;
+    m.sql_buffer_result = false;
+    m.high_priority = false;
+    m.sql_small_result = false;
+    m.sql_big_result = false;
+    if *m == Default::default() {
+        sel.select_modifiers = None;
+    }
+}
+
 /// For `SELECT SQL_CALC_FOUND_ROWS …`: takes the modifier off `q` and
 /// returns the query that counts the rows `q` gives without its LIMIT
 /// (`SELECT COUNT(*) FROM (q without LIMIT) AS …`); `None` for any other
@@ -1271,7 +1356,7 @@ fn name_session_items(q: &mut Query) {
             if let SelectItem::UnnamedExpr(e) = item {
                 let text = e.to_string();
                 let lower = text.to_ascii_lowercase();
-                if lower.contains("@@")
+                if lower.contains('@')
                     || [
                         "database()",
                         "schema()",

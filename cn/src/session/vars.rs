@@ -64,6 +64,13 @@ pub fn defaults() -> BTreeMap<String, String> {
         ("query_cache_size", "0"),
         ("query_cache_type", "OFF"),
         ("sql_auto_is_null", "0"),
+        // Accepted and shown, not acted on (dumps save and restore them):
+        // the DNs check keys whatever they say.
+        ("foreign_key_checks", "1"),
+        ("unique_checks", "1"),
+        ("sql_notes", "1"),
+        ("sql_quote_show_create", "1"),
+        ("sql_safe_updates", "0"),
         ("sql_mode", "STRICT_TRANS_TABLES,ERROR_FOR_DIVISION_BY_ZERO,NO_AUTO_CREATE_USER,NO_ENGINE_SUBSTITUTION"),
         ("sql_select_limit", "18446744073709551615"),
         ("system_time_zone", "UTC"),
@@ -102,6 +109,11 @@ pub const BOOLEAN: &[&str] = &[
     "cn_lookup_join",
     "cn_plan_cache",
     "cn_gather",
+    "foreign_key_checks",
+    "unique_checks",
+    "sql_notes",
+    "sql_quote_show_create",
+    "sql_safe_updates",
 ];
 
 /// Integer variables with their range (MySQL clamps a value outside it;
