@@ -21,6 +21,7 @@ pub mod code {
     pub const ER_UNKNOWN_SYSTEM_VARIABLE: u16 = 1193;
     pub const ER_NOT_SUPPORTED_YET: u16 = 1235;
     pub const ER_ILLEGAL_HA: u16 = 1031;
+    pub const ER_INVALID_CHARACTER_STRING: u16 = 1300;
     pub const ER_WRONG_PARAMCOUNT_TO_NATIVE_FCT: u16 = 1582;
     pub const ER_UNKNOWN_STMT_HANDLER: u16 = 1243;
     pub const ER_WRONG_ARGUMENTS: u16 = 1210;

@@ -277,8 +277,30 @@ fn param_literal(r: &mut Reader<'_>, t: u8, unsigned: bool) -> Result<String> {
             }
         }
         ty::NULL => "NULL".into(),
-        _ => crate::dn::quote_str(&String::from_utf8_lossy(r.lenenc_str()?)),
+        _ => bytes_literal(r.lenenc_str()?),
     })
+}
+
+/// The SQL literal of a parameter's bytes: a quoted string when they are
+/// UTF-8, else a hex literal of the same bytes (a BLOB's), never a lossy
+/// string.
+fn bytes_literal(b: &[u8]) -> String {
+    match std::str::from_utf8(b) {
+        Ok(s) => crate::dn::quote_str(s),
+        Err(_) => format!("X'{}'", b.iter().map(|c| format!("{c:02X}")).collect::<String>()),
+    }
+}
+
+/// A COM_QUERY / COM_STMT_PREPARE text: as sent when it is UTF-8, else
+/// with its non-UTF-8 literals in hex
+/// ([`crate::planner::split::binary_literals_as_hex`]). Errors: 1300
+/// for bytes that are not UTF-8 outside a literal.
+fn query_text(body: &[u8]) -> Result<String> {
+    match std::str::from_utf8(body) {
+        Ok(s) => Ok(s.to_string()),
+        Err(_) => crate::planner::split::binary_literals_as_hex(body)
+            .map_err(|m| CnError::mysql(crate::error::code::ER_INVALID_CHARACTER_STRING, m)),
+    }
 }
 
 async fn handle(cluster: Arc<Cluster>, io: &mut Io, conn_id: u32, host: String) -> Result<()> {
@@ -420,7 +442,7 @@ async fn command(
             io.write_packet(&ok_packet(0, 0, session.status_flags(), 0, "", false)).await?;
         }
         com::QUERY => {
-            let sql = String::from_utf8_lossy(body).into_owned();
+            let sql = query_text(body)?;
             let stmts = crate::planner::split::split_statements(&sql);
             if stmts.len() > 1 && caps & cap::MULTI_STATEMENTS == 0 {
                 return Err(CnError::parse("multi-statements are not enabled for this connection"));
@@ -466,7 +488,7 @@ async fn command(
             io.write_packet(&ok_packet(0, 0, session.status_flags(), 0, "", false)).await?;
         }
         com::STMT_PREPARE => {
-            let sql = String::from_utf8_lossy(body).into_owned();
+            let sql = query_text(body)?;
             let params = placeholders(&sql);
             let id = *next_stmt;
             *next_stmt += 1;
@@ -534,7 +556,7 @@ async fn command(
                     if nulls[i / 8] & (1 << (i % 8)) != 0 {
                         values.push("NULL".to_string());
                     } else if let Some(d) = p.long_data.remove(&(i as u16)) {
-                        values.push(crate::dn::quote_str(&String::from_utf8_lossy(&d)));
+                        values.push(bytes_literal(&d));
                     } else {
                         let (t, unsigned) = p.types[i];
                         values.push(param_literal(&mut r, t, unsigned)?);

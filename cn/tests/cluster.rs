@@ -690,7 +690,9 @@ fn mariadb_cli_works_unmodified() {
 /// rows are the same each way.
 #[test]
 fn mariadb_dump_loads_into_the_cn_and_dumps_from_it() {
-    let tables = ["c", "o"];
+    // The BLOB's bytes as hex: the client's text of 0xFF and of U+FFFD
+    // (a lossy load) would read alike.
+    let tables = ["SELECT * FROM c ORDER BY 1", "SELECT oid, cid, amount, ts, flag, HEX(b) FROM o ORDER BY 1"];
     let dn_port = block_on(async {
         let mut r = reference_db("t_dump_src").await;
         r.query_drop(
@@ -706,13 +708,15 @@ fn mariadb_dump_loads_into_the_cn_and_dumps_from_it() {
         .await
         .unwrap();
         r.query_drop(
-            "CREATE TABLE o (oid BIGINT PRIMARY KEY, cid INT, amount DOUBLE, ts DATETIME(3), flag TINYINT(1))",
+            "CREATE TABLE o (oid BIGINT PRIMARY KEY, cid INT, amount DOUBLE, ts DATETIME(3), flag TINYINT(1), b BLOB)",
         )
         .await
         .unwrap();
-        r.query_drop("INSERT INTO o VALUES (1, 1, 2.5, '2020-01-01 10:00:00.123', 1), (2, 3, 1e10, NULL, 0)")
-            .await
-            .unwrap();
+        r.query_drop(
+            "INSERT INTO o VALUES (1, 1, 2.5, '2020-01-01 10:00:00.123', 1, X'00FF27'), (2, 3, 1e10, NULL, 0, NULL)",
+        )
+        .await
+        .unwrap();
         for db in ["t_dump_in", "t_dump_back", "t_dump_snap"] {
             fresh_db(db).await;
         }
@@ -743,17 +747,18 @@ fn mariadb_dump_loads_into_the_cn_and_dumps_from_it() {
         assert!(out.status.success(), "load into {db}: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    let rows = |port: &str, db: &str, t: &str| {
+    let rows = |port: &str, db: &str, q: &str| {
         let out = std::process::Command::new("mariadb")
-            .args(["-h127.0.0.1", "-P", port, "-uroot", "-N", "-B", db, "-e"])
-            .arg(format!("SELECT * FROM {t} ORDER BY 1"))
+            .args(["-h127.0.0.1", "-P", port, "-uroot", "-N", "-B", db, "-e", q])
             .output()
             .unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     shared(|| {
+        // Without --hex-blob: the BLOB's bytes stand in the dump as they are.
         let mut sql = dump(&dn_port, "t_dump_src", &[]);
+        assert!(sql.windows(2).any(|w| w == [b'\\', b'0']) && std::str::from_utf8(&sql).is_err());
         // The dump's settings are restored at its end, in the same session.
         sql.extend_from_slice(b"\nSELECT @@time_zone, @@unique_checks, @@sql_mode = @old_sql_mode;\n");
         let settings = load("t_dump_in", &sql);
@@ -761,16 +766,33 @@ fn mariadb_dump_loads_into_the_cn_and_dumps_from_it() {
         for t in tables {
             let want = rows(&dn_port, "t_dump_src", t);
             assert!(want.lines().count() >= 2, "{want}");
-            assert_eq!(rows(&cn_port, "t_dump_in", t), want, "table {t} loaded from MariaDB's dump");
+            assert_eq!(rows(&cn_port, "t_dump_in", t), want, "{t}: loaded from MariaDB's dump");
         }
         for (db, extra) in [("t_dump_back", &[][..]), ("t_dump_snap", &["--single-transaction"][..])] {
             let sql = dump(&cn_port, "t_dump_in", extra);
             assert!(String::from_utf8_lossy(&sql).contains("INSERT INTO `c` VALUES"));
             load(db, &sql);
             for t in tables {
-                assert_eq!(rows(&cn_port, db, t), rows(&dn_port, "t_dump_src", t), "table {t} through the CN's dump");
+                assert_eq!(rows(&cn_port, db, t), rows(&dn_port, "t_dump_src", t), "{t}: through the CN's dump");
             }
         }
+    });
+}
+
+/// A prepared statement's BLOB parameter keeps its bytes (they were read
+/// as UTF-8, lossily: 0xFF became U+FFFD). (Query texts with such bytes:
+/// `mariadb_dump_loads_into_the_cn_and_dumps_from_it`.)
+#[test]
+fn binary_parameters_and_literals_keep_their_bytes() {
+    block_on(async {
+        let mut c = fresh_db("t_blob").await;
+        c.query_drop("CREATE TABLE b (id INT PRIMARY KEY, v BLOB)").await.unwrap();
+        c.exec_drop("INSERT INTO b VALUES (?, ?)", (1, vec![0u8, 0xFF, b'\'', 0xC3])).await.unwrap();
+        c.exec_drop("INSERT INTO b VALUES (?, ?)", (2, "caf\u{e9}")).await.unwrap();
+        let hex: Vec<(i32, String)> = c.query("SELECT id, HEX(v) FROM b ORDER BY id").await.unwrap();
+        assert_eq!(hex, [(1, "00FF27C3".to_string()), (2, "636166C3A9".to_string())]);
+        let v: Option<Vec<u8>> = c.exec_first("SELECT v FROM b WHERE id = ?", (1,)).await.unwrap();
+        assert_eq!(v.unwrap(), [0u8, 0xFF, b'\'', 0xC3]);
     });
 }
 

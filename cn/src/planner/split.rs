@@ -126,9 +126,88 @@ pub fn open_executable_comments(sql: &str) -> Option<String> {
     Some(out)
 }
 
+/// The text of a query whose bytes are not all UTF-8 (`mariadb-dump`
+/// without `--hex-blob` writes a BLOB's bytes as they are, inside a quoted
+/// literal): each quoted literal that is not UTF-8 becomes the hex literal
+/// of its bytes (`'\0\xFF'` → `X'00FF'`, MySQL's escapes and doubled
+/// quotes undone first), which MySQL reads as the same bytes. Errors
+/// (MySQL's 1300, "Invalid utf8mb4 character string") where bytes that are
+/// not UTF-8 stand outside a quoted literal: nothing is replaced by
+/// U+FFFD, which would store other bytes than the client sent.
+pub fn binary_literals_as_hex(b: &[u8]) -> Result<String, String> {
+    let text = |part: &[u8]| {
+        std::str::from_utf8(part).map(str::to_string).map_err(|e| {
+            let at = &part[e.valid_up_to()..];
+            let shown: String = at.iter().take(8).map(|c| format!("{c:02X}")).collect();
+            format!("Invalid utf8mb4 character string: '{shown}'")
+        })
+    };
+    let mut out = String::with_capacity(b.len() * 2);
+    let (mut i, mut copied) = (0, 0);
+    while i < b.len() {
+        match b[i] {
+            q @ (b'\'' | b'"') => {
+                // The literal's bytes, escapes undone, to its closing quote.
+                let mut bytes = Vec::new();
+                let mut j = i + 1;
+                while j < b.len() {
+                    match b[j] {
+                        b'\\' if j + 1 < b.len() => {
+                            j += 1;
+                            match b[j] {
+                                b'0' => bytes.push(0),
+                                b'b' => bytes.push(8),
+                                b'n' => bytes.push(b'\n'),
+                                b'r' => bytes.push(b'\r'),
+                                b't' => bytes.push(b'\t'),
+                                b'Z' => bytes.push(26),
+                                c @ (b'%' | b'_') => bytes.extend([b'\\', c]),
+                                c => bytes.push(c),
+                            }
+                        }
+                        c if c == q && b.get(j + 1) == Some(&q) => {
+                            bytes.push(q);
+                            j += 1;
+                        }
+                        c if c == q => break,
+                        c => bytes.push(c),
+                    }
+                    j += 1;
+                }
+                let end = j.min(b.len() - 1);
+                if std::str::from_utf8(&b[i..=end]).is_err() {
+                    out.push_str(&text(&b[copied..i])?);
+                    out.push_str("X'");
+                    for c in &bytes {
+                        out.push_str(&format!("{c:02X}"));
+                    }
+                    out.push('\'');
+                    copied = end + 1;
+                }
+                i = end;
+            }
+            b'`' => i = skip_quoted(b, i),
+            _ => {}
+        }
+        i += 1;
+    }
+    out.push_str(&text(&b[copied.min(b.len())..])?);
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn literals_that_are_not_utf8_become_hex() {
+        let sql = b"INSERT INTO o VALUES (1, '\\0\xff', 'it''s', 'caf\xc3\xa9', '\\'\xfe''')";
+        assert_eq!(
+            binary_literals_as_hex(sql).unwrap(),
+            "INSERT INTO o VALUES (1, X'00FF', 'it''s', 'caf\u{e9}', X'27FE27')"
+        );
+        assert_eq!(binary_literals_as_hex(b"SELECT 1 AS \xff").unwrap_err(), "Invalid utf8mb4 character string: 'FF'");
+    }
 
     #[test]
     fn opens_executable_comments_of_our_version() {
