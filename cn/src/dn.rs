@@ -48,7 +48,15 @@ impl Dn {
             // First-committer-wins inside snapshot transactions: writing a
             // row changed after the read view fails with 1020 instead of
             // losing an update (MariaDB 10.6.18+/10.11.8+).
-            .init(vec!["SET SESSION innodb_snapshot_isolation = ON"])
+            //
+            // The CN leaves a DN's answer unread while it sends another's
+            // (a gathered SELECT sends the DNs' rows one DN after the
+            // other; a hash join reads its build side first): with
+            // MariaDB's default net_write_timeout of 60 s, a DN dropped
+            // the connection of an answer waiting longer ("bytes remaining
+            // on stream": a mariadb-dump of TPC-H SF 1 lineitem through
+            // the CN failed at its third DN). 8 hours, as wait_timeout.
+            .init(vec!["SET SESSION innodb_snapshot_isolation = ON, SESSION net_write_timeout = 28800"])
             .pool_opts(
                 PoolOpts::default()
                     .with_constraints(PoolConstraints::new(0, max_conns.max(1)).unwrap_or_default())
