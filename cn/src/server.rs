@@ -287,7 +287,7 @@ fn param_literal(r: &mut Reader<'_>, t: u8, unsigned: bool) -> Result<String> {
 fn bytes_literal(b: &[u8]) -> String {
     match std::str::from_utf8(b) {
         Ok(s) => crate::dn::quote_str(s),
-        Err(_) => format!("X'{}'", b.iter().map(|c| format!("{c:02X}")).collect::<String>()),
+        Err(_) => crate::planner::split::hex_literal(b),
     }
 }
 

@@ -768,6 +768,12 @@ fn mariadb_dump_loads_into_the_cn_and_dumps_from_it() {
             assert!(want.lines().count() >= 2, "{want}");
             assert_eq!(rows(&cn_port, "t_dump_in", t), want, "{t}: loaded from MariaDB's dump");
         }
+        // information_schema.PARTITIONS (mariadb-dump reads it): a row per
+        // partition of the sharded table.
+        let parts =
+            "SELECT COUNT(*), MIN(PARTITION_METHOD), MIN(PARTITION_EXPRESSION), MAX(PARTITION_ORDINAL_POSITION) \
+                     FROM information_schema.PARTITIONS WHERE TABLE_SCHEMA = 't_dump_in' AND TABLE_NAME = 'c'";
+        assert_eq!(rows(&cn_port, "t_dump_in", parts), "16\tKEY\tid\t16\n");
         for (db, extra) in [("t_dump_back", &[][..]), ("t_dump_snap", &["--single-transaction"][..])] {
             let sql = dump(&cn_port, "t_dump_in", extra);
             assert!(String::from_utf8_lossy(&sql).contains("INSERT INTO `c` VALUES"));

@@ -65,18 +65,28 @@ struct AnyAllScope {
 /// The names a FROM clause gives its relations (aliases, else table
 /// names), lower-case.
 fn relation_names(from: &[datafusion::sql::sqlparser::ast::TableWithJoins]) -> Vec<String> {
+    relations(from).iter().map(|i| i.value.to_ascii_lowercase()).collect()
+}
+
+/// The names the relations of a FROM clause go by (alias, else the
+/// table's name), as written.
+fn relations(from: &[datafusion::sql::sqlparser::ast::TableWithJoins]) -> Vec<Ident> {
     use datafusion::sql::sqlparser::ast::TableFactor;
-    let name = |t: &TableFactor| match t {
-        TableFactor::Table { alias: Some(a), .. } | TableFactor::Derived { alias: Some(a), .. } => {
-            Some(a.name.value.to_ascii_lowercase())
-        }
-        TableFactor::Table { name, .. } => name.0.last().map(|p| p.to_string().trim_matches('`').to_ascii_lowercase()),
-        _ => None,
-    };
     from.iter()
         .flat_map(|t| std::iter::once(&t.relation).chain(t.joins.iter().map(|j| &j.relation)))
-        .filter_map(name)
+        .filter_map(|t| match t {
+            TableFactor::Table { alias: Some(a), .. } | TableFactor::Derived { alias: Some(a), .. } => {
+                Some(a.name.clone())
+            }
+            TableFactor::Table { name, .. } => name.0.last().and_then(|p| p.as_ident()).cloned(),
+            _ => None,
+        })
         .collect()
+}
+
+/// `l op r`.
+fn binary(l: Expr, op: BinaryOperator, r: Expr) -> Expr {
+    Expr::BinaryOp { left: Box::new(l), op, right: Box::new(r) }
 }
 
 impl VisitorMut for AnyAllScope {
@@ -178,7 +188,7 @@ impl SubqueryAsAggregate {
     fn select_items(q: &mut datafusion::sql::sqlparser::ast::Query) {
         use datafusion::sql::sqlparser::ast::{SelectItem, SetExpr};
         let SetExpr::Select(sel) = q.body.as_mut() else { return };
-        let outer = Self::relations(&sel.from);
+        let outer = relations(&sel.from);
         for item in sel.projection.iter_mut() {
             let (SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. }) = item else { continue };
             let _ = datafusion::sql::sqlparser::ast::visit_expressions_mut(e, |x| {
@@ -235,7 +245,7 @@ impl SubqueryAsAggregate {
         let (_, y) = ThreeValuedIn::simple(q)?;
         let of = |item: Expr| Expr::Subquery(Box::new(Self::with_item(q, item)));
         let x = Expr::Nested(x.clone());
-        let cmp = |l: Expr, op: BinaryOperator, r: Expr| Expr::BinaryOp { left: Box::new(l), op, right: Box::new(r) };
+        let cmp = binary;
         let min = || of(call("min", vec![y.clone()], false, None));
         let max = || of(call("max", vec![y.clone()], false, None));
         let differs = || {
@@ -266,7 +276,7 @@ impl SubqueryAsAggregate {
     ) -> Expr {
         use BinaryOperator::{Eq, Lt};
         let of = |item: Expr| Expr::Subquery(Box::new(Self::with_item(q, item)));
-        let cmp = |l: Expr, op: BinaryOperator, r: Expr| Expr::BinaryOp { left: Box::new(l), op, right: Box::new(r) };
+        let cmp = binary;
         let zero = Expr::value(datafusion::sql::sqlparser::ast::Value::Number("0".into(), false));
         let boolean = |b: bool| Expr::value(datafusion::sql::sqlparser::ast::Value::Boolean(b));
         let null = || Expr::value(datafusion::sql::sqlparser::ast::Value::Null);
@@ -285,22 +295,6 @@ impl SubqueryAsAggregate {
         }))
     }
 
-    /// The names the relations of a FROM clause go by (alias, else the
-    /// table's name), as written.
-    fn relations(from: &[datafusion::sql::sqlparser::ast::TableWithJoins]) -> Vec<Ident> {
-        use datafusion::sql::sqlparser::ast::TableFactor;
-        from.iter()
-            .flat_map(|t| std::iter::once(&t.relation).chain(t.joins.iter().map(|j| &j.relation)))
-            .filter_map(|t| match t {
-                TableFactor::Table { alias: Some(a), .. } | TableFactor::Derived { alias: Some(a), .. } => {
-                    Some(a.name.clone())
-                }
-                TableFactor::Table { name, .. } => name.0.last().and_then(|p| p.as_ident()).cloned(),
-                _ => None,
-            })
-            .collect()
-    }
-
     /// `x` with every column qualified by the outer query's relation, when
     /// no name of `x` can be taken for one of the subquery's own: each
     /// column is qualified already or the outer query reads one relation
@@ -311,6 +305,8 @@ impl SubqueryAsAggregate {
         let mut safe = !aggregates_here(&x);
         let _ = datafusion::sql::sqlparser::ast::visit_expressions_mut(&mut x, |e| {
             match e {
+                // A user or system variable is no column.
+                Expr::Identifier(i) if i.value.starts_with('@') => {}
                 Expr::Identifier(i) => match outer {
                     [r] if !inner.contains(&r.value.to_ascii_lowercase()) => {
                         *e = Expr::CompoundIdentifier(vec![r.clone(), i.clone()]);
@@ -359,42 +355,35 @@ impl SubqueryAsAggregate {
             return None;
         }
         let (sel, y) = ThreeValuedIn::simple(q)?;
-        let inner = relation_names(&sel.from);
-        let text = match Self::outer_only(x, outer, &inner) {
+        let nested = |e: Expr| Expr::Nested(Box::new(e));
+        let matching = match Self::outer_only(x, outer, &relation_names(&sel.from)) {
             Some(x) => {
-                let mut matching = q.clone();
+                let equal = binary(nested(y.clone()), BinaryOperator::Eq, nested(x));
+                let mut matching = Self::with_item(q, count_of(None));
                 if let SetExpr::Select(sel) = matching.body.as_mut() {
-                    let w = sel.selection.take().map(|w| format!("({w}) AND ")).unwrap_or_default();
-                    let condition = format!("{w}({y}) = ({x})");
-                    sel.selection = datafusion::sql::sqlparser::parser::Parser::new(
-                        &datafusion::sql::sqlparser::dialect::MySqlDialect {},
-                    )
-                    .try_with_sql(&condition)
-                    .and_then(|mut p| p.parse_expr())
-                    .ok();
-                    sel.selection.as_ref()?;
-                    sel.projection = vec![SelectItem::UnnamedExpr(count_of(None))];
+                    sel.selection = Some(match sel.selection.take() {
+                        Some(w) => binary(nested(w), BinaryOperator::And, equal),
+                        None => equal,
+                    });
                 }
-                matching.to_string()
+                Box::new(matching)
             }
             None => {
                 let mut values = q.clone();
                 if let SetExpr::Select(sel) = values.body.as_mut() {
                     sel.projection = vec![SelectItem::ExprWithAlias { expr: y.clone(), alias: Ident::new("__cn_v") }];
                 }
-                format!("SELECT COUNT(*) FROM ({values}) AS __cn_in WHERE __cn_in.__cn_v = ({x})")
+                let text = format!("SELECT COUNT(*) FROM ({values}) AS __cn_in WHERE __cn_in.__cn_v = ({x})");
+                let parsed = datafusion::sql::sqlparser::parser::Parser::parse_sql(
+                    &datafusion::sql::sqlparser::dialect::MySqlDialect {},
+                    &text,
+                );
+                let Ok(Some(Statement::Query(matching))) = parsed.map(|mut v| v.pop()) else { return None };
+                matching
             }
         };
-        let parsed = datafusion::sql::sqlparser::parser::Parser::parse_sql(
-            &datafusion::sql::sqlparser::dialect::MySqlDialect {},
-            &text,
-        );
-        let Ok(Some(Statement::Query(matching))) = parsed.map(|mut v| v.pop()) else { return None };
-        let member = Expr::BinaryOp {
-            left: Box::new(Expr::Subquery(matching)),
-            op: BinaryOperator::Gt,
-            right: Box::new(Expr::value(datafusion::sql::sqlparser::ast::Value::Number("0".into(), false))),
-        };
+        let zero = Expr::value(datafusion::sql::sqlparser::ast::Value::Number("0".into(), false));
+        let member = binary(Expr::Subquery(matching), BinaryOperator::Gt, zero);
         let x = Expr::Nested(Box::new(x.clone()));
         let case = Self::quantified_case(&x, q, &y, member, false);
         Some(if negated { Expr::UnaryOp { op: UnaryOperator::Not, expr: Box::new(case) } } else { case })

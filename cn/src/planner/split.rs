@@ -83,8 +83,9 @@ pub const COMMENT_VERSION: u32 = 80035;
 
 /// `sql` with MySQL's executable comments opened: `/*! body */` and
 /// `/*!NNNNN body */` become ` body ` when the version `NNNNN` (MySQL's
-/// `Mmmrr`, or MariaDB's six digits `Mmmmrr`, always above ours) is at most
-/// [`COMMENT_VERSION`], and are dropped otherwise; MariaDB's own `/*M!…*/`
+/// five digits `Mmmrr`; MariaDB's six, `100616` = 10.6.16, are above any
+/// MySQL 8) is at most [`COMMENT_VERSION`], and are dropped otherwise;
+/// MariaDB's own `/*M!…*/`
 /// comments are dropped, as MySQL ignores them (MySQL manual, "Comments").
 /// A dump made by `mysqldump` or `mariadb-dump` wraps its session settings
 /// (`/*!40101 SET NAMES utf8mb4 */`, `/*!40000 ALTER TABLE t DISABLE KEYS
@@ -100,6 +101,8 @@ pub fn open_executable_comments(sql: &str) -> Option<String> {
     while i < b.len() {
         match b[i] {
             b'\'' | b'"' | b'`' => i = skip_quoted(b, i),
+            b'#' => i = sql[i..].find('\n').map_or(b.len(), |n| i + n),
+            b'-' if b.get(i + 1) == Some(&b'-') => i = sql[i..].find('\n').map_or(b.len(), |n| i + n),
             b'/' if b.get(i + 1) == Some(&b'*') => {
                 let mariadb = b.get(i + 2) == Some(&b'M') && b.get(i + 3) == Some(&b'!');
                 let executable = b.get(i + 2) == Some(&b'!');
@@ -124,6 +127,17 @@ pub fn open_executable_comments(sql: &str) -> Option<String> {
     }
     out.push_str(&sql[copied.min(sql.len())..]);
     Some(out)
+}
+
+/// MySQL's hex literal of `bytes`: `X'00FF'`.
+pub fn hex_literal(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(bytes.len() * 2 + 3);
+    s.push_str("X'");
+    for c in bytes {
+        s.push_str(&format!("{c:02X}"));
+    }
+    s.push('\'');
+    s
 }
 
 /// The text of a query whose bytes are not all UTF-8 (`mariadb-dump`
@@ -177,11 +191,7 @@ pub fn binary_literals_as_hex(b: &[u8]) -> Result<String, String> {
                 let end = j.min(b.len() - 1);
                 if std::str::from_utf8(&b[i..=end]).is_err() {
                     out.push_str(&text(&b[copied..i])?);
-                    out.push_str("X'");
-                    for c in &bytes {
-                        out.push_str(&format!("{c:02X}"));
-                    }
-                    out.push('\'');
+                    out.push_str(&hex_literal(&bytes));
                     copied = end + 1;
                 }
                 i = end;
@@ -224,6 +234,7 @@ mod tests {
             open("SELECT '/*!40101 x */', 2 /* /*!1 */").as_deref(),
             Some("SELECT '/*!40101 x */', 2 /* /*!1 */")
         );
+        assert_eq!(open("SELECT 1 -- /*!40101 x */\n").as_deref(), Some("SELECT 1 -- /*!40101 x */"));
         assert_eq!(open("SELECT 1"), None);
     }
 

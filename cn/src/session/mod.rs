@@ -283,10 +283,6 @@ impl Session {
         }
     }
 
-    /// SAVEPOINT name, ROLLBACK [WORK] TO [SAVEPOINT] name, RELEASE
-    /// SAVEPOINT name (`verb` is the first word, upper-case). Outside a
-    /// transaction SAVEPOINT does nothing (autocommit) or begins one
-    /// (autocommit off), and the other two fail with 1305, as in MySQL.
     /// The SQL text a SET assigns for `value`: a variable's value where
     /// `value` names one (`SET @old = @@time_zone`, `SET time_zone =
     /// @old`, as dumps save and restore their settings), as a literal;
@@ -324,6 +320,10 @@ impl Session {
         }
     }
 
+    /// SAVEPOINT name, ROLLBACK [WORK] TO [SAVEPOINT] name, RELEASE
+    /// SAVEPOINT name (`verb` is the first word, upper-case). Outside a
+    /// transaction SAVEPOINT does nothing (autocommit) or begins one
+    /// (autocommit off), and the other two fail with 1305, as in MySQL.
     async fn savepoint_statement(&mut self, verb: &str, sql: &str) -> Result<()> {
         let name = sql.trim().trim_end_matches(';').split_whitespace().last().unwrap_or("");
         let name = crate::txn::savepoint_name(name)?;
@@ -1310,6 +1310,20 @@ fn name_select_items(q: &mut Query) {
     }
 }
 
+/// Whether `e` reads a user variable (`@v`; its column is named so, not
+/// by the value put in its place).
+fn mentions_user_variable(e: &Expr) -> bool {
+    let mut found = false;
+    let _ = datafusion::sql::sqlparser::ast::visit_expressions(e, |x| {
+        if matches!(x, Expr::Identifier(i) if i.value.starts_with('@')) {
+            found = true;
+            return ControlFlow::Break(());
+        }
+        ControlFlow::Continue(())
+    });
+    found
+}
+
 /// Takes the outer SELECT's modifiers that change no answer off `q`:
 /// `SQL_NO_CACHE` (`mysqldump` sends `SELECT /*!40001 SQL_NO_CACHE */ *`;
 /// MariaDB refuses it where the CN makes the query a derived table, 1234),
@@ -1356,7 +1370,8 @@ fn name_session_items(q: &mut Query) {
             if let SelectItem::UnnamedExpr(e) = item {
                 let text = e.to_string();
                 let lower = text.to_ascii_lowercase();
-                if lower.contains('@')
+                if lower.contains("@@")
+                    || mentions_user_variable(e)
                     || [
                         "database()",
                         "schema()",
