@@ -432,17 +432,16 @@ impl Session {
                 }
                 return sink.ok(0, 0, "").await;
             }
-            ["ALTER", "TABLE", ..] if Self::alter_keys(sql).is_some() => {
-                // `ALTER TABLE t DISABLE KEYS` (dumps): what InnoDB answers.
-                let table = Self::alter_keys(sql).unwrap_or_default();
-                self.warnings.push((
-                    "Note".into(),
-                    code::ER_ILLEGAL_HA,
-                    format!("Storage engine InnoDB of the table `{table}` doesn't have this option"),
-                ));
-                return sink.ok(0, 0, "").await;
-            }
             ["ALTER", "TABLE", ..] => {
+                if let Some(table) = Self::alter_keys(sql) {
+                    // `ALTER TABLE t DISABLE KEYS` (dumps): what InnoDB answers.
+                    self.warnings.push((
+                        "Note".into(),
+                        code::ER_ILLEGAL_HA,
+                        format!("Storage engine InnoDB of the table `{table}` doesn't have this option"),
+                    ));
+                    return sink.ok(0, 0, "").await;
+                }
                 self.commit().await?;
                 if crate::gsi::ddl::alter_table_statement(self, sql, sink).await? {
                     return Ok(());
@@ -1201,12 +1200,7 @@ impl Drop for Session {
 
 /// Variables SET accepts without reporting them (drivers set these).
 const KNOWN_SETTABLE: &[&str] = &[
-    "sql_safe_updates",
-    "foreign_key_checks",
-    "unique_checks",
-    "sql_notes",
     "names",
-    "sql_quote_show_create",
     "session_track_schema",
     "session_track_system_variables",
     "session_track_state_change",
