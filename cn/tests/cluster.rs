@@ -1372,6 +1372,51 @@ fn mysql_functions_in_statements_planned_across_shards_match_mariadb() {
     });
 }
 
+#[test]
+fn result_columns_are_named_as_mariadb_names_them() {
+    block_on(async {
+        let mut c = fresh_db("t_names").await;
+        let create = "CREATE TABLE t (id INT PRIMARY KEY, g INT, s VARCHAR(20), x DECIMAL(6,2))";
+        c.query_drop(format!("{create} PARTITION BY KEY(id) PARTITIONS 4")).await.unwrap();
+        let rows = "(1, 1, 'Mail', 2.50), (2, 1, 'air', -1.00), (3, 2, NULL, 0), (4, 2, 'SHIP', NULL)";
+        c.query_drop(format!("INSERT INTO t VALUES {rows}")).await.unwrap();
+        let mut reference = reference_db("names_reference").await;
+        reference.query_drop(create).await.unwrap();
+        reference.query_drop(format!("INSERT INTO t VALUES {rows}")).await.unwrap();
+        // Unaliased computed items are named by their text as typed
+        // (spaces, case, comments inside), on one shard, across shards,
+        // gathered, in DataFusion, the first SELECT of a UNION, and from
+        // the plan cache (each query runs twice).
+        for q in [
+            "SELECT id+1, g  *  2, UPPER( s ) FROM t WHERE id = 1",
+            "SELECT s, x*2 + 1, CONCAT(s,'-') FROM t WHERE id = 2",
+            "SELECT lower(s), id /* one */ + 1 FROM t WHERE id = 4",
+            "SELECT id+1, g  *  2 FROM t WHERE id IN (1, 2) ORDER BY id",
+            "SELECT g, count(*), SUM(x)/COUNT( * ) FROM t GROUP BY g ORDER BY g",
+            "SELECT g, count(*)+0 FROM t GROUP BY g ORDER BY count(*)+0, g",
+            "SELECT *, id+1 FROM t ORDER BY id",
+            "SELECT id+1 FROM t UNION SELECT g FROM t ORDER BY 1",
+            "SELECT 1+1, 'abc', -  3, + 4, 1.50, NULL, true, N'n', _utf8mb4'z', _binary'b'",
+            "SELECT EXISTS(SELECT 1 FROM t) , 0x41, b'1', x'42', _utf8mb4'z', N'n', concat(_latin1'a', s) \
+             FROM t WHERE id > 0 ORDER BY id LIMIT 1",
+            "WITH c AS (SELECT g FROM t) SELECT g*10 FROM c ORDER BY 1",
+        ] {
+            for _ in 0..2 {
+                let (ours, theirs) = (result_text(&mut c, q).await, result_text(&mut reference, q).await);
+                assert_eq!(ours, theirs, "{q}");
+                assert!(!ours.starts_with("error"), "{q}: {ours}");
+            }
+        }
+        // A point query whose computed item has no literal stays cached.
+        let q = "SELECT UPPER( s ) FROM t WHERE id = 2";
+        assert_eq!(result_text(&mut c, q).await, result_text(&mut reference, q).await);
+        let h = plan_cache_counter(&mut c, "hits").await;
+        assert_eq!(result_text(&mut c, q).await, result_text(&mut reference, q).await);
+        assert_eq!(plan_cache_counter(&mut c, "hits").await - h, 1);
+        reference.query_drop("DROP DATABASE names_reference").await.unwrap();
+    });
+}
+
 /// `Cn_plan_cache_hits` / `_misses` of the CN.
 async fn plan_cache_counter(c: &mut mysql_async::Conn, name: &str) -> u64 {
     let (_, v): (String, u64) =

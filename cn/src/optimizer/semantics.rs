@@ -29,7 +29,7 @@ use crate::planner::column_ref;
 use datafusion::sql::sqlparser::ast::helpers::attached_token::AttachedToken;
 use datafusion::sql::sqlparser::ast::{
     BinaryOperator, CastKind, DataType, DuplicateTreatment, Expr, Function, FunctionArg, FunctionArgExpr,
-    FunctionArgumentClause, FunctionArgumentList, FunctionArguments, Ident, ObjectName, UnaryOperator, VisitMut,
+    FunctionArgumentClause, FunctionArgumentList, FunctionArguments, Ident, ObjectName, UnaryOperator, Value, VisitMut,
     VisitorMut,
 };
 use std::ops::ControlFlow;
@@ -277,9 +277,9 @@ impl SubqueryAsAggregate {
         use BinaryOperator::{Eq, Lt};
         let of = |item: Expr| Expr::Subquery(Box::new(Self::with_item(q, item)));
         let cmp = binary;
-        let zero = Expr::value(datafusion::sql::sqlparser::ast::Value::Number("0".into(), false));
-        let boolean = |b: bool| Expr::value(datafusion::sql::sqlparser::ast::Value::Boolean(b));
-        let null = || Expr::value(datafusion::sql::sqlparser::ast::Value::Null);
+        let zero = Expr::value(Value::Number("0".into(), false));
+        let boolean = |b: bool| Expr::value(Value::Boolean(b));
+        let null = || Expr::value(Value::Null);
         let when = |condition: Expr, result: Expr| datafusion::sql::sqlparser::ast::CaseWhen { condition, result };
         Expr::Nested(Box::new(Expr::Case {
             case_token: AttachedToken::empty(),
@@ -382,7 +382,7 @@ impl SubqueryAsAggregate {
                 matching
             }
         };
-        let zero = Expr::value(datafusion::sql::sqlparser::ast::Value::Number("0".into(), false));
+        let zero = Expr::value(Value::Number("0".into(), false));
         let member = binary(Expr::Subquery(matching), BinaryOperator::Gt, zero);
         let x = Expr::Nested(Box::new(x.clone()));
         let case = Self::quantified_case(&x, q, &y, member, false);
@@ -507,7 +507,7 @@ impl ThreeValuedIn {
         Expr::BinaryOp {
             left: Box::new(Expr::Subquery(Box::new(SubqueryAsAggregate::with_item(q, item)))),
             op: BinaryOperator::Gt,
-            right: Box::new(Expr::value(datafusion::sql::sqlparser::ast::Value::Number("0".into(), false))),
+            right: Box::new(Expr::value(Value::Number("0".into(), false))),
         }
     }
 }
@@ -575,17 +575,14 @@ impl VisitorMut for ThreeValuedIn {
             op: BinaryOperator::Or,
             right: Box::new(null_row),
         };
-        let boolean = |b: bool| Expr::value(datafusion::sql::sqlparser::ast::Value::Boolean(b));
+        let boolean = |b: bool| Expr::value(Value::Boolean(b));
         let case = Expr::Case {
             case_token: AttachedToken::empty(),
             end_token: AttachedToken::empty(),
             operand: None,
             conditions: vec![
                 datafusion::sql::sqlparser::ast::CaseWhen { condition: member, result: boolean(true) },
-                datafusion::sql::sqlparser::ast::CaseWhen {
-                    condition: unknown,
-                    result: Expr::value(datafusion::sql::sqlparser::ast::Value::Null),
-                },
+                datafusion::sql::sqlparser::ast::CaseWhen { condition: unknown, result: Expr::value(Value::Null) },
             ],
             else_result: Some(Box::new(boolean(false))),
         };
@@ -890,7 +887,7 @@ impl IntegerPredicates {
                 *e = Expr::Nested(Box::new(Expr::BinaryOp {
                     left: Box::new(e.clone()),
                     op: BinaryOperator::NotEq,
-                    right: Box::new(Expr::value(datafusion::sql::sqlparser::ast::Value::Number("0".into(), false))),
+                    right: Box::new(Expr::value(Value::Number("0".into(), false))),
                 }));
             }
             _ => {}
@@ -966,7 +963,7 @@ const POSTFIX_PRECEDENCE: u8 = 3;
 
 /// A placeholder for the operand a postfix predicate applies to.
 fn hole() -> Box<Expr> {
-    Box::new(Expr::value(datafusion::sql::sqlparser::ast::Value::Null))
+    Box::new(Expr::value(Value::Null))
 }
 
 /// The items of a tree of handled operators, in text order; `false` when
@@ -1094,7 +1091,7 @@ impl VisitorMut for TimestampdiffUnit {
                 _ => return ControlFlow::Continue(()),
             };
             if crate::executor::functions::TIMESTAMPDIFF_UNITS.contains(&u.as_str()) {
-                *unit = Expr::Value(datafusion::sql::sqlparser::ast::Value::SingleQuotedString(u).into());
+                *unit = Expr::Value(Value::SingleQuotedString(u).into());
             }
         }
         ControlFlow::Continue(())
@@ -1132,7 +1129,7 @@ fn null_if_any_null(args: &[&Expr], value: Expr) -> Expr {
         operand: None,
         conditions: vec![datafusion::sql::sqlparser::ast::CaseWhen {
             condition: any_null,
-            result: Expr::value(datafusion::sql::sqlparser::ast::Value::Null),
+            result: Expr::value(Value::Null),
         }],
         else_result: Some(Box::new(value)),
     }
@@ -1208,7 +1205,7 @@ fn count_distinct_rewrite(f: &Function) -> Option<Expr> {
     let mut parts = Vec::new();
     for (i, a) in args.iter().enumerate() {
         if i > 0 {
-            parts.push(Expr::value(datafusion::sql::sqlparser::ast::Value::SingleQuotedString("\u{1}".into())));
+            parts.push(Expr::value(Value::SingleQuotedString("\u{1}".into())));
         }
         parts.push(text(a));
     }
@@ -1260,7 +1257,7 @@ fn group_concat_rewrite(f: &Function) -> Option<Expr> {
     if values.is_empty() {
         return None;
     }
-    let text = |s: String| Expr::Value(datafusion::sql::sqlparser::ast::Value::SingleQuotedString(s).into());
+    let text = |s: String| Expr::Value(Value::SingleQuotedString(s).into());
     let mut separator = text(",".into());
     let distinct = matches!(list.duplicate_treatment, Some(DuplicateTreatment::Distinct));
     let mut spec = String::from(if distinct { "D" } else { "-" });
@@ -1317,7 +1314,7 @@ fn mysql_function_rewrite(f: &Function) -> Option<Expr> {
             let op = if name == "date_add" || name == "adddate" { BinaryOperator::Plus } else { BinaryOperator::Minus };
             let d = match d {
                 Expr::Value(v) => match &v.value {
-                    datafusion::sql::sqlparser::ast::Value::SingleQuotedString(s) => Expr::Cast {
+                    Value::SingleQuotedString(s) => Expr::Cast {
                         kind: CastKind::Cast,
                         expr: Box::new((*d).clone()),
                         data_type: if s.trim().len() <= 10 {
@@ -1417,6 +1414,22 @@ fn mysql_function_rewrite(f: &Function) -> Option<Expr> {
     }
 }
 
+/// `b'101'` as `X'05'`: the bits, padded on the left to whole bytes
+/// (MySQL's bit-value literal; `b''` is the empty string). `None` when
+/// `bits` holds anything but `0` and `1`.
+fn bit_literal_as_hex(bits: &str) -> Option<Expr> {
+    if !bits.bytes().all(|c| c == b'0' || c == b'1') {
+        return None;
+    }
+    let padded = format!("{}{bits}", "0".repeat((8 - bits.len() % 8) % 8));
+    let hex: String = padded
+        .as_bytes()
+        .chunks(8)
+        .map(|byte| format!("{:02X}", byte.iter().fold(0u8, |acc, &b| (acc << 1) | (b - b'0'))))
+        .collect();
+    Some(Expr::Value(Value::HexStringLiteral(hex).into()))
+}
+
 impl VisitorMut for Rewriter {
     type Break = ();
     fn post_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
@@ -1427,6 +1440,31 @@ impl VisitorMut for Rewriter {
             Expr::BinaryOp { left, op: BinaryOperator::MyIntegerDivide, right } => {
                 Some(call(MysqlIntDiv::NAME, vec![(**left).clone(), (**right).clone()], false, None))
             }
+            // MySQL's bit-value literal `b'101'`: the same bytes as a
+            // hexadecimal literal (DataFusion plans those, not these).
+            Expr::Value(v) => match &v.value {
+                Value::SingleQuotedByteStringLiteral(bits) => bit_literal_as_hex(bits),
+                // `N'…'`: the national character set is utf8 (utf8mb4 here).
+                Value::NationalStringLiteral(s) => Some(Expr::value(Value::SingleQuotedString(s.clone()))),
+                _ => None,
+            },
+            // A character set introducer (`_utf8mb4'z'`): the CN's strings
+            // are all utf8mb4; `_binary'…'` gives the bytes.
+            Expr::Prefixed { prefix, value } if prefix.value.starts_with('_') => match value.as_ref() {
+                Expr::Value(v) => match &v.value {
+                    Value::SingleQuotedString(s) | Value::DoubleQuotedString(s)
+                        if prefix.value.eq_ignore_ascii_case("_binary") =>
+                    {
+                        let hex: String = s.bytes().map(|b| format!("{b:02X}")).collect();
+                        Some(Expr::Value(Value::HexStringLiteral(hex).into()))
+                    }
+                    Value::SingleQuotedString(_) | Value::DoubleQuotedString(_) | Value::HexStringLiteral(_) => {
+                        Some((**value).clone())
+                    }
+                    _ => None,
+                },
+                _ => None,
+            },
             // MySQL's unary plus does nothing, to any type; DataFusion's
             // accepts only numbers (`+ col` of a VARCHAR failed).
             Expr::UnaryOp { op: UnaryOperator::Plus, expr } => Some((**expr).clone()),
@@ -1478,6 +1516,16 @@ mod tests {
     use super::*;
     use datafusion::sql::sqlparser::dialect::MySqlDialect;
     use datafusion::sql::sqlparser::parser::Parser;
+
+    #[test]
+    fn bit_literals_become_hexadecimal_ones() {
+        let hex = |bits| bit_literal_as_hex(bits).map(|e| e.to_string());
+        assert_eq!(hex("1").as_deref(), Some("X'01'"));
+        assert_eq!(hex("0100000101000010").as_deref(), Some("X'4142'"));
+        assert_eq!(hex("101000001").as_deref(), Some("X'0141'"));
+        assert_eq!(hex("").as_deref(), Some("X''"));
+        assert_eq!(hex("12"), None);
+    }
 
     #[test]
     fn div_binds_like_multiplication() {

@@ -3,6 +3,7 @@
 
 pub mod gather;
 pub mod locking;
+pub mod names;
 pub mod plan_cache;
 pub mod rollup;
 pub mod split;

@@ -23,7 +23,7 @@
 use crate::catalog::{CatalogSnapshot, TableDef};
 use crate::planner::{column_ref, name_physical, resolve_name};
 use datafusion::sql::sqlparser::ast::{
-    visit_relations, BinaryOperator, Expr, Query, SetExpr, Statement, TableFactor, Value,
+    visit_relations, BinaryOperator, Expr, Query, SelectItem, SetExpr, Statement, TableFactor, Value,
 };
 use datafusion::sql::sqlparser::dialect::MySqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -277,7 +277,10 @@ fn point_plan(
     unchanged_by_session: impl FnOnce(&Query) -> bool,
 ) -> Option<PointPlan> {
     let mut stmts = Parser::parse_sql(&MySqlDialect {}, text).ok()?;
-    let Some(Statement::Query(q)) = stmts.pop() else { return None };
+    let Some(Statement::Query(mut q)) = stmts.pop() else { return None };
+    // Computed items named by their text; an item with a literal is named
+    // by each execution's own literal, which the template cannot splice.
+    crate::planner::names::name_as_typed(&mut q, text);
     if !stmts.is_empty() || q.with.is_some() || !q.locks.is_empty() || q.for_clause.is_some() {
         return None;
     }
@@ -287,6 +290,10 @@ fn point_plan(
         ControlFlow::<()>::Continue(())
     });
     let SetExpr::Select(sel) = q.body.as_ref() else { return None };
+    if sel.projection.iter().any(|i| matches!(i, SelectItem::ExprWithAlias { alias, .. } if alias.value.contains('?')))
+    {
+        return None;
+    }
     // SQL_CALC_FOUND_ROWS and the other modifiers take the planner's way.
     if relations != 1
         || sel.from.len() != 1

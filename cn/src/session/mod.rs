@@ -491,7 +491,8 @@ impl Session {
             planner::rollup::restore(&mut stmt).map_err(CnError::parse)?;
         }
         match stmt {
-            Statement::Query(q) => {
+            Statement::Query(mut q) => {
+                planner::names::name_as_typed(&mut q, sql);
                 self.implicit_begin().await?;
                 self.select(*q, sink).await
             }
@@ -1267,15 +1268,17 @@ pub fn column_from_dn(c: &mysql_async::Column) -> ColumnDef {
     }
 }
 
-/// Gives every computed select item of the outer query an alias equal to
-/// its text, so result columns are named as MySQL names them. MySQL allows
+/// Gives every computed select item of the outer query (of its first
+/// SELECT, for a set operation) still unnamed an alias equal to its text
+/// as printed (those the client typed were named so already:
+/// [`planner::names::name_as_typed`]). MySQL allows
 /// two result columns of one name (`SELECT id, id`, `SELECT *, id`);
 /// DataFusion does not, so a repeated name gets a unique alias that
 /// [`crate::executor::convert::column_def`] shows without its suffix
 /// ([`crate::executor::convert::DUPLICATE_NAME_MARK`]).
 fn name_select_items(q: &mut Query) {
     use crate::executor::convert::DUPLICATE_NAME_MARK;
-    if let SetExpr::Select(sel) = q.body.as_mut() {
+    if let Some(sel) = planner::names::naming_select(&mut q.body) {
         let wildcard =
             sel.projection.iter().any(|i| matches!(i, SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..)));
         let mut seen = std::collections::HashSet::new();
