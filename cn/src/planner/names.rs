@@ -180,10 +180,10 @@ pub fn select_item_texts(sql: &str) -> Option<Vec<&str>> {
 }
 
 /// The name MySQL gives item `e` (without alias) typed as `typed`, when
-/// the CN's own naming would differ: its text as typed, but for a column
-/// (named by the column), a string (by its value; the CN's naming agrees
-/// unless it has an introducer or is `N'…'`), NULL, TRUE, FALSE (named in
-/// capitals) and `+x` (named as `x`).
+/// the CN's own naming may differ: its text as typed, but for a column
+/// (named by the column: `None`), a string (by its value, also with an
+/// introducer or as `N'…'`), NULL, TRUE, FALSE (named in capitals: `None`)
+/// and `+x` (named as `x`: `None`).
 fn mysql_name(e: &Expr, typed: &str) -> Option<String> {
     let string = |v: &Value| match v {
         Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) | Value::NationalStringLiteral(s) => {
@@ -195,8 +195,9 @@ fn mysql_name(e: &Expr, typed: &str) -> Option<String> {
         Expr::Identifier(_) | Expr::CompoundIdentifier(_) => None,
         Expr::UnaryOp { op: UnaryOperator::Plus, .. } => None,
         Expr::Value(v) => match &v.value {
-            Value::SingleQuotedString(_) | Value::DoubleQuotedString(_) => None,
-            Value::NationalStringLiteral(s) => Some(s.clone()),
+            Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) | Value::NationalStringLiteral(s) => {
+                Some(s.clone())
+            }
             // The plan cache's stand-in for a literal (named as it is).
             Value::Null | Value::Boolean(_) | Value::Placeholder(_) => None,
             _ => Some(typed.to_string()),
@@ -206,6 +207,18 @@ fn mysql_name(e: &Expr, typed: &str) -> Option<String> {
             _ => Some(typed.to_string()),
         },
         _ => Some(typed.to_string()),
+    }
+}
+
+/// The name of item `e` without alias where its typed text is not known:
+/// a string's value, else `e` as printed.
+pub fn printed_name(e: &Expr) -> String {
+    match e {
+        Expr::Value(v) => match &v.value {
+            Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) | Value::NationalStringLiteral(s) => s.clone(),
+            _ => e.to_string(),
+        },
+        _ => e.to_string(),
     }
 }
 
@@ -281,7 +294,7 @@ mod tests {
     fn computed_items_get_their_text_as_alias() {
         assert_eq!(
             named("SELECT id+1, id, t.g, 'a', NULL, +4, -3, COUNT( * ) FROM t"),
-            "SELECT id + 1 AS `id+1`, id, t.g, 'a', NULL, +4, -3 AS `-3`, COUNT(*) AS `COUNT( * )` FROM t"
+            "SELECT id + 1 AS `id+1`, id, t.g, 'a' AS `a`, NULL, +4, -3 AS `-3`, COUNT(*) AS `COUNT( * )` FROM t"
         );
         assert_eq!(named("SELECT a+1 AS x, a+2 y FROM t"), "SELECT a + 1 AS x, a + 2 AS y FROM t");
         assert_eq!(

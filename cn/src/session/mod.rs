@@ -1288,7 +1288,7 @@ fn name_select_items(q: &mut Query) {
                     let name = match &*e {
                         Expr::Identifier(i) => i.value.clone(),
                         Expr::CompoundIdentifier(parts) => parts.last().map(|i| i.value.clone()).unwrap_or_default(),
-                        other => other.to_string(),
+                        other => planner::names::printed_name(other),
                     };
                     (e.clone(), name)
                 }
