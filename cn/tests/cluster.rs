@@ -1417,6 +1417,61 @@ fn result_columns_are_named_as_mariadb_names_them() {
     });
 }
 
+#[test]
+fn temporal_values_become_mysql_text_in_the_cn() {
+    block_on(async {
+        let mut c = fresh_db("t_temporal_text").await;
+        let create = "CREATE TABLE tm (id INT PRIMARY KEY, g INT, t TIME, dt DATETIME)";
+        c.query_drop(format!("{create} PARTITION BY KEY(id) PARTITIONS 4")).await.unwrap();
+        let rows = "(1, 1, '10:00:00', '2000-01-01 10:00:00'), (2, 1, '-01:30:00', '2001-01-01 00:00:00'), \
+                    (3, 2, '838:59:59', NULL), (4, 3, '00:00:01.5', '1999-12-31 23:59:59')";
+        c.query_drop(format!("INSERT INTO tm VALUES {rows}")).await.unwrap();
+        let mut reference = reference_db("temporal_text_reference").await;
+        reference.query_drop(create).await.unwrap();
+        reference.query_drop(format!("INSERT INTO tm VALUES {rows}")).await.unwrap();
+        for q in [
+            // A string function over a TIME / DATETIME the CN computes
+            // (TIME past 24 hours or below zero failed Arrow's cast).
+            "SELECT g, CONCAT(MIN(t), '|'), CONCAT(MAX(t), '|'), CONCAT(MAX(dt), '|'), CONCAT(DATE(MAX(dt)), '|') \
+             FROM tm GROUP BY g ORDER BY g",
+            "SELECT g, CONCAT(MAX(t) > '00:00:00', '') FROM tm GROUP BY g ORDER BY g",
+            // UNION of a temporal and a string column: a string (DataFusion
+            // cast the string to the temporal type and failed).
+            "SELECT t FROM tm UNION SELECT 'x' ORDER BY 1",
+            "SELECT 'x' UNION ALL SELECT t FROM tm ORDER BY 1",
+            "SELECT dt, t FROM tm UNION SELECT 'never', t FROM tm ORDER BY 1, 2",
+        ] {
+            let (ours, theirs) = (result_text(&mut c, q).await, result_text(&mut reference, q).await);
+            assert_eq!(ours, theirs, "{q}");
+            assert!(!ours.starts_with("error"), "{q}: {ours}");
+        }
+        // Fractional seconds shown with the column's precision, wherever
+        // the CN computes (aggregates, joins, UNION, CASE, COALESCE), and
+        // sent as the column's decimals.
+        let create = "CREATE TABLE tf (id INT PRIMARY KEY, g INT, t3 TIME(3), d2 DATETIME(2), d6 DATETIME(6), ts TIMESTAMP(1) NULL)";
+        c.query_drop(format!("{create} PARTITION BY KEY(id) PARTITIONS 4")).await.unwrap();
+        let rows = "(1, 1, '10:00:00.123', '2000-01-01 10:00:00.12', '2000-01-01 10:00:00', '2000-01-01 10:00:00.5'), \
+                    (2, 1, '-00:00:01.5', '2001-01-01 00:00:00.5', '2001-01-01 00:00:00.120000', NULL), \
+                    (3, 2, '838:59:59', NULL, '1999-12-31 23:59:59.999999', '2020-02-02 02:02:02')";
+        c.query_drop(format!("INSERT INTO tf VALUES {rows}")).await.unwrap();
+        reference.query_drop(create).await.unwrap();
+        reference.query_drop(format!("INSERT INTO tf VALUES {rows}")).await.unwrap();
+        for q in [
+            "SELECT g, MAX(t3), MIN(t3), MAX(d2), MIN(d6), MAX(ts) FROM tf GROUP BY g ORDER BY g",
+            "SELECT a.id, a.t3, b.d2, a.d6 FROM tf a JOIN tf b ON a.g = b.id ORDER BY 1",
+            "SELECT d2 FROM tf UNION SELECT d6 FROM tf ORDER BY 1",
+            "SELECT COALESCE(d2, d6), CASE WHEN id > 1 THEN t3 END, IFNULL(t3, t3) FROM tf ORDER BY id",
+        ] {
+            let (ours, theirs) = (result_text(&mut c, q).await, result_text(&mut reference, q).await);
+            assert_eq!(ours, theirs, "{q}");
+            let decimals = |rows: Vec<Row>| -> Vec<u8> { rows[0].columns_ref().iter().map(|c| c.decimals()).collect() };
+            let (ours, theirs) = (c.query(q).await.unwrap(), reference.query(q).await.unwrap());
+            assert_eq!(decimals(ours), decimals(theirs), "{q}");
+        }
+        reference.query_drop("DROP DATABASE temporal_text_reference").await.unwrap();
+    });
+}
+
 /// `Cn_plan_cache_hits` / `_misses` of the CN.
 async fn plan_cache_counter(c: &mut mysql_async::Conn, name: &str) -> u64 {
     let (_, v): (String, u64) =

@@ -59,6 +59,23 @@ pub struct ColumnMeta {
     pub hidden: bool,
 }
 
+impl ColumnMeta {
+    /// The fractional seconds precision (0 to 6) of a TIME, DATETIME or
+    /// TIMESTAMP column (`time(3)`: 3); `None` for other types.
+    pub fn fsp(&self) -> Option<u8> {
+        match self.kind {
+            TypeKind::DateTime { fsp } => Some(fsp),
+            TypeKind::Time => Some(
+                self.sql_type
+                    .split_once('(')
+                    .and_then(|(_, n)| n.trim_end_matches(')').trim().parse::<u8>().ok())
+                    .map_or(0, |n| n.min(6)),
+            ),
+            _ => None,
+        }
+    }
+}
+
 /// How a table's rows are spread over partitions.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]

@@ -72,20 +72,28 @@ impl CiFunction {
 }
 
 /// Every string type arrives as Utf8.
-fn as_utf8(arg_types: &[DataType]) -> Result<Vec<DataType>> {
-    Ok(arg_types.iter().map(|_| DataType::Utf8).collect())
+/// The types a function reading its arguments as strings is planned
+/// with: `Utf8`, but for the types whose MySQL text is not Arrow's cast
+/// ([`crate::executor::convert::has_mysql_text`]), which [`utf8`] turns
+/// into text when it runs.
+pub(crate) fn as_utf8(arg_types: &[DataType]) -> Result<Vec<DataType>> {
+    use crate::executor::convert::has_mysql_text;
+    Ok(arg_types.iter().map(|t| if has_mysql_text(t) { t.clone() } else { DataType::Utf8 }).collect())
 }
 
 /// `a` as a `Utf8` array, for a function that reads its argument as one
 /// without DataFusion's coercion in between: the collation rule runs after
 /// type coercion, so an argument may still be a `Utf8View` or `LargeUtf8`
-/// (`MD5(x)`, `CAST(d AS CHAR)`) or not a string at all; those are cast
-/// (Arrow's string forms of other types), where reading them as `Utf8`
-/// would panic.
+/// (`MD5(x)`, `CAST(d AS CHAR)`) or not a string at all; those become
+/// their MySQL text ([`crate::executor::convert::mysql_text`]), where
+/// reading them as `Utf8` would panic.
 pub(crate) fn utf8(a: &ArrayRef) -> Result<std::borrow::Cow<'_, ArrayRef>> {
     Ok(match a.data_type() {
         DataType::Utf8 => std::borrow::Cow::Borrowed(a),
-        _ => std::borrow::Cow::Owned(datafusion::arrow::compute::cast(a, &DataType::Utf8)?),
+        _ => std::borrow::Cow::Owned(
+            crate::executor::convert::mysql_text(a)
+                .map_err(|e| datafusion::error::DataFusionError::Execution(e.to_string()))?,
+        ),
     })
 }
 

@@ -8,7 +8,7 @@ use crate::protocol::constants::{charset, flag, ty};
 use crate::protocol::resultset::{ColumnDef, TextRow};
 use chrono::{NaiveDate, NaiveDateTime};
 use datafusion::arrow::array::*;
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Fields, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use std::sync::Arc;
@@ -187,8 +187,46 @@ pub fn rows_to_batch(schema: &SchemaRef, rows: &[TextRow]) -> Result<RecordBatch
 /// Field metadata: the decimals a DOUBLE result column shows (MySQL's
 /// column `decimals`; its text values have exactly that many digits after
 /// the point), as MariaDB shows `STDDEV` of a DECIMAL(10,2) as
-/// `191.505770`. Absent: as many as the value needs.
+/// `191.505770`; for a TIME or DATETIME column its fractional seconds
+/// precision ([`with_fsp`]). Absent: as many as the value needs.
 pub const DECIMALS_KEY: &str = "mysql.decimals";
+
+/// `f` marked with fractional seconds precision `fsp` when it is a TIME
+/// or DATETIME column ([`crate::executor::fsp`]); else `f` as it is.
+pub fn with_fsp(f: &FieldRef, fsp: Option<u8>) -> FieldRef {
+    match (f.data_type(), fsp) {
+        (DataType::Timestamp(..) | DataType::Time64(_), Some(n)) => {
+            let mut meta = f.metadata().clone();
+            meta.insert(DECIMALS_KEY.to_string(), n.min(6).to_string());
+            Arc::new(f.as_ref().clone().with_metadata(meta))
+        }
+        _ => f.clone(),
+    }
+}
+
+/// Microseconds as MySQL shows a TIME of fractional seconds precision
+/// `fsp`: exactly `fsp` digits after the point, none for 0.
+pub fn format_time_fsp(v: i64, fsp: usize) -> String {
+    let whole = format_time(v - v % 1_000_000);
+    if fsp == 0 {
+        return whole;
+    }
+    let frac = v.unsigned_abs() % 1_000_000 / 10u64.pow(6 - fsp.min(6) as u32);
+    let sign = if v < 0 && whole == "00:00:00" { "-" } else { "" };
+    format!("{sign}{whole}.{frac:0fsp$}")
+}
+
+/// Microseconds since the epoch as MySQL shows a DATETIME of fractional
+/// seconds precision `fsp` (`YYYY-MM-DD HH:MM:SS[.f…]`, `fsp` digits).
+fn format_datetime_fsp(micros: i64, fsp: usize) -> Option<String> {
+    let dt = chrono::DateTime::from_timestamp_micros(micros)?.naive_utc();
+    let whole = dt.format("%Y-%m-%d %H:%M:%S").to_string();
+    if fsp == 0 {
+        return Some(whole);
+    }
+    let frac = micros.rem_euclid(1_000_000) / 10i64.pow(6 - fsp.min(6) as u32);
+    Some(format!("{whole}.{frac:0fsp$}"))
+}
 
 fn fixed_decimals(f: &Field) -> Option<usize> {
     f.metadata().get(DECIMALS_KEY).and_then(|n| n.parse().ok())
@@ -228,8 +266,16 @@ pub fn column_def(f: &Field) -> ColumnDef {
             c
         }
         DataType::Date32 | DataType::Date64 => ColumnDef::new(name, ty::DATE),
-        DataType::Timestamp(_, _) => ColumnDef::new(name, ty::DATETIME),
-        DataType::Time64(_) | DataType::Time32(_) => ColumnDef::new(name, ty::TIME),
+        DataType::Timestamp(_, _) | DataType::Time64(_) | DataType::Time32(_) => {
+            let (t, width) =
+                if matches!(f.data_type(), DataType::Timestamp(..)) { (ty::DATETIME, 19) } else { (ty::TIME, 10) };
+            let mut c = ColumnDef::new(name, t);
+            if let Some(n) = fixed_decimals(f) {
+                c.decimals = n as u8;
+                c.length = width + if n > 0 { n as u32 + 1 } else { 0 };
+            }
+            c
+        }
         DataType::Binary | DataType::LargeBinary | DataType::BinaryView => {
             let mut c = ColumnDef::new(name, ty::BLOB);
             c.charset = charset::BINARY;
@@ -245,23 +291,74 @@ pub fn column_def(f: &Field) -> ColumnDef {
     c
 }
 
-/// Formats the rows of a batch as MySQL text values: booleans as 1/0,
-/// datetimes as `YYYY-MM-DD HH:MM:SS[.ffffff]`.
-pub fn batch_to_rows(batch: &RecordBatch) -> Result<Vec<TextRow>> {
-    let opts = FormatOptions::default()
+/// How Arrow's formatter shows values as MySQL does: datetimes as
+/// `YYYY-MM-DD HH:MM:SS[.fff[fff]]`, dates as `YYYY-MM-DD`.
+fn text_options() -> FormatOptions<'static> {
+    FormatOptions::default()
         .with_null("")
         .with_datetime_format(Some("%Y-%m-%d %H:%M:%S%.f"))
         .with_timestamp_format(Some("%Y-%m-%d %H:%M:%S%.f"))
         .with_date_format(Some("%Y-%m-%d"))
         // A value that cannot be shown fails the statement (it was shown
         // as the text "ERROR: …").
-        .with_display_error(false);
+        .with_display_error(false)
+}
+
+/// A TIME column (`CAST(… AS TIME)` is of nanoseconds in DataFusion) in
+/// microseconds, the unit [`format_time`] reads.
+fn time_micros(col: &ArrayRef, unit: TimeUnit) -> Result<Time64MicrosecondArray> {
+    let micros = match unit {
+        TimeUnit::Microsecond => col.clone(),
+        _ => datafusion::arrow::compute::cast(col, &DataType::Time64(TimeUnit::Microsecond))
+            .map_err(|e| CnError::internal(e.to_string()))?,
+    };
+    Ok(micros.as_primitive::<datafusion::arrow::datatypes::Time64MicrosecondType>().clone())
+}
+
+/// Whether MySQL's text of a value of type `t` differs from Arrow's cast
+/// to `Utf8` (which fails for the CN's TIME values past 24 hours or below
+/// zero, writes a `T` into datetimes and `true` for 1): those a function
+/// reading its arguments as strings takes as they are and turns into
+/// text with [`mysql_text`].
+pub fn has_mysql_text(t: &DataType) -> bool {
+    matches!(t, DataType::Time64(_) | DataType::Timestamp(..) | DataType::Date32 | DataType::Boolean)
+}
+
+/// `col` as a `Utf8` array of MySQL's text of its values: TIME as
+/// `[-]HH:MM:SS[.ffffff]`, datetimes and dates as [`batch_to_rows`] shows
+/// them, booleans as `1` / `0`, anything else by Arrow's cast.
+pub fn mysql_text(col: &ArrayRef) -> Result<ArrayRef> {
+    let texts: StringArray = match col.data_type() {
+        DataType::Utf8 => return Ok(col.clone()),
+        DataType::Time64(unit) => time_micros(col, *unit)?.iter().map(|v| v.map(format_time)).collect(),
+        DataType::Boolean => col.as_boolean().iter().map(|v| v.map(|b| if b { "1" } else { "0" })).collect(),
+        DataType::Timestamp(..) | DataType::Date32 => {
+            let opts = text_options();
+            let fmt = ArrayFormatter::try_new(col.as_ref(), &opts).map_err(|e| CnError::internal(e.to_string()))?;
+            (0..col.len()).map(|i| col.is_valid(i).then(|| fmt.value(i).to_string())).collect()
+        }
+        _ => {
+            return datafusion::arrow::compute::cast(col, &DataType::Utf8).map_err(|e| CnError::internal(e.to_string()))
+        }
+    };
+    Ok(Arc::new(texts))
+}
+
+/// Formats the rows of a batch as MySQL text values: booleans as 1/0,
+/// datetimes as `YYYY-MM-DD HH:MM:SS[.ffffff]`.
+pub fn batch_to_rows(batch: &RecordBatch) -> Result<Vec<TextRow>> {
+    batch_to_rows_as(batch, batch.schema_ref().fields())
+}
+
+/// [`batch_to_rows`] with the columns described by `fields` (the batch's
+/// own with the CN's metadata: [`DECIMALS_KEY`]).
+pub fn batch_to_rows_as(batch: &RecordBatch, fields: &Fields) -> Result<Vec<TextRow>> {
+    let opts = text_options();
     let n = batch.num_rows();
     let mut rows: Vec<TextRow> = (0..n).map(|_| Vec::with_capacity(batch.num_columns())).collect();
     for (j, col) in batch.columns().iter().enumerate() {
-        if let (Some(n), Some(v)) =
-            (fixed_decimals(batch.schema_ref().field(j)), col.as_any().downcast_ref::<Float64Array>())
-        {
+        let fixed = fields.get(j).and_then(|f| fixed_decimals(f));
+        if let (Some(n), Some(v)) = (fixed, col.as_any().downcast_ref::<Float64Array>()) {
             for (i, r) in rows.iter_mut().enumerate() {
                 r.push(v.is_valid(i).then(|| format!("{:.n$}", v.value(i)).into_bytes()));
             }
@@ -269,14 +366,24 @@ pub fn batch_to_rows(batch: &RecordBatch) -> Result<Vec<TextRow>> {
         }
         // TIME (`CAST(… AS TIME)` is of nanoseconds in DataFusion).
         if let DataType::Time64(unit) = col.data_type() {
-            let micros = match unit {
-                TimeUnit::Microsecond => col.clone(),
-                _ => datafusion::arrow::compute::cast(col, &DataType::Time64(TimeUnit::Microsecond))
-                    .map_err(|e| CnError::internal(e.to_string()))?,
-            };
-            let t = micros.as_primitive::<datafusion::arrow::datatypes::Time64MicrosecondType>();
+            let t = time_micros(col, *unit)?;
             for (i, r) in rows.iter_mut().enumerate() {
-                r.push(t.is_valid(i).then(|| format_time(t.value(i)).into_bytes()));
+                let text = |v| fixed.map_or_else(|| format_time(v), |n| format_time_fsp(v, n));
+                r.push(t.is_valid(i).then(|| text(t.value(i)).into_bytes()));
+            }
+            continue;
+        }
+        if let (Some(n), DataType::Timestamp(..)) = (fixed, col.data_type()) {
+            let micros = datafusion::arrow::compute::cast(col, &DataType::Timestamp(TimeUnit::Microsecond, None))
+                .map_err(|e| CnError::internal(e.to_string()))?;
+            let t = micros.as_primitive::<datafusion::arrow::datatypes::TimestampMicrosecondType>();
+            for (i, r) in rows.iter_mut().enumerate() {
+                let text = t.is_valid(i).then(|| format_datetime_fsp(t.value(i), n));
+                r.push(match text {
+                    Some(Some(s)) => Some(s.into_bytes()),
+                    Some(None) => return Err(CnError::internal(format!("DATETIME {} out of range", t.value(i)))),
+                    None => None,
+                });
             }
             continue;
         }
@@ -313,6 +420,25 @@ pub fn batch_to_rows(batch: &RecordBatch) -> Result<Vec<TextRow>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fractional_seconds_show_with_the_columns_precision() {
+        assert_eq!(format_time_fsp(36_000_123_000, 3), "10:00:00.123");
+        assert_eq!(format_time_fsp(36_000_000_000, 3), "10:00:00.000");
+        assert_eq!(format_time_fsp(-1_500_000, 3), "-00:00:01.500");
+        assert_eq!(format_time_fsp(-500_000, 1), "-00:00:00.5");
+        assert_eq!(format_time_fsp(3_020_399_000_000, 0), "838:59:59");
+        let micros = parse_datetime("2001-01-01 00:00:00.5").unwrap();
+        assert_eq!(format_datetime_fsp(micros, 2).as_deref(), Some("2001-01-01 00:00:00.50"));
+        assert_eq!(format_datetime_fsp(micros, 6).as_deref(), Some("2001-01-01 00:00:00.500000"));
+        assert_eq!(format_datetime_fsp(micros, 0).as_deref(), Some("2001-01-01 00:00:00"));
+        let before_1970 = parse_datetime("1969-12-31 23:59:59.25").unwrap();
+        assert_eq!(format_datetime_fsp(before_1970, 2).as_deref(), Some("1969-12-31 23:59:59.25"));
+        let f = Arc::new(Field::new("t", DataType::Time64(TimeUnit::Microsecond), true));
+        assert_eq!(column_def(&with_fsp(&f, Some(3))).decimals, 3);
+        let f = Arc::new(Field::new("n", DataType::Int64, true));
+        assert!(with_fsp(&f, Some(3)).metadata().is_empty());
+    }
 
     #[test]
     fn times_read_and_show_as_mysql_does() {

@@ -62,6 +62,7 @@ pub fn all() -> Vec<ScalarUDF> {
         ScalarUDF::from(MysqlFloorCeil::new(true)),
         ScalarUDF::from(MysqlFixedDecimals::new()),
         ScalarUDF::from(MysqlTimediff::new()),
+        ScalarUDF::from(MysqlText::new()),
     ]
     .into_iter()
     .chain((0..MysqlDatePart::PARTS.len()).map(|i| ScalarUDF::from(MysqlDatePart::new(i))))
@@ -574,7 +575,7 @@ impl ScalarUDFImpl for MysqlConcat {
         if arg_types.is_empty() {
             return exec_err!("CONCAT takes at least one argument");
         }
-        Ok(vec![DataType::Utf8; arg_types.len()])
+        crate::collation::functions::as_utf8(arg_types)
     }
     fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
         Ok(DataType::Utf8)
@@ -598,6 +599,49 @@ impl ScalarUDFImpl for MysqlConcat {
             out.append_value(&row);
         }
         Ok(ColumnarValue::Array(Arc::new(out.finish())))
+    }
+}
+
+/// `__cn_text(v)`: `v` as MySQL shows it, a string
+/// ([`crate::executor::convert::mysql_text`]). The CN's own (never sent to
+/// a DN), for a value that becomes a string where DataFusion would not
+/// make it one: a TIME or DATETIME column in a UNION with a string column
+/// ([`crate::optimizer::union_types`]).
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct MysqlText {
+    signature: Signature,
+}
+
+impl MysqlText {
+    pub const NAME: &'static str = "__cn_text";
+
+    pub fn new() -> Self {
+        MysqlText { signature: Signature::any(1, Volatility::Immutable) }
+    }
+}
+
+impl Default for MysqlText {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ScalarUDFImpl for MysqlText {
+    fn name(&self) -> &str {
+        Self::NAME
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let [a] = arrays.as_slice() else {
+            return exec_err!("{} takes one argument", Self::NAME);
+        };
+        Ok(ColumnarValue::Array(crate::collation::functions::utf8(a)?.into_owned()))
     }
 }
 

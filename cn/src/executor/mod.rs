@@ -4,6 +4,7 @@
 //! `information_schema`.
 
 pub mod convert;
+pub mod fsp;
 pub mod functions;
 pub mod group_concat;
 pub mod hybrid_hash_join;
@@ -142,6 +143,13 @@ pub fn context(
         .with_config(config)
         .with_runtime_env(cn_memory.runtime(pool)?)
         .with_default_features()
+        // Ahead of DataFusion's own, whose type coercion would settle the
+        // UNION types first.
+        .with_analyzer_rules(
+            std::iter::once(Arc::new(crate::optimizer::union_types::UnionTypes) as _)
+                .chain(datafusion::optimizer::Analyzer::new().rules)
+                .collect(),
+        )
         .with_analyzer_rule(Arc::new(crate::optimizer::winmagic::WinMagic::default()))
         .with_analyzer_rule(Arc::new(crate::optimizer::decorrelate::DomainJoinDecorrelation::default()));
     if hash_join {
@@ -327,6 +335,7 @@ async fn run_in(
     pool: Arc<memory::QueryMemoryPool>,
     kill: Option<&crate::cluster::KillFlag>,
 ) -> Result<(u64, u64)> {
+    let fsp = fsp::result_fsp(&plan);
     let df = ctx.execute_logical_plan(plan).await?;
     let task = Arc::new(df.task_ctx());
     let started = std::time::Instant::now();
@@ -336,7 +345,15 @@ async fn run_in(
     // DataFrame's schema is the statement's before type coercion, where
     // `CASE WHEN … THEN 0 ELSE dec_col END` is still a BIGINT although its
     // values are DECIMAL (a client then fails to parse them).
-    let cols: Vec<_> = physical.schema().fields().iter().map(|f| convert::column_def(f)).collect();
+    // Temporal columns carry their fractional seconds precision.
+    let fields: datafusion::arrow::datatypes::Fields = physical
+        .schema()
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(j, f)| convert::with_fsp(f, fsp.get(j).copied().flatten()))
+        .collect();
+    let cols: Vec<_> = fields.iter().map(|f| convert::column_def(f)).collect();
     if let Some(lock) = lock {
         physical = physical
             .transform_up(|p| match p.downcast_ref::<shard_scan::ShardScanExec>() {
@@ -365,7 +382,7 @@ async fn run_in(
         };
         let Some(batch) = next else { break };
         let batch = batch?;
-        let rows = convert::batch_to_rows(&batch)?;
+        let rows = convert::batch_to_rows_as(&batch, &fields)?;
         // The encoded rows are counted while they are sent (never refused:
         // one batch, and refusing it would fail a query that is done).
         encoding

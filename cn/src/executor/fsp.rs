@@ -1,0 +1,120 @@
+//! The fractional seconds precision (MySQL's *fsp*, 0 to 6) of a result's
+//! TIME, DATETIME and TIMESTAMP columns. MariaDB shows a value with exactly
+//! its column's fsp digits after the point (`DATETIME(2)`: `…:00.50`;
+//! `DATETIME(6)`: `…:00.000000`) and sends the fsp as the column's
+//! `decimals`. The CN's Arrow types hold microseconds whatever the fsp,
+//! so [`result_fsp`] traces each result column back through the logical
+//! plan to the table column it shows, through what keeps a value as it is
+//! (projections, filters, joins, sorts, grouping keys, `MIN`, `MAX`,
+//! `CASE`, `COALESCE`, UNION: the largest of its inputs). A column it
+//! cannot trace keeps the CN's default display (a fraction only when the
+//! value has one).
+
+use crate::executor::table::ShardedTable;
+use datafusion::common::ScalarValue;
+use datafusion::datasource::source_as_provider;
+use datafusion::logical_expr::{Distinct, Expr, JoinType, LogicalPlan};
+
+/// Plans deeper than this are not traced (the column shows by default).
+const MAX_DEPTH: usize = 128;
+
+/// The fsp of each column of `plan`'s result, `None` where it is not a
+/// traced temporal column.
+pub fn result_fsp(plan: &LogicalPlan) -> Vec<Option<u8>> {
+    (0..plan.schema().fields().len()).map(|i| column_fsp(plan, i, 0)).collect()
+}
+
+fn column_fsp(plan: &LogicalPlan, i: usize, depth: usize) -> Option<u8> {
+    if depth > MAX_DEPTH || i >= plan.schema().fields().len() {
+        return None;
+    }
+    let d = depth + 1;
+    match plan {
+        LogicalPlan::Projection(p) => expr_fsp(p.expr.get(i)?, &p.input, d),
+        LogicalPlan::Aggregate(a) => {
+            if a.group_expr.iter().any(|e| matches!(e, Expr::GroupingSet(_))) {
+                return None;
+            }
+            match a.group_expr.get(i) {
+                Some(g) => expr_fsp(g, &a.input, d),
+                None => expr_fsp(a.aggr_expr.get(i - a.group_expr.len())?, &a.input, d),
+            }
+        }
+        LogicalPlan::Window(w) => {
+            let n = w.input.schema().fields().len();
+            if i < n {
+                column_fsp(&w.input, i, d)
+            } else {
+                expr_fsp(w.window_expr.get(i - n)?, &w.input, d)
+            }
+        }
+        LogicalPlan::Filter(f) => column_fsp(&f.input, i, d),
+        LogicalPlan::Sort(s) => column_fsp(&s.input, i, d),
+        LogicalPlan::Limit(l) => column_fsp(&l.input, i, d),
+        LogicalPlan::SubqueryAlias(s) => column_fsp(&s.input, i, d),
+        LogicalPlan::Repartition(r) => column_fsp(&r.input, i, d),
+        LogicalPlan::Distinct(Distinct::All(input)) => column_fsp(input, i, d),
+        LogicalPlan::Join(j) => {
+            let left = j.left.schema().fields().len();
+            match j.join_type {
+                JoinType::Inner | JoinType::Left | JoinType::Right | JoinType::Full if i >= left => {
+                    column_fsp(&j.right, i - left, d)
+                }
+                JoinType::Inner
+                | JoinType::Left
+                | JoinType::Right
+                | JoinType::Full
+                | JoinType::LeftSemi
+                | JoinType::LeftAnti
+                | JoinType::LeftMark => column_fsp(&j.left, i, d),
+                JoinType::RightSemi | JoinType::RightAnti => column_fsp(&j.right, i, d),
+                _ => None,
+            }
+        }
+        LogicalPlan::Union(u) => {
+            u.inputs.iter().map(|p| column_fsp(p, i, d)).collect::<Option<Vec<_>>>()?.into_iter().max()
+        }
+        LogicalPlan::TableScan(s) => {
+            let name = s.projected_schema.field(i).name();
+            let provider = source_as_provider(&s.source).ok()?;
+            let table = provider.downcast_ref::<ShardedTable>()?;
+            table.def.columns.iter().find(|c| c.name.eq_ignore_ascii_case(name))?.fsp()
+        }
+        _ => None,
+    }
+}
+
+/// The fsp of the values `e` gives over `input`'s rows.
+fn expr_fsp(e: &Expr, input: &LogicalPlan, depth: usize) -> Option<u8> {
+    if depth > MAX_DEPTH {
+        return None;
+    }
+    // The largest fsp of several candidate values, NULLs aside; `None` when
+    // one of them cannot be traced.
+    let widest = |exprs: &mut dyn Iterator<Item = &Expr>| -> Option<u8> {
+        let mut out = None;
+        for x in exprs {
+            if matches!(x, Expr::Literal(ScalarValue::Null, _)) {
+                continue;
+            }
+            out = out.max(Some(expr_fsp(x, input, depth + 1)?));
+        }
+        out
+    };
+    match e {
+        Expr::Column(c) => column_fsp(input, input.schema().index_of_column(c).ok()?, depth + 1),
+        Expr::Alias(a) => expr_fsp(&a.expr, input, depth + 1),
+        Expr::AggregateFunction(f) if keeps_value(f.func.name()) => expr_fsp(f.params.args.first()?, input, depth + 1),
+        Expr::WindowFunction(w) if keeps_value(w.fun.name()) => expr_fsp(w.params.args.first()?, input, depth + 1),
+        Expr::Case(c) => widest(&mut c.when_then_expr.iter().map(|(_, t)| t.as_ref()).chain(c.else_expr.as_deref())),
+        Expr::ScalarFunction(f) if matches!(f.name(), "coalesce" | "nvl" | "ifnull") => widest(&mut f.args.iter()),
+        Expr::ScalarFunction(f) if f.name() == "nullif" => expr_fsp(f.args.first()?, input, depth + 1),
+        _ => None,
+    }
+}
+
+/// Aggregate and window functions whose result is one of their first
+/// argument's values.
+fn keeps_value(name: &str) -> bool {
+    matches!(name, "min" | "max" | "first_value" | "last_value" | "any_value" | "nth_value" | "lag" | "lead")
+}
