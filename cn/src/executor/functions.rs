@@ -27,6 +27,8 @@
 //!   ([`ShardFunction`]): planned with MySQL's result type, computed by
 //!   the DNs, and by the CN only for the date functions, ISNULL and SIGN.
 
+use crate::error::CnError;
+use crate::executor::dn_eval::DnEval;
 use chrono::Datelike;
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, Date32Array, Decimal128Builder, Float64Array, Int64Array, Int64Builder, StringArray,
@@ -49,7 +51,7 @@ const MAX_DIV_SCALE: i8 = 30;
 const INT_DIGITS: u8 = 20;
 
 /// The functions to register in a query context.
-pub fn all() -> Vec<ScalarUDF> {
+pub fn all(dn: Option<DnEval>) -> Vec<ScalarUDF> {
     vec![
         ScalarUDF::from(MysqlDiv::new()),
         ScalarUDF::from(MysqlIntDiv::new()),
@@ -66,7 +68,7 @@ pub fn all() -> Vec<ScalarUDF> {
     ]
     .into_iter()
     .chain((0..MysqlDatePart::PARTS.len()).map(|i| ScalarUDF::from(MysqlDatePart::new(i))))
-    .chain(ShardFunction::all())
+    .chain(ShardFunction::all(dn))
     .collect()
 }
 
@@ -1107,26 +1109,68 @@ pub fn is_integer_shard_function(name: &str) -> bool {
 /// (over a join or an aggregate the CN computes) it does so for
 /// `DATEDIFF`, `TIMESTAMPDIFF`, `TO_DAYS`, `DAYOFWEEK`, `WEEKDAY`,
 /// `DAYOFYEAR`, `MONTHNAME`, `DAYNAME`, `DATE`, `LAST_DAY`, `FROM_DAYS`,
-/// `ISNULL` and `SIGN`; for the others the statement fails with 1235
-/// rather than give another answer than MySQL's.
+/// `ISNULL` and `SIGN`; the others it hands to a DN with the values
+/// ([`crate::executor::dn_eval`]), or, without a DN to ask, fails with
+/// 1235 rather than give another answer than MySQL's.
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct ShardFunction {
     name: &'static str,
     ty: ShardType,
     args: (usize, usize),
     signature: Signature,
+    dn: Option<DnEval>,
 }
 
 impl ShardFunction {
-    /// Every shard function, for registration.
-    pub fn all() -> impl Iterator<Item = ScalarUDF> {
-        SHARD_FUNCTIONS.iter().map(|&(name, ty, lo, hi)| {
+    /// Every shard function, for registration; `dn` computes those the CN
+    /// has no code for.
+    pub fn all(dn: Option<DnEval>) -> impl Iterator<Item = ScalarUDF> {
+        SHARD_FUNCTIONS.iter().map(move |&(name, ty, lo, hi)| {
             ScalarUDF::from(ShardFunction {
                 name,
                 ty,
                 args: (lo, hi),
                 signature: Signature::variadic_any(Volatility::Immutable),
+                dn: dn.clone(),
             })
+        })
+    }
+
+    /// The function over `arrays` (`rows` long) computed by a DN, as an
+    /// array of its result type.
+    fn on_dn(&self, dn: &DnEval, arrays: &[ArrayRef], rows: usize) -> Result<ArrayRef> {
+        let external = |e: CnError| datafusion::error::DataFusionError::External(Box::new(e));
+        let texts = dn.eval_blocking(self.name, arrays, rows).map_err(external)?;
+        let utf8 = |b: &Vec<u8>| String::from_utf8_lossy(b).into_owned();
+        Ok(match self.ty {
+            ShardType::Int => Arc::new(
+                texts
+                    .iter()
+                    .map(|v| {
+                        v.as_ref()
+                            .map(|b| {
+                                utf8(b).parse::<i64>().map_err(|_| {
+                                    external(CnError::internal(format!(
+                                        "{}() gave '{}' where an integer was expected",
+                                        self.name,
+                                        utf8(b)
+                                    )))
+                                })
+                            })
+                            .transpose()
+                    })
+                    .collect::<Result<Int64Array>>()?,
+            ),
+            ShardType::Str => Arc::new(texts.iter().map(|v| v.as_ref().map(utf8)).collect::<StringArray>()),
+            ShardType::Date => Arc::new(
+                texts
+                    .iter()
+                    .map(|v| {
+                        let d = chrono::NaiveDate::parse_from_str(&utf8(v.as_ref()?), "%Y-%m-%d").ok()?;
+                        Some(Date32Type::from_naive_date(d))
+                    })
+                    .collect::<Date32Array>(),
+            ),
         })
     }
 }
@@ -1188,6 +1232,10 @@ impl ScalarUDFImpl for ShardFunction {
             ("from_days", [a]) => {
                 let n = datafusion::arrow::compute::cast(a, &DataType::Int64)?;
                 days(n.as_primitive::<Int64Type>().iter().map(|v| from_days(v?)).collect())
+            }
+            (_, arrays) if self.dn.is_some() => {
+                let rows = args.number_rows;
+                self.on_dn(self.dn.as_ref().expect("checked"), arrays, rows)?
             }
             _ => {
                 return datafusion::common::not_impl_err!(
