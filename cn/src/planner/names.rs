@@ -10,7 +10,10 @@
 //! alias equal to their text in the client's statement, cut out by
 //! [`select_item_texts`].
 
-use datafusion::sql::sqlparser::ast::{Expr, Ident, Query, Select, SelectItem, SetExpr, UnaryOperator, Value};
+use datafusion::sql::sqlparser::ast::{
+    Expr, Ident, Query, Select, SelectItem, SetExpr, TableFactor, UnaryOperator, Value,
+};
+use datafusion::sql::sqlparser::tokenizer::Location;
 
 /// MySQL's longest column name in a result set; MariaDB cuts longer
 /// generated names to this many characters (`MAX_ALIAS_NAME` − 1).
@@ -139,21 +142,41 @@ pub fn select_item_texts(sql: &str) -> Option<Vec<&str>> {
     // first token but opening parentheses.
     let with = toks.first().is_some_and(|t| is(t, "WITH"));
     let mut depth = 0i32;
-    let mut at = None;
     for (n, t) in toks.iter().enumerate() {
         match t.0 {
             Tok::Open => depth += 1,
             Tok::Close => depth -= 1,
-            _ if is(t, "SELECT") && (!with || depth == 0) => {
-                at = Some(n);
-                break;
-            }
+            _ if is(t, "SELECT") && (!with || depth == 0) => return items_after(sql, &toks, n, depth),
             _ if !with => return None,
             _ => {}
         }
     }
-    let at = at?;
-    let level = depth;
+    None
+}
+
+/// [`select_item_texts`] of the SELECT whose keyword starts at byte `at`
+/// of `sql` (a derived table's, a CTE's).
+pub fn select_item_texts_at(sql: &str, at: usize) -> Option<Vec<&str>> {
+    let toks = tokens(sql)?;
+    let mut depth = 0i32;
+    for (n, t) in toks.iter().enumerate() {
+        match t.0 {
+            Tok::Open => depth += 1,
+            Tok::Close => depth -= 1,
+            Tok::Word if t.1 == at && sql[t.1..t.2].eq_ignore_ascii_case("SELECT") => {
+                return items_after(sql, &toks, n, depth)
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// The select items of the SELECT at token `at`, which lies at
+/// parenthesis depth `level`.
+fn items_after<'a>(sql: &'a str, toks: &[(Tok, usize, usize)], at: usize, level: i32) -> Option<Vec<&'a str>> {
+    let is = |t: &(Tok, usize, usize), w: &str| t.0 == Tok::Word && sql[t.1..t.2].eq_ignore_ascii_case(w);
+    let mut depth = level;
     let mut rest = toks[at + 1..].iter().peekable();
     while rest.next_if(|t| SELECT_MODIFIERS.iter().any(|m| is(t, m))).is_some() {}
     let mut items = Vec::new();
@@ -177,6 +200,24 @@ pub fn select_item_texts(sql: &str) -> Option<Vec<&str>> {
     let (s, e) = item?;
     items.push(&sql[s..e]);
     Some(items)
+}
+
+/// The byte offset in `sql` of a parser location (1-based line and
+/// column, the column counted in characters).
+fn byte_offset(sql: &str, loc: Location) -> Option<usize> {
+    let (mut line, mut col) = (1u64, 1u64);
+    for (i, c) in sql.char_indices() {
+        if line == loc.line && col == loc.column {
+            return Some(i);
+        }
+        if c == '\n' {
+            line += 1;
+            col = 1;
+        } else {
+            col += 1;
+        }
+    }
+    None
 }
 
 /// The name MySQL gives item `e` (without alias) typed as `typed`, when
@@ -233,13 +274,84 @@ pub fn naming_select(body: &mut SetExpr) -> Option<&mut Select> {
     }
 }
 
-/// Gives each item of `q`'s naming SELECT that MySQL names by its text an
-/// alias equal to that text in `sql`, the statement `q` was parsed from
-/// (cut to [`MAX_NAME_CHARS`]). Leaves `q` as it is when `sql`'s select
-/// list does not split into as many items as `q` has.
+/// Gives each item MySQL names by its text an alias equal to that text in
+/// `sql`, the statement `q` was parsed from (cut to [`MAX_NAME_CHARS`]):
+/// in the SELECT that names `q`'s columns, and in those of its derived
+/// tables and CTEs, whose column names the outer query sees. A SELECT whose
+/// list in `sql` does not split into as many items as it has is left as
+/// it is.
 pub fn name_as_typed(q: &mut Query, sql: &str) {
-    let Some(sel) = naming_select(&mut q.body) else { return };
-    let Some(texts) = select_item_texts(sql) else { return };
+    let first = select_item_texts(sql);
+    if let (Some(sel), Some(texts)) = (naming_select(&mut q.body), first) {
+        alias_items(sel, &texts);
+    }
+    name_inner(q, sql);
+}
+
+/// Names the items of every SELECT inside `q` (but its naming one, done
+/// by [`name_as_typed`]) found by the position of its keyword.
+fn name_inner(q: &mut Query, sql: &str) {
+    if let Some(with) = q.with.as_mut() {
+        for cte in with.cte_tables.iter_mut() {
+            name_query(&mut cte.query, sql);
+        }
+    }
+    name_set_expr(&mut q.body, sql, true);
+}
+
+fn name_query(q: &mut Query, sql: &str) {
+    if let Some(with) = q.with.as_mut() {
+        for cte in with.cte_tables.iter_mut() {
+            name_query(&mut cte.query, sql);
+        }
+    }
+    name_set_expr(&mut q.body, sql, false);
+}
+
+/// `named`: the SELECT naming the columns was named already.
+fn name_set_expr(body: &mut SetExpr, sql: &str, named: bool) {
+    match body {
+        SetExpr::Select(sel) => {
+            if !named {
+                let texts =
+                    byte_offset(sql, sel.select_token.0.span.start).and_then(|at| select_item_texts_at(sql, at));
+                if let Some(texts) = texts {
+                    alias_items(sel, &texts);
+                }
+            }
+            for t in sel.from.iter_mut() {
+                name_factor(&mut t.relation, sql);
+                for j in t.joins.iter_mut() {
+                    name_factor(&mut j.relation, sql);
+                }
+            }
+        }
+        SetExpr::SetOperation { left, right, .. } => {
+            name_set_expr(left, sql, named);
+            name_set_expr(right, sql, false);
+        }
+        SetExpr::Query(q) if named => name_inner(q, sql),
+        SetExpr::Query(q) => name_query(q, sql),
+        _ => {}
+    }
+}
+
+fn name_factor(f: &mut TableFactor, sql: &str) {
+    match f {
+        TableFactor::Derived { subquery, .. } => name_query(subquery, sql),
+        TableFactor::NestedJoin { table_with_joins, .. } => {
+            name_factor(&mut table_with_joins.relation, sql);
+            for j in table_with_joins.joins.iter_mut() {
+                name_factor(&mut j.relation, sql);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Aliases the items of `sel` MySQL names by their text, given the texts
+/// of its items (nothing when their number differs).
+fn alias_items(sel: &mut Select, texts: &[&str]) {
     if texts.len() != sel.projection.len() {
         return;
     }
@@ -299,12 +411,21 @@ mod tests {
         assert_eq!(named("SELECT a+1 AS x, a+2 y FROM t"), "SELECT a + 1 AS x, a + 2 AS y FROM t");
         assert_eq!(
             named("SELECT a+1 FROM t UNION SELECT b+1 FROM u"),
-            "SELECT a + 1 AS `a+1` FROM t UNION SELECT b + 1 FROM u"
+            "SELECT a + 1 AS `a+1` FROM t UNION SELECT b + 1 AS `b+1` FROM u"
         );
         assert_eq!(named("SELECT `a,b`+1 FROM t"), "SELECT `a,b` + 1 AS ```a,b``+1` FROM t");
         assert_eq!(
             named("SELECT N'n', _utf8mb4'z', _utf8mb4 X'41', 0x41, TRUE"),
             "SELECT N'n' AS `n`, _utf8mb4 'z' AS `z`, _utf8mb4 X'41' AS `_utf8mb4 X'41'`, X'41' AS `0x41`, true"
+        );
+        assert_eq!(
+            named("SELECT * FROM (SELECT g, g+1, MAX( d ) FROM t GROUP BY g) x JOIN (SELECT 1+1) y"),
+            "SELECT * FROM (SELECT g, g + 1 AS `g+1`, MAX(d) AS `MAX( d )` FROM t GROUP BY g) x \
+             JOIN (SELECT 1 + 1 AS `1+1`) y"
+        );
+        assert_eq!(
+            named("WITH c AS (SELECT n*2 FROM u)\nSELECT `n*2`+1 FROM c"),
+            "WITH c AS (SELECT n * 2 AS `n*2` FROM u) SELECT `n*2` + 1 AS ```n*2``+1` FROM c"
         );
         let long = format!("SELECT {} + 1", "1".repeat(300));
         assert!(named(&long).ends_with(&format!("AS `{}`", "1".repeat(MAX_NAME_CHARS))));

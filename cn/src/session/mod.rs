@@ -492,7 +492,8 @@ impl Session {
         }
         match stmt {
             Statement::Query(mut q) => {
-                planner::names::name_as_typed(&mut q, sql);
+                // The text the parser read: its positions are the AST's.
+                planner::names::name_as_typed(&mut q, rollup.as_deref().unwrap_or(sql));
                 self.implicit_begin().await?;
                 self.select(*q, sink).await
             }
