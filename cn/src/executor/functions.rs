@@ -65,6 +65,7 @@ pub fn all(dn: Option<DnEval>) -> Vec<ScalarUDF> {
         ScalarUDF::from(MysqlFixedDecimals::new()),
         ScalarUDF::from(MysqlTimediff::new()),
         ScalarUDF::from(MysqlText::new()),
+        ScalarUDF::from(MysqlCoalesce::new()),
     ]
     .into_iter()
     .chain((0..MysqlDatePart::PARTS.len()).map(|i| ScalarUDF::from(MysqlDatePart::new(i))))
@@ -608,7 +609,7 @@ impl ScalarUDFImpl for MysqlConcat {
 /// ([`crate::executor::convert::mysql_text`]). The CN's own (never sent to
 /// a DN), for a value that becomes a string where DataFusion would not
 /// make it one: a TIME or DATETIME column in a UNION with a string column
-/// ([`crate::optimizer::union_types`]).
+/// ([`crate::optimizer::text_types`]).
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct MysqlText {
     signature: Signature,
@@ -644,6 +645,98 @@ impl ScalarUDFImpl for MysqlText {
             return exec_err!("{} takes one argument", Self::NAME);
         };
         Ok(ColumnarValue::Array(crate::collation::functions::utf8(a)?.into_owned()))
+    }
+}
+
+/// MySQL's `COALESCE` (and `IFNULL`, planned as it): DataFusion's, but
+/// for a mix of temporal arguments with strings or numbers
+/// (`IFNULL(MAX(d), 'never')`),
+/// whose result MySQL makes a string (MySQL 8.0 reference, 14.4.2
+/// "Comparison Functions and Operators": the aggregated type of the
+/// arguments). DataFusion finds no common type there and failed to plan
+/// the statement (1105); this one gives each argument's MySQL text
+/// ([`crate::executor::convert::mysql_text`]) and picks the first that is
+/// not NULL. Registered as `coalesce`, in place of DataFusion's, to which
+/// it leaves every other mix (and its rewrite into a CASE).
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct MysqlCoalesce {
+    inner: ScalarUDF,
+    signature: Signature,
+}
+
+impl MysqlCoalesce {
+    pub fn new() -> Self {
+        let inner = datafusion::functions::core::coalesce().as_ref().clone();
+        MysqlCoalesce { signature: inner.signature().clone(), inner }
+    }
+
+    /// Whether the arguments mix dates or times with strings or numbers.
+    fn mixed(types: &[DataType]) -> bool {
+        crate::optimizer::text_types::mixes_temporal_and_text(types)
+    }
+}
+
+impl Default for MysqlCoalesce {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ScalarUDFImpl for MysqlCoalesce {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        if Self::mixed(arg_types) {
+            return crate::collation::functions::as_utf8(arg_types);
+        }
+        self.inner.coerce_types(arg_types)
+    }
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        if Self::mixed(arg_types) {
+            return Ok(DataType::Utf8);
+        }
+        self.inner.return_type(arg_types)
+    }
+    fn return_field_from_args(
+        &self,
+        args: datafusion::logical_expr::ReturnFieldArgs,
+    ) -> Result<datafusion::arrow::datatypes::FieldRef> {
+        let types: Vec<DataType> = args.arg_fields.iter().map(|f| f.data_type().clone()).collect();
+        if Self::mixed(&types) {
+            let nullable = args.arg_fields.iter().all(|f| f.is_nullable());
+            return Ok(Arc::new(datafusion::arrow::datatypes::Field::new(self.name(), DataType::Utf8, nullable)));
+        }
+        self.inner.return_field_from_args(args)
+    }
+    fn simplify(
+        &self,
+        args: Vec<datafusion::logical_expr::Expr>,
+        info: &datafusion::logical_expr::simplify::SimplifyContext,
+    ) -> Result<datafusion::logical_expr::simplify::ExprSimplifyResult> {
+        let types = args.iter().map(|a| info.get_data_type(a)).collect::<Result<Vec<_>>>()?;
+        if Self::mixed(&types) {
+            return Ok(datafusion::logical_expr::simplify::ExprSimplifyResult::Original(args));
+        }
+        self.inner.simplify(args, info)
+    }
+    fn short_circuits(&self) -> bool {
+        self.inner.short_circuits()
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let types: Vec<DataType> = args.args.iter().map(|a| a.data_type()).collect();
+        if !Self::mixed(&types) {
+            return self.inner.invoke_with_args(args);
+        }
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let texts = arrays.iter().map(crate::collation::functions::utf8).collect::<Result<Vec<_>>>()?;
+        let strings: Vec<_> = texts.iter().map(|a| a.as_string::<i32>()).collect();
+        let out: StringArray =
+            (0..args.number_rows).map(|i| strings.iter().find(|s| s.is_valid(i)).map(|s| s.value(i))).collect();
+        Ok(ColumnarValue::Array(Arc::new(out)))
     }
 }
 

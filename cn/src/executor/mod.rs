@@ -147,7 +147,7 @@ pub fn context(
         // Ahead of DataFusion's own, whose type coercion would settle the
         // UNION types first.
         .with_analyzer_rules(
-            std::iter::once(Arc::new(crate::optimizer::union_types::UnionTypes) as _)
+            std::iter::once(Arc::new(crate::optimizer::text_types::TextTypes) as _)
                 .chain(datafusion::optimizer::Analyzer::new().rules)
                 .collect(),
         )

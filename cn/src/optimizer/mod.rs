@@ -17,5 +17,5 @@ pub mod join_transpose;
 pub mod lookup;
 pub mod pushdown;
 pub mod semantics;
-pub mod union_types;
+pub mod text_types;
 pub mod winmagic;

@@ -1,0 +1,160 @@
+//! The type MySQL gives a mix of temporal values with strings or numbers
+//! where the CN would give another: a string (MySQL 8.0 reference, 15.2.18
+//! "UNION Clause" and 14.5 "Flow Control Functions": the aggregated type
+//! of a TIME, DATE or DATETIME and a string or number is a string).
+//!
+//! - A UNION column that is a string in one SELECT and temporal in
+//!   another: DataFusion coerces the string to the temporal type instead,
+//!   so `SELECT t FROM times UNION SELECT 'x'` failed casting `'x'`.
+//! - A CASE whose results mix them (`CASE WHEN … THEN 'none' ELSE MAX(d)
+//!   END`): likewise.
+//!
+//! An analyzer rule ahead of DataFusion's type coercion: the temporal
+//! values become MySQL's text ([`crate::executor::functions::MysqlText`]),
+//! so every branch gives a string. (`COALESCE` and `IFNULL` see to their
+//! own: [`crate::executor::functions::MysqlCoalesce`].)
+
+use crate::executor::functions::MysqlText;
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::tree_node::Transformed;
+use datafusion::common::tree_node::TreeNode;
+use datafusion::common::{Column, Result};
+use datafusion::common::{DFSchema, ScalarValue};
+use datafusion::config::ConfigOptions;
+use datafusion::logical_expr::expr_rewriter::NamePreserver;
+use datafusion::logical_expr::utils::merge_schema;
+use datafusion::logical_expr::{Case, Expr, ExprSchemable, LogicalPlan, Projection, ScalarUDF, Union};
+use datafusion::optimizer::AnalyzerRule;
+use std::sync::Arc;
+
+/// The analyzer rule (see the module documentation).
+#[derive(Debug, Default)]
+pub struct TextTypes;
+
+fn is_temporal(t: &DataType) -> bool {
+    matches!(
+        t,
+        DataType::Date32 | DataType::Date64 | DataType::Timestamp(..) | DataType::Time32(_) | DataType::Time64(_)
+    )
+}
+
+/// A string or a number: what a temporal value mixed with makes a string.
+fn is_text_or_number(t: &DataType) -> bool {
+    matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View) || t.is_numeric()
+}
+
+/// Whether values of `types` (NULLs aside) mix a temporal type with a
+/// string or a number, which MySQL's result type of the mix makes a
+/// string (several temporal types alone aggregate to a temporal one).
+pub fn mixes_temporal_and_text(types: &[DataType]) -> bool {
+    types.iter().any(is_temporal) && types.iter().any(is_text_or_number)
+}
+
+impl AnalyzerRule for TextTypes {
+    fn name(&self) -> &str {
+        "cn_text_types"
+    }
+
+    fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
+        plan.transform_up_with_subqueries(|p| {
+            if let LogicalPlan::Union(u) = &p {
+                return match textual_union(u)? {
+                    Some(new) => Ok(Transformed::yes(new)),
+                    None => Ok(Transformed::no(p)),
+                };
+            }
+            if p.inputs().is_empty() {
+                return Ok(Transformed::no(p));
+            }
+            let schema = merge_schema(&p.inputs());
+            // A rewritten expression keeps its name, which the plans above
+            // refer to it by.
+            let names = NamePreserver::new(&p);
+            let t = p.map_expressions(|e| {
+                let name = names.save(&e);
+                Ok(e.transform_up(|x| textual_case(x, &schema))?.update_data(|e| name.restore(e)))
+            })?;
+            if t.transformed {
+                Ok(Transformed::yes(t.data.recompute_schema()?))
+            } else {
+                Ok(t)
+            }
+        })
+        .map(|t| t.data)
+    }
+}
+
+/// `u` with its temporal columns made text where another input has a
+/// string in the same place; `None` when there is none.
+fn textual_union(u: &Union) -> Result<Option<LogicalPlan>> {
+    let width = u.schema.fields().len();
+    if u.inputs.iter().any(|i| i.schema().fields().len() != width) {
+        return Ok(None); // DataFusion's own error
+    }
+    let textual: Vec<bool> = (0..width)
+        .map(|c| {
+            let types: Vec<DataType> = u.inputs.iter().map(|i| i.schema().field(c).data_type().clone()).collect();
+            mixes_temporal_and_text(&types)
+        })
+        .collect();
+    if !textual.contains(&true) {
+        return Ok(None);
+    }
+    let text = ScalarUDF::from(MysqlText::new());
+    let inputs = u
+        .inputs
+        .iter()
+        .map(|input| {
+            let schema = input.schema();
+            if !(0..width).any(|c| textual[c] && is_temporal(schema.field(c).data_type())) {
+                return Ok(input.clone());
+            }
+            let exprs = schema
+                .iter()
+                .enumerate()
+                .map(|(c, (q, f))| {
+                    let col = Expr::Column(Column::from((q, f)));
+                    if textual[c] && is_temporal(f.data_type()) {
+                        text.call(vec![col]).alias_qualified(q.cloned(), f.name())
+                    } else {
+                        col
+                    }
+                })
+                .collect();
+            Ok(Arc::new(LogicalPlan::Projection(Projection::try_new(exprs, input.clone())?)))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Some(LogicalPlan::Union(Union::try_new_with_loose_types(inputs)?)))
+}
+
+/// `e` with the temporal results of a CASE made text where another result
+/// is a string; unchanged for any other expression (or a type it cannot
+/// tell over `schema`).
+fn textual_case(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
+    let Expr::Case(c) = &e else { return Ok(Transformed::no(e)) };
+    let results: Vec<&Expr> = c.when_then_expr.iter().map(|(_, t)| t.as_ref()).chain(c.else_expr.as_deref()).collect();
+    let Ok(types) = results
+        .iter()
+        .filter(|r| !matches!(r, Expr::Literal(ScalarValue::Null, _)))
+        .map(|r| r.get_type(schema))
+        .collect::<Result<Vec<_>>>()
+    else {
+        return Ok(Transformed::no(e));
+    };
+    if !mixes_temporal_and_text(&types) {
+        return Ok(Transformed::no(e));
+    }
+    let text = ScalarUDF::from(MysqlText::new());
+    let as_text = |r: &Expr| -> Expr {
+        match r.get_type(schema) {
+            Ok(t) if is_temporal(&t) => text.call(vec![r.clone()]),
+            _ => r.clone(),
+        }
+    };
+    let case = Case {
+        expr: c.expr.clone(),
+        when_then_expr: c.when_then_expr.iter().map(|(w, t)| (w.clone(), Box::new(as_text(t)))).collect(),
+        else_expr: c.else_expr.as_deref().map(|x| Box::new(as_text(x))),
+    };
+    Ok(Transformed::yes(Expr::Case(case)))
+}
