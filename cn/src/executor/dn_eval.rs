@@ -22,9 +22,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Select items per statement sent to a DN (MySQL allows 4,096 columns
-/// in a result; this stays well under it and under `max_allowed_packet`
-/// for ordinary values).
+/// in a result; this stays well under it).
 const ITEMS_PER_QUERY: usize = 500;
+
+/// Bytes of select items per statement: well under MariaDB's default
+/// `max_allowed_packet` (16 MiB), whatever the size of the arguments.
+const BYTES_PER_QUERY: usize = 4 << 20;
 
 /// Where the CN's functions send what they cannot compute: the cluster's
 /// DNs. Every evaluator compares equal (DataFusion compares functions by
@@ -112,7 +115,17 @@ impl DnEval {
         let dn = self.cluster.dn(self.cluster.any_dn())?.clone();
         let mut conn = dn.conn().await?;
         let mut answers: Vec<Option<Vec<u8>>> = Vec::with_capacity(items.len());
-        for chunk in items.chunks(ITEMS_PER_QUERY) {
+        let mut rest = items.as_slice();
+        while !rest.is_empty() {
+            // At least one item, then as many as fit.
+            let mut n = 1;
+            let mut bytes = rest[0].len();
+            while n < rest.len() && n < ITEMS_PER_QUERY && bytes + rest[n].len() + 2 <= BYTES_PER_QUERY {
+                bytes += rest[n].len() + 2;
+                n += 1;
+            }
+            let (chunk, tail) = rest.split_at(n);
+            rest = tail;
             let sql = format!("SELECT {}", chunk.join(", "));
             let row: Option<mysql_async::Row> = conn.query_first(sql).await.map_err(|e| dn.err(e))?;
             let row = row.ok_or_else(|| CnError::internal("a DN answered a function's values with no row"))?;

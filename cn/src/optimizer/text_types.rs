@@ -85,7 +85,7 @@ impl AnalyzerRule for TextTypes {
 }
 
 /// `u` with its temporal columns made text where another input has a
-/// string in the same place; `None` when there is none.
+/// string or a number in the same place; `None` when there is none.
 fn textual_union(u: &Union) -> Result<Option<LogicalPlan>> {
     let width = u.schema.fields().len();
     if u.inputs.iter().any(|i| i.schema().fields().len() != width) {
@@ -128,8 +128,8 @@ fn textual_union(u: &Union) -> Result<Option<LogicalPlan>> {
 }
 
 /// `e` with the temporal results of a CASE made text where another result
-/// is a string; unchanged for any other expression (or a type it cannot
-/// tell over `schema`).
+/// is a string or a number; unchanged for any other expression (or a type
+/// it cannot tell over `schema`).
 fn textual_case(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
     let Expr::Case(c) = &e else { return Ok(Transformed::no(e)) };
     let results: Vec<&Expr> = c.when_then_expr.iter().map(|(_, t)| t.as_ref()).chain(c.else_expr.as_deref()).collect();

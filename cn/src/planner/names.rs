@@ -105,25 +105,15 @@ fn tokens(sql: &str) -> Option<Vec<(Tok, usize, usize)>> {
                 }
                 Tok::Word
             }
-            b'(' => {
+            c => {
                 i += 1;
-                Tok::Open
-            }
-            b')' => {
-                i += 1;
-                Tok::Close
-            }
-            b',' => {
-                i += 1;
-                Tok::Comma
-            }
-            b';' => {
-                i += 1;
-                Tok::Semicolon
-            }
-            _ => {
-                i += 1;
-                Tok::Other
+                match c {
+                    b'(' => Tok::Open,
+                    b')' => Tok::Close,
+                    b',' => Tok::Comma,
+                    b';' => Tok::Semicolon,
+                    _ => Tok::Other,
+                }
             }
         };
         out.push((kind, start, i));
@@ -136,7 +126,10 @@ fn tokens(sql: &str) -> Option<Vec<(Tok, usize, usize)>> {
 /// client typed it, without the spaces and comments around it. `None` when
 /// the statement has no such SELECT or its text cannot be scanned.
 pub fn select_item_texts(sql: &str) -> Option<Vec<&str>> {
-    let toks = tokens(sql)?;
+    first_select_items(sql, &tokens(sql)?)
+}
+
+fn first_select_items<'a>(sql: &'a str, toks: &[(Tok, usize, usize)]) -> Option<Vec<&'a str>> {
     let is = |t: &(Tok, usize, usize), w: &str| t.0 == Tok::Word && sql[t.1..t.2].eq_ignore_ascii_case(w);
     // The SELECT: after a WITH clause, the first at depth 0; else the
     // first token but opening parentheses.
@@ -146,7 +139,7 @@ pub fn select_item_texts(sql: &str) -> Option<Vec<&str>> {
         match t.0 {
             Tok::Open => depth += 1,
             Tok::Close => depth -= 1,
-            _ if is(t, "SELECT") && (!with || depth == 0) => return items_after(sql, &toks, n, depth),
+            _ if is(t, "SELECT") && (!with || depth == 0) => return items_after(sql, toks, n, depth),
             _ if !with => return None,
             _ => {}
         }
@@ -154,17 +147,16 @@ pub fn select_item_texts(sql: &str) -> Option<Vec<&str>> {
     None
 }
 
-/// [`select_item_texts`] of the SELECT whose keyword starts at byte `at`
-/// of `sql` (a derived table's, a CTE's).
-pub fn select_item_texts_at(sql: &str, at: usize) -> Option<Vec<&str>> {
-    let toks = tokens(sql)?;
+/// The select items of the SELECT whose keyword starts at byte `at` of
+/// `sql` (a derived table's, a CTE's).
+fn select_items_at<'a>(sql: &'a str, toks: &[(Tok, usize, usize)], at: usize) -> Option<Vec<&'a str>> {
     let mut depth = 0i32;
     for (n, t) in toks.iter().enumerate() {
         match t.0 {
             Tok::Open => depth += 1,
             Tok::Close => depth -= 1,
             Tok::Word if t.1 == at && sql[t.1..t.2].eq_ignore_ascii_case("SELECT") => {
-                return items_after(sql, &toks, n, depth)
+                return items_after(sql, toks, n, depth)
             }
             _ => {}
         }
@@ -220,31 +212,30 @@ fn byte_offset(sql: &str, loc: Location) -> Option<usize> {
     None
 }
 
+/// The value of a string literal (also `N'…'`).
+fn string_value(v: &Value) -> Option<&String> {
+    match v {
+        Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) | Value::NationalStringLiteral(s) => Some(s),
+        _ => None,
+    }
+}
+
 /// The name MySQL gives item `e` (without alias) typed as `typed`, when
 /// the CN's own naming may differ: its text as typed, but for a column
 /// (named by the column: `None`), a string (by its value, also with an
 /// introducer or as `N'…'`), NULL, TRUE, FALSE (named in capitals: `None`)
 /// and `+x` (named as `x`: `None`).
 fn mysql_name(e: &Expr, typed: &str) -> Option<String> {
-    let string = |v: &Value| match v {
-        Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) | Value::NationalStringLiteral(s) => {
-            Some(s.clone())
-        }
-        _ => None,
-    };
     match e {
         Expr::Identifier(_) | Expr::CompoundIdentifier(_) => None,
         Expr::UnaryOp { op: UnaryOperator::Plus, .. } => None,
         Expr::Value(v) => match &v.value {
-            Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) | Value::NationalStringLiteral(s) => {
-                Some(s.clone())
-            }
             // The plan cache's stand-in for a literal (named as it is).
             Value::Null | Value::Boolean(_) | Value::Placeholder(_) => None,
-            _ => Some(typed.to_string()),
+            other => Some(string_value(other).cloned().unwrap_or_else(|| typed.to_string())),
         },
         Expr::Prefixed { value, .. } => match value.as_ref() {
-            Expr::Value(v) => string(&v.value).or_else(|| Some(typed.to_string())),
+            Expr::Value(v) => Some(string_value(&v.value).cloned().unwrap_or_else(|| typed.to_string())),
             _ => Some(typed.to_string()),
         },
         _ => Some(typed.to_string()),
@@ -255,10 +246,7 @@ fn mysql_name(e: &Expr, typed: &str) -> Option<String> {
 /// a string's value, else `e` as printed.
 pub fn printed_name(e: &Expr) -> String {
     match e {
-        Expr::Value(v) => match &v.value {
-            Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) | Value::NationalStringLiteral(s) => s.clone(),
-            _ => e.to_string(),
-        },
+        Expr::Value(v) => string_value(&v.value).cloned().unwrap_or_else(|| e.to_string()),
         _ => e.to_string(),
     }
 }
@@ -281,71 +269,68 @@ pub fn naming_select(body: &mut SetExpr) -> Option<&mut Select> {
 /// list in `sql` does not split into as many items as it has is left as
 /// it is.
 pub fn name_as_typed(q: &mut Query, sql: &str) {
-    let first = select_item_texts(sql);
-    if let (Some(sel), Some(texts)) = (naming_select(&mut q.body), first) {
+    let Some(toks) = tokens(sql) else { return };
+    let n = Namer { sql, toks };
+    if let (Some(sel), Some(texts)) = (naming_select(&mut q.body), first_select_items(sql, &n.toks)) {
         alias_items(sel, &texts);
     }
-    name_inner(q, sql);
+    n.query(q, true);
 }
 
-/// Names the items of every SELECT inside `q` (but its naming one, done
-/// by [`name_as_typed`]) found by the position of its keyword.
-fn name_inner(q: &mut Query, sql: &str) {
-    if let Some(with) = q.with.as_mut() {
-        for cte in with.cte_tables.iter_mut() {
-            name_query(&mut cte.query, sql);
+/// Finds the SELECTs of a query in its text (by the position of their
+/// keyword) and names their items.
+struct Namer<'a> {
+    sql: &'a str,
+    toks: Vec<(Tok, usize, usize)>,
+}
+
+impl Namer<'_> {
+    /// `named`: the SELECT naming `q`'s columns was named already.
+    fn query(&self, q: &mut Query, named: bool) {
+        if let Some(with) = q.with.as_mut() {
+            for cte in with.cte_tables.iter_mut() {
+                self.query(&mut cte.query, false);
+            }
         }
+        self.set_expr(&mut q.body, named);
     }
-    name_set_expr(&mut q.body, sql, true);
-}
 
-fn name_query(q: &mut Query, sql: &str) {
-    if let Some(with) = q.with.as_mut() {
-        for cte in with.cte_tables.iter_mut() {
-            name_query(&mut cte.query, sql);
-        }
-    }
-    name_set_expr(&mut q.body, sql, false);
-}
-
-/// `named`: the SELECT naming the columns was named already.
-fn name_set_expr(body: &mut SetExpr, sql: &str, named: bool) {
-    match body {
-        SetExpr::Select(sel) => {
-            if !named {
-                let texts =
-                    byte_offset(sql, sel.select_token.0.span.start).and_then(|at| select_item_texts_at(sql, at));
-                if let Some(texts) = texts {
-                    alias_items(sel, &texts);
+    fn set_expr(&self, body: &mut SetExpr, named: bool) {
+        match body {
+            SetExpr::Select(sel) => {
+                if !named {
+                    let at = byte_offset(self.sql, sel.select_token.0.span.start);
+                    if let Some(texts) = at.and_then(|at| select_items_at(self.sql, &self.toks, at)) {
+                        alias_items(sel, &texts);
+                    }
+                }
+                for t in sel.from.iter_mut() {
+                    self.factor(&mut t.relation);
+                    for j in t.joins.iter_mut() {
+                        self.factor(&mut j.relation);
+                    }
                 }
             }
-            for t in sel.from.iter_mut() {
-                name_factor(&mut t.relation, sql);
-                for j in t.joins.iter_mut() {
-                    name_factor(&mut j.relation, sql);
+            SetExpr::SetOperation { left, right, .. } => {
+                self.set_expr(left, named);
+                self.set_expr(right, false);
+            }
+            SetExpr::Query(q) => self.query(q, named),
+            _ => {}
+        }
+    }
+
+    fn factor(&self, f: &mut TableFactor) {
+        match f {
+            TableFactor::Derived { subquery, .. } => self.query(subquery, false),
+            TableFactor::NestedJoin { table_with_joins, .. } => {
+                self.factor(&mut table_with_joins.relation);
+                for j in table_with_joins.joins.iter_mut() {
+                    self.factor(&mut j.relation);
                 }
             }
+            _ => {}
         }
-        SetExpr::SetOperation { left, right, .. } => {
-            name_set_expr(left, sql, named);
-            name_set_expr(right, sql, false);
-        }
-        SetExpr::Query(q) if named => name_inner(q, sql),
-        SetExpr::Query(q) => name_query(q, sql),
-        _ => {}
-    }
-}
-
-fn name_factor(f: &mut TableFactor, sql: &str) {
-    match f {
-        TableFactor::Derived { subquery, .. } => name_query(subquery, sql),
-        TableFactor::NestedJoin { table_with_joins, .. } => {
-            name_factor(&mut table_with_joins.relation, sql);
-            for j in table_with_joins.joins.iter_mut() {
-                name_factor(&mut j.relation, sql);
-            }
-        }
-        _ => {}
     }
 }
 
