@@ -17,7 +17,7 @@
 use crate::executor::functions::MysqlText;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::tree_node::Transformed;
-use datafusion::common::tree_node::TreeNode;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::common::{Column, Result};
 use datafusion::common::{DFSchema, ScalarValue};
 use datafusion::config::ConfigOptions;
@@ -63,7 +63,13 @@ impl AnalyzerRule for TextTypes {
                     None => Ok(Transformed::no(p)),
                 };
             }
-            if p.inputs().is_empty() {
+            // Most plans have no CASE: nothing to look at then.
+            let mut has_case = false;
+            p.apply_expressions(|e| {
+                has_case = e.exists(|x| Ok(matches!(x, Expr::Case(_))))?;
+                Ok(if has_case { TreeNodeRecursion::Stop } else { TreeNodeRecursion::Continue })
+            })?;
+            if !has_case || p.inputs().is_empty() {
                 return Ok(Transformed::no(p));
             }
             let schema = merge_schema(&p.inputs());
