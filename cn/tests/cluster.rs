@@ -1467,6 +1467,13 @@ fn temporal_values_become_mysql_text_in_the_cn() {
             "SELECT a.id, COALESCE(b.dt, 'none'), IFNULL(a.t, b.id) FROM tm a LEFT JOIN tm b ON a.g = b.id + 10 ORDER BY 1",
             "SELECT g, CASE WHEN g = 2 THEN 'none' ELSE MAX(dt) END FROM tm GROUP BY g ORDER BY g",
             "SELECT * FROM (SELECT g, CASE g WHEN 1 THEN MAX(t) WHEN 2 THEN 'two' END c FROM tm GROUP BY g) x ORDER BY c",
+            // CAST(… AS CHAR) of a temporal value the CN computes (it wrote
+            // `2001-01-01T00:00:00`; a TIME beyond 24 hours failed), and
+            // pushed to the shards as CAST.
+            "SELECT g, CAST(MAX(dt) AS CHAR), CAST(MAX(t) AS CHAR), CAST(MAX(dt) > '2000-06-01' AS CHAR) \
+             FROM tm GROUP BY g ORDER BY g",
+            "SELECT a.id, CAST(a.dt AS CHAR), CAST(b.t AS CHAR(20)) FROM tm a JOIN tm b ON a.g = b.id ORDER BY 1",
+            "SELECT CAST(t AS CHAR) c, MAX(id) FROM tm GROUP BY c ORDER BY c",
         ] {
             let (ours, theirs) = (result_text(&mut c, q).await, result_text(&mut reference, q).await);
             assert_eq!(ours, theirs, "{q}");

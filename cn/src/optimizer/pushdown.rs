@@ -132,6 +132,8 @@ struct Fragment {
 /// Functions MariaDB evaluates as the user's MySQL statement means them
 /// (the statement is MySQL: the name is the user's).
 const PUSHABLE_FUNCTIONS: &[&str] = &[
+    // The CN's MySQL text of a value: `CAST(x AS CHAR)` on a DN.
+    crate::executor::functions::MysqlText::NAME,
     "mysql_div",
     "mysql_intdiv",
     "mysql_signed",
@@ -290,6 +292,16 @@ pub(crate) fn sql(e: &Expr) -> Result<String> {
                     Transformed::yes(Expr::Cast(datafusion::logical_expr::Cast::new(
                         Box::new(x),
                         datafusion::arrow::datatypes::DataType::Int64,
+                    )))
+                }
+                // MySQL's text of a value is what `CAST(x AS CHAR)` gives.
+                Expr::ScalarFunction(f)
+                    if f.name() == crate::executor::functions::MysqlText::NAME && f.args.len() == 1 =>
+                {
+                    let x = f.args.into_iter().next().expect("one");
+                    Transformed::yes(Expr::Cast(datafusion::logical_expr::Cast::new(
+                        Box::new(x),
+                        datafusion::arrow::datatypes::DataType::Utf8,
                     )))
                 }
                 Expr::Alias(a) => Transformed::yes(*a.expr),

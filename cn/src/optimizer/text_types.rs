@@ -8,6 +8,8 @@
 //!   so `SELECT t FROM times UNION SELECT 'x'` failed casting `'x'`.
 //! - A CASE whose results mix them (`CASE WHEN … THEN 'none' ELSE MAX(d)
 //!   END`): likewise.
+//! - `CAST(x AS CHAR)` of a temporal or boolean `x` is MySQL's text of `x`
+//!   (Arrow's cast wrote `2001-01-01T00:00:00`).
 //!
 //! An analyzer rule ahead of DataFusion's type coercion: the temporal
 //! values become MySQL's text ([`crate::executor::functions::MysqlText`]),
@@ -66,7 +68,7 @@ impl AnalyzerRule for TextTypes {
             // Most plans have no CASE: nothing to look at then.
             let mut has_case = false;
             p.apply_expressions(|e| {
-                has_case = e.exists(|x| Ok(matches!(x, Expr::Case(_))))?;
+                has_case = e.exists(|x| Ok(matches!(x, Expr::Case(_) | Expr::Cast(_))))?;
                 Ok(if has_case { TreeNodeRecursion::Stop } else { TreeNodeRecursion::Continue })
             })?;
             if !has_case || p.inputs().is_empty() {
@@ -78,7 +80,11 @@ impl AnalyzerRule for TextTypes {
             let names = NamePreserver::new(&p);
             let t = p.map_expressions(|e| {
                 let name = names.save(&e);
-                Ok(e.transform_up(|x| textual_case(x, &schema))?.update_data(|e| name.restore(e)))
+                let e = e.transform_up(|x| match x {
+                    Expr::Cast(_) => textual_cast(x, &schema),
+                    _ => textual_case(x, &schema),
+                })?;
+                Ok(e.update_data(|e| name.restore(e)))
             })?;
             if t.transformed {
                 Ok(Transformed::yes(t.data.recompute_schema()?))
@@ -163,4 +169,21 @@ fn textual_case(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
         else_expr: c.else_expr.as_deref().map(|x| Box::new(as_text(x))),
     };
     Ok(Transformed::yes(Expr::Case(case)))
+}
+
+/// `CAST(x AS CHAR)` of a TIME, DATE, DATETIME or boolean `x` as MySQL's
+/// text of `x` (Arrow's cast writes a `T` into datetimes, `true` for 1,
+/// and fails for the CN's TIME values beyond 24 hours or below zero);
+/// unchanged for any other expression.
+fn textual_cast(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
+    let Expr::Cast(c) = &e else { return Ok(Transformed::no(e)) };
+    if !matches!(c.field.data_type(), DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View) {
+        return Ok(Transformed::no(e));
+    }
+    match c.expr.get_type(schema) {
+        Ok(t) if crate::executor::convert::has_mysql_text(&t) => {
+            Ok(Transformed::yes(ScalarUDF::from(MysqlText::new()).call(vec![(*c.expr).clone()])))
+        }
+        _ => Ok(Transformed::no(e)),
+    }
 }
