@@ -12,7 +12,7 @@
 //!   (Arrow's cast wrote `2001-01-01T00:00:00`).
 //!
 //! An analyzer rule ahead of DataFusion's type coercion: the temporal
-//! values become MySQL's text ([`crate::executor::functions::MysqlText`]),
+//! values (and the cast ones) become MySQL's text ([`crate::executor::functions::MysqlText`]),
 //! so every branch gives a string. (`COALESCE` and `IFNULL` see to their
 //! own: [`crate::executor::functions::MysqlCoalesce`].)
 
@@ -65,13 +65,13 @@ impl AnalyzerRule for TextTypes {
                     None => Ok(Transformed::no(p)),
                 };
             }
-            // Most plans have no CASE: nothing to look at then.
-            let mut has_case = false;
+            // Most plans have neither CASE nor CAST: nothing to look at then.
+            let mut candidate = false;
             p.apply_expressions(|e| {
-                has_case = e.exists(|x| Ok(matches!(x, Expr::Case(_) | Expr::Cast(_))))?;
-                Ok(if has_case { TreeNodeRecursion::Stop } else { TreeNodeRecursion::Continue })
+                candidate = e.exists(|x| Ok(matches!(x, Expr::Case(_) | Expr::Cast(_))))?;
+                Ok(if candidate { TreeNodeRecursion::Stop } else { TreeNodeRecursion::Continue })
             })?;
-            if !has_case || p.inputs().is_empty() {
+            if !candidate || p.inputs().is_empty() {
                 return Ok(Transformed::no(p));
             }
             let schema = merge_schema(&p.inputs());
