@@ -55,33 +55,50 @@ impl std::hash::Hash for DnEval {
     fn hash<H: std::hash::Hasher>(&self, _: &mut H) {}
 }
 
-/// Value `i` of `a` as a MySQL literal of the same type. Errors: a type
-/// with no MySQL literal (lists, structs).
-pub fn literal(a: &ArrayRef, i: usize) -> Result<String> {
-    if a.is_null(i) {
-        return Ok("NULL".into());
-    }
-    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02X}")).collect::<String>();
-    let text = |a: &ArrayRef| -> Result<String> {
-        let t = crate::executor::convert::mysql_text(&a.slice(i, 1))?;
-        Ok(t.as_string::<i32>().value(0).to_string())
+/// The values of `a` as MySQL literals of the same type (`NULL` for a
+/// null). Errors: a type with no MySQL literal (lists, structs), a DOUBLE
+/// that is infinite or NaN.
+pub fn literals(a: &ArrayRef) -> Result<Vec<String>> {
+    use crate::planner::split::hex_literal;
+    // MySQL's text of every value, made once for the array.
+    let texts = || -> Result<ArrayRef> { crate::executor::convert::mysql_text(a) };
+    let each = |f: &dyn Fn(usize) -> Result<String>| -> Result<Vec<String>> {
+        (0..a.len()).map(|i| if a.is_null(i) { Ok("NULL".into()) } else { f(i) }).collect()
     };
-    Ok(match a.data_type() {
+    match a.data_type() {
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
-            format!("_utf8mb4 X'{}'", hex(text(a)?.as_bytes()))
+            let t = texts()?;
+            let t = t.as_string::<i32>();
+            each(&|i| Ok(format!("_utf8mb4 {}", hex_literal(t.value(i).as_bytes()))))
         }
-        DataType::Binary => format!("X'{}'", hex(a.as_binary::<i32>().value(i))),
-        DataType::LargeBinary => format!("X'{}'", hex(a.as_binary::<i64>().value(i))),
-        DataType::Float64 => float(a.as_primitive::<Float64Type>().value(i))?,
-        DataType::Float32 => float(f64::from(a.as_primitive::<Float32Type>().value(i)))?,
-        DataType::Boolean => if a.as_boolean().value(i) { "TRUE" } else { "FALSE" }.into(),
-        DataType::Date32 => format!("DATE'{}'", text(a)?),
-        DataType::Timestamp(..) => format!("TIMESTAMP'{}'", text(a)?),
-        DataType::Time64(_) => format!("TIME'{}'", text(a)?),
-        DataType::Null => "NULL".into(),
-        t if t.is_integer() || matches!(t, DataType::Decimal128(..) | DataType::Decimal256(..)) => text(a)?,
-        other => return Err(CnError::unsupported(format!("a value of type {other} as a function's argument"))),
-    })
+        DataType::Binary => each(&|i| Ok(hex_literal(a.as_binary::<i32>().value(i)))),
+        DataType::LargeBinary => each(&|i| Ok(hex_literal(a.as_binary::<i64>().value(i)))),
+        DataType::Float64 => each(&|i| float(a.as_primitive::<Float64Type>().value(i))),
+        DataType::Float32 => each(&|i| float(f64::from(a.as_primitive::<Float32Type>().value(i)))),
+        DataType::Boolean => each(&|i| Ok(if a.as_boolean().value(i) { "TRUE" } else { "FALSE" }.into())),
+        DataType::Null => each(&|_| Ok("NULL".into())),
+        t => {
+            let prefix = match t {
+                DataType::Date32 => "DATE",
+                DataType::Timestamp(..) => "TIMESTAMP",
+                DataType::Time64(_) => "TIME",
+                t if t.is_integer() || matches!(t, DataType::Decimal128(..) | DataType::Decimal256(..)) => "",
+                // NULLs of it still go as NULL.
+                other => {
+                    return each(&|_| {
+                        Err(CnError::unsupported(format!("a value of type {other} as a function's argument")))
+                    })
+                }
+            };
+            let t = texts()?;
+            let t = t.as_string::<i32>();
+            if prefix.is_empty() {
+                each(&|i| Ok(t.value(i).to_string()))
+            } else {
+                each(&|i| Ok(format!("{prefix}'{}'", t.value(i))))
+            }
+        }
+    }
 }
 
 /// A DOUBLE literal: exponent form (`1.5e0`), which MySQL reads as a
@@ -100,12 +117,12 @@ impl DnEval {
     /// Errors: the DN's, or a DN that is down.
     pub async fn eval(&self, name: &str, args: &[ArrayRef], rows: usize) -> Result<Vec<Option<Vec<u8>>>> {
         // One select item per distinct argument tuple.
+        let args = args.iter().map(literals).collect::<Result<Vec<_>>>()?;
         let mut items: Vec<String> = Vec::new();
         let mut index: HashMap<String, usize> = HashMap::new();
         let mut of_row = Vec::with_capacity(rows);
         for i in 0..rows {
-            let call =
-                format!("{name}({})", args.iter().map(|a| literal(a, i)).collect::<Result<Vec<_>>>()?.join(", "));
+            let call = format!("{name}({})", args.iter().map(|a| a[i].as_str()).collect::<Vec<_>>().join(", "));
             let n = *index.entry(call.clone()).or_insert_with(|| {
                 items.push(call);
                 items.len() - 1
@@ -168,16 +185,16 @@ mod tests {
     #[test]
     fn values_become_typed_literals() {
         let s: ArrayRef = Arc::new(StringArray::from(vec![Some("a'b"), None]));
-        assert_eq!(literal(&s, 0).unwrap(), "_utf8mb4 X'612762'");
-        assert_eq!(literal(&s, 1).unwrap(), "NULL");
-        let f: ArrayRef = Arc::new(Float64Array::from(vec![1.5, f64::NAN]));
-        assert_eq!(literal(&f, 0).unwrap(), "1.5e0");
-        assert!(literal(&f, 1).is_err());
+        assert_eq!(literals(&s).unwrap(), ["_utf8mb4 X'612762'", "NULL"]);
+        let f: ArrayRef = Arc::new(Float64Array::from(vec![1.5]));
+        assert_eq!(literals(&f).unwrap(), ["1.5e0"]);
+        let f: ArrayRef = Arc::new(Float64Array::from(vec![f64::NAN]));
+        assert!(literals(&f).is_err());
         let n: ArrayRef = Arc::new(Int64Array::from(vec![-42]));
-        assert_eq!(literal(&n, 0).unwrap(), "-42");
+        assert_eq!(literals(&n).unwrap(), ["-42"]);
         let d: ArrayRef = Arc::new(Date32Array::from(vec![10_957]));
-        assert_eq!(literal(&d, 0).unwrap(), "DATE'2000-01-01'");
+        assert_eq!(literals(&d).unwrap(), ["DATE'2000-01-01'"]);
         let t: ArrayRef = Arc::new(Time64MicrosecondArray::from(vec![-5_400_000_000]));
-        assert_eq!(literal(&t, 0).unwrap(), "TIME'-01:30:00'");
+        assert_eq!(literals(&t).unwrap(), ["TIME'-01:30:00'"]);
     }
 }

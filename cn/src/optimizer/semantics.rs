@@ -1422,12 +1422,9 @@ fn bit_literal_as_hex(bits: &str) -> Option<Expr> {
         return None;
     }
     let padded = format!("{}{bits}", "0".repeat((8 - bits.len() % 8) % 8));
-    let hex: String = padded
-        .as_bytes()
-        .chunks(8)
-        .map(|byte| format!("{:02X}", byte.iter().fold(0u8, |acc, &b| (acc << 1) | (b - b'0'))))
-        .collect();
-    Some(Expr::Value(Value::HexStringLiteral(hex).into()))
+    let bytes: Vec<u8> =
+        padded.as_bytes().chunks(8).map(|byte| byte.iter().fold(0u8, |acc, &b| (acc << 1) | (b - b'0'))).collect();
+    Some(Expr::Value(Value::HexStringLiteral(crate::planner::split::hex_digits(&bytes)).into()))
 }
 
 impl VisitorMut for Rewriter {
@@ -1455,7 +1452,7 @@ impl VisitorMut for Rewriter {
                     Value::SingleQuotedString(s) | Value::DoubleQuotedString(s)
                         if prefix.value.eq_ignore_ascii_case("_binary") =>
                     {
-                        let hex: String = s.bytes().map(|b| format!("{b:02X}")).collect();
+                        let hex = crate::planner::split::hex_digits(s.as_bytes());
                         Some(Expr::Value(Value::HexStringLiteral(hex).into()))
                     }
                     Value::SingleQuotedString(_) | Value::DoubleQuotedString(_) | Value::HexStringLiteral(_) => {

@@ -278,12 +278,12 @@ fn point_plan(
 ) -> Option<PointPlan> {
     let mut stmts = Parser::parse_sql(&MySqlDialect {}, text).ok()?;
     let Some(Statement::Query(mut q)) = stmts.pop() else { return None };
-    // Computed items named by their text; an item with a literal is named
-    // by each execution's own literal, which the template cannot splice.
-    crate::planner::names::name_as_typed(&mut q, text);
     if !stmts.is_empty() || q.with.is_some() || !q.locks.is_empty() || q.for_clause.is_some() {
         return None;
     }
+    // Computed items named by their text; an item with a literal is named
+    // by each execution's own literal, which the template cannot splice.
+    crate::planner::names::name_as_typed(&mut q, text);
     let mut relations = 0;
     let _ = visit_relations(&q, |_| {
         relations += 1;

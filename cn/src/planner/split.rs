@@ -129,15 +129,19 @@ pub fn open_executable_comments(sql: &str) -> Option<String> {
     Some(out)
 }
 
+/// The hexadecimal digits of `bytes`, two per byte, upper-case (`00FF`).
+pub fn hex_digits(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for c in bytes {
+        let _ = write!(s, "{c:02X}");
+    }
+    s
+}
+
 /// MySQL's hex literal of `bytes`: `X'00FF'`.
 pub fn hex_literal(bytes: &[u8]) -> String {
-    let mut s = String::with_capacity(bytes.len() * 2 + 3);
-    s.push_str("X'");
-    for c in bytes {
-        s.push_str(&format!("{c:02X}"));
-    }
-    s.push('\'');
-    s
+    format!("X'{}'", hex_digits(bytes))
 }
 
 /// The text of a query whose bytes are not all UTF-8 (`mariadb-dump`
