@@ -8,7 +8,7 @@ use crate::protocol::constants::{charset, flag, ty};
 use crate::protocol::resultset::{ColumnDef, TextRow};
 use chrono::{NaiveDate, NaiveDateTime};
 use datafusion::arrow::array::*;
-use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Fields, Schema, SchemaRef, TimeUnit};
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Fields, Float64Type, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use std::sync::Arc;
@@ -291,6 +291,32 @@ pub fn column_def(f: &Field) -> ColumnDef {
     c
 }
 
+/// MySQL's text of a DOUBLE (MariaDB's `my_gcvt`, which `SELECT` of a
+/// DOUBLE uses): the shortest digits that read back as the same value,
+/// in fixed notation (`0.30000000000000004`, `100`, `0.0000001`) unless
+/// the decimal point would sit more than 15 places right of the first
+/// digit or more than 14 zeros left of it: then `1e15`,
+/// `1.2345678901234568e17`, `1e-16`. Zero (also −0) is `0`; infinities
+/// and NaN, which MySQL never stores, as `inf`, `-inf`, `nan`.
+pub fn double_text(v: f64) -> String {
+    if v == 0.0 {
+        return "0".into();
+    }
+    if !v.is_finite() {
+        return v.to_string().to_ascii_lowercase();
+    }
+    // `{:e}` gives the shortest round-trip digits: `d[.ddd]e<exp>`.
+    let e = format!("{v:e}");
+    let exp: i32 = e.split_once('e').and_then(|(_, x)| x.parse().ok()).unwrap_or(0);
+    // MariaDB's `decpt` is exp + 1 (digits before the point).
+    if exp + 1 > 15 || exp + 1 < -14 {
+        return e;
+    }
+    // Fixed notation: Rust's `Display` writes the same shortest digits
+    // without an exponent.
+    v.to_string()
+}
+
 /// How Arrow's formatter shows values as MySQL does: datetimes as
 /// `YYYY-MM-DD HH:MM:SS[.fff[fff]]`, dates as `YYYY-MM-DD`.
 fn text_options() -> FormatOptions<'static> {
@@ -332,6 +358,7 @@ pub fn mysql_text(col: &ArrayRef) -> Result<ArrayRef> {
         DataType::Utf8 => return Ok(col.clone()),
         DataType::Time64(unit) => time_micros(col, *unit)?.iter().map(|v| v.map(format_time)).collect(),
         DataType::Boolean => col.as_boolean().iter().map(|v| v.map(|b| if b { "1" } else { "0" })).collect(),
+        DataType::Float64 => col.as_primitive::<Float64Type>().iter().map(|v| v.map(double_text)).collect(),
         DataType::Timestamp(..) | DataType::Date32 => {
             let opts = text_options();
             let fmt = ArrayFormatter::try_new(col.as_ref(), &opts).map_err(|e| CnError::internal(e.to_string()))?;
@@ -387,6 +414,12 @@ pub fn batch_to_rows_as(batch: &RecordBatch, fields: &Fields) -> Result<Vec<Text
             }
             continue;
         }
+        if let Some(v) = col.as_any().downcast_ref::<Float64Array>() {
+            for (i, r) in rows.iter_mut().enumerate() {
+                r.push(v.is_valid(i).then(|| double_text(v.value(i)).into_bytes()));
+            }
+            continue;
+        }
         if let Some(b) = col.as_any().downcast_ref::<BooleanArray>() {
             for (i, r) in rows.iter_mut().enumerate() {
                 r.push(if b.is_null(i) { None } else { Some(if b.value(i) { b"1".to_vec() } else { b"0".to_vec() }) });
@@ -420,6 +453,31 @@ pub fn batch_to_rows_as(batch: &RecordBatch, fields: &Fields) -> Result<Vec<Text
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn doubles_show_as_mariadb_shows_them() {
+        // Each pair as `SELECT <literal>` shows it on MariaDB 10.11.
+        for (v, text) in [
+            (1.0, "1"),
+            (0.1 + 0.2, "0.30000000000000004"),
+            (1e15, "1e15"),
+            (999_999_999_999_999.0, "999999999999999"),
+            (100_000_000_000_000.5, "100000000000000.5"),
+            (1.234_567_890_123_456_8e17, "1.2345678901234568e17"),
+            (-1e16, "-1e16"),
+            (1e-15, "0.000000000000001"),
+            (1.5e-15, "0.0000000000000015"),
+            (1e-16, "1e-16"),
+            (1.5e-16, "1.5e-16"),
+            (2.5e-5, "0.000025"),
+            (1.0 / 3.0, "0.3333333333333333"),
+            (-0.0, "0"),
+            (5e-324, "5e-324"),
+            (1e308, "1e308"),
+        ] {
+            assert_eq!(double_text(v), text, "{v:e}");
+        }
+    }
 
     #[test]
     fn fractional_seconds_show_with_the_columns_precision() {

@@ -66,6 +66,8 @@ pub fn all(dn: Option<DnEval>) -> Vec<ScalarUDF> {
         ScalarUDF::from(MysqlTimediff::new()),
         ScalarUDF::from(MysqlText::new()),
         ScalarUDF::from(MysqlCoalesce::new()),
+        ScalarUDF::from(super::truth::MysqlTruth::new()),
+        ScalarUDF::from(super::truth::MysqlToDouble::new()),
     ]
     .into_iter()
     .chain((0..MysqlDatePart::PARTS.len()).map(|i| ScalarUDF::from(MysqlDatePart::new(i))))
@@ -1176,6 +1178,24 @@ const SHARD_FUNCTIONS: &[(&str, ShardType, usize, usize)] = &[
     ("json_length", ShardType::Int, 1, 2),
     ("json_depth", ShardType::Int, 1, 1),
     ("json_valid", ShardType::Int, 1, 1),
+    ("bit_count", ShardType::Int, 1, 1),
+    ("period_diff", ShardType::Int, 2, 2),
+    ("period_add", ShardType::Int, 2, 2),
+    ("inet_aton", ShardType::Int, 1, 1),
+    ("regexp_instr", ShardType::Int, 2, 2),
+    ("bin", ShardType::Str, 1, 1),
+    ("oct", ShardType::Str, 1, 1),
+    ("space", ShardType::Str, 1, 1),
+    ("quote", ShardType::Str, 1, 1),
+    ("insert", ShardType::Str, 4, 4),
+    ("make_set", ShardType::Str, 2, usize::MAX),
+    ("export_set", ShardType::Str, 3, 5),
+    ("soundex", ShardType::Str, 1, 1),
+    ("inet_ntoa", ShardType::Str, 1, 1),
+    ("to_base64", ShardType::Str, 1, 1),
+    ("time_format", ShardType::Str, 2, 2),
+    ("regexp_replace", ShardType::Str, 3, 3),
+    ("regexp_substr", ShardType::Str, 2, 2),
     ("date", ShardType::Date, 1, 1),
     ("last_day", ShardType::Date, 1, 1),
     ("makedate", ShardType::Date, 2, 2),
@@ -1389,7 +1409,7 @@ fn sign(x: f64) -> i64 {
 
 /// MySQL's `TO_DAYS(d)`: days since year 0 (`TO_DAYS('2007-10-07')` is
 /// 733321; MySQL's calc_daynr counts 365 days for year 0).
-fn to_days(d: chrono::NaiveDate) -> i64 {
+pub(crate) fn to_days(d: chrono::NaiveDate) -> i64 {
     i64::from(d.num_days_from_ce()) + 365
 }
 
@@ -1401,7 +1421,7 @@ fn from_days(n: i64) -> Option<chrono::NaiveDate> {
 }
 
 /// MySQL's month and day names (`lc_time_names = en_US`).
-const MONTH_NAMES: [&str; 12] = [
+pub(crate) const MONTH_NAMES: [&str; 12] = [
     "January",
     "February",
     "March",
@@ -1415,7 +1435,7 @@ const MONTH_NAMES: [&str; 12] = [
     "November",
     "December",
 ];
-const DAY_NAMES: [&str; 7] = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"];
+pub(crate) const DAY_NAMES: [&str; 7] = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"];
 
 /// `f` of each date of `a` ([`dates`]); NULL where there is none or `f`
 /// gives none.

@@ -16,6 +16,7 @@ pub mod repartition;
 pub mod shard_scan;
 pub mod spill;
 pub mod table;
+pub mod truth;
 
 use crate::catalog::CatalogSnapshot;
 use crate::error::{CnError, Result};

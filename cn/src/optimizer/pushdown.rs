@@ -43,6 +43,7 @@ use crate::dn::quote_ident;
 use crate::executor::functions::{MysqlCastInt, MysqlDiv, MysqlIntDiv};
 use crate::executor::shard_scan::{ShardQuery, ShardScanExec};
 use crate::executor::table::{in_list_partitions, narrow_in_list, prune, ShardedTable};
+use crate::executor::truth::{MysqlToDouble, MysqlTruth};
 use crate::txn::ConnSource;
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
@@ -134,6 +135,10 @@ struct Fragment {
 const PUSHABLE_FUNCTIONS: &[&str] = &[
     // The CN's MySQL text of a value: `CAST(x AS CHAR)` on a DN.
     crate::executor::functions::MysqlText::NAME,
+    // MySQL's truth value and number of a value: `(x) <> 0`, `(x) + 0e0`.
+    MysqlTruth::NAME,
+    MysqlToDouble::NAME,
+    "nullif",
     "mysql_div",
     "mysql_intdiv",
     "mysql_signed",
@@ -302,6 +307,23 @@ pub(crate) fn sql(e: &Expr) -> Result<String> {
                     Transformed::yes(Expr::Cast(datafusion::logical_expr::Cast::new(
                         Box::new(x),
                         datafusion::arrow::datatypes::DataType::Utf8,
+                    )))
+                }
+                // MySQL takes any value as a truth value, and a string
+                // in numeric context as a number, itself.
+                Expr::ScalarFunction(f)
+                    if (f.name() == MysqlTruth::NAME || f.name() == MysqlToDouble::NAME) && f.args.len() == 1 =>
+                {
+                    let (op, zero) = if f.name() == MysqlTruth::NAME {
+                        (Operator::NotEq, ScalarValue::Int64(Some(0)))
+                    } else {
+                        (Operator::Plus, ScalarValue::Float64(Some(0.0)))
+                    };
+                    let x = f.args.into_iter().next().expect("one");
+                    Transformed::yes(Expr::BinaryExpr(BinaryExpr::new(
+                        Box::new(x),
+                        op,
+                        Box::new(Expr::Literal(zero, None)),
                     )))
                 }
                 Expr::Alias(a) => Transformed::yes(*a.expr),

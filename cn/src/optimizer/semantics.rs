@@ -20,6 +20,14 @@
 //!   makes AVG decomposable for the partial aggregation on the shards.
 //! - `GROUP_CONCAT(…)` becomes the CN's `mysql_group_concat`
 //!   ([`group_concat_rewrite`]).
+//! - A condition that is not a boolean expression (`WHERE flag`, `NOT
+//!   g`, `g AND x`) becomes MySQL's truth value of it, and `a XOR b` the
+//!   logical XOR ([`Truth`]).
+//! - A number with an exponent (`1e0`) is a DOUBLE, as in MySQL; the
+//!   others stay DECIMALs.
+//! - `s [NOT] REGEXP p` becomes `REGEXP_INSTR(s, p) > 0`, which the
+//!   shards (or, over the CN's values, a DN) compute with MariaDB's
+//!   regular expressions.
 //!
 //! Statements that run whole on one DN are not rewritten: MariaDB computes
 //! them itself.
@@ -43,7 +51,7 @@ pub fn rewrite<T: VisitMut>(node: &mut T) {
     let _ = node.visit(&mut ThreeValuedIn::default());
     let _ = node.visit(&mut LooseGroupBy);
     let _ = node.visit(&mut Rollup);
-    let _ = node.visit(&mut IntegerPredicates);
+    let _ = node.visit(&mut Truth);
     let _ = node.visit(&mut Rewriter);
 }
 
@@ -865,20 +873,73 @@ impl VisitorMut for Rollup {
     }
 }
 
-/// MySQL takes any number as a truth value; DataFusion's filters take
-/// booleans only. A call of a function that answers MySQL's 1/0 truth as
-/// an integer (`JSON_CONTAINS`, `ISNULL`, … see
-/// [`crate::executor::functions::is_integer_shard_function`]) used as a
-/// condition of WHERE, HAVING or JOIN … ON (or under their AND, OR, NOT)
-/// becomes `(call) <> 0`.
-struct IntegerPredicates;
+/// MySQL takes any value as a truth value (any nonzero number, a string
+/// by its numeric prefix); DataFusion's filters, `AND`, `OR` and `NOT`
+/// take booleans only, and it reads `XOR` as the bitwise operator. A
+/// condition of WHERE, HAVING, JOIN … ON, a searched CASE's WHEN or IF's
+/// first argument, an operand of AND, OR, NOT or XOR anywhere, that is not
+/// a boolean expression by its form ([`is_boolean`]: a comparison, IN,
+/// LIKE, IS NULL, …) becomes `__cn_truth(x)`
+/// ([`crate::executor::truth::MysqlTruth`]; a function answering MySQL's
+/// 1/0 truth as an integer, [`crate::executor::functions::is_integer_shard_function`],
+/// `(call) <> 0`). `a XOR b` becomes `truth(a) <> truth(b)`, which is
+/// NULL when either is, as MySQL's.
+struct Truth;
 
-impl IntegerPredicates {
+/// Whether `e` is a boolean by its form, whatever its operands' types.
+fn is_boolean(e: &Expr) -> bool {
+    use BinaryOperator::*;
+    match e {
+        Expr::BinaryOp { op, .. } => {
+            matches!(op, Eq | NotEq | Lt | LtEq | Gt | GtEq | Spaceship | And | Or | Xor)
+        }
+        Expr::UnaryOp { op: UnaryOperator::Not, .. }
+        | Expr::IsNull(_)
+        | Expr::IsNotNull(_)
+        | Expr::IsTrue(_)
+        | Expr::IsFalse(_)
+        | Expr::IsNotTrue(_)
+        | Expr::IsNotFalse(_)
+        | Expr::IsUnknown(_)
+        | Expr::IsNotUnknown(_)
+        | Expr::IsDistinctFrom(..)
+        | Expr::IsNotDistinctFrom(..)
+        | Expr::InList { .. }
+        | Expr::InSubquery { .. }
+        | Expr::Between { .. }
+        | Expr::Like { .. }
+        | Expr::ILike { .. }
+        | Expr::SimilarTo { .. }
+        | Expr::RLike { .. }
+        | Expr::Exists { .. }
+        | Expr::AnyOp { .. }
+        | Expr::AllOp { .. } => true,
+        Expr::Value(v) => matches!(v.value, Value::Boolean(_)),
+        Expr::Nested(x) => is_boolean(x),
+        // A CASE of truth values (the three-valued IN of `ThreeValuedIn`).
+        Expr::Case { conditions, else_result, .. } => {
+            let truth = |e: &Expr| is_boolean(e) || matches!(e, Expr::Value(v) if v.value == Value::Null);
+            conditions.iter().all(|c| truth(&c.result)) && else_result.as_deref().is_none_or(truth)
+        }
+        Expr::Function(f) => f.name.to_string().eq_ignore_ascii_case(crate::executor::truth::MysqlTruth::NAME),
+        _ => false,
+    }
+}
+
+impl Truth {
+    /// Makes the condition `e` a boolean: through AND, OR, NOT and
+    /// brackets, each operand that is not one by its form.
     fn condition(e: &mut Expr) {
         match e {
             Expr::BinaryOp { left, op: BinaryOperator::And | BinaryOperator::Or, right } => {
                 Self::condition(left);
                 Self::condition(right);
+            }
+            Expr::BinaryOp { left, op: BinaryOperator::Xor, right } => {
+                Self::condition(left);
+                Self::condition(right);
+                let (l, r) = (std::mem::replace(left.as_mut(), Expr::value(Value::Null)), (**right).clone());
+                *e = Expr::Nested(Box::new(binary(l, BinaryOperator::NotEq, r)));
             }
             Expr::UnaryOp { op: UnaryOperator::Not, expr } | Expr::Nested(expr) => Self::condition(expr),
             Expr::Function(f)
@@ -890,12 +951,15 @@ impl IntegerPredicates {
                     right: Box::new(Expr::value(Value::Number("0".into(), false))),
                 }));
             }
+            e if !is_boolean(e) => {
+                *e = call(crate::executor::truth::MysqlTruth::NAME, vec![e.clone()], false, None);
+            }
             _ => {}
         }
     }
 }
 
-impl VisitorMut for IntegerPredicates {
+impl VisitorMut for Truth {
     type Break = ();
     fn pre_visit_query(&mut self, q: &mut datafusion::sql::sqlparser::ast::Query) -> ControlFlow<()> {
         use datafusion::sql::sqlparser::ast::{JoinConstraint, JoinOperator, SetExpr};
@@ -916,6 +980,25 @@ impl VisitorMut for IntegerPredicates {
                 };
                 Self::condition(c);
             }
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
+        match e {
+            Expr::BinaryOp { op: BinaryOperator::And | BinaryOperator::Or | BinaryOperator::Xor, .. }
+            | Expr::UnaryOp { op: UnaryOperator::Not, .. } => Self::condition(e),
+            Expr::Case { operand: None, conditions, .. } => {
+                conditions.iter_mut().for_each(|c| Self::condition(&mut c.condition));
+            }
+            Expr::Function(f) if f.name.to_string().eq_ignore_ascii_case("if") => {
+                if let FunctionArguments::List(list) = &mut f.args {
+                    if let Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(c))) = list.args.first_mut() {
+                        Self::condition(c);
+                    }
+                }
+            }
+            _ => {}
         }
         ControlFlow::Continue(())
     }
@@ -1443,8 +1526,29 @@ impl VisitorMut for Rewriter {
                 Value::SingleQuotedByteStringLiteral(bits) => bit_literal_as_hex(bits),
                 // `N'…'`: the national character set is utf8 (utf8mb4 here).
                 Value::NationalStringLiteral(s) => Some(Expr::value(Value::SingleQuotedString(s.clone()))),
+                // A number with an exponent is a DOUBLE in MySQL (the CN
+                // parses the others as DECIMALs, as MySQL does).
+                Value::Number(n, _) if n.contains(['e', 'E']) => Some(Expr::Cast {
+                    kind: CastKind::Cast,
+                    expr: Box::new(Expr::Value(v.clone())),
+                    data_type: DataType::Double(datafusion::sql::sqlparser::ast::ExactNumberInfo::None),
+                    format: None,
+                    array: false,
+                }),
                 _ => None,
             },
+            // `s [NOT] REGEXP p` (and RLIKE): MariaDB's own regular
+            // expressions (PCRE, under the string's collation), which a
+            // shard or a DN computes: `REGEXP_INSTR(s, p) > 0`.
+            Expr::RLike { negated, expr, pattern, .. } => {
+                let found = binary(
+                    call("regexp_instr", vec![(**expr).clone(), (**pattern).clone()], false, None),
+                    BinaryOperator::Gt,
+                    Expr::value(Value::Number("0".into(), false)),
+                );
+                let found = Expr::Nested(Box::new(found));
+                Some(if *negated { Expr::UnaryOp { op: UnaryOperator::Not, expr: Box::new(found) } } else { found })
+            }
             // A character set introducer (`_utf8mb4'z'`): the CN's strings
             // are all utf8mb4; `_binary'…'` gives the bytes.
             Expr::Prefixed { prefix, value } if prefix.value.starts_with('_') => match value.as_ref() {
@@ -1541,14 +1645,14 @@ mod tests {
             ("SELECT 34 DIV - c1 + c2", "SELECT (mysql_intdiv(34, -c1) + c2)"),
             ("SELECT a - b DIV c + d", "SELECT ((a - mysql_intdiv(b, c)) + d)"),
             ("SELECT a DIV b DIV c * d", "SELECT (mysql_intdiv(mysql_intdiv(a, b), c) * d)"),
-            ("SELECT a DIV (b + c) = 2 AND x", "SELECT ((mysql_intdiv(a, ((b + c))) = 2) AND x)"),
+            ("SELECT a DIV (b + c) = 2 AND x", "SELECT ((mysql_intdiv(a, ((b + c))) = 2) AND __cn_truth(x))"),
             ("SELECT a + b * c - d", "SELECT ((a + (b * c)) - d)"),
             ("SELECT - a + + 34 DIV a IS NULL", "SELECT (-a + mysql_intdiv(34, a)) IS NULL"),
             (
                 "SELECT a DIV b NOT IN (1, c DIV 2 + 1)",
                 "SELECT mysql_intdiv(a, b) NOT IN (1, (mysql_intdiv(c, 2) + 1))",
             ),
-            ("SELECT a DIV b BETWEEN 1 AND 2 OR x", "SELECT (mysql_intdiv(a, b) BETWEEN 1 AND 2 OR x)"),
+            ("SELECT a DIV b BETWEEN 1 AND 2 OR x", "SELECT (mysql_intdiv(a, b) BETWEEN 1 AND 2 OR __cn_truth(x))"),
         ] {
             let mut s = Parser::parse_sql(&MySqlDialect {}, sql).unwrap().remove(0);
             rewrite(&mut s);

@@ -1,0 +1,208 @@
+//! MySQL's conversions of any value to a truth value and of a string to a
+//! number, where the CN computes (MySQL 8.0 reference, 14.4.3 "Logical
+//! Operators": any nonzero, non-NULL value is true; 14.3 "Type Conversion
+//! in Expression Evaluation": a string in numeric context is the number
+//! its longest numeric prefix reads as, 0 when there is none).
+//!
+//! - [`MysqlTruth`] (`__cn_truth(x)`): a condition that is not a boolean
+//!   expression (`WHERE flag`, `NOT g - 1`, `g AND x`, `a XOR b`), which
+//!   DataFusion refuses, is wrapped in it by
+//!   [`crate::optimizer::semantics`]; on a shard it is `(x) <> 0`.
+//! - [`MysqlToDouble`] (`__cn_to_double(x)`): a string compared with or
+//!   computed with a number (`s = 0`, `'3' * g`), which Arrow's cast
+//!   refused for `'abc'`; on a shard it is `(x) + 0e0`.
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Float64Array};
+use datafusion::arrow::datatypes::{DataType, Float64Type};
+use datafusion::common::{exec_err, Result};
+use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility};
+use std::sync::Arc;
+
+/// The number MySQL reads a string as: its longest prefix of the form
+/// `[spaces][+|-]digits[.digits][e[+|-]digits]` (at least one digit
+/// before or after the point), 0 when there is none (`'abc'`, `''`,
+/// `'0x10'` is 0). Infinite for a prefix beyond DOUBLE's range, as Rust
+/// parses it (MySQL clips it to the largest DOUBLE with a warning).
+pub fn str_to_f64(s: &str) -> f64 {
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() && (b[i] == b' ' || b[i] == b'\t' || b[i] == b'\n' || b[i] == b'\r') {
+        i += 1;
+    }
+    let start = i;
+    if i < b.len() && (b[i] == b'+' || b[i] == b'-') {
+        i += 1;
+    }
+    let digits = |i: &mut usize| {
+        let from = *i;
+        while *i < b.len() && b[*i].is_ascii_digit() {
+            *i += 1;
+        }
+        *i - from
+    };
+    let mut n = digits(&mut i);
+    if i < b.len() && b[i] == b'.' {
+        let mut j = i + 1;
+        let frac = digits(&mut j);
+        if n + frac > 0 {
+            i = j;
+            n += frac;
+        }
+    }
+    if n == 0 {
+        return 0.0;
+    }
+    // An exponent counts only when digits follow it.
+    if i < b.len() && (b[i] == b'e' || b[i] == b'E') {
+        let mut j = i + 1;
+        if j < b.len() && (b[j] == b'+' || b[j] == b'-') {
+            j += 1;
+        }
+        if digits(&mut j) > 0 {
+            i = j;
+        }
+    }
+    s[start..i].parse().unwrap_or(0.0)
+}
+
+/// The values of `a` as MySQL's DOUBLEs: strings by [`str_to_f64`],
+/// anything else by Arrow's cast (numbers, booleans as 1 / 0, NULLs).
+fn as_doubles(a: &ArrayRef) -> Result<Float64Array> {
+    let strings = |it: &mut dyn Iterator<Item = Option<&str>>| it.map(|v| v.map(str_to_f64)).collect();
+    Ok(match a.data_type() {
+        DataType::Utf8 => strings(&mut a.as_string::<i32>().iter()),
+        DataType::LargeUtf8 => strings(&mut a.as_string::<i64>().iter()),
+        DataType::Utf8View => strings(&mut a.as_string_view().iter()),
+        DataType::Binary => {
+            a.as_binary::<i32>().iter().map(|v| v.map(|b| str_to_f64(&String::from_utf8_lossy(b)))).collect()
+        }
+        _ => datafusion::arrow::compute::cast(a, &DataType::Float64)?.as_primitive::<Float64Type>().clone(),
+    })
+}
+
+/// `__cn_truth(x)`: MySQL's truth value of `x` as a boolean (NULL stays
+/// NULL): a boolean as it is, a number or string when it is not 0 (a
+/// string by its numeric prefix, [`str_to_f64`]), a DATE or DATETIME
+/// always (the CN holds no zero dates), a TIME when it is not 00:00:00.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct MysqlTruth {
+    signature: Signature,
+}
+
+impl MysqlTruth {
+    pub const NAME: &'static str = "__cn_truth";
+
+    pub fn new() -> Self {
+        MysqlTruth { signature: Signature::any(1, Volatility::Immutable) }
+    }
+}
+
+impl Default for MysqlTruth {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ScalarUDFImpl for MysqlTruth {
+    fn name(&self) -> &str {
+        Self::NAME
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Boolean)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let [a] = arrays.as_slice() else {
+            return exec_err!("{} takes one argument", Self::NAME);
+        };
+        let out: BooleanArray = match a.data_type() {
+            DataType::Boolean => a.as_boolean().clone(),
+            DataType::Null => (0..a.len()).map(|_| None::<bool>).collect(),
+            DataType::Date32 | DataType::Date64 | DataType::Timestamp(..) => {
+                (0..a.len()).map(|i| a.is_valid(i).then_some(true)).collect()
+            }
+            DataType::Time64(_) | DataType::Time32(_) => {
+                let n = datafusion::arrow::compute::cast(a, &DataType::Int64)?;
+                n.as_primitive::<datafusion::arrow::datatypes::Int64Type>().iter().map(|v| v.map(|v| v != 0)).collect()
+            }
+            t if t.is_numeric() || matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View) => {
+                as_doubles(a)?.iter().map(|v| v.map(|v| v != 0.0)).collect()
+            }
+            DataType::Binary => as_doubles(a)?.iter().map(|v| v.map(|v| v != 0.0)).collect(),
+            other => return exec_err!("a value of type {other} has no truth value"),
+        };
+        Ok(ColumnarValue::Array(Arc::new(out)))
+    }
+}
+
+/// `__cn_to_double(x)`: `x` as MySQL's DOUBLE in numeric context (a
+/// string by its numeric prefix, [`str_to_f64`]).
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct MysqlToDouble {
+    signature: Signature,
+}
+
+impl MysqlToDouble {
+    pub const NAME: &'static str = "__cn_to_double";
+
+    pub fn new() -> Self {
+        MysqlToDouble { signature: Signature::any(1, Volatility::Immutable) }
+    }
+}
+
+impl Default for MysqlToDouble {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ScalarUDFImpl for MysqlToDouble {
+    fn name(&self) -> &str {
+        Self::NAME
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Float64)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let [a] = arrays.as_slice() else {
+            return exec_err!("{} takes one argument", Self::NAME);
+        };
+        Ok(ColumnarValue::Array(Arc::new(as_doubles(a)?)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strings_read_as_their_numeric_prefix() {
+        // As `SELECT '<s>' + 0e0` answers on MariaDB 10.11.
+        for (s, v) in [
+            ("12", 12.0),
+            ("  -3.5abc", -3.5),
+            ("abc", 0.0),
+            ("", 0.0),
+            ("0x10", 0.0),
+            (".5", 0.5),
+            ("5.", 5.0),
+            ("1e3", 1000.0),
+            ("1e", 1.0),
+            ("1e+", 1.0),
+            ("2E-2x", 0.02),
+            ("+7", 7.0),
+            ("-", 0.0),
+            (".", 0.0),
+            ("1.2.3", 1.2),
+        ] {
+            assert_eq!(str_to_f64(s), v, "{s:?}");
+        }
+    }
+}
