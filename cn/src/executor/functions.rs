@@ -66,6 +66,7 @@ pub fn all(dn: Option<DnEval>) -> Vec<ScalarUDF> {
         ScalarUDF::from(MysqlTimediff::new()),
         ScalarUDF::from(MysqlText::new()),
         ScalarUDF::from(MysqlCoalesce::new()),
+        ScalarUDF::from(super::date_format::MysqlDateFormat::new()),
         ScalarUDF::from(super::truth::MysqlTruth::new()),
         ScalarUDF::from(super::truth::MysqlToDouble::new()),
     ]

@@ -4,6 +4,7 @@
 //! `information_schema`.
 
 pub mod convert;
+pub mod date_format;
 pub mod dn_eval;
 pub mod fsp;
 pub mod functions;

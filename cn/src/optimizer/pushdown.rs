@@ -139,6 +139,7 @@ const PUSHABLE_FUNCTIONS: &[&str] = &[
     MysqlTruth::NAME,
     MysqlToDouble::NAME,
     "nullif",
+    "date_format",
     "mysql_div",
     "mysql_intdiv",
     "mysql_signed",
