@@ -73,7 +73,7 @@ pub fn calc_week(d: chrono::NaiveDate, behaviour: u32) -> (i64, i32) {
 pub fn format(t: NaiveDateTime, f: &str) -> String {
     let mut out = String::with_capacity(f.len() + 16);
     let mut chars = f.chars();
-    let hour12 = |h: u32| if h % 12 == 0 { 12 } else { h % 12 };
+    let hour12 = |h: u32| if h.is_multiple_of(12) { 12 } else { h % 12 };
     let (d, h) = (t.date(), t.hour());
     while let Some(c) = chars.next() {
         if c != '%' {
