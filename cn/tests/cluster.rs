@@ -1518,8 +1518,9 @@ async fn plan_cache_counter(c: &mut mysql_async::Conn, name: &str) -> u64 {
 /// select items over a derived table grouped by `id + 0`, which the CN
 /// aggregates) and in the conditions it plans and pushes to the shards:
 /// truth values of numbers and strings, XOR, DOUBLE literals and their
-/// text, REGEXP, and functions a DN computes for the CN's values; the
-/// same answers and column names as MariaDB.
+/// text, REGEXP, functions a DN computes for the CN's values, DATE_FORMAT,
+/// strings and dates meeting numbers, string functions over numbers and
+/// dates; the same answers and column names as MariaDB.
 #[test]
 fn mysql_expressions_over_values_the_cn_computes_match_mariadb() {
     block_on(async {
@@ -1549,6 +1550,17 @@ fn mysql_expressions_over_values_the_cn_computes_match_mariadb() {
             "s REGEXP 'a', s RLIKE '^m', s NOT REGEXP 'i', REGEXP_REPLACE(s, '[aeiou]', '*'), REGEXP_SUBSTR(s, '[a-z]+')",
             "BIN(g), OCT(g + 8), SPACE(g), QUOTE(s), INSERT(s, 2, 1, 'X'), MAKE_SET(g, 'a', 'b'), BIT_COUNT(g + 4)",
             "SOUNDEX(s), TO_BASE64(s), INET_NTOA(g + 167772160), PERIOD_DIFF(200001, 199901 + g), TIME_FORMAT('10:11:12', '%H.%i')",
+            // MySQL's DATE_FORMAT specifiers (DataFusion's meant chrono's).
+            "DATE_FORMAT(d, '%W %M %D %j %U %u %V %v %X %x'), DATE_FORMAT(d, '%Y-%m-%d %H:%i:%s %p %r %T %f %a %b %c %e')",
+            // Strings against numbers as DOUBLEs; integers against dates as dates.
+            "s = 0, s < 1, x = '2.5', g = '1', d = 19950131, d > 19950101, d BETWEEN 19950101 AND 19991231, d = 950131",
+            // Strings and dates in arithmetic as numbers; remainders by zero.
+            "x + '1', s + 1, '3' * g, CONCAT(g) + 1, d + 0, d + 1, MOD(g, 0), g % 0",
+            "COALESCE(s, x), COALESCE(x, s), IFNULL(g, 'none'), IFNULL(s, 1.5e0)",
+            // String functions over numbers and dates; INSTR and POSITION
+            // under the collation.
+            "LENGTH(x), LOWER(d), UPPER(d), SUBSTRING(d, 6), LEFT(d, 4), REPLACE(x, '.', ','), LPAD(g, 3, 0), \
+             CHAR_LENGTH(x * 1e0), INSTR(s, 'A'), POSITION('M' IN s), REVERSE(d)",
         ]
         .iter()
         .map(|e| per_row(e))
@@ -1564,6 +1576,10 @@ fn mysql_expressions_over_values_the_cn_computes_match_mariadb() {
                 "SELECT g, SUM(x * 1e0), MAX(g / 3e0) FROM t GROUP BY g HAVING COUNT(*) - 2 ORDER BY g",
                 "SELECT g, SUM(CASE WHEN x THEN 1 ELSE 0 END), SUM(IF(g - 1, 1, 0)) FROM t GROUP BY g ORDER BY g",
                 "SELECT t.id, u.id FROM t JOIN t u ON t.g = u.id AND u.x WHERE t.s OR t.d ORDER BY 1",
+                "SELECT g, COUNT(*) FROM t WHERE s = 0 GROUP BY g ORDER BY g",
+                "SELECT g, COUNT(*) FROM t WHERE d BETWEEN 19950101 AND 19991231 AND s + 0 = 0 GROUP BY g ORDER BY g",
+                "SELECT DATE_FORMAT(d, '%W %D') AS w, COUNT(*) FROM t GROUP BY 1 ORDER BY 1",
+                "SELECT g, SUM(s + 0), MAX(LENGTH(x)) FROM t GROUP BY g ORDER BY g",
             ]
             .map(String::from),
         );

@@ -343,11 +343,15 @@ fn time_micros(col: &ArrayRef, unit: TimeUnit) -> Result<Time64MicrosecondArray>
 
 /// Whether MySQL's text of a value of type `t` differs from Arrow's cast
 /// to `Utf8` (which fails for the CN's TIME values past 24 hours or below
-/// zero, writes a `T` into datetimes and `true` for 1): those a function
+/// zero, writes a `T` into datetimes, `true` for 1 and `1.0` for a DOUBLE
+/// 1): those a function
 /// reading its arguments as strings takes as they are and turns into
 /// text with [`mysql_text`].
 pub fn has_mysql_text(t: &DataType) -> bool {
-    matches!(t, DataType::Time64(_) | DataType::Timestamp(..) | DataType::Date32 | DataType::Boolean)
+    matches!(
+        t,
+        DataType::Time64(_) | DataType::Timestamp(..) | DataType::Date32 | DataType::Boolean | DataType::Float64
+    )
 }
 
 /// `col` as a `Utf8` array of MySQL's text of its values: TIME as

@@ -69,10 +69,13 @@ pub fn all(dn: Option<DnEval>) -> Vec<ScalarUDF> {
         ScalarUDF::from(super::date_format::MysqlDateFormat::new()),
         ScalarUDF::from(super::truth::MysqlTruth::new()),
         ScalarUDF::from(super::truth::MysqlToDouble::new()),
+        ScalarUDF::from(super::truth::MysqlTemporalNumber::new()),
+        ScalarUDF::from(super::truth::MysqlNumber::new()),
     ]
     .into_iter()
     .chain((0..MysqlDatePart::PARTS.len()).map(|i| ScalarUDF::from(MysqlDatePart::new(i))))
     .chain(ShardFunction::all(dn))
+    .chain(crate::optimizer::coercion::string_functions())
     .collect()
 }
 
@@ -653,7 +656,8 @@ impl ScalarUDFImpl for MysqlText {
 
 /// MySQL's `COALESCE` (and `IFNULL`, planned as it): DataFusion's, but
 /// for a mix of temporal arguments with strings or numbers
-/// (`IFNULL(MAX(d), 'never')`),
+/// (`IFNULL(MAX(d), 'never')`), or of strings with numbers (`IFNULL(g,
+/// 'none')`, `COALESCE(s, x)`: DataFusion cast the string to the number),
 /// whose result MySQL makes a string (MySQL 8.0 reference, 14.4.2
 /// "Comparison Functions and Operators": the aggregated type of the
 /// arguments). DataFusion finds no common type there and failed to plan
@@ -675,7 +679,8 @@ impl MysqlCoalesce {
 
     /// Whether the arguments mix dates or times with strings or numbers.
     fn mixed(types: &[DataType]) -> bool {
-        crate::optimizer::text_types::mixes_temporal_and_text(types)
+        use crate::optimizer::text_types::{is_string, mixes_temporal_and_text};
+        mixes_temporal_and_text(types) || (types.iter().any(is_string) && types.iter().any(DataType::is_numeric))
     }
 }
 
@@ -1148,6 +1153,7 @@ const SHARD_FUNCTIONS: &[(&str, ShardType, usize, usize)] = &[
     ("week", ShardType::Int, 1, 2),
     ("yearweek", ShardType::Int, 1, 2),
     ("locate", ShardType::Int, 2, 3),
+    ("instr", ShardType::Int, 2, 2),
     ("crc32", ShardType::Int, 1, 1),
     ("field", ShardType::Int, 2, usize::MAX),
     ("strcmp", ShardType::Int, 2, 2),

@@ -147,11 +147,15 @@ pub fn context(
         .with_runtime_env(cn_memory.runtime(pool)?)
         .with_default_features()
         // Ahead of DataFusion's own, whose type coercion would settle the
-        // UNION types first.
+        // UNION types first, and convert strings and dates its own way.
         .with_analyzer_rules(
-            std::iter::once(Arc::new(crate::optimizer::text_types::TextTypes) as _)
-                .chain(datafusion::optimizer::Analyzer::new().rules)
-                .collect(),
+            [
+                Arc::new(crate::optimizer::text_types::TextTypes) as _,
+                Arc::new(crate::optimizer::coercion::MysqlCoercion) as _,
+            ]
+            .into_iter()
+            .chain(datafusion::optimizer::Analyzer::new().rules)
+            .collect(),
         )
         .with_analyzer_rule(Arc::new(crate::optimizer::winmagic::WinMagic::default()))
         .with_analyzer_rule(Arc::new(crate::optimizer::decorrelate::DomainJoinDecorrelation::default()));

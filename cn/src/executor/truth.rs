@@ -11,6 +11,8 @@
 //! - [`MysqlToDouble`] (`__cn_to_double(x)`): a string compared with or
 //!   computed with a number (`s = 0`, `'3' * g`), which Arrow's cast
 //!   refused for `'abc'`; on a shard it is `(x) + 0e0`.
+//! - [`MysqlTemporalNumber`] (`__cn_temporal_number(d)`): a DATE in
+//!   arithmetic, `YYYYMMDD`; on a shard `(d) + 0`.
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Float64Array};
 use datafusion::arrow::datatypes::{DataType, Float64Type};
@@ -175,6 +177,110 @@ impl ScalarUDFImpl for MysqlToDouble {
             return exec_err!("{} takes one argument", Self::NAME);
         };
         Ok(ColumnarValue::Array(Arc::new(as_doubles(a)?)))
+    }
+}
+
+/// `__cn_num(x)`: an operand of `+`, `-`, `*` or `%` as the statement is
+/// parsed, before its type is known: a string is MySQL's DOUBLE of it
+/// ([`str_to_f64`]), anything else itself. It lets DataFusion plan
+/// `s + 1` at all; the analyzer ([`crate::optimizer::coercion`]) then
+/// replaces it by [`MysqlToDouble`], [`MysqlTemporalNumber`] or its
+/// argument.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct MysqlNumber {
+    signature: Signature,
+}
+
+impl MysqlNumber {
+    pub const NAME: &'static str = "__cn_num";
+
+    pub fn new() -> Self {
+        MysqlNumber { signature: Signature::any(1, Volatility::Immutable) }
+    }
+}
+
+impl Default for MysqlNumber {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn is_string(t: &DataType) -> bool {
+    matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
+}
+
+impl ScalarUDFImpl for MysqlNumber {
+    fn name(&self) -> &str {
+        Self::NAME
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        Ok(match arg_types {
+            [t] if is_string(t) => DataType::Float64,
+            [t] => t.clone(),
+            _ => return exec_err!("{} takes one argument", Self::NAME),
+        })
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let [a] = arrays.as_slice() else {
+            return exec_err!("{} takes one argument", Self::NAME);
+        };
+        if is_string(a.data_type()) {
+            return Ok(ColumnarValue::Array(Arc::new(as_doubles(a)?)));
+        }
+        Ok(ColumnarValue::Array(a.clone()))
+    }
+}
+
+/// `__cn_temporal_number(d)`: a DATE in numeric context, MySQL's
+/// `YYYYMMDD` as a BIGINT (`d + 0`).
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct MysqlTemporalNumber {
+    signature: Signature,
+}
+
+impl MysqlTemporalNumber {
+    pub const NAME: &'static str = "__cn_temporal_number";
+
+    pub fn new() -> Self {
+        MysqlTemporalNumber { signature: Signature::exact(vec![DataType::Date32], Volatility::Immutable) }
+    }
+}
+
+impl Default for MysqlTemporalNumber {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ScalarUDFImpl for MysqlTemporalNumber {
+    fn name(&self) -> &str {
+        Self::NAME
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Int64)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        use chrono::Datelike;
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let [a] = arrays.as_slice() else {
+            return exec_err!("{} takes one argument", Self::NAME);
+        };
+        let days = a.as_primitive::<datafusion::arrow::datatypes::Date32Type>();
+        let out: datafusion::arrow::array::Int64Array = days
+            .iter()
+            .map(|v| {
+                let d = datafusion::arrow::datatypes::Date32Type::to_naive_date_opt(v?)?;
+                Some(i64::from(d.year()) * 10_000 + i64::from(d.month()) * 100 + i64::from(d.day()))
+            })
+            .collect();
+        Ok(ColumnarValue::Array(Arc::new(out)))
     }
 }
 

@@ -43,7 +43,7 @@ use crate::dn::quote_ident;
 use crate::executor::functions::{MysqlCastInt, MysqlDiv, MysqlIntDiv};
 use crate::executor::shard_scan::{ShardQuery, ShardScanExec};
 use crate::executor::table::{in_list_partitions, narrow_in_list, prune, ShardedTable};
-use crate::executor::truth::{MysqlToDouble, MysqlTruth};
+use crate::executor::truth::{MysqlTemporalNumber, MysqlToDouble, MysqlTruth};
 use crate::txn::ConnSource;
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
@@ -135,9 +135,11 @@ struct Fragment {
 const PUSHABLE_FUNCTIONS: &[&str] = &[
     // The CN's MySQL text of a value: `CAST(x AS CHAR)` on a DN.
     crate::executor::functions::MysqlText::NAME,
-    // MySQL's truth value and number of a value: `(x) <> 0`, `(x) + 0e0`.
+    // MySQL's truth value and number of a value: `(x) <> 0`, `(x) + 0e0`,
+    // `(d) + 0`.
     MysqlTruth::NAME,
     MysqlToDouble::NAME,
+    MysqlTemporalNumber::NAME,
     "nullif",
     "date_format",
     "mysql_div",
@@ -313,12 +315,13 @@ pub(crate) fn sql(e: &Expr) -> Result<String> {
                 // MySQL takes any value as a truth value, and a string
                 // in numeric context as a number, itself.
                 Expr::ScalarFunction(f)
-                    if (f.name() == MysqlTruth::NAME || f.name() == MysqlToDouble::NAME) && f.args.len() == 1 =>
+                    if [MysqlTruth::NAME, MysqlToDouble::NAME, MysqlTemporalNumber::NAME].contains(&f.name())
+                        && f.args.len() == 1 =>
                 {
-                    let (op, zero) = if f.name() == MysqlTruth::NAME {
-                        (Operator::NotEq, ScalarValue::Int64(Some(0)))
-                    } else {
-                        (Operator::Plus, ScalarValue::Float64(Some(0.0)))
+                    let (op, zero) = match f.name() {
+                        MysqlTruth::NAME => (Operator::NotEq, ScalarValue::Int64(Some(0))),
+                        MysqlToDouble::NAME => (Operator::Plus, ScalarValue::Float64(Some(0.0))),
+                        _ => (Operator::Plus, ScalarValue::Int64(Some(0))),
                     };
                     let x = f.args.into_iter().next().expect("one");
                     Transformed::yes(Expr::BinaryExpr(BinaryExpr::new(

@@ -1510,9 +1510,44 @@ fn bit_literal_as_hex(bits: &str) -> Option<Expr> {
     Some(Expr::Value(Value::HexStringLiteral(crate::planner::split::hex_digits(&bytes)).into()))
 }
 
+/// Whether an arithmetic operand is a number by its form (a numeric
+/// literal, an interval, another arithmetic operation): the others get
+/// the [`crate::executor::truth::MysqlNumber`] mark.
+fn is_number(e: &Expr) -> bool {
+    use BinaryOperator::*;
+    match e {
+        Expr::Value(v) => matches!(v.value, Value::Number(..) | Value::Null),
+        Expr::Interval(_) => true,
+        Expr::Nested(x) | Expr::UnaryOp { op: UnaryOperator::Minus | UnaryOperator::Plus, expr: x } => is_number(x),
+        Expr::BinaryOp { op, .. } => matches!(op, Plus | Minus | Multiply | Divide | Modulo | MyIntegerDivide),
+        Expr::Function(f) => {
+            let name = f.name.to_string();
+            [MysqlDiv::NAME, MysqlIntDiv::NAME, crate::executor::truth::MysqlNumber::NAME, "count", "sum", "avg"]
+                .iter()
+                .any(|n| name.eq_ignore_ascii_case(n))
+        }
+        _ => false,
+    }
+}
+
 impl VisitorMut for Rewriter {
     type Break = ();
     fn post_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
+        // MySQL computes with a string operand's number (`s + 1`), which
+        // DataFusion refuses to plan: the operand is marked, and the
+        // analyzer decides (`crate::optimizer::coercion`).
+        if let Expr::BinaryOp {
+            left,
+            op: BinaryOperator::Plus | BinaryOperator::Minus | BinaryOperator::Multiply | BinaryOperator::Modulo,
+            right,
+        } = e
+        {
+            for x in [left, right] {
+                if !is_number(x) {
+                    **x = call(crate::executor::truth::MysqlNumber::NAME, vec![(**x).clone()], false, None);
+                }
+            }
+        }
         let new = match e {
             Expr::BinaryOp { left, op: BinaryOperator::Divide, right } => {
                 Some(call(MysqlDiv::NAME, vec![(**left).clone(), (**right).clone()], false, None))
@@ -1537,6 +1572,21 @@ impl VisitorMut for Rewriter {
                 }),
                 _ => None,
             },
+            // `SUBSTRING(s, p[, n])` as a call of `substr`, which the CN
+            // registers for any argument type (DataFusion's planner built
+            // its own `substr` for the syntax, refusing a DATE).
+            Expr::Substring { expr, substring_from, substring_for, .. } => {
+                let args = std::iter::once((**expr).clone())
+                    .chain(substring_from.as_deref().cloned())
+                    .chain(substring_for.as_deref().cloned())
+                    .collect();
+                Some(call("substr", args, false, None))
+            }
+            // `POSITION(a IN s)` is `LOCATE(a, s)`: under the collation
+            // (DataFusion's `strpos` told `a` from `A`).
+            Expr::Position { expr, r#in } => {
+                Some(call("locate", vec![(**expr).clone(), (**r#in).clone()], false, None))
+            }
             // `s [NOT] REGEXP p` (and RLIKE): MariaDB's own regular
             // expressions (PCRE, under the string's collation), which a
             // shard or a DN computes: `REGEXP_INSTR(s, p) > 0`.
@@ -1657,7 +1707,20 @@ mod tests {
             let mut s = Parser::parse_sql(&MySqlDialect {}, sql).unwrap().remove(0);
             rewrite(&mut s);
             let _ = s.visit(&mut Bracket);
-            assert_eq!(s.to_string(), want, "{sql}");
+            // Without the arithmetic operands' marks (`is_number`).
+            let printed = s.to_string();
+            let unmarked = printed.split("__cn_num(").enumerate().fold(String::new(), |mut out, (i, part)| {
+                if i == 0 {
+                    out.push_str(part);
+                } else {
+                    // The mark's argument is an identifier here: drop its `)`.
+                    let end = part.find(')').expect("closed");
+                    out.push_str(&part[..end]);
+                    out.push_str(&part[end + 1..]);
+                }
+                out
+            });
+            assert_eq!(unmarked, want, "{sql}");
         }
     }
 
@@ -1695,8 +1758,8 @@ mod tests {
         rewrite(&mut s);
         assert_eq!(
             s.to_string(),
-            "SELECT COALESCE(55, first_value(t.c1), first_value(c0)) AS x, c2, t.c2 + 1, count(c0), c3 + c4 \
-             FROM t GROUP BY t.c2, c3 + c4"
+            "SELECT COALESCE(55, first_value(t.c1), first_value(c0)) AS x, c2, __cn_num(t.c2) + 1, count(c0), \
+             __cn_num(c3) + __cn_num(c4) FROM t GROUP BY t.c2, __cn_num(c3) + __cn_num(c4)"
         );
         // Grouped by a select item's alias: that item is grouped whole.
         let mut s = Parser::parse_sql(

@@ -33,16 +33,21 @@ use std::sync::Arc;
 #[derive(Debug, Default)]
 pub struct TextTypes;
 
-fn is_temporal(t: &DataType) -> bool {
+pub fn is_temporal(t: &DataType) -> bool {
     matches!(
         t,
         DataType::Date32 | DataType::Date64 | DataType::Timestamp(..) | DataType::Time32(_) | DataType::Time64(_)
     )
 }
 
+/// Whether `t` is one of Arrow's string types.
+pub fn is_string(t: &DataType) -> bool {
+    matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
+}
+
 /// A string or a number: what a temporal value mixed with makes a string.
 fn is_text_or_number(t: &DataType) -> bool {
-    matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View) || t.is_numeric()
+    is_string(t) || t.is_numeric()
 }
 
 /// Whether values of `types` (NULLs aside) mix a temporal type with a

@@ -1,0 +1,401 @@
+//! MySQL's implicit conversions where DataFusion's differ (MySQL 8.0
+//! reference, 14.3 "Type Conversion in Expression Evaluation"), as an
+//! analyzer rule ahead of DataFusion's type coercion:
+//!
+//! - A string compared with a number is compared as a DOUBLE, both
+//!   sides: `s = 0` is true for `'abc'`, `s < 1` for `' 0.5'`. DataFusion
+//!   cast the string to the number's type and failed on `'abc'`. A string
+//!   *literal* that reads whole as a number (`id = '5'`) is left to
+//!   DataFusion, which makes it a literal of the column's type (so the
+//!   partition pruning and the DN's index still see `id = 5`).
+//! - A string in arithmetic is its number (`'3' * g`, `s + 1`): a
+//!   DOUBLE ([`crate::executor::truth::MysqlToDouble`]); DataFusion
+//!   refused to plan it. The parser marks every operand of `+`, `-`, `*`
+//!   and `%` that is no number literal ([`crate::executor::truth::MysqlNumber`],
+//!   so that DataFusion plans `s + 1` at all); here the mark goes.
+//! - A DATE in arithmetic with a number is its number, `YYYYMMDD`
+//!   (`d + 0`, `d + 1` is 19950132): DataFusion added days.
+//! - A DATE or DATETIME compared with an integer literal takes the
+//!   literal as a date, `YYYYMMDD` or `YYMMDD` (`YYYYMMDDHHMMSS` for a
+//!   DATETIME), as MySQL converts a constant to the column's type: `d >
+//!   19950101` was compared with the date's day number, always false.
+//! - `a % 0` and `MOD(a, 0)` are NULL (DataFusion failed the statement).
+//! - The string functions (`LENGTH`, `LOWER`, `SUBSTRING`, `REPLACE`, …)
+//!   read a number, date or time argument as its MySQL text
+//!   ([`crate::executor::functions::MysqlText`]); DataFusion refused them.
+
+use super::text_types::{is_string, is_temporal};
+use crate::executor::functions::MysqlText;
+use crate::executor::truth::{MysqlNumber, MysqlTemporalNumber, MysqlToDouble};
+use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::datatypes::FieldRef;
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{DFSchema, Result, ScalarValue};
+use datafusion::config::ConfigOptions;
+use datafusion::logical_expr::expr::ScalarFunction;
+use datafusion::logical_expr::expr_rewriter::NamePreserver;
+use datafusion::logical_expr::simplify::{ExprSimplifyResult, SimplifyContext};
+use datafusion::logical_expr::utils::merge_schema;
+use datafusion::logical_expr::{
+    cast, lit, Between, BinaryExpr, ColumnarValue, Expr, ExprSchemable, LogicalPlan, Operator, ReturnFieldArgs,
+    ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
+};
+use datafusion::optimizer::AnalyzerRule;
+use std::sync::Arc;
+
+/// The analyzer rule (see the module documentation).
+#[derive(Debug, Default)]
+pub struct MysqlCoercion;
+
+/// The string functions and which of their arguments are strings.
+const STRING_ARGUMENTS: &[(&str, &[usize])] = &[
+    ("lower", &[0]),
+    ("upper", &[0]),
+    ("octet_length", &[0]),
+    ("character_length", &[0]),
+    ("bit_length", &[0]),
+    ("substr", &[0]),
+    ("left", &[0]),
+    ("right", &[0]),
+    ("replace", &[0, 1, 2]),
+    ("btrim", &[0, 1]),
+    ("ltrim", &[0, 1]),
+    ("rtrim", &[0, 1]),
+    ("lpad", &[0, 2]),
+    ("rpad", &[0, 2]),
+    ("reverse", &[0]),
+    ("repeat", &[0]),
+    ("ascii", &[0]),
+    ("md5", &[0]),
+    ("substr_index", &[0, 1]),
+    ("find_in_set", &[0, 1]),
+];
+
+/// DataFusion's string functions of [`STRING_ARGUMENTS`], planned with
+/// any type at their string arguments (as `Utf8`: the analyzer then makes
+/// such an argument its MySQL text), where DataFusion refused to plan
+/// `LENGTH(x)` of a DECIMAL or `LOWER(d)` of a DATE. Registered in place of
+/// DataFusion's; each computes as DataFusion's does.
+pub fn string_functions() -> Vec<ScalarUDF> {
+    let builtins = datafusion::functions::all_default_functions();
+    STRING_ARGUMENTS
+        .iter()
+        .filter_map(|(name, positions)| {
+            let inner = builtins.iter().find(|f| f.name() == *name)?.as_ref().clone();
+            let signature = Signature::user_defined(inner.signature().volatility);
+            Some(ScalarUDF::from(StringArgs { inner, positions, signature }))
+        })
+        .collect()
+}
+
+/// One of [`string_functions`].
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct StringArgs {
+    inner: ScalarUDF,
+    positions: &'static [usize],
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for StringArgs {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn aliases(&self) -> &[String] {
+        self.inner.aliases()
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        let strings: Vec<DataType> = arg_types
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                if self.positions.contains(&i) && !is_string(t) && *t != DataType::Null {
+                    DataType::Utf8
+                } else {
+                    t.clone()
+                }
+            })
+            .collect();
+        let fields: Vec<FieldRef> =
+            strings.into_iter().map(|t| Arc::new(datafusion::arrow::datatypes::Field::new("", t, true))).collect();
+        Ok(datafusion::logical_expr::type_coercion::functions::fields_with_udf(&fields, &self.inner)?
+            .iter()
+            .map(|f| f.data_type().clone())
+            .collect())
+    }
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        self.inner.return_type(arg_types)
+    }
+    fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
+        self.inner.return_field_from_args(args)
+    }
+    fn simplify(&self, args: Vec<Expr>, info: &SimplifyContext) -> Result<ExprSimplifyResult> {
+        self.inner.simplify(args, info)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        self.inner.invoke_with_args(args)
+    }
+}
+
+impl AnalyzerRule for MysqlCoercion {
+    fn name(&self) -> &str {
+        "cn_mysql_coercion"
+    }
+
+    fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
+        plan.transform_up_with_subqueries(|p| {
+            // Joins keep their keys (DataFusion coerces them pairwise).
+            if p.inputs().is_empty() || matches!(p, LogicalPlan::Join(_)) {
+                return Ok(Transformed::no(p));
+            }
+            let mut candidate = false;
+            p.apply_expressions(|e| {
+                candidate |= e.exists(|x| {
+                    Ok(match x {
+                        Expr::BinaryExpr(_) | Expr::Between(_) => true,
+                        Expr::ScalarFunction(f) => STRING_ARGUMENTS.iter().any(|(n, _)| *n == f.name()),
+                        _ => false,
+                    })
+                })?;
+                Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+            })?;
+            if !candidate {
+                return Ok(Transformed::no(p));
+            }
+            let schema = merge_schema(&p.inputs());
+            let names = NamePreserver::new(&p);
+            let t = p.map_expressions(|e| {
+                let name = names.save(&e);
+                let e = e.transform_up(|x| coerce(x, &schema))?;
+                Ok(e.update_data(|e| name.restore(e)))
+            })?;
+            if t.transformed {
+                Ok(Transformed::yes(t.data.recompute_schema()?))
+            } else {
+                Ok(t)
+            }
+        })
+        .map(|t| t.data)
+    }
+}
+
+fn udf(u: impl datafusion::logical_expr::ScalarUDFImpl + 'static, arg: Expr) -> Expr {
+    ScalarUDF::from(u).call(vec![arg])
+}
+
+/// Whether `e` is a string literal that reads whole as a number.
+fn numeric_string_literal(e: &Expr) -> bool {
+    match e {
+        Expr::Literal(
+            ScalarValue::Utf8(Some(s)) | ScalarValue::LargeUtf8(Some(s)) | ScalarValue::Utf8View(Some(s)),
+            _,
+        ) => s.trim().parse::<f64>().is_ok(),
+        _ => false,
+    }
+}
+
+/// The integer literal `e` as MySQL reads it where a DATE (or, with
+/// `datetime`, a DATETIME) is wanted: `YYYYMMDD`, `YYMMDD` (70-99 the
+/// 1900s, 00-69 the 2000s), for a DATETIME also `YYYYMMDDHHMMSS`. `None`
+/// when it is no such date.
+fn date_literal(e: &Expr, target: &DataType) -> Option<Expr> {
+    let n = match e {
+        Expr::Literal(v, _) if v.data_type().is_integer() && !v.is_null() => {
+            v.cast_to(&DataType::Int64).ok().and_then(|v| if let ScalarValue::Int64(n) = v { n } else { None })?
+        }
+        _ => return None,
+    };
+    let (date, secs) = match n {
+        10_000_101..=99_991_231 => (n, 0),
+        700_101..=991_231 => (n + 19_000_000, 0),
+        101..=691_231 => (n + 20_000_000, 0),
+        10_000_101_000_000..=99_991_231_235_959 if !matches!(target, DataType::Date32) => {
+            (n / 1_000_000, n % 1_000_000)
+        }
+        _ => return None,
+    };
+    let d = chrono::NaiveDate::from_ymd_opt((date / 10_000) as i32, (date / 100 % 100) as u32, (date % 100) as u32)?;
+    let t = chrono::NaiveTime::from_hms_opt((secs / 10_000) as u32, (secs / 100 % 100) as u32, (secs % 100) as u32)?;
+    let v = match target {
+        DataType::Date32 => ScalarValue::Date32(Some(datafusion::arrow::datatypes::Date32Type::from_naive_date(d))),
+        DataType::Timestamp(unit, tz) => {
+            let micros = d.and_time(t).and_utc().timestamp_micros();
+            let v = ScalarValue::TimestampMicrosecond(Some(micros), None);
+            v.cast_to(&DataType::Timestamp(*unit, tz.clone())).ok()?
+        }
+        _ => return None,
+    };
+    Some(lit(v))
+}
+
+fn is_comparison(op: &Operator) -> bool {
+    use Operator::*;
+    matches!(op, Eq | NotEq | Lt | LtEq | Gt | GtEq | IsDistinctFrom | IsNotDistinctFrom)
+}
+
+/// One expression with MySQL's conversions (see the module
+/// documentation); unchanged where the types are not known over `schema`.
+fn coerce(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
+    let ty = |x: &Expr| x.get_type(schema).ok();
+    // The parser's mark on an arithmetic operand (`__cn_num(x)`), taken
+    // off: what it stands for is decided with the other operand.
+    let unmarked = |x: Expr| match x {
+        Expr::ScalarFunction(f) if f.name() == MysqlNumber::NAME && f.args.len() == 1 => {
+            (f.args.into_iter().next().expect("one"), true)
+        }
+        x => (x, false),
+    };
+    match e {
+        Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
+            let ((left, lm), (right, rm)) = (unmarked(*left), unmarked(*right));
+            let (left, right) = (Box::new(left), Box::new(right));
+            let (Some(lt), Some(rt)) = (ty(&left), ty(&right)) else {
+                let e = Expr::BinaryExpr(BinaryExpr { left, op, right });
+                return Ok(if lm || rm { Transformed::yes(e) } else { Transformed::no(e) });
+            };
+            let (mut l, mut r) = (*left, *right);
+            let mut changed = lm || rm;
+            if is_comparison(&op) {
+                // A string against a number: both as DOUBLEs.
+                let string_number = |s: &Expr, st: &DataType, nt: &DataType| {
+                    is_string(st) && nt.is_numeric() && !numeric_string_literal(s)
+                };
+                if string_number(&l, &lt, &rt) || string_number(&r, &rt, &lt) {
+                    let double = |x: Expr, t: &DataType| {
+                        if is_string(t) {
+                            udf(MysqlToDouble::new(), x)
+                        } else {
+                            cast(x, DataType::Float64)
+                        }
+                    };
+                    (l, r) = (double(l, &lt), double(r, &rt));
+                    changed = true;
+                } else if is_temporal(&lt) && !matches!(lt, DataType::Time64(_) | DataType::Time32(_)) {
+                    if let Some(d) = date_literal(&r, &lt) {
+                        r = d;
+                        changed = true;
+                    }
+                } else if is_temporal(&rt) && !matches!(rt, DataType::Time64(_) | DataType::Time32(_)) {
+                    if let Some(d) = date_literal(&l, &rt) {
+                        l = d;
+                        changed = true;
+                    }
+                }
+            } else if matches!(op, Operator::Plus | Operator::Minus | Operator::Multiply | Operator::Modulo) {
+                let arithmetic = |t: &DataType| t.is_numeric() || is_string(t) || matches!(t, DataType::Date32);
+                if arithmetic(&lt) && arithmetic(&rt) {
+                    let number = |x: Expr, t: &DataType, changed: &mut bool| {
+                        if is_string(t) {
+                            *changed = true;
+                            udf(MysqlToDouble::new(), x)
+                        } else if matches!(t, DataType::Date32) {
+                            *changed = true;
+                            udf(MysqlTemporalNumber::new(), x)
+                        } else {
+                            x
+                        }
+                    };
+                    // Two dates stay DataFusion's (a difference of days).
+                    if !(matches!(lt, DataType::Date32) && matches!(rt, DataType::Date32)) {
+                        l = number(l, &lt, &mut changed);
+                        r = number(r, &rt, &mut changed);
+                    }
+                }
+                // MySQL's remainder by zero is NULL.
+                let nonzero = matches!(&r, Expr::Literal(v, _)
+                    if !v.is_null() && v.cast_to(&DataType::Float64).is_ok_and(|f| f != ScalarValue::Float64(Some(0.0))));
+                if op == Operator::Modulo && !nonzero {
+                    r = datafusion::functions::core::expr_fn::nullif(r, lit(0i64));
+                    changed = true;
+                }
+            }
+            let e = Expr::BinaryExpr(BinaryExpr::new(Box::new(l), op, Box::new(r)));
+            Ok(if changed { Transformed::yes(e) } else { Transformed::no(e) })
+        }
+        Expr::Between(b) => {
+            let (Some(t), Some(lo), Some(hi)) = (ty(&b.expr), ty(&b.low), ty(&b.high)) else {
+                return Ok(Transformed::no(Expr::Between(b)));
+            };
+            if matches!(t, DataType::Date32 | DataType::Timestamp(..)) {
+                let (low, high) = (date_literal(&b.low, &t), date_literal(&b.high, &t));
+                if low.is_some() || high.is_some() {
+                    let low = Box::new(low.unwrap_or(*b.low));
+                    let high = Box::new(high.unwrap_or(*b.high));
+                    return Ok(Transformed::yes(Expr::Between(Between { low, high, ..b })));
+                }
+            }
+            if is_string(&t) && (lo.is_numeric() || hi.is_numeric()) {
+                let bound = |x: Expr, xt: &DataType| {
+                    if is_string(xt) {
+                        udf(MysqlToDouble::new(), x)
+                    } else {
+                        cast(x, DataType::Float64)
+                    }
+                };
+                return Ok(Transformed::yes(Expr::Between(Between {
+                    expr: Box::new(udf(MysqlToDouble::new(), *b.expr)),
+                    negated: b.negated,
+                    low: Box::new(bound(*b.low, &lo)),
+                    high: Box::new(bound(*b.high, &hi)),
+                })));
+            }
+            Ok(Transformed::no(Expr::Between(b)))
+        }
+        Expr::ScalarFunction(f) if f.name() == MysqlNumber::NAME && f.args.len() == 1 => {
+            // A mark whose operator went elsewhere: a string is its number.
+            let x = f.args.into_iter().next().expect("one");
+            match ty(&x) {
+                Some(t) if is_string(&t) => Ok(Transformed::yes(udf(MysqlToDouble::new(), x))),
+                _ => Ok(Transformed::yes(x)),
+            }
+        }
+        Expr::ScalarFunction(f) => {
+            let Some((_, positions)) = STRING_ARGUMENTS.iter().find(|(n, _)| *n == f.name()) else {
+                return Ok(Transformed::no(Expr::ScalarFunction(f)));
+            };
+            let mut changed = false;
+            let args = f
+                .args
+                .into_iter()
+                .enumerate()
+                .map(|(i, a)| match ty(&a) {
+                    Some(t) if positions.contains(&i) && !is_string(&t) && t != DataType::Null => {
+                        changed = true;
+                        udf(MysqlText::new(), a)
+                    }
+                    _ => a,
+                })
+                .collect();
+            let e = Expr::ScalarFunction(ScalarFunction { func: f.func, args });
+            Ok(if changed { Transformed::yes(e) } else { Transformed::no(e) })
+        }
+        other => Ok(Transformed::no(other)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::datatypes::TimeUnit;
+
+    #[test]
+    fn integers_read_as_dates_as_mysql_reads_them() {
+        let date = |n: i64, t: &DataType| date_literal(&lit(n), t).map(|e| e.to_string());
+        let d = DataType::Date32;
+        assert_eq!(date(19950131, &d).as_deref(), Some("Date32(\"1995-01-31\")"));
+        assert_eq!(date(950131, &d).as_deref(), Some("Date32(\"1995-01-31\")"));
+        assert_eq!(date(100131, &d).as_deref(), Some("Date32(\"2010-01-31\")"));
+        assert_eq!(date(19950231, &d), None);
+        assert_eq!(date(5, &d), None);
+        assert_eq!(date(19950131120000, &d), None);
+        let ts = DataType::Timestamp(TimeUnit::Microsecond, None);
+        let micros = |s: &str| {
+            let t = chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").unwrap();
+            Some(lit(ScalarValue::TimestampMicrosecond(Some(t.and_utc().timestamp_micros()), None)).to_string())
+        };
+        assert_eq!(date(19950131120000, &ts), micros("1995-01-31 12:00:00"));
+        assert_eq!(date(19950131, &ts), micros("1995-01-31 00:00:00"));
+    }
+}
