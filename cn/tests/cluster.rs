@@ -1534,6 +1534,13 @@ fn mysql_expressions_over_values_the_cn_computes_match_mariadb() {
         let mut reference = reference_db("expressions_reference").await;
         reference.query_drop(create).await.unwrap();
         reference.query_drop(format!("INSERT INTO t VALUES {rows}")).await.unwrap();
+        let create = "CREATE TABLE tm (id INT PRIMARY KEY, t TIME, dt DATETIME)";
+        let rows = "(1, '10:00:00', '2000-01-01 10:00:00'), (2, '-01:30:00', '2001-01-01 00:00:00'), \
+                    (3, '838:59:59', NULL)";
+        c.query_drop(format!("{create} PARTITION BY KEY(id) PARTITIONS 2")).await.unwrap();
+        c.query_drop(format!("INSERT INTO tm VALUES {rows}")).await.unwrap();
+        reference.query_drop(create).await.unwrap();
+        reference.query_drop(format!("INSERT INTO tm VALUES {rows}")).await.unwrap();
         let per_row = |e: &str| {
             format!(
                 "SELECT id, {e} FROM (SELECT id, MAX(g) g, MAX(s) s, MAX(d) d, MAX(x) x FROM t GROUP BY id + 0) q \
@@ -1557,6 +1564,14 @@ fn mysql_expressions_over_values_the_cn_computes_match_mariadb() {
             // Strings and dates in arithmetic as numbers; remainders by zero.
             "x + '1', s + 1, '3' * g, CONCAT(g) + 1, d + 0, d + 1, MOD(g, 0), g % 0",
             "COALESCE(s, x), COALESCE(x, s), IFNULL(g, 'none'), IFNULL(s, 1.5e0)",
+            // NULLIF under the collation; ROUND of a DOUBLE half to even,
+            // with its decimals; IN lists mixing strings and numbers;
+            // LIKE over numbers and dates; CONVERT.
+            "NULLIF(s, 'MAIL'), ROUND(2.5e0), ROUND(x * 1e0, 1), ROUND(g / 4e0), ROUND(x, 1), ROUND(-2.5)",
+            "s IN (0, 1), s IN ('mail', 0), x IN ('2.5', 3), g IN ('1', 3), g IN (1, 'abc')",
+            "x LIKE '2%', d LIKE '1995%', CONVERT(x, CHAR), CONVERT(s USING utf8mb4), CONVERT(g, SIGNED)",
+            // Dates in arithmetic (but with an INTERVAL) as numbers.
+            "d - d, d - 19950101, d * 2, d + INTERVAL 1 DAY, d - INTERVAL 1 MONTH",
             // String functions over numbers and dates; INSTR and POSITION
             // under the collation.
             "LENGTH(x), LOWER(d), UPPER(d), SUBSTRING(d, 6), LEFT(d, 4), REPLACE(x, '.', ','), LPAD(g, 3, 0), \
@@ -1580,6 +1595,11 @@ fn mysql_expressions_over_values_the_cn_computes_match_mariadb() {
                 "SELECT g, COUNT(*) FROM t WHERE d BETWEEN 19950101 AND 19991231 AND s + 0 = 0 GROUP BY g ORDER BY g",
                 "SELECT DATE_FORMAT(d, '%W %D') AS w, COUNT(*) FROM t GROUP BY 1 ORDER BY 1",
                 "SELECT g, SUM(s + 0), MAX(LENGTH(x)) FROM t GROUP BY g ORDER BY g",
+                "SELECT g, COUNT(*) FROM t WHERE s IN (0, 12) OR x LIKE '%5' GROUP BY g ORDER BY g",
+                "SELECT g, COUNT(*) FROM t WHERE d + INTERVAL 1 YEAR > '1997-01-01' GROUP BY g ORDER BY g",
+                // TIME and DATETIME in arithmetic.
+                "SELECT id, t + 0, dt + 0, TIME_TO_SEC(t), t * 1 FROM (SELECT id, MAX(t) t, MAX(dt) dt FROM tm \
+                 GROUP BY id + 0) q ORDER BY id",
             ]
             .map(String::from),
         );

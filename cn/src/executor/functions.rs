@@ -67,6 +67,7 @@ pub fn all(dn: Option<DnEval>) -> Vec<ScalarUDF> {
         ScalarUDF::from(MysqlText::new()),
         ScalarUDF::from(MysqlCoalesce::new()),
         ScalarUDF::from(super::date_format::MysqlDateFormat::new()),
+        ScalarUDF::from(MysqlRound::new()),
         ScalarUDF::from(super::truth::MysqlTruth::new()),
         ScalarUDF::from(super::truth::MysqlToDouble::new()),
         ScalarUDF::from(super::truth::MysqlTemporalNumber::new()),
@@ -800,6 +801,87 @@ impl ScalarUDFImpl for SingleRow {
     }
 }
 
+/// MySQL's `ROUND(x[, d])`: DataFusion's for exact values (half away from
+/// zero, as MySQL rounds DECIMALs and integers); for a DOUBLE, MySQL's
+/// `rint(x * 10^d) / 10^d` (half to even: `ROUND(2.5e0)` is 2, DataFusion
+/// gave 3), shown with `d` decimals when `d` is a constant (`ROUND(-1e0,
+/// 1)` is `-1.0`), as MariaDB's `my_double_round` and its result field.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct MysqlRound {
+    inner: ScalarUDF,
+}
+
+impl MysqlRound {
+    pub fn new() -> Self {
+        MysqlRound { inner: datafusion::functions::math::round().as_ref().clone() }
+    }
+}
+
+impl Default for MysqlRound {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ScalarUDFImpl for MysqlRound {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn signature(&self) -> &Signature {
+        self.inner.signature()
+    }
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        self.inner.coerce_types(arg_types)
+    }
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        self.inner.return_type(arg_types)
+    }
+    fn return_field_from_args(
+        &self,
+        args: datafusion::logical_expr::ReturnFieldArgs,
+    ) -> Result<datafusion::arrow::datatypes::FieldRef> {
+        let double = args.arg_fields.first().is_some_and(|f| f.data_type() == &DataType::Float64);
+        let decimals = match args.scalar_arguments.get(1) {
+            None => Some(0),
+            Some(Some(d)) => d.cast_to(&DataType::Int64).ok().and_then(|d| i64::try_from(d).ok()),
+            Some(None) => None,
+        };
+        let f = self.inner.return_field_from_args(args)?;
+        match decimals {
+            Some(n) if double && f.data_type() == &DataType::Float64 => {
+                let n = n.clamp(0, 30).to_string();
+                Ok(Arc::new(
+                    f.as_ref().clone().with_metadata([(crate::executor::convert::DECIMALS_KEY.to_string(), n)].into()),
+                ))
+            }
+            _ => Ok(f),
+        }
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        if args.args.first().is_none_or(|a| a.data_type() != DataType::Float64) {
+            return self.inner.invoke_with_args(args);
+        }
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let x = arrays[0].as_primitive::<Float64Type>();
+        let d = match arrays.get(1) {
+            Some(d) => datafusion::arrow::compute::cast(d, &DataType::Int64)?,
+            None => Arc::new(Int64Array::from(vec![0; x.len()])),
+        };
+        let d = d.as_primitive::<Int64Type>();
+        let out: Float64Array = (0..x.len())
+            .map(|i| {
+                if x.is_null(i) || d.is_null(i) {
+                    return None;
+                }
+                let (v, d) = (x.value(i), d.value(i).clamp(-308, 308) as i32);
+                let scale = 10f64.powi(d.abs());
+                Some(if d >= 0 { (v * scale).round_ties_even() / scale } else { (v / scale).round_ties_even() * scale })
+            })
+            .collect();
+        Ok(ColumnarValue::Array(Arc::new(out)))
+    }
+}
+
 /// `truncate(x, d)`: MySQL's `TRUNCATE(x, d)`, `x` cut (toward zero) to
 /// `d` digits after the point, or to a multiple of `10^-d` for a negative
 /// `d` (MySQL 8.0 reference, 14.6.2 "Mathematical Functions"). A DECIMAL
@@ -1186,6 +1268,7 @@ const SHARD_FUNCTIONS: &[(&str, ShardType, usize, usize)] = &[
     ("json_depth", ShardType::Int, 1, 1),
     ("json_valid", ShardType::Int, 1, 1),
     ("bit_count", ShardType::Int, 1, 1),
+    ("time_to_sec", ShardType::Int, 1, 1),
     ("period_diff", ShardType::Int, 2, 2),
     ("period_add", ShardType::Int, 2, 2),
     ("inet_aton", ShardType::Int, 1, 1),

@@ -11,8 +11,9 @@
 //! - [`MysqlToDouble`] (`__cn_to_double(x)`): a string compared with or
 //!   computed with a number (`s = 0`, `'3' * g`), which Arrow's cast
 //!   refused for `'abc'`; on a shard it is `(x) + 0e0`.
-//! - [`MysqlTemporalNumber`] (`__cn_temporal_number(d)`): a DATE in
-//!   arithmetic, `YYYYMMDD`; on a shard `(d) + 0`.
+//! - [`MysqlTemporalNumber`] (`__cn_temporal_number(d)`): a DATE, DATETIME
+//!   or TIME in arithmetic, `YYYYMMDD[HHMMSS]` or `HHMMSS`; on a shard
+//!   `(d) + 0`.
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Float64Array};
 use datafusion::arrow::datatypes::{DataType, Float64Type};
@@ -219,6 +220,7 @@ impl ScalarUDFImpl for MysqlNumber {
     fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
         Ok(match arg_types {
             [t] if is_string(t) => DataType::Float64,
+            [DataType::Date32 | DataType::Timestamp(..) | DataType::Time64(_)] => DataType::Int64,
             [t] => t.clone(),
             _ => return exec_err!("{} takes one argument", Self::NAME),
         })
@@ -231,12 +233,16 @@ impl ScalarUDFImpl for MysqlNumber {
         if is_string(a.data_type()) {
             return Ok(ColumnarValue::Array(Arc::new(as_doubles(a)?)));
         }
+        if matches!(a.data_type(), DataType::Date32 | DataType::Timestamp(..) | DataType::Time64(_)) {
+            return Ok(ColumnarValue::Array(temporal_numbers(a)?));
+        }
         Ok(ColumnarValue::Array(a.clone()))
     }
 }
 
-/// `__cn_temporal_number(d)`: a DATE in numeric context, MySQL's
-/// `YYYYMMDD` as a BIGINT (`d + 0`).
+/// `__cn_temporal_number(d)`: a DATE, DATETIME or TIME in numeric
+/// context, MySQL's `YYYYMMDD`, `YYYYMMDDHHMMSS` or `HHMMSS` as a BIGINT
+/// (`d + 0`).
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct MysqlTemporalNumber {
     signature: Signature,
@@ -246,7 +252,7 @@ impl MysqlTemporalNumber {
     pub const NAME: &'static str = "__cn_temporal_number";
 
     pub fn new() -> Self {
-        MysqlTemporalNumber { signature: Signature::exact(vec![DataType::Date32], Volatility::Immutable) }
+        MysqlTemporalNumber { signature: Signature::any(1, Volatility::Immutable) }
     }
 }
 
@@ -267,21 +273,50 @@ impl ScalarUDFImpl for MysqlTemporalNumber {
         Ok(DataType::Int64)
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        use chrono::Datelike;
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;
         let [a] = arrays.as_slice() else {
             return exec_err!("{} takes one argument", Self::NAME);
         };
-        let days = a.as_primitive::<datafusion::arrow::datatypes::Date32Type>();
-        let out: datafusion::arrow::array::Int64Array = days
-            .iter()
-            .map(|v| {
-                let d = datafusion::arrow::datatypes::Date32Type::to_naive_date_opt(v?)?;
-                Some(i64::from(d.year()) * 10_000 + i64::from(d.month()) * 100 + i64::from(d.day()))
-            })
-            .collect();
-        Ok(ColumnarValue::Array(Arc::new(out)))
+        Ok(ColumnarValue::Array(temporal_numbers(a)?))
     }
+}
+
+/// MySQL's numbers of dates and times: a DATE `YYYYMMDD`, a DATETIME
+/// `YYYYMMDDHHMMSS`, a TIME `[-]HHMMSS` (fractions of a second dropped).
+fn temporal_numbers(a: &ArrayRef) -> Result<ArrayRef> {
+    use chrono::{Datelike, Timelike};
+    use datafusion::arrow::datatypes::{Date32Type, TimeUnit, TimestampMicrosecondType};
+    let ymd = |d: chrono::NaiveDate| i64::from(d.year()) * 10_000 + i64::from(d.month()) * 100 + i64::from(d.day());
+    let out: datafusion::arrow::array::Int64Array = match a.data_type() {
+        DataType::Date32 => {
+            a.as_primitive::<Date32Type>().iter().map(|v| Some(ymd(Date32Type::to_naive_date_opt(v?)?))).collect()
+        }
+        DataType::Timestamp(..) => {
+            let t = datafusion::arrow::compute::cast(a, &DataType::Timestamp(TimeUnit::Microsecond, None))?;
+            t.as_primitive::<TimestampMicrosecondType>()
+                .iter()
+                .map(|v| {
+                    let t = chrono::DateTime::from_timestamp_micros(v?)?.naive_utc();
+                    let hms = i64::from(t.hour()) * 10_000 + i64::from(t.minute()) * 100 + i64::from(t.second());
+                    Some(ymd(t.date()) * 1_000_000 + hms)
+                })
+                .collect()
+        }
+        DataType::Time64(_) => {
+            let t = datafusion::arrow::compute::cast(a, &DataType::Time64(TimeUnit::Microsecond))?;
+            t.as_primitive::<datafusion::arrow::datatypes::Time64MicrosecondType>()
+                .iter()
+                .map(|v| {
+                    // The CN's TIME is a signed duration in microseconds.
+                    let secs = v? / 1_000_000;
+                    let (sign, s) = (secs.signum(), secs.abs());
+                    Some(sign * ((s / 3600) * 10_000 + (s / 60 % 60) * 100 + s % 60))
+                })
+                .collect()
+        }
+        other => return exec_err!("{other} has no MySQL number"),
+    };
+    Ok(Arc::new(out))
 }
 
 #[cfg(test)]

@@ -13,13 +13,16 @@
 //!   refused to plan it. The parser marks every operand of `+`, `-`, `*`
 //!   and `%` that is no number literal ([`crate::executor::truth::MysqlNumber`],
 //!   so that DataFusion plans `s + 1` at all); here the mark goes.
-//! - A DATE in arithmetic with a number is its number, `YYYYMMDD`
-//!   (`d + 0`, `d + 1` is 19950132): DataFusion added days.
+//! - A DATE, DATETIME or TIME in arithmetic (but with an INTERVAL) is its
+//!   number, `YYYYMMDD`, `YYYYMMDDHHMMSS`, `HHMMSS` (`d + 0`, `d + 1` is
+//!   19950132): DataFusion added days, or refused.
 //! - A DATE or DATETIME compared with an integer literal takes the
 //!   literal as a date, `YYYYMMDD` or `YYMMDD` (`YYYYMMDDHHMMSS` for a
 //!   DATETIME), as MySQL converts a constant to the column's type: `d >
 //!   19950101` was compared with the date's day number, always false.
 //! - `a % 0` and `MOD(a, 0)` are NULL (DataFusion failed the statement).
+//! - `s IN (0, 1)` of a string and numbers compares DOUBLEs; `x LIKE
+//!   '2%'` of a number or date matches its MySQL text.
 //! - The string functions (`LENGTH`, `LOWER`, `SUBSTRING`, `REPLACE`, …)
 //!   read a number, date or time argument as its MySQL text
 //!   ([`crate::executor::functions::MysqlText`]); DataFusion refused them.
@@ -154,7 +157,7 @@ impl AnalyzerRule for MysqlCoercion {
             p.apply_expressions(|e| {
                 candidate |= e.exists(|x| {
                     Ok(match x {
-                        Expr::BinaryExpr(_) | Expr::Between(_) => true,
+                        Expr::BinaryExpr(_) | Expr::Between(_) | Expr::InList(_) | Expr::Like(_) => true,
                         Expr::ScalarFunction(f) => STRING_ARGUMENTS.iter().any(|(n, _)| *n == f.name()),
                         _ => false,
                     })
@@ -284,24 +287,24 @@ fn coerce(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
                     }
                 }
             } else if matches!(op, Operator::Plus | Operator::Minus | Operator::Multiply | Operator::Modulo) {
-                let arithmetic = |t: &DataType| t.is_numeric() || is_string(t) || matches!(t, DataType::Date32);
+                let temporal =
+                    |t: &DataType| matches!(t, DataType::Date32 | DataType::Timestamp(..) | DataType::Time64(_));
+                let arithmetic = |t: &DataType| t.is_numeric() || is_string(t) || temporal(t);
                 if arithmetic(&lt) && arithmetic(&rt) {
                     let number = |x: Expr, t: &DataType, changed: &mut bool| {
                         if is_string(t) {
                             *changed = true;
                             udf(MysqlToDouble::new(), x)
-                        } else if matches!(t, DataType::Date32) {
+                        } else if temporal(t) {
                             *changed = true;
                             udf(MysqlTemporalNumber::new(), x)
                         } else {
                             x
                         }
                     };
-                    // Two dates stay DataFusion's (a difference of days).
-                    if !(matches!(lt, DataType::Date32) && matches!(rt, DataType::Date32)) {
-                        l = number(l, &lt, &mut changed);
-                        r = number(r, &rt, &mut changed);
-                    }
+                    // Two dates as well: MySQL subtracts their numbers.
+                    l = number(l, &lt, &mut changed);
+                    r = number(r, &rt, &mut changed);
                 }
                 // MySQL's remainder by zero is NULL.
                 let nonzero = matches!(&r, Expr::Literal(v, _)
@@ -342,6 +345,45 @@ fn coerce(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
                 })));
             }
             Ok(Transformed::no(Expr::Between(b)))
+        }
+        // `s IN (0, 1)`, `g IN ('1', 'abc')`: as DOUBLEs when a string
+        // meets a number that DataFusion would cast it to.
+        Expr::InList(l) => {
+            let (Some(t), Some(types)) = (ty(&l.expr), l.list.iter().map(ty).collect::<Option<Vec<_>>>()) else {
+                return Ok(Transformed::no(Expr::InList(l)));
+            };
+            let loose_string = |x: &Expr, xt: &DataType| is_string(xt) && !numeric_string_literal(x);
+            let mixed = (loose_string(&l.expr, &t) && types.iter().any(DataType::is_numeric))
+                || (t.is_numeric() && l.list.iter().zip(&types).any(|(x, xt)| loose_string(x, xt)));
+            if !mixed {
+                return Ok(Transformed::no(Expr::InList(l)));
+            }
+            let double = |x: Expr, xt: &DataType| {
+                if is_string(xt) {
+                    udf(MysqlToDouble::new(), x)
+                } else {
+                    cast(x, DataType::Float64)
+                }
+            };
+            let list = l.list.into_iter().zip(&types).map(|(x, xt)| double(x, xt)).collect();
+            Ok(Transformed::yes(Expr::InList(datafusion::logical_expr::expr::InList {
+                expr: Box::new(double(*l.expr, &t)),
+                list,
+                negated: l.negated,
+            })))
+        }
+        // `x LIKE '2%'` of a number or date: its MySQL text.
+        Expr::Like(mut l) => {
+            let mut changed = false;
+            for x in [&mut l.expr, &mut l.pattern] {
+                if let Some(t) = ty(x) {
+                    if !is_string(&t) && t != DataType::Null {
+                        **x = udf(MysqlText::new(), (**x).clone());
+                        changed = true;
+                    }
+                }
+            }
+            Ok(if changed { Transformed::yes(Expr::Like(l)) } else { Transformed::no(Expr::Like(l)) })
         }
         Expr::ScalarFunction(f) if f.name() == MysqlNumber::NAME && f.args.len() == 1 => {
             // A mark whose operator went elsewhere: a string is its number.

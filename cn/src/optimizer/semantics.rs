@@ -1483,6 +1483,18 @@ fn mysql_function_rewrite(f: &Function) -> Option<Expr> {
             };
             Some(null_if_any_null(&args, best))
         }
+        // `NULLIF(a, b)`: `a = b` under the collation ('Mail' and 'mail'
+        // are equal), which DataFusion's `nullif` compared byte by byte.
+        ("nullif", [a, b]) => Some(Expr::Case {
+            case_token: AttachedToken::empty(),
+            end_token: AttachedToken::empty(),
+            operand: None,
+            conditions: vec![datafusion::sql::sqlparser::ast::CaseWhen {
+                condition: binary((*a).clone(), BinaryOperator::Eq, (*b).clone()),
+                result: Expr::value(Value::Null),
+            }],
+            else_result: Some(Box::new((*a).clone())),
+        }),
         ("if", [c, a, b]) => Some(Expr::Case {
             case_token: AttachedToken::empty(),
             end_token: AttachedToken::empty(),
@@ -1542,9 +1554,31 @@ impl VisitorMut for Rewriter {
             right,
         } = e
         {
-            for x in [left, right] {
+            // With an INTERVAL it is date arithmetic (`d + INTERVAL 1 DAY`).
+            let interval = matches!(**left, Expr::Interval(_)) || matches!(**right, Expr::Interval(_));
+            for x in [left, right].into_iter().filter(|_| !interval) {
                 if !is_number(x) {
                     **x = call(crate::executor::truth::MysqlNumber::NAME, vec![(**x).clone()], false, None);
+                }
+            }
+        }
+        // `CONVERT(x, type)` is `CAST(x AS type)` (the match below then
+        // sees the CAST); `CONVERT(x USING cs)` is `x`: the CN's strings
+        // are all utf8mb4.
+        if let Expr::Convert { is_try: false, expr, data_type, charset, target_before_value: false, styles } = e {
+            if styles.is_empty() {
+                match (data_type.take(), charset.is_some()) {
+                    (Some(data_type), false) => {
+                        *e = Expr::Cast {
+                            kind: CastKind::Cast,
+                            expr: expr.clone(),
+                            data_type,
+                            format: None,
+                            array: false,
+                        }
+                    }
+                    (None, true) => *e = (**expr).clone(),
+                    (t, _) => *data_type = t,
                 }
             }
         }
