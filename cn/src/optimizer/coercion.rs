@@ -36,7 +36,6 @@ use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{DFSchema, Result, ScalarValue};
 use datafusion::config::ConfigOptions;
 use datafusion::logical_expr::expr::ScalarFunction;
-use datafusion::logical_expr::expr_rewriter::NamePreserver;
 use datafusion::logical_expr::simplify::{ExprSimplifyResult, SimplifyContext};
 use datafusion::logical_expr::utils::merge_schema;
 use datafusion::logical_expr::{
@@ -168,17 +167,7 @@ impl AnalyzerRule for MysqlCoercion {
                 return Ok(Transformed::no(p));
             }
             let schema = merge_schema(&p.inputs());
-            let names = NamePreserver::new(&p);
-            let t = p.map_expressions(|e| {
-                let name = names.save(&e);
-                let e = e.transform_up(|x| coerce(x, &schema))?;
-                Ok(e.update_data(|e| name.restore(e)))
-            })?;
-            if t.transformed {
-                Ok(Transformed::yes(t.data.recompute_schema()?))
-            } else {
-                Ok(t)
-            }
+            super::text_types::rewrite_expressions(p, |x| coerce(x, &schema))
         })
         .map(|t| t.data)
     }

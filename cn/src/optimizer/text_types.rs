@@ -80,24 +80,32 @@ impl AnalyzerRule for TextTypes {
                 return Ok(Transformed::no(p));
             }
             let schema = merge_schema(&p.inputs());
-            // A rewritten expression keeps its name, which the plans above
-            // refer to it by.
-            let names = NamePreserver::new(&p);
-            let t = p.map_expressions(|e| {
-                let name = names.save(&e);
-                let e = e.transform_up(|x| match x {
-                    Expr::Cast(_) => textual_cast(x, &schema),
-                    _ => textual_case(x, &schema),
-                })?;
-                Ok(e.update_data(|e| name.restore(e)))
-            })?;
-            if t.transformed {
-                Ok(Transformed::yes(t.data.recompute_schema()?))
-            } else {
-                Ok(t)
-            }
+            rewrite_expressions(p, |x| match x {
+                Expr::Cast(_) => textual_cast(x, &schema),
+                _ => textual_case(x, &schema),
+            })
         })
         .map(|t| t.data)
+    }
+}
+
+/// `p` with `f` applied to every node of its expressions, bottom up; a
+/// rewritten expression keeps its name (the plans above refer to it by
+/// it) and the node its schema recomputed.
+pub fn rewrite_expressions(
+    p: LogicalPlan,
+    f: impl Fn(Expr) -> Result<Transformed<Expr>>,
+) -> Result<Transformed<LogicalPlan>> {
+    let names = NamePreserver::new(&p);
+    let t = p.map_expressions(|e| {
+        let name = names.save(&e);
+        let e = e.transform_up(&f)?;
+        Ok(e.update_data(|e| name.restore(e)))
+    })?;
+    if t.transformed {
+        Ok(Transformed::yes(t.data.recompute_schema()?))
+    } else {
+        Ok(t)
     }
 }
 
