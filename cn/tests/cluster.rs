@@ -1596,6 +1596,12 @@ fn mysql_expressions_over_values_the_cn_computes_match_mariadb() {
                 "SELECT DATE_FORMAT(d, '%W %D') AS w, COUNT(*) FROM t GROUP BY 1 ORDER BY 1",
                 "SELECT g, SUM(s + 0), MAX(LENGTH(x)) FROM t GROUP BY g ORDER BY g",
                 "SELECT g, COUNT(*) FROM t WHERE s IN (0, 12) OR x LIKE '%5' GROUP BY g ORDER BY g",
+                // SUM and AVG of truth values; DOUBLEs and dates in
+                // GROUP_CONCAT as MySQL's text.
+                "SELECT g, SUM(x > 0), AVG(s = 'mail'), SUM((x > 0) + 1), SUM(g XOR id), AVG(NOT x) \
+                 FROM t GROUP BY g ORDER BY g",
+                "SELECT g, GROUP_CONCAT(x * 1e0 ORDER BY id), GROUP_CONCAT(DATE_FORMAT(d, '%b %D') ORDER BY id) \
+                 FROM t GROUP BY g ORDER BY g",
                 "SELECT g, COUNT(*) FROM t WHERE d + INTERVAL 1 YEAR > '1997-01-01' GROUP BY g ORDER BY g",
                 // TIME and DATETIME in arithmetic.
                 "SELECT id, t + 0, dt + 0, TIME_TO_SEC(t), t * 1 FROM (SELECT id, MAX(t) t, MAX(dt) dt FROM tm \

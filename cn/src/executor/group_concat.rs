@@ -28,7 +28,6 @@
 //! `group_concat_max_len` (MariaDB's default 1 MiB).
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray};
-use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::common::{exec_err, Result, ScalarValue};
@@ -144,7 +143,9 @@ impl Accumulator for GroupConcatAccumulator {
         let Some(value) = values.get(2) else {
             return exec_err!("{}: no value", MysqlGroupConcat::NAME);
         };
-        let text = cast(value, &DataType::Utf8)?;
+        // MySQL's text of each value (a DOUBLE 1 is `1`, a DATETIME has no
+        // `T`), where Arrow's cast writes its own.
+        let text = crate::collation::functions::utf8(value)?;
         let text = text.as_string::<i32>();
         let rows = self.keys.convert_columns(&values[3..])?;
         for i in 0..text.len() {

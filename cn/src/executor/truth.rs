@@ -183,7 +183,8 @@ impl ScalarUDFImpl for MysqlToDouble {
 
 /// `__cn_num(x)`: an operand of `+`, `-`, `*` or `%` as the statement is
 /// parsed, before its type is known: a string is MySQL's DOUBLE of it
-/// ([`str_to_f64`]), anything else itself. It lets DataFusion plan
+/// ([`str_to_f64`]), a truth value 1 or 0 (`(x > 0) + 1`), a date or time
+/// its number, anything else itself. It lets DataFusion plan
 /// `s + 1` at all; the analyzer ([`crate::optimizer::coercion`]) then
 /// replaces it by [`MysqlToDouble`], [`MysqlTemporalNumber`] or its
 /// argument.
@@ -220,7 +221,7 @@ impl ScalarUDFImpl for MysqlNumber {
     fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
         Ok(match arg_types {
             [t] if is_string(t) => DataType::Float64,
-            [DataType::Date32 | DataType::Timestamp(..) | DataType::Time64(_)] => DataType::Int64,
+            [DataType::Date32 | DataType::Timestamp(..) | DataType::Time64(_) | DataType::Boolean] => DataType::Int64,
             [t] => t.clone(),
             _ => return exec_err!("{} takes one argument", Self::NAME),
         })
@@ -235,6 +236,9 @@ impl ScalarUDFImpl for MysqlNumber {
         }
         if matches!(a.data_type(), DataType::Date32 | DataType::Timestamp(..) | DataType::Time64(_)) {
             return Ok(ColumnarValue::Array(temporal_numbers(a)?));
+        }
+        if a.data_type() == &DataType::Boolean {
+            return Ok(ColumnarValue::Array(datafusion::arrow::compute::cast(a, &DataType::Int64)?));
         }
         Ok(ColumnarValue::Array(a.clone()))
     }

@@ -278,7 +278,8 @@ fn coerce(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
             } else if matches!(op, Operator::Plus | Operator::Minus | Operator::Multiply | Operator::Modulo) {
                 let temporal =
                     |t: &DataType| matches!(t, DataType::Date32 | DataType::Timestamp(..) | DataType::Time64(_));
-                let arithmetic = |t: &DataType| t.is_numeric() || is_string(t) || temporal(t);
+                let arithmetic =
+                    |t: &DataType| t.is_numeric() || is_string(t) || temporal(t) || *t == DataType::Boolean;
                 if arithmetic(&lt) && arithmetic(&rt) {
                     let number = |x: Expr, t: &DataType, changed: &mut bool| {
                         if is_string(t) {
@@ -287,6 +288,9 @@ fn coerce(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
                         } else if temporal(t) {
                             *changed = true;
                             udf(MysqlTemporalNumber::new(), x)
+                        } else if *t == DataType::Boolean {
+                            *changed = true;
+                            cast(x, DataType::Int64)
                         } else {
                             x
                         }
@@ -375,12 +379,17 @@ fn coerce(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
             Ok(if changed { Transformed::yes(Expr::Like(l)) } else { Transformed::no(Expr::Like(l)) })
         }
         Expr::ScalarFunction(f) if f.name() == MysqlNumber::NAME && f.args.len() == 1 => {
-            // A mark whose operator went elsewhere: a string is its number.
+            // A mark not under an operator (an aggregate's argument, or
+            // the operator went elsewhere): what it planned as.
             let x = f.args.into_iter().next().expect("one");
-            match ty(&x) {
-                Some(t) if is_string(&t) => Ok(Transformed::yes(udf(MysqlToDouble::new(), x))),
-                _ => Ok(Transformed::yes(x)),
-            }
+            Ok(Transformed::yes(match ty(&x) {
+                Some(t) if is_string(&t) => udf(MysqlToDouble::new(), x),
+                Some(DataType::Date32 | DataType::Timestamp(..) | DataType::Time64(_)) => {
+                    udf(MysqlTemporalNumber::new(), x)
+                }
+                Some(DataType::Boolean) => cast(x, DataType::Int64),
+                _ => x,
+            }))
         }
         Expr::ScalarFunction(f) => {
             let Some((_, positions)) = STRING_ARGUMENTS.iter().find(|(n, _)| *n == f.name()) else {

@@ -1582,6 +1582,35 @@ impl VisitorMut for Rewriter {
                 }
             }
         }
+        // `SUM(x > 0)` counts truths (DataFusion sums no booleans): a
+        // truth value as SUM's or AVG's argument is `CASE WHEN x THEN 1
+        // WHEN NOT x THEN 0 END`.
+        if let Expr::Function(f) = e {
+            let name = f.name.to_string();
+            if name.eq_ignore_ascii_case("sum") || name.eq_ignore_ascii_case("avg") {
+                if let FunctionArguments::List(list) = &mut f.args {
+                    if let [FunctionArg::Unnamed(FunctionArgExpr::Expr(x))] = list.args.as_mut_slice() {
+                        if is_boolean(x) {
+                            let when = |condition: Expr, n: &str| datafusion::sql::sqlparser::ast::CaseWhen {
+                                condition,
+                                result: Expr::value(Value::Number(n.into(), false)),
+                            };
+                            let not = Expr::UnaryOp {
+                                op: UnaryOperator::Not,
+                                expr: Box::new(Expr::Nested(Box::new(x.clone()))),
+                            };
+                            *x = Expr::Case {
+                                case_token: AttachedToken::empty(),
+                                end_token: AttachedToken::empty(),
+                                operand: None,
+                                conditions: vec![when(x.clone(), "1"), when(not, "0")],
+                                else_result: None,
+                            };
+                        }
+                    }
+                }
+            }
+        }
         let new = match e {
             Expr::BinaryOp { left, op: BinaryOperator::Divide, right } => {
                 Some(call(MysqlDiv::NAME, vec![(**left).clone(), (**right).clone()], false, None))
