@@ -148,9 +148,19 @@ impl AnalyzerRule for MysqlCoercion {
 
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
         plan.transform_up_with_subqueries(|p| {
-            // Joins keep their keys (DataFusion coerces them pairwise).
-            if p.inputs().is_empty() || matches!(p, LogicalPlan::Join(_)) {
+            if p.inputs().is_empty() {
                 return Ok(Transformed::no(p));
+            }
+            // Joins keep their keys (DataFusion coerces them pairwise), but
+            // for the parser's arithmetic marks (`ON a.x = b.y + 1`).
+            if let LogicalPlan::Join(_) = &p {
+                let schema = merge_schema(&p.inputs());
+                return super::text_types::rewrite_expressions(p, |x| match x {
+                    Expr::ScalarFunction(f) if f.name() == MysqlNumber::NAME => {
+                        coerce(Expr::ScalarFunction(f), &schema)
+                    }
+                    x => Ok(Transformed::no(x)),
+                });
             }
             let mut candidate = false;
             p.apply_expressions(|e| {

@@ -1523,8 +1523,9 @@ fn bit_literal_as_hex(bits: &str) -> Option<Expr> {
 }
 
 /// Whether an arithmetic operand is a number by its form (a numeric
-/// literal, an interval, another arithmetic operation): the others get
-/// the [`crate::executor::truth::MysqlNumber`] mark.
+/// literal, an interval, another arithmetic operation, a COUNT, SUM or
+/// AVG): the others get the [`crate::executor::truth::MysqlNumber`] mark,
+/// which the analyzer takes off again ([`crate::optimizer::coercion`]).
 fn is_number(e: &Expr) -> bool {
     use BinaryOperator::*;
     match e {
