@@ -68,13 +68,10 @@ pub fn all(dn: Option<DnEval>) -> Vec<ScalarUDF> {
         ScalarUDF::from(MysqlCoalesce::new()),
         ScalarUDF::from(super::date_format::MysqlDateFormat::new()),
         ScalarUDF::from(MysqlRound::new()),
-        ScalarUDF::from(super::truth::MysqlTruth::new()),
-        ScalarUDF::from(super::truth::MysqlToDouble::new()),
-        ScalarUDF::from(super::truth::MysqlTemporalNumber::new()),
-        ScalarUDF::from(super::truth::MysqlNumber::new()),
     ]
     .into_iter()
     .chain((0..MysqlDatePart::PARTS.len()).map(|i| ScalarUDF::from(MysqlDatePart::new(i))))
+    .chain(super::truth::Conversion::ALL.map(super::truth::Conversion::udf))
     .chain(ShardFunction::all(dn))
     .chain(crate::optimizer::coercion::string_functions())
     .collect()

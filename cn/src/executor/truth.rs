@@ -4,21 +4,26 @@
 //! in Expression Evaluation": a string in numeric context is the number
 //! its longest numeric prefix reads as, 0 when there is none).
 //!
-//! - [`MysqlTruth`] (`__cn_truth(x)`): a condition that is not a boolean
+//! - [`Conversion::Truth`] (`__cn_truth(x)`): a condition that is not a boolean
 //!   expression (`WHERE flag`, `NOT g - 1`, `g AND x`, `a XOR b`), which
 //!   DataFusion refuses, is wrapped in it by
 //!   [`crate::optimizer::semantics`]; on a shard it is `(x) <> 0`.
-//! - [`MysqlToDouble`] (`__cn_to_double(x)`): a string compared with or
+//! - [`Conversion::ToDouble`] (`__cn_to_double(x)`): a string compared with or
 //!   computed with a number (`s = 0`, `'3' * g`), which Arrow's cast
 //!   refused for `'abc'`; on a shard it is `(x) + 0e0`.
-//! - [`MysqlTemporalNumber`] (`__cn_temporal_number(d)`): a DATE, DATETIME
+//! - [`Conversion::TemporalNumber`] (`__cn_temporal_number(d)`): a DATE, DATETIME
 //!   or TIME in arithmetic, `YYYYMMDD[HHMMSS]` or `HHMMSS`; on a shard
 //!   `(d) + 0`.
+//! - [`Conversion::Number`] (`__cn_num(x)`): the parser's mark on an
+//!   arithmetic operand, which the analyzer replaces by one of the above
+//!   or takes off.
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Float64Array};
 use datafusion::arrow::datatypes::{DataType, Float64Type};
 use datafusion::common::{exec_err, Result};
-use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility};
+use datafusion::logical_expr::{
+    ColumnarValue, Expr, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+};
 use std::sync::Arc;
 
 /// The number MySQL reads a string as: its longest prefix of the form
@@ -83,127 +88,61 @@ fn as_doubles(a: &ArrayRef) -> Result<Float64Array> {
     })
 }
 
-/// `__cn_truth(x)`: MySQL's truth value of `x` as a boolean (NULL stays
-/// NULL): a boolean as it is, a number or string when it is not 0 (a
-/// string by its numeric prefix, [`str_to_f64`]), a DATE or DATETIME
-/// always (the CN holds no zero dates), a TIME when it is not 00:00:00.
-#[derive(Debug, PartialEq, Eq, Hash)]
-pub struct MysqlTruth {
-    signature: Signature,
+/// The CN's one-argument MySQL conversions, each planned as a function
+/// of its own name (see the module documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Conversion {
+    /// `__cn_truth(x)`: MySQL's truth value of `x` as a boolean (NULL
+    /// stays NULL): a boolean as it is, a number or string when it is not
+    /// 0 (a string by its numeric prefix, [`str_to_f64`]), a DATE or
+    /// DATETIME always (the CN holds no zero dates), a TIME when it is not
+    /// 00:00:00.
+    Truth,
+    /// `__cn_to_double(x)`: `x` as MySQL's DOUBLE in numeric context (a
+    /// string by its numeric prefix, [`str_to_f64`]).
+    ToDouble,
+    /// `__cn_temporal_number(d)`: a DATE, DATETIME or TIME in numeric
+    /// context, MySQL's `YYYYMMDD`, `YYYYMMDDHHMMSS` or `HHMMSS` as a
+    /// BIGINT (`d + 0`).
+    TemporalNumber,
+    /// `__cn_num(x)`: an operand of `+`, `-`, `*` or `%` as the statement
+    /// is parsed, before its type is known: a string is MySQL's DOUBLE of
+    /// it ([`str_to_f64`]), a truth value 1 or 0 (`(x > 0) + 1`), a date or
+    /// time its number, anything else itself. It lets DataFusion plan
+    /// `s + 1` at all; the analyzer ([`crate::optimizer::coercion`]) then
+    /// replaces it by [`Conversion::ToDouble`],
+    /// [`Conversion::TemporalNumber`] or its argument.
+    Number,
 }
 
-impl MysqlTruth {
-    pub const NAME: &'static str = "__cn_truth";
+impl Conversion {
+    /// Every conversion, for registration.
+    pub const ALL: [Conversion; 4] =
+        [Conversion::Truth, Conversion::ToDouble, Conversion::TemporalNumber, Conversion::Number];
 
-    pub fn new() -> Self {
-        MysqlTruth { signature: Signature::any(1, Volatility::Immutable) }
+    /// The function's name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Conversion::Truth => "__cn_truth",
+            Conversion::ToDouble => "__cn_to_double",
+            Conversion::TemporalNumber => "__cn_temporal_number",
+            Conversion::Number => "__cn_num",
+        }
     }
-}
 
-impl Default for MysqlTruth {
-    fn default() -> Self {
-        Self::new()
+    /// The conversion a function name stands for.
+    pub fn of(name: &str) -> Option<Conversion> {
+        Conversion::ALL.into_iter().find(|c| c.name() == name)
     }
-}
 
-impl ScalarUDFImpl for MysqlTruth {
-    fn name(&self) -> &str {
-        Self::NAME
+    /// The function, for registration.
+    pub fn udf(self) -> ScalarUDF {
+        ScalarUDF::from(ConversionUdf { kind: self, signature: Signature::any(1, Volatility::Immutable) })
     }
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
-        Ok(DataType::Boolean)
-    }
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
-        let [a] = arrays.as_slice() else {
-            return exec_err!("{} takes one argument", Self::NAME);
-        };
-        let out: BooleanArray = match a.data_type() {
-            DataType::Boolean => a.as_boolean().clone(),
-            DataType::Null => (0..a.len()).map(|_| None::<bool>).collect(),
-            DataType::Date32 | DataType::Date64 | DataType::Timestamp(..) => {
-                (0..a.len()).map(|i| a.is_valid(i).then_some(true)).collect()
-            }
-            DataType::Time64(_) | DataType::Time32(_) => {
-                let n = datafusion::arrow::compute::cast(a, &DataType::Int64)?;
-                n.as_primitive::<datafusion::arrow::datatypes::Int64Type>().iter().map(|v| v.map(|v| v != 0)).collect()
-            }
-            t if t.is_numeric() || matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View) => {
-                as_doubles(a)?.iter().map(|v| v.map(|v| v != 0.0)).collect()
-            }
-            DataType::Binary => as_doubles(a)?.iter().map(|v| v.map(|v| v != 0.0)).collect(),
-            other => return exec_err!("a value of type {other} has no truth value"),
-        };
-        Ok(ColumnarValue::Array(Arc::new(out)))
-    }
-}
 
-/// `__cn_to_double(x)`: `x` as MySQL's DOUBLE in numeric context (a
-/// string by its numeric prefix, [`str_to_f64`]).
-#[derive(Debug, PartialEq, Eq, Hash)]
-pub struct MysqlToDouble {
-    signature: Signature,
-}
-
-impl MysqlToDouble {
-    pub const NAME: &'static str = "__cn_to_double";
-
-    pub fn new() -> Self {
-        MysqlToDouble { signature: Signature::any(1, Volatility::Immutable) }
-    }
-}
-
-impl Default for MysqlToDouble {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl ScalarUDFImpl for MysqlToDouble {
-    fn name(&self) -> &str {
-        Self::NAME
-    }
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
-        Ok(DataType::Float64)
-    }
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
-        let [a] = arrays.as_slice() else {
-            return exec_err!("{} takes one argument", Self::NAME);
-        };
-        Ok(ColumnarValue::Array(Arc::new(as_doubles(a)?)))
-    }
-}
-
-/// `__cn_num(x)`: an operand of `+`, `-`, `*` or `%` as the statement is
-/// parsed, before its type is known: a string is MySQL's DOUBLE of it
-/// ([`str_to_f64`]), a truth value 1 or 0 (`(x > 0) + 1`), a date or time
-/// its number, anything else itself. It lets DataFusion plan
-/// `s + 1` at all; the analyzer ([`crate::optimizer::coercion`]) then
-/// replaces it by [`MysqlToDouble`], [`MysqlTemporalNumber`] or its
-/// argument.
-#[derive(Debug, PartialEq, Eq, Hash)]
-pub struct MysqlNumber {
-    signature: Signature,
-}
-
-impl MysqlNumber {
-    pub const NAME: &'static str = "__cn_num";
-
-    pub fn new() -> Self {
-        MysqlNumber { signature: Signature::any(1, Volatility::Immutable) }
-    }
-}
-
-impl Default for MysqlNumber {
-    fn default() -> Self {
-        Self::new()
+    /// The function applied to `x`.
+    pub fn call(self, x: Expr) -> Expr {
+        self.udf().call(vec![x])
     }
 }
 
@@ -211,77 +150,73 @@ fn is_string(t: &DataType) -> bool {
     matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
 }
 
-impl ScalarUDFImpl for MysqlNumber {
+fn is_temporal(t: &DataType) -> bool {
+    matches!(t, DataType::Date32 | DataType::Timestamp(..) | DataType::Time64(_))
+}
+
+/// MySQL's truth values of `a` (see [`Conversion::Truth`]).
+fn truth_values(a: &ArrayRef) -> Result<BooleanArray> {
+    Ok(match a.data_type() {
+        DataType::Boolean => a.as_boolean().clone(),
+        DataType::Null => (0..a.len()).map(|_| None::<bool>).collect(),
+        DataType::Date32 | DataType::Date64 | DataType::Timestamp(..) => {
+            (0..a.len()).map(|i| a.is_valid(i).then_some(true)).collect()
+        }
+        DataType::Time64(_) | DataType::Time32(_) => {
+            let n = datafusion::arrow::compute::cast(a, &DataType::Int64)?;
+            n.as_primitive::<datafusion::arrow::datatypes::Int64Type>().iter().map(|v| v.map(|v| v != 0)).collect()
+        }
+        t if t.is_numeric() || is_string(t) || *t == DataType::Binary => {
+            as_doubles(a)?.iter().map(|v| v.map(|v| v != 0.0)).collect()
+        }
+        other => return exec_err!("a value of type {other} has no truth value"),
+    })
+}
+
+/// One [`Conversion`] as a DataFusion function.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct ConversionUdf {
+    kind: Conversion,
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for ConversionUdf {
     fn name(&self) -> &str {
-        Self::NAME
+        self.kind.name()
     }
     fn signature(&self) -> &Signature {
         &self.signature
     }
     fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
-        Ok(match arg_types {
-            [t] if is_string(t) => DataType::Float64,
-            [DataType::Date32 | DataType::Timestamp(..) | DataType::Time64(_) | DataType::Boolean] => DataType::Int64,
-            [t] => t.clone(),
-            _ => return exec_err!("{} takes one argument", Self::NAME),
+        let [t] = arg_types else {
+            return exec_err!("{} takes one argument", self.kind.name());
+        };
+        Ok(match self.kind {
+            Conversion::Truth => DataType::Boolean,
+            Conversion::ToDouble => DataType::Float64,
+            Conversion::TemporalNumber => DataType::Int64,
+            Conversion::Number if is_string(t) => DataType::Float64,
+            Conversion::Number if is_temporal(t) || *t == DataType::Boolean => DataType::Int64,
+            Conversion::Number => t.clone(),
         })
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;
         let [a] = arrays.as_slice() else {
-            return exec_err!("{} takes one argument", Self::NAME);
+            return exec_err!("{} takes one argument", self.kind.name());
         };
-        if is_string(a.data_type()) {
-            return Ok(ColumnarValue::Array(Arc::new(as_doubles(a)?)));
-        }
-        if matches!(a.data_type(), DataType::Date32 | DataType::Timestamp(..) | DataType::Time64(_)) {
-            return Ok(ColumnarValue::Array(temporal_numbers(a)?));
-        }
-        if a.data_type() == &DataType::Boolean {
-            return Ok(ColumnarValue::Array(datafusion::arrow::compute::cast(a, &DataType::Int64)?));
-        }
-        Ok(ColumnarValue::Array(a.clone()))
-    }
-}
-
-/// `__cn_temporal_number(d)`: a DATE, DATETIME or TIME in numeric
-/// context, MySQL's `YYYYMMDD`, `YYYYMMDDHHMMSS` or `HHMMSS` as a BIGINT
-/// (`d + 0`).
-#[derive(Debug, PartialEq, Eq, Hash)]
-pub struct MysqlTemporalNumber {
-    signature: Signature,
-}
-
-impl MysqlTemporalNumber {
-    pub const NAME: &'static str = "__cn_temporal_number";
-
-    pub fn new() -> Self {
-        MysqlTemporalNumber { signature: Signature::any(1, Volatility::Immutable) }
-    }
-}
-
-impl Default for MysqlTemporalNumber {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl ScalarUDFImpl for MysqlTemporalNumber {
-    fn name(&self) -> &str {
-        Self::NAME
-    }
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
-        Ok(DataType::Int64)
-    }
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
-        let [a] = arrays.as_slice() else {
-            return exec_err!("{} takes one argument", Self::NAME);
+        let out: ArrayRef = match self.kind {
+            Conversion::Truth => Arc::new(truth_values(a)?),
+            Conversion::ToDouble => Arc::new(as_doubles(a)?),
+            Conversion::TemporalNumber => temporal_numbers(a)?,
+            Conversion::Number if is_string(a.data_type()) => Arc::new(as_doubles(a)?),
+            Conversion::Number if is_temporal(a.data_type()) => temporal_numbers(a)?,
+            Conversion::Number if a.data_type() == &DataType::Boolean => {
+                datafusion::arrow::compute::cast(a, &DataType::Int64)?
+            }
+            Conversion::Number => a.clone(),
         };
-        Ok(ColumnarValue::Array(temporal_numbers(a)?))
+        Ok(ColumnarValue::Array(out))
     }
 }
 

@@ -9,9 +9,9 @@
 //!   DataFusion, which makes it a literal of the column's type (so the
 //!   partition pruning and the DN's index still see `id = 5`).
 //! - A string in arithmetic is its number (`'3' * g`, `s + 1`): a
-//!   DOUBLE ([`crate::executor::truth::MysqlToDouble`]); DataFusion
+//!   DOUBLE ([`crate::executor::truth::Conversion::ToDouble`]); DataFusion
 //!   refused to plan it. The parser marks every operand of `+`, `-`, `*`
-//!   and `%` that is no number literal ([`crate::executor::truth::MysqlNumber`],
+//!   and `%` that is no number literal ([`crate::executor::truth::Conversion::Number`],
 //!   so that DataFusion plans `s + 1` at all); here the mark goes.
 //! - A DATE, DATETIME or TIME in arithmetic (but with an INTERVAL) is its
 //!   number, `YYYYMMDD`, `YYYYMMDDHHMMSS`, `HHMMSS` (`d + 0`, `d + 1` is
@@ -29,7 +29,7 @@
 
 use super::text_types::{is_string, is_temporal};
 use crate::executor::functions::MysqlText;
-use crate::executor::truth::{MysqlNumber, MysqlTemporalNumber, MysqlToDouble};
+use crate::executor::truth::Conversion;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::datatypes::FieldRef;
 use datafusion::common::tree_node::{Transformed, TreeNode};
@@ -156,7 +156,7 @@ impl AnalyzerRule for MysqlCoercion {
             if let LogicalPlan::Join(_) = &p {
                 let schema = merge_schema(&p.inputs());
                 return super::text_types::rewrite_expressions(p, |x| match x {
-                    Expr::ScalarFunction(f) if f.name() == MysqlNumber::NAME => {
+                    Expr::ScalarFunction(f) if f.name() == Conversion::Number.name() => {
                         coerce(Expr::ScalarFunction(f), &schema)
                     }
                     x => Ok(Transformed::no(x)),
@@ -185,6 +185,28 @@ impl AnalyzerRule for MysqlCoercion {
 
 fn udf(u: impl datafusion::logical_expr::ScalarUDFImpl + 'static, arg: Expr) -> Expr {
     ScalarUDF::from(u).call(vec![arg])
+}
+
+/// `x` (of type `t`) as MySQL's DOUBLE: a string by its numeric prefix,
+/// anything else by a cast.
+fn as_double(x: Expr, t: &DataType) -> Expr {
+    if is_string(t) {
+        Conversion::ToDouble.call(x)
+    } else {
+        cast(x, DataType::Float64)
+    }
+}
+
+/// `x` (of type `t`) as MySQL's number in arithmetic where that is not
+/// `x` itself: a string's DOUBLE, a date's or time's number, a truth
+/// value's 1 or 0; `Err(x)` back for anything else.
+fn as_number(x: Expr, t: &DataType) -> Result<Expr, Expr> {
+    match t {
+        t if is_string(t) => Ok(Conversion::ToDouble.call(x)),
+        DataType::Date32 | DataType::Timestamp(..) | DataType::Time64(_) => Ok(Conversion::TemporalNumber.call(x)),
+        DataType::Boolean => Ok(cast(x, DataType::Int64)),
+        _ => Err(x),
+    }
 }
 
 /// Whether `e` is a string literal that reads whole as a number.
@@ -244,7 +266,7 @@ fn coerce(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
     // The parser's mark on an arithmetic operand (`__cn_num(x)`), taken
     // off: what it stands for is decided with the other operand.
     let unmarked = |x: Expr| match x {
-        Expr::ScalarFunction(f) if f.name() == MysqlNumber::NAME && f.args.len() == 1 => {
+        Expr::ScalarFunction(f) if f.name() == Conversion::Number.name() && f.args.len() == 1 => {
             (f.args.into_iter().next().expect("one"), true)
         }
         x => (x, false),
@@ -265,14 +287,7 @@ fn coerce(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
                     is_string(st) && nt.is_numeric() && !numeric_string_literal(s)
                 };
                 if string_number(&l, &lt, &rt) || string_number(&r, &rt, &lt) {
-                    let double = |x: Expr, t: &DataType| {
-                        if is_string(t) {
-                            udf(MysqlToDouble::new(), x)
-                        } else {
-                            cast(x, DataType::Float64)
-                        }
-                    };
-                    (l, r) = (double(l, &lt), double(r, &rt));
+                    (l, r) = (as_double(l, &lt), as_double(r, &rt));
                     changed = true;
                 } else if is_temporal(&lt) && !matches!(lt, DataType::Time64(_) | DataType::Time32(_)) {
                     if let Some(d) = date_literal(&r, &lt) {
@@ -291,23 +306,11 @@ fn coerce(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
                 let arithmetic =
                     |t: &DataType| t.is_numeric() || is_string(t) || temporal(t) || *t == DataType::Boolean;
                 if arithmetic(&lt) && arithmetic(&rt) {
-                    let number = |x: Expr, t: &DataType, changed: &mut bool| {
-                        if is_string(t) {
-                            *changed = true;
-                            udf(MysqlToDouble::new(), x)
-                        } else if temporal(t) {
-                            *changed = true;
-                            udf(MysqlTemporalNumber::new(), x)
-                        } else if *t == DataType::Boolean {
-                            *changed = true;
-                            cast(x, DataType::Int64)
-                        } else {
-                            x
-                        }
-                    };
+                    let mut number =
+                        |x: Expr, t: &DataType| as_number(x, t).inspect(|_| changed = true).unwrap_or_else(|x| x);
                     // Two dates as well: MySQL subtracts their numbers.
-                    l = number(l, &lt, &mut changed);
-                    r = number(r, &rt, &mut changed);
+                    l = number(l, &lt);
+                    r = number(r, &rt);
                 }
                 // MySQL's remainder by zero is NULL.
                 let nonzero = matches!(&r, Expr::Literal(v, _)
@@ -333,18 +336,11 @@ fn coerce(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
                 }
             }
             if is_string(&t) && (lo.is_numeric() || hi.is_numeric()) {
-                let bound = |x: Expr, xt: &DataType| {
-                    if is_string(xt) {
-                        udf(MysqlToDouble::new(), x)
-                    } else {
-                        cast(x, DataType::Float64)
-                    }
-                };
                 return Ok(Transformed::yes(Expr::Between(Between {
-                    expr: Box::new(udf(MysqlToDouble::new(), *b.expr)),
+                    expr: Box::new(as_double(*b.expr, &t)),
                     negated: b.negated,
-                    low: Box::new(bound(*b.low, &lo)),
-                    high: Box::new(bound(*b.high, &hi)),
+                    low: Box::new(as_double(*b.low, &lo)),
+                    high: Box::new(as_double(*b.high, &hi)),
                 })));
             }
             Ok(Transformed::no(Expr::Between(b)))
@@ -361,16 +357,9 @@ fn coerce(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
             if !mixed {
                 return Ok(Transformed::no(Expr::InList(l)));
             }
-            let double = |x: Expr, xt: &DataType| {
-                if is_string(xt) {
-                    udf(MysqlToDouble::new(), x)
-                } else {
-                    cast(x, DataType::Float64)
-                }
-            };
-            let list = l.list.into_iter().zip(&types).map(|(x, xt)| double(x, xt)).collect();
+            let list = l.list.into_iter().zip(&types).map(|(x, xt)| as_double(x, xt)).collect();
             Ok(Transformed::yes(Expr::InList(datafusion::logical_expr::expr::InList {
-                expr: Box::new(double(*l.expr, &t)),
+                expr: Box::new(as_double(*l.expr, &t)),
                 list,
                 negated: l.negated,
             })))
@@ -388,17 +377,13 @@ fn coerce(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
             }
             Ok(if changed { Transformed::yes(Expr::Like(l)) } else { Transformed::no(Expr::Like(l)) })
         }
-        Expr::ScalarFunction(f) if f.name() == MysqlNumber::NAME && f.args.len() == 1 => {
+        Expr::ScalarFunction(f) if f.name() == Conversion::Number.name() && f.args.len() == 1 => {
             // A mark not under an operator (an aggregate's argument, or
             // the operator went elsewhere): what it planned as.
             let x = f.args.into_iter().next().expect("one");
             Ok(Transformed::yes(match ty(&x) {
-                Some(t) if is_string(&t) => udf(MysqlToDouble::new(), x),
-                Some(DataType::Date32 | DataType::Timestamp(..) | DataType::Time64(_)) => {
-                    udf(MysqlTemporalNumber::new(), x)
-                }
-                Some(DataType::Boolean) => cast(x, DataType::Int64),
-                _ => x,
+                Some(t) => as_number(x, &t).unwrap_or_else(|x| x),
+                None => x,
             }))
         }
         Expr::ScalarFunction(f) => {

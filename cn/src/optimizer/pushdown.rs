@@ -43,7 +43,7 @@ use crate::dn::quote_ident;
 use crate::executor::functions::{MysqlCastInt, MysqlDiv, MysqlIntDiv};
 use crate::executor::shard_scan::{ShardQuery, ShardScanExec};
 use crate::executor::table::{in_list_partitions, narrow_in_list, prune, ShardedTable};
-use crate::executor::truth::{MysqlTemporalNumber, MysqlToDouble, MysqlTruth};
+use crate::executor::truth::Conversion;
 use crate::txn::ConnSource;
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
@@ -137,9 +137,9 @@ const PUSHABLE_FUNCTIONS: &[&str] = &[
     crate::executor::functions::MysqlText::NAME,
     // MySQL's truth value and number of a value: `(x) <> 0`, `(x) + 0e0`,
     // `(d) + 0`.
-    MysqlTruth::NAME,
-    MysqlToDouble::NAME,
-    MysqlTemporalNumber::NAME,
+    Conversion::Truth.name(),
+    Conversion::ToDouble.name(),
+    Conversion::TemporalNumber.name(),
     "nullif",
     "date_format",
     "mysql_div",
@@ -315,12 +315,11 @@ pub(crate) fn sql(e: &Expr) -> Result<String> {
                 // MySQL takes any value as a truth value, and a string
                 // in numeric context as a number, itself.
                 Expr::ScalarFunction(f)
-                    if [MysqlTruth::NAME, MysqlToDouble::NAME, MysqlTemporalNumber::NAME].contains(&f.name())
-                        && f.args.len() == 1 =>
+                    if Conversion::of(f.name()).is_some_and(|c| c != Conversion::Number) && f.args.len() == 1 =>
                 {
-                    let (op, zero) = match f.name() {
-                        MysqlTruth::NAME => (Operator::NotEq, ScalarValue::Int64(Some(0))),
-                        MysqlToDouble::NAME => (Operator::Plus, ScalarValue::Float64(Some(0.0))),
+                    let (op, zero) = match Conversion::of(f.name()) {
+                        Some(Conversion::Truth) => (Operator::NotEq, ScalarValue::Int64(Some(0))),
+                        Some(Conversion::ToDouble) => (Operator::Plus, ScalarValue::Float64(Some(0.0))),
                         _ => (Operator::Plus, ScalarValue::Int64(Some(0))),
                     };
                     let x = f.args.into_iter().next().expect("one");

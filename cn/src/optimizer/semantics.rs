@@ -33,6 +33,7 @@
 //! them itself.
 
 use crate::executor::functions::{MysqlCastInt, MysqlDiv, MysqlIntDiv};
+use crate::executor::truth::Conversion;
 use crate::planner::column_ref;
 use datafusion::sql::sqlparser::ast::helpers::attached_token::AttachedToken;
 use datafusion::sql::sqlparser::ast::{
@@ -880,7 +881,7 @@ impl VisitorMut for Rollup {
 /// first argument, an operand of AND, OR, NOT or XOR anywhere, that is not
 /// a boolean expression by its form ([`is_boolean`]: a comparison, IN,
 /// LIKE, IS NULL, …) becomes `__cn_truth(x)`
-/// ([`crate::executor::truth::MysqlTruth`]; a function answering MySQL's
+/// ([`crate::executor::truth::Conversion::Truth`]; a function answering MySQL's
 /// 1/0 truth as an integer, [`crate::executor::functions::is_integer_shard_function`],
 /// `(call) <> 0`). `a XOR b` becomes `truth(a) <> truth(b)`, which is
 /// NULL when either is, as MySQL's.
@@ -921,7 +922,7 @@ fn is_boolean(e: &Expr) -> bool {
             let truth = |e: &Expr| is_boolean(e) || matches!(e, Expr::Value(v) if v.value == Value::Null);
             conditions.iter().all(|c| truth(&c.result)) && else_result.as_deref().is_none_or(truth)
         }
-        Expr::Function(f) => f.name.to_string().eq_ignore_ascii_case(crate::executor::truth::MysqlTruth::NAME),
+        Expr::Function(f) => f.name.to_string().eq_ignore_ascii_case(Conversion::Truth.name()),
         _ => false,
     }
 }
@@ -952,7 +953,7 @@ impl Truth {
                 }));
             }
             e if !is_boolean(e) => {
-                *e = call(crate::executor::truth::MysqlTruth::NAME, vec![e.clone()], false, None);
+                *e = call(Conversion::Truth.name(), vec![e.clone()], false, None);
             }
             _ => {}
         }
@@ -1524,7 +1525,7 @@ fn bit_literal_as_hex(bits: &str) -> Option<Expr> {
 
 /// Whether an arithmetic operand is a number by its form (a numeric
 /// literal, an interval, another arithmetic operation, a COUNT, SUM or
-/// AVG): the others get the [`crate::executor::truth::MysqlNumber`] mark,
+/// AVG): the others get the [`crate::executor::truth::Conversion::Number`] mark,
 /// which the analyzer takes off again ([`crate::optimizer::coercion`]).
 fn is_number(e: &Expr) -> bool {
     use BinaryOperator::*;
@@ -1535,7 +1536,7 @@ fn is_number(e: &Expr) -> bool {
         Expr::BinaryOp { op, .. } => matches!(op, Plus | Minus | Multiply | Divide | Modulo | MyIntegerDivide),
         Expr::Function(f) => {
             let name = f.name.to_string();
-            [MysqlDiv::NAME, MysqlIntDiv::NAME, crate::executor::truth::MysqlNumber::NAME, "count", "sum", "avg"]
+            [MysqlDiv::NAME, MysqlIntDiv::NAME, Conversion::Number.name(), "count", "sum", "avg"]
                 .iter()
                 .any(|n| name.eq_ignore_ascii_case(n))
         }
@@ -1559,7 +1560,7 @@ impl VisitorMut for Rewriter {
             let interval = matches!(**left, Expr::Interval(_)) || matches!(**right, Expr::Interval(_));
             for x in [left, right].into_iter().filter(|_| !interval) {
                 if !is_number(x) {
-                    **x = call(crate::executor::truth::MysqlNumber::NAME, vec![(**x).clone()], false, None);
+                    **x = call(Conversion::Number.name(), vec![(**x).clone()], false, None);
                 }
             }
         }
