@@ -12,6 +12,7 @@
 
 use benches::percentile;
 use clap::Parser;
+use dn_plugin::mariadb::free_port;
 use mysql_async::prelude::*;
 use mysql_async::{Conn, Opts};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -76,10 +77,6 @@ impl Rng {
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         (z ^ (z >> 31)) % n.max(1)
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// The CREATE TABLE of a table with `n` (0, 1 or 3) global indexes.

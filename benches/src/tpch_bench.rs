@@ -37,6 +37,7 @@
 
 use clap::Parser;
 use cn::tpch::answer::{answer, difference, Answer};
+use dn_plugin::mariadb::free_port;
 use futures::StreamExt;
 use mysql_async::prelude::*;
 use mysql_async::{Conn, Opts, Pool};
@@ -131,10 +132,6 @@ impl Config {
     fn complete(&self) -> usize {
         self.runs.iter().filter(|r| r.secs.is_some() && r.differs.is_none()).count()
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// `VmHWM` of this process in bytes (0 where /proc has none).

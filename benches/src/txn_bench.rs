@@ -9,6 +9,7 @@
 
 use benches::percentile;
 use clap::Parser;
+use dn_plugin::mariadb::free_port;
 use mysql_async::prelude::*;
 use mysql_async::{Conn, Opts};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,10 +35,6 @@ struct Figures {
     tps: f64,
     p50_ms: f64,
     p99_ms: f64,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// Runs `clients` loops of the transfer between the id pairs `pairs(client)`

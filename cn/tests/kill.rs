@@ -20,6 +20,7 @@ mod common;
 
 use cn::txn::failpoint::{self, AFTER_DECISION, AFTER_FIRST_COMMIT, AFTER_PREPARES};
 use common::{runtime, url};
+use dn_plugin::mariadb::free_port;
 use mysql_async::prelude::*;
 use mysql_async::{Conn, Opts};
 use std::path::{Path, PathBuf};
@@ -31,10 +32,6 @@ const DNS: usize = 3;
 /// The DN whose agent or `mariadbd` is killed (not the first: the "first
 /// prepare" and "first commit" points are on DN 0's branch).
 const VICTIM_DN: usize = 1;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 /// A binary of this workspace next to this test's own (`cargo test
 /// --workspace` builds them all); built with cargo when missing.

@@ -9,6 +9,7 @@ mod common;
 
 use cn::playground::Playground;
 use common::{code, runtime, url};
+use dn_plugin::mariadb::free_port;
 use dn_plugin::AgentApi;
 use mysql_async::prelude::*;
 use mysql_async::{Conn, Opts};
@@ -22,10 +23,6 @@ const INITIAL: i64 = 100;
 
 struct Env {
     pg: Playground,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// A playground with three DNs and `cns` CNs (shared agents when more

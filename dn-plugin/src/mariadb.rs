@@ -82,6 +82,37 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
+/// `n` distinct loopback ports free at the time of the call, none handed
+/// out before by this process. Each comes from binding port 0; the
+/// listeners are held until all `n` are chosen, since the kernel may give
+/// the same port to two binds in a row once the first is closed (seen on a
+/// CI machine: two DNs "started" on one port, the second `mariadbd` failed
+/// to bind and both DN entries reached the first). Another process may
+/// still take a port before its server binds it: [`start_mariadb`] checks
+/// that the server answering is its own.
+/// Errors: binding fails (no free port).
+pub fn free_ports(n: usize) -> std::io::Result<Vec<u16>> {
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    let mut held = Vec::with_capacity(n);
+    let mut ports = Vec::with_capacity(n);
+    while ports.len() < n {
+        let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let port = l.local_addr()?.port();
+        held.push(l);
+        if !given.contains(&port) {
+            given.push(port);
+            ports.push(port);
+        }
+    }
+    Ok(ports)
+}
+
+/// One port of [`free_ports`]; panics when none is free (for tests).
+pub fn free_port() -> u16 {
+    free_ports(1).expect("a free loopback port")[0]
+}
+
 /// Finds `mariadbd` (PATH, then /usr/sbin).
 pub fn mariadbd_binary() -> Result<PathBuf> {
     for p in ["/usr/sbin/mariadbd", "/usr/bin/mariadbd", "/usr/sbin/mysqld"] {
@@ -180,15 +211,34 @@ pub async fn start_mariadb(base: PathBuf, name: String, port: u16, buffer_pool_m
     }
     let child = cmd.spawn().map_err(|e| ProcessError(format!("starting mariadbd: {e}")))?;
     let db = MariaDb { name: name.to_string(), port, dir: dir.clone(), child: Some(child) };
-    wait_ready(&db.url(), Duration::from_secs(60)).await.map_err(|e| {
+    let log_tail = || {
         let log = std::fs::read_to_string(dir.join("mariadbd.log")).unwrap_or_default();
         let tail: Vec<&str> = log.lines().rev().take(8).collect();
-        ProcessError(format!(
-            "{name} (port {port}) did not start: {e}\n{}",
-            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-        ))
-    })?;
+        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+    };
+    wait_ready(&db.url(), Duration::from_secs(60))
+        .await
+        .map_err(|e| ProcessError(format!("{name} (port {port}) did not start: {e}\n{}", log_tail())))?;
+    // The server that answered may be another one that had the port first
+    // (ours then fails to bind and exits): its data directory tells.
+    let theirs = served_datadir(&db.url()).await?;
+    if Path::new(theirs.trim_end_matches('/')) != dir {
+        return Err(ProcessError(format!(
+            "{name}: port {port} is taken by another server (data directory {theirs})\n{}",
+            log_tail()
+        )));
+    }
     Ok(db)
+}
+
+/// `@@datadir` of the server at `url`.
+async fn served_datadir(url: &str) -> Result<String> {
+    use mysql_async::prelude::Queryable;
+    let opts = mysql_async::Opts::from_url(url).map_err(|e| ProcessError(e.to_string()))?;
+    let mut c = mysql_async::Conn::new(opts).await.map_err(|e| ProcessError(e.to_string()))?;
+    let dir: Option<String> = c.query_first("SELECT @@datadir").await.map_err(|e| ProcessError(e.to_string()))?;
+    let _ = c.disconnect().await;
+    Ok(dir.unwrap_or_default())
 }
 
 /// Polls until a MySQL server at `url` answers.

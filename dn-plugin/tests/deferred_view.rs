@@ -5,14 +5,10 @@
 //! back in the same round trip.
 
 use dn_plugin::agent::{open_deferred, Agent, AgentApi, AgentError, CommitKind, Outcome};
-use dn_plugin::mariadb::{ensure_template, start_mariadb};
+use dn_plugin::mariadb::{ensure_template, free_port, start_mariadb};
 use mysql_async::prelude::*;
 use mysql_async::Conn;
 use std::time::Duration;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 /// The values of `t` read through `r`, the answer of a deferred query.
 async fn values(r: &mut mysql_async::QueryResult<'_, 'static, mysql_async::TextProtocol>) -> Vec<i64> {

@@ -5,14 +5,10 @@
 //! cleanly on SIGINT.
 
 use dn_plugin::agent::AgentApi;
-use dn_plugin::mariadb::{ensure_template, start_mariadb};
+use dn_plugin::mariadb::{ensure_template, free_port, start_mariadb};
 use dn_plugin::remote::RemoteAgent;
 use mysql_async::prelude::*;
 use std::time::{Duration, Instant};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_rebuilds_the_prepared_branches_and_serves_them() {

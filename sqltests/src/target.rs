@@ -39,10 +39,6 @@ pub struct Target {
     _dir: Option<tempfile::TempDir>,
 }
 
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
 impl Target {
     /// Starts a fresh target in a temporary directory: for the CN, a metadb
     /// and `dns` DNs.
@@ -50,13 +46,19 @@ impl Target {
         let dir = tempfile::tempdir()?;
         match kind {
             TargetKind::Cn => {
-                let ports = (0..=dns).map(|_| free_port()).collect::<Result<Vec<_>>>()?;
+                let ports = dn_plugin::mariadb::free_ports(dns + 1)?;
                 let pg = Playground::start(dir.path(), &ports, 64, "127.0.0.1:0".parse()?, "127.0.0.1:0").await?;
                 let url = format!("mysql://root@127.0.0.1:{}", pg.addr.port());
                 Ok(Target { kind, url, guard: Guard::Cn(Box::new(pg)), _dir: Some(dir) })
             }
             TargetKind::Mariadb => {
-                let db = start_mariadb(dir.path().to_path_buf(), "mariadb".into(), free_port()?, 128).await?;
+                let db = start_mariadb(
+                    dir.path().to_path_buf(),
+                    "mariadb".into(),
+                    dn_plugin::mariadb::free_ports(1)?[0],
+                    128,
+                )
+                .await?;
                 Ok(Target { kind, url: db.url(), guard: Guard::Mariadb(Box::new(db)), _dir: Some(dir) })
             }
         }

@@ -1,6 +1,7 @@
 //! End-to-end tests of the TSO: real gRPC servers (in-process and as `tso`
 //! processes), a real metadb `mariadbd` for the HA lease, the real client.
 
+use dn_plugin::mariadb::free_port;
 use proto::tso::tso_client::TsoClient as GrpcClient;
 use proto::tso::{GetLeaderRequest, TimestampRequest};
 use std::collections::HashSet;
@@ -10,10 +11,6 @@ use std::time::{Duration, Instant};
 use tso::clock::SystemClock;
 use tso::server::{start, ServeOptions};
 use tso::{ClientOptions, TsoClient, TsoError};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 /// A `tso serve` process.
 struct Proc {

@@ -7,6 +7,7 @@
 use cn::cluster::Cluster;
 use cn::config::Config;
 use cn::playground::Playground;
+use dn_plugin::mariadb::free_port;
 use mysql_async::prelude::*;
 use mysql_async::{Conn, Opts};
 use std::sync::{Arc, OnceLock};
@@ -21,10 +22,6 @@ pub struct Env {
     pub cn_addr: std::net::SocketAddr,
     pub cluster: Arc<Cluster>,
     pub metadb_url: String,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 pub fn runtime() -> &'static Runtime {
