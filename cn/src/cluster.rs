@@ -4,7 +4,7 @@
 use crate::catalog::metadb::MetaDb;
 use crate::catalog::Catalog;
 use crate::config::Config;
-use crate::dn::Dn;
+use crate::dn::{Dn, DnSession};
 use crate::error::{CnError, Result};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -287,15 +287,19 @@ impl Cluster {
     /// order, each DN's batch under its acquisition lock: callers that need
     /// several connections then never hold some of one DN's pool while
     /// waiting for more of it, which could exhaust the pool with every
-    /// caller waiting.
-    pub async fn acquire(&self, want: &BTreeMap<u32, usize>) -> Result<Vec<(u32, Vec<mysql_async::Conn>)>> {
+    /// caller waiting. The connections carry `session`'s state.
+    pub async fn acquire(
+        &self,
+        want: &BTreeMap<u32, usize>,
+        session: &DnSession,
+    ) -> Result<Vec<(u32, Vec<mysql_async::Conn>)>> {
         let mut out = Vec::with_capacity(want.len());
         for (&dn, &n) in want {
             let d = self.dn(dn)?;
             let _g = d.acquire_lock.lock().await;
             let mut conns = Vec::with_capacity(n);
             for _ in 0..n {
-                conns.push(d.conn().await?);
+                conns.push(d.conn_for(session).await?);
             }
             out.push((dn, conns));
         }
@@ -334,11 +338,27 @@ impl Cluster {
     /// it outside any read view: first waits for the branches there that
     /// are decided but not yet committed (async commit answers before its
     /// second phase), so the statement sees every commit acknowledged
-    /// before it began.
-    pub async fn fresh_conn(&self, id: u32) -> Result<mysql_async::Conn> {
+    /// before it began. It carries `session`'s state.
+    pub async fn fresh_conn(&self, id: u32, session: &DnSession) -> Result<mysql_async::Conn> {
         let d = self.dn(id)?;
         self.while_dn_answers(id, self.agents[id as usize].wait_decided()).await.map_err(|e| d.agent_err(e))?;
-        d.conn().await
+        d.conn_for(session).await
+    }
+
+    /// The session time zone `zone` as MariaDB names it (`'+8:00'` is
+    /// `+08:00`), checked on a DN: `None` for `SYSTEM` (the DNs' default).
+    /// Errors: 1298 for a zone the DNs do not know (named zones need
+    /// MariaDB's time zone tables), or a DN's error.
+    pub async fn time_zone(&self, zone: &str) -> Result<Option<Arc<str>>> {
+        if zone.eq_ignore_ascii_case("SYSTEM") {
+            return Ok(None);
+        }
+        let d = self.dn(self.any_dn())?;
+        let mut c = d.conn_for(&DnSession { time_zone: Some(zone.into()) }).await?;
+        let named: Option<String> = mysql_async::prelude::Queryable::query_first(&mut c, "SELECT @@session.time_zone")
+            .await
+            .map_err(|e| d.err(e))?;
+        Ok(named.filter(|n| !n.eq_ignore_ascii_case("SYSTEM")).map(Arc::from))
     }
 
     /// Awaits `work`, a statement's wait on the query it sent on

@@ -4,6 +4,8 @@
 use crate::catalog::metadb::DnInfo;
 use crate::error::{CnError, Result};
 use mysql_async::{Conn, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts};
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How long [`Dn::probe`] waits for a DN to accept a connection and
@@ -13,6 +15,32 @@ pub const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Whether `host` names this machine's loopback interface.
 fn is_loopback(host: &str) -> bool {
     host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// What every pooled DN connection runs once, when it is made.
+///
+/// First-committer-wins inside snapshot transactions: writing a row changed
+/// after the read view fails with 1020 instead of losing an update (MariaDB
+/// 10.6.18+/10.11.8+).
+///
+/// The CN leaves a DN's answer unread while it sends another's (a gathered
+/// SELECT sends the DNs' rows one DN after the other; a hash join reads its
+/// build side first): with MariaDB's default net_write_timeout of 60 s, a DN
+/// dropped the connection of an answer waiting longer ("bytes remaining on
+/// stream": a mariadb-dump of TPC-H SF 1 lineitem through the CN failed at
+/// its third DN). 8 hours, as wait_timeout.
+const CONNECTION_INIT: &str = "SET SESSION innodb_snapshot_isolation = ON, SESSION net_write_timeout = 28800";
+
+/// The session state a CN session's DN connections carry beyond the pool's
+/// defaults: its `time_zone`, which MariaDB applies to TIMESTAMP columns
+/// (stored in UTC, read and written in the session's zone), `NOW()`,
+/// `UNIX_TIMESTAMP()` and `FROM_UNIXTIME()` (MySQL 8.0 reference, 7.1.15
+/// "MySQL Server Time Zone Support"). `None`: the DN's default, `SYSTEM`.
+/// Connections with a zone come from a pool of that zone, so a pooled
+/// connection never carries one session's zone into another's statement.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct DnSession {
+    pub time_zone: Option<Arc<str>>,
 }
 
 /// A data node the CN sends physical SQL to.
@@ -26,6 +54,9 @@ pub struct Dn {
     /// Held while one caller takes several connections (see
     /// `Cluster::acquire`).
     pub acquire_lock: tokio::sync::Mutex<()>,
+    /// Pools of connections set to a time zone other than the DN's
+    /// default, by zone ([`DnSession`]); made on first use.
+    zoned: std::sync::Mutex<HashMap<Arc<str>, Pool>>,
 }
 
 impl Dn {
@@ -45,18 +76,7 @@ impl Dn {
             .prefer_socket(is_loopback(&info.host))
             .tcp_nodelay(true)
             .stmt_cache_size(0)
-            // First-committer-wins inside snapshot transactions: writing a
-            // row changed after the read view fails with 1020 instead of
-            // losing an update (MariaDB 10.6.18+/10.11.8+).
-            //
-            // The CN leaves a DN's answer unread while it sends another's
-            // (a gathered SELECT sends the DNs' rows one DN after the
-            // other; a hash join reads its build side first): with
-            // MariaDB's default net_write_timeout of 60 s, a DN dropped
-            // the connection of an answer waiting longer ("bytes remaining
-            // on stream": a mariadb-dump of TPC-H SF 1 lineitem through
-            // the CN failed at its third DN). 8 hours, as wait_timeout.
-            .init(vec!["SET SESSION innodb_snapshot_isolation = ON, SESSION net_write_timeout = 28800"])
+            .init(vec![CONNECTION_INIT])
             .pool_opts(
                 PoolOpts::default()
                     .with_constraints(PoolConstraints::new(0, max_conns.max(1)).unwrap_or_default())
@@ -72,12 +92,39 @@ impl Dn {
             pool: Pool::new(opts.clone()),
             opts,
             acquire_lock: tokio::sync::Mutex::new(()),
+            zoned: Default::default(),
         }
+    }
+
+    /// A pooled connection for a session with `session`'s state. Errors:
+    /// those of [`Dn::conn`]; a zone the DN does not know is its error
+    /// 1298 (and its pool is dropped).
+    pub async fn conn_for(&self, session: &DnSession) -> Result<Conn> {
+        let Some(zone) = &session.time_zone else { return self.conn().await };
+        let pool = {
+            let mut zoned = self.zoned.lock().unwrap_or_else(|e| e.into_inner());
+            zoned
+                .entry(zone.clone())
+                .or_insert_with(|| {
+                    let set = format!("SET SESSION time_zone = {}", quote_str(zone));
+                    Pool::new(OptsBuilder::from_opts(self.opts.clone()).init(vec![CONNECTION_INIT.to_string(), set]))
+                })
+                .clone()
+        };
+        let r = self.get(&pool).await;
+        if matches!(&r, Err(CnError::Dn { .. })) {
+            self.zoned.lock().unwrap_or_else(|e| e.into_inner()).remove(zone);
+        }
+        r
     }
 
     /// A pooled connection, or an error that names the DN.
     pub async fn conn(&self) -> Result<Conn> {
-        match tokio::time::timeout(Duration::from_secs(10), self.pool.get_conn()).await {
+        self.get(&self.pool).await
+    }
+
+    async fn get(&self, pool: &Pool) -> Result<Conn> {
+        match tokio::time::timeout(Duration::from_secs(10), pool.get_conn()).await {
             Ok(r) => r.map_err(|e| CnError::from_dn(&self.name, e)),
             Err(_) => Err(CnError::DnUnavailable { dn: self.name.clone(), message: "timed out connecting".into() }),
         }

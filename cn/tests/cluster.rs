@@ -2121,3 +2121,64 @@ fn passwords_check_with_mysql_native_password_and_caching_sha2_password() {
         assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "3");
     }
 }
+
+/// `SET time_zone` reaches every DN connection of the session (TIMESTAMP
+/// columns are stored in UTC and read and written in the session's zone;
+/// `FROM_UNIXTIME` and `UNIX_TIMESTAMP` use it): writes in autocommit and in
+/// a transaction, point selects, gathered and DataFusion reads match a
+/// MariaDB in the same zone, while another session keeps the DNs' zone.
+#[test]
+fn session_time_zone_reaches_every_dn_connection() {
+    block_on(async {
+        let mut c = fresh_db("t_time_zone").await;
+        let create = "CREATE TABLE z (id INT PRIMARY KEY, g INT, ts TIMESTAMP NULL, dt DATETIME)";
+        c.query_drop(format!("{create} PARTITION BY KEY(id) PARTITIONS 4")).await.unwrap();
+        let mut reference = reference_db("time_zone_reference").await;
+        reference.query_drop(create).await.unwrap();
+        for sql in [
+            "SET time_zone = '+8:00'",
+            "INSERT INTO z VALUES (1, 1, '2000-01-01 10:00:00', '2000-01-01 10:00:00'), \
+             (2, 1, '2020-02-02 02:02:02', NULL), (3, 2, FROM_UNIXTIME(86400), FROM_UNIXTIME(86400))",
+            "BEGIN",
+            "INSERT INTO z VALUES (4, 2, '1999-12-31 23:00:00', NULL)",
+            "UPDATE z SET dt = ts WHERE id = 2",
+            "COMMIT",
+        ] {
+            c.query_drop(sql).await.unwrap();
+            reference.query_drop(sql).await.unwrap();
+        }
+        let reads = [
+            "SELECT @@time_zone, @@session.time_zone",
+            "SELECT ts FROM z WHERE id = 1",
+            "SELECT id, ts, dt, UNIX_TIMESTAMP(ts), UNIX_TIMESTAMP(dt), FROM_UNIXTIME(id * 3600) FROM z ORDER BY id",
+            "SELECT g, MAX(ts), MIN(ts), COUNT(*) FROM z GROUP BY g ORDER BY g",
+            "SELECT id FROM z WHERE ts > '2000-01-01 09:30:00' ORDER BY id",
+            "SELECT a.id, b.ts FROM z a JOIN z b ON a.g = b.id ORDER BY a.id",
+            "SELECT FROM_UNIXTIME(0), UNIX_TIMESTAMP('2020-01-01 00:00:00')",
+        ];
+        let mut other = connect(Some("t_time_zone")).await;
+        for zone in ["'+8:00'", "'-05:00'", "'SYSTEM'", "DEFAULT"] {
+            let set = format!("SET time_zone = {zone}");
+            c.query_drop(&set).await.unwrap();
+            reference.query_drop(&set).await.unwrap();
+            for q in reads {
+                let (ours, theirs) = (result_text(&mut c, q).await, result_text(&mut reference, q).await);
+                assert_eq!(ours, theirs, "{set}: {q}");
+            }
+            // A session that never set a zone reads in the DNs' own, as
+            // the reference does in SYSTEM, whatever zone the other
+            // session's connections carry.
+            let q = "SELECT id, ts, FROM_UNIXTIME(0) FROM z ORDER BY id";
+            reference.query_drop("SET time_zone = 'SYSTEM'").await.unwrap();
+            assert_eq!(result_text(&mut other, q).await, result_text(&mut reference, q).await, "{set}");
+            reference.query_drop(&set).await.unwrap();
+        }
+        // A zone MariaDB does not know: its error, and the session's zone
+        // stays.
+        c.query_drop("SET time_zone = '+01:00'").await.unwrap();
+        let e = c.query_drop("SET time_zone = 'Nowhere/City'").await.unwrap_err();
+        assert_eq!(code(e), 1298);
+        let zone: String = c.query_first("SELECT @@time_zone").await.unwrap().unwrap();
+        assert_eq!(zone, "+01:00");
+    });
+}

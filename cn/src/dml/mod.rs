@@ -616,7 +616,7 @@ fn ends_transaction(e: &CnError) -> bool {
 async fn write_one_dn(s: &Session, dn: u32, stmts: &[String]) -> Result<u64> {
     let d = s.cluster.dn(dn)?.clone();
     let linearizable = s.txn_options(None).linearizable;
-    let mut c = ViewConn::new(s.cluster.fresh_conn(dn).await?, vec!["ROLLBACK".to_string()]);
+    let mut c = ViewConn::new(s.cluster.fresh_conn(dn, &s.dn_session).await?, vec!["ROLLBACK".to_string()]);
     // A one-statement write is the cheapest deadlock victim: youngest.
     let owner = OwnerGuard::new(&s.cluster, format!("w-{dn}-{}", c.id()), u64::MAX);
     owner.add(dn, c.id());

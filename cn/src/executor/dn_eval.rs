@@ -35,6 +35,9 @@ const BYTES_PER_QUERY: usize = 4 << 20;
 #[derive(Clone)]
 pub struct DnEval {
     pub cluster: Arc<Cluster>,
+    /// The session's DN state: MariaDB computes time functions
+    /// (`FROM_UNIXTIME`, …) in the session's time zone.
+    pub session: crate::dn::DnSession,
 }
 
 impl std::fmt::Debug for DnEval {
@@ -130,7 +133,7 @@ impl DnEval {
             of_row.push(n);
         }
         let dn = self.cluster.dn(self.cluster.any_dn())?.clone();
-        let mut conn = dn.conn().await?;
+        let mut conn = dn.conn_for(&self.session).await?;
         let mut answers: Vec<Option<Vec<u8>>> = Vec::with_capacity(items.len());
         let mut rest = items.as_slice();
         while !rest.is_empty() {

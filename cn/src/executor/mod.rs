@@ -171,7 +171,10 @@ pub fn context(
     // Under utf8mb4_general_ci `b` groups 'a' with 'a ', which LENGTH tells
     // apart, so MySQL has two groups where the rule leaves one.
     ctx.remove_optimizer_rule("eliminate_group_by_constant");
-    for f in functions::all(Some(dn_eval::DnEval { cluster: source.cluster().clone() })) {
+    for f in functions::all(Some(dn_eval::DnEval {
+        cluster: source.cluster().clone(),
+        session: source.dn_session().clone(),
+    })) {
         ctx.register_udf(f);
     }
     ctx.register_udaf(group_concat::MysqlGroupConcat::udaf());

@@ -55,7 +55,7 @@ pub async fn check(s: &Session, def: &TableDef, idx: &str) -> Result<Vec<Vec<Opt
         .ok_or_else(|| CnError::mysql(1176, format!("Key '{idx}' doesn't exist in table '{}'", def.name)))?;
     // One snapshot: a read view on every DN (two where there is one DN, so
     // that the reads are not single autocommit reads).
-    let snapshot = StmtSnapshot::new(s.cluster.clone());
+    let snapshot = StmtSnapshot::new(s.cluster.clone(), s.dn_session.clone());
     let ndn = s.cluster.dns.len() as u32;
     let per_dn = if ndn == 1 { 2 } else { 1 };
     snapshot.open(&(0..ndn).map(|d| (d, per_dn)).collect()).await?;

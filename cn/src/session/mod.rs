@@ -90,6 +90,8 @@ pub struct Session {
     pub kill_conn: Arc<AtomicBool>,
     /// The memory of the session's running query (SHOW PROCESSLIST).
     pub memory: Arc<crate::executor::memory::MemoryGauge>,
+    /// What the session's DN connections carry: its `time_zone`.
+    pub dn_session: crate::dn::DnSession,
 }
 
 impl Session {
@@ -130,6 +132,7 @@ impl Session {
             kill_query,
             kill_conn,
             memory,
+            dn_session: Default::default(),
         }
     }
 
@@ -172,7 +175,7 @@ impl Session {
     pub fn source(&self) -> ConnSource {
         match &self.txn {
             Some(t) => ConnSource::Txn(t.clone()),
-            None => ConnSource::Pool(self.cluster.clone()),
+            None => ConnSource::Pool(self.cluster.clone(), self.dn_session.clone()),
         }
     }
 
@@ -184,7 +187,11 @@ impl Session {
         match &self.txn {
             Some(t) if t.opts.read_only => ConnSource::Txn(t.clone()),
             Some(t) => ConnSource::TxnLocking(t.clone()),
-            None => ConnSource::PoolLocking(self.cluster.clone(), self.txn_options(None).branch_setup()),
+            None => ConnSource::PoolLocking(
+                self.cluster.clone(),
+                self.txn_options(None).branch_setup(),
+                self.dn_session.clone(),
+            ),
         }
     }
 
@@ -193,7 +200,7 @@ impl Session {
     pub fn read_source(&self) -> ConnSource {
         match &self.txn {
             Some(t) => ConnSource::Txn(t.clone()),
-            None => ConnSource::Snapshot(StmtSnapshot::new(self.cluster.clone())),
+            None => ConnSource::Snapshot(StmtSnapshot::new(self.cluster.clone(), self.dn_session.clone())),
         }
     }
 
@@ -207,6 +214,7 @@ impl Session {
             linearizable: var("cn_linearizable_commit") != "0",
             async_commit: var("cn_async_commit") != "0",
             lock_wait_timeout: var("innodb_lock_wait_timeout").parse().unwrap_or(50),
+            dn_session: self.dn_session.clone(),
         }
     }
 
@@ -667,7 +675,7 @@ impl Session {
         }
         let mut s = self.cluster.timestamp().await?;
         for _ in 0..crate::txn::OPEN_RETRIES {
-            let snap = StmtSnapshot::new(self.cluster.clone());
+            let snap = StmtSnapshot::new(self.cluster.clone(), self.dn_session.clone());
             let source = ConnSource::Snapshot(snap.clone());
             match self.select_by_index_in(&choice, &source, Some((&snap, s)), sink).await? {
                 Ok(()) => return Ok(()),
@@ -1165,6 +1173,15 @@ impl Session {
                     code::ER_UNKNOWN_SYSTEM_VARIABLE,
                     format!("Unknown system variable '{key}'"),
                 ));
+            }
+            if key == "time_zone" {
+                // Checked and named by a DN (1298 for an unknown zone); the
+                // session's DN connections carry it from the next statement
+                // (a transaction's branches keep the zone they began with).
+                let zone = if val.eq_ignore_ascii_case("DEFAULT") { "SYSTEM".to_string() } else { val.clone() };
+                let zone = self.cluster.time_zone(&zone).await?;
+                val = zone.as_deref().unwrap_or("SYSTEM").to_string();
+                self.dn_session.time_zone = zone;
             }
             self.vars.insert(key, val);
         }

@@ -120,7 +120,7 @@ impl Isolation {
 }
 
 /// How a transaction runs.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct TxnOptions {
     pub isolation: Isolation,
     /// START TRANSACTION READ ONLY: snapshot reads, writes refused (1792).
@@ -136,6 +136,8 @@ pub struct TxnOptions {
     /// Seconds a branch's row lock waits before 1205
     /// (`innodb_lock_wait_timeout`, set on every branch's DN session).
     pub lock_wait_timeout: u64,
+    /// The session state its branches' connections carry (time zone).
+    pub dn_session: crate::dn::DnSession,
 }
 
 impl TxnOptions {
@@ -323,7 +325,7 @@ impl Txn {
         let started: Vec<(u32, SharedConn)> = out.iter().map(|(dn, b)| (*dn, b.conn.clone())).collect();
         let mut s = if started.is_empty() { self.start_ts } else { self.cluster.timestamp().await? };
         for _ in 0..OPEN_RETRIES {
-            let conns = self.cluster.acquire(&want).await?;
+            let conns = self.cluster.acquire(&want, &self.opts.dn_session).await?;
             let conns = conns.into_iter().filter_map(|(dn, mut v)| v.pop().map(|c| (dn, c)));
             let xid = self.xid.clone();
             let read_only = self.opts.read_only;
@@ -467,7 +469,7 @@ impl Txn {
             return Ok(br.conn.clone());
         }
         let d = self.cluster.dn(dn)?;
-        let conn = d.conn().await?;
+        let conn = d.conn_for(&self.opts.dn_session).await?;
         let mut v = ViewConn::new(conn, xa_rollback_sql(&self.xid));
         if let Err(e) = mysql_async::prelude::Queryable::query_drop(&mut *v, self.branch_start()).await {
             v.finished();
@@ -524,7 +526,7 @@ impl Txn {
             return Ok((br.conn.clone(), None));
         }
         let d = self.cluster.dn(dn)?.clone();
-        let conn = d.conn().await?;
+        let conn = d.conn_for(&self.opts.dn_session).await?;
         let c = Arc::new(Mutex::new(ViewConn::new(conn, xa_rollback_sql(&self.xid))));
         let mut g = c.clone().lock_owned().await;
         // Registered before the statement runs: a lock wait inside it is
@@ -961,8 +963,9 @@ impl Drop for Txn {
 /// Where a statement gets its DN connections.
 #[derive(Clone)]
 pub enum ConnSource {
-    /// A pooled connection per shard access (reads of one DN, DDL).
-    Pool(Arc<Cluster>),
+    /// A pooled connection per shard access (reads of one DN, DDL), with
+    /// the session's state.
+    Pool(Arc<Cluster>, crate::dn::DnSession),
     /// The branches of a transaction.
     Txn(Arc<Txn>),
     /// The branches of a transaction for a locking read: no read view is
@@ -971,7 +974,7 @@ pub enum ConnSource {
     /// Pooled connections for an autocommit locking read; each first runs
     /// the session's [`TxnOptions::branch_setup`] (every use of a DN
     /// connection that may wait for a lock sets its lock wait timeout).
-    PoolLocking(Arc<Cluster>, String),
+    PoolLocking(Arc<Cluster>, String, crate::dn::DnSession),
     /// The read views of an autocommit statement's snapshot.
     Snapshot(Arc<snapshot::StmtSnapshot>),
 }
@@ -979,9 +982,18 @@ pub enum ConnSource {
 impl ConnSource {
     pub fn cluster(&self) -> &Arc<Cluster> {
         match self {
-            ConnSource::Pool(c) | ConnSource::PoolLocking(c, _) => c,
+            ConnSource::Pool(c, _) | ConnSource::PoolLocking(c, ..) => c,
             ConnSource::Txn(t) | ConnSource::TxnLocking(t) => &t.cluster,
             ConnSource::Snapshot(s) => s.cluster(),
+        }
+    }
+
+    /// The session state of the connections it gives.
+    pub fn dn_session(&self) -> &crate::dn::DnSession {
+        match self {
+            ConnSource::Pool(_, s) | ConnSource::PoolLocking(.., s) => s,
+            ConnSource::Txn(t) | ConnSource::TxnLocking(t) => &t.opts.dn_session,
+            ConnSource::Snapshot(s) => s.session(),
         }
     }
 
@@ -990,7 +1002,7 @@ impl ConnSource {
     /// per DN; a REPEATABLE READ transaction opens its snapshot.
     pub async fn open(&self, shards: &BTreeMap<u32, usize>) -> Result<()> {
         match self {
-            ConnSource::Pool(_) | ConnSource::PoolLocking(..) | ConnSource::TxnLocking(_) => Ok(()),
+            ConnSource::Pool(..) | ConnSource::PoolLocking(..) | ConnSource::TxnLocking(_) => Ok(()),
             ConnSource::Txn(t) => t.open().await,
             ConnSource::Snapshot(s) => s.open(shards).await,
         }
@@ -1013,7 +1025,7 @@ impl ConnSource {
     /// per access) for pooled connections.
     pub fn connections_per_dn(&self) -> Option<usize> {
         match self {
-            ConnSource::Pool(_) | ConnSource::PoolLocking(..) => None,
+            ConnSource::Pool(..) | ConnSource::PoolLocking(..) => None,
             ConnSource::Txn(_) | ConnSource::TxnLocking(_) => Some(1),
             ConnSource::Snapshot(_) => Some(snapshot::MAX_VIEWS_PER_DN),
         }
@@ -1023,7 +1035,7 @@ impl ConnSource {
     /// must not stall while holding it).
     pub fn shared(&self) -> bool {
         match self {
-            ConnSource::Pool(_) | ConnSource::PoolLocking(..) => false,
+            ConnSource::Pool(..) | ConnSource::PoolLocking(..) => false,
             ConnSource::Txn(_) | ConnSource::TxnLocking(_) => true,
             ConnSource::Snapshot(s) => s.shared(),
         }
@@ -1031,9 +1043,9 @@ impl ConnSource {
 
     pub async fn get(&self, dn: u32) -> Result<DnConn> {
         match self {
-            ConnSource::Pool(c) => Ok(DnConn::Owned(c.fresh_conn(dn).await?)),
-            ConnSource::PoolLocking(c, setup) => {
-                let mut conn = c.fresh_conn(dn).await?;
+            ConnSource::Pool(c, session) => Ok(DnConn::Owned(c.fresh_conn(dn, session).await?)),
+            ConnSource::PoolLocking(c, setup, session) => {
+                let mut conn = c.fresh_conn(dn, session).await?;
                 mysql_async::prelude::Queryable::query_drop(&mut conn, setup).await.map_err(|e| match c.dn(dn) {
                     Ok(d) => d.err(e),
                     Err(other) => other,
@@ -1103,8 +1115,8 @@ pub fn value_bytes(v: mysql_async::Value) -> Option<Vec<u8>> {
 impl std::fmt::Debug for ConnSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            ConnSource::Pool(_) => f.write_str("Pool"),
-            ConnSource::PoolLocking(_, setup) => write!(f, "PoolLocking({setup})"),
+            ConnSource::Pool(..) => f.write_str("Pool"),
+            ConnSource::PoolLocking(_, setup, _) => write!(f, "PoolLocking({setup})"),
             ConnSource::Txn(t) => write!(f, "Txn({})", t.xid),
             ConnSource::TxnLocking(t) => write!(f, "TxnLocking({})", t.xid),
             ConnSource::Snapshot(_) => f.write_str("Snapshot"),

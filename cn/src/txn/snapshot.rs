@@ -20,6 +20,8 @@ pub struct StmtSnapshot {
     views: Mutex<Option<BTreeMap<u32, Vec<SharedConn>>>>,
     /// Some DN has fewer views than shard accesses.
     shared: std::sync::atomic::AtomicBool,
+    /// The session state of the views' connections.
+    session: crate::dn::DnSession,
 }
 
 /// 1213 for a statement whose snapshot opened late [`OPEN_RETRIES`] times.
@@ -36,8 +38,19 @@ pub fn opened_late() -> CnError {
 pub const MAX_VIEWS_PER_DN: usize = 4;
 
 impl StmtSnapshot {
-    pub fn new(cluster: Arc<Cluster>) -> Arc<Self> {
-        Arc::new(StmtSnapshot { cluster, views: Mutex::new(None), shared: std::sync::atomic::AtomicBool::new(false) })
+    /// A snapshot whose views carry `session`'s state.
+    pub fn new(cluster: Arc<Cluster>, session: crate::dn::DnSession) -> Arc<Self> {
+        Arc::new(StmtSnapshot {
+            cluster,
+            views: Mutex::new(None),
+            shared: std::sync::atomic::AtomicBool::new(false),
+            session,
+        })
+    }
+
+    /// The session state of the views' connections.
+    pub fn session(&self) -> &crate::dn::DnSession {
+        &self.session
     }
 
     pub fn cluster(&self) -> &Arc<Cluster> {
@@ -148,7 +161,13 @@ impl StmtSnapshot {
     /// [`Self::try_open`] with one deferred view on DN `dn`: the admission
     /// taken, no view made yet.
     async fn try_open_deferred(&self, dn: u32, s: u64) -> Result<Result<BTreeMap<u32, Vec<SharedConn>>, u64>> {
-        let conn = self.cluster.acquire(&BTreeMap::from([(dn, 1)])).await?.into_iter().flat_map(|(_, c)| c).next();
+        let conn = self
+            .cluster
+            .acquire(&BTreeMap::from([(dn, 1)]), &self.session)
+            .await?
+            .into_iter()
+            .flat_map(|(_, c)| c)
+            .next();
         let conn = conn.ok_or_else(|| CnError::internal(format!("no connection to dn{dn} for a read view")))?;
         let open = dn_plugin::agent::open_deferred(&*self.cluster.agents[dn as usize], s);
         match self.cluster.while_dn_answers(dn, open).await {
@@ -167,7 +186,7 @@ impl StmtSnapshot {
         shards: &BTreeMap<u32, usize>,
         s: u64,
     ) -> Result<Result<BTreeMap<u32, Vec<SharedConn>>, u64>> {
-        let acquired = self.cluster.acquire(shards).await?;
+        let acquired = self.cluster.acquire(shards, &self.session).await?;
         let opens = acquired.into_iter().map(|(dn, mut conns)| {
             let cluster = self.cluster.clone();
             async move {
@@ -215,7 +234,7 @@ impl StmtSnapshot {
             None => return Err(CnError::internal("statement snapshot used before it was opened")),
         };
         let Some(list) = list else {
-            return Ok(DnConn::Owned(self.cluster.fresh_conn(dn).await?));
+            return Ok(DnConn::Owned(self.cluster.fresh_conn(dn, &self.session).await?));
         };
         for c in &list {
             if let Ok(g) = c.clone().try_lock_owned() {
