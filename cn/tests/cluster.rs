@@ -2155,6 +2155,11 @@ fn session_time_zone_reaches_every_dn_connection() {
             "SELECT id FROM z WHERE ts > '2000-01-01 09:30:00' ORDER BY id",
             "SELECT a.id, b.ts FROM z a JOIN z b ON a.g = b.id ORDER BY a.id",
             "SELECT FROM_UNIXTIME(0), UNIX_TIMESTAMP('2020-01-01 00:00:00')",
+            // The clock in a statement the CN computes: the session's zone,
+            // one instant, MySQL's precision (DataFusion's now() is UTC
+            // with nanoseconds, and it has no CURDATE()).
+            "SELECT g, TIMESTAMPDIFF(MINUTE, UTC_TIMESTAMP(), NOW()), DATE(NOW()) = CURDATE(), LENGTH(NOW()), \
+             LENGTH(CURRENT_TIMESTAMP(3)), CURTIME() = SUBSTR(NOW(), 12), MAX(ts) < NOW() FROM z GROUP BY g ORDER BY g",
         ];
         let mut other = connect(Some("t_time_zone")).await;
         for zone in ["'+8:00'", "'-05:00'", "'SYSTEM'", "DEFAULT"] {

@@ -1,6 +1,7 @@
 //! Statement routing: decides whether a SELECT runs whole on one DN or
 //! through DataFusion, and rewrites logical table names to physical ones.
 
+pub mod clock;
 pub mod gather;
 pub mod locking;
 pub mod names;

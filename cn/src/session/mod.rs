@@ -655,6 +655,19 @@ impl Session {
         Some(self.run_on_dn_in(&source, dn, &physical, sink).await)
     }
 
+    /// The time now, read from a DN in the session's time zone, for the
+    /// clock functions of a statement the CN computes ([`planner::clock`]).
+    async fn clock(&self) -> Result<planner::clock::Clock> {
+        let d = self.cluster.dn(self.cluster.any_dn())?.clone();
+        let mut c = d.conn_for(&self.dn_session).await?;
+        let row: Option<(String, String, i64)> =
+            mysql_async::prelude::Queryable::query_first(&mut c, planner::clock::Clock::QUERY)
+                .await
+                .map_err(|e| d.err(e))?;
+        let (local, utc, unix) = row.ok_or_else(|| CnError::internal("a DN answered the clock query with no row"))?;
+        Ok(planner::clock::Clock { local, utc, unix })
+    }
+
     /// Runs a SELECT for the CN itself (a view's check at CREATE VIEW).
     pub(crate) async fn select_into(&mut self, q: Query, sink: &mut dyn ResultSink) -> Result<()> {
         self.select(q, sink).await
@@ -802,6 +815,10 @@ impl Session {
                     }
                 }
                 name_select_items(&mut q);
+                if planner::clock::uses_clock(&mut q) {
+                    let clock = self.clock().await?;
+                    planner::clock::substitute(&mut q, &clock)?;
+                }
                 let source = match source {
                     Some(x) => x,
                     None if lock.is_some() => self.locking_source(),
