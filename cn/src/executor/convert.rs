@@ -91,7 +91,7 @@ pub fn format_time(v: i64) -> String {
     }
 }
 
-fn parse_datetime(s: &str) -> Option<i64> {
+pub fn parse_datetime(s: &str) -> Option<i64> {
     let dt = NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f")
         .or_else(|_| NaiveDate::parse_from_str(s, "%Y-%m-%d").map(|d| d.and_hms_opt(0, 0, 0).unwrap_or_default()))
         .ok()?;

@@ -1215,6 +1215,16 @@ enum ShardType {
     Int,
     Str,
     Date,
+    /// TIME (microseconds, beyond 24 hours and negative as MySQL allows).
+    Time,
+    /// A binary string (VARBINARY).
+    Bytes,
+    /// `FROM_UNIXTIME`: DATETIME, a string with a format argument.
+    UnixTime,
+    /// `STR_TO_DATE`: DATE, TIME or DATETIME by the parts its format
+    /// names (MySQL 8.0 reference, 14.7: DATETIME when the format is not a
+    /// constant).
+    Temporal,
 }
 
 /// MySQL row functions the CN plans but leaves to the DNs: name, result
@@ -1287,7 +1297,40 @@ const SHARD_FUNCTIONS: &[(&str, ShardType, usize, usize)] = &[
     ("last_day", ShardType::Date, 1, 1),
     ("makedate", ShardType::Date, 2, 2),
     ("from_days", ShardType::Date, 1, 1),
+    ("unix_timestamp", ShardType::Int, 0, 1),
+    ("from_unixtime", ShardType::UnixTime, 1, 2),
+    ("sec_to_time", ShardType::Time, 1, 1),
+    ("maketime", ShardType::Time, 3, 3),
+    ("time", ShardType::Time, 1, 1),
+    ("str_to_date", ShardType::Temporal, 2, 2),
+    ("unhex", ShardType::Bytes, 1, 1),
+    ("char", ShardType::Bytes, 1, usize::MAX),
 ];
+
+/// The type `STR_TO_DATE` gives for `format`: DATE when it names date
+/// parts only, TIME for time parts only, else DATETIME.
+fn str_to_date_type(format: &str) -> DataType {
+    let (mut date, mut time) = (false, false);
+    let mut chars = format.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            continue;
+        }
+        match chars.next() {
+            Some(
+                'Y' | 'y' | 'm' | 'c' | 'd' | 'e' | 'j' | 'M' | 'b' | 'D' | 'U' | 'u' | 'V' | 'v' | 'X' | 'x' | 'W'
+                | 'a' | 'w',
+            ) => date = true,
+            Some('H' | 'k' | 'h' | 'I' | 'l' | 'i' | 'S' | 's' | 'f' | 'p' | 'r' | 'T') => time = true,
+            _ => {}
+        }
+    }
+    match (date, time) {
+        (true, false) => DataType::Date32,
+        (false, true) => DataType::Time64(TimeUnit::Microsecond),
+        _ => DataType::Timestamp(TimeUnit::Microsecond, None),
+    }
+}
 
 /// Whether `name` is a [`ShardFunction`].
 pub fn is_shard_function(name: &str) -> bool {
@@ -1337,40 +1380,86 @@ impl ShardFunction {
     }
 
     /// The function over `arrays` (`rows` long) computed by a DN, as an
-    /// array of its result type.
-    fn on_dn(&self, dn: &DnEval, arrays: &[ArrayRef], rows: usize) -> Result<ArrayRef> {
+    /// array of its result type `ty`.
+    fn on_dn(&self, dn: &DnEval, arrays: &[ArrayRef], rows: usize, ty: &DataType) -> Result<ArrayRef> {
         let external = |e: CnError| datafusion::error::DataFusionError::External(Box::new(e));
         let texts = dn.eval_blocking(self.name, arrays, rows).map_err(external)?;
         let utf8 = |b: &Vec<u8>| String::from_utf8_lossy(b).into_owned();
+        let unexpected = |b: &Vec<u8>, what: &str| {
+            external(CnError::internal(format!("{}() gave '{}' where {what} was expected", self.name, utf8(b))))
+        };
+        // A value the DN gave that does not read as `ty`: an error, never
+        // another value (MySQL's NULL for a bad date comes as NULL).
+        let each = |read: &dyn Fn(&str) -> Option<i64>, what: &str| -> Result<Vec<Option<i64>>> {
+            texts
+                .iter()
+                .map(|v| v.as_ref().map(|b| read(&utf8(b)).ok_or_else(|| unexpected(b, what))).transpose())
+                .collect()
+        };
+        Ok(match ty {
+            DataType::Int64 => {
+                // UNIX_TIMESTAMP of a value with fractional seconds is a
+                // DECIMAL in MySQL, whose scale the plan does not know here.
+                if let Some(b) = texts.iter().flatten().find(|b| b.contains(&b'.')) {
+                    return Err(external(CnError::unsupported(format!(
+                        "{}() giving '{}' (a fraction) in a statement the CN computes across shards",
+                        self.name.to_ascii_uppercase(),
+                        utf8(b)
+                    ))));
+                }
+                Arc::new(Int64Array::from(each(&|t| t.parse().ok(), "an integer")?))
+            }
+            DataType::Date32 => Arc::new(Date32Array::from(
+                each(
+                    &|t| {
+                        Some(i64::from(Date32Type::from_naive_date(
+                            chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d").ok()?,
+                        )))
+                    },
+                    "a DATE (MySQL's zero dates have no value in the CN)",
+                )?
+                .into_iter()
+                .map(|v| v.map(|d| d as i32))
+                .collect::<Vec<_>>(),
+            )),
+            DataType::Timestamp(TimeUnit::Microsecond, None) => {
+                Arc::new(datafusion::arrow::array::TimestampMicrosecondArray::from(each(
+                    &crate::executor::convert::parse_datetime,
+                    "a DATETIME",
+                )?))
+            }
+            DataType::Time64(TimeUnit::Microsecond) => {
+                Arc::new(datafusion::arrow::array::Time64MicrosecondArray::from(each(
+                    &crate::executor::convert::parse_time,
+                    "a TIME",
+                )?))
+            }
+            DataType::Binary => {
+                Arc::new(texts.iter().map(|v| v.as_deref()).collect::<datafusion::arrow::array::BinaryArray>())
+            }
+            _ => Arc::new(texts.iter().map(|v| v.as_ref().map(utf8)).collect::<StringArray>()),
+        })
+    }
+
+    /// The result type for `args` arguments, `format` the second one when
+    /// it is a constant string.
+    fn result_type(&self, args: usize, format: Option<&str>) -> Result<DataType> {
+        let (lo, hi) = self.args;
+        if args < lo || args > hi {
+            return datafusion::common::plan_err!(
+                "Incorrect parameter count in the call to native function '{}'",
+                self.name.to_ascii_uppercase()
+            );
+        }
         Ok(match self.ty {
-            ShardType::Int => Arc::new(
-                texts
-                    .iter()
-                    .map(|v| {
-                        v.as_ref()
-                            .map(|b| {
-                                utf8(b).parse::<i64>().map_err(|_| {
-                                    external(CnError::internal(format!(
-                                        "{}() gave '{}' where an integer was expected",
-                                        self.name,
-                                        utf8(b)
-                                    )))
-                                })
-                            })
-                            .transpose()
-                    })
-                    .collect::<Result<Int64Array>>()?,
-            ),
-            ShardType::Str => Arc::new(texts.iter().map(|v| v.as_ref().map(utf8)).collect::<StringArray>()),
-            ShardType::Date => Arc::new(
-                texts
-                    .iter()
-                    .map(|v| {
-                        let d = chrono::NaiveDate::parse_from_str(&utf8(v.as_ref()?), "%Y-%m-%d").ok()?;
-                        Some(Date32Type::from_naive_date(d))
-                    })
-                    .collect::<Date32Array>(),
-            ),
+            ShardType::Int => DataType::Int64,
+            ShardType::Str => DataType::Utf8,
+            ShardType::Date => DataType::Date32,
+            ShardType::Time => DataType::Time64(TimeUnit::Microsecond),
+            ShardType::Bytes => DataType::Binary,
+            ShardType::UnixTime if args == 2 => DataType::Utf8,
+            ShardType::UnixTime => DataType::Timestamp(TimeUnit::Microsecond, None),
+            ShardType::Temporal => format.map_or(DataType::Timestamp(TimeUnit::Microsecond, None), str_to_date_type),
         })
     }
 }
@@ -1383,18 +1472,22 @@ impl ScalarUDFImpl for ShardFunction {
         &self.signature
     }
     fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
-        let (lo, hi) = self.args;
-        if arg_types.len() < lo || arg_types.len() > hi {
-            return datafusion::common::plan_err!(
-                "Incorrect parameter count in the call to native function '{}'",
-                self.name.to_ascii_uppercase()
-            );
-        }
-        Ok(match self.ty {
-            ShardType::Int => DataType::Int64,
-            ShardType::Str => DataType::Utf8,
-            ShardType::Date => DataType::Date32,
-        })
+        self.result_type(arg_types.len(), None)
+    }
+    fn return_field_from_args(
+        &self,
+        args: datafusion::logical_expr::ReturnFieldArgs,
+    ) -> Result<datafusion::arrow::datatypes::FieldRef> {
+        let format = match args.scalar_arguments.get(1) {
+            Some(Some(
+                datafusion::common::ScalarValue::Utf8(Some(f))
+                | datafusion::common::ScalarValue::LargeUtf8(Some(f))
+                | datafusion::common::ScalarValue::Utf8View(Some(f)),
+            )) => Some(f.as_str()),
+            _ => None,
+        };
+        let ty = self.result_type(args.arg_fields.len(), format)?;
+        Ok(Arc::new(datafusion::arrow::datatypes::Field::new(self.name, ty, true)))
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;
@@ -1435,7 +1528,7 @@ impl ScalarUDFImpl for ShardFunction {
             }
             (_, arrays) if self.dn.is_some() => {
                 let rows = args.number_rows;
-                self.on_dn(self.dn.as_ref().expect("checked"), arrays, rows)?
+                self.on_dn(self.dn.as_ref().expect("checked"), arrays, rows, args.return_field.data_type())?
             }
             _ => {
                 return datafusion::common::not_impl_err!(
