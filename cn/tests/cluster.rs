@@ -1583,6 +1583,14 @@ fn mysql_expressions_over_values_the_cn_computes_match_mariadb() {
              FROM_UNIXTIME(UNIX_TIMESTAMP(d)) + INTERVAL 1 HOUR, SEC_TO_TIME(g * 100000), MAKETIME(g, 1, 2), TIME(d)",
             "STR_TO_DATE(CONCAT('2020-01-0', g), '%Y-%m-%d') + INTERVAL 1 DAY, STR_TO_DATE(CONCAT('1', g, ':05'), '%H:%i'), \
              STR_TO_DATE(CONCAT(d, ' 10'), '%Y-%m-%d %H'), UNHEX(HEX(s)), CHAR(g + 64, 66)",
+            // A number against a string literal that is not of its type
+            // compares DOUBLEs (the cast to INT failed on '1.5').
+            "g = '1.5', g < '1.5', g IN ('1.5', 2, ' 3'), x = ' 2.5', id = ' 1', x IN ('2.50', 'abc')",
+            // CAST of a string to a number reads its numeric prefix (Arrow's
+            // cast failed on '12abc'); LIKE with another escape character.
+            "CAST(s AS DECIMAL(6,2)), CAST(CONCAT(g, '.567xyz') AS DECIMAL(6,2)), CAST(CONCAT(' -', g, '9abc') AS SIGNED), \
+             CAST(CONCAT(g, '.9') AS SIGNED), CAST(s AS UNSIGNED)",
+            "s LIKE 'm%' ESCAPE '!', s LIKE 'M!%' ESCAPE '!', CONCAT(s, '%') LIKE '%!%' ESCAPE '!', CONCAT(s, '!') LIKE '%!' ESCAPE '!'",
         ]
         .iter()
         .map(|e| per_row(e))
@@ -1603,6 +1611,10 @@ fn mysql_expressions_over_values_the_cn_computes_match_mariadb() {
                 "SELECT DATE_FORMAT(d, '%W %D') AS w, COUNT(*) FROM t GROUP BY 1 ORDER BY 1",
                 "SELECT g, SUM(s + 0), MAX(LENGTH(x)) FROM t GROUP BY g ORDER BY g",
                 "SELECT g, COUNT(*) FROM t WHERE s IN (0, 12) OR x LIKE '%5' GROUP BY g ORDER BY g",
+                // A CAST alone in a select list over the CN's strings.
+                "SELECT CAST(s AS DECIMAL(6,2)) c FROM (SELECT id, MAX(s) s FROM t GROUP BY id + 0) q ORDER BY c",
+                "SELECT g, COUNT(*) FROM t WHERE s LIKE 'M!%' ESCAPE '!' OR s LIKE '%!_%' ESCAPE '!' OR s LIKE 't%' ESCAPE '!' \
+                 GROUP BY g ORDER BY g",
                 // SUM and AVG of truth values; DOUBLEs and dates in
                 // GROUP_CONCAT as MySQL's text.
                 "SELECT g, SUM(x > 0), AVG(s = 'mail'), SUM((x > 0) + 1), SUM(g XOR id), AVG(NOT x) \

@@ -73,6 +73,35 @@ pub fn str_to_f64(s: &str) -> f64 {
     s[start..i].parse().unwrap_or(0.0)
 }
 
+/// The number a string starts with, as text: `[+|-]digits`, with
+/// `fraction` also `[.digits]`; `"0"` when there is none. Leading spaces
+/// are skipped.
+pub fn numeric_prefix(s: &str, fraction: bool) -> &str {
+    let s = s.trim_start_matches([' ', '\t', '\n', '\r']);
+    let b = s.as_bytes();
+    let mut i = usize::from(!b.is_empty() && (b[0] == b'+' || b[0] == b'-'));
+    let digits_from = i;
+    while i < b.len() && b[i].is_ascii_digit() {
+        i += 1;
+    }
+    let mut n = i - digits_from;
+    if fraction && i < b.len() && b[i] == b'.' {
+        let mut j = i + 1;
+        while j < b.len() && b[j].is_ascii_digit() {
+            j += 1;
+        }
+        if n + (j - i - 1) > 0 {
+            n += j - i - 1;
+            i = j;
+        }
+    }
+    if n == 0 {
+        "0"
+    } else {
+        &s[..i]
+    }
+}
+
 /// The values of `a` as MySQL's DOUBLEs: strings by [`str_to_f64`],
 /// anything else by Arrow's cast (numbers, booleans as 1 / 0, NULLs).
 fn as_doubles(a: &ArrayRef) -> Result<Float64Array> {
@@ -113,12 +142,27 @@ pub enum Conversion {
     /// replaces it by [`Conversion::ToDouble`],
     /// [`Conversion::TemporalNumber`] or its argument.
     Number,
+    /// `__cn_integer_prefix(s)`: the text of the integer a string starts
+    /// with (`[spaces][+|-]digits`), `0` when there is none: what
+    /// `CAST(s AS SIGNED)` reads (`'12abc'` is 12, `'1.9'` is 1, `'x'` is
+    /// 0), where Arrow's cast refused. On a shard it is `s` (the CAST
+    /// around it reads the string itself).
+    IntegerPrefix,
+    /// `__cn_decimal_prefix(s)`: likewise `[spaces][+|-]digits[.digits]`,
+    /// what `CAST(s AS DECIMAL)` reads.
+    DecimalPrefix,
 }
 
 impl Conversion {
     /// Every conversion, for registration.
-    pub const ALL: [Conversion; 4] =
-        [Conversion::Truth, Conversion::ToDouble, Conversion::TemporalNumber, Conversion::Number];
+    pub const ALL: [Conversion; 6] = [
+        Conversion::Truth,
+        Conversion::ToDouble,
+        Conversion::TemporalNumber,
+        Conversion::Number,
+        Conversion::IntegerPrefix,
+        Conversion::DecimalPrefix,
+    ];
 
     /// The function's name.
     pub const fn name(self) -> &'static str {
@@ -127,6 +171,8 @@ impl Conversion {
             Conversion::ToDouble => "__cn_to_double",
             Conversion::TemporalNumber => "__cn_temporal_number",
             Conversion::Number => "__cn_num",
+            Conversion::IntegerPrefix => "__cn_integer_prefix",
+            Conversion::DecimalPrefix => "__cn_decimal_prefix",
         }
     }
 
@@ -198,6 +244,7 @@ impl ScalarUDFImpl for ConversionUdf {
             Conversion::Number if is_string(t) => DataType::Float64,
             Conversion::Number if is_temporal(t) || *t == DataType::Boolean => DataType::Int64,
             Conversion::Number => t.clone(),
+            Conversion::IntegerPrefix | Conversion::DecimalPrefix => DataType::Utf8,
         })
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
@@ -215,6 +262,16 @@ impl ScalarUDFImpl for ConversionUdf {
                 datafusion::arrow::compute::cast(a, &DataType::Int64)?
             }
             Conversion::Number => a.clone(),
+            Conversion::IntegerPrefix | Conversion::DecimalPrefix => {
+                let fraction = self.kind == Conversion::DecimalPrefix;
+                let t = datafusion::arrow::compute::cast(a, &DataType::Utf8)?;
+                Arc::new(
+                    t.as_string::<i32>()
+                        .iter()
+                        .map(|v| v.map(|s| numeric_prefix(s, fraction)))
+                        .collect::<datafusion::arrow::array::StringArray>(),
+                )
+            }
         };
         Ok(ColumnarValue::Array(out))
     }

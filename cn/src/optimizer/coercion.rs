@@ -166,7 +166,9 @@ impl AnalyzerRule for MysqlCoercion {
             p.apply_expressions(|e| {
                 candidate |= e.exists(|x| {
                     Ok(match x {
-                        Expr::BinaryExpr(_) | Expr::Between(_) | Expr::InList(_) | Expr::Like(_) => true,
+                        Expr::BinaryExpr(_) | Expr::Between(_) | Expr::InList(_) | Expr::Like(_) | Expr::Cast(_) => {
+                            true
+                        }
                         Expr::ScalarFunction(f) => STRING_ARGUMENTS.iter().any(|(n, _)| *n == f.name()),
                         _ => false,
                     })
@@ -209,15 +211,24 @@ fn as_number(x: Expr, t: &DataType) -> Result<Expr, Expr> {
     }
 }
 
-/// Whether `e` is a string literal that reads whole as a number.
-fn numeric_string_literal(e: &Expr) -> bool {
-    match e {
-        Expr::Literal(
-            ScalarValue::Utf8(Some(s)) | ScalarValue::LargeUtf8(Some(s)) | ScalarValue::Utf8View(Some(s)),
-            _,
-        ) => s.trim().parse::<f64>().is_ok(),
-        _ => false,
+/// Whether `e` is a string literal that DataFusion's cast reads whole as
+/// a number of type `t` with the value MySQL gives it: an integer for an
+/// integer type (`g = '1.5'` compares DOUBLEs in MySQL, where the cast to
+/// INT failed), digits with at most a point for a decimal or floating
+/// type. Such a literal stays as it is, so that pruning sees `id = '5'`.
+fn numeric_string_literal(e: &Expr, t: &DataType) -> bool {
+    let Expr::Literal(ScalarValue::Utf8(Some(s)) | ScalarValue::LargeUtf8(Some(s)) | ScalarValue::Utf8View(Some(s)), _) =
+        e
+    else {
+        return false;
+    };
+    if t.is_integer() {
+        return s.parse::<i64>().is_ok() || s.parse::<u64>().is_ok();
     }
+    let body = s.strip_prefix(['-', '+']).unwrap_or(s);
+    body.bytes().any(|b| b.is_ascii_digit())
+        && body.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+        && body.bytes().filter(|b| *b == b'.').count() <= 1
 }
 
 /// The integer literal `e` as MySQL reads it where a DATE (or, with
@@ -254,6 +265,26 @@ fn date_literal(e: &Expr, target: &DataType) -> Option<Expr> {
     Some(lit(v))
 }
 
+/// A LIKE pattern with escape character `esc` written with backslash
+/// escapes: `esc` + c becomes `\c` (a trailing `esc` is itself), a
+/// backslash of the pattern (a plain character there) `\\`.
+fn backslash_escapes(p: &str, esc: char) -> String {
+    let mut out = String::with_capacity(p.len() + 2);
+    let mut chars = p.chars();
+    while let Some(c) = chars.next() {
+        if c == esc {
+            // MySQL reads an escape at the end as itself.
+            out.push('\\');
+            out.push(chars.next().unwrap_or(esc));
+        } else if c == '\\' {
+            out.push_str("\\\\");
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 fn is_comparison(op: &Operator) -> bool {
     use Operator::*;
     matches!(op, Eq | NotEq | Lt | LtEq | Gt | GtEq | IsDistinctFrom | IsNotDistinctFrom)
@@ -284,7 +315,7 @@ fn coerce(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
             if is_comparison(&op) {
                 // A string against a number: both as DOUBLEs.
                 let string_number = |s: &Expr, st: &DataType, nt: &DataType| {
-                    is_string(st) && nt.is_numeric() && !numeric_string_literal(s)
+                    is_string(st) && nt.is_numeric() && !numeric_string_literal(s, nt)
                 };
                 if string_number(&l, &lt, &rt) || string_number(&r, &rt, &lt) {
                     (l, r) = (as_double(l, &lt), as_double(r, &rt));
@@ -351,9 +382,9 @@ fn coerce(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
             let (Some(t), Some(types)) = (ty(&l.expr), l.list.iter().map(ty).collect::<Option<Vec<_>>>()) else {
                 return Ok(Transformed::no(Expr::InList(l)));
             };
-            let loose_string = |x: &Expr, xt: &DataType| is_string(xt) && !numeric_string_literal(x);
-            let mixed = (loose_string(&l.expr, &t) && types.iter().any(DataType::is_numeric))
-                || (t.is_numeric() && l.list.iter().zip(&types).any(|(x, xt)| loose_string(x, xt)));
+            let loose_string = |x: &Expr, xt: &DataType, nt: &DataType| is_string(xt) && !numeric_string_literal(x, nt);
+            let mixed = types.iter().any(|nt| nt.is_numeric() && loose_string(&l.expr, &t, nt))
+                || (t.is_numeric() && l.list.iter().zip(&types).any(|(x, xt)| loose_string(x, xt, &t)));
             if !mixed {
                 return Ok(Transformed::no(Expr::InList(l)));
             }
@@ -367,6 +398,16 @@ fn coerce(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
         // `x LIKE '2%'` of a number or date: its MySQL text.
         Expr::Like(mut l) => {
             let mut changed = false;
+            // `LIKE p ESCAPE '!'` (DataFusion takes backslash only): a
+            // literal pattern rewritten with backslash escapes.
+            if let (Some(esc), Expr::Literal(ScalarValue::Utf8(Some(p)), m)) = (l.escape_char, &*l.pattern) {
+                if esc != '\\' {
+                    let p = backslash_escapes(p, esc);
+                    l.pattern = Box::new(Expr::Literal(ScalarValue::Utf8(Some(p)), m.clone()));
+                    l.escape_char = None;
+                    changed = true;
+                }
+            }
             for x in [&mut l.expr, &mut l.pattern] {
                 if let Some(t) = ty(x) {
                     if !is_string(&t) && t != DataType::Null {
@@ -385,6 +426,20 @@ fn coerce(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
                 Some(t) => as_number(x, &t).unwrap_or_else(|x| x),
                 None => x,
             }))
+        }
+        // `CAST(s AS SIGNED)` / `AS DECIMAL` of a string: the number it
+        // starts with, as MySQL reads it (Arrow's cast refused `'12abc'`).
+        Expr::Cast(c) if ty(&c.expr).is_some_and(|t| is_string(&t)) && c.field.data_type().is_numeric() => {
+            let prefix = match c.field.data_type() {
+                t if t.is_integer() => Conversion::IntegerPrefix,
+                DataType::Decimal128(..) | DataType::Decimal256(..) => Conversion::DecimalPrefix,
+                _ => return Ok(Transformed::no(Expr::Cast(c))),
+            };
+            if matches!(&*c.expr, Expr::ScalarFunction(f) if Conversion::of(f.name()) == Some(prefix)) {
+                return Ok(Transformed::no(Expr::Cast(c)));
+            }
+            let expr = Box::new(prefix.call(*c.expr));
+            Ok(Transformed::yes(Expr::Cast(datafusion::logical_expr::Cast { expr, field: c.field })))
         }
         Expr::ScalarFunction(f) => {
             let Some((_, positions)) = STRING_ARGUMENTS.iter().find(|(n, _)| *n == f.name()) else {
@@ -414,6 +469,13 @@ fn coerce(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
 mod tests {
     use super::*;
     use datafusion::arrow::datatypes::TimeUnit;
+
+    #[test]
+    fn like_patterns_with_another_escape_use_backslashes() {
+        assert_eq!(backslash_escapes("M!%", '!'), "M\\%");
+        assert_eq!(backslash_escapes("a\\b!_c!!", '!'), "a\\\\b\\_c\\!");
+        assert_eq!(backslash_escapes("50!", '!'), "50\\!");
+    }
 
     #[test]
     fn integers_read_as_dates_as_mysql_reads_them() {

@@ -140,6 +140,8 @@ const PUSHABLE_FUNCTIONS: &[&str] = &[
     Conversion::Truth.name(),
     Conversion::ToDouble.name(),
     Conversion::TemporalNumber.name(),
+    Conversion::IntegerPrefix.name(),
+    Conversion::DecimalPrefix.name(),
     "nullif",
     "date_format",
     "mysql_div",
@@ -320,6 +322,10 @@ pub(crate) fn sql(e: &Expr) -> Result<String> {
                     let (op, zero) = match Conversion::of(f.name()) {
                         Some(Conversion::Truth) => (Operator::NotEq, ScalarValue::Int64(Some(0))),
                         Some(Conversion::ToDouble) => (Operator::Plus, ScalarValue::Float64(Some(0.0))),
+                        // Under the CAST that MariaDB reads the string for.
+                        Some(Conversion::IntegerPrefix | Conversion::DecimalPrefix) => {
+                            return Ok(Transformed::yes(f.args.into_iter().next().expect("one")))
+                        }
                         _ => (Operator::Plus, ScalarValue::Int64(Some(0))),
                     };
                     let x = f.args.into_iter().next().expect("one");
