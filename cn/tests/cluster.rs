@@ -2208,3 +2208,52 @@ fn session_time_zone_reaches_every_dn_connection() {
         assert_eq!(zone, "+01:00");
     });
 }
+
+/// `SET sql_mode` reaches the session's DN connections (the modes that
+/// change what a statement does; those that change how SQL is read stay in
+/// the CN): a legacy application's `sql_mode = ''` stores what MySQL stores
+/// where the default strict mode refuses it, as a MariaDB in the same mode
+/// does, while another session stays strict.
+#[test]
+fn session_sql_mode_reaches_every_dn_connection() {
+    block_on(async {
+        let mut c = fresh_db("t_sql_mode").await;
+        let create = "CREATE TABLE m (id INT PRIMARY KEY, n INT, s VARCHAR(3))";
+        c.query_drop(format!("{create} PARTITION BY KEY(id) PARTITIONS 4")).await.unwrap();
+        let mut reference = reference_db("sql_mode_reference").await;
+        reference.query_drop(create).await.unwrap();
+        let mut other = connect(Some("t_sql_mode")).await;
+        let steps = [
+            "SELECT @@sql_mode",
+            "INSERT INTO m VALUES (1, 1, 'abcdef')",
+            "SET sql_mode = ''",
+            "SELECT @@sql_mode, @@session.sql_mode",
+            "INSERT INTO m VALUES (1, 1, 'abcdef'), (2, 2, 'xy'), (3, 3, 'long text')",
+            "BEGIN",
+            "INSERT INTO m VALUES (4, 4, 'abcd')",
+            "UPDATE m SET s = CONCAT(s, 'zzzz') WHERE id = 2",
+            "COMMIT",
+            "SELECT id, n, s FROM m ORDER BY id",
+            "SET sql_mode = 'TRADITIONAL'",
+            "SELECT @@sql_mode",
+            "INSERT INTO m VALUES (5, 5, 'abcd')",
+            "SET sql_mode = 'PIPES_AS_CONCAT,STRICT_ALL_TABLES'",
+            "SELECT @@sql_mode",
+            "INSERT INTO m VALUES (6, 6, 'abcd')",
+            "SET sql_mode = 'NO_SUCH_MODE'",
+            "SELECT @@sql_mode",
+            "SET sql_mode = DEFAULT",
+            "SELECT @@sql_mode",
+            "INSERT INTO m VALUES (7, 7, 'abcd')",
+            "SELECT id, n, s FROM m ORDER BY id",
+        ];
+        for (i, q) in steps.into_iter().enumerate() {
+            let (ours, theirs) = (result_text(&mut c, q).await, result_text(&mut reference, q).await);
+            assert_eq!(ours, theirs, "{q}");
+            if i == 4 {
+                // Meanwhile a session in the default mode stays strict.
+                assert_eq!(result_text(&mut other, "INSERT INTO m VALUES (9, 9, 'abcdef')").await, "error 1406");
+            }
+        }
+    });
+}
