@@ -345,37 +345,20 @@ impl Cluster {
         d.conn_for(session).await
     }
 
-    /// A session's `time_zone` and `sql_mode` checked and named by a DN:
-    /// the state its DN connections carry ([`DnSession`]: `None` for a
-    /// part that is the DNs' default; of the mode, the part that changes
-    /// what statements do, [`crate::session::vars::dn_sql_mode`]), and
-    /// both as `@@time_zone` and `@@sql_mode` show them (`'+8:00'` is
-    /// `+08:00`; `TRADITIONAL` is spelled out). Errors: 1298 for a zone
-    /// the DNs do not know (named zones need MariaDB's time zone tables),
-    /// 1231 for an unknown mode, or a DN's error.
-    pub async fn check_dn_session(&self, zone: &str, mode: &str) -> Result<(DnSession, String, String)> {
-        let d = self.dn(self.any_dn())?;
-        let asked = DnSession {
-            time_zone: Some(zone).filter(|z| !z.eq_ignore_ascii_case("SYSTEM")).map(Arc::from),
-            sql_mode: Some(Arc::from(mode)),
-        };
-        let mut c = d.conn_for(&asked).await?;
-        let named: Option<(String, String)> =
-            mysql_async::prelude::Queryable::query_first(&mut c, "SELECT @@session.time_zone, @@session.sql_mode")
-                .await
-                .map_err(|e| d.err(e))?;
-        drop(c);
-        let (zone, mode) = named.ok_or_else(|| CnError::internal("a DN answered no session state"))?;
-        let forwarded = crate::session::vars::dn_sql_mode(&mode);
-        let session = DnSession {
-            time_zone: Some(zone.as_str()).filter(|z| !z.eq_ignore_ascii_case("SYSTEM")).map(Arc::from),
-            sql_mode: Some(forwarded).filter(|m| m != crate::session::vars::DN_SQL_MODE).map(|m| Arc::from(m.as_str())),
-        };
-        if session != asked {
-            // The pools of the states in use stay, not those of the asking.
-            d.forget_pool(&asked);
+    /// The session time zone `zone` as MariaDB names it (`'+8:00'` is
+    /// `+08:00`), checked on a DN: `None` for `SYSTEM` (the DNs' default).
+    /// Errors: 1298 for a zone the DNs do not know (named zones need
+    /// MariaDB's time zone tables), or a DN's error.
+    pub async fn time_zone(&self, zone: &str) -> Result<Option<Arc<str>>> {
+        if zone.eq_ignore_ascii_case("SYSTEM") {
+            return Ok(None);
         }
-        Ok((session, zone, mode))
+        let d = self.dn(self.any_dn())?;
+        let mut c = d.conn_for(&DnSession { time_zone: Some(zone.into()) }).await?;
+        let named: Option<String> = mysql_async::prelude::Queryable::query_first(&mut c, "SELECT @@session.time_zone")
+            .await
+            .map_err(|e| d.err(e))?;
+        Ok(named.filter(|n| !n.eq_ignore_ascii_case("SYSTEM")).map(Arc::from))
     }
 
     /// Awaits `work`, a statement's wait on the query it sent on
