@@ -483,6 +483,7 @@ async fn command(
         com::RESET_CONNECTION => {
             session.rollback().await;
             session.vars = vars::defaults();
+            session.dn_session = Default::default();
             session.user_vars.clear();
             prepared.clear();
             io.write_packet(&ok_packet(0, 0, session.status_flags(), 0, "", false)).await?;
