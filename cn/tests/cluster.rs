@@ -1590,6 +1590,10 @@ fn mysql_expressions_over_values_the_cn_computes_match_mariadb() {
             // cast failed on '12abc'); LIKE with another escape character.
             "CAST(s AS DECIMAL(6,2)), CAST(CONCAT(g, '.567xyz') AS DECIMAL(6,2)), CAST(CONCAT(' -', g, '9abc') AS SIGNED), \
              CAST(CONCAT(g, '.9') AS SIGNED), CAST(s AS UNSIGNED)",
+            // LEAST / GREATEST of strings and numbers: DOUBLEs, as MariaDB
+            // (the CN answered the string: LEAST('Mail', 1) was 'Mail').
+            "LEAST(s, g), GREATEST(s, x), LEAST(g, x), GREATEST(s, 'b'), LEAST(d, '1995-06-01'), LEAST(s, g, x), \
+             GREATEST(g, s, 'b', x), LEAST('Eve', s)",
             "s LIKE 'm%' ESCAPE '!', s LIKE 'M!%' ESCAPE '!', CONCAT(s, '%') LIKE '%!%' ESCAPE '!', CONCAT(s, '!') LIKE '%!' ESCAPE '!'",
         ]
         .iter()
@@ -1611,6 +1615,7 @@ fn mysql_expressions_over_values_the_cn_computes_match_mariadb() {
                 "SELECT DATE_FORMAT(d, '%W %D') AS w, COUNT(*) FROM t GROUP BY 1 ORDER BY 1",
                 "SELECT g, SUM(s + 0), MAX(LENGTH(x)) FROM t GROUP BY g ORDER BY g",
                 "SELECT g, COUNT(*) FROM t WHERE s IN (0, 12) OR x LIKE '%5' GROUP BY g ORDER BY g",
+                "SELECT id FROM t WHERE LEAST(s, g) = 0 AND GREATEST(s, x) > 0 ORDER BY id",
                 // A CAST alone in a select list over the CN's strings.
                 "SELECT CAST(s AS DECIMAL(6,2)) c FROM (SELECT id, MAX(s) s FROM t GROUP BY id + 0) q ORDER BY c",
                 "SELECT g, COUNT(*) FROM t WHERE s LIKE 'M!%' ESCAPE '!' OR s LIKE '%!_%' ESCAPE '!' OR s LIKE 't%' ESCAPE '!' \

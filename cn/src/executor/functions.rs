@@ -74,6 +74,7 @@ pub fn all(dn: Option<DnEval>) -> Vec<ScalarUDF> {
     .chain(super::truth::Conversion::ALL.map(super::truth::Conversion::udf))
     .chain(ShardFunction::all(dn))
     .chain(crate::optimizer::coercion::string_functions())
+    .chain(std::iter::once(crate::optimizer::coercion::order_arg()))
     .collect()
 }
 

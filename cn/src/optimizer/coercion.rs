@@ -40,10 +40,78 @@ use datafusion::logical_expr::simplify::{ExprSimplifyResult, SimplifyContext};
 use datafusion::logical_expr::utils::merge_schema;
 use datafusion::logical_expr::{
     cast, lit, Between, BinaryExpr, ColumnarValue, Expr, ExprSchemable, LogicalPlan, Operator, ReturnFieldArgs,
-    ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
+    ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 use datafusion::optimizer::AnalyzerRule;
 use std::sync::Arc;
+
+/// `__cn_order_arg(x, group)`: an argument of `LEAST` / `GREATEST` as the
+/// parser writes them (pairwise comparisons,
+/// [`crate::optimizer::semantics`]), `group` numbering the call. The
+/// analyzer makes every argument of a group a DOUBLE when strings and
+/// numbers meet in it (MariaDB then compares and answers DOUBLEs:
+/// `LEAST('Mail', 1)` is 0), else takes the mark off. The value is `x`.
+pub const ORDER_ARG: &str = "__cn_order_arg";
+
+/// A fresh group number for [`ORDER_ARG`] (unique in the process, so in
+/// every statement).
+pub fn next_order_group() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+/// The [`ORDER_ARG`] function, for registration.
+pub fn order_arg() -> ScalarUDF {
+    ScalarUDF::from(OrderArg { signature: Signature::any(2, Volatility::Immutable) })
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct OrderArg {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for OrderArg {
+    fn name(&self) -> &str {
+        ORDER_ARG
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        Ok(arg_types.first().cloned().unwrap_or(DataType::Null))
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        Ok(args.args.into_iter().next().unwrap_or(ColumnarValue::Scalar(ScalarValue::Null)))
+    }
+}
+
+/// The [`ORDER_ARG`] group of `e` and its argument, if `e` is a mark.
+fn order_mark(e: &Expr) -> Option<(&Expr, u64)> {
+    let Expr::ScalarFunction(f) = e else { return None };
+    match (f.name() == ORDER_ARG, f.args.as_slice()) {
+        (true, [x, Expr::Literal(g, _)]) => Some((x, g.cast_to(&DataType::UInt64).ok()?.to_string().parse().ok()?)),
+        _ => None,
+    }
+}
+
+/// The [`ORDER_ARG`] groups in `p`'s expressions where strings meet
+/// numbers.
+fn mixed_order_groups(p: &LogicalPlan, schema: &DFSchema) -> Result<std::collections::HashSet<u64>> {
+    let mut kinds: std::collections::HashMap<u64, (bool, bool)> = Default::default();
+    p.apply_expressions(|e| {
+        e.apply(|x| {
+            if let Some((arg, g)) = order_mark(x) {
+                if let Ok(t) = arg.get_type(schema) {
+                    let k = kinds.entry(g).or_default();
+                    k.0 |= is_string(&t);
+                    k.1 |= t.is_numeric();
+                }
+            }
+            Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+        })
+    })?;
+    Ok(kinds.into_iter().filter(|(_, (s, n))| *s && *n).map(|(g, _)| g).collect())
+}
 
 /// The analyzer rule (see the module documentation).
 #[derive(Debug, Default)]
@@ -166,6 +234,7 @@ impl AnalyzerRule for MysqlCoercion {
             p.apply_expressions(|e| {
                 candidate |= e.exists(|x| {
                     Ok(match x {
+                        Expr::ScalarFunction(f) if f.name() == ORDER_ARG => true,
                         Expr::BinaryExpr(_) | Expr::Between(_) | Expr::InList(_) | Expr::Like(_) | Expr::Cast(_) => {
                             true
                         }
@@ -179,7 +248,17 @@ impl AnalyzerRule for MysqlCoercion {
                 return Ok(Transformed::no(p));
             }
             let schema = merge_schema(&p.inputs());
-            super::text_types::rewrite_expressions(p, |x| coerce(x, &schema))
+            let mixed = mixed_order_groups(&p, &schema)?;
+            super::text_types::rewrite_expressions(p, |x| match order_mark(&x) {
+                Some((arg, g)) => {
+                    let arg = arg.clone();
+                    Ok(Transformed::yes(match arg.get_type(&schema) {
+                        Ok(t) if mixed.contains(&g) => as_double(arg, &t),
+                        _ => arg,
+                    }))
+                }
+                None => coerce(x, &schema),
+            })
         })
         .map(|t| t.data)
     }

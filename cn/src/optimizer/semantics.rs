@@ -1461,6 +1461,18 @@ fn mysql_function_rewrite(f: &Function) -> Option<Expr> {
             // 'Eve'); each step doubles the expression, so up to 5
             // arguments.
             let op = if name == "greatest" { BinaryOperator::GtEq } else { BinaryOperator::LtEq };
+            // Each argument marked with the call's group: where strings
+            // meet numbers, the analyzer makes them all DOUBLEs, which
+            // MariaDB compares and answers (LEAST('Mail', 1) is 0).
+            let group = crate::optimizer::coercion::next_order_group();
+            let mark = |x: &Expr| {
+                call(
+                    crate::optimizer::coercion::ORDER_ARG,
+                    vec![x.clone(), Expr::value(Value::Number(group.to_string(), false))],
+                    false,
+                    None,
+                )
+            };
             let pick = |x: Expr, y: Expr| {
                 Expr::Nested(Box::new(Expr::Case {
                     case_token: AttachedToken::empty(),
@@ -1478,7 +1490,7 @@ fn mysql_function_rewrite(f: &Function) -> Option<Expr> {
                 }))
             };
             let best = if rest.len() <= 4 {
-                rest.iter().fold((*first).clone(), |acc, e| pick(acc, (*e).clone()))
+                rest.iter().fold(mark(first), |acc, e| pick(acc, mark(e)))
             } else {
                 Expr::Function(f.clone())
             };
