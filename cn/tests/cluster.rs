@@ -1594,6 +1594,9 @@ fn mysql_expressions_over_values_the_cn_computes_match_mariadb() {
             // (the CN answered the string: LEAST('Mail', 1) was 'Mail').
             "LEAST(s, g), GREATEST(s, x), LEAST(g, x), GREATEST(s, 'b'), LEAST(d, '1995-06-01'), LEAST(s, g, x), \
              GREATEST(g, s, 'b', x), LEAST('Eve', s)",
+            // `~x` (DataFusion has none) and CAST of a date to an integer
+            // (its number, where the CN read the year alone).
+            "~g, ~x, ~s, ~-1, ~(g - 5), ~d, g & ~1, CAST(d AS SIGNED), CAST(d AS UNSIGNED)",
             "s LIKE 'm%' ESCAPE '!', s LIKE 'M!%' ESCAPE '!', CONCAT(s, '%') LIKE '%!%' ESCAPE '!', CONCAT(s, '!') LIKE '%!' ESCAPE '!'",
         ]
         .iter()
@@ -1616,6 +1619,9 @@ fn mysql_expressions_over_values_the_cn_computes_match_mariadb() {
                 "SELECT g, SUM(s + 0), MAX(LENGTH(x)) FROM t GROUP BY g ORDER BY g",
                 "SELECT g, COUNT(*) FROM t WHERE s IN (0, 12) OR x LIKE '%5' GROUP BY g ORDER BY g",
                 "SELECT id FROM t WHERE LEAST(s, g) = 0 AND GREATEST(s, x) > 0 ORDER BY id",
+                "SELECT id FROM t WHERE (g & ~2) = 1 ORDER BY id",
+                "SELECT id, CAST(dt AS SIGNED), CAST(t AS SIGNED), ~t FROM (SELECT id, MAX(dt) dt, MAX(t) t FROM tm \
+                 GROUP BY id + 0) q ORDER BY id",
                 // A CAST alone in a select list over the CN's strings.
                 "SELECT CAST(s AS DECIMAL(6,2)) c FROM (SELECT id, MAX(s) s FROM t GROUP BY id + 0) q ORDER BY c",
                 "SELECT g, COUNT(*) FROM t WHERE s LIKE 'M!%' ESCAPE '!' OR s LIKE '%!_%' ESCAPE '!' OR s LIKE 't%' ESCAPE '!' \

@@ -57,6 +57,7 @@ pub fn all(dn: Option<DnEval>) -> Vec<ScalarUDF> {
         ScalarUDF::from(MysqlIntDiv::new()),
         ScalarUDF::from(MysqlCastInt::new(false)),
         ScalarUDF::from(MysqlCastInt::new(true)),
+        ScalarUDF::from(MysqlCastInt::bitnot()),
         ScalarUDF::from(MysqlConcat::new()),
         ScalarUDF::from(SingleRow::new()),
         ScalarUDF::from(MysqlTruncate::new()),
@@ -345,14 +346,25 @@ impl ScalarUDFImpl for MysqlIntDiv {
 pub struct MysqlCastInt {
     signature: Signature,
     unsigned: bool,
+    /// `mysql_bitnot(x)`: MySQL's `~x`, the 64 bits of `x` as an integer
+    /// (converted as for `CAST(x AS SIGNED)`) inverted, an unsigned BIGINT
+    /// (`~0` is 18446744073709551615, `~-1` is 0). On a shard it is
+    /// `x ^ 18446744073709551615`, the same bits.
+    bitnot: bool,
 }
 
 impl MysqlCastInt {
     pub const SIGNED: &'static str = "mysql_signed";
     pub const UNSIGNED: &'static str = "mysql_unsigned";
+    pub const BITNOT: &'static str = "mysql_bitnot";
 
     pub fn new(unsigned: bool) -> Self {
-        MysqlCastInt { signature: Signature::user_defined(Volatility::Immutable), unsigned }
+        MysqlCastInt { signature: Signature::user_defined(Volatility::Immutable), unsigned, bitnot: false }
+    }
+
+    /// `mysql_bitnot` (see [`MysqlCastInt::bitnot`]).
+    pub fn bitnot() -> Self {
+        MysqlCastInt { bitnot: true, ..Self::new(true) }
     }
 }
 
@@ -377,7 +389,9 @@ fn leading_integer(s: &str) -> i128 {
 
 impl ScalarUDFImpl for MysqlCastInt {
     fn name(&self) -> &str {
-        if self.unsigned {
+        if self.bitnot {
+            Self::BITNOT
+        } else if self.unsigned {
             Self::UNSIGNED
         } else {
             Self::SIGNED
@@ -390,6 +404,7 @@ impl ScalarUDFImpl for MysqlCastInt {
         Ok(arg_types
             .iter()
             .map(|t| match t {
+                DataType::UInt64 | DataType::Date32 | DataType::Timestamp(..) | DataType::Time64(_) => t.clone(),
                 t if integer_like(t) => DataType::Int64,
                 DataType::Decimal128(..) => t.clone(),
                 t if t.is_floating() => DataType::Float64,
@@ -408,6 +423,15 @@ impl ScalarUDFImpl for MysqlCastInt {
         // Every input as an i128 (exact for all of them), then the range.
         let wide: Vec<Option<i128>> = match a.data_type() {
             DataType::Int64 => a.as_primitive::<Int64Type>().iter().map(|v| v.map(i128::from)).collect(),
+            DataType::UInt64 => {
+                a.as_primitive::<datafusion::arrow::datatypes::UInt64Type>().iter().map(|v| v.map(i128::from)).collect()
+            }
+            // A date or time as its number (`19950131`, `HHMMSS`), as MySQL
+            // reads it in numeric context.
+            DataType::Date32 | DataType::Timestamp(..) | DataType::Time64(_) => {
+                let n = crate::executor::truth::temporal_numbers(a)?;
+                n.as_primitive::<Int64Type>().iter().map(|v| v.map(i128::from)).collect()
+            }
             DataType::Decimal128(_, s) => {
                 let m = 10i128.pow((*s).max(0) as u32);
                 a.as_primitive::<Decimal128Type>().iter().map(|v| v.map(|v| (v + v.signum() * (m / 2)) / m)).collect()
@@ -420,7 +444,15 @@ impl ScalarUDFImpl for MysqlCastInt {
             DataType::Utf8 => a.as_string::<i32>().iter().map(|v| v.map(leading_integer)).collect(),
             other => return exec_err!("{} of {other}", self.name()),
         };
-        let out: ArrayRef = if self.unsigned {
+        // The 64 bits MySQL keeps of a value: a negative one as BIGINT, a
+        // positive one as BIGINT UNSIGNED (both saturating).
+        let bits = |v: i128| if v < 0 { v.max(i64::MIN as i128) as i64 as u64 } else { v.min(u64::MAX as i128) as u64 };
+        let out: ArrayRef = if self.bitnot {
+            Arc::new(wide.into_iter().map(|v| v.map(|v| !bits(v))).collect::<UInt64Array>())
+        } else if !self.unsigned && matches!(a.data_type(), DataType::UInt64) {
+            // BIGINT UNSIGNED to SIGNED keeps the bits (MySQL wraps).
+            Arc::new(wide.into_iter().map(|v| v.map(|v| bits(v) as i64)).collect::<Int64Array>())
+        } else if self.unsigned {
             let signed = matches!(a.data_type(), DataType::Int64);
             Arc::new(
                 wide.into_iter()

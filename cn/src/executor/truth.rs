@@ -279,7 +279,7 @@ impl ScalarUDFImpl for ConversionUdf {
 
 /// MySQL's numbers of dates and times: a DATE `YYYYMMDD`, a DATETIME
 /// `YYYYMMDDHHMMSS`, a TIME `[-]HHMMSS` (fractions of a second dropped).
-fn temporal_numbers(a: &ArrayRef) -> Result<ArrayRef> {
+pub(crate) fn temporal_numbers(a: &ArrayRef) -> Result<ArrayRef> {
     use chrono::{Datelike, Timelike};
     use datafusion::arrow::datatypes::{Date32Type, TimeUnit, TimestampMicrosecondType};
     let ymd = |d: chrono::NaiveDate| i64::from(d.year()) * 10_000 + i64::from(d.month()) * 100 + i64::from(d.day());

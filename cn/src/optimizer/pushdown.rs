@@ -146,6 +146,7 @@ const PUSHABLE_FUNCTIONS: &[&str] = &[
     "date_format",
     "mysql_div",
     "mysql_intdiv",
+    MysqlCastInt::BITNOT,
     "mysql_signed",
     "truncate",
     "timediff",
@@ -295,6 +296,15 @@ pub(crate) fn sql(e: &Expr) -> Result<String> {
                     let mut a = f.args.into_iter();
                     let (l, r) = (a.next().expect("two"), a.next().expect("two"));
                     Transformed::yes(Expr::BinaryExpr(BinaryExpr::new(Box::new(l), op, Box::new(r))))
+                }
+                // `~x` as the same bits: `x ^ 18446744073709551615`.
+                Expr::ScalarFunction(f) if f.name() == MysqlCastInt::BITNOT && f.args.len() == 1 => {
+                    let x = f.args.into_iter().next().expect("one");
+                    Transformed::yes(Expr::BinaryExpr(BinaryExpr::new(
+                        Box::new(x),
+                        Operator::BitwiseXor,
+                        Box::new(Expr::Literal(ScalarValue::UInt64(Some(u64::MAX)), None)),
+                    )))
                 }
                 // `CAST(x AS SIGNED)` (DataFusion's MySQL unparser names Int64 so).
                 Expr::ScalarFunction(f) if f.name() == MysqlCastInt::SIGNED && f.args.len() == 1 => {

@@ -1696,6 +1696,10 @@ impl VisitorMut for Rewriter {
             // MySQL's unary plus does nothing, to any type; DataFusion's
             // accepts only numbers (`+ col` of a VARCHAR failed).
             Expr::UnaryOp { op: UnaryOperator::Plus, expr } => Some((**expr).clone()),
+            // MySQL's `~x` (DataFusion has no bitwise NOT).
+            Expr::UnaryOp { op: UnaryOperator::BitwiseNot, expr } => {
+                Some(call(MysqlCastInt::BITNOT, vec![(**expr).clone()], false, None))
+            }
             // MySQL's STD, STDDEV and VARIANCE windows are the population
             // ones too (see `mysql_function_rewrite` for the aggregates).
             Expr::Function(f)
