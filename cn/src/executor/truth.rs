@@ -32,15 +32,24 @@ use std::sync::Arc;
 /// `'0x10'` is 0). Infinite for a prefix beyond DOUBLE's range, as Rust
 /// parses it (MySQL clips it to the largest DOUBLE with a warning).
 pub fn str_to_f64(s: &str) -> f64 {
+    number_prefix(s, true, true).map_or(0.0, |n| n.parse().unwrap_or(0.0))
+}
+
+/// The number a string starts with, as text: `[+|-]digits`, with
+/// `fraction` also `[.digits]`; `"0"` when there is none. Leading spaces
+/// are skipped.
+pub fn numeric_prefix(s: &str, fraction: bool) -> &str {
+    number_prefix(s, fraction, false).unwrap_or("0")
+}
+
+/// The longest prefix of `s` after leading spaces (space, tab, newline,
+/// carriage return) that reads as `[+|-]digits`, with `fraction`
+/// `[.digits]` too (a digit before or after the point), with `exponent`
+/// `[e[+|-]digits]` too (only when digits follow the `e`); `None` without
+/// a digit.
+fn number_prefix(s: &str, fraction: bool, exponent: bool) -> Option<&str> {
+    let s = s.trim_start_matches([' ', '\t', '\n', '\r']);
     let b = s.as_bytes();
-    let mut i = 0;
-    while i < b.len() && (b[i] == b' ' || b[i] == b'\t' || b[i] == b'\n' || b[i] == b'\r') {
-        i += 1;
-    }
-    let start = i;
-    if i < b.len() && (b[i] == b'+' || b[i] == b'-') {
-        i += 1;
-    }
     let digits = |i: &mut usize| {
         let from = *i;
         while *i < b.len() && b[*i].is_ascii_digit() {
@@ -48,8 +57,9 @@ pub fn str_to_f64(s: &str) -> f64 {
         }
         *i - from
     };
+    let mut i = usize::from(!b.is_empty() && (b[0] == b'+' || b[0] == b'-'));
     let mut n = digits(&mut i);
-    if i < b.len() && b[i] == b'.' {
+    if fraction && i < b.len() && b[i] == b'.' {
         let mut j = i + 1;
         let frac = digits(&mut j);
         if n + frac > 0 {
@@ -58,10 +68,9 @@ pub fn str_to_f64(s: &str) -> f64 {
         }
     }
     if n == 0 {
-        return 0.0;
+        return None;
     }
-    // An exponent counts only when digits follow it.
-    if i < b.len() && (b[i] == b'e' || b[i] == b'E') {
+    if exponent && i < b.len() && (b[i] == b'e' || b[i] == b'E') {
         let mut j = i + 1;
         if j < b.len() && (b[j] == b'+' || b[j] == b'-') {
             j += 1;
@@ -70,36 +79,7 @@ pub fn str_to_f64(s: &str) -> f64 {
             i = j;
         }
     }
-    s[start..i].parse().unwrap_or(0.0)
-}
-
-/// The number a string starts with, as text: `[+|-]digits`, with
-/// `fraction` also `[.digits]`; `"0"` when there is none. Leading spaces
-/// are skipped.
-pub fn numeric_prefix(s: &str, fraction: bool) -> &str {
-    let s = s.trim_start_matches([' ', '\t', '\n', '\r']);
-    let b = s.as_bytes();
-    let mut i = usize::from(!b.is_empty() && (b[0] == b'+' || b[0] == b'-'));
-    let digits_from = i;
-    while i < b.len() && b[i].is_ascii_digit() {
-        i += 1;
-    }
-    let mut n = i - digits_from;
-    if fraction && i < b.len() && b[i] == b'.' {
-        let mut j = i + 1;
-        while j < b.len() && b[j].is_ascii_digit() {
-            j += 1;
-        }
-        if n + (j - i - 1) > 0 {
-            n += j - i - 1;
-            i = j;
-        }
-    }
-    if n == 0 {
-        "0"
-    } else {
-        &s[..i]
-    }
+    Some(&s[..i])
 }
 
 /// The values of `a` as MySQL's DOUBLEs: strings by [`str_to_f64`],
@@ -340,6 +320,21 @@ mod tests {
             ("1.2.3", 1.2),
         ] {
             assert_eq!(str_to_f64(s), v, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn numeric_prefixes_are_what_cast_reads() {
+        for (s, int, dec) in [
+            ("12abc", "12", "12"),
+            ("  -1.9x", "-1", "-1.9"),
+            (".5", "0", ".5"),
+            ("1e3", "1", "1"),
+            ("abc", "0", "0"),
+            ("-", "0", "0"),
+            ("+7.", "+7", "+7."),
+        ] {
+            assert_eq!((numeric_prefix(s, false), numeric_prefix(s, true)), (int, dec), "{s:?}");
         }
     }
 }
