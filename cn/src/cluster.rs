@@ -353,12 +353,28 @@ impl Cluster {
         if zone.eq_ignore_ascii_case("SYSTEM") {
             return Ok(None);
         }
+        let asked = DnSession { time_zone: Some(zone.into()) };
+        let named: Option<String> = self.query_first_any(&asked, "SELECT @@session.time_zone").await?;
+        let named: Option<Arc<str>> = named.filter(|n| !n.eq_ignore_ascii_case("SYSTEM")).map(Arc::from);
+        if named.as_deref() != Some(zone) {
+            // Sessions keep the zone as named: the pool of this spelling
+            // ('+8:00') would stay unused.
+            for d in &self.dns {
+                d.forget_pool(zone);
+            }
+        }
+        Ok(named)
+    }
+
+    /// The first row of `sql` on any DN, on a connection with `session`'s
+    /// state (a session value, the clock). Errors: the DN's.
+    pub async fn query_first_any<T>(&self, session: &DnSession, sql: &str) -> Result<Option<T>>
+    where
+        T: mysql_async::prelude::FromRow + Send + 'static,
+    {
         let d = self.dn(self.any_dn())?;
-        let mut c = d.conn_for(&DnSession { time_zone: Some(zone.into()) }).await?;
-        let named: Option<String> = mysql_async::prelude::Queryable::query_first(&mut c, "SELECT @@session.time_zone")
-            .await
-            .map_err(|e| d.err(e))?;
-        Ok(named.filter(|n| !n.eq_ignore_ascii_case("SYSTEM")).map(Arc::from))
+        let mut c = d.conn_for(session).await?;
+        mysql_async::prelude::Queryable::query_first(&mut c, sql).await.map_err(|e| d.err(e))
     }
 
     /// Awaits `work`, a statement's wait on the query it sent on

@@ -96,6 +96,12 @@ impl Dn {
         }
     }
 
+    /// Drops the pool of connections set to time zone `zone` (its
+    /// connections close as they come back).
+    pub fn forget_pool(&self, zone: &str) {
+        self.zoned.lock().unwrap_or_else(|e| e.into_inner()).remove(zone);
+    }
+
     /// A pooled connection for a session with `session`'s state. Errors:
     /// those of [`Dn::conn`]; a zone the DN does not know is its error
     /// 1298 (and its pool is dropped).
@@ -113,7 +119,7 @@ impl Dn {
         };
         let r = self.get(&pool).await;
         if matches!(&r, Err(CnError::Dn { .. })) {
-            self.zoned.lock().unwrap_or_else(|e| e.into_inner()).remove(zone);
+            self.forget_pool(zone);
         }
         r
     }

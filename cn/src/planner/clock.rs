@@ -9,7 +9,7 @@
 //! each call as a literal of MySQL's type and precision.
 
 use crate::error::{CnError, Result};
-use datafusion::sql::sqlparser::ast::{Expr, FunctionArguments, Query, VisitMut, VisitorMut};
+use datafusion::sql::sqlparser::ast::{Expr, FunctionArguments, Query, Visit, VisitMut, Visitor, VisitorMut};
 use datafusion::sql::sqlparser::dialect::MySqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 use std::ops::ControlFlow;
@@ -76,21 +76,18 @@ fn clock_call(e: &Expr) -> Option<(Kind, usize)> {
 }
 
 /// Whether `q` calls a clock function.
-pub fn uses_clock(q: &mut Query) -> bool {
-    struct Find(bool);
-    impl VisitorMut for Find {
+pub fn uses_clock(q: &Query) -> bool {
+    struct Find;
+    impl Visitor for Find {
         type Break = ();
-        fn pre_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
-            if clock_call(e).is_some() {
-                self.0 = true;
-                return ControlFlow::Break(());
+        fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
+            match clock_call(e) {
+                Some(_) => ControlFlow::Break(()),
+                None => ControlFlow::Continue(()),
             }
-            ControlFlow::Continue(())
         }
     }
-    let mut f = Find(false);
-    let _ = q.visit(&mut f);
-    f.0
+    q.visit(&mut Find).is_break()
 }
 
 /// `stamp` (`YYYY-MM-DD HH:MM:SS.ffffff`) cut to `fsp` fractional digits.
@@ -165,7 +162,7 @@ mod tests {
             "SELECT NOW(), CURRENT_TIMESTAMP, NOW(3), CURDATE(), CURRENT_DATE, CURTIME(6), UTC_TIMESTAMP(), \
              UTC_DATE(), UNIX_TIMESTAMP(), UNIX_TIMESTAMP(d), DATE(d) FROM t WHERE d < SYSDATE()",
         );
-        assert!(uses_clock(&mut q));
+        assert!(uses_clock(&q));
         substitute(&mut q, &clock).unwrap();
         assert_eq!(
             q.to_string(),
@@ -174,7 +171,7 @@ mod tests {
              TIMESTAMP '2026-12-06 04:39:35', DATE '2026-12-06', 1796531975, UNIX_TIMESTAMP(d), DATE(d) FROM t \
              WHERE d < TIMESTAMP '2026-12-06 12:39:35'"
         );
-        assert!(!uses_clock(&mut q));
-        assert!(!uses_clock(&mut query("SELECT UNIX_TIMESTAMP(d), NOW(7) FROM t")));
+        assert!(!uses_clock(&q));
+        assert!(!uses_clock(&query("SELECT UNIX_TIMESTAMP(d), NOW(7) FROM t")));
     }
 }

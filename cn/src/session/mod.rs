@@ -658,12 +658,8 @@ impl Session {
     /// The time now, read from a DN in the session's time zone, for the
     /// clock functions of a statement the CN computes ([`planner::clock`]).
     async fn clock(&self) -> Result<planner::clock::Clock> {
-        let d = self.cluster.dn(self.cluster.any_dn())?.clone();
-        let mut c = d.conn_for(&self.dn_session).await?;
         let row: Option<(String, String, i64)> =
-            mysql_async::prelude::Queryable::query_first(&mut c, planner::clock::Clock::QUERY)
-                .await
-                .map_err(|e| d.err(e))?;
+            self.cluster.query_first_any(&self.dn_session, planner::clock::Clock::QUERY).await?;
         let (local, utc, unix) = row.ok_or_else(|| CnError::internal("a DN answered the clock query with no row"))?;
         Ok(planner::clock::Clock { local, utc, unix })
     }
@@ -815,7 +811,7 @@ impl Session {
                     }
                 }
                 name_select_items(&mut q);
-                if planner::clock::uses_clock(&mut q) {
+                if planner::clock::uses_clock(&q) {
                     let clock = self.clock().await?;
                     planner::clock::substitute(&mut q, &clock)?;
                 }
