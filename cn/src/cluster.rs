@@ -144,13 +144,8 @@ pub struct Cluster {
     running: Mutex<BTreeMap<u64, usize>>,
     /// Point SELECTs by parameterized text ([`crate::planner::plan_cache`]).
     pub plan_cache: crate::planner::plan_cache::PlanCache,
-    /// How global-index lookups read the base table ([`crate::gsi::select`]).
-    pub gsi_lookups: crate::gsi::select::LookupCounters,
-    /// SELECTs run as per-DN queries without the executor
-    /// ([`crate::planner::gather`]).
-    pub gathers: AtomicU64,
-    /// Key queries of lookup joins run ([`crate::optimizer::lookup`]).
-    pub lookup_key_reads: AtomicU64,
+    /// The counters of `SHOW GLOBAL STATUS`: every session's, summed.
+    pub status: StatusCounters,
     /// Write transactions committed, by protocol ([`crate::txn`]).
     pub commits: crate::txn::CommitCounters,
 }
@@ -267,9 +262,7 @@ impl Cluster {
             config,
             running: Mutex::new(BTreeMap::new()),
             plan_cache: Default::default(),
-            gsi_lookups: Default::default(),
-            gathers: AtomicU64::new(0),
-            lookup_key_reads: AtomicU64::new(0),
+            status: Default::default(),
             commits: Default::default(),
         });
         crate::txn::recovery::register_in_doubt(&cluster).await;
@@ -540,5 +533,37 @@ async fn timestamp_from(t: &Timestamps) -> Result<u64> {
     match t {
         Timestamps::Local(c) => Ok(c.next()),
         Timestamps::Tso(c) => c.get_ts().await.map_err(|e| CnError::internal(e.to_string())),
+    }
+}
+
+/// How a session's statements ran, for `SHOW STATUS LIKE 'Cn_%'`. Each
+/// session keeps its own (`SHOW [SESSION] STATUS`, MySQL's default scope)
+/// and the cluster keeps their sum (`SHOW GLOBAL STATUS`); a statement
+/// counts in both ([`StatusCounters::count`]).
+#[derive(Debug, Default)]
+pub struct StatusCounters {
+    /// Point SELECTs answered from a cached plan
+    /// ([`crate::planner::plan_cache`]).
+    pub plan_cache_hits: AtomicU64,
+    /// Plan cache entries built (a new text, or a catalog version moved).
+    pub plan_cache_misses: AtomicU64,
+    /// Global-index lookups that read the base rows by per-DN queries
+    /// ([`crate::gsi::select`]).
+    pub gsi_lookups_direct: AtomicU64,
+    /// Global-index lookups that read the base rows through the planner.
+    pub gsi_lookups_planned: AtomicU64,
+    /// SELECTs run as per-DN queries without the executor
+    /// ([`crate::planner::gather`]).
+    pub gathered_selects: AtomicU64,
+    /// Key queries of lookup joins run ([`crate::optimizer::lookup`]).
+    pub lookup_key_reads: AtomicU64,
+}
+
+impl StatusCounters {
+    /// Adds one to the counter `field` picks, in `session`'s counters and
+    /// in the cluster's.
+    pub fn count(session: &StatusCounters, cluster: &Cluster, field: fn(&StatusCounters) -> &AtomicU64) {
+        field(session).fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        field(&cluster.status).fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 }

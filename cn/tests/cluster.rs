@@ -1694,6 +1694,12 @@ fn point_selects_come_from_the_plan_cache_with_the_planners_answers() {
             assert_eq!(cached, plain.query::<String, _>(&sql).await.unwrap(), "{sql}");
         }
         assert_eq!(plan_cache_counter(&mut c, "hits").await - h0, 40);
+        // The counters are the session's (MySQL's default scope), and
+        // SHOW GLOBAL STATUS sums every session's.
+        assert_eq!(plan_cache_counter(&mut plain, "hits").await, 0);
+        let (_, global): (String, u64) =
+            plain.query_first("SHOW GLOBAL STATUS LIKE 'Cn_plan_cache_hits'").await.unwrap().unwrap();
+        assert!(global >= 40, "global hits {global}");
 
         // Statement shapes: whether the second run is served from the
         // cache, and the same answer (or error) as the planner's either way.

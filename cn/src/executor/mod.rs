@@ -91,16 +91,16 @@ impl SchemaProvider for CnSchema {
 /// manager (see [`memory`]). With `gsi_joins` (the statement's index
 /// hints), a covering global index may replace its table where that
 /// co-locates a join ([`crate::gsi::join`]; not for locking reads, which
-/// must lock the table's rows). With `kill` (the session's KILL QUERY), the
-/// shard scans kill their DN queries when it is set.
+/// must lock the table's rows). `opts` gives the join algorithm, the
+/// session's KILL QUERY (the shard scans kill their DN queries when it is
+/// set) and its status counters.
 pub fn context(
     snapshot: Arc<CatalogSnapshot>,
     source: ConnSource,
     db: Option<&str>,
     pool: Arc<memory::QueryMemoryPool>,
-    hash_join: bool,
+    opts: &QueryOptions,
     gsi_joins: Option<crate::gsi::join::JoinHints>,
-    kill: Option<Arc<crate::cluster::KillFlag>>,
 ) -> Result<SessionContext> {
     let cn_memory = source.cluster().memory.clone();
     let limit = pool.limit();
@@ -130,7 +130,7 @@ pub fn context(
     config.options_mut().optimizer.enable_join_dynamic_filter_pushdown = false;
     // Without hash joins DataFusion plans equality joins as SortMergeJoinExec
     // (it needs more than one target partition, which the CN has).
-    config.options_mut().optimizer.prefer_hash_join = hash_join;
+    config.options_mut().optimizer.prefer_hash_join = opts.hash_join;
     // With row estimates (ANALYZE TABLE) DataFusion would collect a small
     // build side into one partition (CollectLeft), which the hybrid hash
     // join runs over the union of the probe side in one partition: keep
@@ -139,8 +139,12 @@ pub fn context(
     config.options_mut().optimizer.hash_join_single_partition_threshold_rows = 0;
     // The session's KILL QUERY, for the shard scans to stop their DN
     // queries with ([`shard_scan::ShardScanExec`]).
-    if let Some(kill) = kill {
-        config = config.with_extension(kill);
+    if let Some(kill) = &opts.kill {
+        config = config.with_extension(kill.clone());
+    }
+    // The session's counters, for the lookups ([`lookup_read`]).
+    if let Some(status) = &opts.status {
+        config = config.with_extension(status.clone());
     }
     let mut state = datafusion::execution::SessionStateBuilder::new()
         .with_config(config)
@@ -159,7 +163,7 @@ pub fn context(
         )
         .with_analyzer_rule(Arc::new(crate::optimizer::winmagic::WinMagic::default()))
         .with_analyzer_rule(Arc::new(crate::optimizer::decorrelate::DomainJoinDecorrelation::default()));
-    if hash_join {
+    if opts.hash_join {
         state = state.with_physical_optimizer_rule(Arc::new(hybrid_hash_join::HybridHashJoinRule));
     }
     // Last: after every rule that adds repartitions (the hybrid hash join's too).
@@ -234,6 +238,8 @@ pub struct QueryOptions {
     /// Set by `KILL QUERY`: the query stops (ERR 1317) at once, dropping
     /// its operators and so their spill files.
     pub kill: Option<Arc<crate::cluster::KillFlag>>,
+    /// The session's `SHOW STATUS` counters.
+    pub status: Option<Arc<crate::cluster::StatusCounters>>,
 }
 
 /// Resolves once `flag` is set (never without one).
@@ -252,6 +258,7 @@ impl Default for QueryOptions {
             lookup_min_rows: Some(crate::optimizer::lookup::MIN_LOOKUP_ROWS),
             memory_gauge: None,
             kill: None,
+            status: None,
         }
     }
 }
@@ -278,8 +285,7 @@ pub async fn run(
     let cn_memory = source.cluster().memory.clone();
     let pool = cn_memory.query_pool_with_gauge(cn_memory.limit_for(opts.memory_limit), opts.memory_gauge.clone());
     let gsi_joins = lock.is_none().then(|| crate::gsi::join::JoinHints::of(&stmt, &snapshot, db));
-    let ctx =
-        context(snapshot.clone(), source.clone(), db, pool.clone(), opts.hash_join, gsi_joins, opts.kill.clone())?;
+    let ctx = context(snapshot.clone(), source.clone(), db, pool.clone(), &opts, gsi_joins)?;
     let r = async {
         // A locking read locks what it reads: its keys, read first without
         // locks, could miss a row committed before the locking read.
@@ -604,7 +610,13 @@ async fn lookup_read(
     source: &ConnSource,
     plan: LogicalPlan,
 ) -> Result<Vec<datafusion::arrow::record_batch::RecordBatch>> {
-    source.cluster().lookup_key_reads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let cluster = source.cluster();
+    match ctx.state().config().get_extension::<crate::cluster::StatusCounters>() {
+        Some(session) => crate::cluster::StatusCounters::count(&session, cluster, |c| &c.lookup_key_reads),
+        None => {
+            cluster.status.lookup_key_reads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
     collect(ctx, source, plan).await
 }
 

@@ -37,16 +37,6 @@ use std::sync::Arc;
 /// query is cheaper.
 pub const LOOKUP_LIMIT: usize = 5000;
 
-/// Counts of the two ways a lookup reads the base rows, for `SHOW STATUS
-/// LIKE 'Cn_gsi_lookups%'`.
-#[derive(Debug, Default)]
-pub struct LookupCounters {
-    /// Per-DN physical queries ([`lookup_per_dn`]).
-    pub direct: std::sync::atomic::AtomicU64,
-    /// The base query with a key filter, through the planner ([`with_keys`]).
-    pub planned: std::sync::atomic::AtomicU64,
-}
-
 /// How a SELECT uses a global index.
 #[derive(Debug, Clone)]
 pub enum Choice {

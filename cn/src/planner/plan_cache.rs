@@ -30,7 +30,6 @@ use datafusion::sql::sqlparser::parser::Parser;
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::ops::ControlFlow;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Entries kept before the cache starts afresh (PolarDB-X's default plan
@@ -217,10 +216,6 @@ pub struct Entry {
 #[derive(Debug, Default)]
 pub struct PlanCache {
     entries: Mutex<HashMap<String, Arc<Entry>>>,
-    /// Executions answered from a cached point plan.
-    pub hits: AtomicU64,
-    /// Entries built (a new text, or a catalog version moved).
-    pub misses: AtomicU64,
 }
 
 impl PlanCache {
@@ -237,7 +232,6 @@ impl PlanCache {
 
     /// Stores an entry; a full cache is emptied first.
     pub fn insert(&self, key: String, entry: Arc<Entry>) {
-        self.misses.fetch_add(1, Ordering::Relaxed);
         let mut map = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         if map.len() >= CAPACITY && !map.contains_key(&key) {
             map.clear();

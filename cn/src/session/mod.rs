@@ -92,6 +92,8 @@ pub struct Session {
     pub memory: Arc<crate::executor::memory::MemoryGauge>,
     /// What the session's DN connections carry: its `time_zone`.
     pub dn_session: crate::dn::DnSession,
+    /// The session's `SHOW STATUS` counters.
+    pub status: Arc<crate::cluster::StatusCounters>,
 }
 
 impl Session {
@@ -133,6 +135,7 @@ impl Session {
             kill_conn,
             memory,
             dn_session: Default::default(),
+            status: Default::default(),
         }
     }
 
@@ -221,6 +224,11 @@ impl Session {
     /// What the session's variables ask of a query the CN runs:
     /// `query_memory_limit` (bytes; 0 = the CN default), `cn_hash_join`,
     /// `cn_lookup_join` and `cn_lookup_min_rows`.
+    /// Adds one to a `SHOW STATUS` counter, the session's and the CN's.
+    fn count(&self, field: fn(&crate::cluster::StatusCounters) -> &std::sync::atomic::AtomicU64) {
+        crate::cluster::StatusCounters::count(&self.status, &self.cluster, field);
+    }
+
     pub fn query_options(&self) -> crate::executor::QueryOptions {
         crate::executor::QueryOptions {
             memory_limit: self.vars.get("query_memory_limit").and_then(|v| v.parse().ok()).unwrap_or(0),
@@ -236,6 +244,7 @@ impl Session {
             },
             memory_gauge: Some(self.memory.clone()),
             kill: Some(self.kill_query.clone()),
+            status: Some(self.status.clone()),
         }
     }
 
@@ -644,9 +653,7 @@ impl Session {
         let CachedPlan::Point(plan) = &entry.plan else { return None };
         let (dn, physical) = plan.physical_sql(&p.params)?;
         drop(entry);
-        if !built {
-            cache.hits.fetch_add(1, Ordering::Relaxed);
-        }
+        self.count(if built { |c| &c.plan_cache_misses } else { |c| &c.plan_cache_hits });
         if let Err(e) = self.implicit_begin().await {
             return Some(Err(e));
         }
@@ -744,7 +751,7 @@ impl Session {
                         if let Err(amx) = open(per_dn.iter().map(|(dn, _)| *dn).collect(), true).await? {
                             return Ok(Err(amx));
                         }
-                        self.cluster.gsi_lookups.direct.fetch_add(1, Ordering::Relaxed);
+                        self.count(|c| &c.gsi_lookups_direct);
                         return self.run_on_dns_in(source, &per_dn, sink).await.map(Ok);
                     }
                 }
@@ -756,7 +763,7 @@ impl Session {
                 if let Err(amx) = open(dns_of(&q)?.0, false).await? {
                     return Ok(Err(amx));
                 }
-                self.cluster.gsi_lookups.planned.fetch_add(1, Ordering::Relaxed);
+                self.count(|c| &c.gsi_lookups_planned);
                 self.select_routed(q, None, Some(source.clone()), sink).await.map(Ok)
             }
         }
@@ -849,7 +856,7 @@ impl Session {
             Combine::Aggregate(a) => self.run_aggregated(&source, &g.per_dn, a, sink).await,
         }?;
         if gathered {
-            self.cluster.gathers.fetch_add(1, Ordering::Relaxed);
+            self.count(|c| &c.gathered_selects);
         }
         Ok(gathered)
     }

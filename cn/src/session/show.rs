@@ -209,6 +209,10 @@ pub async fn show(s: &mut Session, sql: &str, sink: &mut dyn ResultSink) -> Resu
             send_rows(sink, &text_cols(&["Variable_name", "Value"]), rows).await
         }
         ["STATUS", ..] => {
+            // The statement counters are the session's unless GLOBAL is
+            // asked (MySQL's default scope is SESSION); the others are the
+            // CN's, or the session's own last query and commit.
+            let status = if up.get(1).is_some_and(|w| w == "GLOBAL") { &s.cluster.status } else { &*s.status };
             let procs = s.cluster.processes.lock().unwrap_or_else(|e| e.into_inner()).len();
             let m = &s.cluster.memory;
             let n = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed).to_string();
@@ -226,17 +230,17 @@ pub async fn show(s: &mut Session, sql: &str, sink: &mut dyn ResultSink) -> Resu
                 ("Cn_spill_files", n(&m.spill_files)),
                 ("Cn_spill_bytes_on_disk", m.spilled_now().0.to_string()),
                 // Point SELECTs served from the plan cache, entries built, held.
-                ("Cn_plan_cache_hits", n(&s.cluster.plan_cache.hits)),
-                ("Cn_plan_cache_misses", n(&s.cluster.plan_cache.misses)),
+                ("Cn_plan_cache_hits", n(&status.plan_cache_hits)),
+                ("Cn_plan_cache_misses", n(&status.plan_cache_misses)),
                 ("Cn_plan_cache_size", s.cluster.plan_cache.len().to_string()),
                 // Global-index lookups of base rows: per-DN queries, or the planner.
-                ("Cn_gsi_lookups_direct", n(&s.cluster.gsi_lookups.direct)),
-                ("Cn_gsi_lookups_planned", n(&s.cluster.gsi_lookups.planned)),
+                ("Cn_gsi_lookups_direct", n(&status.gsi_lookups_direct)),
+                ("Cn_gsi_lookups_planned", n(&status.gsi_lookups_planned)),
                 // SELECTs gathered from per-DN queries, without the executor.
-                ("Cn_gathered_selects", n(&s.cluster.gathers)),
+                ("Cn_gathered_selects", n(&status.gathered_selects)),
                 // Key queries of lookup joins (keys an earlier lookup bounds
                 // are not read).
-                ("Cn_lookup_key_reads", n(&s.cluster.lookup_key_reads)),
+                ("Cn_lookup_key_reads", n(&status.lookup_key_reads)),
                 // Write transactions committed: one DN in one phase, several
                 // DNs with async commit or with two-phase commit.
                 ("Cn_commits_one_phase", n(&s.cluster.commits.one_phase)),
