@@ -49,7 +49,72 @@ fn epoch() -> NaiveDate {
     NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date")
 }
 
-fn parse_date(s: &str) -> Option<i32> {
+/// MySQL's zero date `0000-00-00` as the CN holds it in a `Date32`: the
+/// day before 0000-01-01 (-0001-12-31), so that it sorts and compares
+/// below every real date as in MySQL, groups as one value, and stays in
+/// chrono's range for DataFusion's date functions. MariaDB stores zero
+/// dates unless `sql_mode` has `NO_ZERO_DATE`, which its default lacks
+/// (MariaDB KB, "SQL_MODE"). Shown to clients, given to DNs and pushed
+/// down as `0000-00-00` ([`zero_temporal_text`], [`is_zero_temporal`]).
+/// Dates with only a zero month or day (`2020-05-00`) are still read as
+/// NULL.
+pub const ZERO_DATE_DAYS: i32 = -719_529;
+
+/// The zero DATETIME or TIMESTAMP `0000-00-00 00:00:00` in a
+/// `Timestamp(Microsecond)`: midnight of [`ZERO_DATE_DAYS`].
+pub const ZERO_DATETIME_MICROS: i64 = ZERO_DATE_DAYS as i64 * 86_400_000_000;
+
+/// Whether `s` (a DN's text of a DATE, DATETIME or TIMESTAMP) is the zero
+/// date, with or without a zero time and fraction.
+pub fn is_zero_date_text(s: &str) -> bool {
+    let Some(rest) = s.strip_prefix("0000-00-00") else { return false };
+    let rest = rest.strip_prefix(" 00:00:00").unwrap_or(rest);
+    rest.is_empty() || rest.strip_prefix('.').is_some_and(|f| f.bytes().all(|b| b == b'0'))
+}
+
+/// Whether `v` is the CN's zero date or datetime ([`ZERO_DATE_DAYS`],
+/// [`ZERO_DATETIME_MICROS`]) in the unit of its type.
+pub fn is_zero_temporal(t: &DataType, v: i64) -> bool {
+    match t {
+        DataType::Date32 => v == ZERO_DATE_DAYS as i64,
+        DataType::Timestamp(TimeUnit::Microsecond, _) => v == ZERO_DATETIME_MICROS,
+        DataType::Timestamp(TimeUnit::Millisecond, _) => v == ZERO_DATETIME_MICROS / 1_000,
+        DataType::Timestamp(TimeUnit::Second, _) => v == ZERO_DATETIME_MICROS / 1_000_000,
+        _ => false,
+    }
+}
+
+/// MySQL's text of `col[i]` when it is the zero date (`0000-00-00`) or
+/// datetime (`0000-00-00 00:00:00`, and `fsp` zero digits after a point);
+/// `None` for any other value or type.
+pub fn zero_temporal_text(col: &dyn Array, i: usize, fsp: usize) -> Option<String> {
+    let v = match col.data_type() {
+        DataType::Date32 => col.as_primitive::<datafusion::arrow::datatypes::Date32Type>().value(i) as i64,
+        DataType::Timestamp(..) => {
+            col.as_any().downcast_ref::<TimestampMicrosecondArray>().map(|a| a.value(i)).or_else(|| {
+                let a = datafusion::arrow::compute::cast(col, &DataType::Int64).ok()?;
+                Some(a.as_primitive::<datafusion::arrow::datatypes::Int64Type>().value(i))
+            })?
+        }
+        _ => return None,
+    };
+    if col.is_null(i) || !is_zero_temporal(col.data_type(), v) {
+        return None;
+    }
+    Some(match col.data_type() {
+        DataType::Date32 => "0000-00-00".to_string(),
+        _ if fsp == 0 => "0000-00-00 00:00:00".to_string(),
+        _ => format!("0000-00-00 00:00:00.{:0<fsp$}", "", fsp = fsp.min(6)),
+    })
+}
+
+/// A MySQL DATE as text (`YYYY-MM-DD`, anything after it ignored) in days
+/// since 1970-01-01, the zero date as [`ZERO_DATE_DAYS`]; `None` for
+/// anything else.
+pub fn parse_date(s: &str) -> Option<i32> {
+    if is_zero_date_text(s) {
+        return Some(ZERO_DATE_DAYS);
+    }
     let d = NaiveDate::parse_from_str(s.get(..10).unwrap_or(s), "%Y-%m-%d").ok()?;
     Some((d - epoch()).num_days() as i32)
 }
@@ -92,6 +157,9 @@ pub fn format_time(v: i64) -> String {
 }
 
 pub fn parse_datetime(s: &str) -> Option<i64> {
+    if is_zero_date_text(s) {
+        return Some(ZERO_DATETIME_MICROS);
+    }
     let dt = NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f")
         .or_else(|_| NaiveDate::parse_from_str(s, "%Y-%m-%d").map(|d| d.and_hms_opt(0, 0, 0).unwrap_or_default()))
         .ok()?;
@@ -219,6 +287,13 @@ pub fn format_time_fsp(v: i64, fsp: usize) -> String {
 /// Microseconds since the epoch as MySQL shows a DATETIME of fractional
 /// seconds precision `fsp` (`YYYY-MM-DD HH:MM:SS[.f…]`, `fsp` digits).
 fn format_datetime_fsp(micros: i64, fsp: usize) -> Option<String> {
+    if micros == ZERO_DATETIME_MICROS {
+        return Some(if fsp == 0 {
+            "0000-00-00 00:00:00".into()
+        } else {
+            format!("0000-00-00 00:00:00.{:0<fsp$}", "")
+        });
+    }
     let dt = chrono::DateTime::from_timestamp_micros(micros)?.naive_utc();
     let whole = dt.format("%Y-%m-%d %H:%M:%S").to_string();
     if fsp == 0 {
@@ -366,7 +441,8 @@ pub fn mysql_text(col: &ArrayRef) -> Result<ArrayRef> {
         DataType::Timestamp(..) | DataType::Date32 => {
             let opts = text_options();
             let fmt = ArrayFormatter::try_new(col.as_ref(), &opts).map_err(|e| CnError::internal(e.to_string()))?;
-            (0..col.len()).map(|i| col.is_valid(i).then(|| fmt.value(i).to_string())).collect()
+            let text = |i| zero_temporal_text(col.as_ref(), i, 0).unwrap_or_else(|| fmt.value(i).to_string());
+            (0..col.len()).map(|i| col.is_valid(i).then(|| text(i))).collect()
         }
         _ => {
             return datafusion::arrow::compute::cast(col, &DataType::Utf8).map_err(|e| CnError::internal(e.to_string()))
@@ -439,10 +515,15 @@ pub fn batch_to_rows_as(batch: &RecordBatch, fields: &Fields) -> Result<Vec<Text
         let fmt = ArrayFormatter::try_new(col.as_ref(), &opts).map_err(|e| CnError::internal(e.to_string()))?;
         // Logical nulls: a NullArray (`SELECT NULL`) has no validity buffer.
         let nulls = col.logical_nulls();
+        let temporal = matches!(col.data_type(), DataType::Date32 | DataType::Timestamp(..));
         for (i, r) in rows.iter_mut().enumerate() {
             let null = nulls.as_ref().is_some_and(|n| n.is_null(i));
             if null {
                 r.push(None);
+                continue;
+            }
+            if let Some(zero) = temporal.then(|| zero_temporal_text(col.as_ref(), i, 0)).flatten() {
+                r.push(Some(zero.into_bytes()));
                 continue;
             }
             let mut text = String::new();

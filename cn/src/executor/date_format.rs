@@ -133,6 +133,43 @@ pub fn format(t: NaiveDateTime, f: &str) -> String {
     out
 }
 
+/// The zero date `0000-00-00` formatted as MariaDB formats it: zeros for
+/// its numbers, midnight for its time (`%h` is 12), `0th` for `%D`;
+/// `None` (NULL) when the format names a weekday, a month or a day of the
+/// year, which it has none of. MariaDB's week numbers of it (`%U`, `%u`,
+/// `%V`, `%v`) are not a week: NULL here too.
+pub fn format_zero(f: &str) -> Option<String> {
+    let mut out = String::with_capacity(f.len() + 16);
+    let mut chars = f.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        let Some(s) = chars.next() else {
+            out.push('%');
+            break;
+        };
+        out.push_str(match s {
+            'Y' | 'X' | 'x' => "0000",
+            'y' | 'm' | 'd' | 'H' | 'i' | 'S' | 's' => "00",
+            'c' | 'e' | 'k' => "0",
+            'D' => "0th",
+            'f' => "000000",
+            'h' | 'I' | 'l' => "12",
+            'p' => "AM",
+            'r' => "12:00:00 AM",
+            'T' => "00:00:00",
+            'a' | 'b' | 'j' | 'M' | 'U' | 'u' | 'V' | 'v' | 'W' | 'w' => return None,
+            other => {
+                out.push(other);
+                continue;
+            }
+        });
+    }
+    Some(out)
+}
+
 /// `date_format(date, format)`: see the module documentation. A date
 /// given as a string is read as a DATE or DATETIME; one that does not
 /// read as either gives NULL, as in MySQL.
@@ -179,6 +216,9 @@ impl ScalarUDFImpl for MysqlDateFormat {
             .map(|i| {
                 if micros.is_null(i) || f.is_null(i) {
                     return None;
+                }
+                if micros.value(i) == crate::executor::convert::ZERO_DATETIME_MICROS {
+                    return format_zero(f.value(i));
                 }
                 let t = chrono::DateTime::from_timestamp_micros(micros.value(i))?.naive_utc();
                 Some(format(t, f.value(i)))

@@ -577,6 +577,14 @@ impl ScalarUDFImpl for MysqlDatePart {
         };
         let part = date_part(a.as_ref(), Self::PARTS[self.index].1)?;
         let out = datafusion::arrow::compute::cast(&part, &DataType::Int64)?;
+        // Every part of the zero date `0000-00-00` is 0 in MySQL.
+        let zeros: Vec<bool> =
+            (0..a.len()).map(|i| crate::executor::convert::zero_temporal_text(a.as_ref(), i, 0).is_some()).collect();
+        if zeros.contains(&true) {
+            let out = out.as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+            let fixed: Int64Array = out.iter().zip(zeros).map(|(v, z)| if z { Some(0) } else { v }).collect();
+            return Ok(ColumnarValue::Array(Arc::new(fixed)));
+        }
         Ok(ColumnarValue::Array(out))
     }
 }
@@ -1443,17 +1451,10 @@ impl ShardFunction {
                 Arc::new(Int64Array::from(each(&|t| t.parse().ok(), "an integer")?))
             }
             DataType::Date32 => Arc::new(Date32Array::from(
-                each(
-                    &|t| {
-                        Some(i64::from(Date32Type::from_naive_date(
-                            chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d").ok()?,
-                        )))
-                    },
-                    "a DATE (MySQL's zero dates have no value in the CN)",
-                )?
-                .into_iter()
-                .map(|v| v.map(|d| d as i32))
-                .collect::<Vec<_>>(),
+                each(&|t| crate::executor::convert::parse_date(t).map(i64::from), "a DATE")?
+                    .into_iter()
+                    .map(|v| v.map(|d| d as i32))
+                    .collect::<Vec<_>>(),
             )),
             DataType::Timestamp(TimeUnit::Microsecond, None) => {
                 Arc::new(datafusion::arrow::array::TimestampMicrosecondArray::from(each(
@@ -1553,7 +1554,13 @@ impl ScalarUDFImpl for ShardFunction {
             ("dayofyear", [a]) => ints(per_date(a, |d| Some(i64::from(d.ordinal())))?),
             ("monthname", [a]) => names(per_date(a, |d| Some(MONTH_NAMES[d.month0() as usize]))?),
             ("dayname", [a]) => names(per_date(a, |d| Some(DAY_NAMES[d.weekday().num_days_from_monday() as usize]))?),
-            ("date", [a]) => days(dates(a)?),
+            // DATE of the zero date is the zero date.
+            ("date", [a]) => {
+                let zero = |i| crate::executor::convert::zero_temporal_text(a.as_ref(), i, 0).is_some();
+                let d = dates(a)?.into_iter().enumerate();
+                let v = d.map(|(i, d)| if zero(i) { Some(ZERO_DATE) } else { d.map(Date32Type::from_naive_date) });
+                Arc::new(v.collect::<Date32Array>())
+            }
             ("last_day", [a]) => days(per_date(a, last_day)?),
             ("from_days", [a]) => {
                 let n = datafusion::arrow::compute::cast(a, &DataType::Int64)?;
@@ -1661,8 +1668,15 @@ fn per_date<T>(a: &ArrayRef, f: impl Fn(chrono::NaiveDate) -> Option<T>) -> Resu
 fn dates(a: &ArrayRef) -> Result<Vec<Option<chrono::NaiveDate>>> {
     let safe = datafusion::arrow::compute::CastOptions { safe: true, ..Default::default() };
     let d = datafusion::arrow::compute::cast_with_options(a, &DataType::Date32, &safe)?;
-    Ok(d.as_primitive::<Date32Type>().iter().map(|v| v.and_then(Date32Type::to_naive_date_opt)).collect())
+    // The zero date is no date to these functions: NULL, as in MySQL.
+    let real = |v: i32| (v != crate::executor::convert::ZERO_DATE_DAYS).then_some(v);
+    Ok(d.as_primitive::<Date32Type>()
+        .iter()
+        .map(|v| v.and_then(real).and_then(Date32Type::to_naive_date_opt))
+        .collect())
 }
+
+const ZERO_DATE: i32 = crate::executor::convert::ZERO_DATE_DAYS;
 
 /// The units `TIMESTAMPDIFF` takes (MySQL 8.0 reference, 14.7).
 pub const TIMESTAMPDIFF_UNITS: &[&str] =
@@ -1675,6 +1689,7 @@ fn datetimes(a: &ArrayRef) -> Result<Vec<Option<chrono::NaiveDateTime>>> {
     let t = datafusion::arrow::compute::cast_with_options(a, &DataType::Timestamp(TimeUnit::Microsecond, None), &safe)?;
     Ok(t.as_primitive::<datafusion::arrow::datatypes::TimestampMicrosecondType>()
         .iter()
+        .map(|v| v.filter(|v| *v != crate::executor::convert::ZERO_DATETIME_MICROS))
         .map(|v| v.and_then(|v| chrono::DateTime::from_timestamp_micros(v).map(|d| d.naive_utc())))
         .collect())
 }

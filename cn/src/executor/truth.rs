@@ -260,18 +260,25 @@ impl ScalarUDFImpl for ConversionUdf {
 /// MySQL's numbers of dates and times: a DATE `YYYYMMDD`, a DATETIME
 /// `YYYYMMDDHHMMSS`, a TIME `[-]HHMMSS` (fractions of a second dropped).
 pub(crate) fn temporal_numbers(a: &ArrayRef) -> Result<ArrayRef> {
+    use crate::executor::convert::{ZERO_DATETIME_MICROS, ZERO_DATE_DAYS};
     use chrono::{Datelike, Timelike};
     use datafusion::arrow::datatypes::{Date32Type, TimeUnit, TimestampMicrosecondType};
     let ymd = |d: chrono::NaiveDate| i64::from(d.year()) * 10_000 + i64::from(d.month()) * 100 + i64::from(d.day());
+    // The zero date and datetime are the number 0.
     let out: datafusion::arrow::array::Int64Array = match a.data_type() {
-        DataType::Date32 => {
-            a.as_primitive::<Date32Type>().iter().map(|v| Some(ymd(Date32Type::to_naive_date_opt(v?)?))).collect()
-        }
+        DataType::Date32 => a
+            .as_primitive::<Date32Type>()
+            .iter()
+            .map(|v| if v? == ZERO_DATE_DAYS { Some(0) } else { Some(ymd(Date32Type::to_naive_date_opt(v?)?)) })
+            .collect(),
         DataType::Timestamp(..) => {
             let t = datafusion::arrow::compute::cast(a, &DataType::Timestamp(TimeUnit::Microsecond, None))?;
             t.as_primitive::<TimestampMicrosecondType>()
                 .iter()
                 .map(|v| {
+                    if v? == ZERO_DATETIME_MICROS {
+                        return Some(0);
+                    }
                     let t = chrono::DateTime::from_timestamp_micros(v?)?.naive_utc();
                     let hms = i64::from(t.hour()) * 10_000 + i64::from(t.minute()) * 100 + i64::from(t.second());
                     Some(ymd(t.date()) * 1_000_000 + hms)

@@ -235,10 +235,17 @@ impl AnalyzerRule for MysqlCoercion {
                 candidate |= e.exists(|x| {
                     Ok(match x {
                         Expr::ScalarFunction(f) if f.name() == ORDER_ARG => true,
-                        Expr::BinaryExpr(_) | Expr::Between(_) | Expr::InList(_) | Expr::Like(_) | Expr::Cast(_) => {
-                            true
+                        Expr::BinaryExpr(_)
+                        | Expr::Between(_)
+                        | Expr::InList(_)
+                        | Expr::Like(_)
+                        | Expr::Cast(_)
+                        | Expr::Case(_) => true,
+                        Expr::ScalarFunction(f) => {
+                            STRING_ARGUMENTS.iter().any(|(n, _)| *n == f.name())
+                                || DATE_MIXING_FUNCTIONS.contains(&f.name())
+                                || f.name() == "date_part"
                         }
-                        Expr::ScalarFunction(f) => STRING_ARGUMENTS.iter().any(|(n, _)| *n == f.name()),
                         _ => false,
                     })
                 })?;
@@ -312,9 +319,33 @@ fn numeric_string_literal(e: &Expr, t: &DataType) -> bool {
 
 /// The integer literal `e` as MySQL reads it where a DATE (or, with
 /// `datetime`, a DATETIME) is wanted: `YYYYMMDD`, `YYMMDD` (70-99 the
-/// 1900s, 00-69 the 2000s), for a DATETIME also `YYYYMMDDHHMMSS`. `None`
-/// when it is no such date.
+/// 1900s, 00-69 the 2000s), for a DATETIME also `YYYYMMDDHHMMSS`; 0 or the
+/// string `'0000-00-00'` as the zero date
+/// ([`crate::executor::convert::ZERO_DATE_DAYS`]). `None` when it is no
+/// such date.
 fn date_literal(e: &Expr, target: &DataType) -> Option<Expr> {
+    use crate::executor::convert::{is_zero_date_text, ZERO_DATETIME_MICROS, ZERO_DATE_DAYS};
+    // The zero date (`'0000-00-00'`, or 0) as the CN holds it.
+    let zero = match e {
+        Expr::Literal(
+            ScalarValue::Utf8(Some(s)) | ScalarValue::LargeUtf8(Some(s)) | ScalarValue::Utf8View(Some(s)),
+            _,
+        ) => is_zero_date_text(s.trim()),
+        Expr::Literal(v, _) if v.data_type().is_integer() => {
+            v.cast_to(&DataType::Int64).ok() == Some(ScalarValue::Int64(Some(0)))
+        }
+        _ => false,
+    };
+    if zero {
+        return match target {
+            DataType::Date32 => Some(lit(ScalarValue::Date32(Some(ZERO_DATE_DAYS)))),
+            DataType::Timestamp(unit, tz) => ScalarValue::TimestampMicrosecond(Some(ZERO_DATETIME_MICROS), None)
+                .cast_to(&DataType::Timestamp(*unit, tz.clone()))
+                .ok()
+                .map(lit),
+            _ => None,
+        };
+    }
     let n = match e {
         Expr::Literal(v, _) if v.data_type().is_integer() && !v.is_null() => {
             v.cast_to(&DataType::Int64).ok().and_then(|v| if let ScalarValue::Int64(n) = v { n } else { None })?
@@ -347,6 +378,52 @@ fn date_literal(e: &Expr, target: &DataType) -> Option<Expr> {
 /// A LIKE pattern with escape character `esc` written with backslash
 /// escapes: `esc` + c becomes `\c` (a trailing `esc` is itself), a
 /// backslash of the pattern (a plain character there) `\\`.
+/// `x` (of type `t`) as a DATETIME of microseconds when it is a DATE and
+/// `other` a DATETIME or TIMESTAMP. DataFusion's common type of the two is
+/// of nanoseconds, which do not reach dates before 1677-09-21 (MySQL's
+/// start at 1000-01-01) nor the CN's zero date: the cast failed.
+pub(crate) fn date_as_datetime(x: &Expr, t: &DataType, other: &DataType) -> Option<Expr> {
+    match (t, other) {
+        (DataType::Date32, DataType::Timestamp(_, tz)) => Some(Expr::Cast(datafusion::logical_expr::Cast::new(
+            Box::new(x.clone()),
+            DataType::Timestamp(datafusion::arrow::datatypes::TimeUnit::Microsecond, tz.clone()),
+        ))),
+        _ => None,
+    }
+}
+
+/// Functions whose arguments DataFusion coerces to one type.
+const DATE_MIXING_FUNCTIONS: &[&str] = &["coalesce", "greatest", "least", "nullif", "nvl", "ifnull"];
+
+/// Casts the DATEs of `exprs` to DATETIMEs of microseconds when others
+/// are DATETIMEs ([`date_as_datetime`]); whether it cast any.
+fn dates_among_datetimes(exprs: Vec<&mut Expr>, schema: &DFSchema) -> bool {
+    let types: Vec<Option<DataType>> = exprs.iter().map(|x| x.get_type(schema).ok()).collect();
+    let Some(datetime) = types.iter().flatten().find(|t| matches!(t, DataType::Timestamp(..))).cloned() else {
+        return false;
+    };
+    let mut changed = false;
+    for (x, t) in exprs.into_iter().zip(&types) {
+        if let Some(cast) = t.as_ref().and_then(|t| date_as_datetime(x, t, &datetime)) {
+            *x = cast;
+            changed = true;
+        }
+    }
+    changed
+}
+
+/// The [`crate::executor::functions::MysqlDatePart`] of a `date_part`
+/// unit literal (`'YEAR'`, …), if it is one.
+fn mysql_date_part(unit: &Expr) -> Option<usize> {
+    let Expr::Literal(ScalarValue::Utf8(Some(u)) | ScalarValue::Utf8View(Some(u)) | ScalarValue::LargeUtf8(Some(u)), _) =
+        unit
+    else {
+        return None;
+    };
+    let parts = crate::executor::functions::MysqlDatePart::PARTS;
+    parts.iter().position(|(name, _)| name.eq_ignore_ascii_case(u) && *name != "dayofmonth")
+}
+
 fn backslash_escapes(p: &str, esc: char) -> String {
     let mut out = String::with_capacity(p.len() + 2);
     let mut chars = p.chars();
@@ -392,6 +469,13 @@ fn coerce(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
             let (mut l, mut r) = (*left, *right);
             let mut changed = lm || rm;
             if is_comparison(&op) {
+                // A DATE against a DATETIME: the DATE as a DATETIME of
+                // microseconds ([`date_as_datetime`]).
+                if let Some(x) = date_as_datetime(&l, &lt, &rt) {
+                    (l, changed) = (x, true);
+                } else if let Some(x) = date_as_datetime(&r, &rt, &lt) {
+                    (r, changed) = (x, true);
+                }
                 // A string against a number: both as DOUBLEs.
                 let string_number = |s: &Expr, st: &DataType, nt: &DataType| {
                     is_string(st) && nt.is_numeric() && !numeric_string_literal(s, nt)
@@ -409,6 +493,25 @@ fn coerce(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
                         l = d;
                         changed = true;
                     }
+                }
+            } else if matches!(op, Operator::Plus | Operator::Minus)
+                && (matches!(lt, DataType::Interval(_)) || matches!(rt, DataType::Interval(_)))
+            {
+                // Date arithmetic on the zero date is NULL in MySQL (a
+                // literal is never the CN's zero date: it reads as NULL).
+                let column = |x: &Expr, t: &DataType| {
+                    matches!(t, DataType::Date32 | DataType::Timestamp(..)) && !matches!(x, Expr::Literal(..))
+                };
+                let nonzero = |x: Expr, t: &DataType| match date_literal(&lit(0i64), t) {
+                    Some(zero) => datafusion::functions::core::expr_fn::nullif(x, zero),
+                    None => x,
+                };
+                if column(&l, &lt) {
+                    l = nonzero(l, &lt);
+                    changed = true;
+                } else if column(&r, &rt) {
+                    r = nonzero(r, &rt);
+                    changed = true;
                 }
             } else if matches!(op, Operator::Plus | Operator::Minus | Operator::Multiply | Operator::Modulo) {
                 let temporal =
@@ -457,7 +560,11 @@ fn coerce(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
         }
         // `s IN (0, 1)`, `g IN ('1', 'abc')`: as DOUBLEs when a string
         // meets a number that DataFusion would cast it to.
-        Expr::InList(l) => {
+        Expr::InList(mut l) => {
+            // DATEs among DATETIMEs ([`date_as_datetime`]).
+            if dates_among_datetimes(std::iter::once(&mut *l.expr).chain(l.list.iter_mut()).collect(), schema) {
+                return Ok(Transformed::yes(Expr::InList(l)));
+            }
             let (Some(t), Some(types)) = (ty(&l.expr), l.list.iter().map(ty).collect::<Option<Vec<_>>>()) else {
                 return Ok(Transformed::no(Expr::InList(l)));
             };
@@ -496,6 +603,31 @@ fn coerce(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
                 }
             }
             Ok(if changed { Transformed::yes(Expr::Like(l)) } else { Transformed::no(Expr::Like(l)) })
+        }
+        // EXTRACT(YEAR FROM d) and the like (DataFusion's `date_part`): as
+        // MySQL's YEAR(d), …, which give whole numbers, and 0 for the zero
+        // date (DataFusion's gave -1 and 12).
+        Expr::ScalarFunction(f)
+            if f.name() == "date_part"
+                && f.args.len() == 2
+                && ty(&f.args[1]).is_some_and(|t| matches!(t, DataType::Date32 | DataType::Timestamp(..)))
+                && mysql_date_part(&f.args[0]).is_some() =>
+        {
+            let index = mysql_date_part(&f.args[0]).expect("checked");
+            let x = f.args.into_iter().nth(1).expect("two");
+            Ok(Transformed::yes(udf(crate::executor::functions::MysqlDatePart::new(index), x)))
+        }
+        // Functions whose arguments become one type, a CASE's results, an
+        // IN list: DATEs among DATETIMEs as DATETIMEs of microseconds
+        // ([`date_as_datetime`]).
+        Expr::ScalarFunction(mut f) if DATE_MIXING_FUNCTIONS.contains(&f.name()) => {
+            let changed = dates_among_datetimes(f.args.iter_mut().collect(), schema);
+            Ok(Transformed::new_transformed(Expr::ScalarFunction(f), changed))
+        }
+        Expr::Case(mut c) => {
+            let results = c.when_then_expr.iter_mut().map(|(_, t)| &mut **t).chain(c.else_expr.as_deref_mut());
+            let changed = dates_among_datetimes(results.collect(), schema);
+            Ok(Transformed::new_transformed(Expr::Case(c), changed))
         }
         Expr::ScalarFunction(f) if f.name() == Conversion::Number.name() && f.args.len() == 1 => {
             // A mark not under an operator (an aggregate's argument, or

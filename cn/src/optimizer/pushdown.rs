@@ -346,6 +346,15 @@ pub(crate) fn sql(e: &Expr) -> Result<String> {
                     )))
                 }
                 Expr::Alias(a) => Transformed::yes(*a.expr),
+                // The CN's zero date or datetime (a value read from a DN)
+                // as MySQL's text of it.
+                Expr::Literal(v, _) if zero_temporal(&v) => {
+                    let text = if matches!(v, ScalarValue::Date32(_)) { "0000-00-00" } else { "0000-00-00 00:00:00" };
+                    Transformed::yes(Expr::Cast(datafusion::logical_expr::Cast::new(
+                        Box::new(Expr::Literal(ScalarValue::Utf8(Some(text.into())), None)),
+                        v.data_type(),
+                    )))
+                }
                 other => Transformed::no(other),
             })
         })?
@@ -357,6 +366,19 @@ pub(crate) fn sql(e: &Expr) -> Result<String> {
     // CN's `timestampdiff` takes its unit as a string.
     let _ = datafusion::sql::sqlparser::ast::VisitMut::visit(&mut e, &mut MySqlSpelling);
     Ok(e.to_string())
+}
+
+/// Whether `v` is the CN's zero date or datetime
+/// ([`crate::executor::convert::ZERO_DATE_DAYS`]).
+fn zero_temporal(v: &ScalarValue) -> bool {
+    let n = match v {
+        ScalarValue::Date32(Some(d)) => *d as i64,
+        ScalarValue::TimestampMicrosecond(Some(t), _)
+        | ScalarValue::TimestampMillisecond(Some(t), _)
+        | ScalarValue::TimestampSecond(Some(t), _) => *t,
+        _ => return false,
+    };
+    crate::executor::convert::is_zero_temporal(&v.data_type(), n)
 }
 
 /// Writes what the unparser prints in other dialects' or the CN's own

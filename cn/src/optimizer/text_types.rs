@@ -29,6 +29,14 @@ use datafusion::logical_expr::{Case, Expr, ExprSchemable, LogicalPlan, Projectio
 use datafusion::optimizer::AnalyzerRule;
 use std::sync::Arc;
 
+/// How a UNION column's values are made one type ([`textual_union`]).
+enum Fix {
+    /// Temporal values as MySQL's text of them.
+    Text,
+    /// DATEs as DATETIMEs of microseconds (in the DATETIMEs' zone).
+    Micros(Option<Arc<str>>),
+}
+
 /// The analyzer rule (see the module documentation).
 #[derive(Debug, Default)]
 pub struct TextTypes;
@@ -116,22 +124,40 @@ fn textual_union(u: &Union) -> Result<Option<LogicalPlan>> {
     if u.inputs.iter().any(|i| i.schema().fields().len() != width) {
         return Ok(None); // DataFusion's own error
     }
-    let textual: Vec<bool> = (0..width)
+    // Per column: MySQL's text of its temporal values when they mix with
+    // strings or numbers; a DATE as a DATETIME of microseconds when it
+    // mixes with DATETIMEs (DataFusion's common type is of nanoseconds,
+    // which do not reach dates before 1677 nor the zero date).
+    let fixes: Vec<Option<Fix>> = (0..width)
         .map(|c| {
             let types: Vec<DataType> = u.inputs.iter().map(|i| i.schema().field(c).data_type().clone()).collect();
-            mixes_temporal_and_text(&types)
+            if mixes_temporal_and_text(&types) {
+                Some(Fix::Text)
+            } else if types.contains(&DataType::Date32) {
+                types.iter().find_map(|t| match t {
+                    DataType::Timestamp(_, tz) => Some(Fix::Micros(tz.clone())),
+                    _ => None,
+                })
+            } else {
+                None
+            }
         })
         .collect();
-    if !textual.contains(&true) {
+    if fixes.iter().all(Option::is_none) {
         return Ok(None);
     }
     let text = ScalarUDF::from(MysqlText::new());
+    let fix = |c: usize, t: &DataType| match &fixes[c] {
+        Some(Fix::Text) if is_temporal(t) => Some(&fixes[c]),
+        Some(Fix::Micros(_)) if *t == DataType::Date32 => Some(&fixes[c]),
+        _ => None,
+    };
     let inputs = u
         .inputs
         .iter()
         .map(|input| {
             let schema = input.schema();
-            if !(0..width).any(|c| textual[c] && is_temporal(schema.field(c).data_type())) {
+            if !(0..width).any(|c| fix(c, schema.field(c).data_type()).is_some()) {
                 return Ok(input.clone());
             }
             let exprs = schema
@@ -139,10 +165,15 @@ fn textual_union(u: &Union) -> Result<Option<LogicalPlan>> {
                 .enumerate()
                 .map(|(c, (q, f))| {
                     let col = Expr::Column(Column::from((q, f)));
-                    if textual[c] && is_temporal(f.data_type()) {
-                        text.call(vec![col]).alias_qualified(q.cloned(), f.name())
-                    } else {
-                        col
+                    match fix(c, f.data_type()) {
+                        Some(Some(Fix::Text)) => text.call(vec![col]).alias_qualified(q.cloned(), f.name()),
+                        Some(Some(Fix::Micros(tz))) => {
+                            let to =
+                                DataType::Timestamp(datafusion::arrow::datatypes::TimeUnit::Microsecond, tz.clone());
+                            Expr::Cast(datafusion::logical_expr::Cast::new(Box::new(col), to))
+                                .alias_qualified(q.cloned(), f.name())
+                        }
+                        _ => col,
                     }
                 })
                 .collect();
