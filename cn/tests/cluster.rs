@@ -1653,6 +1653,9 @@ fn mysql_expressions_over_values_the_cn_computes_match_mariadb() {
             // `~x` (DataFusion has none) and CAST of a date to an integer
             // (its number, where the CN read the year alone).
             "~g, ~x, ~s, ~-1, ~(g - 5), ~d, g & ~1, CAST(d AS SIGNED), CAST(d AS UNSIGNED)",
+            // Bit operators over BIGINT UNSIGNED bits (DataFusion's were
+            // signed: `-1 & g` was -1).
+            "-1 & g, (g - 5) | 8, (g - 3) ^ 3, (g - 2) << 2, (g - 2) >> 1, x & 3, s | 0, g & '3'",
             "s LIKE 'm%' ESCAPE '!', s LIKE 'M!%' ESCAPE '!', CONCAT(s, '%') LIKE '%!%' ESCAPE '!', CONCAT(s, '!') LIKE '%!' ESCAPE '!'",
         ]
         .iter()
@@ -1676,6 +1679,8 @@ fn mysql_expressions_over_values_the_cn_computes_match_mariadb() {
                 "SELECT g, COUNT(*) FROM t WHERE s IN (0, 12) OR x LIKE '%5' GROUP BY g ORDER BY g",
                 "SELECT id FROM t WHERE LEAST(s, g) = 0 AND GREATEST(s, x) > 0 ORDER BY id",
                 "SELECT id FROM t WHERE (g & ~2) = 1 ORDER BY id",
+                // Bit operators pushed to the shards.
+                "SELECT t.id, u.id FROM t JOIN t u ON t.g = u.g WHERE t.g & 1 AND (u.g | 4) = 5 ORDER BY 1, 2",
                 "SELECT id, CAST(dt AS SIGNED), CAST(t AS SIGNED), ~t FROM (SELECT id, MAX(dt) dt, MAX(t) t FROM tm \
                  GROUP BY id + 0) q ORDER BY id",
                 // A CAST alone in a select list over the CN's strings.

@@ -58,6 +58,7 @@ pub fn all(dn: Option<DnEval>) -> Vec<ScalarUDF> {
         ScalarUDF::from(MysqlCastInt::new(false)),
         ScalarUDF::from(MysqlCastInt::new(true)),
         ScalarUDF::from(MysqlCastInt::bitnot()),
+        ScalarUDF::from(MysqlCastInt::bits()),
         ScalarUDF::from(MysqlConcat::new()),
         ScalarUDF::from(SingleRow::new()),
         ScalarUDF::from(MysqlTruncate::new()),
@@ -345,26 +346,50 @@ impl ScalarUDFImpl for MysqlIntDiv {
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct MysqlCastInt {
     signature: Signature,
-    unsigned: bool,
-    /// `mysql_bitnot(x)`: MySQL's `~x`, the 64 bits of `x` as an integer
-    /// (converted as for `CAST(x AS SIGNED)`) inverted, an unsigned BIGINT
-    /// (`~0` is 18446744073709551615, `~-1` is 0). On a shard it is
-    /// `x ^ 18446744073709551615`, the same bits.
-    bitnot: bool,
+    mode: IntMode,
+}
+
+/// What [`MysqlCastInt`] gives.
+#[derive(Debug, PartialEq, Eq, Hash, Clone, Copy)]
+enum IntMode {
+    /// `CAST(x AS SIGNED)`.
+    Signed,
+    /// `CAST(x AS UNSIGNED)`.
+    Unsigned,
+    /// `mysql_bits(x)`: the 64 bits MySQL's bit operators (`&`, `|`, `^`,
+    /// `<<`, `>>`) take of an operand (converted as for `CAST(x AS
+    /// SIGNED)`, a negative one as its two's complement), an unsigned
+    /// BIGINT (`-1` is 18446744073709551615). On a shard it is `x`: MariaDB
+    /// converts the operands itself.
+    Bits,
+    /// `mysql_bitnot(x)`: MySQL's `~x`, those bits inverted (`~0` is
+    /// 18446744073709551615, `~-1` is 0). On a shard it is `x ^
+    /// 18446744073709551615`, the same bits.
+    BitNot,
 }
 
 impl MysqlCastInt {
     pub const SIGNED: &'static str = "mysql_signed";
     pub const UNSIGNED: &'static str = "mysql_unsigned";
+    pub const BITS: &'static str = "mysql_bits";
     pub const BITNOT: &'static str = "mysql_bitnot";
 
     pub fn new(unsigned: bool) -> Self {
-        MysqlCastInt { signature: Signature::user_defined(Volatility::Immutable), unsigned, bitnot: false }
+        Self::of(if unsigned { IntMode::Unsigned } else { IntMode::Signed })
     }
 
-    /// `mysql_bitnot` (see [`MysqlCastInt::bitnot`]).
+    fn of(mode: IntMode) -> Self {
+        MysqlCastInt { signature: Signature::user_defined(Volatility::Immutable), mode }
+    }
+
+    /// `mysql_bits` (see [`IntMode::Bits`]).
+    pub fn bits() -> Self {
+        Self::of(IntMode::Bits)
+    }
+
+    /// `mysql_bitnot` (see [`IntMode::BitNot`]).
     pub fn bitnot() -> Self {
-        MysqlCastInt { bitnot: true, ..Self::new(true) }
+        Self::of(IntMode::BitNot)
     }
 }
 
@@ -389,12 +414,11 @@ fn leading_integer(s: &str) -> i128 {
 
 impl ScalarUDFImpl for MysqlCastInt {
     fn name(&self) -> &str {
-        if self.bitnot {
-            Self::BITNOT
-        } else if self.unsigned {
-            Self::UNSIGNED
-        } else {
-            Self::SIGNED
+        match self.mode {
+            IntMode::Signed => Self::SIGNED,
+            IntMode::Unsigned => Self::UNSIGNED,
+            IntMode::Bits => Self::BITS,
+            IntMode::BitNot => Self::BITNOT,
         }
     }
     fn signature(&self) -> &Signature {
@@ -413,7 +437,7 @@ impl ScalarUDFImpl for MysqlCastInt {
             .collect())
     }
     fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
-        Ok(if self.unsigned { DataType::UInt64 } else { DataType::Int64 })
+        Ok(if self.mode == IntMode::Signed { DataType::Int64 } else { DataType::UInt64 })
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;
@@ -447,12 +471,14 @@ impl ScalarUDFImpl for MysqlCastInt {
         // The 64 bits MySQL keeps of a value: a negative one as BIGINT, a
         // positive one as BIGINT UNSIGNED (both saturating).
         let bits = |v: i128| if v < 0 { v.max(i64::MIN as i128) as i64 as u64 } else { v.min(u64::MAX as i128) as u64 };
-        let out: ArrayRef = if self.bitnot {
+        let out: ArrayRef = if self.mode == IntMode::BitNot {
             Arc::new(wide.into_iter().map(|v| v.map(|v| !bits(v))).collect::<UInt64Array>())
-        } else if !self.unsigned && matches!(a.data_type(), DataType::UInt64) {
+        } else if self.mode == IntMode::Bits {
+            Arc::new(wide.into_iter().map(|v| v.map(bits)).collect::<UInt64Array>())
+        } else if self.mode == IntMode::Signed && matches!(a.data_type(), DataType::UInt64) {
             // BIGINT UNSIGNED to SIGNED keeps the bits (MySQL wraps).
             Arc::new(wide.into_iter().map(|v| v.map(|v| bits(v) as i64)).collect::<Int64Array>())
-        } else if self.unsigned {
+        } else if self.mode == IntMode::Unsigned {
             let signed = matches!(a.data_type(), DataType::Int64);
             Arc::new(
                 wide.into_iter()

@@ -147,6 +147,7 @@ const PUSHABLE_FUNCTIONS: &[&str] = &[
     "mysql_div",
     "mysql_intdiv",
     MysqlCastInt::BITNOT,
+    MysqlCastInt::BITS,
     "mysql_signed",
     "truncate",
     "timediff",
@@ -185,8 +186,25 @@ pub(crate) fn pushable(e: &Expr) -> bool {
         Expr::Literal(v, _) => !matches!(v, ScalarValue::List(_) | ScalarValue::Struct(_) | ScalarValue::Map(_)),
         Expr::Alias(a) => pushable(&a.expr),
         Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
-            matches!(op, Eq | NotEq | Lt | LtEq | Gt | GtEq | And | Or | Plus | Minus | Multiply | Modulo)
-                && pushable(left)
+            matches!(
+                op,
+                Eq | NotEq
+                    | Lt
+                    | LtEq
+                    | Gt
+                    | GtEq
+                    | And
+                    | Or
+                    | Plus
+                    | Minus
+                    | Multiply
+                    | Modulo
+                    | BitwiseAnd
+                    | BitwiseOr
+                    | BitwiseXor
+                    | BitwiseShiftLeft
+                    | BitwiseShiftRight
+            ) && pushable(left)
                 && pushable(right)
         }
         Expr::Not(x) | Expr::IsNull(x) | Expr::IsNotNull(x) | Expr::Negative(x) => pushable(x),
@@ -305,6 +323,10 @@ pub(crate) fn sql(e: &Expr) -> Result<String> {
                         Operator::BitwiseXor,
                         Box::new(Expr::Literal(ScalarValue::UInt64(Some(u64::MAX)), None)),
                     )))
+                }
+                // A bit operator's operand: MariaDB takes its bits itself.
+                Expr::ScalarFunction(f) if f.name() == MysqlCastInt::BITS && f.args.len() == 1 => {
+                    Transformed::yes(f.args.into_iter().next().expect("one"))
                 }
                 // `CAST(x AS SIGNED)` (DataFusion's MySQL unparser names Int64 so).
                 Expr::ScalarFunction(f) if f.name() == MysqlCastInt::SIGNED && f.args.len() == 1 => {

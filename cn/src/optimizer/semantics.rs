@@ -1219,6 +1219,11 @@ fn null_if_any_null(args: &[&Expr], value: Expr) -> Expr {
     }
 }
 
+/// Whether `e` is a call of the function `name`.
+fn is_call(e: &Expr, name: &str) -> bool {
+    matches!(e, Expr::Function(f) if f.name.to_string().eq_ignore_ascii_case(name))
+}
+
 fn call(
     name: &str,
     args: Vec<Expr>,
@@ -1696,6 +1701,22 @@ impl VisitorMut for Rewriter {
             // MySQL's unary plus does nothing, to any type; DataFusion's
             // accepts only numbers (`+ col` of a VARCHAR failed).
             Expr::UnaryOp { op: UnaryOperator::Plus, expr } => Some((**expr).clone()),
+            // MySQL's bit operators take the 64 bits of their operands as
+            // a BIGINT UNSIGNED (DataFusion's, of signed integers, gave
+            // `-1 & x` as -1 and `x | 8` of a negative x negative).
+            Expr::BinaryOp { left, op, right }
+                if matches!(
+                    op,
+                    BinaryOperator::BitwiseAnd
+                        | BinaryOperator::BitwiseOr
+                        | BinaryOperator::BitwiseXor
+                        | BinaryOperator::PGBitwiseShiftLeft
+                        | BinaryOperator::PGBitwiseShiftRight
+                ) && !is_call(left, MysqlCastInt::BITS) =>
+            {
+                let bits = |x: &Expr| call(MysqlCastInt::BITS, vec![x.clone()], false, None);
+                Some(Expr::BinaryOp { left: Box::new(bits(left)), op: op.clone(), right: Box::new(bits(right)) })
+            }
             // MySQL's `~x` (DataFusion has no bitwise NOT).
             Expr::UnaryOp { op: UnaryOperator::BitwiseNot, expr } => {
                 Some(call(MysqlCastInt::BITNOT, vec![(**expr).clone()], false, None))
