@@ -392,6 +392,16 @@ pub(crate) fn date_as_datetime(x: &Expr, t: &DataType, other: &DataType) -> Opti
     }
 }
 
+/// Whether `e` is an interval literal with hours, minutes, seconds or a
+/// fraction of a second.
+fn has_time_part(e: &Expr) -> bool {
+    match e {
+        Expr::Literal(ScalarValue::IntervalDayTime(Some(v)), _) => v.milliseconds != 0,
+        Expr::Literal(ScalarValue::IntervalMonthDayNano(Some(v)), _) => v.nanoseconds != 0,
+        _ => false,
+    }
+}
+
 /// Functions whose arguments DataFusion coerces to one type.
 const DATE_MIXING_FUNCTIONS: &[&str] = &["coalesce", "greatest", "least", "nullif", "nvl", "ifnull"];
 
@@ -511,6 +521,16 @@ fn coerce(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
                     changed = true;
                 } else if column(&r, &rt) {
                     r = nonzero(r, &rt);
+                    changed = true;
+                }
+                // A DATE plus hours, minutes or seconds is a DATETIME in
+                // MySQL (DataFusion's stayed a DATE, the time cut off).
+                let datetime = DataType::Timestamp(datafusion::arrow::datatypes::TimeUnit::Microsecond, None);
+                if lt == DataType::Date32 && has_time_part(&r) {
+                    l = date_as_datetime(&l, &lt, &datetime).expect("a DATE");
+                    changed = true;
+                } else if rt == DataType::Date32 && has_time_part(&l) {
+                    r = date_as_datetime(&r, &rt, &datetime).expect("a DATE");
                     changed = true;
                 }
             } else if matches!(op, Operator::Plus | Operator::Minus | Operator::Multiply | Operator::Modulo) {

@@ -1219,6 +1219,39 @@ fn null_if_any_null(args: &[&Expr], value: Expr) -> Expr {
     }
 }
 
+/// `INTERVAL n QUARTER` as `INTERVAL n * 3 MONTH` (DataFusion has no
+/// quarters); any other expression as it is.
+fn quarters_as_months(i: &Expr) -> Expr {
+    use datafusion::sql::sqlparser::ast::DateTimeField;
+    match i {
+        Expr::Interval(iv) if iv.leading_field == Some(DateTimeField::Quarter) && iv.last_field.is_none() => {
+            let three = Expr::Value(Value::Number("3".into(), false).into());
+            let months = Expr::BinaryOp {
+                left: Box::new(Expr::Nested(iv.value.clone())),
+                op: BinaryOperator::Multiply,
+                right: Box::new(three),
+            };
+            let months = match &*iv.value {
+                Expr::Value(v) => match &v.value {
+                    Value::Number(n, _) => n
+                        .parse::<i64>()
+                        .ok()
+                        .and_then(|n| n.checked_mul(3))
+                        .map_or(months, |m| Expr::Value(Value::Number(m.to_string(), false).into())),
+                    _ => months,
+                },
+                _ => months,
+            };
+            Expr::Interval(datafusion::sql::sqlparser::ast::Interval {
+                value: Box::new(months),
+                leading_field: Some(DateTimeField::Month),
+                ..iv.clone()
+            })
+        }
+        other => other.clone(),
+    }
+}
+
 /// Whether `e` is a call of the function `name`.
 fn is_call(e: &Expr, name: &str) -> bool {
     matches!(e, Expr::Function(f) if f.name.to_string().eq_ignore_ascii_case(name))
@@ -1418,7 +1451,8 @@ fn mysql_function_rewrite(f: &Function) -> Option<Expr> {
                 },
                 _ => (*d).clone(),
             };
-            Some(Expr::Nested(Box::new(Expr::BinaryOp { left: Box::new(d), op, right: Box::new((*i).clone()) })))
+            let i = quarters_as_months(i);
+            Some(Expr::Nested(Box::new(Expr::BinaryOp { left: Box::new(d), op, right: Box::new(i) })))
         }
         ("adddate" | "subdate", [d, n]) => {
             // As `ADDDATE(d, INTERVAL n DAY)`, which the arm above rewrites.
@@ -1430,6 +1464,36 @@ fn mysql_function_rewrite(f: &Function) -> Option<Expr> {
                 fractional_seconds_precision: None,
             });
             let call = call(&name, vec![(*d).clone(), days], false, None);
+            match &call {
+                Expr::Function(g) => mysql_function_rewrite(g).or(Some(call)),
+                _ => Some(call),
+            }
+        }
+        // `TIMESTAMPADD(unit, n, d)` as `DATE_ADD(d, INTERVAL n unit)`,
+        // which MySQL defines it as (MySQL 8.0 reference, 14.7).
+        ("timestampadd", [Expr::Identifier(unit), n, d]) => {
+            use datafusion::sql::sqlparser::ast::DateTimeField as F;
+            let u = unit.value.to_ascii_uppercase();
+            let field = match u.strip_prefix("SQL_TSI_").unwrap_or(&u) {
+                "MICROSECOND" => F::Microsecond,
+                "SECOND" => F::Second,
+                "MINUTE" => F::Minute,
+                "HOUR" => F::Hour,
+                "DAY" => F::Day,
+                "WEEK" => F::Week(None),
+                "MONTH" => F::Month,
+                "QUARTER" => F::Quarter,
+                "YEAR" => F::Year,
+                _ => return None,
+            };
+            let interval = Expr::Interval(datafusion::sql::sqlparser::ast::Interval {
+                value: Box::new((*n).clone()),
+                leading_field: Some(field),
+                leading_precision: None,
+                last_field: None,
+                fractional_seconds_precision: None,
+            });
+            let call = call("date_add", vec![(*d).clone(), interval], false, None);
             match &call {
                 Expr::Function(g) => mysql_function_rewrite(g).or(Some(call)),
                 _ => Some(call),
@@ -1716,6 +1780,10 @@ impl VisitorMut for Rewriter {
             {
                 let bits = |x: &Expr| call(MysqlCastInt::BITS, vec![x.clone()], false, None);
                 Some(Expr::BinaryOp { left: Box::new(bits(left)), op: op.clone(), right: Box::new(bits(right)) })
+            }
+            // `INTERVAL n QUARTER` (DataFusion has no quarters).
+            Expr::Interval(iv) if iv.leading_field == Some(datafusion::sql::sqlparser::ast::DateTimeField::Quarter) => {
+                Some(quarters_as_months(e))
             }
             // MySQL's `~x` (DataFusion has no bitwise NOT).
             Expr::UnaryOp { op: UnaryOperator::BitwiseNot, expr } => {
