@@ -1658,7 +1658,7 @@ fn mysql_expressions_over_values_the_cn_computes_match_mariadb() {
             "-1 & g, (g - 5) | 8, (g - 3) ^ 3, (g - 2) << 2, (g - 2) >> 1, x & 3, s | 0, g & '3'",
             // TIMESTAMPADD, quarters, and a DATE plus hours (a DATETIME).
             "TIMESTAMPADD(DAY, 3, d), TIMESTAMPADD(QUARTER, 1, d), TIMESTAMPADD(SQL_TSI_HOUR, 2, d), \
-             d + INTERVAL 90 MINUTE, d - INTERVAL 1 QUARTER, DATE_ADD(d, INTERVAL 2 QUARTER)",
+             d + INTERVAL 90 MINUTE, d - INTERVAL 1 QUARTER, DATE_ADD(d, INTERVAL 2 QUARTER), EXTRACT(WEEK FROM d)",
             "s LIKE 'm%' ESCAPE '!', s LIKE 'M!%' ESCAPE '!', CONCAT(s, '%') LIKE '%!%' ESCAPE '!', CONCAT(s, '!') LIKE '%!' ESCAPE '!'",
         ]
         .iter()

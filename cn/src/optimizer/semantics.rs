@@ -1781,6 +1781,11 @@ impl VisitorMut for Rewriter {
                 let bits = |x: &Expr| call(MysqlCastInt::BITS, vec![x.clone()], false, None);
                 Some(Expr::BinaryOp { left: Box::new(bits(left)), op: op.clone(), right: Box::new(bits(right)) })
             }
+            // `EXTRACT(WEEK FROM d)` is MySQL's `WEEK(d, 0)` (DataFusion's
+            // is the ISO week).
+            Expr::Extract { field: datafusion::sql::sqlparser::ast::DateTimeField::Week(None), expr, .. } => {
+                Some(call("week", vec![(**expr).clone(), Expr::value(Value::Number("0".into(), false))], false, None))
+            }
             // `INTERVAL n QUARTER` (DataFusion has no quarters).
             Expr::Interval(iv) if iv.leading_field == Some(datafusion::sql::sqlparser::ast::DateTimeField::Quarter) => {
                 Some(quarters_as_months(e))
