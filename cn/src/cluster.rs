@@ -338,25 +338,37 @@ impl Cluster {
         d.conn_for(session).await
     }
 
-    /// The session time zone `zone` as MariaDB names it (`'+8:00'` is
-    /// `+08:00`), checked on a DN: `None` for `SYSTEM` (the DNs' default).
-    /// Errors: 1298 for a zone the DNs do not know (named zones need
-    /// MariaDB's time zone tables), or a DN's error.
-    pub async fn time_zone(&self, zone: &str) -> Result<Option<Arc<str>>> {
-        if zone.eq_ignore_ascii_case("SYSTEM") {
-            return Ok(None);
+    /// A session's `time_zone` and `sql_mode` checked and named by a DN:
+    /// the state its DN connections carry ([`DnSession`]: `None` for a
+    /// part that is the DNs' default; of the mode, the part that changes
+    /// what statements do, [`crate::session::vars::dn_sql_mode`]), and
+    /// both as `@@time_zone` and `@@sql_mode` show them (`'+8:00'` is
+    /// `+08:00`; `TRADITIONAL` is spelled out). Errors: 1298 for a zone
+    /// the DNs do not know (named zones need MariaDB's time zone tables),
+    /// 1231 for an unknown mode, or a DN's error.
+    pub async fn check_dn_session(&self, zone: &str, mode: &str) -> Result<(DnSession, String, String)> {
+        let d = self.dn(self.any_dn())?;
+        let asked = DnSession {
+            time_zone: Some(zone).filter(|z| !z.eq_ignore_ascii_case("SYSTEM")).map(Arc::from),
+            sql_mode: Some(Arc::from(mode)),
+        };
+        let mut c = d.conn_for(&asked).await?;
+        let named: Option<(String, String)> =
+            mysql_async::prelude::Queryable::query_first(&mut c, "SELECT @@session.time_zone, @@session.sql_mode")
+                .await
+                .map_err(|e| d.err(e))?;
+        drop(c);
+        let (zone, mode) = named.ok_or_else(|| CnError::internal("a DN answered no session state"))?;
+        let forwarded = crate::session::vars::dn_sql_mode(&mode);
+        let session = DnSession {
+            time_zone: Some(zone.as_str()).filter(|z| !z.eq_ignore_ascii_case("SYSTEM")).map(Arc::from),
+            sql_mode: Some(forwarded).filter(|m| m != crate::session::vars::DN_SQL_MODE).map(|m| Arc::from(m.as_str())),
+        };
+        if session != asked {
+            // The pools of the states in use stay, not those of the asking.
+            d.forget_pool(&asked);
         }
-        let asked = DnSession { time_zone: Some(zone.into()) };
-        let named: Option<String> = self.query_first_any(&asked, "SELECT @@session.time_zone").await?;
-        let named: Option<Arc<str>> = named.filter(|n| !n.eq_ignore_ascii_case("SYSTEM")).map(Arc::from);
-        if named.as_deref() != Some(zone) {
-            // Sessions keep the zone as named: the pool of this spelling
-            // ('+8:00') would stay unused.
-            for d in &self.dns {
-                d.forget_pool(zone);
-            }
-        }
-        Ok(named)
+        Ok((session, zone, mode))
     }
 
     /// The first row of `sql` on any DN, on a connection with `session`'s

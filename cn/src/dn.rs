@@ -32,15 +32,39 @@ fn is_loopback(host: &str) -> bool {
 const CONNECTION_INIT: &str = "SET SESSION innodb_snapshot_isolation = ON, SESSION net_write_timeout = 28800";
 
 /// The session state a CN session's DN connections carry beyond the pool's
-/// defaults: its `time_zone`, which MariaDB applies to TIMESTAMP columns
-/// (stored in UTC, read and written in the session's zone), `NOW()`,
-/// `UNIX_TIMESTAMP()` and `FROM_UNIXTIME()` (MySQL 8.0 reference, 7.1.15
-/// "MySQL Server Time Zone Support"). `None`: the DN's default, `SYSTEM`.
-/// Connections with a zone come from a pool of that zone, so a pooled
-/// connection never carries one session's zone into another's statement.
+/// defaults (`None`: the DN's own):
+/// - `time_zone`, which MariaDB applies to TIMESTAMP columns (stored in UTC,
+///   read and written in the session's zone), `NOW()`, `UNIX_TIMESTAMP()`
+///   and `FROM_UNIXTIME()` (MySQL 8.0 reference, 7.1.15 "MySQL Server Time
+///   Zone Support");
+/// - `sql_mode`, the modes that change what a statement does on the DN
+///   (strictness: `''` truncates a too-long string with a warning where
+///   `STRICT_TRANS_TABLES` refuses it; zero dates; division by zero),
+///   without those that change how SQL is read (the CN writes the DNs'
+///   SQL with backslash escapes and backquoted names).
+///
+/// Connections with any of them come from a pool for that state, so a
+/// pooled connection never carries one session's state into another's
+/// statement.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct DnSession {
     pub time_zone: Option<Arc<str>>,
+    pub sql_mode: Option<Arc<str>>,
+}
+
+impl DnSession {
+    /// What a connection with this state runs once, after the pool's
+    /// [`CONNECTION_INIT`].
+    fn setup(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(zone) = &self.time_zone {
+            out.push(format!("SET SESSION time_zone = {}", quote_str(zone)));
+        }
+        if let Some(mode) = &self.sql_mode {
+            out.push(format!("SET SESSION sql_mode = {}", quote_str(mode)));
+        }
+        out
+    }
 }
 
 /// A data node the CN sends physical SQL to.
@@ -54,9 +78,9 @@ pub struct Dn {
     /// Held while one caller takes several connections (see
     /// `Cluster::acquire`).
     pub acquire_lock: tokio::sync::Mutex<()>,
-    /// Pools of connections set to a time zone other than the DN's
-    /// default, by zone ([`DnSession`]); made on first use.
-    zoned: std::sync::Mutex<HashMap<Arc<str>, Pool>>,
+    /// Pools of connections with a session state other than the DN's
+    /// defaults, by state ([`DnSession`]); made on first use.
+    zoned: std::sync::Mutex<HashMap<DnSession, Pool>>,
 }
 
 impl Dn {
@@ -96,30 +120,33 @@ impl Dn {
         }
     }
 
-    /// Drops the pool of connections set to time zone `zone` (its
+    /// Drops the pool of connections with `session`'s state (their
     /// connections close as they come back).
-    pub fn forget_pool(&self, zone: &str) {
-        self.zoned.lock().unwrap_or_else(|e| e.into_inner()).remove(zone);
+    pub fn forget_pool(&self, session: &DnSession) {
+        self.zoned.lock().unwrap_or_else(|e| e.into_inner()).remove(session);
     }
 
     /// A pooled connection for a session with `session`'s state. Errors:
-    /// those of [`Dn::conn`]; a zone the DN does not know is its error
-    /// 1298 (and its pool is dropped).
+    /// those of [`Dn::conn`]; a state the DN refuses is its error (1298
+    /// for an unknown zone, 1231 for an unknown mode), and the state's
+    /// pool is dropped.
     pub async fn conn_for(&self, session: &DnSession) -> Result<Conn> {
-        let Some(zone) = &session.time_zone else { return self.conn().await };
+        if *session == DnSession::default() {
+            return self.conn().await;
+        }
         let pool = {
             let mut zoned = self.zoned.lock().unwrap_or_else(|e| e.into_inner());
             zoned
-                .entry(zone.clone())
+                .entry(session.clone())
                 .or_insert_with(|| {
-                    let set = format!("SET SESSION time_zone = {}", quote_str(zone));
-                    Pool::new(OptsBuilder::from_opts(self.opts.clone()).init(vec![CONNECTION_INIT.to_string(), set]))
+                    let init = std::iter::once(CONNECTION_INIT.to_string()).chain(session.setup()).collect::<Vec<_>>();
+                    Pool::new(OptsBuilder::from_opts(self.opts.clone()).init(init))
                 })
                 .clone()
         };
         let r = self.get(&pool).await;
         if matches!(&r, Err(CnError::Dn { .. })) {
-            self.forget_pool(zone);
+            self.zoned.lock().unwrap_or_else(|e| e.into_inner()).remove(session);
         }
         r
     }

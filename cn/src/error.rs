@@ -82,6 +82,11 @@ pub fn sqlstate_for(code: u16) -> &'static str {
         ER_LOCK_DEADLOCK => "40001",
         ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION => "25006",
         ER_WRONG_VALUE_FOR_VAR | ER_WRONG_TYPE_FOR_VAR | ER_SP_DOES_NOT_EXIST => "42000",
+        // Data too long, out of range, an incorrect value (MySQL 8.0
+        // "Server Error Message Reference").
+        1406 => "22001",
+        1264 => "22003",
+        1292 => "22007",
         _ => "HY000",
     }
 }

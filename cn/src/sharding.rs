@@ -210,6 +210,87 @@ pub fn partition_for(table: &TableDef, key: &[Option<&str>]) -> Result<usize> {
     }
 }
 
+/// [`partition_for`] for a row being written (row number `row`, from 1, for
+/// the error): each partition-key value must be one MariaDB stores as it
+/// is ([`check_stored`]). Under a non-strict `sql_mode` MariaDB would
+/// store another value (a too-long string cut, an out-of-range number
+/// clamped, an invalid date zeroed) than the one the CN routed by, and a
+/// lookup by the stored value would miss the row; so such a key value is
+/// refused as strict mode refuses it, whatever the session's mode.
+pub fn partition_for_write(table: &TableDef, key: &[Option<&str>], row: usize) -> Result<usize> {
+    for (c, v) in table.partitioning.key_columns().iter().zip(key) {
+        if let Some(col) = table.column(c) {
+            check_stored(col, *v, row)?;
+        }
+    }
+    partition_for(table, key)
+}
+
+/// Checks that `text` (`None`: NULL) is stored unchanged in column `col`:
+/// a string no longer than a CHAR / VARCHAR / VARBINARY's length, an
+/// integer or DECIMAL in the column's range, a date or datetime that
+/// exists (zero parts as MariaDB's default `sql_mode` allows:
+/// `0000-00-00`, `2020-05-00`). Errors: MySQL's strict-mode errors 1406
+/// (data too long), 1264 (out of range), 1292 (incorrect date), naming
+/// `col` and `row`. Other types are not checked.
+pub fn check_stored(col: &crate::catalog::ColumnMeta, text: Option<&str>, row: usize) -> Result<()> {
+    let Some(s) = text else { return Ok(()) };
+    let too_long = || CnError::mysql(1406, format!("Data too long for column '{}' at row {row}", col.name));
+    let out_of_range = || CnError::mysql(1264, format!("Out of range value for column '{}' at row {row}", col.name));
+    let ty = col.sql_type.to_ascii_lowercase();
+    let length = || ty.split_once('(').and_then(|(_, n)| n.split(')').next()?.trim().parse::<usize>().ok());
+    let longer = |n: usize| length().is_some_and(|max| n > max);
+    match col.kind {
+        TypeKind::String if (ty.starts_with("char") || ty.starts_with("varchar")) && longer(s.chars().count()) => {
+            Err(too_long())
+        }
+        TypeKind::Binary if ty.starts_with("varbinary") && longer(s.len()) => Err(too_long()),
+        TypeKind::Int { unsigned, bytes } if !ty.starts_with("year") && !ty.starts_with("bit") => {
+            let KeyValue::Int(v) = canonical(col.kind, Some(s))? else { return Ok(()) };
+            let bits = u32::from(bytes.clamp(1, 8)) * 8;
+            let (lo, hi) =
+                if unsigned { (0, (1i128 << bits) - 1) } else { (-(1i128 << (bits - 1)), (1i128 << (bits - 1)) - 1) };
+            if v < lo || v > hi {
+                return Err(out_of_range());
+            }
+            Ok(())
+        }
+        TypeKind::Decimal { precision, scale } => {
+            let KeyValue::Text(t) = canonical(col.kind, Some(s))? else { return Ok(()) };
+            let int_digits = t.trim_start_matches('-').split('.').next().unwrap_or("").trim_start_matches('0').len();
+            if int_digits > usize::from(precision).saturating_sub(scale.max(0) as usize) {
+                return Err(out_of_range());
+            }
+            Ok(())
+        }
+        TypeKind::Date | TypeKind::DateTime { .. } if !stored_temporal(s.trim()) => {
+            let what = if col.kind == TypeKind::Date { "date" } else { "datetime" };
+            Err(CnError::mysql(1292, format!("Incorrect {what} value: '{s}' for column '{}' at row {row}", col.name)))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Whether MariaDB stores the date or datetime text `t` as it is (in its
+/// default `sql_mode`): year, month 0-12 and day 0-31, a real day when
+/// month and day are both set, and a time of day within 23:59:59.
+fn stored_temporal(t: &str) -> bool {
+    let main = t.split_once('.').map_or(t, |(m, _)| m);
+    let nums: Option<Vec<u32>> =
+        main.split(|c: char| !c.is_ascii_digit()).filter(|p| !p.is_empty()).map(|p| p.parse().ok()).collect();
+    let Some(nums) = nums else { return false };
+    if nums.len() < 3 || nums.len() > 6 {
+        return false;
+    }
+    let g = |i: usize| nums.get(i).copied().unwrap_or(0);
+    let (y, m, d) = (g(0), g(1), g(2));
+    let date_ok = y <= 9999
+        && m <= 12
+        && d <= 31
+        && (m == 0 || d == 0 || chrono::NaiveDate::from_ymd_opt(y as i32, m, d).is_some());
+    date_ok && g(3) <= 23 && g(4) <= 59 && g(5) <= 59
+}
+
 fn no_partition(v: Option<&str>) -> CnError {
     CnError::mysql(
         code::ER_NO_PARTITION_FOR_GIVEN_VALUE,
@@ -238,6 +319,46 @@ pub fn partitions_for_range(table: &TableDef, lo: Option<&str>, hi: Option<&str>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn key_values_mariadb_would_change_are_refused() {
+        let col = |sql_type: &str, kind: TypeKind| crate::catalog::ColumnMeta {
+            name: "k".into(),
+            sql_type: sql_type.into(),
+            kind,
+            nullable: true,
+            auto_increment: false,
+            hidden: false,
+        };
+        let code =
+            |c: &crate::catalog::ColumnMeta, v: &str| check_stored(c, Some(v), 1).err().map(|e| e.to_mysql().code);
+        let s = col("varchar(3)", TypeKind::String);
+        assert_eq!((code(&s, "abc"), code(&s, "äöü"), code(&s, "abcd")), (None, None, Some(1406)));
+        assert_eq!(check_stored(&s, None, 1).ok(), Some(()));
+        let t = col("tinyint", TypeKind::Int { unsigned: false, bytes: 1 });
+        assert_eq!(
+            (code(&t, "-128"), code(&t, "127"), code(&t, "128"), code(&t, "-129")),
+            (None, None, Some(1264), Some(1264))
+        );
+        let u = col("tinyint unsigned", TypeKind::Int { unsigned: true, bytes: 1 });
+        assert_eq!((code(&u, "255"), code(&u, "256"), code(&u, "-1")), (None, Some(1264), Some(1264)));
+        let b = col("bigint unsigned", TypeKind::Int { unsigned: true, bytes: 8 });
+        assert_eq!((code(&b, "18446744073709551615"), code(&b, "18446744073709551616")), (None, Some(1264)));
+        let d = col("decimal(4,2)", TypeKind::Decimal { precision: 4, scale: 2 });
+        assert_eq!((code(&d, "99.994"), code(&d, "99.995"), code(&d, "-99.99")), (None, Some(1264), None));
+        let date = col("date", TypeKind::Date);
+        for (v, ok) in [
+            ("2020-02-29", true),
+            ("2020-05-00", true),
+            ("0000-00-00", true),
+            ("2021-02-29", false),
+            ("2020-13-01", false),
+        ] {
+            assert_eq!(code(&date, v).is_none(), ok, "{v}");
+        }
+        let dt = col("datetime", TypeKind::DateTime { fsp: 0 });
+        assert_eq!((code(&dt, "2020-01-01 23:59:59"), code(&dt, "2020-01-01 24:00:00")), (None, Some(1292)));
+    }
 
     #[test]
     fn canonical_forms_agree() {

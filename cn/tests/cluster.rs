@@ -2289,3 +2289,86 @@ fn session_time_zone_reaches_every_dn_connection() {
         assert_eq!(zone, "+01:00");
     });
 }
+
+/// `SET sql_mode` reaches the session's DN connections (the modes that
+/// change what a statement does; those that change how SQL is read stay in
+/// the CN): a legacy application's `sql_mode = ''` stores what MySQL stores
+/// where the default strict mode refuses it, as a MariaDB in the same mode
+/// does, while another session stays strict.
+#[test]
+fn session_sql_mode_reaches_every_dn_connection() {
+    block_on(async {
+        let mut c = fresh_db("t_sql_mode").await;
+        let create = "CREATE TABLE m (id INT PRIMARY KEY, n INT, s VARCHAR(3))";
+        c.query_drop(format!("{create} PARTITION BY KEY(id) PARTITIONS 4")).await.unwrap();
+        let mut reference = reference_db("sql_mode_reference").await;
+        reference.query_drop(create).await.unwrap();
+        let mut other = connect(Some("t_sql_mode")).await;
+        let steps = [
+            "SELECT @@sql_mode",
+            "INSERT INTO m VALUES (1, 1, 'abcdef')",
+            "SET sql_mode = ''",
+            "SELECT @@sql_mode, @@session.sql_mode",
+            "INSERT INTO m VALUES (1, 1, 'abcdef'), (2, 2, 'xy'), (3, 3, 'long text')",
+            "BEGIN",
+            "INSERT INTO m VALUES (4, 4, 'abcd')",
+            "UPDATE m SET s = CONCAT(s, 'zzzz') WHERE id = 2",
+            "COMMIT",
+            "SELECT id, n, s FROM m ORDER BY id",
+            "SET sql_mode = 'TRADITIONAL'",
+            "SELECT @@sql_mode",
+            "INSERT INTO m VALUES (5, 5, 'abcd')",
+            "SET sql_mode = 'PIPES_AS_CONCAT,STRICT_ALL_TABLES'",
+            "SELECT @@sql_mode",
+            "INSERT INTO m VALUES (6, 6, 'abcd')",
+            "SET sql_mode = 'NO_SUCH_MODE'",
+            "SELECT @@sql_mode",
+            "SET sql_mode = DEFAULT",
+            "SELECT @@sql_mode",
+            "INSERT INTO m VALUES (7, 7, 'abcd')",
+            "SELECT id, n, s FROM m ORDER BY id",
+        ];
+        for (i, q) in steps.into_iter().enumerate() {
+            let (ours, theirs) = (result_text(&mut c, q).await, result_text(&mut reference, q).await);
+            assert_eq!(ours, theirs, "{q}");
+            if i == 4 {
+                // Meanwhile a session in the default mode stays strict.
+                assert_eq!(result_text(&mut other, "INSERT INTO m VALUES (9, 9, 'abcdef')").await, "error 1406");
+            }
+        }
+        // A partition or global index key value MariaDB would change (cut,
+        // clamp) is refused even in a non-strict mode: the CN routes by the
+        // value as written, and a lookup by the stored one would miss it.
+        c.query_drop(
+            "CREATE TABLE k (s VARCHAR(3) PRIMARY KEY, n TINYINT, d DATE, \
+             GLOBAL INDEX gn(n) PARTITION BY KEY(n) PARTITIONS 4) PARTITION BY KEY(s) PARTITIONS 4",
+        )
+        .await
+        .unwrap();
+        c.query_drop("CREATE TABLE r (d DATE, v INT) PARTITION BY RANGE COLUMNS(d) (PARTITION p0 VALUES LESS THAN ('2000-01-01'), PARTITION p1 VALUES LESS THAN (MAXVALUE))").await.unwrap();
+        c.query_drop("SET sql_mode = ''").await.unwrap();
+        for (q, code) in [
+            ("INSERT INTO k VALUES ('abcdef', 1, NULL)", "error 1406"),
+            ("INSERT INTO k VALUES ('ab', 1, NULL), ('abcd', 2, NULL)", "error 1406"),
+            ("INSERT INTO k VALUES ('ab', 300, NULL)", "error 1264"),
+            ("INSERT INTO r VALUES ('2020-02-30', 1)", "error 1292"),
+        ] {
+            assert_eq!(result_text(&mut c, q).await, code, "{q}");
+        }
+        // Values stored as written go in, in any mode; other columns are
+        // cut as MariaDB cuts them.
+        c.query_drop("INSERT INTO k VALUES ('abc', 100, '2020-02-30'), ('x', -5, '2020-05-00')").await.unwrap();
+        c.query_drop("INSERT INTO r VALUES ('2020-05-00', 1), ('0000-00-00', 2)").await.unwrap();
+        for (q, rows) in [
+            ("SELECT s, n, d FROM k WHERE s = 'abc'", r#"[["'abc'", "'100'", "'0000-00-00'"]]"#),
+            ("SELECT s, n, d FROM k WHERE n = -5", r#"[["'x'", "'-5'", "'2020-05-00'"]]"#),
+            ("SELECT v FROM r WHERE d = '2020-05-00'", r#"[["'1'"]]"#),
+            ("SELECT v FROM r WHERE d = '0000-00-00'", r#"[["'2'"]]"#),
+        ] {
+            let text = result_text(&mut c, q).await;
+            assert!(text.ends_with(rows), "{q}: {text}");
+        }
+        assert_eq!(result_text(&mut c, "SELECT COUNT(*) FROM k").await, r#"["COUNT(*)"] [["'2'"]]"#);
+        c.query_drop("CHECK GLOBAL INDEX gn ON k").await.unwrap();
+    });
+}

@@ -193,7 +193,7 @@ async fn insert(
         })
         .collect::<Result<_>>()?;
     let mut by_part: BTreeMap<usize, Vec<Vec<Expr>>> = BTreeMap::new();
-    for r in rows {
+    for (n, r) in rows.into_iter().enumerate() {
         let p = if def.is_partitioned() {
             let vals: Vec<Option<String>> = key_pos
                 .iter()
@@ -203,7 +203,7 @@ async fn insert(
                 })
                 .collect::<Result<_>>()?;
             let key: Vec<Option<&str>> = vals.iter().map(|v| v.as_deref()).collect();
-            partition_for(&def, &key)?
+            crate::sharding::partition_for_write(&def, &key, n + 1)?
         } else {
             0
         };

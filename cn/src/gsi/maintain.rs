@@ -431,7 +431,7 @@ impl InsertShape<'_> {
         let pos = pos.ok_or_else(|| CnError::mysql(1364, "the partition key is needed to route the row"))?;
         let k = Key::from_exprs(&pos.iter().map(|&i| &r[i]).collect::<Vec<_>>())?;
         let texts: Vec<Option<&str>> = k.texts.iter().map(|v| v.as_deref()).collect();
-        partition_for(self.def, &texts)
+        crate::sharding::partition_for_write(self.def, &texts, 1)
     }
 
     /// The INSERT's column list, quoted.

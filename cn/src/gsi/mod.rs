@@ -23,7 +23,6 @@ pub mod select;
 use crate::catalog::{GlobalIndex, TableDef, TypeKind};
 use crate::dn::{quote_ident, quote_str};
 use crate::error::{CnError, Result};
-use crate::sharding::partition_for;
 use std::collections::BTreeMap;
 
 /// A row as the DN returned it (text protocol bytes, `None` = NULL), in the
@@ -86,7 +85,7 @@ fn route(t: &TableDef, key: &[usize], row: &Row) -> Result<usize> {
     }
     let key: Vec<Option<String>> = key.iter().map(|&i| text(&row[i])).collect();
     let key: Vec<Option<&str>> = key.iter().map(|v| v.as_deref()).collect();
-    partition_for(t, &key)
+    crate::sharding::partition_for_write(t, &key, 1)
 }
 
 /// The partition of `def` that holds a full row of it.

@@ -1194,14 +1194,21 @@ impl Session {
                     format!("Unknown system variable '{key}'"),
                 ));
             }
-            if key == "time_zone" {
-                // Checked and named by a DN (1298 for an unknown zone); the
-                // session's DN connections carry it from the next statement
-                // (a transaction's branches keep the zone they began with).
-                let zone = if val.eq_ignore_ascii_case("DEFAULT") { "SYSTEM".to_string() } else { val.clone() };
-                let zone = self.cluster.time_zone(&zone).await?;
-                val = zone.as_deref().unwrap_or("SYSTEM").to_string();
-                self.dn_session.time_zone = zone;
+            if key == "time_zone" || key == "sql_mode" {
+                // Checked and named by a DN (1298 for an unknown zone, 1231
+                // for an unknown mode); the session's DN connections carry
+                // them from the next statement (a transaction's branches
+                // keep the state they began with).
+                let default = vars::defaults().remove(&key).unwrap_or_default();
+                let asked = if val.eq_ignore_ascii_case("DEFAULT") { default } else { val.clone() };
+                let var = |k: &str| self.vars.get(k).cloned().unwrap_or_default();
+                let (zone, mode) =
+                    if key == "time_zone" { (asked, var("sql_mode")) } else { (var("time_zone"), asked) };
+                let (session, zone, mode) = self.cluster.check_dn_session(&zone, &mode).await?;
+                self.dn_session = session;
+                self.vars.insert("time_zone".into(), zone);
+                self.vars.insert("sql_mode".into(), mode);
+                continue;
             }
             self.vars.insert(key, val);
         }

@@ -71,7 +71,7 @@ pub fn defaults() -> BTreeMap<String, String> {
         ("sql_notes", "1"),
         ("sql_quote_show_create", "1"),
         ("sql_safe_updates", "0"),
-        ("sql_mode", "STRICT_TRANS_TABLES,ERROR_FOR_DIVISION_BY_ZERO,NO_AUTO_CREATE_USER,NO_ENGINE_SUBSTITUTION"),
+        ("sql_mode", DN_SQL_MODE),
         ("sql_select_limit", "18446744073709551615"),
         ("system_time_zone", "UTC"),
         ("time_zone", "SYSTEM"),
@@ -139,4 +139,49 @@ pub fn normalize_name(name: &str) -> String {
 /// an integer, as MySQL does).
 pub fn is_numeric(v: &str) -> bool {
     !v.is_empty() && v.parse::<i128>().is_ok()
+}
+
+/// The `sql_mode` of the DNs' pooled connections: MariaDB 10.11's default
+/// (MariaDB Knowledge Base, "SQL_MODE"), also the CN sessions' default.
+pub const DN_SQL_MODE: &str =
+    "STRICT_TRANS_TABLES,ERROR_FOR_DIVISION_BY_ZERO,NO_AUTO_CREATE_USER,NO_ENGINE_SUBSTITUTION";
+
+/// Modes that change how MySQL reads SQL text rather than what a statement
+/// does: the CN parses the client's SQL itself and writes the DNs' SQL with
+/// backslash escapes, backquoted names and `CONCAT`, so these stay out of
+/// the DNs' sessions.
+const READING_MODES: &[&str] = &[
+    "ANSI_QUOTES",
+    "NO_BACKSLASH_ESCAPES",
+    "PIPES_AS_CONCAT",
+    "IGNORE_SPACE",
+    "ANSI",
+    "ORACLE",
+    "MSSQL",
+    "DB2",
+    "POSTGRESQL",
+    "MAXDB",
+];
+
+/// The part of a session's `sql_mode` (as MariaDB names it) its DN
+/// connections carry: every mode but [`READING_MODES`].
+pub fn dn_sql_mode(mode: &str) -> String {
+    mode.split(',')
+        .map(str::trim)
+        .filter(|m| !m.is_empty() && !READING_MODES.iter().any(|r| r.eq_ignore_ascii_case(m)))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes_that_change_how_sql_is_read_stay_in_the_cn() {
+        assert_eq!(dn_sql_mode("PIPES_AS_CONCAT,ANSI_QUOTES,STRICT_ALL_TABLES"), "STRICT_ALL_TABLES");
+        assert_eq!(dn_sql_mode(""), "");
+        assert_eq!(dn_sql_mode(DN_SQL_MODE), DN_SQL_MODE);
+        assert_eq!(dn_sql_mode("NO_BACKSLASH_ESCAPES"), "");
+    }
 }
