@@ -29,6 +29,55 @@ fn is_loopback(host: &str) -> bool {
 /// dropped the connection of an answer waiting longer ("bytes remaining on
 /// stream": a mariadb-dump of TPC-H SF 1 lineitem through the CN failed at
 /// its third DN). 8 hours, as wait_timeout.
+/// A warning as `SHOW WARNINGS` lists it: level, code, message.
+pub type Warning = (String, u16, String);
+
+/// The most warnings a statement keeps, as MariaDB's default
+/// `max_error_count` (MariaDB KB, "Server System Variables").
+pub const MAX_WARNINGS: usize = 64;
+
+tokio::task_local! {
+    /// The warnings the DNs gave the statement running in this task
+    /// ([`record_warnings`]), for the session's diagnostics area.
+    static DN_WARNINGS: std::cell::RefCell<Vec<Warning>>;
+}
+
+/// Runs `f` (a client statement) with a fresh area for the DNs' warnings;
+/// its output and the warnings its DN statements gave (those run in tasks
+/// of their own, as a gather's readers, are not seen).
+pub async fn with_dn_warnings<F: std::future::Future>(f: F) -> (F::Output, Vec<Warning>) {
+    DN_WARNINGS
+        .scope(std::cell::RefCell::new(Vec::new()), async {
+            let out = f.await;
+            (out, DN_WARNINGS.with(|w| w.take()))
+        })
+        .await
+}
+
+/// How many warnings the DNs gave the running statement so far (0 outside
+/// [`with_dn_warnings`]): the count its OK or EOF packet carries.
+pub fn dn_warning_count() -> usize {
+    DN_WARNINGS.try_with(|w| w.borrow().len()).unwrap_or(0)
+}
+
+/// After a DN statement on `c` that reported warnings: reads them (`SHOW
+/// WARNINGS`, which lists the last statement's) into the running
+/// statement's area, up to [`MAX_WARNINGS`]. Not reading them leaves the
+/// statement's result as it is.
+pub async fn record_warnings(c: &mut Conn) {
+    use mysql_async::prelude::Queryable;
+    if DN_WARNINGS.try_with(|_| ()).is_err() {
+        return;
+    }
+    if let Ok(rows) = c.query::<(String, u16, String), _>("SHOW WARNINGS").await {
+        let _ = DN_WARNINGS.try_with(|w| {
+            let mut w = w.borrow_mut();
+            let room = MAX_WARNINGS.saturating_sub(w.len());
+            w.extend(rows.into_iter().take(room));
+        });
+    }
+}
+
 const CONNECTION_INIT: &str = "SET SESSION innodb_snapshot_isolation = ON, SESSION net_write_timeout = 28800";
 
 /// The session state a CN session's DN connections carry beyond the pool's
@@ -229,8 +278,10 @@ pub async fn exec_summed(c: &mut Conn, sql: &str) -> std::result::Result<u64, my
     use mysql_async::prelude::Queryable;
     let mut r = c.query_iter(sql).await?;
     let mut total = 0;
+    let mut warned = false;
     loop {
         total += r.affected_rows();
+        warned |= r.warnings() > 0;
         if r.is_empty() {
             break;
         }
@@ -238,6 +289,9 @@ pub async fn exec_summed(c: &mut Conn, sql: &str) -> std::result::Result<u64, my
         r.for_each(drop).await?;
     }
     r.drop_result().await?;
+    if warned {
+        record_warnings(c).await;
+    }
     Ok(total)
 }
 

@@ -78,6 +78,12 @@ pub async fn start_cn(config: crate::config::Config) -> Result<RunningCn> {
     Ok((cluster, addr, task))
 }
 
+/// The warnings the DNs gave the running statement so far, for the count
+/// its OK or EOF packet carries.
+fn warning_count() -> u16 {
+    crate::dn::dn_warning_count().min(u16::MAX as usize) as u16
+}
+
 /// Writes results to the client.
 struct ConnSink<'a> {
     io: &'a mut Io,
@@ -129,16 +135,16 @@ impl ResultSink for ConnSink<'_> {
         self.io.write_packet(&self.buf).await
     }
     async fn end_rows(&mut self) -> Result<()> {
-        let st = self.status();
+        let (st, warnings) = (self.status(), warning_count());
         if self.deprecate_eof() {
-            self.io.write_packet(&ok_packet(0, 0, st, 0, "", true)).await
+            self.io.write_packet(&ok_packet(0, 0, st, warnings, "", true)).await
         } else {
-            self.io.write_packet(&eof_packet(st, 0)).await
+            self.io.write_packet(&eof_packet(st, warnings)).await
         }
     }
     async fn ok(&mut self, affected: u64, last_insert_id: u64, info: &str) -> Result<()> {
         let st = self.status();
-        self.io.write_packet(&ok_packet(affected, last_insert_id, st, 0, info, false)).await
+        self.io.write_packet(&ok_packet(affected, last_insert_id, st, warning_count(), info, false)).await
     }
     /// LOCAL INFILE request: `0xFB` then the file name; the client answers
     /// with the file in packets and an empty packet at its end.

@@ -2314,8 +2314,13 @@ fn session_sql_mode_reaches_every_dn_connection() {
             "INSERT INTO m VALUES (1, 1, 'abcdef'), (2, 2, 'xy'), (3, 3, 'long text')",
             "BEGIN",
             "INSERT INTO m VALUES (4, 4, 'abcd')",
+            // The DN's warnings are the session's (SHOW WARNINGS).
+            "SHOW WARNINGS",
             "UPDATE m SET s = CONCAT(s, 'zzzz') WHERE id = 2",
+            "SHOW WARNINGS",
             "COMMIT",
+            "SELECT n / 0, s + 0 FROM m WHERE id = 2",
+            "SHOW WARNINGS",
             "SELECT id, n, s FROM m ORDER BY id",
             "SET sql_mode = 'TRADITIONAL'",
             "SELECT @@sql_mode",
@@ -2338,6 +2343,12 @@ fn session_sql_mode_reaches_every_dn_connection() {
                 assert_eq!(result_text(&mut other, "INSERT INTO m VALUES (9, 9, 'abcdef')").await, "error 1406");
             }
         }
+        // The OK packet counts the DN's warnings.
+        for conn in [&mut c, &mut reference] {
+            conn.query_drop("SET sql_mode = ''").await.unwrap();
+            conn.query_drop("INSERT INTO m VALUES (8, 8, 'abcdef')").await.unwrap();
+        }
+        assert_eq!((c.get_warnings(), reference.get_warnings()), (1, 1));
         // A partition or global index key value MariaDB would change (cut,
         // clamp) is refused even in a non-strict mode: the CN routes by the
         // value as written, and a lookup by the stored one would miss it.

@@ -371,17 +371,23 @@ impl Session {
             self.warnings.clear();
         }
         let select = matches!(w.first().map(|x| x.trim_start_matches('(')), Some("SELECT" | "WITH" | ""));
-        let mut r = if select {
-            self.calc_found_rows = None;
-            let mut counted = sink::CountSink { inner: sink, rows: 0 };
-            let r = self.execute_inner(sql, &w, &mut counted).await;
-            if r.is_ok() {
-                self.found_rows = self.calc_found_rows.take().unwrap_or(counted.rows);
+        let (mut r, dn_warnings) = crate::dn::with_dn_warnings(async {
+            if select {
+                self.calc_found_rows = None;
+                let mut counted = sink::CountSink { inner: sink, rows: 0 };
+                let r = self.execute_inner(sql, &w, &mut counted).await;
+                if r.is_ok() {
+                    self.found_rows = self.calc_found_rows.take().unwrap_or(counted.rows);
+                }
+                r
+            } else {
+                self.execute_inner(sql, &w, sink).await
             }
-            r
-        } else {
-            self.execute_inner(sql, &w, sink).await
-        };
+        })
+        .await;
+        // The DNs' warnings of the statement (MySQL's diagnostics area).
+        let room = crate::dn::MAX_WARNINGS.saturating_sub(self.warnings.len());
+        self.warnings.extend(dn_warnings.into_iter().take(room));
         if r.is_err() && self.txn.as_ref().is_some_and(|t| t.take_victim()) {
             // A distributed deadlock victim: the whole transaction goes.
             self.rollback().await;
@@ -1052,18 +1058,26 @@ impl Session {
         let thread = c.id();
         let run = async {
             let mut r = c.query_iter(sql).await.map_err(|e| d.err(e))?;
-            match r.columns() {
+            // `None`: a result set was sent; else the OK's affected rows and id.
+            let ok = match r.columns() {
                 Some(cols) if !cols.is_empty() => {
                     let defs: Vec<ColumnDef> = cols.iter().map(column_from_dn).collect();
                     sink.columns(&defs).await?;
                     self.stream_rows(&d, &mut r, sink).await?;
-                    sink.end_rows().await
+                    None
                 }
-                _ => {
-                    let (a, l) = (r.affected_rows(), r.last_insert_id().unwrap_or(0));
-                    r.drop_result().await.map_err(|e| d.err(e))?;
-                    sink.ok(a, l, "").await
-                }
+                _ => Some((r.affected_rows(), r.last_insert_id().unwrap_or(0))),
+            };
+            let warned = r.warnings() > 0;
+            r.drop_result().await.map_err(|e| d.err(e))?;
+            // The DN's warnings go into the session's diagnostics area
+            // before the end of the result, whose packet counts them.
+            if warned {
+                crate::dn::record_warnings(&mut c).await;
+            }
+            match ok {
+                None => sink.end_rows().await,
+                Some((a, l)) => sink.ok(a, l, "").await,
             }
         };
         self.cluster.killable(&self.kill_query, dn, thread, run).await
