@@ -68,13 +68,11 @@ pub fn calc_week(d: chrono::NaiveDate, behaviour: u32) -> (i64, i32) {
     (days / 7 + 1, year)
 }
 
-/// `t` formatted by MySQL's DATE_FORMAT specifiers; a `%` before any
-/// other character gives that character.
-pub fn format(t: NaiveDateTime, f: &str) -> String {
+/// Walks the format `f`: its text is copied, each specifier (the character
+/// after a `%`) is written by `spec`; `None` when `spec` gives none.
+fn expand(f: &str, mut spec: impl FnMut(char, &mut String) -> Option<()>) -> Option<String> {
     let mut out = String::with_capacity(f.len() + 16);
     let mut chars = f.chars();
-    let hour12 = |h: u32| if h.is_multiple_of(12) { 12 } else { h % 12 };
-    let (d, h) = (t.date(), t.hour());
     while let Some(c) = chars.next() {
         if c != '%' {
             out.push(c);
@@ -85,6 +83,17 @@ pub fn format(t: NaiveDateTime, f: &str) -> String {
             out.push('%');
             break;
         };
+        spec(s, &mut out)?;
+    }
+    Some(out)
+}
+
+/// `t` formatted by MySQL's DATE_FORMAT specifiers; a `%` before any
+/// other character gives that character.
+pub fn format(t: NaiveDateTime, f: &str) -> String {
+    let hour12 = |h: u32| if h.is_multiple_of(12) { 12 } else { h % 12 };
+    let (d, h) = (t.date(), t.hour());
+    let written = expand(f, |s, out| {
         let _ = match s {
             'a' => write!(out, "{}", &DAY_NAMES[d.weekday().num_days_from_monday() as usize][..3]),
             'b' => write!(out, "{}", &MONTH_NAMES[d.month0() as usize][..3]),
@@ -129,8 +138,9 @@ pub fn format(t: NaiveDateTime, f: &str) -> String {
             'y' => write!(out, "{:02}", d.year().rem_euclid(100)),
             other => write!(out, "{other}"),
         };
-    }
-    out
+        Some(())
+    });
+    written.unwrap_or_default()
 }
 
 /// The zero date `0000-00-00` formatted as MariaDB formats it: zeros for
@@ -139,17 +149,7 @@ pub fn format(t: NaiveDateTime, f: &str) -> String {
 /// year, which it has none of. MariaDB's week numbers of it (`%U`, `%u`,
 /// `%V`, `%v`) are not a week: NULL here too.
 pub fn format_zero(f: &str) -> Option<String> {
-    let mut out = String::with_capacity(f.len() + 16);
-    let mut chars = f.chars();
-    while let Some(c) = chars.next() {
-        if c != '%' {
-            out.push(c);
-            continue;
-        }
-        let Some(s) = chars.next() else {
-            out.push('%');
-            break;
-        };
+    expand(f, |s, out| {
         out.push_str(match s {
             'Y' | 'X' | 'x' => "0000",
             'y' | 'm' | 'd' | 'H' | 'i' | 'S' | 's' => "00",
@@ -163,11 +163,11 @@ pub fn format_zero(f: &str) -> Option<String> {
             'a' | 'b' | 'j' | 'M' | 'U' | 'u' | 'V' | 'v' | 'W' | 'w' => return None,
             other => {
                 out.push(other);
-                continue;
+                return Some(());
             }
         });
-    }
-    Some(out)
+        Some(())
+    })
 }
 
 /// `date_format(date, format)`: see the module documentation. A date
