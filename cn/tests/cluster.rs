@@ -1658,6 +1658,9 @@ fn mysql_expressions_over_values_the_cn_computes_match_mariadb() {
             // Bit operators over BIGINT UNSIGNED bits (DataFusion's were
             // signed: `-1 & g` was -1).
             "-1 & g, (g - 5) | 8, (g - 3) ^ 3, (g - 2) << 2, (g - 2) >> 1, x & 3, s | 0, g & '3'",
+            // Integer arithmetic in 64 bits, overflow an error (1690;
+            // DataFusion's INT + INT wrapped at 32 bits).
+            "g * 2147483647 + g * 2147483647, -g * 2147483647 - 2147483647, id - 4, CAST(g AS UNSIGNED) * 3",
             // TIMESTAMPADD, quarters, and a DATE plus hours (a DATETIME).
             "TIMESTAMPADD(DAY, 3, d), TIMESTAMPADD(QUARTER, 1, d), TIMESTAMPADD(SQL_TSI_HOUR, 2, d), \
              d + INTERVAL 90 MINUTE, d - INTERVAL 1 QUARTER, DATE_ADD(d, INTERVAL 2 QUARTER), EXTRACT(WEEK FROM d)",
@@ -1709,6 +1712,12 @@ fn mysql_expressions_over_values_the_cn_computes_match_mariadb() {
             let (ours, theirs) = (result_text(&mut c, q).await, result_text(&mut reference, q).await);
             assert_eq!(ours, theirs, "{q}");
             assert!(!ours.starts_with("error"), "{q}: {ours}");
+        }
+        // Integer overflow is MySQL's error 1690 (DataFusion wrapped).
+        for e in ["g * 9223372036854775807", "CAST(g AS UNSIGNED) - 2", "(g + 9223372036854775806) * 1"] {
+            let q = per_row(e);
+            assert_eq!(result_text(&mut c, &q).await, "error 1690", "{q}");
+            assert_eq!(result_text(&mut reference, &q).await, "error 1690", "{q}");
         }
         // The parser's marks on arithmetic operands are gone before the
         // shards' SQL is made, in joins too.

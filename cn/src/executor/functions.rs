@@ -72,12 +72,122 @@ pub fn all(dn: Option<DnEval>) -> Vec<ScalarUDF> {
         ScalarUDF::from(MysqlRound::new()),
     ]
     .into_iter()
+    .chain(MysqlIntArith::OPS.iter().filter_map(|(_, op)| MysqlIntArith::new(*op).map(ScalarUDF::from)))
     .chain((0..MysqlDatePart::PARTS.len()).map(|i| ScalarUDF::from(MysqlDatePart::new(i))))
     .chain(super::truth::Conversion::ALL.map(super::truth::Conversion::udf))
     .chain(ShardFunction::all(dn))
     .chain(crate::optimizer::coercion::string_functions())
     .chain(std::iter::once(crate::optimizer::coercion::order_arg()))
     .collect()
+}
+
+/// `mysql_int_add(a, b)`, `mysql_int_sub(a, b)`, `mysql_int_mul(a, b)`:
+/// MySQL's `+`, `-`, `*` of two integers (MySQL 8.0 reference, 14.6.1
+/// "Arithmetic Operators", and 13.1.7 "Out-of-Range and Overflow
+/// Handling"): computed in 64 bits whatever the operands' widths (`INT +
+/// INT` is a BIGINT: DataFusion's stayed an INT and wrapped, so
+/// 2147483647 + 2147483647 was -2), a BIGINT UNSIGNED when either operand
+/// is unsigned, and a result beyond the type's range is error 1690
+/// (DataFusion's wrapped silently). The analyzer writes integer
+/// arithmetic so ([`crate::optimizer::coercion`]); on a shard it is the
+/// operator itself.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct MysqlIntArith {
+    signature: Signature,
+    op: datafusion::logical_expr::Operator,
+}
+
+impl MysqlIntArith {
+    /// The three functions and their operators.
+    pub const OPS: [(&'static str, datafusion::logical_expr::Operator); 3] = [
+        ("mysql_int_add", datafusion::logical_expr::Operator::Plus),
+        ("mysql_int_sub", datafusion::logical_expr::Operator::Minus),
+        ("mysql_int_mul", datafusion::logical_expr::Operator::Multiply),
+    ];
+
+    /// The function for `op` (`+`, `-` or `*`); `None` for another.
+    pub fn new(op: datafusion::logical_expr::Operator) -> Option<Self> {
+        Self::OPS
+            .iter()
+            .any(|(_, o)| *o == op)
+            .then(|| MysqlIntArith { signature: Signature::user_defined(Volatility::Immutable), op })
+    }
+
+    /// The operator of the function named `name`, if it is one of these.
+    pub fn operator_of(name: &str) -> Option<datafusion::logical_expr::Operator> {
+        Self::OPS.iter().find(|(n, _)| *n == name).map(|(_, o)| *o)
+    }
+
+    fn unsigned(t: &DataType) -> bool {
+        matches!(t, DataType::UInt8 | DataType::UInt16 | DataType::UInt32 | DataType::UInt64)
+    }
+}
+
+impl ScalarUDFImpl for MysqlIntArith {
+    fn name(&self) -> &str {
+        Self::OPS.iter().find(|(_, o)| *o == self.op).map(|(n, _)| *n).expect("one of OPS")
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        Ok(arg_types.iter().map(|t| if Self::unsigned(t) { DataType::UInt64 } else { DataType::Int64 }).collect())
+    }
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        Ok(if arg_types.iter().any(Self::unsigned) { DataType::UInt64 } else { DataType::Int64 })
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let [a, b] = arrays.as_slice() else {
+            return exec_err!("{} takes two arguments", self.name());
+        };
+        let wide = |x: &ArrayRef| -> Result<Vec<Option<i128>>> {
+            Ok(match x.data_type() {
+                DataType::UInt64 => x
+                    .as_primitive::<datafusion::arrow::datatypes::UInt64Type>()
+                    .iter()
+                    .map(|v| v.map(i128::from))
+                    .collect(),
+                _ => {
+                    let x = datafusion::arrow::compute::cast(x, &DataType::Int64)?;
+                    x.as_primitive::<Int64Type>().iter().map(|v| v.map(i128::from)).collect()
+                }
+            })
+        };
+        let unsigned = *args.return_field.data_type() == DataType::UInt64;
+        let (lo, hi) = if unsigned { (0, u64::MAX as i128) } else { (i64::MIN as i128, i64::MAX as i128) };
+        let op = self.op;
+        // MySQL names the expression; the values are what the CN has.
+        let out_of_range = |x: i128, y: i128| {
+            let what = if unsigned { "BIGINT UNSIGNED" } else { "BIGINT" };
+            datafusion::error::DataFusionError::External(Box::new(CnError::mysql(
+                1690,
+                format!("{what} value is out of range in '{x} {op} {y}'"),
+            )))
+        };
+        let values = wide(a)?
+            .into_iter()
+            .zip(wide(b)?)
+            .map(|(x, y)| {
+                let (Some(x), Some(y)) = (x, y) else { return Ok(None) };
+                let v = match op {
+                    datafusion::logical_expr::Operator::Plus => x + y,
+                    datafusion::logical_expr::Operator::Minus => x - y,
+                    _ => x.checked_mul(y).ok_or_else(|| out_of_range(x, y))?,
+                };
+                if v < lo || v > hi {
+                    return Err(out_of_range(x, y));
+                }
+                Ok(Some(v))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let out: ArrayRef = if unsigned {
+            Arc::new(values.into_iter().map(|v| v.map(|v| v as u64)).collect::<UInt64Array>())
+        } else {
+            Arc::new(values.into_iter().map(|v| v.map(|v| v as i64)).collect::<Int64Array>())
+        };
+        Ok(ColumnarValue::Array(out))
+    }
 }
 
 /// `mysql_div(a, b)`: see the module documentation.

@@ -553,6 +553,13 @@ fn coerce(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
                     changed = true;
                 }
             }
+            // Integer `+`, `-`, `*`: MySQL's, in 64 bits with overflow an
+            // error ([`MysqlIntArith`]).
+            if let Some(f) = crate::executor::functions::MysqlIntArith::new(op) {
+                if ty(&l).is_some_and(|t| t.is_integer()) && ty(&r).is_some_and(|t| t.is_integer()) {
+                    return Ok(Transformed::yes(ScalarUDF::from(f).call(vec![l, r])));
+                }
+            }
             let e = Expr::BinaryExpr(BinaryExpr::new(Box::new(l), op, Box::new(r)));
             Ok(if changed { Transformed::yes(e) } else { Transformed::no(e) })
         }

@@ -40,7 +40,7 @@
 
 use crate::catalog::{statistics, Partitioning, TableDef};
 use crate::dn::quote_ident;
-use crate::executor::functions::{MysqlCastInt, MysqlDiv, MysqlIntDiv};
+use crate::executor::functions::{MysqlCastInt, MysqlDiv, MysqlIntArith, MysqlIntDiv};
 use crate::executor::shard_scan::{ShardQuery, ShardScanExec};
 use crate::executor::table::{in_list_partitions, narrow_in_list, prune, ShardedTable};
 use crate::executor::truth::Conversion;
@@ -145,6 +145,9 @@ const PUSHABLE_FUNCTIONS: &[&str] = &[
     "nullif",
     "date_format",
     "mysql_div",
+    "mysql_int_add",
+    "mysql_int_sub",
+    "mysql_int_mul",
     "mysql_intdiv",
     MysqlCastInt::BITNOT,
     MysqlCastInt::BITS,
@@ -308,9 +311,16 @@ pub(crate) fn sql(e: &Expr) -> Result<String> {
         .transform(|x| {
             Ok(match x {
                 Expr::ScalarFunction(f)
-                    if (f.name() == MysqlDiv::NAME || f.name() == MysqlIntDiv::NAME) && f.args.len() == 2 =>
+                    if (f.name() == MysqlDiv::NAME
+                        || f.name() == MysqlIntDiv::NAME
+                        || MysqlIntArith::operator_of(f.name()).is_some())
+                        && f.args.len() == 2 =>
                 {
-                    let op = if f.name() == MysqlDiv::NAME { Operator::Divide } else { Operator::IntegerDivide };
+                    let op = match f.name() {
+                        n if n == MysqlDiv::NAME => Operator::Divide,
+                        n if n == MysqlIntDiv::NAME => Operator::IntegerDivide,
+                        n => MysqlIntArith::operator_of(n).expect("checked"),
+                    };
                     let mut a = f.args.into_iter();
                     let (l, r) = (a.next().expect("two"), a.next().expect("two"));
                     Transformed::yes(Expr::BinaryExpr(BinaryExpr::new(Box::new(l), op, Box::new(r))))
