@@ -227,7 +227,20 @@ pub fn rows_to_batch(schema: &SchemaRef, rows: &[TextRow]) -> Result<RecordBatch
             DataType::Float32 => prim!(Float32Array, f32),
             DataType::Float64 => prim!(Float64Array, f64),
             DataType::Decimal128(p, s) => {
-                let arr: Decimal128Array = vals.map(|v| v.and_then(|t| parse_decimal(t, *s))).collect();
+                // A value past Decimal128's 38 digits (a DECIMAL(65) column
+                // holds 65) fails the statement rather than reading as NULL.
+                let parse = |t: &str| {
+                    parse_decimal(t, *s).map(Some).ok_or_else(|| {
+                        CnError::unsupported(format!(
+                            "the DECIMAL value {t} where the CN computes (it holds at most 38 digits)"
+                        ))
+                    })
+                };
+                let arr: Decimal128Array = vals
+                    .map(|v| v.map_or(Ok(None), parse))
+                    .collect::<Result<Vec<Option<i128>>>>()?
+                    .into_iter()
+                    .collect();
                 Arc::new(arr.with_precision_and_scale(*p, *s).map_err(|e| CnError::internal(e.to_string()))?)
             }
             DataType::Date32 => Arc::new(vals.map(|v| v.and_then(parse_date)).collect::<Date32Array>()),
