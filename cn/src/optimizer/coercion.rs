@@ -240,7 +240,8 @@ impl AnalyzerRule for MysqlCoercion {
                         | Expr::InList(_)
                         | Expr::Like(_)
                         | Expr::Cast(_)
-                        | Expr::Case(_) => true,
+                        | Expr::Case(_)
+                        | Expr::Negative(_) => true,
                         Expr::ScalarFunction(f) => {
                             STRING_ARGUMENTS.iter().any(|(n, _)| *n == f.name())
                                 || DATE_MIXING_FUNCTIONS.contains(&f.name())
@@ -562,6 +563,12 @@ fn coerce(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
             }
             let e = Expr::BinaryExpr(BinaryExpr::new(Box::new(l), op, Box::new(r)));
             Ok(if changed { Transformed::yes(e) } else { Transformed::no(e) })
+        }
+        // `-x` of a signed integer: `0 - x`, so that BIGINT's minimum is
+        // error 1690 as in MySQL (DataFusion's wrapped to itself).
+        Expr::Negative(x) if ty(&x).is_some_and(|t| t.is_signed_integer()) => {
+            let f = crate::executor::functions::MysqlIntArith::new(Operator::Minus).expect("a MysqlIntArith operator");
+            Ok(Transformed::yes(ScalarUDF::from(f).call(vec![lit(0i64), *x])))
         }
         Expr::Between(b) => {
             let (Some(t), Some(lo), Some(hi)) = (ty(&b.expr), ty(&b.low), ty(&b.high)) else {
