@@ -17,18 +17,6 @@ fn is_loopback(host: &str) -> bool {
     host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
-/// What every pooled DN connection runs once, when it is made.
-///
-/// First-committer-wins inside snapshot transactions: writing a row changed
-/// after the read view fails with 1020 instead of losing an update (MariaDB
-/// 10.6.18+/10.11.8+).
-///
-/// The CN leaves a DN's answer unread while it sends another's (a gathered
-/// SELECT sends the DNs' rows one DN after the other; a hash join reads its
-/// build side first): with MariaDB's default net_write_timeout of 60 s, a DN
-/// dropped the connection of an answer waiting longer ("bytes remaining on
-/// stream": a mariadb-dump of TPC-H SF 1 lineitem through the CN failed at
-/// its third DN). 8 hours, as wait_timeout.
 /// A warning as `SHOW WARNINGS` lists it: level, code, message.
 pub type Warning = (String, u16, String);
 
@@ -78,6 +66,18 @@ pub async fn record_warnings(c: &mut Conn) {
     }
 }
 
+/// What every pooled DN connection runs once, when it is made.
+///
+/// First-committer-wins inside snapshot transactions: writing a row changed
+/// after the read view fails with 1020 instead of losing an update (MariaDB
+/// 10.6.18+/10.11.8+).
+///
+/// The CN leaves a DN's answer unread while it sends another's (a gathered
+/// SELECT sends the DNs' rows one DN after the other; a hash join reads its
+/// build side first): with MariaDB's default net_write_timeout of 60 s, a DN
+/// dropped the connection of an answer waiting longer ("bytes remaining on
+/// stream": a mariadb-dump of TPC-H SF 1 lineitem through the CN failed at
+/// its third DN). 8 hours, as wait_timeout.
 const CONNECTION_INIT: &str = "SET SESSION innodb_snapshot_isolation = ON, SESSION net_write_timeout = 28800";
 
 /// The session state a CN session's DN connections carry beyond the pool's
