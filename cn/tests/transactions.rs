@@ -490,7 +490,13 @@ async fn bank_keeps_its_total(e: &'static Env) {
     assert!(s.get(|s| &s.same_dn_transfers) > 0, "no single-DN (1PC) transfer ran");
     assert!(s.get(|s| &s.statement_reads) > 50 && s.get(|s| &s.rr_reads) > 5);
     assert_eq!(final_total(e, "bank").await, ACCOUNTS * INITIAL);
-    assert_eq!(prepared_branches_in(e).await, 0, "prepared branches left behind");
+    // Async commit finishes its branches' XA COMMIT in the background,
+    // after the client's OK: none may stay prepared for long.
+    let started = Instant::now();
+    while prepared_branches_in(e).await > 0 {
+        assert!(started.elapsed() < Duration::from_secs(10), "prepared branches left behind");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // Negative control: the same workload without the agents' gating
     // must show a wrong total within seconds.
