@@ -347,17 +347,12 @@ impl Cluster {
     /// the DNs do not know (named zones need MariaDB's time zone tables),
     /// 1231 for an unknown mode, or a DN's error.
     pub async fn check_dn_session(&self, zone: &str, mode: &str) -> Result<(DnSession, String, String)> {
-        let d = self.dn(self.any_dn())?;
         let asked = DnSession {
             time_zone: Some(zone).filter(|z| !z.eq_ignore_ascii_case("SYSTEM")).map(Arc::from),
             sql_mode: Some(Arc::from(mode)),
         };
-        let mut c = d.conn_for(&asked).await?;
         let named: Option<(String, String)> =
-            mysql_async::prelude::Queryable::query_first(&mut c, "SELECT @@session.time_zone, @@session.sql_mode")
-                .await
-                .map_err(|e| d.err(e))?;
-        drop(c);
+            self.query_first_any(&asked, "SELECT @@session.time_zone, @@session.sql_mode").await?;
         let (zone, mode) = named.ok_or_else(|| CnError::internal("a DN answered no session state"))?;
         let forwarded = crate::session::vars::dn_sql_mode(&mode);
         let session = DnSession {
@@ -366,7 +361,9 @@ impl Cluster {
         };
         if session != asked {
             // The pools of the states in use stay, not those of the asking.
-            d.forget_pool(&asked);
+            for d in &self.dns {
+                d.forget_pool(&asked);
+            }
         }
         Ok((session, zone, mode))
     }

@@ -195,7 +195,7 @@ impl Dn {
         };
         let r = self.get(&pool).await;
         if matches!(&r, Err(CnError::Dn { .. })) {
-            self.zoned.lock().unwrap_or_else(|e| e.into_inner()).remove(session);
+            self.forget_pool(session);
         }
         r
     }

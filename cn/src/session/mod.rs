@@ -90,7 +90,8 @@ pub struct Session {
     pub kill_conn: Arc<AtomicBool>,
     /// The memory of the session's running query (SHOW PROCESSLIST).
     pub memory: Arc<crate::executor::memory::MemoryGauge>,
-    /// What the session's DN connections carry: its `time_zone`.
+    /// What the session's DN connections carry: its `time_zone` and
+    /// `sql_mode`.
     pub dn_session: crate::dn::DnSession,
     /// The session's `SHOW STATUS` counters.
     pub status: Arc<crate::cluster::StatusCounters>,
@@ -221,14 +222,14 @@ impl Session {
         }
     }
 
-    /// What the session's variables ask of a query the CN runs:
-    /// `query_memory_limit` (bytes; 0 = the CN default), `cn_hash_join`,
-    /// `cn_lookup_join` and `cn_lookup_min_rows`.
     /// Adds one to a `SHOW STATUS` counter, the session's and the CN's.
     fn count(&self, field: fn(&crate::cluster::StatusCounters) -> &std::sync::atomic::AtomicU64) {
         crate::cluster::StatusCounters::count(&self.status, &self.cluster, field);
     }
 
+    /// What the session's variables ask of a query the CN runs:
+    /// `query_memory_limit` (bytes; 0 = the CN default), `cn_hash_join`,
+    /// `cn_lookup_join` and `cn_lookup_min_rows`.
     pub fn query_options(&self) -> crate::executor::QueryOptions {
         crate::executor::QueryOptions {
             memory_limit: self.vars.get("query_memory_limit").and_then(|v| v.parse().ok()).unwrap_or(0),
