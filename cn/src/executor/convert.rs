@@ -55,7 +55,7 @@ fn epoch() -> NaiveDate {
 /// chrono's range for DataFusion's date functions. MariaDB stores zero
 /// dates unless `sql_mode` has `NO_ZERO_DATE`, which its default lacks
 /// (MariaDB KB, "SQL_MODE"). Shown to clients, given to DNs and pushed
-/// down as `0000-00-00` ([`zero_temporal_text`], [`is_zero_temporal`]).
+/// down as `0000-00-00` ([`zero_temporals`], [`zero_text`]).
 /// Dates with only a zero month or day (`2020-05-00`) are still read as
 /// NULL.
 pub const ZERO_DATE_DAYS: i32 = -719_529;
@@ -84,28 +84,26 @@ pub fn is_zero_temporal(t: &DataType, v: i64) -> bool {
     }
 }
 
-/// MySQL's text of `col[i]` when it is the zero date (`0000-00-00`) or
-/// datetime (`0000-00-00 00:00:00`, and `fsp` zero digits after a point);
-/// `None` for any other value or type.
-pub fn zero_temporal_text(col: &dyn Array, i: usize, fsp: usize) -> Option<String> {
-    let v = match col.data_type() {
-        DataType::Date32 => col.as_primitive::<datafusion::arrow::datatypes::Date32Type>().value(i) as i64,
-        DataType::Timestamp(..) => {
-            col.as_any().downcast_ref::<TimestampMicrosecondArray>().map(|a| a.value(i)).or_else(|| {
-                let a = datafusion::arrow::compute::cast(col, &DataType::Int64).ok()?;
-                Some(a.as_primitive::<datafusion::arrow::datatypes::Int64Type>().value(i))
-            })?
-        }
-        _ => return None,
-    };
-    if col.is_null(i) || !is_zero_temporal(col.data_type(), v) {
+/// Which values of `col` are the zero date or datetime, worked out once
+/// for the column; `None` when it is neither a DATE nor a DATETIME.
+pub fn zero_temporals(col: &dyn Array) -> Option<Vec<bool>> {
+    let t = col.data_type();
+    if !matches!(t, DataType::Date32 | DataType::Timestamp(..)) {
         return None;
     }
-    Some(match col.data_type() {
-        DataType::Date32 => "0000-00-00".to_string(),
-        _ if fsp == 0 => "0000-00-00 00:00:00".to_string(),
-        _ => format!("0000-00-00 00:00:00.{:0<fsp$}", "", fsp = fsp.min(6)),
-    })
+    let n = datafusion::arrow::compute::cast(col, &DataType::Int64).ok()?;
+    let n = n.as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+    Some((0..n.len()).map(|i| n.is_valid(i) && is_zero_temporal(t, n.value(i))).collect())
+}
+
+/// MySQL's text of the zero date (`0000-00-00`, for a `Date32`) or
+/// datetime (`0000-00-00 00:00:00`, and `fsp` zero digits after a point).
+pub fn zero_text(t: &DataType, fsp: usize) -> String {
+    match (t, fsp.min(6)) {
+        (DataType::Date32, _) => "0000-00-00".to_string(),
+        (_, 0) => "0000-00-00 00:00:00".to_string(),
+        (_, fsp) => format!("0000-00-00 00:00:00.{:0<fsp$}", ""),
+    }
 }
 
 /// A MySQL DATE as text (`YYYY-MM-DD`, anything after it ignored) in days
@@ -301,11 +299,7 @@ pub fn format_time_fsp(v: i64, fsp: usize) -> String {
 /// seconds precision `fsp` (`YYYY-MM-DD HH:MM:SS[.f…]`, `fsp` digits).
 fn format_datetime_fsp(micros: i64, fsp: usize) -> Option<String> {
     if micros == ZERO_DATETIME_MICROS {
-        return Some(if fsp == 0 {
-            "0000-00-00 00:00:00".into()
-        } else {
-            format!("0000-00-00 00:00:00.{:0<fsp$}", "")
-        });
+        return Some(zero_text(&DataType::Timestamp(TimeUnit::Microsecond, None), fsp));
     }
     let dt = chrono::DateTime::from_timestamp_micros(micros)?.naive_utc();
     let whole = dt.format("%Y-%m-%d %H:%M:%S").to_string();
@@ -454,7 +448,11 @@ pub fn mysql_text(col: &ArrayRef) -> Result<ArrayRef> {
         DataType::Timestamp(..) | DataType::Date32 => {
             let opts = text_options();
             let fmt = ArrayFormatter::try_new(col.as_ref(), &opts).map_err(|e| CnError::internal(e.to_string()))?;
-            let text = |i| zero_temporal_text(col.as_ref(), i, 0).unwrap_or_else(|| fmt.value(i).to_string());
+            let zeros = zero_temporals(col.as_ref()).unwrap_or_default();
+            let text = |i: usize| match zeros.get(i) {
+                Some(true) => zero_text(col.data_type(), 0),
+                _ => fmt.value(i).to_string(),
+            };
             (0..col.len()).map(|i| col.is_valid(i).then(|| text(i))).collect()
         }
         _ => {
@@ -528,15 +526,15 @@ pub fn batch_to_rows_as(batch: &RecordBatch, fields: &Fields) -> Result<Vec<Text
         let fmt = ArrayFormatter::try_new(col.as_ref(), &opts).map_err(|e| CnError::internal(e.to_string()))?;
         // Logical nulls: a NullArray (`SELECT NULL`) has no validity buffer.
         let nulls = col.logical_nulls();
-        let temporal = matches!(col.data_type(), DataType::Date32 | DataType::Timestamp(..));
+        let zeros = zero_temporals(col.as_ref()).unwrap_or_default();
         for (i, r) in rows.iter_mut().enumerate() {
             let null = nulls.as_ref().is_some_and(|n| n.is_null(i));
             if null {
                 r.push(None);
                 continue;
             }
-            if let Some(zero) = temporal.then(|| zero_temporal_text(col.as_ref(), i, 0)).flatten() {
-                r.push(Some(zero.into_bytes()));
+            if zeros.get(i) == Some(&true) {
+                r.push(Some(zero_text(col.data_type(), 0).into_bytes()));
                 continue;
             }
             let mut text = String::new();

@@ -28,6 +28,7 @@
 //!   the DNs, and by the CN only for the date functions, ISNULL and SIGN.
 
 use crate::error::CnError;
+use crate::executor::convert::ZERO_DATE_DAYS;
 use crate::executor::dn_eval::DnEval;
 use chrono::Datelike;
 use datafusion::arrow::array::{
@@ -117,10 +118,6 @@ impl MysqlIntArith {
     pub fn operator_of(name: &str) -> Option<datafusion::logical_expr::Operator> {
         Self::OPS.iter().find(|(n, _)| *n == name).map(|(_, o)| *o)
     }
-
-    fn unsigned(t: &DataType) -> bool {
-        matches!(t, DataType::UInt8 | DataType::UInt16 | DataType::UInt32 | DataType::UInt64)
-    }
 }
 
 impl ScalarUDFImpl for MysqlIntArith {
@@ -131,10 +128,10 @@ impl ScalarUDFImpl for MysqlIntArith {
         &self.signature
     }
     fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
-        Ok(arg_types.iter().map(|t| if Self::unsigned(t) { DataType::UInt64 } else { DataType::Int64 }).collect())
+        Ok(arg_types.iter().map(|t| if t.is_unsigned_integer() { DataType::UInt64 } else { DataType::Int64 }).collect())
     }
     fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
-        Ok(if arg_types.iter().any(Self::unsigned) { DataType::UInt64 } else { DataType::Int64 })
+        Ok(if arg_types.iter().any(DataType::is_unsigned_integer) { DataType::UInt64 } else { DataType::Int64 })
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;
@@ -714,8 +711,7 @@ impl ScalarUDFImpl for MysqlDatePart {
         let part = date_part(a.as_ref(), Self::PARTS[self.index].1)?;
         let out = datafusion::arrow::compute::cast(&part, &DataType::Int64)?;
         // Every part of the zero date `0000-00-00` is 0 in MySQL.
-        let zeros: Vec<bool> =
-            (0..a.len()).map(|i| crate::executor::convert::zero_temporal_text(a.as_ref(), i, 0).is_some()).collect();
+        let zeros = crate::executor::convert::zero_temporals(a.as_ref()).unwrap_or_default();
         if zeros.contains(&true) {
             let out = out.as_primitive::<datafusion::arrow::datatypes::Int64Type>();
             let fixed: Int64Array = out.iter().zip(zeros).map(|(v, z)| if z { Some(0) } else { v }).collect();
@@ -1692,9 +1688,10 @@ impl ScalarUDFImpl for ShardFunction {
             ("dayname", [a]) => names(per_date(a, |d| Some(DAY_NAMES[d.weekday().num_days_from_monday() as usize]))?),
             // DATE of the zero date is the zero date.
             ("date", [a]) => {
-                let zero = |i| crate::executor::convert::zero_temporal_text(a.as_ref(), i, 0).is_some();
+                let zeros = crate::executor::convert::zero_temporals(a.as_ref()).unwrap_or_default();
+                let zero = |i: usize| zeros.get(i) == Some(&true);
                 let d = dates(a)?.into_iter().enumerate();
-                let v = d.map(|(i, d)| if zero(i) { Some(ZERO_DATE) } else { d.map(Date32Type::from_naive_date) });
+                let v = d.map(|(i, d)| if zero(i) { Some(ZERO_DATE_DAYS) } else { d.map(Date32Type::from_naive_date) });
                 Arc::new(v.collect::<Date32Array>())
             }
             ("last_day", [a]) => days(per_date(a, last_day)?),
@@ -1805,14 +1802,12 @@ fn dates(a: &ArrayRef) -> Result<Vec<Option<chrono::NaiveDate>>> {
     let safe = datafusion::arrow::compute::CastOptions { safe: true, ..Default::default() };
     let d = datafusion::arrow::compute::cast_with_options(a, &DataType::Date32, &safe)?;
     // The zero date is no date to these functions: NULL, as in MySQL.
-    let real = |v: i32| (v != crate::executor::convert::ZERO_DATE_DAYS).then_some(v);
+    let real = |v: i32| (v != ZERO_DATE_DAYS).then_some(v);
     Ok(d.as_primitive::<Date32Type>()
         .iter()
         .map(|v| v.and_then(real).and_then(Date32Type::to_naive_date_opt))
         .collect())
 }
-
-const ZERO_DATE: i32 = crate::executor::convert::ZERO_DATE_DAYS;
 
 /// The units `TIMESTAMPDIFF` takes (MySQL 8.0 reference, 14.7).
 pub const TIMESTAMPDIFF_UNITS: &[&str] =
