@@ -1219,6 +1219,23 @@ fn null_if_any_null(args: &[&Expr], value: Expr) -> Expr {
     }
 }
 
+/// `name(d, INTERVAL n field)` (`DATE_ADD`, `ADDDATE`, …), rewritten as
+/// [`mysql_function_rewrite`] rewrites that call.
+fn interval_call(name: &str, d: &Expr, n: &Expr, field: datafusion::sql::sqlparser::ast::DateTimeField) -> Expr {
+    let interval = Expr::Interval(datafusion::sql::sqlparser::ast::Interval {
+        value: Box::new(n.clone()),
+        leading_field: Some(field),
+        leading_precision: None,
+        last_field: None,
+        fractional_seconds_precision: None,
+    });
+    let call = call(name, vec![d.clone(), interval], false, None);
+    match &call {
+        Expr::Function(g) => mysql_function_rewrite(g).unwrap_or(call),
+        _ => call,
+    }
+}
+
 /// `INTERVAL n QUARTER` as `INTERVAL n * 3 MONTH` (DataFusion has no
 /// quarters); any other expression as it is.
 fn quarters_as_months(i: &Expr) -> Expr {
@@ -1456,18 +1473,7 @@ fn mysql_function_rewrite(f: &Function) -> Option<Expr> {
         }
         ("adddate" | "subdate", [d, n]) => {
             // As `ADDDATE(d, INTERVAL n DAY)`, which the arm above rewrites.
-            let days = Expr::Interval(datafusion::sql::sqlparser::ast::Interval {
-                value: Box::new((*n).clone()),
-                leading_field: Some(datafusion::sql::sqlparser::ast::DateTimeField::Day),
-                leading_precision: None,
-                last_field: None,
-                fractional_seconds_precision: None,
-            });
-            let call = call(&name, vec![(*d).clone(), days], false, None);
-            match &call {
-                Expr::Function(g) => mysql_function_rewrite(g).or(Some(call)),
-                _ => Some(call),
-            }
+            Some(interval_call(&name, d, n, datafusion::sql::sqlparser::ast::DateTimeField::Day))
         }
         // `TIMESTAMPADD(unit, n, d)` as `DATE_ADD(d, INTERVAL n unit)`,
         // which MySQL defines it as (MySQL 8.0 reference, 14.7).
@@ -1486,18 +1492,7 @@ fn mysql_function_rewrite(f: &Function) -> Option<Expr> {
                 "YEAR" => F::Year,
                 _ => return None,
             };
-            let interval = Expr::Interval(datafusion::sql::sqlparser::ast::Interval {
-                value: Box::new((*n).clone()),
-                leading_field: Some(field),
-                leading_precision: None,
-                last_field: None,
-                fractional_seconds_precision: None,
-            });
-            let call = call("date_add", vec![(*d).clone(), interval], false, None);
-            match &call {
-                Expr::Function(g) => mysql_function_rewrite(g).or(Some(call)),
-                _ => Some(call),
-            }
+            Some(interval_call("date_add", d, n, field))
         }
         ("length", [s]) => Some(call("octet_length", vec![(*s).clone()], false, None)),
         ("lcase", [s]) => Some(call("lower", vec![(*s).clone()], false, None)),
