@@ -237,7 +237,8 @@ pub fn check_stored(col: &crate::catalog::ColumnMeta, text: Option<&str>, row: u
     let Some(s) = text else { return Ok(()) };
     let too_long = || CnError::mysql(1406, format!("Data too long for column '{}' at row {row}", col.name));
     let out_of_range = || CnError::mysql(1264, format!("Out of range value for column '{}' at row {row}", col.name));
-    let ty = col.sql_type.to_ascii_lowercase();
+    // As MariaDB's information_schema gives it: lower case.
+    let ty = col.sql_type.as_str();
     let length = || ty.split_once('(').and_then(|(_, n)| n.split(')').next()?.trim().parse::<usize>().ok());
     let longer = |n: usize| length().is_some_and(|max| n > max);
     match col.kind {
