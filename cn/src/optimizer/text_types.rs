@@ -168,9 +168,10 @@ fn textual_union(u: &Union) -> Result<Option<LogicalPlan>> {
                     match fix(c, f.data_type()) {
                         Some(Some(Fix::Text)) => text.call(vec![col]).alias_qualified(q.cloned(), f.name()),
                         Some(Some(Fix::Micros(tz))) => {
-                            let to =
+                            let datetime =
                                 DataType::Timestamp(datafusion::arrow::datatypes::TimeUnit::Microsecond, tz.clone());
-                            Expr::Cast(datafusion::logical_expr::Cast::new(Box::new(col), to))
+                            super::coercion::date_as_datetime(&col, f.data_type(), &datetime)
+                                .unwrap_or(col)
                                 .alias_qualified(q.cloned(), f.name())
                         }
                         _ => col,
