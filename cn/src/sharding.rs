@@ -52,6 +52,87 @@ pub fn canonical(kind: TypeKind, text: Option<&str>) -> Result<KeyValue> {
     })
 }
 
+/// [`canonical`] for a value of column `col`, with what the column's
+/// SQL type adds to its kind: a `YEAR` maps 1-69 to 2001-2069 and 70-99 to
+/// 1970-1999 as MariaDB stores them (and converts a constant compared with
+/// the column), a `BINARY(n)` is padded with zero bytes to `n`, and a
+/// `TIME(fsp)` is spelled `[-]HH:MM:SS[.f]` whichever of MariaDB's forms
+/// (`1:2:3`, `10203`, `1 2:3:4`) it was written in. Source: MySQL 8.0
+/// reference, 13.2.4 "The YEAR Type" and 11.2.3 "The TIME Type".
+pub fn canonical_for(col: &crate::catalog::ColumnMeta, text: Option<&str>) -> Result<KeyValue> {
+    let ty = col.sql_type.as_str();
+    match (col.kind, text) {
+        (_, None) => Ok(KeyValue::Null),
+        (TypeKind::Int { .. }, Some(s)) if ty.starts_with("year") => match canonical(col.kind, Some(s))? {
+            KeyValue::Int(y @ 1..=69) => Ok(KeyValue::Int(y + 2000)),
+            KeyValue::Int(y @ 70..=99) => Ok(KeyValue::Int(y + 1900)),
+            v => Ok(v),
+        },
+        (TypeKind::Binary, Some(s)) if ty.starts_with("binary") => {
+            let mut bytes = s.as_bytes().to_vec();
+            if let Some(n) = type_length(ty) {
+                if bytes.len() < n {
+                    bytes.resize(n, 0);
+                }
+            }
+            Ok(KeyValue::Bytes(bytes))
+        }
+        (TypeKind::Time, Some(s)) => {
+            let fsp = type_length(ty).unwrap_or(0);
+            Ok(KeyValue::Text(normalize_time(s.trim(), fsp).unwrap_or_else(|| s.trim().to_string())))
+        }
+        (kind, text) => canonical(kind, text),
+    }
+}
+
+/// The `n` of a lower-case SQL type spelled `name(n)` or `name(n, m)`.
+fn type_length(ty: &str) -> Option<usize> {
+    ty.split_once('(').and_then(|(_, n)| n.split([')', ',']).next()?.trim().parse().ok())
+}
+
+/// A TIME value in MariaDB's forms: `[-][D ]H:M[:S][.f]` or
+/// `[-]digits[.f]` read right to left as seconds, minutes, hours; spelled
+/// `[-]HH:MM:SS` plus `fsp` fraction digits. `None` when it is none of these.
+fn normalize_time(t: &str, fsp: usize) -> Option<String> {
+    let (neg, body) = match t.strip_prefix('-') {
+        Some(b) => (true, b.trim_start()),
+        None => (false, t),
+    };
+    let (main, frac) = body.split_once('.').unwrap_or((body, ""));
+    let num = |p: &str| -> Option<u64> {
+        (!p.is_empty() && p.len() <= 10 && p.bytes().all(|b| b.is_ascii_digit())).then(|| p.parse().ok())?
+    };
+    if !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let (h, m, s) = if main.contains(':') || main.contains(' ') {
+        let (days, clock) = match main.split_once(' ') {
+            Some((d, c)) => (num(d)?, c.trim()),
+            None => (0, main),
+        };
+        let parts: Vec<&str> = clock.split(':').collect();
+        let (h, m, s) = match parts[..] {
+            [h] => (num(h)?, 0, 0),
+            [h, m] => (num(h)?, num(m)?, 0),
+            [h, m, s] => (num(h)?, num(m)?, num(s)?),
+            _ => return None,
+        };
+        (days * 24 + h, m, s)
+    } else {
+        let v = num(main)?;
+        (v / 10_000, v / 100 % 100, v % 100)
+    };
+    if m > 59 || s > 59 {
+        return None;
+    }
+    let mut out = format!("{}{h:02}:{m:02}:{s:02}", if neg { "-" } else { "" });
+    if fsp > 0 {
+        out.push('.');
+        out.extend(frac.chars().chain(std::iter::repeat('0')).take(fsp));
+    }
+    Some(out)
+}
+
 fn bad_value(s: &str) -> CnError {
     CnError::mysql(1366, format!("Incorrect value '{s}' for a partition key column"))
 }
@@ -95,16 +176,46 @@ fn normalize_decimal(t: &str, scale: usize) -> Option<String> {
     Some(if scale > 0 { format!("{sign}{int_part}.{frac_part}") } else { format!("{sign}{int_part}") })
 }
 
-/// `YYYY-MM-DD[ HH:MM:SS[.f]]` in MySQL's canonical spelling.
+/// `YYYY-MM-DD[ HH:MM:SS[.f]]` in MySQL's canonical spelling. As MariaDB
+/// reads dates (MySQL 8.0 reference, 11.2.2 "The DATE, DATETIME, and
+/// TIMESTAMP Types"): any punctuation between the parts; a year of two
+/// digits is 1970-1999 from 70, else 2000-2069; digits alone are
+/// `YYYYMMDD[HHMMSS]` or `YYMMDD[HHMMSS]`.
 fn normalize_temporal(t: &str, with_time: bool, fsp: u8) -> Option<String> {
-    let (main, frac) = t.split_once('.').unwrap_or((t, ""));
-    let nums: Vec<u32> = main
-        .split(|c: char| !c.is_ascii_digit())
-        .filter(|p| !p.is_empty())
-        .map(|p| p.parse().ok())
-        .collect::<Option<_>>()?;
+    // The fraction is a last group after a '.' that follows the seconds
+    // (`2020-01-02 03:04:05.5`, `20200102030405.5`); `2020.01.02` has none.
+    let (main, frac) = match t.rsplit_once('.') {
+        Some((m, f)) if f.bytes().all(|b| b.is_ascii_digit()) => {
+            let groups = m.split(|c: char| !c.is_ascii_digit()).filter(|p| !p.is_empty()).count();
+            let digits_only = m.bytes().all(|b| b.is_ascii_digit());
+            if groups == 6 || digits_only && matches!(m.len(), 12 | 14) {
+                (m, f)
+            } else {
+                (t, "")
+            }
+        }
+        _ => (t, ""),
+    };
+    let mut parts: Vec<&str> = main.split(|c: char| !c.is_ascii_digit()).filter(|p| !p.is_empty()).collect();
+    if let [digits] = parts[..] {
+        let year_len = match digits.len() {
+            8 | 14 => 4,
+            6 | 12 => 2,
+            _ => return None,
+        };
+        parts = vec![&digits[..year_len]];
+        let mut rest = &digits[year_len..];
+        while !rest.is_empty() {
+            parts.push(&rest[..2]);
+            rest = &rest[2..];
+        }
+    }
+    let mut nums: Vec<u32> = parts.iter().map(|p| p.parse().ok()).collect::<Option<_>>()?;
     if nums.len() < 3 {
         return None;
+    }
+    if parts[0].len() == 2 {
+        nums[0] += if nums[0] < 70 { 2000 } else { 1900 };
     }
     let g = |i: usize| nums.get(i).copied().unwrap_or(0);
     let date = format!("{:04}-{:02}-{:02}", g(0), g(1), g(2));
@@ -170,21 +281,25 @@ fn cmp_range(kind: TypeKind, a: &KeyValue, b: &KeyValue) -> std::cmp::Ordering {
 /// [`Partitioning::key_columns`] order. Broadcast and single tables have
 /// partition 0.
 pub fn partition_for(table: &TableDef, key: &[Option<&str>]) -> Result<usize> {
+    let canon = |col: &str, v: Option<&str>| match table.column(col) {
+        Some(c) => canonical_for(c, v),
+        None => canonical(TypeKind::String, v),
+    };
     let kind_of = |col: &str| table.column(col).map(|c| c.kind).unwrap_or(TypeKind::String);
     match &table.partitioning {
         Partitioning::Hash { columns, count, .. } => {
-            let vals = columns.iter().zip(key).map(|(c, v)| canonical(kind_of(c), *v)).collect::<Result<Vec<_>>>()?;
+            let vals = columns.iter().zip(key).map(|(c, v)| canon(c, *v)).collect::<Result<Vec<_>>>()?;
             Ok((hash_key(&vals) % *count as u64) as usize)
         }
         Partitioning::Range { column, bounds, .. } => {
             let kind = kind_of(column);
-            let v = canonical(kind, key.first().copied().flatten())?;
+            let v = canon(column, key.first().copied().flatten())?;
             for (i, b) in bounds.iter().enumerate() {
                 match b {
                     None => return Ok(i),
                     Some(b) => {
                         // NULL sorts below every value, as in MySQL RANGE partitioning.
-                        if v == KeyValue::Null || cmp_range(kind, &v, &canonical(kind, Some(b))?).is_lt() {
+                        if v == KeyValue::Null || cmp_range(kind, &v, &canon(column, Some(b))?).is_lt() {
                             return Ok(i);
                         }
                     }
@@ -193,12 +308,10 @@ pub fn partition_for(table: &TableDef, key: &[Option<&str>]) -> Result<usize> {
             Err(no_partition(key.first().copied().flatten()))
         }
         Partitioning::List { column, values, .. } => {
-            let kind = kind_of(column);
-            let v = canonical(kind, key.first().copied().flatten())?;
+            let v = canon(column, key.first().copied().flatten())?;
             for (i, vals) in values.iter().enumerate() {
                 for lit in vals {
-                    let lv =
-                        if lit.eq_ignore_ascii_case("null") { KeyValue::Null } else { canonical(kind, Some(lit))? };
+                    let lv = if lit.eq_ignore_ascii_case("null") { KeyValue::Null } else { canon(column, Some(lit))? };
                     if lv == v {
                         return Ok(i);
                     }
@@ -239,13 +352,18 @@ pub fn check_stored(col: &crate::catalog::ColumnMeta, text: Option<&str>, row: u
     let out_of_range = || CnError::mysql(1264, format!("Out of range value for column '{}' at row {row}", col.name));
     // As MariaDB's information_schema gives it: lower case.
     let ty = col.sql_type.as_str();
-    let length = || ty.split_once('(').and_then(|(_, n)| n.split(')').next()?.trim().parse::<usize>().ok());
-    let longer = |n: usize| length().is_some_and(|max| n > max);
+    let longer = |n: usize| type_length(ty).is_some_and(|max| n > max);
     match col.kind {
         TypeKind::String if (ty.starts_with("char") || ty.starts_with("varchar")) && longer(s.chars().count()) => {
             Err(too_long())
         }
-        TypeKind::Binary if ty.starts_with("varbinary") && longer(s.len()) => Err(too_long()),
+        TypeKind::Binary if (ty.starts_with("varbinary") || ty.starts_with("binary")) && longer(s.len()) => {
+            Err(too_long())
+        }
+        TypeKind::Int { .. } if ty.starts_with("year") => match canonical_for(col, Some(s))? {
+            KeyValue::Int(0 | 1901..=2155) => Ok(()),
+            _ => Err(out_of_range()),
+        },
         TypeKind::Int { unsigned, bytes } if !ty.starts_with("year") && !ty.starts_with("bit") => {
             let KeyValue::Int(v) = canonical(col.kind, Some(s))? else { return Ok(()) };
             let bits = u32::from(bytes.clamp(1, 8)) * 8;
@@ -264,7 +382,9 @@ pub fn check_stored(col: &crate::catalog::ColumnMeta, text: Option<&str>, row: u
             }
             Ok(())
         }
-        TypeKind::Date | TypeKind::DateTime { .. } if !stored_temporal(s.trim()) => {
+        TypeKind::Date | TypeKind::DateTime { .. }
+            if normalize_temporal(s.trim(), true, 0).filter(|n| stored_temporal(n)).is_none() =>
+        {
             let what = if col.kind == TypeKind::Date { "date" } else { "datetime" };
             Err(CnError::mysql(1292, format!("Incorrect {what} value: '{s}' for column '{}' at row {row}", col.name)))
         }
@@ -378,6 +498,54 @@ mod tests {
         let dt = TypeKind::DateTime { fsp: 0 };
         assert_eq!(canonical(dt, Some("2024-1-2 3:4:5")).unwrap(), KeyValue::Text("2024-01-02 03:04:05".into()));
         assert!(canonical(int, Some("abc")).is_err());
+        // As MariaDB stores them: two-digit years, digits without punctuation.
+        let date = TypeKind::Date;
+        for spelling in ["20-01-02", "2020.1.2", "20200102", "200102"] {
+            assert_eq!(canonical(date, Some(spelling)).unwrap(), KeyValue::Text("2020-01-02".into()), "{spelling}");
+        }
+        assert_eq!(canonical(date, Some("99-1-2")).unwrap(), KeyValue::Text("1999-01-02".into()));
+        assert_eq!(canonical(date, Some("5-01-02")).unwrap(), KeyValue::Text("0005-01-02".into()));
+        assert_eq!(canonical(dt, Some("990102030405")).unwrap(), KeyValue::Text("1999-01-02 03:04:05".into()));
+    }
+
+    #[test]
+    fn column_types_canonicalize_as_mariadb_stores_them() {
+        let col = |sql_type: &str, kind: TypeKind| crate::catalog::ColumnMeta {
+            name: "k".into(),
+            sql_type: sql_type.into(),
+            kind,
+            nullable: true,
+            auto_increment: false,
+            hidden: false,
+        };
+        let canon = |c: &crate::catalog::ColumnMeta, v: &str| canonical_for(c, Some(v)).unwrap();
+        let year = col("year", TypeKind::Int { unsigned: true, bytes: 1 });
+        for (v, stored) in [("70", 1970), ("5", 2005), ("05", 2005), ("69", 2069), ("2000", 2000), ("0", 0)] {
+            assert_eq!(canon(&year, v), KeyValue::Int(stored), "{v}");
+        }
+        let int = col("tinyint", TypeKind::Int { unsigned: true, bytes: 1 });
+        assert_eq!(canon(&int, "70"), KeyValue::Int(70));
+        let bin = col("binary(4)", TypeKind::Binary);
+        assert_eq!(canon(&bin, "ab"), KeyValue::Bytes(b"ab\0\0".to_vec()));
+        assert_eq!(canon(&col("varbinary(4)", TypeKind::Binary), "ab"), KeyValue::Bytes(b"ab".to_vec()));
+        let time = col("time", TypeKind::Time);
+        for (v, stored) in [
+            ("1:2:3", "01:02:03"),
+            ("10203", "01:02:03"),
+            ("1 2:3:4", "26:03:04"),
+            ("-1:2", "-01:02:00"),
+            ("123", "00:01:23"),
+            ("01:02:03", "01:02:03"),
+        ] {
+            assert_eq!(canon(&time, v), KeyValue::Text(stored.into()), "{v}");
+        }
+        assert_eq!(canon(&col("time(3)", TypeKind::Time), "1:2:3.5"), KeyValue::Text("01:02:03.500".into()));
+        let code =
+            |c: &crate::catalog::ColumnMeta, v: &str| check_stored(c, Some(v), 1).err().map(|e| e.to_mysql().code);
+        assert_eq!((code(&year, "1901"), code(&year, "1900"), code(&year, "2156")), (None, Some(1264), Some(1264)));
+        assert_eq!((code(&bin, "abcd"), code(&bin, "abcde")), (None, Some(1406)));
+        let date = col("date", TypeKind::Date);
+        assert_eq!((code(&date, "20200229"), code(&date, "20210229")), (None, Some(1292)));
     }
 
     #[test]

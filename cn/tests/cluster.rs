@@ -1496,6 +1496,81 @@ fn zero_dates_keep_their_value_where_the_cn_computes() {
 }
 
 #[test]
+fn partition_keys_written_in_any_spelling_land_where_mariadb_finds_them() {
+    block_on(async {
+        let mut c = fresh_db("t_key_spellings").await;
+        let mut reference = reference_db("key_spellings_reference").await;
+        // Each key type, with values written as MariaDB accepts but stores
+        // otherwise: two-digit years, unpunctuated dates, short BINARY(n),
+        // TIME in its short forms.
+        let tables = [
+            ("ky", "YEAR", "('70'), (5), ('05'), (69), ('1999'), (2000)"),
+            ("kb", "BINARY(4)", "('ab'), ('a'), ('abcd'), ('')"),
+            ("kt", "TIME", "('1:2:3'), ('10204'), ('1 2:3:4'), ('-1:2'), ('123'), ('12:00:00')"),
+            ("kd", "DATE", "('20-01-02'), ('20200103'), ('200104'), ('2020.1.5'), ('99-12-31'), ('5-01-02')"),
+            ("kdt", "DATETIME", "('99-1-2 3:4:5'), ('20200102030405'), ('990102030406'), ('2020/01/02 03:04:05')"),
+        ];
+        for (t, ty, values) in tables {
+            let create = format!("CREATE TABLE {t} (id INT AUTO_INCREMENT PRIMARY KEY, k {ty})");
+            c.query_drop(format!("{create} PARTITION BY KEY(k) PARTITIONS 8")).await.unwrap();
+            reference.query_drop(&create).await.unwrap();
+            for db in [&mut c, &mut reference] {
+                db.query_drop(format!("INSERT INTO {t} (k) VALUES {values}")).await.unwrap();
+            }
+        }
+        let mut queries = vec![
+            "SELECT id, k FROM ky WHERE k = 1970".to_string(),
+            "SELECT id, k FROM ky WHERE k = 70".into(),
+            "SELECT id, k FROM ky WHERE k = '2005'".into(),
+            "SELECT id, k FROM ky WHERE k IN (69, 99)".into(),
+            "SELECT id, HEX(k) FROM kb WHERE k = 'ab\\0\\0'".into(),
+            "SELECT id, HEX(k) FROM kb WHERE k = 'ab'".into(),
+            "SELECT id, HEX(k) FROM kb WHERE k = X'61000000'".into(),
+            "SELECT id, k FROM kt WHERE k = '01:02:03'".into(),
+            "SELECT id, k FROM kt WHERE k = '1:2:4'".into(),
+            "SELECT id, k FROM kt WHERE k = '26:03:04'".into(),
+            "SELECT id, k FROM kt WHERE k = '-01:02:00'".into(),
+            "SELECT id, k FROM kt WHERE k = '00:01:23'".into(),
+            "SELECT id, k FROM kd WHERE k = '2020-01-02'".into(),
+            "SELECT id, k FROM kd WHERE k IN ('2020-01-03', 20200104, '20-1-5')".into(),
+            "SELECT id, k FROM kd WHERE k = '1999-12-31'".into(),
+            "SELECT id, k FROM kd WHERE k = '0005-01-02'".into(),
+            "SELECT id, k FROM kdt WHERE k = '1999-01-02 03:04:05'".into(),
+            "SELECT id, k FROM kdt WHERE k = '2020-01-02 03:04:05'".into(),
+            "SELECT id, k FROM kdt WHERE k = 19990102030406".into(),
+        ];
+        // Every row is found by its stored value, one partition read.
+        for t in ["ky", "kb", "kt", "kd", "kdt"] {
+            queries.push(format!("SELECT a.id, (SELECT COUNT(*) FROM {t} b WHERE b.k = a.k) FROM {t} a ORDER BY a.id"));
+        }
+        for q in &queries {
+            let q = &if q.contains("ORDER BY") { q.clone() } else { format!("{q} ORDER BY id") };
+            let (ours, theirs) = (result_text(&mut c, q).await, result_text(&mut reference, q).await);
+            assert_eq!(ours, theirs, "{q}");
+            assert!(!ours.starts_with("error"), "{q}: {ours}");
+        }
+        for t in ["ky", "kb", "kt", "kd", "kdt"] {
+            let ids: Vec<(i64, String)> =
+                reference.query(format!("SELECT id, QUOTE(k) FROM {t} WHERE k IS NOT NULL")).await.unwrap();
+            for (id, k) in ids {
+                let found: Vec<i64> = c.query(format!("SELECT id FROM {t} WHERE k = {k}")).await.unwrap();
+                assert!(found.contains(&id), "{t}: row {id} with k = {k} not found by its value: {found:?}");
+            }
+        }
+        // Values MariaDB would store changed are refused (in any sql_mode).
+        for (sql, code) in [
+            ("INSERT INTO ky (k) VALUES (1900)", 1264),
+            ("INSERT INTO kb (k) VALUES ('abcde')", 1406),
+            ("INSERT INTO kd (k) VALUES ('20210229')", 1292),
+        ] {
+            let err = c.query_drop(sql).await.unwrap_err();
+            assert!(matches!(&err, mysql_async::Error::Server(e) if e.code == code), "{sql}: {err}");
+        }
+        reference.query_drop("DROP DATABASE key_spellings_reference").await.unwrap();
+    });
+}
+
+#[test]
 fn temporal_values_become_mysql_text_in_the_cn() {
     block_on(async {
         let mut c = fresh_db("t_temporal_text").await;
