@@ -44,6 +44,7 @@ pub mod code {
     pub const ER_SP_DOES_NOT_EXIST: u16 = 1305;
     pub const ER_LOCK_WAIT_TIMEOUT: u16 = 1205;
     pub const ER_OUT_OF_RESOURCES: u16 = 1041;
+    pub const ER_DATA_OUT_OF_RANGE: u16 = 1690;
     pub const ER_WRONG_FIELD_TERMINATORS: u16 = 1083;
     pub const ER_NOT_ALLOWED_COMMAND: u16 = 1148;
     pub const ER_BAD_TABLE_ERROR: u16 = 1051;
@@ -85,7 +86,7 @@ pub fn sqlstate_for(code: u16) -> &'static str {
         // Data too long, out of range, an incorrect value (MySQL 8.0
         // "Server Error Message Reference").
         1406 => "22001",
-        1264 => "22003",
+        1264 | ER_DATA_OUT_OF_RANGE => "22003",
         1292 => "22007",
         _ => "HY000",
     }
@@ -192,6 +193,19 @@ impl From<datafusion::error::DataFusionError> for CnError {
         // it: the pool's message names the operator and the limit.
         if let D::ResourcesExhausted(m) = e.find_root() {
             return CnError::mysql(code::ER_OUT_OF_RESOURCES, format!("Out of memory: {m}"));
+        }
+        // An Arrow kernel's overflow (`ABS` of BIGINT's minimum, a
+        // decimal past its precision): MySQL's out-of-range error.
+        if let D::ArrowError(a, _) = e.find_root() {
+            use datafusion::arrow::error::ArrowError as A;
+            let overflow = match a.as_ref() {
+                A::ArithmeticOverflow(m) => Some(m),
+                A::ComputeError(m) if m.contains("overflow") => Some(m),
+                _ => None,
+            };
+            if let Some(m) = overflow {
+                return CnError::mysql(code::ER_DATA_OUT_OF_RANGE, format!("BIGINT value is out of range: {m}"));
+            }
         }
         // Something the CN cannot compute, however deeply wrapped (an
         // operator's stream wraps its expressions' errors).
