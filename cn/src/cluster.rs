@@ -276,6 +276,31 @@ impl Cluster {
         timestamp_from(&self.timestamps).await
     }
 
+    /// The snapshot timestamp of an autocommit statement that reads
+    /// several DNs. With this CN's own agents: the highest of their
+    /// [`read_ts`](dn_plugin::AgentApi::read_ts), no TSO round trip. It is
+    /// at or above the commit timestamp of every transaction acknowledged
+    /// before the statement began (a 1PC or 2PC commit has raised its DNs'
+    /// `amx` before its client is answered; an async commit is decided on
+    /// each of its DNs first), which is what a TSO timestamp gives a read
+    /// (linearizability); ARCHITECTURE.md's "single-DN reads may open at
+    /// `s = amx`", taken over every DN. With shared sidecar agents: a TSO
+    /// timestamp (one RPC rather than one per DN). Errors: as
+    /// [`Self::timestamp`].
+    pub async fn statement_ts(&self) -> Result<u64> {
+        if !self.config.agents.is_empty() {
+            return self.timestamp().await;
+        }
+        let mut s = 0;
+        for r in futures::future::join_all(self.agents.iter().map(|a| a.read_ts())).await {
+            match r {
+                Ok(t) => s = s.max(t),
+                Err(_) => return self.timestamp().await,
+            }
+        }
+        Ok(s)
+    }
+
     /// Pooled connections, `want[dn]` to each DN, taken DN by DN in id
     /// order, each DN's batch under its acquisition lock: callers that need
     /// several connections then never hold some of one DN's pool while

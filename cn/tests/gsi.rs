@@ -282,6 +282,50 @@ fn lookups_across_partitions_read_each_dn_once_with_the_answers_of_a_full_scan()
     });
 }
 
+/// A lookup's last read of a DN (and a gather's read of each DN) ends its
+/// read view in the same round trip (`…; ROLLBACK`). The connection goes
+/// back to the pool with no snapshot left open: a read on it after a
+/// write sees the write. A lookup that finds no key reads the base table
+/// the same way.
+#[test]
+fn read_views_ended_by_their_last_query_leave_no_snapshot_open() {
+    block_on(async {
+        let mut c = fresh_db("g_view_end").await;
+        c.query_drop(
+            "CREATE TABLE t (id INT PRIMARY KEY, a INT, v INT, \
+             GLOBAL INDEX ga (a) PARTITION BY KEY(a) PARTITIONS 4) PARTITION BY KEY(id) PARTITIONS 16",
+        )
+        .await
+        .unwrap();
+        let rows: Vec<String> = (1..=40).map(|i| format!("({i}, {}, 0)", i % 20)).collect();
+        c.query_drop(format!("INSERT INTO t VALUES {}", rows.join(", "))).await.unwrap();
+        let direct = status(&mut c, "Cn_gsi_lookups_direct").await;
+        let none: Vec<(i32, i32)> = c.query("SELECT id, v FROM t WHERE a = 999").await.unwrap();
+        assert!(none.is_empty());
+        assert_eq!(status(&mut c, "Cn_gsi_lookups_direct").await, direct + 1, "no key: a direct lookup too");
+        for i in 1..=25 {
+            let k = i % 20;
+            // A lookup (two keys, on one DN or two) and a gathered scan.
+            let by_index: Vec<(i32, i32)> = c.query(format!("SELECT id, v FROM t WHERE a = {k}")).await.unwrap();
+            let scanned: Vec<(i32, i32)> =
+                c.query(format!("SELECT id, v FROM t IGNORE INDEX (ga) WHERE a = {k}")).await.unwrap();
+            for (id, v) in by_index.iter().chain(&scanned) {
+                assert_eq!(*v, i - 1, "round {i}: row {id}");
+            }
+            assert_eq!(by_index.len(), 2, "round {i}");
+            c.query_drop(format!("UPDATE t SET v = {i}")).await.unwrap();
+            // Point reads on pooled connections, which the reads above
+            // used: none may still hold a snapshot from before the UPDATE.
+            for id in 1..=40 {
+                let v: Option<i32> = c.query_first(format!("SELECT v FROM t WHERE id = {id}")).await.unwrap();
+                assert_eq!(v, Some(i), "round {i}: row {id} read after the UPDATE");
+            }
+        }
+        assert!(status(&mut c, "Cn_gsi_lookups_direct").await >= direct + 26);
+        c.query_drop("DROP DATABASE g_view_end").await.unwrap();
+    });
+}
+
 /// A value of the indexed column held by exactly one row at every moment,
 /// moved between rows (and DNs) by transactions: an autocommit lookup
 /// through the index (its views opened on the DNs it reads, one after the

@@ -328,10 +328,11 @@ pub fn with_keys(mut base: Query, table: &TableDef, qualifier: &str, keys: &[sup
 /// table without the CN's executor: per DN, one physical query, the
 /// partitions' `base` restricted to their keys ([`with_keys`]) joined by
 /// `UNION ALL`, in DN order. The answer is the concatenation of the DNs'
-/// answers. `None` when that would not be the answer (`base` is not
-/// [`planner::gather::row_wise`]), when the table's partition key is not part of its primary
-/// key, or when there are no keys; the caller then runs `base` with all
-/// keys through the planner.
+/// answers; no keys: one query that reads no row ([`with_keys`]' false
+/// filter), for the answer's column definitions. `None` when that would
+/// not be the answer (`base` is not [`planner::gather::row_wise`]) or when
+/// the table's partition key is not part of its primary key; the caller
+/// then runs `base` with all keys through the planner.
 pub fn lookup_per_dn(
     snap: &CatalogSnapshot,
     db: Option<&str>,
@@ -340,13 +341,20 @@ pub fn lookup_per_dn(
     qualifier: &str,
     keys: &[super::Row],
 ) -> Result<Option<Vec<(u32, String)>>> {
-    if keys.is_empty() || !table.is_partitioned() || !planner::gather::row_wise(base) {
+    if !table.is_partitioned() || !planner::gather::row_wise(base) {
         return Ok(None);
     }
     let positions: Option<Vec<usize>> =
         table.partitioning.key_columns().iter().map(|k| table.primary_key.iter().position(|p| p == k)).collect();
     let Some(positions) = positions else { return Ok(None) };
     let mut by_partition: std::collections::BTreeMap<usize, Vec<super::Row>> = Default::default();
+    if keys.is_empty() {
+        // Any partition answers "no row"; the one NULL keys route to.
+        match crate::sharding::partition_for(table, &vec![None; positions.len()]) {
+            Ok(p) => by_partition.insert(p, Vec::new()),
+            Err(_) => return Ok(None),
+        };
+    }
     for row in keys {
         let mut key = Vec::with_capacity(positions.len());
         for &i in &positions {

@@ -11,7 +11,7 @@ use crate::planner::{self, PhysicalNames, Route};
 use crate::protocol::constants::status;
 use crate::protocol::resultset::{ColumnDef, TextRow};
 use crate::txn::snapshot::StmtSnapshot;
-use crate::txn::{ConnSource, Isolation, Txn, TxnOptions};
+use crate::txn::{ConnSource, DnConn, Isolation, Txn, TxnOptions};
 use datafusion::sql::sqlparser::ast::{
     Expr, Ident, Query, SelectItem, SetExpr, Statement, Value, VisitMut, VisitorMut,
 };
@@ -696,7 +696,7 @@ impl Session {
             let source = ConnSource::Txn(t.clone());
             return self.select_by_index_in(&choice, &source, None, sink).await.map(|_| ());
         }
-        let mut s = self.cluster.timestamp().await?;
+        let mut s = self.cluster.statement_ts().await?;
         for _ in 0..crate::txn::OPEN_RETRIES {
             let snap = StmtSnapshot::new(self.cluster.clone(), self.dn_session.clone());
             let source = ConnSource::Snapshot(snap.clone());
@@ -759,6 +759,11 @@ impl Session {
                             return Ok(Err(amx));
                         }
                         self.count(|c| &c.gsi_lookups_direct);
+                        if let [(dn, sql)] = per_dn.as_slice() {
+                            // One DN: read here, without a reader task,
+                            // and end its view (the statement's last read).
+                            return self.run_on_dn_ending(source, *dn, sql, true, sink).await.map(Ok);
+                        }
                         return self.run_on_dns_in(source, &per_dn, sink).await.map(Ok);
                     }
                 }
@@ -881,7 +886,8 @@ impl Session {
     ) -> Result<bool> {
         use crate::protocol::constants::ty;
         use planner::gather::{fold, Aggregate, KeyKind};
-        let (mut readers, defs) = self.start_readers(source, queries).await?;
+        // May fall back to a plan on `source`: its views stay open.
+        let (mut readers, defs) = self.start_readers(source, queries, false).await?;
         let mut rows = Vec::new();
         for r in readers.iter_mut() {
             while let Some(row) = self.reader_row(r).await? {
@@ -918,7 +924,8 @@ impl Session {
         sink: &mut dyn ResultSink,
     ) -> Result<bool> {
         use planner::gather::{compare_rows, KeyKind};
-        let (mut readers, defs) = self.start_readers(source, queries).await?;
+        // May fall back to a plan on `source`: its views stay open.
+        let (mut readers, defs) = self.start_readers(source, queries, false).await?;
         let kinds: Option<Vec<KeyKind>> = merge.keys.iter().map(|k| defs.get(k.column).and_then(KeyKind::of)).collect();
         let Some(kinds) = kinds else { return Ok(false) };
         sink.columns(&defs).await?;
@@ -961,7 +968,10 @@ impl Session {
     /// its answer: the connection would hand the answer to its next user).
     /// The task stops at its next row, or when the DN's answer ends; at
     /// KILL QUERY it kills the DN's query first ([`Cluster::killable`]).
-    fn spawn_reader(&self, source: &ConnSource, dn: u32, sql: String) -> DnReader {
+    /// With `last_read` (the statement's last read of DN `dn` in an
+    /// autocommit snapshot) the read view ends in the query's round trip,
+    /// as in [`Self::run_on_dn_ending`].
+    fn spawn_reader(&self, source: &ConnSource, dn: u32, sql: String, last_read: bool) -> DnReader {
         let (columns_tx, columns) = tokio::sync::oneshot::channel::<Vec<ColumnDef>>();
         let (tx, rows) = tokio::sync::mpsc::channel::<Result<TextRow>>(PREFETCH_ROWS);
         let (cluster, source, kill) = (self.cluster.clone(), source.clone(), self.kill_query.clone());
@@ -972,12 +982,22 @@ impl Session {
                 let d = cluster.dn(dn)?.clone();
                 let mut c = source.get(dn).await?;
                 let thread = c.id();
+                let ending = last_read && matches!(source, ConnSource::Snapshot(_)) && matches!(c, DnConn::Shared(_));
+                let sql = if ending { format!("{sql}; ROLLBACK") } else { sql };
                 let stream = async {
                     let mut r = c.query_iter(sql.as_str()).await.map_err(|e| d.err(e))?;
                     let _ = columns_tx.send(r.columns().unwrap_or_default().iter().map(column_from_dn).collect());
                     while let Some(row) = next_row(&kill, &d, &mut r).await? {
                         if tx.send(Ok(row)).await.is_err() {
-                            break;
+                            // Not read to its end: the view ends on drop.
+                            return Ok(());
+                        }
+                    }
+                    if ending {
+                        // The trailing ROLLBACK's answer.
+                        r.drop_result().await.map_err(|e| d.err(e))?;
+                        if let DnConn::Shared(v) = &mut c {
+                            v.ended();
                         }
                     }
                     Ok::<(), CnError>(())
@@ -995,13 +1015,20 @@ impl Session {
     /// Starts a reader per query ([`Self::spawn_reader`]), all at once, and
     /// waits for the first DN's column definitions, which the statement's
     /// answer takes. Errors: no query, the first DN's error, 1317.
+    /// With `last_reads` (the statement reads `source` no more, and
+    /// nothing falls back to another plan on it afterwards) each view
+    /// that one query alone reads ends in that query's round trip.
     async fn start_readers(
         &self,
         source: &ConnSource,
         queries: &[(u32, String)],
+        last_reads: bool,
     ) -> Result<(Vec<DnReader>, Vec<ColumnDef>)> {
-        let mut readers: Vec<DnReader> =
-            queries.iter().map(|(dn, sql)| self.spawn_reader(source, *dn, sql.clone())).collect();
+        let alone = |dn: u32| queries.iter().filter(|(d, _)| *d == dn).count() == 1;
+        let mut readers: Vec<DnReader> = queries
+            .iter()
+            .map(|(dn, sql)| self.spawn_reader(source, *dn, sql.clone(), last_reads && alone(*dn)))
+            .collect();
         let Some(first) = readers.first_mut() else { return Err(CnError::internal("a gather with no query")) };
         let defs = self.reader_columns(first).await?;
         Ok((readers, defs))
@@ -1054,11 +1081,29 @@ impl Session {
 
     /// [`Session::run_on_dn`] on a connection from `source`.
     async fn run_on_dn_in(&self, source: &ConnSource, dn: u32, sql: &str, sink: &mut dyn ResultSink) -> Result<()> {
+        self.run_on_dn_ending(source, dn, sql, false, sink).await
+    }
+
+    /// [`Self::run_on_dn_in`]; with `last_read` (the statement's last read
+    /// of DN `dn` in an autocommit snapshot) the read view ends in the
+    /// query's round trip (`…; ROLLBACK`) rather than in one of its own
+    /// after the statement. After an error the view is rolled back as
+    /// usual.
+    async fn run_on_dn_ending(
+        &self,
+        source: &ConnSource,
+        dn: u32,
+        sql: &str,
+        last_read: bool,
+        sink: &mut dyn ResultSink,
+    ) -> Result<()> {
         let d = self.cluster.dn(dn)?.clone();
         let mut c = source.get(dn).await?;
         let thread = c.id();
+        let ending = last_read && matches!(source, ConnSource::Snapshot(_)) && matches!(c, DnConn::Shared(_));
+        let text = if ending { std::borrow::Cow::Owned(format!("{sql}; ROLLBACK")) } else { sql.into() };
         let run = async {
-            let mut r = c.query_iter(sql).await.map_err(|e| d.err(e))?;
+            let mut r = c.query_iter(&text).await.map_err(|e| d.err(e))?;
             // `None`: a result set was sent; else the OK's affected rows and id.
             let ok = match r.columns() {
                 Some(cols) if !cols.is_empty() => {
@@ -1070,10 +1115,17 @@ impl Session {
                 _ => Some((r.affected_rows(), r.last_insert_id().unwrap_or(0))),
             };
             let warned = r.warnings() > 0;
+            // With `ending`, also the trailing ROLLBACK's answer.
             r.drop_result().await.map_err(|e| d.err(e))?;
+            if ending {
+                if let DnConn::Shared(v) = &mut c {
+                    v.ended();
+                }
+            }
             // The DN's warnings go into the session's diagnostics area
-            // before the end of the result, whose packet counts them.
-            if warned {
+            // before the end of the result, whose packet counts them (not
+            // after a trailing ROLLBACK, which cleared them on the DN).
+            if warned && !ending {
                 crate::dn::record_warnings(&mut c).await;
             }
             match ok {
@@ -1096,7 +1148,8 @@ impl Session {
         queries: &[(u32, String)],
         sink: &mut dyn ResultSink,
     ) -> Result<()> {
-        let (mut readers, defs) = self.start_readers(source, queries).await?;
+        // The statement's last reads (a gather's, a global-index lookup's).
+        let (mut readers, defs) = self.start_readers(source, queries, true).await?;
         sink.columns(&defs).await?;
         for r in readers.iter_mut() {
             while let Some(row) = self.reader_row(r).await? {

@@ -66,9 +66,10 @@ impl StmtSnapshot {
         self.views.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Opens `shards[dn]` views on each DN at one snapshot: a fresh TSO
-    /// timestamp, or the DN's [`read_ts`](dn_plugin::AgentApi::read_ts) when
-    /// all views are on one DN (no TSO call). A late OPEN is retried at `max(TSO, amx)`. Errors: a DN error,
+    /// Opens `shards[dn]` views on each DN at one snapshot: the DN's
+    /// [`read_ts`](dn_plugin::AgentApi::read_ts) when all views are on one
+    /// DN, else [`Cluster::statement_ts`] (no TSO call with the CN's own
+    /// agents). A late OPEN is retried at `max(TSO, amx)`. Errors: a DN error,
     /// the TSO unreachable, or 1213 after [`OPEN_RETRIES`] late opens.
     pub async fn open(&self, shards: &BTreeMap<u32, usize>) -> Result<()> {
         if self.views().is_some() {
@@ -91,7 +92,7 @@ impl StmtSnapshot {
                     .await
                     .map_err(|e| self.cluster.dn(dn).map_or_else(|x| x, |d| d.agent_err(e)))?
             }
-            _ => self.cluster.timestamp().await?,
+            _ => self.cluster.statement_ts().await?,
         };
         for _ in 0..OPEN_RETRIES {
             match self.try_open(shards, s).await? {

@@ -18,6 +18,9 @@ pub struct ViewConn {
     deferred: Option<dn_plugin::agent::DeferredOpen>,
     /// The deferred view could not be made: every later query fails.
     unmade: bool,
+    /// The read view was ended by its last query ([`ViewConn::ended`]):
+    /// every later query fails.
+    ended: bool,
 }
 
 /// Runs the clean-up statements one by one (a failing `XA END` must not
@@ -34,14 +37,14 @@ impl ViewConn {
     /// Wraps `conn`; `on_drop` are the statements that end its
     /// transaction, run in order with errors ignored.
     pub fn new(conn: Conn, on_drop: Vec<String>) -> Self {
-        ViewConn { conn: Some(conn), on_drop: Some(on_drop), deferred: None, unmade: false }
+        ViewConn { conn: Some(conn), on_drop: Some(on_drop), deferred: None, unmade: false, ended: false }
     }
 
     /// Wraps `conn` for a read view whose admission `open` holds; the view
     /// is made by the first [`ViewConn::query_iter`], in that query's
     /// round trip. `on_drop` as for [`ViewConn::new`].
     pub fn deferred(conn: Conn, open: dn_plugin::agent::DeferredOpen, on_drop: Vec<String>) -> Self {
-        ViewConn { conn: Some(conn), on_drop: Some(on_drop), deferred: Some(open), unmade: false }
+        ViewConn { conn: Some(conn), on_drop: Some(on_drop), deferred: Some(open), unmade: false, ended: false }
     }
 
     /// Runs `sql` in the view (making it first when it is deferred).
@@ -54,6 +57,9 @@ impl ViewConn {
     ) -> Result<mysql_async::QueryResult<'a, 'static, mysql_async::TextProtocol>, mysql_async::Error> {
         if self.unmade {
             return Err(std::io::Error::other("the statement's read view on this DN could not be made").into());
+        }
+        if self.ended {
+            return Err(std::io::Error::other("the statement's read view on this DN has ended").into());
         }
         let conn = self.conn.as_mut().expect("a ViewConn is used only before it is abandoned");
         match self.deferred.take() {
@@ -74,6 +80,15 @@ impl ViewConn {
     /// clean and goes back to the pool as it is.
     pub fn finished(&mut self) {
         self.on_drop = None;
+    }
+
+    /// The read view was ended by the statement that was its last read
+    /// (`…; ROLLBACK` in that query's round trip): the connection goes
+    /// back to the pool as it is, and a later query here fails rather than
+    /// read outside the snapshot.
+    pub fn ended(&mut self) {
+        self.on_drop = None;
+        self.ended = true;
     }
 
     /// Closes the connection without ending its transaction.
