@@ -441,16 +441,20 @@ pub fn partitions_for_range(table: &TableDef, lo: Option<&str>, hi: Option<&str>
 mod tests {
     use super::*;
 
-    #[test]
-    fn key_values_mariadb_would_change_are_refused() {
-        let col = |sql_type: &str, kind: TypeKind| crate::catalog::ColumnMeta {
+    /// A key column `k` of the given SQL type (lower case, as stored).
+    fn col(sql_type: &str, kind: TypeKind) -> crate::catalog::ColumnMeta {
+        crate::catalog::ColumnMeta {
             name: "k".into(),
             sql_type: sql_type.into(),
             kind,
             nullable: true,
             auto_increment: false,
             hidden: false,
-        };
+        }
+    }
+
+    #[test]
+    fn key_values_mariadb_would_change_are_refused() {
         let code =
             |c: &crate::catalog::ColumnMeta, v: &str| check_stored(c, Some(v), 1).err().map(|e| e.to_mysql().code);
         let s = col("varchar(3)", TypeKind::String);
@@ -510,14 +514,6 @@ mod tests {
 
     #[test]
     fn column_types_canonicalize_as_mariadb_stores_them() {
-        let col = |sql_type: &str, kind: TypeKind| crate::catalog::ColumnMeta {
-            name: "k".into(),
-            sql_type: sql_type.into(),
-            kind,
-            nullable: true,
-            auto_increment: false,
-            hidden: false,
-        };
         let canon = |c: &crate::catalog::ColumnMeta, v: &str| canonical_for(c, Some(v)).unwrap();
         let year = col("year", TypeKind::Int { unsigned: true, bytes: 1 });
         for (v, stored) in [("70", 1970), ("5", 2005), ("05", 2005), ("69", 2069), ("2000", 2000), ("0", 0)] {
