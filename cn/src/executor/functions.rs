@@ -1398,6 +1398,9 @@ enum ShardType {
     /// names (MySQL 8.0 reference, 14.7: DATETIME when the format is not a
     /// constant).
     Temporal,
+    /// `ADDDATE(d, days)`: a DATE or DATETIME as `d` is, a string for a
+    /// string `d` (MySQL 8.0 reference, 14.7, `DATE_ADD`).
+    SameTemporal,
 }
 
 /// MySQL row functions the CN plans but leaves to the DNs: name, result
@@ -1476,6 +1479,7 @@ const SHARD_FUNCTIONS: &[(&str, ShardType, usize, usize)] = &[
     ("maketime", ShardType::Time, 3, 3),
     ("time", ShardType::Time, 1, 1),
     ("str_to_date", ShardType::Temporal, 2, 2),
+    ("adddate", ShardType::SameTemporal, 2, 2),
     ("unhex", ShardType::Bytes, 1, 1),
     ("char", ShardType::Bytes, 1, usize::MAX),
 ];
@@ -1609,7 +1613,7 @@ impl ShardFunction {
 
     /// The result type for `args` arguments, `format` the second one when
     /// it is a constant string.
-    fn result_type(&self, args: usize, format: Option<&str>) -> Result<DataType> {
+    fn result_type(&self, args: usize, format: Option<&str>, first: Option<&DataType>) -> Result<DataType> {
         let (lo, hi) = self.args;
         if args < lo || args > hi {
             return datafusion::common::plan_err!(
@@ -1626,6 +1630,11 @@ impl ShardFunction {
             ShardType::UnixTime if args == 2 => DataType::Utf8,
             ShardType::UnixTime => DataType::Timestamp(TimeUnit::Microsecond, None),
             ShardType::Temporal => format.map_or(DataType::Timestamp(TimeUnit::Microsecond, None), str_to_date_type),
+            ShardType::SameTemporal => match first {
+                Some(DataType::Date32) => DataType::Date32,
+                Some(DataType::Timestamp(..)) => DataType::Timestamp(TimeUnit::Microsecond, None),
+                _ => DataType::Utf8,
+            },
         })
     }
 }
@@ -1638,7 +1647,7 @@ impl ScalarUDFImpl for ShardFunction {
         &self.signature
     }
     fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
-        self.result_type(arg_types.len(), None)
+        self.result_type(arg_types.len(), None, arg_types.first())
     }
     fn return_field_from_args(
         &self,
@@ -1652,7 +1661,7 @@ impl ScalarUDFImpl for ShardFunction {
             )) => Some(f.as_str()),
             _ => None,
         };
-        let ty = self.result_type(args.arg_fields.len(), format)?;
+        let ty = self.result_type(args.arg_fields.len(), format, args.arg_fields.first().map(|f| f.data_type()))?;
         Ok(Arc::new(datafusion::arrow::datatypes::Field::new(self.name, ty, true)))
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {

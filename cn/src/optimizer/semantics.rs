@@ -1236,6 +1236,40 @@ fn interval_call(name: &str, d: &Expr, n: &Expr, field: datafusion::sql::sqlpars
     }
 }
 
+/// `d ± INTERVAL n DAY` or `WEEK` where `n` is not a literal (a column, an
+/// expression), which DataFusion cannot plan: `ADDDATE(d, ±n)` or
+/// `ADDDATE(d, ±(n * 7))`, a [`crate::executor::functions::ShardFunction`]
+/// (MariaDB's own on the shards, the CN's over what it computes). `None`
+/// for anything else.
+fn interval_of_expression(d: &Expr, op: &BinaryOperator, i: &Expr) -> Option<Expr> {
+    use datafusion::sql::sqlparser::ast::DateTimeField;
+    let Expr::Interval(iv) = i else { return None };
+    let literal = |e: &Expr| match e {
+        Expr::Value(_) => true,
+        Expr::UnaryOp { op: UnaryOperator::Minus | UnaryOperator::Plus, expr } => matches!(**expr, Expr::Value(_)),
+        _ => false,
+    };
+    if literal(&iv.value) || iv.last_field.is_some() {
+        return None;
+    }
+    let n = Expr::Nested(iv.value.clone());
+    let days = match iv.leading_field {
+        Some(DateTimeField::Day) => n,
+        Some(DateTimeField::Week(None)) => Expr::Nested(Box::new(Expr::BinaryOp {
+            left: Box::new(n),
+            op: BinaryOperator::Multiply,
+            right: Box::new(Expr::value(Value::Number("7".into(), false))),
+        })),
+        _ => return None,
+    };
+    let days = match op {
+        BinaryOperator::Plus => days,
+        BinaryOperator::Minus => Expr::UnaryOp { op: UnaryOperator::Minus, expr: Box::new(days) },
+        _ => return None,
+    };
+    Some(call("adddate", vec![d.clone(), days], false, None))
+}
+
 /// `INTERVAL n QUARTER` as `INTERVAL n * 3 MONTH` (DataFusion has no
 /// quarters); any other expression as it is.
 fn quarters_as_months(i: &Expr) -> Expr {
@@ -1468,6 +1502,9 @@ fn mysql_function_rewrite(f: &Function) -> Option<Expr> {
                 },
                 _ => (*d).clone(),
             };
+            if let Some(e) = interval_of_expression(&d, &op, i) {
+                return Some(e);
+            }
             let i = quarters_as_months(i);
             Some(Expr::Nested(Box::new(Expr::BinaryOp { left: Box::new(d), op, right: Box::new(i) })))
         }
@@ -1780,6 +1817,15 @@ impl VisitorMut for Rewriter {
             // is the ISO week).
             Expr::Extract { field: datafusion::sql::sqlparser::ast::DateTimeField::Week(None), expr, .. } => {
                 Some(call("week", vec![(**expr).clone(), Expr::value(Value::Number("0".into(), false))], false, None))
+            }
+            // `d + INTERVAL g DAY` of an expression `g`.
+            Expr::BinaryOp { left, op, right } if interval_of_expression(left, op, right).is_some() => {
+                interval_of_expression(left, op, right)
+            }
+            Expr::BinaryOp { left, op: BinaryOperator::Plus, right }
+                if interval_of_expression(right, &BinaryOperator::Plus, left).is_some() =>
+            {
+                interval_of_expression(right, &BinaryOperator::Plus, left)
             }
             // `INTERVAL n QUARTER` (DataFusion has no quarters).
             Expr::Interval(iv) if iv.leading_field == Some(datafusion::sql::sqlparser::ast::DateTimeField::Quarter) => {
