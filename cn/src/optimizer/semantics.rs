@@ -1238,9 +1238,9 @@ fn interval_call(name: &str, d: &Expr, n: &Expr, field: datafusion::sql::sqlpars
 
 /// `d ± INTERVAL n DAY` or `WEEK` where `n` is not a literal (a column, an
 /// expression), which DataFusion cannot plan: `ADDDATE(d, ±n)` or
-/// `ADDDATE(d, ±(n * 7))`, a [`crate::executor::functions::ShardFunction`]
-/// (MariaDB's own on the shards, the CN's over what it computes). `None`
-/// for anything else.
+/// `ADDDATE(d, ±(n * 7))`, a [`crate::executor::functions::ShardFunction`]:
+/// MariaDB computes it, on the shards or, over values the CN computed, on
+/// a DN ([`crate::executor::dn_eval`]). `None` for anything else.
 fn interval_of_expression(d: &Expr, op: &BinaryOperator, i: &Expr) -> Option<Expr> {
     use datafusion::sql::sqlparser::ast::DateTimeField;
     let Expr::Interval(iv) = i else { return None };
