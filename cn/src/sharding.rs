@@ -364,7 +364,7 @@ pub fn check_stored(col: &crate::catalog::ColumnMeta, text: Option<&str>, row: u
             KeyValue::Int(0 | 1901..=2155) => Ok(()),
             _ => Err(out_of_range()),
         },
-        TypeKind::Int { unsigned, bytes } if !ty.starts_with("year") && !ty.starts_with("bit") => {
+        TypeKind::Int { unsigned, bytes } if !ty.starts_with("bit") => {
             let KeyValue::Int(v) = canonical(col.kind, Some(s))? else { return Ok(()) };
             let bits = u32::from(bytes.clamp(1, 8)) * 8;
             let (lo, hi) =

@@ -1818,15 +1818,11 @@ impl VisitorMut for Rewriter {
             Expr::Extract { field: datafusion::sql::sqlparser::ast::DateTimeField::Week(None), expr, .. } => {
                 Some(call("week", vec![(**expr).clone(), Expr::value(Value::Number("0".into(), false))], false, None))
             }
-            // `d + INTERVAL g DAY` of an expression `g`.
-            Expr::BinaryOp { left, op, right } if interval_of_expression(left, op, right).is_some() => {
-                interval_of_expression(left, op, right)
+            // `d ± INTERVAL g DAY` (or `INTERVAL g DAY + d`) of an expression `g`.
+            Expr::BinaryOp { left, op, right } if matches!(**left, Expr::Interval(_)) => {
+                (*op == BinaryOperator::Plus).then(|| interval_of_expression(right, op, left)).flatten()
             }
-            Expr::BinaryOp { left, op: BinaryOperator::Plus, right }
-                if interval_of_expression(right, &BinaryOperator::Plus, left).is_some() =>
-            {
-                interval_of_expression(right, &BinaryOperator::Plus, left)
-            }
+            Expr::BinaryOp { left, op, right } => interval_of_expression(left, op, right),
             // `INTERVAL n QUARTER` (DataFusion has no quarters).
             Expr::Interval(iv) if iv.leading_field == Some(datafusion::sql::sqlparser::ast::DateTimeField::Quarter) => {
                 Some(quarters_as_months(e))
