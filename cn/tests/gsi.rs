@@ -282,6 +282,108 @@ fn lookups_across_partitions_read_each_dn_once_with_the_answers_of_a_full_scan()
     });
 }
 
+/// A lookup through a global index comes from the plan cache after its
+/// first run: the index query and the base query spliced from templates,
+/// with the same answers (and column metadata) as the planner's, for any
+/// literal; more keys than a lookup carries take the planned query; a DDL
+/// that drops the index drops the cached lookup with it.
+#[test]
+fn repeated_lookups_come_from_the_plan_cache_with_the_planners_answers() {
+    block_on(async {
+        let mut c = fresh_db("g_cached").await;
+        c.query_drop(
+            "CREATE TABLE t (id INT PRIMARY KEY, a INT, pad VARCHAR(20), \
+             GLOBAL INDEX ga (a) PARTITION BY KEY(a) PARTITIONS 4) PARTITION BY KEY(id) PARTITIONS 16",
+        )
+        .await
+        .unwrap();
+        // a = 0 for 5,110 rows: more keys than a lookup carries.
+        let rows: Vec<String> =
+            (1..=5200).map(|i| format!("({i}, {}, 'p{i}')", if i <= 5100 { 0 } else { i % 10 })).collect();
+        c.query_drop(format!("INSERT INTO t VALUES {}", rows.join(", "))).await.unwrap();
+        // String primary keys with a quote and a backslash, two columns.
+        c.query_drop(
+            "CREATE TABLE s (k VARCHAR(20), n INT, a INT, v INT, PRIMARY KEY (k, n), \
+             GLOBAL INDEX ga (a) PARTITION BY KEY(a) PARTITIONS 2) PARTITION BY KEY(k) PARTITIONS 8",
+        )
+        .await
+        .unwrap();
+        let rows: Vec<String> = (0..24).map(|i| format!("('it\\'s\\\\{i}', {i}, {}, {i})", i % 3)).collect();
+        c.query_drop(format!("INSERT INTO s VALUES {}", rows.join(", "))).await.unwrap();
+        let mut plain = connect(Some("g_cached")).await;
+        plain.query_drop("SET cn_plan_cache = OFF").await.unwrap();
+
+        // (query with `{}` for the literal, literals): the first run builds
+        // the plan, every later one is served from it, directly.
+        let cases: [(&str, &[&str]); 4] = [
+            ("SELECT id, pad FROM t WHERE a = {}", &["1", "2", "'3'", "99", "5", "1"]),
+            ("SELECT id, UPPER(pad) AS up FROM t AS x WHERE x.a = {} AND x.id > 5150", &["3", "4", "7"]),
+            ("SELECT * FROM t FORCE INDEX (ga) WHERE {} = a", &["6", "8"]),
+            ("SELECT k, n, v FROM s WHERE a = {}", &["1", "2", "0", "5"]),
+        ];
+        for (shape, literals) in cases {
+            let (h0, d0) = (status(&mut c, "Cn_plan_cache_hits").await, status(&mut c, "Cn_gsi_lookups_direct").await);
+            for lit in literals {
+                let q = shape.replace("{}", lit);
+                let with: Vec<mysql_async::Row> = c.query(&q).await.unwrap();
+                let without: Vec<mysql_async::Row> = plain.query(&q).await.unwrap();
+                if let (Some(w), Some(p)) = (with.first(), without.first()) {
+                    let names = |r: &mysql_async::Row| {
+                        r.columns_ref().iter().map(|c| (c.name_str().to_string(), c.column_type())).collect::<Vec<_>>()
+                    };
+                    assert_eq!(names(w), names(p), "{q}");
+                }
+                assert_eq!(sorted(with), sorted(without), "{q}");
+            }
+            let n = literals.len() as u64;
+            assert_eq!(status(&mut c, "Cn_plan_cache_hits").await - h0, n - 1, "{shape}");
+            assert_eq!(status(&mut c, "Cn_gsi_lookups_direct").await - d0, n, "{shape}");
+        }
+        let ks: Vec<String> = c.query("SELECT k FROM s WHERE a = 1").await.unwrap();
+        assert!(ks.contains(&"it's\\1".to_string()), "{ks:?}");
+
+        // 5,110 keys: the plan cache's lookup takes the planned query.
+        let (h0, p0) = (status(&mut c, "Cn_plan_cache_hits").await, status(&mut c, "Cn_gsi_lookups_planned").await);
+        let many: Vec<(i32, String)> = c.query("SELECT id, pad FROM t WHERE a = 0").await.unwrap();
+        assert_eq!(many.len(), 5110);
+        assert_eq!(status(&mut c, "Cn_plan_cache_hits").await - h0, 1, "served from the cache");
+        assert_eq!(status(&mut c, "Cn_gsi_lookups_planned").await - p0, 1);
+
+        // Inside a transaction the cached lookup reads its own writes.
+        c.query_drop("BEGIN").await.unwrap();
+        c.query_drop("INSERT INTO t VALUES (6000, 2, 'mine')").await.unwrap();
+        c.query_drop("UPDATE t SET a = 9 WHERE id = 5202").await.unwrap();
+        let h0 = status(&mut c, "Cn_plan_cache_hits").await;
+        let mine: Vec<(i32, String)> = c.query("SELECT id, pad FROM t WHERE a = 2").await.unwrap();
+        assert_eq!(status(&mut c, "Cn_plan_cache_hits").await - h0, 1);
+        let mut ids: Vec<i32> = mine.iter().map(|r| r.0).collect();
+        ids.sort();
+        let mut want: Vec<i32> = (5101..=5200).filter(|i| i % 10 == 2 && *i != 5202).collect();
+        want.push(6000);
+        assert_eq!(ids, want);
+        c.query_drop("ROLLBACK").await.unwrap();
+
+        // A literal that routes nowhere takes the planner's way: its answer.
+        let h0 = status(&mut c, "Cn_plan_cache_hits").await;
+        let q = "SELECT id, pad FROM t WHERE a = 'x'";
+        assert_eq!(result_rows(&mut c, q).await, result_rows(&mut plain, q).await);
+        assert_eq!(status(&mut c, "Cn_plan_cache_hits").await, h0, "{q}");
+
+        // Dropping the index drops the cached lookup: a scan, the same rows.
+        c.query_drop("DROP INDEX ga ON t").await.unwrap();
+        let d0 = status(&mut c, "Cn_gsi_lookups_direct").await;
+        let q = "SELECT id, pad FROM t WHERE a = 5";
+        assert_eq!(result_rows(&mut c, q).await, result_rows(&mut plain, q).await);
+        assert_eq!(status(&mut c, "Cn_gsi_lookups_direct").await, d0, "no index any more");
+        c.query_drop("DROP DATABASE g_cached").await.unwrap();
+    });
+}
+
+/// `q`'s rows sorted as text, or its error code.
+async fn result_rows(c: &mut Conn, q: &str) -> Result<Vec<String>, Option<u16>> {
+    c.query::<mysql_async::Row, _>(q).await.map(sorted).map_err(|e| code_of(&e))
+}
+
 /// A lookup's last read of a DN (and a gather's read of each DN) ends its
 /// read view in the same round trip (`…; ROLLBACK`). The connection goes
 /// back to the pool with no snapshot left open: a read on it after a

@@ -25,7 +25,8 @@ use crate::dn::quote_ident;
 use crate::error::{CnError, Result};
 use crate::planner::{self, resolve_name, Route};
 use datafusion::sql::sqlparser::ast::{
-    BinaryOperator, Expr, Query, SelectItem, SetExpr, TableFactor, TableIndexHintType, Visit, Visitor,
+    BinaryOperator, Expr, Query, SelectItem, SetExpr, TableFactor, TableIndexHintType, UnaryOperator, Value, Visit,
+    Visitor,
 };
 use datafusion::sql::sqlparser::dialect::MySqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -119,6 +120,57 @@ fn conjuncts(e: &Expr, out: &mut Vec<Expr>) {
 /// Picks a global index for `q` (a SELECT), and strips index hints that
 /// name global indexes from it. `None`: read the base table as usual.
 pub fn choose(snap: &CatalogSnapshot, db: Option<&str>, q: &mut Query) -> Result<Option<Choice>> {
+    choose_with(snap, db, q, false)
+}
+
+/// [`choose`] for a statement whose literals are the plan cache's `?n`
+/// placeholders ([`crate::planner::plan_cache`]): a placeholder pins or
+/// bounds a column as a literal does. The choice then holds for every
+/// execution's literals; it is [`choose`]'s, except where literals that
+/// route the base query to one partition would skip the index (both read
+/// the same rows).
+pub fn choose_parameterized(snap: &CatalogSnapshot, db: Option<&str>, q: &mut Query) -> Result<Option<Choice>> {
+    choose_with(snap, db, q, true)
+}
+
+/// A literal, or with `placeholders` also a `?n` placeholder (either
+/// negated or in parentheses).
+fn is_value(e: &Expr, placeholders: bool) -> bool {
+    match e {
+        Expr::Value(v) if placeholders && matches!(&v.value, Value::Placeholder(_)) => true,
+        Expr::UnaryOp { op: UnaryOperator::Minus, expr } | Expr::Nested(expr) if placeholders => {
+            is_value(expr, placeholders)
+        }
+        _ => planner::literal_text(e).is_some(),
+    }
+}
+
+/// Columns `(qualifier or "", column)` that conjuncts of `e` pin to
+/// values: `c = v` (either way round) and `c IN (v, …)`.
+fn pinned(e: &Expr, placeholders: bool, out: &mut BTreeSet<(String, String)>) {
+    match e {
+        Expr::BinaryOp { left, op: BinaryOperator::And, right } => {
+            pinned(left, placeholders, out);
+            pinned(right, placeholders, out);
+        }
+        Expr::BinaryOp { left, op: BinaryOperator::Eq, right } => {
+            if let Some(c) = planner::column_ref(left).filter(|_| is_value(right, placeholders)) {
+                out.insert(c);
+            } else if let Some(c) = planner::column_ref(right).filter(|_| is_value(left, placeholders)) {
+                out.insert(c);
+            }
+        }
+        Expr::InList { expr, list, negated: false } if list.iter().all(|v| is_value(v, placeholders)) => {
+            if let Some(c) = planner::column_ref(expr) {
+                out.insert(c);
+            }
+        }
+        Expr::Nested(inner) => pinned(inner, placeholders, out),
+        _ => {}
+    }
+}
+
+fn choose_with(snap: &CatalogSnapshot, db: Option<&str>, q: &mut Query, placeholders: bool) -> Result<Option<Choice>> {
     let (def, d, qualifier, selection, forced, ignored) = {
         let SetExpr::Select(sel) = q.body.as_mut() else { return Ok(None) };
         if sel.from.len() != 1 || !sel.from[0].joins.is_empty() {
@@ -156,20 +208,17 @@ pub fn choose(snap: &CatalogSnapshot, db: Option<&str>, q: &mut Query) -> Result
     if forced.is_none() && matches!(planner::route_query(snap, db, &plain, 0)?, Route::SingleDn { .. }) {
         return Ok(None);
     }
-    let mut eqs = Vec::new();
-    planner::equalities(&selection, &mut eqs);
-    let mut pinned: BTreeSet<String> =
-        eqs.iter().filter(|((q, _), _)| q.is_empty() || *q == qualifier).map(|((_, c), _)| c.clone()).collect();
-    let mut lists = std::collections::BTreeMap::new();
-    planner::in_lists(&selection, &mut lists);
-    pinned.extend(lists.into_keys());
+    let mut pins = BTreeSet::new();
+    pinned(&selection, placeholders, &mut pins);
+    let pinned: BTreeSet<String> =
+        pins.into_iter().filter(|(q, _)| q.is_empty() || *q == qualifier).map(|(_, c)| c).collect();
     let usable = |g: &&GlobalIndex| g.state == IndexState::Public && !ignored.contains(&g.name);
     let pins = |g: &GlobalIndex| g.table.partitioning.key_columns().iter().all(|k| pinned.contains(k));
     // A range on an index's first column: the index's partitions each read
     // the range by their local key on the index columns. Not for a column
     // of the table's own partition key (the table's partitions may prune).
     let mut ranged = BTreeSet::new();
-    ranges(&selection, &mut ranged);
+    ranges(&selection, placeholders, &mut ranged);
     let ranged: BTreeSet<String> = ranged
         .into_iter()
         .filter(|(q, c)| (q.is_empty() || *q == qualifier) && !def.partitioning.key_columns().contains(c))
@@ -246,37 +295,36 @@ pub fn choose(snap: &CatalogSnapshot, db: Option<&str>, q: &mut Query) -> Result
 
 /// The columns (qualifier or "", name) that conjuncts of `e` bound by a
 /// range of values: `c < v`, `c <= v`, `c > v`, `c >= v` (either way
-/// round) and `c BETWEEN v AND w`, with `v`, `w` literals.
-fn ranges(e: &Expr, out: &mut BTreeSet<(String, String)>) {
+/// round) and `c BETWEEN v AND w`, with `v`, `w` values ([`is_value`]).
+fn ranges(e: &Expr, placeholders: bool, out: &mut BTreeSet<(String, String)>) {
     use BinaryOperator::*;
+    let value = |e: &Expr| is_value(e, placeholders);
     match e {
         Expr::BinaryOp { left, op: And, right } => {
-            ranges(left, out);
-            ranges(right, out);
+            ranges(left, placeholders, out);
+            ranges(right, placeholders, out);
         }
         Expr::BinaryOp { left, op: Lt | LtEq | Gt | GtEq, right } => {
-            if let (Some(c), Some(_)) = (planner::column_ref(left), planner::literal_text(right)) {
+            if let Some(c) = planner::column_ref(left).filter(|_| value(right)) {
                 out.insert(c);
-            } else if let (Some(c), Some(_)) = (planner::column_ref(right), planner::literal_text(left)) {
+            } else if let Some(c) = planner::column_ref(right).filter(|_| value(left)) {
                 out.insert(c);
             }
         }
         Expr::Between { expr, negated: false, low, high } => {
-            if let (Some(c), Some(_), Some(_)) =
-                (planner::column_ref(expr), planner::literal_text(low), planner::literal_text(high))
-            {
+            if let Some(c) = planner::column_ref(expr).filter(|_| value(low) && value(high)) {
                 out.insert(c);
             }
         }
-        Expr::Nested(inner) => ranges(inner, out),
+        Expr::Nested(inner) => ranges(inner, placeholders, out),
         _ => {}
     }
 }
 
-/// `base` restricted to the rows whose primary key is in `keys` (values as
-/// the index returned them). No keys: a false filter that still pins one
-/// partition.
-pub fn with_keys(mut base: Query, table: &TableDef, qualifier: &str, keys: &[super::Row]) -> Result<Query> {
+/// The filter `table`'s primary key (columns qualified by `qualifier`)
+/// in `keys` (values as the index returned them): `pk = v`, `pk IN (…)`
+/// or `(k1, k2) IN ((…), …)`. No keys: `pk = NULL`, false for every row.
+pub fn key_predicate(table: &TableDef, qualifier: &str, keys: &[super::Row]) -> String {
     let pk: Vec<(String, crate::catalog::TypeKind)> = table
         .primary_key
         .iter()
@@ -285,7 +333,7 @@ pub fn with_keys(mut base: Query, table: &TableDef, qualifier: &str, keys: &[sup
             (format!("{}.{}", quote_ident(qualifier), quote_ident(k)), kind)
         })
         .collect();
-    let pred = match keys {
+    match keys {
         [] => pk.iter().map(|(c, _)| format!("{c} = NULL")).collect::<Vec<_>>().join(" AND "),
         [one] => pk
             .iter()
@@ -309,8 +357,14 @@ pub fn with_keys(mut base: Query, table: &TableDef, qualifier: &str, keys: &[sup
             let lhs = if lhs.len() == 1 { lhs[0].to_string() } else { format!("({})", lhs.join(", ")) };
             format!("{lhs} IN ({})", tuples.join(", "))
         }
-    };
-    let pred = parse_expr(&pred)?;
+    }
+}
+
+/// `base` restricted to the rows whose primary key is in `keys` (values as
+/// the index returned them, [`key_predicate`]). No keys: a false filter
+/// that still pins one partition.
+pub fn with_keys(mut base: Query, table: &TableDef, qualifier: &str, keys: &[super::Row]) -> Result<Query> {
+    let pred = parse_expr(&key_predicate(table, qualifier, keys))?;
     if let SetExpr::Select(s) = base.body.as_mut() {
         s.selection = Some(match s.selection.take() {
             Some(e) => Expr::BinaryOp {
@@ -324,32 +378,32 @@ pub fn with_keys(mut base: Query, table: &TableDef, qualifier: &str, keys: &[sup
     Ok(base)
 }
 
-/// The lookup of `keys` (primary keys read from the index) in the base
-/// table without the CN's executor: per DN, one physical query, the
-/// partitions' `base` restricted to their keys ([`with_keys`]) joined by
-/// `UNION ALL`, in DN order. The answer is the concatenation of the DNs'
-/// answers; no keys: one query that reads no row ([`with_keys`]' false
-/// filter), for the answer's column definitions. `None` when that would
-/// not be the answer (`base` is not [`planner::gather::row_wise`]) or when
-/// the table's partition key is not part of its primary key; the caller
-/// then runs `base` with all keys through the planner.
-pub fn lookup_per_dn(
-    snap: &CatalogSnapshot,
-    db: Option<&str>,
-    base: &Query,
+/// Whether a lookup in `table` can go straight to the partitions its keys
+/// name ([`lookup_per_dn`]): the table is partitioned and its partition
+/// key is part of its primary key.
+pub fn direct_lookup_possible(table: &TableDef) -> bool {
+    table.is_partitioned() && partition_key_positions(table).is_some()
+}
+
+/// Where each partition-key column sits in the primary key.
+fn partition_key_positions(table: &TableDef) -> Option<Vec<usize>> {
+    table.partitioning.key_columns().iter().map(|k| table.primary_key.iter().position(|p| p == k)).collect()
+}
+
+/// Primary keys read from an index (`keys`), by the base-table partition
+/// each lives in; no keys: the partition of NULL keys, empty (any
+/// partition answers "no row"). `None` when a key cannot be routed here
+/// (see [`direct_lookup_possible`], or a key that is not UTF-8).
+pub fn keys_by_partition(
     table: &TableDef,
-    qualifier: &str,
     keys: &[super::Row],
-) -> Result<Option<Vec<(u32, String)>>> {
-    if !table.is_partitioned() || !planner::gather::row_wise(base) {
+) -> Result<Option<std::collections::BTreeMap<usize, Vec<super::Row>>>> {
+    if !table.is_partitioned() {
         return Ok(None);
     }
-    let positions: Option<Vec<usize>> =
-        table.partitioning.key_columns().iter().map(|k| table.primary_key.iter().position(|p| p == k)).collect();
-    let Some(positions) = positions else { return Ok(None) };
+    let Some(positions) = partition_key_positions(table) else { return Ok(None) };
     let mut by_partition: std::collections::BTreeMap<usize, Vec<super::Row>> = Default::default();
     if keys.is_empty() {
-        // Any partition answers "no row"; the one NULL keys route to.
         match crate::sharding::partition_for(table, &vec![None; positions.len()]) {
             Ok(p) => by_partition.insert(p, Vec::new()),
             Err(_) => return Ok(None),
@@ -369,6 +423,30 @@ pub fn lookup_per_dn(
         }
         by_partition.entry(crate::sharding::partition_for(table, &key)?).or_default().push(row.clone());
     }
+    Ok(Some(by_partition))
+}
+
+/// The lookup of `keys` (primary keys read from the index) in the base
+/// table without the CN's executor: per DN, one physical query, the
+/// partitions' `base` restricted to their keys ([`with_keys`]) joined by
+/// `UNION ALL`, in DN order. The answer is the concatenation of the DNs'
+/// answers; no keys: one query that reads no row ([`with_keys`]' false
+/// filter), for the answer's column definitions. `None` when that would
+/// not be the answer (`base` is not [`planner::gather::row_wise`]) or when
+/// the table's partition key is not part of its primary key; the caller
+/// then runs `base` with all keys through the planner.
+pub fn lookup_per_dn(
+    snap: &CatalogSnapshot,
+    db: Option<&str>,
+    base: &Query,
+    table: &TableDef,
+    qualifier: &str,
+    keys: &[super::Row],
+) -> Result<Option<Vec<(u32, String)>>> {
+    if !planner::gather::row_wise(base) {
+        return Ok(None);
+    }
+    let Some(by_partition) = keys_by_partition(table, keys)? else { return Ok(None) };
     let mut by_dn: std::collections::BTreeMap<u32, Vec<String>> = Default::default();
     for (p, rows) in by_partition {
         let Some(part) = table.partitions.get(p) else { return Ok(None) };

@@ -23,7 +23,7 @@
 use crate::catalog::{CatalogSnapshot, TableDef};
 use crate::planner::{column_ref, name_physical, resolve_name};
 use datafusion::sql::sqlparser::ast::{
-    visit_relations, BinaryOperator, Expr, Query, SelectItem, SetExpr, Statement, TableFactor, Value,
+    visit_relations, BinaryOperator, Expr, Ident, Query, SelectItem, SetExpr, Statement, TableFactor, Value,
 };
 use datafusion::sql::sqlparser::dialect::MySqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -95,7 +95,7 @@ pub fn parameterize(sql: &str) -> Option<Parameterized<'_>> {
                     match b.get(i)? {
                         b'`' if b.get(i + 1) == Some(&b'`') => i += 2,
                         b'`' => break,
-                        b'?' | 1 => return None,
+                        b'?' | 1 | 2 => return None,
                         _ => i += 1,
                     }
                 }
@@ -138,7 +138,7 @@ pub fn parameterize(sql: &str) -> Option<Parameterized<'_>> {
                     return None;
                 }
             }
-            b'?' | b'@' | b'"' | b'#' | 1 => return None,
+            b'?' | b'@' | b'"' | b'#' | 1 | 2 => return None,
             b'/' if b.get(i + 1) == Some(&b'*') => return None,
             b'-' if b.get(i + 1) == Some(&b'-') => return None,
             _ => i += 1,
@@ -163,6 +163,8 @@ enum Piece {
     Param(usize),
     /// The physical table of the partition the key hashes to.
     Table,
+    /// A [`LookupPlan`]'s primary-key filter.
+    Keys,
 }
 
 /// A cached point SELECT: one partitioned table, its partition key pinned
@@ -184,15 +186,60 @@ impl PointPlan {
         let key: Vec<Option<&str>> = self.key_params.iter().map(|&i| Some(params.get(i)?.value.as_ref())).collect();
         let p = crate::sharding::partition_for(&self.table, &key).ok()?;
         let part = self.table.partitions.get(p)?;
-        let mut sql = String::with_capacity(128);
-        for piece in &self.pieces {
-            match piece {
-                Piece::Text(t) => sql.push_str(t),
-                Piece::Param(n) => sql.push_str(params.get(*n)?.raw),
-                Piece::Table => sql.push_str(&part.phys_table),
-            }
+        Some((part.dn, render(&self.pieces, params, &part.phys_table, "")?))
+    }
+}
+
+/// A template's text for one execution: the client's literals, the
+/// physical table `table` and the key filter `keys` spliced in.
+fn render(pieces: &[Piece], params: &[Param<'_>], table: &str, keys: &str) -> Option<String> {
+    let mut sql = String::with_capacity(128 + keys.len());
+    for piece in pieces {
+        match piece {
+            Piece::Text(t) => sql.push_str(t),
+            Piece::Param(n) => sql.push_str(params.get(*n)?.raw),
+            Piece::Table => sql.push_str(table),
+            Piece::Keys => sql.push_str(keys),
         }
-        Some((part.dn, sql))
+    }
+    Some(sql)
+}
+
+/// A cached SELECT through a global index ([`crate::gsi::select`]'s
+/// lookup): the index query, pinned by placeholders to one index
+/// partition, gives the primary keys; the base query, a template with the
+/// primary-key filter left open, reads their rows, one physical query per
+/// DN. Later executions skip the parser, the index choice and the planner,
+/// as for a [`PointPlan`].
+#[derive(Debug)]
+pub struct LookupPlan {
+    /// The index query: the primary keys of the matching index rows
+    /// (at most [`crate::gsi::select::LOOKUP_LIMIT`] + 1).
+    pub index: PointPlan,
+    /// The base table, partitioned with its partition key inside its
+    /// primary key ([`crate::gsi::select::direct_lookup_possible`]).
+    table: Arc<TableDef>,
+    /// The name the base query gives the table (its alias, else its name).
+    qualifier: String,
+    /// The base query (row-wise: its answer over several partitions is
+    /// the concatenation of theirs) with `AND <keys>` added to its WHERE.
+    base: Vec<Piece>,
+}
+
+impl LookupPlan {
+    /// The lookup of `keys` (the index query's rows) as
+    /// [`crate::gsi::select::lookup_per_dn`] builds it: per DN, the
+    /// partitions' base queries joined by `UNION ALL`, in DN order. `None`
+    /// when a key does not route here; the caller takes the planned way.
+    pub fn base_per_dn(&self, params: &[Param<'_>], keys: &[crate::gsi::Row]) -> Option<Vec<(u32, String)>> {
+        let by_partition = crate::gsi::select::keys_by_partition(&self.table, keys).ok()??;
+        let mut by_dn: std::collections::BTreeMap<u32, Vec<String>> = Default::default();
+        for (p, rows) in by_partition {
+            let part = self.table.partitions.get(p)?;
+            let keys = crate::gsi::select::key_predicate(&self.table, &self.qualifier, &rows);
+            by_dn.entry(part.dn).or_default().push(render(&self.base, params, &part.phys_table, &keys)?);
+        }
+        Some(by_dn.into_iter().map(|(dn, qs)| (dn, crate::executor::shard_scan::union_all(&qs))).collect())
     }
 }
 
@@ -200,6 +247,8 @@ impl PointPlan {
 #[derive(Debug)]
 pub enum CachedPlan {
     Point(PointPlan),
+    /// A lookup through a global index.
+    Lookup(LookupPlan),
     /// Not a point SELECT: the statement takes the parser and planner.
     Other,
 }
@@ -260,16 +309,16 @@ pub fn build(
     text: &str,
     unchanged_by_session: impl FnOnce(&Query) -> bool,
 ) -> Entry {
-    let plan = point_plan(snap, db, text, unchanged_by_session).map_or(CachedPlan::Other, CachedPlan::Point);
+    let plan = plan(snap, db, text, unchanged_by_session).unwrap_or(CachedPlan::Other);
     Entry { version: snap.version, plan }
 }
 
-fn point_plan(
+fn plan(
     snap: &CatalogSnapshot,
     db: Option<&str>,
     text: &str,
     unchanged_by_session: impl FnOnce(&Query) -> bool,
-) -> Option<PointPlan> {
+) -> Option<CachedPlan> {
     let mut stmts = Parser::parse_sql(&MySqlDialect {}, text).ok()?;
     let Some(Statement::Query(mut q)) = stmts.pop() else { return None };
     if !stmts.is_empty() || q.with.is_some() || !q.locks.is_empty() || q.for_clause.is_some() {
@@ -297,19 +346,32 @@ fn point_plan(
     {
         return None;
     }
-    let TableFactor::Table { name, alias, args: None, with_hints, index_hints, partitions, .. } = &sel.from[0].relation
-    else {
+    let TableFactor::Table { name, args: None, with_hints, index_hints, partitions, .. } = &sel.from[0].relation else {
         return None;
     };
-    if !with_hints.is_empty() || !index_hints.is_empty() || !partitions.is_empty() {
+    if !with_hints.is_empty() || !partitions.is_empty() {
         return None;
     }
     let (d, t) = resolve_name(name, db).ok()?;
     let table = snap.base_table(&d, &t)?.clone();
-    if !table.is_partitioned() || !unchanged_by_session(&q) {
+    if !unchanged_by_session(&q) {
         return None;
     }
-    // Every key column pinned by exactly one `col = ?n` conjunct.
+    if table.is_partitioned() && index_hints.is_empty() {
+        if let Some(point) = point_template(&q, table, db) {
+            return Some(CachedPlan::Point(point));
+        }
+    }
+    lookup_plan(snap, db, *q).map(CachedPlan::Lookup)
+}
+
+/// The [`PointPlan`] of `q`, a SELECT from `table` (partitioned) alone:
+/// `None` unless every partition-key column is pinned by exactly one
+/// `col = ?n` conjunct.
+fn point_template(q: &Query, table: Arc<TableDef>, db: Option<&str>) -> Option<PointPlan> {
+    let SetExpr::Select(sel) = q.body.as_ref() else { return None };
+    let TableFactor::Table { name, alias, .. } = &sel.from[0].relation else { return None };
+    let (d, t) = resolve_name(name, db).ok()?;
     let qualifier = alias.as_ref().map_or(t.as_str(), |a| a.name.value.as_str()).to_ascii_lowercase();
     let mut pins: Vec<(String, usize)> = Vec::new();
     pinned_columns(sel.selection.as_ref()?, &qualifier, &mut pins);
@@ -322,17 +384,60 @@ fn point_plan(
             _ => None,
         })
         .collect::<Option<Vec<usize>>>()?;
-    // The router's physical SQL with a marker for the table name.
-    let mut physical = q.clone();
+    let pieces = physical_template(q.clone(), d, t)?;
+    Some(PointPlan { table, key_params, pieces })
+}
+
+/// The router's physical SQL of a single-table SELECT `q` of table `t` in
+/// database `d`, cut into [`Piece`]s, with a marker for the table name.
+fn physical_template(mut physical: Query, d: String, t: String) -> Option<Vec<Piece>> {
     let SetExpr::Select(sel) = physical.body.as_mut() else { return None };
     let TableFactor::Table { name, alias, .. } = &mut sel.from[0].relation else { return None };
     name_physical(name, alias, d, TABLE_MARK.into(), Some(t));
-    let pieces = pieces(&physical.to_string())?;
-    Some(PointPlan { table, key_params, pieces })
+    pieces(&physical.to_string())
+}
+
+/// The [`LookupPlan`] of `q` when the optimizer reads it through a global
+/// index by lookup ([`crate::gsi::select::choose_parameterized`]), the
+/// index query pins one index partition, and the lookup can go straight
+/// to the base partitions.
+fn lookup_plan(snap: &CatalogSnapshot, db: Option<&str>, mut q: Query) -> Option<LookupPlan> {
+    use crate::gsi::select::{choose_parameterized, direct_lookup_possible, Choice};
+    let Choice::Lookup { index_query, base, table, qualifier, .. } = choose_parameterized(snap, db, &mut q).ok()??
+    else {
+        return None;
+    };
+    if !direct_lookup_possible(&table) || !crate::planner::gather::row_wise(&base) {
+        return None;
+    }
+    let SetExpr::Select(sel) = index_query.body.as_ref() else { return None };
+    let TableFactor::Table { name, .. } = &sel.from[0].relation else { return None };
+    let (d, t) = resolve_name(name, db).ok()?;
+    let index_table = snap.table(&d, &t)?.clone();
+    if !index_table.is_partitioned() {
+        return None;
+    }
+    let index = point_template(&index_query, index_table, db)?;
+    // The base query with the key filter to come: `(WHERE) AND <keys>`.
+    let mut base = *base;
+    let SetExpr::Select(sel) = base.body.as_mut() else { return None };
+    let keys = Expr::Identifier(Ident::new(KEYS_MARK));
+    sel.selection = Some(match sel.selection.take() {
+        Some(e) => {
+            Expr::BinaryOp { left: Box::new(Expr::Nested(Box::new(e))), op: BinaryOperator::And, right: Box::new(keys) }
+        }
+        None => keys,
+    });
+    let TableFactor::Table { name, .. } = &sel.from[0].relation else { return None };
+    let (d, t) = resolve_name(name, db).ok()?;
+    let base = physical_template(base, d, t)?;
+    Some(LookupPlan { index, table, qualifier, base })
 }
 
 /// Stands for the physical table name in a rendered template.
 const TABLE_MARK: &str = "\u{1}";
+/// Stands for a [`LookupPlan`]'s primary-key filter in a rendered template.
+const KEYS_MARK: &str = "\u{2}";
 
 /// `col = ?n` conjuncts of a WHERE clause whose column belongs to the
 /// table (unqualified or qualified by `qualifier`): (column, n).
@@ -394,6 +499,10 @@ fn pieces(rendered: &str) -> Option<Vec<Piece>> {
             '\u{1}' => {
                 out.push(Piece::Text(std::mem::take(&mut text)));
                 out.push(Piece::Table);
+            }
+            '\u{2}' => {
+                out.push(Piece::Text(std::mem::take(&mut text)));
+                out.push(Piece::Keys);
             }
             c => text.push(c),
         }

@@ -97,6 +97,22 @@ pub struct Session {
     pub status: Arc<crate::cluster::StatusCounters>,
 }
 
+/// How a SELECT reads through a global index ([`Session::select_by_index`]).
+enum IndexRead<'a> {
+    /// The optimizer's choice for the parsed statement.
+    Planned(&'a crate::gsi::select::Choice),
+    /// A lookup from the plan cache: `index_sql` (on DN `dn`) is the index
+    /// query for this execution's literals `params`; `sql` the client's
+    /// statement, parsed only when the lookup must be planned.
+    Cached {
+        plan: &'a planner::plan_cache::LookupPlan,
+        params: &'a [planner::plan_cache::Param<'a>],
+        dn: u32,
+        index_sql: &'a str,
+        sql: &'a str,
+    },
+}
+
 impl Session {
     pub fn new(cluster: Arc<Cluster>, conn_id: u32, user: String, host: String) -> Self {
         let kill_query = Arc::new(crate::cluster::KillFlag::default());
@@ -626,7 +642,7 @@ impl Session {
         let lock = planner::locking::take(&mut q)?;
         if lock.is_none() {
             if let Some(choice) = crate::gsi::select::choose(&snap, self.db.as_deref(), &mut q)? {
-                return self.select_by_index(choice, sink).await;
+                return self.select_by_index(IndexRead::Planned(&choice), sink).await;
             }
         }
         self.select_routed(q, lock, None, sink).await
@@ -657,14 +673,21 @@ impl Session {
                 (e, true)
             }
         };
-        let CachedPlan::Point(plan) = &entry.plan else { return None };
-        let (dn, physical) = plan.physical_sql(&p.params)?;
-        drop(entry);
+        let (dn, physical) = match &entry.plan {
+            CachedPlan::Point(plan) => plan.physical_sql(&p.params)?,
+            CachedPlan::Lookup(plan) => plan.index.physical_sql(&p.params)?,
+            CachedPlan::Other => return None,
+        };
         self.count(if built { |c| &c.plan_cache_misses } else { |c| &c.plan_cache_hits });
         if let Err(e) = self.implicit_begin().await {
             return Some(Err(e));
         }
         let _running = self.cluster.enter_statement();
+        if let CachedPlan::Lookup(plan) = &entry.plan {
+            let read = IndexRead::Cached { plan, params: &p.params, dn, index_sql: &physical, sql };
+            return Some(self.select_by_index(read, sink).await);
+        }
+        drop(entry);
         let source = self.source();
         Some(self.run_on_dn_in(&source, dn, &physical, sink).await)
     }
@@ -691,16 +714,16 @@ impl Session {
     /// the timestamp already visible) starts the statement again at a later
     /// one; nothing has been sent then. Errors: 1213 after
     /// [`crate::txn::OPEN_RETRIES`] late opens.
-    async fn select_by_index(&mut self, choice: crate::gsi::select::Choice, sink: &mut dyn ResultSink) -> Result<()> {
+    async fn select_by_index(&mut self, read: IndexRead<'_>, sink: &mut dyn ResultSink) -> Result<()> {
         if let Some(t) = &self.txn {
             let source = ConnSource::Txn(t.clone());
-            return self.select_by_index_in(&choice, &source, None, sink).await.map(|_| ());
+            return self.select_by_index_in(&read, &source, None, sink).await.map(|_| ());
         }
         let mut s = self.cluster.statement_ts().await?;
         for _ in 0..crate::txn::OPEN_RETRIES {
             let snap = StmtSnapshot::new(self.cluster.clone(), self.dn_session.clone());
             let source = ConnSource::Snapshot(snap.clone());
-            match self.select_by_index_in(&choice, &source, Some((&snap, s)), sink).await? {
+            match self.select_by_index_in(&read, &source, Some((&snap, s)), sink).await? {
                 Ok(()) => return Ok(()),
                 Err(amx) => s = self.cluster.timestamp().await?.max(amx),
             }
@@ -713,7 +736,7 @@ impl Session {
     /// `Ok(Err(amx))`: a view opened late, before anything was sent.
     async fn select_by_index_in(
         &mut self,
-        choice: &crate::gsi::select::Choice,
+        read: &IndexRead<'_>,
         source: &ConnSource,
         lazy: Option<(&Arc<StmtSnapshot>, u64)>,
         sink: &mut dyn ResultSink,
@@ -738,47 +761,80 @@ impl Session {
                 Route::Distributed => ((0..cluster.dns.len() as u32).collect(), false),
             })
         };
-        match choice {
-            Choice::Covering { query, .. } => {
+        // The primary keys from the index, and the direct lookup of them
+        // when it is possible.
+        let (keys, per_dn) = match read {
+            IndexRead::Planned(Choice::Covering { query, .. }) => {
                 let (dns, whole) = dns_of(query)?;
                 if let Err(amx) = open(dns, whole).await? {
                     return Ok(Err(amx));
                 }
-                self.select_routed((**query).clone(), None, Some(source.clone()), sink).await.map(Ok)
+                return self.select_routed((**query).clone(), None, Some(source.clone()), sink).await.map(Ok);
             }
-            Choice::Lookup { index_query, base, table, qualifier, .. } => {
+            IndexRead::Planned(Choice::Lookup { index_query, base, table, qualifier, .. }) => {
                 let (dns, whole) = dns_of(index_query)?;
                 if let Err(amx) = open(dns, whole).await? {
                     return Ok(Err(amx));
                 }
                 let mut keys = sink::CollectSink::default();
                 self.select_routed((**index_query).clone(), None, Some(source.clone()), &mut keys).await?;
-                if keys.rows.len() <= LOOKUP_LIMIT {
-                    if let Some(per_dn) = lookup_per_dn(&snap, db.as_deref(), base, table, qualifier, &keys.rows)? {
-                        if let Err(amx) = open(per_dn.iter().map(|(dn, _)| *dn).collect(), true).await? {
-                            return Ok(Err(amx));
-                        }
-                        self.count(|c| &c.gsi_lookups_direct);
-                        if let [(dn, sql)] = per_dn.as_slice() {
-                            // One DN: read here, without a reader task,
-                            // and end its view (the statement's last read).
-                            return self.run_on_dn_ending(source, *dn, sql, true, sink).await.map(Ok);
-                        }
-                        return self.run_on_dns_in(source, &per_dn, sink).await.map(Ok);
-                    }
-                }
-                let q = if keys.rows.len() > LOOKUP_LIMIT {
-                    (**base).clone()
-                } else {
-                    with_keys((**base).clone(), table, qualifier, &keys.rows)?
+                let per_dn = match keys.rows.len() <= LOOKUP_LIMIT {
+                    true => lookup_per_dn(&snap, db.as_deref(), base, table, qualifier, &keys.rows)?,
+                    false => None,
                 };
-                if let Err(amx) = open(dns_of(&q)?.0, false).await? {
+                (keys, per_dn)
+            }
+            IndexRead::Cached { plan, params, dn, index_sql, .. } => {
+                if let Err(amx) = open(std::collections::BTreeSet::from([*dn]), true).await? {
                     return Ok(Err(amx));
                 }
-                self.count(|c| &c.gsi_lookups_planned);
-                self.select_routed(q, None, Some(source.clone()), sink).await.map(Ok)
+                let mut keys = sink::CollectSink::default();
+                self.run_on_dn_in(source, *dn, index_sql, &mut keys).await?;
+                let per_dn = match keys.rows.len() <= LOOKUP_LIMIT {
+                    true => plan.base_per_dn(params, &keys.rows),
+                    false => None,
+                };
+                (keys, per_dn)
             }
+        };
+        if let Some(per_dn) = per_dn {
+            if let Err(amx) = open(per_dn.iter().map(|(dn, _)| *dn).collect(), true).await? {
+                return Ok(Err(amx));
+            }
+            self.count(|c| &c.gsi_lookups_direct);
+            if let [(dn, sql)] = per_dn.as_slice() {
+                // One DN: read here, without a reader task, and end its
+                // view (the statement's last read).
+                return self.run_on_dn_ending(source, *dn, sql, true, sink).await.map(Ok);
+            }
+            return self.run_on_dns_in(source, &per_dn, sink).await.map(Ok);
         }
+        let (base, table, qualifier) = match read {
+            IndexRead::Planned(Choice::Lookup { base, table, qualifier, .. }) => {
+                ((**base).clone(), table.clone(), qualifier.clone())
+            }
+            IndexRead::Planned(Choice::Covering { .. }) => unreachable!("a covering read returned above"),
+            // A cached lookup the direct way cannot take (more keys than a
+            // lookup carries): the statement's own choice, planned.
+            IndexRead::Cached { sql, .. } => {
+                match Parser::parse_sql(&MySqlDialect {}, sql).map_err(CnError::parse)?.pop() {
+                    Some(Statement::Query(mut q)) => {
+                        planner::names::name_as_typed(&mut q, sql);
+                        match crate::gsi::select::choose(&snap, db.as_deref(), &mut q)? {
+                            Some(Choice::Lookup { base, table, qualifier, .. }) => (*base, table, qualifier),
+                            _ => return Err(CnError::internal("a cached global-index lookup no longer plans as one")),
+                        }
+                    }
+                    _ => return Err(CnError::internal("a cached statement did not parse as a query")),
+                }
+            }
+        };
+        let q = if keys.rows.len() > LOOKUP_LIMIT { base } else { with_keys(base, &table, &qualifier, &keys.rows)? };
+        if let Err(amx) = open(dns_of(&q)?.0, false).await? {
+            return Ok(Err(amx));
+        }
+        self.count(|c| &c.gsi_lookups_planned);
+        self.select_routed(q, None, Some(source.clone()), sink).await.map(Ok)
     }
 
     /// A SELECT after the choice of indexes: pushed whole to one DN when the
