@@ -1684,6 +1684,9 @@ fn mysql_expressions_over_values_the_cn_computes_match_mariadb() {
             // An INTERVAL of an expression (DataFusion plans literals only).
             "d + INTERVAL g DAY, d - INTERVAL g WEEK, INTERVAL (g * 10) DAY + d, ADDDATE(d, g), SUBDATE(d, g + 1), \
              DATE_ADD(d, INTERVAL -g DAY), CAST(d AS DATETIME) + INTERVAL g DAY",
+            "d + INTERVAL g MONTH, d - INTERVAL g YEAR, d + INTERVAL g HOUR, DATE_ADD(d, INTERVAL g QUARTER), \
+             TIMESTAMPADD(MINUTE, g, d), d - INTERVAL (g * 1000) MICROSECOND, s + INTERVAL g MONTH, \
+             CAST(d AS DATETIME) - INTERVAL g SECOND",
             // Truth values and XOR (DataFusion's XOR was bitwise: 1 XOR 2.50 gave 3).
             "g AND x, g OR NULL, NOT x, NOT s, g XOR x, x XOR NULL, s AND 1",
             "CASE WHEN x THEN 'y' WHEN s THEN 's' ELSE 'n' END, IF(g - 1, 'a', 'b')",
@@ -1753,6 +1756,7 @@ fn mysql_expressions_over_values_the_cn_computes_match_mariadb() {
                 "SELECT g, COUNT(*) FROM t WHERE x GROUP BY g ORDER BY g",
                 // `ADDDATE` of an expression, on the shards.
                 "SELECT g, COUNT(*) FROM t WHERE d + INTERVAL g DAY > '1996-01-01' GROUP BY g ORDER BY g",
+                "SELECT g, COUNT(*) FROM t WHERE d + INTERVAL g MONTH > '1996-01-01' GROUP BY g ORDER BY g",
                 "SELECT g, COUNT(*) FROM t WHERE NOT x GROUP BY g ORDER BY g",
                 "SELECT g, COUNT(*) FROM t WHERE s GROUP BY g ORDER BY g",
                 "SELECT g, COUNT(*) FROM t WHERE g - 1 OR x XOR s GROUP BY g ORDER BY g",

@@ -104,6 +104,22 @@ pub fn literals(a: &ArrayRef) -> Result<Vec<String>> {
     }
 }
 
+/// The values of `a`, unit names (`'MONTH'`), as the keywords
+/// `TIMESTAMPADD` takes. Errors: a value that is none of them.
+fn unit_keywords(a: &ArrayRef) -> Result<Vec<String>> {
+    let units = crate::executor::convert::mysql_text(a)?;
+    let units = units.as_string::<i32>();
+    (0..a.len())
+        .map(|i| {
+            let u = units.value(i).to_ascii_uppercase();
+            match crate::executor::functions::TIMESTAMPADD_UNITS.contains(&u.as_str()) && units.is_valid(i) {
+                true => Ok(u),
+                false => Err(CnError::unsupported(format!("TIMESTAMPADD with the unit '{}'", units.value(i)))),
+            }
+        })
+        .collect()
+}
+
 /// A DOUBLE literal: exponent form (`1.5e0`), which MySQL reads as a
 /// DOUBLE where `1.5` would be a DECIMAL. Errors: infinities and NaN,
 /// which MySQL has no literal for.
@@ -120,7 +136,15 @@ impl DnEval {
     /// Errors: the DN's, or a DN that is down.
     pub async fn eval(&self, name: &str, args: &[ArrayRef], rows: usize) -> Result<Vec<Option<Vec<u8>>>> {
         // One select item per distinct argument tuple.
-        let args = args.iter().map(literals).collect::<Result<Vec<_>>>()?;
+        let mut literal_args = Vec::with_capacity(args.len());
+        for (i, a) in args.iter().enumerate() {
+            literal_args.push(match (name, i) {
+                // `timestampadd`'s unit goes as MySQL's keyword.
+                ("timestampadd", 0) => unit_keywords(a)?,
+                _ => literals(a)?,
+            });
+        }
+        let args = literal_args;
         let mut items: Vec<String> = Vec::new();
         let mut index: HashMap<String, usize> = HashMap::new();
         let mut of_row = Vec::with_capacity(rows);

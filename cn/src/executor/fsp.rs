@@ -108,7 +108,18 @@ fn expr_fsp(e: &Expr, input: &LogicalPlan, depth: usize) -> Option<u8> {
         Expr::WindowFunction(w) if keeps_value(w.fun.name()) => expr_fsp(w.params.args.first()?, input, depth + 1),
         Expr::Case(c) => widest(&mut c.when_then_expr.iter().map(|(_, t)| t.as_ref()).chain(c.else_expr.as_deref())),
         Expr::ScalarFunction(f) if matches!(f.name(), "coalesce" | "nvl" | "ifnull") => widest(&mut f.args.iter()),
-        Expr::ScalarFunction(f) if matches!(f.name(), "nullif" | "time") => expr_fsp(f.args.first()?, input, depth + 1),
+        Expr::ScalarFunction(f) if matches!(f.name(), "nullif" | "time" | "adddate") => {
+            expr_fsp(f.args.first()?, input, depth + 1)
+        }
+        // `TIMESTAMPADD('unit', n, d)`: microseconds make a DATETIME(6),
+        // other units keep `d`'s fsp.
+        Expr::ScalarFunction(f) if f.name() == "timestampadd" => match f.args.as_slice() {
+            [Expr::Literal(ScalarValue::Utf8(Some(u)), _), _, d] => match u.eq_ignore_ascii_case("MICROSECOND") {
+                true => Some(6),
+                false => expr_fsp(d, input, depth + 1),
+            },
+            _ => None,
+        },
         _ => None,
     }
 }

@@ -1401,7 +1401,19 @@ enum ShardType {
     /// `ADDDATE(d, days)`: a DATE or DATETIME as `d` is, a string for a
     /// string `d` (MySQL 8.0 reference, 14.7, `DATE_ADD`).
     SameTemporal,
+    /// `TIMESTAMPADD('unit', n, d)` (the unit a string, as for
+    /// `timestampdiff`): as [`ShardType::SameTemporal`] for `d`, except
+    /// that a DATE plus hours, minutes, seconds or microseconds is a
+    /// DATETIME (MySQL 8.0 reference, 14.7, `DATE_ADD`).
+    AddTemporal,
 }
+
+/// The units of `TIMESTAMPADD` / `DATE_ADD` that keep a DATE a DATE.
+const DATE_UNITS: &[&str] = &["YEAR", "QUARTER", "MONTH", "WEEK", "DAY"];
+
+/// The single units `TIMESTAMPADD` takes (MySQL 8.0 reference, 14.7).
+pub const TIMESTAMPADD_UNITS: &[&str] =
+    &["YEAR", "QUARTER", "MONTH", "WEEK", "DAY", "HOUR", "MINUTE", "SECOND", "MICROSECOND"];
 
 /// MySQL row functions the CN plans but leaves to the DNs: name, result
 /// type, fewest and most arguments (MySQL 8.0 reference, 14.7 "Date and
@@ -1480,6 +1492,7 @@ const SHARD_FUNCTIONS: &[(&str, ShardType, usize, usize)] = &[
     ("time", ShardType::Time, 1, 1),
     ("str_to_date", ShardType::Temporal, 2, 2),
     ("adddate", ShardType::SameTemporal, 2, 2),
+    ("timestampadd", ShardType::AddTemporal, 3, 3),
     ("unhex", ShardType::Bytes, 1, 1),
     ("char", ShardType::Bytes, 1, usize::MAX),
 ];
@@ -1611,9 +1624,13 @@ impl ShardFunction {
         })
     }
 
-    /// The result type for `args` arguments, `format` the second one when
-    /// it is a constant string.
-    fn result_type(&self, args: usize, format: Option<&str>, first: Option<&DataType>) -> Result<DataType> {
+    /// The result type for arguments of types `types`, with `strings`
+    /// their values where they are constant strings (`STR_TO_DATE`'s
+    /// format, `TIMESTAMPADD`'s unit).
+    fn result_type(&self, types: &[&DataType], strings: &[Option<&str>]) -> Result<DataType> {
+        let args = types.len();
+        let first = types.first().copied();
+        let format = strings.get(1).copied().flatten();
         let (lo, hi) = self.args;
         if args < lo || args > hi {
             return datafusion::common::plan_err!(
@@ -1635,6 +1652,19 @@ impl ShardFunction {
                 Some(DataType::Timestamp(..)) => DataType::Timestamp(TimeUnit::Microsecond, None),
                 _ => DataType::Utf8,
             },
+            ShardType::AddTemporal => {
+                let unit = strings.first().copied().flatten().map(str::to_ascii_uppercase);
+                match (types.get(2), unit) {
+                    (Some(DataType::Date32), Some(u)) if DATE_UNITS.contains(&u.as_str()) => DataType::Date32,
+                    (Some(DataType::Date32 | DataType::Timestamp(..)), Some(_)) => {
+                        DataType::Timestamp(TimeUnit::Microsecond, None)
+                    }
+                    (Some(DataType::Date32 | DataType::Timestamp(..)), None) => {
+                        return datafusion::common::plan_err!("TIMESTAMPADD with a unit that is not a constant")
+                    }
+                    _ => DataType::Utf8,
+                }
+            }
         })
     }
 }
@@ -1647,21 +1677,26 @@ impl ScalarUDFImpl for ShardFunction {
         &self.signature
     }
     fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
-        self.result_type(arg_types.len(), None, arg_types.first())
+        self.result_type(&arg_types.iter().collect::<Vec<_>>(), &[])
     }
     fn return_field_from_args(
         &self,
         args: datafusion::logical_expr::ReturnFieldArgs,
     ) -> Result<datafusion::arrow::datatypes::FieldRef> {
-        let format = match args.scalar_arguments.get(1) {
-            Some(Some(
-                datafusion::common::ScalarValue::Utf8(Some(f))
-                | datafusion::common::ScalarValue::LargeUtf8(Some(f))
-                | datafusion::common::ScalarValue::Utf8View(Some(f)),
-            )) => Some(f.as_str()),
-            _ => None,
-        };
-        let ty = self.result_type(args.arg_fields.len(), format, args.arg_fields.first().map(|f| f.data_type()))?;
+        let strings: Vec<Option<&str>> = args
+            .scalar_arguments
+            .iter()
+            .map(|a| match a {
+                Some(
+                    datafusion::common::ScalarValue::Utf8(Some(f))
+                    | datafusion::common::ScalarValue::LargeUtf8(Some(f))
+                    | datafusion::common::ScalarValue::Utf8View(Some(f)),
+                ) => Some(f.as_str()),
+                _ => None,
+            })
+            .collect();
+        let types: Vec<&DataType> = args.arg_fields.iter().map(|f| f.data_type()).collect();
+        let ty = self.result_type(&types, &strings)?;
         Ok(Arc::new(datafusion::arrow::datatypes::Field::new(self.name, ty, true)))
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {

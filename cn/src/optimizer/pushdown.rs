@@ -415,7 +415,8 @@ fn zero_temporal(v: &ScalarValue) -> bool {
 
 /// Writes what the unparser prints in other dialects' or the CN's own
 /// spelling as MySQL's: `a // b` (DataFusion's IntegerDivide) as `a DIV
-/// b`, `timestampdiff('DAY', a, b)` as `timestampdiff(DAY, a, b)`.
+/// b`, `timestampdiff('DAY', a, b)` as `timestampdiff(DAY, a, b)` (and
+/// `timestampadd`'s unit likewise).
 struct MySqlSpelling;
 
 impl datafusion::sql::sqlparser::ast::VisitorMut for MySqlSpelling {
@@ -425,7 +426,9 @@ impl datafusion::sql::sqlparser::ast::VisitorMut for MySqlSpelling {
         match e {
             ast::Expr::BinaryOp { op, .. } if *op == B::DuckIntegerDivide => *op = B::MyIntegerDivide,
             // `timestampdiff('DAY', a, b)` back to MySQL's keyword unit.
-            ast::Expr::Function(f) if f.name.to_string().eq_ignore_ascii_case("timestampdiff") => {
+            ast::Expr::Function(f)
+                if ["timestampdiff", "timestampadd"].iter().any(|n| f.name.to_string().eq_ignore_ascii_case(n)) =>
+            {
                 if let ast::FunctionArguments::List(list) = &mut f.args {
                     if let Some(ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(unit))) = list.args.first_mut() {
                         if let ast::Expr::Value(v) = unit {

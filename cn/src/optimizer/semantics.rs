@@ -1236,11 +1236,15 @@ fn interval_call(name: &str, d: &Expr, n: &Expr, field: datafusion::sql::sqlpars
     }
 }
 
-/// `d ± INTERVAL n DAY` or `WEEK` where `n` is not a literal (a column, an
-/// expression), which DataFusion cannot plan: `ADDDATE(d, ±n)` or
-/// `ADDDATE(d, ±(n * 7))`, a [`crate::executor::functions::ShardFunction`]:
-/// MariaDB computes it, on the shards or, over values the CN computed, on
-/// a DN ([`crate::executor::dn_eval`]). `None` for anything else.
+/// `d ± INTERVAL n unit` where `n` is not a literal (a column, an
+/// expression), which DataFusion cannot plan: for DAY and WEEK
+/// `ADDDATE(d, ±n)` or `ADDDATE(d, ±(n * 7))`, for the other single units
+/// `TIMESTAMPADD(unit, ±n, d)` (MySQL 8.0 reference, 14.7: the same
+/// value and type as `DATE_ADD`), both
+/// [`crate::executor::functions::ShardFunction`]s: MariaDB computes them,
+/// on the shards or, over values the CN computed, on a DN
+/// ([`crate::executor::dn_eval`]). `None` for anything else (composite
+/// units such as `DAY_HOUR`).
 fn interval_of_expression(d: &Expr, op: &BinaryOperator, i: &Expr) -> Option<Expr> {
     use datafusion::sql::sqlparser::ast::DateTimeField;
     let Expr::Interval(iv) = i else { return None };
@@ -1253,21 +1257,32 @@ fn interval_of_expression(d: &Expr, op: &BinaryOperator, i: &Expr) -> Option<Exp
         return None;
     }
     let n = Expr::Nested(iv.value.clone());
-    let days = match iv.leading_field {
-        Some(DateTimeField::Day) => n,
-        Some(DateTimeField::Week(None)) => Expr::Nested(Box::new(Expr::BinaryOp {
-            left: Box::new(n),
-            op: BinaryOperator::Multiply,
-            right: Box::new(Expr::value(Value::Number("7".into(), false))),
-        })),
+    let signed = |n: Expr| match op {
+        BinaryOperator::Plus => Some(n),
+        BinaryOperator::Minus => Some(Expr::UnaryOp { op: UnaryOperator::Minus, expr: Box::new(n) }),
+        _ => None,
+    };
+    let unit = match iv.leading_field {
+        Some(DateTimeField::Day) => return Some(call("adddate", vec![d.clone(), signed(n)?], false, None)),
+        Some(DateTimeField::Week(None)) => {
+            let days = Expr::Nested(Box::new(Expr::BinaryOp {
+                left: Box::new(n),
+                op: BinaryOperator::Multiply,
+                right: Box::new(Expr::value(Value::Number("7".into(), false))),
+            }));
+            return Some(call("adddate", vec![d.clone(), signed(days)?], false, None));
+        }
+        Some(DateTimeField::Year) => "YEAR",
+        Some(DateTimeField::Quarter) => "QUARTER",
+        Some(DateTimeField::Month) => "MONTH",
+        Some(DateTimeField::Hour) => "HOUR",
+        Some(DateTimeField::Minute) => "MINUTE",
+        Some(DateTimeField::Second) => "SECOND",
+        Some(DateTimeField::Microsecond) => "MICROSECOND",
         _ => return None,
     };
-    let days = match op {
-        BinaryOperator::Plus => days,
-        BinaryOperator::Minus => Expr::UnaryOp { op: UnaryOperator::Minus, expr: Box::new(days) },
-        _ => return None,
-    };
-    Some(call("adddate", vec![d.clone(), days], false, None))
+    let unit = Expr::value(Value::SingleQuotedString(unit.into()));
+    Some(call("timestampadd", vec![unit, signed(n)?, d.clone()], false, None))
 }
 
 /// `INTERVAL n QUARTER` as `INTERVAL n * 3 MONTH` (DataFusion has no
