@@ -1687,6 +1687,9 @@ fn mysql_expressions_over_values_the_cn_computes_match_mariadb() {
             "d + INTERVAL g MONTH, d - INTERVAL g YEAR, d + INTERVAL g HOUR, DATE_ADD(d, INTERVAL g QUARTER), \
              TIMESTAMPADD(MINUTE, g, d), d - INTERVAL (g * 1000) MICROSECOND, s + INTERVAL g MONTH, \
              CAST(d AS DATETIME) - INTERVAL g SECOND",
+            // DECIMALs among DOUBLEs are DOUBLEs (DataFusion's were DECIMALs of scale 15).
+            "CASE WHEN g = 1 THEN x ELSE x * 1e0 END, COALESCE(x, g * 1e0), IF(g = 2, x, 1e0), \
+             GREATEST(x, g / 2e0), IFNULL(x, 2e0), NULLIF(x, 2.5e0)",
             // Truth values and XOR (DataFusion's XOR was bitwise: 1 XOR 2.50 gave 3).
             "g AND x, g OR NULL, NOT x, NOT s, g XOR x, x XOR NULL, s AND 1",
             "CASE WHEN x THEN 'y' WHEN s THEN 's' ELSE 'n' END, IF(g - 1, 'a', 'b')",
@@ -1757,6 +1760,9 @@ fn mysql_expressions_over_values_the_cn_computes_match_mariadb() {
                 // `ADDDATE` of an expression, on the shards.
                 "SELECT g, COUNT(*) FROM t WHERE d + INTERVAL g DAY > '1996-01-01' GROUP BY g ORDER BY g",
                 "SELECT g, COUNT(*) FROM t WHERE d + INTERVAL g MONTH > '1996-01-01' GROUP BY g ORDER BY g",
+                // A UNION column of a DECIMAL and a DOUBLE is a DOUBLE.
+                "SELECT x FROM t WHERE id < 4 UNION ALL SELECT g * 1.5e0 FROM t WHERE id > 4 ORDER BY 1",
+                "SELECT x FROM t WHERE id < 4 UNION SELECT 2.5e0 ORDER BY 1",
                 "SELECT g, COUNT(*) FROM t WHERE NOT x GROUP BY g ORDER BY g",
                 "SELECT g, COUNT(*) FROM t WHERE s GROUP BY g ORDER BY g",
                 "SELECT g, COUNT(*) FROM t WHERE g - 1 OR x XOR s GROUP BY g ORDER BY g",

@@ -406,6 +406,26 @@ fn has_time_part(e: &Expr) -> bool {
 /// Functions whose arguments DataFusion coerces to one type.
 const DATE_MIXING_FUNCTIONS: &[&str] = &["coalesce", "greatest", "least", "nullif", "nvl", "ifnull"];
 
+/// Casts the DECIMALs of `exprs` to DOUBLEs when another is a DOUBLE (or
+/// FLOAT): MySQL's aggregated type of the mix is DOUBLE (MySQL 8.0
+/// reference, 14.5 "Flow Control Functions", 15.2.18 "UNION Clause"),
+/// where DataFusion's was a DECIMAL of scale 15 (`-2.000000000000000`).
+/// Whether it cast any.
+pub(crate) fn decimals_among_doubles(exprs: Vec<&mut Expr>, schema: &DFSchema) -> bool {
+    let types: Vec<Option<DataType>> = exprs.iter().map(|x| x.get_type(schema).ok()).collect();
+    if !types.iter().flatten().any(|t| matches!(t, DataType::Float64 | DataType::Float32)) {
+        return false;
+    }
+    let mut changed = false;
+    for (x, t) in exprs.into_iter().zip(&types) {
+        if matches!(t, Some(DataType::Decimal128(..) | DataType::Decimal256(..))) {
+            *x = cast(x.clone(), DataType::Float64);
+            changed = true;
+        }
+    }
+    changed
+}
+
 /// Casts the DATEs of `exprs` to DATETIMEs of microseconds when others
 /// are DATETIMEs ([`date_as_datetime`]); whether it cast any.
 fn dates_among_datetimes(exprs: Vec<&mut Expr>, schema: &DFSchema) -> bool {
@@ -653,14 +673,20 @@ fn coerce(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
         }
         // Functions whose arguments become one type, a CASE's results, an
         // IN list: DATEs among DATETIMEs as DATETIMEs of microseconds
-        // ([`date_as_datetime`]).
+        // ([`date_as_datetime`]); DECIMALs among DOUBLEs as DOUBLEs
+        // (not NULLIF's, whose result is its first argument).
         Expr::ScalarFunction(mut f) if DATE_MIXING_FUNCTIONS.contains(&f.name()) => {
-            let changed = dates_among_datetimes(f.args.iter_mut().collect(), schema);
+            let mut changed = dates_among_datetimes(f.args.iter_mut().collect(), schema);
+            if f.name() != "nullif" {
+                changed |= decimals_among_doubles(f.args.iter_mut().collect(), schema);
+            }
             Ok(Transformed::new_transformed(Expr::ScalarFunction(f), changed))
         }
         Expr::Case(mut c) => {
             let results = c.when_then_expr.iter_mut().map(|(_, t)| &mut **t).chain(c.else_expr.as_deref_mut());
-            let changed = dates_among_datetimes(results.collect(), schema);
+            let mut changed = dates_among_datetimes(results.collect(), schema);
+            let results = c.when_then_expr.iter_mut().map(|(_, t)| &mut **t).chain(c.else_expr.as_deref_mut());
+            changed |= decimals_among_doubles(results.collect(), schema);
             Ok(Transformed::new_transformed(Expr::Case(c), changed))
         }
         Expr::ScalarFunction(f) if f.name() == Conversion::Number.name() && f.args.len() == 1 => {

@@ -8,6 +8,9 @@
 //!   so `SELECT t FROM times UNION SELECT 'x'` failed casting `'x'`.
 //! - A CASE whose results mix them (`CASE WHEN … THEN 'none' ELSE MAX(d)
 //!   END`): likewise.
+//! - A UNION column that is a DECIMAL in one SELECT and a DOUBLE in
+//!   another is a DOUBLE, as in MySQL (DataFusion's was a DECIMAL of
+//!   scale 15).
 //! - `CAST(x AS CHAR)` of a temporal or boolean `x` is MySQL's text of `x`
 //!   (Arrow's cast wrote `2001-01-01T00:00:00`).
 //!
@@ -35,6 +38,9 @@ enum Fix {
     Text,
     /// DATEs as DATETIMEs of microseconds (in the DATETIMEs' zone).
     Micros(Option<Arc<str>>),
+    /// DECIMALs as DOUBLEs, where another input is a DOUBLE (MySQL's
+    /// aggregated type, [`super::coercion::decimals_among_doubles`]).
+    Double,
 }
 
 /// The analyzer rule (see the module documentation).
@@ -138,6 +144,10 @@ fn textual_union(u: &Union) -> Result<Option<LogicalPlan>> {
                     DataType::Timestamp(_, tz) => Some(Fix::Micros(tz.clone())),
                     _ => None,
                 })
+            } else if types.iter().any(|t| matches!(t, DataType::Float64 | DataType::Float32))
+                && types.iter().any(|t| matches!(t, DataType::Decimal128(..) | DataType::Decimal256(..)))
+            {
+                Some(Fix::Double)
             } else {
                 None
             }
@@ -150,6 +160,7 @@ fn textual_union(u: &Union) -> Result<Option<LogicalPlan>> {
     let fix = |c: usize, t: &DataType| match &fixes[c] {
         Some(Fix::Text) if is_temporal(t) => Some(&fixes[c]),
         Some(Fix::Micros(_)) if *t == DataType::Date32 => Some(&fixes[c]),
+        Some(Fix::Double) if matches!(t, DataType::Decimal128(..) | DataType::Decimal256(..)) => Some(&fixes[c]),
         _ => None,
     };
     let inputs = u
@@ -173,6 +184,9 @@ fn textual_union(u: &Union) -> Result<Option<LogicalPlan>> {
                             super::coercion::date_as_datetime(&col, f.data_type(), &datetime)
                                 .unwrap_or(col)
                                 .alias_qualified(q.cloned(), f.name())
+                        }
+                        Some(Some(Fix::Double)) => {
+                            datafusion::logical_expr::cast(col, DataType::Float64).alias_qualified(q.cloned(), f.name())
                         }
                         _ => col,
                     }
