@@ -1687,6 +1687,9 @@ fn mysql_expressions_over_values_the_cn_computes_match_mariadb() {
             "d + INTERVAL g MONTH, d - INTERVAL g YEAR, d + INTERVAL g HOUR, DATE_ADD(d, INTERVAL g QUARTER), \
              TIMESTAMPADD(MINUTE, g, d), d - INTERVAL (g * 1000) MICROSECOND, s + INTERVAL g MONTH, \
              CAST(d AS DATETIME) - INTERVAL g SECOND",
+            // EXTRACT of composite units (the SQL parser has none).
+            "EXTRACT(YEAR_MONTH FROM d), extract(day_hour from d), EXTRACT( DAY_MICROSECOND FROM d), \
+             EXTRACT(HOUR_MINUTE FROM CAST(d AS DATETIME) + INTERVAL g HOUR), EXTRACT(YEAR_MONTH FROM d) + 1",
             // DECIMALs among DOUBLEs are DOUBLEs (DataFusion's were DECIMALs of scale 15).
             "CASE WHEN g = 1 THEN x ELSE x * 1e0 END, COALESCE(x, g * 1e0), IF(g = 2, x, 1e0), \
              GREATEST(x, g / 2e0), IFNULL(x, 2e0), NULLIF(x, 2.5e0)",
@@ -1760,6 +1763,12 @@ fn mysql_expressions_over_values_the_cn_computes_match_mariadb() {
                 // `ADDDATE` of an expression, on the shards.
                 "SELECT g, COUNT(*) FROM t WHERE d + INTERVAL g DAY > '1996-01-01' GROUP BY g ORDER BY g",
                 "SELECT g, COUNT(*) FROM t WHERE d + INTERVAL g MONTH > '1996-01-01' GROUP BY g ORDER BY g",
+                // EXTRACT of composite units: pushed, on one shard, of TIMEs.
+                "SELECT EXTRACT(YEAR_MONTH FROM d) ym, COUNT(*) FROM t GROUP BY 1 ORDER BY 1",
+                "SELECT extract(year_month FROM d), EXTRACT(DAY_SECOND FROM d) FROM t WHERE id = 2",
+                "SELECT id FROM t WHERE EXTRACT(YEAR_MONTH FROM d) BETWEEN 199501 AND 199612 ORDER BY id",
+                "SELECT id, EXTRACT(HOUR_SECOND FROM t), EXTRACT(DAY_MINUTE FROM dt), EXTRACT(MINUTE_MICROSECOND FROM t) \
+                 FROM (SELECT id, MAX(t) t, MAX(dt) dt FROM tm GROUP BY id + 0) q ORDER BY id",
                 // A UNION column of a DECIMAL and a DOUBLE is a DOUBLE.
                 "SELECT x FROM t WHERE id < 4 UNION ALL SELECT g * 1.5e0 FROM t WHERE id > 4 ORDER BY 1",
                 "SELECT x FROM t WHERE id < 4 UNION SELECT 2.5e0 ORDER BY 1",

@@ -104,17 +104,17 @@ pub fn literals(a: &ArrayRef) -> Result<Vec<String>> {
     }
 }
 
-/// The values of `a`, unit names (`'MONTH'`), as the keywords
-/// `TIMESTAMPADD` takes. Errors: a value that is none of them.
-fn unit_keywords(a: &ArrayRef) -> Result<Vec<String>> {
+/// The values of `a`, unit names (`'MONTH'`), as the keywords of
+/// `units`. Errors: a value that is none of them.
+fn unit_keywords(a: &ArrayRef, units_allowed: &[&str]) -> Result<Vec<String>> {
     let units = crate::executor::convert::mysql_text(a)?;
     let units = units.as_string::<i32>();
     (0..a.len())
         .map(|i| {
             let u = units.value(i).to_ascii_uppercase();
-            match crate::executor::functions::TIMESTAMPADD_UNITS.contains(&u.as_str()) && units.is_valid(i) {
+            match units_allowed.contains(&u.as_str()) && units.is_valid(i) {
                 true => Ok(u),
-                false => Err(CnError::unsupported(format!("TIMESTAMPADD with the unit '{}'", units.value(i)))),
+                false => Err(CnError::unsupported(format!("the unit '{}'", units.value(i)))),
             }
         })
         .collect()
@@ -139,17 +139,24 @@ impl DnEval {
         let mut literal_args = Vec::with_capacity(args.len());
         for (i, a) in args.iter().enumerate() {
             literal_args.push(match (name, i) {
-                // `timestampadd`'s unit goes as MySQL's keyword.
-                ("timestampadd", 0) => unit_keywords(a)?,
+                // The units of `timestampadd` and `cn_extract` go as
+                // MySQL's keywords.
+                ("timestampadd", 0) => unit_keywords(a, crate::executor::functions::TIMESTAMPADD_UNITS)?,
+                ("cn_extract", 0) => unit_keywords(a, crate::planner::extract::COMPOSITE_UNITS)?,
                 _ => literals(a)?,
             });
         }
         let args = literal_args;
+        // `cn_extract(UNIT, x)` is MySQL's `EXTRACT(UNIT FROM x)`.
+        let call = |a: Vec<&str>| match (name, a.as_slice()) {
+            ("cn_extract", [unit, x]) => format!("EXTRACT({unit} FROM {x})"),
+            _ => format!("{name}({})", a.join(", ")),
+        };
         let mut items: Vec<String> = Vec::new();
         let mut index: HashMap<String, usize> = HashMap::new();
         let mut of_row = Vec::with_capacity(rows);
         for i in 0..rows {
-            let call = format!("{name}({})", args.iter().map(|a| a[i].as_str()).collect::<Vec<_>>().join(", "));
+            let call = call(args.iter().map(|a| a[i].as_str()).collect());
             let n = *index.entry(call.clone()).or_insert_with(|| {
                 items.push(call);
                 items.len() - 1

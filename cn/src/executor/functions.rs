@@ -1493,6 +1493,9 @@ const SHARD_FUNCTIONS: &[(&str, ShardType, usize, usize)] = &[
     ("str_to_date", ShardType::Temporal, 2, 2),
     ("adddate", ShardType::SameTemporal, 2, 2),
     ("timestampadd", ShardType::AddTemporal, 3, 3),
+    // `EXTRACT(unit FROM x)` of a composite unit, the unit a string
+    // ([`crate::planner::extract`]).
+    ("cn_extract", ShardType::Int, 2, 2),
     ("unhex", ShardType::Bytes, 1, 1),
     ("char", ShardType::Bytes, 1, usize::MAX),
 ];

@@ -65,7 +65,7 @@ fn parse_expr(sql: &str) -> Result<Expr> {
 }
 
 fn parse_query(sql: &str) -> Result<Query> {
-    let mut stmts = Parser::parse_sql(&MySqlDialect {}, sql).map_err(CnError::parse)?;
+    let mut stmts = planner::extract::parse(sql).map_err(CnError::parse)?;
     match stmts.pop() {
         Some(datafusion::sql::sqlparser::ast::Statement::Query(q)) => Ok(*q),
         _ => Err(CnError::internal("an index query did not parse as a query")),

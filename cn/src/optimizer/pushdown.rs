@@ -426,6 +426,22 @@ impl datafusion::sql::sqlparser::ast::VisitorMut for MySqlSpelling {
         match e {
             ast::Expr::BinaryOp { op, .. } if *op == B::DuckIntegerDivide => *op = B::MyIntegerDivide,
             // `timestampdiff('DAY', a, b)` back to MySQL's keyword unit.
+            // `cn_extract('YEAR_MONTH', x)` back to `EXTRACT(YEAR_MONTH FROM x)`.
+            ast::Expr::Function(f) if f.name.to_string().eq_ignore_ascii_case("cn_extract") => {
+                if let ast::FunctionArguments::List(list) = &f.args {
+                    if let [ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(ast::Expr::Value(v))), ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(x))] =
+                        list.args.as_slice()
+                    {
+                        if let ast::Value::SingleQuotedString(u) = &v.value {
+                            *e = ast::Expr::Extract {
+                                field: ast::DateTimeField::Custom(ast::Ident::new(u.clone())),
+                                syntax: ast::ExtractSyntax::From,
+                                expr: Box::new(x.clone()),
+                            };
+                        }
+                    }
+                }
+            }
             ast::Expr::Function(f)
                 if ["timestampdiff", "timestampadd"].iter().any(|n| f.name.to_string().eq_ignore_ascii_case(n)) =>
             {

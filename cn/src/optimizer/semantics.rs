@@ -122,10 +122,7 @@ impl VisitorMut for AnyAllScope {
             if clash {
                 *n += 1;
                 let text = format!("SELECT * FROM ({sq}) AS __cn_any_{n}");
-                let parsed = datafusion::sql::sqlparser::parser::Parser::parse_sql(
-                    &datafusion::sql::sqlparser::dialect::MySqlDialect {},
-                    &text,
-                );
+                let parsed = crate::planner::extract::parse(&text);
                 if let Ok(Some(datafusion::sql::sqlparser::ast::Statement::Query(wrapped))) =
                     parsed.map(|mut v| v.pop())
                 {
@@ -383,10 +380,7 @@ impl SubqueryAsAggregate {
                     sel.projection = vec![SelectItem::ExprWithAlias { expr: y.clone(), alias: Ident::new("__cn_v") }];
                 }
                 let text = format!("SELECT COUNT(*) FROM ({values}) AS __cn_in WHERE __cn_in.__cn_v = ({x})");
-                let parsed = datafusion::sql::sqlparser::parser::Parser::parse_sql(
-                    &datafusion::sql::sqlparser::dialect::MySqlDialect {},
-                    &text,
-                );
+                let parsed = crate::planner::extract::parse(&text);
                 let Ok(Some(Statement::Query(matching))) = parsed.map(|mut v| v.pop()) else { return None };
                 matching
             }
@@ -1832,6 +1826,14 @@ impl VisitorMut for Rewriter {
             // is the ISO week).
             Expr::Extract { field: datafusion::sql::sqlparser::ast::DateTimeField::Week(None), expr, .. } => {
                 Some(call("week", vec![(**expr).clone(), Expr::value(Value::Number("0".into(), false))], false, None))
+            }
+            // `EXTRACT(YEAR_MONTH FROM d)` and the other composite units
+            // (DataFusion has none): the shard function `cn_extract`.
+            Expr::Extract { field, expr, .. } if crate::planner::extract::composite_unit(field).is_some() => {
+                crate::planner::extract::composite_unit(field).map(|unit| {
+                    let unit = Expr::value(Value::SingleQuotedString(unit.into()));
+                    call("cn_extract", vec![unit, (**expr).clone()], false, None)
+                })
             }
             // `d ± INTERVAL g DAY` (or `INTERVAL g DAY + d`) of an expression `g`.
             Expr::BinaryOp { left, op, right } if matches!(**left, Expr::Interval(_)) => {

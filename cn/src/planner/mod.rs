@@ -2,6 +2,7 @@
 //! through DataFusion, and rewrites logical table names to physical ones.
 
 pub mod clock;
+pub mod extract;
 pub mod gather;
 pub mod locking;
 pub mod names;

@@ -25,8 +25,6 @@ use crate::planner::{column_ref, name_physical, resolve_name};
 use datafusion::sql::sqlparser::ast::{
     visit_relations, BinaryOperator, Expr, Ident, Query, SelectItem, SetExpr, Statement, TableFactor, Value,
 };
-use datafusion::sql::sqlparser::dialect::MySqlDialect;
-use datafusion::sql::sqlparser::parser::Parser;
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::ops::ControlFlow;
@@ -319,7 +317,7 @@ fn plan(
     text: &str,
     unchanged_by_session: impl FnOnce(&Query) -> bool,
 ) -> Option<CachedPlan> {
-    let mut stmts = Parser::parse_sql(&MySqlDialect {}, text).ok()?;
+    let mut stmts = crate::planner::extract::parse(text).ok()?;
     let Some(Statement::Query(mut q)) = stmts.pop() else { return None };
     if !stmts.is_empty() || q.with.is_some() || !q.locks.is_empty() || q.for_clause.is_some() {
         return None;

@@ -16,8 +16,6 @@ use datafusion::sql::sqlparser::ast::{
     Ident, ObjectName, ObjectNamePart, Query, Statement, TableAlias, TableAliasColumnDef, TableFactor, VisitMut,
     VisitorMut,
 };
-use datafusion::sql::sqlparser::dialect::MySqlDialect;
-use datafusion::sql::sqlparser::parser::Parser;
 use std::collections::BTreeSet;
 use std::ops::ControlFlow;
 
@@ -105,7 +103,7 @@ impl VisitorMut for Expander<'_> {
             ));
             return ControlFlow::Break(());
         }
-        let subquery = match Parser::parse_sql(&MySqlDialect {}, &view.query).map(|mut s| s.pop()) {
+        let subquery = match crate::planner::extract::parse(&view.query).map(|mut s| s.pop()) {
             Ok(Some(Statement::Query(q))) => q,
             _ => {
                 self.error = Some(CnError::parse(format!("the stored definition of view `{db}`.`{t}` does not parse")));

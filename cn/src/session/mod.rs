@@ -521,8 +521,7 @@ impl Session {
         let for_share = planner::locking::share_mode_as_for_share(sql);
         let sql = for_share.as_deref().unwrap_or(sql);
         let rollup = planner::rollup::mark(sql);
-        let mut stmts =
-            Parser::parse_sql(&MySqlDialect {}, rollup.as_deref().unwrap_or(sql)).map_err(CnError::parse)?;
+        let mut stmts = planner::extract::parse(rollup.as_deref().unwrap_or(sql)).map_err(CnError::parse)?;
         if stmts.len() != 1 {
             return Err(CnError::parse("expected one statement"));
         }
@@ -816,18 +815,16 @@ impl Session {
             IndexRead::Planned(Choice::Covering { .. }) => unreachable!("a covering read returned above"),
             // A cached lookup the direct way cannot take (more keys than a
             // lookup carries): the statement's own choice, planned.
-            IndexRead::Cached { sql, .. } => {
-                match Parser::parse_sql(&MySqlDialect {}, sql).map_err(CnError::parse)?.pop() {
-                    Some(Statement::Query(mut q)) => {
-                        planner::names::name_as_typed(&mut q, sql);
-                        match crate::gsi::select::choose(&snap, db.as_deref(), &mut q)? {
-                            Some(Choice::Lookup { base, table, qualifier, .. }) => (*base, table, qualifier),
-                            _ => return Err(CnError::internal("a cached global-index lookup no longer plans as one")),
-                        }
+            IndexRead::Cached { sql, .. } => match planner::extract::parse(sql).map_err(CnError::parse)?.pop() {
+                Some(Statement::Query(mut q)) => {
+                    planner::names::name_as_typed(&mut q, sql);
+                    match crate::gsi::select::choose(&snap, db.as_deref(), &mut q)? {
+                        Some(Choice::Lookup { base, table, qualifier, .. }) => (*base, table, qualifier),
+                        _ => return Err(CnError::internal("a cached global-index lookup no longer plans as one")),
                     }
-                    _ => return Err(CnError::internal("a cached statement did not parse as a query")),
                 }
-            }
+                _ => return Err(CnError::internal("a cached statement did not parse as a query")),
+            },
         };
         let q = if keys.rows.len() > LOOKUP_LIMIT { base } else { with_keys(base, &table, &qualifier, &keys.rows)? };
         if let Err(amx) = open(dns_of(&q)?.0, false).await? {
@@ -1522,7 +1519,7 @@ fn found_rows_query(q: &mut Query) -> Option<Query> {
     all.order_by = None;
     name_select_items(&mut all);
     let sql = format!("SELECT COUNT(*) FROM ({all}) AS `__cn_found_rows`");
-    match Parser::parse_sql(&MySqlDialect {}, &sql).ok()?.pop()? {
+    match planner::extract::parse(&sql).ok()?.pop()? {
         Statement::Query(c) => Some(*c),
         _ => None,
     }
