@@ -1690,6 +1690,10 @@ fn mysql_expressions_over_values_the_cn_computes_match_mariadb() {
             // EXTRACT of composite units (the SQL parser has none).
             "EXTRACT(YEAR_MONTH FROM d), extract(day_hour from d), EXTRACT( DAY_MICROSECOND FROM d), \
              EXTRACT(HOUR_MINUTE FROM CAST(d AS DATETIME) + INTERVAL g HOUR), EXTRACT(YEAR_MONTH FROM d) + 1",
+            // INTERVALs of composite units (the SQL parser has none).
+            "DATE_ADD(d, INTERVAL '1:30' HOUR_MINUTE), d - INTERVAL '1-2' YEAR_MONTH, d + INTERVAL '-1 2' day_hour, \
+             DATE_SUB(d, INTERVAL 5 MINUTE_SECOND), d + INTERVAL '1.5' SECOND_MICROSECOND, \
+             CAST(d AS DATETIME) + INTERVAL '2 3:4:5' DAY_SECOND",
             // DECIMALs among DOUBLEs are DOUBLEs (DataFusion's were DECIMALs of scale 15).
             "CASE WHEN g = 1 THEN x ELSE x * 1e0 END, COALESCE(x, g * 1e0), IF(g = 2, x, 1e0), \
              GREATEST(x, g / 2e0), IFNULL(x, 2e0), NULLIF(x, 2.5e0)",
@@ -1769,6 +1773,8 @@ fn mysql_expressions_over_values_the_cn_computes_match_mariadb() {
                 "SELECT id FROM t WHERE EXTRACT(YEAR_MONTH FROM d) BETWEEN 199501 AND 199612 ORDER BY id",
                 "SELECT id, EXTRACT(HOUR_SECOND FROM t), EXTRACT(DAY_MINUTE FROM dt), EXTRACT(MINUTE_MICROSECOND FROM t) \
                  FROM (SELECT id, MAX(t) t, MAX(dt) dt FROM tm GROUP BY id + 0) q ORDER BY id",
+                "SELECT id FROM t WHERE d + INTERVAL '1-1' YEAR_MONTH > '1997-01-01' ORDER BY id",
+                "SELECT d - INTERVAL '1:30' HOUR_MINUTE FROM t WHERE id = 3",
                 // A UNION column of a DECIMAL and a DOUBLE is a DOUBLE.
                 "SELECT x FROM t WHERE id < 4 UNION ALL SELECT g * 1.5e0 FROM t WHERE id > 4 ORDER BY 1",
                 "SELECT x FROM t WHERE id < 4 UNION SELECT 2.5e0 ORDER BY 1",

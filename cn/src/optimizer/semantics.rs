@@ -1279,6 +1279,47 @@ fn interval_of_expression(d: &Expr, op: &BinaryOperator, i: &Expr) -> Option<Exp
     Some(call("timestampadd", vec![unit, signed(n)?, d.clone()], false, None))
 }
 
+/// A composite-unit INTERVAL of a literal (`INTERVAL '1:30' HOUR_MINUTE`)
+/// as an interval of one unit ([`crate::planner::extract::interval_value`]:
+/// `INTERVAL 5400 SECOND`; microseconds as an expression, which the date
+/// arithmetic around it makes `TIMESTAMPADD`). `None` for a value that is
+/// no literal, or that MySQL reads as NULL.
+fn composite_interval(iv: &datafusion::sql::sqlparser::ast::Interval) -> Option<Expr> {
+    let unit = crate::planner::extract::composite_unit(iv.leading_field.as_ref()?)?;
+    let text = match iv.value.as_ref() {
+        Expr::Value(v) => match &v.value {
+            Value::SingleQuotedString(s) | Value::Number(s, _) => s.clone(),
+            _ => return None,
+        },
+        Expr::UnaryOp { op: UnaryOperator::Minus, expr } => match expr.as_ref() {
+            Expr::Value(v) => match &v.value {
+                Value::Number(s, _) => format!("-{s}"),
+                _ => return None,
+            },
+            _ => return None,
+        },
+        _ => return None,
+    };
+    let (n, field) = crate::planner::extract::interval_value(unit, &text)?;
+    let number = Expr::value(Value::Number(n.unsigned_abs().to_string(), false));
+    let mut value = match n < 0 {
+        true => Expr::UnaryOp { op: UnaryOperator::Minus, expr: Box::new(number) },
+        false => number,
+    };
+    if field == datafusion::sql::sqlparser::ast::DateTimeField::Microsecond {
+        // Not a literal to [`interval_of_expression`]: MariaDB's
+        // `TIMESTAMPADD(MICROSECOND, …)`, a DATETIME(6) as MySQL's.
+        value = Expr::Nested(Box::new(value));
+    }
+    Some(Expr::Interval(datafusion::sql::sqlparser::ast::Interval {
+        value: Box::new(value),
+        leading_field: Some(field),
+        leading_precision: None,
+        last_field: None,
+        fractional_seconds_precision: None,
+    }))
+}
+
 /// `INTERVAL n QUARTER` as `INTERVAL n * 3 MONTH` (DataFusion has no
 /// quarters); any other expression as it is.
 fn quarters_as_months(i: &Expr) -> Expr {
@@ -1826,6 +1867,13 @@ impl VisitorMut for Rewriter {
             // is the ISO week).
             Expr::Extract { field: datafusion::sql::sqlparser::ast::DateTimeField::Week(None), expr, .. } => {
                 Some(call("week", vec![(**expr).clone(), Expr::value(Value::Number("0".into(), false))], false, None))
+            }
+            // `INTERVAL '1:30' HOUR_MINUTE` and the other composite units
+            // (DataFusion has none): an interval of one unit.
+            Expr::Interval(iv)
+                if iv.leading_field.as_ref().and_then(crate::planner::extract::composite_unit).is_some() =>
+            {
+                composite_interval(iv)
             }
             // `EXTRACT(YEAR_MONTH FROM d)` and the other composite units
             // (DataFusion has none): the shard function `cn_extract`.

@@ -1,8 +1,15 @@
-//! `EXTRACT(unit FROM x)` with MySQL's composite units (`YEAR_MONTH`,
-//! `DAY_HOUR`, …, `SECOND_MICROSECOND`; MySQL 8.0 reference, 14.7
-//! "Temporal Intervals"), which sqlparser 0.62's MySQL dialect does not
-//! parse (it takes custom units only for dialects whose type the parser
-//! does not test for MySQL's paths, like [`super::rollup`]'s modifier).
+//! `EXTRACT(unit FROM x)` and `INTERVAL 'v' unit` with MySQL's composite
+//! units (`YEAR_MONTH`, `DAY_HOUR`, …, `SECOND_MICROSECOND`; MySQL 8.0
+//! reference, 14.7 "Temporal Intervals"), which sqlparser 0.62's MySQL
+//! dialect does not parse (it takes custom units only for dialects whose
+//! type the parser does not test for MySQL's paths, like
+//! [`super::rollup`]'s modifier).
+//!
+//! An INTERVAL's value must be a string or number literal
+//! (`INTERVAL '1:30' HOUR_MINUTE`): [`mark`] writes
+//! `__cni_hour_minute('1:30')`, [`restore`] makes it an `Expr::Interval`
+//! with the unit as a custom field (printed back as MySQL's), and where the
+//! CN computes, [`interval_value`] turns it into an interval of one unit.
 //!
 //! Before parsing, [`mark`] rewrites each `EXTRACT(YEAR_MONTH FROM` into
 //! `__cnx_year_month(` padded with spaces to the same length, so
@@ -16,8 +23,8 @@
 //! EXTRACT or computed by a DN ([`crate::executor::dn_eval`]).
 
 use datafusion::sql::sqlparser::ast::{
-    DateTimeField, Expr, ExtractSyntax, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, Statement, VisitMut,
-    VisitorMut,
+    DateTimeField, Expr, ExtractSyntax, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, Interval, Statement,
+    VisitMut, VisitorMut,
 };
 use std::ops::ControlFlow;
 
@@ -36,8 +43,10 @@ pub const COMPOSITE_UNITS: &[&str] = &[
     "SECOND_MICROSECOND",
 ];
 
-/// The prefix of the calls [`mark`] writes.
+/// The prefix of the calls [`mark`] writes for EXTRACT.
 const PREFIX: &str = "__cnx_";
+/// The prefix of the calls [`mark`] writes for INTERVAL.
+const INTERVAL_PREFIX: &str = "__cni_";
 
 /// `sql` with each `EXTRACT ( <composite unit> FROM` outside quotes and
 /// comments (on one line) replaced by `__cnx_<unit>(` and spaces, of
@@ -45,7 +54,7 @@ const PREFIX: &str = "__cnx_";
 /// the common case).
 pub fn mark(sql: &str) -> Option<String> {
     let b = sql.as_bytes();
-    if !b.windows(7).any(|w| w.eq_ignore_ascii_case(b"extract")) {
+    if !b.windows(7).any(|w| w.eq_ignore_ascii_case(b"extract") || w.eq_ignore_ascii_case(b"interva")) {
         return None;
     }
     let word_at = |i: usize| -> usize {
@@ -83,7 +92,18 @@ pub fn mark(sql: &str) -> Option<String> {
             }
             c if is_word_byte(c) => {
                 let end = word_at(i);
-                let is_extract = (i == 0 || !is_word_byte(b[i - 1])) && b[i..end].eq_ignore_ascii_case(b"extract");
+                let starts = i == 0 || !is_word_byte(b[i - 1]);
+                if starts && b[i..end].eq_ignore_ascii_case(b"interval") {
+                    if let Some((unit, value, unit_end)) = composite_interval_after(b, end, &blanks, &word_at) {
+                        let call = format!("{INTERVAL_PREFIX}{}({})", unit.to_ascii_lowercase(), &sql[value.clone()]);
+                        let o = out.get_or_insert_with(|| b.to_vec());
+                        o[i..i + call.len()].copy_from_slice(call.as_bytes());
+                        o[i + call.len()..unit_end].fill(b' ');
+                        i = unit_end;
+                        continue;
+                    }
+                }
+                let is_extract = starts && b[i..end].eq_ignore_ascii_case(b"extract");
                 if is_extract {
                     if let Some((unit, from_end)) = composite_after(b, end, &blanks, &word_at) {
                         let call = format!("{PREFIX}{}(", unit.to_ascii_lowercase());
@@ -125,6 +145,50 @@ fn composite_after(
     b[f..f_end].eq_ignore_ascii_case(b"from").then_some((unit, f_end))
 }
 
+/// After `INTERVAL` (ending at `at`): a string literal (no backslash) or
+/// a number, then a composite unit, on one line: the unit, the value's
+/// byte range, and where the unit ends.
+fn composite_interval_after(
+    b: &[u8],
+    at: usize,
+    blanks: &dyn Fn(usize) -> usize,
+    word_at: &dyn Fn(usize) -> usize,
+) -> Option<(&'static str, std::ops::Range<usize>, usize)> {
+    let v = blanks(at);
+    if v == at {
+        return None;
+    }
+    let mut e = v;
+    match b.get(v)? {
+        b'\'' => {
+            e += 1;
+            loop {
+                match b.get(e)? {
+                    b'\'' if b.get(e + 1) == Some(&b'\'') => e += 2,
+                    b'\'' => break,
+                    b'\\' | b'\n' => return None,
+                    _ => e += 1,
+                }
+            }
+            e += 1;
+        }
+        b'-' | b'+' | b'0'..=b'9' | b'.' => {
+            e += 1;
+            while b.get(e).is_some_and(|c| c.is_ascii_digit() || *c == b'.') {
+                e += 1;
+            }
+        }
+        _ => return None,
+    }
+    let u = blanks(e);
+    if u == e {
+        return None;
+    }
+    let u_end = word_at(u);
+    let unit = COMPOSITE_UNITS.iter().find(|c| b[u..u_end].eq_ignore_ascii_case(c.as_bytes()))?;
+    Some((unit, v..e, u_end))
+}
+
 fn is_word_byte(c: u8) -> bool {
     c.is_ascii_alphanumeric() || c == b'_' || c == b'$' || c >= 0x80
 }
@@ -144,8 +208,10 @@ pub fn restore(stmt: &mut Statement) {
         fn post_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
             let Expr::Function(f) = e else { return ControlFlow::Continue(()) };
             let name = f.name.to_string();
-            let Some(unit) = name.strip_prefix(PREFIX).map(str::to_ascii_uppercase) else {
-                return ControlFlow::Continue(());
+            let (interval, unit) = match (name.strip_prefix(PREFIX), name.strip_prefix(INTERVAL_PREFIX)) {
+                (Some(u), _) => (false, u.to_ascii_uppercase()),
+                (_, Some(u)) => (true, u.to_ascii_uppercase()),
+                _ => return ControlFlow::Continue(()),
             };
             let FunctionArguments::List(list) = &mut f.args else { return ControlFlow::Continue(()) };
             if !COMPOSITE_UNITS.contains(&unit.as_str()) || list.args.len() != 1 {
@@ -154,10 +220,16 @@ pub fn restore(stmt: &mut Statement) {
             let FunctionArg::Unnamed(FunctionArgExpr::Expr(x)) = list.args.remove(0) else {
                 return ControlFlow::Continue(());
             };
-            *e = Expr::Extract {
-                field: DateTimeField::Custom(Ident::new(unit)),
-                syntax: ExtractSyntax::From,
-                expr: Box::new(x),
+            let field = DateTimeField::Custom(Ident::new(unit));
+            *e = match interval {
+                false => Expr::Extract { field, syntax: ExtractSyntax::From, expr: Box::new(x) },
+                true => Expr::Interval(Interval {
+                    value: Box::new(x),
+                    leading_field: Some(field),
+                    leading_precision: None,
+                    last_field: None,
+                    fractional_seconds_precision: None,
+                }),
             };
             ControlFlow::Continue(())
         }
@@ -173,8 +245,53 @@ pub fn composite_unit(field: &DateTimeField) -> Option<&'static str> {
     }
 }
 
-/// Parses `sql` as MySQL, with the composite units of `EXTRACT` ([`mark`],
-/// [`restore`]).
+/// The value of a composite-unit INTERVAL (`INTERVAL '1 2:30' DAY_MINUTE`)
+/// in one unit, as MySQL reads it (MySQL 8.0 reference, 14.7: the numbers
+/// of `text` separated by any other characters, right-aligned to the
+/// unit's parts, a leading `-` negating the whole; a microseconds part of
+/// fewer than 6 digits is scaled, `.5` being 500,000 µs): months for
+/// `YEAR_MONTH` (`Month`), else seconds (`Second`) or, for the
+/// `…_MICROSECOND` units, microseconds (`Microsecond`). `None` for a text
+/// with more numbers than the unit has parts (MySQL's NULL).
+pub fn interval_value(unit: &str, text: &str) -> Option<(i64, DateTimeField)> {
+    // Each part's size in the result unit.
+    let (parts, field): (&[i64], DateTimeField) = match unit {
+        "YEAR_MONTH" => (&[12, 1], DateTimeField::Month),
+        "DAY_HOUR" => (&[86_400, 3_600], DateTimeField::Second),
+        "DAY_MINUTE" => (&[86_400, 3_600, 60], DateTimeField::Second),
+        "DAY_SECOND" => (&[86_400, 3_600, 60, 1], DateTimeField::Second),
+        "HOUR_MINUTE" => (&[3_600, 60], DateTimeField::Second),
+        "HOUR_SECOND" => (&[3_600, 60, 1], DateTimeField::Second),
+        "MINUTE_SECOND" => (&[60, 1], DateTimeField::Second),
+        "DAY_MICROSECOND" => (&[86_400_000_000, 3_600_000_000, 60_000_000, 1_000_000, 1], DateTimeField::Microsecond),
+        "HOUR_MICROSECOND" => (&[3_600_000_000, 60_000_000, 1_000_000, 1], DateTimeField::Microsecond),
+        "MINUTE_MICROSECOND" => (&[60_000_000, 1_000_000, 1], DateTimeField::Microsecond),
+        "SECOND_MICROSECOND" => (&[1_000_000, 1], DateTimeField::Microsecond),
+        _ => return None,
+    };
+    let t = text.trim_start();
+    let negative = t.starts_with('-');
+    let numbers: Vec<&str> = t.split(|c: char| !c.is_ascii_digit()).filter(|n| !n.is_empty()).collect();
+    if numbers.len() > parts.len() {
+        return None;
+    }
+    let micros = field == DateTimeField::Microsecond;
+    let mut total: i64 = 0;
+    for (k, n) in numbers.iter().enumerate() {
+        let part = parts[parts.len() - numbers.len() + k];
+        let mut v: i64 = n.parse().ok()?;
+        if micros && k == numbers.len() - 1 {
+            // The microseconds: `5` is .5 s, `1234567` is .123456 s.
+            let digits = n.len().min(6) as u32;
+            v = n[..digits as usize].parse::<i64>().ok()? * 10i64.pow(6 - digits);
+        }
+        total = total.checked_add(v.checked_mul(part)?)?;
+    }
+    Some((if negative { -total } else { total }, field))
+}
+
+/// Parses `sql` as MySQL, with the composite units of `EXTRACT` and
+/// `INTERVAL` ([`mark`], [`restore`]).
 pub fn parse(sql: &str) -> Result<Vec<Statement>, datafusion::sql::sqlparser::parser::ParserError> {
     use datafusion::sql::sqlparser::{dialect::MySqlDialect, parser::Parser};
     match mark(sql) {
@@ -209,5 +326,36 @@ mod tests {
         assert_eq!(mark("SELECT 1"), None);
         assert_eq!(mark("SELECT EXTRACT(YEAR FROM d) -- EXTRACT(YEAR_MONTH FROM d)"), None);
         assert!(parse("SELECT EXTRACT(FORTNIGHT FROM d)").is_err());
+    }
+
+    #[test]
+    fn composite_intervals_print_back_and_read_as_mysql() {
+        let sql = "SELECT DATE_ADD(d, INTERVAL '1:30' hour_minute), d - INTERVAL 5 DAY_HOUR, 'INTERVAL 1 DAY_HOUR', \
+                   d + INTERVAL '1' DAY";
+        let marked = mark(sql).unwrap();
+        assert_eq!(marked.len(), sql.len());
+        assert!(marked.contains("__cni_hour_minute('1:30')"), "{marked}");
+        assert_eq!(
+            parse(sql).unwrap()[0].to_string(),
+            "SELECT DATE_ADD(d, INTERVAL '1:30' HOUR_MINUTE), d - INTERVAL 5 DAY_HOUR, 'INTERVAL 1 DAY_HOUR', \
+             d + INTERVAL '1' DAY"
+        );
+        use DateTimeField::{Microsecond, Month, Second};
+        for (unit, text, want) in [
+            ("HOUR_MINUTE", "1:30", Some((5_400, Second))),
+            ("HOUR_MINUTE", " -1 : 30", Some((-5_400, Second))),
+            ("HOUR_MINUTE", "5", Some((300, Second))),
+            ("HOUR_MINUTE", "1.5", Some((3_900, Second))),
+            ("HOUR_MINUTE", "1:90", Some((9_000, Second))),
+            ("HOUR_MINUTE", "1:2:3", None),
+            ("YEAR_MONTH", "1-13", Some((25, Month))),
+            ("DAY_HOUR", "1 2", Some((93_600, Second))),
+            ("SECOND_MICROSECOND", "5", Some((500_000, Microsecond))),
+            ("SECOND_MICROSECOND", "1.05", Some((1_050_000, Microsecond))),
+            ("SECOND_MICROSECOND", "1.1234567", Some((1_123_456, Microsecond))),
+            ("DAY_MICROSECOND", "1 2:3:4.5", Some((93_784_500_000, Microsecond))),
+        ] {
+            assert_eq!(interval_value(unit, text), want, "INTERVAL '{text}' {unit}");
+        }
     }
 }
