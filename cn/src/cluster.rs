@@ -363,7 +363,8 @@ impl Cluster {
         d.conn_for(session).await
     }
 
-    /// A session's `time_zone` and `sql_mode` checked and named by a DN:
+    /// A session's `time_zone` and `sql_mode` checked and named by a DN
+    /// (the state's `default_week_format` is the caller's to keep):
     /// the state its DN connections carry ([`DnSession`]: `None` for a
     /// part that is the DNs' default; of the mode, the part that changes
     /// what statements do, [`crate::session::vars::dn_sql_mode`]), and
@@ -375,6 +376,7 @@ impl Cluster {
         let asked = DnSession {
             time_zone: Some(zone).filter(|z| !z.eq_ignore_ascii_case("SYSTEM")).map(Arc::from),
             sql_mode: Some(Arc::from(mode)),
+            default_week_format: None,
         };
         let named: Option<(String, String)> =
             self.query_first_any(&asked, "SELECT @@session.time_zone, @@session.sql_mode").await?;
@@ -383,6 +385,7 @@ impl Cluster {
         let session = DnSession {
             time_zone: Some(zone.as_str()).filter(|z| !z.eq_ignore_ascii_case("SYSTEM")).map(Arc::from),
             sql_mode: Some(forwarded).filter(|m| m != crate::session::vars::DN_SQL_MODE).map(|m| Arc::from(m.as_str())),
+            default_week_format: None,
         };
         if session != asked {
             // The pools of the states in use stay, not those of the asking.

@@ -90,7 +90,9 @@ const CONNECTION_INIT: &str = "SET SESSION innodb_snapshot_isolation = ON, SESSI
 ///   (strictness: `''` truncates a too-long string with a warning where
 ///   `STRICT_TRANS_TABLES` refuses it; zero dates; division by zero),
 ///   without those that change how SQL is read (the CN writes the DNs'
-///   SQL with backslash escapes and backquoted names).
+///   SQL with backslash escapes and backquoted names);
+/// - `default_week_format`, the mode of `WEEK(d)` and `EXTRACT(WEEK FROM
+///   d)` (MySQL 8.0 reference, 14.7, `WEEK`), other than 0.
 ///
 /// Connections with any of them come from a pool for that state, so a
 /// pooled connection never carries one session's state into another's
@@ -99,6 +101,7 @@ const CONNECTION_INIT: &str = "SET SESSION innodb_snapshot_isolation = ON, SESSI
 pub struct DnSession {
     pub time_zone: Option<Arc<str>>,
     pub sql_mode: Option<Arc<str>>,
+    pub default_week_format: Option<u8>,
 }
 
 impl DnSession {
@@ -111,6 +114,9 @@ impl DnSession {
         }
         if let Some(mode) = &self.sql_mode {
             out.push(format!("SET SESSION sql_mode = {}", quote_str(mode)));
+        }
+        if let Some(n) = self.default_week_format {
+            out.push(format!("SET SESSION default_week_format = {n}"));
         }
         out
     }

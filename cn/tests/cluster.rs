@@ -1818,6 +1818,21 @@ fn mysql_expressions_over_values_the_cn_computes_match_mariadb() {
             assert_eq!(ours, theirs, "{q}");
             assert!(!ours.starts_with("error"), "{q}: {ours}");
         }
+        // `default_week_format` reaches the DNs: WEEK(d) and EXTRACT(WEEK)
+        // where the CN computes, pushed, and on one shard.
+        for conn in [&mut c, &mut reference] {
+            conn.query_drop("SET default_week_format = 1").await.unwrap();
+        }
+        for q in [
+            per_row("WEEK(d), EXTRACT(WEEK FROM d), WEEK(d, 0), YEARWEEK(d)"),
+            "SELECT id, WEEK(d) FROM t WHERE WEEK(d) < 9 ORDER BY id".into(),
+            "SELECT WEEK(d), EXTRACT(WEEK FROM d) FROM t WHERE id = 6".into(),
+        ] {
+            assert_eq!(result_text(&mut c, &q).await, result_text(&mut reference, &q).await, "{q}");
+        }
+        for conn in [&mut c, &mut reference] {
+            conn.query_drop("SET default_week_format = 0").await.unwrap();
+        }
         // A DECIMAL past the CN's 38 digits is refused where the CN
         // computes (it read as NULL), and passes through where it does not.
         c.query_drop("CREATE TABLE td (id INT PRIMARY KEY, dd DECIMAL(65,0)) PARTITION BY KEY(id) PARTITIONS 2")

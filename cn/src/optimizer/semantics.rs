@@ -1863,10 +1863,10 @@ impl VisitorMut for Rewriter {
                 let bits = |x: &Expr| call(MysqlCastInt::BITS, vec![x.clone()], false, None);
                 Some(Expr::BinaryOp { left: Box::new(bits(left)), op: op.clone(), right: Box::new(bits(right)) })
             }
-            // `EXTRACT(WEEK FROM d)` is MySQL's `WEEK(d, 0)` (DataFusion's
-            // is the ISO week).
+            // `EXTRACT(WEEK FROM d)` is MariaDB's `WEEK(d)`, of the
+            // session's `default_week_format` (DataFusion's is the ISO week).
             Expr::Extract { field: datafusion::sql::sqlparser::ast::DateTimeField::Week(None), expr, .. } => {
-                Some(call("week", vec![(**expr).clone(), Expr::value(Value::Number("0".into(), false))], false, None))
+                Some(call("week", vec![(**expr).clone()], false, None))
             }
             // `INTERVAL '1:30' HOUR_MINUTE` and the other composite units
             // (DataFusion has none): an interval of one unit.

@@ -1326,10 +1326,15 @@ impl Session {
                 let (zone, mode) =
                     if key == "time_zone" { (asked, var("sql_mode")) } else { (var("time_zone"), asked) };
                 let (session, zone, mode) = self.cluster.check_dn_session(&zone, &mode).await?;
-                self.dn_session = session;
+                self.dn_session =
+                    crate::dn::DnSession { default_week_format: self.dn_session.default_week_format, ..session };
                 self.vars.insert("time_zone".into(), zone);
                 self.vars.insert("sql_mode".into(), mode);
                 continue;
+            }
+            if key == "default_week_format" {
+                // The DN connections carry it from the next statement.
+                self.dn_session.default_week_format = val.parse().ok().filter(|n| *n != 0);
             }
             self.vars.insert(key, val);
         }

@@ -122,6 +122,8 @@ pub const INTEGER: &[(&str, u64, u64)] = &[
     ("innodb_lock_wait_timeout", 1, 1_073_741_824),
     ("query_memory_limit", 0, u64::MAX),
     ("cn_lookup_min_rows", 0, u64::MAX),
+    // MySQL 8.0 reference, 7.1.8: the WEEK() mode when none is given.
+    ("default_week_format", 0, 7),
 ];
 
 /// Strips `@@`, `@@session.`, `@@global.`, `@@local.` and lower-cases.
