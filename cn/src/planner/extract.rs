@@ -22,6 +22,7 @@
 //! function `cn_extract('YEAR_MONTH', x)`, pushed to the shards as the same
 //! EXTRACT or computed by a DN ([`crate::executor::dn_eval`]).
 
+use super::rollup::{is_word_byte, skip_quoted_or_comment};
 use datafusion::sql::sqlparser::ast::{
     DateTimeField, Expr, ExtractSyntax, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, Interval, Statement,
     VisitMut, VisitorMut,
@@ -73,23 +74,11 @@ pub fn mark(sql: &str) -> Option<String> {
     let mut out: Option<Vec<u8>> = None;
     let mut i = 0;
     while i < b.len() {
+        if let Some(next) = skip_quoted_or_comment(b, i) {
+            i = next;
+            continue;
+        }
         match b[i] {
-            q @ (b'\'' | b'"' | b'`') => {
-                i += 1;
-                while i < b.len() && b[i] != q {
-                    i += if b[i] == b'\\' && q != b'`' { 2 } else { 1 };
-                }
-                i += 1;
-            }
-            b'#' => i = skip_line(b, i),
-            b'-' if b.get(i + 1) == Some(&b'-') => i = skip_line(b, i),
-            b'/' if b.get(i + 1) == Some(&b'*') => {
-                i += 2;
-                while i + 1 < b.len() && !(b[i] == b'*' && b[i + 1] == b'/') {
-                    i += 1;
-                }
-                i += 2;
-            }
             c if is_word_byte(c) => {
                 let end = word_at(i);
                 let starts = i == 0 || !is_word_byte(b[i - 1]);
@@ -187,17 +176,6 @@ fn composite_interval_after(
     let u_end = word_at(u);
     let unit = COMPOSITE_UNITS.iter().find(|c| b[u..u_end].eq_ignore_ascii_case(c.as_bytes()))?;
     Some((unit, v..e, u_end))
-}
-
-fn is_word_byte(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || c == b'_' || c == b'$' || c >= 0x80
-}
-
-fn skip_line(b: &[u8], mut i: usize) -> usize {
-    while i < b.len() && b[i] != b'\n' {
-        i += 1;
-    }
-    i
 }
 
 /// Turns the calls [`mark`] wrote back into `EXTRACT(<unit> FROM x)`.

@@ -33,23 +33,11 @@ pub fn mark(sql: &str) -> Option<String> {
     let mut out = String::with_capacity(sql.len() + 24);
     let (mut i, mut copied, mut found) = (0, 0, false);
     while i < b.len() {
+        if let Some(next) = skip_quoted_or_comment(b, i) {
+            i = next;
+            continue;
+        }
         match b[i] {
-            q @ (b'\'' | b'"' | b'`') => {
-                i += 1;
-                while i < b.len() && b[i] != q {
-                    i += if b[i] == b'\\' && q != b'`' { 2 } else { 1 };
-                }
-                i += 1;
-            }
-            b'#' => i = skip_line(b, i),
-            b'-' if b.get(i + 1) == Some(&b'-') => i = skip_line(b, i),
-            b'/' if b.get(i + 1) == Some(&b'*') => {
-                i += 2;
-                while i + 1 < b.len() && !(b[i] == b'*' && b[i + 1] == b'/') {
-                    i += 1;
-                }
-                i += 2;
-            }
             _ if word(i, b"with") => {
                 let mut j = i + 4;
                 while j < b.len() && b[j].is_ascii_whitespace() {
@@ -75,7 +63,8 @@ pub fn mark(sql: &str) -> Option<String> {
     Some(out)
 }
 
-fn is_word_byte(c: u8) -> bool {
+/// Whether `c` is a byte of an unquoted identifier or keyword.
+pub(crate) fn is_word_byte(c: u8) -> bool {
     c.is_ascii_alphanumeric() || c == b'_' || c == b'$' || c >= 0x80
 }
 
@@ -84,6 +73,31 @@ fn skip_line(b: &[u8], mut i: usize) -> usize {
         i += 1;
     }
     i
+}
+
+/// Where a quoted string or name, or a comment, starting at `b[i]` ends
+/// (the byte after it); `None` when none starts there. For the scans
+/// over SQL text before parsing ([`mark`], [`super::extract::mark`]).
+pub(crate) fn skip_quoted_or_comment(b: &[u8], mut i: usize) -> Option<usize> {
+    match b[i] {
+        q @ (b'\'' | b'"' | b'`') => {
+            i += 1;
+            while i < b.len() && b[i] != q {
+                i += if b[i] == b'\\' && q != b'`' { 2 } else { 1 };
+            }
+            Some(i + 1)
+        }
+        b'#' => Some(skip_line(b, i)),
+        b'-' if b.get(i + 1) == Some(&b'-') => Some(skip_line(b, i)),
+        b'/' if b.get(i + 1) == Some(&b'*') => {
+            i += 2;
+            while i + 1 < b.len() && !(b[i] == b'*' && b[i + 1] == b'/') {
+                i += 1;
+            }
+            Some(i + 2)
+        }
+        _ => None,
+    }
 }
 
 /// Takes the markers [`mark`] put in out of `stmt`'s GROUP BY lists and
