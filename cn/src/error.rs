@@ -24,6 +24,7 @@ pub mod code {
     pub const ER_INVALID_CHARACTER_STRING: u16 = 1300;
     pub const ER_WRONG_PARAMCOUNT_TO_NATIVE_FCT: u16 = 1582;
     pub const ER_UNKNOWN_STMT_HANDLER: u16 = 1243;
+    pub const ER_EMPTY_QUERY: u16 = 1065;
     pub const ER_WRONG_ARGUMENTS: u16 = 1210;
     pub const ER_QUERY_INTERRUPTED: u16 = 1317;
     pub const ER_SUBQUERY_NO_1_ROW: u16 = 1242;
@@ -66,7 +67,7 @@ pub fn sqlstate_for(code: u16) -> &'static str {
         ER_TABLE_EXISTS_ERROR => "42S01",
         ER_BAD_FIELD_ERROR => "42S22",
         ER_DUP_ENTRY => "23000",
-        ER_PARSE_ERROR => "42000",
+        ER_PARSE_ERROR | ER_EMPTY_QUERY => "42000",
         ER_NO_SUCH_TABLE | ER_BAD_TABLE_ERROR => "42S02",
         ER_DUP_FIELDNAME => "42S21",
         ER_NOT_SUPPORTED_YET | ER_WRONG_PARAMCOUNT_TO_NATIVE_FCT => "42000",

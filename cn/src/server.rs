@@ -197,7 +197,7 @@ struct Prepared {
 }
 
 /// Offsets of `?` placeholders outside quotes and comments.
-fn placeholders(sql: &str) -> Vec<usize> {
+pub(crate) fn placeholders(sql: &str) -> Vec<usize> {
     let b = sql.as_bytes();
     let mut out = Vec::new();
     let mut i = 0;
@@ -454,7 +454,7 @@ async fn command(
                 return Err(CnError::parse("multi-statements are not enabled for this connection"));
             }
             if stmts.is_empty() {
-                return Err(CnError::mysql(1065, "Query was empty"));
+                return Err(CnError::mysql(code::ER_EMPTY_QUERY, "Query was empty"));
             }
             let n = stmts.len();
             for (i, st) in stmts.into_iter().enumerate() {
@@ -491,6 +491,7 @@ async fn command(
             session.vars = vars::defaults();
             session.dn_session = Default::default();
             session.user_vars.clear();
+            session.sql_prepared.clear();
             prepared.clear();
             io.write_packet(&ok_packet(0, 0, session.status_flags(), 0, "", false)).await?;
         }

@@ -1884,6 +1884,58 @@ async fn result_text(c: &mut mysql_async::Conn, sql: &str) -> String {
     }
 }
 
+/// SQL-level prepared statements: PREPARE from a string or a user
+/// variable, EXECUTE with user variables for the placeholders (strings,
+/// numbers, NULL), DEALLOCATE; MySQL's errors for an unknown name (1243)
+/// and a wrong number of variables (1210).
+#[test]
+fn sql_prepare_execute_and_deallocate_as_mysql() {
+    block_on(async {
+        let mut c = fresh_db("t_sql_prepare").await;
+        c.query_drop("CREATE TABLE t (id INT PRIMARY KEY, s VARCHAR(20), d DATE) PARTITION BY KEY(id) PARTITIONS 4")
+            .await
+            .unwrap();
+        c.query_drop("INSERT INTO t VALUES (1, 'it''s', '2020-01-31'), (2, '?', '2021-06-01'), (3, NULL, NULL)")
+            .await
+            .unwrap();
+        c.query_drop("PREPARE p1 FROM 'SELECT id, s FROM t WHERE id = ? OR s = ? ORDER BY id'").await.unwrap();
+        c.query_drop("SET @a = 3, @b = 'it''s'").await.unwrap();
+        let rows: Vec<(i32, Option<String>)> = c.query("EXECUTE p1 USING @a, @b").await.unwrap();
+        assert_eq!(rows, vec![(1, Some("it's".into())), (3, None)]);
+        // A variable never set is NULL; the `?` inside a quoted string is no placeholder.
+        c.query_drop("SET @q = 'SELECT id, EXTRACT(YEAR_MONTH FROM d) FROM t WHERE s = ''?'' OR id = ?'")
+            .await
+            .unwrap();
+        c.query_drop("PREPARE `p 2` FROM @q").await.unwrap();
+        let rows: Vec<(i32, Option<i64>)> = c.query("EXECUTE `p 2` USING @unset").await.unwrap();
+        assert_eq!(rows, vec![(2, Some(202106))]);
+        c.query_drop("SET @one = 1").await.unwrap();
+        let rows: Vec<(i32, Option<i64>)> = c.query("EXECUTE `p 2` USING @one").await.unwrap();
+        let mut rows = rows;
+        rows.sort();
+        assert_eq!(rows, vec![(1, Some(202001)), (2, Some(202106))]);
+        // A write, prepared again under the same name.
+        c.query_drop("PREPARE p1 FROM 'UPDATE t SET s = ? WHERE id = ?'").await.unwrap();
+        c.query_drop("SET @s = 'new'").await.unwrap();
+        c.query_drop("EXECUTE p1 USING @s, @a").await.unwrap();
+        let s: Option<String> = c.query_first("SELECT s FROM t WHERE id = 3").await.unwrap().unwrap();
+        assert_eq!(s.as_deref(), Some("new"));
+        let code = |e: mysql_async::Error| match e {
+            mysql_async::Error::Server(s) => s.code,
+            other => panic!("{other}"),
+        };
+        assert_eq!(code(c.query_drop("EXECUTE p1 USING @s").await.unwrap_err()), 1210);
+        c.query_drop("DEALLOCATE PREPARE p1").await.unwrap();
+        assert_eq!(code(c.query_drop("EXECUTE p1 USING @s, @a").await.unwrap_err()), 1243);
+        assert_eq!(code(c.query_drop("DROP PREPARE p1").await.unwrap_err()), 1243);
+        assert_eq!(code(c.query_drop("PREPARE p3 FROM ''").await.unwrap_err()), 1065);
+        // The prepared statements are the session's.
+        let mut other = connect(Some("t_sql_prepare")).await;
+        assert_eq!(code(other.query_drop("EXECUTE `p 2` USING @one").await.unwrap_err()), 1243);
+        c.query_drop("DROP DATABASE t_sql_prepare").await.unwrap();
+    });
+}
+
 #[test]
 fn point_selects_come_from_the_plan_cache_with_the_planners_answers() {
     block_on_exclusive(async {

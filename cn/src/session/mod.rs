@@ -1,6 +1,7 @@
 //! A client session: its state (current database, variables, transaction)
 //! and the dispatch of each statement to the module that runs it.
 
+mod prepared;
 pub mod show;
 pub mod sink;
 pub mod vars;
@@ -70,6 +71,8 @@ pub struct Session {
     pub vars: BTreeMap<String, String>,
     /// User variables (`SET @x = …`), as SQL literals.
     pub user_vars: BTreeMap<String, String>,
+    /// Statements of SQL-level `PREPARE name FROM …`, by lower-case name.
+    pub sql_prepared: BTreeMap<String, String>,
     /// The open transaction, if any.
     pub txn: Option<Arc<Txn>>,
     pub last_insert_id: u64,
@@ -141,6 +144,7 @@ impl Session {
             db: None,
             vars: vars::defaults(),
             user_vars: BTreeMap::new(),
+            sql_prepared: BTreeMap::new(),
             txn: None,
             last_insert_id: 0,
             found_rows: 0,
@@ -501,6 +505,9 @@ impl Session {
             ["EXPLAIN", "SELECT", ..] | ["EXPLAIN", "ANALYZE", ..] | ["EXPLAIN", "WITH", ..] => {}
             ["EXPLAIN", ..] => {}
             ["DO", ..] => return sink.ok(0, 0, "").await,
+            ["PREPARE", ..] => return self.sql_prepare(sql, sink).await,
+            ["EXECUTE", ..] => return Box::pin(self.sql_execute(sql, sink)).await,
+            ["DEALLOCATE" | "DROP", "PREPARE", ..] => return self.sql_deallocate(sql, sink).await,
             ["ANALYZE", ..] => {
                 // An implicit commit, as in MySQL.
                 self.commit().await?;
