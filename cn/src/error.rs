@@ -25,6 +25,7 @@ pub mod code {
     pub const ER_WRONG_PARAMCOUNT_TO_NATIVE_FCT: u16 = 1582;
     pub const ER_UNKNOWN_STMT_HANDLER: u16 = 1243;
     pub const ER_EMPTY_QUERY: u16 = 1065;
+    pub const ER_UNSUPPORTED_PS: u16 = 1295;
     pub const ER_WRONG_ARGUMENTS: u16 = 1210;
     pub const ER_QUERY_INTERRUPTED: u16 = 1317;
     pub const ER_SUBQUERY_NO_1_ROW: u16 = 1242;

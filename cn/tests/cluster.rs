@@ -1929,6 +1929,7 @@ fn sql_prepare_execute_and_deallocate_as_mysql() {
         assert_eq!(code(c.query_drop("EXECUTE p1 USING @s, @a").await.unwrap_err()), 1243);
         assert_eq!(code(c.query_drop("DROP PREPARE p1").await.unwrap_err()), 1243);
         assert_eq!(code(c.query_drop("PREPARE p3 FROM ''").await.unwrap_err()), 1065);
+        assert_eq!(code(c.query_drop("PREPARE p3 FROM 'EXECUTE p3'").await.unwrap_err()), 1295);
         // The prepared statements are the session's.
         let mut other = connect(Some("t_sql_prepare")).await;
         assert_eq!(code(other.query_drop("EXECUTE `p 2` USING @one").await.unwrap_err()), 1243);

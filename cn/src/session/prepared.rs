@@ -80,6 +80,18 @@ impl Session {
         if text.trim().is_empty() {
             return Err(CnError::mysql(code::ER_EMPTY_QUERY, "Query was empty"));
         }
+        // As MySQL: these cannot be prepared (an EXECUTE of itself would
+        // not end).
+        let first = super::leading_words(&text, 2);
+        if matches!(
+            first.iter().map(String::as_str).collect::<Vec<_>>().as_slice(),
+            ["PREPARE" | "EXECUTE" | "DEALLOCATE", ..] | ["DROP", "PREPARE"]
+        ) {
+            return Err(CnError::mysql(
+                code::ER_UNSUPPORTED_PS,
+                "This command is not supported in the prepared statement protocol yet",
+            ));
+        }
         self.sql_prepared.insert(stmt, text);
         sink.ok(0, 0, "Statement prepared").await
     }
