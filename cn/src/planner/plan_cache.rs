@@ -1,5 +1,6 @@
-//! The plan cache for point SELECTs: PolarDB-X's parameterized plan cache,
-//! reduced to the statements that run whole on one shard.
+//! The plan cache for point SELECTs and global-index lookups: PolarDB-X's
+//! parameterized plan cache, reduced to the statements that run whole on
+//! one shard, or on one index partition and then the base rows' shards.
 //!
 //! A statement's literals are replaced by numbered placeholders
 //! ([`parameterize`]: `SELECT c FROM t WHERE id=5` becomes
@@ -16,6 +17,11 @@
 //! text into the template ([`PointPlan::physical_sql`]). Anything else is
 //! cached as [`CachedPlan::Other`] so its parameterized text is parsed once
 //! per catalog version, not per execution.
+//!
+//! A SELECT the optimizer answers by a lookup through a global index is
+//! cached as a [`LookupPlan`]: its index query as a point template on the
+//! index table, its base query as a template whose primary-key filter each
+//! execution fills with the keys the index returned.
 //!
 //! Entries carry the catalog version they were built at; a DDL moves the
 //! version and the next execution rebuilds the entry.
