@@ -447,13 +447,23 @@ pub fn lookup_per_dn(
         return Ok(None);
     }
     let Some(by_partition) = keys_by_partition(table, keys)? else { return Ok(None) };
-    let mut by_dn: std::collections::BTreeMap<u32, Vec<String>> = Default::default();
+    let mut queries = Vec::with_capacity(by_partition.len());
     for (p, rows) in by_partition {
         let Some(part) = table.partitions.get(p) else { return Ok(None) };
         let mut q = with_keys(base.clone(), table, qualifier, &rows)?;
         let mut names = planner::PhysicalNames { snap, db, dn: part.dn, partition: Some(p), alias: true };
         planner::to_physical(&mut q, &mut names);
-        by_dn.entry(part.dn).or_default().push(q.to_string());
+        queries.push((part.dn, q.to_string()));
     }
-    Ok(Some(by_dn.into_iter().map(|(dn, qs)| (dn, crate::executor::shard_scan::union_all(&qs))).collect()))
+    Ok(Some(union_per_dn(queries)))
+}
+
+/// Partition queries `(dn, sql)` as one `UNION ALL` query per DN, in DN
+/// order (the partitions' order within a DN kept).
+pub fn union_per_dn(queries: impl IntoIterator<Item = (u32, String)>) -> Vec<(u32, String)> {
+    let mut by_dn: std::collections::BTreeMap<u32, Vec<String>> = Default::default();
+    for (dn, q) in queries {
+        by_dn.entry(dn).or_default().push(q);
+    }
+    by_dn.into_iter().map(|(dn, qs)| (dn, crate::executor::shard_scan::union_all(&qs))).collect()
 }

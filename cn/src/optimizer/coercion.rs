@@ -413,17 +413,27 @@ const DATE_MIXING_FUNCTIONS: &[&str] = &["coalesce", "greatest", "least", "nulli
 /// Whether it cast any.
 pub(crate) fn decimals_among_doubles(exprs: Vec<&mut Expr>, schema: &DFSchema) -> bool {
     let types: Vec<Option<DataType>> = exprs.iter().map(|x| x.get_type(schema).ok()).collect();
-    if !types.iter().flatten().any(|t| matches!(t, DataType::Float64 | DataType::Float32)) {
+    if !types.iter().flatten().any(is_double) {
         return false;
     }
     let mut changed = false;
     for (x, t) in exprs.into_iter().zip(&types) {
-        if matches!(t, Some(DataType::Decimal128(..) | DataType::Decimal256(..))) {
+        if t.as_ref().is_some_and(is_decimal) {
             *x = cast(x.clone(), DataType::Float64);
             changed = true;
         }
     }
     changed
+}
+
+/// Whether `t` is a DOUBLE (or FLOAT).
+pub(crate) fn is_double(t: &DataType) -> bool {
+    matches!(t, DataType::Float64 | DataType::Float32)
+}
+
+/// Whether `t` is a DECIMAL.
+pub(crate) fn is_decimal(t: &DataType) -> bool {
+    matches!(t, DataType::Decimal128(..) | DataType::Decimal256(..))
 }
 
 /// Casts the DATEs of `exprs` to DATETIMEs of microseconds when others

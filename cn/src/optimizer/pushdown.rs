@@ -428,17 +428,11 @@ impl datafusion::sql::sqlparser::ast::VisitorMut for MySqlSpelling {
             // `timestampdiff('DAY', a, b)` back to MySQL's keyword unit.
             // `cn_extract('YEAR_MONTH', x)` back to `EXTRACT(YEAR_MONTH FROM x)`.
             ast::Expr::Function(f) if f.name.to_string().eq_ignore_ascii_case("cn_extract") => {
-                if let ast::FunctionArguments::List(list) = &f.args {
-                    if let [ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(ast::Expr::Value(v))), ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(x))] =
-                        list.args.as_slice()
-                    {
-                        if let ast::Value::SingleQuotedString(u) = &v.value {
-                            *e = ast::Expr::Extract {
-                                field: ast::DateTimeField::Custom(ast::Ident::new(u.clone())),
-                                syntax: ast::ExtractSyntax::From,
-                                expr: Box::new(x.clone()),
-                            };
-                        }
+                use ast::{FunctionArg::Unnamed, FunctionArgExpr::Expr as Arg};
+                let ast::FunctionArguments::List(list) = &f.args else { return std::ops::ControlFlow::Continue(()) };
+                if let [Unnamed(Arg(ast::Expr::Value(v))), Unnamed(Arg(x))] = list.args.as_slice() {
+                    if let ast::Value::SingleQuotedString(u) = &v.value {
+                        *e = crate::planner::extract::extract(u, x.clone());
                     }
                 }
             }

@@ -144,9 +144,7 @@ fn textual_union(u: &Union) -> Result<Option<LogicalPlan>> {
                     DataType::Timestamp(_, tz) => Some(Fix::Micros(tz.clone())),
                     _ => None,
                 })
-            } else if types.iter().any(|t| matches!(t, DataType::Float64 | DataType::Float32))
-                && types.iter().any(|t| matches!(t, DataType::Decimal128(..) | DataType::Decimal256(..)))
-            {
+            } else if types.iter().any(super::coercion::is_double) && types.iter().any(super::coercion::is_decimal) {
                 Some(Fix::Double)
             } else {
                 None
@@ -160,7 +158,7 @@ fn textual_union(u: &Union) -> Result<Option<LogicalPlan>> {
     let fix = |c: usize, t: &DataType| match &fixes[c] {
         Some(Fix::Text) if is_temporal(t) => Some(&fixes[c]),
         Some(Fix::Micros(_)) if *t == DataType::Date32 => Some(&fixes[c]),
-        Some(Fix::Double) if matches!(t, DataType::Decimal128(..) | DataType::Decimal256(..)) => Some(&fixes[c]),
+        Some(Fix::Double) if super::coercion::is_decimal(t) => Some(&fixes[c]),
         _ => None,
     };
     let inputs = u

@@ -198,12 +198,11 @@ pub fn restore(stmt: &mut Statement) {
             let FunctionArg::Unnamed(FunctionArgExpr::Expr(x)) = list.args.remove(0) else {
                 return ControlFlow::Continue(());
             };
-            let field = DateTimeField::Custom(Ident::new(unit));
             *e = match interval {
-                false => Expr::Extract { field, syntax: ExtractSyntax::From, expr: Box::new(x) },
+                false => extract(&unit, x),
                 true => Expr::Interval(Interval {
                     value: Box::new(x),
-                    leading_field: Some(field),
+                    leading_field: Some(DateTimeField::Custom(Ident::new(unit))),
                     leading_precision: None,
                     last_field: None,
                     fractional_seconds_precision: None,
@@ -213,6 +212,13 @@ pub fn restore(stmt: &mut Statement) {
         }
     }
     let _ = stmt.visit(&mut Restore);
+}
+
+/// `EXTRACT(<unit> FROM x)` with `unit` as a custom field: MySQL's text
+/// when printed (what [`restore`] makes, and the shards get for the CN's
+/// `cn_extract('UNIT', x)`).
+pub fn extract(unit: &str, x: Expr) -> Expr {
+    Expr::Extract { field: DateTimeField::Custom(Ident::new(unit)), syntax: ExtractSyntax::From, expr: Box::new(x) }
 }
 
 /// The composite unit of an `EXTRACT` [`restore`] made, if `field` is one.

@@ -237,13 +237,13 @@ impl LookupPlan {
     /// when a key does not route here; the caller takes the planned way.
     pub fn base_per_dn(&self, params: &[Param<'_>], keys: &[crate::gsi::Row]) -> Option<Vec<(u32, String)>> {
         let by_partition = crate::gsi::select::keys_by_partition(&self.table, keys).ok()??;
-        let mut by_dn: std::collections::BTreeMap<u32, Vec<String>> = Default::default();
+        let mut queries = Vec::with_capacity(by_partition.len());
         for (p, rows) in by_partition {
             let part = self.table.partitions.get(p)?;
             let keys = crate::gsi::select::key_predicate(&self.table, &self.qualifier, &rows);
-            by_dn.entry(part.dn).or_default().push(render(&self.base, params, &part.phys_table, &keys)?);
+            queries.push((part.dn, render(&self.base, params, &part.phys_table, &keys)?));
         }
-        Some(by_dn.into_iter().map(|(dn, qs)| (dn, crate::executor::shard_scan::union_all(&qs))).collect())
+        Some(crate::gsi::select::union_per_dn(queries))
     }
 }
 
