@@ -56,8 +56,8 @@ fn epoch() -> NaiveDate {
 /// dates unless `sql_mode` has `NO_ZERO_DATE`, which its default lacks
 /// (MariaDB KB, "SQL_MODE"). Shown to clients, given to DNs and pushed
 /// down as `0000-00-00` ([`zero_temporals`], [`zero_text`]).
-/// Dates with only a zero month or day (`2020-05-00`) are still read as
-/// NULL.
+/// Dates with only a zero month or day (`2020-05-00`) fail a statement the
+/// CN computes ([`rows_to_batch`]).
 pub const ZERO_DATE_DAYS: i32 = -719_529;
 
 /// The zero DATETIME or TIMESTAMP `0000-00-00 00:00:00` in a
@@ -208,10 +208,39 @@ pub fn rows_to_batch(schema: &SchemaRef, rows: &[TextRow]) -> Result<RecordBatch
     for (i, f) in schema.fields().iter().enumerate() {
         let vals =
             rows.iter().map(|r| r.get(i).and_then(|v| v.as_deref()).map(|b| std::str::from_utf8(b).unwrap_or("")));
+        // A value that does not read as the column's type (a fraction where
+        // the plan typed an integer, a date with a zero day): the statement
+        // fails, never a NULL in its place.
+        let unreadable = |t: &str| {
+            CnError::unsupported(format!(
+                "the value '{t}' a DN sent for the {} column `{}` where the CN computes",
+                f.data_type(),
+                f.name()
+            ))
+        };
+        let strict = |read: &dyn Fn(&str) -> bool| -> Result<()> {
+            match vals.clone().flatten().find(|t| !read(t)) {
+                Some(t) => Err(unreadable(t)),
+                None => Ok(()),
+            }
+        };
         macro_rules! prim {
-            ($arr:ty, $t:ty) => {
-                Arc::new(vals.map(|v| v.and_then(|s| s.trim().parse::<$t>().ok())).collect::<$arr>()) as ArrayRef
-            };
+            ($arr:ty, $t:ty) => {{
+                let arr = vals.clone().map(|v| v.and_then(|s| s.trim().parse::<$t>().ok())).collect::<$arr>();
+                if arr.null_count() > vals.clone().filter(Option::is_none).count() {
+                    strict(&|s| s.trim().parse::<$t>().is_ok())?;
+                }
+                Arc::new(arr) as ArrayRef
+            }};
+        }
+        macro_rules! parsed {
+            ($arr:ty, $parse:expr) => {{
+                let arr = vals.clone().map(|v| v.and_then($parse)).collect::<$arr>();
+                if arr.null_count() > vals.clone().filter(Option::is_none).count() {
+                    strict(&|s| $parse(s).is_some())?;
+                }
+                Arc::new(arr) as ArrayRef
+            }};
         }
         let a: ArrayRef = match f.data_type() {
             DataType::Int8 => prim!(Int8Array, i8),
@@ -241,20 +270,16 @@ pub fn rows_to_batch(schema: &SchemaRef, rows: &[TextRow]) -> Result<RecordBatch
                     .collect();
                 Arc::new(arr.with_precision_and_scale(*p, *s).map_err(|e| CnError::internal(e.to_string()))?)
             }
-            DataType::Date32 => Arc::new(vals.map(|v| v.and_then(parse_date)).collect::<Date32Array>()),
-            DataType::Time64(TimeUnit::Microsecond) => {
-                Arc::new(vals.map(|v| v.and_then(parse_time)).collect::<Time64MicrosecondArray>())
-            }
-            DataType::Timestamp(TimeUnit::Microsecond, None) => {
-                Arc::new(vals.map(|v| v.and_then(parse_datetime)).collect::<TimestampMicrosecondArray>())
-            }
+            DataType::Date32 => parsed!(Date32Array, parse_date),
+            DataType::Time64(TimeUnit::Microsecond) => parsed!(Time64MicrosecondArray, parse_time),
+            DataType::Timestamp(TimeUnit::Microsecond, None) => parsed!(TimestampMicrosecondArray, parse_datetime),
             DataType::Binary => {
                 Arc::new(rows.iter().map(|r| r.get(i).and_then(|v| v.as_deref())).collect::<BinaryArray>())
             }
             // A pushed-down TRUE or comparison: MariaDB sends 1 or 0.
-            DataType::Boolean => Arc::new(
-                vals.map(|v| v.and_then(|s| s.trim().parse::<f64>().ok()).map(|n| n != 0.0)).collect::<BooleanArray>(),
-            ),
+            DataType::Boolean => {
+                parsed!(BooleanArray, |s: &str| s.trim().parse::<f64>().ok().map(|n| n != 0.0))
+            }
             DataType::Null => Arc::new(NullArray::new(rows.len())),
             _ => Arc::new(vals.collect::<StringArray>()),
         };
@@ -661,6 +686,14 @@ mod tests {
         ];
         let b = rows_to_batch(&schema, &rows).unwrap();
         assert_eq!(batch_to_rows(&b).unwrap(), rows);
+        // A value that does not read as its column's type fails the
+        // statement rather than reading as NULL.
+        for (column, text) in [(0, "1552641011.123"), (3, "2020-05-00"), (2, "noon")] {
+            let mut row: TextRow = vec![None; 4];
+            row[column] = Some(text.as_bytes().to_vec());
+            let err = rows_to_batch(&schema, &[rows[0].clone(), row]).unwrap_err().to_string();
+            assert!(err.contains(text), "{err}");
+        }
     }
 
     #[test]
