@@ -11,9 +11,10 @@
 //! value has one).
 
 use crate::executor::table::ShardedTable;
+use datafusion::arrow::datatypes::DataType;
 use datafusion::common::ScalarValue;
 use datafusion::datasource::source_as_provider;
-use datafusion::logical_expr::{Distinct, Expr, JoinType, LogicalPlan};
+use datafusion::logical_expr::{Distinct, Expr, ExprSchemable, JoinType, LogicalPlan};
 
 /// Plans deeper than this are not traced (the column shows by default).
 const MAX_DEPTH: usize = 128;
@@ -108,7 +109,25 @@ fn expr_fsp(e: &Expr, input: &LogicalPlan, depth: usize) -> Option<u8> {
         Expr::WindowFunction(w) if keeps_value(w.fun.name()) => expr_fsp(w.params.args.first()?, input, depth + 1),
         Expr::Case(c) => widest(&mut c.when_then_expr.iter().map(|(_, t)| t.as_ref()).chain(c.else_expr.as_deref())),
         Expr::ScalarFunction(f) if matches!(f.name(), "coalesce" | "nvl" | "ifnull") => widest(&mut f.args.iter()),
-        Expr::ScalarFunction(f) if matches!(f.name(), "nullif" | "time" | "adddate") => {
+        // `TIMESTAMP(d, t)` as `d + t`: the larger fsp, a string's its
+        // fraction's digits (MariaDB shows `TIMESTAMP(d, '01:02:03.5')`
+        // with one).
+        Expr::ScalarFunction(f) if f.name() == "timestamp" => {
+            let mut out = None;
+            for a in &f.args {
+                let fsp = match a {
+                    Expr::Literal(ScalarValue::Utf8(Some(t)), _) => {
+                        Some(t.rsplit_once('.').map_or(0, |(_, f)| f.len().min(6) as u8))
+                    }
+                    // A DATE: none.
+                    a if a.get_type(input.schema()).is_ok_and(|t| t == DataType::Date32) => Some(0),
+                    a => expr_fsp(a, input, depth + 1),
+                };
+                out = out.max(Some(fsp?));
+            }
+            out
+        }
+        Expr::ScalarFunction(f) if matches!(f.name(), "nullif" | "time" | "adddate" | "convert_tz") => {
             expr_fsp(f.args.first()?, input, depth + 1)
         }
         // `TIMESTAMPADD('unit', n, d)`: microseconds make a DATETIME(6),

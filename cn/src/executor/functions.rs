@@ -1394,6 +1394,8 @@ enum ShardType {
     Bytes,
     /// `FROM_UNIXTIME`: DATETIME, a string with a format argument.
     UnixTime,
+    /// DATETIME whatever the arguments (`CONVERT_TZ`, `TIMESTAMP(x)`).
+    DateTime,
     /// `STR_TO_DATE`: DATE, TIME or DATETIME by the parts its format
     /// names (MySQL 8.0 reference, 14.7: DATETIME when the format is not a
     /// constant).
@@ -1487,6 +1489,9 @@ const SHARD_FUNCTIONS: &[(&str, ShardType, usize, usize)] = &[
     ("from_days", ShardType::Date, 1, 1),
     ("unix_timestamp", ShardType::Int, 0, 1),
     ("from_unixtime", ShardType::UnixTime, 1, 2),
+    ("convert_tz", ShardType::DateTime, 3, 3),
+    ("timestamp", ShardType::DateTime, 1, 2),
+    ("microsecond", ShardType::Int, 1, 1),
     ("sec_to_time", ShardType::Time, 1, 1),
     ("maketime", ShardType::Time, 3, 3),
     ("time", ShardType::Time, 1, 1),
@@ -1497,6 +1502,8 @@ const SHARD_FUNCTIONS: &[(&str, ShardType, usize, usize)] = &[
     // ([`crate::planner::extract`]).
     ("cn_extract", ShardType::Int, 2, 2),
     ("unhex", ShardType::Bytes, 1, 1),
+    // `CAST(x AS BINARY)` ([`crate::optimizer::semantics`]).
+    ("binary", ShardType::Bytes, 1, 1),
     ("char", ShardType::Bytes, 1, usize::MAX),
 ];
 
@@ -1648,7 +1655,7 @@ impl ShardFunction {
             ShardType::Time => DataType::Time64(TimeUnit::Microsecond),
             ShardType::Bytes => DataType::Binary,
             ShardType::UnixTime if args == 2 => DataType::Utf8,
-            ShardType::UnixTime => DataType::Timestamp(TimeUnit::Microsecond, None),
+            ShardType::UnixTime | ShardType::DateTime => DataType::Timestamp(TimeUnit::Microsecond, None),
             ShardType::Temporal => format.map_or(DataType::Timestamp(TimeUnit::Microsecond, None), str_to_date_type),
             ShardType::SameTemporal => match first {
                 Some(DataType::Date32) => DataType::Date32,

@@ -69,9 +69,25 @@ fn is_key(e: &Expr) -> bool {
     matches!(e, Expr::ScalarFunction(f) if f.name().starts_with("cn_ci_"))
 }
 
-/// Whether `e` is a string that still needs a collation key.
+/// Whether `e` is a string that still needs a collation key: not a key
+/// already, nor a binary string DataFusion's coercion made text (`BINARY
+/// s LIKE 'M%'`), which MySQL compares byte by byte.
 fn keyable(e: &Expr, schema: &DFSchema) -> bool {
-    string_typed(e, schema) && !is_key(e)
+    string_typed(e, schema) && !is_key(e) && !binary_as_text(e, schema)
+}
+
+/// Whether `e` is a cast of a binary string (DataFusion's or the CN's
+/// `__cn_text`).
+fn binary_as_text(e: &Expr, schema: &DFSchema) -> bool {
+    let inner = match e {
+        Expr::Cast(c) => &c.expr,
+        Expr::TryCast(c) => &c.expr,
+        Expr::ScalarFunction(f) if f.name() == "__cn_text" && f.args.len() == 1 => &f.args[0],
+        _ => return false,
+    };
+    inner.get_type(schema).is_ok_and(|t| {
+        matches!(t, DataType::Binary | DataType::LargeBinary | DataType::BinaryView | DataType::FixedSizeBinary(_))
+    })
 }
 
 /// `key(e)`, computed at once for a literal.
@@ -141,7 +157,7 @@ fn rewrite_expr(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
                 ))
             }
             Expr::Like(Like { negated, expr, pattern, escape_char, case_insensitive: false })
-                if keyable(&expr, schema) && string_typed(&pattern, schema) =>
+                if keyable(&expr, schema) && keyable(&pattern, schema) =>
             {
                 let escape_char = escape_char.map(|c| char::from_u32(crate::collation::weight(c) as u32).unwrap_or(c));
                 Expr::Like(Like::new(

@@ -1921,6 +1921,12 @@ impl VisitorMut for Rewriter {
                 *precision = None;
                 None
             }
+            // `CAST(x AS BINARY)`, `BINARY x`: DataFusion plans no BINARY
+            // type; the shard function `binary(x)`, which MariaDB reads
+            // back as the same cast.
+            Expr::Cast { expr, data_type: DataType::Binary(None), format: None, array: false, .. } => {
+                Some(call("binary", vec![(**expr).clone()], false, None))
+            }
             Expr::Cast { kind: CastKind::Cast, expr, data_type, format: None, array: false } => {
                 let unsigned = match data_type {
                     DataType::Signed | DataType::SignedInteger => false,

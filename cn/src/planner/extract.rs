@@ -1,3 +1,7 @@
+//! MySQL syntax sqlparser 0.62 does not parse or reads otherwise than
+//! MySQL, made right around the parse ([`parse`]): the operators `a MOD b`
+//! (as `%`) and `BINARY x` (sqlparser casts all that follows `BINARY`;
+//! MySQL only its operand), and
 //! `EXTRACT(unit FROM x)` and `INTERVAL 'v' unit` with MySQL's composite
 //! units (`YEAR_MONTH`, `DAY_HOUR`, …, `SECOND_MICROSECOND`; MySQL 8.0
 //! reference, 14.7 "Temporal Intervals"), which sqlparser 0.62's MySQL
@@ -50,12 +54,16 @@ const PREFIX: &str = "__cnx_";
 const INTERVAL_PREFIX: &str = "__cni_";
 
 /// `sql` with each `EXTRACT ( <composite unit> FROM` outside quotes and
-/// comments (on one line) replaced by `__cnx_<unit>(` and spaces, of
-/// the same length; `None` when it has none (found without allocating in
-/// the common case).
+/// comments (on one line) replaced by `__cnx_<unit>(` and spaces, each
+/// composite `INTERVAL` by `__cni_<unit>(v)`, and each `MOD` operator
+/// (which sqlparser 0.62 does not parse) by `%`, all of the same length;
+/// `None` when it has none (found without allocating in the common case).
 pub fn mark(sql: &str) -> Option<String> {
     let b = sql.as_bytes();
-    if !b.windows(7).any(|w| w.eq_ignore_ascii_case(b"extract") || w.eq_ignore_ascii_case(b"interva")) {
+    if !b.windows(7).any(|w| w.eq_ignore_ascii_case(b"extract") || w.eq_ignore_ascii_case(b"interva"))
+        && !b.windows(3).any(|w| w.eq_ignore_ascii_case(b"mod"))
+        && !b.windows(6).any(|w| w.eq_ignore_ascii_case(b"binary"))
+    {
         return None;
     }
     let word_at = |i: usize| -> usize {
@@ -92,6 +100,26 @@ pub fn mark(sql: &str) -> Option<String> {
                         continue;
                     }
                 }
+                // `a MOD b` (MOD is a reserved word: as a name it is quoted),
+                // not the function `MOD(a, b)`: `a %   b`.
+                if starts && b[i..end].eq_ignore_ascii_case(b"mod") && b.get(blanks(end)) != Some(&b'(') {
+                    let o = out.get_or_insert_with(|| b.to_vec());
+                    o[i..end].copy_from_slice(b"%  ");
+                    i = end;
+                    continue;
+                }
+                // The operator `BINARY x` (binding tighter than any other,
+                // where sqlparser casts all that follows): `__cnb(x)`.
+                if starts && b[i..end].eq_ignore_ascii_case(b"binary") {
+                    if let Some((from, to)) = binary_operand(b, i, end, &blanks) {
+                        let o = out.get_or_insert_with(|| b.to_vec());
+                        let call = format!("{BINARY_CALL}({})", &sql[from..to]);
+                        o[i..i + call.len()].copy_from_slice(call.as_bytes());
+                        o[i + call.len()..to].fill(b' ');
+                        i = to;
+                        continue;
+                    }
+                }
                 let is_extract = starts && b[i..end].eq_ignore_ascii_case(b"extract");
                 if is_extract {
                     if let Some((unit, from_end)) = composite_after(b, end, &blanks, &word_at) {
@@ -109,6 +137,102 @@ pub fn mark(sql: &str) -> Option<String> {
         }
     }
     out.and_then(|o| String::from_utf8(o).ok())
+}
+
+/// The call [`mark`] writes for the operator `BINARY x`.
+const BINARY_CALL: &str = "__cnb";
+
+/// Keywords after which `BINARY` starts an operand (the operator), not
+/// a type (`CAST(x AS BINARY)`, `b BINARY(16)`, `CHARACTER SET binary`).
+const BEFORE_OPERAND: &[&str] = &[
+    "SELECT", "WHERE", "AND", "OR", "NOT", "XOR", "ON", "WHEN", "THEN", "ELSE", "CASE", "BY", "HAVING", "DISTINCT",
+    "ALL", "LIKE", "REGEXP", "RLIKE", "BETWEEN", "DIV", "RETURN",
+];
+
+/// For `BINARY` at `b[at..end]` used as the operator: the byte range of
+/// its operand (a name, possibly qualified, a call, a literal, a
+/// variable or a parenthesized expression) after one or more blanks; the
+/// operand and `BINARY` on one line. `None` where `BINARY` names a type
+/// or the operand is anything else (sqlparser's reading then stands).
+fn binary_operand(b: &[u8], at: usize, end: usize, blanks: &dyn Fn(usize) -> usize) -> Option<(usize, usize)> {
+    let mut p = at;
+    while p > 0 && b[p - 1].is_ascii_whitespace() {
+        p -= 1;
+    }
+    let after_operator = p == 0 || b"=<>!+-*/%(,|&^~".contains(&b[p - 1]);
+    if !after_operator {
+        let mut w = p;
+        while w > 0 && is_word_byte(b[w - 1]) {
+            w -= 1;
+        }
+        if w == p || !BEFORE_OPERAND.iter().any(|k| b[w..p].eq_ignore_ascii_case(k.as_bytes())) {
+            return None;
+        }
+    }
+    let from = blanks(end);
+    if from == end {
+        return None;
+    }
+    // A balanced parenthesis from `b[i]` (an opening one): where it ends.
+    let closing = |mut i: usize| -> Option<usize> {
+        let mut depth = 0usize;
+        while i < b.len() {
+            if let Some(next) = skip_quoted_or_comment(b, i) {
+                i = next;
+                continue;
+            }
+            match b[i] {
+                b'(' => depth += 1,
+                b')' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        return Some(i + 1);
+                    }
+                }
+                b'\n' => return None,
+                _ => {}
+            }
+            i += 1;
+        }
+        None
+    };
+    let to = match *b.get(from)? {
+        b'(' => {
+            let to = closing(from)?;
+            // `CONVERT(x, BINARY(16))`: a type's length.
+            if b[from + 1..to - 1].iter().all(u8::is_ascii_digit) {
+                return None;
+            }
+            to
+        }
+        b'\'' | b'"' => skip_quoted_or_comment(b, from)?,
+        c if c == b'`' || c == b'@' || is_word_byte(c) => {
+            let mut i = from;
+            while b.get(i) == Some(&b'@') {
+                i += 1;
+            }
+            loop {
+                i = match b.get(i) {
+                    Some(b'`') => skip_quoted_or_comment(b, i)?,
+                    Some(&c) if is_word_byte(c) => {
+                        let mut j = i;
+                        while j < b.len() && is_word_byte(b[j]) {
+                            j += 1;
+                        }
+                        j
+                    }
+                    _ => return None,
+                };
+                match b.get(i) {
+                    Some(b'.') => i += 1,
+                    Some(b'(') => break closing(i)?,
+                    _ => break i,
+                }
+            }
+        }
+        _ => return None,
+    };
+    (!b[at..to].contains(&b'\n')).then_some((from, to))
 }
 
 /// After `EXTRACT` (ending at `at`): `( <unit> FROM` with a composite
@@ -186,6 +310,21 @@ pub fn restore(stmt: &mut Statement) {
         fn post_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
             let Expr::Function(f) = e else { return ControlFlow::Continue(()) };
             let name = f.name.to_string();
+            if name == BINARY_CALL {
+                if let FunctionArguments::List(list) = &mut f.args {
+                    if let [FunctionArg::Unnamed(FunctionArgExpr::Expr(x))] = list.args.as_mut_slice() {
+                        let x = std::mem::replace(x, Expr::value(datafusion::sql::sqlparser::ast::Value::Null));
+                        *e = Expr::Cast {
+                            kind: datafusion::sql::sqlparser::ast::CastKind::Cast,
+                            expr: Box::new(x),
+                            data_type: datafusion::sql::sqlparser::ast::DataType::Binary(None),
+                            array: false,
+                            format: None,
+                        };
+                    }
+                }
+                return ControlFlow::Continue(());
+            }
             let (interval, unit) = match (name.strip_prefix(PREFIX), name.strip_prefix(INTERVAL_PREFIX)) {
                 (Some(u), _) => (false, u.to_ascii_uppercase()),
                 (_, Some(u)) => (true, u.to_ascii_uppercase()),
@@ -291,6 +430,34 @@ pub fn parse(sql: &str) -> Result<Vec<Statement>, datafusion::sql::sqlparser::pa
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_binary_operator_binds_to_its_operand_alone() {
+        let sql = "SELECT BINARY a = 'x', binary  t.`b c` < BINARY f(x, ')'), BINARY (a) LIKE 'y', \
+                   CAST(a AS BINARY), CONVERT(a, BINARY(4)), BINARY 'q' FROM t WHERE NOT BINARY @v = 1";
+        let marked = mark(sql).unwrap();
+        assert_eq!(marked.len(), sql.len());
+        assert_eq!(
+            parse(sql).unwrap()[0].to_string(),
+            "SELECT CAST(a AS BINARY) = 'x', CAST(t.`b c` AS BINARY) < CAST(f(x, ')') AS BINARY), \
+             CAST((a) AS BINARY) LIKE 'y', CAST(a AS BINARY), CONVERT(a, BINARY(4)), CAST('q' AS BINARY) FROM t \
+             WHERE NOT CAST(@v AS BINARY) = 1"
+        );
+        // A type, not the operator.
+        assert_eq!(mark("CREATE TABLE t (b BINARY(16), c VARCHAR(3) CHARACTER SET binary NOT NULL)"), None);
+    }
+
+    #[test]
+    fn the_mod_operator_becomes_percent_and_the_function_stays() {
+        let sql = "SELECT a MOD 3, MOD(a, 2), `mod`, 'x mod y', 7 mod\t-2, mode FROM t";
+        let marked = mark(sql).unwrap();
+        assert_eq!(marked, "SELECT a %   3, MOD(a, 2), `mod`, 'x mod y', 7 %  \t-2, mode FROM t");
+        assert_eq!(
+            parse(sql).unwrap()[0].to_string(),
+            "SELECT a % 3, MOD(a, 2), `mod`, 'x mod y', 7 % -2, mode FROM t"
+        );
+        assert_eq!(mark("SELECT model FROM t"), None);
+    }
 
     #[test]
     fn composite_units_keep_their_positions_and_print_back_as_mysql() {
