@@ -1769,6 +1769,14 @@ fn mysql_expressions_over_values_the_cn_computes_match_mariadb() {
              BINARY s LIKE 'M%', s = BINARY 'MAIL'",
             "CONVERT_TZ(CAST(d AS DATETIME), '+00:00', '+08:00'), TIMESTAMP(d), TIMESTAMP(d, '01:02:03.5'), \
              MICROSECOND(TIMESTAMP(d, '00:00:01.25'))",
+            // LOG(x) is ln (DataFusion's was base 10); CAST AS CHAR(n)
+            // truncates; CONCAT_WS writes MySQL's text of a DOUBLE ('2',
+            // not '2.0'); SUBSTRING from the end, from 0, of a negative
+            // length (DataFusion's answered s whole, or failed).
+            "LOG(g), LOG(2, g * 4), CAST(x AS CHAR(2)), CAST(s AS CHAR(3)), CONCAT_WS(',', g * 1e0, x, s, d), \
+             SUBSTRING(s, -2), SUBSTR(s, -3, 2), SUBSTRING(s, 0), SUBSTRING(s, 2, -1), SUBSTRING(s, -9), MID(s, -4, 3), \
+             SUBSTRING(s FROM 2 FOR 2), SUBSTRING(d, -5)",
+            "ADDTIME(CAST(d AS DATETIME), '01:00:00.5'), SUBTIME(CAST(d AS DATETIME), '00:00:01'), TO_SECONDS(d), ORD(s)",
         ]
         .iter()
         .map(|e| per_row(e))

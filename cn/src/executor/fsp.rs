@@ -109,18 +109,20 @@ fn expr_fsp(e: &Expr, input: &LogicalPlan, depth: usize) -> Option<u8> {
         Expr::WindowFunction(w) if keeps_value(w.fun.name()) => expr_fsp(w.params.args.first()?, input, depth + 1),
         Expr::Case(c) => widest(&mut c.when_then_expr.iter().map(|(_, t)| t.as_ref()).chain(c.else_expr.as_deref())),
         Expr::ScalarFunction(f) if matches!(f.name(), "coalesce" | "nvl" | "ifnull") => widest(&mut f.args.iter()),
+        // `ADDTIME(x, t)`, `SUBTIME(x, t)`: as `TIMESTAMP(d, t)` below.
         // `TIMESTAMP(d, t)` as `d + t`: the larger fsp, a string's its
         // fraction's digits (MariaDB shows `TIMESTAMP(d, '01:02:03.5')`
         // with one).
-        Expr::ScalarFunction(f) if f.name() == "timestamp" => {
+        Expr::ScalarFunction(f) if matches!(f.name(), "timestamp" | "addtime" | "subtime") => {
             let mut out = None;
             for a in &f.args {
                 let fsp = match a {
                     Expr::Literal(ScalarValue::Utf8(Some(t)), _) => {
                         Some(t.rsplit_once('.').map_or(0, |(_, f)| f.len().min(6) as u8))
                     }
-                    // A DATE: none.
+                    // A DATE, or a DATE cast to DATETIME: none.
                     a if a.get_type(input.schema()).is_ok_and(|t| t == DataType::Date32) => Some(0),
+                    Expr::Cast(c) if c.expr.get_type(input.schema()).is_ok_and(|t| t == DataType::Date32) => Some(0),
                     a => expr_fsp(a, input, depth + 1),
                 };
                 out = out.max(Some(fsp?));

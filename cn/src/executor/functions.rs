@@ -1394,6 +1394,8 @@ enum ShardType {
     Bytes,
     /// `FROM_UNIXTIME`: DATETIME, a string with a format argument.
     UnixTime,
+    /// `ADDTIME(x, t)`: a DATETIME or TIME as `x` is, else a string.
+    SameTime,
     /// DATETIME whatever the arguments (`CONVERT_TZ`, `TIMESTAMP(x)`).
     DateTime,
     /// `STR_TO_DATE`: DATE, TIME or DATETIME by the parts its format
@@ -1492,6 +1494,10 @@ const SHARD_FUNCTIONS: &[(&str, ShardType, usize, usize)] = &[
     ("convert_tz", ShardType::DateTime, 3, 3),
     ("timestamp", ShardType::DateTime, 1, 2),
     ("microsecond", ShardType::Int, 1, 1),
+    ("to_seconds", ShardType::Int, 1, 1),
+    ("ord", ShardType::Int, 1, 1),
+    ("addtime", ShardType::SameTime, 2, 2),
+    ("subtime", ShardType::SameTime, 2, 2),
     ("sec_to_time", ShardType::Time, 1, 1),
     ("maketime", ShardType::Time, 3, 3),
     ("time", ShardType::Time, 1, 1),
@@ -1657,6 +1663,11 @@ impl ShardFunction {
             ShardType::UnixTime if args == 2 => DataType::Utf8,
             ShardType::UnixTime | ShardType::DateTime => DataType::Timestamp(TimeUnit::Microsecond, None),
             ShardType::Temporal => format.map_or(DataType::Timestamp(TimeUnit::Microsecond, None), str_to_date_type),
+            ShardType::SameTime => match first {
+                Some(DataType::Timestamp(..)) => DataType::Timestamp(TimeUnit::Microsecond, None),
+                Some(DataType::Time64(_)) => DataType::Time64(TimeUnit::Microsecond),
+                _ => DataType::Utf8,
+            },
             ShardType::SameTemporal => match first {
                 Some(DataType::Date32) => DataType::Date32,
                 Some(DataType::Timestamp(..)) => DataType::Timestamp(TimeUnit::Microsecond, None),

@@ -37,9 +37,9 @@ use crate::executor::truth::Conversion;
 use crate::planner::column_ref;
 use datafusion::sql::sqlparser::ast::helpers::attached_token::AttachedToken;
 use datafusion::sql::sqlparser::ast::{
-    BinaryOperator, CastKind, DataType, DuplicateTreatment, Expr, Function, FunctionArg, FunctionArgExpr,
-    FunctionArgumentClause, FunctionArgumentList, FunctionArguments, Ident, ObjectName, UnaryOperator, Value, VisitMut,
-    VisitorMut,
+    BinaryOperator, CastKind, CharacterLength, DataType, DuplicateTreatment, Expr, Function, FunctionArg,
+    FunctionArgExpr, FunctionArgumentClause, FunctionArgumentList, FunctionArguments, Ident, ObjectName, UnaryOperator,
+    Value, VisitMut, VisitorMut,
 };
 use std::ops::ControlFlow;
 
@@ -1581,6 +1581,8 @@ fn mysql_function_rewrite(f: &Function) -> Option<Expr> {
             };
             Some(interval_call("date_add", d, n, field))
         }
+        // MySQL's LOG(x) is the natural logarithm (DataFusion's, base 10).
+        ("log", [x]) => Some(call("ln", vec![(*x).clone()], false, None)),
         ("length", [s]) => Some(call("octet_length", vec![(*s).clone()], false, None)),
         ("lcase", [s]) => Some(call("lower", vec![(*s).clone()], false, None)),
         ("ucase", [s]) => Some(call("upper", vec![(*s).clone()], false, None)),
@@ -1920,6 +1922,26 @@ impl VisitorMut for Rewriter {
             Expr::Cast { data_type: DataType::Time(precision @ Some(_), _), .. } => {
                 *precision = None;
                 None
+            }
+            // `CAST(x AS CHAR(n))`: the first n characters (DataFusion
+            // ignored the length).
+            Expr::Cast {
+                expr,
+                data_type:
+                    DataType::Char(Some(CharacterLength::IntegerLength { length, .. }))
+                    | DataType::Character(Some(CharacterLength::IntegerLength { length, .. })),
+                format: None,
+                array: false,
+                ..
+            } => {
+                let text = Expr::Cast {
+                    kind: CastKind::Cast,
+                    expr: expr.clone(),
+                    data_type: DataType::Char(None),
+                    format: None,
+                    array: false,
+                };
+                Some(call("left", vec![text, Expr::value(Value::Number(length.to_string(), false))], false, None))
             }
             // `CAST(x AS BINARY)`, `BINARY x`: DataFusion plans no BINARY
             // type; the shard function `binary(x)`, which MariaDB reads
