@@ -1788,6 +1788,10 @@ fn mysql_expressions_over_values_the_cn_computes_match_mariadb() {
                 "SELECT a.id, MICROSECOND(a.f) - MICROSECOND(b.f), TIMESTAMP(a.f, '00:00:01') FROM tf a \
                  JOIN tf b ON a.id = b.id + 1 ORDER BY 1",
                 "SELECT COUNT(*) FROM t WHERE BINARY s = 'mail' OR s MOD 2",
+                // CAST to DATETIME and TIME keeps the cast's fractional
+                // digits, none when not given (the CN kept .123).
+                "SELECT a.id, CAST(a.f AS DATETIME), CAST(a.f AS TIME), CAST(a.f AS DATETIME(1)), CAST(a.f AS TIME(2)), \
+                 CAST('10:11:12.567' AS TIME), CAST(a.f AS DATETIME(6)) FROM tf a JOIN tf b ON a.id = b.id + 0 ORDER BY 1",
                 // Conditions the shards get as `(x) <> 0`, `regexp_instr(…) > 0`.
                 "SELECT g, COUNT(*) FROM t WHERE x GROUP BY g ORDER BY g",
                 // `ADDDATE` of an expression, on the shards.

@@ -132,6 +132,11 @@ fn expr_fsp(e: &Expr, input: &LogicalPlan, depth: usize) -> Option<u8> {
         Expr::ScalarFunction(f) if matches!(f.name(), "nullif" | "time" | "adddate" | "convert_tz") => {
             expr_fsp(f.args.first()?, input, depth + 1)
         }
+        // `CAST(x AS DATETIME(p))`, `CAST(x AS TIME(p))`.
+        Expr::ScalarFunction(f) if f.name() == crate::executor::functions::MysqlFsp::NAME => match f.args.get(1) {
+            Some(Expr::Literal(ScalarValue::Int64(Some(p)), _)) => Some((*p).clamp(0, 6) as u8),
+            _ => None,
+        },
         // `TIMESTAMPADD('unit', n, d)`: microseconds make a DATETIME(6),
         // other units keep `d`'s fsp.
         Expr::ScalarFunction(f) if f.name() == "timestampadd" => match f.args.as_slice() {

@@ -67,6 +67,7 @@ pub fn all(dn: Option<DnEval>) -> Vec<ScalarUDF> {
         ScalarUDF::from(MysqlFloorCeil::new(true)),
         ScalarUDF::from(MysqlFixedDecimals::new()),
         ScalarUDF::from(MysqlTimediff::new()),
+        ScalarUDF::from(MysqlFsp::new()),
         ScalarUDF::from(MysqlText::new()),
         ScalarUDF::from(MysqlCoalesce::new()),
         ScalarUDF::from(super::date_format::MysqlDateFormat::new()),
@@ -1160,6 +1161,72 @@ impl ScalarUDFImpl for MysqlTruncate {
                     .collect();
                 Arc::new(out)
             }
+        };
+        Ok(ColumnarValue::Array(out))
+    }
+}
+
+/// `mysql_fsp(t, p)`: a DATETIME or TIME `t` with its fractional seconds
+/// cut to `p` digits (0 to 6), as MySQL's `CAST(x AS DATETIME(p))` and
+/// `CAST(x AS TIME(p))` (p 0 when not given) give it: truncated, as
+/// MariaDB's default `sql_mode` (without `TIME_ROUND_FRACTIONAL`) has it
+/// (MariaDB KB, "SQL_MODE"); a DATETIME towards the earlier second, a
+/// TIME towards zero. The result shows `p` digits
+/// ([`crate::executor::fsp`]).
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct MysqlFsp {
+    signature: Signature,
+}
+
+impl MysqlFsp {
+    pub const NAME: &'static str = "mysql_fsp";
+    pub fn new() -> Self {
+        MysqlFsp { signature: Signature::any(2, Volatility::Immutable) }
+    }
+}
+
+impl Default for MysqlFsp {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ScalarUDFImpl for MysqlFsp {
+    fn name(&self) -> &str {
+        Self::NAME
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        Ok(arg_types.first().cloned().unwrap_or(DataType::Null))
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        use datafusion::arrow::array::{Time64MicrosecondArray, TimestampMicrosecondArray};
+        use datafusion::arrow::datatypes::{Time64MicrosecondType, TimestampMicrosecondType};
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let [t, p] = arrays.as_slice() else {
+            return exec_err!("mysql_fsp takes a value and a precision");
+        };
+        let p = datafusion::arrow::compute::cast(p, &DataType::Int64)?;
+        let p = p.as_primitive::<Int64Type>();
+        let unit = |i: usize| 10i64.pow(6 - p.value(i).clamp(0, 6) as u32);
+        let out: ArrayRef = match t.data_type() {
+            DataType::Timestamp(TimeUnit::Microsecond, None) => Arc::new(
+                t.as_primitive::<TimestampMicrosecondType>()
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| v.map(|v| v - v.rem_euclid(unit(i))))
+                    .collect::<TimestampMicrosecondArray>(),
+            ),
+            DataType::Time64(TimeUnit::Microsecond) => Arc::new(
+                t.as_primitive::<Time64MicrosecondType>()
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| v.map(|v| v - v % unit(i)))
+                    .collect::<Time64MicrosecondArray>(),
+            ),
+            _ => t.clone(),
         };
         Ok(ColumnarValue::Array(out))
     }

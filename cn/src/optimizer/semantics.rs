@@ -1914,14 +1914,26 @@ impl VisitorMut for Rewriter {
                 .or_else(|| count_distinct_rewrite(f))
                 .or_else(|| mysql_function_rewrite(f)),
             // DataFusion plans neither DATETIME nor TIME(n): the same
-            // values as TIMESTAMP(6) (the CN's DATETIME columns) and TIME.
-            Expr::Cast { data_type: data_type @ DataType::Datetime(_), .. } => {
-                *data_type = DataType::Timestamp(Some(6), datafusion::sql::sqlparser::ast::TimezoneInfo::None);
-                None
-            }
-            Expr::Cast { data_type: DataType::Time(precision @ Some(_), _), .. } => {
-                *precision = None;
-                None
+            // values as TIMESTAMP(6) (the CN's DATETIME columns) and TIME,
+            // cut to the cast's fractional digits (none when not given:
+            // MariaDB's `CAST(dt AS DATETIME)` drops `.999`).
+            Expr::Cast {
+                kind,
+                expr,
+                data_type: data_type @ (DataType::Datetime(_) | DataType::Time(..)),
+                format: None,
+                array: false,
+            } => {
+                use datafusion::sql::sqlparser::ast::TimezoneInfo;
+                let (to, p) = match data_type {
+                    DataType::Datetime(p) => (DataType::Timestamp(Some(6), TimezoneInfo::None), *p),
+                    DataType::Time(p, _) => (DataType::Time(None, TimezoneInfo::None), *p),
+                    _ => return ControlFlow::Continue(()),
+                };
+                let cast =
+                    Expr::Cast { kind: kind.clone(), expr: expr.clone(), data_type: to, format: None, array: false };
+                let digits = Expr::value(Value::Number(p.unwrap_or(0).min(6).to_string(), false));
+                Some(call(crate::executor::functions::MysqlFsp::NAME, vec![cast, digits], false, None))
             }
             // `CAST(x AS CHAR(n))`: the first n characters (DataFusion
             // ignored the length).
