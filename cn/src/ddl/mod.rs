@@ -169,9 +169,41 @@ pub fn place_partitions(p: &Partitioning, prefix: &str, ndn: u32) -> Vec<Partiti
     }
 }
 
+/// `CREATE TABLE [IF NOT EXISTS] t LIKE src` (also `(LIKE src)`) as the
+/// CREATE TABLE of `src` that `SHOW CREATE TABLE` shows, named `t`: the
+/// same columns, local and global indexes and partitioning, without the
+/// AUTO_INCREMENT counter (MySQL 8.0 reference, 15.1.20.3). `None` for
+/// any other CREATE TABLE.
+async fn create_like(s: &mut Session, sql: &str) -> Result<Option<String>> {
+    let Ok(mut stmts) = Parser::parse_sql(&MySqlDialect {}, sql) else { return Ok(None) };
+    let Some(Statement::CreateTable(ct)) = stmts.pop() else { return Ok(None) };
+    let Some(like) = &ct.like else { return Ok(None) };
+    let src = match like {
+        datafusion::sql::sqlparser::ast::CreateTableLikeKind::Parenthesized(l)
+        | datafusion::sql::sqlparser::ast::CreateTableLikeKind::Plain(l) => &l.name,
+    };
+    let (db, name) = resolve_name(src, s.db.as_deref())?;
+    s.cluster.refresh_catalog().await?;
+    let t =
+        s.cluster.catalog.snapshot().table(&db, &name).cloned().ok_or_else(|| CnError::no_such_table(&db, &name))?;
+    let text = crate::session::show::create_table_text(s, &t).await?;
+    let (_, body) = text.split_once('(').ok_or_else(|| CnError::internal("SHOW CREATE TABLE without columns"))?;
+    // The table options' AUTO_INCREMENT=n is the source's counter.
+    let body = body
+        .split(' ')
+        .filter(|w| !w.to_ascii_uppercase().starts_with("AUTO_INCREMENT="))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let exists = if ct.if_not_exists { "IF NOT EXISTS " } else { "" };
+    Ok(Some(format!("CREATE TABLE {exists}{} ({body}", ct.name)))
+}
+
 /// CREATE TABLE.
 pub async fn create_table(s: &mut Session, sql: &str, sink: &mut dyn ResultSink) -> Result<()> {
     let sql = sql.trim().trim_end_matches(';');
+    if let Some(like) = create_like(s, sql).await? {
+        return Box::pin(create_table(s, &like, sink)).await;
+    }
     let (open, clause_at) = partition_clause::locate(sql)?;
     let main = &sql[..clause_at.unwrap_or(sql.len())];
     // Index definitions come out of the column list (sqlparser knows no

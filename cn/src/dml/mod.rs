@@ -350,7 +350,23 @@ async fn update(
     let def = table_of(snap, s, name, "UPDATE")?;
     let parts = target_partitions(&def, u.selection.as_ref());
     if parts.len() > 1 && u.limit.is_some() {
-        return Err(CnError::unsupported("UPDATE … LIMIT over several partitions"));
+        let (select, limit_free) = match limited(&def, name, u.selection.as_ref(), &u.order_by, u.limit.as_ref()) {
+            Some(x) => x,
+            None => {
+                return Err(CnError::unsupported(
+                    "UPDATE … LIMIT over several partitions of a table without a primary key",
+                ))
+            }
+        };
+        let mut u = u;
+        u.order_by.clear();
+        u.limit = None;
+        return by_selected_keys(s, select, limit_free, move |selection| {
+            let mut u = u.clone();
+            u.selection = Some(selection);
+            Statement::Update(u)
+        })
+        .await;
     }
     if crate::gsi::maintain::update_needs_maintenance(&def, &crate::gsi::maintain::assigned_columns(&u)) {
         return Ok((crate::gsi::maintain::update(s, snap, &def, &u, &parts).await?, 0));
@@ -387,7 +403,23 @@ async fn delete(
     let def = table_of(snap, s, name, "DELETE")?;
     let parts = target_partitions(&def, d.selection.as_ref());
     if parts.len() > 1 && d.limit.is_some() {
-        return Err(CnError::unsupported("DELETE … LIMIT over several partitions"));
+        let (select, limit_free) = match limited(&def, name, d.selection.as_ref(), &d.order_by, d.limit.as_ref()) {
+            Some(x) => x,
+            None => {
+                return Err(CnError::unsupported(
+                    "DELETE … LIMIT over several partitions of a table without a primary key",
+                ))
+            }
+        };
+        let mut d = d;
+        d.order_by.clear();
+        d.limit = None;
+        return by_selected_keys(s, select, limit_free, move |selection| {
+            let mut d = d.clone();
+            d.selection = Some(selection);
+            Statement::Delete(d)
+        })
+        .await;
     }
     if !def.global_indexes.is_empty() {
         return Ok((crate::gsi::maintain::delete(s, snap, &def, &d, &parts).await?, 0));
@@ -405,6 +437,95 @@ async fn delete(
         affected /= def.partitions.len().max(1) as u64;
     }
     Ok((affected, 0))
+}
+
+/// For `UPDATE|DELETE … [WHERE c] [ORDER BY o] LIMIT n` over several
+/// partitions: the locking SELECT of the primary keys of the rows it
+/// writes (`SELECT pk FROM t WHERE c ORDER BY o LIMIT n FOR UPDATE`), and
+/// `c` to combine with their keys. `None` for a table without a primary
+/// key of its own (the hidden one is not selectable).
+fn limited(
+    def: &TableDef,
+    name: &ObjectName,
+    selection: Option<&Expr>,
+    order_by: &[datafusion::sql::sqlparser::ast::OrderByExpr],
+    limit: Option<&Expr>,
+) -> Option<(String, Option<Expr>)> {
+    if def.primary_key.is_empty() || def.primary_key.iter().any(|c| c == crate::catalog::IMPLICIT_PK) {
+        return None;
+    }
+    let pk: Vec<String> = def.primary_key.iter().map(|c| crate::dn::quote_ident(c)).collect();
+    let mut sql = format!("SELECT {} FROM {name}", pk.join(", "));
+    if let Some(c) = selection {
+        sql.push_str(&format!(" WHERE {c}"));
+    }
+    if !order_by.is_empty() {
+        let o: Vec<String> = order_by.iter().map(ToString::to_string).collect();
+        sql.push_str(&format!(" ORDER BY {}", o.join(", ")));
+    }
+    if let Some(n) = limit {
+        sql.push_str(&format!(" LIMIT {n}"));
+    }
+    sql.push_str(" FOR UPDATE");
+    Some((sql, selection.cloned()))
+}
+
+/// Runs a limited write over several partitions (MySQL 8.0 reference,
+/// 15.2.17 and 15.2.2: the first n rows by ORDER BY, any n without it) as
+/// two steps in one transaction (the session's, else one of its own): the
+/// locking SELECT of the rows' primary keys through the CN, then the write
+/// `make` builds for `c AND pk IN (…)`, which the partitions' keys prune.
+async fn by_selected_keys(
+    s: &mut Session,
+    select: String,
+    selection: Option<Expr>,
+    make: impl Fn(Expr) -> Statement,
+) -> Result<(u64, u64)> {
+    let own = s.txn.is_none();
+    if own {
+        let opts = s.txn_options(None);
+        s.txn = Some(Txn::begin(s.cluster.clone(), s.conn_id, opts).await?);
+    }
+    let run = async {
+        let mut keys = CollectSink::default();
+        Box::pin(s.execute(&select, &mut keys)).await?;
+        if keys.rows.is_empty() {
+            return Ok((0, 0));
+        }
+        let pk: Vec<Expr> =
+            keys.columns.iter().map(|c| Expr::Identifier(Ident::with_quote('`', c.name.clone()))).collect();
+        let value = |v: &Option<Vec<u8>>| match v {
+            None => Expr::value(Value::Null),
+            Some(b) => Expr::value(Value::SingleQuotedString(String::from_utf8_lossy(b).into_owned())),
+        };
+        let (target, list) = match pk.as_slice() {
+            [one] => (one.clone(), keys.rows.iter().map(|r| value(&r[0])).collect()),
+            _ => (
+                Expr::Tuple(pk.clone()),
+                keys.rows.iter().map(|r| Expr::Tuple(r.iter().map(value).collect())).collect(),
+            ),
+        };
+        let chosen = Expr::InList { expr: Box::new(target), list, negated: false };
+        let condition = match selection {
+            Some(c) => Expr::BinaryOp {
+                left: Box::new(Expr::Nested(Box::new(c))),
+                op: datafusion::sql::sqlparser::ast::BinaryOperator::And,
+                right: Box::new(chosen),
+            },
+            None => chosen,
+        };
+        let mut ok = CollectSink::default();
+        Box::pin(execute(s, make(condition), &mut ok)).await?;
+        Ok::<_, CnError>((ok.affected, 0))
+    }
+    .await;
+    if own {
+        match &run {
+            Ok(_) => s.commit().await?,
+            Err(_) => s.rollback().await,
+        }
+    }
+    run
 }
 
 /// Runs physical write statements: inside the session's transaction if one

@@ -186,10 +186,7 @@ pub async fn show(s: &mut Session, sql: &str, sink: &mut dyn ResultSink) -> Resu
             let mut toks2 = toks.clone();
             toks2[2] = "FROM".into();
             let t = table_arg(s, &toks2)?;
-            let phys = format!("{}.{}", quote_ident(&t.db), quote_ident(&t.partitions[0].phys_table));
-            let c = on_first_partition(s, &t, format!("SHOW CREATE TABLE {phys}")).await?;
-            let ddl = c.rows.first().and_then(|r| r.get(1)).and_then(|v| v.clone()).unwrap_or_default();
-            let ddl = logical_create_table(&t, &String::from_utf8_lossy(&ddl));
+            let ddl = create_table_text(s, &t).await?;
             send_rows(sink, &text_cols(&["Table", "Create Table"]), vec![vec![Some(t.name.clone()), Some(ddl)]]).await
         }
         ["CREATE", "DATABASE", ..] | ["CREATE", "SCHEMA", ..] => {
@@ -466,6 +463,16 @@ async fn forward(sink: &mut dyn ResultSink, c: CollectSink) -> Result<()> {
 /// running it again through the CN (a dump restored) builds the same table:
 /// on a partitioned table the shard's keys say `LOCAL` (AUTO mode would
 /// make a plain `KEY` global) and the global indexes are listed.
+/// The logical `CREATE TABLE` of `t` that `SHOW CREATE TABLE` shows: its
+/// first partition's, read from its DN, as [`logical_create_table`] makes
+/// it.
+pub async fn create_table_text(s: &mut Session, t: &TableDef) -> Result<String> {
+    let phys = format!("{}.{}", quote_ident(&t.db), quote_ident(&t.partitions[0].phys_table));
+    let c = on_first_partition(s, t, format!("SHOW CREATE TABLE {phys}")).await?;
+    let ddl = c.rows.first().and_then(|r| r.get(1)).and_then(|v| v.clone()).unwrap_or_default();
+    Ok(logical_create_table(t, &String::from_utf8_lossy(&ddl)))
+}
+
 pub fn logical_create_table(t: &TableDef, physical: &str) -> String {
     let mut lines: Vec<String> = Vec::new();
     for (i, line) in physical.lines().enumerate() {
