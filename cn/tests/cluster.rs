@@ -1777,6 +1777,9 @@ fn mysql_expressions_over_values_the_cn_computes_match_mariadb() {
              SUBSTRING(s, -2), SUBSTR(s, -3, 2), SUBSTRING(s, 0), SUBSTRING(s, 2, -1), SUBSTRING(s, -9), MID(s, -4, 3), \
              SUBSTRING(s FROM 2 FOR 2), SUBSTRING(d, -5)",
             "ADDTIME(CAST(d AS DATETIME), '01:00:00.5'), SUBTIME(CAST(d AS DATETIME), '00:00:01'), TO_SECONDS(d), ORD(s)",
+            // COLLATE: `_bin` compares bytes, general_ci is the CN's own.
+            "s COLLATE utf8mb4_bin = 'mail', s COLLATE utf8mb4_general_ci = 'MAIL', s COLLATE utf8mb4_bin, \
+             s COLLATE utf8mb4_bin < 'b', s LIKE 'M%' COLLATE utf8mb4_bin",
         ]
         .iter()
         .map(|e| per_row(e))
@@ -1788,6 +1791,9 @@ fn mysql_expressions_over_values_the_cn_computes_match_mariadb() {
                 "SELECT a.id, MICROSECOND(a.f) - MICROSECOND(b.f), TIMESTAMP(a.f, '00:00:01') FROM tf a \
                  JOIN tf b ON a.id = b.id + 1 ORDER BY 1",
                 "SELECT COUNT(*) FROM t WHERE BINARY s = 'mail' OR s MOD 2",
+                "SELECT id, s FROM t ORDER BY s COLLATE utf8mb4_bin, id",
+                "SELECT s, COUNT(*) FROM t GROUP BY s COLLATE utf8mb4_bin ORDER BY s COLLATE utf8mb4_bin",
+                "SELECT id FROM t WHERE s = 'MAIL' COLLATE utf8mb4_bin OR s COLLATE utf8mb4_general_ci = 'AIR' ORDER BY id",
                 // CAST to DATETIME and TIME keeps the cast's fractional
                 // digits, none when not given (the CN kept .123).
                 "SELECT a.id, CAST(a.f AS DATETIME), CAST(a.f AS TIME), CAST(a.f AS DATETIME(1)), CAST(a.f AS TIME(2)), \
@@ -1848,13 +1854,21 @@ fn mysql_expressions_over_values_the_cn_computes_match_mariadb() {
             assert_eq!(ours, theirs, "{q}");
             assert!(!ours.starts_with("error"), "{q}: {ours}");
         }
-        // UNIX_TIMESTAMP of a DATETIME(3) is a DECIMAL in MySQL, whose
-        // scale the CN's plan does not know: where the CN computes, an error
-        // naming the value (it read as NULL).
-        let q = "SELECT a.id, UNIX_TIMESTAMP(a.f) FROM tf a JOIN tf b ON a.id = b.id + 0 ORDER BY 1";
-        let err = c.query_drop(q).await.unwrap_err();
-        assert!(err.to_string().contains("UNIX_TIMESTAMP() giving '1"), "{err}");
-        assert_eq!(code(err), 1235);
+        // UNIX_TIMESTAMP of a DATETIME(3) is a DECIMAL of scale 3 (it read
+        // as NULL where the CN merged the shards): pushed, over a join, in
+        // aggregates, and computed by a DN over the CN's values.
+        for q in [
+            "SELECT a.id, UNIX_TIMESTAMP(a.f), UNIX_TIMESTAMP(a.f) - UNIX_TIMESTAMP(b.f) + 1 FROM tf a \
+             JOIN tf b ON a.id = b.id + 0 ORDER BY 1",
+            "SELECT MAX(UNIX_TIMESTAMP(f)), SUM(UNIX_TIMESTAMP(f)), COUNT(UNIX_TIMESTAMP(f)) FROM tf",
+            "SELECT g, MAX(UNIX_TIMESTAMP(f)) FROM (SELECT id % 2 g, f FROM tf) x GROUP BY g ORDER BY g",
+            "SELECT id, UNIX_TIMESTAMP(f), UNIX_TIMESTAMP(CAST(f AS DATETIME)) FROM (SELECT id, MAX(f) f FROM tf \
+             GROUP BY id + 0) q ORDER BY id",
+        ] {
+            let (ours, theirs) = (result_text(&mut c, q).await, result_text(&mut reference, q).await);
+            assert_eq!(ours, theirs, "{q}");
+            assert!(!ours.starts_with("error"), "{q}: {ours}");
+        }
         // `default_week_format` reaches the DNs: WEEK(d) and EXTRACT(WEEK)
         // where the CN computes, pushed, and on one shard.
         for conn in [&mut c, &mut reference] {
@@ -1971,6 +1985,63 @@ fn sql_prepare_execute_and_deallocate_as_mysql() {
         let mut other = connect(Some("t_sql_prepare")).await;
         assert_eq!(code(other.query_drop("EXECUTE `p 2` USING @one").await.unwrap_err()), 1243);
         c.query_drop("DROP DATABASE t_sql_prepare").await.unwrap();
+    });
+}
+
+#[test]
+fn create_table_like_and_limited_writes_over_several_partitions_as_mariadb() {
+    block_on(async {
+        let mut c = fresh_db("t_limited").await;
+        let create = "CREATE TABLE t (id INT PRIMARY KEY, g INT, s VARCHAR(20), KEY k_g (g))";
+        c.query_drop(format!("{create} PARTITION BY KEY(id) PARTITIONS 4")).await.unwrap();
+        let rows: String = (1..=20).map(|i| format!("({i}, {}, 's{i}')", i % 3)).collect::<Vec<_>>().join(", ");
+        c.query_drop(format!("INSERT INTO t VALUES {rows}")).await.unwrap();
+        let mut reference = reference_db("limited_reference").await;
+        reference.query_drop(create).await.unwrap();
+        reference.query_drop(format!("INSERT INTO t VALUES {rows}")).await.unwrap();
+
+        // CREATE TABLE … LIKE copies columns, indexes and partitioning
+        // (it was 1064), and not the rows nor the AUTO_INCREMENT counter.
+        c.query_drop("CREATE TABLE u LIKE t").await.unwrap();
+        c.query_drop("CREATE TABLE IF NOT EXISTS u LIKE t").await.unwrap();
+        let show = |r: Option<(String, String)>| r.unwrap().1;
+        let t_ddl = show(c.query_first("SHOW CREATE TABLE t").await.unwrap());
+        let u_ddl = show(c.query_first("SHOW CREATE TABLE u").await.unwrap());
+        assert_eq!(u_ddl, t_ddl.replacen("`t`", "`u`", 1));
+        assert!(u_ddl.contains("PARTITION BY KEY(`id`) PARTITIONS 4"), "{u_ddl}");
+        let n: Option<i64> = c.query_first("SELECT COUNT(*) FROM u").await.unwrap();
+        assert_eq!(n, Some(0));
+        assert_eq!(code(c.query_drop("CREATE TABLE u LIKE t").await.unwrap_err()), 1050);
+        assert_eq!(code(c.query_drop("CREATE TABLE v LIKE nosuch").await.unwrap_err()), 1146);
+
+        // UPDATE and DELETE with ORDER BY … LIMIT over every partition (1235
+        // before): the first rows by the order, as on one MariaDB.
+        for q in [
+            "UPDATE t SET s = CONCAT(s, '!') WHERE g = 1 ORDER BY id DESC LIMIT 3",
+            "UPDATE t SET g = g + 10 ORDER BY s LIMIT 4",
+            "DELETE FROM t WHERE g <> 2 ORDER BY g, id LIMIT 5",
+            "DELETE FROM t ORDER BY id DESC LIMIT 2",
+            "UPDATE t SET g = 7 WHERE id > 100 ORDER BY id LIMIT 1",
+        ] {
+            let ours = c.query_iter(q).await.unwrap().affected_rows();
+            let theirs = reference.query_iter(q).await.unwrap().affected_rows();
+            assert_eq!(ours, theirs, "{q}");
+            let all = "SELECT id, g, s FROM t ORDER BY id";
+            assert_eq!(result_text(&mut c, all).await, result_text(&mut reference, all).await, "after {q}");
+        }
+        // Without ORDER BY, any rows: as many as the LIMIT asks.
+        let n = c.query_iter("DELETE FROM t WHERE g >= 0 LIMIT 3").await.unwrap().affected_rows();
+        assert_eq!(n, 3);
+        let n: Option<i64> = c.query_first("SELECT COUNT(*) FROM t").await.unwrap();
+        assert_eq!(n, Some(10));
+        // Inside a transaction the locked keys stay the transaction's: a
+        // rollback undoes the write.
+        c.query_drop("BEGIN").await.unwrap();
+        c.query_drop("DELETE FROM t ORDER BY id LIMIT 4").await.unwrap();
+        c.query_drop("ROLLBACK").await.unwrap();
+        let n: Option<i64> = c.query_first("SELECT COUNT(*) FROM t").await.unwrap();
+        assert_eq!(n, Some(10));
+        c.query_drop("DROP DATABASE t_limited").await.unwrap();
     });
 }
 

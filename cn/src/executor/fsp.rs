@@ -12,9 +12,15 @@
 
 use crate::executor::table::ShardedTable;
 use datafusion::arrow::datatypes::DataType;
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode};
+use datafusion::common::Result;
 use datafusion::common::ScalarValue;
 use datafusion::datasource::source_as_provider;
+use datafusion::logical_expr::expr::ScalarFunction;
 use datafusion::logical_expr::{Distinct, Expr, ExprSchemable, JoinType, LogicalPlan};
+use datafusion::optimizer::AnalyzerRule;
+use std::sync::Arc;
 
 /// Plans deeper than this are not traced (the column shows by default).
 const MAX_DEPTH: usize = 128;
@@ -154,4 +160,51 @@ fn expr_fsp(e: &Expr, input: &LogicalPlan, depth: usize) -> Option<u8> {
 /// argument's values.
 fn keeps_value(name: &str) -> bool {
     matches!(name, "min" | "max" | "first_value" | "last_value" | "any_value" | "nth_value" | "lag" | "lead")
+}
+
+/// Analyzer rule: `UNIX_TIMESTAMP(x)` of a DATETIME or TIMESTAMP of
+/// fractional seconds precision n > 0 is a DECIMAL of scale n (MySQL 8.0
+/// reference, 14.7: `1552641011.123` for a DATETIME(3)), where the
+/// function's planned type, with nothing but its argument's Arrow type to
+/// go by, is an integer. Traces the argument's fsp to its table column
+/// (as for the result's display) in a node of one input, and retypes the
+/// call ([`crate::executor::functions::ShardFunction::with_scale`]) and
+/// the schemas above it. Runs ahead of type coercion.
+#[derive(Debug, Default)]
+pub struct UnixTimestampScale;
+
+impl AnalyzerRule for UnixTimestampScale {
+    fn name(&self) -> &str {
+        "cn_unix_timestamp_scale"
+    }
+
+    fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
+        plan.transform_up_with_subqueries(|p| {
+            let input = match p.inputs().as_slice() {
+                [input] => (*input).clone(),
+                _ => return Ok(Transformed::no(p)),
+            };
+            let t = p.map_expressions(|e| {
+                e.transform_up(|x| match x {
+                    Expr::ScalarFunction(f) if f.name() == "unix_timestamp" && f.args.len() == 1 => {
+                        let fsp = expr_fsp(&f.args[0], &input, 0);
+                        match crate::executor::functions::ShardFunction::with_scale(&f.func, fsp) {
+                            Some(func) => Ok(Transformed::yes(Expr::ScalarFunction(ScalarFunction::new_udf(
+                                Arc::new(func),
+                                f.args,
+                            )))),
+                            None => Ok(Transformed::no(Expr::ScalarFunction(f))),
+                        }
+                    }
+                    x => Ok(Transformed::no(x)),
+                })
+            })?;
+            if t.transformed {
+                t.map_data(|p| p.recompute_schema())
+            } else {
+                Ok(t)
+            }
+        })
+        .data()
+    }
 }

@@ -1635,9 +1635,30 @@ pub struct ShardFunction {
     args: (usize, usize),
     signature: Signature,
     dn: Option<DnEval>,
+    /// `UNIX_TIMESTAMP(x)` of a DATETIME(n), n > 0: a DECIMAL of scale n
+    /// ([`crate::executor::fsp::UnixTimestampScale`]).
+    scale: Option<u8>,
 }
 
 impl ShardFunction {
+    /// `func` (`UNIX_TIMESTAMP`) answering a DECIMAL of scale `fsp`, its
+    /// argument's fractional seconds precision, when that is 1 to 6 and
+    /// `func` does not already; else `None`.
+    pub fn with_scale(func: &ScalarUDF, fsp: Option<u8>) -> Option<ScalarUDF> {
+        let f = (func.inner().as_ref() as &dyn std::any::Any).downcast_ref::<ShardFunction>()?;
+        let n = fsp.filter(|n| (1..=6).contains(n))?;
+        (f.name == "unix_timestamp" && f.scale.is_none()).then(|| {
+            ScalarUDF::from(ShardFunction {
+                name: f.name,
+                ty: f.ty,
+                args: f.args,
+                signature: f.signature.clone(),
+                dn: f.dn.clone(),
+                scale: Some(n),
+            })
+        })
+    }
+
     /// Every shard function, for registration; `dn` computes those the CN
     /// has no code for.
     pub fn all(dn: Option<DnEval>) -> impl Iterator<Item = ScalarUDF> {
@@ -1648,6 +1669,7 @@ impl ShardFunction {
                 args: (lo, hi),
                 signature: Signature::variadic_any(Volatility::Immutable),
                 dn: dn.clone(),
+                scale: None,
             })
         })
     }
@@ -1670,9 +1692,18 @@ impl ShardFunction {
                 .collect()
         };
         Ok(match ty {
+            DataType::Decimal128(p, s) => {
+                let read = |b: &Vec<u8>| {
+                    crate::executor::convert::parse_decimal(&utf8(b), *s).ok_or_else(|| unexpected(b, "a DECIMAL"))
+                };
+                let scaled: Vec<Option<i128>> =
+                    texts.iter().map(|v| v.as_ref().map(read).transpose()).collect::<Result<_>>()?;
+                Arc::new(datafusion::arrow::array::Decimal128Array::from(scaled).with_precision_and_scale(*p, *s)?)
+            }
             DataType::Int64 => {
                 // UNIX_TIMESTAMP of a value with fractional seconds is a
-                // DECIMAL in MySQL, whose scale the plan does not know here.
+                // DECIMAL in MySQL, whose scale the plan knows only for a
+                // column's ([`crate::executor::fsp::UnixTimestampScale`]).
                 if let Some(b) = texts.iter().flatten().find(|b| b.contains(&b'.')) {
                     return Err(external(CnError::unsupported(format!(
                         "{}() giving '{}' (a fraction) in a statement the CN computes across shards",
@@ -1720,6 +1751,9 @@ impl ShardFunction {
                 "Incorrect parameter count in the call to native function '{}'",
                 self.name.to_ascii_uppercase()
             );
+        }
+        if let Some(n) = self.scale {
+            return Ok(DataType::Decimal128(18, n as i8));
         }
         Ok(match self.ty {
             ShardType::Int => DataType::Int64,

@@ -154,6 +154,7 @@ pub fn context(
         // UNION types first, and convert strings and dates its own way.
         .with_analyzer_rules(
             [
+                Arc::new(fsp::UnixTimestampScale) as _,
                 Arc::new(crate::optimizer::text_types::TextTypes) as _,
                 Arc::new(crate::optimizer::coercion::MysqlCoercion) as _,
             ]

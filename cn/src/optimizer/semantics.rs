@@ -45,6 +45,7 @@ use std::ops::ControlFlow;
 
 /// Applies the rewrite to any AST node (a statement, a query).
 pub fn rewrite<T: VisitMut>(node: &mut T) {
+    let _ = node.visit(&mut Collations);
     let _ = node.visit(&mut SubqueryAsAggregate::default());
     let _ = node.visit(&mut AnyAllScope::default());
     let _ = node.visit(&mut TimestampdiffUnit);
@@ -54,6 +55,108 @@ pub fn rewrite<T: VisitMut>(node: &mut T) {
     let _ = node.visit(&mut Rollup);
     let _ = node.visit(&mut Truth);
     let _ = node.visit(&mut Rewriter);
+}
+
+/// `x COLLATE c`, which DataFusion does not plan: under the CN's own
+/// `utf8mb4_general_ci` (or `utf8_general_ci`) it is `x`; under a `_bin`
+/// collation `CAST(x AS BINARY)`, so that it compares and sorts byte by
+/// byte, which is code point order (but for trailing spaces, which the
+/// `_bin` collations ignore in comparisons); a select item keeps its
+/// string (the collation changes how it compares, not its value). Others
+/// stay unplanned (1235).
+struct Collations;
+
+impl Collations {
+    /// Strips a select item's COLLATE, but where the item may be grouped,
+    /// made distinct or sorted by (by position or alias: `ordered`), whose
+    /// binary value then shows as a binary string.
+    fn items(body: &mut datafusion::sql::sqlparser::ast::SetExpr, ordered: bool) {
+        use datafusion::sql::sqlparser::ast::{GroupByExpr, SelectItem, SetExpr};
+        match body {
+            SetExpr::Select(s) => {
+                let grouped = match &s.group_by {
+                    GroupByExpr::All(_) => true,
+                    GroupByExpr::Expressions(v, _) => !v.is_empty(),
+                };
+                if ordered || grouped || s.distinct.is_some() {
+                    return;
+                }
+                for item in &mut s.projection {
+                    if let SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } = item {
+                        if let Expr::Collate { expr, .. } = e {
+                            *e = (**expr).clone();
+                        }
+                    }
+                }
+            }
+            // A UNION's rows are made distinct and may be sorted.
+            SetExpr::SetOperation { .. } => {}
+            SetExpr::Query(q) => Self::items(&mut q.body, q.order_by.is_some()),
+            _ => {}
+        }
+    }
+}
+
+impl VisitorMut for Collations {
+    type Break = ();
+    fn pre_visit_query(&mut self, q: &mut datafusion::sql::sqlparser::ast::Query) -> ControlFlow<()> {
+        Self::items(&mut q.body, q.order_by.is_some());
+        ControlFlow::Continue(())
+    }
+    fn post_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
+        // A comparison or LIKE with one binary operand (`_bin`, `BINARY x`)
+        // is binary (a literal's cast would be folded away before the
+        // collation rule sees it): both operands become binary.
+        let binary = |x: &Expr| matches!(x, Expr::Cast { data_type: DataType::Binary(None), .. });
+        let as_binary = |x: &mut Box<Expr>| {
+            if !binary(x) {
+                **x = Expr::Cast {
+                    kind: CastKind::Cast,
+                    expr: x.clone(),
+                    data_type: DataType::Binary(None),
+                    format: None,
+                    array: false,
+                };
+            }
+        };
+        match e {
+            Expr::Like { expr, pattern, .. } if binary(expr) || binary(pattern) => {
+                as_binary(expr);
+                as_binary(pattern);
+            }
+            Expr::BinaryOp {
+                left,
+                op:
+                    BinaryOperator::Eq
+                    | BinaryOperator::NotEq
+                    | BinaryOperator::Lt
+                    | BinaryOperator::LtEq
+                    | BinaryOperator::Gt
+                    | BinaryOperator::GtEq
+                    | BinaryOperator::Spaceship,
+                right,
+            } if binary(left) || binary(right) => {
+                as_binary(left);
+                as_binary(right);
+            }
+            _ => {}
+        }
+        if let Expr::Collate { expr, collation } = e {
+            let name = collation.to_string().trim_matches('`').to_ascii_lowercase();
+            if matches!(name.as_str(), "utf8mb4_general_ci" | "utf8_general_ci" | "utf8mb3_general_ci") {
+                *e = (**expr).clone();
+            } else if name.ends_with("_bin") || name == "binary" {
+                *e = Expr::Cast {
+                    kind: CastKind::Cast,
+                    expr: expr.clone(),
+                    data_type: DataType::Binary(None),
+                    format: None,
+                    array: false,
+                };
+            }
+        }
+        ControlFlow::Continue(())
+    }
 }
 
 /// `x op ANY (SELECT …)`, `SOME`, `ALL` whose subquery reads a relation
