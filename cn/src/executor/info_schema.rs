@@ -30,7 +30,27 @@ const TABLES: &[&str] = &[
     "triggers",
     "routines",
     "events",
+    "key_column_usage",
+    "table_constraints",
+    "referential_constraints",
 ];
+
+/// Each table's key constraints the catalog knows, as MySQL lists them in
+/// `TABLE_CONSTRAINTS` and `KEY_COLUMN_USAGE`: the primary key (not the
+/// hidden one) and the unique global indexes, with their columns in key
+/// order. (Unique local indexes live in the DNs' own catalogs.)
+fn key_constraints(snap: &CatalogSnapshot) -> Vec<(&TableDef, String, &'static str, &[String])> {
+    let mut out = Vec::new();
+    for t in tables(snap) {
+        if !t.primary_key.is_empty() && !t.primary_key.iter().any(|c| c == crate::catalog::IMPLICIT_PK) {
+            out.push((t.as_ref(), "PRIMARY".to_string(), "PRIMARY KEY", t.primary_key.as_slice()));
+        }
+        for g in t.global_indexes.iter().filter(|g| g.unique) {
+            out.push((t.as_ref(), g.name.clone(), "UNIQUE", g.columns.as_slice()));
+        }
+    }
+    out
+}
 
 /// The `information_schema` schema.
 #[derive(Debug)]
@@ -341,6 +361,82 @@ impl InfoSchema {
                     ],
                 )
             }
+            // Primary and unique keys (ORMs read primary keys here); no
+            // foreign keys: the CN has none.
+            "key_column_usage" => {
+                let k: Vec<_> = key_constraints(snap)
+                    .into_iter()
+                    .flat_map(|(t, name, _, cols)| {
+                        cols.iter().enumerate().map(move |(i, c)| (t, name.clone(), i as u64 + 1, c.clone()))
+                    })
+                    .collect();
+                let n = k.len();
+                mem_table(
+                    &[
+                        "CONSTRAINT_CATALOG",
+                        "CONSTRAINT_SCHEMA",
+                        "CONSTRAINT_NAME",
+                        "TABLE_CATALOG",
+                        "TABLE_SCHEMA",
+                        "TABLE_NAME",
+                        "COLUMN_NAME",
+                        "ORDINAL_POSITION",
+                        "POSITION_IN_UNIQUE_CONSTRAINT",
+                        "REFERENCED_TABLE_SCHEMA",
+                        "REFERENCED_TABLE_NAME",
+                        "REFERENCED_COLUMN_NAME",
+                    ],
+                    vec![
+                        Col::Text(vec![s("def"); n]),
+                        Col::Text(k.iter().map(|(t, ..)| s(&t.db)).collect()),
+                        Col::Text(k.iter().map(|(_, name, ..)| Some(name.clone())).collect()),
+                        Col::Text(vec![s("def"); n]),
+                        Col::Text(k.iter().map(|(t, ..)| s(&t.db)).collect()),
+                        Col::Text(k.iter().map(|(t, ..)| s(&t.name)).collect()),
+                        Col::Text(k.iter().map(|(.., c)| Some(c.clone())).collect()),
+                        Col::Num(k.iter().map(|(_, _, i, _)| Some(*i)).collect()),
+                        Col::Num(vec![None; n]),
+                        Col::Text(vec![None; n]),
+                        Col::Text(vec![None; n]),
+                        Col::Text(vec![None; n]),
+                    ],
+                )
+            }
+            "table_constraints" => {
+                let k = key_constraints(snap);
+                let n = k.len();
+                mem_table(
+                    &[
+                        "CONSTRAINT_CATALOG",
+                        "CONSTRAINT_SCHEMA",
+                        "CONSTRAINT_NAME",
+                        "TABLE_SCHEMA",
+                        "TABLE_NAME",
+                        "CONSTRAINT_TYPE",
+                    ],
+                    vec![
+                        Col::Text(vec![s("def"); n]),
+                        Col::Text(k.iter().map(|(t, ..)| s(&t.db)).collect()),
+                        Col::Text(k.iter().map(|(_, name, ..)| Some(name.clone())).collect()),
+                        Col::Text(k.iter().map(|(t, ..)| s(&t.db)).collect()),
+                        Col::Text(k.iter().map(|(t, ..)| s(&t.name)).collect()),
+                        Col::Text(k.iter().map(|(_, _, ty, _)| s(ty)).collect()),
+                    ],
+                )
+            }
+            "referential_constraints" => empty_table(&[
+                "CONSTRAINT_CATALOG",
+                "CONSTRAINT_SCHEMA",
+                "CONSTRAINT_NAME",
+                "UNIQUE_CONSTRAINT_CATALOG",
+                "UNIQUE_CONSTRAINT_SCHEMA",
+                "UNIQUE_CONSTRAINT_NAME",
+                "MATCH_OPTION",
+                "UPDATE_RULE",
+                "DELETE_RULE",
+                "TABLE_NAME",
+                "REFERENCED_TABLE_NAME",
+            ]),
             // No triggers, stored routines or events: the CN has none
             // (`mariadb-dump` asks).
             "triggers" => empty_table(&[

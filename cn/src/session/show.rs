@@ -392,6 +392,14 @@ pub async fn show(s: &mut Session, sql: &str, sink: &mut dyn ResultSink) -> Resu
             let dn = s.cluster.any_dn();
             s.run_on_dn(dn, sql, sink).await
         }
+        // The CN's users (its config's) may do anything: MySQL's answer for
+        // such a user, which tools read before offering what they do.
+        ["GRANTS", ..] => {
+            let who = format!("{}@{}", quote_ident(&s.user), quote_ident(&s.host));
+            let cols = text_cols(&[&format!("Grants for {}@{}", s.user, s.host)]);
+            let grant = format!("GRANT ALL PRIVILEGES ON *.* TO {who} WITH GRANT OPTION");
+            send_rows(sink, &cols, vec![vec![Some(grant)]]).await
+        }
         // The CN has no stored routines, events or triggers: MySQL's
         // empty answers (`mariadb-dump --routines --events` asks).
         ["EVENTS", ..] => {
