@@ -54,6 +54,9 @@ pub mod code {
     pub const ER_NON_UPDATABLE_TABLE: u16 = 1288;
     pub const ER_VIEW_WRONG_LIST: u16 = 1353;
     pub const ER_VIEW_RECURSIVE: u16 = 1462;
+    pub const ER_UNKNOWN_TABLE: u16 = 1109;
+    pub const ER_NON_UNIQ_ERROR: u16 = 1052;
+    pub const ER_WRONG_USAGE: u16 = 1221;
 }
 
 /// SQLSTATE for a MySQL error number; `HY000` where MySQL gives no specific one.
@@ -69,7 +72,8 @@ pub fn sqlstate_for(code: u16) -> &'static str {
         ER_BAD_FIELD_ERROR => "42S22",
         ER_DUP_ENTRY => "23000",
         ER_PARSE_ERROR | ER_EMPTY_QUERY => "42000",
-        ER_NO_SUCH_TABLE | ER_BAD_TABLE_ERROR => "42S02",
+        ER_NO_SUCH_TABLE | ER_BAD_TABLE_ERROR | ER_UNKNOWN_TABLE => "42S02",
+        ER_NON_UNIQ_ERROR => "23000",
         ER_DUP_FIELDNAME => "42S21",
         ER_NOT_SUPPORTED_YET | ER_WRONG_PARAMCOUNT_TO_NATIVE_FCT => "42000",
         ER_UNKNOWN_SYSTEM_VARIABLE => "HY000",

@@ -192,6 +192,24 @@ fn prepared_statements_multi_statements_and_session() {
         assert_eq!(n, 1);
         let pl: Vec<Row> = c.query("SHOW PROCESSLIST").await.unwrap();
         assert!(!pl.is_empty());
+        // Keys as ORMs read them (1146 before), and the grants tools ask for.
+        let keys: Vec<(String, String, String, u64)> = c
+            .query(
+                "SELECT k.constraint_name, c.constraint_type, k.column_name, k.ordinal_position \
+                 FROM information_schema.key_column_usage k JOIN information_schema.table_constraints c \
+                 ON c.constraint_name = k.constraint_name AND c.table_name = k.table_name \
+                 WHERE k.table_schema = 't_ps' AND k.table_name = 'p' ORDER BY k.ordinal_position",
+            )
+            .await
+            .unwrap();
+        assert_eq!(keys, vec![("PRIMARY".into(), "PRIMARY KEY".into(), "id".into(), 1)]);
+        let fks: Vec<Row> = c
+            .query("SELECT * FROM information_schema.referential_constraints WHERE constraint_schema = 't_ps'")
+            .await
+            .unwrap();
+        assert!(fks.is_empty());
+        let grants: Vec<String> = c.query("SHOW GRANTS").await.unwrap();
+        assert!(grants.len() == 1 && grants[0].starts_with("GRANT ALL PRIVILEGES ON *.* TO `root`@"), "{grants:?}");
         // information_schema.PROCESSLIST, as monitoring tools read it: this
         // session, running this very statement, in its database.
         let me: u32 = c.query_first("SELECT CONNECTION_ID()").await.unwrap().unwrap();
@@ -2042,6 +2060,71 @@ fn create_table_like_and_limited_writes_over_several_partitions_as_mariadb() {
         let n: Option<i64> = c.query_first("SELECT COUNT(*) FROM t").await.unwrap();
         assert_eq!(n, Some(10));
         c.query_drop("DROP DATABASE t_limited").await.unwrap();
+    });
+}
+
+#[test]
+fn multi_table_update_and_delete_as_mariadb() {
+    block_on(async {
+        let mut c = fresh_db("t_multi").await;
+        let mut reference = reference_db("multi_reference").await;
+        let tables = [
+            ("CREATE TABLE t (id INT PRIMARY KEY, g INT, s VARCHAR(20))", " PARTITION BY KEY(id) PARTITIONS 4"),
+            ("CREATE TABLE u (k INT, id INT, v VARCHAR(20), PRIMARY KEY (k, id))", " PARTITION BY KEY(k) PARTITIONS 3"),
+        ];
+        let t_rows: String = (1..=12).map(|i| format!("({i}, {}, 's{i}')", i % 4)).collect::<Vec<_>>().join(", ");
+        let u_rows = "(1, 2, 'two'), (1, 3, 'three'), (2, 3, 'again'), (3, 5, 'it''s'), (4, 7, NULL), (5, 99, 'none')";
+        for (create, clause) in tables {
+            c.query_drop(format!("{create}{clause}")).await.unwrap();
+            reference.query_drop(create).await.unwrap();
+        }
+        for conn in [&mut c, &mut reference] {
+            conn.query_drop(format!("INSERT INTO t VALUES {t_rows}")).await.unwrap();
+            conn.query_drop(format!("INSERT INTO u VALUES {u_rows}")).await.unwrap();
+        }
+        // (1235 before.) A row matched twice is written once; SET names
+        // the other table's columns; aliases; a comma join; USING.
+        for q in [
+            "UPDATE t JOIN u ON t.id = u.id SET t.s = u.v WHERE u.k < 4",
+            "UPDATE t a JOIN u b ON a.id = b.id SET a.g = b.k * 10, s = CONCAT(a.s, '+')",
+            "UPDATE t, u SET t.g = t.g + 1 WHERE t.id = u.k AND u.v IS NOT NULL",
+            "UPDATE u JOIN t ON t.id = u.id SET u.v = t.s WHERE t.g > 10",
+            "DELETE t FROM t JOIN u ON t.id = u.id WHERE u.k = 1",
+            "DELETE FROM u USING u JOIN t ON u.k = t.g",
+            "DELETE t, u FROM t JOIN u ON t.id = u.k",
+            "DELETE t FROM t LEFT JOIN u ON u.k = t.id WHERE u.k IS NULL AND t.id > 9",
+        ] {
+            let ours = c.query_iter(q).await.unwrap().affected_rows();
+            let theirs = reference.query_iter(q).await.unwrap().affected_rows();
+            assert_eq!(ours, theirs, "{q}");
+            for all in ["SELECT * FROM t ORDER BY id", "SELECT * FROM u ORDER BY k, id"] {
+                assert_eq!(result_text(&mut c, all).await, result_text(&mut reference, all).await, "after {q}");
+            }
+        }
+        // Inside a transaction a statement that fails on one of its rows
+        // is undone whole (the rows written before it too), and the
+        // transaction goes on.
+        c.query_drop("INSERT INTO u VALUES (6, 1, 'a'), (6, 4, 'b'), (6, 6, 'c'), (6, 8, 'd'), (6, 9, 'e')")
+            .await
+            .unwrap();
+        let before = result_text(&mut c, "SELECT * FROM t ORDER BY id").await;
+        c.query_drop("BEGIN").await.unwrap();
+        c.query_drop("UPDATE t SET g = -1 WHERE id = 1").await.unwrap();
+        let q = "UPDATE t JOIN u ON t.id = u.id SET t.s = IF(u.v = 'd', REPEAT('y', 30), 'ok') WHERE u.k = 6";
+        assert_eq!(code(c.query_drop(q).await.unwrap_err()), 1406);
+        let during = result_text(&mut c, "SELECT * FROM t WHERE id <> 1 ORDER BY id").await;
+        c.query_drop("COMMIT").await.unwrap();
+        assert!(!during.contains("'ok'"), "{during}");
+        let after = result_text(&mut c, "SELECT * FROM t ORDER BY id").await;
+        assert_ne!(after, before, "the transaction's first UPDATE stays");
+        assert!(after.contains("'-1'") && !after.contains("'ok'"), "{after}");
+        assert_eq!(
+            code(c.query_drop("UPDATE t JOIN u ON t.id = u.id SET t.g = 1, u.v = 'x'").await.unwrap_err()),
+            1235
+        );
+        assert_eq!(code(c.query_drop("UPDATE t JOIN u ON t.id = u.id SET id = 1").await.unwrap_err()), 1052);
+        assert_eq!(code(c.query_drop("DELETE x FROM t JOIN u ON t.id = u.id").await.unwrap_err()), 1109);
+        c.query_drop("DROP DATABASE t_multi").await.unwrap();
     });
 }
 

@@ -4,6 +4,7 @@
 //! ([`crate::txn`]). LOAD DATA LOCAL INFILE: [`load_data`].
 
 pub mod load_data;
+mod multi_table;
 
 use crate::catalog::{CatalogSnapshot, TableDef};
 use crate::error::{code, CnError, Result};
@@ -342,7 +343,7 @@ async fn update(
     u: datafusion::sql::sqlparser::ast::Update,
 ) -> Result<(u64, u64)> {
     if !u.table.joins.is_empty() || u.from.is_some() {
-        return Err(CnError::unsupported("multi-table UPDATE"));
+        return multi_table::update(s, snap, u).await;
     }
     let TableFactor::Table { name, .. } = &u.table.relation else {
         return Err(CnError::unsupported("UPDATE of a derived table"));
@@ -395,7 +396,7 @@ async fn delete(
         FromTable::WithFromKeyword(f) | FromTable::WithoutKeyword(f) => f,
     };
     if from.len() != 1 || !from[0].joins.is_empty() || d.using.is_some() || !d.tables.is_empty() {
-        return Err(CnError::unsupported("multi-table DELETE"));
+        return multi_table::delete(s, snap, d).await;
     }
     let TableFactor::Table { name, .. } = &from[0].relation else {
         return Err(CnError::unsupported("DELETE from a derived table"));
@@ -481,11 +482,7 @@ async fn by_selected_keys(
     selection: Option<Expr>,
     make: impl Fn(Expr) -> Statement,
 ) -> Result<(u64, u64)> {
-    let own = s.txn.is_none();
-    if own {
-        let opts = s.txn_options(None);
-        s.txn = Some(Txn::begin(s.cluster.clone(), s.conn_id, opts).await?);
-    }
+    let own = begin_own(s).await?;
     let run = async {
         let mut keys = CollectSink::default();
         Box::pin(s.execute(&select, &mut keys)).await?;
@@ -519,10 +516,49 @@ async fn by_selected_keys(
         Ok::<_, CnError>((ok.affected, 0))
     }
     .await;
-    if own {
-        match &run {
-            Ok(_) => s.commit().await?,
-            Err(_) => s.rollback().await,
+    end_own(s, own, run).await
+}
+
+/// Savepoint a write of several logical steps sets inside the session's
+/// transaction, so that a failed step undoes the whole statement.
+const STEPS_SAVEPOINT: &str = "__cn_statement_steps";
+
+/// Opens a transaction of the statement's own for a write of several
+/// logical steps when the session has none (autocommit), else sets
+/// [`STEPS_SAVEPOINT`] in the session's; whether it opened one.
+async fn begin_own(s: &mut Session) -> Result<bool> {
+    match &s.txn {
+        Some(t) => {
+            t.savepoint(STEPS_SAVEPOINT).await?;
+            Ok(false)
+        }
+        None => {
+            let opts = s.txn_options(None);
+            s.txn = Some(Txn::begin(s.cluster.clone(), s.conn_id, opts).await?);
+            Ok(true)
+        }
+    }
+}
+
+/// Ends what [`begin_own`] began with the statement's outcome `run`: its
+/// own transaction committed after success and rolled back after an
+/// error; in the session's, the statement's steps undone after an error
+/// (as MySQL undoes a failed statement), unless the error ended the
+/// transaction (a deadlock).
+async fn end_own<T>(s: &mut Session, own: bool, run: Result<T>) -> Result<T> {
+    match (own, &run) {
+        (true, Ok(_)) => s.commit().await?,
+        (true, Err(_)) => s.rollback().await,
+        (false, Ok(_)) => {
+            if let Some(t) = &s.txn {
+                t.release_savepoint(STEPS_SAVEPOINT).await?;
+            }
+        }
+        (false, Err(_)) => {
+            if let Some(t) = &s.txn {
+                t.rollback_to(STEPS_SAVEPOINT).await?;
+                t.release_savepoint(STEPS_SAVEPOINT).await?;
+            }
         }
     }
     run

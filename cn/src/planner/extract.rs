@@ -413,10 +413,60 @@ pub fn interval_value(unit: &str, text: &str) -> Option<(i64, DateTimeField)> {
     Some((if negative { -total } else { total }, field))
 }
 
+/// MySQL's multi-table `UPDATE t, u SET …` (which sqlparser 0.62 does not
+/// parse) as `UPDATE t CROSS JOIN u SET …`, the same join; `None` for any
+/// other statement.
+fn update_comma_join(sql: &str) -> Option<String> {
+    let b = sql.as_bytes();
+    let start = sql.len() - sql.trim_start().len();
+    if !b.get(start..start + 6)?.eq_ignore_ascii_case(b"update") || !b.get(start + 6)?.is_ascii_whitespace() {
+        return None;
+    }
+    let (mut i, mut depth, mut commas) = (start + 6, 0usize, Vec::new());
+    while i < b.len() {
+        if let Some(next) = skip_quoted_or_comment(b, i) {
+            i = next;
+            continue;
+        }
+        match b[i] {
+            b'(' => depth += 1,
+            b')' => depth = depth.saturating_sub(1),
+            b',' if depth == 0 => commas.push(i),
+            c if is_word_byte(c) => {
+                let mut j = i;
+                while j < b.len() && is_word_byte(b[j]) {
+                    j += 1;
+                }
+                if depth == 0 && b[i..j].eq_ignore_ascii_case(b"set") {
+                    break;
+                }
+                i = j;
+                continue;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    if commas.is_empty() {
+        return None;
+    }
+    let mut out = String::with_capacity(sql.len() + commas.len() * 12);
+    let mut from = 0;
+    for c in commas {
+        out.push_str(&sql[from..c]);
+        out.push_str(" CROSS JOIN");
+        from = c + 1;
+    }
+    out.push_str(&sql[from..]);
+    Some(out)
+}
+
 /// Parses `sql` as MySQL, with the composite units of `EXTRACT` and
 /// `INTERVAL` ([`mark`], [`restore`]).
 pub fn parse(sql: &str) -> Result<Vec<Statement>, datafusion::sql::sqlparser::parser::ParserError> {
     use datafusion::sql::sqlparser::{dialect::MySqlDialect, parser::Parser};
+    let joined = update_comma_join(sql);
+    let sql = joined.as_deref().unwrap_or(sql);
     match mark(sql) {
         None => Parser::parse_sql(&MySqlDialect {}, sql),
         Some(marked) => {
@@ -445,6 +495,17 @@ mod tests {
         );
         // A type, not the operator.
         assert_eq!(mark("CREATE TABLE t (b BINARY(16), c VARCHAR(3) CHARACTER SET binary NOT NULL)"), None);
+    }
+
+    #[test]
+    fn a_comma_join_in_update_becomes_a_cross_join() {
+        let sql = "UPDATE t, u AS x SET t.a = x.b, t.c = 'p,q' WHERE t.id IN (1, 2)";
+        assert_eq!(
+            parse(sql).unwrap()[0].to_string(),
+            "UPDATE t CROSS JOIN u AS x SET t.a = x.b, t.c = 'p,q' WHERE t.id IN (1, 2)"
+        );
+        assert_eq!(update_comma_join("UPDATE t SET a = 1, b = 2"), None);
+        assert_eq!(update_comma_join("SELECT a, b FROM t"), None);
     }
 
     #[test]

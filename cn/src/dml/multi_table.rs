@@ -1,0 +1,286 @@
+//! Multi-table UPDATE and DELETE (MySQL 8.0 reference, 15.2.17 and
+//! 15.2.2): `UPDATE t JOIN u ON … SET t.c = u.d WHERE …`, `DELETE t
+//! FROM t JOIN u ON … WHERE …`, `DELETE FROM t USING t JOIN u …`.
+//!
+//! The join is a query like any other: the CN runs `SELECT <target primary
+//! keys>, <new values> FROM <the statement's tables> WHERE … FOR UPDATE`
+//! (which locks the rows it reads, as MySQL's multi-table statements do),
+//! then writes each target row by its primary key through the single-table
+//! path (pruned to its partition, global indexes maintained), all in one
+//! transaction: the session's, else one of its own. A row the join matches
+//! more than once is written once, with its first match's values, as
+//! MySQL does; the values are computed from the rows as they were before
+//! the statement (MySQL does not promise an order of the assignments in a
+//! multi-table UPDATE). A target needs a primary key of its own.
+
+use super::{begin_own, end_own, execute};
+use crate::catalog::{CatalogSnapshot, TableDef, IMPLICIT_PK};
+use crate::error::{code, CnError, Result};
+use crate::planner::resolve_name;
+use crate::session::sink::CollectSink;
+use crate::session::Session;
+use datafusion::sql::sqlparser::ast::{
+    Assignment, AssignmentTarget, BinaryOperator, Delete, Expr, FromTable, Ident, ObjectName, ObjectNamePart,
+    Statement, TableFactor, TableWithJoins, Update, UpdateTableFromKind, Value,
+};
+use std::collections::HashSet;
+use std::sync::Arc;
+
+/// Rows written per statement of the second step (a DELETE's IN list).
+const KEYS_PER_WRITE: usize = 1000;
+
+/// A table of the statement's FROM: the name it is written by, what
+/// qualifies its columns (its alias, else its name), and its definition.
+struct Relation {
+    factor: TableFactor,
+    qualifier: String,
+    def: Arc<TableDef>,
+}
+
+/// The tables of `from` (derived tables are not targets and are skipped).
+fn relations(s: &Session, snap: &CatalogSnapshot, from: &[&TableWithJoins]) -> Result<Vec<Relation>> {
+    let mut out = Vec::new();
+    for t in from {
+        for factor in std::iter::once(&t.relation).chain(t.joins.iter().map(|j| &j.relation)) {
+            if let TableFactor::Table { name, alias, .. } = factor {
+                let (db, table) = resolve_name(name, s.db.as_deref())?;
+                let def = snap.table(&db, &table).cloned().ok_or_else(|| CnError::no_such_table(&db, &table))?;
+                let qualifier = alias.as_ref().map_or(table.clone(), |a| a.name.value.to_ascii_lowercase());
+                out.push(Relation { factor: factor.clone(), qualifier, def });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The relation `qualifier` names (1109 when none does).
+fn by_qualifier<'a>(rels: &'a [Relation], qualifier: &str, what: &str) -> Result<&'a Relation> {
+    let q = qualifier.trim_matches('`').to_ascii_lowercase();
+    rels.iter()
+        .find(|r| r.qualifier == q)
+        .ok_or_else(|| CnError::mysql(code::ER_UNKNOWN_TABLE, format!("Unknown table '{q}' in {what}")))
+}
+
+/// The target's primary key columns (1235 for the hidden one).
+fn primary_key<'a>(r: &'a Relation, what: &str) -> Result<&'a [String]> {
+    let pk = &r.def.primary_key;
+    if pk.is_empty() || pk.iter().any(|c| c == IMPLICIT_PK) {
+        return Err(CnError::unsupported(format!("multi-table {what} of a table without a primary key")));
+    }
+    Ok(pk)
+}
+
+fn ident(name: &str) -> Expr {
+    Expr::Identifier(Ident::with_quote('`', name))
+}
+
+/// A value as the first step's SELECT sent it, as a literal: its text, or
+/// a hex literal of bytes that are not UTF-8.
+fn literal(v: &Option<Vec<u8>>) -> Expr {
+    match v {
+        None => Expr::value(Value::Null),
+        Some(b) => match std::str::from_utf8(b) {
+            Ok(t) => Expr::value(Value::SingleQuotedString(t.to_string())),
+            Err(_) => Expr::value(Value::HexStringLiteral(crate::planner::split::hex_digits(b))),
+        },
+    }
+}
+
+/// `k1 = v1 AND k2 = v2 …` of one row's primary key.
+fn key_condition(pk: &[String], values: &[Option<Vec<u8>>]) -> Expr {
+    pk.iter()
+        .zip(values)
+        .map(|(c, v)| Expr::BinaryOp { left: Box::new(ident(c)), op: BinaryOperator::Eq, right: Box::new(literal(v)) })
+        .reduce(|a, b| Expr::BinaryOp { left: Box::new(a), op: BinaryOperator::And, right: Box::new(b) })
+        .expect("a primary key has a column")
+}
+
+/// A single-table FROM of `r`, as written (with its alias).
+fn alone(r: &Relation) -> TableWithJoins {
+    TableWithJoins { relation: r.factor.clone(), joins: vec![] }
+}
+
+/// The first step: `SELECT <items> FROM <from> [WHERE w] FOR UPDATE`,
+/// run through the CN.
+async fn select(s: &mut Session, items: &[String], from: &[&TableWithJoins], w: Option<&Expr>) -> Result<CollectSink> {
+    let from: Vec<String> = from.iter().map(|t| t.to_string()).collect();
+    let mut sql = format!("SELECT {} FROM {}", items.join(", "), from.join(", "));
+    if let Some(w) = w {
+        sql.push_str(&format!(" WHERE {w}"));
+    }
+    sql.push_str(" FOR UPDATE");
+    let mut rows = CollectSink::default();
+    Box::pin(s.execute(&sql, &mut rows)).await?;
+    Ok(rows)
+}
+
+/// `UPDATE <tables> SET … [WHERE …]` over more than one table.
+pub async fn update(s: &mut Session, snap: &CatalogSnapshot, u: Update) -> Result<(u64, u64)> {
+    if !u.order_by.is_empty() || u.limit.is_some() {
+        return Err(CnError::mysql(code::ER_WRONG_USAGE, "Incorrect usage of multi-table UPDATE and ORDER BY / LIMIT"));
+    }
+    let mut from: Vec<&TableWithJoins> = vec![&u.table];
+    if let Some(UpdateTableFromKind::BeforeSet(f) | UpdateTableFromKind::AfterSet(f)) = &u.from {
+        from.extend(f.iter());
+    }
+    let rels = relations(s, snap, &from)?;
+    // The target: the one table the assignments name.
+    let mut target: Option<&Relation> = None;
+    let mut columns: Vec<String> = Vec::new();
+    for a in &u.assignments {
+        let AssignmentTarget::ColumnName(ObjectName(parts)) = &a.target else {
+            return Err(CnError::parse("tuple assignment in UPDATE"));
+        };
+        let names: Vec<String> = parts
+            .iter()
+            .map(|p| match p {
+                ObjectNamePart::Identifier(i) => i.value.to_ascii_lowercase(),
+                other => other.to_string(),
+            })
+            .collect();
+        let (rel, column) = match names.as_slice() {
+            [q, c] | [_, q, c] => (by_qualifier(&rels, q, "MULTI UPDATE")?, c.clone()),
+            [c] => {
+                let having: Vec<&Relation> = rels.iter().filter(|r| r.def.column(c).is_some()).collect();
+                match having.as_slice() {
+                    [one] => (*one, c.clone()),
+                    [] => {
+                        return Err(CnError::mysql(
+                            code::ER_BAD_FIELD_ERROR,
+                            format!("Unknown column '{c}' in 'field list'"),
+                        ))
+                    }
+                    _ => {
+                        return Err(CnError::mysql(
+                            code::ER_NON_UNIQ_ERROR,
+                            format!("Column '{c}' in field list is ambiguous"),
+                        ))
+                    }
+                }
+            }
+            _ => return Err(CnError::parse("a column name in SET")),
+        };
+        if rel.def.column(&column).is_none() {
+            return Err(CnError::mysql(code::ER_BAD_FIELD_ERROR, format!("Unknown column '{column}' in 'field list'")));
+        }
+        if target.is_some_and(|t| !std::ptr::eq(t, rel)) {
+            return Err(CnError::unsupported("multi-table UPDATE that sets the columns of several tables"));
+        }
+        target = Some(rel);
+        columns.push(column);
+    }
+    let target = target.ok_or_else(|| CnError::parse("UPDATE without SET"))?;
+    let pk = primary_key(target, "UPDATE")?.to_vec();
+    let q = crate::dn::quote_ident(&target.qualifier);
+    let mut items: Vec<String> = pk.iter().map(|c| format!("{q}.{}", crate::dn::quote_ident(c))).collect();
+    items.extend(u.assignments.iter().map(|a| format!("({})", a.value)));
+    let target_from = alone(target);
+    let own = begin_own(s).await?;
+    let run = async {
+        let rows = select(s, &items, &from, u.selection.as_ref()).await?;
+        let mut seen = HashSet::new();
+        let mut affected = 0;
+        for row in rows.rows {
+            let (key, values) = row.split_at(pk.len());
+            if !seen.insert(key.to_vec()) {
+                continue;
+            }
+            let one = Update {
+                table: target_from.clone(),
+                assignments: columns
+                    .iter()
+                    .zip(values)
+                    .map(|(c, v)| Assignment {
+                        target: AssignmentTarget::ColumnName(ObjectName::from(vec![Ident::with_quote('`', c)])),
+                        value: literal(v),
+                    })
+                    .collect(),
+                from: None,
+                selection: Some(key_condition(&pk, key)),
+                ..u.clone()
+            };
+            let mut ok = CollectSink::default();
+            Box::pin(execute(s, Statement::Update(one), &mut ok)).await?;
+            affected += ok.affected;
+        }
+        Ok((affected, 0))
+    }
+    .await;
+    end_own(s, own, run).await
+}
+
+/// `DELETE t[, u] FROM <tables> [WHERE …]` or `DELETE FROM t[, u] USING
+/// <tables> [WHERE …]`.
+pub async fn delete(s: &mut Session, snap: &CatalogSnapshot, d: Delete) -> Result<(u64, u64)> {
+    if !d.order_by.is_empty() || d.limit.is_some() {
+        return Err(CnError::mysql(code::ER_WRONG_USAGE, "Incorrect usage of multi-table DELETE and ORDER BY / LIMIT"));
+    }
+    let from_tables = match &d.from {
+        FromTable::WithFromKeyword(f) | FromTable::WithoutKeyword(f) => f,
+    };
+    // The tables rows come from, and the names of the targets.
+    let (source, target_names): (Vec<&TableWithJoins>, Vec<String>) = match &d.using {
+        Some(using) => (using.iter().collect(), from_tables.iter().map(|t| t.relation.to_string()).collect()),
+        None => (from_tables.iter().collect(), d.tables.iter().map(|n| n.to_string()).collect()),
+    };
+    let rels = relations(s, snap, &source)?;
+    let mut targets: Vec<(&Relation, Vec<String>)> = Vec::new();
+    for name in &target_names {
+        // `t`, `db.t` or `t.*`: the last name part before any `.*`.
+        let bare = name.trim_end_matches(".*");
+        let q = bare.rsplit('.').next().unwrap_or(bare);
+        let r = by_qualifier(&rels, q, "MULTI DELETE")?;
+        targets.push((r, primary_key(r, "DELETE")?.to_vec()));
+    }
+    let mut items = Vec::new();
+    for (r, pk) in &targets {
+        let q = crate::dn::quote_ident(&r.qualifier);
+        items.extend(pk.iter().map(|c| format!("{q}.{}", crate::dn::quote_ident(c))));
+    }
+    let own = begin_own(s).await?;
+    let run = async {
+        let rows = select(s, &items, &source, d.selection.as_ref()).await?;
+        let mut affected = 0;
+        let mut at = 0;
+        for (r, pk) in &targets {
+            let mut seen = HashSet::new();
+            let keys: Vec<&[Option<Vec<u8>>]> = rows
+                .rows
+                .iter()
+                .map(|row| &row[at..at + pk.len()])
+                // A target row an outer join left empty is no row.
+                .filter(|k| k.iter().all(Option::is_some))
+                .filter(|k| seen.insert(k.to_vec()))
+                .collect();
+            at += pk.len();
+            for chunk in keys.chunks(KEYS_PER_WRITE) {
+                let target = match pk.as_slice() {
+                    [one] => ident(one),
+                    _ => Expr::Tuple(pk.iter().map(|c| ident(c)).collect()),
+                };
+                let list = chunk
+                    .iter()
+                    .map(|k| match k {
+                        [one] => literal(one),
+                        _ => Expr::Tuple(k.iter().map(literal).collect()),
+                    })
+                    .collect();
+                let one = Delete {
+                    tables: vec![],
+                    from: FromTable::WithFromKeyword(vec![alone(r)]),
+                    using: None,
+                    selection: Some(Expr::InList { expr: Box::new(target), list, negated: false }),
+                    order_by: vec![],
+                    limit: None,
+                    ..d.clone()
+                };
+                let mut ok = CollectSink::default();
+                Box::pin(execute(s, Statement::Delete(one), &mut ok)).await?;
+                affected += ok.affected;
+            }
+        }
+        Ok((affected, 0))
+    }
+    .await;
+    end_own(s, own, run).await
+}
