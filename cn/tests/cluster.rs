@@ -2085,6 +2085,12 @@ fn multi_table_update_and_delete_as_mariadb() {
         // (1235 before.) A row matched twice is written once; SET names
         // the other table's columns; aliases; a comma join; USING.
         for q in [
+            // A subquery over a sharded table read one partition's DN (the
+            // write's): SET n = (SELECT COUNT(*) …) counted one partition.
+            "UPDATE t SET g = (SELECT COUNT(*) FROM u) WHERE id = 2",
+            "UPDATE t SET g = (SELECT MAX(k) FROM u WHERE u.id = t.id) WHERE id < 6",
+            "UPDATE t SET s = 'sub' WHERE id IN (SELECT id FROM u WHERE k > 2)",
+            "DELETE FROM t WHERE id = 12 AND EXISTS (SELECT 1 FROM u WHERE k = 5)",
             "UPDATE t JOIN u ON t.id = u.id SET t.s = u.v WHERE u.k < 4",
             "UPDATE t a JOIN u b ON a.id = b.id SET a.g = b.k * 10, s = CONCAT(a.s, '+')",
             "UPDATE t, u SET t.g = t.g + 1 WHERE t.id = u.k AND u.v IS NOT NULL",
@@ -2124,6 +2130,7 @@ fn multi_table_update_and_delete_as_mariadb() {
         );
         assert_eq!(code(c.query_drop("UPDATE t JOIN u ON t.id = u.id SET id = 1").await.unwrap_err()), 1052);
         assert_eq!(code(c.query_drop("DELETE x FROM t JOIN u ON t.id = u.id").await.unwrap_err()), 1109);
+        assert_eq!(code(c.query_drop("UPDATE t SET g = (SELECT MAX(id) FROM nosuch)").await.unwrap_err()), 1146);
         c.query_drop("DROP DATABASE t_multi").await.unwrap();
     });
 }

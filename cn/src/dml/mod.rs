@@ -348,6 +348,9 @@ async fn update(
     let TableFactor::Table { name, .. } = &u.table.relation else {
         return Err(CnError::unsupported("UPDATE of a derived table"));
     };
+    if reads_beyond_partition(snap, s, u.assignments.iter().map(|a| &a.value).chain(u.selection.as_ref())) {
+        return multi_table::update(s, snap, u).await;
+    }
     let def = table_of(snap, s, name, "UPDATE")?;
     let parts = target_partitions(&def, u.selection.as_ref());
     if parts.len() > 1 && u.limit.is_some() {
@@ -401,6 +404,9 @@ async fn delete(
     let TableFactor::Table { name, .. } = &from[0].relation else {
         return Err(CnError::unsupported("DELETE from a derived table"));
     };
+    if reads_beyond_partition(snap, s, d.selection.iter()) {
+        return multi_table::delete(s, snap, d).await;
+    }
     let def = table_of(snap, s, name, "DELETE")?;
     let parts = target_partitions(&def, d.selection.as_ref());
     if parts.len() > 1 && d.limit.is_some() {
@@ -440,6 +446,26 @@ async fn delete(
     Ok((affected, 0))
 }
 
+/// Whether `exprs` (a write's SET values and WHERE) read a table through a
+/// subquery that the DNs do not each hold whole: a partitioned or single
+/// table, or one the catalog does not know. Sent with the write to each
+/// partition, such a subquery would read the partition's DN alone (`SET
+/// n = (SELECT COUNT(*) FROM u)` counted one partition of `u`), so the
+/// write runs as a multi-table one, its values read through the CN.
+fn reads_beyond_partition<'e>(snap: &CatalogSnapshot, s: &Session, exprs: impl Iterator<Item = &'e Expr>) -> bool {
+    let mut beyond = false;
+    for e in exprs {
+        let _ = datafusion::sql::sqlparser::ast::visit_relations(e, |name| {
+            beyond |= match resolve_name(name, s.db.as_deref()) {
+                Ok((db, t)) => snap.table(&db, &t).is_none_or(|def| !def.is_broadcast()),
+                Err(_) => true,
+            };
+            std::ops::ControlFlow::<()>::Continue(())
+        });
+    }
+    beyond
+}
+
 /// For `UPDATE|DELETE … [WHERE c] [ORDER BY o] LIMIT n` over several
 /// partitions: the locking SELECT of the primary keys of the rows it
 /// writes (`SELECT pk FROM t WHERE c ORDER BY o LIMIT n FOR UPDATE`), and
@@ -456,18 +482,7 @@ fn limited(
         return None;
     }
     let pk: Vec<String> = def.primary_key.iter().map(|c| crate::dn::quote_ident(c)).collect();
-    let mut sql = format!("SELECT {} FROM {name}", pk.join(", "));
-    if let Some(c) = selection {
-        sql.push_str(&format!(" WHERE {c}"));
-    }
-    if !order_by.is_empty() {
-        let o: Vec<String> = order_by.iter().map(ToString::to_string).collect();
-        sql.push_str(&format!(" ORDER BY {}", o.join(", ")));
-    }
-    if let Some(n) = limit {
-        sql.push_str(&format!(" LIMIT {n}"));
-    }
-    sql.push_str(" FOR UPDATE");
+    let sql = crate::gsi::maintain::locking_select_of(&pk.join(", "), &name.to_string(), selection, order_by, limit);
     Some((sql, selection.cloned()))
 }
 

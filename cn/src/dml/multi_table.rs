@@ -53,6 +53,15 @@ fn relations(s: &Session, snap: &CatalogSnapshot, from: &[&TableWithJoins]) -> R
     Ok(out)
 }
 
+/// What qualifies the columns of `f`: its alias, else its name.
+fn qualifier(f: &TableFactor) -> String {
+    match f {
+        TableFactor::Table { alias: Some(a), .. } => a.name.value.clone(),
+        TableFactor::Table { name, .. } => name.0.last().map(|p| p.to_string()).unwrap_or_default(),
+        other => other.to_string(),
+    }
+}
+
 /// The relation `qualifier` names (1109 when none does).
 fn by_qualifier<'a>(rels: &'a [Relation], qualifier: &str, what: &str) -> Result<&'a Relation> {
     let q = qualifier.trim_matches('`').to_ascii_lowercase();
@@ -104,11 +113,7 @@ fn alone(r: &Relation) -> TableWithJoins {
 /// run through the CN.
 async fn select(s: &mut Session, items: &[String], from: &[&TableWithJoins], w: Option<&Expr>) -> Result<CollectSink> {
     let from: Vec<String> = from.iter().map(|t| t.to_string()).collect();
-    let mut sql = format!("SELECT {} FROM {}", items.join(", "), from.join(", "));
-    if let Some(w) = w {
-        sql.push_str(&format!(" WHERE {w}"));
-    }
-    sql.push_str(" FOR UPDATE");
+    let sql = crate::gsi::maintain::locking_select_of(&items.join(", "), &from.join(", "), w, &[], None);
     let mut rows = CollectSink::default();
     Box::pin(s.execute(&sql, &mut rows)).await?;
     Ok(rows)
@@ -218,9 +223,14 @@ pub async fn delete(s: &mut Session, snap: &CatalogSnapshot, d: Delete) -> Resul
     let from_tables = match &d.from {
         FromTable::WithFromKeyword(f) | FromTable::WithoutKeyword(f) => f,
     };
-    // The tables rows come from, and the names of the targets.
+    // The tables rows come from, and the names of the targets: `DELETE
+    // FROM t USING …`, `DELETE t FROM …`, or one table's `DELETE FROM t
+    // WHERE <subquery>` ([`super::reads_beyond_partition`]).
     let (source, target_names): (Vec<&TableWithJoins>, Vec<String>) = match &d.using {
-        Some(using) => (using.iter().collect(), from_tables.iter().map(|t| t.relation.to_string()).collect()),
+        Some(using) => (using.iter().collect(), from_tables.iter().map(|t| qualifier(&t.relation)).collect()),
+        None if d.tables.is_empty() => {
+            (from_tables.iter().collect(), from_tables.iter().map(|t| qualifier(&t.relation)).collect())
+        }
         None => (from_tables.iter().collect(), d.tables.iter().map(|n| n.to_string()).collect()),
     };
     let rels = relations(s, snap, &source)?;

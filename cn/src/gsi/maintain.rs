@@ -685,7 +685,18 @@ fn locking_select(
     order_by: &[datafusion::sql::sqlparser::ast::OrderByExpr],
     limit: Option<&Expr>,
 ) -> String {
-    let mut sql = format!("SELECT {} FROM {rel}", all_columns(def));
+    locking_select_of(&all_columns(def), rel, selection, order_by, limit)
+}
+
+/// `SELECT columns FROM rel [WHERE …] [ORDER BY …] [LIMIT …] FOR UPDATE`.
+pub(crate) fn locking_select_of(
+    columns: &str,
+    rel: &str,
+    selection: Option<&Expr>,
+    order_by: &[datafusion::sql::sqlparser::ast::OrderByExpr],
+    limit: Option<&Expr>,
+) -> String {
+    let mut sql = format!("SELECT {columns} FROM {rel}");
     if let Some(w) = selection {
         sql.push_str(&format!(" WHERE {w}"));
     }
