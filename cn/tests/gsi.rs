@@ -528,6 +528,14 @@ fn online_create_and_drop_index_and_partition_key_updates() {
         let n: i64 = c.query_first("SELECT COUNT(*) FROM o").await.unwrap().unwrap();
         assert_eq!(n, 2500);
         assert_clean(&mut c, "g_cust", "o").await;
+        // A new primary key moves the row, in the index too (1235 before).
+        c.query_drop("UPDATE o SET id = 100010 WHERE id = 10").await.unwrap();
+        assert_eq!(c.affected_rows(), 1);
+        let r: Option<(i32, i32)> = c.query_first("SELECT id, region FROM o WHERE cust = 1000").await.unwrap();
+        assert_eq!(r, Some((100010, 4)));
+        let n: i64 = c.query_first("SELECT COUNT(*) FROM o WHERE id = 10").await.unwrap().unwrap();
+        assert_eq!(n, 0);
+        assert_clean(&mut c, "g_cust", "o").await;
         // A column a global index stores cannot be dropped under it.
         let e = c.query_drop("ALTER TABLE o DROP COLUMN cust").await.unwrap_err();
         assert_eq!(code(e), 1235);

@@ -105,22 +105,24 @@ async fn insert(
                 // INSERT … SELECT: run the SELECT, then insert its rows.
                 let mut c = CollectSink::default();
                 Box::pin(s.execute(&src.to_string(), &mut c)).await?;
-                c.rows
-                    .into_iter()
-                    .map(|r| {
-                        r.into_iter()
-                            .map(|v| match v {
-                                None => Expr::value(Value::Null),
-                                Some(b) => {
-                                    Expr::value(Value::SingleQuotedString(String::from_utf8_lossy(&b).into_owned()))
-                                }
-                            })
-                            .collect()
-                    })
-                    .collect()
+                c.rows.iter().map(|r| r.iter().map(multi_table::literal).collect()).collect()
             }
         }
     };
+    // Values with a subquery over a sharded table (`VALUES (1, (SELECT
+    // COUNT(*) FROM u))`): sent with the row to its partition, the
+    // subquery would read that DN alone; the CN computes the rows first.
+    // One SELECT per row, so that rows do not share a UNION's types.
+    if reads_beyond_partition(snap, s, rows.iter().flatten()) {
+        for r in rows.iter_mut() {
+            let select = format!("SELECT {}", r.iter().map(planner::dn_text).collect::<Vec<_>>().join(", "));
+            let mut c = CollectSink::default();
+            Box::pin(s.execute(&select, &mut c)).await?;
+            if let Some(values) = c.rows.first() {
+                *r = values.iter().map(multi_table::literal).collect();
+            }
+        }
+    }
     ins.assignments.clear();
     for (i, r) in rows.iter().enumerate() {
         if r.len() != cols.len() {
@@ -372,7 +374,13 @@ async fn update(
         })
         .await;
     }
-    if crate::gsi::maintain::update_needs_maintenance(&def, &crate::gsi::maintain::assigned_columns(&u)) {
+    let assigned = crate::gsi::maintain::assigned_columns(&u);
+    if crate::gsi::maintain::update_needs_maintenance(&def, &assigned) {
+        // A new primary key moves the row (to another partition, or
+        // another place in a global index): deleted and inserted anew.
+        if assigned.iter().any(|c| def.primary_key.contains(c)) {
+            return multi_table::update(s, snap, u).await;
+        }
         return Ok((crate::gsi::maintain::update(s, snap, &def, &u, &parts).await?, 0));
     }
     let mut work = Vec::new();
@@ -482,7 +490,18 @@ fn limited(
         return None;
     }
     let pk: Vec<String> = def.primary_key.iter().map(|c| crate::dn::quote_ident(c)).collect();
-    let sql = crate::gsi::maintain::locking_select_of(&pk.join(", "), &name.to_string(), selection, order_by, limit);
+    // The text goes through the CN's parser: literals escaped as for a DN.
+    let mut selection_text = selection.cloned();
+    let mut order_text = order_by.to_vec();
+    planner::escape_strings(&mut selection_text);
+    planner::escape_strings(&mut order_text);
+    let sql = crate::gsi::maintain::locking_select_of(
+        &pk.join(", "),
+        &name.to_string(),
+        selection_text.as_ref(),
+        &order_text,
+        limit,
+    );
     Some((sql, selection.cloned()))
 }
 

@@ -21,7 +21,7 @@ use crate::session::sink::CollectSink;
 use crate::session::Session;
 use datafusion::sql::sqlparser::ast::{
     Assignment, AssignmentTarget, BinaryOperator, Delete, Expr, FromTable, Ident, ObjectName, ObjectNamePart,
-    Statement, TableFactor, TableWithJoins, Update, UpdateTableFromKind, Value,
+    OrderByExpr, Statement, TableFactor, TableWithJoins, Update, UpdateTableFromKind, Value,
 };
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -85,7 +85,7 @@ fn ident(name: &str) -> Expr {
 
 /// A value as the first step's SELECT sent it, as a literal: its text, or
 /// a hex literal of bytes that are not UTF-8.
-fn literal(v: &Option<Vec<u8>>) -> Expr {
+pub(super) fn literal(v: &Option<Vec<u8>>) -> Expr {
     match v {
         None => Expr::value(Value::Null),
         Some(b) => match std::str::from_utf8(b) {
@@ -109,19 +109,35 @@ fn alone(r: &Relation) -> TableWithJoins {
     TableWithJoins { relation: r.factor.clone(), joins: vec![] }
 }
 
-/// The first step: `SELECT <items> FROM <from> [WHERE w] FOR UPDATE`,
-/// run through the CN.
-async fn select(s: &mut Session, items: &[String], from: &[&TableWithJoins], w: Option<&Expr>) -> Result<CollectSink> {
-    let from: Vec<String> = from.iter().map(|t| t.to_string()).collect();
-    let sql = crate::gsi::maintain::locking_select_of(&items.join(", "), &from.join(", "), w, &[], None);
+/// The first step: `SELECT <items> FROM <from> [WHERE w] [ORDER BY …]
+/// [LIMIT …] FOR UPDATE`, run through the CN.
+async fn select(
+    s: &mut Session,
+    items: &[String],
+    from: &[&TableWithJoins],
+    w: Option<&Expr>,
+    order_by: &[OrderByExpr],
+    limit: Option<&Expr>,
+) -> Result<CollectSink> {
+    // The text goes through the CN's parser: literals escaped as for a DN.
+    let from: Vec<String> = from.iter().map(|t| crate::planner::dn_text(*t)).collect();
+    let (mut w, mut order_by) = (w.cloned(), order_by.to_vec());
+    crate::planner::escape_strings(&mut w);
+    crate::planner::escape_strings(&mut order_by);
+    let sql =
+        crate::gsi::maintain::locking_select_of(&items.join(", "), &from.join(", "), w.as_ref(), &order_by, limit);
     let mut rows = CollectSink::default();
     Box::pin(s.execute(&sql, &mut rows)).await?;
     Ok(rows)
 }
 
 /// `UPDATE <tables> SET … [WHERE …]` over more than one table.
+///
+/// Also a single-table UPDATE whose values or WHERE read a sharded table
+/// ([`super::reads_beyond_partition`]), which may have ORDER BY and LIMIT.
 pub async fn update(s: &mut Session, snap: &CatalogSnapshot, u: Update) -> Result<(u64, u64)> {
-    if !u.order_by.is_empty() || u.limit.is_some() {
+    let single = u.table.joins.is_empty() && u.from.is_none();
+    if !single && (!u.order_by.is_empty() || u.limit.is_some()) {
         return Err(CnError::mysql(code::ER_WRONG_USAGE, "Incorrect usage of multi-table UPDATE and ORDER BY / LIMIT"));
     }
     let mut from: Vec<&TableWithJoins> = vec![&u.table];
@@ -178,16 +194,42 @@ pub async fn update(s: &mut Session, snap: &CatalogSnapshot, u: Update) -> Resul
     let pk = primary_key(target, "UPDATE")?.to_vec();
     let q = crate::dn::quote_ident(&target.qualifier);
     let mut items: Vec<String> = pk.iter().map(|c| format!("{q}.{}", crate::dn::quote_ident(c))).collect();
-    items.extend(u.assignments.iter().map(|a| format!("({})", a.value)));
+    items.extend(u.assignments.iter().map(|a| format!("({})", crate::planner::dn_text(&a.value))));
+    // A new primary key where the row's place depends on it (partitioned
+    // by it, or in a global index): the row moves, deleted and inserted
+    // anew with all its columns, read here too.
+    let moving =
+        columns.iter().any(|c| pk.contains(c)) && crate::gsi::maintain::update_needs_maintenance(&target.def, &columns);
+    let all: Vec<String> = if moving { target.def.visible_columns().map(|c| c.name.clone()).collect() } else { vec![] };
+    items.extend(all.iter().map(|c| format!("{q}.{}", crate::dn::quote_ident(c))));
     let target_from = alone(target);
+    let target_name = match &target.factor {
+        TableFactor::Table { name, .. } => crate::planner::dn_text(name),
+        other => other.to_string(),
+    };
     let own = begin_own(s).await?;
     let run = async {
-        let rows = select(s, &items, &from, u.selection.as_ref()).await?;
+        let rows = select(s, &items, &from, u.selection.as_ref(), &u.order_by, u.limit.as_ref()).await?;
         let mut seen = HashSet::new();
         let mut affected = 0;
         for row in rows.rows {
-            let (key, values) = row.split_at(pk.len());
+            let (key, rest) = row.split_at(pk.len());
+            let (values, old) = rest.split_at(columns.len());
             if !seen.insert(key.to_vec()) {
+                continue;
+            }
+            if moving {
+                let mut new = old.to_vec();
+                for (c, v) in columns.iter().zip(values) {
+                    if let Some(i) = all.iter().position(|a| a == c) {
+                        new[i] = v.clone();
+                    }
+                }
+                let new_key: Vec<Option<Vec<u8>>> =
+                    pk.iter().map(|k| all.iter().position(|a| a == k).and_then(|i| new[i].clone())).collect();
+                if new_key != key || new != old {
+                    affected += move_row(s, &target_name, &pk, key, &all, &new).await?;
+                }
                 continue;
             }
             let one = Update {
@@ -202,6 +244,8 @@ pub async fn update(s: &mut Session, snap: &CatalogSnapshot, u: Update) -> Resul
                     .collect(),
                 from: None,
                 selection: Some(key_condition(&pk, key)),
+                order_by: vec![],
+                limit: None,
                 ..u.clone()
             };
             let mut ok = CollectSink::default();
@@ -214,15 +258,41 @@ pub async fn update(s: &mut Session, snap: &CatalogSnapshot, u: Update) -> Resul
     end_own(s, own, run).await
 }
 
+/// Moves the row of primary key `key` in table `name`: deletes it and
+/// inserts `new` (the values of `columns`) in its place, each through the
+/// single-table path, which routes the new row by its new key and keeps
+/// the global indexes. One changed row, as MySQL counts an UPDATE's.
+async fn move_row(
+    s: &mut Session,
+    name: &str,
+    pk: &[String],
+    key: &[Option<Vec<u8>>],
+    columns: &[String],
+    new: &[Option<Vec<u8>>],
+) -> Result<u64> {
+    let mut ok = CollectSink::default();
+    let delete = format!("DELETE FROM {name} WHERE {}", crate::planner::dn_text(&key_condition(pk, key)));
+    Box::pin(s.execute(&delete, &mut ok)).await?;
+    let cols: Vec<String> = columns.iter().map(|c| crate::dn::quote_ident(c)).collect();
+    let values: Vec<String> = new.iter().map(|v| crate::planner::dn_text(&literal(v))).collect();
+    let insert = format!("INSERT INTO {name} ({}) VALUES ({})", cols.join(", "), values.join(", "));
+    Box::pin(s.execute(&insert, &mut ok)).await?;
+    Ok(1)
+}
+
 /// `DELETE t[, u] FROM <tables> [WHERE …]` or `DELETE FROM t[, u] USING
 /// <tables> [WHERE …]`.
+///
+/// Also a single-table DELETE whose WHERE reads a sharded table
+/// ([`super::reads_beyond_partition`]), which may have ORDER BY and LIMIT.
 pub async fn delete(s: &mut Session, snap: &CatalogSnapshot, d: Delete) -> Result<(u64, u64)> {
-    if !d.order_by.is_empty() || d.limit.is_some() {
-        return Err(CnError::mysql(code::ER_WRONG_USAGE, "Incorrect usage of multi-table DELETE and ORDER BY / LIMIT"));
-    }
     let from_tables = match &d.from {
         FromTable::WithFromKeyword(f) | FromTable::WithoutKeyword(f) => f,
     };
+    let single = d.tables.is_empty() && d.using.is_none() && from_tables.len() == 1 && from_tables[0].joins.is_empty();
+    if !single && (!d.order_by.is_empty() || d.limit.is_some()) {
+        return Err(CnError::mysql(code::ER_WRONG_USAGE, "Incorrect usage of multi-table DELETE and ORDER BY / LIMIT"));
+    }
     // The tables rows come from, and the names of the targets: `DELETE
     // FROM t USING …`, `DELETE t FROM …`, or one table's `DELETE FROM t
     // WHERE <subquery>` ([`super::reads_beyond_partition`]).
@@ -249,7 +319,7 @@ pub async fn delete(s: &mut Session, snap: &CatalogSnapshot, d: Delete) -> Resul
     }
     let own = begin_own(s).await?;
     let run = async {
-        let rows = select(s, &items, &source, d.selection.as_ref()).await?;
+        let rows = select(s, &items, &source, d.selection.as_ref(), &d.order_by, d.limit.as_ref()).await?;
         let mut affected = 0;
         let mut at = 0;
         for (r, pk) in &targets {
