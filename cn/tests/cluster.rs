@@ -1810,6 +1810,11 @@ fn mysql_expressions_over_values_the_cn_computes_match_mariadb() {
                  JOIN tf b ON a.id = b.id + 1 ORDER BY 1",
                 "SELECT COUNT(*) FROM t WHERE BINARY s = 'mail' OR s MOD 2",
                 "SELECT id, s FROM t ORDER BY s COLLATE utf8mb4_bin, id",
+                // JSON_ARRAYAGG / JSON_OBJECTAGG where the CN computes (1235).
+                "SELECT g, JSON_ARRAYAGG(s ORDER BY id), JSON_ARRAYAGG(x ORDER BY id DESC), JSON_ARRAYAGG(d ORDER BY id), \
+                 JSON_ARRAYAGG(x > 1 ORDER BY id) FROM t GROUP BY g ORDER BY g",
+                "SELECT id, JSON_OBJECTAGG(s, x), JSON_OBJECTAGG(id, d) FROM t WHERE s IS NOT NULL GROUP BY id + 0 ORDER BY id",
+                "SELECT JSON_ARRAYAGG(id), JSON_OBJECTAGG(id, g) FROM t WHERE id > 100",
                 "SELECT s, COUNT(*) FROM t GROUP BY s COLLATE utf8mb4_bin ORDER BY s COLLATE utf8mb4_bin",
                 "SELECT id FROM t WHERE s = 'MAIL' COLLATE utf8mb4_bin OR s COLLATE utf8mb4_general_ci = 'AIR' ORDER BY id",
                 // CAST to DATETIME and TIME keeps the cast's fractional

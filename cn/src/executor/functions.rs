@@ -68,6 +68,7 @@ pub fn all(dn: Option<DnEval>) -> Vec<ScalarUDF> {
         ScalarUDF::from(MysqlFixedDecimals::new()),
         ScalarUDF::from(MysqlTimediff::new()),
         ScalarUDF::from(MysqlFsp::new()),
+        ScalarUDF::from(MysqlJsonValue::new()),
         ScalarUDF::from(MysqlText::new()),
         ScalarUDF::from(MysqlCoalesce::new()),
         ScalarUDF::from(super::date_format::MysqlDateFormat::new()),
@@ -823,6 +824,88 @@ impl ScalarUDFImpl for MysqlText {
             return exec_err!("{} takes one argument", Self::NAME);
         };
         Ok(ColumnarValue::Array(crate::collation::functions::utf8(a)?.into_owned()))
+    }
+}
+
+/// `cn_json_value(v)`: `v` as a JSON value, the text MariaDB's
+/// `JSON_ARRAYAGG` and `JSON_OBJECTAGG` give it: `null` for NULL, `true`
+/// or `false` for a truth value (a comparison's), a number as MySQL shows
+/// it (`1400.00`), anything else its MySQL text as a JSON string (`"2018-01-31"`,
+/// with `"`, `\` and control characters escaped). Never NULL itself, so
+/// that GROUP_CONCAT keeps NULLs as `null` ([`crate::optimizer::semantics`]).
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct MysqlJsonValue {
+    signature: Signature,
+}
+
+impl MysqlJsonValue {
+    pub const NAME: &'static str = "cn_json_value";
+
+    pub fn new() -> Self {
+        MysqlJsonValue { signature: Signature::any(1, Volatility::Immutable) }
+    }
+}
+
+impl Default for MysqlJsonValue {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// `s` as a JSON string, quoted and escaped (RFC 8259, section 7).
+pub fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+impl ScalarUDFImpl for MysqlJsonValue {
+    fn name(&self) -> &str {
+        Self::NAME
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let [a] = arrays.as_slice() else {
+            return exec_err!("{} takes one argument", Self::NAME);
+        };
+        let truth = *a.data_type() == DataType::Boolean;
+        let number = a.data_type().is_numeric();
+        let text = crate::collation::functions::utf8(a)?;
+        let text = text.as_string::<i32>();
+        let mut out = StringBuilder::with_capacity(a.len(), text.value_data().len() + 8 * a.len());
+        for i in 0..a.len() {
+            if a.is_null(i) {
+                out.append_value("null");
+            } else if truth {
+                let on = a.as_boolean().value(i);
+                out.append_value(if on { "true" } else { "false" });
+            } else if number {
+                out.append_value(text.value(i));
+            } else {
+                out.append_value(json_string(text.value(i)));
+            }
+        }
+        Ok(ColumnarValue::Array(Arc::new(out.finish())))
     }
 }
 
@@ -2030,6 +2113,13 @@ fn last_day(d: chrono::NaiveDate) -> Option<chrono::NaiveDate> {
 #[cfg(test)]
 mod date_tests {
     use super::*;
+
+    #[test]
+    fn json_strings_escape_as_mariadb_shows_them() {
+        assert_eq!(json_string("a\"b\n"), r#""a\"b\n""#);
+        assert_eq!(json_string("c:\\d\t\u{1}"), r#""c:\\d\t\u0001""#);
+        assert_eq!(json_string("é"), "\"é\"");
+    }
 
     #[test]
     fn timestampdiff_counts_whole_units_as_mysql() {

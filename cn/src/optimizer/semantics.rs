@@ -1574,6 +1574,48 @@ fn listed_args(f: &Function) -> Option<(&FunctionArgumentList, Vec<&Expr>)> {
 /// DISTINCT and each key's direction; the separator is ',' when none is
 /// given. `None` for what it does not carry (a LIMIT clause, OVER,
 /// FILTER, NULLS FIRST/LAST), which DataFusion then refuses.
+/// `JSON_ARRAYAGG(x [ORDER BY …])` and `JSON_OBJECTAGG(k, v)`, which
+/// DataFusion lacks, as MariaDB defines them: a GROUP_CONCAT of each
+/// value's JSON text ([`crate::executor::functions::MysqlJsonValue`]; a
+/// key its text as a JSON string) between brackets or braces, `,` or `, `
+/// apart (`[1,2]`, `{"a":1, "b":2}`); NULL over no rows.
+fn json_aggregate_rewrite(f: &Function) -> Option<Expr> {
+    use crate::executor::functions::{MysqlConcat, MysqlJsonValue};
+    let name = f.name.to_string().to_ascii_lowercase();
+    if name != "json_arrayagg" && name != "json_objectagg" {
+        return None;
+    }
+    let (list, values) = listed_args(f)?;
+    let text = |s: &str| Expr::Value(Value::SingleQuotedString(s.into()).into());
+    let json = |x: Expr| call(MysqlJsonValue::NAME, vec![x], false, None);
+    let (item, separator, open, close) = match (name.as_str(), values.as_slice()) {
+        ("json_arrayagg", [x]) => (json((*x).clone()), ",", "[", "]"),
+        ("json_objectagg", [k, v]) => {
+            let key = json(Expr::Cast {
+                kind: CastKind::Cast,
+                expr: Box::new((*k).clone()),
+                data_type: DataType::Char(None),
+                format: None,
+                array: false,
+            });
+            (call(MysqlConcat::NAME, vec![key, text(":"), json((*v).clone())], false, None), ", ", "{", "}")
+        }
+        _ => return None,
+    };
+    let mut clauses: Vec<FunctionArgumentClause> =
+        list.clauses.iter().filter(|c| matches!(c, FunctionArgumentClause::OrderBy(_))).cloned().collect();
+    clauses.push(FunctionArgumentClause::Separator(Value::SingleQuotedString(separator.into()).into()));
+    let mut g = f.clone();
+    g.name = ObjectName::from(vec![Ident::new("GROUP_CONCAT")]);
+    g.args = FunctionArguments::List(FunctionArgumentList {
+        duplicate_treatment: list.duplicate_treatment,
+        args: vec![FunctionArg::Unnamed(FunctionArgExpr::Expr(item))],
+        clauses,
+    });
+    let values = group_concat_rewrite(&g)?;
+    Some(call(MysqlConcat::NAME, vec![text(open), values, text(close)], false, None))
+}
+
 fn group_concat_rewrite(f: &Function) -> Option<Expr> {
     if !f.name.to_string().eq_ignore_ascii_case("group_concat") {
         return None;
@@ -2014,6 +2056,7 @@ impl VisitorMut for Rewriter {
             }
             Expr::Function(f) => avg_rewrite(f)
                 .or_else(|| group_concat_rewrite(f))
+                .or_else(|| json_aggregate_rewrite(f))
                 .or_else(|| count_distinct_rewrite(f))
                 .or_else(|| mysql_function_rewrite(f)),
             // DataFusion plans neither DATETIME nor TIME(n): the same
