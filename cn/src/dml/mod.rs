@@ -525,10 +525,7 @@ async fn by_selected_keys(
         }
         let pk: Vec<Expr> =
             keys.columns.iter().map(|c| Expr::Identifier(Ident::with_quote('`', c.name.clone()))).collect();
-        let value = |v: &Option<Vec<u8>>| match v {
-            None => Expr::value(Value::Null),
-            Some(b) => Expr::value(Value::SingleQuotedString(String::from_utf8_lossy(b).into_owned())),
-        };
+        let value = multi_table::literal;
         let (target, list) = match pk.as_slice() {
             [one] => (one.clone(), keys.rows.iter().map(|r| value(&r[0])).collect()),
             _ => (
