@@ -1,7 +1,8 @@
 //! MySQL syntax sqlparser 0.62 does not parse or reads otherwise than
 //! MySQL, made right around the parse ([`parse`]): the operators `a MOD b`
 //! (as `%`) and `BINARY x` (sqlparser casts all that follows `BINARY`;
-//! MySQL only its operand), and
+//! MySQL only its operand), the multi-table `UPDATE t, u SET …` (as a
+//! CROSS JOIN), and
 //! `EXTRACT(unit FROM x)` and `INTERVAL 'v' unit` with MySQL's composite
 //! units (`YEAR_MONTH`, `DAY_HOUR`, …, `SECOND_MICROSECOND`; MySQL 8.0
 //! reference, 14.7 "Temporal Intervals"), which sqlparser 0.62's MySQL
