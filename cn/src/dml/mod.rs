@@ -490,18 +490,7 @@ fn limited(
         return None;
     }
     let pk: Vec<String> = def.primary_key.iter().map(|c| crate::dn::quote_ident(c)).collect();
-    // The text goes through the CN's parser: literals escaped as for a DN.
-    let mut selection_text = selection.cloned();
-    let mut order_text = order_by.to_vec();
-    planner::escape_strings(&mut selection_text);
-    planner::escape_strings(&mut order_text);
-    let sql = crate::gsi::maintain::locking_select_of(
-        &pk.join(", "),
-        &name.to_string(),
-        selection_text.as_ref(),
-        &order_text,
-        limit,
-    );
+    let sql = multi_table::locking_select(&pk.join(", "), &name.to_string(), selection, order_by, limit);
     Some((sql, selection.cloned()))
 }
 
@@ -523,17 +512,8 @@ async fn by_selected_keys(
         if keys.rows.is_empty() {
             return Ok((0, 0));
         }
-        let pk: Vec<Expr> =
-            keys.columns.iter().map(|c| Expr::Identifier(Ident::with_quote('`', c.name.clone()))).collect();
-        let value = multi_table::literal;
-        let (target, list) = match pk.as_slice() {
-            [one] => (one.clone(), keys.rows.iter().map(|r| value(&r[0])).collect()),
-            _ => (
-                Expr::Tuple(pk.clone()),
-                keys.rows.iter().map(|r| Expr::Tuple(r.iter().map(value).collect())).collect(),
-            ),
-        };
-        let chosen = Expr::InList { expr: Box::new(target), list, negated: false };
+        let pk: Vec<String> = keys.columns.iter().map(|c| c.name.clone()).collect();
+        let chosen = multi_table::key_in_list(&pk, keys.rows.iter().map(Vec::as_slice));
         let condition = match selection {
             Some(c) => Expr::BinaryOp {
                 left: Box::new(Expr::Nested(Box::new(c))),
@@ -542,9 +522,7 @@ async fn by_selected_keys(
             },
             None => chosen,
         };
-        let mut ok = CollectSink::default();
-        Box::pin(execute(s, make(condition), &mut ok)).await?;
-        Ok::<_, CnError>((ok.affected, 0))
+        Ok::<_, CnError>((multi_table::write(s, make(condition)).await?, 0))
     }
     .await;
     end_own(s, own, run).await

@@ -104,6 +104,43 @@ fn key_condition(pk: &[String], values: &[Option<Vec<u8>>]) -> Expr {
         .expect("a primary key has a column")
 }
 
+/// `pk IN (…)` (or `(k1, k2) IN ((…), …)`) of the keys `keys`, each the
+/// values of the columns `pk` as the first step's SELECT sent them.
+pub(super) fn key_in_list<'k>(pk: &[String], keys: impl Iterator<Item = &'k [Option<Vec<u8>>]>) -> Expr {
+    let (target, list) = match pk {
+        [one] => (ident(one), keys.map(|k| literal(&k[0])).collect()),
+        _ => (
+            Expr::Tuple(pk.iter().map(|c| ident(c)).collect()),
+            keys.map(|k| Expr::Tuple(k.iter().map(literal).collect())).collect(),
+        ),
+    };
+    Expr::InList { expr: Box::new(target), list, negated: false }
+}
+
+/// Runs one write of the second step through the single-table path; its
+/// affected rows.
+pub(super) async fn write(s: &mut Session, stmt: Statement) -> Result<u64> {
+    let mut ok = CollectSink::default();
+    Box::pin(execute(s, stmt, &mut ok)).await?;
+    Ok(ok.affected)
+}
+
+/// The first step's `SELECT columns FROM from [WHERE w] [ORDER BY …]
+/// [LIMIT …] FOR UPDATE`, as text for the CN's parser: its literals
+/// escaped as for a DN (a backslash would start an escape).
+pub(super) fn locking_select(
+    columns: &str,
+    from: &str,
+    w: Option<&Expr>,
+    order_by: &[OrderByExpr],
+    limit: Option<&Expr>,
+) -> String {
+    let (mut w, mut order_by) = (w.cloned(), order_by.to_vec());
+    crate::planner::escape_strings(&mut w);
+    crate::planner::escape_strings(&mut order_by);
+    crate::gsi::maintain::locking_select_of(columns, from, w.as_ref(), &order_by, limit)
+}
+
 /// A single-table FROM of `r`, as written (with its alias).
 fn alone(r: &Relation) -> TableWithJoins {
     TableWithJoins { relation: r.factor.clone(), joins: vec![] }
@@ -119,13 +156,8 @@ async fn select(
     order_by: &[OrderByExpr],
     limit: Option<&Expr>,
 ) -> Result<CollectSink> {
-    // The text goes through the CN's parser: literals escaped as for a DN.
     let from: Vec<String> = from.iter().map(|t| crate::planner::dn_text(*t)).collect();
-    let (mut w, mut order_by) = (w.cloned(), order_by.to_vec());
-    crate::planner::escape_strings(&mut w);
-    crate::planner::escape_strings(&mut order_by);
-    let sql =
-        crate::gsi::maintain::locking_select_of(&items.join(", "), &from.join(", "), w.as_ref(), &order_by, limit);
+    let sql = locking_select(&items.join(", "), &from.join(", "), w, order_by, limit);
     let mut rows = CollectSink::default();
     Box::pin(s.execute(&sql, &mut rows)).await?;
     Ok(rows)
@@ -248,9 +280,7 @@ pub async fn update(s: &mut Session, snap: &CatalogSnapshot, u: Update) -> Resul
                 limit: None,
                 ..u.clone()
             };
-            let mut ok = CollectSink::default();
-            Box::pin(execute(s, Statement::Update(one), &mut ok)).await?;
-            affected += ok.affected;
+            affected += write(s, Statement::Update(one)).await?;
         }
         Ok((affected, 0))
     }
@@ -334,29 +364,16 @@ pub async fn delete(s: &mut Session, snap: &CatalogSnapshot, d: Delete) -> Resul
                 .collect();
             at += pk.len();
             for chunk in keys.chunks(KEYS_PER_WRITE) {
-                let target = match pk.as_slice() {
-                    [one] => ident(one),
-                    _ => Expr::Tuple(pk.iter().map(|c| ident(c)).collect()),
-                };
-                let list = chunk
-                    .iter()
-                    .map(|k| match k {
-                        [one] => literal(one),
-                        _ => Expr::Tuple(k.iter().map(literal).collect()),
-                    })
-                    .collect();
                 let one = Delete {
                     tables: vec![],
                     from: FromTable::WithFromKeyword(vec![alone(r)]),
                     using: None,
-                    selection: Some(Expr::InList { expr: Box::new(target), list, negated: false }),
+                    selection: Some(key_in_list(pk, chunk.iter().copied())),
                     order_by: vec![],
                     limit: None,
                     ..d.clone()
                 };
-                let mut ok = CollectSink::default();
-                Box::pin(execute(s, Statement::Delete(one), &mut ok)).await?;
-                affected += ok.affected;
+                affected += write(s, Statement::Delete(one)).await?;
             }
         }
         Ok((affected, 0))

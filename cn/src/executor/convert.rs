@@ -225,13 +225,9 @@ pub fn rows_to_batch(schema: &SchemaRef, rows: &[TextRow]) -> Result<RecordBatch
             }
         };
         macro_rules! prim {
-            ($arr:ty, $t:ty) => {{
-                let arr = vals.clone().map(|v| v.and_then(|s| s.trim().parse::<$t>().ok())).collect::<$arr>();
-                if arr.null_count() > vals.clone().filter(Option::is_none).count() {
-                    strict(&|s| s.trim().parse::<$t>().is_ok())?;
-                }
-                Arc::new(arr) as ArrayRef
-            }};
+            ($arr:ty, $t:ty) => {
+                parsed!($arr, |s: &str| s.trim().parse::<$t>().ok())
+            };
         }
         macro_rules! parsed {
             ($arr:ty, $parse:expr) => {{

@@ -67,13 +67,6 @@ pub fn mark(sql: &str) -> Option<String> {
     {
         return None;
     }
-    let word_at = |i: usize| -> usize {
-        let mut j = i;
-        while j < b.len() && is_word_byte(b[j]) {
-            j += 1;
-        }
-        j
-    };
     let blanks = |mut i: usize| {
         while i < b.len() && (b[i] == b' ' || b[i] == b'\t') {
             i += 1;
@@ -89,10 +82,10 @@ pub fn mark(sql: &str) -> Option<String> {
         }
         match b[i] {
             c if is_word_byte(c) => {
-                let end = word_at(i);
+                let end = word_end(b, i);
                 let starts = i == 0 || !is_word_byte(b[i - 1]);
                 if starts && b[i..end].eq_ignore_ascii_case(b"interval") {
-                    if let Some((unit, value, unit_end)) = composite_interval_after(b, end, &blanks, &word_at) {
+                    if let Some((unit, value, unit_end)) = composite_interval_after(b, end, &blanks) {
                         let call = format!("{INTERVAL_PREFIX}{}({})", unit.to_ascii_lowercase(), &sql[value.clone()]);
                         let o = out.get_or_insert_with(|| b.to_vec());
                         o[i..i + call.len()].copy_from_slice(call.as_bytes());
@@ -123,7 +116,7 @@ pub fn mark(sql: &str) -> Option<String> {
                 }
                 let is_extract = starts && b[i..end].eq_ignore_ascii_case(b"extract");
                 if is_extract {
-                    if let Some((unit, from_end)) = composite_after(b, end, &blanks, &word_at) {
+                    if let Some((unit, from_end)) = composite_after(b, end, &blanks) {
                         let call = format!("{PREFIX}{}(", unit.to_ascii_lowercase());
                         let o = out.get_or_insert_with(|| b.to_vec());
                         o[i..i + call.len()].copy_from_slice(call.as_bytes());
@@ -138,6 +131,14 @@ pub fn mark(sql: &str) -> Option<String> {
         }
     }
     out.and_then(|o| String::from_utf8(o).ok())
+}
+
+/// Where the word (name or keyword) starting at `b[i]` ends.
+fn word_end(b: &[u8], mut i: usize) -> usize {
+    while i < b.len() && is_word_byte(b[i]) {
+        i += 1;
+    }
+    i
 }
 
 /// The call [`mark`] writes for the operator `BINARY x`.
@@ -215,13 +216,7 @@ fn binary_operand(b: &[u8], at: usize, end: usize, blanks: &dyn Fn(usize) -> usi
             loop {
                 i = match b.get(i) {
                     Some(b'`') => skip_quoted_or_comment(b, i)?,
-                    Some(&c) if is_word_byte(c) => {
-                        let mut j = i;
-                        while j < b.len() && is_word_byte(b[j]) {
-                            j += 1;
-                        }
-                        j
-                    }
+                    Some(&c) if is_word_byte(c) => word_end(b, i),
                     _ => return None,
                 };
                 match b.get(i) {
@@ -238,24 +233,19 @@ fn binary_operand(b: &[u8], at: usize, end: usize, blanks: &dyn Fn(usize) -> usi
 
 /// After `EXTRACT` (ending at `at`): `( <unit> FROM` with a composite
 /// unit, on one line: the unit and where `FROM` ends.
-fn composite_after(
-    b: &[u8],
-    at: usize,
-    blanks: &dyn Fn(usize) -> usize,
-    word_at: &dyn Fn(usize) -> usize,
-) -> Option<(&'static str, usize)> {
+fn composite_after(b: &[u8], at: usize, blanks: &dyn Fn(usize) -> usize) -> Option<(&'static str, usize)> {
     let open = blanks(at);
     if b.get(open) != Some(&b'(') {
         return None;
     }
     let u = blanks(open + 1);
-    let u_end = word_at(u);
+    let u_end = word_end(b, u);
     let unit = COMPOSITE_UNITS.iter().find(|c| b[u..u_end].eq_ignore_ascii_case(c.as_bytes()))?;
     let f = blanks(u_end);
     if f == u_end {
         return None;
     }
-    let f_end = word_at(f);
+    let f_end = word_end(b, f);
     b[f..f_end].eq_ignore_ascii_case(b"from").then_some((unit, f_end))
 }
 
@@ -266,7 +256,6 @@ fn composite_interval_after(
     b: &[u8],
     at: usize,
     blanks: &dyn Fn(usize) -> usize,
-    word_at: &dyn Fn(usize) -> usize,
 ) -> Option<(&'static str, std::ops::Range<usize>, usize)> {
     let v = blanks(at);
     if v == at {
@@ -298,7 +287,7 @@ fn composite_interval_after(
     if u == e {
         return None;
     }
-    let u_end = word_at(u);
+    let u_end = word_end(b, u);
     let unit = COMPOSITE_UNITS.iter().find(|c| b[u..u_end].eq_ignore_ascii_case(c.as_bytes()))?;
     Some((unit, v..e, u_end))
 }
@@ -434,10 +423,7 @@ fn update_comma_join(sql: &str) -> Option<String> {
             b')' => depth = depth.saturating_sub(1),
             b',' if depth == 0 => commas.push(i),
             c if is_word_byte(c) => {
-                let mut j = i;
-                while j < b.len() && is_word_byte(b[j]) {
-                    j += 1;
-                }
+                let j = word_end(b, i);
                 if depth == 0 && b[i..j].eq_ignore_ascii_case(b"set") {
                     break;
                 }
