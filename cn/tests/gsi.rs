@@ -1145,7 +1145,7 @@ fn a_range_on_a_global_index_column_reads_the_index() {
 
         // ANALYZE TABLE gives the index table statistics of its own (row
         // estimates for plans that read it); DROP INDEX forgets them.
-        let stats = || env().cluster.catalog.snapshot().statistics("g_range", "t$ga");
+        let stats = || env().cluster.catalog.snapshot().statistics("g_range", "t$ga").cloned();
         assert_eq!(stats(), None);
         c.query_drop("ANALYZE TABLE t").await.unwrap();
         let rows = stats().expect("the index table's statistics").rows;

@@ -25,6 +25,9 @@ const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS cn_meta.cns (id BIGINT UNSIGNED PRIMARY KEY, last_seen TIMESTAMP(3) NOT NULL)",
     "CREATE TABLE IF NOT EXISTS cn_meta.views (db VARCHAR(64) NOT NULL, name VARCHAR(64) NOT NULL, def LONGTEXT NOT NULL, PRIMARY KEY (db, name))",
     "CREATE TABLE IF NOT EXISTS cn_meta.table_stats (db VARCHAR(64) NOT NULL, tbl VARCHAR(64) NOT NULL, row_count BIGINT UNSIGNED NOT NULL, avg_row_bytes BIGINT UNSIGNED NOT NULL, analyzed TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP, PRIMARY KEY (db, tbl))",
+    // Per-column statistics (JSON of `ColumnStats` by column), added after
+    // the table: a metadb made before has the table without it.
+    "ALTER TABLE cn_meta.table_stats ADD COLUMN IF NOT EXISTS column_stats LONGTEXT NULL",
     "CREATE TABLE IF NOT EXISTS cn_meta.sequences (db VARCHAR(64) NOT NULL, tbl VARCHAR(64) NOT NULL, next_value BIGINT UNSIGNED NOT NULL, PRIMARY KEY (db, tbl))",
 ];
 
@@ -114,11 +117,14 @@ impl MetaDb {
                 d.views.insert(v.name.clone(), Arc::new(v));
             }
         }
-        let stats: Vec<(String, String, u64, u64)> =
-            c.query("SELECT db, tbl, row_count, avg_row_bytes FROM cn_meta.table_stats").await?;
-        for (db, tbl, rows, avg_row_bytes) in stats {
+        let stats: Vec<(String, String, u64, u64, Option<String>)> =
+            c.query("SELECT db, tbl, row_count, avg_row_bytes, column_stats FROM cn_meta.table_stats").await?;
+        for (db, tbl, rows, avg_row_bytes, columns) in stats {
             if let Some(d) = databases.get_mut(&db) {
-                d.statistics.insert(tbl, super::statistics::TableStats { rows, avg_row_bytes });
+                // Statistics that do not read (another version's) count as none.
+                let columns = columns.and_then(|j| serde_json::from_str(&j).ok()).unwrap_or_default();
+                let columns = Arc::new(columns);
+                d.statistics.insert(tbl, super::statistics::TableStats { rows, avg_row_bytes, columns });
             }
         }
         Ok(CatalogSnapshot { version: version.unwrap_or(0), databases })
@@ -162,8 +168,14 @@ impl MetaDb {
     pub async fn put_statistics(&self, db: &str, tbl: &str, st: &super::statistics::TableStats) -> Result<()> {
         let mut c = self.conn().await?;
         c.exec_drop(
-            "REPLACE INTO cn_meta.table_stats (db, tbl, row_count, avg_row_bytes) VALUES (?, ?, ?, ?)",
-            (db, tbl, st.rows, st.avg_row_bytes),
+            "REPLACE INTO cn_meta.table_stats (db, tbl, row_count, avg_row_bytes, column_stats) VALUES (?, ?, ?, ?, ?)",
+            (
+                db,
+                tbl,
+                st.rows,
+                st.avg_row_bytes,
+                serde_json::to_string(st.columns.as_ref()).map_err(|e| CnError::internal(e.to_string()))?,
+            ),
         )
         .await?;
         Self::bump(&mut c).await

@@ -327,8 +327,8 @@ impl CatalogSnapshot {
         d.tables.get(&name).or_else(|| d.index_tables.get(&name))
     }
     /// The statistics `ANALYZE TABLE` recorded for a table, if any.
-    pub fn statistics(&self, db: &str, table: &str) -> Option<statistics::TableStats> {
-        self.database(db)?.statistics.get(&table.to_ascii_lowercase()).copied()
+    pub fn statistics(&self, db: &str, table: &str) -> Option<&statistics::TableStats> {
+        self.database(db)?.statistics.get(&table.to_ascii_lowercase())
     }
     /// A user table (not an index table).
     pub fn base_table(&self, db: &str, table: &str) -> Option<&Arc<TableDef>> {

@@ -149,7 +149,7 @@ impl InfoSchema {
                 let stat = |f: fn(&TableStats) -> u64| {
                     Col::Num(
                         t.iter()
-                            .map(|t| snap.statistics(&t.db, &t.name).map(|st| f(&st)))
+                            .map(|t| snap.statistics(&t.db, &t.name).map(f))
                             .chain(v.iter().map(|_| None))
                             .collect(),
                     )

@@ -90,6 +90,12 @@ pub const MAX_FRACTION: f64 = 0.1;
 /// than this: 10 × [`MAX_KEYS`].
 const KEY_READ_MAX_ROWS: f64 = 10.0 * MAX_KEYS as f64;
 
+/// A lookup's key read is skipped only when even this fraction of the
+/// keys its statistics predict would be too many ([`predicted_keys`]):
+/// estimates from NDVs are off by this much on skewed or correlated data
+/// before they mislead.
+const PREDICTION_MARGIN: f64 = 1.5;
+
 /// At most this many lookups per statement.
 const MAX_LOOKUPS: usize = 4;
 
@@ -434,6 +440,18 @@ where
             Expr::Column(k) => known_keys(&c.small_plan, k).filter(|v| few(v.len())),
             _ => None,
         };
+        // Keys that the column statistics confidently put well above what
+        // a lookup takes are not read: the plan then reads the small side
+        // alongside the rest instead of first (TPC-H Q2's 2,000 European
+        // suppliers, where 1,000 would do: 36 -> 33 ms at SF 1).
+        if known.is_none() {
+            if let Some(predicted) = predicted_keys(&c.small_plan, &c.choice.small_key, snap) {
+                if !few((predicted / PREDICTION_MARGIN).ceil().min(usize::MAX as f64) as usize) {
+                    tracing::debug!(predicted, "lookup join: the statistics predict too many keys; not read");
+                    continue;
+                }
+            }
+        }
         let exact = known.is_none();
         let mut kept = None;
         let values = match known {
@@ -518,6 +536,14 @@ where
         done += 1;
     }
     Ok((plan, done + rows_kept))
+}
+
+/// The distinct keys the small side of a lookup is predicted to have by
+/// the column statistics ([`super::cardinality`]): the key's NDV, at most
+/// the rows the side yields; `None` when the statistics cannot say.
+fn predicted_keys(small: &LogicalPlan, key: &Expr, snap: &CatalogSnapshot) -> Option<f64> {
+    let Expr::Column(key) = key else { return None };
+    super::cardinality::ndv(small, key, snap)
 }
 
 /// Values that include every non-NULL value of column `key` in `plan`'s

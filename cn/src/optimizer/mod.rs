@@ -10,6 +10,7 @@
 //! `utf8mb4_general_ci` collation for the string comparisons left to the CN
 //! ([`collation`]).
 
+pub mod cardinality;
 pub mod coercion;
 pub mod collation;
 pub mod decorrelate;

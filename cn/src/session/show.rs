@@ -95,6 +95,42 @@ async fn on_first_partition(s: &mut Session, t: &TableDef, sql: String) -> Resul
     Ok(c)
 }
 
+/// Sets SHOW INDEX's `Cardinality` (column 6) to the whole table's, from
+/// the statistics of `ANALYZE TABLE` (the first shard's own are a
+/// fraction): for the first `i` columns of an index, MySQL's number of
+/// distinct prefixes, estimated as the product of their NDVs, at most the
+/// table's rows, which a unique index's full key has. Rows of a column
+/// without statistics keep the shard's.
+fn index_cardinality(rows: &mut [crate::protocol::resultset::TextRow], st: &crate::catalog::statistics::TableStats) {
+    let text = |r: &crate::protocol::resultset::TextRow, i: usize| {
+        r.get(i).and_then(|v| v.as_deref()).map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default()
+    };
+    let total = st.rows as f64;
+    // A unique index's columns, to know its full key.
+    let mut widths: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
+    for r in rows.iter() {
+        *widths.entry(text(r, 2)).or_default() += 1;
+    }
+    let mut prefix: Option<(String, f64)> = None;
+    for r in rows.iter_mut() {
+        let (key, seq, column) = (text(r, 2), text(r, 3).parse::<usize>().unwrap_or(1), text(r, 4));
+        let before = match &prefix {
+            Some((k, n)) if *k == key && seq > 1 => *n,
+            _ => 1.0,
+        };
+        let Some(col) = st.columns.get(&column.to_ascii_lowercase()) else {
+            prefix = None;
+            continue;
+        };
+        let unique_key = text(r, 1) == "0" && widths.get(&key) == Some(&seq);
+        let distinct = if unique_key { total } else { (before * col.ndv.max(1.0)).min(total) };
+        prefix = Some((key, distinct));
+        if let Some(v) = r.get_mut(6) {
+            *v = Some(format!("{}", distinct.round() as u64).into_bytes());
+        }
+    }
+}
+
 /// Text columns named `names`.
 pub fn text_columns(names: &[&str]) -> Vec<ColumnDef> {
     text_cols(names)
@@ -170,6 +206,9 @@ pub async fn show(s: &mut Session, sql: &str, sink: &mut dyn ResultSink) -> Resu
                 }
             }
             c.rows.retain(|r| r.get(4).and_then(|v| v.as_deref()) != Some(IMPLICIT_PK.as_bytes()));
+            if let Some(st) = snap.statistics(&t.db, &t.name) {
+                index_cardinality(&mut c.rows, st);
+            }
             forward(sink, c).await
         }
         ["CREATE", "VIEW", ..] => match view_arg(s, &toks)? {
