@@ -317,26 +317,11 @@ pub async fn analyze_statement(s: &mut Session, sql: &str, sink: &mut dyn Result
     send_rows(sink, &cols, rows).await
 }
 
-/// The table names of an ANALYZE statement.
+/// The table names of an ANALYZE statement (its `PERSISTENT FOR …` tail
+/// ignored).
 fn table_list(sql: &str) -> Result<Vec<datafusion::sql::sqlparser::ast::ObjectName>> {
-    use datafusion::sql::sqlparser::dialect::MySqlDialect;
     use datafusion::sql::sqlparser::keywords::Keyword;
-    use datafusion::sql::sqlparser::parser::Parser;
-    use datafusion::sql::sqlparser::tokenizer::Token;
-    let syntax = || CnError::parse("expected ANALYZE [NO_WRITE_TO_BINLOG | LOCAL] TABLE name [, name ...]");
-    let mut p = Parser::new(&MySqlDialect {}).try_with_sql(sql).map_err(CnError::parse)?;
-    if !p.parse_keyword(Keyword::ANALYZE) {
-        return Err(syntax());
-    }
-    let _ = p.parse_one_of_keywords(&[Keyword::NO_WRITE_TO_BINLOG, Keyword::LOCAL]);
-    if !p.parse_keyword(Keyword::TABLE) {
-        return Err(syntax());
-    }
-    let mut names = vec![p.parse_object_name(false).map_err(|_| syntax())?];
-    while p.consume_token(&Token::Comma) {
-        names.push(p.parse_object_name(false).map_err(|_| syntax())?);
-    }
-    Ok(names)
+    Ok(crate::ddl::maintenance::table_list(sql, Keyword::ANALYZE)?.0)
 }
 
 #[cfg(test)]

@@ -1,10 +1,13 @@
-//! DDL: CREATE/DROP DATABASE, CREATE/DROP/TRUNCATE/RENAME/ALTER TABLE.
+//! DDL: CREATE/DROP DATABASE, CREATE/DROP/TRUNCATE/RENAME/ALTER TABLE;
+//! table maintenance (CHECK/OPTIMIZE/REPAIR/CHECKSUM TABLE) in
+//! [`maintenance`].
 //!
 //! A logical table is created by creating each partition's physical table
 //! on its DN, reading the column definitions back from the DN (so types are
 //! exactly as MariaDB normalized them) and then recording the table in the
 //! metadb. A failure half way drops what was created.
 
+pub mod maintenance;
 pub mod partition_clause;
 pub mod views;
 

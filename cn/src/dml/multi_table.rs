@@ -11,7 +11,10 @@
 //! more than once is written once, with its first match's values, as
 //! MySQL does; the values are computed from the rows as they were before
 //! the statement (MySQL does not promise an order of the assignments in a
-//! multi-table UPDATE). A target needs a primary key of its own.
+//! multi-table UPDATE). An UPDATE may set the columns of several tables
+//! (`SET t.a = 1, u.b = t.c`): one SELECT reads every target's keys and
+//! values, then each target is written in turn. A target needs a primary
+//! key of its own.
 
 use super::{begin_own, end_own, execute};
 use crate::catalog::{CatalogSnapshot, TableDef, IMPLICIT_PK};
@@ -177,9 +180,9 @@ pub async fn update(s: &mut Session, snap: &CatalogSnapshot, u: Update) -> Resul
         from.extend(f.iter());
     }
     let rels = relations(s, snap, &from)?;
-    // The target: the one table the assignments name.
-    let mut target: Option<&Relation> = None;
-    let mut columns: Vec<String> = Vec::new();
+    // The targets: the tables the assignments name, in their order, each
+    // with its assignments.
+    let mut targets: Vec<UpdateTarget> = Vec::new();
     for a in &u.assignments {
         let AssignmentTarget::ColumnName(ObjectName(parts)) = &a.target else {
             return Err(CnError::parse("tuple assignment in UPDATE"));
@@ -216,76 +219,125 @@ pub async fn update(s: &mut Session, snap: &CatalogSnapshot, u: Update) -> Resul
         if rel.def.column(&column).is_none() {
             return Err(CnError::mysql(code::ER_BAD_FIELD_ERROR, format!("Unknown column '{column}' in 'field list'")));
         }
-        if target.is_some_and(|t| !std::ptr::eq(t, rel)) {
-            return Err(CnError::unsupported("multi-table UPDATE that sets the columns of several tables"));
+        match targets.iter_mut().find(|t| std::ptr::eq(t.rel, rel)) {
+            Some(t) => {
+                t.columns.push(column);
+                t.values.push(&a.value);
+            }
+            None => targets.push(UpdateTarget {
+                rel,
+                pk: primary_key(rel, "UPDATE")?.to_vec(),
+                columns: vec![column],
+                values: vec![&a.value],
+                all: vec![],
+            }),
         }
-        target = Some(rel);
-        columns.push(column);
     }
-    let target = target.ok_or_else(|| CnError::parse("UPDATE without SET"))?;
-    let pk = primary_key(target, "UPDATE")?.to_vec();
-    let q = crate::dn::quote_ident(&target.qualifier);
-    let mut items: Vec<String> = pk.iter().map(|c| format!("{q}.{}", crate::dn::quote_ident(c))).collect();
-    items.extend(u.assignments.iter().map(|a| format!("({})", crate::planner::dn_text(&a.value))));
-    // A new primary key where the row's place depends on it (partitioned
-    // by it, or in a global index): the row moves, deleted and inserted
-    // anew with all its columns, read here too.
-    let moving =
-        columns.iter().any(|c| pk.contains(c)) && crate::gsi::maintain::update_needs_maintenance(&target.def, &columns);
-    let all: Vec<String> = if moving { target.def.visible_columns().map(|c| c.name.clone()).collect() } else { vec![] };
-    items.extend(all.iter().map(|c| format!("{q}.{}", crate::dn::quote_ident(c))));
-    let target_from = alone(target);
-    let target_name = match &target.factor {
-        TableFactor::Table { name, .. } => crate::planner::dn_text(name),
-        other => other.to_string(),
-    };
+    if targets.is_empty() {
+        return Err(CnError::parse("UPDATE without SET"));
+    }
+    // One SELECT for all targets: each one's primary key, new values and,
+    // when its row moves, all its columns.
+    let mut items: Vec<String> = Vec::new();
+    for t in targets.iter_mut() {
+        let q = crate::dn::quote_ident(&t.rel.qualifier);
+        items.extend(t.pk.iter().map(|c| format!("{q}.{}", crate::dn::quote_ident(c))));
+        items.extend(t.values.iter().map(|v| format!("({})", crate::planner::dn_text(*v))));
+        // A new primary key where the row's place depends on it
+        // (partitioned by it, or in a global index): the row moves,
+        // deleted and inserted anew with all its columns, read here too.
+        let moving = t.columns.iter().any(|c| t.pk.contains(c))
+            && crate::gsi::maintain::update_needs_maintenance(&t.rel.def, &t.columns);
+        if moving {
+            t.all = t.rel.def.visible_columns().map(|c| c.name.clone()).collect();
+        }
+        items.extend(t.all.iter().map(|c| format!("{q}.{}", crate::dn::quote_ident(c))));
+    }
     let own = begin_own(s).await?;
     let run = async {
         let rows = select(s, &items, &from, u.selection.as_ref(), &u.order_by, u.limit.as_ref()).await?;
-        let mut seen = HashSet::new();
         let mut affected = 0;
-        for row in rows.rows {
-            let (key, rest) = row.split_at(pk.len());
-            let (values, old) = rest.split_at(columns.len());
-            if !seen.insert(key.to_vec()) {
-                continue;
-            }
-            if moving {
-                let mut new = old.to_vec();
-                for (c, v) in columns.iter().zip(values) {
-                    if let Some(i) = all.iter().position(|a| a == c) {
-                        new[i] = v.clone();
-                    }
+        let mut at = 0;
+        for t in &targets {
+            let width = t.pk.len() + t.columns.len() + t.all.len();
+            let mut seen = HashSet::new();
+            for row in &rows.rows {
+                let (key, rest) = row[at..at + width].split_at(t.pk.len());
+                let (values, old) = rest.split_at(t.columns.len());
+                // A target row an outer join left empty is no row; a row
+                // the join matches again keeps its first match's values.
+                if key.iter().any(Option::is_none) || !seen.insert(key.to_vec()) {
+                    continue;
                 }
-                let new_key: Vec<Option<Vec<u8>>> =
-                    pk.iter().map(|k| all.iter().position(|a| a == k).and_then(|i| new[i].clone())).collect();
-                if new_key != key || new != old {
-                    affected += move_row(s, &target_name, &pk, key, &all, &new).await?;
-                }
-                continue;
+                affected += update_row(s, &u, t, key, values, old).await?;
             }
-            let one = Update {
-                table: target_from.clone(),
-                assignments: columns
-                    .iter()
-                    .zip(values)
-                    .map(|(c, v)| Assignment {
-                        target: AssignmentTarget::ColumnName(ObjectName::from(vec![Ident::with_quote('`', c)])),
-                        value: literal(v),
-                    })
-                    .collect(),
-                from: None,
-                selection: Some(key_condition(&pk, key)),
-                order_by: vec![],
-                limit: None,
-                ..u.clone()
-            };
-            affected += write(s, Statement::Update(one)).await?;
+            at += width;
         }
         Ok((affected, 0))
     }
     .await;
     end_own(s, own, run).await
+}
+
+/// A table a multi-table UPDATE writes: its relation and primary key, the
+/// columns its assignments set and their values, and, when its rows move
+/// ([`move_row`]), all its visible columns.
+struct UpdateTarget<'a> {
+    rel: &'a Relation,
+    pk: Vec<String>,
+    columns: Vec<String>,
+    values: Vec<&'a Expr>,
+    all: Vec<String>,
+}
+
+/// Writes one row of target `t` (primary key `key`) with the `values` of
+/// its assignments: by its key through the single-table path, or moved
+/// when its new key decides its place (`old`: all its columns). Its
+/// affected rows.
+async fn update_row(
+    s: &mut Session,
+    u: &Update,
+    t: &UpdateTarget<'_>,
+    key: &[Option<Vec<u8>>],
+    values: &[Option<Vec<u8>>],
+    old: &[Option<Vec<u8>>],
+) -> Result<u64> {
+    if !t.all.is_empty() {
+        let mut new = old.to_vec();
+        for (c, v) in t.columns.iter().zip(values) {
+            if let Some(i) = t.all.iter().position(|a| a == c) {
+                new[i] = v.clone();
+            }
+        }
+        let new_key: Vec<Option<Vec<u8>>> =
+            t.pk.iter().map(|k| t.all.iter().position(|a| a == k).and_then(|i| new[i].clone())).collect();
+        if new_key == key && new == old {
+            return Ok(0);
+        }
+        let name = match &t.rel.factor {
+            TableFactor::Table { name, .. } => crate::planner::dn_text(name),
+            other => other.to_string(),
+        };
+        return move_row(s, &name, &t.pk, key, &t.all, &new).await;
+    }
+    let one = Update {
+        table: alone(t.rel),
+        assignments: t
+            .columns
+            .iter()
+            .zip(values)
+            .map(|(c, v)| Assignment {
+                target: AssignmentTarget::ColumnName(ObjectName::from(vec![Ident::with_quote('`', c)])),
+                value: literal(v),
+            })
+            .collect(),
+        from: None,
+        selection: Some(key_condition(&t.pk, key)),
+        order_by: vec![],
+        limit: None,
+        ..u.clone()
+    };
+    write(s, Statement::Update(one)).await
 }
 
 /// Moves the row of primary key `key` in table `name`: deletes it and

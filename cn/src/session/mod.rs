@@ -492,6 +492,18 @@ impl Session {
                 }
             }
             ["CHECK", "GLOBAL", "INDEX"] => return crate::gsi::check::check_statement(self, sql, sink).await,
+            ["CHECK" | "OPTIMIZE" | "REPAIR", ..] => {
+                use datafusion::sql::sqlparser::keywords::Keyword;
+                // An implicit commit, as in MySQL.
+                self.commit().await?;
+                let verb = match w[0] {
+                    "CHECK" => Keyword::CHECK,
+                    "OPTIMIZE" => Keyword::OPTIMIZE,
+                    _ => Keyword::REPAIR,
+                };
+                return crate::ddl::maintenance::check_optimize_repair(self, sql, verb, sink).await;
+            }
+            ["CHECKSUM", ..] => return crate::ddl::maintenance::checksum(self, sql, sink).await,
             ["CREATE", "TABLE", ..] | ["CREATE", "TEMPORARY", "TABLE"] => {
                 self.commit().await?;
                 return crate::ddl::create_table(self, sql, sink).await;
