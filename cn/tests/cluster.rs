@@ -1754,6 +1754,8 @@ fn mysql_expressions_over_values_the_cn_computes_match_mariadb() {
             // REGEXP and functions a DN computes for the CN's values.
             "s REGEXP 'a', s RLIKE '^m', s NOT REGEXP 'i', REGEXP_REPLACE(s, '[aeiou]', '*'), REGEXP_SUBSTR(s, '[a-z]+')",
             "BIN(g), OCT(g + 8), SPACE(g), QUOTE(s), INSERT(s, 2, 1, 'X'), MAKE_SET(g, 'a', 'b'), BIT_COUNT(g + 4)",
+            // The function INTERVAL (1064 before), beside an interval.
+            "INTERVAL(g, 1, 2, 3), INTERVAL(x, -1, 0, 2.5), interval (NULL, 1), d + INTERVAL (g + 1) DAY",
             "SOUNDEX(s), TO_BASE64(s), INET_NTOA(g + 167772160), PERIOD_DIFF(200001, 199901 + g), TIME_FORMAT('10:11:12', '%H.%i')",
             // MySQL's DATE_FORMAT specifiers (DataFusion's meant chrono's).
             "DATE_FORMAT(d, '%W %M %D %j %U %u %V %v %X %x'), DATE_FORMAT(d, '%Y-%m-%d %H:%i:%s %p %r %T %f %a %b %c %e')",

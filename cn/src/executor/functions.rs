@@ -1646,6 +1646,8 @@ const SHARD_FUNCTIONS: &[(&str, ShardType, usize, usize)] = &[
     ("microsecond", ShardType::Int, 1, 1),
     ("to_seconds", ShardType::Int, 1, 1),
     ("ord", ShardType::Int, 1, 1),
+    // `INTERVAL(N, N1, …)` ([`crate::planner::extract`] names it).
+    ("interval", ShardType::Int, 2, usize::MAX),
     ("addtime", ShardType::SameTime, 2, 2),
     ("subtime", ShardType::SameTime, 2, 2),
     ("sec_to_time", ShardType::Time, 1, 1),

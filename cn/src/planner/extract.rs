@@ -29,8 +29,8 @@
 
 use super::rollup::{is_word_byte, skip_quoted_or_comment};
 use datafusion::sql::sqlparser::ast::{
-    DateTimeField, Expr, ExtractSyntax, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, Interval, Statement,
-    VisitMut, VisitorMut,
+    DateTimeField, Expr, ExtractSyntax, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, Interval, ObjectName,
+    Statement, VisitMut, VisitorMut,
 };
 use std::ops::ControlFlow;
 
@@ -85,6 +85,14 @@ pub fn mark(sql: &str) -> Option<String> {
                 let end = word_end(b, i);
                 let starts = i == 0 || !is_word_byte(b[i - 1]);
                 if starts && b[i..end].eq_ignore_ascii_case(b"interval") {
+                    // The function `INTERVAL(N, N1, …)`, not an interval
+                    // `INTERVAL (expr) unit`: a call sqlparser reads.
+                    if interval_function_after(b, blanks(end)) {
+                        let o = out.get_or_insert_with(|| b.to_vec());
+                        o[i..end].copy_from_slice(INTERVAL_CALL.as_bytes());
+                        i = end;
+                        continue;
+                    }
                     if let Some((unit, value, unit_end)) = composite_interval_after(b, end, &blanks) {
                         let call = format!("{INTERVAL_PREFIX}{}({})", unit.to_ascii_lowercase(), &sql[value.clone()]);
                         let o = out.get_or_insert_with(|| b.to_vec());
@@ -139,6 +147,35 @@ fn word_end(b: &[u8], mut i: usize) -> usize {
         i += 1;
     }
     i
+}
+
+/// The name [`mark`] gives the function `INTERVAL(N, N1, …)` (as long as
+/// `INTERVAL`), which [`restore`] names `interval` again.
+const INTERVAL_CALL: &str = "__cnival";
+
+/// Whether `b[at..]` is a parenthesized list with a comma at its top
+/// level (quotes and nested parentheses skipped): the arguments of the
+/// function `INTERVAL`, where an interval's value has none.
+fn interval_function_after(b: &[u8], at: usize) -> bool {
+    if b.get(at) != Some(&b'(') {
+        return false;
+    }
+    let (mut i, mut depth) = (at, 0usize);
+    while i < b.len() {
+        if let Some(next) = skip_quoted_or_comment(b, i) {
+            i = next;
+            continue;
+        }
+        match b[i] {
+            b'(' => depth += 1,
+            b')' if depth <= 1 => return false,
+            b')' => depth -= 1,
+            b',' if depth == 1 => return true,
+            _ => {}
+        }
+        i += 1;
+    }
+    false
 }
 
 /// The call [`mark`] writes for the operator `BINARY x`.
@@ -300,6 +337,10 @@ pub fn restore(stmt: &mut Statement) {
         fn post_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
             let Expr::Function(f) = e else { return ControlFlow::Continue(()) };
             let name = f.name.to_string();
+            if name == INTERVAL_CALL {
+                f.name = ObjectName::from(vec![Ident::new("interval")]);
+                return ControlFlow::Continue(());
+            }
             if name == BINARY_CALL {
                 if let FunctionArguments::List(list) = &mut f.args {
                     if let [FunctionArg::Unnamed(FunctionArgExpr::Expr(x))] = list.args.as_mut_slice() {
@@ -482,6 +523,18 @@ mod tests {
         );
         // A type, not the operator.
         assert_eq!(mark("CREATE TABLE t (b BINARY(16), c VARCHAR(3) CHARACTER SET binary NOT NULL)"), None);
+    }
+
+    #[test]
+    fn the_interval_function_is_a_call_and_intervals_stay() {
+        let sql = "SELECT INTERVAL(a, 1, 10), interval (f(x, y), 2), d + INTERVAL (1 + 2) DAY, \
+                   d - INTERVAL '1,2' DAY FROM t WHERE INTERVAL(',', 1) = 0";
+        assert_eq!(mark(sql).unwrap().len(), sql.len());
+        assert_eq!(
+            parse(sql).unwrap()[0].to_string(),
+            "SELECT interval(a, 1, 10), interval(f(x, y), 2), d + INTERVAL (1 + 2) DAY, \
+             d - INTERVAL '1,2' DAY FROM t WHERE interval(',', 1) = 0"
+        );
     }
 
     #[test]
