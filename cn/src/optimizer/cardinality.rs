@@ -17,7 +17,7 @@
 //! European suppliers: region `r_name = 'EUROPE'` one of 5 rows, its 5 of
 //! the 25 nations, their 2,000 of the 10,000 suppliers).
 
-use crate::catalog::statistics::ColumnStats;
+use crate::catalog::statistics::{ColumnStats, TableStats};
 use crate::catalog::{CatalogSnapshot, TableDef};
 use crate::executor::table::ShardedTable;
 use datafusion::common::{Column, ScalarValue};
@@ -157,16 +157,29 @@ fn unwrap_cast(e: &Expr) -> &Expr {
 /// (`=`, `<>`, `<`, `<=`, `>`, `>=`, `BETWEEN`, `IN`, `IS [NOT] NULL`, and
 /// `OR`/`NOT` of them); `None` otherwise.
 pub fn selectivity(input: &LogicalPlan, predicate: &Expr, snap: &CatalogSnapshot) -> Option<f64> {
+    conjuncts(split_conjunction(predicate), &|c| column_stats(input, c, snap))
+}
+
+/// [`selectivity`] of a scan's filters on a table with statistics `st`
+/// (their columns are the table's): the fraction of its rows they keep.
+pub fn scan_selectivity(st: &TableStats, filters: &[Expr]) -> Option<f64> {
+    conjuncts(filters.iter(), &|c| st.columns.get(&c.name.to_ascii_lowercase()))
+}
+
+fn conjuncts<'e, 's>(
+    predicates: impl IntoIterator<Item = &'e Expr>,
+    stats: &dyn Fn(&Column) -> Option<&'s ColumnStats>,
+) -> Option<f64> {
     let mut kept = 1.0;
-    for c in split_conjunction(predicate) {
-        kept *= conjunct(input, c, snap)?;
+    for c in predicates {
+        kept *= conjunct(c, stats)?;
     }
     Some(kept.clamp(0.0, 1.0))
 }
 
-fn conjunct(input: &LogicalPlan, e: &Expr, snap: &CatalogSnapshot) -> Option<f64> {
+fn conjunct<'s>(e: &Expr, column_stats: &dyn Fn(&Column) -> Option<&'s ColumnStats>) -> Option<f64> {
     let stats = |e: &Expr| match unwrap_cast(e) {
-        Expr::Column(c) => column_stats(input, c, snap),
+        Expr::Column(c) => column_stats(c),
         _ => None,
     };
     let literal = |e: &Expr| match unwrap_cast(e) {
@@ -175,13 +188,13 @@ fn conjunct(input: &LogicalPlan, e: &Expr, snap: &CatalogSnapshot) -> Option<f64
     };
     Some(match e {
         Expr::BinaryExpr(BinaryExpr { left, op: Operator::And, right }) => {
-            conjunct(input, left, snap)? * conjunct(input, right, snap)?
+            conjunct(left, column_stats)? * conjunct(right, column_stats)?
         }
         Expr::BinaryExpr(BinaryExpr { left, op: Operator::Or, right }) => {
-            let (a, b) = (conjunct(input, left, snap)?, conjunct(input, right, snap)?);
+            let (a, b) = (conjunct(left, column_stats)?, conjunct(right, column_stats)?);
             a + b - a * b
         }
-        Expr::Not(inner) => 1.0 - conjunct(input, inner, snap)?,
+        Expr::Not(inner) => 1.0 - conjunct(inner, column_stats)?,
         Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
             // Column on the left: `5 < c` is `c > 5`.
             let (s, v, op) = match (stats(left), literal(right), stats(right), literal(left)) {
