@@ -138,7 +138,7 @@ pub fn column_stats<'a>(plan: &LogicalPlan, column: &Column, snap: &'a CatalogSn
 }
 
 /// The table a scan reads, when it is a CN table.
-fn sharded(scan: &TableScan) -> Option<Arc<TableDef>> {
+pub(crate) fn sharded(scan: &TableScan) -> Option<Arc<TableDef>> {
     let provider = source_as_provider(&scan.source).ok()?;
     Some(provider.downcast_ref::<ShardedTable>()?.def.clone())
 }

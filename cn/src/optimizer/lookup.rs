@@ -61,12 +61,11 @@
 use super::pushdown::pushes_whole;
 use crate::catalog::statistics::{FILTER_SELECTIVITY, GROUPS_PER_ROW};
 use crate::catalog::CatalogSnapshot;
-use crate::executor::table::ShardedTable;
 use datafusion::arrow::array::Array;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{Column, NullEquality, Result, ScalarValue, TableReference};
-use datafusion::datasource::{provider_as_source, source_as_provider};
+use datafusion::datasource::provider_as_source;
 use datafusion::logical_expr::utils::split_conjunction;
 use datafusion::logical_expr::{
     in_list, lit, Expr, ExprSchemable, Filter, Join, JoinType, LogicalPlan, LogicalPlanBuilder, TableScan,
@@ -203,9 +202,8 @@ pub fn reads_a_large_table(plan: &LogicalPlan, snap: &CatalogSnapshot, min_rows:
 /// The rows of the CN table `scan` reads, by its `ANALYZE TABLE`
 /// statistics; `None` for another table or one without statistics.
 fn table_rows(scan: &TableScan, snap: &CatalogSnapshot) -> Option<f64> {
-    let provider = source_as_provider(&scan.source).ok()?;
-    let table = provider.downcast_ref::<ShardedTable>()?;
-    Some(snap.statistics(&table.def.db, &table.def.name)?.rows as f64)
+    let def = super::cardinality::sharded(scan)?;
+    Some(snap.statistics(&def.db, &def.name)?.rows as f64)
 }
 
 /// Which child of a join a lookup filters.

@@ -154,13 +154,18 @@ fn word_end(b: &[u8], mut i: usize) -> usize {
 const INTERVAL_CALL: &str = "__cnival";
 
 /// Whether `b[at..]` is a parenthesized list with a comma at its top
-/// level (quotes and nested parentheses skipped): the arguments of the
-/// function `INTERVAL`, where an interval's value has none.
+/// level: the arguments of the function `INTERVAL`, where an interval's
+/// value has none.
 fn interval_function_after(b: &[u8], at: usize) -> bool {
-    if b.get(at) != Some(&b'(') {
-        return false;
-    }
-    let (mut i, mut depth) = (at, 0usize);
+    b.get(at) == Some(&b'(') && parenthesized(b, at, false).is_some_and(|(_, comma)| comma)
+}
+
+/// The balanced parenthesis opening at `b[open]`: where it ends, and
+/// whether a comma stands at its top level (quotes, comments and nested
+/// parentheses skipped). `None` when it does not close, or, with
+/// `one_line`, not before the line ends.
+fn parenthesized(b: &[u8], open: usize, one_line: bool) -> Option<(usize, bool)> {
+    let (mut i, mut depth, mut comma) = (open, 0usize, false);
     while i < b.len() {
         if let Some(next) = skip_quoted_or_comment(b, i) {
             i = next;
@@ -168,14 +173,19 @@ fn interval_function_after(b: &[u8], at: usize) -> bool {
         }
         match b[i] {
             b'(' => depth += 1,
-            b')' if depth <= 1 => return false,
-            b')' => depth -= 1,
-            b',' if depth == 1 => return true,
+            b')' => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some((i + 1, comma));
+                }
+            }
+            b',' if depth == 1 => comma = true,
+            b'\n' if one_line => return None,
             _ => {}
         }
         i += 1;
     }
-    false
+    None
 }
 
 /// The call [`mark`] writes for the operator `BINARY x`.
@@ -212,32 +222,9 @@ fn binary_operand(b: &[u8], at: usize, end: usize, blanks: &dyn Fn(usize) -> usi
     if from == end {
         return None;
     }
-    // A balanced parenthesis from `b[i]` (an opening one): where it ends.
-    let closing = |mut i: usize| -> Option<usize> {
-        let mut depth = 0usize;
-        while i < b.len() {
-            if let Some(next) = skip_quoted_or_comment(b, i) {
-                i = next;
-                continue;
-            }
-            match b[i] {
-                b'(' => depth += 1,
-                b')' => {
-                    depth -= 1;
-                    if depth == 0 {
-                        return Some(i + 1);
-                    }
-                }
-                b'\n' => return None,
-                _ => {}
-            }
-            i += 1;
-        }
-        None
-    };
     let to = match *b.get(from)? {
         b'(' => {
-            let to = closing(from)?;
+            let (to, _) = parenthesized(b, from, true)?;
             // `CONVERT(x, BINARY(16))`: a type's length.
             if b[from + 1..to - 1].iter().all(u8::is_ascii_digit) {
                 return None;
@@ -258,7 +245,7 @@ fn binary_operand(b: &[u8], at: usize, end: usize, blanks: &dyn Fn(usize) -> usi
                 };
                 match b.get(i) {
                     Some(b'.') => i += 1,
-                    Some(b'(') => break closing(i)?,
+                    Some(b'(') => break parenthesized(b, i, true)?.0,
                     _ => break i,
                 }
             }
