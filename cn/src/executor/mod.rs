@@ -187,6 +187,7 @@ pub fn context(
         ctx.add_optimizer_rule(Arc::new(crate::gsi::join::IndexColocatedJoin { hints }));
     }
     ctx.add_optimizer_rule(Arc::new(crate::optimizer::join_transpose::JoinTranspose));
+    ctx.add_optimizer_rule(Arc::new(crate::optimizer::join_reorder::JoinReorder { snapshot: snapshot.clone() }));
     ctx.add_optimizer_rule(Arc::new(crate::optimizer::pushdown::ShardPushdown::new()));
     ctx.add_optimizer_rule(Arc::new(crate::optimizer::collation::GeneralCiCollation));
     ctx.register_catalog("def", Arc::new(CnCatalog { snapshot, source }));

@@ -13,10 +13,11 @@
 //!
 //! Two tables are joined on their partition keys when both are hash
 //! partitioned in one table group on one column and the WHERE clause has
-//! the conjunct `a.key = b.key`. A heuristic, not a cost-based order: it
-//! only decides which tables join first. Not applied when the SELECT has a
+//! the conjunct `a.key = b.key`. A heuristic: it only decides which tables
+//! join first, and needs no statistics. Not applied when the SELECT has a
 //! `*` (its column order follows the FROM list) or when an item is not a
-//! plain logical table.
+//! plain logical table. With statistics, [`super::join_reorder`] then
+//! chooses the join tree by cost.
 
 use crate::catalog::{CatalogSnapshot, Partitioning, TableDef};
 use crate::planner::{column_ref, resolve_name};

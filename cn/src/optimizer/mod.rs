@@ -2,7 +2,8 @@
 //! where the CN computes ([`semantics`]), and the pushdown of co-located
 //! joins, aggregates and expressions into one SELECT per shard
 //! ([`pushdown`]), helped by a FROM order that joins co-located tables
-//! first ([`join_order`]), and the unnesting of the correlated scalar
+//! first ([`join_order`]) and by the join tree of least estimated cost
+//! ([`join_reorder`], from the statistics of [`cardinality`]), and the unnesting of the correlated scalar
 //! subqueries DataFusion leaves in place ([`decorrelate`]) or computes
 //! as a window aggregate over the query's own join ([`winmagic`]), and the
 //! joins and `EXISTS` moved next to the tables they correlate with
@@ -15,6 +16,7 @@ pub mod coercion;
 pub mod collation;
 pub mod decorrelate;
 pub mod join_order;
+pub mod join_reorder;
 pub mod join_transpose;
 pub mod lookup;
 pub mod pushdown;
