@@ -244,6 +244,19 @@ pub const SCAN_BUFFER_DIVISOR: usize = 16;
 
 const SHARD_SCAN_CONSUMER: &str = "ShardScan[";
 
+/// A sort's merge of its spill files (DataFusion's `ExternalSorterMerge`
+/// consumer, one per sort partition) holds at most `limit /
+/// SORT_MERGE_DIVISOR` bytes. It cannot spill, and it reads as many spill
+/// files at once as the pool lets it, a buffer for each: uncapped, the
+/// first partition's merge took 15 of 16 MiB in TPC-H Q5 with
+/// `cn_hash_join = OFF`, and the second partition's sort could not
+/// reserve the 1 MiB it sets aside for its own merge (ERR 1041). Capped,
+/// a merge reads fewer files per pass (DataFusion's multi-level merge
+/// merges the rest in further passes).
+pub const SORT_MERGE_DIVISOR: usize = 4;
+
+const SORT_MERGE_CONSUMER: &str = "ExternalSorterMerge[";
+
 fn is_repartition(c: &MemoryConsumer) -> bool {
     c.name().starts_with(REPARTITION_CONSUMER)
 }
@@ -424,6 +437,12 @@ impl MemoryPool for QueryMemoryPool {
             }
             self.grow(r, additional);
             return Ok(());
+        }
+        if r.consumer().name().starts_with(SORT_MERGE_CONSUMER) {
+            let cap = self.limit / SORT_MERGE_DIVISOR;
+            if r.size().saturating_add(additional) > cap {
+                return Err(self.refused(r, additional, format!("a sort's merge holds at most {cap} bytes")));
+            }
         }
         let scan = is_shard_scan(r.consumer());
         if scan {
@@ -656,6 +675,22 @@ mod tests {
         drop(ra);
         rb.try_grow(400).unwrap();
         assert_eq!(cn.used(), 700);
+    }
+
+    #[test]
+    fn a_sorts_merge_leaves_room_for_the_other_partitions_sorts() {
+        let (_cn, _dir) = cn(16_000, 100_000);
+        let pool: Arc<dyn MemoryPool> = _cn.query_pool(16_000);
+        let merges: Vec<_> =
+            (0..2).map(|i| MemoryConsumer::new(format!("ExternalSorterMerge[{i}]")).register(&pool)).collect();
+        merges[0].try_grow(1000).unwrap();
+        // Reading spill files one buffer at a time, as DataFusion's merge
+        // does, until refused.
+        while merges[0].try_grow(500).is_ok() {}
+        assert_eq!(merges[0].size(), 16_000 / SORT_MERGE_DIVISOR, "capped at a quarter of the limit");
+        let e = merges[0].try_grow(500).unwrap_err().to_string();
+        assert!(e.contains("a sort's merge holds at most 4000 bytes"), "{e}");
+        merges[1].try_grow(1000).expect("the other partition's sort sets aside its merge memory");
     }
 
     #[test]
