@@ -241,10 +241,6 @@ impl Region {
         Some(Region { leaves, edges, residual, rows, adjacent })
     }
 
-    fn neighbours(&self, s: Set) -> Set {
-        members(s).fold(0, |acc, i| acc | self.adjacent[i])
-    }
-
     /// The region's best tree as a plan with `root`'s columns, when it
     /// costs less than [`MARGIN`] of `root`'s tree.
     fn better(&self, root: &LogicalPlan) -> Option<Result<LogicalPlan>> {
@@ -252,6 +248,11 @@ impl Region {
         let n = self.leaves.len();
         let full: Set = (1 << n) - 1;
         let mut best: Vec<Option<Best>> = vec![None; 1 << n];
+        // The leaves each set has an equality with.
+        let mut neighbours: Vec<Set> = vec![0; 1 << n];
+        for s in 1..(1usize << n) {
+            neighbours[s] = neighbours[s & (s - 1)] | self.adjacent[s.trailing_zeros() as usize];
+        }
         for (i, leaf) in self.leaves.iter().enumerate() {
             let pushed = pushes_whole(leaf).then(|| Arc::new(leaf.clone()));
             best[1 << i] = Some(Best { cost: self.rows[1 << i], split: None, pushed });
@@ -268,7 +269,7 @@ impl Region {
                 let r = s ^ l;
                 if l & low != 0 {
                     if let (Some(bl), Some(br)) = (&best[l as usize], &best[r as usize]) {
-                        if self.neighbours(l) & r != 0 {
+                        if neighbours[l as usize] & r != 0 {
                             let cost = bl.cost + br.cost + self.rows[s as usize];
                             if found.as_ref().is_none_or(|f| f.pushed.is_none() && cost < f.cost) {
                                 found = Some(Best { cost, split: Some((l, r)), pushed: None });
