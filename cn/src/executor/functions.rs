@@ -78,6 +78,7 @@ pub fn all(dn: Option<DnEval>) -> Vec<ScalarUDF> {
     .chain(MysqlIntArith::OPS.iter().filter_map(|(_, op)| MysqlIntArith::new(*op).map(ScalarUDF::from)))
     .chain((0..MysqlDatePart::PARTS.len()).map(|i| ScalarUDF::from(MysqlDatePart::new(i))))
     .chain(super::truth::Conversion::ALL.map(super::truth::Conversion::udf))
+    .chain(super::math::all())
     .chain(ShardFunction::all(dn))
     .chain(crate::optimizer::coercion::string_functions())
     .chain(std::iter::once(crate::optimizer::coercion::order_arg()))

@@ -11,6 +11,7 @@ pub mod functions;
 pub mod group_concat;
 pub mod hybrid_hash_join;
 pub mod info_schema;
+pub mod math;
 pub mod memory;
 pub mod operator_memory;
 pub mod repartition;
