@@ -331,6 +331,37 @@ fn format_datetime_fsp(micros: i64, fsp: usize) -> Option<String> {
     Some(format!("{whole}.{frac:0fsp$}"))
 }
 
+/// A DOUBLE as MariaDB shows it with `n` decimals: its shortest digits
+/// that read back as the same DOUBLE, the places after them zeros
+/// (`TRUNCATE(x / 7, 20)` is `0.35714285714285715000`, not the binary
+/// value's `…15079`); rounded at the n-th decimal when they need more.
+pub fn format_fixed_double(v: f64, n: usize) -> String {
+    if !v.is_finite() || v == 0.0 {
+        return format!("{v:.n$}");
+    }
+    let sci = format!("{:e}", v.abs());
+    let (mantissa, exp) = sci.split_once('e').expect("`e` in scientific notation");
+    let exp: i64 = exp.parse().expect("an integer exponent");
+    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    // Decimals the shortest digits need.
+    if digits.len() as i64 - 1 - exp > n as i64 {
+        return format!("{v:.n$}");
+    }
+    let point = exp + 1; // digits before the decimal point
+    let (int, frac) = if point <= 0 {
+        ("0".to_string(), format!("{}{digits}", "0".repeat((-point) as usize)))
+    } else if point as usize >= digits.len() {
+        (format!("{digits}{}", "0".repeat(point as usize - digits.len())), String::new())
+    } else {
+        (digits[..point as usize].to_string(), digits[point as usize..].to_string())
+    };
+    let sign = if v < 0.0 { "-" } else { "" };
+    if n == 0 {
+        return format!("{sign}{int}");
+    }
+    format!("{sign}{int}.{frac:0<n$}")
+}
+
 fn fixed_decimals(f: &Field) -> Option<usize> {
     f.metadata().get(DECIMALS_KEY).and_then(|n| n.parse().ok())
 }
@@ -499,7 +530,7 @@ pub fn batch_to_rows_as(batch: &RecordBatch, fields: &Fields) -> Result<Vec<Text
         let fixed = fields.get(j).and_then(|f| fixed_decimals(f));
         if let (Some(n), Some(v)) = (fixed, col.as_any().downcast_ref::<Float64Array>()) {
             for (i, r) in rows.iter_mut().enumerate() {
-                r.push(v.is_valid(i).then(|| format!("{:.n$}", v.value(i)).into_bytes()));
+                r.push(v.is_valid(i).then(|| format_fixed_double(v.value(i), n).into_bytes()));
             }
             continue;
         }
@@ -603,6 +634,17 @@ mod tests {
         assert_eq!(format_time_fsp(-1_500_000, 3), "-00:00:01.500");
         assert_eq!(format_time_fsp(-500_000, 1), "-00:00:00.5");
         assert_eq!(format_time_fsp(3_020_399_000_000, 0), "838:59:59");
+        // MariaDB's my_fcvt: 17 significant digits, then zeros.
+        assert_eq!(format_fixed_double(2.5 / 7.0, 20), "0.35714285714285715000");
+        assert_eq!(format_fixed_double(-3.0 / 7.0, 20), "-0.42857142857142855000");
+        assert_eq!(format_fixed_double(1e20 / 7.0, 3), "14285714285714287000.000");
+        assert_eq!(format_fixed_double(1.0 / 3.0, 2), "0.33");
+        assert_eq!(format_fixed_double(2.5, 0), "2");
+        assert_eq!(format_fixed_double(-2.675, 2), "-2.67");
+        assert_eq!(format_fixed_double(3.7, 2), "3.70");
+        assert_eq!(format_fixed_double(1234.5678, 16), "1234.5678000000000000");
+        assert_eq!(format_fixed_double(0.001234, 22), "0.0012340000000000000000");
+        assert_eq!(format_fixed_double(0.0, 20), "0.00000000000000000000");
         let micros = parse_datetime("2001-01-01 00:00:00.5").unwrap();
         assert_eq!(format_datetime_fsp(micros, 2).as_deref(), Some("2001-01-01 00:00:00.50"));
         assert_eq!(format_datetime_fsp(micros, 6).as_deref(), Some("2001-01-01 00:00:00.500000"));

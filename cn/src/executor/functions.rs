@@ -1182,14 +1182,24 @@ impl ScalarUDFImpl for MysqlTruncate {
     ) -> Result<datafusion::arrow::datatypes::FieldRef> {
         let types: Vec<DataType> = args.arg_fields.iter().map(|f| f.data_type().clone()).collect();
         let mut t = self.return_type(&types)?;
-        if let (DataType::Decimal128(p, s), Some(Some(d))) = (&t, args.scalar_arguments.get(1)) {
-            if let Ok(d) = d.cast_to(&DataType::Int64).and_then(i64::try_from) {
-                let out_s = d.clamp(0, 30) as i16;
-                let p = (i16::from(*p) - i16::from(*s) + out_s).clamp(out_s.max(1), 38);
-                t = DataType::Decimal128(p as u8, out_s as i8);
-            }
+        let decimals = match args.scalar_arguments.get(1) {
+            Some(Some(d)) => d.cast_to(&DataType::Int64).and_then(i64::try_from).ok(),
+            _ => None,
+        };
+        if let (DataType::Decimal128(p, s), Some(d)) = (&t, decimals) {
+            let out_s = d.clamp(0, 30) as i16;
+            let p = (i16::from(*p) - i16::from(*s) + out_s).clamp(out_s.max(1), 38);
+            t = DataType::Decimal128(p as u8, out_s as i8);
         }
-        Ok(Arc::new(datafusion::arrow::datatypes::Field::new(self.name(), t, true)))
+        let mut f = datafusion::arrow::datatypes::Field::new(self.name(), t, true);
+        // A DOUBLE shows the D decimals MariaDB gives it (`TRUNCATE(3.7, 2)`
+        // of a DOUBLE is `3.70`), as ROUND's does.
+        if let (DataType::Float64, Some(d)) = (f.data_type(), decimals) {
+            f = f.with_metadata(
+                [(crate::executor::convert::DECIMALS_KEY.to_string(), d.clamp(0, 30).to_string())].into(),
+            );
+        }
+        Ok(Arc::new(f))
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;

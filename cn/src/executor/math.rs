@@ -1,6 +1,6 @@
 //! MySQL's floating-point math functions where the CN computes them: the
-//! logarithms, SQRT, ACOS, ASIN, EXP and POW, in place of DataFusion's
-//! functions of the same names.
+//! logarithms, SQRT, ACOS, ASIN, ATAN, COT, EXP and POW, in place of
+//! DataFusion's functions of the same names.
 //!
 //! DataFusion's give NaN or ±infinity outside a function's domain
 //! (`LN(-1)` was `nan`, `LOG2(0)` `-inf`, `EXP(1000)` `inf`) or fail
@@ -9,8 +9,9 @@
 //! - an argument outside the domain gives NULL: `LN`, `LOG`, `LOG2`,
 //!   `LOG10` of x ≤ 0, `LOG(b, x)` of a base ≤ 0 or 1, `SQRT` of x < 0,
 //!   `ACOS` and `ASIN` beyond ±1;
-//! - a result that is not a finite number is error 1690 (`EXP`, `POW`:
-//!   its `check_float_overflow`), as `POW(-8, 0.5)` is;
+//! - a result that is not a finite number is error 1690 (`EXP`, `POW`,
+//!   `COT`: its `check_float_overflow`), as `POW(-8, 0.5)` and `COT(0)` are;
+//! - `ATAN(y, x)` is `ATAN2(y, x)` (DataFusion's ATAN takes one argument);
 //! - `LOG2(x)` is `log(x) / M_LN2` and `LOG(b, x)` is `log(x) / log(b)`,
 //!   whose last bit can differ from a direct base-2 logarithm's
 //!   (`LOG2(3)`: 1.5849625007211563, where `log2` gives …156).
@@ -36,10 +37,12 @@ enum Function {
     Asin,
     Exp,
     Power,
+    Cot,
+    Atan,
 }
 
 impl Function {
-    const ALL: [Function; 9] = [
+    const ALL: [Function; 11] = [
         Function::Ln,
         Function::Log,
         Function::Log2,
@@ -49,6 +52,8 @@ impl Function {
         Function::Asin,
         Function::Exp,
         Function::Power,
+        Function::Cot,
+        Function::Atan,
     ];
 
     /// DataFusion's name of the function, which this one replaces.
@@ -63,6 +68,8 @@ impl Function {
             Function::Asin => "asin",
             Function::Exp => "exp",
             Function::Power => "power",
+            Function::Cot => "cot",
+            Function::Atan => "atan",
         }
     }
 
@@ -85,6 +92,10 @@ impl Function {
             (Function::Asin, _) => within((-1.0..=1.0).contains(&x), x.asin()),
             (Function::Exp, _) => Some(finite(x.exp(), || format!("exp({x})"))?),
             (Function::Power, [b, e]) => Some(finite(b.powf(*e), || format!("pow({b},{e})"))?),
+            (Function::Cot, _) => Some(finite(1.0 / x.tan(), || format!("cot({x})"))?),
+            // MySQL's ATAN(Y, X) is ATAN2(Y, X).
+            (Function::Atan, [_]) => Some(x.atan()),
+            (Function::Atan, [y, x]) => Some(y.atan2(*x)),
             (f, args) => return exec_err!("{} does not take {} arguments", f.name(), args.len()),
         })
     }
@@ -113,7 +124,7 @@ impl MysqlMath {
     fn new(function: Function) -> Self {
         let double = |n| TypeSignature::Uniform(n, vec![DataType::Float64]);
         let arities = match function {
-            Function::Log => vec![double(1), double(2)],
+            Function::Log | Function::Atan => vec![double(1), double(2)],
             Function::Power => vec![double(2)],
             _ => vec![double(1)],
         };
@@ -178,7 +189,9 @@ mod tests {
         assert_eq!(Function::Sqrt.eval(&[2.25]).unwrap(), Some(1.5));
         assert_eq!(Function::Acos.eval(&[1.5]).unwrap(), None);
         assert_eq!(Function::Asin.eval(&[-1.0]).unwrap(), Some(-std::f64::consts::FRAC_PI_2));
-        for (f, args) in [(Function::Exp, vec![1000.0]), (Function::Power, vec![-8.0, 0.5])] {
+        assert_eq!(Function::Atan.eval(&[1.0, -1.0]).unwrap(), Some(1f64.atan2(-1.0)));
+        for (f, args) in [(Function::Exp, vec![1000.0]), (Function::Power, vec![-8.0, 0.5]), (Function::Cot, vec![0.0])]
+        {
             let e = f.eval(&args).unwrap_err().to_string();
             assert!(e.contains("DOUBLE value is out of range"), "{e}");
         }
