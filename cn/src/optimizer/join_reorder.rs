@@ -92,7 +92,13 @@ pub fn reorder(plan: LogicalPlan, snap: &CatalogSnapshot) -> Result<Transformed<
         let inner = map_leaves(node, &mut |leaf| reorder(leaf, snap))?;
         let changed = inner.transformed;
         let t = match Region::of(&inner.data, snap).and_then(|r| r.better(&inner.data)) {
-            Some(new) => Transformed::yes(new?),
+            Some(Ok(new)) => Transformed::yes(new),
+            // An order that cannot be built is no reason to fail the
+            // statement: the written one stands.
+            Some(Err(e)) => {
+                tracing::debug!(error = %e, "join order: kept as written");
+                Transformed::new(inner.data, changed, TreeNodeRecursion::Continue)
+            }
             None => Transformed::new(inner.data, changed, TreeNodeRecursion::Continue),
         };
         // The leaves are done.
