@@ -17,8 +17,8 @@
 //! (the warm-up, see [`warm_up`]; `--no-warmup` skips it). Then each
 //! configuration runs all queries in turn (`--runs` times each, and more,
 //! up to 20, while a query's runs took less than `--min-secs` together;
-//! the best time counts; a query that failed is not run again), the CN ones in one session each. Per CN query the
-//! figures are the time, and `Cn_last_query_peak_memory` and
+//! the best time counts; a query that failed is not run again), the CN
+//! ones in one session each. Per CN query the figures are the time, and `Cn_last_query_peak_memory` and
 //! `Cn_last_query_spilled_bytes` from `SHOW STATUS` (the query's memory pool
 //! peak and the bytes its operators spilled). Every CN answer is compared
 //! with MariaDB's (`cn::tpch::answer::difference`); a different answer is

@@ -362,6 +362,13 @@ pub fn format_fixed_double(v: f64, n: usize) -> String {
     format!("{sign}{int}.{frac:0<n$}")
 }
 
+/// `f` marked to show `n` decimals, as MySQL shows a DOUBLE whose decimals
+/// are fixed (`ROUND(x, n)`, `TRUNCATE(x, n)`, `STDDEV`): `n` clamped to
+/// 0..=30 in the field's [`DECIMALS_KEY`], which [`batch_to_rows_as`] reads.
+pub fn with_decimals(f: Field, n: i64) -> Field {
+    f.with_metadata([(DECIMALS_KEY.to_string(), n.clamp(0, 30).to_string())].into())
+}
+
 fn fixed_decimals(f: &Field) -> Option<usize> {
     f.metadata().get(DECIMALS_KEY).and_then(|n| n.parse().ok())
 }
@@ -634,7 +641,7 @@ mod tests {
         assert_eq!(format_time_fsp(-1_500_000, 3), "-00:00:01.500");
         assert_eq!(format_time_fsp(-500_000, 1), "-00:00:00.5");
         assert_eq!(format_time_fsp(3_020_399_000_000, 0), "838:59:59");
-        // MariaDB's my_fcvt: 17 significant digits, then zeros.
+        // MariaDB's: the shortest digits that read back as the DOUBLE, then zeros.
         assert_eq!(format_fixed_double(2.5 / 7.0, 20), "0.35714285714285715000");
         assert_eq!(format_fixed_double(-3.0 / 7.0, 20), "-0.42857142857142855000");
         assert_eq!(format_fixed_double(1e20 / 7.0, 3), "14285714285714287000.000");

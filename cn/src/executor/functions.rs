@@ -1104,10 +1104,7 @@ impl ScalarUDFImpl for MysqlRound {
         let f = self.inner.return_field_from_args(args)?;
         match decimals {
             Some(n) if double && f.data_type() == &DataType::Float64 => {
-                let n = n.clamp(0, 30).to_string();
-                Ok(Arc::new(
-                    f.as_ref().clone().with_metadata([(crate::executor::convert::DECIMALS_KEY.to_string(), n)].into()),
-                ))
+                Ok(Arc::new(crate::executor::convert::with_decimals(f.as_ref().clone(), n)))
             }
             _ => Ok(f),
         }
@@ -1195,9 +1192,7 @@ impl ScalarUDFImpl for MysqlTruncate {
         // A DOUBLE shows the D decimals MariaDB gives it (`TRUNCATE(3.7, 2)`
         // of a DOUBLE is `3.70`), as ROUND's does.
         if let (DataType::Float64, Some(d)) = (f.data_type(), decimals) {
-            f = f.with_metadata(
-                [(crate::executor::convert::DECIMALS_KEY.to_string(), d.clamp(0, 30).to_string())].into(),
-            );
+            f = crate::executor::convert::with_decimals(f, d);
         }
         Ok(Arc::new(f))
     }
@@ -1531,7 +1526,7 @@ impl ScalarUDFImpl for MysqlFixedDecimals {
     ) -> Result<datafusion::arrow::datatypes::FieldRef> {
         let mut f = datafusion::arrow::datatypes::Field::new(self.name(), DataType::Float64, true);
         if let Some(n) = args.arg_fields.get(1).and_then(|s| Self::decimals(s.data_type())) {
-            f = f.with_metadata([(crate::executor::convert::DECIMALS_KEY.to_string(), n.to_string())].into());
+            f = crate::executor::convert::with_decimals(f, n.into());
         }
         Ok(Arc::new(f))
     }

@@ -265,6 +265,10 @@ fn is_shard_scan(c: &MemoryConsumer) -> bool {
     c.name().starts_with(SHARD_SCAN_CONSUMER)
 }
 
+fn is_sort_merge(c: &MemoryConsumer) -> bool {
+    c.name().starts_with(SORT_MERGE_CONSUMER)
+}
+
 /// The memory pool of one query: at most `limit` bytes, shared among the
 /// query's operators as DataFusion's [`FairSpillPool`] shares it
 /// (operators that cannot spill first come, first served; the spilling
@@ -438,7 +442,7 @@ impl MemoryPool for QueryMemoryPool {
             self.grow(r, additional);
             return Ok(());
         }
-        if r.consumer().name().starts_with(SORT_MERGE_CONSUMER) {
+        if is_sort_merge(r.consumer()) {
             let cap = self.limit / SORT_MERGE_DIVISOR;
             if r.size().saturating_add(additional) > cap {
                 return Err(self.refused(r, additional, format!("a sort's merge holds at most {cap} bytes")));
@@ -679,8 +683,8 @@ mod tests {
 
     #[test]
     fn a_sorts_merge_leaves_room_for_the_other_partitions_sorts() {
-        let (_cn, _dir) = cn(16_000, 100_000);
-        let pool: Arc<dyn MemoryPool> = _cn.query_pool(16_000);
+        let (cn, _dir) = cn(16_000, 100_000);
+        let pool: Arc<dyn MemoryPool> = cn.query_pool(16_000);
         let merges: Vec<_> =
             (0..2).map(|i| MemoryConsumer::new(format!("ExternalSorterMerge[{i}]")).register(&pool)).collect();
         merges[0].try_grow(1000).unwrap();
