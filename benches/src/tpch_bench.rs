@@ -84,6 +84,11 @@ struct Args {
     /// Concurrent loading connections per server.
     #[arg(long, default_value_t = 4)]
     load_clients: usize,
+    /// After loading, print both servers' addresses and keep them up until
+    /// Ctrl-C instead of running the queries: the same pair of servers,
+    /// for timing and profiling by hand.
+    #[arg(long)]
+    serve: bool,
 }
 
 /// The CN-wide memory total of a default config (4 GiB): as a query limit
@@ -381,6 +386,13 @@ fn main() {
         println!("loaded {cn_rows} rows into each in {:.0} s", start.elapsed().as_secs_f64());
 
         drop(r);
+        if args.serve {
+            println!("serving: CN {cn_url}/tpch, MariaDB {ref_url}/tpch; Ctrl-C stops both");
+            let _ = tokio::signal::ctrl_c().await;
+            reference_server.stop().await;
+            pg.stop().await;
+            return;
+        }
         let mariadb = Target {
             name: "mariadb",
             url: format!("{ref_url}/tpch"),

@@ -144,6 +144,9 @@ pub struct Cluster {
     running: Mutex<BTreeMap<u64, usize>>,
     /// Point SELECTs by parameterized text ([`crate::planner::plan_cache`]).
     pub plan_cache: crate::planner::plan_cache::PlanCache,
+    /// Optimized plans of statements the CN computes, by text
+    /// ([`crate::executor::plan_cache`]).
+    pub statement_plans: crate::executor::plan_cache::StatementPlans,
     /// The counters of `SHOW GLOBAL STATUS`: every session's, summed.
     pub status: StatusCounters,
     /// Write transactions committed, by protocol ([`crate::txn`]).
@@ -262,6 +265,7 @@ impl Cluster {
             config,
             running: Mutex::new(BTreeMap::new()),
             plan_cache: Default::default(),
+            statement_plans: Default::default(),
             status: Default::default(),
             commits: Default::default(),
         });
@@ -579,8 +583,9 @@ async fn timestamp_from(t: &Timestamps) -> Result<u64> {
 /// counts in both ([`StatusCounters::count`]).
 #[derive(Debug, Default)]
 pub struct StatusCounters {
-    /// Point SELECTs answered from a cached plan
-    /// ([`crate::planner::plan_cache`]).
+    /// Statements answered from a cached plan: point SELECTs
+    /// ([`crate::planner::plan_cache`]) and statements the CN computes
+    /// ([`crate::executor::plan_cache`]).
     pub plan_cache_hits: AtomicU64,
     /// Plan cache entries built (a new text, or a catalog version moved).
     pub plan_cache_misses: AtomicU64,

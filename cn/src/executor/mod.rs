@@ -14,6 +14,7 @@ pub mod info_schema;
 pub mod math;
 pub mod memory;
 pub mod operator_memory;
+pub mod plan_cache;
 pub mod repartition;
 pub mod shard_scan;
 pub mod spill;
@@ -243,6 +244,9 @@ pub struct QueryOptions {
     pub kill: Option<Arc<crate::cluster::KillFlag>>,
     /// The session's `SHOW STATUS` counters.
     pub status: Option<Arc<crate::cluster::StatusCounters>>,
+    /// A repeated statement takes its optimized plan from the CN's
+    /// [`plan_cache`] (`cn_plan_cache`, on by default).
+    pub plan_cache: bool,
 }
 
 /// Resolves once `flag` is set (never without one).
@@ -262,6 +266,7 @@ impl Default for QueryOptions {
             memory_gauge: None,
             kill: None,
             status: None,
+            plan_cache: true,
         }
     }
 }
@@ -282,6 +287,12 @@ pub async fn run(
     opts: QueryOptions,
 ) -> Result<memory::QueryStats> {
     let started = std::time::Instant::now();
+    // The plan cache's key: the statement as the session hands it over
+    // (its clock functions and variables already literals), before the
+    // rewrites below, which depend only on it and the catalog.
+    let cache_key = (opts.plan_cache && lock.is_none() && !matches!(stmt, Statement::Explain { .. }))
+        .then(|| plan_cache::key(snapshot.version, db, &opts, &stmt.to_string()));
+    let cached = cache_key.as_deref().and_then(|k| source.cluster().statement_plans.get(k));
     crate::optimizer::semantics::rewrite(&mut stmt);
     crate::optimizer::join_order::colocate(&mut stmt, &snapshot, db);
     let rewritten = started.elapsed();
@@ -294,7 +305,19 @@ pub async fn run(
         // locks, could miss a row committed before the locking read.
         let lookups = opts.lookup_min_rows.filter(|_| lock.is_none());
         let context_made = started.elapsed();
-        let plan = plan_statement(&ctx, &snapshot, lookups, lock.is_none(), &source, stmt).await?;
+        let plan = match cached {
+            Some(hit) => {
+                if let Some(status) = &opts.status {
+                    crate::cluster::StatusCounters::count(status, source.cluster(), |c| &c.plan_cache_hits);
+                }
+                Planned::Optimized(plan_cache::rebind(&hit.plan, &source)?, hit.fsp.clone())
+            }
+            None => {
+                let (plan, read_data) = plan_statement(&ctx, &snapshot, lookups, lock.is_none(), &source, stmt).await?;
+                let keep = cache_key.filter(|_| !read_data).map(|key| Keep { key, status: opts.status.clone() });
+                Planned::Logical(plan, keep)
+            }
+        };
         let planned = started.elapsed();
         let r = run_in(ctx, source, plan, lock, sink, pool.clone(), opts.kill.as_deref()).await;
         tracing::debug!(?rewritten, ?context_made, ?planned, done = ?started.elapsed(), "statement timing");
@@ -325,10 +348,27 @@ fn spill_totals(plan: &Arc<dyn ExecutionPlan>) -> (u64, u64) {
     (bytes, files)
 }
 
+/// A statement's plan on its way to the physical planner.
+enum Planned {
+    /// Not yet optimized; kept in the plan cache, once optimized, if
+    /// [`plan_cache::cacheable`].
+    Logical(LogicalPlan, Option<Keep>),
+    /// Optimized (from the plan cache), with its result columns' precision.
+    Optimized(LogicalPlan, Vec<Option<u8>>),
+}
+
+/// Where a plan is kept in the plan cache, and the session's counters
+/// (`Cn_plan_cache_misses` counts the plans kept).
+struct Keep {
+    key: String,
+    status: Option<Arc<crate::cluster::StatusCounters>>,
+}
+
 /// The statement's logical plan, with lookup joins when `lookup_min_rows`
 /// is set ([`QueryOptions::lookup_min_rows`]), and with `fold`, the values
 /// of its uncorrelated scalar subqueries in WHERE and HAVING
-/// ([`fold_scalar_subqueries`]).
+/// ([`fold_scalar_subqueries`]); and whether planning read data into it
+/// (a lookup's keys, a folded value), which keeps it out of the plan cache.
 async fn plan_statement(
     ctx: &SessionContext,
     snapshot: &CatalogSnapshot,
@@ -336,29 +376,49 @@ async fn plan_statement(
     fold: bool,
     source: &ConnSource,
     stmt: Statement,
-) -> Result<LogicalPlan> {
+) -> Result<(LogicalPlan, bool)> {
     let plan = ctx.state().statement_to_plan(datafusion::sql::parser::Statement::Statement(Box::new(stmt))).await?;
-    let plan = if fold { fold_scalar_subqueries(ctx, snapshot, lookup_min_rows, source, plan).await? } else { plan };
+    let (plan, folded) =
+        if fold { fold_scalar_subqueries(ctx, snapshot, lookup_min_rows, source, plan).await? } else { (plan, false) };
     Ok(match lookup_min_rows {
-        Some(min_rows) => Lookups { ctx, snapshot, min_rows, source }.plan(plan).await?,
-        None => plan,
+        Some(min_rows) => {
+            let lookups = Lookups { ctx, snapshot, min_rows, source, rewrote: Default::default() };
+            let plan = lookups.plan(plan).await?;
+            (plan, folded || lookups.rewrote.load(std::sync::atomic::Ordering::Relaxed))
+        }
+        None => (plan, folded),
     })
 }
 
 async fn run_in(
     ctx: SessionContext,
     source: ConnSource,
-    plan: LogicalPlan,
+    plan: Planned,
     lock: Option<&LockingRead>,
     sink: &mut dyn ResultSink,
     pool: Arc<memory::QueryMemoryPool>,
     kill: Option<&crate::cluster::KillFlag>,
 ) -> Result<(u64, u64)> {
-    let fsp = fsp::result_fsp(&plan);
-    let df = ctx.execute_logical_plan(plan).await?;
-    let task = Arc::new(df.task_ctx());
+    let state = ctx.state();
+    let task = ctx.task_ctx();
     let started = std::time::Instant::now();
-    let mut physical = df.create_physical_plan().await?;
+    // What `SessionState::create_physical_plan` does, in its two steps,
+    // so that the optimized plan can be kept.
+    let (optimized, fsp) = match plan {
+        Planned::Logical(plan, keep) => {
+            let fsp = fsp::result_fsp(&plan);
+            let optimized = state.optimize(&plan)?;
+            if let Some(keep) = keep.filter(|_| plan_cache::cacheable(&optimized)) {
+                plan_cache::keep(source.cluster(), keep.key, &optimized, &fsp)?;
+                if let Some(status) = &keep.status {
+                    crate::cluster::StatusCounters::count(status, source.cluster(), |c| &c.plan_cache_misses);
+                }
+            }
+            (optimized, fsp)
+        }
+        Planned::Optimized(plan, fsp) => (plan, fsp),
+    };
+    let mut physical = state.query_planner().create_physical_plan(&optimized, &state).await?;
     tracing::debug!(physical_planning = ?started.elapsed(), "statement timing");
     // The column definitions come from the plan that makes the rows: the
     // DataFrame's schema is the statement's before type coercion, where
@@ -424,6 +484,8 @@ struct Lookups<'a> {
     snapshot: &'a CatalogSnapshot,
     min_rows: f64,
     source: &'a ConnSource,
+    /// Set once a lookup join is in the plan (its keys read).
+    rewrote: std::sync::atomic::AtomicBool,
 }
 
 /// The rules the CN adds after DataFusion's: they see the plan once the
@@ -479,6 +541,7 @@ impl Lookups<'_> {
         if n == 0 {
             return Ok(plan);
         }
+        self.rewrote.store(true, std::sync::atomic::Ordering::Relaxed);
         if subqueries.is_empty() {
             return Ok(rewritten);
         }
@@ -535,7 +598,7 @@ async fn fold_scalar_subqueries(
     lookup_min_rows: Option<f64>,
     source: &ConnSource,
     plan: LogicalPlan,
-) -> Result<LogicalPlan> {
+) -> Result<(LogicalPlan, bool)> {
     use datafusion::common::ScalarValue;
     use datafusion::logical_expr::{Expr, Subquery};
     let mut subqueries: Vec<Subquery> = Vec::new();
@@ -553,7 +616,7 @@ async fn fold_scalar_subqueries(
         Ok(TreeNodeRecursion::Continue)
     })?;
     if subqueries.is_empty() {
-        return Ok(plan);
+        return Ok((plan, false));
     }
     let mut values: Vec<(Subquery, ScalarValue)> = Vec::new();
     for sq in subqueries {
@@ -562,7 +625,9 @@ async fn fold_scalar_subqueries(
         // suppliers' keys).
         let sub = sq.subquery.as_ref().clone();
         let sub = match lookup_min_rows {
-            Some(min_rows) => Lookups { ctx, snapshot, min_rows, source }.plan(sub).await?,
+            Some(min_rows) => {
+                Lookups { ctx, snapshot, min_rows, source, rewrote: Default::default() }.plan(sub).await?
+            }
             None => sub,
         };
         let batches = collect(ctx, source, sub).await?;
@@ -587,8 +652,8 @@ async fn fold_scalar_subqueries(
         };
         values.push((sq, value));
     }
-    Ok(plan
-        .transform_up(|node| {
+    Ok((
+        plan.transform_up(|node| {
             if !matches!(node, LogicalPlan::Filter(_)) {
                 return Ok(Transformed::no(node));
             }
@@ -602,7 +667,9 @@ async fn fold_scalar_subqueries(
                 })
             })
         })?
-        .data)
+        .data,
+        true,
+    ))
 }
 
 /// Runs a lookup's read (its small side's keys or rows) and returns its

@@ -38,6 +38,12 @@ impl ShardedTable {
         let schema = table_schema(&columns);
         ShardedTable { def, columns, schema, source }
     }
+
+    /// The same table read on `source` (a cached plan's table, for this
+    /// execution: [`super::plan_cache::rebind`]).
+    pub fn with_source(&self, source: ConnSource) -> Self {
+        ShardedTable { def: self.def.clone(), columns: self.columns.clone(), schema: self.schema.clone(), source }
+    }
 }
 
 /// The filter as MySQL SQL with unqualified column names (a column of

@@ -130,6 +130,16 @@ struct Fragment {
     worth: bool,
 }
 
+impl Fragment {
+    /// The fragment, and those of its EXISTS conjuncts, on `source`.
+    fn with_source(&self, source: &ConnSource) -> Fragment {
+        let mut f = self.clone();
+        f.source = source.clone();
+        f.exists = self.exists.iter().map(|(anti, inner, on)| (*anti, inner.with_source(source), on.clone())).collect();
+        f
+    }
+}
+
 /// Functions MariaDB evaluates as the user's MySQL statement means them
 /// (the statement is MySQL: the name is the user's).
 const PUSHABLE_FUNCTIONS: &[&str] = &[
@@ -1160,6 +1170,12 @@ pub struct PushedQuery {
 }
 
 impl PushedQuery {
+    /// The same query run on `source` (a cached plan's query, for this
+    /// execution: [`crate::executor::plan_cache::rebind`]).
+    pub fn with_source(&self, source: &ConnSource) -> Self {
+        PushedQuery { fragment: self.fragment.with_source(source), schema: self.schema.clone() }
+    }
+
     /// The fragment's rows from its tables' statistics (`None` when a table
     /// has none): a join of co-located tables as its largest table (joins
     /// on partition keys are mostly key to foreign key), the shards left by

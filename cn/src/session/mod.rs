@@ -266,6 +266,7 @@ impl Session {
             memory_gauge: Some(self.memory.clone()),
             kill: Some(self.kill_query.clone()),
             status: Some(self.status.clone()),
+            plan_cache: self.vars.get("cn_plan_cache").map(String::as_str) != Some("0"),
         }
     }
 

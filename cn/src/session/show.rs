@@ -268,7 +268,7 @@ pub async fn show(s: &mut Session, sql: &str, sink: &mut dyn ResultSink) -> Resu
                 // Point SELECTs served from the plan cache, entries built, held.
                 ("Cn_plan_cache_hits", n(&status.plan_cache_hits)),
                 ("Cn_plan_cache_misses", n(&status.plan_cache_misses)),
-                ("Cn_plan_cache_size", s.cluster.plan_cache.len().to_string()),
+                ("Cn_plan_cache_size", (s.cluster.plan_cache.len() + s.cluster.statement_plans.len()).to_string()),
                 // Global-index lookups of base rows: per-DN queries, or the planner.
                 ("Cn_gsi_lookups_direct", n(&status.gsi_lookups_direct)),
                 ("Cn_gsi_lookups_planned", n(&status.gsi_lookups_planned)),
